@@ -1,0 +1,8 @@
+export * from "./types.js";
+export * from "./storage.js";
+export * from "./config.js";
+export * from "./confchange.js";
+export { RaftNode, type Ready, type Status, type SoftState, type PeerStatus } from "./raft-node.js";
+export { ProposalDroppedError, type LeaderTransferResult } from "./raft.js";
+export { AssertionError } from "./assert.js";
+export { ProgressState } from "./progress.js";

@@ -1,0 +1,273 @@
+/**
+ * The host-facing interface of one Raft replica: inputs as method calls, outputs as a Ready batch.
+ *
+ * Host contract, for each Ready:
+ *   1. send `messages` (they may leave before anything is durable);
+ *   2. persist `snapshot`, `entries` and `hardState` (fsync when `mustSync`);
+ *   3. send `messagesAfterPersist`;
+ *   4. apply `committedEntries` (calling applyConfChange for configuration entries) and serve
+ *      `readStates` once applied up to their index;
+ *   5. call advance().
+ * step() and the other inputs may be called between ready() and advance(); ready() may not be called
+ * again before advance().
+ */
+import { assert } from "./assert.js";
+import { type ConfChange, ConfChangeTransition, encodeConfChange } from "./confchange.js";
+import type { RaftConfig } from "./config.js";
+import { type LeaderTransferResult, Raft } from "./raft.js";
+import type { ProgressState } from "./progress.js";
+import {
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  type ReadState,
+  type Snapshot,
+  EntryType,
+  MessageType,
+  Role,
+  hardStateEqual,
+  isLocalMessage,
+  message,
+} from "./types.js";
+
+export interface SoftState {
+  lead: NodeId;
+  role: Role;
+}
+
+export interface Ready {
+  softState: SoftState | null;
+  /** Changed hard state to persist, or null. */
+  hardState: HardState | null;
+  /** Snapshot to persist and install, or null. */
+  snapshot: Snapshot | null;
+  /** Entries to append to stable storage (may replace a suffix). */
+  entries: Entry[];
+  committedEntries: Entry[];
+  messages: Message[];
+  messagesAfterPersist: Message[];
+  readStates: ReadState[];
+  leaderTransfers: LeaderTransferResult[];
+  /** Whether the persisted state must be fsynced before messagesAfterPersist leave. */
+  mustSync: boolean;
+}
+
+export interface PeerStatus {
+  match: number;
+  next: number;
+  state: ProgressState;
+  isLearner: boolean;
+  recentActive: boolean;
+  inflight: number;
+  pendingSnapshot: number;
+}
+
+export interface Status {
+  id: NodeId;
+  term: number;
+  vote: NodeId;
+  lead: NodeId;
+  role: Role;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  firstIndex: number;
+  config: ConfState;
+  isLearner: boolean;
+  leadTransferee: NodeId;
+  /** Present on the leader only. */
+  progress: Map<NodeId, PeerStatus> | null;
+}
+
+export class RaftNode {
+  readonly raft: Raft;
+  private prevSoftState: SoftState;
+  private prevHardState: HardState;
+  /** The Ready handed out and not yet advanced. */
+  private inProgress: Ready | null = null;
+  /** Self-addressed messages of the Ready in progress, stepped once it is durable. */
+  private stepsOnAdvance: Message[] = [];
+
+  constructor(config: RaftConfig) {
+    this.raft = new Raft(config);
+    this.prevSoftState = this.softState();
+    this.prevHardState = this.raft.hardState();
+  }
+
+  /** Starts a brand-new cluster member set (only on a fresh storage). */
+  static bootstrapConfState(voters: NodeId[], learners: NodeId[] = []): ConfState {
+    return { voters: [...voters], votersOutgoing: [], learners: [...learners], learnersNext: [], autoLeave: false };
+  }
+
+  private softState(): SoftState {
+    return { lead: this.raft.lead, role: this.raft.role };
+  }
+
+  tick(): void {
+    this.raft.tick();
+  }
+
+  campaign(): void {
+    this.raft.step(message({ type: MessageType.Hup, from: this.raft.id }));
+  }
+
+  /** Proposes one or more payloads as consecutive entries. Throws ProposalDroppedError if refused. */
+  propose(...data: Uint8Array[]): void {
+    assert(data.length > 0, "nothing to propose");
+    const entries: Entry[] = data.map((d) => ({ term: 0, index: 0, type: EntryType.Normal, data: d }));
+    this.raft.step(message({ type: MessageType.Propose, from: this.raft.id, entries }));
+  }
+
+  proposeConfChange(cc: ConfChange): void {
+    const entry: Entry = { term: 0, index: 0, type: EntryType.ConfChange, data: encodeConfChange(cc) };
+    this.raft.step(message({ type: MessageType.Propose, from: this.raft.id, entries: [entry] }));
+  }
+
+  /** Applies a committed configuration change (host step 4). */
+  applyConfChange(cc: ConfChange): ConfState {
+    return this.raft.applyConfChange(cc);
+  }
+
+  step(m: Message): void {
+    // Local message types must come through the dedicated methods, never from the network.
+    if (isLocalMessage(m.type)) return;
+    if (m.type === MessageType.Propose && m.from !== this.raft.id && this.raft.role !== Role.Leader) {
+      // A forwarded proposal that reached a non-leader is dropped; the proposer times out and retries.
+      return;
+    }
+    this.raft.step(m);
+  }
+
+  /** Requests a linearizable read point; the answer arrives as a ReadState carrying the context. */
+  readIndex(context: Uint8Array): void {
+    this.raft.step(message({ type: MessageType.ReadIndex, from: this.raft.id, context }));
+  }
+
+  transferLeader(transferee: NodeId): void {
+    this.raft.step(message({ type: MessageType.TransferLeader, from: transferee }));
+  }
+
+  /** The transport could not deliver to `id`. */
+  reportUnreachable(id: NodeId): void {
+    this.raft.step(message({ type: MessageType.Unreachable, from: id, term: 0 }));
+  }
+
+  hasReady(): boolean {
+    assert(this.inProgress === null, "hasReady() while a Ready is in progress");
+    const r = this.raft;
+    const ss = this.softState();
+    return ss.lead !== this.prevSoftState.lead || ss.role !== this.prevSoftState.role ||
+      !hardStateEqual(r.hardState(), this.prevHardState) ||
+      r.raftLog.unstable.snapshot !== null || r.raftLog.unstable.entries.length > 0 ||
+      r.msgs.length > 0 || r.msgsAfterPersist.length > 0 || r.readStates.length > 0 ||
+      r.transferResults.length > 0 || r.raftLog.hasNextCommittedEntries();
+  }
+
+  ready(): Ready {
+    assert(this.inProgress === null, "ready() called again before advance()");
+    const r = this.raft;
+    const ss = this.softState();
+    const hs = r.hardState();
+    const softChanged = ss.lead !== this.prevSoftState.lead || ss.role !== this.prevSoftState.role;
+    const hardChanged = !hardStateEqual(hs, this.prevHardState);
+    const entries = r.raftLog.unstableEntries().slice();
+    const after: Message[] = [];
+    this.stepsOnAdvance = [];
+    for (const m of r.msgsAfterPersist) {
+      if (m.to === r.id) this.stepsOnAdvance.push(m);
+      else after.push(m);
+    }
+    const rd: Ready = {
+      softState: softChanged ? ss : null,
+      hardState: hardChanged ? hs : null,
+      snapshot: r.raftLog.unstable.snapshot,
+      entries,
+      committedEntries: r.raftLog.nextCommittedEntries(),
+      messages: r.msgs,
+      messagesAfterPersist: after,
+      readStates: r.readStates,
+      leaderTransfers: r.transferResults,
+      mustSync: entries.length > 0 || (hardChanged && (hs.term !== this.prevHardState.term || hs.vote !== this.prevHardState.vote)),
+    };
+    r.msgs = [];
+    r.msgsAfterPersist = [];
+    r.readStates = [];
+    r.transferResults = [];
+    this.inProgress = rd;
+    return rd;
+  }
+
+  /** The Ready handed out by ready() is durable and applied. */
+  advance(): void {
+    const rd = this.inProgress;
+    assert(rd !== null, "advance() without a Ready");
+    const r = this.raft;
+    if (rd.softState !== null) this.prevSoftState = rd.softState;
+    if (rd.hardState !== null) this.prevHardState = rd.hardState;
+    if (rd.snapshot !== null) r.raftLog.stableSnapshotTo(rd.snapshot.meta.index);
+    if (rd.entries.length > 0) {
+      const last = rd.entries[rd.entries.length - 1]!;
+      r.raftLog.stableTo(last.index, last.term);
+    }
+    if (rd.committedEntries.length > 0) {
+      const last = rd.committedEntries[rd.committedEntries.length - 1]!;
+      r.raftLog.appliedTo(last.index);
+      if (r.role === Role.Leader) r.reduceUncommittedSize(rd.committedEntries);
+    } else if (rd.snapshot !== null) {
+      r.raftLog.appliedTo(Math.max(r.raftLog.applied, Math.min(rd.snapshot.meta.index, r.raftLog.committed)));
+    }
+    this.inProgress = null;
+    const steps = this.stepsOnAdvance;
+    this.stepsOnAdvance = [];
+    for (const m of steps) r.step(m);
+    this.maybeLeaveJoint();
+  }
+
+  /** A joint configuration with auto-leave is left by the leader once it is applied. */
+  private maybeLeaveJoint(): void {
+    const r = this.raft;
+    if (r.role !== Role.Leader || !r.trk.config.autoLeave || r.raftLog.applied < r.pendingConfIndex) return;
+    if (r.leadTransferee !== 0) return;
+    try {
+      this.proposeConfChange({ transition: ConfChangeTransition.Auto, changes: [] });
+    } catch {
+      // Dropped (e.g. the uncommitted budget is full): retried after the next apply.
+    }
+  }
+
+  status(): Status {
+    const r = this.raft;
+    let progress: Map<NodeId, PeerStatus> | null = null;
+    if (r.role === Role.Leader) {
+      progress = new Map();
+      for (const [id, pr] of r.trk.progress) {
+        progress.set(id, {
+          match: pr.match,
+          next: pr.next,
+          state: pr.state,
+          isLearner: pr.isLearner,
+          recentActive: pr.recentActive,
+          inflight: pr.inflights.count(),
+          pendingSnapshot: pr.pendingSnapshot,
+        });
+      }
+    }
+    return {
+      id: r.id,
+      term: r.term,
+      vote: r.vote,
+      lead: r.lead,
+      role: r.role,
+      commit: r.raftLog.committed,
+      applied: r.raftLog.applied,
+      lastIndex: r.raftLog.lastIndex(),
+      firstIndex: r.raftLog.firstIndex(),
+      config: r.trk.confState(),
+      isLearner: r.isLearner,
+      leadTransferee: r.leadTransferee,
+      progress,
+    };
+  }
+}
