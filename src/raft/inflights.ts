@@ -41,6 +41,14 @@ export class Inflights {
     }
   }
 
+  /** Frees the oldest message: used when acknowledgements may have been lost. */
+  freeFirstOne(): void {
+    if (this.indexes.length === 0) return;
+    this.bytes -= this.sizes[0]!;
+    this.indexes.shift();
+    this.sizes.shift();
+  }
+
   full(): boolean {
     return this.indexes.length >= this.capacity || (this.maxBytes > 0 && this.bytes >= this.maxBytes);
   }

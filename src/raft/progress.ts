@@ -27,6 +27,10 @@ export class Progress {
   snapshotOffsetAcked = 0;
   /** Bytes of the pending snapshot sent so far. */
   snapshotOffsetSent = 0;
+  /** Incremented at every rewind of the snapshot stream; responses to older attempts are ignored. */
+  snapshotAttempt = 0;
+  /** snapshotOffsetAcked at the previous heartbeat response (no change = stalled transfer). */
+  snapshotAckedAtLastHeartbeat = -1;
   /** Heard from the follower since the last check-quorum round. */
   recentActive = false;
   /** In Probe state: an Append was sent since the last heartbeat response; do not send another. */
@@ -53,6 +57,7 @@ export class Progress {
     this.pendingSnapshot = 0;
     this.snapshotOffsetAcked = 0;
     this.snapshotOffsetSent = 0;
+    this.snapshotAckedAtLastHeartbeat = -1;
     this.state = state;
     this.inflights.reset();
   }

@@ -14,7 +14,7 @@
 import { assert } from "./assert.js";
 import { type ConfChange, ConfChangeTransition, encodeConfChange } from "./confchange.js";
 import type { RaftConfig } from "./config.js";
-import { type LeaderTransferResult, Raft } from "./raft.js";
+import { type LeaderTransferResult, ProposalDroppedError, Raft } from "./raft.js";
 import type { ProgressState } from "./progress.js";
 import {
   type ConfState,
@@ -137,7 +137,12 @@ export class RaftNode {
       // A forwarded proposal that reached a non-leader is dropped; the proposer times out and retries.
       return;
     }
-    this.raft.step(m);
+    try {
+      this.raft.step(m);
+    } catch (e) {
+      // A forwarded proposal the leader refused: the proposer times out and retries.
+      if (!(e instanceof ProposalDroppedError)) throw e;
+    }
   }
 
   /** Requests a linearizable read point; the answer arrives as a ReadState carrying the context. */

@@ -232,7 +232,7 @@ export class Raft {
       this.send(message({
         type: MessageType.SnapshotChunk,
         to,
-        snapshotChunk: { meta: snap.meta, offset, data, totalBytes: total },
+        snapshotChunk: { meta: snap.meta, offset, data, totalBytes: total, attempt: pr.snapshotAttempt },
       }));
       pr.snapshotOffsetSent = offset + data.byteLength;
       if (total === 0) break;
@@ -606,8 +606,10 @@ export class Raft {
     }
   }
 
-  private handleProposal(m: Message): void {
-    assert(m.entries.length > 0, "empty proposal");
+  private handleProposal(msg: Message): void {
+    assert(msg.entries.length > 0, "empty proposal");
+    // Work on a copy: the message may be a forwarded one that the network could deliver twice.
+    const m = { ...msg, entries: msg.entries.slice() };
     if (!this.trk.progress.has(this.id)) throw new ProposalDroppedError("leader was removed from the configuration");
     if (this.leadTransferee !== NONE) throw new ProposalDroppedError(`leadership is being transferred to ${this.leadTransferee}`);
     for (let i = 0; i < m.entries.length; i++) {
@@ -700,11 +702,15 @@ export class Raft {
         pr.becomeReplicate();
         break;
       case ProgressState.Snapshot:
-        // The follower caught up (by the snapshot or otherwise) if the log continues after its match.
         if (pr.match + 1 >= this.raftLog.firstIndex()) {
+          // Caught up (by the snapshot or otherwise): the log continues after its match.
           this.outgoingSnapshots.delete(m.from);
           pr.becomeProbe();
           pr.becomeReplicate();
+        } else if (pr.match >= pr.pendingSnapshot) {
+          // The snapshot was installed but we compacted past it meanwhile: probe, which sends a newer one.
+          this.outgoingSnapshots.delete(m.from);
+          pr.becomeProbe();
         }
         break;
       case ProgressState.Replicate:
@@ -739,12 +745,18 @@ export class Raft {
     const prevAck = this.leaseAcks.get(m.from) ?? 0;
     if (m.leaseTick > prevAck) this.leaseAcks.set(m.from, m.leaseTick);
     if (pr.state === ProgressState.Snapshot) {
-      // No acknowledgement since the last send: a chunk was lost. Resume from the last acked offset.
-      if (pr.snapshotOffsetSent > pr.snapshotOffsetAcked || pr.snapshotOffsetSent === 0) {
-        pr.snapshotOffsetSent = pr.snapshotOffsetAcked;
+      // No acknowledgement for a whole heartbeat interval while bytes are outstanding: a chunk (or its
+      // acknowledgement) was lost. Resume from the last acknowledged offset.
+      const stalled = pr.snapshotOffsetAcked === pr.snapshotAckedAtLastHeartbeat;
+      if (stalled && (pr.snapshotOffsetSent > pr.snapshotOffsetAcked || pr.snapshotOffsetSent === 0)) {
+        this.rewindSnapshot(pr, pr.snapshotOffsetAcked);
         this.sendSnapshotChunks(m.from);
       }
+      pr.snapshotAckedAtLastHeartbeat = pr.snapshotOffsetAcked;
     } else if (pr.match < this.raftLog.lastIndex()) {
+      // A full window with a live follower means appends or their acknowledgements were lost: free
+      // a slot so that one more append goes out; a gap makes the follower reject it, which rewinds.
+      if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
       this.maybeSendAppend(m.from, true);
     }
     if (m.context === null || this.cfg.mutations.readIndexWithoutQuorum === true) return;
@@ -757,19 +769,28 @@ export class Raft {
     }
   }
 
+  /**
+   * Chunk acknowledgements are cumulative: m.offset is the next byte the follower expects. An offset
+   * below what it acknowledged before means it lost its partial copy (restart): start over from there.
+   */
   private handleSnapshotChunkResponse(m: Message): void {
     const pr = this.trk.progress.get(m.from)!;
     pr.recentActive = true;
     if (pr.state !== ProgressState.Snapshot || m.index !== pr.pendingSnapshot) return;
-    if (m.reject) {
-      // The follower is missing bytes before what we sent: rewind to where it is.
-      pr.snapshotOffsetSent = m.offset;
-      pr.snapshotOffsetAcked = m.offset;
-    } else if (m.offset > pr.snapshotOffsetAcked) {
+    if (m.offset > pr.snapshotOffsetAcked) {
       pr.snapshotOffsetAcked = m.offset;
       if (pr.snapshotOffsetSent < m.offset) pr.snapshotOffsetSent = m.offset;
+    } else if (m.offset < pr.snapshotOffsetAcked && m.attempt === pr.snapshotAttempt) {
+      // Only a response to the current attempt may rewind: late ones would rewind over and over.
+      this.rewindSnapshot(pr, m.offset);
     }
     this.sendSnapshotChunks(m.from);
+  }
+
+  private rewindSnapshot(pr: ReturnType<ProgressTracker["newProgress"]>, offset: number): void {
+    pr.snapshotAttempt++;
+    pr.snapshotOffsetAcked = offset;
+    pr.snapshotOffsetSent = offset;
   }
 
   private handleTransferLeader(m: Message): void {
@@ -938,17 +959,17 @@ export class Raft {
     let rx = this.snapshotReceiver;
     if (rx === null || rx.snapshot.index !== meta.index || rx.snapshot.term !== meta.term) {
       if (c.offset !== 0) {
-        this.send(message({ type: MessageType.SnapshotChunkResponse, to: m.from, index: meta.index, offset: 0, reject: true }));
+        // We hold nothing of this snapshot: ask for it from the start.
+        this.send(message({ type: MessageType.SnapshotChunkResponse, to: m.from, index: meta.index, offset: 0, attempt: c.attempt }));
         return;
       }
       rx = { snapshot: meta, totalBytes: c.totalBytes, nextOffset: 0, chunks: [] };
       this.snapshotReceiver = rx;
     }
     if (c.offset !== rx.nextOffset) {
-      // A duplicate (behind) is acknowledged with our position; a gap (ahead) asks for a rewind.
+      // A duplicate or a chunk after a gap: acknowledge our position (cumulative, like TCP).
       this.send(message({
-        type: MessageType.SnapshotChunkResponse, to: m.from, index: meta.index, offset: rx.nextOffset,
-        reject: c.offset > rx.nextOffset,
+        type: MessageType.SnapshotChunkResponse, to: m.from, index: meta.index, offset: rx.nextOffset, attempt: c.attempt,
       }));
       return;
     }
@@ -956,7 +977,9 @@ export class Raft {
     rx.nextOffset += c.data.byteLength;
     assert(rx.nextOffset <= rx.totalBytes, "snapshot chunk beyond the declared size");
     if (rx.nextOffset < rx.totalBytes) {
-      this.send(message({ type: MessageType.SnapshotChunkResponse, to: m.from, index: meta.index, offset: rx.nextOffset }));
+      this.send(message({
+        type: MessageType.SnapshotChunkResponse, to: m.from, index: meta.index, offset: rx.nextOffset, attempt: c.attempt,
+      }));
       return;
     }
     const data = new Uint8Array(rx.totalBytes);
@@ -984,9 +1007,9 @@ export class Raft {
     const member = cs.voters.includes(this.id) || cs.learners.includes(this.id) ||
       cs.votersOutgoing.includes(this.id);
     if (!member) {
-      // Should not happen: a leader sends snapshots only to members. Ignore rather than corrupt.
-      this.log(`ignored snapshot ${meta.index}: not a member of its configuration`);
-      return false;
+      // A snapshot taken before we were added: its configuration lacks us, but the log after it holds
+      // the change that adds us, which we will apply. Until then we are not promotable.
+      this.log(`restoring snapshot ${meta.index} whose configuration does not include us yet`);
     }
     if (this.raftLog.matchTerm(meta.index, meta.term)) {
       // We already have the entries: just fast-forward the commit.
@@ -998,8 +1021,8 @@ export class Raft {
     this.trk = new ProgressTracker(this.cfg.maxInflightMsgs, this.cfg.maxInflightBytes);
     this.restoreConfig(cs);
     assert(confStateEqual(this.trk.confState(), cs), "restored configuration differs from the snapshot's");
-    const self = this.trk.progress.get(this.id)!;
-    self.maybeUpdate(self.next - 1);
+    const self = this.trk.progress.get(this.id);
+    if (self !== undefined) self.maybeUpdate(self.next - 1);
     return true;
   }
 

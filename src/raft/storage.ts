@@ -142,3 +142,12 @@ export class MemoryStorage implements Storage {
     this.ents.length = Math.min(this.ents.length, index - offset + 1);
   }
 }
+
+/**
+ * Prepares a fresh storage for a founding member: the initial configuration is a snapshot at index 1,
+ * term 1. Members added later have empty storage and receive that configuration with a snapshot.
+ */
+export function bootstrapStorage(storage: MemoryStorage, confState: ConfState, data: Uint8Array = new Uint8Array(0)): void {
+  storage.applySnapshot({ meta: { index: 1, term: 1, confState }, data });
+  storage.setHardState({ term: 1, vote: 0, commit: 1 });
+}

@@ -7,20 +7,13 @@ import { assert } from "./assert.js";
 import { decodeConfChange } from "./confchange.js";
 import type { RaftConfig } from "./config.js";
 import { RaftNode, type Ready } from "./raft-node.js";
-import { MemoryStorage } from "./storage.js";
+import { MemoryStorage, bootstrapStorage } from "./storage.js";
+import { Rng } from "../sim/rng.js";
 import { type Entry, type Message, type NodeId, type ReadState, EntryType, MessageType } from "./types.js";
 
-/** A small seeded PRNG (mulberry32): deterministic randomness for tests. */
+/** Deterministic randomness for tests: random(n) in [0, n). */
 export function seededRandom(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n: number) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const x = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    return Math.floor(x * n);
-  };
+  return new Rng(seed).asRandomFn();
 }
 
 export type MessageFilter = (m: Message) => boolean;
@@ -55,9 +48,14 @@ export class TestCluster {
     this.baseConfig = opts.config ?? {};
     for (const id of [...opts.voters, ...(opts.learners ?? [])]) {
       const storage = new MemoryStorage();
-      storage.snap.meta.confState = RaftNode.bootstrapConfState(opts.voters, opts.learners ?? []);
+      bootstrapStorage(storage, RaftNode.bootstrapConfState(opts.voters, opts.learners ?? []));
       this.addReplica(id, storage);
     }
+  }
+
+  /** Adds a member with empty storage (it learns the configuration from the leader). */
+  addEmptyReplica(id: NodeId): Replica {
+    return this.addReplica(id, new MemoryStorage());
   }
 
   /** Creates (or recreates, after a crash) a replica on the given storage. */

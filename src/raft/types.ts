@@ -96,6 +96,8 @@ export interface SnapshotChunk {
   offset: number;
   data: Uint8Array;
   totalBytes: number;
+  /** The leader's transfer attempt; a rewind starts a new one so late responses are recognized. */
+  attempt: number;
 }
 
 export interface HardState {
@@ -137,6 +139,8 @@ export interface Message {
   leaseTick: number;
   /** SnapshotChunkResponse: the next byte offset the follower expects. */
   offset: number;
+  /** SnapshotChunkResponse: the attempt of the chunk it answers. */
+  attempt: number;
   /** Vote / TimeoutNow: the election was started by a leader transfer and bypasses leases. */
   transfer: boolean;
 }
@@ -157,6 +161,7 @@ export function message(fields: Partial<Message> & Pick<Message, "type">): Messa
     context: null,
     leaseTick: 0,
     offset: 0,
+    attempt: 0,
     transfer: false,
     ...fields,
   };

@@ -1,0 +1,4 @@
+export * from "./history.js";
+export * from "./models.js";
+export * from "./linearizability.js";
+export * from "./parse.js";
