@@ -25,6 +25,7 @@ program
   .option("--steps <n>", "simulated milliseconds per run", "20000")
   .option("--nodes <n>", "cluster size (3 or 5; 0 = chosen by seed)", "0")
   .option("--mutation <name>", "switch on a deliberate bug (for demonstrating the checks)")
+  .addOption(new Option("--profile <profile>", "fault profile (default: chosen by each seed)").choices(["mixed", "leader-churn", "power"]))
   .option("--history-dir <dir>", "write each run's client history (JSON lines) here")
   .option("-v, --verbose", "print a line per seed")
   .action(async (opts) => {

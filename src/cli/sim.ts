@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Mutations } from "../raft/index.js";
 import { type SimResult, runSeed } from "../sim/index.js";
+import type { FaultProfile } from "../sim/nemesis.js";
 
 export interface SimCommandOptions {
   seeds: string;
@@ -10,6 +11,7 @@ export interface SimCommandOptions {
   steps: string;
   nodes: string;
   mutation?: string;
+  profile?: FaultProfile;
   historyDir?: string;
   verbose?: boolean;
 }
@@ -32,6 +34,7 @@ export function replayCommand(seed: number, opts: SimCommandOptions): string {
     opts.steps !== "20000" ? ` --steps ${opts.steps}` : "",
     opts.nodes !== "0" ? ` --nodes ${opts.nodes}` : "",
     opts.mutation !== undefined ? ` --mutation ${opts.mutation}` : "",
+    opts.profile !== undefined ? ` --profile ${opts.profile}` : "",
   ].join("");
   return `npm run sim -- --seeds 1 --first-seed ${seed}${extra} --verbose`;
 }
@@ -64,7 +67,7 @@ export async function simCommand(opts: SimCommandOptions): Promise<number> {
   const totals = { operations: 0, acks: 0, crashes: 0, partitions: 0, membership: 0, transfers: 0, snapshots: 0, messages: 0, events: 0 };
   let lastProgress = started;
   for (let seed = first; seed < first + seeds; seed++) {
-    const r = runSeed({ seed, chaosMs, healMs, nodes, mutations, keepHistory: opts.historyDir !== undefined });
+    const r = runSeed({ seed, chaosMs, healMs, nodes, mutations, ...(opts.profile ? { profile: opts.profile } : {}), keepHistory: opts.historyDir !== undefined });
     totals.operations += r.stats.operations;
     totals.acks += r.stats.acknowledgedWrites;
     totals.crashes += r.stats.crashes;

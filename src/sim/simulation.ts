@@ -23,6 +23,7 @@ import { HistoryRecorder } from "./history.js";
 import { InvariantChecker, SimViolation } from "./invariants.js";
 import { SimNetwork } from "./network.js";
 import { Rng } from "./rng.js";
+import { type FaultProfile, FAULT_PROFILES, Nemesis, type NemesisTarget } from "./nemesis.js";
 import { type SimNodeOptions, SimNode } from "./sim-node.js";
 import { type Command, KvStateMachine, encodeCommand } from "./state-machine.js";
 
@@ -35,6 +36,8 @@ export interface SimOptions {
   /** Initial voters: 3 or 5 (0 = chosen by the seed). */
   nodes?: number;
   mutations?: Mutations;
+  /** Fault profile (default: chosen by the seed). */
+  profile?: FaultProfile;
   /** Keep the history even when the run passes. */
   keepHistory?: boolean;
 }
@@ -121,6 +124,7 @@ export class Simulation {
   private readonly setup: string;
   private readonly opts: SimOptions;
   private healed = false;
+  private readonly nemesis: Nemesis;
 
   constructor(opts: SimOptions) {
     this.opts = opts;
@@ -133,7 +137,9 @@ export class Simulation {
     this.chaosMs = opts.chaosMs ?? 6000;
     this.healMs = opts.healMs ?? 4000;
     const size = opts.nodes !== undefined && opts.nodes > 0 ? opts.nodes : this.rng.pick([3, 3, 5]);
+    this.nemesis = new Nemesis(opts.profile ?? this.rng.pick(FAULT_PROFILES));
     const lease = this.rng.chance(0.3);
+    const churn = this.nemesis.profile === "leader-churn";
     this.nodeOpts = {
       raftConfig: {
         electionTicks: 10,
@@ -142,18 +148,20 @@ export class Simulation {
         preVote: this.rng.chance(0.8),
         readOnlyOption: lease ? ReadOnlyOption.Lease : ReadOnlyOption.Safe,
         leaseClockDriftTicks: lease ? 2 : 0,
-        maxSizePerMsgBytes: this.rng.pick([256, 4096, 1 << 20]),
-        maxInflightMsgs: this.rng.pick([2, 16, 256]),
+        // Under leader churn, small messages and windows stretch catch-up over many round trips, which
+        // is when overlapping terms do damage.
+        maxSizePerMsgBytes: churn ? this.rng.pick([1, 256]) : this.rng.pick([1, 256, 4096, 1 << 20]),
+        maxInflightMsgs: churn ? this.rng.pick([1, 2, 4]) : this.rng.pick([2, 16, 256]),
         maxSnapshotChunkBytes: this.rng.pick([16, 64, 1024]),
         maxSnapshotInflightBytes: this.rng.pick([64, 4096]),
         mutations: opts.mutations ?? {},
       },
-      diskLatencyMs: [0, this.rng.pick([1, 3, 8])],
+      diskLatencyMs: [0, this.rng.pick([1, 3, 8, 20])],
       snapshotEveryEntries: this.rng.pick([8, 30, 100]),
       keepEntriesAfterSnapshot: this.rng.pick([0, 5, 20]),
     };
     const rc = this.nodeOpts.raftConfig;
-    this.setup = `${size} voters, preVote=${rc.preVote}, reads=${rc.readOnlyOption}, ` +
+    this.setup = `${this.nemesis.profile} faults, ${size} voters, preVote=${rc.preVote}, reads=${rc.readOnlyOption}, ` +
       `snapshot every ${this.nodeOpts.snapshotEveryEntries} entries, disk ≤${this.nodeOpts.diskLatencyMs[1]} ms`;
     const voters = Array.from({ length: size }, (_, i) => i + 1);
     this.nextNodeId = size + 1;
@@ -280,8 +288,8 @@ export class Simulation {
         return;
       case "nemesis":
         if (this.healed) return;
-        this.nemesis();
-        this.queue.push(this.now + this.rng.range(100, 700), { kind: "nemesis" });
+        this.nemesis.strike(this.target());
+        this.queue.push(this.now + this.nemesis.nextIntervalMs(this.rng), { kind: "nemesis" });
         return;
       case "fn":
         ev.fn();
@@ -296,90 +304,39 @@ export class Simulation {
     return [...this.nodes.values()].filter((n) => !n.removed).map((n) => n.id).sort((a, b) => a - b);
   }
 
-  private nemesis(): void {
-    const ids = this.members();
-    const r = this.rng.int(100);
-    if (r < 22) {
-      this.partitionRandomly(ids);
-    } else if (r < 32) {
-      this.net.heal();
-    } else if (r < 42) {
-      this.net.faults = {
-        dropRate: this.rng.pick([0, 0.02, 0.1, 0.3]),
-        duplicateRate: this.rng.pick([0, 0.05, 0.2]),
-        delayMs: this.rng.pick([[1, 3], [1, 20], [5, 60]] as [number, number][]),
-      };
-    } else if (r < 56) {
-      const up = this.upNodes();
-      const victim = up.length > 0 ? this.rng.pick(up) : undefined;
-      if (victim !== undefined) {
-        victim.crash();
+  /** The nemesis' handle on the cluster. */
+  private target(): NemesisTarget {
+    return {
+      rng: this.rng,
+      net: this.net,
+      now: () => this.now,
+      members: () => this.members(),
+      upNodes: () => this.upNodes(),
+      leader: () => this.leader(),
+      crash: (node, restartInMs) => {
+        if (!node.up) return;
+        node.crash();
         this.stats.crashes++;
-        const restartIn = this.rng.range(20, 1500);
-        this.queue.push(this.now + restartIn, {
-          kind: "fn", fn: () => { if (!victim.up && !victim.removed) this.startNode(victim); },
+        this.queue.push(this.now + restartInMs, {
+          kind: "fn", fn: () => { if (!node.up && !node.removed) this.startNode(node); },
         });
-      }
-    } else if (r < 70) {
-      this.changeMembership();
-    } else if (r < 80) {
-      const leader = this.leader();
-      if (leader !== null) {
+      },
+      at: (timeMs, fn) => this.queue.push(timeMs, { kind: "fn", fn }),
+      healed: () => this.healed,
+      changeMembership: () => this.changeMembership(),
+      transferLeader: () => {
+        const leader = this.leader();
+        if (leader === null) return null;
         const voters = leader.raft!.status().config.voters.filter((v) => v !== leader.id);
-        if (voters.length > 0) {
-          leader.raft!.transferLeader(this.rng.pick(voters));
-          leader.pump();
-          this.stats.leaderTransfers++;
-        }
-      }
-    } else if (r < 88) {
-      this.swizzle(ids);
-    } else {
-      // Clock trouble: one node's clock drifts, still inside the configured margin.
-      const id = this.rng.pick(ids);
-      this.skew.set(id, 1 + (this.rng.float() - 0.5) * 0.1);
-    }
-  }
-
-  private partitionRandomly(ids: NodeId[]): void {
-    this.net.heal();
-    this.stats.partitions++;
-    const shuffled = this.rng.shuffle([...ids]);
-    const kind = this.rng.int(4);
-    if (kind === 0) {
-      // Majority / minority, or any split.
-      const cut = this.rng.range(1, shuffled.length - 1);
-      this.net.partition(shuffled.slice(0, cut), shuffled.slice(cut));
-    } else if (kind === 1) {
-      // One-way: some links drop in one direction only.
-      for (let i = 0; i < shuffled.length; i++) {
-        const a = shuffled[i]!;
-        const b = shuffled[(i + 1) % shuffled.length]!;
-        if (a !== b && this.rng.chance(0.6)) this.net.block(a, b);
-      }
-    } else if (kind === 2 && shuffled.length >= 3) {
-      // Bridge: two sides that only one node connects.
-      const bridge = shuffled[0]!;
-      const rest = shuffled.slice(1);
-      const cut = Math.max(1, Math.floor(rest.length / 2));
-      this.net.partition(rest.slice(0, cut), rest.slice(cut));
-      void bridge;
-    } else {
-      // Isolate the leader.
-      const leader = this.leader();
-      if (leader !== null) this.net.clog(leader.id, ids);
-    }
-  }
-
-  /** Swizzle-clogging: cut nodes off one by one, then reconnect them in a random order. */
-  private swizzle(ids: NodeId[]): void {
-    this.net.heal();
-    const order = this.rng.shuffle([...ids]);
-    const stepMs = this.rng.range(20, 150);
-    order.forEach((id, i) => this.queue.push(this.now + i * stepMs, { kind: "fn", fn: () => { if (!this.healed) this.net.clog(id, this.members()); } }));
-    const back = this.rng.shuffle([...order]);
-    const start = order.length * stepMs + this.rng.range(50, 400);
-    back.forEach((id, i) => this.queue.push(this.now + start + i * stepMs, { kind: "fn", fn: () => this.net.unclog(id, this.members()) }));
+        if (voters.length === 0) return null;
+        leader.raft!.transferLeader(this.rng.pick(voters));
+        leader.pump();
+        this.stats.leaderTransfers++;
+        return leader.id;
+      },
+      setSkew: (id, factor) => this.skew.set(id, factor),
+      countPartition: () => this.stats.partitions++,
+    };
   }
 
   private changeMembership(): void {
