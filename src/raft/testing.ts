@@ -4,7 +4,7 @@
  * handled exactly as the host contract in raft-node.ts says. Deterministic for a given seed.
  */
 import { assert } from "./assert.js";
-import { decodeConfChange } from "./confchange.js";
+import { ConfChangeTransition, type ConfChangeType, decodeConfChange } from "./confchange.js";
 import type { RaftConfig } from "./config.js";
 import { RaftNode, type Ready } from "./raft-node.js";
 import { MemoryStorage, bootstrapStorage } from "./storage.js";
@@ -42,6 +42,8 @@ export class TestCluster {
   private readonly random: (n: number) => number;
   private readonly baseConfig: Partial<RaftConfig>;
   delivered = 0;
+  /** Leader transfer outcomes reported in Readies, as "replica:transferee:outcome". */
+  leaderTransfers: string[] = [];
 
   constructor(opts: TestClusterOptions) {
     this.random = seededRandom(opts.seed ?? 1);
@@ -116,6 +118,7 @@ export class TestCluster {
       r.applied.push(e);
     }
     for (const rs of rd.readStates) r.readStates.push(rs);
+    for (const t of rd.leaderTransfers) this.leaderTransfers.push(`${r.id}:${t.transferee}:${t.outcome}`);
     r.node.advance();
   }
 
@@ -175,6 +178,16 @@ export class TestCluster {
     this.stabilize();
   }
 
+  /** Ticks every replica until one leads (bounded); returns it. */
+  tickUntilLeader(maxTicks = 200): NodeId {
+    for (let i = 0; i < maxTicks; i++) {
+      const l = this.leader();
+      if (l !== null) return l;
+      this.tickAll(1);
+    }
+    throw new Error(`no leader within ${maxTicks} ticks`);
+  }
+
   leader(): NodeId | null {
     for (const r of this.replicas.values()) if (r.node.raft.role === "leader") return r.id;
     return null;
@@ -183,6 +196,21 @@ export class TestCluster {
   appliedData(id: NodeId): string[] {
     return this.get(id).applied.filter((e) => e.data.byteLength > 0 && e.type === EntryType.Normal)
       .map((e) => new TextDecoder().decode(e.data));
+  }
+
+  propose(id: NodeId, text: string): void {
+    this.node(id).propose(enc(text));
+    this.stabilize();
+  }
+
+  /** Proposes a configuration change at `id` and settles it. */
+  changeConf(id: NodeId, ...changes: { type: ConfChangeType; nodeId: NodeId }[]): void {
+    this.node(id).proposeConfChange({ transition: ConfChangeTransition.Auto, changes });
+    this.stabilize();
+  }
+
+  config(id: NodeId) {
+    return this.node(id).status().config;
   }
 
   /** Pending messages of a given type (for tests that intercept them). */
@@ -194,4 +222,24 @@ export class TestCluster {
 }
 
 export const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/**
+ * A storage holding a given log: the bootstrap snapshot at index 1 (term 1), then one entry per term
+ * in `terms` from index 2 on (the Raft paper's figures index logs the same way).
+ */
+export function storageWithLog(voters: NodeId[], terms: number[], hardTerm: number): MemoryStorage {
+  const storage = new MemoryStorage();
+  bootstrapStorage(storage, RaftNode.bootstrapConfState(voters));
+  storage.append(terms.map((term, i) => ({ term, index: i + 2, type: EntryType.Normal, data: enc(`t${term}i${i + 2}`) })));
+  storage.setHardState({ term: hardTerm, vote: 0, commit: 1 });
+  return storage;
+}
+
+/** The terms of a replica's log from index 2 on. */
+export function logTerms(r: Replica): number[] {
+  const log = r.node.raft.raftLog;
+  const out: number[] = [];
+  for (let i = Math.max(2, log.firstIndex()); i <= log.lastIndex(); i++) out.push(log.term(i));
+  return out;
+}
 export { MessageType };
