@@ -80,7 +80,6 @@ function zobrist(n: number): Uint32Array {
 interface CacheEntry<S> {
   bits: Uint32Array;
   state: S;
-  stateHash: string;
 }
 
 class PartitionSearch<S> {
@@ -94,8 +93,8 @@ class PartitionSearch<S> {
   private readonly z: Uint32Array;
   private h1 = 0;
   private h2 = 0;
-  /** Keyed by the Zobrist hash of the linearized set; entries compared exactly. */
-  private readonly cache = new Map<number, CacheEntry<S>[]>();
+  /** Keyed by the Zobrist hash of the linearized set, then by the state's hash; entries compared exactly. */
+  private readonly cache = new Map<number, Map<string, CacheEntry<S>[]>>();
   private readonly calls: { op: number; state: S }[] = [];
   private state: S;
   private entry: number;
@@ -153,16 +152,17 @@ class PartitionSearch<S> {
   /** Adds (bits, state) to the cache; false if it was already there. */
   private cacheAdd(state: S, c1: number, c2: number): boolean {
     const key = c1 * 4294967296 + c2;
-    let list = this.cache.get(key);
-    if (list === undefined) this.cache.set(key, (list = []));
+    let byState = this.cache.get(key);
+    if (byState === undefined) this.cache.set(key, (byState = new Map()));
     const stateHash = this.model.hash(state);
+    let list = byState.get(stateHash);
+    if (list === undefined) byState.set(stateHash, (list = []));
     for (const c of list) {
-      if (c.stateHash !== stateHash) continue;
       let same = true;
       for (let i = 0; i < c.bits.length; i++) if (c.bits[i] !== this.bits[i]) { same = false; break; }
       if (same) return false;
     }
-    list.push({ bits: this.bits.slice(), state, stateHash });
+    list.push({ bits: this.bits.slice(), state });
     return true;
   }
 

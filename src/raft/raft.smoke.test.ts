@@ -10,6 +10,7 @@ test("three voters elect a leader and replicate a proposal to all", () => {
   c.stabilize();
   for (const id of [1, 2, 3]) assert.deepEqual(c.appliedData(id), ["hello"]);
   const st = c.node(1).status();
-  assert.equal(st.commit, 2);
-  assert.equal(st.progress!.get(2)!.match, 2);
+  // Index 1 is the bootstrap snapshot, 2 the leader's empty entry, 3 the proposal.
+  assert.equal(st.commit, 3);
+  assert.equal(st.progress!.get(2)!.match, 3);
 });

@@ -186,16 +186,15 @@ export class Simulation {
   // Nodes
 
   private createNode(id: NodeId): SimNode {
-    const sim = this;
     const node = new SimNode(id, {
-      now: () => sim.now,
-      send: (from, msgs) => {
-        for (const m of msgs) for (const d of sim.net.plan(m)) sim.queue.push(sim.now + d, { kind: "deliver", to: m.to, msg: m });
+      now: () => this.now,
+      send: (_from, msgs) => {
+        for (const m of msgs) for (const d of this.net.plan(m)) this.queue.push(this.now + d, { kind: "deliver", to: m.to, msg: m });
       },
-      after: (n, delayMs, fn) => sim.queue.push(sim.now + delayMs, { kind: "callback", node: n.id, incarnation: n.incarnation, fn }),
+      after: (n, delayMs, fn) => this.queue.push(this.now + delayMs, { kind: "callback", node: n.id, incarnation: n.incarnation, fn }),
       onApplied: (n, e, isSnapshot) => {
-        if (isSnapshot) sim.stats.snapshotsInstalled++;
-        sim.checker.onApplied(n, e, isSnapshot);
+        if (isSnapshot) this.stats.snapshotsInstalled++;
+        this.checker.onApplied(n, e, isSnapshot);
       },
       onReadServed: () => undefined,
       onReadyHandled: () => undefined,
