@@ -66,6 +66,8 @@ export async function simCommand(opts: SimCommandOptions): Promise<number> {
   const failures: SimResult[] = [];
   const totals = { operations: 0, acks: 0, crashes: 0, partitions: 0, membership: 0, transfers: 0, snapshots: 0, messages: 0, events: 0 };
   let lastProgress = started;
+  let recoveryMsMax = 0;
+  const recoveries: number[] = [];
   for (let seed = first; seed < first + seeds; seed++) {
     const r = runSeed({ seed, chaosMs, healMs, nodes, mutations, ...(opts.profile ? { profile: opts.profile } : {}), keepHistory: opts.historyDir !== undefined });
     totals.operations += r.stats.operations;
@@ -77,6 +79,10 @@ export async function simCommand(opts: SimCommandOptions): Promise<number> {
     totals.snapshots += r.stats.snapshotsInstalled;
     totals.messages += r.stats.messagesSent;
     totals.events += r.stats.events;
+    if (r.stats.recoveryMs !== null) {
+      recoveries.push(r.stats.recoveryMs);
+      recoveryMsMax = Math.max(recoveryMsMax, r.stats.recoveryMs);
+    }
     if (opts.historyDir !== undefined && r.history !== null) {
       mkdirSync(opts.historyDir, { recursive: true });
       writeFileSync(join(opts.historyDir, `seed-${seed}.jsonl`), r.history);
@@ -85,7 +91,8 @@ export async function simCommand(opts: SimCommandOptions): Promise<number> {
       const s = r.stats;
       console.log(`seed ${seed}: ${r.ok ? "ok" : "FAILED"} — ${r.setup}; ${s.operations} ops (${s.acknowledgedWrites} acked writes), ` +
         `${s.crashes} crashes, ${s.partitions} partitions, ${s.membershipChanges} membership changes, ` +
-        `${s.leaderTransfers} transfers, ${s.snapshotsInstalled} snapshots installed, term ${s.maxTerm}, commit ${s.finalCommit}`);
+        `${s.leaderTransfers} transfers, ${s.snapshotsInstalled} snapshots installed, term ${s.maxTerm}, commit ${s.finalCommit}, ` +
+        `recovered ${s.recoveryMs === null ? "never" : `${Math.round(s.recoveryMs)} ms`} after healing`);
     }
     if (!r.ok) {
       failures.push(r);
@@ -102,5 +109,12 @@ export async function simCommand(opts: SimCommandOptions): Promise<number> {
     `${totals.operations} client ops, ${totals.acks} acked writes, ${totals.crashes} crashes, ${totals.partitions} partitions, ` +
     `${totals.membership} membership changes, ${totals.transfers} leader transfers, ${totals.snapshots} snapshots installed, ` +
     `${totals.messages} messages, ${totals.events} events`);
+  if (recoveries.length > 0) {
+    recoveries.sort((a, b) => a - b);
+    const p50 = recoveries[Math.floor(recoveries.length * 0.5)]!;
+    const p99 = recoveries[Math.min(recoveries.length - 1, Math.floor(recoveries.length * 0.99))]!;
+    console.log(`sim: after healing, a leader committed in its term within ${p50.toFixed(0)} ms (p50), ` +
+      `${p99.toFixed(0)} ms (p99), ${recoveryMsMax.toFixed(0)} ms (max) of simulated time (10 ms ticks)`);
+  }
   return failures.length === 0 ? 0 : 1;
 }

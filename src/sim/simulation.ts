@@ -57,6 +57,8 @@ export interface SimStats {
   maxTerm: number;
   finalCommit: number;
   historyVerdict: string;
+  /** Simulated ms from healing until a leader had committed an entry of its own term. */
+  recoveryMs: number | null;
 }
 
 export interface SimResult {
@@ -87,6 +89,8 @@ const OP_TIMEOUT_MS = 600;
 const MAX_MEMBERS = 5;
 /** Bound on events per run, so a livelock ends the run instead of hanging it. */
 const MAX_EVENTS = 5_000_000;
+/** After healing, a leader must have committed an entry of its term within this much simulated time. */
+const LIVENESS_BOUND_MS = 3000;
 /** Search steps the linearizability check of one run may take before it answers "unknown". */
 const HISTORY_CHECK_STEPS = 20_000_000;
 
@@ -156,7 +160,8 @@ export class Simulation {
         maxSnapshotInflightBytes: this.rng.pick([64, 4096]),
         mutations: opts.mutations ?? {},
       },
-      diskLatencyMs: [0, this.rng.pick([1, 3, 8, 20])],
+      // Power losses matter most when writes take a while to reach the disk.
+      diskLatencyMs: [0, this.nemesis.profile === "power" ? this.rng.pick([8, 20]) : this.rng.pick([1, 3, 8, 20])],
       snapshotEveryEntries: this.rng.pick([8, 30, 100]),
       keepEntriesAfterSnapshot: this.rng.pick([0, 5, 20]),
     };
@@ -173,7 +178,7 @@ export class Simulation {
     this.stats = {
       simulatedMs: 0, events: 0, messagesSent: 0, messagesDropped: 0, operations: 0, acknowledgedWrites: 0,
       crashes: 0, partitions: 0, membershipChanges: 0, leaderTransfers: 0, snapshotsInstalled: 0, maxTerm: 0,
-      finalCommit: 0, historyVerdict: "unchecked",
+      finalCommit: 0, historyVerdict: "unchecked", recoveryMs: null,
     };
     for (let c = 0; c < CLIENTS; c++) {
       this.clients.push({ id: c, process: c, generation: 0, seq: 0, busy: false, leaderGuess: 0, lastSeen: new Map() });
@@ -243,6 +248,9 @@ export class Simulation {
         this.events++;
         if (this.events > MAX_EVENTS) throw new SimViolation(`event bound: more than ${MAX_EVENTS} events`);
         this.checker.afterStep([...this.nodes.values()]);
+        if (this.healed && this.stats.recoveryMs === null && this.leaderCommittedInTerm()) {
+          this.stats.recoveryMs = this.now - this.chaosMs;
+        }
         if (this.events % 64 === 0) this.checker.checkLogMatching([...this.nodes.values()]);
       }
       this.now = end;
@@ -519,8 +527,20 @@ export class Simulation {
   // -----------------------------------------------------------------------------------------------
   // End-of-run checks
 
-  /** After healing: a leader exists, has committed in its term, and every member caught up. */
+  private leaderCommittedInTerm(): boolean {
+    const leader = this.leader();
+    if (leader === null) return false;
+    const log = leader.raft!.raft.raftLog;
+    return log.term(log.committed) === leader.raft!.raft.term;
+  }
+
+  /** After healing: a leader committed in its term within the bound, and every member caught up. */
   private checkLiveness(): void {
+    const recovery = this.stats.recoveryMs;
+    if (recovery === null || recovery > LIVENESS_BOUND_MS) {
+      throw new SimViolation(`liveness: no leader committed in its term within ${LIVENESS_BOUND_MS} ms of healing` +
+        (recovery === null ? "" : ` (took ${recovery} ms)`));
+    }
     const leader = this.leader();
     if (leader === null) throw new SimViolation(`liveness: no leader ${this.healMs} ms after healing`);
     const r = leader.raft!.raft;
