@@ -23,14 +23,6 @@ export class Progress {
   state: ProgressState = ProgressState.Probe;
   /** Snapshot index being sent while in Snapshot state, else 0. */
   pendingSnapshot = 0;
-  /** Bytes of the pending snapshot acknowledged by the follower (resume point after a loss). */
-  snapshotOffsetAcked = 0;
-  /** Bytes of the pending snapshot sent so far. */
-  snapshotOffsetSent = 0;
-  /** Incremented at every rewind of the snapshot stream; responses to older attempts are ignored. */
-  snapshotAttempt = 0;
-  /** snapshotOffsetAcked at the previous heartbeat response (no change = stalled transfer). */
-  snapshotAckedAtLastHeartbeat = -1;
   /** Heard from the follower since the last check-quorum round. */
   recentActive = false;
   /** In Probe state: an Append was sent since the last heartbeat response; do not send another. */
@@ -55,9 +47,6 @@ export class Progress {
   private resetState(state: ProgressState): void {
     this.probeSent = false;
     this.pendingSnapshot = 0;
-    this.snapshotOffsetAcked = 0;
-    this.snapshotOffsetSent = 0;
-    this.snapshotAckedAtLastHeartbeat = -1;
     this.state = state;
     this.inflights.reset();
   }
@@ -151,7 +140,7 @@ export class Progress {
   describe(): string {
     let s = `${this.state} match=${this.match} next=${this.next}`;
     if (this.isLearner) s += " learner";
-    if (this.state === ProgressState.Snapshot) s += ` snapshot=${this.pendingSnapshot}@${this.snapshotOffsetAcked}`;
+    if (this.state === ProgressState.Snapshot) s += ` snapshot=${this.pendingSnapshot}`;
     return s;
   }
 }
