@@ -15,16 +15,11 @@ export function stepCandidate(r: Raft, m: Message): void {
     case MessageType.Propose:
       throw new ProposalDroppedError("no leader");
     case MessageType.Append:
-      r.becomeFollower(m.term, m.from);
-      handleAppend(r, m);
-      return;
     case MessageType.Heartbeat:
-      r.becomeFollower(m.term, m.from);
-      handleHeartbeat(r, m);
-      return;
     case MessageType.SnapshotChunk:
+      // A leader exists in our term: we lost the election.
       r.becomeFollower(m.term, m.from);
-      handleSnapshotChunk(r, m);
+      handleFromLeader(r, m);
       return;
     case myVoteResponse: {
       const result = r.poll(m.from, !m.reject);
@@ -46,6 +41,12 @@ export function stepCandidate(r: Raft, m: Message): void {
   }
 }
 
+function handleFromLeader(r: Raft, m: Message): void {
+  if (m.type === MessageType.Append) handleAppend(r, m);
+  else if (m.type === MessageType.Heartbeat) handleHeartbeat(r, m);
+  else handleSnapshotChunk(r, m);
+}
+
 export function stepFollower(r: Raft, m: Message): void {
   switch (m.type) {
     case MessageType.Propose:
@@ -54,19 +55,11 @@ export function stepFollower(r: Raft, m: Message): void {
       r.send({ ...m, to: r.lead, from: r.id, term: 0 });
       return;
     case MessageType.Append:
-      r.electionElapsed = 0;
-      r.setLead(m.from);
-      handleAppend(r, m);
-      return;
     case MessageType.Heartbeat:
-      r.electionElapsed = 0;
-      r.setLead(m.from);
-      handleHeartbeat(r, m);
-      return;
     case MessageType.SnapshotChunk:
       r.electionElapsed = 0;
       r.setLead(m.from);
-      handleSnapshotChunk(r, m);
+      handleFromLeader(r, m);
       return;
     case MessageType.TransferLeader:
       if (r.lead === NONE) return;
