@@ -228,6 +228,8 @@ export class RaftNode {
     this.stepsOnAdvance = [];
     for (const m of steps) r.step(m);
     this.maybeLeaveJoint();
+    // Cheap (linear in members) and worth it: a broken invariant stops the node instead of spreading.
+    r.checkInvariants();
   }
 
   /** A joint configuration with auto-leave is left by the leader once it is applied. */
