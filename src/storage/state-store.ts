@@ -1,0 +1,183 @@
+/**
+ * The state store: applied records of every group on this node, with each group's applied index, in
+ * LMDB. The raft log (wal.ts) is what makes writes durable; the state store may lag behind it after a
+ * crash, and the node replays the log from the applied index on restart. What must hold is atomicity:
+ * a group's records and its applied index always change in the same transaction.
+ *
+ * Ordering rules for the node (both follow from "the log may only forget what the store has durably"):
+ *   - compact the WAL up to index i only after `flushed()` resolved for an apply that reached i;
+ *   - write the WAL's snapshot record only after `installSnapshot` returned (it commits synchronously).
+ */
+import { type Database, type RootDatabase, open } from "lmdb";
+import { pack, unpack } from "msgpackr";
+import { assert } from "../raft/assert.js";
+
+export type RecordKey = string;
+
+export interface GroupChanges {
+  group: number;
+  /** The group's applied index after these changes. */
+  appliedIndex: number;
+  puts?: [RecordKey, unknown][];
+  deletes?: RecordKey[];
+}
+
+export interface StateStoreOptions {
+  path: string;
+  /** Records per frame of a snapshot (bounds the memory of one encode / decode step). */
+  snapshotFrameRecords?: number;
+}
+
+const APPLIED = "applied";
+
+export class StateStore {
+  private readonly root: RootDatabase;
+  private readonly records: Database<unknown, [number, RecordKey]>;
+  private readonly meta: Database<number, [number, string]>;
+  private readonly frameRecords: number;
+
+  private constructor(root: RootDatabase, frameRecords: number) {
+    this.root = root;
+    this.records = root.openDB<unknown, [number, RecordKey]>({ name: "records" });
+    this.meta = root.openDB<number, [number, string]>({ name: "meta" });
+    this.frameRecords = frameRecords;
+  }
+
+  static open(opts: StateStoreOptions): StateStore {
+    const root = open({ path: opts.path, compression: false, maxDbs: 8 });
+    return new StateStore(root, opts.snapshotFrameRecords ?? 1024);
+  }
+
+  /**
+   * Applies one loop turn's changes of any number of groups in one transaction. Committed when this
+   * returns; durable once `flushed()` resolves.
+   */
+  apply(changes: readonly GroupChanges[]): void {
+    if (changes.length === 0) return;
+    this.root.transactionSync(() => {
+      for (const c of changes) {
+        const prev = this.meta.get([c.group, APPLIED]) ?? 0;
+        assert(c.appliedIndex >= prev, () => `group ${c.group}: applied index regresses from ${prev} to ${c.appliedIndex}`);
+        for (const key of c.deletes ?? []) this.records.removeSync([c.group, key]);
+        for (const [key, value] of c.puts ?? []) this.records.putSync([c.group, key], value);
+        this.meta.putSync([c.group, APPLIED], c.appliedIndex);
+      }
+    }, NO_SYNC_FLUSH);
+  }
+
+  /** Resolves once everything applied so far is on disk. */
+  async flushed(): Promise<void> {
+    await this.root.flushed;
+  }
+
+  get(group: number, key: RecordKey): unknown {
+    return this.records.get([group, key]);
+  }
+
+  /** Records of a group in key order, from `after` (exclusive), at most `limit`. */
+  scan(group: number, limit: number, after?: RecordKey): [RecordKey, unknown][] {
+    const out: [RecordKey, unknown][] = [];
+    const range = this.records.getRange({
+      start: after === undefined ? [group] : [group, after], end: [group + 1], exclusiveStart: after !== undefined, limit,
+    });
+    for (const { key, value } of range) out.push([key[1], value]);
+    return out;
+  }
+
+  applied(group: number): number {
+    return this.meta.get([group, APPLIED]) ?? 0;
+  }
+
+  /**
+   * A snapshot of one group from a single read transaction (so the records and the applied index agree):
+   * frames of [u32 LE length][msgpack: [appliedIndex, pairs]] — the first frame's index counts.
+   */
+  snapshot(group: number): { appliedIndex: number; data: Uint8Array } {
+    const txn = this.root.useReadTransaction();
+    try {
+      const appliedIndex = this.meta.get([group, APPLIED], { transaction: txn }) ?? 0;
+      const pairs = this.records.getRange({ start: [group], end: [group + 1], transaction: txn })
+        .map(({ key, value }) => [key[1], value] as [RecordKey, unknown]);
+      return { appliedIndex, data: encodeSnapshot(appliedIndex, pairs, this.frameRecords) };
+    } finally {
+      txn.done();
+    }
+  }
+
+  /**
+   * Replaces a group's records with a snapshot's, atomically, and makes it durable before returning:
+   * after a crash the group holds either its old state or the whole snapshot, never a mix.
+   */
+  installSnapshot(group: number, index: number, data: Uint8Array): void {
+    const frames = readFrames(data);
+    this.root.transactionSync(() => {
+      for (const { key } of this.records.getRange({ start: [group], end: [group + 1], snapshot: false })) {
+        this.records.removeSync(key);
+      }
+      for (const [, pairs] of frames) for (const [key, value] of pairs) this.records.putSync([group, key], value);
+      this.meta.putSync([group, APPLIED], index);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}
+
+/** lmdb's TransactionFlags.NO_SYNC_FLUSH: commit without waiting for the disk (see `flushed`). */
+const NO_SYNC_FLUSH = 0x10000;
+
+/** Encodes records as snapshot frames of at most `frameRecords` records each. */
+export function encodeSnapshot(appliedIndex: number, pairs: Iterable<[RecordKey, unknown]>, frameRecords = 1024): Uint8Array {
+  const frames: Uint8Array[] = [];
+  let batch: [RecordKey, unknown][] = [];
+  const flush = () => {
+    frames.push(frame(pack([appliedIndex, batch]) as Uint8Array));
+    batch = [];
+  };
+  for (const p of pairs) {
+    batch.push(p);
+    if (batch.length >= frameRecords) flush();
+  }
+  if (batch.length > 0 || frames.length === 0) flush();
+  return concat(frames);
+}
+
+function frame(payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + payload.byteLength);
+  new DataView(out.buffer).setUint32(0, payload.byteLength, true);
+  out.set(payload, 4);
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.byteLength;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+export class SnapshotFormatError extends Error {
+  override name = "SnapshotFormatError";
+}
+
+function readFrames(data: Uint8Array): [number, [RecordKey, unknown][]][] {
+  const frames: [number, [RecordKey, unknown][]][] = [];
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  let at = 0;
+  while (at < data.byteLength) {
+    if (at + 4 > data.byteLength) throw new SnapshotFormatError(`truncated frame header at byte ${at}`);
+    const len = view.getUint32(at, true);
+    if (at + 4 + len > data.byteLength) throw new SnapshotFormatError(`truncated frame at byte ${at}`);
+    const decoded = unpack(data.subarray(at + 4, at + 4 + len)) as [number, [RecordKey, unknown][]];
+    if (!Array.isArray(decoded) || !Array.isArray(decoded[1])) throw new SnapshotFormatError(`malformed frame at byte ${at}`);
+    frames.push(decoded);
+    at += 4 + len;
+  }
+  return frames;
+}
