@@ -1,0 +1,91 @@
+/**
+ * The raft Storage of one group on a node: its log entries in memory (recovered from the WAL, appended
+ * as the host persists them), its hard state, and its snapshot, which is produced on demand from the
+ * state store (a consistent read transaction) when a follower needs one.
+ */
+import {
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Snapshot,
+  type Storage,
+  CompactedError,
+  MemoryStorage,
+  TERM_COMPACTED,
+} from "../raft/index.js";
+import type { StateStore } from "../storage/state-store.js";
+import type { GroupLog } from "../storage/wal.js";
+
+export class GroupStorage implements Storage {
+  readonly group: number;
+  /** Entries after the log's start; its `snap` field holds only the start's (index, term). */
+  private readonly mem = new MemoryStorage();
+  private readonly store: StateStore;
+  /** The configuration as of the log's start (for initialState); later changes replay from the log. */
+  confState: ConfState;
+
+  constructor(group: number, recovered: GroupLog, confState: ConfState, store: StateStore) {
+    this.group = group;
+    this.store = store;
+    this.confState = recovered.snapshot?.confState ?? confState;
+    this.mem.applySnapshot({
+      meta: { index: recovered.start.index, term: recovered.start.term, confState: this.confState }, data: new Uint8Array(0),
+    });
+    this.mem.append(recovered.entries);
+    this.mem.setHardState(recovered.hardState);
+  }
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return { hardState: this.mem.hardState, confState: this.confState };
+  }
+
+  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    return this.mem.entries(lo, hi, maxBytes);
+  }
+
+  term(i: number): number {
+    return this.mem.term(i);
+  }
+
+  firstIndex(): number {
+    return this.mem.firstIndex();
+  }
+
+  lastIndex(): number {
+    return this.mem.lastIndex();
+  }
+
+  /** The group's state as of what the state store has applied, with the log's term at that index. */
+  snapshot(): Snapshot {
+    const { appliedIndex, data } = this.store.snapshot(this.group);
+    const term = this.mem.term(appliedIndex);
+    if (term === TERM_COMPACTED || term < 0) throw new CompactedError(`group ${this.group}: no term for applied index ${appliedIndex}`);
+    return { meta: { index: appliedIndex, term, confState: this.confState }, data };
+  }
+
+  // Host-side updates, after the corresponding WAL records are durable.
+
+  append(entries: readonly Entry[]): void {
+    this.mem.append(entries);
+  }
+
+  setHardState(hs: HardState): void {
+    this.mem.setHardState(hs);
+  }
+
+  installSnapshot(meta: Snapshot["meta"]): void {
+    this.confState = meta.confState;
+    this.mem.applySnapshot({ meta, data: new Uint8Array(0) });
+  }
+
+  /** Drops entries up to `index`; returns the term there (for the WAL's compaction record). */
+  compact(index: number): number {
+    const term = this.mem.term(index);
+    this.mem.compact(index);
+    return term;
+  }
+
+  hardState(): HardState {
+    return this.mem.hardState;
+  }
+}

@@ -1,0 +1,494 @@
+/**
+ * The multi-raft host: the only place where the Raft core, storage and transport meet. It runs many
+ * groups (one per shard) in one loop; a turn is:
+ *
+ *   inputs (messages, proposals, reads, ticks) -> every group's Ready -> messages that may leave now ->
+ *   snapshot installs (state store, durable) -> one WAL batch + one fdatasync for all groups ->
+ *   messages that had to wait -> committed entries of all groups applied in one LMDB transaction ->
+ *   clients answered -> advance.
+ *
+ * Inputs arriving while a turn waits for its fsync are taken by the next turn, so the fsync cost is
+ * shared by everything that arrived meanwhile (group commit). Raft state is only touched at the start
+ * of a turn and after the fsync, never concurrently.
+ *
+ * Membership is static here: every node of the peer list is a voter of every group.
+ */
+import {
+  type ConfState,
+  type Message,
+  type NodeId,
+  type Ready,
+  EntryType,
+  MessageType,
+  ProposalDroppedError,
+  RaftNode,
+  Role,
+  decodeConfChange,
+} from "../raft/index.js";
+import { StateStore, type GroupChanges } from "../storage/state-store.js";
+import { Wal } from "../storage/wal.js";
+import type { WalRecord } from "../storage/wal-record.js";
+import { type Envelope, type PeerAddress, type Plane, Transport } from "../transport/transport.js";
+import { GroupStorage } from "./group-storage.js";
+import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand, decodeProposal, encodeProposal } from "./records.js";
+
+export interface NodeConfig {
+  id: NodeId;
+  dataDir: string;
+  listen: PeerAddress;
+  /** Every other member, by id. */
+  peers: Map<NodeId, PeerAddress>;
+  /** Number of shards (Raft groups 1..shards) of the default collection. */
+  shards: number;
+  tickMs?: number;
+  electionTicks?: number;
+  heartbeatTicks?: number;
+  /** Compact a group's log once this many applied entries sit before the last compaction point. */
+  compactAfterEntries?: number;
+  /** Proposals and reads not answered within this time fail with an unknown outcome. */
+  requestTimeoutMs?: number;
+  /** Bound on proposals and reads waiting for the next turn. */
+  maxQueuedRequests?: number;
+  testFaults?: boolean;
+  logger?: (line: string) => void;
+}
+
+export type Consistency = "linearizable" | "sequential" | "eventual";
+
+export class NotLeaderError extends Error {
+  override name = "NotLeaderError";
+  constructor(readonly group: number, readonly leader: NodeId) {
+    super(`node is not the leader of shard ${group}${leader !== 0 ? ` (leader: ${leader})` : " (no leader)"}`);
+  }
+}
+
+export class RequestTimeoutError extends Error {
+  override name = "RequestTimeoutError";
+}
+
+export class OverloadedError extends Error {
+  override name = "OverloadedError";
+}
+
+export class ShuttingDownError extends Error {
+  override name = "ShuttingDownError";
+}
+
+interface Waiter<T> {
+  resolve: (v: T) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+interface PendingRead extends Waiter<StoredRecord | undefined> {
+  key: string;
+  /** The read index, once the ReadIndex round answered. */
+  index: number | null;
+}
+
+interface Group {
+  id: number;
+  raft: RaftNode;
+  storage: GroupStorage;
+  proposals: Map<number, Waiter<CommandResult>>;
+  reads: Map<string, PendingRead>;
+}
+
+type Input =
+  | { kind: "message"; group: number; msg: Message }
+  | { kind: "propose"; group: number; seq: number; data: Uint8Array }
+  | { kind: "read"; group: number; ctx: string }
+  | { kind: "unreachable"; peer: NodeId };
+
+const MAX_TICKS_PER_TURN = 10;
+
+/** Which connection a Raft message travels on. */
+export function planeOf(type: MessageType): Plane {
+  switch (type) {
+    case MessageType.SnapshotChunk:
+    case MessageType.SnapshotChunkResponse:
+      return "bulk";
+    case MessageType.Append:
+    case MessageType.AppendResponse:
+    case MessageType.Propose:
+    case MessageType.ReadIndex:
+    case MessageType.ReadIndexResponse:
+      return "data";
+    default:
+      return "control";
+  }
+}
+
+/**
+ * The shard of a record id: ranges of a 32-bit hash (FNV-1a, then murmur3's finalizer, because ranges
+ * use the high bits, which FNV-1a alone mixes poorly for short, similar ids).
+ */
+export function shardOf(key: string, shards: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return 1 + Math.floor(((h >>> 0) * shards) / 4294967296);
+}
+
+export class MultiRaftNode {
+  readonly id: NodeId;
+  private readonly cfg: Required<Omit<NodeConfig, "logger" | "testFaults">> & Pick<NodeConfig, "logger" | "testFaults">;
+  private readonly wal: Wal;
+  private readonly store: StateStore;
+  readonly transport: Transport;
+  private readonly groups = new Map<number, Group>();
+  private inputs: Input[] = [];
+  private pendingTicks = 0;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private turnScheduled = false;
+  private turnRunning: Promise<void> | null = null;
+  private stopped = false;
+  private nextSeq = 1;
+  private queuedRequests = 0;
+  /** Set when a turn failed: the node stops rather than continue with state it cannot trust. */
+  failure: Error | null = null;
+  readonly counters = { turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0 };
+
+  private constructor(cfg: MultiRaftNode["cfg"], wal: Wal, store: StateStore, transport: Transport) {
+    this.id = cfg.id;
+    this.cfg = cfg;
+    this.wal = wal;
+    this.store = store;
+    this.transport = transport;
+  }
+
+  /** Recovers (or bootstraps) the node's groups from its data directory. Call start() next. */
+  static async open(config: NodeConfig): Promise<MultiRaftNode> {
+    const cfg = {
+      tickMs: 50, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, requestTimeoutMs: 5000,
+      maxQueuedRequests: 100_000, ...config,
+    };
+    const { wal, groups: recovered } = await Wal.open({ dir: `${cfg.dataDir}/wal`, ...(cfg.logger ? { logger: cfg.logger } : {}) });
+    const store = StateStore.open({ path: `${cfg.dataDir}/state` });
+    let node: MultiRaftNode | null = null;
+    const transport = new Transport({
+      nodeId: cfg.id,
+      listen: cfg.listen,
+      onReceive: (from, _plane, envs) => node?.receive(from, envs),
+      onUnreachable: (peer) => node?.enqueue({ kind: "unreachable", peer }),
+      ...(cfg.testFaults ? { testFaults: true } : {}),
+      ...(cfg.logger ? { logger: cfg.logger } : {}),
+    });
+    node = new MultiRaftNode(cfg, wal, store, transport);
+    const voters = [cfg.id, ...cfg.peers.keys()].sort((a, b) => a - b);
+    const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+    const bootstrap: WalRecord[] = [];
+    for (let g = 1; g <= cfg.shards; g++) {
+      let log = recovered.get(g);
+      if (log === undefined) {
+        // A founding member: the configuration is a snapshot at index 1, term 1 (as in bootstrapStorage).
+        log = { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 1, term: 1, confState }, start: { index: 1, term: 1 }, entries: [] };
+        bootstrap.push({ kind: "snapshot", group: g, index: 1, term: 1, confState });
+        bootstrap.push({ kind: "hard-state", group: g, hardState: log.hardState });
+        if (store.applied(g) === 0) store.apply([{ group: g, appliedIndex: 1 }]);
+      }
+      const storage = new GroupStorage(g, log, confState, store);
+      const raft = new RaftNode({
+        id: cfg.id, storage, electionTicks: cfg.electionTicks, heartbeatTicks: cfg.heartbeatTicks,
+        random: (n) => Math.floor(Math.random() * n), applied: store.applied(g),
+        ...(cfg.logger ? { logger: cfg.logger } : {}),
+      });
+      node.groups.set(g, { id: g, raft, storage, proposals: new Map(), reads: new Map() });
+    }
+    if (bootstrap.length > 0) {
+      await store.flushed();
+      await wal.append(bootstrap);
+    }
+    for (const [peer, addr] of cfg.peers) transport.setPeer(peer, addr);
+    return node;
+  }
+
+  async start(): Promise<number> {
+    const port = await this.transport.start();
+    this.tickTimer = setInterval(() => {
+      if (this.pendingTicks < MAX_TICKS_PER_TURN) this.pendingTicks++;
+      this.scheduleTurn();
+    }, this.cfg.tickMs);
+    return port;
+  }
+
+  /** Graceful stop: no new work, the turn in progress finishes (its fsync included), then close. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    await this.turnRunning;
+    for (const g of this.groups.values()) {
+      for (const w of g.proposals.values()) this.settle(w, new ShuttingDownError("node is shutting down"));
+      for (const r of g.reads.values()) this.settle(r, new ShuttingDownError("node is shutting down"));
+      g.proposals.clear();
+      g.reads.clear();
+    }
+    await this.transport.stop();
+    await this.wal.close();
+    await this.store.flushed();
+    await this.store.close();
+  }
+
+  shardOf(key: string): number {
+    return shardOf(key, this.cfg.shards);
+  }
+
+  group(id: number): Group {
+    const g = this.groups.get(id);
+    if (g === undefined) throw new RangeError(`no shard ${id}`);
+    return g;
+  }
+
+  /** Proposes a command to the shard's leader (this node must lead it). Resolves once applied here. */
+  propose(group: number, cmd: RecordCommand): Promise<CommandResult> {
+    const g = this.group(group);
+    this.checkAccepting();
+    const st = g.raft.status();
+    if (st.role !== Role.Leader) return Promise.reject(new NotLeaderError(group, st.lead));
+    const seq = this.nextSeq++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        g.proposals.delete(seq);
+        reject(new RequestTimeoutError(`proposal to shard ${group} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
+      }, this.cfg.requestTimeoutMs);
+      g.proposals.set(seq, { resolve, reject, timer });
+      this.counters.proposals++;
+      this.enqueue({ kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd }) });
+    });
+  }
+
+  /** Reads a record at the requested consistency. */
+  read(group: number, key: string, consistency: Consistency): Promise<StoredRecord | undefined> {
+    const g = this.group(group);
+    this.checkAccepting();
+    this.counters.reads++;
+    if (consistency === "eventual") return Promise.resolve(this.store.get(group, key) as StoredRecord | undefined);
+    const ctx = `${this.id}:${this.nextSeq++}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        g.reads.delete(ctx);
+        reject(new RequestTimeoutError(`read on shard ${group} not confirmed within ${this.cfg.requestTimeoutMs} ms`));
+      }, this.cfg.requestTimeoutMs);
+      g.reads.set(ctx, { resolve, reject, timer, key, index: null });
+      this.enqueue({ kind: "read", group, ctx });
+    });
+  }
+
+  /** Records of a shard in key order (local state: eventual consistency). */
+  scan(group: number, limit: number, after?: string): [string, StoredRecord][] {
+    return this.store.scan(group, limit, after) as [string, StoredRecord][];
+  }
+
+  status(): { id: NodeId; groups: ReturnType<RaftNode["status"]>[] } {
+    return { id: this.id, groups: [...this.groups.values()].map((g) => g.raft.status()) };
+  }
+
+  /** Asks the shard to elect this node now (used by tests and operators). */
+  campaign(group: number): void {
+    this.group(group).raft.campaign();
+    this.scheduleTurn();
+  }
+
+  private checkAccepting(): void {
+    if (this.stopped) throw new ShuttingDownError("node is shutting down");
+    if (this.failure !== null) throw this.failure;
+    if (this.queuedRequests >= this.cfg.maxQueuedRequests) throw new OverloadedError("too many requests queued");
+  }
+
+  private settle<T>(w: Waiter<T>, result: T | Error): void {
+    clearTimeout(w.timer);
+    if (result instanceof Error) w.reject(result);
+    else w.resolve(result);
+  }
+
+  private receive(_from: NodeId, envs: Envelope[]): void {
+    for (const e of envs) this.enqueue({ kind: "message", group: e.group, msg: e.msg as Message });
+  }
+
+  private enqueue(input: Input): void {
+    if (this.stopped) return;
+    if (input.kind === "propose" || input.kind === "read") this.queuedRequests++;
+    this.inputs.push(input);
+    this.scheduleTurn();
+  }
+
+  private scheduleTurn(): void {
+    if (this.turnScheduled || this.stopped) return;
+    this.turnScheduled = true;
+    setImmediate(() => {
+      this.turnScheduled = false;
+      if (this.turnRunning !== null || this.stopped || this.failure !== null) return;
+      this.turnRunning = this.turn()
+        .catch((e: unknown) => {
+          this.failure = e instanceof Error ? e : new Error(String(e));
+          this.cfg.logger?.(`node ${this.id}: turn failed, stopping: ${this.failure.stack ?? this.failure.message}`);
+        })
+        .finally(() => {
+          this.turnRunning = null;
+          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.anyReady()) this.scheduleTurn();
+        });
+    });
+  }
+
+  private anyReady(): boolean {
+    for (const g of this.groups.values()) if (g.raft.hasReady()) return true;
+    return false;
+  }
+
+  private async turn(): Promise<void> {
+    this.counters.turns++;
+    this.takeInputs();
+    const readies: [Group, Ready][] = [];
+    for (const g of this.groups.values()) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
+    if (readies.length === 0) return;
+    // Messages that may leave before anything is durable (a leader's appends, heartbeats, votes requests).
+    for (const [g, rd] of readies) this.send(g.id, rd.messages);
+    this.transport.flush();
+    // Persist: snapshots first (the state store must hold one before the log points at it), then one WAL batch.
+    const records: WalRecord[] = [];
+    for (const [g, rd] of readies) {
+      if (rd.snapshot !== null) {
+        this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data);
+        const m = rd.snapshot.meta;
+        records.push({ kind: "snapshot", group: g.id, index: m.index, term: m.term, confState: m.confState });
+      }
+      if (rd.entries.length > 0) records.push({ kind: "entries", group: g.id, entries: rd.entries });
+      if (rd.hardState !== null) records.push({ kind: "hard-state", group: g.id, hardState: rd.hardState });
+    }
+    if (records.length > 0) {
+      await this.wal.append(records);
+      this.counters.walBatches++;
+    }
+    for (const [g, rd] of readies) {
+      if (rd.snapshot !== null) g.storage.installSnapshot(rd.snapshot.meta);
+      if (rd.entries.length > 0) g.storage.append(rd.entries);
+      if (rd.hardState !== null) g.storage.setHardState(rd.hardState);
+      this.send(g.id, rd.messagesAfterPersist);
+    }
+    this.transport.flush();
+    this.applyCommitted(readies);
+    for (const [g] of readies) g.raft.advance();
+    await this.maybeCompact();
+  }
+
+  private takeInputs(): void {
+    const inputs = this.inputs;
+    this.inputs = [];
+    for (const input of inputs) {
+      if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
+      const g = input.kind === "unreachable" ? undefined : this.groups.get(input.group);
+      switch (input.kind) {
+        case "message":
+          g?.raft.step(input.msg);
+          break;
+        case "propose":
+          if (g === undefined) break;
+          try {
+            g.raft.propose(input.data);
+          } catch (e) {
+            if (!(e instanceof ProposalDroppedError)) throw e;
+            const w = g.proposals.get(input.seq);
+            if (w !== undefined) {
+              g.proposals.delete(input.seq);
+              this.settle(w, new NotLeaderError(g.id, g.raft.status().lead));
+            }
+          }
+          break;
+        case "read":
+          g?.raft.readIndex(new TextEncoder().encode(input.ctx));
+          break;
+        case "unreachable":
+          for (const grp of this.groups.values()) grp.raft.reportUnreachable(input.peer);
+          break;
+      }
+    }
+    const ticks = this.pendingTicks;
+    this.pendingTicks = 0;
+    for (let i = 0; i < ticks; i++) for (const g of this.groups.values()) g.raft.tick();
+  }
+
+  private send(group: number, msgs: Message[]): void {
+    for (const m of msgs) this.transport.send(m.to, planeOf(m.type), { group, msg: m });
+  }
+
+  /** Applies every group's committed entries in one LMDB transaction, then answers clients. */
+  private applyCommitted(readies: [Group, Ready][]): void {
+    const changes: GroupChanges[] = [];
+    const answers: [Waiter<CommandResult>, CommandResult][] = [];
+    for (const [g, rd] of readies) {
+      if (rd.committedEntries.length === 0) continue;
+      const overlay = new Map<string, StoredRecord | null>();
+      const read = (key: string) => (overlay.has(key) ? overlay.get(key) ?? undefined : this.store.get(g.id, key) as StoredRecord | undefined);
+      for (const e of rd.committedEntries) {
+        if (e.type === EntryType.ConfChange) {
+          g.raft.applyConfChange(decodeConfChange(e.data));
+          continue;
+        }
+        if (e.data.byteLength === 0) continue;
+        const p = decodeProposal(e.data);
+        const { result, write } = applyCommand(p.cmd, e.index, read(p.cmd.key));
+        if (write !== undefined) overlay.set(p.cmd.key, write);
+        if (p.origin[0] === this.id) {
+          const w = g.proposals.get(p.origin[1]);
+          if (w !== undefined) {
+            g.proposals.delete(p.origin[1]);
+            answers.push([w, result]);
+          }
+        }
+        this.counters.applied++;
+      }
+      const c: GroupChanges = { group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [], deletes: [] };
+      for (const [key, rec] of overlay) {
+        if (rec === null) c.deletes!.push(key);
+        else c.puts!.push([key, rec]);
+      }
+      changes.push(c);
+    }
+    this.store.apply(changes);
+    for (const [w, result] of answers) this.settle(w, result);
+    // Reads: record their read index, and serve those whose index is applied.
+    for (const [g, rd] of readies) {
+      for (const rs of rd.readStates) {
+        const r = g.reads.get(new TextDecoder().decode(rs.context));
+        if (r !== undefined) r.index = rs.index;
+      }
+      if (g.reads.size === 0) continue;
+      const applied = this.store.applied(g.id);
+      for (const [ctx, r] of g.reads) {
+        if (r.index !== null && r.index <= applied) {
+          g.reads.delete(ctx);
+          this.settle(r, this.store.get(g.id, r.key) as StoredRecord | undefined);
+        }
+      }
+    }
+  }
+
+  /**
+   * Compacts logs that grew past the threshold: once the state store is durable up to the applied
+   * index, the log before it is no longer needed (a follower that needs it gets a snapshot instead).
+   */
+  private async maybeCompact(): Promise<void> {
+    const due: Group[] = [];
+    for (const g of this.groups.values()) {
+      const applied = g.raft.status().applied;
+      if (applied - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
+    }
+    if (due.length === 0) return;
+    await this.store.flushed();
+    const records: WalRecord[] = [];
+    for (const g of due) {
+      const index = Math.min(g.raft.status().applied, this.store.applied(g.id));
+      const term = g.storage.compact(index);
+      records.push({ kind: "compact", group: g.id, index, term });
+    }
+    await this.wal.append(records);
+  }
+}

@@ -1,0 +1,85 @@
+/** Helpers for tests that run several MultiRaftNodes in one process on loopback. */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Role } from "../raft/index.js";
+import { MultiRaftNode, type NodeConfig } from "./multi-raft.js";
+
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export interface TestCluster {
+  nodes: Map<number, MultiRaftNode>;
+  dirs: Map<number, string>;
+  ports: Map<number, number>;
+  shards: number;
+  options: Partial<NodeConfig>;
+}
+
+export async function openNode(c: TestCluster, id: number): Promise<MultiRaftNode> {
+  const peers = new Map([...c.dirs.keys()].filter((p) => p !== id).map((p) => [p, { host: "127.0.0.1", port: c.ports.get(p) ?? 0 }]));
+  const node = await MultiRaftNode.open({
+    id, dataDir: c.dirs.get(id)!, listen: { host: "127.0.0.1", port: c.ports.get(id) ?? 0 }, peers, shards: c.shards,
+    tickMs: 20, ...c.options,
+  });
+  c.ports.set(id, await node.start());
+  c.nodes.set(id, node);
+  return node;
+}
+
+/** Starts n nodes, then tells each the others' (ephemeral) ports. */
+export async function startCluster(n: number, shards: number, options: Partial<NodeConfig> = {}): Promise<TestCluster> {
+  const c: TestCluster = { nodes: new Map(), dirs: new Map(), ports: new Map(), shards, options };
+  for (let id = 1; id <= n; id++) c.dirs.set(id, mkdtempSync(join(tmpdir(), `shoal-node${id}-`)));
+  for (let id = 1; id <= n; id++) await openNode(c, id);
+  for (const [id, node] of c.nodes) {
+    for (const [peer, port] of c.ports) if (peer !== id) node.transport.setPeer(peer, { host: "127.0.0.1", port });
+  }
+  return c;
+}
+
+export function leaderOf(c: TestCluster, group: number): MultiRaftNode | null {
+  for (const node of c.nodes.values()) {
+    const st = node.status().groups[group - 1]!;
+    if (st.role === Role.Leader) return node;
+  }
+  return null;
+}
+
+export async function waitForLeaders(c: TestCluster): Promise<void> {
+  await waitFor("a leader for every shard", () => {
+    for (let g = 1; g <= c.shards; g++) if (leaderOf(c, g) === null) return false;
+    return true;
+  });
+}
+
+/** Puts through the shard's current leader, retrying while leadership moves. */
+export async function put(c: TestCluster, key: string, payload: unknown): Promise<number> {
+  const anyNode = [...c.nodes.values()][0]!;
+  const group = anyNode.shardOf(key);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const leader = leaderOf(c, group);
+    if (leader !== null) {
+      try {
+        const r = await leader.propose(group, { op: "put", key, payload });
+        if (r.ok) return r.version;
+        throw new Error(`put ${key} failed: ${r.code}`);
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`no leader for shard ${group}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export async function stopAll(c: TestCluster): Promise<void> {
+  for (const node of c.nodes.values()) await node.stop();
+  c.nodes.clear();
+}
