@@ -1,7 +1,12 @@
 /** The `shoal` command line. */
 import { Command, Option } from "commander";
 import { checkHistoryCommand } from "./check-history.js";
+import { delCommand, getCommand, putCommand, statusCommand } from "./client.js";
+import { demoCommand } from "./demo.js";
 import { simCommand } from "./sim.js";
+import { startCommand } from "./start.js";
+
+const env = (name: string, dflt: string) => process.env[name] ?? dflt;
 
 const program = new Command();
 program.name("shoal").description("Shoal: a distributed, sharded, replicated database").version("0.1.0");
@@ -32,4 +37,50 @@ program
     process.exitCode = await simCommand(opts);
   });
 
-await program.parseAsync(process.argv);
+program
+  .command("start")
+  .description("run a Shoal node (with no flags: a single-node cluster, data in ./shoal-data, HTTP on 127.0.0.1:7400)")
+  .option("--id <n>", "this node's id, unique in the cluster [env SHOAL_ID]", env("SHOAL_ID", "1"))
+  .option("--data-dir <dir>", "where the node keeps its log and state [env SHOAL_DATA_DIR]", env("SHOAL_DATA_DIR", "./shoal-data"))
+  .option("--http <host:port>", "address of the public HTTP API [env SHOAL_HTTP]", env("SHOAL_HTTP", "127.0.0.1:7400"))
+  .option("--listen <host:port>", "address for other nodes (Raft traffic) [env SHOAL_LISTEN]", env("SHOAL_LISTEN", "127.0.0.1:7500"))
+  .option("--advertise <host:port>", "address other nodes should use, if not --listen [env SHOAL_ADVERTISE]", process.env.SHOAL_ADVERTISE)
+  .option("--peers <list>", "the other members: ID=HOST:PORT,… (empty: single node) [env SHOAL_PEERS]", env("SHOAL_PEERS", ""))
+  .option("--shards <n>", "shards of the default collection; fixed for the cluster's life [env SHOAL_SHARDS]", env("SHOAL_SHARDS", "4"))
+  .option("--max-payload-bytes <n>", "largest accepted request body [env SHOAL_MAX_PAYLOAD_BYTES]", env("SHOAL_MAX_PAYLOAD_BYTES", String(1 << 20)))
+  .action(async (opts) => {
+    process.exitCode = await startCommand(opts);
+  });
+
+program
+  .command("demo")
+  .description("start a local cluster of node processes on loopback; Ctrl-C stops them all")
+  .option("--nodes <n>", "number of nodes", "3")
+  .option("--http-port <port>", "HTTP port of node 1 (node i uses port + i - 1)", "7400")
+  .option("--peer-port <port>", "peer port of node 1 (node i uses port + i - 1)", "7500")
+  .option("--shards <n>", "shards of the default collection", "4")
+  .option("--data-dir <dir>", "where the nodes keep their data and logs", "./shoal-demo")
+  .action(async (opts) => {
+    process.exitCode = await demoCommand(opts);
+  });
+
+const endpoint = () => new Option("--endpoint <url>", "a node's HTTP API [env SHOAL_ENDPOINT]").default(env("SHOAL_ENDPOINT", "http://127.0.0.1:7400"));
+program.command("put").description("create or replace a record").argument("<id>").argument("<payload>", "JSON")
+  .addOption(endpoint()).option("--if-version <n>", "compare-and-set: only if the record is at this version (0: absent)")
+  .action(async (id: string, payload: string, opts) => { process.exitCode = await putCommand(id, payload, opts); });
+program.command("get").description("read a record").argument("<id>").addOption(endpoint())
+  .addOption(new Option("--consistency <level>").choices(["linearizable", "sequential", "eventual"]))
+  .action(async (id: string, opts) => { process.exitCode = await getCommand(id, opts); });
+program.command("del").description("delete a record").argument("<id>").addOption(endpoint())
+  .option("--if-version <n>", "only if the record is at this version")
+  .action(async (id: string, opts) => { process.exitCode = await delCommand(id, opts); });
+program.command("status").description("a node's view of the cluster's shards").addOption(endpoint())
+  .option("--json", "print JSON")
+  .action(async (opts) => { process.exitCode = await statusCommand(opts); });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  console.error(`shoal: ${(e as Error).message}`);
+  process.exitCode = 1;
+}

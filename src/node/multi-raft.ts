@@ -53,6 +53,9 @@ export interface NodeConfig {
   logger?: (line: string) => void;
 }
 
+/** Group 0 carries node-level messages (the gateway's forwarded requests), not Raft traffic. */
+export const NODE_GROUP = 0;
+
 export type Consistency = "linearizable" | "sequential" | "eventual";
 
 export class NotLeaderError extends Error {
@@ -152,6 +155,8 @@ export class MultiRaftNode {
   private stopped = false;
   private nextSeq = 1;
   private queuedRequests = 0;
+  /** Receives node-level messages (group 0); set by the gateway. */
+  onNodeMessage: ((from: NodeId, msg: unknown) => void) | null = null;
   /** Set when a turn failed: the node stops rather than continue with state it cannot trust. */
   failure: Error | null = null;
   readonly counters = { turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0 };
@@ -309,8 +314,27 @@ export class MultiRaftNode {
     else w.resolve(result);
   }
 
-  private receive(_from: NodeId, envs: Envelope[]): void {
-    for (const e of envs) this.enqueue({ kind: "message", group: e.group, msg: e.msg as Message });
+  private receive(from: NodeId, envs: Envelope[]): void {
+    for (const e of envs) {
+      if (e.group === NODE_GROUP) this.onNodeMessage?.(from, e.msg);
+      else if (this.groups.has(e.group)) this.enqueue({ kind: "message", group: e.group, msg: e.msg as Message });
+    }
+  }
+
+  /** Sends a node-level message to a peer on the data plane (sent with the next flush). */
+  sendNodeMessage(to: NodeId, msg: unknown): boolean {
+    const ok = this.transport.send(to, "data", { group: NODE_GROUP, msg });
+    this.transport.flush();
+    return ok;
+  }
+
+  /** The shard's leader as this node knows it (0 when unknown). */
+  leaderOf(group: number): NodeId {
+    return this.group(group).raft.raft.lead;
+  }
+
+  get shards(): number {
+    return this.cfg.shards;
   }
 
   private enqueue(input: Input): void {

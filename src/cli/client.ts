@@ -1,0 +1,70 @@
+/** `shoal put | get | del | status`: a small client of the HTTP API. */
+export interface ClientOptions {
+  endpoint: string;
+  consistency?: string;
+  ifVersion?: string;
+  json?: boolean;
+}
+
+async function call(method: string, url: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  let r: Response;
+  try {
+    r = await fetch(url, {
+      method,
+      ...(body !== undefined ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {}),
+    });
+  } catch (e) {
+    throw new Error(`cannot reach ${url}: ${(e as Error).cause instanceof Error ? (e as Error & { cause: Error }).cause.message : (e as Error).message}`);
+  }
+  const text = await r.text();
+  return { status: r.status, body: text === "" ? null : JSON.parse(text) };
+}
+
+function recordUrl(opts: ClientOptions, id: string): string {
+  return `${opts.endpoint.replace(/\/$/, "")}/v1/collections/default/records/${encodeURIComponent(id)}`;
+}
+
+function report(res: { status: number; body: unknown }): number {
+  if (res.status >= 400) {
+    const err = (res.body as { error?: { code: string; message: string } } | null)?.error;
+    console.error(`error ${res.status}${err ? ` ${err.code}: ${err.message}` : ""}`);
+    return 1;
+  }
+  console.log(JSON.stringify(res.body, null, 2));
+  return 0;
+}
+
+export async function putCommand(id: string, payload: string, opts: ClientOptions): Promise<number> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(payload);
+  } catch {
+    console.error(`put: the payload must be JSON, got ${JSON.stringify(payload)}`);
+    return 2;
+  }
+  const body: Record<string, unknown> = { payload: parsed };
+  if (opts.ifVersion !== undefined) body.ifVersion = Number(opts.ifVersion);
+  return report(await call("PUT", recordUrl(opts, id), body));
+}
+
+export async function getCommand(id: string, opts: ClientOptions): Promise<number> {
+  const q = opts.consistency !== undefined ? `?consistency=${encodeURIComponent(opts.consistency)}` : "";
+  return report(await call("GET", recordUrl(opts, id) + q));
+}
+
+export async function delCommand(id: string, opts: ClientOptions): Promise<number> {
+  const q = opts.ifVersion !== undefined ? `?ifVersion=${encodeURIComponent(opts.ifVersion)}` : "";
+  return report(await call("DELETE", recordUrl(opts, id) + q));
+}
+
+export async function statusCommand(opts: ClientOptions): Promise<number> {
+  const res = await call("GET", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/status`);
+  if (res.status >= 400 || opts.json) return report(res);
+  const st = res.body as { node: number; shards: { shard: number; role: string; leader: number; term: number; commit: number; applied: number; voters: number[] }[] };
+  console.log(`node ${st.node}`);
+  console.log("shard  role        leader  term  commit  applied  voters");
+  for (const s of st.shards) {
+    console.log(`${String(s.shard).padEnd(6)} ${s.role.padEnd(11)} ${String(s.leader).padEnd(7)} ${String(s.term).padEnd(5)} ${String(s.commit).padEnd(7)} ${String(s.applied).padEnd(8)} ${s.voters.join(",")}`);
+  }
+  return 0;
+}

@@ -1,0 +1,117 @@
+/** `shoal start`: runs one node (its Raft groups, the peer transport and the HTTP API). */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { pino } from "pino";
+import { buildApi } from "../api/server.js";
+import { Gateway } from "../node/gateway.js";
+import { MultiRaftNode } from "../node/multi-raft.js";
+import type { PeerAddress } from "../transport/transport.js";
+
+export interface StartOptions {
+  id: string;
+  dataDir: string;
+  http: string;
+  listen: string;
+  advertise?: string;
+  peers: string;
+  shards: string;
+  maxPayloadBytes: string;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function parseAddress(flag: string, s: string): PeerAddress {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(s.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (m === null || port < 0 || port > 65535) throw new ConfigError(`${flag}: expected HOST:PORT, got ${JSON.stringify(s)}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+/** "2=127.0.0.1:7501,3=127.0.0.1:7502" */
+export function parsePeers(s: string, self: number): Map<number, PeerAddress> {
+  const peers = new Map<number, PeerAddress>();
+  for (const part of s.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const m = /^(\d+)=(.+)$/.exec(part);
+    if (m === null) throw new ConfigError(`--peers: expected ID=HOST:PORT, got ${JSON.stringify(part)}`);
+    const id = Number(m[1]);
+    if (id === self) throw new ConfigError(`--peers: lists this node's own id ${id}`);
+    if (peers.has(id)) throw new ConfigError(`--peers: id ${id} listed twice`);
+    peers.set(id, parseAddress("--peers", m[2]!));
+  }
+  return peers;
+}
+
+function positiveInt(flag: string, v: string, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new ConfigError(`${flag}: expected an integer from 1 to ${max}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/**
+ * The data directory remembers which node and cluster shape it belongs to; starting it with another
+ * id, shard count or member set would silently corrupt the cluster, so it is refused.
+ */
+function checkIdentity(dataDir: string, identity: { id: number; members: number[]; shards: number }): void {
+  const file = join(dataDir, "node.json");
+  if (!existsSync(file)) {
+    writeFileSync(file, JSON.stringify(identity, null, 2) + "\n");
+    return;
+  }
+  const prev = JSON.parse(readFileSync(file, "utf8")) as typeof identity;
+  const same = prev.id === identity.id && prev.shards === identity.shards &&
+    JSON.stringify(prev.members) === JSON.stringify(identity.members);
+  if (!same) {
+    throw new ConfigError(`${dataDir} belongs to node ${prev.id} of members [${prev.members}] with ${prev.shards} shards; ` +
+      `refusing to start it as node ${identity.id} of [${identity.members}] with ${identity.shards} shards`);
+  }
+}
+
+export async function startCommand(opts: StartOptions): Promise<number> {
+  let node: MultiRaftNode;
+  let http: PeerAddress;
+  let id: number;
+  const dataDir = resolve(opts.dataDir);
+  try {
+    id = positiveInt("--id", opts.id);
+    http = parseAddress("--http", opts.http);
+    const listen = parseAddress("--listen", opts.listen);
+    const peers = parsePeers(opts.peers, id);
+    const shards = positiveInt("--shards", opts.shards, 4096);
+    const maxPayloadBytes = positiveInt("--max-payload-bytes", opts.maxPayloadBytes, 64 << 20);
+    mkdirSync(dataDir, { recursive: true });
+    checkIdentity(dataDir, { id, members: [id, ...peers.keys()].sort((a, b) => a - b), shards });
+    const logger = pino({ base: { node: id } });
+    node = await MultiRaftNode.open({ id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line) });
+    const gateway = new Gateway(node);
+    const app = await buildApi({ node, gateway, logger, bodyLimitBytes: maxPayloadBytes });
+    const peerPort = await node.start();
+    await app.listen({ host: http.host, port: http.port });
+    logger.info({ http: `${http.host}:${http.port}`, peer: `${listen.host}:${peerPort}`, advertise: opts.advertise ?? opts.listen,
+      dataDir, peers: [...peers.keys()], shards }, "node started");
+    let stopping = false;
+    const shutdown = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, "shutting down: no new requests, finishing in-flight ones");
+      await app.close(); // stops accepting, waits for in-flight requests
+      await node.stop(); // finishes the current turn (fsync included), closes the log and the store
+      logger.info("stopped");
+      process.exit(0);
+    };
+    process.on("SIGTERM", () => void shutdown("SIGTERM"));
+    process.on("SIGINT", () => void shutdown("SIGINT"));
+    return await new Promise<number>(() => undefined); // runs until a signal
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`shoal start: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof Error && "code" in e && (e.code === "EADDRINUSE" || e.code === "EACCES")) {
+      console.error(`shoal start: cannot listen: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Every node is a gateway: a record operation is executed here when this node leads the record's
+ * shard, and otherwise forwarded to the leader over the data plane. A "not leader" answer carries the
+ * leader's id; the gateway retries once with it. Eventual reads never leave the node.
+ */
+import type { NodeId } from "../raft/index.js";
+import {
+  type Consistency,
+  type MultiRaftNode,
+  NotLeaderError,
+  RequestTimeoutError,
+} from "./multi-raft.js";
+import type { CommandResult, RecordCommand, StoredRecord } from "./records.js";
+
+type Op =
+  | { kind: "propose"; group: number; cmd: RecordCommand }
+  | { kind: "read"; group: number; key: string; consistency: Consistency };
+
+type Reply = { ok: true; value: unknown } | { ok: false; error: { name: string; message: string; leader?: NodeId } };
+
+interface RpcRequest { rpc: { id: number; op: Op } }
+interface RpcReply { rpcReply: { id: number; reply: Reply } }
+
+export class Gateway {
+  private readonly node: MultiRaftNode;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (r: Reply) => void; timer: NodeJS.Timeout }>();
+  private readonly timeoutMs: number;
+
+  constructor(node: MultiRaftNode, timeoutMs = 5000) {
+    this.node = node;
+    this.timeoutMs = timeoutMs;
+    node.onNodeMessage = (from, msg) => this.onMessage(from, msg);
+  }
+
+  put(key: string, payload: unknown, ifVersion?: number): Promise<CommandResult> {
+    const cmd: RecordCommand = ifVersion === undefined ? { op: "put", key, payload } : { op: "put", key, payload, ifVersion };
+    return this.route({ kind: "propose", group: this.node.shardOf(key), cmd }) as Promise<CommandResult>;
+  }
+
+  delete(key: string, ifVersion?: number): Promise<CommandResult> {
+    const cmd: RecordCommand = ifVersion === undefined ? { op: "delete", key } : { op: "delete", key, ifVersion };
+    return this.route({ kind: "propose", group: this.node.shardOf(key), cmd }) as Promise<CommandResult>;
+  }
+
+  get(key: string, consistency: Consistency): Promise<StoredRecord | undefined> {
+    const group = this.node.shardOf(key);
+    // Reads at any consistency can be served here: ReadIndex confirms through the leader when needed.
+    return this.node.read(group, key, consistency);
+  }
+
+  /** Runs locally if this node leads the shard, else at the leader; one retry on a leader change. */
+  private async route(op: Op): Promise<unknown> {
+    let leader = this.node.leaderOf(op.group);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (leader === 0) throw new NotLeaderError(op.group, 0);
+        return leader === this.node.id ? await this.execute(op) : await this.forward(leader, op);
+      } catch (e) {
+        if (!(e instanceof NotLeaderError) || attempt >= 1 || e.leader === 0 || e.leader === leader) throw e;
+        leader = e.leader;
+      }
+    }
+  }
+
+  private execute(op: Op): Promise<unknown> {
+    return op.kind === "propose" ? this.node.propose(op.group, op.cmd) : this.node.read(op.group, op.key, op.consistency);
+  }
+
+  private forward(to: NodeId, op: Op): Promise<unknown> {
+    const id = this.nextId++;
+    return new Promise<Reply>((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        resolve({ ok: false, error: { name: "RequestTimeoutError", message: `node ${to} did not answer within ${this.timeoutMs} ms` } });
+      }, this.timeoutMs);
+      this.pending.set(id, { resolve, timer });
+      if (!this.node.sendNodeMessage(to, { rpc: { id, op } } satisfies RpcRequest)) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        resolve({ ok: false, error: { name: "NotLeaderError", message: `node ${to} is unreachable`, leader: 0 } });
+      }
+    }).then((reply) => {
+      if (reply.ok) return reply.value;
+      throw revive(reply.error, op.group);
+    });
+  }
+
+  private onMessage(from: NodeId, msg: unknown): void {
+    const m = msg as Partial<RpcRequest & RpcReply>;
+    if (m.rpcReply !== undefined) {
+      const p = this.pending.get(m.rpcReply.id);
+      if (p === undefined) return; // timed out already
+      this.pending.delete(m.rpcReply.id);
+      clearTimeout(p.timer);
+      p.resolve(m.rpcReply.reply);
+      return;
+    }
+    if (m.rpc === undefined) return;
+    const { id, op } = m.rpc;
+    // Only execute where we lead: forwarding again could loop between nodes with stale views.
+    const run = this.node.leaderOf(op.group) === this.node.id
+      ? this.execute(op)
+      : Promise.reject(new NotLeaderError(op.group, this.node.leaderOf(op.group)));
+    run.then(
+      (value) => this.node.sendNodeMessage(from, { rpcReply: { id, reply: { ok: true, value } } } satisfies RpcReply),
+      (e: Error) => this.node.sendNodeMessage(from, {
+        rpcReply: { id, reply: { ok: false, error: { name: e.name, message: e.message, ...(e instanceof NotLeaderError ? { leader: e.leader } : {}) } } },
+      } satisfies RpcReply),
+    );
+  }
+}
+
+function revive(err: { name: string; message: string; leader?: NodeId }, group: number): Error {
+  if (err.name === "NotLeaderError") return new NotLeaderError(group, err.leader ?? 0);
+  if (err.name === "RequestTimeoutError") return new RequestTimeoutError(err.message);
+  const e = new Error(err.message);
+  e.name = err.name;
+  return e;
+}
