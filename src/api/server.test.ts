@@ -1,0 +1,97 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { InjectOptions } from "fastify";
+import { pino } from "pino";
+import { Gateway } from "../node/gateway.js";
+import { MultiRaftNode } from "../node/multi-raft.js";
+import { waitFor } from "../node/testing.js";
+import { buildApi } from "./server.js";
+
+async function singleNode() {
+  const node = await MultiRaftNode.open({
+    id: 1, dataDir: mkdtempSync(join(tmpdir(), "shoal-api-")), listen: { host: "127.0.0.1", port: 0 }, peers: new Map(), shards: 2, tickMs: 10,
+  });
+  await node.start();
+  const app = await buildApi({ node, gateway: new Gateway(node), logger: pino({ level: "silent" }), bodyLimitBytes: 2048 });
+  await waitFor("leaders", async () => (await app.inject({ url: "/readyz" })).statusCode === 200);
+  return { node, app };
+}
+
+const rec = (id: string) => `/v1/collections/default/records/${id}`;
+
+test("records: put, get, compare-and-set, delete, scan", async () => {
+  const { node, app } = await singleNode();
+  const put = await app.inject({ method: "PUT", url: rec("a1"), payload: { payload: { x: 1 } } });
+  assert.equal(put.statusCode, 200);
+  const { version } = put.json() as { version: number };
+  const get = await app.inject({ url: rec("a1") });
+  assert.deepEqual(get.json(), { id: "a1", payload: { x: 1 }, version });
+  const stale = await app.inject({ method: "PUT", url: rec("a1"), payload: { payload: 2, ifVersion: version + 100 } });
+  assert.equal(stale.statusCode, 409);
+  assert.deepEqual(stale.json(), { error: { code: "version_mismatch", message: `record is at version ${version}`, currentVersion: version } });
+  const absent = await app.inject({ method: "PUT", url: rec("new"), payload: { payload: 1, ifVersion: 0 } });
+  assert.equal(absent.statusCode, 200, "ifVersion 0: create only if absent");
+  assert.equal((await app.inject({ method: "PUT", url: rec("new"), payload: { payload: 1, ifVersion: 0 } })).statusCode, 409);
+  for (const consistency of ["linearizable", "sequential", "eventual"]) {
+    assert.equal((await app.inject({ url: `${rec("a1")}?consistency=${consistency}` })).statusCode, 200);
+  }
+  assert.equal((await app.inject({ method: "DELETE", url: rec("a1") })).statusCode, 200);
+  const gone = await app.inject({ url: rec("a1") });
+  assert.equal(gone.statusCode, 404);
+  assert.equal((gone.json() as { error: { code: string } }).error.code, "not_found");
+  for (let i = 0; i < 5; i++) await app.inject({ method: "PUT", url: rec(`s${i}`), payload: { payload: i } });
+  const page1 = (await app.inject({ url: "/v1/collections/default/records?limit=3" })).json() as { records: { id: string }[]; cursor: string };
+  assert.deepEqual(page1.records.map((r) => r.id), ["new", "s0", "s1"]);
+  const page2 = (await app.inject({ url: `/v1/collections/default/records?limit=3&cursor=${page1.cursor}` })).json() as { records: { id: string }[]; cursor: string | null };
+  assert.deepEqual(page2.records.map((r) => r.id), ["s2", "s3", "s4"]);
+  await app.close();
+  await node.stop();
+});
+
+test("bad input gets a 4xx with a machine-readable code, and never reaches the log", async () => {
+  const { node, app } = await singleNode();
+  const before = node.counters.proposals;
+  const cases: [string, InjectOptions, number, string][] = [
+    ["malformed JSON", { method: "PUT", url: rec("x"), payload: "{oops", headers: { "content-type": "application/json" } }, 400, "bad_request"],
+    ["missing payload", { method: "PUT", url: rec("x"), payload: { nope: 1 } }, 400, "bad_request"],
+    ["wrong ifVersion type", { method: "PUT", url: rec("x"), payload: { payload: 1, ifVersion: "abc" } }, 400, "bad_request"],
+    ["bad id", { method: "PUT", url: rec("a%20b"), payload: { payload: 1 } }, 400, "bad_request"],
+    ["too long id", { method: "PUT", url: rec("x".repeat(300)), payload: { payload: 1 } }, 400, "bad_request"],
+    ["payload over the limit", { method: "PUT", url: rec("x"), payload: { payload: "y".repeat(5000) } }, 413, "payload_too_large"],
+    ["unknown consistency", { url: `${rec("x")}?consistency=strongest` }, 400, "bad_request"],
+    ["unknown collection", { method: "PUT", url: "/v1/collections/other/records/x", payload: { payload: 1 } }, 404, "collection_not_found"],
+    ["unknown route", { url: "/v2/nothing" }, 404, "route_not_found"],
+    ["bad scan limit", { url: "/v1/collections/default/records?limit=0" }, 400, "bad_request"],
+  ];
+  for (const [what, req, status, code] of cases) {
+    const r = await app.inject(req);
+    assert.equal(r.statusCode, status, what);
+    const body = r.json() as { error: { code: string; message: string } };
+    assert.equal(body.error.code, code, what);
+    assert.ok(body.error.message.length > 0, what);
+  }
+  assert.equal(node.counters.proposals, before, "nothing malformed was proposed");
+  await app.close();
+  await node.stop();
+});
+
+test("status, health, readiness, metrics and the OpenAPI document", async () => {
+  const { node, app } = await singleNode();
+  await app.inject({ method: "PUT", url: rec("m"), payload: { payload: 1 } });
+  const st = (await app.inject({ url: "/v1/cluster/status" })).json() as { node: number; shards: { role: string }[] };
+  assert.equal(st.node, 1);
+  assert.deepEqual(st.shards.map((s) => s.role), ["leader", "leader"]);
+  assert.equal((await app.inject({ url: "/healthz" })).statusCode, 200);
+  const metrics = (await app.inject({ url: "/metrics" })).body;
+  assert.match(metrics, /shoal_request_duration_seconds_bucket\{.*op="put"/);
+  assert.match(metrics, /shoal_wal_batches_total\{node="1"\} \d+/);
+  assert.match(metrics, /process_cpu_user_seconds_total/);
+  const openapi = (await app.inject({ url: "/v1/openapi.json" })).json() as { openapi: string; paths: Record<string, unknown> };
+  assert.match(openapi.openapi, /^3\./);
+  assert.ok("/v1/collections/{collection}/records/{id}" in openapi.paths);
+  await app.close();
+  await node.stop();
+});
