@@ -1,0 +1,197 @@
+/**
+ * Tests on real processes: three `shoal start` processes on loopback, clients over HTTP, kill -9.
+ * Every acknowledged write must survive, and the clients' history must be linearizable.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type HistoryEvent, checkOperations, kvModel, operationsFromEvents } from "../check/index.js";
+import { waitFor } from "../node/testing.js";
+
+const shoal = fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url));
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+interface Cluster {
+  dir: string;
+  http: Map<number, number>;
+  peer: Map<number, number>;
+  procs: Map<number, ChildProcess>;
+}
+
+function startProc(c: Cluster, id: number): void {
+  const peers = [...c.peer].filter(([p]) => p !== id).map(([p, port]) => `${p}=127.0.0.1:${port}`).join(",");
+  const child = spawn(process.execPath, [shoal, "start", "--id", String(id), "--data-dir", join(c.dir, `n${id}`),
+    "--http", `127.0.0.1:${c.http.get(id)}`, "--listen", `127.0.0.1:${c.peer.get(id)}`, "--peers", peers, "--shards", "2"],
+  { stdio: ["ignore", "ignore", "inherit"] });
+  c.procs.set(id, child);
+}
+
+async function ready(c: Cluster, ids: number[]): Promise<void> {
+  await waitFor(`nodes ${ids} ready`, async () => {
+    for (const id of ids) {
+      try {
+        if ((await fetch(`http://127.0.0.1:${c.http.get(id)}/readyz`)).status !== 200) return false;
+      } catch {
+        return false;
+      }
+    }
+    return true;
+  }, 30_000);
+}
+
+async function kill9(c: Cluster, id: number): Promise<void> {
+  const p = c.procs.get(id)!;
+  const exited = new Promise((r) => p.once("exit", r));
+  p.kill("SIGKILL");
+  await exited;
+  c.procs.delete(id);
+}
+
+async function startCluster(): Promise<Cluster> {
+  const c: Cluster = { dir: mkdtempSync(join(tmpdir(), "shoal-procs-")), http: new Map(), peer: new Map(), procs: new Map() };
+  for (const id of [1, 2, 3]) {
+    c.http.set(id, await freePort());
+    c.peer.set(id, await freePort());
+  }
+  for (const id of [1, 2, 3]) startProc(c, id);
+  await ready(c, [1, 2, 3]);
+  return c;
+}
+
+async function stop(c: Cluster): Promise<void> {
+  for (const id of [...c.procs.keys()]) {
+    const p = c.procs.get(id)!;
+    const exited = new Promise((r) => p.once("exit", r));
+    p.kill("SIGTERM");
+    await exited;
+  }
+  c.procs.clear();
+}
+
+/** A closed-loop client: unique-key writes (for the durability check) and put/get on shared keys (history). */
+class Client {
+  readonly acked = new Map<string, number>();
+  readonly history: HistoryEvent[];
+  private n = 0;
+  /** The history's process: a new one after each unknown outcome (Jepsen's rule). */
+  private process: number;
+  constructor(readonly id: number, history: HistoryEvent[], private readonly started: number) {
+    this.history = history;
+    this.process = id;
+  }
+
+  async step(c: Cluster): Promise<void> {
+    const alive = [...c.procs.keys()];
+    const node = alive[(this.id + this.n) % alive.length]!;
+    const base = `http://127.0.0.1:${c.http.get(node)}/v1/collections/default/records`;
+    this.n++;
+    const now = () => performance.now() - this.started;
+    if (this.n % 3 === 0) {
+      const key = `shared${this.n % 2}`;
+      this.history.push({ process: this.process, type: "invoke", f: "read", key, value: null, time: now() });
+      try {
+        const r = await fetch(`${base}/${key}?consistency=linearizable`, { signal: AbortSignal.timeout(8000) });
+        const body = (await r.json()) as { payload?: string };
+        if (r.status === 200 || r.status === 404) {
+          this.history.push({ process: this.process, type: "ok", f: "read", key, value: r.status === 200 ? body.payload : null, time: now() });
+        } else this.history.push({ process: this.process, type: "fail", f: "read", key, value: null, time: now() });
+      } catch {
+        this.history.push({ process: this.process, type: "fail", f: "read", key, value: null, time: now() });
+      }
+      return;
+    }
+    const shared = this.n % 3 === 1;
+    const key = shared ? `shared${this.n % 2}` : `w-${this.id}-${this.n}`;
+    const value = `${this.id}.${this.n}`;
+    if (shared) this.history.push({ process: this.process, type: "invoke", f: "write", key, value, time: now() });
+    let outcome: "ok" | "fail" | "info" = "info";
+    try {
+      const r = await fetch(`${base}/${key}`, {
+        method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ payload: value }),
+        signal: AbortSignal.timeout(8000),
+      });
+      const body = (await r.json()) as { version?: number; error?: { code: string } };
+      if (r.status === 200) {
+        outcome = "ok";
+        if (!shared) this.acked.set(key, body.version!);
+      } else if (r.status === 503 && body.error?.code === "no_leader") outcome = "fail"; // refused before the log
+    } catch {
+      outcome = "info";
+    }
+    if (shared) {
+      this.history.push({ process: this.process, type: outcome, f: "write", key, value, time: now() });
+      if (outcome === "info") this.process += 100;
+    }
+  }
+}
+
+async function run(c: Cluster, clients: Client[], ops: number): Promise<void> {
+  await Promise.all(clients.map(async (cl) => {
+    for (let i = 0; i < ops; i++) await cl.step(c);
+  }));
+}
+
+async function leaderOf(c: Cluster, shard: number): Promise<number> {
+  for (const id of c.procs.keys()) {
+    const st = (await (await fetch(`http://127.0.0.1:${c.http.get(id)}/v1/cluster/status`)).json()) as { shards: { shard: number; leader: number }[] };
+    const l = st.shards.find((s) => s.shard === shard)!.leader;
+    if (l !== 0) return l;
+  }
+  return 0;
+}
+
+async function checkAcked(c: Cluster, clients: Client[]): Promise<number> {
+  const node = [...c.procs.keys()][0]!;
+  let n = 0;
+  for (const cl of clients) {
+    for (const [key, version] of cl.acked) {
+      const r = await fetch(`http://127.0.0.1:${c.http.get(node)}/v1/collections/default/records/${key}`);
+      assert.equal(r.status, 200, `acknowledged write ${key} is lost`);
+      assert.equal(((await r.json()) as { version: number }).version, version, key);
+      n++;
+    }
+  }
+  return n;
+}
+
+test("kill -9 of a shard leader under load, then of every node: nothing acknowledged is lost, the history is linearizable", async () => {
+  const c = await startCluster();
+  const history: HistoryEvent[] = [];
+  const t0 = performance.now();
+  const clients = [1, 2, 3, 4].map((i) => new Client(i, history, t0));
+  await run(c, clients, 15);
+  const leader = await leaderOf(c, 1);
+  assert.ok(leader !== 0);
+  await kill9(c, leader);
+  await run(c, clients, 30); // a new leader takes over; the clients carry on
+  startProc(c, leader);
+  await ready(c, [1, 2, 3]);
+  // Now everything at once, in the middle of the load.
+  const acked = () => clients.reduce((n, cl) => n + cl.acked.size, 0);
+  const before = acked();
+  const load = run(c, clients, 20);
+  await waitFor("the load to be under way", () => acked() >= before + 5);
+  for (const id of [1, 2, 3]) c.procs.get(id)?.kill("SIGKILL");
+  await load.catch(() => undefined);
+  await Promise.all([...c.procs.values()].map((p) => (p.exitCode !== null || p.signalCode !== null ? null : new Promise((r) => p.once("exit", r)))));
+  c.procs.clear();
+  for (const id of [1, 2, 3]) startProc(c, id);
+  await ready(c, [1, 2, 3]);
+  const checked = await checkAcked(c, clients);
+  assert.ok(checked > 30, `${checked} acknowledged writes checked`);
+  const verdict = checkOperations(kvModel, operationsFromEvents(history));
+  assert.equal(verdict.verdict, "linearizable", JSON.stringify(verdict.failure?.stuck.slice(0, 3)));
+  await stop(c);
+});
