@@ -15,12 +15,13 @@ import { waitFor } from "../node/testing.js";
 
 const shoal = fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url));
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
+/** n distinct free ports: all are held open until every one is chosen, so none repeats. */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer());
+  await Promise.all(servers.map((s) => new Promise<void>((r) => s.listen(0, "127.0.0.1", r))));
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }
 
 interface Cluster {
@@ -42,7 +43,8 @@ async function ready(c: Cluster, ids: number[]): Promise<void> {
   await waitFor(`nodes ${ids} ready`, async () => {
     for (const id of ids) {
       try {
-        if ((await fetch(`http://127.0.0.1:${c.http.get(id)}/readyz`)).status !== 200) return false;
+        const r = await fetch(`http://127.0.0.1:${c.http.get(id)}/readyz`, { signal: AbortSignal.timeout(2000) });
+        if (r.status !== 200) return false;
       } catch {
         return false;
       }
@@ -61,9 +63,10 @@ async function kill9(c: Cluster, id: number): Promise<void> {
 
 async function startCluster(): Promise<Cluster> {
   const c: Cluster = { dir: mkdtempSync(join(tmpdir(), "shoal-procs-")), http: new Map(), peer: new Map(), procs: new Map() };
+  const ports = await freePorts(6);
   for (const id of [1, 2, 3]) {
-    c.http.set(id, await freePort());
-    c.peer.set(id, await freePort());
+    c.http.set(id, ports[id - 1]!);
+    c.peer.set(id, ports[id + 2]!);
   }
   for (const id of [1, 2, 3]) startProc(c, id);
   await ready(c, [1, 2, 3]);
@@ -145,7 +148,7 @@ async function run(c: Cluster, clients: Client[], ops: number): Promise<void> {
 
 async function leaderOf(c: Cluster, shard: number): Promise<number> {
   for (const id of c.procs.keys()) {
-    const st = (await (await fetch(`http://127.0.0.1:${c.http.get(id)}/v1/cluster/status`)).json()) as { shards: { shard: number; leader: number }[] };
+    const st = (await (await fetch(`http://127.0.0.1:${c.http.get(id)}/v1/cluster/status`, { signal: AbortSignal.timeout(5000) })).json()) as { shards: { shard: number; leader: number }[] };
     const l = st.shards.find((s) => s.shard === shard)!.leader;
     if (l !== 0) return l;
   }
@@ -157,7 +160,7 @@ async function checkAcked(c: Cluster, clients: Client[]): Promise<number> {
   let n = 0;
   for (const cl of clients) {
     for (const [key, version] of cl.acked) {
-      const r = await fetch(`http://127.0.0.1:${c.http.get(node)}/v1/collections/default/records/${key}`);
+      const r = await fetch(`http://127.0.0.1:${c.http.get(node)}/v1/collections/default/records/${key}`, { signal: AbortSignal.timeout(10_000) });
       assert.equal(r.status, 200, `acknowledged write ${key} is lost`);
       assert.equal(((await r.json()) as { version: number }).version, version, key);
       n++;

@@ -49,7 +49,8 @@ program
   .option("--shards <n>", "shards of the default collection; fixed for the cluster's life [env SHOAL_SHARDS]", env("SHOAL_SHARDS", "4"))
   .option("--max-payload-bytes <n>", "largest accepted request body [env SHOAL_MAX_PAYLOAD_BYTES]", env("SHOAL_MAX_PAYLOAD_BYTES", String(1 << 20)))
   .action(async (opts) => {
-    process.exitCode = await startCommand(opts);
+    // startCommand only returns on failure (a running node exits through its signal handlers).
+    process.exit(await startCommand(opts));
   });
 
 program

@@ -69,7 +69,7 @@ function checkIdentity(dataDir: string, identity: { id: number; members: number[
 }
 
 export async function startCommand(opts: StartOptions): Promise<number> {
-  let node: MultiRaftNode;
+  let node: MultiRaftNode | null = null;
   let http: PeerAddress;
   let id: number;
   const dataDir = resolve(opts.dataDir);
@@ -96,7 +96,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       stopping = true;
       logger.info({ signal }, "shutting down: no new requests, finishing in-flight ones");
       await app.close(); // stops accepting, waits for in-flight requests
-      await node.stop(); // finishes the current turn (fsync included), closes the log and the store
+      await node!.stop(); // finishes the current turn (fsync included), closes the log and the store
       logger.info("stopped");
       process.exit(0);
     };
@@ -104,6 +104,8 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     process.on("SIGINT", () => void shutdown("SIGINT"));
     return await new Promise<number>(() => undefined); // runs until a signal
   } catch (e) {
+    // Whatever started before the failure (timers, sockets) must not keep the process alive.
+    await node?.stop().catch(() => undefined);
     if (e instanceof ConfigError) {
       console.error(`shoal start: ${e.message}`);
       return 2;
