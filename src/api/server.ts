@@ -58,7 +58,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     loggerInstance: opts.logger.child({}, { level: "warn" }),
     bodyLimit: opts.bodyLimitBytes ?? 1 << 20,
     // Long enough for any valid id (up to 256 characters, percent-encoded), so the schema judges it.
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
   });
   await app.register(swagger, {
