@@ -23,6 +23,8 @@ export interface ApiOptions {
   logger: FastifyBaseLogger;
   /** Largest accepted request body (the payload limit). */
   bodyLimitBytes?: number;
+  /** Test mode: exposes POST /v1/test/faults (transport fault injection). Never on in production. */
+  testMode?: boolean;
 }
 
 declare module "fastify" {
@@ -236,6 +238,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       node: st.id,
       shards: st.groups.map((g, i) => ({
         shard: i + 1, role: g.role, leader: g.lead, term: g.term, commit: g.commit, applied: g.applied,
+        firstIndex: g.firstIndex, lastIndex: g.lastIndex,
         voters: g.config.voters,
         replicas: g.progress === null ? undefined : Object.fromEntries([...g.progress].map(([id, p]) => [id, { match: p.match, state: p.state }])),
       })),
@@ -256,6 +259,22 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     return registry.metrics();
   });
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  if (opts.testMode === true) {
+    // Chaos hooks for tests: cut links to peers, drop or delay frames. Not registered outside test mode.
+    app.post<{ Body: { cut?: number[]; dropRate?: number; delayMs?: number } | null }>("/v1/test/faults", {
+      schema: {
+        hide: true,
+        body: {
+          type: ["object", "null"], additionalProperties: false,
+          properties: { cut: { type: "array", items: { type: "integer" } }, dropRate: { type: "number", minimum: 0, maximum: 1 }, delayMs: { type: "integer", minimum: 0 } },
+        },
+      },
+    }, async (req) => {
+      const b = req.body;
+      node.transport.setFaults(b === null ? null : { cut: new Set(b.cut ?? []), dropRate: b.dropRate ?? 0, delayMs: b.delayMs ?? 0 });
+      return { ok: true };
+    });
+  }
   await app.ready();
   return app;
 }

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type HistoryEvent, checkOperations, kvModel, operationsFromEvents } from "../check/index.js";
+import { shardOf } from "../node/multi-raft.js";
 import { waitFor } from "../node/testing.js";
 
 const shoal = fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url));
@@ -26,6 +27,9 @@ async function freePorts(n: number): Promise<number[]> {
 
 interface Cluster {
   dir: string;
+  /** Extra flags for every node, and whether nodes run in test mode (fault hooks). */
+  extraArgs: string[];
+  testMode: boolean;
   http: Map<number, number>;
   peer: Map<number, number>;
   procs: Map<number, ChildProcess>;
@@ -34,8 +38,8 @@ interface Cluster {
 function startProc(c: Cluster, id: number): void {
   const peers = [...c.peer].filter(([p]) => p !== id).map(([p, port]) => `${p}=127.0.0.1:${port}`).join(",");
   const child = spawn(process.execPath, [shoal, "start", "--id", String(id), "--data-dir", join(c.dir, `n${id}`),
-    "--http", `127.0.0.1:${c.http.get(id)}`, "--listen", `127.0.0.1:${c.peer.get(id)}`, "--peers", peers, "--shards", "2"],
-  { stdio: ["ignore", "ignore", "inherit"] });
+    "--http", `127.0.0.1:${c.http.get(id)}`, "--listen", `127.0.0.1:${c.peer.get(id)}`, "--peers", peers, "--shards", "2", ...c.extraArgs],
+  { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, SHOAL_TEST_MODE: c.testMode ? "1" : "0" } });
   c.procs.set(id, child);
 }
 
@@ -61,8 +65,10 @@ async function kill9(c: Cluster, id: number): Promise<void> {
   c.procs.delete(id);
 }
 
-async function startCluster(): Promise<Cluster> {
-  const c: Cluster = { dir: mkdtempSync(join(tmpdir(), "shoal-procs-")), http: new Map(), peer: new Map(), procs: new Map() };
+async function startCluster(extraArgs: string[] = [], testMode = false): Promise<Cluster> {
+  const c: Cluster = {
+    dir: mkdtempSync(join(tmpdir(), "shoal-procs-")), http: new Map(), peer: new Map(), procs: new Map(), extraArgs, testMode,
+  };
   const ports = await freePorts(6);
   for (const id of [1, 2, 3]) {
     c.http.set(id, ports[id - 1]!);
@@ -196,5 +202,61 @@ test("kill -9 of a shard leader under load, then of every node: nothing acknowle
   assert.ok(checked > 30, `${checked} acknowledged writes checked`);
   const verdict = checkOperations(kvModel, operationsFromEvents(history));
   assert.equal(verdict.verdict, "linearizable", JSON.stringify(verdict.failure?.stuck.slice(0, 3)));
+  await stop(c);
+});
+
+interface ShardStatus { shard: number; role: string; leader: number; commit: number; applied: number; firstIndex: number; lastIndex: number }
+
+async function shardStatus(c: Cluster, id: number, shard: number): Promise<ShardStatus> {
+  const r = await fetch(`http://127.0.0.1:${c.http.get(id)}/v1/cluster/status`, { signal: AbortSignal.timeout(5000) });
+  return ((await r.json()) as { shards: ShardStatus[] }).shards.find((s) => s.shard === shard)!;
+}
+
+async function setFaults(c: Cluster, id: number, faults: { cut: number[] } | null): Promise<void> {
+  const r = await fetch(`http://127.0.0.1:${c.http.get(id)}/v1/test/faults`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(faults), signal: AbortSignal.timeout(5000),
+  });
+  assert.equal(r.status, 200);
+}
+
+async function putVia(c: Cluster, id: number, key: string, payload: unknown): Promise<Response> {
+  return fetch(`http://127.0.0.1:${c.http.get(id)}/v1/collections/default/records/${key}`, {
+    method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ payload }), signal: AbortSignal.timeout(10_000),
+  });
+}
+
+test("a partition: the minority commits nothing, the majority goes on; after healing the lagging node catches up by snapshot", async () => {
+  const c = await startCluster(["--compact-after-entries", "20"], true);
+  const keys = Array.from({ length: 400 }, (_, i) => `p${i}`).filter((k) => shardOf(k, 2) === 1);
+  assert.equal((await putVia(c, 1, keys[0]!, "before")).status, 200);
+  const isolated = await leaderOf(c, 1);
+  const majority = [1, 2, 3].filter((id) => id !== isolated);
+  await setFaults(c, isolated, { cut: majority });
+  for (const id of majority) await setFaults(c, id, { cut: [isolated] });
+  const frozen = await shardStatus(c, isolated, 1);
+  // The isolated (old) leader cannot commit: its write times out with an unknown outcome.
+  const minorityWrite = await putVia(c, isolated, keys[1]!, "minority");
+  assert.ok(minorityWrite.status === 504 || minorityWrite.status === 503, `minority write answered ${minorityWrite.status}`);
+  assert.equal((await shardStatus(c, isolated, 1)).commit, frozen.commit, "the minority committed nothing");
+  // The majority elects a leader and goes on, well past a compaction.
+  let written = 0;
+  for (const key of keys.slice(2, 62)) {
+    await waitFor(`majority write ${key}`, async () => (await putVia(c, majority[written % 2]!, key, "majority")).status === 200, 15_000);
+    written++;
+  }
+  const newLeader = await leaderOf(c, 1);
+  assert.notEqual(newLeader, isolated);
+  const lead = await shardStatus(c, newLeader, 1);
+  assert.ok(lead.firstIndex > frozen.lastIndex + 1, "the leader compacted past everything the isolated node has");
+  for (const id of [1, 2, 3]) await setFaults(c, id, null);
+  // Converge: the isolated node catches up (by snapshot: the entries it lacks are gone from the log).
+  await waitFor("the isolated node to catch up", async () => {
+    const [a, b] = await Promise.all([shardStatus(c, isolated, 1), shardStatus(c, newLeader, 1)]);
+    return a.applied === b.commit && a.role === "follower";
+  }, 20_000);
+  const caughtUp = await shardStatus(c, isolated, 1);
+  assert.ok(caughtUp.firstIndex > frozen.lastIndex + 1, "its log restarts after a snapshot");
+  const last = await fetch(`http://127.0.0.1:${c.http.get(isolated)}/v1/collections/default/records/${keys[61]}?consistency=eventual`);
+  assert.equal(last.status, 200, "the majority's writes reached the isolated node");
   await stop(c);
 });

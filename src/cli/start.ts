@@ -16,7 +16,11 @@ export interface StartOptions {
   peers: string;
   shards: string;
   maxPayloadBytes: string;
+  compactAfterEntries?: string;
 }
+
+/** SHOAL_TEST_MODE=1 turns on fault-injection hooks (transport and API); for tests and chaos drills only. */
+const testMode = process.env.SHOAL_TEST_MODE === "1";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -83,9 +87,14 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     mkdirSync(dataDir, { recursive: true });
     checkIdentity(dataDir, { id, members: [id, ...peers.keys()].sort((a, b) => a - b), shards });
     const logger = pino({ base: { node: id } });
-    node = await MultiRaftNode.open({ id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line) });
+    const compactAfterEntries = opts.compactAfterEntries === undefined ? undefined : positiveInt("--compact-after-entries", opts.compactAfterEntries);
+    node = await MultiRaftNode.open({
+      id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line),
+      ...(compactAfterEntries !== undefined ? { compactAfterEntries } : {}), ...(testMode ? { testFaults: true } : {}),
+    });
     const gateway = new Gateway(node);
-    const app = await buildApi({ node, gateway, logger, bodyLimitBytes: maxPayloadBytes });
+    const app = await buildApi({ node, gateway, logger, bodyLimitBytes: maxPayloadBytes, testMode });
+    if (testMode) logger.warn("test mode: fault-injection hooks are enabled");
     const peerPort = await node.start();
     await app.listen({ host: http.host, port: http.port });
     logger.info({ http: `${http.host}:${http.port}`, peer: `${listen.host}:${peerPort}`, advertise: opts.advertise ?? opts.listen,
