@@ -85,6 +85,12 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   gauge("shoal_raft_leader_shards", "shards this node leads", () => node.status().groups.filter((g) => g.role === "leader").length);
   gauge("shoal_transport_queued_bytes", "bytes queued on outbound connections", () =>
     node.transport.stats().reduce((s, l) => s + l.queuedBytes, 0));
+  gauge("shoal_raft_leaderships_won_total", "times this node became leader of a shard", () => counters.leadershipsWon);
+  const walSync = new Histogram({
+    name: "shoal_wal_sync_seconds", help: "WAL batch write + fdatasync latency", registers: [registry],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+  });
+  node.onWalSync = (s) => walSync.observe(s);
   const errors = new Counter({ name: "shoal_request_errors_total", help: "error responses by code", labelNames: ["code"], registers: [registry] });
 
   app.addHook("onResponse", async (req, reply) => {

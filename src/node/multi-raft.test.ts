@@ -76,3 +76,15 @@ test("when a shard's leader stops, another takes over; the returning node catche
   assert.ok(back.read(1, "first", "eventual") !== undefined);
   await stopAll(c);
 });
+
+test("reads arriving in one loop turn share one ReadIndex round", async () => {
+  const c = await startCluster(3, 1);
+  await waitForLeaders(c);
+  await put(c, "x", 1);
+  const follower = [...c.nodes.values()].find((n) => n.status().groups[0]!.role !== Role.Leader)!;
+  const roundsBefore = follower.counters.readIndexRounds;
+  const reads = await Promise.all(Array.from({ length: 50 }, () => follower.read(1, "x", "linearizable")));
+  assert.ok(reads.every((r) => r?.payload === 1));
+  assert.equal(follower.counters.readIndexRounds - roundsBefore, 1, "50 reads issued together: one ReadIndex round");
+  await stopAll(c);
+});

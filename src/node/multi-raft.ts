@@ -30,6 +30,7 @@ import { Wal } from "../storage/wal.js";
 import type { WalRecord } from "../storage/wal-record.js";
 import { type Envelope, type PeerAddress, type Plane, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
+import { type BeatTuple, isBeat, packBeat, unpackBeat } from "./heartbeats.js";
 import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand, decodeProposal, encodeProposal } from "./records.js";
 
 export interface NodeConfig {
@@ -95,6 +96,8 @@ interface Group {
   storage: GroupStorage;
   proposals: Map<number, Waiter<CommandResult>>;
   reads: Map<string, PendingRead>;
+  /** ReadIndex rounds in flight: one per loop turn, confirming every read that arrived in it. */
+  readBatches: Map<string, string[]>;
 }
 
 type Input =
@@ -155,11 +158,13 @@ export class MultiRaftNode {
   private stopped = false;
   private nextSeq = 1;
   private queuedRequests = 0;
+  /** Observers for metrics (set by whoever exports them). */
+  onWalSync: ((seconds: number) => void) | null = null;
   /** Receives node-level messages (group 0); set by the gateway. */
   onNodeMessage: ((from: NodeId, msg: unknown) => void) | null = null;
   /** Set when a turn failed: the node stops rather than continue with state it cannot trust. */
   failure: Error | null = null;
-  readonly counters = { turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0 };
+  readonly counters = { turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0 };
 
   private constructor(cfg: MultiRaftNode["cfg"], wal: Wal, store: StateStore, transport: Transport) {
     this.id = cfg.id;
@@ -205,7 +210,7 @@ export class MultiRaftNode {
         random: (n) => Math.floor(Math.random() * n), applied: store.applied(g),
         ...(cfg.logger ? { logger: cfg.logger } : {}),
       });
-      node.groups.set(g, { id: g, raft, storage, proposals: new Map(), reads: new Map() });
+      node.groups.set(g, { id: g, raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map() });
     }
     if (bootstrap.length > 0) {
       await store.flushed();
@@ -316,8 +321,19 @@ export class MultiRaftNode {
 
   private receive(from: NodeId, envs: Envelope[]): void {
     for (const e of envs) {
-      if (e.group === NODE_GROUP) this.onNodeMessage?.(from, e.msg);
-      else if (this.groups.has(e.group)) this.enqueue({ kind: "message", group: e.group, msg: e.msg as Message });
+      if (e.group !== NODE_GROUP) {
+        if (this.groups.has(e.group)) this.enqueue({ kind: "message", group: e.group, msg: e.msg as Message });
+        continue;
+      }
+      const beats = (e.msg as { beats?: BeatTuple[] }).beats;
+      if (Array.isArray(beats)) {
+        for (const t of beats) {
+          const { group, msg } = unpackBeat(from, this.id, t);
+          if (this.groups.has(group)) this.enqueue({ kind: "message", group, msg });
+        }
+      } else {
+        this.onNodeMessage?.(from, e.msg);
+      }
     }
   }
 
@@ -374,7 +390,9 @@ export class MultiRaftNode {
     for (const g of this.groups.values()) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
     if (readies.length === 0) return;
     // Messages that may leave before anything is durable (a leader's appends, heartbeats, votes requests).
-    for (const [g, rd] of readies) this.send(g.id, rd.messages);
+    const beats = new Map<NodeId, BeatTuple[]>();
+    for (const [g, rd] of readies) this.send(g.id, rd.messages, beats);
+    this.sendBeats(beats);
     this.transport.flush();
     // Persist: snapshots first (the state store must hold one before the log points at it), then one WAL batch.
     const records: WalRecord[] = [];
@@ -388,15 +406,19 @@ export class MultiRaftNode {
       if (rd.hardState !== null) records.push({ kind: "hard-state", group: g.id, hardState: rd.hardState });
     }
     if (records.length > 0) {
+      const started = performance.now();
       await this.wal.append(records);
+      this.onWalSync?.((performance.now() - started) / 1000);
       this.counters.walBatches++;
     }
+    for (const [, rd] of readies) if (rd.softState?.role === Role.Leader) this.counters.leadershipsWon++;
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) g.storage.installSnapshot(rd.snapshot.meta);
       if (rd.entries.length > 0) g.storage.append(rd.entries);
       if (rd.hardState !== null) g.storage.setHardState(rd.hardState);
-      this.send(g.id, rd.messagesAfterPersist);
+      this.send(g.id, rd.messagesAfterPersist, beats);
     }
+    this.sendBeats(beats);
     this.transport.flush();
     this.applyCommitted(readies);
     for (const [g] of readies) g.raft.advance();
@@ -406,6 +428,7 @@ export class MultiRaftNode {
   private takeInputs(): void {
     const inputs = this.inputs;
     this.inputs = [];
+    const readsByGroup = new Map<Group, string[]>();
     for (const input of inputs) {
       if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
       const g = input.kind === "unreachable" ? undefined : this.groups.get(input.group);
@@ -427,20 +450,46 @@ export class MultiRaftNode {
           }
           break;
         case "read":
-          g?.raft.readIndex(new TextEncoder().encode(input.ctx));
+          if (g !== undefined) {
+            let list = readsByGroup.get(g);
+            if (list === undefined) readsByGroup.set(g, (list = []));
+            list.push(input.ctx);
+          }
           break;
         case "unreachable":
           for (const grp of this.groups.values()) grp.raft.reportUnreachable(input.peer);
           break;
       }
     }
+    // One ReadIndex round per shard per turn answers every read that arrived during the turn.
+    for (const [g, ctxs] of readsByGroup) {
+      const batch = `${this.id}:b${this.counters.turns}:${g.id}`;
+      g.readBatches.set(batch, ctxs);
+      this.counters.readIndexRounds++;
+      g.raft.readIndex(new TextEncoder().encode(batch));
+    }
     const ticks = this.pendingTicks;
     this.pendingTicks = 0;
     for (let i = 0; i < ticks; i++) for (const g of this.groups.values()) g.raft.tick();
   }
 
-  private send(group: number, msgs: Message[]): void {
-    for (const m of msgs) this.transport.send(m.to, planeOf(m.type), { group, msg: m });
+  /** Sends Raft messages; heartbeats are collected per peer into `beats` (see sendBeats). */
+  private send(group: number, msgs: Message[], beats: Map<NodeId, BeatTuple[]>): void {
+    for (const m of msgs) {
+      if (isBeat(m)) {
+        let list = beats.get(m.to);
+        if (list === undefined) beats.set(m.to, (list = []));
+        list.push(packBeat(group, m));
+      } else {
+        this.transport.send(m.to, planeOf(m.type), { group, msg: m });
+      }
+    }
+  }
+
+  /** One message per peer carries the heartbeats of every group. */
+  private sendBeats(beats: Map<NodeId, BeatTuple[]>): void {
+    for (const [to, list] of beats) this.transport.send(to, "control", { group: NODE_GROUP, msg: { beats: list } });
+    beats.clear();
   }
 
   /** Applies every group's committed entries in one LMDB transaction, then answers clients. */
@@ -481,10 +530,17 @@ export class MultiRaftNode {
     // Reads: record their read index, and serve those whose index is applied.
     for (const [g, rd] of readies) {
       for (const rs of rd.readStates) {
-        const r = g.reads.get(new TextDecoder().decode(rs.context));
-        if (r !== undefined) r.index = rs.index;
+        const batch = new TextDecoder().decode(rs.context);
+        for (const ctx of g.readBatches.get(batch) ?? []) {
+          const r = g.reads.get(ctx);
+          if (r !== undefined) r.index = rs.index;
+        }
+        g.readBatches.delete(batch);
       }
-      if (g.reads.size === 0) continue;
+      if (g.reads.size === 0) {
+        g.readBatches.clear(); // rounds whose reads all timed out (e.g. lost with a leader change)
+        continue;
+      }
       const applied = this.store.applied(g.id);
       for (const [ctx, r] of g.reads) {
         if (r.index !== null && r.index <= applied) {
