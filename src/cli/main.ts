@@ -1,10 +1,8 @@
 /** The `shoal` command line. */
 import { Command, Option } from "commander";
-import { checkHistoryCommand } from "./check-history.js";
-import { delCommand, getCommand, putCommand, statusCommand } from "./client.js";
-import { demoCommand } from "./demo.js";
-import { simCommand } from "./sim.js";
-import { startCommand } from "./start.js";
+
+// Each command's module is loaded only when that command runs: `check-history` should not pay for
+// loading the HTTP server and the storage engine.
 
 const env = (name: string, dflt: string) => process.env[name] ?? dflt;
 
@@ -18,7 +16,8 @@ program
   .addOption(new Option("--model <model>", "sequential model (default: kv for EDN, else register)").choices(["register", "kv"]))
   .addOption(new Option("--format <format>", "input format (default: detected)").choices(["jsonl", "jepsen-log", "edn"]))
   .option("--timeout <seconds>", "give up with verdict unknown after this many seconds", "60")
-  .action((file: string, opts) => {
+  .action(async (file: string, opts) => {
+    const { checkHistoryCommand } = await import("./check-history.js");
     process.exitCode = checkHistoryCommand(file, opts);
   });
 
@@ -34,6 +33,7 @@ program
   .option("--history-dir <dir>", "write each run's client history (JSON lines) here")
   .option("-v, --verbose", "print a line per seed")
   .action(async (opts) => {
+    const { simCommand } = await import("./sim.js");
     process.exitCode = await simCommand(opts);
   });
 
@@ -51,6 +51,7 @@ program
   .option("--compact-after-entries <n>", "compact a shard's log after this many applied entries (default 10000) [env SHOAL_COMPACT_AFTER_ENTRIES]", process.env.SHOAL_COMPACT_AFTER_ENTRIES)
   .action(async (opts) => {
     // startCommand only returns on failure (a running node exits through its signal handlers).
+    const { startCommand } = await import("./start.js");
     process.exit(await startCommand(opts));
   });
 
@@ -63,22 +64,23 @@ program
   .option("--shards <n>", "shards of the default collection", "4")
   .option("--data-dir <dir>", "where the nodes keep their data and logs", "./shoal-demo")
   .action(async (opts) => {
+    const { demoCommand } = await import("./demo.js");
     process.exitCode = await demoCommand(opts);
   });
 
 const endpoint = () => new Option("--endpoint <url>", "a node's HTTP API [env SHOAL_ENDPOINT]").default(env("SHOAL_ENDPOINT", "http://127.0.0.1:7400"));
 program.command("put").description("create or replace a record").argument("<id>").argument("<payload>", "JSON")
   .addOption(endpoint()).option("--if-version <n>", "compare-and-set: only if the record is at this version (0: absent)")
-  .action(async (id: string, payload: string, opts) => { process.exitCode = await putCommand(id, payload, opts); });
+  .action(async (id: string, payload: string, opts) => { process.exitCode = await (await import("./client.js")).putCommand(id, payload, opts); });
 program.command("get").description("read a record").argument("<id>").addOption(endpoint())
   .addOption(new Option("--consistency <level>").choices(["linearizable", "sequential", "eventual"]))
-  .action(async (id: string, opts) => { process.exitCode = await getCommand(id, opts); });
+  .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).getCommand(id, opts); });
 program.command("del").description("delete a record").argument("<id>").addOption(endpoint())
   .option("--if-version <n>", "only if the record is at this version")
-  .action(async (id: string, opts) => { process.exitCode = await delCommand(id, opts); });
+  .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).delCommand(id, opts); });
 program.command("status").description("a node's view of the cluster's shards").addOption(endpoint())
   .option("--json", "print JSON")
-  .action(async (opts) => { process.exitCode = await statusCommand(opts); });
+  .action(async (opts) => { process.exitCode = await (await import("./client.js")).statusCommand(opts); });
 
 try {
   await program.parseAsync(process.argv);
