@@ -406,10 +406,15 @@ export class MultiRaftNode {
       if (rd.hardState !== null) records.push({ kind: "hard-state", group: g.id, hardState: rd.hardState });
     }
     if (records.length > 0) {
+      // Raft needs durability only for entries, term, vote and snapshots (Ready.mustSync); a batch that
+      // only moves commit indexes is written without waiting for the disk.
+      const sync = readies.some(([, rd]) => rd.mustSync || rd.snapshot !== null);
       const started = performance.now();
-      await this.wal.append(records);
-      this.onWalSync?.((performance.now() - started) / 1000);
-      this.counters.walBatches++;
+      await this.wal.append(records, sync);
+      if (sync) {
+        this.onWalSync?.((performance.now() - started) / 1000);
+        this.counters.walBatches++;
+      }
     }
     for (const [, rd] of readies) if (rd.softState?.role === Role.Leader) this.counters.leadershipsWon++;
     for (const [g, rd] of readies) {

@@ -198,8 +198,10 @@ export class Wal {
   /**
    * Appends records as one write followed by one fdatasync. When the promise resolves they are
    * durable; only then may anything that depends on them (acknowledgements, votes) leave the node.
+   * With `sync` false the fdatasync is skipped (for records nothing depends on, such as a new commit
+   * index); a later synced append makes them durable too, since the file is written in order.
    */
-  async append(records: readonly WalRecord[]): Promise<void> {
+  async append(records: readonly WalRecord[], sync = true): Promise<void> {
     assert(!this.closed, "append to a closed WAL");
     assert(!this.appending, "WAL appends must not overlap: batch them instead");
     if (records.length === 0) return;
@@ -211,7 +213,7 @@ export class Wal {
       for (const b of bufs) bytes += b.byteLength;
       const { bytesWritten } = await this.file.writev(bufs);
       assert(bytesWritten === bytes, () => `short WAL write: ${bytesWritten} of ${bytes} bytes`);
-      await this.file.datasync();
+      if (sync) await this.file.datasync();
       this.position += bytes;
       for (const r of records) {
         this.applyMeta(r);
