@@ -15,7 +15,7 @@ import {
   RequestTimeoutError,
   ShuttingDownError,
 } from "../node/multi-raft.js";
-import type { StoredRecord } from "../node/records.js";
+import type { CommandResult, StoredRecord } from "../node/records.js";
 
 export interface ApiOptions {
   node: MultiRaftNode;
@@ -51,6 +51,12 @@ class ApiError extends Error {
   constructor(readonly status: number, readonly code: string, message: string, readonly extra: Record<string, unknown> = {}) {
     super(message);
   }
+}
+
+/** The reply to a write: its version, or 409 when its compare-and-set failed. */
+function writeReply(r: CommandResult): { version: number } {
+  if (!r.ok) throw new ApiError(409, "version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
+  return { version: r.version };
 }
 
 export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
@@ -163,9 +169,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     },
     async (req) => {
       checkCollection(req.params.collection);
-      const r = await gateway.put(req.params.id, req.body.payload, req.body.ifVersion);
-      if (!r.ok) throw new ApiError(409, "version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
-      return { version: r.version };
+      return writeReply(await gateway.put(req.params.id, req.body.payload, req.body.ifVersion));
     },
   );
 
@@ -207,9 +211,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     },
     async (req) => {
       checkCollection(req.params.collection);
-      const r = await gateway.delete(req.params.id, req.query.ifVersion);
-      if (!r.ok) throw new ApiError(409, "version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
-      return { version: r.version };
+      return writeReply(await gateway.delete(req.params.id, req.query.ifVersion));
     },
   );
 

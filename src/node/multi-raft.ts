@@ -107,6 +107,8 @@ type Input =
   | { kind: "unreachable"; peer: NodeId };
 
 const MAX_TICKS_PER_TURN = 10;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** Which connection a Raft message travels on. */
 export function planeOf(type: MessageType): Plane {
@@ -261,8 +263,7 @@ export class MultiRaftNode {
   propose(group: number, cmd: RecordCommand): Promise<CommandResult> {
     const g = this.group(group);
     this.checkAccepting();
-    const st = g.raft.status();
-    if (st.role !== Role.Leader) return Promise.reject(new NotLeaderError(group, st.lead));
+    if (g.raft.raft.role !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.raft.lead));
     const seq = this.nextSeq++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -450,7 +451,7 @@ export class MultiRaftNode {
             const w = g.proposals.get(input.seq);
             if (w !== undefined) {
               g.proposals.delete(input.seq);
-              this.settle(w, new NotLeaderError(g.id, g.raft.status().lead));
+              this.settle(w, new NotLeaderError(g.id, g.raft.raft.lead));
             }
           }
           break;
@@ -471,7 +472,7 @@ export class MultiRaftNode {
       const batch = `${this.id}:b${this.counters.turns}:${g.id}`;
       g.readBatches.set(batch, ctxs);
       this.counters.readIndexRounds++;
-      g.raft.readIndex(new TextEncoder().encode(batch));
+      g.raft.readIndex(encoder.encode(batch));
     }
     const ticks = this.pendingTicks;
     this.pendingTicks = 0;
@@ -535,7 +536,7 @@ export class MultiRaftNode {
     // Reads: record their read index, and serve those whose index is applied.
     for (const [g, rd] of readies) {
       for (const rs of rd.readStates) {
-        const batch = new TextDecoder().decode(rs.context);
+        const batch = decoder.decode(rs.context);
         for (const ctx of g.readBatches.get(batch) ?? []) {
           const r = g.reads.get(ctx);
           if (r !== undefined) r.index = rs.index;
@@ -563,14 +564,13 @@ export class MultiRaftNode {
   private async maybeCompact(): Promise<void> {
     const due: Group[] = [];
     for (const g of this.groups.values()) {
-      const applied = g.raft.status().applied;
-      if (applied - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
+      if (g.raft.raft.raftLog.applied - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
     }
     if (due.length === 0) return;
     await this.store.flushed();
     const records: WalRecord[] = [];
     for (const g of due) {
-      const index = Math.min(g.raft.status().applied, this.store.applied(g.id));
+      const index = Math.min(g.raft.raft.raftLog.applied, this.store.applied(g.id));
       const term = g.storage.compact(index);
       records.push({ kind: "compact", group: g.id, index, term });
     }

@@ -7,7 +7,7 @@
 import { assert } from "./assert.js";
 import { UnstableLog } from "./log-unstable.js";
 import { type Storage, TERM_COMPACTED, TERM_UNAVAILABLE, CompactedError } from "./storage.js";
-import { type Entry, type Snapshot, entrySizeBytes, limitSize } from "./types.js";
+import { type Entry, type Snapshot, limitSize } from "./types.js";
 
 export const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 
@@ -53,11 +53,6 @@ export class RaftLog {
     const t = this.unstable.maybeTerm(i);
     if (t !== null) return t;
     return this.storage.term(i);
-  }
-
-  /** Term of entry i, or 0 when it is compacted or unavailable (for comparisons). */
-  zeroTermOnOutOfBounds(t: number): number {
-    return t < 0 ? 0 : t;
   }
 
   matchTerm(i: number, term: number): boolean {
@@ -202,10 +197,4 @@ export class RaftLog {
     return limitSize(ents, maxBytes);
   }
 
-  /** Bytes of entries [lo, hi); used for flow control accounting. */
-  static sizeOf(ents: readonly Entry[]): number {
-    let n = 0;
-    for (const e of ents) n += entrySizeBytes(e);
-    return n;
-  }
 }

@@ -137,10 +137,4 @@ export class Progress {
     }
   }
 
-  describe(): string {
-    let s = `${this.state} match=${this.match} next=${this.next}`;
-    if (this.isLearner) s += " learner";
-    if (this.state === ProgressState.Snapshot) s += ` snapshot=${this.pendingSnapshot}`;
-    return s;
-  }
 }

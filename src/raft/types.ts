@@ -49,18 +49,6 @@ export function isLocalMessage(type: MessageType): boolean {
   return type < MessageType.Append && type !== MessageType.Propose;
 }
 
-export function isResponseMessage(type: MessageType): boolean {
-  return (
-    type === MessageType.AppendResponse ||
-    type === MessageType.VoteResponse ||
-    type === MessageType.PreVoteResponse ||
-    type === MessageType.HeartbeatResponse ||
-    type === MessageType.SnapshotChunkResponse ||
-    type === MessageType.ReadIndexResponse ||
-    type === MessageType.Unreachable
-  );
-}
-
 /** Maps a vote request type to its response type. */
 export function voteResponseType(type: MessageType): MessageType {
   if (type === MessageType.Vote) return MessageType.VoteResponse;

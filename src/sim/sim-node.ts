@@ -26,8 +26,6 @@ export interface NodeHost {
   /** Calls back after delayMs unless the node crashed meanwhile. */
   after(node: SimNode, delayMs: number, fn: () => void): void;
   onApplied(node: SimNode, entry: Entry, isSnapshot: boolean): void;
-  onReadServed(node: SimNode, ctx: string, index: number): void;
-  onReadyHandled(node: SimNode): void;
 }
 
 export interface SimNodeOptions {
@@ -39,6 +37,9 @@ export interface SimNodeOptions {
   /** Entries kept in the log behind a snapshot (for slow followers). */
   keepEntriesAfterSnapshot: number;
 }
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 type ReadWaiter = { index: number | null; key: string; done: (value: string | null) => void };
 
@@ -127,7 +128,7 @@ export class SimNode {
       return;
     }
     this.readWaiters.set(ctx, { index: null, key, done });
-    this.raft.readIndex(new TextEncoder().encode(ctx));
+    this.raft.readIndex(encoder.encode(ctx));
     this.pump();
   }
 
@@ -180,7 +181,7 @@ export class SimNode {
     this.host.send(this.id, rd.messagesAfterPersist);
     for (const e of rd.committedEntries) this.apply(e);
     for (const rs of rd.readStates) {
-      const ctx = new TextDecoder().decode(rs.context);
+      const ctx = decoder.decode(rs.context);
       const w = this.readWaiters.get(ctx);
       if (w !== undefined) w.index = rs.index;
     }
@@ -188,7 +189,6 @@ export class SimNode {
     this.writing = null;
     this.serveReads();
     this.maybeSnapshot();
-    this.host.onReadyHandled(this);
     this.pump();
   }
 
@@ -213,7 +213,6 @@ export class SimNode {
     for (const [ctx, w] of this.readWaiters) {
       if (w.index !== null && w.index <= this.appliedIndex) {
         this.readWaiters.delete(ctx);
-        this.host.onReadServed(this, ctx, w.index);
         w.done(this.sm.read(w.key));
       }
     }

@@ -201,8 +201,6 @@ export class Simulation {
         if (isSnapshot) this.stats.snapshotsInstalled++;
         this.checker.onApplied(n, e, isSnapshot);
       },
-      onReadServed: () => undefined,
-      onReadyHandled: () => undefined,
     }, this.nodeRng.fork(), this.nodeOpts);
     this.nodes.set(id, node);
     // Each node's clock runs a little fast or slow (within the lease's drift margin).

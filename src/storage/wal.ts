@@ -276,10 +276,6 @@ export class Wal {
     }
   }
 
-  segmentCount(): number {
-    return this.segments.length;
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

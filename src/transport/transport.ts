@@ -97,7 +97,6 @@ export class Transport {
   private readonly random: () => number;
   private readonly now: () => number;
   private stopped = false;
-  inboundFrames = 0;
 
   constructor(opts: TransportOptions) {
     this.opts = opts;
@@ -321,7 +320,6 @@ export class Transport {
           socket.destroy();
           return;
         }
-        this.inboundFrames++;
         this.opts.onReceive(from, plane, frame.envs);
       }
     });
