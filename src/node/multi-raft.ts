@@ -386,6 +386,7 @@ export class MultiRaftNode {
 
   private async turn(): Promise<void> {
     this.counters.turns++;
+    this.store.commitIfDue(performance.now());
     this.takeInputs();
     const readies: [Group, Ready][] = [];
     for (const g of this.groups.values()) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
@@ -502,6 +503,7 @@ export class MultiRaftNode {
   private applyCommitted(readies: [Group, Ready][]): void {
     const changes: GroupChanges[] = [];
     const answers: [Waiter<CommandResult>, CommandResult][] = [];
+    let sizeBytes = 0;
     for (const [g, rd] of readies) {
       if (rd.committedEntries.length === 0) continue;
       const overlay = new Map<string, StoredRecord | null>();
@@ -512,6 +514,7 @@ export class MultiRaftNode {
           continue;
         }
         if (e.data.byteLength === 0) continue;
+        sizeBytes += e.data.byteLength;
         const p = decodeProposal(e.data);
         const { result, write } = applyCommand(p.cmd, e.index, read(p.cmd.key));
         if (write !== undefined) overlay.set(p.cmd.key, write);
@@ -531,7 +534,7 @@ export class MultiRaftNode {
       }
       changes.push(c);
     }
-    this.store.apply(changes);
+    this.store.apply(changes, sizeBytes);
     for (const [w, result] of answers) this.settle(w, result);
     // Reads: record their read index, and serve those whose index is applied.
     for (const [g, rd] of readies) {
@@ -567,10 +570,12 @@ export class MultiRaftNode {
       if (g.raft.raft.raftLog.applied - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
     }
     if (due.length === 0) return;
+    // Indexes taken before the await: flushed() makes durable what was applied before the call.
+    const upTo = due.map((g) => Math.min(g.raft.raft.raftLog.applied, this.store.applied(g.id)));
     await this.store.flushed();
     const records: WalRecord[] = [];
-    for (const g of due) {
-      const index = Math.min(g.raft.raft.raftLog.applied, this.store.applied(g.id));
+    for (const [i, g] of due.entries()) {
+      const index = upTo[i]!;
       const term = g.storage.compact(index);
       records.push({ kind: "compact", group: g.id, index, term });
     }

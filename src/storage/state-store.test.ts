@@ -32,6 +32,50 @@ test("applied records and applied indexes of several groups persist across a reo
   rmSync(dir, { recursive: true });
 });
 
+test("staged changes are read before LMDB, committed in batches, and a crash before a commit keeps store and applied index in step", async () => {
+  const dir = tmp();
+  const s = StateStore.open({ path: dir, commitIntervalMs: 1000, commitMaxChanges: 1_000_000 });
+  s.apply([{ group: 1, appliedIndex: 2, puts: [["a", 1], ["b", 2]] }]);
+  await s.flushed(); // committed and durable: a=1, b=2 at applied 2
+  const commitsBefore = s.commits;
+  s.apply([{ group: 1, appliedIndex: 3, puts: [["a", 10]], deletes: ["b"] }], 100);
+  s.apply([{ group: 1, appliedIndex: 4, puts: [["c", 30]] }], 100);
+  assert.equal(s.get(1, "a"), 10, "a staged put is read");
+  assert.equal(s.get(1, "b"), undefined, "a staged delete hides the committed record");
+  assert.equal(s.applied(1), 4);
+  s.commitIfDue(0);
+  s.commitIfDue(500);
+  assert.equal(s.commits, commitsBefore + 1, "the first call commits (no commit yet in this interval); the second is inside the interval");
+  s.apply([{ group: 1, appliedIndex: 5, puts: [["d", 40]] }]);
+  s.commitIfDue(900);
+  assert.equal(s.commits, commitsBefore + 1);
+  assert.deepEqual(s.scan(1, 10), [["a", 10], ["c", 30], ["d", 40]], "a scan sees staged changes");
+  assert.equal(s.commits, commitsBefore + 2, "the scan committed them first");
+  s.apply([{ group: 1, appliedIndex: 6, puts: [["e", 50]] }]);
+  // Reopen without close (as after kill -9): the staged turn is gone, and with it its applied index.
+  const r = StateStore.open({ path: dir });
+  assert.equal(r.applied(1), 5);
+  assert.equal(r.get(1, "e"), undefined);
+  assert.equal(r.get(1, "d"), 40);
+  await s.close();
+  await r.close();
+  const bounded = StateStore.open({ path: tmp(), commitIntervalMs: 1_000_000, commitMaxChanges: 3, commitMaxBytes: 1000 });
+  bounded.apply([{ group: 1, appliedIndex: 1, puts: [["w", 1]] }]);
+  bounded.commitIfDue(0); // the first commit starts the interval
+  const c0 = bounded.commits;
+  bounded.apply([{ group: 1, appliedIndex: 1, puts: [["x", 1]] }]);
+  bounded.commitIfDue(1);
+  assert.equal(bounded.commits, c0, "under every bound: staged");
+  bounded.apply([{ group: 1, appliedIndex: 2, puts: [["y", 1]] }]);
+  bounded.commitIfDue(2);
+  assert.equal(bounded.commits, c0 + 1, "3 changes staged (2 records + applied index): committed");
+  bounded.apply([{ group: 1, appliedIndex: 3, puts: [["z", 1]] }], 1000);
+  bounded.commitIfDue(3);
+  assert.equal(bounded.commits, c0 + 2, "byte bound reached: committed");
+  await bounded.close();
+  rmSync(dir, { recursive: true });
+});
+
 test("a snapshot taken in one store installs in another, replacing what was there", async () => {
   const a = StateStore.open({ path: tmp(), snapshotFrameRecords: 7 });
   const b = StateStore.open({ path: tmp() });

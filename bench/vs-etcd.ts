@@ -1,0 +1,149 @@
+/**
+ * Shoal next to etcd, same machine, same run, same client: a 3-member etcd cluster (Debian's
+ * `etcd-server`, installed with apt-get when missing) and a 3-node Shoal cluster (`shoal demo`), both on
+ * loopback, one after the other, each driven by bench/load.ts (closed loop; etcd through its HTTP
+ * gateway /v3/kv/put). Durable writes on both sides: etcd fsyncs its WAL before answering (its default),
+ * Shoal fsyncs its WAL on a quorum before answering.
+ *
+ *   npm run bench:etcd [-- --seconds 10 --connections 1,256 --key-bytes 8 --value-bytes 256 --dir PATH]
+ *
+ * Prints one table of both systems and the ratios the targets are stated in (REQUIREMENTS / issue 3):
+ * 256 connections: Shoal throughput >= 2x etcd's and p99 <= etcd's; 1 connection: p50 <= etcd's.
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const args = process.argv.slice(2);
+const arg = (name: string, dflt: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+};
+const seconds = Number(arg("seconds", "10"));
+const warmupSeconds = Number(arg("warmup-seconds", "2"));
+const connectionCounts = arg("connections", "1,256").split(",").map(Number);
+const keyBytes = arg("key-bytes", "8");
+const valueBytes = arg("value-bytes", "256");
+const base = mkdtempSync(join(arg("dir", tmpdir()), "shoal-vs-etcd-"));
+const loadJs = fileURLToPath(new URL("./load.js", import.meta.url));
+const shoalBin = fileURLToPath(new URL("../../bin/shoal.js", import.meta.url));
+
+interface LoadResult { target: string; connections: number; ops: number; errors: number; opsPerSec: number; p50Ms: number; p95Ms: number; p99Ms: number }
+
+function ensureEtcd(): string {
+  const found = spawnSync("sh", ["-c", "command -v etcd"], { encoding: "utf8" });
+  if (found.status === 0) return found.stdout.trim();
+  console.log("etcd not found: installing Debian's etcd-server with apt-get …");
+  const r = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", "etcd-server"], {
+    stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
+  if (r.status !== 0) throw new Error("could not install etcd-server (apt-get needs root and Debian's package mirror); install it and rerun");
+  return execFileSync("sh", ["-c", "command -v etcd"], { encoding: "utf8" }).trim();
+}
+
+async function waitFor(what: string, deadlineMs: number, check: () => Promise<boolean>): Promise<void> {
+  while (performance.now() < deadlineMs) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} not ready before the deadline`);
+}
+
+function stop(children: ChildProcess[]): Promise<unknown> {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+  return Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once("exit", r)))));
+}
+
+function runLoad(target: string, endpoints: string[], connections: number, secs: number): LoadResult {
+  const r = spawnSync(process.execPath, [loadJs, "--target", target, "--endpoints", endpoints.join(","), "--connections", String(connections),
+    "--seconds", String(secs), "--key-bytes", keyBytes, "--value-bytes", valueBytes, "--json"], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`load generator failed: ${r.stderr}`);
+  const lines = r.stdout.trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]!) as LoadResult;
+}
+
+async function measure(target: string, endpoints: string[]): Promise<LoadResult[]> {
+  runLoad(target, endpoints, 16, warmupSeconds);
+  const out: LoadResult[] = [];
+  for (const c of connectionCounts) {
+    const r = runLoad(target, endpoints, c, seconds);
+    console.log(`  ${target}, ${c} connection(s): ${r.opsPerSec} ops/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.errors} errors`);
+    out.push(r);
+  }
+  return out;
+}
+
+async function benchEtcd(): Promise<LoadResult[]> {
+  const etcd = ensureEtcd();
+  const version = execFileSync(etcd, ["--version"], { encoding: "utf8" }).split("\n")[0];
+  console.log(`etcd: ${version}, 3 members on loopback, data in ${base}/etcd-*`);
+  const names = [0, 1, 2];
+  const cluster = names.map((i) => `e${i}=http://127.0.0.1:${23380 + i}`).join(",");
+  const children = names.map((i) => spawn(etcd, [
+    "--name", `e${i}`, "--data-dir", join(base, `etcd-${i}`),
+    "--listen-peer-urls", `http://127.0.0.1:${23380 + i}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${23380 + i}`,
+    "--listen-client-urls", `http://127.0.0.1:${23370 + i}`, "--advertise-client-urls", `http://127.0.0.1:${23370 + i}`,
+    "--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "shoal-bench", "--log-level", "error",
+  ], { stdio: "ignore" }));
+  const endpoints = names.map((i) => `http://127.0.0.1:${23370 + i}`);
+  try {
+    await waitFor("etcd", performance.now() + 30_000, async () => {
+      const r = await fetch(`${endpoints[0]}/v3/kv/put`, { method: "POST", body: JSON.stringify({ key: "d2FybQ==", value: "eA==" }) });
+      return r.ok;
+    });
+    return await measure("etcd", endpoints);
+  } finally {
+    await stop(children);
+  }
+}
+
+async function benchShoal(): Promise<LoadResult[]> {
+  console.log(`shoal: 3 nodes (shoal demo) on loopback, data in ${base}/shoal`);
+  const demo = spawn(process.execPath, [shoalBin, "demo", "--nodes", "3", "--http-port", "23400", "--peer-port", "23500",
+    "--data-dir", join(base, "shoal")], { stdio: "ignore" });
+  const endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${23400 + i}`);
+  try {
+    await waitFor("shoal", performance.now() + 30_000, async () => {
+      for (const e of endpoints) if (!(await fetch(`${e}/readyz`)).ok) return false;
+      return true;
+    });
+    return await measure("shoal", endpoints);
+  } finally {
+    await stop([demo]);
+  }
+}
+
+const etcdResults = await benchEtcd();
+const shoalResults = await benchShoal();
+rmSync(base, { recursive: true, force: true });
+
+console.log("");
+console.log(`Durable writes, ${keyBytes}-byte keys, ${valueBytes}-byte values, ${seconds} s per row, clients round-robin over the 3 members.`);
+console.log("| connections | system | ops/s | p50 ms | p95 ms | p99 ms | errors |");
+console.log("|---:|---|---:|---:|---:|---:|---:|");
+for (const [i, c] of connectionCounts.entries()) {
+  for (const r of [etcdResults[i]!, shoalResults[i]!]) {
+    console.log(`| ${c} | ${r.target} | ${r.opsPerSec.toLocaleString("en-US")} | ${r.p50Ms} | ${r.p95Ms} | ${r.p99Ms} | ${r.errors} |`);
+  }
+}
+console.log("");
+console.log("| connections | throughput shoal/etcd | p50 shoal/etcd | p99 shoal/etcd |");
+console.log("|---:|---:|---:|---:|");
+for (const [i, c] of connectionCounts.entries()) {
+  const e = etcdResults[i]!;
+  const s = shoalResults[i]!;
+  console.log(`| ${c} | ${(s.opsPerSec / e.opsPerSec).toFixed(2)} | ${(s.p50Ms / e.p50Ms).toFixed(2)} | ${(s.p99Ms / e.p99Ms).toFixed(2)} |`);
+}
+const at = (c: number) => connectionCounts.indexOf(c);
+if (at(1) >= 0 && at(256) >= 0) {
+  const [e1, s1, e256, s256] = [etcdResults[at(1)]!, shoalResults[at(1)]!, etcdResults[at(256)]!, shoalResults[at(256)]!];
+  console.log("");
+  console.log(`targets: 256 conns throughput >= 2x etcd: ${s256.opsPerSec >= 2 * e256.opsPerSec ? "met" : "NOT met"}; ` +
+    `256 conns p99 <= etcd: ${s256.p99Ms <= e256.p99Ms ? "met" : "NOT met"}; 1 conn p50 <= etcd: ${s1.p50Ms <= e1.p50Ms ? "met" : "NOT met"}`);
+}
