@@ -30,7 +30,7 @@ import { Wal } from "../storage/wal.js";
 import type { WalRecord } from "../storage/wal-record.js";
 import { type Envelope, type PeerAddress, type Plane, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
-import { type BeatTuple, isBeat, packBeat, unpackBeat } from "./heartbeats.js";
+import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
 import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand, decodeProposal, encodeProposal } from "./records.js";
 
 export interface NodeConfig {
@@ -160,13 +160,14 @@ export class MultiRaftNode {
   private stopped = false;
   private nextSeq = 1;
   private queuedRequests = 0;
+  private nodeFlushScheduled = false;
   /** Observers for metrics (set by whoever exports them). */
   onWalSync: ((seconds: number) => void) | null = null;
   /** Receives node-level messages (group 0); set by the gateway. */
   onNodeMessage: ((from: NodeId, msg: unknown) => void) | null = null;
   /** Set when a turn failed: the node stops rather than continue with state it cannot trust. */
   failure: Error | null = null;
-  readonly counters = { turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0 };
+  readonly counters = { turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0, malformedMessages: 0 };
 
   private constructor(cfg: MultiRaftNode["cfg"], wal: Wal, store: StateStore, transport: Transport) {
     this.id = cfg.id;
@@ -322,18 +323,24 @@ export class MultiRaftNode {
 
   private receive(from: NodeId, envs: Envelope[]): void {
     for (const e of envs) {
-      if (e.group !== NODE_GROUP) {
-        if (this.groups.has(e.group)) this.enqueue({ kind: "message", group: e.group, msg: e.msg as Message });
-        continue;
-      }
-      const beats = (e.msg as { beats?: BeatTuple[] }).beats;
-      if (Array.isArray(beats)) {
-        for (const t of beats) {
-          const { group, msg } = unpackBeat(from, this.id, t);
-          if (this.groups.has(group)) this.enqueue({ kind: "message", group, msg });
+      try {
+        if (e.group !== NODE_GROUP) {
+          if (this.groups.has(e.group)) this.enqueue({ kind: "message", group: e.group, msg: unpackMessage(from, this.id, e.msg) });
+          continue;
         }
-      } else {
-        this.onNodeMessage?.(from, e.msg);
+        const beats = (e.msg as { beats?: unknown }).beats;
+        if (Array.isArray(beats)) {
+          for (const t of beats) {
+            const { group, msg } = unpackBeat(from, this.id, t);
+            if (this.groups.has(group)) this.enqueue({ kind: "message", group, msg });
+          }
+        } else {
+          this.onNodeMessage?.(from, e.msg);
+        }
+      } catch (err) {
+        if (!(err instanceof WireError)) throw err;
+        this.counters.malformedMessages++;
+        this.cfg.logger?.(`node ${this.id}: dropped a malformed message from node ${from}: ${err.message}`);
       }
     }
   }
@@ -341,7 +348,15 @@ export class MultiRaftNode {
   /** Sends a node-level message to a peer on the data plane (sent with the next flush). */
   sendNodeMessage(to: NodeId, msg: unknown): boolean {
     const ok = this.transport.send(to, "data", { group: NODE_GROUP, msg });
-    this.transport.flush();
+    // Everything sent in this pass of the event loop (e.g. the forwards of many HTTP requests parsed
+    // together, or the answers of one applied batch) leaves in one frame per peer.
+    if (!this.nodeFlushScheduled) {
+      this.nodeFlushScheduled = true;
+      setImmediate(() => {
+        this.nodeFlushScheduled = false;
+        this.transport.flush();
+      });
+    }
     return ok;
   }
 
@@ -400,7 +415,7 @@ export class MultiRaftNode {
     const records: WalRecord[] = [];
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) {
-        this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data);
+        await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data);
         const m = rd.snapshot.meta;
         records.push({ kind: "snapshot", group: g.id, index: m.index, term: m.term, confState: m.confState });
       }
@@ -488,7 +503,7 @@ export class MultiRaftNode {
         if (list === undefined) beats.set(m.to, (list = []));
         list.push(packBeat(group, m));
       } else {
-        this.transport.send(m.to, planeOf(m.type), { group, msg: m });
+        this.transport.send(m.to, planeOf(m.type), { group, msg: packMessage(m) });
       }
     }
   }

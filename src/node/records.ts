@@ -3,6 +3,7 @@
  * (the log index of the write that produced it). Commands travel in log entries as msgpack.
  */
 import { pack, unpack } from "msgpackr";
+import { assert } from "../raft/assert.js";
 
 export type RecordCommand =
   | { op: "put"; key: string; payload: unknown; ifVersion?: number }
@@ -24,12 +25,21 @@ export interface Proposal {
   cmd: RecordCommand;
 }
 
+/** On the log as a tuple (no key strings): [origin node, origin seq, op (0 put, 1 delete), key, payload, ifVersion?]. */
 export function encodeProposal(p: Proposal): Uint8Array {
-  return pack(p) as Uint8Array;
+  const c = p.cmd;
+  const t: unknown[] = [p.origin[0], p.origin[1], c.op === "put" ? 0 : 1, c.key, c.op === "put" ? c.payload : null];
+  if (c.ifVersion !== undefined) t.push(c.ifVersion);
+  return pack(t) as Uint8Array;
 }
 
 export function decodeProposal(data: Uint8Array): Proposal {
-  return unpack(data) as Proposal;
+  const t = unpack(data) as unknown[];
+  assert(Array.isArray(t) && t.length >= 5 && t.length <= 6 && typeof t[3] === "string", "malformed proposal in the log");
+  const [node, seq, op, key, payload, ifVersion] = t as [number, number, 0 | 1, string, unknown, number | undefined];
+  const cmd: RecordCommand = op === 0 ? { op: "put", key, payload } : { op: "delete", key };
+  if (ifVersion !== undefined) cmd.ifVersion = ifVersion;
+  return { origin: [node, seq], cmd };
 }
 
 /**

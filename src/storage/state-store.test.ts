@@ -32,7 +32,7 @@ test("applied records and applied indexes of several groups persist across a reo
   rmSync(dir, { recursive: true });
 });
 
-test("staged changes are read before LMDB, committed in batches, and a crash before a commit keeps store and applied index in step", async () => {
+test("staged changes are read before LMDB, committed in batches off the loop thread, and a crash before a commit keeps store and applied index in step", async () => {
   const dir = tmp();
   const s = StateStore.open({ path: dir, commitIntervalMs: 1000, commitMaxChanges: 1_000_000 });
   s.apply([{ group: 1, appliedIndex: 2, puts: [["a", 1], ["b", 2]] }]);
@@ -43,20 +43,26 @@ test("staged changes are read before LMDB, committed in batches, and a crash bef
   assert.equal(s.get(1, "a"), 10, "a staged put is read");
   assert.equal(s.get(1, "b"), undefined, "a staged delete hides the committed record");
   assert.equal(s.applied(1), 4);
+  assert.deepEqual(s.scan(1, 10), [["a", 10], ["c", 30]], "a scan merges staged changes over LMDB");
   s.commitIfDue(0);
+  // In flight now: still read from memory until LMDB shows it.
+  assert.equal(s.get(1, "a"), 10);
+  assert.equal(s.applied(1), 4);
   s.commitIfDue(500);
   assert.equal(s.commits, commitsBefore + 1, "the first call commits (no commit yet in this interval); the second is inside the interval");
-  s.apply([{ group: 1, appliedIndex: 5, puts: [["d", 40]] }]);
+  s.apply([{ group: 1, appliedIndex: 5, puts: [["d", 40]], deletes: ["c"] }]);
   s.commitIfDue(900);
   assert.equal(s.commits, commitsBefore + 1);
-  assert.deepEqual(s.scan(1, 10), [["a", 10], ["c", 30], ["d", 40]], "a scan sees staged changes");
-  assert.equal(s.commits, commitsBefore + 2, "the scan committed them first");
+  assert.deepEqual(s.scan(1, 10), [["a", 10], ["d", 40]], "staged over in-flight over LMDB");
+  assert.deepEqual(s.scan(1, 1, "a"), [["d", 40]], "from a cursor, with a limit");
+  await s.flushed();
   s.apply([{ group: 1, appliedIndex: 6, puts: [["e", 50]] }]);
   // Reopen without close (as after kill -9): the staged turn is gone, and with it its applied index.
   const r = StateStore.open({ path: dir });
   assert.equal(r.applied(1), 5);
   assert.equal(r.get(1, "e"), undefined);
   assert.equal(r.get(1, "d"), 40);
+  assert.equal(r.get(1, "c"), undefined);
   await s.close();
   await r.close();
   const bounded = StateStore.open({ path: tmp(), commitIntervalMs: 1_000_000, commitMaxChanges: 3, commitMaxBytes: 1000 });
@@ -83,11 +89,16 @@ test("a snapshot taken in one store installs in another, replacing what was ther
   const puts: [string, unknown][] = Array.from({ length: 100 }, (_, i) => [`k${String(i).padStart(3, "0")}`, { n: rng.int(1000) }]);
   a.apply([{ group: 3, appliedIndex: 42, puts }, { group: 4, appliedIndex: 1, puts: [["other", 1]] }]);
   b.apply([{ group: 3, appliedIndex: 7, puts: [["stale", true], ["k000", "old"]] }]);
+  await a.flushed();
   const snap = a.snapshot(3);
   assert.equal(snap.appliedIndex, 42);
-  b.installSnapshot(3, snap.appliedIndex, snap.data);
+  a.apply([{ group: 3, appliedIndex: 43, puts: [["not-yet", 1]] }]); // staged: not in a snapshot of LMDB
+  assert.equal(a.snapshot(3).appliedIndex, 42, "a snapshot shows the last LMDB commit");
+  b.apply([{ group: 3, appliedIndex: 8, puts: [["staged", true]] }]);
+  await b.installSnapshot(3, snap.appliedIndex, snap.data);
+  assert.equal(b.get(3, "staged"), undefined, "staged changes of the group are superseded");
   assert.equal(b.applied(3), 42);
-  assert.deepEqual(b.scan(3, 1000), a.scan(3, 1000));
+  assert.deepEqual(b.scan(3, 1000), a.scan(3, 1000).filter(([k]) => k !== "not-yet"));
   assert.equal(b.get(3, "stale"), undefined);
   assert.deepEqual(b.scan(4, 10), [], "other groups untouched");
   await a.close();

@@ -24,8 +24,33 @@ export type WalRecord =
    */
   | { kind: "compact"; group: number; index: number; term: number; checkpoint?: boolean };
 
+/**
+ * Entries records, by far the most frequent, are written as a tuple without key strings:
+ * [ENTRIES_TAG, group, ...(term, index, type, data) per entry]. Other records are msgpack maps.
+ */
+const ENTRIES_TAG = 0;
+
+function toPayload(r: WalRecord): unknown {
+  if (r.kind !== "entries") return r;
+  const t: unknown[] = [ENTRIES_TAG, r.group];
+  for (const e of r.entries) t.push(e.term, e.index, e.type, e.data);
+  return t;
+}
+
+function fromPayload(v: unknown): WalRecord | null {
+  if (!Array.isArray(v)) return typeof v === "object" && v !== null && typeof (v as WalRecord).group === "number" ? v as WalRecord : null;
+  if (v.length < 2 || (v.length - 2) % 4 !== 0 || v[0] !== ENTRIES_TAG || typeof v[1] !== "number") return null;
+  const entries: Entry[] = [];
+  for (let i = 2; i < v.length; i += 4) {
+    const [term, index, type, data] = [v[i], v[i + 1], v[i + 2], v[i + 3]] as [unknown, unknown, unknown, unknown];
+    if (typeof term !== "number" || typeof index !== "number" || (type !== 0 && type !== 1) || !(data instanceof Uint8Array)) return null;
+    entries.push({ term, index, type, data });
+  }
+  return { kind: "entries", group: v[1] as number, entries };
+}
+
 export function encodeRecord(r: WalRecord): Uint8Array {
-  const payload = pack(r) as Uint8Array;
+  const payload = pack(toPayload(r)) as Uint8Array;
   if (payload.byteLength > MAX_RECORD_BYTES) throw new Error(`WAL record of ${payload.byteLength} bytes exceeds the limit`);
   const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
@@ -50,14 +75,12 @@ export function decodeRecord(buf: Uint8Array, offset: number): DecodeResult {
   const end = offset + HEADER_BYTES + length;
   if (end > buf.byteLength) return { ok: false, reason: "torn", offset };
   if (crc32c(buf, offset + HEADER_BYTES, end) !== crc) return { ok: false, reason: "checksum", offset };
-  let record: WalRecord;
+  let record: WalRecord | null;
   try {
-    record = unpack(buf.subarray(offset + HEADER_BYTES, end)) as WalRecord;
+    record = fromPayload(unpack(buf.subarray(offset + HEADER_BYTES, end)));
   } catch {
     return { ok: false, reason: "malformed", offset };
   }
-  if (typeof record !== "object" || record === null || typeof record.group !== "number") {
-    return { ok: false, reason: "malformed", offset };
-  }
+  if (record === null) return { ok: false, reason: "malformed", offset };
   return { ok: true, record, nextOffset: end };
 }
