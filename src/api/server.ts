@@ -91,7 +91,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   gauge("shoal_raft_leader_shards", "shards this node leads", () => node.status().groups.filter((g) => g.role === "leader").length);
   gauge("shoal_transport_queued_bytes", "bytes queued on outbound connections", () =>
     node.transport.stats().reduce((s, l) => s + l.queuedBytes, 0));
-  gauge("shoal_raft_leaderships_won_total", "times this node became leader of a shard", () => counters.leadershipsWon);
+  gauge("shoal_raft_leaderships_won_total", "elections this node won (times it became leader of a shard)", () => counters.leadershipsWon);
+  gauge("shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", () => counters.electionsStarted);
+  gauge("shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node's leader balance", () => counters.leaderTransfersStarted);
+  gauge("shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", () => counters.malformedMessages);
+  gauge("shoal_state_commits_total", "state store (LMDB) commits", () => node.stateCommits());
   const walSync = new Histogram({
     name: "shoal_wal_sync_seconds", help: "WAL batch write + fdatasync latency", registers: [registry],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -39,7 +39,8 @@ function startProc(c: Cluster, id: number): void {
   const peers = [...c.peer].filter(([p]) => p !== id).map(([p, port]) => `${p}=127.0.0.1:${port}`).join(",");
   const child = spawn(process.execPath, [shoal, "start", "--id", String(id), "--data-dir", join(c.dir, `n${id}`),
     "--http", `127.0.0.1:${c.http.get(id)}`, "--listen", `127.0.0.1:${c.peer.get(id)}`, "--peers", peers, "--shards", "2", ...c.extraArgs],
-  { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, SHOAL_TEST_MODE: c.testMode ? "1" : "0" } });
+  // Each node's log (JSON lines) next to its data, for reading after a failure.
+  { stdio: ["ignore", openSync(join(c.dir, `n${id}.log`), "a"), "inherit"], env: { ...process.env, SHOAL_TEST_MODE: c.testMode ? "1" : "0" } });
   c.procs.set(id, child);
 }
 

@@ -49,6 +49,8 @@ program
   .option("--shards <n>", "shards of the default collection; fixed for the cluster's life [env SHOAL_SHARDS]", env("SHOAL_SHARDS", "4"))
   .option("--max-payload-bytes <n>", "largest accepted request body [env SHOAL_MAX_PAYLOAD_BYTES]", env("SHOAL_MAX_PAYLOAD_BYTES", String(1 << 20)))
   .option("--compact-after-entries <n>", "compact a shard's log after this many applied entries (default 10000) [env SHOAL_COMPACT_AFTER_ENTRIES]", process.env.SHOAL_COMPACT_AFTER_ENTRIES)
+  .addOption(new Option("--log-level <level>", "least severe log lines written (debug shows Raft and transport events) [env SHOAL_LOG_LEVEL]")
+    .choices(["debug", "info", "warn", "error"]).default(env("SHOAL_LOG_LEVEL", "info")))
   .action(async (opts) => {
     // startCommand only returns on failure (a running node exits through its signal handlers).
     const { startCommand } = await import("./start.js");

@@ -17,6 +17,7 @@ export interface StartOptions {
   shards: string;
   maxPayloadBytes: string;
   compactAfterEntries?: string;
+  logLevel: "debug" | "info" | "warn" | "error";
 }
 
 /** SHOAL_TEST_MODE=1 turns on fault-injection hooks (transport and API); for tests and chaos drills only. */
@@ -86,7 +87,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const maxPayloadBytes = positiveInt("--max-payload-bytes", opts.maxPayloadBytes, 64 << 20);
     mkdirSync(dataDir, { recursive: true });
     checkIdentity(dataDir, { id, members: [id, ...peers.keys()].sort((a, b) => a - b), shards });
-    const logger = pino({ base: { node: id } });
+    const logger = pino({ base: { node: id }, level: opts.logLevel });
     const compactAfterEntries = opts.compactAfterEntries === undefined ? undefined : positiveInt("--compact-after-entries", opts.compactAfterEntries);
     node = await MultiRaftNode.open({
       id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line),

@@ -22,6 +22,16 @@ test("three nodes elect a leader per shard and every replica applies the writes"
   await stopAll(c);
 });
 
+test("leadership spreads over the nodes: each shard moves to its preferred node (static leader balance)", async () => {
+  const c = await startCluster(3, 6);
+  await waitForLeaders(c);
+  // Shard g prefers the ((g - 1) mod 3)-th voter: shards 1 and 4 on node 1, 2 and 5 on node 2, 3 and 6 on node 3.
+  await waitFor("every shard led by its preferred node", () =>
+    [1, 2, 3, 4, 5, 6].every((g) => leaderOf(c, g)?.id === ((g - 1) % 3) + 1), 15_000);
+  assert.equal(await put(c, "after-balance", 1) > 0, true, "writes go on after the transfers");
+  await stopAll(c);
+});
+
 test("compare-and-set: a stale ifVersion is refused with the current version", async () => {
   const c = await startCluster(3, 1);
   await waitForLeaders(c);
@@ -86,5 +96,22 @@ test("reads arriving in one loop turn share one ReadIndex round", async () => {
   const reads = await Promise.all(Array.from({ length: 50 }, () => follower.read(1, "x", "linearizable")));
   assert.ok(reads.every((r) => r?.payload === 1));
   assert.equal(follower.counters.readIndexRounds - roundsBefore, 1, "50 reads issued together: one ReadIndex round");
+  await stopAll(c);
+});
+
+test("a read in flight when the shard's leader dies is asked again of the new leader, not left to time out", async () => {
+  const c = await startCluster(3, 1, { requestTimeoutMs: 60_000 });
+  await waitForLeaders(c);
+  await put(c, "x", 1);
+  const old = leaderOf(c, 1)!;
+  const follower = [...c.nodes.values()].find((n) => n !== old)!;
+  await old.stop();
+  c.nodes.delete(old.id);
+  // The follower still believes in the old leader: its ReadIndex request goes to a dead node.
+  const started = performance.now();
+  const r = await follower.read(1, "x", "linearizable");
+  assert.equal(r?.payload, 1);
+  assert.ok(follower.counters.readsRetried >= 1, "the read was asked again after the leader changed");
+  assert.ok(performance.now() - started < 30_000, "answered after the election, long before the request timeout");
   await stopAll(c);
 });

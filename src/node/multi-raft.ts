@@ -50,9 +50,14 @@ export interface NodeConfig {
   requestTimeoutMs?: number;
   /** Bound on proposals and reads waiting for the next turn. */
   maxQueuedRequests?: number;
+  /** Move each shard's leadership to its preferred node (see balanceLeaders); default true. */
+  balanceLeaders?: boolean;
   testFaults?: boolean;
   logger?: (line: string) => void;
 }
+
+/** How often a node looks for shards whose leadership should move to their preferred node (20 ticks: 1 s by default). */
+const BALANCE_EVERY_TICKS = 20;
 
 /** Group 0 carries node-level messages (the gateway's forwarded requests), not Raft traffic. */
 export const NODE_GROUP = 0;
@@ -100,9 +105,11 @@ interface Group {
   readBatches: Map<string, string[]>;
 }
 
+interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array }
+
 type Input =
   | { kind: "message"; group: number; msg: Message }
-  | { kind: "propose"; group: number; seq: number; data: Uint8Array }
+  | ProposeInput
   | { kind: "read"; group: number; ctx: string }
   | { kind: "unreachable"; peer: NodeId };
 
@@ -161,13 +168,19 @@ export class MultiRaftNode {
   private nextSeq = 1;
   private queuedRequests = 0;
   private nodeFlushScheduled = false;
+  private ticksSinceBalance = 0;
+  /** When each peer was last heard from (any message), for decisions that need a live peer. */
+  private readonly peerHeardAtMs = new Map<NodeId, number>();
   /** Observers for metrics (set by whoever exports them). */
   onWalSync: ((seconds: number) => void) | null = null;
   /** Receives node-level messages (group 0); set by the gateway. */
   onNodeMessage: ((from: NodeId, msg: unknown) => void) | null = null;
   /** Set when a turn failed: the node stops rather than continue with state it cannot trust. */
   failure: Error | null = null;
-  readonly counters = { turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0, malformedMessages: 0 };
+  readonly counters = {
+    turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0, electionsStarted: 0,
+    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0,
+  };
 
   private constructor(cfg: MultiRaftNode["cfg"], wal: Wal, store: StateStore, transport: Transport) {
     this.id = cfg.id;
@@ -181,7 +194,7 @@ export class MultiRaftNode {
   static async open(config: NodeConfig): Promise<MultiRaftNode> {
     const cfg = {
       tickMs: 50, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, requestTimeoutMs: 5000,
-      maxQueuedRequests: 100_000, ...config,
+      maxQueuedRequests: 100_000, balanceLeaders: true, ...config,
     };
     const { wal, groups: recovered } = await Wal.open({ dir: `${cfg.dataDir}/wal`, ...(cfg.logger ? { logger: cfg.logger } : {}) });
     const store = StateStore.open({ path: `${cfg.dataDir}/state` });
@@ -322,6 +335,7 @@ export class MultiRaftNode {
   }
 
   private receive(from: NodeId, envs: Envelope[]): void {
+    this.peerHeardAtMs.set(from, performance.now());
     for (const e of envs) {
       try {
         if (e.group !== NODE_GROUP) {
@@ -363,6 +377,11 @@ export class MultiRaftNode {
   /** The shard's leader as this node knows it (0 when unknown). */
   leaderOf(group: number): NodeId {
     return this.group(group).raft.raft.lead;
+  }
+
+  /** LMDB commits of the state store so far. */
+  stateCommits(): number {
+    return this.store.commits;
   }
 
   get shards(): number {
@@ -433,7 +452,11 @@ export class MultiRaftNode {
         this.counters.walBatches++;
       }
     }
-    for (const [, rd] of readies) if (rd.softState?.role === Role.Leader) this.counters.leadershipsWon++;
+    for (const [, rd] of readies) {
+      if (rd.softState?.role === Role.Leader) this.counters.leadershipsWon++;
+      if (rd.softState?.role === Role.Candidate) this.counters.electionsStarted++;
+    }
+    this.retryReadsOnLeaderChange(readies);
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) g.storage.installSnapshot(rd.snapshot.meta);
       if (rd.entries.length > 0) g.storage.append(rd.entries);
@@ -451,6 +474,7 @@ export class MultiRaftNode {
     const inputs = this.inputs;
     this.inputs = [];
     const readsByGroup = new Map<Group, string[]>();
+    const proposalsByGroup = new Map<Group, ProposeInput[]>();
     for (const input of inputs) {
       if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
       const g = input.kind === "unreachable" ? undefined : this.groups.get(input.group);
@@ -459,16 +483,10 @@ export class MultiRaftNode {
           g?.raft.step(input.msg);
           break;
         case "propose":
-          if (g === undefined) break;
-          try {
-            g.raft.propose(input.data);
-          } catch (e) {
-            if (!(e instanceof ProposalDroppedError)) throw e;
-            const w = g.proposals.get(input.seq);
-            if (w !== undefined) {
-              g.proposals.delete(input.seq);
-              this.settle(w, new NotLeaderError(g.id, g.raft.raft.lead));
-            }
+          if (g !== undefined) {
+            let batch = proposalsByGroup.get(g);
+            if (batch === undefined) proposalsByGroup.set(g, (batch = []));
+            batch.push(input);
           }
           break;
         case "read":
@@ -483,6 +501,21 @@ export class MultiRaftNode {
           break;
       }
     }
+    // One proposal step per shard per turn: the leader appends them as one batch and replicates them in
+    // one Append per follower (stepped one by one, each became its own Append and its own response).
+    for (const [g, batch] of proposalsByGroup) {
+      try {
+        g.raft.propose(...batch.map((p) => p.data));
+      } catch (e) {
+        if (!(e instanceof ProposalDroppedError)) throw e;
+        for (const p of batch) {
+          const w = g.proposals.get(p.seq);
+          if (w === undefined) continue;
+          g.proposals.delete(p.seq);
+          this.settle(w, new NotLeaderError(g.id, g.raft.raft.lead));
+        }
+      }
+    }
     // One ReadIndex round per shard per turn answers every read that arrived during the turn.
     for (const [g, ctxs] of readsByGroup) {
       const batch = `${this.id}:b${this.counters.turns}:${g.id}`;
@@ -493,6 +526,51 @@ export class MultiRaftNode {
     const ticks = this.pendingTicks;
     this.pendingTicks = 0;
     for (let i = 0; i < ticks; i++) for (const g of this.groups.values()) g.raft.tick();
+    this.ticksSinceBalance += ticks;
+    if (this.cfg.balanceLeaders && this.ticksSinceBalance >= BALANCE_EVERY_TICKS) {
+      this.ticksSinceBalance = 0;
+      this.balanceLeaders();
+    }
+  }
+
+  /**
+   * Static leader balance: shard g's preferred leader is the ((g - 1) mod n)-th of its n voters in id
+   * order, so that leaders (and their work) spread evenly over the nodes instead of gathering on
+   * whichever node won the first elections. A leader hands a shard to its preferred node once that node
+   * is active and holds the whole log. This is a stand-in until the placement driver balances leaders.
+   */
+  private balanceLeaders(): void {
+    const nowMs = performance.now();
+    for (const g of this.groups.values()) {
+      const r = g.raft.raft;
+      if (r.role !== Role.Leader || r.leadTransferee !== 0) continue;
+      const voters = r.trk.voterIds();
+      const preferred = voters[(g.id - 1) % voters.length]!;
+      if (preferred === this.id) continue;
+      const pr = r.trk.progress.get(preferred);
+      // A transfer stops proposals until it completes or times out: only hand over to a node heard
+      // from within the last election timeout, holding the whole log.
+      const heardMs = nowMs - (this.peerHeardAtMs.get(preferred) ?? -Infinity);
+      if (pr === undefined || heardMs > this.cfg.tickMs * this.cfg.electionTicks || pr.match < r.raftLog.lastIndex()) continue;
+      this.counters.leaderTransfersStarted++;
+      g.raft.transferLeader(preferred);
+    }
+  }
+
+  /**
+   * A ReadIndex request in flight when a shard's leader changes is lost (the old leader drops it, or
+   * never answers); reads are idempotent, so ask again, of the new leader, in the next turn, instead of
+   * letting the client wait for its timeout.
+   */
+  private retryReadsOnLeaderChange(readies: [Group, Ready][]): void {
+    for (const [g, rd] of readies) {
+      if (rd.softState === null || g.reads.size === 0) continue;
+      for (const [ctx, r] of g.reads) {
+        if (r.index !== null) continue;
+        this.counters.readsRetried++;
+        this.enqueue({ kind: "read", group: g.id, ctx });
+      }
+    }
   }
 
   /** Sends Raft messages; heartbeats are collected per peer into `beats` (see sendBeats). */
@@ -531,7 +609,7 @@ export class MultiRaftNode {
         if (e.data.byteLength === 0) continue;
         sizeBytes += e.data.byteLength;
         const p = decodeProposal(e.data);
-        const { result, write } = applyCommand(p.cmd, e.index, read(p.cmd.key));
+        const { result, write } = applyCommand(p.cmd, e.index, () => read(p.cmd.key));
         if (write !== undefined) overlay.set(p.cmd.key, write);
         if (p.origin[0] === this.id) {
           const w = g.proposals.get(p.origin[1]);

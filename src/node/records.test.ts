@@ -13,9 +13,19 @@ test("proposals round-trip through their log encoding, compare-and-set included"
 });
 
 test("a command applies with versions equal to log indexes; a stale ifVersion changes nothing", () => {
-  assert.deepEqual(applyCommand({ op: "put", key: "a", payload: 1 }, 10, undefined), { result: { ok: true, version: 10 }, write: { payload: 1, version: 10 } });
-  assert.deepEqual(applyCommand({ op: "put", key: "a", payload: 2, ifVersion: 9 }, 11, { payload: 1, version: 10 }),
+  let reads = 0;
+  const current = (r: { payload: unknown; version: number } | undefined) => () => {
+    reads++;
+    return r;
+  };
+  assert.deepEqual(applyCommand({ op: "put", key: "a", payload: 1 }, 10, current(undefined)), { result: { ok: true, version: 10 }, write: { payload: 1, version: 10 } });
+  assert.equal(reads, 0, "a plain put does not read the current record");
+  assert.deepEqual(applyCommand({ op: "put", key: "a", payload: 2, ifVersion: 9 }, 11, current({ payload: 1, version: 10 })),
     { result: { ok: false, code: "version_mismatch", currentVersion: 10 }, write: undefined });
-  assert.deepEqual(applyCommand({ op: "delete", key: "a", ifVersion: 10 }, 12, { payload: 1, version: 10 }), { result: { ok: true, version: 12 }, write: null });
-  assert.deepEqual(applyCommand({ op: "delete", key: "a" }, 13, undefined), { result: { ok: true, version: 13 }, write: undefined });
+  assert.deepEqual(applyCommand({ op: "put", key: "a", payload: 2, ifVersion: 0 }, 11, current({ payload: 1, version: 10 })),
+    { result: { ok: false, code: "version_mismatch", currentVersion: 10 }, write: undefined }, "ifVersion 0: must not exist");
+  assert.deepEqual(applyCommand({ op: "put", key: "n", payload: 2, ifVersion: 0 }, 11, current(undefined)),
+    { result: { ok: true, version: 11 }, write: { payload: 2, version: 11 } });
+  assert.deepEqual(applyCommand({ op: "delete", key: "a", ifVersion: 10 }, 12, current({ payload: 1, version: 10 })), { result: { ok: true, version: 12 }, write: null });
+  assert.deepEqual(applyCommand({ op: "delete", key: "a" }, 13, current(undefined)), { result: { ok: true, version: 13 }, write: null });
 });

@@ -43,15 +43,16 @@ export function decodeProposal(data: Uint8Array): Proposal {
 }
 
 /**
- * Applies a command at log index `index` to the current record: the result for the client, and the
- * record's new state (null: deleted; undefined: unchanged).
+ * Applies a command at log index `index`: the result for the client, and the record's new state (null:
+ * deleted; undefined: unchanged). The current record is read only for a compare-and-set: a plain put
+ * or delete does not depend on it (a delete of a missing record is a no-op in the store).
  */
-export function applyCommand(cmd: RecordCommand, index: number, current: StoredRecord | undefined):
+export function applyCommand(cmd: RecordCommand, index: number, readCurrent: () => StoredRecord | undefined):
   { result: CommandResult; write: StoredRecord | null | undefined } {
-  const currentVersion = current?.version ?? 0;
-  if (cmd.ifVersion !== undefined && cmd.ifVersion !== currentVersion) {
-    return { result: { ok: false, code: "version_mismatch", currentVersion }, write: undefined };
+  if (cmd.ifVersion !== undefined) {
+    const currentVersion = readCurrent()?.version ?? 0;
+    if (cmd.ifVersion !== currentVersion) return { result: { ok: false, code: "version_mismatch", currentVersion }, write: undefined };
   }
   if (cmd.op === "put") return { result: { ok: true, version: index }, write: { payload: cmd.payload, version: index } };
-  return { result: { ok: true, version: index }, write: current === undefined ? undefined : null };
+  return { result: { ok: true, version: index }, write: null };
 }
