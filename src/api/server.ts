@@ -95,6 +95,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   gauge("shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", () => counters.electionsStarted);
   gauge("shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node's leader balance", () => counters.leaderTransfersStarted);
   gauge("shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", () => counters.malformedMessages);
+  gauge("shoal_raft_quiesced_shards", "shards whose Raft group is quiescent (idle: not ticking) on this node", () => node.quiescedShards());
+  gauge("shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", () => counters.groupTicks);
   gauge("shoal_state_commits_total", "state store (LMDB) commits", () => node.stateCommits());
   const walSync = new Histogram({
     name: "shoal_wal_sync_seconds", help: "WAL batch write + fdatasync latency", registers: [registry],

@@ -2,7 +2,7 @@
  * Tests on real processes: three `shoal start` processes on loopback, clients over HTTP, kill -9.
  * Every acknowledged write must survive, and the clients' history must be linearizable.
  */
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, openSync } from "node:fs";
@@ -66,10 +66,17 @@ async function kill9(c: Cluster, id: number): Promise<void> {
   c.procs.delete(id);
 }
 
+/** Every cluster started: a test that fails midway must not leave node processes behind. */
+const clusters: Cluster[] = [];
+after(() => {
+  for (const c of clusters) for (const p of c.procs.values()) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+});
+
 async function startCluster(extraArgs: string[] = [], testMode = false): Promise<Cluster> {
   const c: Cluster = {
     dir: mkdtempSync(join(tmpdir(), "shoal-procs-")), http: new Map(), peer: new Map(), procs: new Map(), extraArgs, testMode,
   };
+  clusters.push(c);
   const ports = await freePorts(6);
   for (const id of [1, 2, 3]) {
     c.http.set(id, ports[id - 1]!);

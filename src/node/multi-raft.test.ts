@@ -1,7 +1,9 @@
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { Role } from "../raft/index.js";
-import { leaderOf, openNode, put, startCluster, stopAll, waitFor, waitForLeaders } from "./testing.js";
+import { leaderOf, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
+
+after(stopLeftovers);
 
 test("three nodes elect a leader per shard and every replica applies the writes", async () => {
   const c = await startCluster(3, 4);
@@ -113,5 +115,29 @@ test("a read in flight when the shard's leader dies is asked again of the new le
   assert.equal(r?.payload, 1);
   assert.ok(follower.counters.readsRetried >= 1, "the read was asked again after the leader changed");
   assert.ok(performance.now() - started < 30_000, "answered after the election, long before the request timeout");
+  await stopAll(c);
+});
+
+test("idle shards quiesce and stop ticking; traffic wakes them; a dead leader's quiescent followers elect another", async () => {
+  const c = await startCluster(3, 4, { quiesceAfterTicks: 10 });
+  await waitForLeaders(c);
+  await put(c, "before", 1);
+  await waitFor("every shard quiescent on every node", () => [...c.nodes.values()].every((n) => n.quiescedShards() === 4), 15_000);
+  const ticksBefore = [...c.nodes.values()].map((n) => n.counters.groupTicks);
+  const turnsBefore = [...c.nodes.values()].map((n) => n.counters.turns);
+  await waitFor("ten more loop turns on every node", () => [...c.nodes.values()].every((n, i) => n.counters.turns >= turnsBefore[i]! + 10));
+  assert.deepEqual([...c.nodes.values()].map((n) => n.counters.groupTicks), ticksBefore, "no group ticked while quiescent");
+  // A write wakes its shard (on the leader, then on the followers) and is answered.
+  assert.ok(await put(c, "wake-up", 2) > 0);
+  const shard = c.nodes.get(1)!.shardOf("wake-up");
+  assert.ok([...c.nodes.values()].some((n) => n.counters.groupWakes > 0));
+  // Quiescent again, then the leader of that shard dies: the followers notice its node's silence.
+  await waitFor("quiescent again", () => [...c.nodes.values()].every((n) => n.quiescedShards() === 4), 15_000);
+  const old = leaderOf(c, shard)!;
+  await old.stop();
+  c.nodes.delete(old.id);
+  await waitFor("a new leader for the shard", () => leaderOf(c, shard) !== null && leaderOf(c, shard)!.id !== old.id, 15_000);
+  const reader = [...c.nodes.values()][0]!;
+  assert.equal((await reader.read(shard, "wake-up", "linearizable"))?.payload, 2);
   await stopAll(c);
 });

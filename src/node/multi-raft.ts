@@ -30,6 +30,7 @@ import { Wal } from "../storage/wal.js";
 import type { WalRecord } from "../storage/wal-record.js";
 import { type Envelope, type PeerAddress, type Plane, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
+import { type QuiescenceState, leaderIdle, wakes } from "./quiescence.js";
 import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
 import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand, decodeProposal, encodeProposal } from "./records.js";
 
@@ -52,6 +53,8 @@ export interface NodeConfig {
   maxQueuedRequests?: number;
   /** Move each shard's leadership to its preferred node (see balanceLeaders); default true. */
   balanceLeaders?: boolean;
+  /** Idle ticks after which a group led here quiesces (see quiescence.ts); 0 turns quiescence off. Default 2 election timeouts. */
+  quiesceAfterTicks?: number;
   testFaults?: boolean;
   logger?: (line: string) => void;
 }
@@ -103,6 +106,7 @@ interface Group {
   reads: Map<string, PendingRead>;
   /** ReadIndex rounds in flight: one per loop turn, confirming every read that arrived in it. */
   readBatches: Map<string, string[]>;
+  quiescence: QuiescenceState;
 }
 
 interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array }
@@ -111,7 +115,9 @@ type Input =
   | { kind: "message"; group: number; msg: Message }
   | ProposeInput
   | { kind: "read"; group: number; ctx: string }
-  | { kind: "unreachable"; peer: NodeId };
+  | { kind: "unreachable"; peer: NodeId }
+  /** The shard's leader `from` quiesced the group in `term`. */
+  | { kind: "quiesce"; group: number; term: number; from: NodeId };
 
 const MAX_TICKS_PER_TURN = 10;
 const encoder = new TextEncoder();
@@ -169,6 +175,8 @@ export class MultiRaftNode {
   private queuedRequests = 0;
   private nodeFlushScheduled = false;
   private ticksSinceBalance = 0;
+  private ticksSinceKeepalive = 0;
+  private quiescedGroups = 0;
   /** When each peer was last heard from (any message), for decisions that need a live peer. */
   private readonly peerHeardAtMs = new Map<NodeId, number>();
   /** Observers for metrics (set by whoever exports them). */
@@ -179,7 +187,7 @@ export class MultiRaftNode {
   failure: Error | null = null;
   readonly counters = {
     turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0, electionsStarted: 0,
-    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0,
+    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0,
   };
 
   private constructor(cfg: MultiRaftNode["cfg"], wal: Wal, store: StateStore, transport: Transport) {
@@ -194,7 +202,7 @@ export class MultiRaftNode {
   static async open(config: NodeConfig): Promise<MultiRaftNode> {
     const cfg = {
       tickMs: 50, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, requestTimeoutMs: 5000,
-      maxQueuedRequests: 100_000, balanceLeaders: true, ...config,
+      maxQueuedRequests: 100_000, balanceLeaders: true, quiesceAfterTicks: 2 * (config.electionTicks ?? 10), ...config,
     };
     const { wal, groups: recovered } = await Wal.open({ dir: `${cfg.dataDir}/wal`, ...(cfg.logger ? { logger: cfg.logger } : {}) });
     const store = StateStore.open({ path: `${cfg.dataDir}/state` });
@@ -226,7 +234,9 @@ export class MultiRaftNode {
         random: (n) => Math.floor(Math.random() * n), applied: store.applied(g),
         ...(cfg.logger ? { logger: cfg.logger } : {}),
       });
-      node.groups.set(g, { id: g, raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map() });
+      node.groups.set(g, {
+        id: g, raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(), quiescence: { quiesced: false, idleTicks: 0 },
+      });
     }
     if (bootstrap.length > 0) {
       await store.flushed();
@@ -340,6 +350,14 @@ export class MultiRaftNode {
       try {
         if (e.group !== NODE_GROUP) {
           if (this.groups.has(e.group)) this.enqueue({ kind: "message", group: e.group, msg: unpackMessage(from, this.id, e.msg) });
+          continue;
+        }
+        const quiesce = (e.msg as { quiesce?: unknown }).quiesce;
+        if (Array.isArray(quiesce)) {
+          for (const t of quiesce) {
+            if (!Array.isArray(t) || typeof t[0] !== "number" || typeof t[1] !== "number") throw new WireError("malformed quiesce notice");
+            if (this.groups.has(t[0])) this.enqueue({ kind: "quiesce", group: t[0], term: t[1], from });
+          }
           continue;
         }
         const beats = (e.msg as { beats?: unknown }).beats;
@@ -480,10 +498,22 @@ export class MultiRaftNode {
       const g = input.kind === "unreachable" ? undefined : this.groups.get(input.group);
       switch (input.kind) {
         case "message":
-          g?.raft.step(input.msg);
+          if (g === undefined) break;
+          if (g.quiescence.quiesced && wakes(g.raft.raft.role, input.msg)) this.wake(g, false);
+          g.raft.step(input.msg);
           break;
+        case "quiesce": {
+          const r = g?.raft.raft;
+          // Only from the leader we follow, in its term: anything else is stale.
+          if (g !== undefined && r!.role === Role.Follower && r!.term === input.term && r!.lead === input.from) {
+            g.quiescence.quiesced = true;
+            g.quiescence.idleTicks = 0;
+          }
+          break;
+        }
         case "propose":
           if (g !== undefined) {
+            if (g.quiescence.quiesced) this.wake(g, false);
             let batch = proposalsByGroup.get(g);
             if (batch === undefined) proposalsByGroup.set(g, (batch = []));
             batch.push(input);
@@ -491,6 +521,7 @@ export class MultiRaftNode {
           break;
         case "read":
           if (g !== undefined) {
+            if (g.quiescence.quiesced) this.wake(g, false);
             let list = readsByGroup.get(g);
             if (list === undefined) readsByGroup.set(g, (list = []));
             list.push(input.ctx);
@@ -525,12 +556,83 @@ export class MultiRaftNode {
     }
     const ticks = this.pendingTicks;
     this.pendingTicks = 0;
-    for (let i = 0; i < ticks; i++) for (const g of this.groups.values()) g.raft.tick();
+    // Quiescence is decided before ticking: a group that quiesces now emits no heartbeat after its
+    // notice (a heartbeat behind the notice would wake the follower again).
+    if (ticks > 0) this.tickQuiescence(ticks);
+    for (let i = 0; i < ticks; i++) {
+      for (const g of this.groups.values()) {
+        if (g.quiescence.quiesced) continue;
+        g.raft.tick();
+        this.counters.groupTicks++;
+      }
+    }
     this.ticksSinceBalance += ticks;
     if (this.cfg.balanceLeaders && this.ticksSinceBalance >= BALANCE_EVERY_TICKS) {
       this.ticksSinceBalance = 0;
       this.balanceLeaders();
     }
+  }
+
+  /**
+   * After ticks: groups led here that stayed idle long enough quiesce (their followers are told);
+   * quiescent followers whose leader's node fell silent wake up; every peer gets a keepalive each
+   * heartbeat interval, so that silence means a dead or cut-off node, not idle shards.
+   */
+  private tickQuiescence(ticks: number): void {
+    const nowMs = performance.now();
+    const silentAfterMs = this.cfg.tickMs * this.cfg.electionTicks;
+    const notices = new Map<NodeId, [number, number][]>();
+    let quiesced = 0;
+    for (const g of this.groups.values()) {
+      const q = g.quiescence;
+      const r = g.raft.raft;
+      if (q.quiesced) {
+        if (r.role !== Role.Leader && (r.lead === 0 || nowMs - (this.peerHeardAtMs.get(r.lead) ?? -Infinity) > silentAfterMs)) {
+          this.wake(g, true);
+        } else {
+          quiesced++;
+        }
+        continue;
+      }
+      if (this.cfg.quiesceAfterTicks === 0 || !leaderIdle(r, g.proposals.size + g.reads.size)) {
+        q.idleTicks = 0;
+        continue;
+      }
+      q.idleTicks += ticks;
+      if (q.idleTicks < this.cfg.quiesceAfterTicks) continue;
+      q.quiesced = true;
+      quiesced++;
+      for (const peer of r.trk.memberIds()) {
+        if (peer === this.id) continue;
+        let list = notices.get(peer);
+        if (list === undefined) notices.set(peer, (list = []));
+        list.push([g.id, r.term]);
+      }
+    }
+    this.quiescedGroups = quiesced;
+    this.ticksSinceKeepalive += ticks;
+    const keepalive = this.ticksSinceKeepalive >= this.cfg.heartbeatTicks;
+    if (keepalive) this.ticksSinceKeepalive = 0;
+    if (!keepalive && notices.size === 0) return;
+    for (const peer of this.cfg.peers.keys()) {
+      const list = notices.get(peer);
+      if (list !== undefined) this.transport.send(peer, "control", { group: NODE_GROUP, msg: { quiesce: list } });
+      else if (keepalive) this.transport.send(peer, "control", { group: NODE_GROUP, msg: { beats: [] } });
+    }
+    this.transport.flush();
+  }
+
+  /** Ticks a quiescent group again (see Raft.resumeTicking for `leaderLost`). */
+  private wake(g: Group, leaderLost: boolean): void {
+    g.quiescence.quiesced = false;
+    g.quiescence.idleTicks = 0;
+    g.raft.resumeTicking(leaderLost);
+    this.counters.groupWakes++;
+  }
+
+  /** Shards whose group is quiescent on this node (as of the last tick). */
+  quiescedShards(): number {
+    return this.quiescedGroups;
   }
 
   /**
@@ -552,6 +654,7 @@ export class MultiRaftNode {
       // from within the last election timeout, holding the whole log.
       const heardMs = nowMs - (this.peerHeardAtMs.get(preferred) ?? -Infinity);
       if (pr === undefined || heardMs > this.cfg.tickMs * this.cfg.electionTicks || pr.match < r.raftLog.lastIndex()) continue;
+      if (g.quiescence.quiesced) this.wake(g, false);
       this.counters.leaderTransfersStarted++;
       g.raft.transferLeader(preferred);
     }

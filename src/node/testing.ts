@@ -32,9 +32,18 @@ export async function openNode(c: TestCluster, id: number): Promise<MultiRaftNod
   return node;
 }
 
+/** Clusters not stopped yet: a test that fails midway leaves its nodes to `stopLeftovers`. */
+const live = new Set<TestCluster>();
+
+/** Stops every cluster a failed test left running (register with node:test's `after`). */
+export async function stopLeftovers(): Promise<void> {
+  for (const c of live) await stopAll(c);
+}
+
 /** Starts n nodes, then tells each the others' (ephemeral) ports. */
 export async function startCluster(n: number, shards: number, options: Partial<NodeConfig> = {}): Promise<TestCluster> {
   const c: TestCluster = { nodes: new Map(), dirs: new Map(), ports: new Map(), shards, options };
+  live.add(c);
   for (let id = 1; id <= n; id++) c.dirs.set(id, mkdtempSync(join(tmpdir(), `shoal-node${id}-`)));
   for (let id = 1; id <= n; id++) await openNode(c, id);
   for (const [id, node] of c.nodes) {
@@ -82,4 +91,5 @@ export async function put(c: TestCluster, key: string, payload: unknown): Promis
 export async function stopAll(c: TestCluster): Promise<void> {
   for (const node of c.nodes.values()) await node.stop();
   c.nodes.clear();
+  live.delete(c);
 }

@@ -3,6 +3,6 @@ export * from "./storage.js";
 export * from "./config.js";
 export * from "./confchange.js";
 export { RaftNode, type Ready, type Status, type SoftState, type PeerStatus } from "./raft-node.js";
-export { ProposalDroppedError, type LeaderTransferResult } from "./raft.js";
+export { ProposalDroppedError, type LeaderTransferResult, type Raft } from "./raft.js";
 export { AssertionError } from "./assert.js";
 export { ProgressState } from "./progress.js";

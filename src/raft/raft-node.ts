@@ -109,6 +109,11 @@ export class RaftNode {
     this.raft.tick();
   }
 
+  /** See Raft.resumeTicking: the host ticks this replica again after it was quiescent. */
+  resumeTicking(leaderLost: boolean): void {
+    this.raft.resumeTicking(leaderLost);
+  }
+
   campaign(): void {
     this.raft.step(message({ type: MessageType.Hup, from: this.raft.id }));
   }

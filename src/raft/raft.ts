@@ -429,6 +429,22 @@ export class Raft {
     else this.tickElection();
   }
 
+  /**
+   * The host stopped ticking this replica for a while (the group was quiescent: idle, every member
+   * caught up) and ticks it again. A leader starts a fresh check-quorum period instead of judging its
+   * followers by a silence it asked for; a follower whose leader's node fell silent treats its lease
+   * as over, so that it grants pre-votes and campaigns at its randomized timeout.
+   */
+  resumeTicking(leaderLost: boolean): void {
+    if (this.role === Role.Leader) {
+      this.electionElapsed = 0;
+      this.heartbeatElapsed = this.cfg.heartbeatTicks; // heartbeat at the next tick
+      for (const pr of this.trk.progress.values()) pr.recentActive = true;
+    } else if (leaderLost) {
+      this.electionElapsed = Math.max(this.electionElapsed, this.cfg.electionTicks);
+    }
+  }
+
   tickElection(): void {
     this.electionElapsed++;
     if (this.leaseGuardAfterRestart && this.electionElapsed >= this.cfg.electionTicks) this.leaseGuardAfterRestart = false;

@@ -1,0 +1,46 @@
+/**
+ * Quiescence of idle groups. A node hosts thousands of shards, most of them idle most of the time; a
+ * Raft group that ticks heartbeats every interval costs CPU and traffic proportional to the number of
+ * shards, not to the work. So a leader whose group has been idle for a while (nothing pending, every
+ * member holding the whole log, everything applied) stops ticking and tells its followers, which stop
+ * ticking too. Any traffic wakes the group again (a proposal, a read, a message that needs an answer).
+ *
+ * Raft's safety does not depend on ticks, only its liveness does: a quiescent follower would never
+ * notice a dead leader. So every node exchanges a keepalive with every peer each heartbeat interval
+ * (one tiny message per peer, whatever the number of groups), and a quiescent follower whose leader's
+ * node has been silent for an election timeout wakes with its lease over and elects a new leader.
+ * (CockroachDB quiesces ranges the same way, with node liveness as the failure detector.)
+ */
+import { type Message, MessageType, type Raft, Role } from "../raft/index.js";
+
+export interface QuiescenceState {
+  quiesced: boolean;
+  /** Consecutive ticks during which the group, led here, was idle. */
+  idleTicks: number;
+}
+
+/**
+ * Whether a group led here may quiesce: nothing is pending (client requests, a configuration change,
+ * a leadership transfer) and every member holds and knows everything (all match the last index, which
+ * is committed and applied).
+ */
+export function leaderIdle(r: Raft, pendingRequests: number): boolean {
+  if (r.role !== Role.Leader || pendingRequests > 0 || r.leadTransferee !== 0) return false;
+  const log = r.raftLog;
+  const last = log.lastIndex();
+  if (log.committed !== last || log.applied !== last || r.pendingConfIndex > log.applied) return false;
+  const cs = r.trk.confState();
+  if (cs.votersOutgoing.length > 0) return false;
+  for (const pr of r.trk.progress.values()) if (pr.match !== last) return false;
+  return true;
+}
+
+/**
+ * Whether a message for a quiescent group must wake it. Acknowledgements a quiescent leader receives
+ * for its last heartbeats change nothing; everything else (requests, votes, appends, rejections) does.
+ */
+export function wakes(role: Role, m: Message): boolean {
+  if (role !== Role.Leader) return true;
+  if (m.type === MessageType.HeartbeatResponse) return false;
+  return !(m.type === MessageType.AppendResponse && !m.reject);
+}
