@@ -33,7 +33,11 @@ export interface StateStoreOptions {
   path: string;
   /** Records per frame of a snapshot (bounds the memory of one encode / decode step). */
   snapshotFrameRecords?: number;
-  /** Staged changes are committed to LMDB at least this often (default 100 ms, as etcd's backend batch interval). */
+  /**
+   * Staged changes are committed to LMDB at least this often (default 1 s). Longer than etcd's 100 ms:
+   * with random keys each commit rewrites most leaf pages, so fewer commits write far fewer bytes
+   * (measured: +18-20% cluster write throughput against 100 ms). The WAL holds what is not committed.
+   */
   commitIntervalMs?: number;
   /** ... or once this many record changes are staged (default 20,000), whichever comes first. */
   commitMaxChanges?: number;
@@ -76,7 +80,7 @@ export class StateStore {
     this.records = root.openDB<unknown, [number, RecordKey]>({ name: "records" });
     this.meta = root.openDB<number, [number, string]>({ name: "meta" });
     this.frameRecords = opts.snapshotFrameRecords ?? 1024;
-    this.commitIntervalMs = opts.commitIntervalMs ?? 100;
+    this.commitIntervalMs = opts.commitIntervalMs ?? 1000;
     this.commitMaxChanges = opts.commitMaxChanges ?? 20_000;
     this.commitMaxBytes = opts.commitMaxBytes ?? 16 * 1024 * 1024;
     assert(this.commitIntervalMs >= 0 && this.commitMaxChanges >= 1 && this.commitMaxBytes >= 1, "state store: bad commit bounds");
