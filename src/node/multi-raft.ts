@@ -3,9 +3,9 @@
  * groups (one per shard) in one loop; a turn is:
  *
  *   inputs (messages, proposals, reads, ticks) -> every group's Ready -> messages that may leave now ->
- *   snapshot installs (state store, durable) -> one WAL batch + one fdatasync for all groups ->
- *   messages that had to wait -> committed entries of all groups applied in one LMDB transaction ->
- *   clients answered -> advance.
+ *   snapshot installs (state store, durable) -> committed entries of all groups applied (staged for
+ *   the state store), clients answered -> one WAL batch + one fdatasync for all groups -> messages
+ *   that had to wait -> advance.
  *
  * Inputs arriving while a turn waits for its fsync are taken by the next turn, so the fsync cost is
  * shared by everything that arrived meanwhile (group commit). Raft state is only touched at the start
@@ -459,6 +459,12 @@ export class MultiRaftNode {
       if (rd.entries.length > 0) records.push({ kind: "entries", group: g.id, entries: rd.entries });
       if (rd.hardState !== null) records.push({ kind: "hard-state", group: g.id, hardState: rd.hardState });
     }
+    // Committed entries are applied (and their clients answered) before this turn's fsync, not after:
+    // they are durable on a quorum already, and a leader counts its own entries only once persisted,
+    // so nothing answered here depends on the write below. It takes one fsync off every write's path.
+    // The state store stays behind the durable log: it commits to LMDB only at the start of a later
+    // turn, when everything this turn writes is on disk.
+    this.applyCommitted(readies);
     if (records.length > 0) {
       // Raft needs durability only for entries, term, vote and snapshots (Ready.mustSync); a batch that
       // only moves commit indexes is written without waiting for the disk.
@@ -483,7 +489,6 @@ export class MultiRaftNode {
     }
     this.sendBeats(beats);
     this.transport.flush();
-    this.applyCommitted(readies);
     for (const [g] of readies) g.raft.advance();
     await this.maybeCompact();
   }
