@@ -1,11 +1,11 @@
 /**
  * Shoal next to etcd, same machine, same run, same client: a 3-member etcd cluster (Debian's
  * `etcd-server`, installed with apt-get when missing) and a 3-node Shoal cluster (`shoal demo`), both on
- * loopback, one after the other, each driven by bench/load.ts (closed loop; etcd through its HTTP
- * gateway /v3/kv/put). Durable writes on both sides: etcd fsyncs its WAL before answering (its default),
+ * loopback, measured in alternation (several rounds; the median is reported), each driven by
+ * bench/load.ts (closed loop; etcd through its HTTP gateway /v3/kv/put). Durable writes on both sides: etcd fsyncs its WAL before answering (its default),
  * Shoal fsyncs its WAL on a quorum before answering.
  *
- *   npm run bench:etcd [-- --seconds 10 --connections 1,256 --key-bytes 8 --value-bytes 256 --shards 6 --dir PATH]
+ *   npm run bench:etcd [-- --seconds 10 --rounds 3 --connections 1,256 --key-bytes 8 --value-bytes 256 --shards 6 --dir PATH]
  *
  * Prints one table of both systems and the ratios the targets are stated in (REQUIREMENTS / issue 3):
  * 256 connections: Shoal throughput >= 2x etcd's and p99 <= etcd's; 1 connection: p50 <= etcd's.
@@ -22,6 +22,7 @@ const arg = (name: string, dflt: string): string => {
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
 };
 const seconds = Number(arg("seconds", "10"));
+const rounds = Number(arg("rounds", "3"));
 const warmupSeconds = Number(arg("warmup-seconds", "2"));
 const connectionCounts = arg("connections", "1,256").split(",").map(Number);
 const keyBytes = arg("key-bytes", "8");
@@ -70,18 +71,9 @@ function runLoad(target: string, endpoints: string[], connections: number, secs:
   return JSON.parse(lines[lines.length - 1]!) as LoadResult;
 }
 
-async function measure(target: string, endpoints: string[]): Promise<LoadResult[]> {
-  runLoad(target, endpoints, 16, warmupSeconds);
-  const out: LoadResult[] = [];
-  for (const c of connectionCounts) {
-    const r = runLoad(target, endpoints, c, seconds);
-    console.log(`  ${target}, ${c} connection(s): ${r.opsPerSec} ops/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.errors} errors`);
-    out.push(r);
-  }
-  return out;
-}
+interface Running { target: string; endpoints: string[]; stop: () => Promise<unknown> }
 
-async function benchEtcd(): Promise<LoadResult[]> {
+async function startEtcd(): Promise<Running> {
   const etcd = ensureEtcd();
   const version = execFileSync(etcd, ["--version"], { encoding: "utf8" }).split("\n")[0];
   console.log(`etcd: ${version}, 3 members on loopback, data in ${base}/etcd-*`);
@@ -94,39 +86,58 @@ async function benchEtcd(): Promise<LoadResult[]> {
     "--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "shoal-bench", "--log-level", "error",
   ], { stdio: "ignore" }));
   const endpoints = names.map((i) => `http://127.0.0.1:${23370 + i}`);
-  try {
-    await waitFor("etcd", performance.now() + 30_000, async () => {
-      const r = await fetch(`${endpoints[0]}/v3/kv/put`, { method: "POST", body: JSON.stringify({ key: "d2FybQ==", value: "eA==" }) });
-      return r.ok;
-    });
-    return await measure("etcd", endpoints);
-  } finally {
-    await stop(children);
-  }
+  await waitFor("etcd", performance.now() + 30_000, async () => {
+    const r = await fetch(`${endpoints[0]}/v3/kv/put`, { method: "POST", body: JSON.stringify({ key: "d2FybQ==", value: "eA==" }) });
+    return r.ok;
+  });
+  return { target: "etcd", endpoints, stop: () => stop(children) };
 }
 
-async function benchShoal(): Promise<LoadResult[]> {
+async function startShoal(): Promise<Running> {
   console.log(`shoal: 3 nodes (shoal demo), ${shards} shards, on loopback, data in ${base}/shoal`);
   const demo = spawn(process.execPath, [shoalBin, "demo", "--nodes", "3", "--shards", shards, "--http-port", "23400", "--peer-port", "23500",
     "--data-dir", join(base, "shoal")], { stdio: "ignore" });
   const endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${23400 + i}`);
-  try {
-    await waitFor("shoal", performance.now() + 30_000, async () => {
-      for (const e of endpoints) if (!(await fetch(`${e}/readyz`)).ok) return false;
-      return true;
-    });
-    return await measure("shoal", endpoints);
-  } finally {
-    await stop([demo]);
-  }
+  await waitFor("shoal", performance.now() + 30_000, async () => {
+    for (const e of endpoints) if (!(await fetch(`${e}/readyz`)).ok) return false;
+    return true;
+  });
+  return { target: "shoal", endpoints, stop: () => stop([demo]) };
 }
 
-const etcdResults = await benchEtcd();
-const shoalResults = await benchShoal();
+/** The median of each figure over the rounds (each figure on its own). */
+function median(rs: LoadResult[]): LoadResult {
+  const mid = <K extends keyof LoadResult>(k: K) => rs.map((r) => r[k] as number).sort((x, y) => x - y)[Math.floor(rs.length / 2)]!;
+  return { ...rs[0]!, ops: mid("ops"), errors: rs.reduce((n, r) => n + r.errors, 0), opsPerSec: mid("opsPerSec"), p50Ms: mid("p50Ms"),
+    p95Ms: mid("p95Ms"), p99Ms: mid("p99Ms") };
+}
+
+// Both clusters run side by side (the idle one costs ~1% CPU) and are measured in alternation, round
+// after round, so that drift in the machine's speed (it is shared) falls on both alike.
+const systems = [await startEtcd(), await startShoal()];
+const results = new Map<string, LoadResult[]>();
+try {
+  for (const sys of systems) runLoad(sys.target, sys.endpoints, 16, warmupSeconds);
+  for (let round = 1; round <= rounds; round++) {
+    for (const c of connectionCounts) {
+      for (const sys of systems) {
+        const r = runLoad(sys.target, sys.endpoints, c, seconds);
+        console.log(`  round ${round}: ${sys.target}, ${c} connection(s): ${r.opsPerSec} ops/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.errors} errors`);
+        const key = `${sys.target}/${c}`;
+        results.set(key, [...(results.get(key) ?? []), r]);
+      }
+    }
+  }
+} finally {
+  for (const sys of systems) await sys.stop();
+}
 rmSync(base, { recursive: true, force: true });
+const etcdResults = connectionCounts.map((c) => median(results.get(`etcd/${c}`)!));
+const shoalResults = connectionCounts.map((c) => median(results.get(`shoal/${c}`)!));
 
 console.log("");
-console.log(`Durable writes, ${keyBytes}-byte keys, ${valueBytes}-byte values, ${seconds} s per row, clients round-robin over the 3 members.`);
+console.log(`Durable writes, ${keyBytes}-byte keys, ${valueBytes}-byte values, median of ${rounds} rounds of ${seconds} s, ` +
+  "clients round-robin over the 3 members.");
 console.log("| connections | system | ops/s | p50 ms | p95 ms | p99 ms | errors |");
 console.log("|---:|---|---:|---:|---:|---:|---:|");
 for (const [i, c] of connectionCounts.entries()) {
