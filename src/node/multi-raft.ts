@@ -19,7 +19,6 @@ import {
   type NodeId,
   type Ready,
   EntryType,
-  MessageType,
   ProposalDroppedError,
   RaftNode,
   Role,
@@ -28,9 +27,14 @@ import {
 import { StateStore, type GroupChanges } from "../storage/state-store.js";
 import { Wal } from "../storage/wal.js";
 import type { WalRecord } from "../storage/wal-record.js";
-import { type Envelope, type PeerAddress, type Plane, Transport } from "../transport/transport.js";
+import { type Envelope, type PeerAddress, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
-import { type QuiescenceState, leaderIdle, wakes } from "./quiescence.js";
+import {
+  type Consistency, type Group, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
+  type Waiter, planeOf, shardOf,
+} from "./group.js";
+import { handOverTo } from "./leader-balance.js";
+import { quiescenceStep, wakes } from "./quiescence.js";
 import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
 import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand, decodeProposal, encodeProposal } from "./records.js";
 
@@ -62,53 +66,6 @@ export interface NodeConfig {
 /** How often a node looks for shards whose leadership should move to their preferred node (20 ticks: 1 s by default). */
 const BALANCE_EVERY_TICKS = 20;
 
-/** Group 0 carries node-level messages (the gateway's forwarded requests), not Raft traffic. */
-export const NODE_GROUP = 0;
-
-export type Consistency = "linearizable" | "sequential" | "eventual";
-
-export class NotLeaderError extends Error {
-  override name = "NotLeaderError";
-  constructor(readonly group: number, readonly leader: NodeId) {
-    super(`node is not the leader of shard ${group}${leader !== 0 ? ` (leader: ${leader})` : " (no leader)"}`);
-  }
-}
-
-export class RequestTimeoutError extends Error {
-  override name = "RequestTimeoutError";
-}
-
-export class OverloadedError extends Error {
-  override name = "OverloadedError";
-}
-
-export class ShuttingDownError extends Error {
-  override name = "ShuttingDownError";
-}
-
-interface Waiter<T> {
-  resolve: (v: T) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
-interface PendingRead extends Waiter<StoredRecord | undefined> {
-  key: string;
-  /** The read index, once the ReadIndex round answered. */
-  index: number | null;
-}
-
-interface Group {
-  id: number;
-  raft: RaftNode;
-  storage: GroupStorage;
-  proposals: Map<number, Waiter<CommandResult>>;
-  reads: Map<string, PendingRead>;
-  /** ReadIndex rounds in flight: one per loop turn, confirming every read that arrived in it. */
-  readBatches: Map<string, string[]>;
-  quiescence: QuiescenceState;
-}
-
 interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array }
 
 type Input =
@@ -119,44 +76,11 @@ type Input =
   /** The shard's leader `from` quiesced the group in `term`. */
   | { kind: "quiesce"; group: number; term: number; from: NodeId };
 
+export { type Consistency, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
+
 const MAX_TICKS_PER_TURN = 10;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Which connection a Raft message travels on. */
-export function planeOf(type: MessageType): Plane {
-  switch (type) {
-    case MessageType.SnapshotChunk:
-    case MessageType.SnapshotChunkResponse:
-      return "bulk";
-    case MessageType.Append:
-    case MessageType.AppendResponse:
-    case MessageType.Propose:
-    case MessageType.ReadIndex:
-    case MessageType.ReadIndexResponse:
-      return "data";
-    default:
-      return "control";
-  }
-}
-
-/**
- * The shard of a record id: ranges of a 32-bit hash (FNV-1a, then murmur3's finalizer, because ranges
- * use the high bits, which FNV-1a alone mixes poorly for short, similar ids).
- */
-export function shardOf(key: string, shards: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return 1 + Math.floor(((h >>> 0) * shards) / 4294967296);
-}
 
 export class MultiRaftNode {
   readonly id: NodeId;
@@ -589,30 +513,23 @@ export class MultiRaftNode {
     const notices = new Map<NodeId, [number, number][]>();
     let quiesced = 0;
     for (const g of this.groups.values()) {
-      const q = g.quiescence;
       const r = g.raft.raft;
-      if (q.quiesced) {
-        if (r.role !== Role.Leader && (r.lead === 0 || nowMs - (this.peerHeardAtMs.get(r.lead) ?? -Infinity) > silentAfterMs)) {
-          this.wake(g, true);
-        } else {
-          quiesced++;
+      const leaderSilent = r.lead === 0 || nowMs - (this.peerHeardAtMs.get(r.lead) ?? -Infinity) > silentAfterMs;
+      const step = quiescenceStep(g.quiescence, r, g.proposals.size + g.reads.size, ticks, this.cfg.quiesceAfterTicks, leaderSilent);
+      if (step === "wake-leader-lost") {
+        this.wake(g, true);
+        continue;
+      }
+      if (step === "quiesce") {
+        g.quiescence.quiesced = true;
+        for (const peer of r.trk.memberIds()) {
+          if (peer === this.id) continue;
+          let list = notices.get(peer);
+          if (list === undefined) notices.set(peer, (list = []));
+          list.push([g.id, r.term]);
         }
-        continue;
       }
-      if (this.cfg.quiesceAfterTicks === 0 || !leaderIdle(r, g.proposals.size + g.reads.size)) {
-        q.idleTicks = 0;
-        continue;
-      }
-      q.idleTicks += ticks;
-      if (q.idleTicks < this.cfg.quiesceAfterTicks) continue;
-      q.quiesced = true;
-      quiesced++;
-      for (const peer of r.trk.memberIds()) {
-        if (peer === this.id) continue;
-        let list = notices.get(peer);
-        if (list === undefined) notices.set(peer, (list = []));
-        list.push([g.id, r.term]);
-      }
+      if (g.quiescence.quiesced) quiesced++;
     }
     this.quiescedGroups = quiesced;
     this.ticksSinceKeepalive += ticks;
@@ -640,28 +557,16 @@ export class MultiRaftNode {
     return this.quiescedGroups;
   }
 
-  /**
-   * Static leader balance: shard g's preferred leader is the ((g - 1) mod n)-th of its n voters in id
-   * order, so that leaders (and their work) spread evenly over the nodes instead of gathering on
-   * whichever node won the first elections. A leader hands a shard to its preferred node once that node
-   * is active and holds the whole log. This is a stand-in until the placement driver balances leaders.
-   */
+  /** Hands shards to their preferred leaders (see leader-balance.ts). */
   private balanceLeaders(): void {
     const nowMs = performance.now();
+    const isLive = (id: NodeId) => nowMs - (this.peerHeardAtMs.get(id) ?? -Infinity) <= this.cfg.tickMs * this.cfg.electionTicks;
     for (const g of this.groups.values()) {
-      const r = g.raft.raft;
-      if (r.role !== Role.Leader || r.leadTransferee !== 0) continue;
-      const voters = r.trk.voterIds();
-      const preferred = voters[(g.id - 1) % voters.length]!;
-      if (preferred === this.id) continue;
-      const pr = r.trk.progress.get(preferred);
-      // A transfer stops proposals until it completes or times out: only hand over to a node heard
-      // from within the last election timeout, holding the whole log.
-      const heardMs = nowMs - (this.peerHeardAtMs.get(preferred) ?? -Infinity);
-      if (pr === undefined || heardMs > this.cfg.tickMs * this.cfg.electionTicks || pr.match < r.raftLog.lastIndex()) continue;
+      const to = handOverTo(g.id, g.raft.raft, isLive);
+      if (to === null) continue;
       if (g.quiescence.quiesced) this.wake(g, false);
       this.counters.leaderTransfersStarted++;
-      g.raft.transferLeader(preferred);
+      g.raft.transferLeader(to);
     }
   }
 

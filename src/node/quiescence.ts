@@ -44,3 +44,26 @@ export function wakes(role: Role, m: Message): boolean {
   if (m.type === MessageType.HeartbeatResponse) return false;
   return !(m.type === MessageType.AppendResponse && !m.reject);
 }
+
+export type QuiescenceStep =
+  /** Nothing changes. */
+  | "none"
+  /** The group (led here) quiesces now: stop ticking it and tell its members. */
+  | "quiesce"
+  /** A quiescent follower's leader fell silent: tick again, its lease over. */
+  | "wake-leader-lost";
+
+/**
+ * One tick round's decision for a group; updates its idle-tick count. `leaderSilent` says whether the
+ * node of the group's leader has been silent past an election timeout (or no leader is known).
+ */
+export function quiescenceStep(q: QuiescenceState, r: Raft, pendingRequests: number, ticks: number, afterTicks: number,
+  leaderSilent: boolean): QuiescenceStep {
+  if (q.quiesced) return r.role !== Role.Leader && leaderSilent ? "wake-leader-lost" : "none";
+  if (afterTicks === 0 || !leaderIdle(r, pendingRequests)) {
+    q.idleTicks = 0;
+    return "none";
+  }
+  q.idleTicks += ticks;
+  return q.idleTicks >= afterTicks ? "quiesce" : "none";
+}

@@ -1,0 +1,93 @@
+/**
+ * What the multi-raft host keeps per shard, the errors it answers clients with, and how shards and
+ * messages are routed (shard of a record id, connection plane of a message).
+ */
+import type { NodeId, RaftNode } from "../raft/index.js";
+import { MessageType } from "../raft/index.js";
+import type { Plane } from "../transport/transport.js";
+import type { GroupStorage } from "./group-storage.js";
+import type { QuiescenceState } from "./quiescence.js";
+import type { CommandResult, StoredRecord } from "./records.js";
+
+/** Group 0 carries node-level messages (the gateway's forwarded requests), not Raft traffic. */
+export const NODE_GROUP = 0;
+
+export type Consistency = "linearizable" | "sequential" | "eventual";
+
+export class NotLeaderError extends Error {
+  override name = "NotLeaderError";
+  constructor(readonly group: number, readonly leader: NodeId) {
+    super(`node is not the leader of shard ${group}${leader !== 0 ? ` (leader: ${leader})` : " (no leader)"}`);
+  }
+}
+
+export class RequestTimeoutError extends Error {
+  override name = "RequestTimeoutError";
+}
+
+export class OverloadedError extends Error {
+  override name = "OverloadedError";
+}
+
+export class ShuttingDownError extends Error {
+  override name = "ShuttingDownError";
+}
+
+export interface Waiter<T> {
+  resolve: (v: T) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface PendingRead extends Waiter<StoredRecord | undefined> {
+  key: string;
+  /** The read index, once the ReadIndex round answered. */
+  index: number | null;
+}
+
+export interface Group {
+  id: number;
+  raft: RaftNode;
+  storage: GroupStorage;
+  proposals: Map<number, Waiter<CommandResult>>;
+  reads: Map<string, PendingRead>;
+  /** ReadIndex rounds in flight: one per loop turn, confirming every read that arrived in it. */
+  readBatches: Map<string, string[]>;
+  quiescence: QuiescenceState;
+}
+
+/** Which connection a Raft message travels on. */
+export function planeOf(type: MessageType): Plane {
+  switch (type) {
+    case MessageType.SnapshotChunk:
+    case MessageType.SnapshotChunkResponse:
+      return "bulk";
+    case MessageType.Append:
+    case MessageType.AppendResponse:
+    case MessageType.Propose:
+    case MessageType.ReadIndex:
+    case MessageType.ReadIndexResponse:
+      return "data";
+    default:
+      return "control";
+  }
+}
+
+/**
+ * The shard of a record id: ranges of a 32-bit hash (FNV-1a, then murmur3's finalizer, because ranges
+ * use the high bits, which FNV-1a alone mixes poorly for short, similar ids).
+ */
+export function shardOf(key: string, shards: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return 1 + Math.floor(((h >>> 0) * shards) / 4294967296);
+}
+
