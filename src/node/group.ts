@@ -54,7 +54,11 @@ export interface Group {
   /** ReadIndex rounds in flight: one per loop turn, confirming every read that arrived in it. */
   readBatches: Map<string, string[]>;
   quiescence: QuiescenceState;
+  /** Proposals held while this node hands the shard's leadership over (bounded by the request queue). */
+  parkedProposals: ProposeInput[];
 }
+
+export interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array }
 
 /** Which connection a Raft message travels on. */
 export function planeOf(type: MessageType): Plane {

@@ -141,3 +141,18 @@ test("idle shards quiesce and stop ticking; traffic wakes them; a dead leader's 
   assert.equal((await reader.read(shard, "wake-up", "linearizable"))?.payload, 2);
   await stopAll(c);
 });
+
+test("proposals made while the leader hands over wait for the new leader instead of failing", async () => {
+  const c = await startCluster(3, 1, { balanceLeaders: false });
+  await waitForLeaders(c);
+  await put(c, "before", 0);
+  const old = leaderOf(c, 1)!;
+  const to = [...c.nodes.keys()].find((id) => id !== old.id)!;
+  old.transferLeadership(1, to);
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => old.propose(1, { op: "put", key: `during${i}`, payload: i })));
+  assert.ok(results.every((r) => r.ok), "every proposal was applied");
+  await waitFor("the new leader", () => leaderOf(c, 1)?.id === to);
+  const reader = c.nodes.get(to)!;
+  for (let i = 0; i < 20; i++) assert.equal((await reader.read(1, `during${i}`, "linearizable"))?.payload, i);
+  await stopAll(c);
+});

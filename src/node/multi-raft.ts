@@ -31,7 +31,7 @@ import { type Envelope, type PeerAddress, Transport } from "../transport/transpo
 import { GroupStorage } from "./group-storage.js";
 import {
   type Consistency, type Group, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
-  type Waiter, planeOf, shardOf,
+  type ProposeInput, type Waiter, planeOf, shardOf,
 } from "./group.js";
 import { handOverTo } from "./leader-balance.js";
 import { quiescenceStep, wakes } from "./quiescence.js";
@@ -66,15 +66,22 @@ export interface NodeConfig {
 /** How often a node looks for shards whose leadership should move to their preferred node (20 ticks: 1 s by default). */
 const BALANCE_EVERY_TICKS = 20;
 
-interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array }
+
 
 type Input =
   | { kind: "message"; group: number; msg: Message }
   | ProposeInput
   | { kind: "read"; group: number; ctx: string }
   | { kind: "unreachable"; peer: NodeId }
+  | { kind: "transfer"; group: number; to: NodeId }
   /** The shard's leader `from` quiesced the group in `term`. */
   | { kind: "quiesce"; group: number; term: number; from: NodeId };
+
+/** Whether proposals of this shard must wait: its leader here is handing over, or no leader is known. */
+function mustWait(g: Group): boolean {
+  const r = g.raft.raft;
+  return r.lead === 0 || (r.role === Role.Leader && r.leadTransferee !== 0);
+}
 
 export { type Consistency, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
 
@@ -160,6 +167,7 @@ export class MultiRaftNode {
       });
       node.groups.set(g, {
         id: g, raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(), quiescence: { quiesced: false, idleTicks: 0 },
+        parkedProposals: [],
       });
     }
     if (bootstrap.length > 0) {
@@ -239,6 +247,15 @@ export class MultiRaftNode {
       g.reads.set(ctx, { resolve, reject, timer, key, index: null });
       this.enqueue({ kind: "read", group, ctx });
     });
+  }
+
+  /**
+   * Asks this node, if it leads the shard, to hand the leadership to `to` (a no-op otherwise). Proposals
+   * arriving meanwhile wait for the outcome instead of failing.
+   */
+  transferLeadership(group: number, to: NodeId): void {
+    this.group(group);
+    this.enqueue({ kind: "transfer", group, to });
   }
 
   /** Records of a shard in key order (local state: eventual consistency). */
@@ -431,6 +448,12 @@ export class MultiRaftNode {
           if (g.quiescence.quiesced && wakes(g.raft.raft.role, input.msg)) this.wake(g, false);
           g.raft.step(input.msg);
           break;
+        case "transfer":
+          if (g !== undefined && g.raft.raft.role === Role.Leader) {
+            if (g.quiescence.quiesced) this.wake(g, false);
+            g.raft.transferLeader(input.to);
+          }
+          break;
         case "quiesce": {
           const r = g?.raft.raft;
           // Only from the leader we follow, in its term: anything else is stale.
@@ -461,9 +484,22 @@ export class MultiRaftNode {
           break;
       }
     }
+    // Proposals that waited out a leadership transfer go first, in their order.
+    for (const g of this.groups.values()) {
+      if (g.parkedProposals.length === 0 || mustWait(g)) continue;
+      proposalsByGroup.set(g, [...g.parkedProposals, ...(proposalsByGroup.get(g) ?? [])]);
+      g.parkedProposals = [];
+    }
     // One proposal step per shard per turn: the leader appends them as one batch and replicates them in
     // one Append per follower (stepped one by one, each became its own Append and its own response).
     for (const [g, batch] of proposalsByGroup) {
+      // A leader hands over, or the shard is between leaders: Raft would drop these. They were never
+      // proposed, so they wait (until a leader is known, or their timeout) and go to whoever leads then
+      // (a follower forwards them), instead of failing with 503.
+      if (mustWait(g)) {
+        g.parkedProposals.push(...batch);
+        continue;
+      }
       try {
         g.raft.propose(...batch.map((p) => p.data));
       } catch (e) {
