@@ -77,6 +77,12 @@ type Input =
   /** The shard's leader `from` quiesced the group in `term`. */
   | { kind: "quiesce"; group: number; term: number; from: NodeId };
 
+function appendTo<K, V>(map: Map<K, V[]>, key: K, item: V): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [item]);
+  else list.push(item);
+}
+
 /** Whether proposals of this shard must wait: its leader here is handing over, or no leader is known. */
 function mustWait(g: Group): boolean {
   const r = g.raft.raft;
@@ -107,7 +113,6 @@ export class MultiRaftNode {
   private nodeFlushScheduled = false;
   private ticksSinceBalance = 0;
   private ticksSinceKeepalive = 0;
-  private quiescedGroups = 0;
   /** When each peer was last heard from (any message), for decisions that need a live peer. */
   private readonly peerHeardAtMs = new Map<NodeId, number>();
   /** Observers for metrics (set by whoever exports them). */
@@ -442,17 +447,16 @@ export class MultiRaftNode {
     for (const input of inputs) {
       if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
       const g = input.kind === "unreachable" ? undefined : this.groups.get(input.group);
+      // Traffic wakes a quiescent group: requests always, messages unless they change nothing.
+      if (g?.quiescence.quiesced && input.kind !== "quiesce" && (input.kind !== "message" || wakes(g.raft.raft.role, input.msg))) {
+        this.wake(g, false);
+      }
       switch (input.kind) {
         case "message":
-          if (g === undefined) break;
-          if (g.quiescence.quiesced && wakes(g.raft.raft.role, input.msg)) this.wake(g, false);
-          g.raft.step(input.msg);
+          g?.raft.step(input.msg);
           break;
         case "transfer":
-          if (g !== undefined && g.raft.raft.role === Role.Leader) {
-            if (g.quiescence.quiesced) this.wake(g, false);
-            g.raft.transferLeader(input.to);
-          }
+          if (g !== undefined && g.raft.raft.role === Role.Leader) g.raft.transferLeader(input.to);
           break;
         case "quiesce": {
           const r = g?.raft.raft;
@@ -464,20 +468,10 @@ export class MultiRaftNode {
           break;
         }
         case "propose":
-          if (g !== undefined) {
-            if (g.quiescence.quiesced) this.wake(g, false);
-            let batch = proposalsByGroup.get(g);
-            if (batch === undefined) proposalsByGroup.set(g, (batch = []));
-            batch.push(input);
-          }
+          if (g !== undefined) appendTo(proposalsByGroup, g, input);
           break;
         case "read":
-          if (g !== undefined) {
-            if (g.quiescence.quiesced) this.wake(g, false);
-            let list = readsByGroup.get(g);
-            if (list === undefined) readsByGroup.set(g, (list = []));
-            list.push(input.ctx);
-          }
+          if (g !== undefined) appendTo(readsByGroup, g, input.ctx);
           break;
         case "unreachable":
           for (const grp of this.groups.values()) grp.raft.reportUnreachable(input.peer);
@@ -547,7 +541,6 @@ export class MultiRaftNode {
     const nowMs = performance.now();
     const silentAfterMs = this.cfg.tickMs * this.cfg.electionTicks;
     const notices = new Map<NodeId, [number, number][]>();
-    let quiesced = 0;
     for (const g of this.groups.values()) {
       const r = g.raft.raft;
       const leaderSilent = r.lead === 0 || nowMs - (this.peerHeardAtMs.get(r.lead) ?? -Infinity) > silentAfterMs;
@@ -558,16 +551,9 @@ export class MultiRaftNode {
       }
       if (step === "quiesce") {
         g.quiescence.quiesced = true;
-        for (const peer of r.trk.memberIds()) {
-          if (peer === this.id) continue;
-          let list = notices.get(peer);
-          if (list === undefined) notices.set(peer, (list = []));
-          list.push([g.id, r.term]);
-        }
+        for (const peer of r.trk.memberIds()) if (peer !== this.id) appendTo(notices, peer, [g.id, r.term]);
       }
-      if (g.quiescence.quiesced) quiesced++;
     }
-    this.quiescedGroups = quiesced;
     this.ticksSinceKeepalive += ticks;
     const keepalive = this.ticksSinceKeepalive >= this.cfg.heartbeatTicks;
     if (keepalive) this.ticksSinceKeepalive = 0;
@@ -588,9 +574,11 @@ export class MultiRaftNode {
     this.counters.groupWakes++;
   }
 
-  /** Shards whose group is quiescent on this node (as of the last tick). */
+  /** Shards whose group is quiescent on this node. */
   quiescedShards(): number {
-    return this.quiescedGroups;
+    let n = 0;
+    for (const g of this.groups.values()) if (g.quiescence.quiesced) n++;
+    return n;
   }
 
   /** Hands shards to their preferred leaders (see leader-balance.ts). */
@@ -600,9 +588,8 @@ export class MultiRaftNode {
     for (const g of this.groups.values()) {
       const to = handOverTo(g.id, g.raft.raft, isLive);
       if (to === null) continue;
-      if (g.quiescence.quiesced) this.wake(g, false);
       this.counters.leaderTransfersStarted++;
-      g.raft.transferLeader(to);
+      this.enqueue({ kind: "transfer", group: g.id, to });
     }
   }
 
@@ -626,9 +613,7 @@ export class MultiRaftNode {
   private send(group: number, msgs: Message[], beats: Map<NodeId, BeatTuple[]>): void {
     for (const m of msgs) {
       if (isBeat(m)) {
-        let list = beats.get(m.to);
-        if (list === undefined) beats.set(m.to, (list = []));
-        list.push(packBeat(group, m));
+        appendTo(beats, m.to, packBeat(group, m));
       } else {
         this.transport.send(m.to, planeOf(m.type), { group, msg: packMessage(m) });
       }

@@ -29,8 +29,7 @@ export function leaderIdle(r: Raft, pendingRequests: number): boolean {
   const log = r.raftLog;
   const last = log.lastIndex();
   if (log.committed !== last || log.applied !== last || r.pendingConfIndex > log.applied) return false;
-  const cs = r.trk.confState();
-  if (cs.votersOutgoing.length > 0) return false;
+  if (r.trk.config.voters.outgoing.size > 0) return false; // joint configuration
   for (const pr of r.trk.progress.values()) if (pr.match !== last) return false;
   return true;
 }

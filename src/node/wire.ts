@@ -11,7 +11,7 @@
  *
  * Decoding checks shapes and types: a peer's bytes never reach the Raft core malformed.
  */
-import { type ConfState, type Entry, type Message, type SnapshotChunk, EMPTY_ENTRIES, MessageType, message } from "../raft/index.js";
+import { type ConfState, type Message, type SnapshotChunk, EMPTY_ENTRIES, MessageType, entriesFromFlat, flattenEntries, message } from "../raft/index.js";
 
 /**
  * [type, term, logTerm, index, commit, flags (1 reject, 2 transfer), rejectHint, rejectHintTerm, leaseTick,
@@ -32,7 +32,7 @@ export function packMessage(m: Message): MessageTuple {
     m.type, m.term, m.logTerm, m.index, m.commit, (m.reject ? 1 : 0) | (m.transfer ? 2 : 0), m.rejectHint, m.rejectHintTerm,
     m.leaseTick, m.offset, m.attempt, m.context, m.snapshotChunk === null ? null : packChunk(m.snapshotChunk),
   ];
-  for (const e of m.entries) t.push(e.term, e.index, e.type, e.data);
+  flattenEntries(m.entries, t);
   return t;
 }
 
@@ -44,14 +44,9 @@ export function unpackMessage(from: number, to: number, t: unknown): Message {
   const flags = t[5] as number;
   let entries = EMPTY_ENTRIES;
   if (t.length > FIXED_FIELDS) {
-    entries = [];
-    for (let i = FIXED_FIELDS; i < t.length; i += 4) {
-      const [term, index, etype, data] = [t[i], t[i + 1], t[i + 2], t[i + 3]];
-      if (!isCount(term) || !isCount(index) || (etype !== 0 && etype !== 1) || !(data instanceof Uint8Array)) {
-        throw new WireError("malformed entry");
-      }
-      entries.push({ term, index, type: etype, data } satisfies Entry);
-    }
+    const decoded = entriesFromFlat(t, FIXED_FIELDS);
+    if (decoded === null) throw new WireError("malformed entry");
+    entries = decoded;
   }
   return message({
     type, from, to, term: t[1] as number, logTerm: t[2] as number, index: t[3] as number, commit: t[4] as number,

@@ -157,6 +157,32 @@ export function message(fields: Partial<Message> & Pick<Message, "type">): Messa
 
 export const EMPTY_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[];
 
+/**
+ * Entries as a flat run of (term, index, type, data) quadruples appended to `into`: what hosts put on the
+ * wire and in the WAL, without a key string per field.
+ */
+export function flattenEntries(entries: readonly Entry[], into: unknown[]): void {
+  for (const e of entries) into.push(e.term, e.index, e.type, e.data);
+}
+
+/** The entries of `flat` from `start` (see flattenEntries); null if any quadruple is malformed. */
+export function entriesFromFlat(flat: readonly unknown[], start: number): Entry[] | null {
+  if ((flat.length - start) % 4 !== 0) return null;
+  const entries: Entry[] = [];
+  for (let i = start; i < flat.length; i += 4) {
+    const [term, index, type, data] = [flat[i], flat[i + 1], flat[i + 2], flat[i + 3]];
+    if (!isCount(term) || !isCount(index) || (type !== EntryType.Normal && type !== EntryType.ConfChange) || !(data instanceof Uint8Array)) {
+      return null;
+    }
+    entries.push({ term, index, type, data });
+  }
+  return entries;
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
 export function entrySizeBytes(e: Entry): number {
   // A fixed overhead for term, index and type, plus the payload.
   return 24 + e.data.byteLength;

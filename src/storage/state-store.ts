@@ -88,8 +88,7 @@ export class StateStore {
 
   static open(opts: StateStoreOptions): StateStore {
     // strictAsyncOrder: transaction callbacks (snapshot installs) and commits run in the order queued.
-    const root = open({ path: opts.path, compression: false, maxDbs: 8 });
-    (root as unknown as { strictAsyncOrder: boolean }).strictAsyncOrder = true;
+    const root = open({ path: opts.path, compression: false, maxDbs: 8, strictAsyncOrder: true });
     return new StateStore(root, opts);
   }
 

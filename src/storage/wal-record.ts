@@ -4,7 +4,7 @@
  * record ends what recovery reads.
  */
 import { pack, unpack } from "msgpackr";
-import type { ConfState, Entry, HardState } from "../raft/index.js";
+import { type ConfState, type Entry, type HardState, entriesFromFlat, flattenEntries } from "../raft/index.js";
 import { crc32c } from "./crc32c.js";
 
 export const HEADER_BYTES = 8;
@@ -33,20 +33,15 @@ const ENTRIES_TAG = 0;
 function toPayload(r: WalRecord): unknown {
   if (r.kind !== "entries") return r;
   const t: unknown[] = [ENTRIES_TAG, r.group];
-  for (const e of r.entries) t.push(e.term, e.index, e.type, e.data);
+  flattenEntries(r.entries, t);
   return t;
 }
 
 function fromPayload(v: unknown): WalRecord | null {
   if (!Array.isArray(v)) return typeof v === "object" && v !== null && typeof (v as WalRecord).group === "number" ? v as WalRecord : null;
-  if (v.length < 2 || (v.length - 2) % 4 !== 0 || v[0] !== ENTRIES_TAG || typeof v[1] !== "number") return null;
-  const entries: Entry[] = [];
-  for (let i = 2; i < v.length; i += 4) {
-    const [term, index, type, data] = [v[i], v[i + 1], v[i + 2], v[i + 3]] as [unknown, unknown, unknown, unknown];
-    if (typeof term !== "number" || typeof index !== "number" || (type !== 0 && type !== 1) || !(data instanceof Uint8Array)) return null;
-    entries.push({ term, index, type, data });
-  }
-  return { kind: "entries", group: v[1] as number, entries };
+  if (v.length < 2 || v[0] !== ENTRIES_TAG || typeof v[1] !== "number") return null;
+  const entries = entriesFromFlat(v, 2);
+  return entries === null ? null : { kind: "entries", group: v[1] as number, entries };
 }
 
 export function encodeRecord(r: WalRecord): Uint8Array {
