@@ -10,6 +10,7 @@ import type { Gateway } from "../node/gateway.js";
 import {
   type Consistency,
   type MultiRaftNode,
+  LeaderUnreachableError,
   NotLeaderError,
   OverloadedError,
   RequestTimeoutError,
@@ -120,6 +121,10 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       status = 503;
       reply.header("Retry-After", "1");
       body = { code: "no_leader", message: err.message, ...(err.leader !== 0 ? { leader: err.leader } : {}) };
+    } else if (err instanceof LeaderUnreachableError) {
+      status = 503;
+      reply.header("Retry-After", "1");
+      body = { code: "leader_unreachable", message: err.message, leader: err.leader };
     } else if (err instanceof RequestTimeoutError) {
       status = 504;
       body = { code: "timeout", message: err.message };

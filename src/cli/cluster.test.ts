@@ -143,7 +143,7 @@ class Client {
       if (r.status === 200) {
         outcome = "ok";
         if (!shared) this.acked.set(key, body.version!);
-      } else if (r.status === 503 && body.error?.code === "no_leader") outcome = "fail"; // refused before the log
+      } else if (r.status === 503 && (body.error?.code === "no_leader" || body.error?.code === "leader_unreachable")) outcome = "fail"; // refused before the log
     } catch {
       outcome = "info";
     }

@@ -1,16 +1,21 @@
 /**
  * Every node is a gateway: a record operation is executed here when this node leads the record's
  * shard, and otherwise forwarded to the leader over the data plane. A "not leader" answer carries the
- * leader's id; the gateway retries once with it. Eventual reads never leave the node.
+ * leader's id, or none mid-election; the gateway follows it, or waits to learn a leader, a bounded
+ * number of times. Eventual reads never leave the node.
  */
 import type { NodeId } from "../raft/index.js";
 import {
   type Consistency,
+  LeaderUnreachableError,
   type MultiRaftNode,
   NotLeaderError,
   RequestTimeoutError,
 } from "./multi-raft.js";
 import type { CommandResult, RecordCommand, StoredRecord } from "./records.js";
+
+/** Leader changes a request follows before giving up (each hop is one election or hand-over). */
+const ROUTE_ATTEMPTS_MAX = 4;
 
 type Op =
   | { kind: "propose"; group: number; cmd: RecordCommand }
@@ -49,16 +54,31 @@ export class Gateway {
     return this.node.read(group, key, consistency);
   }
 
-  /** Runs locally if this node leads the shard, else at the leader; one retry on a leader change. */
+  /**
+   * Runs locally if this node leads the shard, else at the leader. A "not leader" answer names the
+   * leader to go to, or (mid-election, mid-hand-over) nobody: then the gateway waits to learn a leader
+   * other than the one that refused. Bounded by attempts and by one request timeout overall.
+   */
   private async route(op: Op): Promise<unknown> {
+    const deadlineMs = performance.now() + this.timeoutMs;
     let leader = this.node.leaderOf(op.group);
-    for (let attempt = 0; ; attempt++) {
+    let refused: NodeId = 0;
+    let unreachable: LeaderUnreachableError | null = null;
+    for (let attempt = 1; ; attempt++) {
       try {
-        if (leader === 0) throw new NotLeaderError(op.group, 0);
+        if (leader === 0) leader = await this.node.awaitLeader(op.group, refused, Math.max(1, deadlineMs - performance.now()));
         return leader === this.node.id ? await this.execute(op) : await this.forward(leader, op);
       } catch (e) {
-        if (!(e instanceof NotLeaderError) || attempt >= 1 || e.leader === 0 || e.leader === leader) throw e;
-        leader = e.leader;
+        if (e instanceof LeaderUnreachableError) unreachable = e;
+        else if (!(e instanceof NotLeaderError)) throw e;
+        // Waiting for another leader after the last one was unreachable: say so, not "no leader".
+        if (attempt >= ROUTE_ATTEMPTS_MAX || performance.now() >= deadlineMs) throw leader === 0 && unreachable !== null ? unreachable : e;
+        if (e instanceof NotLeaderError && e.leader !== 0 && e.leader !== leader) {
+          leader = e.leader;
+        } else {
+          refused = leader;
+          leader = 0;
+        }
       }
     }
   }
@@ -78,7 +98,7 @@ export class Gateway {
       if (!this.node.sendNodeMessage(to, { rpc: { id, op } } satisfies RpcRequest)) {
         clearTimeout(timer);
         this.pending.delete(id);
-        resolve({ ok: false, error: { name: "NotLeaderError", message: `node ${to} is unreachable`, leader: 0 } });
+        resolve({ ok: false, error: { name: "LeaderUnreachableError", message: "", leader: to } });
       }
     }).then((reply) => {
       if (reply.ok) return reply.value;
@@ -113,6 +133,7 @@ export class Gateway {
 
 function revive(err: { name: string; message: string; leader?: NodeId }, group: number): Error {
   if (err.name === "NotLeaderError") return new NotLeaderError(group, err.leader ?? 0);
+  if (err.name === "LeaderUnreachableError") return new LeaderUnreachableError(group, err.leader ?? 0);
   if (err.name === "RequestTimeoutError") return new RequestTimeoutError(err.message);
   const e = new Error(err.message);
   e.name = err.name;

@@ -21,6 +21,14 @@ export class NotLeaderError extends Error {
   }
 }
 
+/** The shard's leader is known but this node cannot reach it now (its link's breaker is open). */
+export class LeaderUnreachableError extends Error {
+  override name = "LeaderUnreachableError";
+  constructor(readonly group: number, readonly leader: NodeId) {
+    super(`the leader of shard ${group} (node ${leader}) is unreachable from this node`);
+  }
+}
+
 export class RequestTimeoutError extends Error {
   override name = "RequestTimeoutError";
 }
@@ -56,6 +64,13 @@ export interface Group {
   quiescence: QuiescenceState;
   /** Proposals held while this node hands the shard's leadership over (bounded by the request queue). */
   parkedProposals: ProposeInput[];
+  /** Gateways waiting to learn the shard's leader (bounded by the request queue). */
+  leaderWaiters: LeaderWaiter[];
+}
+
+/** Waits for a leader other than `refused` (a node that just said it does not lead). */
+export interface LeaderWaiter extends Waiter<NodeId> {
+  refused: NodeId;
 }
 
 export interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array }

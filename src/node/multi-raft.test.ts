@@ -1,6 +1,8 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { Role } from "../raft/index.js";
+import { Gateway } from "./gateway.js";
+import { type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
 import { leaderOf, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
 
 after(stopLeftovers);
@@ -154,5 +156,42 @@ test("proposals made while the leader hands over wait for the new leader instead
   await waitFor("the new leader", () => leaderOf(c, 1)?.id === to);
   const reader = c.nodes.get(to)!;
   for (let i = 0; i < 20; i++) assert.equal((await reader.read(1, `during${i}`, "linearizable"))?.payload, i);
+  await stopAll(c);
+});
+
+test("a gateway write made while its shard has no leader waits for the election instead of failing", async () => {
+  const c = await startCluster(3, 1, { balanceLeaders: false, testFaults: true, requestTimeoutMs: 20_000 });
+  await waitForLeaders(c);
+  const gateways = new Map([...c.nodes].map(([id, n]) => [id, new Gateway(n, 20_000)]));
+  await put(c, "before", 0);
+  const old = leaderOf(c, 1)!;
+  const [a, b] = [...c.nodes.values()].filter((n) => n !== old) as [MultiRaftNode, MultiRaftNode];
+  // The leader dies and the two survivors cannot hear each other: no election can succeed.
+  await old.stop();
+  c.nodes.delete(old.id);
+  a.transport.setFaults({ cut: new Set([b.id]) });
+  b.transport.setFaults({ cut: new Set([a.id]) });
+  await waitFor("node a to know no leader", () => a.leaderOf(1) === 0, 15_000);
+  const writes = Array.from({ length: 5 }, (_, i) => gateways.get(a.id)!.put(`leaderless${i}`, i));
+  a.transport.setFaults(null);
+  b.transport.setFaults(null);
+  const results = await Promise.all(writes);
+  assert.ok(results.every((r) => r.ok), "every write made while leaderless was applied after the election");
+  for (let i = 0; i < 5; i++) assert.equal((await gateways.get(b.id)!.get(`leaderless${i}`, "linearizable"))?.payload, i);
+  await stopAll(c);
+});
+
+test("awaitLeader answers with a leader other than the one that refused, once the shard elects it", async () => {
+  const c = await startCluster(3, 1, { balanceLeaders: false });
+  await waitForLeaders(c);
+  const old = leaderOf(c, 1)!;
+  const follower = [...c.nodes.values()].find((n) => n !== old)!;
+  assert.equal(await follower.awaitLeader(1, 0, 1000), old.id, "a known leader is answered at once");
+  await old.stop();
+  c.nodes.delete(old.id);
+  const next = await follower.awaitLeader(1, old.id, 15_000);
+  assert.notEqual(next, old.id);
+  assert.ok(c.nodes.has(next), "the new leader is a live node");
+  await assert.rejects(follower.awaitLeader(1, next, 50), NotLeaderError, "no other leader within the timeout");
   await stopAll(c);
 });

@@ -30,7 +30,7 @@ import type { WalRecord } from "../storage/wal-record.js";
 import { type Envelope, type PeerAddress, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
 import {
-  type Consistency, type Group, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
+  type Consistency, type Group, LeaderUnreachableError, type LeaderWaiter, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
   type ProposeInput, type Waiter, planeOf, shardOf,
 } from "./group.js";
 import { handOverTo } from "./leader-balance.js";
@@ -89,7 +89,7 @@ function mustWait(g: Group): boolean {
   return r.lead === 0 || (r.role === Role.Leader && r.leadTransferee !== 0);
 }
 
-export { type Consistency, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
+export { type Consistency, LeaderUnreachableError, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
 
 const MAX_TICKS_PER_TURN = 10;
 const encoder = new TextEncoder();
@@ -172,7 +172,7 @@ export class MultiRaftNode {
       });
       node.groups.set(g, {
         id: g, raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(), quiescence: { quiesced: false, idleTicks: 0 },
-        parkedProposals: [],
+        parkedProposals: [], leaderWaiters: [],
       });
     }
     if (bootstrap.length > 0) {
@@ -201,8 +201,10 @@ export class MultiRaftNode {
     for (const g of this.groups.values()) {
       for (const w of g.proposals.values()) this.settle(w, new ShuttingDownError("node is shutting down"));
       for (const r of g.reads.values()) this.settle(r, new ShuttingDownError("node is shutting down"));
+      for (const w of g.leaderWaiters) this.settle(w, new ShuttingDownError("node is shutting down"));
       g.proposals.clear();
       g.reads.clear();
+      g.leaderWaiters = [];
     }
     await this.transport.stop();
     await this.wal.close();
@@ -343,6 +345,28 @@ export class MultiRaftNode {
     return this.group(group).raft.raft.lead;
   }
 
+  /**
+   * Resolves with the shard's leader as soon as this node knows one other than `refused` (a node that
+   * has just answered that it does not lead); rejects with NotLeaderError after `timeoutMs`. Lets a
+   * gateway ride out an election or a leadership hand-over instead of failing the request.
+   */
+  awaitLeader(group: number, refused: NodeId, timeoutMs: number): Promise<NodeId> {
+    const g = this.group(group);
+    this.checkAccepting();
+    const lead = g.raft.raft.lead;
+    if (lead !== 0 && lead !== refused) return Promise.resolve(lead);
+    return new Promise((resolve, reject) => {
+      const w: LeaderWaiter = {
+        resolve, reject, refused,
+        timer: setTimeout(() => {
+          g.leaderWaiters = g.leaderWaiters.filter((x) => x !== w);
+          reject(new NotLeaderError(group, 0));
+        }, timeoutMs),
+      };
+      g.leaderWaiters.push(w);
+    });
+  }
+
   /** LMDB commits of the state store so far. */
   stateCommits(): number {
     return this.store.commits;
@@ -427,6 +451,7 @@ export class MultiRaftNode {
       if (rd.softState?.role === Role.Candidate) this.counters.electionsStarted++;
     }
     this.retryReadsOnLeaderChange(readies);
+    this.answerLeaderWaiters(readies);
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) g.storage.installSnapshot(rd.snapshot.meta);
       if (rd.entries.length > 0) g.storage.append(rd.entries);
@@ -606,6 +631,17 @@ export class MultiRaftNode {
         this.counters.readsRetried++;
         this.enqueue({ kind: "read", group: g.id, ctx });
       }
+    }
+  }
+
+  private answerLeaderWaiters(readies: [Group, Ready][]): void {
+    for (const [g, rd] of readies) {
+      if (rd.softState === null || g.leaderWaiters.length === 0) continue;
+      const lead = rd.softState.lead;
+      if (lead === 0) continue;
+      const waiting = g.leaderWaiters;
+      g.leaderWaiters = waiting.filter((w) => w.refused === lead);
+      for (const w of waiting) if (w.refused !== lead) this.settle(w, lead);
     }
   }
 
