@@ -1,0 +1,95 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { domainPenalty } from "./context.js";
+import { INITIAL_PLACEMENT_STATE, type PlacementState, placementCycle } from "./scheduler.js";
+import { DEFAULT_PLACEMENT, type NodeView, type PlacementConfig, type ShardView, validatePlacementConfig } from "./types.js";
+
+function node(id: number, over: Partial<NodeView> = {}): NodeView {
+  return { id, labels: { zone: `z${id % 3}`, host: `h${id}` }, state: "ready", health: "healthy", ...over };
+}
+
+function shards(n: number, nodes: number[]): ShardView[] {
+  return Array.from({ length: n }, (_, i) => {
+    const replicas = [0, 1, 2].map((j) => ({ node: nodes[(i + j) % nodes.length]!, role: "voter" as const, caughtUp: true }));
+    return { id: i + 1, epoch: 1, replicas, leader: replicas[0]!.node, sizeBytes: 1 << 20, requestRate: 10 };
+  });
+}
+
+const cfg: PlacementConfig = { ...DEFAULT_PLACEMENT, shardCooldownMs: 0 };
+
+test("a dead node's replicas are replaced: a learner on a live node of another zone, then promotion, then removal", () => {
+  const nodes = [1, 2, 3, 4, 5, 6].map((id) => node(id, id === 1 ? { health: "dead" } : {}));
+  const view = { nodes, shards: shards(6, [1, 2, 3, 4, 5, 6]) };
+  const r = placementCycle(view, INITIAL_PLACEMENT_STATE, cfg, 1000);
+  const repairs = r.started.filter((o) => o.reason === "repair");
+  assert.equal(repairs.length, 3, "every shard with a replica on node 1 is repaired");
+  for (const o of repairs) {
+    const shard = view.shards.find((s) => s.id === o.shard)!;
+    assert.deepEqual(o.steps.map((s) => s.kind), ["add-learner", "promote", "remove-replica"]);
+    const target = o.steps[0]!.kind === "add-learner" ? o.steps[0]!.node : 0;
+    assert.ok(target !== 1 && !shard.replicas.some((x) => x.node === target));
+    const zones = shard.replicas.filter((x) => x.node !== 1).map((x) => nodes[x.node - 1]!.labels.zone);
+    assert.ok(!zones.includes(nodes[target - 1]!.labels.zone), `shard ${o.shard}: the new replica spreads over zones`);
+  }
+});
+
+test("only ready, healthy nodes receive replicas", () => {
+  const nodes = [node(1), node(2), node(3), node(4, { state: "joining" }), node(5, { health: "unhealthy" }), node(6, { state: "draining" }), node(7)];
+  const view = { nodes, shards: shards(30, [1, 2, 3]) };
+  let state: PlacementState = INITIAL_PLACEMENT_STATE;
+  for (let t = 1; t <= 3; t++) {
+    const r = placementCycle(view, state, cfg, t * 1000);
+    state = r.state;
+    for (const o of r.started) for (const s of o.steps) if (s.kind === "add-learner") assert.equal(s.node, 7, "only node 7 may receive");
+  }
+  assert.ok(state.operators.length > 0, "node 7 (empty) receives replicas");
+});
+
+test("a draining node hands over its leaderships first, then its replicas", () => {
+  const nodes = [1, 2, 3, 4, 5, 6].map((id) => node(id, id === 2 ? { state: "draining" } : {}));
+  const view = { nodes, shards: shards(12, [1, 2, 3, 4, 5, 6]) };
+  const first = placementCycle(view, INITIAL_PLACEMENT_STATE, cfg, 1000);
+  const drains = first.started.filter((o) => o.reason === "drain");
+  assert.ok(drains.length > 0);
+  assert.ok(drains.every((o) => o.steps.length === 1 && o.steps[0]!.kind === "transfer-leader"), "leaderships before replicas");
+  // Once the node leads nothing, its replicas move.
+  for (const s of view.shards) if (s.leader === 2) s.leader = s.replicas.find((r) => r.node !== 2)!.node;
+  const second = placementCycle(view, { ...INITIAL_PLACEMENT_STATE, nextOperatorId: 100 }, cfg, 2000);
+  const moves = second.started.filter((o) => o.reason === "drain");
+  assert.ok(moves.length > 0 && moves.every((o) => o.steps.some((s) => s.kind === "remove-replica" && s.node === 2)));
+});
+
+test("rate limits hold: in-flight operators per node and in total, moves per node per window", () => {
+  const nodes = Array.from({ length: 8 }, (_, i) => node(i + 1));
+  const view = { nodes, shards: shards(200, [1, 2, 3]) };
+  const limits = { ...cfg, maxMovesPerNode: 3, maxMovesTotal: 5, maxMovesPerNodePerWindow: 4, moveWindowMs: 60_000 };
+  let state: PlacementState = INITIAL_PLACEMENT_STATE;
+  const startedPerNode = new Map<number, number>();
+  for (let t = 1; t <= 20; t++) {
+    const r = placementCycle(view, { ...state, operators: [] }, limits, t * 1000); // operators "finish" at once
+    state = r.state;
+    assert.ok(r.started.length <= 5, "total limit");
+    const perNode = new Map<number, number>();
+    for (const o of r.started) for (const s of o.steps) if (s.kind === "add-learner" || s.kind === "remove-replica") perNode.set(s.node, (perNode.get(s.node) ?? 0) + 1);
+    for (const [n, c] of perNode) {
+      assert.ok(c <= 3, `node ${n}: ${c} operators at once`);
+      startedPerNode.set(n, (startedPerNode.get(n) ?? 0) + c);
+    }
+  }
+  for (const [n, c] of startedPerNode) assert.ok(c <= 4, `node ${n}: ${c} moves within one 60 s window`);
+});
+
+test("failure domains: a shared host is never allowed; a shared zone costs more than a shared rack alone", () => {
+  assert.equal(domainPenalty({ host: "a" }, [{ host: "a" }]), Infinity);
+  assert.equal(domainPenalty({ zone: "z1", rack: "r1" }, [{ zone: "z2", rack: "r1" }]), 0, "racks are within zones");
+  assert.equal(domainPenalty({ zone: "z1", rack: "r1" }, [{ zone: "z1", rack: "r2" }]), 100);
+  assert.equal(domainPenalty({ zone: "z1", rack: "r1" }, [{ zone: "z1", rack: "r1" }]), 110);
+  assert.equal(domainPenalty({}, [{}]), 0, "missing labels are domains of their own");
+});
+
+test("a configuration is validated before it applies, with every problem named", () => {
+  assert.deepEqual(validatePlacementConfig(DEFAULT_PLACEMENT), []);
+  const errors = validatePlacementConfig({ ...DEFAULT_PLACEMENT, replicationFactor: 0, hotNodeFactor: 1, maxMovesPerNode: 100 });
+  assert.equal(errors.length, 3, errors.join("; "));
+  assert.ok(errors.some((e) => e.startsWith("replicationFactor")));
+});

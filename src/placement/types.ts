@@ -1,0 +1,135 @@
+/**
+ * What the placement driver sees and what it decides. Pure data: the PD loop on the metadata leader
+ * builds a ClusterView from the metadata state machine and the nodes' heartbeats, and turns the
+ * operators it gets back into Raft configuration changes on the shards' leaders.
+ */
+export type NodeId = number;
+
+/** Data-placement lifecycle of a node (MEM-5). Only ready, healthy nodes receive replicas. */
+export type WorkerState = "joining" | "ready" | "draining" | "removed";
+
+/** What the failure detector says of a node (MEM-6). */
+export type Health = "healthy" | "unhealthy" | "dead";
+
+/** Failure-domain labels, outermost first (PD-2). A missing label is a domain of its own. */
+export interface Labels {
+  zone?: string;
+  rack?: string;
+  host?: string;
+}
+
+export interface NodeView {
+  id: NodeId;
+  labels: Labels;
+  state: WorkerState;
+  health: Health;
+}
+
+export type ReplicaRole = "voter" | "learner";
+
+export interface ReplicaView {
+  node: NodeId;
+  role: ReplicaRole;
+  /** The replica holds the leader's commit index (the match-index barrier before a promotion, PD-3). */
+  caughtUp: boolean;
+}
+
+export interface ShardView {
+  id: number;
+  /** Bumped by every configuration change of the shard: operators carry the epoch they were made at. */
+  epoch: number;
+  replicas: ReplicaView[];
+  /** 0 while the shard has no leader. */
+  leader: NodeId;
+  sizeBytes: number;
+  /** Requests per second, as the leader last reported (hot-shard detection). */
+  requestRate: number;
+}
+
+export interface ClusterView {
+  nodes: readonly NodeView[];
+  shards: readonly ShardView[];
+}
+
+/** One Raft configuration change or leadership move on one shard. */
+export type Step =
+  | { kind: "add-learner"; node: NodeId }
+  | { kind: "promote"; node: NodeId }
+  | { kind: "remove-replica"; node: NodeId }
+  | { kind: "transfer-leader"; to: NodeId };
+
+/** Why an operator exists: the checker or scheduler that made it. */
+export type OperatorReason = "repair" | "drain" | "replica-balance" | "leader-balance" | "hot-shard";
+
+/**
+ * A sequence of steps on one shard (PD-7). Steps run in order; a step is done when the cluster view
+ * shows its effect, so a step that timed out after its work finished is not redone.
+ * Invariant: 0 <= stepIndex <= steps.length.
+ */
+export interface Operator {
+  id: number;
+  shard: number;
+  /** The shard's epoch when the operator was made; a shard whose epoch moved on elsewhere fences it. */
+  epoch: number;
+  reason: OperatorReason;
+  steps: Step[];
+  stepIndex: number;
+  startedAtMs: number;
+  /** When the current step started (its timeout runs from here). */
+  stepStartedAtMs: number;
+}
+
+export interface PlacementConfig {
+  replicationFactor: number;
+  /** Operators in flight that touch one node (as source or target of a replica or leadership). */
+  maxMovesPerNode: number;
+  /** Operators in flight in the whole cluster. */
+  maxMovesTotal: number;
+  /** Replica moves started per node within `moveWindowMs`. */
+  maxMovesPerNodePerWindow: number;
+  moveWindowMs: number;
+  /** A step not done within this is abandoned (its operator ends; finished steps stand). */
+  stepTimeoutMs: number;
+  /** Replica counts within this fraction of the ideal count per node are balanced (hysteresis). */
+  replicaTolerance: number;
+  /** Leader counts within this fraction of the ideal count per node are balanced. */
+  leaderTolerance: number;
+  /** A node serving more than this multiple of the mean request rate is hot. */
+  hotNodeFactor: number;
+  /** A shard that moved (replica or leader) is left alone for this long, so that nothing oscillates. */
+  shardCooldownMs: number;
+}
+
+export const DEFAULT_PLACEMENT: PlacementConfig = {
+  replicationFactor: 3,
+  maxMovesPerNode: 4,
+  maxMovesTotal: 64,
+  maxMovesPerNodePerWindow: 16,
+  moveWindowMs: 60_000,
+  stepTimeoutMs: 120_000,
+  replicaTolerance: 0.05,
+  leaderTolerance: 0.1,
+  hotNodeFactor: 1.5,
+  shardCooldownMs: 30_000,
+};
+
+/** Checks a configuration before it applies (PD-8): a list of what is wrong, empty when valid. */
+export function validatePlacementConfig(c: PlacementConfig): string[] {
+  const errors: string[] = [];
+  const positiveInt = (name: keyof PlacementConfig) => {
+    const v = c[name];
+    if (!Number.isInteger(v) || v < 1) errors.push(`${name} must be a positive integer, got ${v}`);
+  };
+  positiveInt("replicationFactor");
+  positiveInt("maxMovesPerNode");
+  positiveInt("maxMovesTotal");
+  positiveInt("maxMovesPerNodePerWindow");
+  positiveInt("moveWindowMs");
+  positiveInt("stepTimeoutMs");
+  if (!(c.replicaTolerance >= 0 && c.replicaTolerance < 1)) errors.push(`replicaTolerance must be in [0, 1), got ${c.replicaTolerance}`);
+  if (!(c.leaderTolerance >= 0 && c.leaderTolerance < 1)) errors.push(`leaderTolerance must be in [0, 1), got ${c.leaderTolerance}`);
+  if (!(c.hotNodeFactor > 1)) errors.push(`hotNodeFactor must be above 1, got ${c.hotNodeFactor}`);
+  if (!(Number.isInteger(c.shardCooldownMs) && c.shardCooldownMs >= 0)) errors.push(`shardCooldownMs must be a non-negative integer, got ${c.shardCooldownMs}`);
+  if (c.maxMovesPerNode > c.maxMovesTotal) errors.push("maxMovesPerNode must not exceed maxMovesTotal");
+  return errors;
+}
