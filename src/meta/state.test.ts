@@ -1,0 +1,85 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { DEFAULT_PLACEMENT } from "../placement/types.js";
+import { ENDED_OPERATORS_MAX, type MetaCommand, type MetaState, SETTINGS_HISTORY_MAX, applyMeta, currentSettings, initialMetaState } from "./state.js";
+
+function register(s: MetaState, port: number, role: "standard" | "analytics" | "standby" = "standard"): number {
+  const r = applyMeta(s, { kind: "register-node", peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: port + 1000 }, labels: {}, role, atMs: 0 });
+  assert.ok(r.ok);
+  return r.value!;
+}
+
+test("nodes get ids in join order; a peer address is registered once", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  assert.equal(register(s, 7000), 1);
+  assert.equal(register(s, 7001), 2);
+  const dup = applyMeta(s, { kind: "register-node", peer: { host: "127.0.0.1", port: 7000 }, http: { host: "127.0.0.1", port: 1 }, labels: {}, role: "standard", atMs: 0 });
+  assert.deepEqual(dup.ok ? null : dup.code, "address_in_use");
+  assert.equal(s.nodes.size, 2, "a refused command changes nothing");
+});
+
+test("worker lifecycle: joining -> ready -> draining -> removed, and removal is refused while the node holds replicas", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const [a, b, c, d] = [7000, 7001, 7002, 7003].map((p) => register(s, p)) as [number, number, number, number];
+  for (const n of [a, b, c, d]) assert.ok(applyMeta(s, { kind: "set-worker-state", node: n, state: "ready", atMs: 1 }).ok);
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[a, b, c], [b, c, d]], atMs: 1 }).ok);
+  const early = applyMeta(s, { kind: "set-worker-state", node: d, state: "removed", atMs: 2 });
+  assert.equal(early.ok ? null : early.code, "invalid_transition", "a ready node is drained before it is removed");
+  assert.ok(applyMeta(s, { kind: "set-worker-state", node: d, state: "draining", atMs: 2 }).ok);
+  const held = applyMeta(s, { kind: "set-worker-state", node: d, state: "removed", atMs: 3 });
+  assert.equal(held.ok ? null : held.code, "node_holds_replicas");
+  assert.match(held.ok ? "" : held.message, /still holds 1 replica/);
+  const shard = [...s.shards.values()].find((x) => x.replicas.some((r) => r.node === d))!;
+  assert.ok(applyMeta(s, { kind: "set-replicas", shard: shard.id, epoch: shard.epoch, replicas: [{ node: b, role: "voter" }, { node: c, role: "voter" }, { node: a, role: "voter" }], atMs: 4 }).ok);
+  assert.ok(applyMeta(s, { kind: "set-worker-state", node: d, state: "removed", atMs: 5 }).ok);
+});
+
+test("the shard map: ranges cover the hash space; a replica change against a stale epoch is refused (fencing)", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const ids = [7000, 7001, 7002].map((p) => register(s, p));
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [ids, ids, ids], atMs: 0 }).ok);
+  const shards = [...s.shards.values()];
+  assert.equal(shards[0]!.range.start, 0);
+  assert.equal(shards[2]!.range.end, 2 ** 32);
+  for (let i = 1; i < shards.length; i++) assert.equal(shards[i]!.range.start, shards[i - 1]!.range.end, "no gap, no overlap");
+  const cmd: MetaCommand = { kind: "set-replicas", shard: 1, epoch: 1, replicas: [{ node: 1, role: "voter" }, { node: 2, role: "voter" }], atMs: 1 };
+  assert.deepEqual(applyMeta(s, cmd), { ok: true, value: 2 });
+  const again = applyMeta(s, cmd);
+  assert.equal(again.ok ? null : again.code, "stale_epoch");
+  const none = applyMeta(s, { ...cmd, epoch: 2, replicas: [{ node: 1, role: "learner" }] });
+  assert.equal(none.ok ? null : none.code, "no_voter");
+});
+
+test("settings are versioned, validated before they apply, changed against the version read, and rolled back as a new version", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const bad = applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 0 }, note: "", atMs: 1 });
+  assert.equal(bad.ok ? null : bad.code, "invalid_settings");
+  assert.deepEqual(applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 8 }, note: "slower", atMs: 2 }), { ok: true, value: 2 });
+  const stale = applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: DEFAULT_PLACEMENT, note: "", atMs: 3 });
+  assert.equal(stale.ok ? null : stale.code, "stale_settings");
+  assert.deepEqual(applyMeta(s, { kind: "rollback-settings", toVersion: 1, atMs: 4 }), { ok: true, value: 3 });
+  assert.equal(currentSettings(s).placement.maxMovesTotal, DEFAULT_PLACEMENT.maxMovesTotal);
+  for (let i = 0; i < SETTINGS_HISTORY_MAX + 10; i++) {
+    applyMeta(s, { kind: "set-settings", baseVersion: currentSettings(s).version, placement: DEFAULT_PLACEMENT, note: `${i}`, atMs: 5 + i });
+  }
+  assert.equal(s.settings.length, SETTINGS_HISTORY_MAX, "bounded history");
+  const gone = applyMeta(s, { kind: "rollback-settings", toVersion: 1, atMs: 100 });
+  assert.equal(gone.ok ? null : gone.code, "settings_version_not_found");
+});
+
+test("operator records keep every running operator and a bounded number of ended ones", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const op = (id: number) => ({ id, shard: 1, epoch: 1, reason: "repair" as const, steps: [], stepIndex: 0, startedAtMs: 0, stepStartedAtMs: 0 });
+  applyMeta(s, { kind: "record-operator", operator: op(0), status: "running", atMs: 0 });
+  for (let i = 1; i <= ENDED_OPERATORS_MAX + 5; i++) applyMeta(s, { kind: "record-operator", operator: op(i), status: "done", atMs: i });
+  assert.equal(s.operators.size, ENDED_OPERATORS_MAX + 1);
+  assert.equal(s.operators.get(0)?.status, "running");
+  assert.ok(!s.operators.has(1), "the oldest ended record went first");
+});
+
+test("a node that is not standard can never become a voter", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const a = register(s, 7000, "analytics");
+  const r = applyMeta(s, { kind: "set-lifecycle", node: a, lifecycle: "voter", atMs: 0 });
+  assert.equal(r.ok ? null : r.code, "not_promotable");
+});

@@ -1,0 +1,244 @@
+/**
+ * The metadata state machine (DESIGN: meta/): applied on every node from the metadata group's log, so
+ * every node holds the whole cluster map. Nodes (addresses, labels, role, membership lifecycle, worker
+ * state), collections, the shard map with epochs, versioned settings, operator records. Pure and
+ * deterministic: a command carries the proposer's clock (`atMs`), apply never reads one, and a refused
+ * command changes nothing and says why with a machine-readable code.
+ */
+import type { Operator, PlacementConfig, ReplicaRole, WorkerState } from "../placement/types.js";
+import { validatePlacementConfig } from "../placement/types.js";
+import type { Labels, NodeId } from "../placement/types.js";
+
+/** MEM-3: standard nodes may vote; analytics nodes stay learners and serve reads; standby nodes wait. */
+export type NodeRole = "standard" | "analytics" | "standby";
+
+/**
+ * Membership in the metadata group (MEM-2): Joining -> Syncing -> Ready -> (Voter | Pairing -> Voter |
+ * StandbyLearner | KeepAsLearner).
+ */
+export type MemberLifecycle = "joining" | "syncing" | "ready" | "pairing" | "voter" | "standby-learner" | "keep-as-learner";
+
+export interface Address {
+  host: string;
+  port: number;
+}
+
+export interface MetaNode {
+  id: NodeId;
+  /** Peer (Raft transport) and HTTP addresses. */
+  peer: Address;
+  http: Address;
+  labels: Labels;
+  role: NodeRole;
+  lifecycle: MemberLifecycle;
+  worker: WorkerState;
+  joinedAtMs: number;
+  /** When the node reported it had caught up (ReadyNotification). */
+  readyAtMs: number | null;
+  /** When it started waiting for a partner to be promoted with. */
+  pairingSinceMs: number | null;
+}
+
+export interface ShardRecord {
+  id: number;
+  collection: string;
+  /** Half-open range [start, end) of the 32-bit hash of record ids. */
+  range: { start: number; end: number };
+  /** Bumped by every change of the replica set: stale routing and stale operators are refused (PD-5). */
+  epoch: number;
+  replicas: { node: NodeId; role: ReplicaRole }[];
+}
+
+export interface CollectionRecord {
+  name: string;
+  replicationFactor: number;
+  shards: number[];
+}
+
+export interface SettingsVersion {
+  version: number;
+  placement: PlacementConfig;
+  atMs: number;
+  /** What the change said of itself (operator, reason). */
+  note: string;
+}
+
+export type OperatorStatus = "running" | "done" | "timed-out" | "fenced" | "cancelled";
+
+export interface OperatorRecord {
+  operator: Operator;
+  status: OperatorStatus;
+  updatedAtMs: number;
+}
+
+/** Settings versions kept for rollback; operator records kept once ended. Bounds on the state's size. */
+export const SETTINGS_HISTORY_MAX = 64;
+export const ENDED_OPERATORS_MAX = 1000;
+
+export interface MetaState {
+  nodes: Map<NodeId, MetaNode>;
+  nextNodeId: NodeId;
+  collections: Map<string, CollectionRecord>;
+  shards: Map<number, ShardRecord>;
+  nextShardId: number;
+  /** Oldest first; the last is in force. Invariant: non-empty, versions strictly increasing. */
+  settings: SettingsVersion[];
+  operators: Map<number, OperatorRecord>;
+}
+
+export function initialMetaState(placement: PlacementConfig, atMs: number): MetaState {
+  return {
+    nodes: new Map(), nextNodeId: 1, collections: new Map(), shards: new Map(), nextShardId: 1,
+    settings: [{ version: 1, placement, atMs, note: "initial" }], operators: new Map(),
+  };
+}
+
+export type MetaCommand =
+  /** A node asks to join (MEM-1); the state machine assigns its id. */
+  | { kind: "register-node"; peer: Address; http: Address; labels: Labels; role: NodeRole; atMs: number }
+  | { kind: "set-lifecycle"; node: NodeId; lifecycle: MemberLifecycle; atMs: number }
+  | { kind: "set-worker-state"; node: NodeId; state: WorkerState; atMs: number }
+  /** Rolls back a join that failed midway: the node leaves the map as if it never joined. */
+  | { kind: "forget-node"; node: NodeId; atMs: number }
+  | { kind: "create-collection"; name: string; replicationFactor: number; placements: NodeId[][]; atMs: number }
+  /** A shard's new replica set, valid only against the epoch it was computed from (fencing). */
+  | { kind: "set-replicas"; shard: number; epoch: number; replicas: { node: NodeId; role: ReplicaRole }[]; atMs: number }
+  | { kind: "set-settings"; baseVersion: number; placement: PlacementConfig; note: string; atMs: number }
+  | { kind: "rollback-settings"; toVersion: number; atMs: number }
+  | { kind: "record-operator"; operator: Operator; status: OperatorStatus; atMs: number };
+
+export type ApplyResult = { ok: true; value?: number } | { ok: false; code: string; message: string };
+
+const refuse = (code: string, message: string): ApplyResult => ({ ok: false, code, message });
+
+/** Applies one committed command. Mutates `s` only when the result is ok. */
+export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
+  switch (cmd.kind) {
+    case "register-node": {
+      for (const n of s.nodes.values()) {
+        if (n.peer.host === cmd.peer.host && n.peer.port === cmd.peer.port && n.worker !== "removed") {
+          return refuse("address_in_use", `node ${n.id} already has peer address ${cmd.peer.host}:${cmd.peer.port}`);
+        }
+      }
+      const id = s.nextNodeId++;
+      s.nodes.set(id, {
+        id, peer: cmd.peer, http: cmd.http, labels: cmd.labels, role: cmd.role, lifecycle: "joining", worker: "joining",
+        joinedAtMs: cmd.atMs, readyAtMs: null, pairingSinceMs: null,
+      });
+      return { ok: true, value: id };
+    }
+    case "set-lifecycle": {
+      const n = s.nodes.get(cmd.node);
+      if (n === undefined) return refuse("node_not_found", `no node ${cmd.node}`);
+      if (cmd.lifecycle === "voter" && n.role !== "standard") return refuse("not_promotable", `node ${n.id} is ${n.role}: it never votes`);
+      n.lifecycle = cmd.lifecycle;
+      if (cmd.lifecycle === "ready" && n.readyAtMs === null) n.readyAtMs = cmd.atMs;
+      n.pairingSinceMs = cmd.lifecycle === "pairing" ? cmd.atMs : null;
+      return { ok: true };
+    }
+    case "set-worker-state":
+      return setWorkerState(s, cmd.node, cmd.state);
+    case "forget-node": {
+      const n = s.nodes.get(cmd.node);
+      if (n === undefined) return refuse("node_not_found", `no node ${cmd.node}`);
+      if (replicasOn(s, n.id) > 0) return refuse("node_holds_replicas", `node ${n.id} holds replicas: drain it instead`);
+      s.nodes.delete(n.id);
+      return { ok: true };
+    }
+    case "create-collection":
+      return createCollection(s, cmd.name, cmd.replicationFactor, cmd.placements);
+    case "set-replicas": {
+      const shard = s.shards.get(cmd.shard);
+      if (shard === undefined) return refuse("shard_not_found", `no shard ${cmd.shard}`);
+      if (shard.epoch !== cmd.epoch) return refuse("stale_epoch", `shard ${shard.id} is at epoch ${shard.epoch}, not ${cmd.epoch}`);
+      const unknown = cmd.replicas.find((r) => !s.nodes.has(r.node));
+      if (unknown !== undefined) return refuse("node_not_found", `no node ${unknown.node}`);
+      if (!cmd.replicas.some((r) => r.role === "voter")) return refuse("no_voter", `shard ${shard.id} would have no voter`);
+      shard.replicas = cmd.replicas.map((r) => ({ ...r }));
+      shard.epoch++;
+      return { ok: true, value: shard.epoch };
+    }
+    case "set-settings": {
+      const current = s.settings[s.settings.length - 1]!;
+      if (cmd.baseVersion !== current.version) {
+        return refuse("stale_settings", `settings are at version ${current.version}, not ${cmd.baseVersion}: read them again`);
+      }
+      const errors = validatePlacementConfig(cmd.placement);
+      if (errors.length > 0) return refuse("invalid_settings", errors.join("; "));
+      return pushSettings(s, cmd.placement, cmd.note, cmd.atMs);
+    }
+    case "rollback-settings": {
+      const target = s.settings.find((v) => v.version === cmd.toVersion);
+      if (target === undefined) return refuse("settings_version_not_found", `no settings version ${cmd.toVersion} in the kept history`);
+      return pushSettings(s, target.placement, `rollback to version ${cmd.toVersion}`, cmd.atMs);
+    }
+    case "record-operator": {
+      s.operators.set(cmd.operator.id, { operator: cmd.operator, status: cmd.status, updatedAtMs: cmd.atMs });
+      pruneOperators(s);
+      return { ok: true };
+    }
+  }
+}
+
+export function replicasOn(s: MetaState, node: NodeId): number {
+  let n = 0;
+  for (const shard of s.shards.values()) if (shard.replicas.some((r) => r.node === node)) n++;
+  return n;
+}
+
+/** MEM-5: joining -> ready -> draining -> removed; removal only once the node holds no replica. */
+function setWorkerState(s: MetaState, id: NodeId, state: WorkerState): ApplyResult {
+  const n = s.nodes.get(id);
+  if (n === undefined) return refuse("node_not_found", `no node ${id}`);
+  const allowed: Record<WorkerState, WorkerState[]> = {
+    joining: ["ready", "removed"], ready: ["draining"], draining: ["ready", "removed"], removed: [],
+  };
+  if (n.worker === state) return { ok: true };
+  if (!allowed[n.worker].includes(state)) return refuse("invalid_transition", `node ${id} is ${n.worker}: it cannot become ${state}`);
+  if (state === "removed") {
+    const held = replicasOn(s, id);
+    if (held > 0) return refuse("node_holds_replicas", `node ${id} still holds ${held} replica(s): drain it and wait until they have moved`);
+  }
+  n.worker = state;
+  return { ok: true };
+}
+
+function createCollection(s: MetaState, name: string, replicationFactor: number, placements: NodeId[][]): ApplyResult {
+  if (s.collections.has(name)) return refuse("collection_exists", `collection ${name} exists`);
+  if (placements.length === 0) return refuse("bad_request", "a collection needs at least one shard");
+  for (const p of placements) {
+    if (p.length !== replicationFactor || new Set(p).size !== p.length) return refuse("bad_request", `each shard needs ${replicationFactor} distinct nodes`);
+    const unknown = p.find((id) => !s.nodes.has(id));
+    if (unknown !== undefined) return refuse("node_not_found", `no node ${unknown}`);
+  }
+  const ids: number[] = [];
+  const width = 2 ** 32 / placements.length;
+  for (const [i, p] of placements.entries()) {
+    const id = s.nextShardId++;
+    ids.push(id);
+    const range = { start: Math.floor(i * width), end: i === placements.length - 1 ? 2 ** 32 : Math.floor((i + 1) * width) };
+    s.shards.set(id, { id, collection: name, range, epoch: 1, replicas: p.map((node) => ({ node, role: "voter" as const })) });
+  }
+  s.collections.set(name, { name, replicationFactor, shards: ids });
+  return { ok: true, value: ids.length };
+}
+
+function pushSettings(s: MetaState, placement: PlacementConfig, note: string, atMs: number): ApplyResult {
+  const version = s.settings[s.settings.length - 1]!.version + 1;
+  s.settings.push({ version, placement, atMs, note });
+  if (s.settings.length > SETTINGS_HISTORY_MAX) s.settings.shift();
+  return { ok: true, value: version };
+}
+
+/** Keeps every running operator and the newest ENDED_OPERATORS_MAX ended ones. */
+function pruneOperators(s: MetaState): void {
+  const ended = [...s.operators.values()].filter((r) => r.status !== "running");
+  if (ended.length <= ENDED_OPERATORS_MAX) return;
+  ended.sort((a, b) => a.updatedAtMs - b.updatedAtMs || a.operator.id - b.operator.id);
+  for (const r of ended.slice(0, ended.length - ENDED_OPERATORS_MAX)) s.operators.delete(r.operator.id);
+}
+
+/** The settings in force. */
+export function currentSettings(s: MetaState): SettingsVersion {
+  return s.settings[s.settings.length - 1]!;
+}
