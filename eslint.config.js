@@ -20,7 +20,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["src/raft/**/*.ts", "src/check/**/*.ts", "src/placement/**/*.ts", "src/meta/state.ts", "src/meta/promotion.ts"],
+    files: ["src/raft/**/*.ts", "src/check/**/*.ts", "src/placement/**/*.ts", "src/meta/**/*.ts"],
     ignores: ["**/*.test.ts"],
     rules: {
       "no-restricted-globals": ["error", ...impure],
