@@ -11,6 +11,7 @@ import {
   type Consistency,
   type MultiRaftNode,
   LeaderUnreachableError,
+  META_GROUP,
   NotLeaderError,
   OverloadedError,
   RequestTimeoutError,
@@ -260,6 +261,26 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         firstIndex: g.firstIndex, lastIndex: g.lastIndex,
         voters: g.config.voters,
         replicas: g.progress === null ? undefined : Object.fromEntries([...g.progress].map(([id, p]) => [id, { match: p.match, state: p.state }])),
+      })),
+    };
+  });
+
+  // The cluster map, read from this node's copy of the metadata group (eventually consistent).
+  app.get("/v1/cluster/nodes", { config: { op: "nodes" }, schema: { summary: "The cluster's nodes, from the metadata group" } }, async () => {
+    const meta = node.metaState();
+    return {
+      metaLeader: node.leaderOf(META_GROUP),
+      nodes: [...meta.nodes.values()].sort((a, b) => a.id - b.id).map((n) => ({
+        id: n.id, peer: `${n.peer.host}:${n.peer.port}`, http: `${n.http.host}:${n.http.port}`, labels: n.labels, role: n.role,
+        lifecycle: n.lifecycle, worker: n.worker, joinedAtMs: n.joinedAtMs, readyAtMs: n.readyAtMs,
+      })),
+    };
+  });
+  app.get("/v1/cluster/shards", { config: { op: "shards" }, schema: { summary: "The shard map (ranges, replicas, epochs), from the metadata group" } }, async () => {
+    const meta = node.metaState();
+    return {
+      shards: [...meta.shards.values()].sort((a, b) => a.id - b.id).map((sh) => ({
+        shard: sh.id, collection: sh.collection, range: [sh.range.start, sh.range.end], epoch: sh.epoch, replicas: sh.replicas,
       })),
     };
   });

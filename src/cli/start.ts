@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { pino } from "pino";
 import { buildApi } from "../api/server.js";
 import { Gateway } from "../node/gateway.js";
+import { Membership } from "../node/membership.js";
 import { MultiRaftNode } from "../node/multi-raft.js";
 import type { PeerAddress } from "../transport/transport.js";
 
@@ -98,6 +99,12 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     if (testMode) logger.warn("test mode: fault-injection hooks are enabled");
     const peerPort = await node.start();
     await app.listen({ host: http.host, port: http.port });
+    const advertised = parseAddress("--advertise", opts.advertise ?? opts.listen);
+    const membership = new Membership(node, gateway, {
+      peer: { host: advertised.host, port: advertised.port === 0 ? peerPort : advertised.port }, http,
+      founders: [id, ...peers.keys()], shards, logger: (line) => logger.debug(line),
+    });
+    membership.start();
     logger.info({ http: `${http.host}:${http.port}`, peer: `${listen.host}:${peerPort}`, advertise: opts.advertise ?? opts.listen,
       dataDir, peers: [...peers.keys()], shards }, "node started");
     let stopping = false;
@@ -105,6 +112,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, "shutting down: no new requests, finishing in-flight ones");
+      membership.stop();
       await app.close(); // stops accepting, waits for in-flight requests
       await node!.stop(); // finishes the current turn (fsync included), closes the log and the store
       logger.info("stopped");

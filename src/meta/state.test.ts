@@ -42,6 +42,11 @@ test("the shard map: ranges cover the hash space; a replica change against a sta
   assert.equal(shards[0]!.range.start, 0);
   assert.equal(shards[2]!.range.end, 2 ** 32);
   for (let i = 1; i < shards.length; i++) assert.equal(shards[i]!.range.start, shards[i - 1]!.range.end, "no gap, no overlap");
+  // The ranges agree with routing (node/group.ts shardOf: shard = 1 + floor(h * n / 2^32)) at every boundary.
+  for (const [i, sh] of shards.entries()) {
+    assert.equal(Math.floor((sh.range.start * 3) / 2 ** 32), i, `shard ${sh.id} starts inside itself`);
+    assert.equal(Math.floor(((sh.range.end - 1) * 3) / 2 ** 32), i, `shard ${sh.id} ends inside itself`);
+  }
   const cmd: MetaCommand = { kind: "set-replicas", shard: 1, epoch: 1, replicas: [{ node: 1, role: "voter" }, { node: 2, role: "voter" }], atMs: 1 };
   assert.deepEqual(applyMeta(s, cmd), { ok: true, value: 2 });
   const again = applyMeta(s, cmd);
@@ -82,4 +87,13 @@ test("a node that is not standard can never become a voter", () => {
   const a = register(s, 7000, "analytics");
   const r = applyMeta(s, { kind: "set-lifecycle", node: a, lifecycle: "voter", atMs: 0 });
   assert.equal(r.ok ? null : r.code, "not_promotable");
+});
+
+test("a node may bring its own id (static members); ids stay unique and later ones continue above it", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const r = applyMeta(s, { kind: "register-node", id: 5, peer: { host: "h", port: 1 }, http: { host: "h", port: 2 }, labels: {}, role: "standard", atMs: 0 });
+  assert.deepEqual(r, { ok: true, value: 5 });
+  const again = applyMeta(s, { kind: "register-node", id: 5, peer: { host: "h", port: 3 }, http: { host: "h", port: 4 }, labels: {}, role: "standard", atMs: 0 });
+  assert.equal(again.ok ? null : again.code, "node_exists");
+  assert.equal(register(s, 9000), 6);
 });

@@ -94,8 +94,11 @@ export function initialMetaState(placement: PlacementConfig, atMs: number): Meta
 }
 
 export type MetaCommand =
-  /** A node asks to join (MEM-1); the state machine assigns its id. */
-  | { kind: "register-node"; peer: Address; http: Address; labels: Labels; role: NodeRole; atMs: number }
+  /**
+   * A node asks to join (MEM-1); the state machine assigns its id, unless the node brings one (a member
+   * of a cluster started from a static peer list).
+   */
+  | { kind: "register-node"; id?: NodeId; peer: Address; http: Address; labels: Labels; role: NodeRole; atMs: number }
   | { kind: "set-lifecycle"; node: NodeId; lifecycle: MemberLifecycle; atMs: number }
   | { kind: "set-worker-state"; node: NodeId; state: WorkerState; atMs: number }
   /** Rolls back a join that failed midway: the node leaves the map as if it never joined. */
@@ -120,7 +123,10 @@ export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
           return refuse("address_in_use", `node ${n.id} already has peer address ${cmd.peer.host}:${cmd.peer.port}`);
         }
       }
-      const id = s.nextNodeId++;
+      if (cmd.id !== undefined && (!Number.isInteger(cmd.id) || cmd.id < 1)) return refuse("bad_request", `node id must be a positive integer, got ${cmd.id}`);
+      if (cmd.id !== undefined && s.nodes.has(cmd.id)) return refuse("node_exists", `node ${cmd.id} is registered`);
+      const id = cmd.id ?? s.nextNodeId;
+      s.nextNodeId = Math.max(s.nextNodeId, id + 1);
       s.nodes.set(id, {
         id, peer: cmd.peer, http: cmd.http, labels: cmd.labels, role: cmd.role, lifecycle: "joining", worker: "joining",
         joinedAtMs: cmd.atMs, readyAtMs: null, pairingSinceMs: null,
@@ -212,11 +218,13 @@ function createCollection(s: MetaState, name: string, replicationFactor: number,
     if (unknown !== undefined) return refuse("node_not_found", `no node ${unknown}`);
   }
   const ids: number[] = [];
-  const width = 2 ** 32 / placements.length;
+  // Shard i (from 0) of n holds the hashes h with floor(h * n / 2^32) = i: from ceil(i * 2^32 / n).
+  const n = placements.length;
+  const startOf = (i: number) => Math.ceil((i * 2 ** 32) / n);
   for (const [i, p] of placements.entries()) {
     const id = s.nextShardId++;
     ids.push(id);
-    const range = { start: Math.floor(i * width), end: i === placements.length - 1 ? 2 ** 32 : Math.floor((i + 1) * width) };
+    const range = { start: startOf(i), end: i === n - 1 ? 2 ** 32 : startOf(i + 1) };
     s.shards.set(id, { id, collection: name, range, epoch: 1, replicas: p.map((node) => ({ node, role: "voter" as const })) });
   }
   s.collections.set(name, { name, replicationFactor, shards: ids });

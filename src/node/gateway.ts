@@ -8,17 +8,20 @@ import type { NodeId } from "../raft/index.js";
 import {
   type Consistency,
   LeaderUnreachableError,
+  META_GROUP,
   type MultiRaftNode,
   NotLeaderError,
   RequestTimeoutError,
 } from "./multi-raft.js";
 import type { CommandResult, RecordCommand, StoredRecord } from "./records.js";
+import type { ApplyResult, MetaCommand } from "../meta/state.js";
 
 /** Leader changes a request follows before giving up (each hop is one election or hand-over). */
 const ROUTE_ATTEMPTS_MAX = 4;
 
 type Op =
   | { kind: "propose"; group: number; cmd: RecordCommand }
+  | { kind: "meta"; group: number; cmd: MetaCommand }
   | { kind: "read"; group: number; key: string; consistency: Consistency };
 
 type Reply = { ok: true; value: unknown } | { ok: false; error: { name: string; message: string; leader?: NodeId } };
@@ -83,8 +86,17 @@ export class Gateway {
     }
   }
 
+  /** Proposes a metadata command through the metadata group's leader, wherever it is. */
+  proposeMeta(cmd: MetaCommand): Promise<ApplyResult> {
+    return this.route({ kind: "meta", group: META_GROUP, cmd }) as Promise<ApplyResult>;
+  }
+
   private execute(op: Op): Promise<unknown> {
-    return op.kind === "propose" ? this.node.propose(op.group, op.cmd) : this.node.read(op.group, op.key, op.consistency);
+    switch (op.kind) {
+      case "propose": return this.node.propose(op.group, op.cmd);
+      case "meta": return this.node.proposeMeta(op.cmd);
+      case "read": return this.node.read(op.group, op.key, op.consistency);
+    }
   }
 
   private forward(to: NodeId, op: Op): Promise<unknown> {

@@ -7,10 +7,14 @@ import { MessageType } from "../raft/index.js";
 import type { Plane } from "../transport/transport.js";
 import type { GroupStorage } from "./group-storage.js";
 import type { QuiescenceState } from "./quiescence.js";
+import type { ApplyResult } from "../meta/state.js";
 import type { CommandResult, StoredRecord } from "./records.js";
 
 /** Group 0 carries node-level messages (the gateway's forwarded requests), not Raft traffic. */
 export const NODE_GROUP = 0;
+
+/** The metadata group's Raft group id: far above any shard id. */
+export const META_GROUP = 1_000_000;
 
 export type Consistency = "linearizable" | "sequential" | "eventual";
 
@@ -55,9 +59,12 @@ export interface PendingRead extends Waiter<StoredRecord | undefined> {
 
 export interface Group {
   id: number;
+  /** A shard of records, or the metadata group (see meta/). */
+  kind: "shard" | "meta";
   raft: RaftNode;
   storage: GroupStorage;
-  proposals: Map<number, Waiter<CommandResult>>;
+  /** Waiters by proposal seq: a CommandResult for a shard, an ApplyResult for the metadata group. */
+  proposals: Map<number, Waiter<CommandResult | ApplyResult>>;
   reads: Map<string, PendingRead>;
   /** ReadIndex rounds in flight: one per loop turn, confirming every read that arrived in it. */
   readBatches: Map<string, string[]>;

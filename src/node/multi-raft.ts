@@ -11,7 +11,8 @@
  * shared by everything that arrived meanwhile (group commit). Raft state is only touched at the start
  * of a turn and after the fsync, never concurrently.
  *
- * Membership is static here: every node of the peer list is a voter of every group.
+ * Membership is static here: every node of the peer list is a voter of every group, the metadata
+ * group (META_GROUP, applied to a MetaState) included.
  */
 import {
   type ConfState,
@@ -30,13 +31,16 @@ import type { WalRecord } from "../storage/wal-record.js";
 import { type Envelope, type PeerAddress, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
 import {
-  type Consistency, type Group, LeaderUnreachableError, type LeaderWaiter, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
+  type Consistency, type Group, LeaderUnreachableError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
   type ProposeInput, type Waiter, planeOf, shardOf,
 } from "./group.js";
 import { handOverTo } from "./leader-balance.js";
 import { quiescenceStep, wakes } from "./quiescence.js";
 import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
 import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand, decodeProposal, encodeProposal } from "./records.js";
+import { decodeMetaProposal, encodeMetaProposal } from "./meta-proposals.js";
+import { applyMetaTracked, metaFromRecords } from "../meta/records.js";
+import type { ApplyResult, MetaCommand, MetaState } from "../meta/state.js";
 
 export interface NodeConfig {
   id: NodeId;
@@ -89,7 +93,7 @@ function mustWait(g: Group): boolean {
   return r.lead === 0 || (r.role === Role.Leader && r.leadTransferee !== 0);
 }
 
-export { type Consistency, LeaderUnreachableError, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
+export { type Consistency, LeaderUnreachableError, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
 
 const MAX_TICKS_PER_TURN = 10;
 const encoder = new TextEncoder();
@@ -102,6 +106,8 @@ export class MultiRaftNode {
   private readonly store: StateStore;
   readonly transport: Transport;
   private readonly groups = new Map<number, Group>();
+  /** The metadata state machine, applied from META_GROUP's log (every node holds the whole map). */
+  private meta: MetaState;
   private inputs: Input[] = [];
   private pendingTicks = 0;
   private tickTimer: NodeJS.Timeout | null = null;
@@ -128,6 +134,7 @@ export class MultiRaftNode {
 
   private constructor(cfg: MultiRaftNode["cfg"], wal: Wal, store: StateStore, transport: Transport) {
     this.id = cfg.id;
+    this.meta = metaFromRecords(store.scan(META_GROUP, Number.MAX_SAFE_INTEGER));
     this.cfg = cfg;
     this.wal = wal;
     this.store = store;
@@ -155,7 +162,7 @@ export class MultiRaftNode {
     const voters = [cfg.id, ...cfg.peers.keys()].sort((a, b) => a - b);
     const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
     const bootstrap: WalRecord[] = [];
-    for (let g = 1; g <= cfg.shards; g++) {
+    for (const g of [...Array.from({ length: cfg.shards }, (_, i) => i + 1), META_GROUP]) {
       let log = recovered.get(g);
       if (log === undefined) {
         // A founding member: the configuration is a snapshot at index 1, term 1 (as in bootstrapStorage).
@@ -171,7 +178,7 @@ export class MultiRaftNode {
         ...(cfg.logger ? { logger: cfg.logger } : {}),
       });
       node.groups.set(g, {
-        id: g, raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(), quiescence: { quiesced: false, idleTicks: 0 },
+        id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(), quiescence: { quiesced: false, idleTicks: 0 },
         parkedProposals: [], leaderWaiters: [],
       });
     }
@@ -233,7 +240,7 @@ export class MultiRaftNode {
         g.proposals.delete(seq);
         reject(new RequestTimeoutError(`proposal to shard ${group} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
       }, this.cfg.requestTimeoutMs);
-      g.proposals.set(seq, { resolve, reject, timer });
+      g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer });
       this.counters.proposals++;
       this.enqueue({ kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd }) });
     });
@@ -270,8 +277,34 @@ export class MultiRaftNode {
     return this.store.scan(group, limit, after) as [string, StoredRecord][];
   }
 
+  /** The shards' Raft status (the metadata group is in metaStatus). */
   status(): { id: NodeId; groups: ReturnType<RaftNode["status"]>[] } {
-    return { id: this.id, groups: [...this.groups.values()].map((g) => g.raft.status()) };
+    return { id: this.id, groups: [...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.raft.status()) };
+  }
+
+  metaStatus(): ReturnType<RaftNode["status"]> {
+    return this.group(META_GROUP).raft.status();
+  }
+
+  /** The metadata state as applied here (eventually consistent; read-only for callers). */
+  metaState(): Readonly<MetaState> {
+    return this.meta;
+  }
+
+  /** Proposes a metadata command (this node must lead the metadata group). Resolves once applied here. */
+  proposeMeta(cmd: MetaCommand): Promise<ApplyResult> {
+    const g = this.group(META_GROUP);
+    this.checkAccepting();
+    if (g.raft.raft.role !== Role.Leader) return Promise.reject(new NotLeaderError(META_GROUP, g.raft.raft.lead));
+    const seq = this.nextSeq++;
+    return new Promise<ApplyResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        g.proposals.delete(seq);
+        reject(new RequestTimeoutError(`metadata proposal not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
+      }, this.cfg.requestTimeoutMs);
+      g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer });
+      this.enqueue({ kind: "propose", group: META_GROUP, seq, data: encodeMetaProposal({ origin: [this.id, seq], cmd }) });
+    });
   }
 
   /** Asks the shard to elect this node now (used by tests and operators). */
@@ -423,6 +456,7 @@ export class MultiRaftNode {
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) {
         await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data);
+        if (g.kind === "meta") this.meta = metaFromRecords(this.store.scan(META_GROUP, Number.MAX_SAFE_INTEGER));
         const m = rd.snapshot.meta;
         records.push({ kind: "snapshot", group: g.id, index: m.index, term: m.term, confState: m.confState });
       }
@@ -602,7 +636,7 @@ export class MultiRaftNode {
   /** Shards whose group is quiescent on this node. */
   quiescedShards(): number {
     let n = 0;
-    for (const g of this.groups.values()) if (g.quiescence.quiesced) n++;
+    for (const g of this.groups.values()) if (g.kind === "shard" && g.quiescence.quiesced) n++;
     return n;
   }
 
@@ -665,10 +699,14 @@ export class MultiRaftNode {
   /** Applies every group's committed entries in one LMDB transaction, then answers clients. */
   private applyCommitted(readies: [Group, Ready][]): void {
     const changes: GroupChanges[] = [];
-    const answers: [Waiter<CommandResult>, CommandResult][] = [];
+    const answers: [Waiter<CommandResult | ApplyResult>, CommandResult | ApplyResult][] = [];
     let sizeBytes = 0;
     for (const [g, rd] of readies) {
       if (rd.committedEntries.length === 0) continue;
+      if (g.kind === "meta") {
+        changes.push(this.applyMetaEntries(g, rd, answers));
+        continue;
+      }
       const overlay = new Map<string, StoredRecord | null>();
       const read = (key: string) => (overlay.has(key) ? overlay.get(key) ?? undefined : this.store.get(g.id, key) as StoredRecord | undefined);
       for (const e of rd.committedEntries) {
@@ -721,6 +759,38 @@ export class MultiRaftNode {
         }
       }
     }
+  }
+
+  /** Applies committed metadata entries to the MetaState; returns the records they changed. */
+  private applyMetaEntries(g: Group, rd: Ready, answers: [Waiter<CommandResult | ApplyResult>, CommandResult | ApplyResult][]): GroupChanges {
+    const puts = new Map<string, unknown>();
+    const deletes = new Set<string>();
+    for (const e of rd.committedEntries) {
+      if (e.type === EntryType.ConfChange) {
+        g.raft.applyConfChange(decodeConfChange(e.data));
+        continue;
+      }
+      if (e.data.byteLength === 0) continue;
+      const p = decodeMetaProposal(e.data);
+      const { result, changes } = applyMetaTracked(this.meta, p.cmd);
+      for (const [key, value] of changes.puts) {
+        // A copy: later commands mutate the live state, and the store serializes when it commits.
+        puts.set(key, structuredClone(value));
+        deletes.delete(key);
+      }
+      for (const key of changes.deletes) {
+        deletes.add(key);
+        puts.delete(key);
+      }
+      if (p.origin[0] === this.id) {
+        const w = g.proposals.get(p.origin[1]);
+        if (w !== undefined) {
+          g.proposals.delete(p.origin[1]);
+          answers.push([w, result]);
+        }
+      }
+    }
+    return { group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [...puts], deletes: [...deletes] };
   }
 
   /**

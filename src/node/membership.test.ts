@@ -1,0 +1,85 @@
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { Gateway } from "./gateway.js";
+import { Membership } from "./membership.js";
+import { META_GROUP, type MultiRaftNode } from "./multi-raft.js";
+import { openNode, put, startCluster, stopAll, stopLeftovers, type TestCluster, waitFor, waitForLeaders } from "./testing.js";
+
+after(stopLeftovers);
+
+function agents(c: TestCluster): Membership[] {
+  const founders = [...c.nodes.keys()];
+  return [...c.nodes.values()].map((n) => {
+    const m = new Membership(n, new Gateway(n), {
+      peer: { host: "127.0.0.1", port: c.ports.get(n.id)! }, http: { host: "127.0.0.1", port: 7000 + n.id }, labels: { zone: `z${n.id}` },
+      founders, shards: c.shards, intervalMs: 50,
+    });
+    m.start();
+    return m;
+  });
+}
+
+function described(n: MultiRaftNode): string {
+  const m = n.metaState();
+  return JSON.stringify({
+    // Sorted: iteration order depends on how the state was built (from the log, or from records).
+    nodes: [...m.nodes.values()].sort((a, b) => a.id - b.id).map((x) => [x.id, x.lifecycle, x.worker, x.labels.zone]),
+    shards: [...m.shards.values()].sort((a, b) => a.id - b.id).map((s) => [s.id, s.epoch, s.replicas.map((r) => r.node)]),
+  });
+}
+
+test("founding members register themselves in the metadata group, become ready voters, and the shard map is recorded on every node", async () => {
+  const c = await startCluster(3, 4);
+  await waitForLeaders(c);
+  const ms = agents(c);
+  await waitFor("every node registered, ready and a voter, with the default collection, on every node", () =>
+    [...c.nodes.values()].every((n) => {
+      const m = n.metaState();
+      return m.collections.has("default") && [1, 2, 3].every((id) => m.nodes.get(id)?.worker === "ready" && m.nodes.get(id)?.lifecycle === "voter");
+    }), 15_000);
+  const views = [...c.nodes.values()].map(described);
+  assert.ok(views.every((v) => v === views[0]), "every node holds the same map");
+  const shards = [...c.nodes.get(1)!.metaState().shards.values()];
+  assert.equal(shards.length, 4);
+  assert.deepEqual(shards[0]!.replicas.map((r) => r.node).sort(), [1, 2, 3]);
+  assert.equal(c.nodes.get(2)!.metaState().nodes.get(3)!.labels.zone, "z3");
+  // A refused command answers with its reason, through any node's gateway.
+  const dup = await new Gateway(c.nodes.get(2)!).proposeMeta({
+    kind: "register-node", id: 1, peer: { host: "x", port: 1 }, http: { host: "x", port: 2 }, labels: {}, role: "standard", atMs: 0,
+  });
+  assert.equal(dup.ok ? null : dup.code, "node_exists");
+  for (const m of ms) m.stop();
+  await stopAll(c);
+});
+
+test("the metadata state survives a restart, and a node that missed it catches up by snapshot", async () => {
+  const c = await startCluster(3, 2, { compactAfterEntries: 5 });
+  await waitForLeaders(c);
+  const ms = agents(c);
+  await waitFor("the default collection recorded everywhere", () => [...c.nodes.values()].every((n) => n.metaState().collections.has("default")), 15_000);
+  for (const m of ms) m.stop();
+  const before = described(c.nodes.get(1)!);
+  // Node 3 stops; the others write enough metadata to compact past what it has.
+  const lastBefore = c.nodes.get(3)!.metaStatus().lastIndex;
+  await c.nodes.get(3)!.stop();
+  c.nodes.delete(3);
+  const gw = new Gateway(c.nodes.get(1)!);
+  const metaLeader = () => [...c.nodes.values()].find((n) => n.leaderOf(META_GROUP) === n.id)!;
+  await waitFor("a metadata leader among the two", () => metaLeader() !== undefined);
+  for (let v = 0; v < 12; v++) {
+    // The leader's copy: a proposal resolves once applied there.
+    const current = metaLeader().metaState().settings.at(-1)!;
+    const r = await gw.proposeMeta({ kind: "set-settings", baseVersion: current.version, placement: { ...current.placement, maxMovesTotal: 10 + v }, note: `${v}`, atMs: v });
+    assert.ok(r.ok, JSON.stringify(r));
+  }
+  assert.ok(metaLeader().metaStatus().firstIndex > lastBefore + 1, "the metadata log was compacted past node 3's");
+  const back = await openNode(c, 3);
+  assert.equal(described(back), before, "recovered from its own disk");
+  await waitFor("node 3 to catch up", () => back.metaState().settings.at(-1)!.placement.maxMovesTotal === 21, 15_000);
+  // The state is rebuilt as the snapshot lands; the log's start moves once the same turn's WAL write is durable.
+  await waitFor("node 3's metadata log to restart after a snapshot", () => back.metaStatus().firstIndex > lastBefore + 1);
+  await waitFor("node 1 to apply everything too", () => described(c.nodes.get(1)!) === described(metaLeader()));
+  assert.equal(described(back), described(metaLeader()));
+  await put(c, "after", 1);
+  await stopAll(c);
+});
