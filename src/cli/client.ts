@@ -68,3 +68,33 @@ export async function statusCommand(opts: ClientOptions): Promise<number> {
   }
   return 0;
 }
+
+/** Columns padded to their widest cell: tables for people (scripts use --json). */
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n");
+}
+
+export async function nodeListCommand(opts: ClientOptions): Promise<number> {
+  const res = await call("GET", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/nodes`);
+  if (res.status >= 400 || opts.json) return report(res);
+  const body = res.body as { metaLeader: number; nodes: { id: number; peer: string; http: string; labels: Record<string, string>; role: string; lifecycle: string; worker: string }[] };
+  console.log(table(["id", "peer", "http", "role", "membership", "worker", "labels"], body.nodes.map((n) => [
+    `${n.id}${n.id === body.metaLeader ? "*" : ""}`, n.peer, n.http, n.role, n.lifecycle, n.worker,
+    Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(",") || "-",
+  ])));
+  console.log("* leads the metadata group");
+  return 0;
+}
+
+export async function shardListCommand(opts: ClientOptions): Promise<number> {
+  const res = await call("GET", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/shards`);
+  if (res.status >= 400 || opts.json) return report(res);
+  const body = res.body as { shards: { shard: number; collection: string; range: [number, number]; epoch: number; replicas: { node: number; role: string }[] }[] };
+  const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
+  console.log(table(["shard", "collection", "hash range", "epoch", "replicas"], body.shards.map((s) => [
+    s.shard, s.collection, `${hex(s.range[0])}-${hex(s.range[1] - 1)}`, s.epoch, s.replicas.map((r) => `${r.node}${r.role === "learner" ? "(learner)" : ""}`).join(","),
+  ])));
+  return 0;
+}

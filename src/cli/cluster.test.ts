@@ -4,7 +4,7 @@
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -266,5 +266,28 @@ test("a partition: the minority commits nothing, the majority goes on; after hea
   assert.ok(caughtUp.firstIndex > frozen.lastIndex + 1, "its log restarts after a snapshot");
   const last = await fetch(`http://127.0.0.1:${c.http.get(isolated)}/v1/collections/default/records/${keys[61]}?consistency=eventual`);
   assert.equal(last.status, 200, "the majority's writes reached the isolated node");
+  await stop(c);
+});
+
+test("shoal node ls / shard ls: every node registers in the metadata group and any node shows the same map", async () => {
+  const c = await startCluster();
+  const run = (args: string[]) => spawnSync(process.execPath, [shoal, ...args], { encoding: "utf8" });
+  await waitFor("every node registered and ready", () => {
+    const r = run(["node", "ls", "--json", "--endpoint", `http://127.0.0.1:${c.http.get(2)}`]);
+    const body = r.status === 0 ? JSON.parse(r.stdout) as { nodes: { id: number; worker: string; lifecycle: string }[] } : { nodes: [] };
+    return body.nodes.length === 3 && body.nodes.every((n) => n.worker === "ready" && n.lifecycle === "voter");
+  }, 20_000);
+  const table = run(["node", "ls", "--endpoint", `http://127.0.0.1:${c.http.get(3)}`]);
+  assert.equal(table.status, 0, table.stderr);
+  assert.match(table.stdout, new RegExp(`127\\.0\\.0\\.1:${c.peer.get(2)}\\s+127\\.0\\.0\\.1:${c.http.get(2)}\\s+standard\\s+voter\\s+ready`));
+  await waitFor("the shard map recorded", () => {
+    const r = run(["shard", "ls", "--json", "--endpoint", `http://127.0.0.1:${c.http.get(1)}`]);
+    return r.status === 0 && (JSON.parse(r.stdout) as { shards: unknown[] }).shards.length === 2;
+  }, 20_000);
+  const shards = run(["shard", "ls", "--endpoint", `http://127.0.0.1:${c.http.get(1)}`]);
+  assert.match(shards.stdout, /1\s+default\s+0x00000000-0x7fffffff\s+1\s+1,2,3/);
+  const down = run(["node", "ls", "--endpoint", "http://127.0.0.1:1"]);
+  assert.equal(down.status, 1);
+  assert.match(down.stderr, /cannot reach/);
   await stop(c);
 });

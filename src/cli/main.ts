@@ -84,6 +84,13 @@ program.command("status").description("a node's view of the cluster's shards").a
   .option("--json", "print JSON")
   .action(async (opts) => { process.exitCode = await (await import("./client.js")).statusCommand(opts); });
 
+const nodeCmd = program.command("node").description("the cluster's nodes");
+nodeCmd.command("ls").description("list the nodes the metadata group records").addOption(endpoint()).option("--json", "print JSON")
+  .action(async (opts) => { process.exitCode = await (await import("./client.js")).nodeListCommand(opts); });
+const shardCmd = program.command("shard").description("the shard map");
+shardCmd.command("ls").description("list the shards: hash range, epoch, replicas").addOption(endpoint()).option("--json", "print JSON")
+  .action(async (opts) => { process.exitCode = await (await import("./client.js")).shardListCommand(opts); });
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
