@@ -90,7 +90,7 @@ test("status, health, readiness, metrics and the OpenAPI document", async () => 
   assert.match(metrics, /shoal_wal_batches_total\{node="1"\} \d+/);
   assert.match(metrics, /process_cpu_user_seconds_total/);
   assert.match(metrics, /shoal_wal_sync_seconds_count\{node="1"\} [1-9]/);
-  assert.match(metrics, /shoal_raft_leaderships_won_total\{node="1"\} 2/);
+  assert.match(metrics, /shoal_raft_leaderships_won_total\{node="1"\} 3/, "two shards and the metadata group");
   const openapi = (await app.inject({ url: "/v1/openapi.json" })).json() as { openapi: string; paths: Record<string, unknown> };
   assert.match(openapi.openapi, /^3\./);
   assert.ok("/v1/collections/{collection}/records/{id}" in openapi.paths);

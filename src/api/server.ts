@@ -292,6 +292,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   app.get("/readyz", { schema: { hide: true } }, async (_req, reply) => {
     const leaderless = node.status().groups.filter((g) => g.lead === 0).length;
     if (leaderless > 0) return reply.status(503).send({ error: { code: "not_ready", message: `${leaderless} shard(s) without a leader` } });
+    if (node.leaderOf(META_GROUP) === 0) return reply.status(503).send({ error: { code: "not_ready", message: "the metadata group has no leader" } });
     return { ok: true };
   });
   app.get("/metrics", { schema: { hide: true } }, async (_req, reply) => {

@@ -15,6 +15,8 @@ import {
 } from "./multi-raft.js";
 import type { CommandResult, RecordCommand, StoredRecord } from "./records.js";
 import type { ApplyResult, MetaCommand } from "../meta/state.js";
+import type { ConfChangeSingle } from "../raft/index.js";
+import type { JoinRequest, JoinResponse } from "./membership.js";
 
 /** Leader changes a request follows before giving up (each hop is one election or hand-over). */
 const ROUTE_ATTEMPTS_MAX = 4;
@@ -22,6 +24,8 @@ const ROUTE_ATTEMPTS_MAX = 4;
 type Op =
   | { kind: "propose"; group: number; cmd: RecordCommand }
   | { kind: "meta"; group: number; cmd: MetaCommand }
+  | { kind: "conf"; group: number; changes: ConfChangeSingle[] }
+  | { kind: "join"; group: number; req: JoinRequest }
   | { kind: "read"; group: number; key: string; consistency: Consistency };
 
 type Reply = { ok: true; value: unknown } | { ok: false; error: { name: string; message: string; leader?: NodeId } };
@@ -31,6 +35,10 @@ interface RpcReply { rpcReply: { id: number; reply: Reply } }
 
 export class Gateway {
   private readonly node: MultiRaftNode;
+  /** The node this gateway serves. */
+  get nodeId(): NodeId {
+    return this.node.id;
+  }
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; timer: NodeJS.Timeout }>();
   private readonly timeoutMs: number;
@@ -38,6 +46,8 @@ export class Gateway {
   constructor(node: MultiRaftNode, timeoutMs = 5000) {
     this.node = node;
     this.timeoutMs = timeoutMs;
+    // One gateway per node: a second would silently take over the node's forwarded requests.
+    if (node.onNodeMessage !== null) throw new Error(`node ${node.id} has a gateway already`);
     node.onNodeMessage = (from, msg) => this.onMessage(from, msg);
   }
 
@@ -53,7 +63,9 @@ export class Gateway {
 
   get(key: string, consistency: Consistency): Promise<StoredRecord | undefined> {
     const group = this.node.shardOf(key);
-    // Reads at any consistency can be served here: ReadIndex confirms through the leader when needed.
+    // Reads at any consistency can be served here when this node holds a replica (ReadIndex confirms
+    // through the leader when needed); otherwise at a node that does.
+    if (!this.node.hosts(group)) return this.route({ kind: "read", group, key, consistency }) as Promise<StoredRecord | undefined>;
     return this.node.read(group, key, consistency);
   }
 
@@ -64,13 +76,21 @@ export class Gateway {
    */
   private async route(op: Op): Promise<unknown> {
     const deadlineMs = performance.now() + this.timeoutMs;
-    let leader = this.node.leaderOf(op.group);
+    const hosted = this.node.hosts(op.group);
+    let leader = hosted ? this.node.leaderOf(op.group) : this.replicaOf(op.group, 0);
     let refused: NodeId = 0;
     let unreachable: LeaderUnreachableError | null = null;
     for (let attempt = 1; ; attempt++) {
       try {
-        if (leader === 0) leader = await this.node.awaitLeader(op.group, refused, Math.max(1, deadlineMs - performance.now()));
-        return leader === this.node.id ? await this.execute(op) : await this.forward(leader, op);
+        if (leader === 0) {
+          leader = hosted
+            ? await this.node.awaitLeader(op.group, refused, Math.max(1, deadlineMs - performance.now()))
+            : this.replicaOf(op.group, attempt);
+        }
+        if (leader === 0) throw new NotLeaderError(op.group, 0);
+        if (leader === this.node.id) return await this.execute(op);
+        // A read of a shard this node does not hold is served where it is held (not only at the leader).
+        return await this.forward(leader, op);
       } catch (e) {
         if (e instanceof LeaderUnreachableError) unreachable = e;
         else if (!(e instanceof NotLeaderError)) throw e;
@@ -86,6 +106,25 @@ export class Gateway {
     }
   }
 
+  /** A node holding a replica of a shard this node does not host, from the metadata's shard map. */
+  private replicaOf(group: number, attempt: number): NodeId {
+    const replicas = this.node.metaState().shards.get(group)?.replicas.filter((r) => r.node !== this.node.id) ?? [];
+    return replicas.length === 0 ? 0 : replicas[attempt % replicas.length]!.node;
+  }
+
+  /** Handles a join on the metadata leader (set by Membership). */
+  onJoin: ((req: JoinRequest) => Promise<JoinResponse>) | null = null;
+
+  /** Asks to join the cluster (MEM-1): handled by the metadata group's leader, one join at a time. */
+  join(req: JoinRequest): Promise<JoinResponse> {
+    return this.route({ kind: "join", group: META_GROUP, req }) as Promise<JoinResponse>;
+  }
+
+  /** Proposes a membership change of a group through its leader. */
+  proposeConfChange(group: number, changes: ConfChangeSingle[]): Promise<ApplyResult> {
+    return this.route({ kind: "conf", group, changes }) as Promise<ApplyResult>;
+  }
+
   /** Proposes a metadata command through the metadata group's leader, wherever it is. */
   proposeMeta(cmd: MetaCommand): Promise<ApplyResult> {
     return this.route({ kind: "meta", group: META_GROUP, cmd }) as Promise<ApplyResult>;
@@ -95,6 +134,8 @@ export class Gateway {
     switch (op.kind) {
       case "propose": return this.node.propose(op.group, op.cmd);
       case "meta": return this.node.proposeMeta(op.cmd);
+      case "conf": return this.node.proposeConfChange(op.group, op.changes);
+      case "join": return this.onJoin === null ? Promise.reject(new Error("this node does not handle joins")) : this.onJoin(op.req);
       case "read": return this.node.read(op.group, op.key, op.consistency);
     }
   }
@@ -130,10 +171,12 @@ export class Gateway {
     }
     if (m.rpc === undefined) return;
     const { id, op } = m.rpc;
-    // Only execute where we lead: forwarding again could loop between nodes with stale views.
-    const run = this.node.leaderOf(op.group) === this.node.id
+    // Only execute where we lead (reads: where a replica is held): forwarding again could loop
+    // between nodes with stale views.
+    const hosted = this.node.hosts(op.group);
+    const run = hosted && (this.node.leaderOf(op.group) === this.node.id || op.kind === "read")
       ? this.execute(op)
-      : Promise.reject(new NotLeaderError(op.group, this.node.leaderOf(op.group)));
+      : Promise.reject(new NotLeaderError(op.group, hosted ? this.node.leaderOf(op.group) : 0));
     run.then(
       (value) => this.node.sendNodeMessage(from, { rpcReply: { id, reply: { ok: true, value } } } satisfies RpcReply),
       (e: Error) => this.node.sendNodeMessage(from, {

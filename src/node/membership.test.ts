@@ -2,10 +2,19 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { Gateway } from "./gateway.js";
 import { Membership } from "./membership.js";
-import { META_GROUP, type MultiRaftNode } from "./multi-raft.js";
+import { META_GROUP, MultiRaftNode } from "./multi-raft.js";
 import { openNode, put, startCluster, stopAll, stopLeftovers, type TestCluster, waitFor, waitForLeaders } from "./testing.js";
 
-after(stopLeftovers);
+const running: Membership[] = [];
+after(async () => {
+  for (const a of running) a.stop();
+  await stopLeftovers();
+});
+
+/** The node's one gateway: the membership agent's. */
+function gatewayOf(ms: Membership[], id: number): Gateway {
+  return ms.find((m) => m.gateway.nodeId === id)!.gateway;
+}
 
 function agents(c: TestCluster): Membership[] {
   const founders = [...c.nodes.keys()];
@@ -15,6 +24,7 @@ function agents(c: TestCluster): Membership[] {
       founders, shards: c.shards, intervalMs: 50,
     });
     m.start();
+    running.push(m);
     return m;
   });
 }
@@ -44,7 +54,7 @@ test("founding members register themselves in the metadata group, become ready v
   assert.deepEqual(shards[0]!.replicas.map((r) => r.node).sort(), [1, 2, 3]);
   assert.equal(c.nodes.get(2)!.metaState().nodes.get(3)!.labels.zone, "z3");
   // A refused command answers with its reason, through any node's gateway.
-  const dup = await new Gateway(c.nodes.get(2)!).proposeMeta({
+  const dup = await gatewayOf(ms, 2).proposeMeta({
     kind: "register-node", id: 1, peer: { host: "x", port: 1 }, http: { host: "x", port: 2 }, labels: {}, role: "standard", atMs: 0,
   });
   assert.equal(dup.ok ? null : dup.code, "node_exists");
@@ -63,7 +73,7 @@ test("the metadata state survives a restart, and a node that missed it catches u
   const lastBefore = c.nodes.get(3)!.metaStatus().lastIndex;
   await c.nodes.get(3)!.stop();
   c.nodes.delete(3);
-  const gw = new Gateway(c.nodes.get(1)!);
+  const gw = gatewayOf(ms, 1);
   const metaLeader = () => [...c.nodes.values()].find((n) => n.leaderOf(META_GROUP) === n.id)!;
   await waitFor("a metadata leader among the two", () => metaLeader() !== undefined);
   for (let v = 0; v < 12; v++) {
@@ -81,5 +91,72 @@ test("the metadata state survives a restart, and a node that missed it catches u
   await waitFor("node 1 to apply everything too", () => described(c.nodes.get(1)!) === described(metaLeader()));
   assert.equal(described(back), described(metaLeader()));
   await put(c, "after", 1);
+  await stopAll(c);
+});
+
+/** A free loopback port (the joining node must name its peer address before it has an id). */
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+async function joinNode(c: TestCluster, via: Gateway, promotion: { pairingWaitMs: number; promotionWindowMs: number }): Promise<{ node: MultiRaftNode; agent: Membership }> {
+  const port = await freePort();
+  const resp = await via.join({ peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: 1 }, labels: { zone: "zj" }, role: "standard" });
+  assert.ok(resp.ok, JSON.stringify(resp));
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), `shoal-join${resp.id}-`));
+  c.dirs.set(resp.id, dir);
+  c.ports.set(resp.id, port);
+  const node = await MultiRaftNode.open({
+    id: resp.id, dataDir: dir, listen: { host: "127.0.0.1", port }, shards: c.shards, tickMs: 20, join: true,
+    peers: new Map(resp.members.filter((m) => m.id !== resp.id).map((m) => [m.id, m.peer])),
+  });
+  await node.start();
+  c.nodes.set(resp.id, node);
+  const agent = new Membership(node, new Gateway(node), {
+    peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: 1 }, founders: [1, 2, 3], shards: c.shards, intervalMs: 50, promotion,
+  });
+  agent.start();
+  running.push(agent);
+  return { node, agent };
+}
+
+test("nodes join a running cluster as metadata learners, report ready once caught up, and are promoted in a pair to keep voters odd", async () => {
+  const c = await startCluster(3, 2);
+  await waitForLeaders(c);
+  const founders = agents(c);
+  await waitFor("the founders registered", () => [1, 2, 3].every((id) => c.nodes.get(1)!.metaState().nodes.get(id)?.lifecycle === "voter"), 15_000);
+  const promotion = { pairingWaitMs: 60_000, promotionWindowMs: 120_000 };
+  const via = gatewayOf(founders, 2); // any member: the join goes to the metadata leader
+  const four = await joinNode(c, via, promotion);
+  assert.equal(four.node.id, 4, "the metadata assigns the next id");
+  await waitFor("node 4 ready", () => c.nodes.get(1)!.metaState().nodes.get(4)?.lifecycle === "ready", 15_000);
+  assert.equal(four.node.metaState().nodes.get(1)?.lifecycle, "voter", "node 4 holds the whole map (it arrived by snapshot and log)");
+  const metaLeader = () => [...c.nodes.values()].find((n) => n.leaderOf(META_GROUP) === n.id)!;
+  assert.deepEqual(metaLeader().metaStatus().config.learners, [4]);
+  // Four members: the target stays 3 voters, so node 4 waits.
+  assert.deepEqual(metaLeader().metaStatus().config.voters, [1, 2, 3]);
+  // A record write through node 4, which holds no shard: forwarded to a node that does.
+  const gw4 = four.agent.gateway;
+  assert.ok((await gw4.put("from-4", { n: 4 })).ok);
+  assert.deepEqual((await gw4.get("from-4", "linearizable"))?.payload, { n: 4 });
+  const five = await joinNode(c, via, promotion);
+  await waitFor("4 and 5 promoted together", () => {
+    const m = c.nodes.get(1)!.metaState();
+    return m.nodes.get(4)?.lifecycle === "voter" && m.nodes.get(5)?.lifecycle === "voter";
+  }, 20_000);
+  await waitFor("the metadata group's voters are 1-5", () => JSON.stringify(metaLeader().metaStatus().config.voters) === "[1,2,3,4,5]", 10_000);
+  assert.deepEqual(metaLeader().metaStatus().config.learners, []);
+  // A second node with node 5's peer address is refused with the reason.
+  const dup = await via.join({ peer: c.nodes.get(1)!.metaState().nodes.get(5)!.peer, http: { host: "x", port: 1 }, labels: {}, role: "standard" });
+  assert.equal(dup.ok ? null : dup.code, "address_in_use");
+  for (const a of [...founders, four.agent, five.agent]) a.stop();
   await stopAll(c);
 });

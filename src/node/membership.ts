@@ -1,49 +1,104 @@
 /**
- * Keeps this node's entry in the metadata group true (MEM-1, MEM-5), for a cluster started from a
- * static peer list: the node registers itself (with its own id, addresses, labels and role), then
- * reports itself ready; it is a voter of the metadata group from the start. The metadata leader also
- * records the `default` collection's shard map once every founding member is registered.
+ * Keeps the metadata group's view of membership true (MEM-1, MEM-2, MEM-5):
+ * - a founding member (started from a static peer list) registers itself with its own id and is a
+ *   voter from the start; the metadata leader records the `default` collection's shard map once every
+ *   founder is registered;
+ * - on the metadata leader, joins are handled one at a time in arrival order: the node is registered
+ *   (the metadata assigns its id) and added to the metadata group as a learner; if that fails the
+ *   registration is rolled back and the node told why;
+ * - a joined node reports itself ready once its copy of the metadata has caught up with the leader's
+ *   commit index (the ReadyNotification);
+ * - the metadata leader promotes ready learners so that voters stay odd (promotion.ts), a pair
+ *   through one joint configuration change.
  *
- * Joining a running cluster (`--join`), promotion of learners and the placement driver's loop build on
- * this and are not built yet.
+ * Shard replicas on joined nodes (the placement driver's loop) are not built yet.
  *
- * Lifecycle: start() runs a reconcile pass every `intervalMs`; stop() ends it. A pass proposes at most
- * one command per kind of fix, so a slow metadata group is never flooded; failures are retried on the
- * next pass.
+ * Lifecycle: start() runs a reconcile pass every `intervalMs`; stop() ends it. Each pass makes at most
+ * a few proposals and retries on the next pass after a failure; the join queue is bounded.
  */
+import { DEFAULT_PROMOTION, type PromotionConfig, planPromotions } from "../meta/promotion.js";
 import type { Address, MetaCommand, NodeRole } from "../meta/state.js";
 import type { Labels, NodeId } from "../placement/types.js";
+import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
-import { META_GROUP, type MultiRaftNode } from "./multi-raft.js";
+import { META_GROUP, type MultiRaftNode, OverloadedError } from "./multi-raft.js";
 
 export interface MembershipOptions {
   peer: Address;
   http: Address;
   labels?: Labels;
   role?: NodeRole;
-  /** The founding members (this node included) and the default collection's shard count. */
+  /** The founding members (static peer list, this node included when it is one). */
   founders: NodeId[];
+  /** The default collection's shard count (recorded by the founders). */
   shards: number;
   intervalMs?: number;
+  promotion?: PromotionConfig;
   logger?: (line: string) => void;
 }
+
+export interface JoinRequest {
+  peer: Address;
+  http: Address;
+  labels: Labels;
+  role: NodeRole;
+}
+
+export type JoinResponse =
+  | { ok: true; id: NodeId; members: { id: NodeId; peer: Address }[] }
+  | { ok: false; code: string; message: string };
+
+/** Joins waiting on the metadata leader beyond the one in progress. */
+const JOIN_QUEUE_MAX = 64;
 
 export class Membership {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
+  private joins: Promise<unknown> = Promise.resolve();
+  private joinsQueued = 0;
   /** Passes made (for tests and metrics). */
   passes = 0;
 
-  constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: MembershipOptions) {}
+  constructor(private readonly node: MultiRaftNode, readonly gateway: Gateway, private readonly opts: MembershipOptions) {
+    gateway.onJoin = (req) => this.handleJoin(req);
+  }
 
   start(): void {
     if (this.timer !== null) return;
     this.timer = setInterval(() => void this.pass(), this.opts.intervalMs ?? 500);
+    // The node's own loop keeps the process alive; a forgotten agent alone must not.
+    this.timer.unref();
   }
 
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /** Serializes joins: each waits for the one before it (FIFO), within a bounded queue. */
+  handleJoin(req: JoinRequest): Promise<JoinResponse> {
+    if (this.joinsQueued >= JOIN_QUEUE_MAX) return Promise.reject(new OverloadedError("too many joins waiting"));
+    this.joinsQueued++;
+    const run = this.joins.then(() => this.join(req)).finally(() => this.joinsQueued--);
+    this.joins = run.catch(() => undefined);
+    return run;
+  }
+
+  private async join(req: JoinRequest): Promise<JoinResponse> {
+    const registered = await this.gateway.proposeMeta({ kind: "register-node", peer: req.peer, http: req.http, labels: req.labels, role: req.role, atMs: Date.now() });
+    if (!registered.ok) return registered;
+    const id = registered.value!;
+    try {
+      await this.gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.AddLearner, nodeId: id }]);
+    } catch (e) {
+      // Atomic: the node ends a member or not at all.
+      const message = `adding node ${id} to the metadata group failed (${(e as Error).message}); its registration was rolled back`;
+      await this.gateway.proposeMeta({ kind: "forget-node", node: id, atMs: Date.now() }).catch(() => undefined);
+      return { ok: false, code: "join_failed", message };
+    }
+    const members = [...this.node.metaState().nodes.values()].filter((n) => n.worker !== "removed").map((n) => ({ id: n.id, peer: n.peer }));
+    this.opts.logger?.(`membership: node ${id} joined as a metadata learner`);
+    return { ok: true, id, members };
   }
 
   /** One reconcile pass (no-op while the previous one is still waiting on the metadata group). */
@@ -55,6 +110,7 @@ export class Membership {
         const r = await this.gateway.proposeMeta(cmd);
         if (!r.ok) this.opts.logger?.(`membership: ${cmd.kind} refused: ${r.code}: ${r.message}`);
       }
+      if (this.node.leaderOf(META_GROUP) === this.node.id) await this.promote();
     } catch (e) {
       this.opts.logger?.(`membership: ${(e as Error).message}; retrying`);
     } finally {
@@ -65,26 +121,51 @@ export class Membership {
 
   /** What differs between the metadata and this node's reality, as commands that fix it. */
   private fixes(): MetaCommand[] {
-    if (this.node.leaderOf(META_GROUP) === 0) return [];
+    if (!this.node.hosts(META_GROUP) || this.node.leaderOf(META_GROUP) === 0) return [];
     const meta = this.node.metaState();
     const self = meta.nodes.get(this.node.id);
+    const founder = this.opts.founders.includes(this.node.id);
     const atMs = Date.now();
     const out: MetaCommand[] = [];
     if (self === undefined) {
-      out.push({
-        kind: "register-node", id: this.node.id, peer: this.opts.peer, http: this.opts.http, labels: this.opts.labels ?? {},
-        role: this.opts.role ?? "standard", atMs,
-      });
+      if (founder) {
+        out.push({
+          kind: "register-node", id: this.node.id, peer: this.opts.peer, http: this.opts.http, labels: this.opts.labels ?? {},
+          role: this.opts.role ?? "standard", atMs,
+        });
+      }
       return out;
     }
-    // A founding member holds its replicas and votes in the metadata group from the start.
-    if (self.worker === "joining") out.push({ kind: "set-worker-state", node: self.id, state: "ready", atMs });
-    if (self.lifecycle !== "voter") out.push({ kind: "set-lifecycle", node: self.id, lifecycle: "voter", atMs });
+    if (founder) {
+      // A founding member holds its replicas and votes in the metadata group from the start.
+      if (self.worker === "joining") out.push({ kind: "set-worker-state", node: self.id, state: "ready", atMs });
+      if (self.lifecycle !== "voter") out.push({ kind: "set-lifecycle", node: self.id, lifecycle: "voter", atMs });
+    } else if ((self.lifecycle === "joining" || self.lifecycle === "syncing") && this.node.metaCaughtUp()) {
+      // The ReadyNotification: this node's copy of the metadata has caught up.
+      out.push({ kind: "set-lifecycle", node: self.id, lifecycle: "ready", atMs });
+      if (self.worker === "joining") out.push({ kind: "set-worker-state", node: self.id, state: "ready", atMs });
+    }
     const founders = [...this.opts.founders].sort((a, b) => a - b);
-    if (this.node.leaderOf(META_GROUP) === this.node.id && !meta.collections.has("default") && founders.every((id) => meta.nodes.has(id))) {
+    if (founder && this.node.leaderOf(META_GROUP) === this.node.id && !meta.collections.has("default") && founders.every((id) => meta.nodes.has(id))) {
       // Static membership: every founder holds a voter replica of every shard.
       out.push({ kind: "create-collection", name: "default", replicationFactor: founders.length, placements: Array.from({ length: this.opts.shards }, () => founders), atMs });
     }
     return out;
+  }
+
+  /** On the metadata leader: quorum-aware promotion of ready learners (one decision per pass). */
+  private async promote(): Promise<void> {
+    const decisions = planPromotions([...this.node.metaState().nodes.values()], this.opts.promotion ?? DEFAULT_PROMOTION, Date.now());
+    const d = decisions[0];
+    if (d === undefined) return;
+    const atMs = Date.now();
+    if (d.kind === "set-lifecycle") {
+      await this.gateway.proposeMeta({ kind: "set-lifecycle", node: d.node, lifecycle: d.lifecycle, atMs });
+      return;
+    }
+    // Raft first (a pair enters and leaves a joint configuration), then the record of it.
+    await this.gateway.proposeConfChange(META_GROUP, d.nodes.map((nodeId) => ({ type: ConfChangeType.AddVoter, nodeId })));
+    for (const node of d.nodes) await this.gateway.proposeMeta({ kind: "set-lifecycle", node, lifecycle: "voter", atMs });
+    this.opts.logger?.(`membership: promoted ${d.nodes.join(" and ")} to metadata voter(s)`);
   }
 }

@@ -19,6 +19,8 @@ import {
   type Message,
   type NodeId,
   type Ready,
+  type ConfChangeSingle,
+  ConfChangeTransition,
   EntryType,
   ProposalDroppedError,
   RaftNode,
@@ -65,6 +67,12 @@ export interface NodeConfig {
   quiesceAfterTicks?: number;
   testFaults?: boolean;
   logger?: (line: string) => void;
+  /**
+   * Joining a running cluster: groups found in the WAL are recovered, and nothing is bootstrapped. The
+   * metadata group starts empty and receives its configuration and state from its leader (snapshot, then
+   * log); shard groups are not hosted until replicas are placed here.
+   */
+  join?: boolean;
 }
 
 /** How often a node looks for shards whose leadership should move to their preferred node (20 ticks: 1 s by default). */
@@ -78,6 +86,7 @@ type Input =
   | { kind: "read"; group: number; ctx: string }
   | { kind: "unreachable"; peer: NodeId }
   | { kind: "transfer"; group: number; to: NodeId }
+  | { kind: "conf"; group: number; seq: number; changes: ConfChangeSingle[] }
   /** The shard's leader `from` quiesced the group in `term`. */
   | { kind: "quiesce"; group: number; term: number; from: NodeId };
 
@@ -101,7 +110,7 @@ const decoder = new TextDecoder();
 
 export class MultiRaftNode {
   readonly id: NodeId;
-  private readonly cfg: Required<Omit<NodeConfig, "logger" | "testFaults">> & Pick<NodeConfig, "logger" | "testFaults">;
+  private readonly cfg: Required<Omit<NodeConfig, "logger" | "testFaults" | "join">> & Pick<NodeConfig, "logger" | "testFaults" | "join">;
   private readonly wal: Wal;
   private readonly store: StateStore;
   readonly transport: Transport;
@@ -164,6 +173,11 @@ export class MultiRaftNode {
     const bootstrap: WalRecord[] = [];
     for (const g of [...Array.from({ length: cfg.shards }, (_, i) => i + 1), META_GROUP]) {
       let log = recovered.get(g);
+      if (log === undefined && cfg.join === true) {
+        // Not hosted (a shard), or waiting for its leader's snapshot (the metadata group).
+        if (g !== META_GROUP) continue;
+        log = { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, start: { index: 0, term: 0 }, entries: [] };
+      }
       if (log === undefined) {
         // A founding member: the configuration is a snapshot at index 1, term 1 (as in bootstrapStorage).
         log = { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 1, term: 1, confState }, start: { index: 1, term: 1 }, entries: [] };
@@ -171,7 +185,8 @@ export class MultiRaftNode {
         bootstrap.push({ kind: "hard-state", group: g, hardState: log.hardState });
         if (store.applied(g) === 0) store.apply([{ group: g, appliedIndex: 1 }]);
       }
-      const storage = new GroupStorage(g, log, confState, store);
+      const empty: ConfState = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+      const storage = new GroupStorage(g, log, cfg.join === true && log.snapshot === null ? empty : confState, store);
       const raft = new RaftNode({
         id: cfg.id, storage, electionTicks: cfg.electionTicks, heartbeatTicks: cfg.heartbeatTicks,
         random: (n) => Math.floor(Math.random() * n), applied: store.applied(g),
@@ -187,6 +202,7 @@ export class MultiRaftNode {
       await wal.append(bootstrap);
     }
     for (const [peer, addr] of cfg.peers) transport.setPeer(peer, addr);
+    node.syncPeers();
     return node;
   }
 
@@ -400,6 +416,69 @@ export class MultiRaftNode {
     });
   }
 
+  /**
+   * Proposes a membership change of a group (this node must lead it): one change is simple, several go
+   * through a joint configuration left automatically. Resolves once applied here; Raft takes one change
+   * at a time, so a change proposed while another is pending is refused (it times out).
+   */
+  proposeConfChange(group: number, changes: ConfChangeSingle[]): Promise<ApplyResult> {
+    const g = this.group(group);
+    this.checkAccepting();
+    if (g.raft.raft.role !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.raft.lead));
+    const seq = this.nextSeq++;
+    return new Promise<ApplyResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        g.proposals.delete(seq);
+        reject(new RequestTimeoutError(`configuration change of group ${group} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
+      }, this.cfg.requestTimeoutMs);
+      g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer });
+      this.enqueue({ kind: "conf", group, seq, changes });
+    });
+  }
+
+  private stepConfChange(g: Group, seq: number, changes: ConfChangeSingle[]): void {
+    try {
+      g.raft.proposeConfChange({ transition: ConfChangeTransition.Auto, changes, context: `${this.id}:${seq}` });
+    } catch (e) {
+      if (!(e instanceof ProposalDroppedError)) throw e;
+      const w = g.proposals.get(seq);
+      if (w === undefined) return;
+      g.proposals.delete(seq);
+      this.settle(w, new NotLeaderError(g.id, g.raft.raft.lead));
+    }
+  }
+
+  /** Applies a committed configuration change and answers its proposer if that is this node. */
+  private applyConfChangeEntry(g: Group, data: Uint8Array, answers: [Waiter<CommandResult | ApplyResult>, CommandResult | ApplyResult][]): void {
+    const cc = decodeConfChange(data);
+    g.raft.applyConfChange(cc);
+    const [node, seq] = (cc.context ?? "").split(":").map(Number);
+    if (node !== this.id || seq === undefined) return;
+    const w = g.proposals.get(seq);
+    if (w === undefined) return;
+    g.proposals.delete(seq);
+    answers.push([w, { ok: true }]);
+  }
+
+  /** Whether this node hosts the group (a joining node hosts no shard until a replica is placed here). */
+  hosts(group: number): boolean {
+    return this.groups.has(group);
+  }
+
+  /** The metadata group's applied index has reached the commit index its leader told it: caught up. */
+  metaCaughtUp(): boolean {
+    const st = this.group(META_GROUP).raft.status();
+    return st.lead !== 0 && st.applied >= st.commit && st.commit > 0;
+  }
+
+  /** Peer addresses follow the metadata: every registered node other than this one. */
+  private syncPeers(): void {
+    for (const n of this.meta.nodes.values()) {
+      if (n.id === this.id || n.worker === "removed") continue;
+      this.transport.setPeer(n.id, n.peer);
+    }
+  }
+
   /** LMDB commits of the state store so far. */
   stateCommits(): number {
     return this.store.commits;
@@ -456,7 +535,10 @@ export class MultiRaftNode {
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) {
         await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data);
-        if (g.kind === "meta") this.meta = metaFromRecords(this.store.scan(META_GROUP, Number.MAX_SAFE_INTEGER));
+        if (g.kind === "meta") {
+          this.meta = metaFromRecords(this.store.scan(META_GROUP, Number.MAX_SAFE_INTEGER));
+          this.syncPeers();
+        }
         const m = rd.snapshot.meta;
         records.push({ kind: "snapshot", group: g.id, index: m.index, term: m.term, confState: m.confState });
       }
@@ -516,6 +598,9 @@ export class MultiRaftNode {
           break;
         case "transfer":
           if (g !== undefined && g.raft.raft.role === Role.Leader) g.raft.transferLeader(input.to);
+          break;
+        case "conf":
+          if (g !== undefined) this.stepConfChange(g, input.seq, input.changes);
           break;
         case "quiesce": {
           const r = g?.raft.raft;
@@ -711,7 +796,7 @@ export class MultiRaftNode {
       const read = (key: string) => (overlay.has(key) ? overlay.get(key) ?? undefined : this.store.get(g.id, key) as StoredRecord | undefined);
       for (const e of rd.committedEntries) {
         if (e.type === EntryType.ConfChange) {
-          g.raft.applyConfChange(decodeConfChange(e.data));
+          this.applyConfChangeEntry(g, e.data, answers);
           continue;
         }
         if (e.data.byteLength === 0) continue;
@@ -767,7 +852,7 @@ export class MultiRaftNode {
     const deletes = new Set<string>();
     for (const e of rd.committedEntries) {
       if (e.type === EntryType.ConfChange) {
-        g.raft.applyConfChange(decodeConfChange(e.data));
+        this.applyConfChangeEntry(g, e.data, answers);
         continue;
       }
       if (e.data.byteLength === 0) continue;
@@ -790,6 +875,7 @@ export class MultiRaftNode {
         }
       }
     }
+    if (puts.size > 0 || deletes.size > 0) this.syncPeers();
     return { group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [...puts], deletes: [...deletes] };
   }
 
