@@ -265,6 +265,34 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     };
   });
 
+  // MEM-1: a node asks any member to join; the metadata leader handles joins one at a time.
+  const addressSchema = { type: "string", pattern: "^(\\[[^\\]]+\\]|[^:\\s]+):[0-9]{1,5}$" } as const;
+  app.post<{ Body: { peer: string; http: string; labels?: { zone?: string; rack?: string; host?: string }; role?: "standard" | "analytics" | "standby" } }>("/v1/cluster/join", {
+    config: { op: "join" },
+    schema: {
+      summary: "Join the cluster: registers the node and adds it to the metadata group as a learner",
+      body: {
+        type: "object", required: ["peer", "http"], additionalProperties: false,
+        properties: {
+          peer: addressSchema, http: addressSchema,
+          labels: { type: "object", additionalProperties: false, properties: { zone: { type: "string" }, rack: { type: "string" }, host: { type: "string" } } },
+          role: { type: "string", enum: ["standard", "analytics", "standby"] },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const addr = (s: string) => {
+      const i = s.lastIndexOf(":");
+      return { host: s.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(s.slice(i + 1)) };
+    };
+    const r = await gateway.join({ peer: addr(req.body.peer), http: addr(req.body.http), labels: req.body.labels ?? {}, role: req.body.role ?? "standard" });
+    if (!r.ok) {
+      const status = r.code === "address_in_use" || r.code === "node_exists" ? 409 : 503;
+      return reply.status(status).send({ error: { code: r.code, message: r.message } });
+    }
+    return { id: r.id, shards: r.shards, members: r.members.map((m) => ({ id: m.id, peer: `${m.peer.host}:${m.peer.port}` })) };
+  });
+
   // The cluster map, read from this node's copy of the metadata group (eventually consistent).
   app.get("/v1/cluster/nodes", { config: { op: "nodes" }, schema: { summary: "The cluster's nodes, from the metadata group" } }, async () => {
     const meta = node.metaState();

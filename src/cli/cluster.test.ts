@@ -291,3 +291,49 @@ test("shoal node ls / shard ls: every node registers in the metadata group and a
   assert.match(down.stderr, /cannot reach/);
   await stop(c);
 });
+
+test("shoal start --join: nodes join a running cluster, become ready learners, are promoted in a pair, serve requests, and restart as themselves", async () => {
+  const c = await startCluster();
+  const [p4, p5] = await freePorts(4).then((ps) => [ps.slice(0, 2), ps.slice(2)] as [number[], number[]]);
+  const joinProc = (slot: number, [http, peer]: number[]) => {
+    const child = spawn(process.execPath, [shoal, "start", "--join", `http://127.0.0.1:${c.http.get(2)}`, "--data-dir", join(c.dir, `j${slot}`),
+      "--http", `127.0.0.1:${http}`, "--listen", `127.0.0.1:${peer}`, "--labels", `zone=z${slot}`],
+    { stdio: ["ignore", openSync(join(c.dir, `j${slot}.log`), "a"), "inherit"] });
+    c.procs.set(slot, child);
+    c.http.set(slot, http!);
+  };
+  const nodes = async () => {
+    const r = await fetch(`http://127.0.0.1:${c.http.get(1)}/v1/cluster/nodes`, { signal: AbortSignal.timeout(5000) });
+    return ((await r.json()) as { nodes: { id: number; lifecycle: string; worker: string; labels: { zone?: string } }[] }).nodes;
+  };
+  await waitFor("the founders registered", async () => (await nodes()).filter((n) => n.lifecycle === "voter").length === 3, 20_000);
+  joinProc(4, p4);
+  await waitFor("node 4 joined and ready", async () => (await nodes()).some((n) => n.id === 4 && n.lifecycle === "ready" && n.worker === "ready"), 30_000);
+  assert.equal((await nodes()).find((n) => n.id === 4)?.labels.zone, "z4");
+  // Node 4 holds no shard: its gateway forwards.
+  const put = await fetch(`http://127.0.0.1:${c.http.get(4)}/v1/collections/default/records/joined`, {
+    method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ payload: 4 }), signal: AbortSignal.timeout(10_000),
+  });
+  assert.equal(put.status, 200);
+  joinProc(5, p5);
+  await waitFor("4 and 5 promoted to voters (voters stay odd: 3 -> 5)", async () => (await nodes()).filter((n) => n.lifecycle === "voter").length === 5, 30_000);
+  // A joined node restarts as itself: its identity is in its data directory.
+  await kill9(c, 4);
+  joinProc(4, p4);
+  await waitFor("node 4 back", async () => {
+    try {
+      return (await fetch(`http://127.0.0.1:${c.http.get(4)}/readyz`)).status === 200;
+    } catch {
+      return false;
+    }
+  }, 30_000);
+  const get = await fetch(`http://127.0.0.1:${c.http.get(4)}/v1/collections/default/records/joined`);
+  assert.equal(get.status, 200);
+  assert.equal((await nodes()).length, 5, "no second registration");
+  // Bad input to the join endpoint is refused with a reason.
+  const bad = await fetch(`http://127.0.0.1:${c.http.get(1)}/v1/cluster/join`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ peer: "nowhere", http: "127.0.0.1:1" }),
+  });
+  assert.equal(bad.status, 400);
+  await stop(c);
+});

@@ -51,6 +51,10 @@ program
   .option("--compact-after-entries <n>", "compact a shard's log after this many applied entries (default 10000) [env SHOAL_COMPACT_AFTER_ENTRIES]", process.env.SHOAL_COMPACT_AFTER_ENTRIES)
   .addOption(new Option("--log-level <level>", "least severe log lines written (debug shows Raft and transport events) [env SHOAL_LOG_LEVEL]")
     .choices(["debug", "info", "warn", "error"]).default(env("SHOAL_LOG_LEVEL", "info")))
+  .option("--join <url>", "join the running cluster of this member's HTTP API (the cluster assigns the id; --id, --peers and --shards are then ignored) [env SHOAL_JOIN]", process.env.SHOAL_JOIN)
+  .option("--labels <list>", "failure-domain labels: zone=…,rack=…,host=… [env SHOAL_LABELS]", process.env.SHOAL_LABELS)
+  .addOption(new Option("--role <role>", "standard (may vote in the metadata group), analytics (a learner forever, serves reads), standby [env SHOAL_ROLE]")
+    .choices(["standard", "analytics", "standby"]).default(env("SHOAL_ROLE", "standard")))
   .action(async (opts) => {
     // startCommand only returns on failure (a running node exits through its signal handlers).
     const { startCommand } = await import("./start.js");

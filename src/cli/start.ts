@@ -7,6 +7,7 @@ import { Gateway } from "../node/gateway.js";
 import { Membership } from "../node/membership.js";
 import { MultiRaftNode } from "../node/multi-raft.js";
 import type { PeerAddress } from "../transport/transport.js";
+import type { Labels } from "../placement/types.js";
 
 export interface StartOptions {
   id: string;
@@ -19,6 +20,56 @@ export interface StartOptions {
   maxPayloadBytes: string;
   compactAfterEntries?: string;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** A member's HTTP API: join that running cluster instead of founding one. */
+  join?: string;
+  labels?: string;
+  role: "standard" | "analytics" | "standby";
+}
+
+/** "zone=a,rack=b,host=c" */
+export function parseLabels(s: string | undefined): Labels {
+  const labels: Labels = {};
+  for (const part of (s ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const m = /^(zone|rack|host)=([^=,]+)$/.exec(part);
+    if (m === null) throw new ConfigError(`--labels: expected zone=…,rack=…,host=…, got ${JSON.stringify(part)}`);
+    labels[m[1] as keyof Labels] = m[2]!;
+  }
+  return labels;
+}
+
+interface Identity {
+  id: number;
+  members: number[];
+  shards: number;
+  /** Joined a running cluster (its membership lives in the metadata group, not in flags). */
+  joined?: boolean;
+}
+
+function readIdentity(dataDir: string): Identity | null {
+  const file = join(dataDir, "node.json");
+  return existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) as Identity : null;
+}
+
+/** Asks a member to let this node join; the cluster assigns the id and says who the members are. */
+async function requestJoin(url: string, body: { peer: string; http: string; labels: Labels; role: string }): Promise<{ id: number; shards: number; members: { id: number; peer: string }[] }> {
+  const deadlineMs = performance.now() + 30_000;
+  let last = "";
+  // Retried while the cluster is not ready (no metadata leader yet, a join ahead of ours); bounded.
+  for (let attempt = 0; attempt < 30 && performance.now() < deadlineMs; attempt++) {
+    try {
+      const r = await fetch(`${url.replace(/\/$/, "")}/v1/cluster/join`, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000),
+      });
+      const answer = await r.json() as { id: number; shards: number; members: { id: number; peer: string }[]; error?: { code: string; message: string } };
+      if (r.ok) return answer;
+      last = `${r.status} ${answer.error?.code}: ${answer.error?.message}`;
+      if (r.status < 500) break;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+  throw new ConfigError(`--join ${url}: the cluster did not accept this node (${last})`);
 }
 
 /** SHOAL_TEST_MODE=1 turns on fault-injection hooks (transport and API); for tests and chaos drills only. */
@@ -84,14 +135,34 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     http = parseAddress("--http", opts.http);
     const listen = parseAddress("--listen", opts.listen);
     const peers = parsePeers(opts.peers, id);
-    const shards = positiveInt("--shards", opts.shards, 4096);
+    let shards = positiveInt("--shards", opts.shards, 4096);
     const maxPayloadBytes = positiveInt("--max-payload-bytes", opts.maxPayloadBytes, 64 << 20);
     mkdirSync(dataDir, { recursive: true });
-    checkIdentity(dataDir, { id, members: [id, ...peers.keys()].sort((a, b) => a - b), shards });
+    const labels = parseLabels(opts.labels);
+    const advertise = opts.advertise ?? opts.listen;
+    parseAddress("--advertise", advertise);
+    const known = readIdentity(dataDir);
+    let joined = known?.joined === true;
+    if (opts.join !== undefined && known === null) {
+      // A new node: the cluster assigns its id; its peers and the shard count come from the answer.
+      const answer = await requestJoin(opts.join, { peer: advertise, http: opts.http, labels, role: opts.role });
+      id = answer.id;
+      shards = answer.shards;
+      peers.clear();
+      for (const m of answer.members) if (m.id !== id) peers.set(m.id, parseAddress("members", m.peer));
+      writeFileSync(join(dataDir, "node.json"), JSON.stringify({ id, members: [], shards, joined: true } satisfies Identity, null, 2) + "\n");
+      joined = true;
+    } else if (joined) {
+      // A joined node restarting: it is whoever it was; the metadata it holds names its peers.
+      id = known!.id;
+      shards = known!.shards;
+    } else {
+      checkIdentity(dataDir, { id, members: [id, ...peers.keys()].sort((a, b) => a - b), shards });
+    }
     const logger = pino({ base: { node: id }, level: opts.logLevel });
     const compactAfterEntries = opts.compactAfterEntries === undefined ? undefined : positiveInt("--compact-after-entries", opts.compactAfterEntries);
     node = await MultiRaftNode.open({
-      id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line),
+      id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line), ...(joined ? { join: true } : {}),
       ...(compactAfterEntries !== undefined ? { compactAfterEntries } : {}), ...(testMode ? { testFaults: true } : {}),
     });
     const gateway = new Gateway(node);
@@ -99,10 +170,10 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     if (testMode) logger.warn("test mode: fault-injection hooks are enabled");
     const peerPort = await node.start();
     await app.listen({ host: http.host, port: http.port });
-    const advertised = parseAddress("--advertise", opts.advertise ?? opts.listen);
+    const advertised = parseAddress("--advertise", advertise);
     const membership = new Membership(node, gateway, {
-      peer: { host: advertised.host, port: advertised.port === 0 ? peerPort : advertised.port }, http,
-      founders: [id, ...peers.keys()], shards, logger: (line) => logger.debug(line),
+      peer: { host: advertised.host, port: advertised.port === 0 ? peerPort : advertised.port }, http, labels, role: opts.role,
+      founders: joined ? [] : [id, ...peers.keys()], shards, logger: (line) => logger.debug(line),
     });
     membership.start();
     logger.info({ http: `${http.host}:${http.port}`, peer: `${listen.host}:${peerPort}`, advertise: opts.advertise ?? opts.listen,

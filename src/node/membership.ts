@@ -45,7 +45,7 @@ export interface JoinRequest {
 }
 
 export type JoinResponse =
-  | { ok: true; id: NodeId; members: { id: NodeId; peer: Address }[] }
+  | { ok: true; id: NodeId; members: { id: NodeId; peer: Address }[]; shards: number }
   | { ok: false; code: string; message: string };
 
 /** Joins waiting on the metadata leader beyond the one in progress. */
@@ -98,7 +98,7 @@ export class Membership {
     }
     const members = [...this.node.metaState().nodes.values()].filter((n) => n.worker !== "removed").map((n) => ({ id: n.id, peer: n.peer }));
     this.opts.logger?.(`membership: node ${id} joined as a metadata learner`);
-    return { ok: true, id, members };
+    return { ok: true, id, members, shards: this.node.metaState().collections.get("default")?.shards.length ?? this.opts.shards };
   }
 
   /** One reconcile pass (no-op while the previous one is still waiting on the metadata group). */
