@@ -7,6 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import swagger from "@fastify/swagger";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Gateway } from "../node/gateway.js";
+import { drainNode, removeNode } from "../node/membership.js";
 import {
   type Consistency,
   type MultiRaftNode,
@@ -292,6 +293,21 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     }
     return { id: r.id, shards: r.shards, members: r.members.map((m) => ({ id: m.id, peer: `${m.peer.host}:${m.peer.port}` })) };
   });
+
+  // MEM-5: drain and remove. A refusal (a node still holding replicas, a wrong transition) is a 409 with its reason.
+  for (const action of ["drain", "remove"] as const) {
+    app.post<{ Params: { id: number } }>(`/v1/cluster/nodes/:id/${action}`, {
+      config: { op: action },
+      schema: {
+        summary: action === "drain" ? "Drain a node: no new replicas; its replicas move away, leaders first" : "Remove a node that holds no replica",
+        params: { type: "object", required: ["id"], properties: { id: { type: "integer", minimum: 1 } } },
+      },
+    }, async (req, reply) => {
+      const r = action === "drain" ? await drainNode(gateway, req.params.id) : await removeNode(gateway, node, req.params.id);
+      if (!r.ok) return reply.status(r.code === "node_not_found" ? 404 : 409).send({ error: { code: r.code, message: r.message } });
+      return { node: req.params.id, worker: action === "drain" ? "draining" : "removed" };
+    });
+  }
 
   // The cluster map, read from this node's copy of the metadata group (eventually consistent).
   app.get("/v1/cluster/nodes", { config: { op: "nodes" }, schema: { summary: "The cluster's nodes, from the metadata group" } }, async () => {

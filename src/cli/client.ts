@@ -98,3 +98,7 @@ export async function shardListCommand(opts: ClientOptions): Promise<number> {
   ])));
   return 0;
 }
+
+export async function nodeActionCommand(action: "drain" | "remove", id: string, opts: ClientOptions): Promise<number> {
+  return report(await call("POST", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/nodes/${encodeURIComponent(id)}/${action}`));
+}

@@ -330,6 +330,19 @@ test("shoal start --join: nodes join a running cluster, become ready learners, a
   const get = await fetch(`http://127.0.0.1:${c.http.get(4)}/v1/collections/default/records/joined`);
   assert.equal(get.status, 200);
   assert.equal((await nodes()).length, 5, "no second registration");
+  // Worker lifecycle: a node holding replicas cannot be removed; a drained node without replicas can.
+  const cli = (args: string[]) => spawnSync(process.execPath, [shoal, ...args, "--endpoint", `http://127.0.0.1:${c.http.get(3)}`], { encoding: "utf8" });
+  const refused = cli(["node", "remove", "1"]);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /409 node_holds_replicas: node 1 still holds 2 replica\(s\)/);
+  assert.equal(cli(["node", "drain", "4"]).status, 0);
+  const removed = cli(["node", "remove", "4"]);
+  assert.equal(removed.status, 0, removed.stderr);
+  await waitFor("node 4 removed from the map and the metadata group", async () => {
+    const st = (await nodes()).find((n) => n.id === 4);
+    return st?.worker === "removed";
+  }, 10_000);
+  assert.match(cli(["node", "drain", "99"]).stderr, /404 node_not_found/);
   // Bad input to the join endpoint is refused with a reason.
   const bad = await fetch(`http://127.0.0.1:${c.http.get(1)}/v1/cluster/join`, {
     method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ peer: "nowhere", http: "127.0.0.1:1" }),

@@ -91,6 +91,11 @@ program.command("status").description("a node's view of the cluster's shards").a
 const nodeCmd = program.command("node").description("the cluster's nodes");
 nodeCmd.command("ls").description("list the nodes the metadata group records").addOption(endpoint()).option("--json", "print JSON")
   .action(async (opts) => { process.exitCode = await (await import("./client.js")).nodeListCommand(opts); });
+for (const [action, what] of [["drain", "drain a node: no new replicas, its replicas move away (leaders first); it serves reads meanwhile"],
+  ["remove", "remove a node from the cluster (refused while it holds replicas: drain it first)"]] as const) {
+  nodeCmd.command(action).description(what).argument("<id>").addOption(endpoint())
+    .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).nodeActionCommand(action, id, opts); });
+}
 const shardCmd = program.command("shard").description("the shard map");
 shardCmd.command("ls").description("list the shards: hash range, epoch, replicas").addOption(endpoint()).option("--json", "print JSON")
   .action(async (opts) => { process.exitCode = await (await import("./client.js")).shardListCommand(opts); });

@@ -24,7 +24,11 @@ test("worker lifecycle: joining -> ready -> draining -> removed, and removal is 
   for (const n of [a, b, c, d]) assert.ok(applyMeta(s, { kind: "set-worker-state", node: n, state: "ready", atMs: 1 }).ok);
   assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[a, b, c], [b, c, d]], atMs: 1 }).ok);
   const early = applyMeta(s, { kind: "set-worker-state", node: d, state: "removed", atMs: 2 });
-  assert.equal(early.ok ? null : early.code, "invalid_transition", "a ready node is drained before it is removed");
+  assert.equal(early.ok ? null : early.code, "node_holds_replicas", "the guardrail is the reason given first");
+  const e = register(s, 7004);
+  applyMeta(s, { kind: "set-worker-state", node: e, state: "ready", atMs: 2 });
+  const undrained = applyMeta(s, { kind: "set-worker-state", node: e, state: "removed", atMs: 2 });
+  assert.deepEqual(undrained.ok ? null : [undrained.code, undrained.message], ["invalid_transition", `node ${e} is ready: it cannot become removed: drain it first`]);
   assert.ok(applyMeta(s, { kind: "set-worker-state", node: d, state: "draining", atMs: 2 }).ok);
   const held = applyMeta(s, { kind: "set-worker-state", node: d, state: "removed", atMs: 3 });
   assert.equal(held.ok ? null : held.code, "node_holds_replicas");

@@ -200,10 +200,14 @@ function setWorkerState(s: MetaState, id: NodeId, state: WorkerState): ApplyResu
     joining: ["ready", "removed"], ready: ["draining"], draining: ["ready", "removed"], removed: [],
   };
   if (n.worker === state) return { ok: true };
-  if (!allowed[n.worker].includes(state)) return refuse("invalid_transition", `node ${id} is ${n.worker}: it cannot become ${state}`);
   if (state === "removed") {
+    // The guardrail first: it is the reason an operator needs to hear.
     const held = replicasOn(s, id);
     if (held > 0) return refuse("node_holds_replicas", `node ${id} still holds ${held} replica(s): drain it and wait until they have moved`);
+  }
+  if (!allowed[n.worker].includes(state)) {
+    const hint = n.worker === "ready" && state === "removed" ? ": drain it first" : "";
+    return refuse("invalid_transition", `node ${id} is ${n.worker}: it cannot become ${state}${hint}`);
   }
   n.worker = state;
   return { ok: true };

@@ -17,7 +17,7 @@
  * a few proposals and retries on the next pass after a failure; the join queue is bounded.
  */
 import { DEFAULT_PROMOTION, type PromotionConfig, planPromotions } from "../meta/promotion.js";
-import type { Address, MetaCommand, NodeRole } from "../meta/state.js";
+import type { Address, ApplyResult, MetaCommand, NodeRole } from "../meta/state.js";
 import type { Labels, NodeId } from "../placement/types.js";
 import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
@@ -168,4 +168,23 @@ export class Membership {
     for (const node of d.nodes) await this.gateway.proposeMeta({ kind: "set-lifecycle", node, lifecycle: "voter", atMs });
     this.opts.logger?.(`membership: promoted ${d.nodes.join(" and ")} to metadata voter(s)`);
   }
+}
+
+/**
+ * Operator commands on a node's worker lifecycle (MEM-5). Drain: no new replicas, existing ones move
+ * away (the placement driver's work), reads still served meanwhile. Remove: refused while the node holds
+ * replicas; once accepted, the node also leaves the metadata group's configuration.
+ */
+export async function drainNode(gateway: Gateway, id: NodeId): Promise<ApplyResult> {
+  return gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "draining", atMs: Date.now() });
+}
+
+export async function removeNode(gateway: Gateway, node: MultiRaftNode, id: NodeId): Promise<ApplyResult> {
+  const r = await gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "removed", atMs: Date.now() });
+  if (!r.ok) return r;
+  const config = node.metaStatus().config;
+  if ([...config.voters, ...config.learners].includes(id)) {
+    await gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.RemoveNode, nodeId: id }]);
+  }
+  return r;
 }
