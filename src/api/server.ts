@@ -317,6 +317,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       nodes: [...meta.nodes.values()].sort((a, b) => a.id - b.id).map((n) => ({
         id: n.id, peer: `${n.peer.host}:${n.peer.port}`, http: `${n.http.host}:${n.http.port}`, labels: n.labels, role: n.role,
         lifecycle: n.lifecycle, worker: n.worker, joinedAtMs: n.joinedAtMs, readyAtMs: n.readyAtMs,
+        // As this node's failure detector sees it (phi-accrual over the frames it receives).
+        health: n.worker === "removed" ? "removed" : node.peerHealth(n.id),
       })),
     };
   });

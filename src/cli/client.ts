@@ -79,9 +79,9 @@ export function table(header: string[], rows: (string | number)[][]): string {
 export async function nodeListCommand(opts: ClientOptions): Promise<number> {
   const res = await call("GET", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/nodes`);
   if (res.status >= 400 || opts.json) return report(res);
-  const body = res.body as { metaLeader: number; nodes: { id: number; peer: string; http: string; labels: Record<string, string>; role: string; lifecycle: string; worker: string }[] };
-  console.log(table(["id", "peer", "http", "role", "membership", "worker", "labels"], body.nodes.map((n) => [
-    `${n.id}${n.id === body.metaLeader ? "*" : ""}`, n.peer, n.http, n.role, n.lifecycle, n.worker,
+  const body = res.body as { metaLeader: number; nodes: { id: number; peer: string; http: string; labels: Record<string, string>; role: string; lifecycle: string; worker: string; health: string }[] };
+  console.log(table(["id", "peer", "http", "role", "membership", "worker", "health", "labels"], body.nodes.map((n) => [
+    `${n.id}${n.id === body.metaLeader ? "*" : ""}`, n.peer, n.http, n.role, n.lifecycle, n.worker, n.health,
     Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(",") || "-",
   ])));
   console.log("* leads the metadata group");

@@ -195,3 +195,21 @@ test("awaitLeader answers with a leader other than the one that refused, once th
   await assert.rejects(follower.awaitLeader(1, next, 50), NotLeaderError, "no other leader within the timeout");
   await stopAll(c);
 });
+
+test("each node judges its peers' health from what it hears (phi accrual): healthy while frames arrive, unhealthy soon after a peer stops", async () => {
+  const c = await startCluster(3, 1, { quiesceAfterTicks: 5 });
+  await waitForLeaders(c);
+  const one = c.nodes.get(1)!;
+  await waitFor("peers healthy", () => one.peerHealth(2) === "healthy" && one.peerHealth(3) === "healthy");
+  // Quiescent groups send nothing; node keepalives still do.
+  await waitFor("the shard quiescent", () => one.quiescedShards() === 1, 10_000);
+  const quietSince = performance.now();
+  await waitFor("2 s of quiescence", () => performance.now() - quietSince > 2000);
+  assert.equal(one.peerHealth(2), "healthy", "keepalives keep a quiet peer healthy");
+  await c.nodes.get(3)!.stop();
+  c.nodes.delete(3);
+  await waitFor("node 3 unhealthy as node 1 sees it", () => one.peerHealth(3) === "unhealthy", 10_000);
+  assert.equal(one.peerHealth(2), "healthy");
+  assert.equal(one.peerHealth(1), "healthy", "a node is healthy to itself while it runs");
+  await stopAll(c);
+});

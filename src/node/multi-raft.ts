@@ -43,6 +43,8 @@ import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand
 import { decodeMetaProposal, encodeMetaProposal } from "./meta-proposals.js";
 import { applyMetaTracked, metaFromRecords } from "../meta/records.js";
 import type { ApplyResult, MetaCommand, MetaState } from "../meta/state.js";
+import { PhiAccrualDetector } from "../placement/failure-detector.js";
+import type { Health } from "../placement/types.js";
 
 export interface NodeConfig {
   id: NodeId;
@@ -74,6 +76,9 @@ export interface NodeConfig {
    */
   join?: boolean;
 }
+
+/** Bound on the peers a node tracks failure detectors for. */
+const MAX_TRACKED_PEERS = 10_000;
 
 /** How often a node looks for shards whose leadership should move to their preferred node (20 ticks: 1 s by default). */
 const BALANCE_EVERY_TICKS = 20;
@@ -128,6 +133,8 @@ export class MultiRaftNode {
   private nodeFlushScheduled = false;
   private ticksSinceBalance = 0;
   private ticksSinceKeepalive = 0;
+  /** Failure detectors of the peers heard from. */
+  private readonly detectors = new Map<NodeId, PhiAccrualDetector>();
   /** When each peer was last heard from (any message), for decisions that need a live peer. */
   private readonly peerHeardAtMs = new Map<NodeId, number>();
   /** Observers for metrics (set by whoever exports them). */
@@ -342,7 +349,12 @@ export class MultiRaftNode {
   }
 
   private receive(from: NodeId, envs: Envelope[]): void {
-    this.peerHeardAtMs.set(from, performance.now());
+    const nowMs = performance.now();
+    this.peerHeardAtMs.set(from, nowMs);
+    // Any frame from a peer is a heartbeat for the failure detector (MEM-6). Bounded: one per known peer.
+    let detector = this.detectors.get(from);
+    if (detector === undefined && this.detectors.size < MAX_TRACKED_PEERS) this.detectors.set(from, (detector = new PhiAccrualDetector()));
+    detector?.heartbeat(nowMs);
     for (const e of envs) {
       try {
         if (e.group !== NODE_GROUP) {
@@ -469,6 +481,23 @@ export class MultiRaftNode {
   metaCaughtUp(): boolean {
     const st = this.group(META_GROUP).raft.status();
     return st.lead !== 0 && st.applied >= st.commit && st.commit > 0;
+  }
+
+  /** Every other node this one knows: its static peers and the nodes the metadata records. */
+  private knownPeers(): NodeId[] {
+    const ids = new Set(this.cfg.peers.keys());
+    for (const n of this.meta.nodes.values()) if (n.worker !== "removed") ids.add(n.id);
+    ids.delete(this.id);
+    return [...ids];
+  }
+
+  /**
+   * How this node sees another's health (phi-accrual over the frames it receives from it; MEM-6).
+   * Keepalives reach every known peer each heartbeat interval, even when every group is quiescent.
+   */
+  peerHealth(id: NodeId): Health {
+    if (id === this.id) return this.failure === null ? "healthy" : "unhealthy";
+    return this.detectors.get(id)?.health(performance.now()) ?? "unhealthy";
   }
 
   /** Peer addresses follow the metadata: every registered node other than this one. */
@@ -702,7 +731,7 @@ export class MultiRaftNode {
     const keepalive = this.ticksSinceKeepalive >= this.cfg.heartbeatTicks;
     if (keepalive) this.ticksSinceKeepalive = 0;
     if (!keepalive && notices.size === 0) return;
-    for (const peer of this.cfg.peers.keys()) {
+    for (const peer of this.knownPeers()) {
       const list = notices.get(peer);
       if (list !== undefined) this.transport.send(peer, "control", { group: NODE_GROUP, msg: { quiesce: list } });
       else if (keepalive) this.transport.send(peer, "control", { group: NODE_GROUP, msg: { beats: [] } });
