@@ -97,3 +97,31 @@ test("status, health, readiness, metrics and the OpenAPI document", async () => 
   await app.close();
   await node.stop();
 });
+
+test("settings: read, changed against the version read, validated, kept in a history, rolled back", async () => {
+  const { node, app } = await singleNode();
+  const get = async () => (await app.inject({ url: "/v1/cluster/config" })).json() as { version: number; placement: { maxMovesTotal: number } };
+  const v1 = await get();
+  assert.equal(v1.version, 1);
+  const put = (body: unknown) => app.inject({ method: "PUT", url: "/v1/cluster/config", payload: body as object });
+  const ok = await put({ baseVersion: 1, settings: { maxMovesTotal: 8 }, note: "slower rebalancing" });
+  assert.equal(ok.statusCode, 200, ok.body);
+  assert.deepEqual(ok.json(), { version: 2 });
+  assert.equal((await get()).placement.maxMovesTotal, 8);
+  const stale = await put({ baseVersion: 1, settings: { maxMovesTotal: 9 } });
+  assert.equal(stale.statusCode, 409);
+  assert.equal((stale.json() as { error: { code: string } }).error.code, "stale_settings");
+  const invalid = await put({ baseVersion: 2, settings: { maxMovesTotal: 0 } });
+  assert.equal(invalid.statusCode, 400);
+  assert.match((invalid.json() as { error: { message: string } }).error.message, /maxMovesTotal must be a positive integer/);
+  const unknown = await put({ baseVersion: 2, settings: { noSuchSetting: 1 } });
+  assert.equal(unknown.statusCode, 400, "unknown settings are refused, not ignored");
+  const history = (await app.inject({ url: "/v1/cluster/config/history" })).json() as { versions: { version: number; note: string }[] };
+  assert.deepEqual(history.versions.map((v) => [v.version, v.note]), [[1, "initial"], [2, "slower rebalancing"]]);
+  const back = await app.inject({ method: "POST", url: "/v1/cluster/config/rollback", payload: { toVersion: 1 } });
+  assert.deepEqual(back.json(), { version: 3 });
+  assert.equal((await get()).placement.maxMovesTotal, v1.placement.maxMovesTotal);
+  assert.equal((await app.inject({ method: "POST", url: "/v1/cluster/config/rollback", payload: { toVersion: 99 } })).statusCode, 404);
+  await app.close();
+  await node.stop();
+});

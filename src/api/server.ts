@@ -3,7 +3,9 @@
  * `{"error": {"code", "message", ...}}` with a 4xx or 5xx status. Routes are described by JSON schemas,
  * which validate input before anything reaches the log and generate the OpenAPI document.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
+import { type ApplyResult, type MetaState, type SettingsVersion, currentSettings } from "../meta/state.js";
+import { DEFAULT_PLACEMENT, type PlacementConfig } from "../placement/types.js";
 import swagger from "@fastify/swagger";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Gateway } from "../node/gateway.js";
@@ -308,6 +310,42 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       return { node: req.params.id, worker: action === "drain" ? "draining" : "removed" };
     });
   }
+
+  // PD-8: cluster-wide settings, versioned in the metadata group; validated before they apply.
+  const settingsView = (v: SettingsVersion) => ({ version: v.version, atMs: v.atMs, note: v.note, placement: v.placement });
+  app.get("/v1/cluster/config", { config: { op: "config" }, schema: { summary: "The settings in force (placement driver)" } }, async () =>
+    settingsView(currentSettings(node.metaState() as MetaState)));
+  app.get("/v1/cluster/config/history", { config: { op: "config" }, schema: { summary: "Kept settings versions, oldest first" } }, async () =>
+    ({ versions: node.metaState().settings.map(settingsView) }));
+  const settingsReply = (r: ApplyResult, reply: FastifyReply) => {
+    if (r.ok) return { version: r.value };
+    const status = r.code === "invalid_settings" ? 400 : r.code === "settings_version_not_found" ? 404 : 409;
+    return reply.status(status).send({ error: { code: r.code, message: r.message } });
+  };
+  app.put<{ Body: { baseVersion: number; settings: Partial<PlacementConfig>; note?: string } }>("/v1/cluster/config", {
+    config: { op: "config" },
+    schema: {
+      summary: "Change settings: only against the version read (409 stale_settings otherwise); invalid values are refused (400)",
+      body: {
+        type: "object", required: ["baseVersion", "settings"], additionalProperties: false,
+        properties: {
+          baseVersion: { type: "integer", minimum: 1 }, note: { type: "string", maxLength: 200 },
+          settings: { type: "object", additionalProperties: false, properties: Object.fromEntries(Object.keys(DEFAULT_PLACEMENT).map((k) => [k, { type: "number" }])) },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const current = currentSettings(node.metaState() as MetaState);
+    const placement = { ...current.placement, ...req.body.settings };
+    return settingsReply(await gateway.proposeMeta({ kind: "set-settings", baseVersion: req.body.baseVersion, placement, note: req.body.note ?? "", atMs: Date.now() }), reply);
+  });
+  app.post<{ Body: { toVersion: number } }>("/v1/cluster/config/rollback", {
+    config: { op: "config" },
+    schema: {
+      summary: "Roll the settings back to a kept version (recorded as a new version)",
+      body: { type: "object", required: ["toVersion"], additionalProperties: false, properties: { toVersion: { type: "integer", minimum: 1 } } },
+    },
+  }, async (req, reply) => settingsReply(await gateway.proposeMeta({ kind: "rollback-settings", toVersion: req.body.toVersion, atMs: Date.now() }), reply));
 
   // The cluster map, read from this node's copy of the metadata group (eventually consistent).
   app.get("/v1/cluster/nodes", { config: { op: "nodes" }, schema: { summary: "The cluster's nodes, from the metadata group" } }, async () => {

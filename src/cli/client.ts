@@ -102,3 +102,42 @@ export async function shardListCommand(opts: ClientOptions): Promise<number> {
 export async function nodeActionCommand(action: "drain" | "remove", id: string, opts: ClientOptions): Promise<number> {
   return report(await call("POST", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/nodes/${encodeURIComponent(id)}/${action}`));
 }
+
+export async function configCommand(action: "get" | "history" | "set" | "rollback", args: string[], opts: ClientOptions & { note?: string }): Promise<number> {
+  const base = `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/config`;
+  type Version = { version: number; atMs: number; note: string; placement: Record<string, number> };
+  switch (action) {
+    case "get": {
+      const res = await call("GET", base);
+      if (res.status >= 400 || opts.json) return report(res);
+      const v = res.body as Version;
+      console.log(`version ${v.version}${v.note ? ` (${v.note})` : ""}`);
+      console.log(table(["setting", "value"], Object.entries(v.placement)));
+      return 0;
+    }
+    case "history": {
+      const res = await call("GET", `${base}/history`);
+      if (res.status >= 400 || opts.json) return report(res);
+      const vs = (res.body as { versions: Version[] }).versions;
+      console.log(table(["version", "at", "note"], vs.map((v) => [v.version, v.atMs === 0 ? "-" : new Date(v.atMs).toISOString(), v.note || "-"])));
+      return 0;
+    }
+    case "set": {
+      const settings: Record<string, number> = {};
+      for (const a of args) {
+        const m = /^([A-Za-z]+)=(-?[0-9.]+)$/.exec(a);
+        if (m === null) {
+          console.error(`shoal config set: expected NAME=NUMBER, got ${JSON.stringify(a)}`);
+          return 2;
+        }
+        settings[m[1]!] = Number(m[2]);
+      }
+      const current = await call("GET", base);
+      if (current.status >= 400) return report(current);
+      const baseVersion = (current.body as Version).version;
+      return report(await call("PUT", base, { baseVersion, settings, ...(opts.note !== undefined ? { note: opts.note } : {}) }));
+    }
+    case "rollback":
+      return report(await call("POST", `${base}/rollback`, { toVersion: Number(args[0]) }));
+  }
+}

@@ -96,6 +96,16 @@ for (const [action, what] of [["drain", "drain a node: no new replicas, its repl
   nodeCmd.command(action).description(what).argument("<id>").addOption(endpoint())
     .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).nodeActionCommand(action, id, opts); });
 }
+const configCmd = program.command("config").description("cluster-wide settings, versioned in the metadata group");
+configCmd.command("get").description("the settings in force").addOption(endpoint()).option("--json", "print JSON")
+  .action(async (opts) => { process.exitCode = await (await import("./client.js")).configCommand("get", [], opts); });
+configCmd.command("history").description("kept versions, oldest first").addOption(endpoint()).option("--json", "print JSON")
+  .action(async (opts) => { process.exitCode = await (await import("./client.js")).configCommand("history", [], opts); });
+configCmd.command("set").description("change settings (NAME=NUMBER …), validated before they apply").argument("<assignments...>")
+  .addOption(endpoint()).option("--note <text>", "what the change is for, kept with the version")
+  .action(async (assignments: string[], opts) => { process.exitCode = await (await import("./client.js")).configCommand("set", assignments, opts); });
+configCmd.command("rollback").description("go back to a kept version (recorded as a new version)").argument("<version>").addOption(endpoint())
+  .action(async (version: string, opts) => { process.exitCode = await (await import("./client.js")).configCommand("rollback", [version], opts); });
 const shardCmd = program.command("shard").description("the shard map");
 shardCmd.command("ls").description("list the shards: hash range, epoch, replicas").addOption(endpoint()).option("--json", "print JSON")
   .action(async (opts) => { process.exitCode = await (await import("./client.js")).shardListCommand(opts); });
