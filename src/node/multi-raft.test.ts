@@ -124,7 +124,8 @@ test("idle shards quiesce and stop ticking; traffic wakes them; a dead leader's 
   const c = await startCluster(3, 4, { quiesceAfterTicks: 10 });
   await waitForLeaders(c);
   await put(c, "before", 1);
-  await waitFor("every shard quiescent on every node", () => [...c.nodes.values()].every((n) => n.quiescedShards() === 4), 15_000);
+  // The metadata group is a group like the shards: idle, it quiesces too.
+  await waitFor("every group quiescent on every node", () => [...c.nodes.values()].every((n) => n.quiescedShards() === 4 && n.metaQuiesced()), 15_000);
   const ticksBefore = [...c.nodes.values()].map((n) => n.counters.groupTicks);
   const turnsBefore = [...c.nodes.values()].map((n) => n.counters.turns);
   await waitFor("ten more loop turns on every node", () => [...c.nodes.values()].every((n, i) => n.counters.turns >= turnsBefore[i]! + 10));
@@ -134,7 +135,7 @@ test("idle shards quiesce and stop ticking; traffic wakes them; a dead leader's 
   const shard = c.nodes.get(1)!.shardOf("wake-up");
   assert.ok([...c.nodes.values()].some((n) => n.counters.groupWakes > 0));
   // Quiescent again, then the leader of that shard dies: the followers notice its node's silence.
-  await waitFor("quiescent again", () => [...c.nodes.values()].every((n) => n.quiescedShards() === 4), 15_000);
+  await waitFor("quiescent again", () => [...c.nodes.values()].every((n) => n.quiescedShards() === 4 && n.metaQuiesced()), 15_000);
   const old = leaderOf(c, shard)!;
   await old.stop();
   c.nodes.delete(old.id);

@@ -747,6 +747,11 @@ export class MultiRaftNode {
     this.counters.groupWakes++;
   }
 
+  /** Whether the metadata group is quiescent on this node (idle like any shard). */
+  metaQuiesced(): boolean {
+    return this.group(META_GROUP).quiescence.quiesced;
+  }
+
   /** Shards whose group is quiescent on this node. */
   quiescedShards(): number {
     let n = 0;
