@@ -268,6 +268,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     };
   });
 
+  /** A refused cluster command: its code decides the status (409 unless listed), its message goes to the client. */
+  const refusalStatus: Record<string, number> = { invalid_settings: 400, node_not_found: 404, settings_version_not_found: 404, join_failed: 503 };
+  const refuse = (reply: FastifyReply, r: { code: string; message: string }) =>
+    reply.status(refusalStatus[r.code] ?? 409).send({ error: { code: r.code, message: r.message } });
+
   // MEM-1: a node asks any member to join; the metadata leader handles joins one at a time.
   const addressSchema = { type: "string", pattern: "^(\\[[^\\]]+\\]|[^:\\s]+):[0-9]{1,5}$" } as const;
   app.post<{ Body: { peer: string; http: string; labels?: { zone?: string; rack?: string; host?: string }; role?: "standard" | "analytics" | "standby" } }>("/v1/cluster/join", {
@@ -289,10 +294,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       return { host: s.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(s.slice(i + 1)) };
     };
     const r = await gateway.join({ peer: addr(req.body.peer), http: addr(req.body.http), labels: req.body.labels ?? {}, role: req.body.role ?? "standard" });
-    if (!r.ok) {
-      const status = r.code === "address_in_use" || r.code === "node_exists" ? 409 : 503;
-      return reply.status(status).send({ error: { code: r.code, message: r.message } });
-    }
+    if (!r.ok) return refuse(reply, r);
     return { id: r.id, shards: r.shards, members: r.members.map((m) => ({ id: m.id, peer: `${m.peer.host}:${m.peer.port}` })) };
   });
 
@@ -306,7 +308,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       },
     }, async (req, reply) => {
       const r = action === "drain" ? await drainNode(gateway, req.params.id) : await removeNode(gateway, node, req.params.id);
-      if (!r.ok) return reply.status(r.code === "node_not_found" ? 404 : 409).send({ error: { code: r.code, message: r.message } });
+      if (!r.ok) return refuse(reply, r);
       return { node: req.params.id, worker: action === "drain" ? "draining" : "removed" };
     });
   }
@@ -317,11 +319,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     settingsView(currentSettings(node.metaState() as MetaState)));
   app.get("/v1/cluster/config/history", { config: { op: "config" }, schema: { summary: "Kept settings versions, oldest first" } }, async () =>
     ({ versions: node.metaState().settings.map(settingsView) }));
-  const settingsReply = (r: ApplyResult, reply: FastifyReply) => {
-    if (r.ok) return { version: r.value };
-    const status = r.code === "invalid_settings" ? 400 : r.code === "settings_version_not_found" ? 404 : 409;
-    return reply.status(status).send({ error: { code: r.code, message: r.message } });
-  };
+  const settingsReply = (r: ApplyResult, reply: FastifyReply) => (r.ok ? { version: r.value } : refuse(reply, r));
   app.put<{ Body: { baseVersion: number; settings: Partial<PlacementConfig>; note?: string } }>("/v1/cluster/config", {
     config: { op: "config" },
     schema: {

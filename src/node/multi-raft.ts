@@ -101,6 +101,22 @@ function appendTo<K, V>(map: Map<K, V[]>, key: K, item: V): void {
   else list.push(item);
 }
 
+type Answer = [Waiter<CommandResult | ApplyResult>, CommandResult | ApplyResult];
+
+/** An applied entry this node proposed: its waiter leaves the group and is answered with the result. */
+function takeWaiter(g: Group, self: NodeId, origin: [number, number], result: CommandResult | ApplyResult, answers: Answer[]): void {
+  if (origin[0] !== self) return;
+  const w = g.proposals.get(origin[1]);
+  if (w === undefined) return;
+  g.proposals.delete(origin[1]);
+  answers.push([w, result]);
+}
+
+/** The metadata state from its records in the state store (on open, and after a snapshot landed). */
+function loadMeta(store: StateStore): MetaState {
+  return metaFromRecords(store.scan(META_GROUP, Number.MAX_SAFE_INTEGER));
+}
+
 /** Whether proposals of this shard must wait: its leader here is handing over, or no leader is known. */
 function mustWait(g: Group): boolean {
   const r = g.raft.raft;
@@ -150,7 +166,7 @@ export class MultiRaftNode {
 
   private constructor(cfg: MultiRaftNode["cfg"], wal: Wal, store: StateStore, transport: Transport) {
     this.id = cfg.id;
-    this.meta = metaFromRecords(store.scan(META_GROUP, Number.MAX_SAFE_INTEGER));
+    this.meta = loadMeta(store);
     this.cfg = cfg;
     this.wal = wal;
     this.store = store;
@@ -254,18 +270,29 @@ export class MultiRaftNode {
 
   /** Proposes a command to the shard's leader (this node must lead it). Resolves once applied here. */
   propose(group: number, cmd: RecordCommand): Promise<CommandResult> {
+    return this.proposeAndAwait<CommandResult>(group, `proposal to shard ${group}`, (seq) => {
+      this.counters.proposals++;
+      return { kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd }) };
+    });
+  }
+
+  /**
+   * The path every proposal takes (records, metadata, configuration changes): this node must lead the
+   * group; the input goes to the next turn, and the promise settles when the entry is applied here
+   * (its waiter is keyed by `seq`) or after the request timeout, with an unknown outcome.
+   */
+  private proposeAndAwait<T extends CommandResult | ApplyResult>(group: number, what: string, input: (seq: number) => Input): Promise<T> {
     const g = this.group(group);
     this.checkAccepting();
     if (g.raft.raft.role !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.raft.lead));
     const seq = this.nextSeq++;
-    return new Promise((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         g.proposals.delete(seq);
-        reject(new RequestTimeoutError(`proposal to shard ${group} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
+        reject(new RequestTimeoutError(`${what} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
       }, this.cfg.requestTimeoutMs);
       g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer });
-      this.counters.proposals++;
-      this.enqueue({ kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd }) });
+      this.enqueue(input(seq));
     });
   }
 
@@ -316,19 +343,10 @@ export class MultiRaftNode {
 
   /** Proposes a metadata command (this node must lead the metadata group). Resolves once applied here. */
   proposeMeta(cmd: MetaCommand): Promise<ApplyResult> {
-    const g = this.group(META_GROUP);
-    this.checkAccepting();
-    if (g.raft.raft.role !== Role.Leader) return Promise.reject(new NotLeaderError(META_GROUP, g.raft.raft.lead));
-    const seq = this.nextSeq++;
-    return new Promise<ApplyResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        g.proposals.delete(seq);
-        reject(new RequestTimeoutError(`metadata proposal not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
-      }, this.cfg.requestTimeoutMs);
-      g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer });
-      this.enqueue({ kind: "propose", group: META_GROUP, seq, data: encodeMetaProposal({ origin: [this.id, seq], cmd }) });
-    });
+    return this.proposeAndAwait<ApplyResult>(META_GROUP, "metadata proposal",
+      (seq) => ({ kind: "propose", group: META_GROUP, seq, data: encodeMetaProposal({ origin: [this.id, seq], cmd }) }));
   }
+
 
   /** Asks the shard to elect this node now (used by tests and operators). */
   campaign(group: number): void {
@@ -434,19 +452,9 @@ export class MultiRaftNode {
    * at a time, so a change proposed while another is pending is refused (it times out).
    */
   proposeConfChange(group: number, changes: ConfChangeSingle[]): Promise<ApplyResult> {
-    const g = this.group(group);
-    this.checkAccepting();
-    if (g.raft.raft.role !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.raft.lead));
-    const seq = this.nextSeq++;
-    return new Promise<ApplyResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        g.proposals.delete(seq);
-        reject(new RequestTimeoutError(`configuration change of group ${group} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
-      }, this.cfg.requestTimeoutMs);
-      g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer });
-      this.enqueue({ kind: "conf", group, seq, changes });
-    });
+    return this.proposeAndAwait<ApplyResult>(group, `configuration change of group ${group}`, (seq) => ({ kind: "conf", group, seq, changes }));
   }
+
 
   private stepConfChange(g: Group, seq: number, changes: ConfChangeSingle[]): void {
     try {
@@ -461,15 +469,11 @@ export class MultiRaftNode {
   }
 
   /** Applies a committed configuration change and answers its proposer if that is this node. */
-  private applyConfChangeEntry(g: Group, data: Uint8Array, answers: [Waiter<CommandResult | ApplyResult>, CommandResult | ApplyResult][]): void {
+  private applyConfChangeEntry(g: Group, data: Uint8Array, answers: Answer[]): void {
     const cc = decodeConfChange(data);
     g.raft.applyConfChange(cc);
     const [node, seq] = (cc.context ?? "").split(":").map(Number);
-    if (node !== this.id || seq === undefined) return;
-    const w = g.proposals.get(seq);
-    if (w === undefined) return;
-    g.proposals.delete(seq);
-    answers.push([w, { ok: true }]);
+    if (node !== undefined && seq !== undefined) takeWaiter(g, this.id, [node, seq], { ok: true }, answers);
   }
 
   /** Whether this node hosts the group (a joining node hosts no shard until a replica is placed here). */
@@ -565,7 +569,7 @@ export class MultiRaftNode {
       if (rd.snapshot !== null) {
         await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data);
         if (g.kind === "meta") {
-          this.meta = metaFromRecords(this.store.scan(META_GROUP, Number.MAX_SAFE_INTEGER));
+          this.meta = loadMeta(this.store);
           this.syncPeers();
         }
         const m = rd.snapshot.meta;
@@ -818,7 +822,7 @@ export class MultiRaftNode {
   /** Applies every group's committed entries in one LMDB transaction, then answers clients. */
   private applyCommitted(readies: [Group, Ready][]): void {
     const changes: GroupChanges[] = [];
-    const answers: [Waiter<CommandResult | ApplyResult>, CommandResult | ApplyResult][] = [];
+    const answers: Answer[] = [];
     let sizeBytes = 0;
     for (const [g, rd] of readies) {
       if (rd.committedEntries.length === 0) continue;
@@ -838,13 +842,7 @@ export class MultiRaftNode {
         const p = decodeProposal(e.data);
         const { result, write } = applyCommand(p.cmd, e.index, () => read(p.cmd.key));
         if (write !== undefined) overlay.set(p.cmd.key, write);
-        if (p.origin[0] === this.id) {
-          const w = g.proposals.get(p.origin[1]);
-          if (w !== undefined) {
-            g.proposals.delete(p.origin[1]);
-            answers.push([w, result]);
-          }
-        }
+        takeWaiter(g, this.id, p.origin, result, answers);
         this.counters.applied++;
       }
       const c: GroupChanges = { group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [], deletes: [] };
@@ -881,7 +879,7 @@ export class MultiRaftNode {
   }
 
   /** Applies committed metadata entries to the MetaState; returns the records they changed. */
-  private applyMetaEntries(g: Group, rd: Ready, answers: [Waiter<CommandResult | ApplyResult>, CommandResult | ApplyResult][]): GroupChanges {
+  private applyMetaEntries(g: Group, rd: Ready, answers: Answer[]): GroupChanges {
     const puts = new Map<string, unknown>();
     const deletes = new Set<string>();
     for (const e of rd.committedEntries) {
@@ -901,13 +899,7 @@ export class MultiRaftNode {
         deletes.add(key);
         puts.delete(key);
       }
-      if (p.origin[0] === this.id) {
-        const w = g.proposals.get(p.origin[1]);
-        if (w !== undefined) {
-          g.proposals.delete(p.origin[1]);
-          answers.push([w, result]);
-        }
-      }
+      takeWaiter(g, this.id, p.origin, result, answers);
     }
     if (puts.size > 0 || deletes.size > 0) this.syncPeers();
     return { group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [...puts], deletes: [...deletes] };

@@ -6,6 +6,7 @@
  */
 import { Rng } from "../sim/rng.js";
 import { replicaBand } from "./balance.js";
+import { operatorNodes } from "./operators.js";
 import { INITIAL_PLACEMENT_STATE, type PlacementState, placementCycle } from "./scheduler.js";
 import type { NodeId, NodeView, Operator, PlacementConfig, ShardView, Step } from "./types.js";
 
@@ -270,8 +271,7 @@ function trackLimits(result: ScenarioResult, operators: readonly Operator[], sta
   result.maxInFlightTotal = Math.max(result.maxInFlightTotal, operators.length);
   const perNode = new Map<NodeId, number>();
   for (const op of operators) {
-    const nodes = new Set(op.steps.map((s) => (s.kind === "transfer-leader" ? s.to : s.node)));
-    for (const n of nodes) perNode.set(n, (perNode.get(n) ?? 0) + 1);
+    for (const n of operatorNodes(op)) perNode.set(n, (perNode.get(n) ?? 0) + 1);
   }
   for (const c of perNode.values()) result.maxInFlightPerNode = Math.max(result.maxInFlightPerNode, c);
   const inWindow = new Map<NodeId, number>();
