@@ -7,7 +7,9 @@
 import type { NodeId } from "../raft/index.js";
 import {
   type Consistency,
+  ConfChangeRefusedError,
   LeaderUnreachableError,
+  NotHostedError,
   META_GROUP,
   type MultiRaftNode,
   NotLeaderError,
@@ -76,14 +78,14 @@ export class Gateway {
    */
   private async route(op: Op): Promise<unknown> {
     const deadlineMs = performance.now() + this.timeoutMs;
-    const hosted = this.node.hosts(op.group);
-    let leader = hosted ? this.node.leaderOf(op.group) : this.replicaOf(op.group, 0);
+    // Whether a replica is hosted here can change while the request waits (a replica placed or moved).
+    let leader = this.node.hosts(op.group) ? this.node.leaderOf(op.group) : this.replicaOf(op.group, 0);
     let refused: NodeId = 0;
     let unreachable: LeaderUnreachableError | null = null;
     for (let attempt = 1; ; attempt++) {
       try {
         if (leader === 0) {
-          leader = hosted
+          leader = this.node.hosts(op.group)
             ? await this.node.awaitLeader(op.group, refused, Math.max(1, deadlineMs - performance.now()))
             : this.replicaOf(op.group, attempt);
         }
@@ -176,7 +178,7 @@ export class Gateway {
     const hosted = this.node.hosts(op.group);
     const run = hosted && (this.node.leaderOf(op.group) === this.node.id || op.kind === "read")
       ? this.execute(op)
-      : Promise.reject(new NotLeaderError(op.group, hosted ? this.node.leaderOf(op.group) : 0));
+      : Promise.reject(hosted ? new NotLeaderError(op.group, this.node.leaderOf(op.group)) : new NotHostedError(op.group));
     run.then(
       (value) => this.node.sendNodeMessage(from, { rpcReply: { id, reply: { ok: true, value } } } satisfies RpcReply),
       (e: Error) => this.node.sendNodeMessage(from, {
@@ -188,6 +190,8 @@ export class Gateway {
 
 function revive(err: { name: string; message: string; leader?: NodeId }, group: number): Error {
   if (err.name === "NotLeaderError") return new NotLeaderError(group, err.leader ?? 0);
+  if (err.name === "NotHostedError") return new NotHostedError(group);
+  if (err.name === "ConfChangeRefusedError") return new ConfChangeRefusedError(err.message);
   if (err.name === "LeaderUnreachableError") return new LeaderUnreachableError(group, err.leader ?? 0);
   if (err.name === "RequestTimeoutError") return new RequestTimeoutError(err.message);
   const e = new Error(err.message);

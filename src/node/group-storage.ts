@@ -21,13 +21,16 @@ export class GroupStorage implements Storage {
   /** Entries after the log's start; its `snap` field holds only the start's (index, term). */
   private readonly mem = new MemoryStorage();
   private readonly store: StateStore;
-  /** The configuration as of the log's start (for initialState); later changes replay from the log. */
+  /**
+   * The configuration as of the applied index (for initialState): the state store keeps it with the
+   * applied index, so changes before it, which are not replayed, are in it; later ones replay from the log.
+   */
   confState: ConfState;
 
   constructor(group: number, recovered: GroupLog, confState: ConfState, store: StateStore) {
     this.group = group;
     this.store = store;
-    this.confState = recovered.snapshot?.confState ?? confState;
+    this.confState = store.confState(group) ?? recovered.snapshot?.confState ?? confState;
     this.mem.applySnapshot({
       meta: { index: recovered.start.index, term: recovered.start.term, confState: this.confState }, data: new Uint8Array(0),
     });
@@ -55,12 +58,15 @@ export class GroupStorage implements Storage {
     return this.mem.lastIndex();
   }
 
-  /** The group's state as of what the state store has applied, with the log's term at that index. */
+  /**
+   * The group's state as of what the state store has committed, with the log's term at that index and
+   * the configuration as of that index (not the log start's: a learner added since must find itself).
+   */
   snapshot(): Snapshot {
-    const { appliedIndex, data } = this.store.snapshot(this.group);
+    const { appliedIndex, data, confState } = this.store.snapshot(this.group);
     const term = this.mem.term(appliedIndex);
     if (term === TERM_COMPACTED || term < 0) throw new CompactedError(`group ${this.group}: no term for applied index ${appliedIndex}`);
-    return { meta: { index: appliedIndex, term, confState: this.confState }, data };
+    return { meta: { index: appliedIndex, term, confState: confState ?? this.confState }, data };
   }
 
   // Host-side updates, after the corresponding WAL records are durable.

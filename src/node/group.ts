@@ -25,6 +25,20 @@ export class NotLeaderError extends Error {
   }
 }
 
+/** This node holds no replica of the shard (never placed here, or moved away): ask one that does. */
+export class NotHostedError extends NotLeaderError {
+  override name = "NotHostedError";
+  constructor(group: number) {
+    super(group, 0);
+    this.message = `this node holds no replica of shard ${group}`;
+  }
+}
+
+/** Raft cannot take this configuration change now (another is pending, or it is invalid): nothing was proposed. */
+export class ConfChangeRefusedError extends Error {
+  override name = "ConfChangeRefusedError";
+}
+
 /** The shard's leader is known but this node cannot reach it now (its link's breaker is open). */
 export class LeaderUnreachableError extends Error {
   override name = "LeaderUnreachableError";

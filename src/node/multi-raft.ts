@@ -25,19 +25,22 @@ import {
   ProposalDroppedError,
   RaftNode,
   Role,
+  confChangeRefusal,
   decodeConfChange,
 } from "../raft/index.js";
 import { StateStore, type GroupChanges } from "../storage/state-store.js";
-import { Wal } from "../storage/wal.js";
+import { type GroupLog, Wal } from "../storage/wal.js";
+import { assert } from "../raft/assert.js";
 import type { WalRecord } from "../storage/wal-record.js";
 import { type Envelope, type PeerAddress, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
 import {
-  type Consistency, type Group, LeaderUnreachableError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
+  type Consistency, ConfChangeRefusedError, type Group, LeaderUnreachableError, NotHostedError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
   type ProposeInput, type Waiter, planeOf, shardOf,
 } from "./group.js";
 import { handOverTo } from "./leader-balance.js";
 import { quiescenceStep, wakes } from "./quiescence.js";
+import { hostingChanges } from "./hosting.js";
 import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
 import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand, decodeProposal, encodeProposal } from "./records.js";
 import { decodeMetaProposal, encodeMetaProposal } from "./meta-proposals.js";
@@ -123,7 +126,14 @@ function mustWait(g: Group): boolean {
   return r.lead === 0 || (r.role === Role.Leader && r.leadTransferee !== 0);
 }
 
-export { type Consistency, LeaderUnreachableError, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
+export { type Consistency, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
+
+const EMPTY_CONF: ConfState = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+
+/** The log of a group that has nothing yet (a replica waiting for its leader's snapshot). */
+function emptyLog(): GroupLog {
+  return { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, start: { index: 0, term: 0 }, entries: [] };
+}
 
 const MAX_TICKS_PER_TURN = 10;
 const encoder = new TextEncoder();
@@ -153,6 +163,11 @@ export class MultiRaftNode {
   private readonly detectors = new Map<NodeId, PhiAccrualDetector>();
   /** When each peer was last heard from (any message), for decisions that need a live peer. */
   private readonly peerHeardAtMs = new Map<NodeId, number>();
+  /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
+  private hostingDue = true;
+  private hostingPending = false;
+  /** Called when a group applied a configuration change (its leader mirrors it into the metadata). */
+  onConfChangeApplied: ((group: number) => void) | null = null;
   /** Observers for metrics (set by whoever exports them). */
   onWalSync: ((seconds: number) => void) | null = null;
   /** Receives node-level messages (group 0); set by the gateway. */
@@ -191,35 +206,29 @@ export class MultiRaftNode {
       ...(cfg.logger ? { logger: cfg.logger } : {}),
     });
     node = new MultiRaftNode(cfg, wal, store, transport);
-    const voters = [cfg.id, ...cfg.peers.keys()].sort((a, b) => a - b);
-    const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+    // Groups the log holds are recovered as they were (the configuration comes from the state store).
+    for (const [g, log] of recovered) node.addGroup(g, log, EMPTY_CONF);
     const bootstrap: WalRecord[] = [];
-    for (const g of [...Array.from({ length: cfg.shards }, (_, i) => i + 1), META_GROUP]) {
-      let log = recovered.get(g);
-      if (log === undefined && cfg.join === true) {
-        // Not hosted (a shard), or waiting for its leader's snapshot (the metadata group).
-        if (g !== META_GROUP) continue;
-        log = { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, start: { index: 0, term: 0 }, entries: [] };
-      }
-      if (log === undefined) {
-        // A founding member: the configuration is a snapshot at index 1, term 1 (as in bootstrapStorage).
-        log = { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 1, term: 1, confState }, start: { index: 1, term: 1 }, entries: [] };
+    if (cfg.join !== true && !recovered.has(META_GROUP)) {
+      // A founding member's first start: every founder is a voter of every shard and of the metadata
+      // group; the configuration is a snapshot at index 1, term 1 (as in bootstrapStorage). The
+      // metadata group goes last, so a start torn midway is finished by the next one.
+      const voters = [cfg.id, ...cfg.peers.keys()].sort((a, b) => a - b);
+      const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+      for (const g of [...Array.from({ length: cfg.shards }, (_, i) => i + 1), META_GROUP]) {
+        if (recovered.has(g)) continue;
+        const log = { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 1, term: 1, confState }, start: { index: 1, term: 1 }, entries: [] };
         bootstrap.push({ kind: "snapshot", group: g, index: 1, term: 1, confState });
         bootstrap.push({ kind: "hard-state", group: g, hardState: log.hardState });
-        if (store.applied(g) === 0) store.apply([{ group: g, appliedIndex: 1 }]);
+        if (store.applied(g) === 0) store.apply([{ group: g, appliedIndex: 1, confState }]);
+        node.addGroup(g, log, confState);
       }
-      const empty: ConfState = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
-      const storage = new GroupStorage(g, log, cfg.join === true && log.snapshot === null ? empty : confState, store);
-      const raft = new RaftNode({
-        id: cfg.id, storage, electionTicks: cfg.electionTicks, heartbeatTicks: cfg.heartbeatTicks,
-        random: (n) => Math.floor(Math.random() * n), applied: store.applied(g),
-        ...(cfg.logger ? { logger: cfg.logger } : {}),
-      });
-      node.groups.set(g, {
-        id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(), quiescence: { quiesced: false, idleTicks: 0 },
-        parkedProposals: [], leaderWaiters: [],
-      });
+    } else if (!recovered.has(META_GROUP)) {
+      // Joining: the metadata group waits for its leader's snapshot; shards come once placed here.
+      node.addGroup(META_GROUP, emptyLog(), EMPTY_CONF);
     }
+    // State of groups dropped from the log whose records a crash left behind (see StateStore.dropGroup).
+    for (const g of store.groups()) if (!node.groups.has(g)) await store.dropGroup(g);
     if (bootstrap.length > 0) {
       await store.flushed();
       await wal.append(bootstrap);
@@ -227,6 +236,23 @@ export class MultiRaftNode {
     for (const [peer, addr] of cfg.peers) transport.setPeer(peer, addr);
     node.syncPeers();
     return node;
+  }
+
+  /** Hosts a group from its recovered (or empty) log; `confState` is used when nothing records one. */
+  private addGroup(g: number, log: GroupLog, confState: ConfState): Group {
+    assert(!this.groups.has(g), () => `group ${g} is hosted already`);
+    const storage = new GroupStorage(g, log, confState, this.store);
+    const raft = new RaftNode({
+      id: this.id, storage, electionTicks: this.cfg.electionTicks, heartbeatTicks: this.cfg.heartbeatTicks,
+      random: (n) => Math.floor(Math.random() * n), applied: this.store.applied(g),
+      ...(this.cfg.logger ? { logger: this.cfg.logger } : {}),
+    });
+    const group: Group = {
+      id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(),
+      quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [],
+    };
+    this.groups.set(g, group);
+    return group;
   }
 
   async start(): Promise<number> {
@@ -264,7 +290,7 @@ export class MultiRaftNode {
 
   group(id: number): Group {
     const g = this.groups.get(id);
-    if (g === undefined) throw new RangeError(`no shard ${id}`);
+    if (g === undefined) throw new NotHostedError(id);
     return g;
   }
 
@@ -421,7 +447,7 @@ export class MultiRaftNode {
 
   /** The shard's leader as this node knows it (0 when unknown). */
   leaderOf(group: number): NodeId {
-    return this.group(group).raft.raft.lead;
+    return this.groups.get(group)?.raft.raft.lead ?? 0;
   }
 
   /**
@@ -457,8 +483,17 @@ export class MultiRaftNode {
 
 
   private stepConfChange(g: Group, seq: number, changes: ConfChangeSingle[]): void {
+    const cc = { transition: ConfChangeTransition.Auto, changes, context: `${this.id}:${seq}` };
+    // Raft would turn a refused change into an empty entry and its proposer would wait for nothing.
+    const refusal = g.raft.raft.role === Role.Leader ? confChangeRefusal(g.raft.raft, cc) : null;
+    if (refusal !== null) {
+      const w = g.proposals.get(seq);
+      g.proposals.delete(seq);
+      if (w !== undefined) this.settle(w, new ConfChangeRefusedError(`group ${g.id}: ${refusal}`));
+      return;
+    }
     try {
-      g.raft.proposeConfChange({ transition: ConfChangeTransition.Auto, changes, context: `${this.id}:${seq}` });
+      g.raft.proposeConfChange(cc);
     } catch (e) {
       if (!(e instanceof ProposalDroppedError)) throw e;
       const w = g.proposals.get(seq);
@@ -469,11 +504,45 @@ export class MultiRaftNode {
   }
 
   /** Applies a committed configuration change and answers its proposer if that is this node. */
-  private applyConfChangeEntry(g: Group, data: Uint8Array, answers: Answer[]): void {
+  private applyConfChangeEntry(g: Group, data: Uint8Array, answers: Answer[]): ConfState {
     const cc = decodeConfChange(data);
-    g.raft.applyConfChange(cc);
+    const cs = g.raft.applyConfChange(cc);
     const [node, seq] = (cc.context ?? "").split(":").map(Number);
     if (node !== undefined && seq !== undefined) takeWaiter(g, this.id, [node, seq], { ok: true }, answers);
+    this.onConfChangeApplied?.(g.id);
+    return cs;
+  }
+
+  /**
+   * Hosts the shards the metadata places here and drops those it no longer does (see hosting.ts).
+   * Runs at the start of a turn, when no Ready is outstanding. A drop is made durable in the log
+   * before the group's state is deleted; requests waiting on it are told it has no leader here.
+   */
+  private async reconcileHosting(): Promise<void> {
+    const caughtUp = this.metaCaughtUp();
+    this.hostingDue = false;
+    // Until then, a pass each tick decides again (not each turn: it walks every shard).
+    this.hostingPending = !caughtUp;
+    const hosted = new Set([...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.id));
+    const { create, drop } = hostingChanges(this.meta, this.id, hosted, caughtUp);
+    for (const id of create) {
+      // Leftovers of an earlier replica here are gone: dropGroup ran, or open() cleaned them up.
+      assert(this.store.applied(id) === 0, () => `shard ${id}: state left from an earlier replica`);
+      this.addGroup(id, emptyLog(), EMPTY_CONF);
+      this.cfg.logger?.(`node ${this.id}: hosting a replica of shard ${id}`);
+    }
+    if (drop.length === 0) return;
+    await this.wal.append(drop.map((group) => ({ kind: "drop", group }) satisfies WalRecord));
+    for (const id of drop) {
+      const g = this.groups.get(id)!;
+      this.groups.delete(id);
+      const gone = new NotLeaderError(id, 0);
+      for (const w of g.proposals.values()) this.settle(w, gone);
+      for (const r of g.reads.values()) this.settle(r, gone);
+      for (const w of g.leaderWaiters) this.settle(w, gone);
+      await this.store.dropGroup(id);
+      this.cfg.logger?.(`node ${this.id}: dropped its replica of shard ${id}`);
+    }
   }
 
   /** Whether this node hosts the group (a joining node hosts no shard until a replica is placed here). */
@@ -554,6 +623,7 @@ export class MultiRaftNode {
   private async turn(): Promise<void> {
     this.counters.turns++;
     this.store.commitIfDue(performance.now());
+    if (this.hostingDue) await this.reconcileHosting();
     this.takeInputs();
     const readies: [Group, Ready][] = [];
     for (const g of this.groups.values()) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
@@ -567,10 +637,11 @@ export class MultiRaftNode {
     const records: WalRecord[] = [];
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) {
-        await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data);
+        await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data, rd.snapshot.meta.confState);
         if (g.kind === "meta") {
           this.meta = loadMeta(this.store);
           this.syncPeers();
+          this.hostingDue = true;
         }
         const m = rd.snapshot.meta;
         records.push({ kind: "snapshot", group: g.id, index: m.index, term: m.term, confState: m.confState });
@@ -692,6 +763,7 @@ export class MultiRaftNode {
     }
     const ticks = this.pendingTicks;
     this.pendingTicks = 0;
+    if (ticks > 0 && this.hostingPending) this.hostingDue = true;
     // Quiescence is decided before ticking: a group that quiesces now emits no heartbeat after its
     // notice (a heartbeat behind the notice would wake the follower again).
     if (ticks > 0) this.tickQuiescence(ticks);
@@ -832,9 +904,10 @@ export class MultiRaftNode {
       }
       const overlay = new Map<string, StoredRecord | null>();
       const read = (key: string) => (overlay.has(key) ? overlay.get(key) ?? undefined : this.store.get(g.id, key) as StoredRecord | undefined);
+      let confState: ConfState | undefined;
       for (const e of rd.committedEntries) {
         if (e.type === EntryType.ConfChange) {
-          this.applyConfChangeEntry(g, e.data, answers);
+          confState = this.applyConfChangeEntry(g, e.data, answers);
           continue;
         }
         if (e.data.byteLength === 0) continue;
@@ -845,7 +918,9 @@ export class MultiRaftNode {
         takeWaiter(g, this.id, p.origin, result, answers);
         this.counters.applied++;
       }
-      const c: GroupChanges = { group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [], deletes: [] };
+      const c: GroupChanges = {
+        group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [], deletes: [], ...(confState ? { confState } : {}),
+      };
       for (const [key, rec] of overlay) {
         if (rec === null) c.deletes!.push(key);
         else c.puts!.push([key, rec]);
@@ -882,9 +957,10 @@ export class MultiRaftNode {
   private applyMetaEntries(g: Group, rd: Ready, answers: Answer[]): GroupChanges {
     const puts = new Map<string, unknown>();
     const deletes = new Set<string>();
+    let confState: ConfState | undefined;
     for (const e of rd.committedEntries) {
       if (e.type === EntryType.ConfChange) {
-        this.applyConfChangeEntry(g, e.data, answers);
+        confState = this.applyConfChangeEntry(g, e.data, answers);
         continue;
       }
       if (e.data.byteLength === 0) continue;
@@ -901,8 +977,14 @@ export class MultiRaftNode {
       }
       takeWaiter(g, this.id, p.origin, result, answers);
     }
-    if (puts.size > 0 || deletes.size > 0) this.syncPeers();
-    return { group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [...puts], deletes: [...deletes] };
+    if (puts.size > 0 || deletes.size > 0) {
+      this.syncPeers();
+      this.hostingDue = true;
+    }
+    return {
+      group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [...puts], deletes: [...deletes],
+      ...(confState ? { confState } : {}),
+    };
   }
 
   /**

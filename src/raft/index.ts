@@ -6,3 +6,4 @@ export { RaftNode, type Ready, type Status, type SoftState, type PeerStatus } fr
 export { ProposalDroppedError, type LeaderTransferResult, type Raft } from "./raft.js";
 export { AssertionError } from "./assert.js";
 export { ProgressState } from "./progress.js";
+export { confChangeRefusal } from "./raft-leader.js";

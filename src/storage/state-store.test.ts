@@ -138,3 +138,30 @@ test("kill -9 during snapshot installs: the group holds one whole version, and e
     rmSync(dir, { recursive: true });
   }
 });
+
+test("a group's configuration is kept with its applied index, travels in its snapshot, and a dropped group leaves nothing", async () => {
+  const dir = tmp();
+  const a = StateStore.open({ path: dir });
+  const conf = (voters: number[], learners: number[] = []) => ({ voters, votersOutgoing: [], learners, learnersNext: [], autoLeave: false });
+  a.apply([{ group: 1, appliedIndex: 1, confState: conf([1, 2, 3]) }]);
+  a.apply([{ group: 1, appliedIndex: 5, puts: [["k", 1]], confState: conf([1, 2, 3], [4]) }]);
+  a.apply([{ group: 1, appliedIndex: 6, puts: [["k", 2]] }, { group: 2, appliedIndex: 3, puts: [["x", 1]] }]);
+  assert.deepEqual(a.confState(1), conf([1, 2, 3], [4]), "the latest change, staged");
+  await a.flushed();
+  const snap = a.snapshot(1);
+  assert.deepEqual(snap.confState, conf([1, 2, 3], [4]), "the snapshot's configuration is the one as of its index");
+  const b = StateStore.open({ path: tmp() });
+  await b.installSnapshot(1, snap.appliedIndex, snap.data, snap.confState);
+  assert.deepEqual(b.confState(1), conf([1, 2, 3], [4]));
+  await a.dropGroup(1);
+  assert.equal(a.applied(1), 0);
+  assert.equal(a.confState(1), undefined);
+  assert.deepEqual(a.scan(1, 10), []);
+  assert.deepEqual(a.groups(), [2], "only the other group is left");
+  await a.close();
+  const reopened = StateStore.open({ path: dir });
+  assert.deepEqual(reopened.groups(), [2], "the drop is durable");
+  assert.equal(reopened.get(2, "x"), 1);
+  await reopened.close();
+  await b.close();
+});

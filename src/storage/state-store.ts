@@ -18,6 +18,7 @@
 import { type Database, type RootDatabase, open } from "lmdb";
 import { pack, unpack } from "msgpackr";
 import { assert } from "../raft/assert.js";
+import type { ConfState } from "../raft/index.js";
 
 export type RecordKey = string;
 
@@ -27,6 +28,13 @@ export interface GroupChanges {
   appliedIndex: number;
   puts?: [RecordKey, unknown][];
   deletes?: RecordKey[];
+  /**
+   * The group's Raft configuration as of `appliedIndex`, when a configuration change was applied.
+   * Kept with the applied index so that a restart starts Raft from the configuration it had applied
+   * (the changes before the applied index are not replayed), and a snapshot carries the configuration
+   * as of its own index.
+   */
+  confState?: ConfState;
 }
 
 export interface StateStoreOptions {
@@ -49,16 +57,19 @@ export interface StateStoreOptions {
 interface Staged {
   appliedIndex: number;
   records: Map<RecordKey, unknown>;
+  confState?: ConfState;
 }
 
 const APPLIED = "applied";
+const CONF = "conf";
 /** Commits queued to LMDB's writer thread and not yet done; more waits in `staged`. */
 const MAX_INFLIGHT_COMMITS = 4;
 
 export class StateStore {
   private readonly root: RootDatabase;
   private readonly records: Database<unknown, [number, RecordKey]>;
-  private readonly meta: Database<number, [number, string]>;
+  /** Per group: its applied index (APPLIED) and its configuration as of it (CONF). */
+  private readonly meta: Database<unknown, [number, string]>;
   private readonly frameRecords: number;
   private readonly commitIntervalMs: number;
   private readonly commitMaxChanges: number;
@@ -78,7 +89,7 @@ export class StateStore {
   private constructor(root: RootDatabase, opts: StateStoreOptions) {
     this.root = root;
     this.records = root.openDB<unknown, [number, RecordKey]>({ name: "records" });
-    this.meta = root.openDB<number, [number, string]>({ name: "meta" });
+    this.meta = root.openDB<unknown, [number, string]>({ name: "meta" });
     this.frameRecords = opts.snapshotFrameRecords ?? 1024;
     this.commitIntervalMs = opts.commitIntervalMs ?? 1000;
     this.commitMaxChanges = opts.commitMaxChanges ?? 20_000;
@@ -105,6 +116,7 @@ export class StateStore {
       let st = this.staged.get(c.group);
       if (st === undefined) this.staged.set(c.group, (st = { appliedIndex: c.appliedIndex, records: new Map() }));
       st.appliedIndex = c.appliedIndex;
+      if (c.confState !== undefined) st.confState = c.confState;
       for (const key of c.deletes ?? []) st.records.set(key, null);
       for (const [key, value] of c.puts ?? []) st.records.set(key, value);
       this.stagedChanges += (c.deletes?.length ?? 0) + (c.puts?.length ?? 0) + 1;
@@ -144,6 +156,7 @@ export class StateStore {
             else this.records.putSync([group, key], value);
           }
           this.meta.putSync([group, APPLIED], st.appliedIndex);
+          if (st.confState !== undefined) this.meta.putSync([group, CONF], st.confState);
         }
       }).then(
         () => {
@@ -206,7 +219,22 @@ export class StateStore {
 
   applied(group: number): number {
     for (const layer of this.overlays(group)) return layer.appliedIndex;
-    return this.meta.get([group, APPLIED]) ?? 0;
+    return (this.meta.get([group, APPLIED]) as number | undefined) ?? 0;
+  }
+
+  /** The group's configuration as of its applied index, if one was ever recorded. */
+  confState(group: number): ConfState | undefined {
+    for (const layer of this.overlays(group)) if (layer.confState !== undefined) return layer.confState;
+    return this.meta.get([group, CONF]) as ConfState | undefined;
+  }
+
+  /** Groups that have state here (an applied index), for finding leftovers of dropped groups. */
+  groups(): number[] {
+    const ids = new Set<number>();
+    for (const { key } of this.meta.getRange({ snapshot: false })) if (key[1] === APPLIED) ids.add(key[0]);
+    for (const id of this.staged.keys()) ids.add(id);
+    for (const c of this.inflight) for (const id of c.groups.keys()) ids.add(id);
+    return [...ids].sort((a, b) => a - b);
   }
 
   /** A group's layers of changes not yet visible in LMDB, newest first. */
@@ -225,14 +253,15 @@ export class StateStore {
    * the group as of its last LMDB commit, which may trail `applied()`; the log keeps what follows
    * (it is compacted only up to what `flushed()` made durable).
    */
-  snapshot(group: number): { appliedIndex: number; data: Uint8Array } {
+  snapshot(group: number): { appliedIndex: number; data: Uint8Array; confState: ConfState | undefined } {
     this.checkHealthy();
     const txn = this.root.useReadTransaction();
     try {
-      const appliedIndex = this.meta.get([group, APPLIED], { transaction: txn }) ?? 0;
+      const appliedIndex = (this.meta.get([group, APPLIED], { transaction: txn }) as number | undefined) ?? 0;
+      const confState = this.meta.get([group, CONF], { transaction: txn }) as ConfState | undefined;
       const pairs = this.records.getRange({ start: [group], end: [group + 1], transaction: txn })
         .map(({ key, value }) => [key[1], value] as [RecordKey, unknown]);
-      return { appliedIndex, data: encodeSnapshot(appliedIndex, pairs, this.frameRecords) };
+      return { appliedIndex, data: encodeSnapshot(appliedIndex, pairs, this.frameRecords), confState };
     } finally {
       txn.done();
     }
@@ -242,10 +271,29 @@ export class StateStore {
    * Replaces a group's records with a snapshot's, atomically, and makes it durable before resolving:
    * after a crash the group holds either its old state or the whole snapshot, never a mix.
    */
-  async installSnapshot(group: number, index: number, data: Uint8Array): Promise<void> {
+  async installSnapshot(group: number, index: number, data: Uint8Array, confState?: ConfState): Promise<void> {
     this.checkHealthy();
     const frames = readFrames(data);
     assert(index >= this.applied(group), () => `group ${group}: snapshot at ${index} is behind applied ${this.applied(group)}`);
+    await this.replaceGroup(group, () => {
+      for (const [, pairs] of frames) for (const [key, value] of pairs) this.records.putSync([group, key], value);
+      this.meta.putSync([group, APPLIED], index);
+      if (confState !== undefined) this.meta.putSync([group, CONF], confState);
+    });
+  }
+
+  /**
+   * Forgets a group entirely (a replica that moved away), durably before resolving. The caller makes
+   * the group's removal from the log durable first, so that a crash in between leaves only records
+   * that no log points at (found by `groups()` and dropped again on open).
+   */
+  async dropGroup(group: number): Promise<void> {
+    this.checkHealthy();
+    await this.replaceGroup(group, () => undefined);
+  }
+
+  /** Deletes everything of one group, then runs `fill`, in one durable transaction. */
+  private async replaceGroup(group: number, fill: () => void): Promise<void> {
     // Older layers of this group are superseded; other groups' staged changes are committed first.
     const st = this.staged.get(group);
     if (st !== undefined) {
@@ -257,8 +305,9 @@ export class StateStore {
       for (const { key } of this.records.getRange({ start: [group], end: [group + 1], snapshot: false })) {
         this.records.removeSync(key);
       }
-      for (const [, pairs] of frames) for (const [key, value] of pairs) this.records.putSync([group, key], value);
-      this.meta.putSync([group, APPLIED], index);
+      this.meta.removeSync([group, APPLIED]);
+      this.meta.removeSync([group, CONF]);
+      fill();
     });
     await this.root.flushed;
   }

@@ -22,7 +22,12 @@ export type WalRecord =
    * A checkpoint compaction (at the start of a segment) may point past the entries recovery has seen,
    * because the segments that held them were deleted.
    */
-  | { kind: "compact"; group: number; index: number; term: number; checkpoint?: boolean };
+  | { kind: "compact"; group: number; index: number; term: number; checkpoint?: boolean }
+  /**
+   * The node no longer hosts the group (its replica moved away): everything before this record about
+   * the group is void. A later record of the group starts a new replica from nothing.
+   */
+  | { kind: "drop"; group: number };
 
 /**
  * Entries records, by far the most frequent, are written as a tuple without key strings:

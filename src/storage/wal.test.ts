@@ -180,3 +180,27 @@ test("damage in an older segment is refused, not silently cut", async () => {
   assert.ok(statSync(first).size === buf.byteLength, "nothing was truncated");
   rmSync(dir, { recursive: true });
 });
+
+test("a dropped group: gone on recovery, restarted from nothing by later records, and its entries no longer hold segments back", async () => {
+  const dir = tmp();
+  const { wal } = await Wal.open({ dir, segmentBytes: 2048 });
+  await wal.append([{ kind: "entries", group: 7, entries: [entry(1, 1), entry(2, 1)] }, { kind: "hard-state", group: 7, hardState: { term: 1, vote: 1, commit: 2 } }]);
+  // Group 7 never compacts: before its drop, it would keep every segment.
+  for (let i = 1; i <= 100; i++) await wal.append([{ kind: "entries", group: 1, entries: [entry(i, 1, 40)] }, { kind: "compact", group: 1, index: i, term: 1 }]);
+  const before = readdirSync(dir).filter((n) => n.endsWith(".wal")).length;
+  assert.ok(before > 3, `segments are held back by group 7 (${before})`);
+  await wal.append([{ kind: "drop", group: 7 }]);
+  for (let i = 101; i <= 200; i++) await wal.append([{ kind: "entries", group: 1, entries: [entry(i, 1, 40)] }, { kind: "compact", group: 1, index: i, term: 1 }]);
+  assert.ok(readdirSync(dir).filter((n) => n.endsWith(".wal")).length <= 3, "old segments deleted once group 7 was dropped");
+  await wal.close();
+  const reopened = await Wal.open({ dir });
+  assert.equal(reopened.groups.has(7), false, "a dropped group is not recovered");
+  // A new replica of the same group starts from nothing: nothing of the old one shows through.
+  await reopened.wal.append([{ kind: "entries", group: 7, entries: [entry(1, 3)] }]);
+  await reopened.wal.close();
+  const again = await Wal.open({ dir });
+  assert.deepEqual(again.groups.get(7)!.entries.map((e) => [e.index, e.term]), [[1, 3]]);
+  assert.deepEqual(again.groups.get(7)!.hardState, { term: 0, vote: 0, commit: 0 });
+  await again.wal.close();
+  rmSync(dir, { recursive: true });
+});

@@ -66,7 +66,11 @@ function emptyGroup(): GroupLog {
  * entries may have been deleted, so a first pass finds where each group's log finally starts; the
  * replay then begins there and skips entries at or before it.
  */
-function replay(records: readonly WalRecord[]): Map<number, GroupLog> {
+function replay(all: readonly WalRecord[]): Map<number, GroupLog> {
+  // A group's records before its last drop belong to a replica that is gone.
+  const lastDrop = new Map<number, number>();
+  for (const [i, r] of all.entries()) if (r.kind === "drop") lastDrop.set(r.group, i);
+  const records = all.filter((r, i) => r.kind !== "drop" && i > (lastDrop.get(r.group) ?? -1));
   const groups = new Map<number, GroupLog>();
   for (const r of records) {
     if (r.kind !== "compact" && r.kind !== "snapshot") continue;
@@ -80,6 +84,10 @@ function replay(records: readonly WalRecord[]): Map<number, GroupLog> {
 
 /** Applies one record to the view of its group (the log's meaning of a record, also used as a model in tests). */
 export function applyRecord(groups: Map<number, GroupLog>, r: WalRecord): void {
+  if (r.kind === "drop") {
+    groups.delete(r.group);
+    return;
+  }
   let g = groups.get(r.group);
   if (g === undefined) groups.set(r.group, (g = emptyGroup()));
   switch (r.kind) {
@@ -172,6 +180,8 @@ export class Wal {
         }
         parsed.push(d.record);
         noteRecord(seg, d.record);
+        // A dropped group's entries no longer hold older segments back.
+        if (d.record.kind === "drop") for (const s of [...segments, seg]) s.maxIndexByGroup.delete(d.record.group);
         offset = d.nextOffset;
       }
       segments.push(seg);
@@ -253,6 +263,12 @@ export class Wal {
   }
 
   private applyMeta(r: WalRecord): void {
+    if (r.kind === "drop") {
+      // Not restated by checkpoints, and its entries no longer hold segments back.
+      this.groups.delete(r.group);
+      for (const seg of this.segments) seg.maxIndexByGroup.delete(r.group);
+      return;
+    }
     let g = this.groups.get(r.group);
     if (g === undefined) {
       g = { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, start: { index: 0, term: 0 } };

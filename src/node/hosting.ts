@@ -1,0 +1,31 @@
+/**
+ * Which shard groups a node hosts: exactly those whose replica set, as the metadata records it, names
+ * the node. The metadata follows each shard's Raft configuration (its leader mirrors every applied
+ * change), so a replica added by a configuration change appears here shortly after, and one removed
+ * disappears. Pure: (metadata, node, hosted groups) -> groups to create and to drop.
+ *
+ * Drops are only decided on a metadata state that has caught up (the caller checks): after a restart the
+ * metadata replays its log from the state store's applied index, and an intermediate state may predate
+ * the change that placed a replica here; dropping on it would throw away a live replica.
+ */
+import type { MetaState } from "../meta/state.js";
+import type { NodeId } from "../placement/types.js";
+
+export interface HostingChanges {
+  /** Shards placed here that this node does not host yet: created empty, filled by the leader (snapshot, log). */
+  create: number[];
+  /** Shards hosted here that the metadata knows and no longer places here. */
+  drop: number[];
+}
+
+export function hostingChanges(meta: Readonly<MetaState>, self: NodeId, hosted: ReadonlySet<number>, caughtUp: boolean): HostingChanges {
+  const create: number[] = [];
+  const drop: number[] = [];
+  for (const shard of meta.shards.values()) {
+    const placed = shard.replicas.some((r) => r.node === self);
+    if (placed && !hosted.has(shard.id)) create.push(shard.id);
+    // A shard the metadata does not know yet (a founder's, before the collection is recorded) stays.
+    if (!placed && hosted.has(shard.id) && caughtUp) drop.push(shard.id);
+  }
+  return { create, drop };
+}
