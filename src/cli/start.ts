@@ -5,6 +5,8 @@ import { pino } from "pino";
 import { buildApi } from "../api/server.js";
 import { Gateway } from "../node/gateway.js";
 import { Membership } from "../node/membership.js";
+import { PlacementDriver } from "../node/placement-driver.js";
+import { ShardAgent } from "../node/shard-agent.js";
 import { MultiRaftNode } from "../node/multi-raft.js";
 import type { PeerAddress } from "../transport/transport.js";
 import type { Labels } from "../placement/types.js";
@@ -162,7 +164,8 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const logger = pino({ base: { node: id }, level: opts.logLevel });
     const compactAfterEntries = opts.compactAfterEntries === undefined ? undefined : positiveInt("--compact-after-entries", opts.compactAfterEntries);
     node = await MultiRaftNode.open({
-      id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line), ...(joined ? { join: true } : {}),
+      // Leaderships are balanced by the placement driver, not by the node's static preference.
+      id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line), balanceLeaders: false, ...(joined ? { join: true } : {}),
       ...(compactAfterEntries !== undefined ? { compactAfterEntries } : {}), ...(testMode ? { testFaults: true } : {}),
     });
     const gateway = new Gateway(node);
@@ -176,6 +179,10 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       founders: joined ? [] : [id, ...peers.keys()], shards, logger: (line) => logger.debug(line),
     });
     membership.start();
+    const shardAgent = new ShardAgent(node, gateway, { logger: (line) => logger.info(line) });
+    shardAgent.start();
+    const placement = new PlacementDriver(node, gateway, { logger: (line) => logger.info(line) });
+    placement.start();
     logger.info({ http: `${http.host}:${http.port}`, peer: `${listen.host}:${peerPort}`, advertise: opts.advertise ?? opts.listen,
       dataDir, peers: [...peers.keys()], shards }, "node started");
     let stopping = false;
@@ -184,6 +191,8 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       stopping = true;
       logger.info({ signal }, "shutting down: no new requests, finishing in-flight ones");
       membership.stop();
+      shardAgent.stop();
+      placement.stop();
       await app.close(); // stops accepting, waits for in-flight requests
       await node!.stop(); // finishes the current turn (fsync included), closes the log and the store
       logger.info("stopped");

@@ -6,15 +6,13 @@
  * Waiting is bounded: a pairing that finds no partner in `pairingWaitMs` is cancelled, and a learner
  * not promoted within `promotionWindowMs` of being ready becomes a StandbyLearner.
  */
-import type { NodeId } from "../placement/types.js";
+import { DEFAULT_PLACEMENT, type NodeId, type PlacementConfig } from "../placement/types.js";
 import type { MemberLifecycle, MetaNode } from "./state.js";
 
-export interface PromotionConfig {
-  pairingWaitMs: number;
-  promotionWindowMs: number;
-}
+/** The settings promotion reads (the cluster's central configuration, PD-8). */
+export type PromotionConfig = Pick<PlacementConfig, "pairingWaitMs" | "promotionWindowMs">;
 
-export const DEFAULT_PROMOTION: PromotionConfig = { pairingWaitMs: 120_000, promotionWindowMs: 300_000 };
+export const DEFAULT_PROMOTION: PromotionConfig = { pairingWaitMs: DEFAULT_PLACEMENT.pairingWaitMs, promotionWindowMs: DEFAULT_PLACEMENT.promotionWindowMs };
 
 export type PromotionDecision =
   /** One or two learners become voters in one configuration change (two: joint consensus). */

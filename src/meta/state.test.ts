@@ -34,11 +34,11 @@ test("worker lifecycle: joining -> ready -> draining -> removed, and removal is 
   assert.equal(held.ok ? null : held.code, "node_holds_replicas");
   assert.match(held.ok ? "" : held.message, /still holds 1 replica/);
   const shard = [...s.shards.values()].find((x) => x.replicas.some((r) => r.node === d))!;
-  assert.ok(applyMeta(s, { kind: "set-replicas", shard: shard.id, epoch: shard.epoch, replicas: [{ node: b, role: "voter" }, { node: c, role: "voter" }, { node: a, role: "voter" }], atMs: 4 }).ok);
+  assert.ok(applyMeta(s, { kind: "set-replicas", shard: shard.id, confIndex: 10, replicas: [{ node: b, role: "voter" }, { node: c, role: "voter" }, { node: a, role: "voter" }], atMs: 4 }).ok);
   assert.ok(applyMeta(s, { kind: "set-worker-state", node: d, state: "removed", atMs: 5 }).ok);
 });
 
-test("the shard map: ranges cover the hash space; a replica change against a stale epoch is refused (fencing)", () => {
+test("the shard map: ranges cover the hash space; a replica set mirrored from an older configuration is refused (fencing)", () => {
   const s = initialMetaState(DEFAULT_PLACEMENT, 0);
   const ids = [7000, 7001, 7002].map((p) => register(s, p));
   assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [ids, ids, ids], atMs: 0 }).ok);
@@ -51,11 +51,12 @@ test("the shard map: ranges cover the hash space; a replica change against a sta
     assert.equal(Math.floor((sh.range.start * 3) / 2 ** 32), i, `shard ${sh.id} starts inside itself`);
     assert.equal(Math.floor(((sh.range.end - 1) * 3) / 2 ** 32), i, `shard ${sh.id} ends inside itself`);
   }
-  const cmd: MetaCommand = { kind: "set-replicas", shard: 1, epoch: 1, replicas: [{ node: 1, role: "voter" }, { node: 2, role: "voter" }], atMs: 1 };
-  assert.deepEqual(applyMeta(s, cmd), { ok: true, value: 2 });
-  const again = applyMeta(s, cmd);
-  assert.equal(again.ok ? null : again.code, "stale_epoch");
-  const none = applyMeta(s, { ...cmd, epoch: 2, replicas: [{ node: 1, role: "learner" }] });
+  const cmd: MetaCommand = { kind: "set-replicas", shard: 1, confIndex: 5, replicas: [{ node: 1, role: "voter" }, { node: 2, role: "voter" }], atMs: 1 };
+  assert.deepEqual(applyMeta(s, cmd), { ok: true, value: 2 }, "the epoch moves with the replica set");
+  const again = applyMeta(s, { ...cmd, confIndex: 4, replicas: [{ node: 3, role: "voter" }] });
+  assert.equal(again.ok ? null : again.code, "stale_configuration", "a mirror read at an older index (a stale leader's) is refused");
+  assert.deepEqual(s.shards.get(1)!.replicas.map((r) => r.node), [1, 2]);
+  const none = applyMeta(s, { ...cmd, confIndex: 6, replicas: [{ node: 1, role: "learner" }] });
   assert.equal(none.ok ? null : none.code, "no_voter");
 });
 

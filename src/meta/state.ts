@@ -46,6 +46,11 @@ export interface ShardRecord {
   range: { start: number; end: number };
   /** Bumped by every change of the replica set: stale routing and stale operators are refused (PD-5). */
   epoch: number;
+  /**
+   * The replica set mirrors the shard's Raft configuration as of this applied index of the shard's
+   * log (0: as created). A mirror read at a lower index is older and refused, whoever sends it.
+   */
+  confIndex: number;
   replicas: { node: NodeId; role: ReplicaRole }[];
 }
 
@@ -104,8 +109,11 @@ export type MetaCommand =
   /** Rolls back a join that failed midway: the node leaves the map as if it never joined. */
   | { kind: "forget-node"; node: NodeId; atMs: number }
   | { kind: "create-collection"; name: string; replicationFactor: number; placements: NodeId[][]; atMs: number }
-  /** A shard's new replica set, valid only against the epoch it was computed from (fencing). */
-  | { kind: "set-replicas"; shard: number; epoch: number; replicas: { node: NodeId; role: ReplicaRole }[]; atMs: number }
+  /**
+   * A shard's replica set as its leader's Raft configuration has it at applied index `confIndex`
+   * (the leader mirrors every configuration change it applies); refused unless newer than the record's.
+   */
+  | { kind: "set-replicas"; shard: number; confIndex: number; replicas: { node: NodeId; role: ReplicaRole }[]; atMs: number }
   | { kind: "set-settings"; baseVersion: number; placement: PlacementConfig; note: string; atMs: number }
   | { kind: "rollback-settings"; toVersion: number; atMs: number }
   | { kind: "record-operator"; operator: Operator; status: OperatorStatus; atMs: number };
@@ -156,11 +164,14 @@ export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
     case "set-replicas": {
       const shard = s.shards.get(cmd.shard);
       if (shard === undefined) return refuse("shard_not_found", `no shard ${cmd.shard}`);
-      if (shard.epoch !== cmd.epoch) return refuse("stale_epoch", `shard ${shard.id} is at epoch ${shard.epoch}, not ${cmd.epoch}`);
+      if (cmd.confIndex <= shard.confIndex) {
+        return refuse("stale_configuration", `shard ${shard.id} mirrors its configuration as of index ${shard.confIndex}, not older ${cmd.confIndex}`);
+      }
       const unknown = cmd.replicas.find((r) => !s.nodes.has(r.node));
       if (unknown !== undefined) return refuse("node_not_found", `no node ${unknown.node}`);
       if (!cmd.replicas.some((r) => r.role === "voter")) return refuse("no_voter", `shard ${shard.id} would have no voter`);
       shard.replicas = cmd.replicas.map((r) => ({ ...r }));
+      shard.confIndex = cmd.confIndex;
       shard.epoch++;
       return { ok: true, value: shard.epoch };
     }
@@ -217,7 +228,10 @@ function createCollection(s: MetaState, name: string, replicationFactor: number,
   if (s.collections.has(name)) return refuse("collection_exists", `collection ${name} exists`);
   if (placements.length === 0) return refuse("bad_request", "a collection needs at least one shard");
   for (const p of placements) {
-    if (p.length !== replicationFactor || new Set(p).size !== p.length) return refuse("bad_request", `each shard needs ${replicationFactor} distinct nodes`);
+    // Fewer nodes than the replication factor (a cluster founded by fewer): repair adds the rest later.
+    if (p.length === 0 || p.length > replicationFactor || new Set(p).size !== p.length) {
+      return refuse("bad_request", `each shard needs 1 to ${replicationFactor} distinct nodes`);
+    }
     const unknown = p.find((id) => !s.nodes.has(id));
     if (unknown !== undefined) return refuse("node_not_found", `no node ${unknown}`);
   }
@@ -229,7 +243,7 @@ function createCollection(s: MetaState, name: string, replicationFactor: number,
     const id = s.nextShardId++;
     ids.push(id);
     const range = { start: startOf(i), end: i === n - 1 ? 2 ** 32 : startOf(i + 1) };
-    s.shards.set(id, { id, collection: name, range, epoch: 1, replicas: p.map((node) => ({ node, role: "voter" as const })) });
+    s.shards.set(id, { id, collection: name, range, epoch: 1, confIndex: 0, replicas: p.map((node) => ({ node, role: "voter" as const })) });
   }
   s.collections.set(name, { name, replicationFactor, shards: ids });
   return { ok: true, value: ids.length };

@@ -19,6 +19,8 @@ import type { CommandResult, RecordCommand, StoredRecord } from "./records.js";
 import type { ApplyResult, MetaCommand } from "../meta/state.js";
 import type { ConfChangeSingle } from "../raft/index.js";
 import type { JoinRequest, JoinResponse } from "./membership.js";
+import type { Step } from "../placement/types.js";
+import type { ShardReport } from "./shard-agent.js";
 
 /** Leader changes a request follows before giving up (each hop is one election or hand-over). */
 const ROUTE_ATTEMPTS_MAX = 4;
@@ -28,12 +30,16 @@ type Op =
   | { kind: "meta"; group: number; cmd: MetaCommand }
   | { kind: "conf"; group: number; changes: ConfChangeSingle[] }
   | { kind: "join"; group: number; req: JoinRequest }
-  | { kind: "read"; group: number; key: string; consistency: Consistency };
+  | { kind: "read"; group: number; key: string; consistency: Consistency }
+  /** A placement driver's operator step, for the shard's leader (fenced by the operator's epoch). */
+  | { kind: "step"; group: number; epoch: number; step: Step };
 
 type Reply = { ok: true; value: unknown } | { ok: false; error: { name: string; message: string; leader?: NodeId } };
 
 interface RpcRequest { rpc: { id: number; op: Op } }
 interface RpcReply { rpcReply: { id: number; reply: Reply } }
+/** A node's statistics for the placement driver (fire and forget: the next one replaces it). */
+interface ReportMessage { report: ShardReport[] }
 
 export class Gateway {
   private readonly node: MultiRaftNode;
@@ -114,6 +120,23 @@ export class Gateway {
     return replicas.length === 0 ? 0 : replicas[attempt % replicas.length]!.node;
   }
 
+  /** Carries out an operator step on the shard's leader (set by the ShardAgent). */
+  onStep: ((group: number, epoch: number, step: Step) => Promise<ApplyResult>) | null = null;
+  /** Receives nodes' reports on the metadata leader (set by the PlacementDriver). */
+  onReport: ((from: NodeId, report: ShardReport[]) => void) | null = null;
+
+  /** Asks the shard's leader, wherever it is, to carry out an operator step. */
+  step(group: number, epoch: number, step: Step): Promise<ApplyResult> {
+    return this.route({ kind: "step", group, epoch, step }) as Promise<ApplyResult>;
+  }
+
+  /** Sends this node's report to the metadata leader (the placement driver); dropped if none is known. */
+  report(report: ShardReport[]): void {
+    const pd = this.node.leaderOf(META_GROUP);
+    if (pd === this.node.id) this.onReport?.(pd, report);
+    else if (pd !== 0) this.node.sendNodeMessage(pd, { report } satisfies ReportMessage);
+  }
+
   /** Handles a join on the metadata leader (set by Membership). */
   onJoin: ((req: JoinRequest) => Promise<JoinResponse>) | null = null;
 
@@ -139,6 +162,7 @@ export class Gateway {
       case "conf": return this.node.proposeConfChange(op.group, op.changes);
       case "join": return this.onJoin === null ? Promise.reject(new Error("this node does not handle joins")) : this.onJoin(op.req);
       case "read": return this.node.read(op.group, op.key, op.consistency);
+      case "step": return this.onStep === null ? Promise.reject(new Error("this node does not run operator steps")) : this.onStep(op.group, op.epoch, op.step);
     }
   }
 
@@ -162,7 +186,11 @@ export class Gateway {
   }
 
   private onMessage(from: NodeId, msg: unknown): void {
-    const m = msg as Partial<RpcRequest & RpcReply>;
+    const m = msg as Partial<RpcRequest & RpcReply & ReportMessage>;
+    if (m.report !== undefined) {
+      if (Array.isArray(m.report)) this.onReport?.(from, m.report);
+      return;
+    }
     if (m.rpcReply !== undefined) {
       const p = this.pending.get(m.rpcReply.id);
       if (p === undefined) return; // timed out already

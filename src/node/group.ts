@@ -87,6 +87,8 @@ export interface Group {
   parkedProposals: ProposeInput[];
   /** Gateways waiting to learn the shard's leader (bounded by the request queue). */
   leaderWaiters: LeaderWaiter[];
+  /** Client requests (proposals and reads) made here so far: the placement driver's load statistic. */
+  requests: number;
 }
 
 /** Waits for a leader other than `refused` (a node that just said it does not lead). */

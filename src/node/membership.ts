@@ -16,8 +16,8 @@
  * Lifecycle: start() runs a reconcile pass every `intervalMs`; stop() ends it. Each pass makes at most
  * a few proposals and retries on the next pass after a failure; the join queue is bounded.
  */
-import { DEFAULT_PROMOTION, type PromotionConfig, planPromotions } from "../meta/promotion.js";
-import type { Address, ApplyResult, MetaCommand, NodeRole } from "../meta/state.js";
+import { type PromotionConfig, planPromotions } from "../meta/promotion.js";
+import { type Address, type ApplyResult, type MetaCommand, type NodeRole, currentSettings } from "../meta/state.js";
 import type { Labels, NodeId } from "../placement/types.js";
 import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
@@ -33,6 +33,7 @@ export interface MembershipOptions {
   /** The default collection's shard count (recorded by the founders). */
   shards: number;
   intervalMs?: number;
+  /** Overrides the cluster settings' promotion timeouts (tests). */
   promotion?: PromotionConfig;
   logger?: (line: string) => void;
 }
@@ -155,7 +156,8 @@ export class Membership {
 
   /** On the metadata leader: quorum-aware promotion of ready learners (one decision per pass). */
   private async promote(): Promise<void> {
-    const decisions = planPromotions([...this.node.metaState().nodes.values()], this.opts.promotion ?? DEFAULT_PROMOTION, Date.now());
+    const meta = this.node.metaState();
+    const decisions = planPromotions([...meta.nodes.values()], this.opts.promotion ?? currentSettings(meta).placement, Date.now());
     const d = decisions[0];
     if (d === undefined) return;
     const atMs = Date.now();
@@ -163,6 +165,10 @@ export class Membership {
       await this.gateway.proposeMeta({ kind: "set-lifecycle", node: d.node, lifecycle: d.lifecycle, atMs });
       return;
     }
+    // Only a learner whose log holds the leader's commit index (the match-index barrier): a voter that
+    // lags would count toward the quorum without holding what it acknowledges.
+    const st = this.node.metaStatus();
+    if (!d.nodes.every((id) => (st.progress?.get(id)?.match ?? 0) >= st.commit)) return;
     // Raft first (a pair enters and leaves a joint configuration), then the record of it.
     await this.gateway.proposeConfChange(META_GROUP, d.nodes.map((nodeId) => ({ type: ConfChangeType.AddVoter, nodeId })));
     for (const node of d.nodes) await this.gateway.proposeMeta({ kind: "set-lifecycle", node, lifecycle: "voter", atMs });

@@ -45,7 +45,7 @@ import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, u
 import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand, decodeProposal, encodeProposal } from "./records.js";
 import { decodeMetaProposal, encodeMetaProposal } from "./meta-proposals.js";
 import { applyMetaTracked, metaFromRecords } from "../meta/records.js";
-import type { ApplyResult, MetaCommand, MetaState } from "../meta/state.js";
+import { type ApplyResult, type MetaCommand, type MetaState, currentSettings } from "../meta/state.js";
 import { PhiAccrualDetector } from "../placement/failure-detector.js";
 import type { Health } from "../placement/types.js";
 
@@ -161,6 +161,7 @@ export class MultiRaftNode {
   private ticksSinceKeepalive = 0;
   /** Failure detectors of the peers heard from. */
   private readonly detectors = new Map<NodeId, PhiAccrualDetector>();
+  private readonly startedAtMs = performance.now();
   /** When each peer was last heard from (any message), for decisions that need a live peer. */
   private readonly peerHeardAtMs = new Map<NodeId, number>();
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
@@ -249,7 +250,7 @@ export class MultiRaftNode {
     });
     const group: Group = {
       id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(),
-      quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [],
+      quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], requests: 0,
     };
     this.groups.set(g, group);
     return group;
@@ -298,6 +299,7 @@ export class MultiRaftNode {
   propose(group: number, cmd: RecordCommand): Promise<CommandResult> {
     return this.proposeAndAwait<CommandResult>(group, `proposal to shard ${group}`, (seq) => {
       this.counters.proposals++;
+      this.group(group).requests++;
       return { kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd }) };
     });
   }
@@ -327,6 +329,7 @@ export class MultiRaftNode {
     const g = this.group(group);
     this.checkAccepting();
     this.counters.reads++;
+    g.requests++;
     if (consistency === "eventual") return Promise.resolve(this.store.get(group, key) as StoredRecord | undefined);
     const ctx = `${this.id}:${this.nextSeq++}`;
     return new Promise((resolve, reject) => {
@@ -545,6 +548,21 @@ export class MultiRaftNode {
     }
   }
 
+  /**
+   * The shards this node leads, with what their leader knows: the configuration as of the applied
+   * index, the replicas holding the commit index, and the requests made here so far.
+   */
+  ledShards(): { shard: number; term: number; applied: number; conf: ConfState; caughtUp: NodeId[]; requests: number }[] {
+    const out = [];
+    for (const g of this.groups.values()) {
+      const r = g.raft.raft;
+      if (g.kind !== "shard" || r.role !== Role.Leader) continue;
+      const caughtUp = [...r.trk.progress].filter(([, pr]) => pr.match >= r.raftLog.committed).map(([id]) => id);
+      out.push({ shard: g.id, term: r.term, applied: this.store.applied(g.id), conf: r.trk.confState(), caughtUp, requests: g.requests });
+    }
+    return out;
+  }
+
   /** Whether this node hosts the group (a joining node hosts no shard until a replica is placed here). */
   hosts(group: number): boolean {
     return this.groups.has(group);
@@ -568,9 +586,14 @@ export class MultiRaftNode {
    * How this node sees another's health (phi-accrual over the frames it receives from it; MEM-6).
    * Keepalives reach every known peer each heartbeat interval, even when every group is quiescent.
    */
-  peerHealth(id: NodeId): Health {
+  peerHealth(id: NodeId, deadAfterMs = currentSettings(this.meta).placement.nodeDeadAfterMs): Health {
     if (id === this.id) return this.failure === null ? "healthy" : "unhealthy";
-    return this.detectors.get(id)?.health(performance.now()) ?? "unhealthy";
+    const nowMs = performance.now();
+    // A peer never heard from is silent since this node started (a new placement driver must still
+    // find a node that died before it took over).
+    if (nowMs - (this.peerHeardAtMs.get(id) ?? this.startedAtMs) >= deadAfterMs) return "dead";
+    const h = this.detectors.get(id)?.health(nowMs) ?? "unhealthy";
+    return h === "dead" ? "unhealthy" : h;
   }
 
   /** Peer addresses follow the metadata: every registered node other than this one. */

@@ -98,6 +98,16 @@ export interface PlacementConfig {
   hotNodeFactor: number;
   /** A shard that moved (replica or leader) is left alone for this long, so that nothing oscillates. */
   shardCooldownMs: number;
+  /** The placement driver's cycle: the cooldown between two scheduling decisions. */
+  scheduleIntervalMs: number;
+  /** A node silent this long is dead (MEM-6): its replicas are rebuilt elsewhere, then it is removed. */
+  nodeDeadAfterMs: number;
+  /** A metadata learner waiting this long for a partner to be promoted with stops waiting (MEM-2). */
+  pairingWaitMs: number;
+  /** A ready metadata learner not promoted within this becomes a standby learner (MEM-2). */
+  promotionWindowMs: number;
+  /** A metadata learner lagging or silent this long is stale: downgraded (not promotable) and alerted (MEM-4). */
+  staleLearnerMs: number;
 }
 
 export const DEFAULT_PLACEMENT: PlacementConfig = {
@@ -111,6 +121,11 @@ export const DEFAULT_PLACEMENT: PlacementConfig = {
   leaderTolerance: 0.1,
   hotNodeFactor: 1.5,
   shardCooldownMs: 30_000,
+  scheduleIntervalMs: 1000,
+  nodeDeadAfterMs: 60_000,
+  pairingWaitMs: 120_000,
+  promotionWindowMs: 300_000,
+  staleLearnerMs: 60_000,
 };
 
 /** Checks a configuration before it applies (PD-8): a list of what is wrong, empty when valid. */
@@ -126,6 +141,11 @@ export function validatePlacementConfig(c: PlacementConfig): string[] {
   positiveInt("maxMovesPerNodePerWindow");
   positiveInt("moveWindowMs");
   positiveInt("stepTimeoutMs");
+  positiveInt("scheduleIntervalMs");
+  positiveInt("nodeDeadAfterMs");
+  positiveInt("pairingWaitMs");
+  positiveInt("promotionWindowMs");
+  positiveInt("staleLearnerMs");
   if (!(c.replicaTolerance >= 0 && c.replicaTolerance < 1)) errors.push(`replicaTolerance must be in [0, 1), got ${c.replicaTolerance}`);
   if (!(c.leaderTolerance >= 0 && c.leaderTolerance < 1)) errors.push(`leaderTolerance must be in [0, 1), got ${c.leaderTolerance}`);
   if (!(c.hotNodeFactor > 1)) errors.push(`hotNodeFactor must be above 1, got ${c.hotNodeFactor}`);

@@ -1,0 +1,266 @@
+/**
+ * The placement driver's loop (PD-1 … PD-7), run by the metadata group's leader. Each cycle it builds
+ * the cluster view (the metadata's nodes and shard map, health as this node's failure detectors judge
+ * it, leaders and caught-up replicas from the shard leaders' reports), asks the pure scheduler
+ * (placement/scheduler.ts) what to do, records operators in the metadata group (so that a new leader
+ * resumes them), and sends each operator's current step to the shard's leader (ShardAgent). It also
+ * retires dead nodes once they hold no replica (MEM-6, zombie removal in one batched change) and
+ * downgrades stale metadata learners with an alert (MEM-4).
+ *
+ * Every decision that changes the cluster is a proposal to the metadata group or to a shard's group: a
+ * quorum decision (MEM-8). A placement driver that lost its leadership stops at its next cycle; what it
+ * proposed meanwhile is fenced (operator epochs, configuration indexes).
+ *
+ * Lifecycle: start() runs a cycle every `scheduleIntervalMs` of the settings; stop() ends it.
+ */
+import { type MetaState, type OperatorRecord, currentSettings } from "../meta/state.js";
+import { type PlacementState, placementCycle } from "../placement/scheduler.js";
+import type { ClusterView, NodeId, NodeView, Operator, PlacementConfig, ShardView } from "../placement/types.js";
+import { ConfChangeType } from "../raft/index.js";
+import type { Gateway } from "./gateway.js";
+import { META_GROUP, type MultiRaftNode } from "./multi-raft.js";
+import type { ShardReport } from "./shard-agent.js";
+
+export interface Alert {
+  atMs: number;
+  kind: "stale-learner" | "node-dead" | "node-removed";
+  node: NodeId;
+  message: string;
+}
+
+export interface PlacementDriverOptions {
+  logger?: (line: string) => void;
+}
+
+/** Alerts kept (newest last). */
+const ALERTS_MAX = 100;
+/** A step sent to a shard's leader is sent again only after this many cycles without effect. */
+const REDISPATCH_CYCLES = 3;
+
+interface HeldReport {
+  from: NodeId;
+  report: ShardReport;
+  atMs: number;
+}
+
+/** The scheduler's state rebuilt from the operators the metadata records as running (PD failover). */
+export function stateFromMeta(meta: Readonly<MetaState>): PlacementState {
+  const records = [...meta.operators.values()];
+  const running = records.filter((r) => r.status === "running").map((r) => r.operator);
+  const settled = new Map<number, number>();
+  for (const r of records) if (r.status !== "running") settled.set(r.operator.shard, Math.max(settled.get(r.operator.shard) ?? 0, r.updatedAtMs));
+  const nextOperatorId = records.reduce((m, r) => Math.max(m, r.operator.id), 0) + 1;
+  return { operators: running, nextOperatorId, recentMoves: [], shardSettledAtMs: settled };
+}
+
+export class PlacementDriver {
+  private timer: NodeJS.Timeout | null = null;
+  /** Null while this node does not lead the metadata group. */
+  private state: PlacementState | null = null;
+  /** The latest report per shard (of the highest term seen). Bounded by the shard count. */
+  private readonly reports = new Map<number, HeldReport>();
+  /** When each operator's current step was last sent (operator id -> [step index, cycle]). */
+  private readonly dispatched = new Map<number, [number, number]>();
+  /** Since when each metadata learner has lagged or been silent (stale-learner detection). */
+  private readonly laggingSinceMs = new Map<NodeId, number>();
+  /** Nodes already alerted as dead (bounded by the node count). */
+  private readonly deadSeen = new Set<NodeId>();
+  private cycles = 0;
+  private running = false;
+  readonly alerts: Alert[] = [];
+
+  constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: PlacementDriverOptions = {}) {
+    gateway.onReport = (from, report) => this.receive(from, report);
+  }
+
+  start(): void {
+    if (this.timer !== null) return;
+    this.schedule();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Whether this node runs the placement driver now (it leads the metadata group). */
+  get active(): boolean {
+    return this.state !== null;
+  }
+
+  private schedule(): void {
+    const intervalMs = currentSettings(this.node.metaState()).placement.scheduleIntervalMs;
+    this.timer = setTimeout(() => {
+      void this.cycle().finally(() => {
+        if (this.timer !== null) this.schedule();
+      });
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  private receive(from: NodeId, reports: ShardReport[]): void {
+    const nowMs = Date.now();
+    for (const report of reports) {
+      if (typeof report?.shard !== "number" || typeof report.term !== "number" || !Array.isArray(report.caughtUp)) continue;
+      if (!this.node.metaState().shards.has(report.shard)) continue;
+      const held = this.reports.get(report.shard);
+      if (held !== undefined && held.report.term > report.term) continue;
+      this.reports.set(report.shard, { from, report, atMs: nowMs });
+    }
+  }
+
+  /** The cluster as the scheduler sees it now. */
+  view(nowMs: number, cfg: PlacementConfig): ClusterView {
+    const meta = this.node.metaState();
+    const freshMs = 3 * cfg.scheduleIntervalMs + 1000;
+    const nodes: NodeView[] = [];
+    for (const n of meta.nodes.values()) {
+      if (n.worker === "removed") continue;
+      nodes.push({ id: n.id, labels: n.labels, state: n.worker, health: this.node.peerHealth(n.id, cfg.nodeDeadAfterMs) });
+    }
+    const shards: ShardView[] = [];
+    for (const s of meta.shards.values()) {
+      const held = this.reports.get(s.id);
+      const fresh = held !== undefined && nowMs - held.atMs <= freshMs ? held : undefined;
+      shards.push({
+        id: s.id, epoch: s.epoch, leader: fresh?.from ?? 0, sizeBytes: 0, requestRate: fresh?.report.requestRate ?? 0,
+        replicas: s.replicas.map((r) => ({ node: r.node, role: r.role, caughtUp: fresh?.report.caughtUp.includes(r.node) ?? false })),
+      });
+    }
+    return { nodes, shards };
+  }
+
+  /** One cycle (a no-op unless this node leads the metadata group, or while the last one still runs). */
+  async cycle(): Promise<void> {
+    if (this.running) return;
+    if (this.node.leaderOf(META_GROUP) !== this.node.id || !this.node.metaCaughtUp()) {
+      this.state = null;
+      return;
+    }
+    this.running = true;
+    try {
+      this.cycles++;
+      const meta = this.node.metaState();
+      const cfg = currentSettings(meta).placement;
+      if (this.state === null) {
+        this.state = stateFromMeta(meta);
+        this.opts.logger?.(`placement driver: active, resuming ${this.state.operators.length} operator(s)`);
+      }
+      const nowMs = Date.now();
+      const result = placementCycle(this.view(nowMs, cfg), this.state, cfg, nowMs);
+      this.state = result.state;
+      await this.record(meta, result.state.operators, result.ended, nowMs);
+      this.dispatch(result.dispatch);
+      await this.retireDeadNodes(cfg);
+      await this.downgradeStaleLearners(cfg, nowMs);
+    } catch (e) {
+      this.opts.logger?.(`placement driver: cycle failed (${(e as Error).message}); the next one tries again`);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Operators whose record differs from the metadata's (new, advanced a step, ended) are recorded. */
+  private async record(meta: Readonly<MetaState>, running: readonly Operator[], ended: { op: Operator; outcome: OperatorRecord["status"] }[], nowMs: number): Promise<void> {
+    for (const op of running) {
+      const rec = meta.operators.get(op.id);
+      if (rec !== undefined && rec.status === "running" && rec.operator.stepIndex === op.stepIndex && rec.operator.epoch === op.epoch) continue;
+      if (rec === undefined) this.opts.logger?.(`placement driver: operator ${op.id} (${op.reason}) on shard ${op.shard}: ${op.steps.map(describeStep).join(", ")}`);
+      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: "running", atMs: nowMs });
+    }
+    for (const { op, outcome } of ended) {
+      this.dispatched.delete(op.id);
+      this.opts.logger?.(`placement driver: operator ${op.id} on shard ${op.shard} ended: ${outcome}`);
+      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: nowMs });
+    }
+  }
+
+  /** Sends each running operator's step to its shard's leader, again only after a few cycles without effect. */
+  private dispatch(steps: ReturnType<typeof placementCycle>["dispatch"]): void {
+    for (const { op, step } of steps) {
+      const last = this.dispatched.get(op.id);
+      if (last !== undefined && last[0] === op.stepIndex && this.cycles - last[1] < REDISPATCH_CYCLES) continue;
+      this.dispatched.set(op.id, [op.stepIndex, this.cycles]);
+      // Not awaited: a configuration change takes a round trip, and the outcome is judged from the view.
+      this.gateway.step(op.shard, op.epoch, step).then(
+        (r) => {
+          if (!r.ok) this.opts.logger?.(`placement driver: operator ${op.id} step ${describeStep(step)} refused: ${r.code}: ${r.message}`);
+        },
+        (e: Error) => this.opts.logger?.(`placement driver: operator ${op.id} step ${describeStep(step)} failed: ${e.message}`),
+      );
+    }
+  }
+
+  /**
+   * Dead nodes that hold no replica leave the cluster: their worker state becomes removed and they
+   * leave the metadata group's configuration, all in one change (zombie removal), unless the voters
+   * left alive would not be a quorum of the new configuration. A dead node with replicas waits until
+   * repair has rebuilt them elsewhere.
+   */
+  private async retireDeadNodes(cfg: PlacementConfig): Promise<void> {
+    const meta = this.node.metaState();
+    const holders = new Set<NodeId>();
+    for (const s of meta.shards.values()) for (const r of s.replicas) holders.add(r.node);
+    const allDead = [...meta.nodes.values()].filter((n) => n.worker !== "removed" && n.id !== this.node.id &&
+      this.node.peerHealth(n.id, cfg.nodeDeadAfterMs) === "dead");
+    for (const n of allDead) {
+      if (this.deadSeen.has(n.id)) continue;
+      this.deadSeen.add(n.id);
+      this.alert({ atMs: Date.now(), kind: "node-dead", node: n.id, message: `node ${n.id} is dead (silent for ${cfg.nodeDeadAfterMs} ms): its replicas are rebuilt elsewhere` });
+    }
+    for (const id of this.deadSeen) if (!allDead.some((n) => n.id === id)) this.deadSeen.delete(id);
+    const dead = allDead.filter((n) => !holders.has(n.id));
+    if (dead.length === 0) return;
+    const conf = this.node.metaStatus().config;
+    const gone = new Set(dead.map((n) => n.id));
+    const voters = conf.voters.filter((id) => !gone.has(id));
+    const alive = voters.filter((id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "healthy").length;
+    if (voters.length === 0 || alive < Math.floor(voters.length / 2) + 1) {
+      this.opts.logger?.(`placement driver: not removing dead node(s) ${[...gone]}: the live voters left would not be a quorum`);
+      return;
+    }
+    const atMs = Date.now();
+    for (const n of dead) {
+      if (n.worker !== "draining") await this.gateway.proposeMeta({ kind: "set-worker-state", node: n.id, state: "draining", atMs });
+      const r = await this.gateway.proposeMeta({ kind: "set-worker-state", node: n.id, state: "removed", atMs });
+      if (r.ok) this.alert({ atMs, kind: "node-removed", node: n.id, message: `node ${n.id} was dead and held no replica: removed from the cluster` });
+    }
+    const members = new Set([...conf.voters, ...conf.learners]);
+    const changes = dead.filter((n) => members.has(n.id)).map((n) => ({ type: ConfChangeType.RemoveNode, nodeId: n.id }));
+    if (changes.length > 0) await this.gateway.proposeConfChange(META_GROUP, changes);
+  }
+
+  /**
+   * A metadata learner that lags the commit index or is silent for `staleLearnerMs` is stale: it is
+   * set back to syncing (not promotable until it reports ready again) and an alert is raised.
+   */
+  private async downgradeStaleLearners(cfg: PlacementConfig, nowMs: number): Promise<void> {
+    const st = this.node.metaStatus();
+    const meta = this.node.metaState();
+    for (const n of meta.nodes.values()) {
+      const learner = st.config.learners.includes(n.id) && (n.lifecycle === "ready" || n.lifecycle === "pairing" ||
+        n.lifecycle === "standby-learner" || n.lifecycle === "keep-as-learner");
+      const lagging = learner && ((st.progress?.get(n.id)?.match ?? 0) < st.commit || this.node.peerHealth(n.id, cfg.nodeDeadAfterMs) !== "healthy");
+      if (!lagging) {
+        this.laggingSinceMs.delete(n.id);
+        continue;
+      }
+      const since = this.laggingSinceMs.get(n.id) ?? nowMs;
+      this.laggingSinceMs.set(n.id, since);
+      if (nowMs - since < cfg.staleLearnerMs) continue;
+      this.laggingSinceMs.delete(n.id);
+      const r = await this.gateway.proposeMeta({ kind: "set-lifecycle", node: n.id, lifecycle: "syncing", atMs: nowMs });
+      if (r.ok) this.alert({ atMs: nowMs, kind: "stale-learner", node: n.id, message: `metadata learner ${n.id} lagged or was silent for ${cfg.staleLearnerMs} ms: downgraded to syncing` });
+    }
+  }
+
+  private alert(a: Alert): void {
+    this.alerts.push(a);
+    if (this.alerts.length > ALERTS_MAX) this.alerts.shift();
+    this.opts.logger?.(`placement driver: alert: ${a.message}`);
+  }
+}
+
+function describeStep(s: Operator["steps"][number]): string {
+  return s.kind === "transfer-leader" ? `transfer-leader to ${s.to}` : `${s.kind} ${s.node}`;
+}
