@@ -3,16 +3,14 @@
  * `{"error": {"code", "message", ...}}` with a 4xx or 5xx status. Routes are described by JSON schemas,
  * which validate input before anything reaches the log and generate the OpenAPI document.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
-import { type ApplyResult, type MetaState, type SettingsVersion, currentSettings } from "../meta/state.js";
-import { DEFAULT_PLACEMENT, type PlacementConfig } from "../placement/types.js";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Gateway } from "../node/gateway.js";
-import { drainNode, removeNode } from "../node/membership.js";
 import {
   type Consistency,
   type MultiRaftNode,
+  ConfChangeRefusedError,
   LeaderUnreachableError,
   META_GROUP,
   NotLeaderError,
@@ -21,6 +19,8 @@ import {
   ShuttingDownError,
 } from "../node/multi-raft.js";
 import type { CommandResult, StoredRecord } from "../node/records.js";
+import { ApiError } from "./errors.js";
+import { registerClusterRoutes } from "./cluster.js";
 
 export interface ApiOptions {
   node: MultiRaftNode;
@@ -52,11 +52,6 @@ const errorSchema = {
   },
 } as const;
 
-class ApiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly extra: Record<string, unknown> = {}) {
-    super(message);
-  }
-}
 
 /** The reply to a write: its version, or 409 when its compare-and-set failed. */
 function writeReply(r: CommandResult): { version: number } {
@@ -129,6 +124,9 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       status = 503;
       reply.header("Retry-After", "1");
       body = { code: "leader_unreachable", message: err.message, leader: err.leader };
+    } else if (err instanceof ConfChangeRefusedError) {
+      status = 409;
+      body = { code: "conf_change_refused", message: err.message };
     } else if (err instanceof RequestTimeoutError) {
       status = 504;
       body = { code: "timeout", message: err.message };
@@ -235,7 +233,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     {
       config: { op: "scan" },
       schema: {
-        summary: "Scan records in id order (eventual consistency: this node's replicas)",
+        summary: "Scan records in id order (eventual consistency: a replica of each shard)",
         params: { type: "object", properties: { collection: { type: "string" } } },
         querystring: {
           type: "object", additionalProperties: false,
@@ -247,7 +245,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       checkCollection(req.params.collection);
       const { limit, cursor } = req.query;
       const all: [string, StoredRecord][] = [];
-      for (let g = 1; g <= node.shards; g++) all.push(...node.scan(g, limit, cursor));
+      // Every shard, from this node's replica or from one that holds it.
+      const known = [...node.metaState().shards.keys()];
+      const shards = known.length > 0 ? known : node.status().groups.map((g) => g.shard); // before the map is recorded
+      const pages = await Promise.all(shards.map((g) => gateway.scan(g, limit, cursor)));
+      for (const p of pages) all.push(...p);
       all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
       const page = all.slice(0, limit);
       const next = all.length > limit ? page[page.length - 1]![0] : null;
@@ -259,8 +261,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     const st = node.status();
     return {
       node: st.id,
-      shards: st.groups.map((g, i) => ({
-        shard: i + 1, role: g.role, leader: g.lead, term: g.term, commit: g.commit, applied: g.applied,
+      shards: st.groups.map((g) => ({
+        shard: g.shard, role: g.role, leader: g.lead, term: g.term, commit: g.commit, applied: g.applied,
         firstIndex: g.firstIndex, lastIndex: g.lastIndex,
         voters: g.config.voters,
         replicas: g.progress === null ? undefined : Object.fromEntries([...g.progress].map(([id, p]) => [id, { match: p.match, state: p.state }])),
@@ -268,104 +270,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     };
   });
 
-  /** A refused cluster command: its code decides the status (409 unless listed), its message goes to the client. */
-  const refusalStatus: Record<string, number> = { invalid_settings: 400, node_not_found: 404, settings_version_not_found: 404, join_failed: 503 };
-  const refuse = (reply: FastifyReply, r: { code: string; message: string }) =>
-    reply.status(refusalStatus[r.code] ?? 409).send({ error: { code: r.code, message: r.message } });
-
-  // MEM-1: a node asks any member to join; the metadata leader handles joins one at a time.
-  const addressSchema = { type: "string", pattern: "^(\\[[^\\]]+\\]|[^:\\s]+):[0-9]{1,5}$" } as const;
-  app.post<{ Body: { peer: string; http: string; labels?: { zone?: string; rack?: string; host?: string }; role?: "standard" | "analytics" | "standby" } }>("/v1/cluster/join", {
-    config: { op: "join" },
-    schema: {
-      summary: "Join the cluster: registers the node and adds it to the metadata group as a learner",
-      body: {
-        type: "object", required: ["peer", "http"], additionalProperties: false,
-        properties: {
-          peer: addressSchema, http: addressSchema,
-          labels: { type: "object", additionalProperties: false, properties: { zone: { type: "string" }, rack: { type: "string" }, host: { type: "string" } } },
-          role: { type: "string", enum: ["standard", "analytics", "standby"] },
-        },
-      },
-    },
-  }, async (req, reply) => {
-    const addr = (s: string) => {
-      const i = s.lastIndexOf(":");
-      return { host: s.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(s.slice(i + 1)) };
-    };
-    const r = await gateway.join({ peer: addr(req.body.peer), http: addr(req.body.http), labels: req.body.labels ?? {}, role: req.body.role ?? "standard" });
-    if (!r.ok) return refuse(reply, r);
-    return { id: r.id, shards: r.shards, members: r.members.map((m) => ({ id: m.id, peer: `${m.peer.host}:${m.peer.port}` })) };
-  });
-
-  // MEM-5: drain and remove. A refusal (a node still holding replicas, a wrong transition) is a 409 with its reason.
-  for (const action of ["drain", "remove"] as const) {
-    app.post<{ Params: { id: number } }>(`/v1/cluster/nodes/:id/${action}`, {
-      config: { op: action },
-      schema: {
-        summary: action === "drain" ? "Drain a node: no new replicas; its replicas move away, leaders first" : "Remove a node that holds no replica",
-        params: { type: "object", required: ["id"], properties: { id: { type: "integer", minimum: 1 } } },
-      },
-    }, async (req, reply) => {
-      const r = action === "drain" ? await drainNode(gateway, req.params.id) : await removeNode(gateway, node, req.params.id);
-      if (!r.ok) return refuse(reply, r);
-      return { node: req.params.id, worker: action === "drain" ? "draining" : "removed" };
-    });
-  }
-
-  // PD-8: cluster-wide settings, versioned in the metadata group; validated before they apply.
-  const settingsView = (v: SettingsVersion) => ({ version: v.version, atMs: v.atMs, note: v.note, placement: v.placement });
-  app.get("/v1/cluster/config", { config: { op: "config" }, schema: { summary: "The settings in force (placement driver)" } }, async () =>
-    settingsView(currentSettings(node.metaState() as MetaState)));
-  app.get("/v1/cluster/config/history", { config: { op: "config" }, schema: { summary: "Kept settings versions, oldest first" } }, async () =>
-    ({ versions: node.metaState().settings.map(settingsView) }));
-  const settingsReply = (r: ApplyResult, reply: FastifyReply) => (r.ok ? { version: r.value } : refuse(reply, r));
-  app.put<{ Body: { baseVersion: number; settings: Partial<PlacementConfig>; note?: string } }>("/v1/cluster/config", {
-    config: { op: "config" },
-    schema: {
-      summary: "Change settings: only against the version read (409 stale_settings otherwise); invalid values are refused (400)",
-      body: {
-        type: "object", required: ["baseVersion", "settings"], additionalProperties: false,
-        properties: {
-          baseVersion: { type: "integer", minimum: 1 }, note: { type: "string", maxLength: 200 },
-          settings: { type: "object", additionalProperties: false, properties: Object.fromEntries(Object.keys(DEFAULT_PLACEMENT).map((k) => [k, { type: "number" }])) },
-        },
-      },
-    },
-  }, async (req, reply) => {
-    const current = currentSettings(node.metaState() as MetaState);
-    const placement = { ...current.placement, ...req.body.settings };
-    return settingsReply(await gateway.proposeMeta({ kind: "set-settings", baseVersion: req.body.baseVersion, placement, note: req.body.note ?? "", atMs: Date.now() }), reply);
-  });
-  app.post<{ Body: { toVersion: number } }>("/v1/cluster/config/rollback", {
-    config: { op: "config" },
-    schema: {
-      summary: "Roll the settings back to a kept version (recorded as a new version)",
-      body: { type: "object", required: ["toVersion"], additionalProperties: false, properties: { toVersion: { type: "integer", minimum: 1 } } },
-    },
-  }, async (req, reply) => settingsReply(await gateway.proposeMeta({ kind: "rollback-settings", toVersion: req.body.toVersion, atMs: Date.now() }), reply));
-
-  // The cluster map, read from this node's copy of the metadata group (eventually consistent).
-  app.get("/v1/cluster/nodes", { config: { op: "nodes" }, schema: { summary: "The cluster's nodes, from the metadata group" } }, async () => {
-    const meta = node.metaState();
-    return {
-      metaLeader: node.leaderOf(META_GROUP),
-      nodes: [...meta.nodes.values()].sort((a, b) => a.id - b.id).map((n) => ({
-        id: n.id, peer: `${n.peer.host}:${n.peer.port}`, http: `${n.http.host}:${n.http.port}`, labels: n.labels, role: n.role,
-        lifecycle: n.lifecycle, worker: n.worker, joinedAtMs: n.joinedAtMs, readyAtMs: n.readyAtMs,
-        // As this node's failure detector sees it (phi-accrual over the frames it receives).
-        health: n.worker === "removed" ? "removed" : node.peerHealth(n.id),
-      })),
-    };
-  });
-  app.get("/v1/cluster/shards", { config: { op: "shards" }, schema: { summary: "The shard map (ranges, replicas, epochs), from the metadata group" } }, async () => {
-    const meta = node.metaState();
-    return {
-      shards: [...meta.shards.values()].sort((a, b) => a.id - b.id).map((sh) => ({
-        shard: sh.id, collection: sh.collection, range: [sh.range.start, sh.range.end], epoch: sh.epoch, replicas: sh.replicas,
-      })),
-    };
-  });
+  await registerClusterRoutes(app, node, gateway);
 
   app.get("/healthz", { schema: { hide: true } }, async (_req, reply) => {
     if (node.failure !== null) return reply.status(503).send({ error: { code: "failed", message: node.failure.message } });

@@ -6,7 +6,7 @@ export interface ClientOptions {
   json?: boolean;
 }
 
-async function call(method: string, url: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+export async function call(method: string, url: string, body?: unknown): Promise<{ status: number; body: unknown }> {
   let r: Response;
   try {
     r = await fetch(url, {
@@ -24,7 +24,7 @@ function recordUrl(opts: ClientOptions, id: string): string {
   return `${opts.endpoint.replace(/\/$/, "")}/v1/collections/default/records/${encodeURIComponent(id)}`;
 }
 
-function report(res: { status: number; body: unknown }): number {
+export function report(res: { status: number; body: unknown }): number {
   if (res.status >= 400) {
     const err = (res.body as { error?: { code: string; message: string } } | null)?.error;
     console.error(`error ${res.status}${err ? ` ${err.code}: ${err.message}` : ""}`);

@@ -96,6 +96,9 @@ for (const [action, what] of [["drain", "drain a node: no new replicas, its repl
   nodeCmd.command(action).description(what).argument("<id>").addOption(endpoint())
     .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).nodeActionCommand(action, id, opts); });
 }
+nodeCmd.command("promote").description("promote a caught-up metadata learner to voter (voters stay odd: name a partner with --with)").argument("<id>")
+  .addOption(endpoint()).option("--with <id>", "a second learner promoted together (joint consensus)")
+  .action(async (id: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).promoteCommand(id, opts); });
 const configCmd = program.command("config").description("cluster-wide settings, versioned in the metadata group");
 configCmd.command("get").description("the settings in force").addOption(endpoint()).option("--json", "print JSON")
   .action(async (opts) => { process.exitCode = await (await import("./client.js")).configCommand("get", [], opts); });
@@ -109,6 +112,25 @@ configCmd.command("rollback").description("go back to a kept version (recorded a
 const shardCmd = program.command("shard").description("the shard map");
 shardCmd.command("ls").description("list the shards: hash range, epoch, replicas").addOption(endpoint()).option("--json", "print JSON")
   .action(async (opts) => { process.exitCode = await (await import("./client.js")).shardListCommand(opts); });
+
+shardCmd.command("move").description("move a replica of a shard to another node (the placement driver runs it as an operator)").argument("<shard>")
+  .requiredOption("--from <node>", "the node holding the replica").requiredOption("--to <node>", "a ready node not holding one").addOption(endpoint())
+  .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).shardMoveCommand(shard, opts); });
+shardCmd.command("transfer-leader").description("move a shard's leadership to another of its voters").argument("<shard>")
+  .requiredOption("--to <node>", "a voter of the shard").addOption(endpoint())
+  .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).transferLeaderCommand(shard, opts); });
+shardCmd.command("split").description("split a shard in two (not built yet: the cluster answers 501 not_implemented)").argument("<shard>").addOption(endpoint())
+  .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).splitCommand(shard, opts); });
+const operatorCmd = program.command("operator").description("the placement driver's operators (replica moves, leader transfers)");
+operatorCmd.command("ls").description("list operators, newest first, with their steps (✓ done, > current)").addOption(endpoint())
+  .option("--running", "only running ones").option("--json", "print JSON")
+  .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).operatorListCommand(opts); });
+operatorCmd.command("cancel").description("cancel a running operator (finished steps stand)").argument("<id>").addOption(endpoint())
+  .action(async (id: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).operatorCancelCommand(id, opts); });
+program.command("alerts").description("the placement driver's alerts (dead nodes, stale learners, removals)").addOption(endpoint()).option("--json", "print JSON")
+  .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).alertsCommand(opts); });
+program.command("watch").description("stream node and shard changes as JSON lines (server-sent events) until interrupted").addOption(endpoint())
+  .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).watchCommand(opts); });
 
 try {
   await program.parseAsync(process.argv);

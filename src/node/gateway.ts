@@ -21,6 +21,7 @@ import type { ConfChangeSingle } from "../raft/index.js";
 import type { JoinRequest, JoinResponse } from "./membership.js";
 import type { Step } from "../placement/types.js";
 import type { ShardReport } from "./shard-agent.js";
+import type { PlacementAnswer, PlacementRequest } from "./placement-driver.js";
 
 /** Leader changes a request follows before giving up (each hop is one election or hand-over). */
 const ROUTE_ATTEMPTS_MAX = 4;
@@ -31,8 +32,12 @@ type Op =
   | { kind: "conf"; group: number; changes: ConfChangeSingle[] }
   | { kind: "join"; group: number; req: JoinRequest }
   | { kind: "read"; group: number; key: string; consistency: Consistency }
+  /** A page of a shard's records in id order, from any replica (eventual). */
+  | { kind: "scan"; group: number; limit: number; after?: string }
   /** A placement driver's operator step, for the shard's leader (fenced by the operator's epoch). */
-  | { kind: "step"; group: number; epoch: number; step: Step };
+  | { kind: "step"; group: number; epoch: number; step: Step }
+  /** A request for the placement driver (on the metadata leader). */
+  | { kind: "placement"; group: number; req: PlacementRequest };
 
 type Reply = { ok: true; value: unknown } | { ok: false; error: { name: string; message: string; leader?: NodeId } };
 
@@ -75,6 +80,12 @@ export class Gateway {
     // through the leader when needed); otherwise at a node that does.
     if (!this.node.hosts(group)) return this.route({ kind: "read", group, key, consistency }) as Promise<StoredRecord | undefined>;
     return this.node.read(group, key, consistency);
+  }
+
+  /** A page of a shard's records after `after`, from this node's replica or one that holds the shard. */
+  scan(group: number, limit: number, after?: string): Promise<[string, StoredRecord][]> {
+    if (this.node.hosts(group)) return Promise.resolve(this.node.scan(group, limit, after));
+    return this.route({ kind: "scan", group, limit, ...(after !== undefined ? { after } : {}) }) as Promise<[string, StoredRecord][]>;
   }
 
   /**
@@ -125,6 +136,14 @@ export class Gateway {
   /** Receives nodes' reports on the metadata leader (set by the PlacementDriver). */
   onReport: ((from: NodeId, report: ShardReport[]) => void) | null = null;
 
+  /** Handles placement requests on the metadata leader (set by the PlacementDriver). */
+  onPlacement: ((req: PlacementRequest) => Promise<PlacementAnswer>) | null = null;
+
+  /** Sends a request to the placement driver, wherever it runs. */
+  placement(req: PlacementRequest): Promise<PlacementAnswer> {
+    return this.route({ kind: "placement", group: META_GROUP, req }) as Promise<PlacementAnswer>;
+  }
+
   /** Asks the shard's leader, wherever it is, to carry out an operator step. */
   step(group: number, epoch: number, step: Step): Promise<ApplyResult> {
     return this.route({ kind: "step", group, epoch, step }) as Promise<ApplyResult>;
@@ -162,6 +181,8 @@ export class Gateway {
       case "conf": return this.node.proposeConfChange(op.group, op.changes);
       case "join": return this.onJoin === null ? Promise.reject(new Error("this node does not handle joins")) : this.onJoin(op.req);
       case "read": return this.node.read(op.group, op.key, op.consistency);
+      case "scan": return Promise.resolve(this.node.scan(op.group, op.limit, op.after));
+      case "placement": return this.onPlacement === null ? Promise.reject(new Error("this node runs no placement driver")) : this.onPlacement(op.req);
       case "step": return this.onStep === null ? Promise.reject(new Error("this node does not run operator steps")) : this.onStep(op.group, op.epoch, op.step);
     }
   }
@@ -204,7 +225,7 @@ export class Gateway {
     // Only execute where we lead (reads: where a replica is held): forwarding again could loop
     // between nodes with stale views.
     const hosted = this.node.hosts(op.group);
-    const run = hosted && (this.node.leaderOf(op.group) === this.node.id || op.kind === "read")
+    const run = hosted && (this.node.leaderOf(op.group) === this.node.id || op.kind === "read" || op.kind === "scan")
       ? this.execute(op)
       : Promise.reject(hosted ? new NotLeaderError(op.group, this.node.leaderOf(op.group)) : new NotHostedError(op.group));
     run.then(

@@ -165,15 +165,27 @@ export class Membership {
       await this.gateway.proposeMeta({ kind: "set-lifecycle", node: d.node, lifecycle: d.lifecycle, atMs });
       return;
     }
-    // Only a learner whose log holds the leader's commit index (the match-index barrier): a voter that
-    // lags would count toward the quorum without holding what it acknowledges.
-    const st = this.node.metaStatus();
-    if (!d.nodes.every((id) => (st.progress?.get(id)?.match ?? 0) >= st.commit)) return;
-    // Raft first (a pair enters and leaves a joint configuration), then the record of it.
-    await this.gateway.proposeConfChange(META_GROUP, d.nodes.map((nodeId) => ({ type: ConfChangeType.AddVoter, nodeId })));
-    for (const node of d.nodes) await this.gateway.proposeMeta({ kind: "set-lifecycle", node, lifecycle: "voter", atMs });
+    if (laggingLearners(this.node, d.nodes).length > 0) return;
+    await promoteToVoters(this.gateway, d.nodes, atMs);
     this.opts.logger?.(`membership: promoted ${d.nodes.join(" and ")} to metadata voter(s)`);
   }
+}
+
+/**
+ * Of these metadata learners, those whose log does not hold the leader's commit index (on the metadata
+ * leader; elsewhere every one counts as lagging). Only a caught-up learner is promoted (the
+ * match-index barrier): a voter that lags would count toward the quorum without holding what it
+ * acknowledges.
+ */
+export function laggingLearners(node: MultiRaftNode, ids: readonly NodeId[]): NodeId[] {
+  const st = node.metaStatus();
+  return ids.filter((id) => (st.progress?.get(id)?.match ?? 0) < st.commit);
+}
+
+/** Raft first (a pair enters and leaves a joint configuration), then the record of it. */
+export async function promoteToVoters(gateway: Gateway, nodes: readonly NodeId[], atMs: number): Promise<void> {
+  await gateway.proposeConfChange(META_GROUP, nodes.map((nodeId) => ({ type: ConfChangeType.AddVoter, nodeId })));
+  for (const node of nodes) await gateway.proposeMeta({ kind: "set-lifecycle", node, lifecycle: "voter", atMs });
 }
 
 /**

@@ -80,6 +80,9 @@ export interface NodeConfig {
   join?: boolean;
 }
 
+/** Bound on the watch streams of metadata changes (API clients). */
+const MAX_META_WATCHERS = 256;
+
 /** Bound on the peers a node tracks failure detectors for. */
 const MAX_TRACKED_PEERS = 10_000;
 
@@ -164,6 +167,8 @@ export class MultiRaftNode {
   private readonly startedAtMs = performance.now();
   /** When each peer was last heard from (any message), for decisions that need a live peer. */
   private readonly peerHeardAtMs = new Map<NodeId, number>();
+  /** Listeners told which metadata records changed ("*": all of them, after a snapshot). Bounded. */
+  private readonly metaWatchers = new Set<(keys: string[]) => void>();
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   private hostingDue = true;
   private hostingPending = false;
@@ -357,8 +362,9 @@ export class MultiRaftNode {
   }
 
   /** The shards' Raft status (the metadata group is in metaStatus). */
-  status(): { id: NodeId; groups: ReturnType<RaftNode["status"]>[] } {
-    return { id: this.id, groups: [...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.raft.status()) };
+  status(): { id: NodeId; groups: (ReturnType<RaftNode["status"]> & { shard: number })[] } {
+    const shards = [...this.groups.values()].filter((g) => g.kind === "shard").sort((a, b) => a.id - b.id);
+    return { id: this.id, groups: shards.map((g) => ({ ...g.raft.status(), shard: g.id })) };
   }
 
   metaStatus(): ReturnType<RaftNode["status"]> {
@@ -368,6 +374,26 @@ export class MultiRaftNode {
   /** The metadata state as applied here (eventually consistent; read-only for callers). */
   metaState(): Readonly<MetaState> {
     return this.meta;
+  }
+
+  /**
+   * Calls `listener` with the keys of the metadata records each applied batch changed (see
+   * meta/records.ts; "*" after a snapshot replaced everything). Returns the unsubscribe function.
+   */
+  watchMeta(listener: (keys: string[]) => void): () => void {
+    if (this.metaWatchers.size >= MAX_META_WATCHERS) throw new OverloadedError(`${MAX_META_WATCHERS} metadata watchers already`);
+    this.metaWatchers.add(listener);
+    return () => this.metaWatchers.delete(listener);
+  }
+
+  private tellMetaWatchers(keys: string[]): void {
+    for (const w of this.metaWatchers) {
+      try {
+        w(keys);
+      } catch (e) {
+        this.cfg.logger?.(`node ${this.id}: a metadata watcher failed: ${(e as Error).message}`);
+      }
+    }
   }
 
   /** Proposes a metadata command (this node must lead the metadata group). Resolves once applied here. */
@@ -665,6 +691,7 @@ export class MultiRaftNode {
           this.meta = loadMeta(this.store);
           this.syncPeers();
           this.hostingDue = true;
+          this.tellMetaWatchers(["*"]);
         }
         const m = rd.snapshot.meta;
         records.push({ kind: "snapshot", group: g.id, index: m.index, term: m.term, confState: m.confState });
@@ -1003,6 +1030,7 @@ export class MultiRaftNode {
     if (puts.size > 0 || deletes.size > 0) {
       this.syncPeers();
       this.hostingDue = true;
+      this.tellMetaWatchers([...puts.keys(), ...deletes]);
     }
     return {
       group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [...puts], deletes: [...deletes],

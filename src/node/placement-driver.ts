@@ -14,12 +14,14 @@
  * Lifecycle: start() runs a cycle every `scheduleIntervalMs` of the settings; stop() ends it.
  */
 import { type MetaState, type OperatorRecord, currentSettings } from "../meta/state.js";
+import { type ManualRequest, manualOperator } from "../placement/manual.js";
 import { type PlacementState, placementCycle } from "../placement/scheduler.js";
 import type { ClusterView, NodeId, NodeView, Operator, PlacementConfig, ShardView } from "../placement/types.js";
 import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
-import { META_GROUP, type MultiRaftNode } from "./multi-raft.js";
+import { META_GROUP, type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
 import type { ShardReport } from "./shard-agent.js";
+import { laggingLearners, promoteToVoters } from "./membership.js";
 
 export interface Alert {
   atMs: number;
@@ -27,6 +29,12 @@ export interface Alert {
   node: NodeId;
   message: string;
 }
+
+export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "promote"; nodes: NodeId[] };
+
+export type PlacementAnswer =
+  | { ok: true; operator?: Operator; alerts?: Alert[] }
+  | { ok: false; code: string; message: string };
 
 export interface PlacementDriverOptions {
   logger?: (line: string) => void;
@@ -71,6 +79,29 @@ export class PlacementDriver {
 
   constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: PlacementDriverOptions = {}) {
     gateway.onReport = (from, report) => this.receive(from, report);
+    gateway.onPlacement = (req) => this.submit(req);
+  }
+
+  /**
+   * A request of the cluster's operator, on the metadata leader (the gateway routes it here): a manual
+   * operator (move, transfer-leader), a cancellation, or the alerts. The operator runs from the next
+   * cycle on; it is recorded in the metadata now, so that the answer means it will run.
+   */
+  async submit(req: PlacementRequest): Promise<PlacementAnswer> {
+    if (this.node.leaderOf(META_GROUP) !== this.node.id) throw new NotLeaderError(META_GROUP, this.node.leaderOf(META_GROUP));
+    if (req.kind === "alerts") return { ok: true, alerts: this.alerts.slice() };
+    if (req.kind === "promote") return this.promote(req.nodes);
+    const meta = this.node.metaState();
+    this.state ??= stateFromMeta(meta);
+    const cfg = currentSettings(meta).placement;
+    const nowMs = Date.now();
+    const r = manualOperator(this.view(nowMs, cfg), this.state, req, nowMs);
+    if (!r.ok) return r;
+    this.state = r.state;
+    if (r.ended) this.dispatched.delete(r.operator.id);
+    await this.gateway.proposeMeta({ kind: "record-operator", operator: r.operator, status: r.ended ? "cancelled" : "running", atMs: nowMs });
+    this.opts.logger?.(`placement driver: ${r.ended ? "cancelled" : "started"} operator ${r.operator.id} on shard ${r.operator.shard} at the operator's request`);
+    return { ok: true, operator: r.operator };
   }
 
   start(): void {
@@ -107,6 +138,29 @@ export class PlacementDriver {
       if (held !== undefined && held.report.term > report.term) continue;
       this.reports.set(report.shard, { from, report, atMs: nowMs });
     }
+  }
+
+  /**
+   * Promotes metadata learners to voters at the operator's request (MEM-2): standard nodes only, caught
+   * up, and as many as keep the voter count odd (name a partner to promote two).
+   */
+  private async promote(ids: NodeId[]): Promise<PlacementAnswer> {
+    const meta = this.node.metaState();
+    const conf = this.node.metaStatus().config;
+    for (const id of ids) {
+      const n = meta.nodes.get(id);
+      if (n === undefined || n.worker === "removed") return { ok: false, code: "node_not_found", message: `no node ${id}` };
+      if (n.role !== "standard") return { ok: false, code: "not_promotable", message: `node ${id} is ${n.role}: it never votes` };
+      if (!conf.learners.includes(id)) return { ok: false, code: "not_a_learner", message: `node ${id} is not a learner of the metadata group` };
+    }
+    if (new Set(ids).size !== ids.length) return { ok: false, code: "bad_request", message: "a node is named twice" };
+    if ((conf.voters.length + ids.length) % 2 === 0) {
+      return { ok: false, code: "voters_must_stay_odd", message: `${conf.voters.length} voters + ${ids.length} would be even: name a partner to promote with` };
+    }
+    const lagging = laggingLearners(this.node, ids);
+    if (lagging.length > 0) return { ok: false, code: "not_caught_up", message: `node(s) ${lagging.join(", ")} do not hold the metadata leader's commit index yet` };
+    await promoteToVoters(this.gateway, ids, Date.now());
+    return { ok: true };
   }
 
   /** The cluster as the scheduler sees it now. */

@@ -59,7 +59,7 @@ export type Step =
   | { kind: "transfer-leader"; to: NodeId };
 
 /** Why an operator exists: the checker or scheduler that made it. */
-export type OperatorReason = "repair" | "drain" | "replica-balance" | "leader-balance" | "hot-shard";
+export type OperatorReason = "repair" | "drain" | "replica-balance" | "leader-balance" | "hot-shard" | "manual";
 
 /**
  * A sequence of steps on one shard (PD-7). Steps run in order; a step is done when the cluster view

@@ -1,0 +1,241 @@
+/**
+ * The cluster routes of the HTTP API (`/v1/cluster/…`): join, the nodes' lifecycle (drain, remove,
+ * promote), the shard map and its operators (move, transfer-leader, split), the placement driver's
+ * operators and alerts, the central configuration, and a watch stream of node and shard changes.
+ * Reads come from this node's copy of the metadata (eventually consistent); commands go through the
+ * metadata group's leader or the shard's leader, wherever they are.
+ */
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { type ApplyResult, type MetaNode, type MetaState, type OperatorRecord, type SettingsVersion, type ShardRecord, currentSettings } from "../meta/state.js";
+import { DEFAULT_PLACEMENT, type PlacementConfig } from "../placement/types.js";
+import type { Gateway } from "../node/gateway.js";
+import { drainNode, removeNode } from "../node/membership.js";
+import { META_GROUP, type MultiRaftNode } from "../node/multi-raft.js";
+import type { PlacementAnswer } from "../node/placement-driver.js";
+import { ApiError } from "./errors.js";
+
+/** Operator records listed at most (newest first). */
+const OPERATORS_LIST_MAX = 1000;
+/** A watch stream whose client reads slower than this much buffered output is closed. */
+const WATCH_BUFFER_MAX_BYTES = 1 << 20;
+/** Comment lines keep idle watch streams open through proxies. */
+const WATCH_KEEPALIVE_MS = 15_000;
+
+export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaftNode, gateway: Gateway): Promise<void> {
+  /** A refused cluster command: its code decides the status (409 unless listed), its message goes to the client. */
+  const refusalStatus: Record<string, number> = {
+    invalid_settings: 400, bad_request: 400, node_not_found: 404, settings_version_not_found: 404, shard_not_found: 404, operator_not_found: 404,
+    replica_not_found: 404, join_failed: 503,
+  };
+  const refuse = (reply: FastifyReply, r: { code: string; message: string }) =>
+    reply.status(refusalStatus[r.code] ?? 409).send({ error: { code: r.code, message: r.message } });
+
+  // MEM-1: a node asks any member to join; the metadata leader handles joins one at a time.
+  const addressSchema = { type: "string", pattern: "^(\\[[^\\]]+\\]|[^:\\s]+):[0-9]{1,5}$" } as const;
+  app.post<{ Body: { peer: string; http: string; labels?: { zone?: string; rack?: string; host?: string }; role?: "standard" | "analytics" | "standby" } }>("/v1/cluster/join", {
+    config: { op: "join" },
+    schema: {
+      summary: "Join the cluster: registers the node and adds it to the metadata group as a learner",
+      body: {
+        type: "object", required: ["peer", "http"], additionalProperties: false,
+        properties: {
+          peer: addressSchema, http: addressSchema,
+          labels: { type: "object", additionalProperties: false, properties: { zone: { type: "string" }, rack: { type: "string" }, host: { type: "string" } } },
+          role: { type: "string", enum: ["standard", "analytics", "standby"] },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const addr = (s: string) => {
+      const i = s.lastIndexOf(":");
+      return { host: s.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(s.slice(i + 1)) };
+    };
+    const r = await gateway.join({ peer: addr(req.body.peer), http: addr(req.body.http), labels: req.body.labels ?? {}, role: req.body.role ?? "standard" });
+    if (!r.ok) return refuse(reply, r);
+    return { id: r.id, shards: r.shards, members: r.members.map((m) => ({ id: m.id, peer: `${m.peer.host}:${m.peer.port}` })) };
+  });
+
+  const idParams = { type: "object", required: ["id"], properties: { id: { type: "integer", minimum: 1 } } } as const;
+
+  // MEM-5: drain and remove. A refusal (a node still holding replicas, a wrong transition) is a 409 with its reason.
+  for (const action of ["drain", "remove"] as const) {
+    app.post<{ Params: { id: number } }>(`/v1/cluster/nodes/:id/${action}`, {
+      config: { op: action },
+      schema: {
+        summary: action === "drain" ? "Drain a node: no new replicas; its replicas move away, leaders first" : "Remove a node that holds no replica",
+        params: idParams,
+      },
+    }, async (req, reply) => {
+      const r = action === "drain" ? await drainNode(gateway, req.params.id) : await removeNode(gateway, node, req.params.id);
+      if (!r.ok) return refuse(reply, r);
+      return { node: req.params.id, worker: action === "drain" ? "draining" : "removed" };
+    });
+  }
+
+  // PD-8: cluster-wide settings, versioned in the metadata group; validated before they apply.
+  const settingsView = (v: SettingsVersion) => ({ version: v.version, atMs: v.atMs, note: v.note, placement: v.placement });
+  app.get("/v1/cluster/config", { config: { op: "config" }, schema: { summary: "The settings in force (placement driver)" } }, async () =>
+    settingsView(currentSettings(node.metaState() as MetaState)));
+  app.get("/v1/cluster/config/history", { config: { op: "config" }, schema: { summary: "Kept settings versions, oldest first" } }, async () =>
+    ({ versions: node.metaState().settings.map(settingsView) }));
+  const settingsReply = (r: ApplyResult, reply: FastifyReply) => (r.ok ? { version: r.value } : refuse(reply, r));
+  app.put<{ Body: { baseVersion: number; settings: Partial<PlacementConfig>; note?: string } }>("/v1/cluster/config", {
+    config: { op: "config" },
+    schema: {
+      summary: "Change settings: only against the version read (409 stale_settings otherwise); invalid values are refused (400)",
+      body: {
+        type: "object", required: ["baseVersion", "settings"], additionalProperties: false,
+        properties: {
+          baseVersion: { type: "integer", minimum: 1 }, note: { type: "string", maxLength: 200 },
+          settings: { type: "object", additionalProperties: false, properties: Object.fromEntries(Object.keys(DEFAULT_PLACEMENT).map((k) => [k, { type: "number" }])) },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const current = currentSettings(node.metaState() as MetaState);
+    const placement = { ...current.placement, ...req.body.settings };
+    return settingsReply(await gateway.proposeMeta({ kind: "set-settings", baseVersion: req.body.baseVersion, placement, note: req.body.note ?? "", atMs: Date.now() }), reply);
+  });
+  app.post<{ Body: { toVersion: number } }>("/v1/cluster/config/rollback", {
+    config: { op: "config" },
+    schema: {
+      summary: "Roll the settings back to a kept version (recorded as a new version)",
+      body: { type: "object", required: ["toVersion"], additionalProperties: false, properties: { toVersion: { type: "integer", minimum: 1 } } },
+    },
+  }, async (req, reply) => settingsReply(await gateway.proposeMeta({ kind: "rollback-settings", toVersion: req.body.toVersion, atMs: Date.now() }), reply));
+
+  const nodeView = (n: MetaNode) => ({
+    id: n.id, peer: `${n.peer.host}:${n.peer.port}`, http: `${n.http.host}:${n.http.port}`, labels: n.labels, role: n.role,
+    lifecycle: n.lifecycle, worker: n.worker, joinedAtMs: n.joinedAtMs, readyAtMs: n.readyAtMs,
+    // As this node's failure detector sees it (phi-accrual over the frames it receives).
+    health: n.worker === "removed" ? "removed" : node.peerHealth(n.id),
+  });
+  const shardView = (sh: ShardRecord) => ({
+    shard: sh.id, collection: sh.collection, range: [sh.range.start, sh.range.end], epoch: sh.epoch, replicas: sh.replicas,
+    // This node's view of the leader, when it holds a replica.
+    leader: node.leaderOf(sh.id),
+  });
+  const operatorView = (r: OperatorRecord) => ({
+    id: r.operator.id, shard: r.operator.shard, reason: r.operator.reason, status: r.status, steps: r.operator.steps,
+    stepIndex: r.operator.stepIndex, epoch: r.operator.epoch, startedAtMs: r.operator.startedAtMs, updatedAtMs: r.updatedAtMs,
+  });
+
+  // The cluster map, read from this node's copy of the metadata group (eventually consistent).
+  app.get("/v1/cluster/nodes", { config: { op: "nodes" }, schema: { summary: "The cluster's nodes, from the metadata group" } }, async () => {
+    const meta = node.metaState();
+    return { metaLeader: node.leaderOf(META_GROUP), nodes: [...meta.nodes.values()].sort((a, b) => a.id - b.id).map(nodeView) };
+  });
+  app.get("/v1/cluster/shards", { config: { op: "shards" }, schema: { summary: "The shard map (ranges, replicas, epochs), from the metadata group" } }, async () => {
+    const meta = node.metaState();
+    return { shards: [...meta.shards.values()].sort((a, b) => a.id - b.id).map(shardView) };
+  });
+
+  // PD-7: the placement driver's operators (from the metadata), and operators asked for by hand.
+  app.get<{ Querystring: { status?: "running" | "all" } }>("/v1/cluster/operators", {
+    config: { op: "operators" },
+    schema: {
+      summary: "Placement operators, newest first (running ones only with status=running)",
+      querystring: { type: "object", additionalProperties: false, properties: { status: { type: "string", enum: ["running", "all"], default: "all" } } },
+    },
+  }, async (req) => {
+    const all = [...node.metaState().operators.values()].filter((r) => req.query.status !== "running" || r.status === "running");
+    all.sort((a, b) => b.operator.id - a.operator.id);
+    return { operators: all.slice(0, OPERATORS_LIST_MAX).map(operatorView) };
+  });
+  const placementReply = (r: PlacementAnswer, reply: FastifyReply) => {
+    if (!r.ok) return refuse(reply, r);
+    return r.operator === undefined ? { ok: true } : { operator: r.operator.id, steps: r.operator.steps };
+  };
+  app.post<{ Params: { id: number } }>("/v1/cluster/operators/:id/cancel", {
+    config: { op: "operators" },
+    schema: { summary: "Cancel a running operator (finished steps stand; a learner it left is removed by repair)", params: idParams },
+  }, async (req, reply) => placementReply(await gateway.placement({ kind: "cancel", operator: req.params.id }), reply));
+  app.post<{ Params: { id: number }; Body: { from: number; to: number } }>("/v1/cluster/shards/:id/move", {
+    config: { op: "move" },
+    schema: {
+      summary: "Move a replica of the shard from one node to another (learner, promoted once caught up, then the old one leaves)",
+      params: idParams,
+      body: { type: "object", required: ["from", "to"], additionalProperties: false, properties: { from: { type: "integer", minimum: 1 }, to: { type: "integer", minimum: 1 } } },
+    },
+  }, async (req, reply) => placementReply(await gateway.placement({ kind: "move", shard: req.params.id, from: req.body.from, to: req.body.to }), reply));
+  app.post<{ Params: { id: number }; Body: { to: number } }>("/v1/cluster/shards/:id/transfer-leader", {
+    config: { op: "transfer-leader" },
+    schema: {
+      summary: "Move the shard's leadership to another of its voters",
+      params: idParams,
+      body: { type: "object", required: ["to"], additionalProperties: false, properties: { to: { type: "integer", minimum: 1 } } },
+    },
+  }, async (req, reply) => placementReply(await gateway.placement({ kind: "transfer-leader", shard: req.params.id, to: req.body.to }), reply));
+  app.post<{ Params: { id: number }; Body: { with?: number } | undefined }>("/v1/cluster/nodes/:id/promote", {
+    config: { op: "promote" },
+    schema: {
+      summary: "Promote a caught-up metadata learner to voter; name a partner (with) when one alone would make the voters even",
+      params: idParams,
+      body: { type: ["object", "null"], additionalProperties: false, properties: { with: { type: "integer", minimum: 1 } } },
+    },
+  }, async (req, reply) => {
+    const partner = req.body?.with;
+    const r = await gateway.placement({ kind: "promote", nodes: partner === undefined ? [req.params.id] : [req.params.id, partner] });
+    if (!r.ok) return refuse(reply, r);
+    return { promoted: partner === undefined ? [req.params.id] : [req.params.id, partner] };
+  });
+  app.get("/v1/cluster/alerts", { config: { op: "alerts" }, schema: { summary: "The placement driver's alerts (dead nodes, stale learners), oldest first" } }, async (_req, reply) => {
+    const r = await gateway.placement({ kind: "alerts" });
+    return r.ok ? { alerts: r.alerts ?? [] } : refuse(reply, r);
+  });
+
+  // MEM-7: a stream (server-sent events) of node and shard changes, starting with the whole map.
+  app.get("/v1/cluster/watch", {
+    config: { op: "watch" },
+    schema: { summary: "Server-sent events: `snapshot` (every node and shard), then `node` and `shard` on each change (`removed: true` when gone)" },
+  }, (req, reply) => {
+    reply.hijack();
+    const out = reply.raw;
+    out.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    const send = (event: string, data: unknown) => {
+      out.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      if (out.writableLength > WATCH_BUFFER_MAX_BYTES) close();
+    };
+    const snapshot = () => {
+      const meta = node.metaState();
+      send("snapshot", { nodes: [...meta.nodes.values()].map(nodeView), shards: [...meta.shards.values()].map(shardView) });
+    };
+    let unsubscribe: (() => void) | null = null;
+    const keepalive = setInterval(() => out.write(": keepalive\n\n"), WATCH_KEEPALIVE_MS);
+    const close = () => {
+      clearInterval(keepalive);
+      unsubscribe?.();
+      unsubscribe = null;
+      if (!out.writableEnded) out.end();
+    };
+    req.raw.on("close", close);
+    try {
+      unsubscribe = node.watchMeta((keys) => {
+        if (keys.includes("*")) return snapshot();
+        const meta = node.metaState();
+        for (const key of keys) {
+          const [kind, id] = [key.slice(0, 2), Number(key.slice(2))];
+          if (kind === "n:") {
+            const n = meta.nodes.get(id);
+            send("node", n === undefined ? { id, removed: true } : nodeView(n));
+          } else if (kind === "s:") {
+            const sh = meta.shards.get(id);
+            send("shard", sh === undefined ? { shard: id, removed: true } : shardView(sh));
+          }
+        }
+      });
+    } catch (e) {
+      out.write(`event: error\ndata: ${JSON.stringify({ code: "overloaded", message: (e as Error).message })}\n\n`);
+      return close();
+    }
+    snapshot();
+  });
+
+  // PD-6: splitting and merging shards are not built yet; say so rather than pretend.
+  app.post<{ Params: { id: number } }>("/v1/cluster/shards/:id/split", {
+    config: { op: "split" },
+    schema: { summary: "Split a shard in two (not built yet: answers 501 not_implemented)", params: idParams },
+  }, async () => {
+    throw new ApiError(501, "not_implemented", "shard split is not built yet");
+  });
+}
