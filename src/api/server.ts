@@ -30,6 +30,8 @@ export interface ApiOptions {
   bodyLimitBytes?: number;
   /** Test mode: exposes POST /v1/test/faults (transport fault injection). Never on in production. */
   testMode?: boolean;
+  /** Test mode: makes the next n joins handled here fail after registering (see Membership). */
+  failJoins?: (n: number) => void;
 }
 
 declare module "fastify" {
@@ -259,8 +261,10 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   app.get("/v1/cluster/status", { config: { op: "status" }, schema: { summary: "This node's view of every shard" } }, async () => {
     const st = node.status();
+    const meta = node.metaStatus();
     return {
       node: st.id,
+      meta: { role: meta.role, leader: meta.lead, term: meta.term, commit: meta.commit, applied: meta.applied, voters: meta.config.voters, learners: meta.config.learners },
       shards: st.groups.map((g) => ({
         shard: g.shard, role: g.role, leader: g.lead, term: g.term, commit: g.commit, applied: g.applied,
         firstIndex: g.firstIndex, lastIndex: g.lastIndex,
@@ -289,16 +293,23 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   if (opts.testMode === true) {
     // Chaos hooks for tests: cut links to peers, drop or delay frames. Not registered outside test mode.
-    app.post<{ Body: { cut?: number[]; dropRate?: number; delayMs?: number } | null }>("/v1/test/faults", {
+    app.post<{ Body: { cut?: number[]; dropRate?: number; delayMs?: number; failJoins?: number } | null }>("/v1/test/faults", {
       schema: {
         hide: true,
         body: {
           type: ["object", "null"], additionalProperties: false,
-          properties: { cut: { type: "array", items: { type: "integer" } }, dropRate: { type: "number", minimum: 0, maximum: 1 }, delayMs: { type: "integer", minimum: 0 } },
+          properties: {
+            cut: { type: "array", items: { type: "integer" } }, dropRate: { type: "number", minimum: 0, maximum: 1 }, delayMs: { type: "integer", minimum: 0 },
+            failJoins: { type: "integer", minimum: 0 },
+          },
         },
       },
     }, async (req) => {
       const b = req.body;
+      if (b?.failJoins !== undefined) {
+        opts.failJoins?.(b.failJoins);
+        return { ok: true };
+      }
       node.transport.setFaults(b === null ? null : { cut: new Set(b.cut ?? []), dropRate: b.dropRate ?? 0, delayMs: b.delayMs ?? 0 });
       return { ok: true };
     });

@@ -2,186 +2,15 @@
  * Tests on real processes: three `shoal start` processes on loopback, clients over HTTP, kill -9.
  * Every acknowledged write must survive, and the clients' history must be linearizable.
  */
-import { after, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, openSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { spawn, spawnSync } from "node:child_process";
+import { openSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { type HistoryEvent, checkOperations, kvModel, operationsFromEvents } from "../check/index.js";
 import { shardOf } from "../node/multi-raft.js";
 import { waitFor } from "../node/testing.js";
-
-const shoal = fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url));
-
-/** n distinct free ports: all are held open until every one is chosen, so none repeats. */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = Array.from({ length: n }, () => createServer());
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.listen(0, "127.0.0.1", r))));
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
-interface Cluster {
-  dir: string;
-  /** Extra flags for every node, and whether nodes run in test mode (fault hooks). */
-  extraArgs: string[];
-  testMode: boolean;
-  http: Map<number, number>;
-  peer: Map<number, number>;
-  procs: Map<number, ChildProcess>;
-}
-
-function startProc(c: Cluster, id: number): void {
-  const peers = [...c.peer].filter(([p]) => p !== id).map(([p, port]) => `${p}=127.0.0.1:${port}`).join(",");
-  const child = spawn(process.execPath, [shoal, "start", "--id", String(id), "--data-dir", join(c.dir, `n${id}`),
-    "--http", `127.0.0.1:${c.http.get(id)}`, "--listen", `127.0.0.1:${c.peer.get(id)}`, "--peers", peers, "--shards", "2", ...c.extraArgs],
-  // Each node's log (JSON lines) next to its data, for reading after a failure.
-  { stdio: ["ignore", openSync(join(c.dir, `n${id}.log`), "a"), "inherit"], env: { ...process.env, SHOAL_TEST_MODE: c.testMode ? "1" : "0" } });
-  c.procs.set(id, child);
-}
-
-async function ready(c: Cluster, ids: number[]): Promise<void> {
-  await waitFor(`nodes ${ids} ready`, async () => {
-    for (const id of ids) {
-      try {
-        const r = await fetch(`http://127.0.0.1:${c.http.get(id)}/readyz`, { signal: AbortSignal.timeout(2000) });
-        if (r.status !== 200) return false;
-      } catch {
-        return false;
-      }
-    }
-    return true;
-  }, 30_000);
-}
-
-async function kill9(c: Cluster, id: number): Promise<void> {
-  const p = c.procs.get(id)!;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGKILL");
-  await exited;
-  c.procs.delete(id);
-}
-
-/** Every cluster started: a test that fails midway must not leave node processes behind. */
-const clusters: Cluster[] = [];
-after(() => {
-  for (const c of clusters) for (const p of c.procs.values()) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
-});
-
-async function startCluster(extraArgs: string[] = [], testMode = false): Promise<Cluster> {
-  const c: Cluster = {
-    dir: mkdtempSync(join(tmpdir(), "shoal-procs-")), http: new Map(), peer: new Map(), procs: new Map(), extraArgs, testMode,
-  };
-  clusters.push(c);
-  const ports = await freePorts(6);
-  for (const id of [1, 2, 3]) {
-    c.http.set(id, ports[id - 1]!);
-    c.peer.set(id, ports[id + 2]!);
-  }
-  for (const id of [1, 2, 3]) startProc(c, id);
-  await ready(c, [1, 2, 3]);
-  return c;
-}
-
-async function stop(c: Cluster): Promise<void> {
-  for (const id of [...c.procs.keys()]) {
-    const p = c.procs.get(id)!;
-    const exited = new Promise((r) => p.once("exit", r));
-    p.kill("SIGTERM");
-    await exited;
-  }
-  c.procs.clear();
-}
-
-/** A closed-loop client: unique-key writes (for the durability check) and put/get on shared keys (history). */
-class Client {
-  readonly acked = new Map<string, number>();
-  readonly history: HistoryEvent[];
-  private n = 0;
-  /** The history's process: a new one after each unknown outcome (Jepsen's rule). */
-  private process: number;
-  constructor(readonly id: number, history: HistoryEvent[], private readonly started: number) {
-    this.history = history;
-    this.process = id;
-  }
-
-  async step(c: Cluster): Promise<void> {
-    const alive = [...c.procs.keys()];
-    const node = alive[(this.id + this.n) % alive.length]!;
-    const base = `http://127.0.0.1:${c.http.get(node)}/v1/collections/default/records`;
-    this.n++;
-    const now = () => performance.now() - this.started;
-    if (this.n % 3 === 0) {
-      const key = `shared${this.n % 2}`;
-      this.history.push({ process: this.process, type: "invoke", f: "read", key, value: null, time: now() });
-      try {
-        const r = await fetch(`${base}/${key}?consistency=linearizable`, { signal: AbortSignal.timeout(8000) });
-        const body = (await r.json()) as { payload?: string };
-        if (r.status === 200 || r.status === 404) {
-          this.history.push({ process: this.process, type: "ok", f: "read", key, value: r.status === 200 ? body.payload : null, time: now() });
-        } else this.history.push({ process: this.process, type: "fail", f: "read", key, value: null, time: now() });
-      } catch {
-        this.history.push({ process: this.process, type: "fail", f: "read", key, value: null, time: now() });
-      }
-      return;
-    }
-    const shared = this.n % 3 === 1;
-    const key = shared ? `shared${this.n % 2}` : `w-${this.id}-${this.n}`;
-    const value = `${this.id}.${this.n}`;
-    if (shared) this.history.push({ process: this.process, type: "invoke", f: "write", key, value, time: now() });
-    let outcome: "ok" | "fail" | "info" = "info";
-    try {
-      const r = await fetch(`${base}/${key}`, {
-        method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ payload: value }),
-        signal: AbortSignal.timeout(8000),
-      });
-      const body = (await r.json()) as { version?: number; error?: { code: string } };
-      if (r.status === 200) {
-        outcome = "ok";
-        if (!shared) this.acked.set(key, body.version!);
-      } else if (r.status === 503 && (body.error?.code === "no_leader" || body.error?.code === "leader_unreachable")) outcome = "fail"; // refused before the log
-    } catch {
-      outcome = "info";
-    }
-    if (shared) {
-      this.history.push({ process: this.process, type: outcome, f: "write", key, value, time: now() });
-      if (outcome === "info") this.process += 100;
-    }
-  }
-}
-
-async function run(c: Cluster, clients: Client[], ops: number): Promise<void> {
-  await Promise.all(clients.map(async (cl) => {
-    for (let i = 0; i < ops; i++) await cl.step(c);
-  }));
-}
-
-async function leaderOf(c: Cluster, shard: number): Promise<number> {
-  for (const id of c.procs.keys()) {
-    const st = (await (await fetch(`http://127.0.0.1:${c.http.get(id)}/v1/cluster/status`, { signal: AbortSignal.timeout(5000) })).json()) as { shards: { shard: number; leader: number }[] };
-    const l = st.shards.find((s) => s.shard === shard)!.leader;
-    if (l !== 0) return l;
-  }
-  return 0;
-}
-
-async function checkAcked(c: Cluster, clients: Client[]): Promise<number> {
-  const node = [...c.procs.keys()][0]!;
-  let n = 0;
-  for (const cl of clients) {
-    for (const [key, version] of cl.acked) {
-      const r = await fetch(`http://127.0.0.1:${c.http.get(node)}/v1/collections/default/records/${key}`, { signal: AbortSignal.timeout(10_000) });
-      assert.equal(r.status, 200, `acknowledged write ${key} is lost`);
-      assert.equal(((await r.json()) as { version: number }).version, version, key);
-      n++;
-    }
-  }
-  return n;
-}
+import { Client, type Cluster, checkAcked, freePorts, kill9, leaderOf, ready, run, shoal, startCluster, startProc, stop } from "./testing.js";
 
 test("kill -9 of a shard leader under load, then of every node: nothing acknowledged is lost, the history is linearizable", async () => {
   const c = await startCluster();
@@ -310,7 +139,7 @@ test("shoal start --join: nodes join a running cluster, become ready learners, a
   joinProc(4, p4);
   await waitFor("node 4 joined and ready", async () => (await nodes()).some((n) => n.id === 4 && n.lifecycle === "ready" && n.worker === "ready"), 30_000);
   assert.equal((await nodes()).find((n) => n.id === 4)?.labels.zone, "z4");
-  // Node 4 holds no shard: its gateway forwards.
+  // Node 4 may hold no shard yet: its gateway forwards.
   const put = await fetch(`http://127.0.0.1:${c.http.get(4)}/v1/collections/default/records/joined`, {
     method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ payload: 4 }), signal: AbortSignal.timeout(10_000),
   });
@@ -334,10 +163,10 @@ test("shoal start --join: nodes join a running cluster, become ready learners, a
   const cli = (args: string[]) => spawnSync(process.execPath, [shoal, ...args, "--endpoint", `http://127.0.0.1:${c.http.get(3)}`], { encoding: "utf8" });
   const refused = cli(["node", "remove", "1"]);
   assert.equal(refused.status, 1);
-  assert.match(refused.stderr, /409 node_holds_replicas: node 1 still holds 2 replica\(s\)/);
+  assert.match(refused.stderr, /409 node_holds_replicas: node 1 still holds \d+ replica\(s\)/);
   assert.equal(cli(["node", "drain", "4"]).status, 0);
-  const removed = cli(["node", "remove", "4"]);
-  assert.equal(removed.status, 0, removed.stderr);
+  // Whatever the placement driver gave node 4 moves away; then the removal is accepted.
+  await waitFor("node 4 removable", () => cli(["node", "remove", "4"]).status === 0, 30_000);
   await waitFor("node 4 removed from the map and the metadata group", async () => {
     const st = (await nodes()).find((n) => n.id === 4);
     return st?.worker === "removed";

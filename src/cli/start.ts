@@ -169,12 +169,18 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       ...(compactAfterEntries !== undefined ? { compactAfterEntries } : {}), ...(testMode ? { testFaults: true } : {}),
     });
     const gateway = new Gateway(node);
-    const app = await buildApi({ node, gateway, logger, bodyLimitBytes: maxPayloadBytes, testMode });
+    let membership: Membership | null = null;
+    const app = await buildApi({
+      node, gateway, logger, bodyLimitBytes: maxPayloadBytes, testMode,
+      failJoins: (n) => {
+        if (membership !== null) membership.failJoinsForTest = n;
+      },
+    });
     if (testMode) logger.warn("test mode: fault-injection hooks are enabled");
     const peerPort = await node.start();
     await app.listen({ host: http.host, port: http.port });
     const advertised = parseAddress("--advertise", advertise);
-    const membership = new Membership(node, gateway, {
+    membership = new Membership(node, gateway, {
       peer: { host: advertised.host, port: advertised.port === 0 ? peerPort : advertised.port }, http, labels, role: opts.role,
       founders: joined ? [] : [id, ...peers.keys()], shards, logger: (line) => logger.debug(line),
     });

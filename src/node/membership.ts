@@ -59,6 +59,8 @@ export class Membership {
   private joinsQueued = 0;
   /** Passes made (for tests and metrics). */
   passes = 0;
+  /** Test mode only: this many joins fail after registering (a join that fails midway). */
+  failJoinsForTest = 0;
 
   constructor(private readonly node: MultiRaftNode, readonly gateway: Gateway, private readonly opts: MembershipOptions) {
     gateway.onJoin = (req) => this.handleJoin(req);
@@ -90,6 +92,10 @@ export class Membership {
     if (!registered.ok) return registered;
     const id = registered.value!;
     try {
+      if (this.failJoinsForTest > 0) {
+        this.failJoinsForTest--;
+        throw new Error("injected failure (test mode)");
+      }
       await this.gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.AddLearner, nodeId: id }]);
     } catch (e) {
       // Atomic: the node ends a member or not at all.

@@ -165,6 +165,8 @@ export class MultiRaftNode {
   /** Failure detectors of the peers heard from. */
   private readonly detectors = new Map<NodeId, PhiAccrualDetector>();
   private readonly startedAtMs = performance.now();
+  /** When each peer first appeared in the metadata here: a node that just joined is not silent yet. Bounded by the node count. */
+  private readonly peerKnownAtMs = new Map<NodeId, number>();
   /** When each peer was last heard from (any message), for decisions that need a live peer. */
   private readonly peerHeardAtMs = new Map<NodeId, number>();
   /** Listeners told which metadata records changed ("*": all of them, after a snapshot). Bounded. */
@@ -617,16 +619,18 @@ export class MultiRaftNode {
     const nowMs = performance.now();
     // A peer never heard from is silent since this node started (a new placement driver must still
     // find a node that died before it took over).
-    if (nowMs - (this.peerHeardAtMs.get(id) ?? this.startedAtMs) >= deadAfterMs) return "dead";
+    if (nowMs - (this.peerHeardAtMs.get(id) ?? this.peerKnownAtMs.get(id) ?? this.startedAtMs) >= deadAfterMs) return "dead";
     const h = this.detectors.get(id)?.health(nowMs) ?? "unhealthy";
     return h === "dead" ? "unhealthy" : h;
   }
 
   /** Peer addresses follow the metadata: every registered node other than this one. */
   private syncPeers(): void {
+    const nowMs = performance.now();
     for (const n of this.meta.nodes.values()) {
       if (n.id === this.id || n.worker === "removed") continue;
       this.transport.setPeer(n.id, n.peer);
+      if (!this.peerKnownAtMs.has(n.id)) this.peerKnownAtMs.set(n.id, nowMs);
     }
   }
 

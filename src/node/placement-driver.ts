@@ -136,7 +136,9 @@ export class PlacementDriver {
       if (!this.node.metaState().shards.has(report.shard)) continue;
       const held = this.reports.get(report.shard);
       if (held !== undefined && held.report.term > report.term) continue;
-      this.reports.set(report.shard, { from, report, atMs: nowMs });
+      // Rates are smoothed (half-life of one report): one noisy interval must not move a leadership.
+      const rate = held === undefined ? report.requestRate : (held.report.requestRate + report.requestRate) / 2;
+      this.reports.set(report.shard, { from, report: { ...report, requestRate: rate }, atMs: nowMs });
     }
   }
 

@@ -106,8 +106,8 @@ export function balanceLeaders(ctx: CycleContext, settledAtMs: ReadonlyMap<numbe
  * A node whose led shards serve more than `hotNodeFactor` times the mean request rate hands over
  * leaderships to the least loaded voters of those shards, as long as the receiver stays under that
  * threshold: first the smallest shard that alone brings the node back under it, else the largest that
- * fits, one per node per cycle. Only hot nodes give and only cool ones take, and leader balance never
- * makes a node hot, so nothing swings back. One shard hotter than the threshold by itself stays where
+ * fits, one per node per cycle. Only hot nodes give and only cool ones take, no receiver leaves the
+ * leader-count band, and leader balance never makes a node hot, so nothing swings back. One shard hotter than the threshold by itself stays where
  * it is (the rest of its node's leaderships move away): it needs splitting, which needs range-split
  * support in the data plane (not built yet).
  */
@@ -115,6 +115,9 @@ export function relieveHotNodes(ctx: CycleContext, settledAtMs: ReadonlyMap<numb
   if (ctx.placeable.length < 2) return;
   const threshold = ctx.hotThreshold();
   const load = (n: NodeId) => ctx.count(ctx.leaderLoad, n);
+  // Nor does relief push a receiver's leader count out of the band, or leader balance would undo it.
+  const leaders = (n: NodeId) => ctx.count(ctx.leaderCount, n);
+  const { high } = replicaBand(ctx.placeable.reduce((sum, n) => sum + leaders(n.id), 0), ctx.placeable.length, ctx.cfg.leaderTolerance);
   const placeable = new Set(ctx.placeable.map((n) => n.id));
   const hot = ctx.placeable.filter((n) => load(n.id) > threshold).sort((a, b) => load(b.id) - load(a.id) || a.id - b.id);
   for (const node of hot) {
@@ -129,7 +132,7 @@ export function relieveHotNodes(ctx: CycleContext, settledAtMs: ReadonlyMap<numb
       const to = shard.replicas
         .filter((r) => r.role === "voter" && r.node !== node.id && placeable.has(r.node))
         .sort((a, b) => load(a.node) - load(b.node) || a.node - b.node)[0]?.node;
-      if (to === undefined || load(to) + shard.requestRate > threshold) continue;
+      if (to === undefined || load(to) + shard.requestRate > threshold || leaders(to) + 1 > Math.max(high, 1)) continue;
       if (ctx.start(shard, "hot-shard", [{ kind: "transfer-leader", to }]) !== null) break;
     }
   }

@@ -4,7 +4,7 @@
  * reply or a PD failover) and means a step whose work finished late is never redone (PD-7).
  */
 import { assert } from "../raft/assert.js";
-import type { NodeId, Operator, ShardView, Step } from "./types.js";
+import type { NodeId, NodeView, Operator, ShardView, Step } from "./types.js";
 
 export function stepDone(step: Step, shard: ShardView): boolean {
   const replica = shard.replicas.find((r) => r.node === (step.kind === "transfer-leader" ? step.to : step.node));
@@ -56,6 +56,14 @@ export function advanceOperator(op: Operator, shard: ShardView, nowMs: number, s
   if (shard.epoch !== next.epoch) return { status: "fenced", op: next };
   if (nowMs - next.stepStartedAtMs > stepTimeoutMs) return { status: "timed-out", op: next };
   return { status: "running", op: next };
+}
+
+/** Whether the operator's current step gives a replica or a leadership to a node that is dead, removed or unknown. */
+export function stepTargetLost(op: Operator, nodes: ReadonlyMap<NodeId, NodeView>): boolean {
+  const step = op.steps[op.stepIndex];
+  if (step === undefined || step.kind === "remove-replica") return false;
+  const n = nodes.get(step.kind === "transfer-leader" ? step.to : step.node);
+  return n === undefined || n.health === "dead" || n.state === "removed";
 }
 
 /** Every node an operator involves (for the per-node concurrency limits). */

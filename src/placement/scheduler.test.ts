@@ -93,3 +93,16 @@ test("a configuration is validated before it applies, with every problem named",
   assert.equal(errors.length, 3, errors.join("; "));
   assert.ok(errors.some((e) => e.startsWith("replicationFactor")));
 });
+
+test("an operator whose next step needs a node that died is cancelled at once, so that repair can take the shard", () => {
+  const nodes = [1, 2, 3, 4].map((id) => node(id));
+  const view = { nodes, shards: shards(1, [1, 2, 3]) };
+  const op = { id: 9, shard: 1, epoch: 1, reason: "leader-balance" as const, steps: [{ kind: "transfer-leader" as const, to: 2 }], stepIndex: 0, startedAtMs: 0, stepStartedAtMs: 0 };
+  const state = { ...INITIAL_PLACEMENT_STATE, operators: [op], nextOperatorId: 10 };
+  const alive = placementCycle(view, state, cfg, 1000);
+  assert.deepEqual(alive.ended, [], "a live target: the operator runs on");
+  nodes[1] = node(2, { health: "dead" });
+  const r = placementCycle(view, state, cfg, 1000);
+  assert.deepEqual(r.ended.map((e) => [e.op.id, e.outcome]), [[9, "cancelled"]]);
+  assert.ok(r.started.some((o) => o.shard === 1 && o.reason === "repair"), "repair takes the shard in the same cycle");
+});

@@ -7,7 +7,7 @@
 import { balanceLeaders, balanceReplicas, relieveHotNodes } from "./balance.js";
 import { drain, repair } from "./checkers.js";
 import { CycleContext, type RecentMove } from "./context.js";
-import { advanceOperator, movesReplica, operatorNodes, stepReady } from "./operators.js";
+import { advanceOperator, movesReplica, operatorNodes, stepReady, stepTargetLost } from "./operators.js";
 import type { ClusterView, NodeId, Operator, PlacementConfig, Step } from "./types.js";
 
 export interface PlacementState {
@@ -33,6 +33,7 @@ export interface CycleResult {
 
 export function placementCycle(view: ClusterView, state: PlacementState, cfg: PlacementConfig, nowMs: number): CycleResult {
   const shards = new Map(view.shards.map((s) => [s.id, s]));
+  const nodes = new Map(view.nodes.map((n) => [n.id, n]));
   const running: Operator[] = [];
   const ended: CycleResult["ended"] = [];
   // Bounded by the shard count, and pruned of entries past the cooldown.
@@ -44,7 +45,12 @@ export function placementCycle(view: ClusterView, state: PlacementState, cfg: Pl
       continue;
     }
     const p = advanceOperator(op, shard, nowMs, cfg.stepTimeoutMs);
-    if (p.status === "running") {
+    if (p.status === "running" && stepTargetLost(p.op, nodes)) {
+      // Its next step needs a node that is gone: waiting out the step's timeout would only hold the
+      // shard back from repair (one operator per shard).
+      ended.push({ op: p.op, outcome: "cancelled" });
+      settled.set(op.shard, nowMs);
+    } else if (p.status === "running") {
       running.push(p.op);
     } else {
       ended.push({ op: p.op, outcome: p.status });
