@@ -156,3 +156,44 @@ test("grow 1 -> 5 under load (voters 3 then 5, replicas spread), drain a leader'
   console.log(`# kill -9 of node ${victim}: replicas rebuilt ${Math.round(repairMs)} ms after it was found dead; ${kept} acknowledged writes kept`);
   await stop(c);
 });
+
+test("roles and failed joins: an analytics node is never promoted, a learner whose partner never comes becomes a standby learner, a join that fails midway is rolled back", async () => {
+  const c = await startFounder(2, [], true);
+  await waitFor("the shard map recorded", async () => (await shards(c, 1)).length === 2, 20_000);
+  await configure(c, 1, { scheduleIntervalMs: 200, pairingWaitMs: 1000, promotionWindowMs: 3000 });
+  // A join that fails after registering: refused with the reason, and the registration is undone.
+  assert.equal((await api(c, 1, "POST", "/v1/test/faults", { failJoins: 1 })).status, 200);
+  const failed = await api<{ error: { code: string; message: string } }>(c, 1, "POST", "/v1/cluster/join", { peer: "127.0.0.1:1", http: "127.0.0.1:2" });
+  assert.deepEqual([failed.status, failed.body.error.code], [503, "join_failed"]);
+  assert.match(failed.body.error.message, /rolled back/);
+  assert.deepEqual((await nodes(c, 1)).map((n) => n.id), [1], "no trace of the failed join");
+  // `shoal start --join` retries a failed join; the retry gets a new id and joins.
+  assert.equal((await api(c, 1, "POST", "/v1/test/faults", { failJoins: 1 })).status, 200);
+  await joinProc(c, 2, 1, ["--role", "analytics"]);
+  await ready(c, [2]);
+  const analytics = await waitForNode(c, (n) => n.role === "analytics" && n.lifecycle === "keep-as-learner");
+  await joinProc(c, 3, 1);
+  await ready(c, [3]);
+  const lonely = await waitForNode(c, (n) => n.role === "standard" && n.id !== 1 && n.lifecycle === "standby-learner");
+  const seen = await nodes(c, 1);
+  assert.equal(seen.length, 3, JSON.stringify(seen));
+  assert.equal(seen.find((n) => n.id === analytics)!.lifecycle, "keep-as-learner", "the analytics node stays a learner");
+  assert.deepEqual(await metaVoters(c, 1), [1], "neither was promoted: one alone would make the voters even");
+  assert.ok(lonely > analytics, "the retried join was assigned a new id");
+  assert.ok((await shards(c, 1)).every((s) => s.replicas.every((r) => r.node !== analytics)), "no voter replica on the analytics node");
+  // The analytics node serves reads (through its gateway, from a replica that holds the record).
+  assert.equal((await api(c, 1, "PUT", "/v1/collections/default/records/r", { payload: 1 })).status, 200);
+  await waitFor("the analytics node reads the record", async () =>
+    (await api(c, 2, "GET", "/v1/collections/default/records/r?consistency=eventual")).status === 200, 10_000);
+  await stop(c);
+});
+
+/** Waits until node 1's map shows a node matching `pred`; returns its id. */
+async function waitForNode(c: Cluster, pred: (n: Awaited<ReturnType<typeof nodes>>[number]) => boolean): Promise<number> {
+  let id = 0;
+  await waitFor("a node in the expected state", async () => {
+    id = (await nodes(c, 1)).find(pred)?.id ?? 0;
+    return id !== 0;
+  }, 30_000);
+  return id;
+}

@@ -172,7 +172,9 @@ export class PlacementDriver {
     const nodes: NodeView[] = [];
     for (const n of meta.nodes.values()) {
       if (n.worker === "removed") continue;
-      nodes.push({ id: n.id, labels: n.labels, state: n.worker, health: this.node.peerHealth(n.id, cfg.nodeDeadAfterMs) });
+      nodes.push({
+        id: n.id, labels: n.labels, state: n.worker, health: this.node.peerHealth(n.id, cfg.nodeDeadAfterMs), ...(n.role === "analytics" ? { learnerOnly: true } : {}),
+      });
     }
     const shards: ShardView[] = [];
     for (const s of meta.shards.values()) {

@@ -36,7 +36,7 @@ export function leaderTarget(ctx: CycleContext, shard: ShardView, except: NodeId
   for (const r of shard.replicas) {
     if (r.node === except || r.role !== "voter") continue;
     const n = ctx.nodes.get(r.node);
-    if (n === undefined || n.state !== "ready" || n.health !== "healthy") continue;
+    if (n === undefined || n.state !== "ready" || n.health !== "healthy" || n.learnerOnly === true) continue;
     if (best === null || ctx.count(ctx.leaderCount, r.node) < ctx.count(ctx.leaderCount, best) ||
       (ctx.count(ctx.leaderCount, r.node) === ctx.count(ctx.leaderCount, best) && r.node < best)) best = r.node;
   }

@@ -46,7 +46,7 @@ export class CycleContext {
       this.leaderLoad.set(n.id, 0);
       this.shardsOf.set(n.id, []);
     }
-    this.placeable = nodes.filter((n) => n.state === "ready" && n.health === "healthy");
+    this.placeable = nodes.filter((n) => n.state === "ready" && n.health === "healthy" && n.learnerOnly !== true);
     for (const s of shards) {
       for (const r of s.replicas) {
         this.replicaCount.set(r.node, (this.replicaCount.get(r.node) ?? 0) + 1);

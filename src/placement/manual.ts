@@ -33,7 +33,7 @@ export function manualOperator(view: ClusterView, state: PlacementState, req: Ma
   if (shard === undefined) return refuse("shard_not_found", `no shard ${req.shard}`);
   const busy = state.operators.find((o) => o.shard === shard.id);
   if (busy !== undefined) return refuse("shard_busy", `shard ${shard.id} has operator ${busy.id} running (${busy.reason}); cancel it first`);
-  const placeable = (id: NodeId) => view.nodes.some((n) => n.id === id && n.state === "ready" && n.health === "healthy");
+  const placeable = (id: NodeId) => view.nodes.some((n) => n.id === id && n.state === "ready" && n.health === "healthy" && n.learnerOnly !== true);
   let steps: Step[];
   if (req.kind === "move") {
     if (!shard.replicas.some((r) => r.node === req.from)) return refuse("replica_not_found", `node ${req.from} holds no replica of shard ${shard.id}`);

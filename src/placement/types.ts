@@ -23,6 +23,8 @@ export interface NodeView {
   labels: Labels;
   state: WorkerState;
   health: Health;
+  /** A node that never votes (MEM-3 analytics role): it receives no voter replica, so none at all for now. */
+  learnerOnly?: boolean;
 }
 
 export type ReplicaRole = "voter" | "learner";
