@@ -87,8 +87,15 @@ export interface Group {
   parkedProposals: ProposeInput[];
   /** Gateways waiting to learn the shard's leader (bounded by the request queue). */
   leaderWaiters: LeaderWaiter[];
+  /** Callers waiting for the outcome of a leadership transfer (bounded by the request queue). */
+  transferWaiters: TransferWaiter[];
   /** Client requests (proposals and reads) made here so far: the placement driver's load statistic. */
   requests: number;
+}
+
+/** Waits for Raft's outcome of a leadership transfer to `to`. */
+export interface TransferWaiter extends Waiter<"completed" | "aborted"> {
+  to: NodeId;
 }
 
 /** Waits for a leader other than `refused` (a node that just said it does not lead). */

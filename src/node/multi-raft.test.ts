@@ -160,6 +160,23 @@ test("proposals made while the leader hands over wait for the new leader instead
   await stopAll(c);
 });
 
+test("a leadership transfer answers with Raft's explicit outcome: completed once the transferee leads, aborted when it cannot", async () => {
+  const c = await startCluster(3, 1, { balanceLeaders: false, requestTimeoutMs: 3000 });
+  await waitForLeaders(c);
+  const old = leaderOf(c, 1)!;
+  const [to, other] = [...c.nodes.keys()].filter((id) => id !== old.id) as [number, number];
+  assert.equal(await old.transferLeadershipAndWait(1, to), "completed");
+  assert.equal(leaderOf(c, 1)?.id, to);
+  assert.equal(await old.transferLeadershipAndWait(1, other), "aborted", "a node that does not lead cannot hand over");
+  // A transferee that is down never catches up: the transfer is abandoned after an election timeout.
+  const now = c.nodes.get(to)!;
+  await c.nodes.get(other)!.stop();
+  c.nodes.delete(other);
+  assert.equal(await now.transferLeadershipAndWait(1, other), "aborted");
+  assert.equal(now.leaderOf(1), to, "the leader stays");
+  await stopAll(c);
+});
+
 test("a gateway write made while its shard has no leader waits for the election instead of failing", async () => {
   const c = await startCluster(3, 1, { balanceLeaders: false, testFaults: true, requestTimeoutMs: 20_000 });
   await waitForLeaders(c);

@@ -36,7 +36,7 @@ import { type Envelope, type PeerAddress, Transport } from "../transport/transpo
 import { GroupStorage } from "./group-storage.js";
 import {
   type Consistency, ConfChangeRefusedError, type Group, LeaderUnreachableError, NotHostedError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
-  type ProposeInput, type Waiter, planeOf, shardOf,
+  type ProposeInput, type TransferWaiter, type Waiter, planeOf, shardOf,
 } from "./group.js";
 import { handOverTo } from "./leader-balance.js";
 import { quiescenceStep, wakes } from "./quiescence.js";
@@ -257,7 +257,7 @@ export class MultiRaftNode {
     });
     const group: Group = {
       id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(),
-      quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], requests: 0,
+      quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], transferWaiters: [], requests: 0,
     };
     this.groups.set(g, group);
     return group;
@@ -282,6 +282,7 @@ export class MultiRaftNode {
       for (const w of g.proposals.values()) this.settle(w, new ShuttingDownError("node is shutting down"));
       for (const r of g.reads.values()) this.settle(r, new ShuttingDownError("node is shutting down"));
       for (const w of g.leaderWaiters) this.settle(w, new ShuttingDownError("node is shutting down"));
+      for (const w of g.transferWaiters) this.settle(w, new ShuttingDownError("node is shutting down"));
       g.proposals.clear();
       g.reads.clear();
       g.leaderWaiters = [];
@@ -356,6 +357,27 @@ export class MultiRaftNode {
   transferLeadership(group: number, to: NodeId): void {
     this.group(group);
     this.enqueue({ kind: "transfer", group, to });
+  }
+
+  /**
+   * Hands the shard's leadership to `to` and resolves with Raft's explicit outcome (RAFT-7): "completed"
+   * once `to` leads, "aborted" if the transfer failed or timed out, or this node did not lead.
+   */
+  transferLeadershipAndWait(group: number, to: NodeId): Promise<"completed" | "aborted"> {
+    const g = this.group(group);
+    this.checkAccepting();
+    if (g.raft.raft.lead === to) return Promise.resolve("completed");
+    return new Promise((resolve, reject) => {
+      const w: TransferWaiter = {
+        to, resolve, reject,
+        timer: setTimeout(() => {
+          g.transferWaiters = g.transferWaiters.filter((x) => x !== w);
+          resolve("aborted");
+        }, this.cfg.requestTimeoutMs),
+      };
+      g.transferWaiters.push(w);
+      this.enqueue({ kind: "transfer", group, to });
+    });
   }
 
   /** Records of a shard in key order (local state: eventual consistency). */
@@ -571,6 +593,7 @@ export class MultiRaftNode {
       for (const w of g.proposals.values()) this.settle(w, gone);
       for (const r of g.reads.values()) this.settle(r, gone);
       for (const w of g.leaderWaiters) this.settle(w, gone);
+      for (const w of g.transferWaiters) this.settle(w, "aborted");
       await this.store.dropGroup(id);
       this.cfg.logger?.(`node ${this.id}: dropped its replica of shard ${id}`);
     }
@@ -726,6 +749,7 @@ export class MultiRaftNode {
     }
     this.retryReadsOnLeaderChange(readies);
     this.answerLeaderWaiters(readies);
+    for (const [g, rd] of readies) for (const t of rd.leaderTransfers) this.settleTransfers(g, t.transferee, t.outcome);
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) g.storage.installSnapshot(rd.snapshot.meta);
       if (rd.entries.length > 0) g.storage.append(rd.entries);
@@ -756,6 +780,7 @@ export class MultiRaftNode {
           break;
         case "transfer":
           if (g !== undefined && g.raft.raft.role === Role.Leader) g.raft.transferLeader(input.to);
+          else if (g !== undefined) this.settleTransfers(g, input.to, "aborted");
           break;
         case "conf":
           if (g !== undefined) this.stepConfChange(g, input.seq, input.changes);
@@ -915,6 +940,14 @@ export class MultiRaftNode {
         this.enqueue({ kind: "read", group: g.id, ctx });
       }
     }
+  }
+
+  /** Answers the callers waiting for a transfer of `g` to `to`. */
+  private settleTransfers(g: Group, to: NodeId, outcome: "completed" | "aborted"): void {
+    if (g.transferWaiters.length === 0) return;
+    const [done, rest] = [g.transferWaiters.filter((w) => w.to === to), g.transferWaiters.filter((w) => w.to !== to)];
+    g.transferWaiters = rest;
+    for (const w of done) this.settle(w, outcome);
   }
 
   private answerLeaderWaiters(readies: [Group, Ready][]): void {

@@ -142,8 +142,9 @@ export class ShardAgent {
       return { ok: false, code: "stale_epoch", message: `shard ${group} is at epoch ${record.epoch}; the operator was made at ${epoch}` };
     }
     if (step.kind === "transfer-leader") {
-      this.node.transferLeadership(group, step.to);
-      return { ok: true };
+      // RAFT-7: the step's completion is Raft's explicit outcome, not a guess from who leads later.
+      const outcome = await this.node.transferLeadershipAndWait(group, step.to);
+      return outcome === "completed" ? { ok: true } : { ok: false, code: "transfer_aborted", message: `shard ${group}: the transfer to ${step.to} was aborted` };
     }
     const change: ConfChangeSingle = step.kind === "add-learner"
       ? { type: ConfChangeType.AddLearner, nodeId: step.node }
