@@ -6,6 +6,8 @@ import { join } from "node:path";
 import type { InjectOptions } from "fastify";
 import { pino } from "pino";
 import { Gateway } from "../node/gateway.js";
+import { Membership } from "../node/membership.js";
+import { PlacementDriver } from "../node/placement-driver.js";
 import { MultiRaftNode } from "../node/multi-raft.js";
 import { waitFor } from "../node/testing.js";
 import { buildApi } from "./server.js";
@@ -122,6 +124,60 @@ test("settings: read, changed against the version read, validated, kept in a his
   assert.deepEqual(back.json(), { version: 3 });
   assert.equal((await get()).placement.maxMovesTotal, v1.placement.maxMovesTotal);
   assert.equal((await app.inject({ method: "POST", url: "/v1/cluster/config/rollback", payload: { toVersion: 99 } })).statusCode, 404);
+  await app.close();
+  await node.stop();
+});
+
+test("cluster routes: a watch stream of node changes, operators, a manual operator refused with its reason, split not built", async () => {
+  const { node, app, gateway, stopAgents } = await (async () => {
+    const n = await MultiRaftNode.open({
+      id: 1, dataDir: mkdtempSync(join(tmpdir(), "shoal-api-")), listen: { host: "127.0.0.1", port: 0 }, peers: new Map(), shards: 2, tickMs: 10,
+    });
+    const port = await n.start();
+    const gw = new Gateway(n);
+    const membership = new Membership(n, gw, { peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: 1 }, founders: [1], shards: 2, intervalMs: 20 });
+    membership.start();
+    const pd = new PlacementDriver(n, gw);
+    const a = await buildApi({ node: n, gateway: gw, logger: pino({ level: "silent" }) });
+    return { node: n, app: a, gateway: gw, stopAgents: () => { membership.stop(); pd.stop(); } };
+  })();
+  await waitFor("node 1 registered", () => node.metaState().nodes.has(1) && node.metaState().collections.has("default"), 10_000);
+  const url = await app.listen({ host: "127.0.0.1", port: 0 });
+  const stream = await fetch(`${url}/v1/cluster/watch`);
+  assert.equal(stream.headers.get("content-type"), "text/event-stream");
+  const reader = stream.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const nextEvent = async (): Promise<{ event: string; data: Record<string, unknown> }> => {
+    for (;;) {
+      const end = text.indexOf("\n\n");
+      if (end !== -1) {
+        const block = text.slice(0, end);
+        text = text.slice(end + 2);
+        if (block.startsWith(":")) continue;
+        return { event: /^event: (.*)$/m.exec(block)![1]!, data: JSON.parse(/^data: (.*)$/m.exec(block)![1]!) as Record<string, unknown> };
+      }
+      const { value, done } = await reader.read();
+      assert.ok(!done, "the stream stays open");
+      text += decoder.decode(value, { stream: true });
+    }
+  };
+  const first = await nextEvent();
+  assert.equal(first.event, "snapshot");
+  assert.deepEqual((first.data.nodes as { id: number }[]).map((n) => n.id), [1]);
+  assert.equal((first.data.shards as unknown[]).length, 2);
+  assert.ok((await gateway.proposeMeta({ kind: "set-worker-state", node: 1, state: "draining", atMs: 1 })).ok);
+  const change = await nextEvent();
+  assert.deepEqual([change.event, change.data.id, change.data.worker], ["node", 1, "draining"]);
+  await reader.cancel();
+  assert.equal((await app.inject({ url: "/v1/cluster/operators" })).statusCode, 200);
+  const move = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/move", payload: { from: 1, to: 7 } });
+  assert.deepEqual([move.statusCode, (move.json() as { error: { code: string } }).error.code], [409, "node_not_placeable"], "no node 7");
+  const cancel = await app.inject({ method: "POST", url: "/v1/cluster/operators/42/cancel" });
+  assert.deepEqual([cancel.statusCode, (cancel.json() as { error: { code: string } }).error.code], [404, "operator_not_found"]);
+  const split = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/split" });
+  assert.deepEqual([split.statusCode, (split.json() as { error: { code: string } }).error.code], [501, "not_implemented"]);
+  stopAgents();
   await app.close();
   await node.stop();
 });
