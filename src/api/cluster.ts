@@ -25,7 +25,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   /** A refused cluster command: its code decides the status (409 unless listed), its message goes to the client. */
   const refusalStatus: Record<string, number> = {
     invalid_settings: 400, bad_request: 400, node_not_found: 404, settings_version_not_found: 404, shard_not_found: 404, operator_not_found: 404,
-    replica_not_found: 404, join_failed: 503,
+    replica_not_found: 404, join_failed: 503, bad_split: 400,
   };
   const refuse = (reply: FastifyReply, r: { code: string; message: string }) =>
     reply.status(refusalStatus[r.code] ?? 409).send({ error: { code: r.code, message: r.message } });
@@ -231,11 +231,23 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     snapshot();
   });
 
-  // PD-6: splitting and merging shards are not built yet; say so rather than pretend.
-  app.post<{ Params: { id: number } }>("/v1/cluster/shards/:id/split", {
+  // PD-6: split a shard in two (its replicas apply the split at one log index); merge is not built yet.
+  app.post<{ Params: { id: number }; Body: { at?: number } | undefined }>("/v1/cluster/shards/:id/split", {
     config: { op: "split" },
-    schema: { summary: "Split a shard in two (not built yet: answers 501 not_implemented)", params: idParams },
+    schema: {
+      summary: "Split a shard in two at a hash (default: the middle of its range); the upper part becomes a new shard on the same replicas",
+      params: idParams,
+      body: { type: ["object", "null"], additionalProperties: false, properties: { at: { type: "integer", minimum: 1, maximum: 2 ** 32 - 1 } } },
+    },
+  }, async (req, reply) => {
+    const r = await gateway.placement({ kind: "split", shard: req.params.id, ...(req.body?.at !== undefined ? { at: req.body.at } : {}) });
+    if (!r.ok) return refuse(reply, r);
+    return { shard: req.params.id, child: r.child };
+  });
+  app.post<{ Params: { id: number } }>("/v1/cluster/shards/:id/merge", {
+    config: { op: "merge" },
+    schema: { summary: "Merge a shard into its neighbour (not built yet: answers 501 not_implemented)", params: idParams },
   }, async () => {
-    throw new ApiError(501, "not_implemented", "shard split is not built yet");
+    throw new ApiError(501, "not_implemented", "merging shards is not built yet");
   });
 }

@@ -8,6 +8,7 @@ import { pino } from "pino";
 import { Gateway } from "../node/gateway.js";
 import { Membership } from "../node/membership.js";
 import { PlacementDriver } from "../node/placement-driver.js";
+import { ShardAgent } from "../node/shard-agent.js";
 import { MultiRaftNode } from "../node/multi-raft.js";
 import { waitFor } from "../node/testing.js";
 import { buildApi } from "./server.js";
@@ -128,7 +129,7 @@ test("settings: read, changed against the version read, validated, kept in a his
   await node.stop();
 });
 
-test("cluster routes: a watch stream of node changes, operators, a manual operator refused with its reason, split not built", async () => {
+test("cluster routes: a watch stream of node changes, operators, a manual operator refused with its reason, a split, merge not built", async () => {
   const { node, app, gateway, stopAgents } = await (async () => {
     const n = await MultiRaftNode.open({
       id: 1, dataDir: mkdtempSync(join(tmpdir(), "shoal-api-")), listen: { host: "127.0.0.1", port: 0 }, peers: new Map(), shards: 2, tickMs: 10,
@@ -138,8 +139,10 @@ test("cluster routes: a watch stream of node changes, operators, a manual operat
     const membership = new Membership(n, gw, { peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: 1 }, founders: [1], shards: 2, intervalMs: 20 });
     membership.start();
     const pd = new PlacementDriver(n, gw);
+    const agent = new ShardAgent(n, gw);
+    agent.start();
     const a = await buildApi({ node: n, gateway: gw, logger: pino({ level: "silent" }) });
-    return { node: n, app: a, gateway: gw, stopAgents: () => { membership.stop(); pd.stop(); } };
+    return { node: n, app: a, gateway: gw, stopAgents: () => { membership.stop(); pd.stop(); agent.stop(); } };
   })();
   await waitFor("node 1 registered", () => node.metaState().nodes.has(1) && node.metaState().collections.has("default"), 10_000);
   const url = await app.listen({ host: "127.0.0.1", port: 0 });
@@ -175,9 +178,19 @@ test("cluster routes: a watch stream of node changes, operators, a manual operat
   assert.deepEqual([move.statusCode, (move.json() as { error: { code: string } }).error.code], [409, "node_not_placeable"], "no node 7");
   const cancel = await app.inject({ method: "POST", url: "/v1/cluster/operators/42/cancel" });
   assert.deepEqual([cancel.statusCode, (cancel.json() as { error: { code: string } }).error.code], [404, "operator_not_found"]);
-  const split = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/split" });
-  assert.deepEqual([split.statusCode, (split.json() as { error: { code: string } }).error.code], [501, "not_implemented"]);
-  stopAgents();
-  await app.close();
-  await node.stop();
+  try {
+    const badSplit = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/split", payload: { at: 2 ** 32 - 1 } });
+    assert.deepEqual([badSplit.statusCode, (badSplit.json() as { error: { code: string } }).error.code], [400, "bad_request"], "outside the shard");
+    const split = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/split" });
+    assert.equal(split.statusCode, 200, split.body);
+    const child = (split.json() as { child: number }).child;
+    assert.ok(child > 2);
+    await waitFor("the split recorded", () => node.metaState().shards.has(child), 10_000);
+    const merge = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/merge" });
+    assert.deepEqual([merge.statusCode, (merge.json() as { error: { code: string } }).error.code], [501, "not_implemented"]);
+  } finally {
+    stopAgents();
+    await app.close();
+    await node.stop();
+  }
 });

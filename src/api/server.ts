@@ -12,6 +12,7 @@ import {
   type MultiRaftNode,
   ConfChangeRefusedError,
   LeaderUnreachableError,
+  WrongShardError,
   META_GROUP,
   NotLeaderError,
   OverloadedError,
@@ -57,8 +58,10 @@ const errorSchema = {
 
 /** The reply to a write: its version, or 409 when its compare-and-set failed. */
 function writeReply(r: CommandResult): { version: number } {
-  if (!r.ok) throw new ApiError(409, "version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
-  return { version: r.version };
+  if (r.ok) return { version: r.version };
+  if (r.code === "version_mismatch") throw new ApiError(409, "version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
+  // The gateway routes again after a split; a record command never asks for a split.
+  throw new Error(`unexpected write result ${r.code}`);
 }
 
 export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
@@ -126,6 +129,10 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       status = 503;
       reply.header("Retry-After", "1");
       body = { code: "leader_unreachable", message: err.message, leader: err.leader };
+    } else if (err instanceof WrongShardError) {
+      status = 503;
+      reply.header("Retry-After", "1");
+      body = { code: "shard_split", message: err.message };
     } else if (err instanceof ConfChangeRefusedError) {
       status = 409;
       body = { code: "conf_change_refused", message: err.message };

@@ -32,10 +32,11 @@ export async function transferLeaderCommand(id: string, opts: ClientOptions & { 
   return report(await call("POST", `${base(opts)}/shards/${shard}/transfer-leader`, { to }));
 }
 
-export async function splitCommand(id: string, opts: ClientOptions): Promise<number> {
+export async function splitCommand(id: string, opts: ClientOptions & { at?: string }): Promise<number> {
   const shard = idArg("the shard id", id);
-  if (shard === null) return 2;
-  return report(await call("POST", `${base(opts)}/shards/${shard}/split`));
+  const at = opts.at === undefined ? undefined : idArg("--at", opts.at);
+  if (shard === null || at === null) return 2;
+  return report(await call("POST", `${base(opts)}/shards/${shard}/split`, at === undefined ? {} : { at }));
 }
 
 interface OperatorView {

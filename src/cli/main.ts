@@ -119,7 +119,8 @@ shardCmd.command("move").description("move a replica of a shard to another node 
 shardCmd.command("transfer-leader").description("move a shard's leadership to another of its voters").argument("<shard>")
   .requiredOption("--to <node>", "a voter of the shard").addOption(endpoint())
   .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).transferLeaderCommand(shard, opts); });
-shardCmd.command("split").description("split a shard in two (not built yet: the cluster answers 501 not_implemented)").argument("<shard>").addOption(endpoint())
+shardCmd.command("split").description("split a shard in two: the upper part of its hash range becomes a new shard on the same replicas").argument("<shard>")
+  .option("--at <hash>", "where to cut (a 32-bit hash inside the shard's range; default: its middle)").addOption(endpoint())
   .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).splitCommand(shard, opts); });
 const operatorCmd = program.command("operator").description("the placement driver's operators (replica moves, leader transfers)");
 operatorCmd.command("ls").description("list operators, newest first, with their steps (✓ done, > current)").addOption(endpoint())

@@ -18,6 +18,9 @@ test("records written by tracked applies rebuild the same state, command after c
     { kind: "rollback-settings", toVersion: 1, atMs: 10 },
     { kind: "record-operator", operator: { id: 1, shard: 1, epoch: 2, reason: "repair", steps: [], stepIndex: 0, startedAtMs: 0, stepStartedAtMs: 0 }, status: "running", atMs: 11 },
     { kind: "forget-node", node: 3, atMs: 12 }, // refused: holds replicas
+    { kind: "reserve-shard-id", atMs: 13 },
+    { kind: "split-shard", shard: 2, child: 3, at: 3 * 2 ** 30, end: 2 ** 32, index: 40, atMs: 14 },
+    { kind: "split-shard", shard: 2, child: 4, at: 3 * 2 ** 30, end: 2 ** 32, index: 41, atMs: 15 }, // refused: recorded already
   ];
   for (const cmd of commands) {
     const { result, changes } = applyMetaTracked(s, cmd);

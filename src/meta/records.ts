@@ -52,6 +52,16 @@ export function applyMetaTracked(s: MetaState, cmd: MetaCommand): { result: Appl
     case "set-replicas":
       changes.puts.push([shardKey(cmd.shard), s.shards.get(cmd.shard)]);
       break;
+    case "reserve-shard-id":
+      seq();
+      break;
+    case "split-shard": {
+      const shard = s.shards.get(cmd.shard)!;
+      changes.puts.push([shardKey(cmd.shard), shard], [shardKey(cmd.child), s.shards.get(cmd.child)]);
+      changes.puts.push([collectionKey(shard.collection), s.collections.get(shard.collection)]);
+      seq();
+      break;
+    }
     case "set-settings":
     case "rollback-settings": {
       const now = new Set(s.settings.map((v) => v.version));

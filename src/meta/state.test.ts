@@ -102,3 +102,24 @@ test("a node may bring its own id (static members); ids stay unique and later on
   assert.equal(again.ok ? null : again.code, "node_exists");
   assert.equal(register(s, 9000), 6);
 });
+
+test("a split is recorded once: the upper part becomes a new shard on the same replicas, the parent's range shrinks and its epoch moves", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const ids = [7000, 7001, 7002].map((p) => register(s, p));
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [ids, ids], atMs: 0 }).ok);
+  const reserved = applyMeta(s, { kind: "reserve-shard-id", atMs: 1 });
+  assert.deepEqual(reserved, { ok: true, value: 3 });
+  const at = 2 ** 31 + 2 ** 30;
+  assert.deepEqual(applyMeta(s, { kind: "split-shard", shard: 2, child: 3, at, end: 2 ** 32, index: 9, atMs: 2 }), { ok: true, value: 3 });
+  assert.deepEqual(s.shards.get(2)!.range, { start: 2 ** 31, end: at });
+  assert.equal(s.shards.get(2)!.epoch, 2);
+  assert.deepEqual(s.shards.get(3)!.range, { start: at, end: 2 ** 32 });
+  assert.deepEqual(s.shards.get(3)!.origin, { parent: 2, index: 9 });
+  assert.deepEqual(s.shards.get(3)!.replicas, s.shards.get(2)!.replicas);
+  assert.deepEqual(s.collections.get("default")!.shards, [1, 2, 3]);
+  const again = applyMeta(s, { kind: "split-shard", shard: 2, child: 4, at, end: 2 ** 32, index: 9, atMs: 3 });
+  assert.equal(again.ok ? null : again.code, "stale_split", "a second report of the same split changes nothing");
+  const outside = applyMeta(s, { kind: "split-shard", shard: 2, child: 4, at: 2 ** 31, end: at, index: 10, atMs: 3 });
+  assert.equal(outside.ok ? null : outside.code, "bad_request");
+  assert.equal(applyMeta(s, { kind: "reserve-shard-id", atMs: 4 }).ok && s.nextShardId, 5, "ids are never reused");
+});

@@ -8,6 +8,7 @@
 import type { Operator, PlacementConfig, ReplicaRole, WorkerState } from "../placement/types.js";
 import { validatePlacementConfig } from "../placement/types.js";
 import type { Labels, NodeId } from "../placement/types.js";
+import { type HashRange, initialRange } from "./ranges.js";
 
 /** MEM-3: standard nodes may vote; analytics nodes stay learners and serve reads; standby nodes wait. */
 export type NodeRole = "standard" | "analytics" | "standby";
@@ -43,7 +44,9 @@ export interface ShardRecord {
   id: number;
   collection: string;
   /** Half-open range [start, end) of the 32-bit hash of record ids. */
-  range: { start: number; end: number };
+  range: HashRange;
+  /** A shard made by splitting `parent` at its log index `index` (its replicas create it when they apply the split). */
+  origin?: { parent: number; index: number };
   /** Bumped by every change of the replica set: stale routing and stale operators are refused (PD-5). */
   epoch: number;
   /**
@@ -116,7 +119,14 @@ export type MetaCommand =
   | { kind: "set-replicas"; shard: number; confIndex: number; replicas: { node: NodeId; role: ReplicaRole }[]; atMs: number }
   | { kind: "set-settings"; baseVersion: number; placement: PlacementConfig; note: string; atMs: number }
   | { kind: "rollback-settings"; toVersion: number; atMs: number }
-  | { kind: "record-operator"; operator: Operator; status: OperatorStatus; atMs: number };
+  | { kind: "record-operator"; operator: Operator; status: OperatorStatus; atMs: number }
+  /** Reserves a shard id for a split (the split's log entry names the new shard). */
+  | { kind: "reserve-shard-id"; atMs: number }
+  /**
+   * Records a split that `shard`'s replicas applied at its log index `index`: the hashes from `at` to
+   * `end` (the shard's end before the split) now belong to the new shard `child`, on the same replicas.
+   */
+  | { kind: "split-shard"; shard: number; child: number; at: number; end: number; index: number; atMs: number };
 
 export type ApplyResult = { ok: true; value?: number } | { ok: false; code: string; message: string };
 
@@ -189,6 +199,10 @@ export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
       if (target === undefined) return refuse("settings_version_not_found", `no settings version ${cmd.toVersion} in the kept history`);
       return pushSettings(s, target.placement, `rollback to version ${cmd.toVersion}`, cmd.atMs);
     }
+    case "reserve-shard-id":
+      return { ok: true, value: s.nextShardId++ };
+    case "split-shard":
+      return splitShard(s, cmd.shard, cmd.child, cmd.at, cmd.end, cmd.index);
     case "record-operator": {
       s.operators.set(cmd.operator.id, { operator: cmd.operator, status: cmd.status, updatedAtMs: cmd.atMs });
       pruneOperators(s);
@@ -236,17 +250,32 @@ function createCollection(s: MetaState, name: string, replicationFactor: number,
     if (unknown !== undefined) return refuse("node_not_found", `no node ${unknown}`);
   }
   const ids: number[] = [];
-  // Shard i (from 0) of n holds the hashes h with floor(h * n / 2^32) = i: from ceil(i * 2^32 / n).
-  const n = placements.length;
-  const startOf = (i: number) => Math.ceil((i * 2 ** 32) / n);
   for (const [i, p] of placements.entries()) {
     const id = s.nextShardId++;
     ids.push(id);
-    const range = { start: startOf(i), end: i === n - 1 ? 2 ** 32 : startOf(i + 1) };
+    const range = initialRange(i + 1, placements.length);
     s.shards.set(id, { id, collection: name, range, epoch: 1, confIndex: 0, replicas: p.map((node) => ({ node, role: "voter" as const })) });
   }
   s.collections.set(name, { name, replicationFactor, shards: ids });
   return { ok: true, value: ids.length };
+}
+
+function splitShard(s: MetaState, id: number, child: number, at: number, end: number, index: number): ApplyResult {
+  const shard = s.shards.get(id);
+  if (shard === undefined) return refuse("shard_not_found", `no shard ${id}`);
+  // Recorded once: a second report of the same split (another leader's) finds the range already cut.
+  if (shard.range.end !== end) return refuse("stale_split", `shard ${id} ends at ${shard.range.end}, not ${end}: this split is recorded already`);
+  if (!(at > shard.range.start && at < shard.range.end)) return refuse("bad_request", `split point ${at} is not inside shard ${id}`);
+  if (s.shards.has(child)) return refuse("shard_exists", `shard ${child} exists`);
+  s.shards.set(child, {
+    id: child, collection: shard.collection, range: { start: at, end }, epoch: 1, confIndex: 0,
+    replicas: shard.replicas.map((r) => ({ ...r })), origin: { parent: id, index },
+  });
+  shard.range = { start: shard.range.start, end: at };
+  shard.epoch++;
+  s.collections.get(shard.collection)?.shards.push(child);
+  s.nextShardId = Math.max(s.nextShardId, child + 1);
+  return { ok: true, value: child };
 }
 
 function pushSettings(s: MetaState, placement: PlacementConfig, note: string, atMs: number): ApplyResult {

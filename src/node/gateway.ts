@@ -14,8 +14,9 @@ import {
   type MultiRaftNode,
   NotLeaderError,
   RequestTimeoutError,
+  WrongShardError,
 } from "./multi-raft.js";
-import type { CommandResult, RecordCommand, StoredRecord } from "./records.js";
+import type { CommandResult, RecordCommand, ShardCommand, StoredRecord } from "./records.js";
 import type { ApplyResult, MetaCommand } from "../meta/state.js";
 import type { ConfChangeSingle } from "../raft/index.js";
 import type { JoinRequest, JoinResponse } from "./membership.js";
@@ -25,9 +26,11 @@ import type { PlacementAnswer, PlacementRequest } from "./placement-driver.js";
 
 /** Leader changes a request follows before giving up (each hop is one election or hand-over). */
 const ROUTE_ATTEMPTS_MAX = 4;
+/** Splits a request follows before giving up (each: the shard was split under it). */
+const REROUTE_ATTEMPTS_MAX = 8;
 
 type Op =
-  | { kind: "propose"; group: number; cmd: RecordCommand }
+  | { kind: "propose"; group: number; cmd: ShardCommand }
   | { kind: "meta"; group: number; cmd: MetaCommand }
   | { kind: "conf"; group: number; changes: ConfChangeSingle[] }
   | { kind: "join"; group: number; req: JoinRequest }
@@ -66,20 +69,51 @@ export class Gateway {
 
   put(key: string, payload: unknown, ifVersion?: number): Promise<CommandResult> {
     const cmd: RecordCommand = ifVersion === undefined ? { op: "put", key, payload } : { op: "put", key, payload, ifVersion };
-    return this.route({ kind: "propose", group: this.node.shardOf(key), cmd }) as Promise<CommandResult>;
+    return this.write(cmd);
   }
 
   delete(key: string, ifVersion?: number): Promise<CommandResult> {
     const cmd: RecordCommand = ifVersion === undefined ? { op: "delete", key } : { op: "delete", key, ifVersion };
-    return this.route({ kind: "propose", group: this.node.shardOf(key), cmd }) as Promise<CommandResult>;
+    return this.write(cmd);
   }
 
   get(key: string, consistency: Consistency): Promise<StoredRecord | undefined> {
-    const group = this.node.shardOf(key);
-    // Reads at any consistency can be served here when this node holds a replica (ReadIndex confirms
-    // through the leader when needed); otherwise at a node that does.
-    if (!this.node.hosts(group)) return this.route({ kind: "read", group, key, consistency }) as Promise<StoredRecord | undefined>;
-    return this.node.read(group, key, consistency);
+    return this.rerouted(async (group) => {
+      // Reads at any consistency can be served here when this node holds a replica (ReadIndex confirms
+      // through the leader when needed); otherwise at a node that does.
+      if (!this.node.hosts(group)) return this.route({ kind: "read", group, key, consistency }) as Promise<StoredRecord | undefined>;
+      return this.node.read(group, key, consistency);
+    }, key);
+  }
+
+  /** Splits a shard at hash `at` into the new shard `child`, on the shard's leader (PD-6). */
+  split(group: number, at: number, child: number): Promise<CommandResult> {
+    return this.route({ kind: "propose", group, cmd: { op: "split", at, child } }) as Promise<CommandResult>;
+  }
+
+  private write(cmd: RecordCommand): Promise<CommandResult> {
+    return this.rerouted(async (group) => {
+      const r = await (this.route({ kind: "propose", group, cmd }) as Promise<CommandResult>);
+      if (!r.ok && r.code === "wrong_shard") throw new WrongShardError(group);
+      return r;
+    }, cmd.key);
+  }
+
+  /**
+   * Runs `attempt` on the record's shard; when the shard answers that it was split (the id is no longer
+   * in its range), waits for the metadata to record the split and routes again. Bounded by attempts and
+   * by one request timeout overall.
+   */
+  private async rerouted<T>(attempt: (group: number) => Promise<T>, key: string): Promise<T> {
+    const deadlineMs = performance.now() + this.timeoutMs;
+    for (let n = 1; ; n++) {
+      try {
+        return await attempt(this.node.shardOf(key));
+      } catch (e) {
+        if (!(e instanceof WrongShardError) || n >= REROUTE_ATTEMPTS_MAX || performance.now() >= deadlineMs) throw e;
+        await this.node.awaitMetaChange(Math.min(1000, Math.max(1, deadlineMs - performance.now())));
+      }
+    }
   }
 
   /** A page of a shard's records after `after`, from this node's replica or one that holds the shard. */
@@ -240,6 +274,7 @@ export class Gateway {
 function revive(err: { name: string; message: string; leader?: NodeId }, group: number): Error {
   if (err.name === "NotLeaderError") return new NotLeaderError(group, err.leader ?? 0);
   if (err.name === "NotHostedError") return new NotHostedError(group);
+  if (err.name === "WrongShardError") return new WrongShardError(group);
   if (err.name === "ConfChangeRefusedError") return new ConfChangeRefusedError(err.message);
   if (err.name === "LeaderUnreachableError") return new LeaderUnreachableError(group, err.leader ?? 0);
   if (err.name === "RequestTimeoutError") return new RequestTimeoutError(err.message);

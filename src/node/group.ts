@@ -7,8 +7,10 @@ import { MessageType } from "../raft/index.js";
 import type { Plane } from "../transport/transport.js";
 import type { GroupStorage } from "./group-storage.js";
 import type { QuiescenceState } from "./quiescence.js";
+import type { ShardState } from "../storage/state-store.js";
 import type { ApplyResult } from "../meta/state.js";
 import type { CommandResult, StoredRecord } from "./records.js";
+import { HASH_SPACE, hashOf } from "../meta/ranges.js";
 
 /** Group 0 carries node-level messages (the gateway's forwarded requests), not Raft traffic. */
 export const NODE_GROUP = 0;
@@ -31,6 +33,14 @@ export class NotHostedError extends NotLeaderError {
   constructor(group: number) {
     super(group, 0);
     this.message = `this node holds no replica of shard ${group}`;
+  }
+}
+
+/** The record's id is outside the shard's range now (the shard was split): route it again. */
+export class WrongShardError extends Error {
+  override name = "WrongShardError";
+  constructor(readonly group: number) {
+    super(`shard ${group} no longer holds this id (it was split): route again`);
   }
 }
 
@@ -91,6 +101,8 @@ export interface Group {
   transferWaiters: TransferWaiter[];
   /** Client requests (proposals and reads) made here so far: the placement driver's load statistic. */
   requests: number;
+  /** A shard's range and recent splits, as of its applied index (the metadata group's is unused). */
+  shard: ShardState;
 }
 
 /** Waits for Raft's outcome of a leadership transfer to `to`. */
@@ -122,21 +134,7 @@ export function planeOf(type: MessageType): Plane {
   }
 }
 
-/**
- * The shard of a record id: ranges of a 32-bit hash (FNV-1a, then murmur3's finalizer, because ranges
- * use the high bits, which FNV-1a alone mixes poorly for short, similar ids).
- */
+/** The shard of a record id among `shards` equal hash ranges (a collection as created, before any split). */
 export function shardOf(key: string, shards: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return 1 + Math.floor(((h >>> 0) * shards) / 4294967296);
+  return 1 + Math.floor((hashOf(key) * shards) / HASH_SPACE);
 }
-

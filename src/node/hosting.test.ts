@@ -4,14 +4,29 @@ import { applyMeta, initialMetaState } from "../meta/state.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 import { hostingChanges } from "./hosting.js";
 
+const applied = () => 100;
+
 test("a node hosts the shards the metadata places on it; it drops the others only on caught-up metadata", () => {
   const s = initialMetaState(DEFAULT_PLACEMENT, 0);
   for (const port of [1, 2, 3, 4]) {
     assert.ok(applyMeta(s, { kind: "register-node", peer: { host: "h", port }, http: { host: "h", port: port + 100 }, labels: {}, role: "standard", atMs: 0 }).ok);
   }
   assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[1, 2, 3], [2, 3, 4]], atMs: 0 }).ok);
-  assert.deepEqual(hostingChanges(s, 1, new Set(), true), { create: [1], drop: [] });
-  assert.deepEqual(hostingChanges(s, 4, new Set([1, 9]), true), { create: [2], drop: [1] }, "shard 9 is unknown to the metadata: kept");
-  assert.deepEqual(hostingChanges(s, 4, new Set([1]), false), { create: [2], drop: [] }, "no drop on metadata that may be behind");
-  assert.deepEqual(hostingChanges(s, 3, new Set([1, 2]), true), { create: [], drop: [] });
+  assert.deepEqual(hostingChanges(s, 1, new Set(), true, applied), { create: [1], drop: [] });
+  assert.deepEqual(hostingChanges(s, 4, new Set([1, 9]), true, applied), { create: [2], drop: [1] }, "shard 9 is unknown to the metadata: kept");
+  assert.deepEqual(hostingChanges(s, 4, new Set([1]), false, applied), { create: [2], drop: [] }, "no drop on metadata that may be behind");
+  assert.deepEqual(hostingChanges(s, 3, new Set([1, 2]), true, applied), { create: [], drop: [] });
+});
+
+test("a split's child is left to the split where this node's replica of the parent has not applied it yet", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  for (const port of [1, 2, 3]) {
+    assert.ok(applyMeta(s, { kind: "register-node", peer: { host: "h", port }, http: { host: "h", port: port + 100 }, labels: {}, role: "standard", atMs: 0 }).ok);
+  }
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[1, 2, 3]], atMs: 0 }).ok);
+  const child = applyMeta(s, { kind: "reserve-shard-id", atMs: 0 });
+  assert.ok(child.ok && applyMeta(s, { kind: "split-shard", shard: 1, child: child.value!, at: 2 ** 31, end: 2 ** 32, index: 40, atMs: 0 }).ok);
+  assert.deepEqual(hostingChanges(s, 1, new Set([1]), true, () => 39).create, [], "the parent here is at 39: the split will make the child");
+  assert.deepEqual(hostingChanges(s, 1, new Set([1]), true, () => 40).create, [child.value], "past the split (a snapshot): the child comes from its leader");
+  assert.deepEqual(hostingChanges(s, 1, new Set(), true, () => 0).create, [1, child.value], "no parent here: both come from their leaders");
 });

@@ -18,12 +18,16 @@ export interface HostingChanges {
   drop: number[];
 }
 
-export function hostingChanges(meta: Readonly<MetaState>, self: NodeId, hosted: ReadonlySet<number>, caughtUp: boolean): HostingChanges {
+export function hostingChanges(meta: Readonly<MetaState>, self: NodeId, hosted: ReadonlySet<number>, caughtUp: boolean,
+  appliedOf: (group: number) => number): HostingChanges {
   const create: number[] = [];
   const drop: number[] = [];
   for (const shard of meta.shards.values()) {
     const placed = shard.replicas.some((r) => r.node === self);
-    if (placed && !hosted.has(shard.id)) create.push(shard.id);
+    // A split's child is made here by the split itself when this node's replica of the parent applies
+    // it; an empty one made first would be a second, different start of the same group.
+    const madeBySplit = shard.origin !== undefined && hosted.has(shard.origin.parent) && appliedOf(shard.origin.parent) < shard.origin.index;
+    if (placed && !hosted.has(shard.id) && !madeBySplit) create.push(shard.id);
     // A shard the metadata does not know yet (a founder's, before the collection is recorded) stays.
     if (!placed && hosted.has(shard.id) && caughtUp) drop.push(shard.id);
   }

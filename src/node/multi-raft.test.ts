@@ -1,4 +1,6 @@
 import { after, test } from "node:test";
+import { StateStore } from "../storage/state-store.js";
+import { SPLIT_LOG_INDEX } from "./shard-apply.js";
 import assert from "node:assert/strict";
 import { Role } from "../raft/index.js";
 import { Gateway } from "./gateway.js";
@@ -229,5 +231,27 @@ test("each node judges its peers' health from what it hears (phi accrual): healt
   await waitFor("node 3 unhealthy as node 1 sees it", () => one.peerHealth(3) === "unhealthy", 10_000);
   assert.equal(one.peerHealth(2), "healthy");
   assert.equal(one.peerHealth(1), "healthy", "a node is healthy to itself while it runs");
+  await stopAll(c);
+});
+
+test("a split's child whose log a crash kept from being written is landed from its state on the next start", async () => {
+  const c = await startCluster(1, 1, { balanceLeaders: false });
+  await waitForLeaders(c);
+  await put(c, "x", 1);
+  const dir = c.dirs.get(1)!;
+  await stopAll(c);
+  // The state of a split's child, committed with its parent's, as a crash before its log leaves it.
+  const store = StateStore.open({ path: `${dir}/state` });
+  const conf = { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+  store.apply([{ group: 7, appliedIndex: SPLIT_LOG_INDEX, puts: [["moved", { payload: 2, version: 3 }]], confState: conf,
+    shard: { range: { start: 0, end: 2 ** 32 }, splits: [] }, unlogged: true }]);
+  await store.close();
+  const back = await openNode(c, 1);
+  assert.ok(back.hosts(7), "landed on open");
+  await waitFor("a leader of shard 7", () => back.leaderOf(7) === 1, 10_000);
+  assert.deepEqual(await back.read(7, "moved", "linearizable"), { payload: 2, version: 3 });
+  await stopAll(c);
+  const again = await openNode(c, 1);
+  assert.ok(again.hosts(7), "recovered from its log the next time");
   await stopAll(c);
 });

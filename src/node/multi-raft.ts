@@ -28,21 +28,23 @@ import {
   confChangeRefusal,
   decodeConfChange,
 } from "../raft/index.js";
-import { StateStore, type GroupChanges } from "../storage/state-store.js";
+import { StateStore, type GroupChanges, type ShardState } from "../storage/state-store.js";
 import { type GroupLog, Wal } from "../storage/wal.js";
 import { assert } from "../raft/assert.js";
 import type { WalRecord } from "../storage/wal-record.js";
 import { type Envelope, type PeerAddress, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
 import {
-  type Consistency, ConfChangeRefusedError, type Group, LeaderUnreachableError, NotHostedError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
+  type Consistency, ConfChangeRefusedError, type Group, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
   type ProposeInput, type TransferWaiter, type Waiter, planeOf, shardOf,
 } from "./group.js";
 import { handOverTo } from "./leader-balance.js";
 import { quiescenceStep, wakes } from "./quiescence.js";
 import { hostingChanges } from "./hosting.js";
+import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries } from "./shard-apply.js";
+import { RouteTable, hashOf, inRange, initialRange } from "../meta/ranges.js";
 import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
-import { type CommandResult, type RecordCommand, type StoredRecord, applyCommand, decodeProposal, encodeProposal } from "./records.js";
+import { type CommandResult, type ShardCommand, type StoredRecord, encodeProposal } from "./records.js";
 import { decodeMetaProposal, encodeMetaProposal } from "./meta-proposals.js";
 import { applyMetaTracked, metaFromRecords } from "../meta/records.js";
 import { type ApplyResult, type MetaCommand, type MetaState, currentSettings } from "../meta/state.js";
@@ -129,7 +131,7 @@ function mustWait(g: Group): boolean {
   return r.lead === 0 || (r.role === Role.Leader && r.leadTransferee !== 0);
 }
 
-export { type Consistency, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
+export { type Consistency, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
 
 const EMPTY_CONF: ConfState = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 
@@ -173,9 +175,15 @@ export class MultiRaftNode {
   private readonly metaWatchers = new Set<(keys: string[]) => void>();
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   private hostingDue = true;
+  /** Groups made by splits applied in the last turn, whose log is written at the start of the next. */
+  private splitsToLand: number[] = [];
+  /** The default collection's routes (hash range -> shard), rebuilt after the shard map changes. */
+  private routes: RouteTable | null = null;
+  /** Callers waiting for the next metadata change (a gateway whose shard was just split). Bounded by the request queue. */
+  private metaChangeWaiters: (() => void)[] = [];
   private hostingPending = false;
-  /** Called when a group applied a configuration change (its leader mirrors it into the metadata). */
-  onConfChangeApplied: ((group: number) => void) | null = null;
+  /** Called when a group applied a configuration change or a split (its leader records it in the metadata). */
+  onShardChanged: ((group: number) => void) | null = null;
   /** Observers for metrics (set by whoever exports them). */
   onWalSync: ((seconds: number) => void) | null = null;
   /** Receives node-level messages (group 0); set by the gateway. */
@@ -228,15 +236,23 @@ export class MultiRaftNode {
         const log = { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 1, term: 1, confState }, start: { index: 1, term: 1 }, entries: [] };
         bootstrap.push({ kind: "snapshot", group: g, index: 1, term: 1, confState });
         bootstrap.push({ kind: "hard-state", group: g, hardState: log.hardState });
-        if (store.applied(g) === 0) store.apply([{ group: g, appliedIndex: 1, confState }]);
+        const shard = g === META_GROUP ? {} : { shard: { range: initialRange(g, cfg.shards), splits: [] } };
+        if (store.applied(g) === 0) store.apply([{ group: g, appliedIndex: 1, confState, ...shard }]);
         node.addGroup(g, log, confState);
       }
     } else if (!recovered.has(META_GROUP)) {
       // Joining: the metadata group waits for its leader's snapshot; shards come once placed here.
       node.addGroup(META_GROUP, emptyLog(), EMPTY_CONF);
     }
-    // State of groups dropped from the log whose records a crash left behind (see StateStore.dropGroup).
-    for (const g of store.groups()) if (!node.groups.has(g)) await store.dropGroup(g);
+    // Groups with state but no log: made by a split whose log a crash kept from being written (land
+    // them now), or dropped from the log with their records left behind (see StateStore.dropGroup).
+    const unlogged: number[] = [];
+    for (const g of store.groups()) {
+      if (node.groups.has(g)) continue;
+      if (store.unlogged(g)) unlogged.push(g);
+      else await store.dropGroup(g);
+    }
+    if (unlogged.length > 0) await node.landSplits(unlogged);
     if (bootstrap.length > 0) {
       await store.flushed();
       await wal.append(bootstrap);
@@ -258,9 +274,20 @@ export class MultiRaftNode {
     const group: Group = {
       id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(),
       quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], transferWaiters: [], requests: 0,
+      shard: this.loadShardState(g),
     };
     this.groups.set(g, group);
     return group;
+  }
+
+  /**
+   * A shard's own state from the store; a shard of the collection as created that has none recorded
+   * (a replica waiting for its first snapshot) assumes its initial range until the snapshot says more.
+   */
+  private loadShardState(g: number): ShardState {
+    const stored = this.store.shardState(g);
+    if (stored !== undefined) return stored;
+    return { range: g <= this.cfg.shards ? initialRange(g, this.cfg.shards) : { start: 0, end: 0 }, splits: [] };
   }
 
   async start(): Promise<number> {
@@ -293,8 +320,71 @@ export class MultiRaftNode {
     await this.store.close();
   }
 
+  /**
+   * The shard of a record id: from the shard map's ranges (splits included), or, before the map is
+   * recorded, from the collection's initial ranges.
+   */
   shardOf(key: string): number {
-    return shardOf(key, this.cfg.shards);
+    if (this.routes === null) {
+      const shards = [...this.meta.shards.values()].filter((sh) => sh.collection === "default");
+      if (shards.length === 0) return shardOf(key, this.cfg.shards);
+      this.routes = new RouteTable(shards);
+    }
+    return this.routes.lookup(hashOf(key)) ?? shardOf(key, this.cfg.shards);
+  }
+
+  /** Resolves at the next change of the metadata applied here, or after `timeoutMs` (whichever first). */
+  awaitMetaChange(timeoutMs: number): Promise<void> {
+    this.checkAccepting();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.metaChangeWaiters = this.metaChangeWaiters.filter((w) => w !== done);
+        resolve();
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.metaChangeWaiters.push(done);
+    });
+  }
+
+  /** Proposes a split of a shard led here at hash `at` into the new shard `child` (PD-6). Resolves once applied here. */
+  proposeSplit(group: number, at: number, child: number): Promise<CommandResult> {
+    return this.proposeAndAwait<CommandResult>(group, `split of shard ${group}`,
+      (seq) => ({ kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd: { op: "split", at, child } }) }));
+  }
+
+  /** A hosted shard's own state (range, recent splits). */
+  shardState(group: number): ShardState {
+    return this.group(group).shard;
+  }
+
+  /**
+   * Writes the logs of groups that splits made (their state is in the store, marked unlogged) and hosts
+   * them: the store first (so the log never names a group whose state a crash could lose), then the
+   * log, then the mark is cleared. A child whose parent is led here campaigns at once.
+   */
+  private async landSplits(children: number[]): Promise<void> {
+    await this.store.flushed();
+    const records: WalRecord[] = [];
+    const logs: [number, GroupLog, ConfState][] = [];
+    for (const child of children) {
+      assert(!this.groups.has(child), () => `split child ${child} is hosted already`);
+      assert(this.store.applied(child) === SPLIT_LOG_INDEX, () => `split child ${child} is not at its initial index`);
+      const confState = this.store.confState(child)!;
+      const hardState = { term: SPLIT_LOG_TERM, vote: 0, commit: SPLIT_LOG_INDEX };
+      records.push({ kind: "snapshot", group: child, index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM, confState }, { kind: "hard-state", group: child, hardState });
+      logs.push([child, { hardState, snapshot: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM, confState }, start: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM }, entries: [] }, confState]);
+    }
+    await this.wal.append(records);
+    for (const [child, log, confState] of logs) {
+      const g = this.addGroup(child, log, confState);
+      this.store.apply([{ group: child, appliedIndex: SPLIT_LOG_INDEX, unlogged: false }]);
+      const parent = this.meta.shards.get(child)?.origin?.parent ?? [...this.groups.values()].find((p) => p.shard.splits.some((sp) => sp.child === child))?.id;
+      if (parent !== undefined && this.leaderOf(parent) === this.id && g.raft.raft.trk.isVoter(this.id)) g.raft.campaign();
+      this.cfg.logger?.(`node ${this.id}: hosting shard ${child}, split from shard ${parent ?? "?"}`);
+    }
   }
 
   group(id: number): Group {
@@ -304,7 +394,7 @@ export class MultiRaftNode {
   }
 
   /** Proposes a command to the shard's leader (this node must lead it). Resolves once applied here. */
-  propose(group: number, cmd: RecordCommand): Promise<CommandResult> {
+  propose(group: number, cmd: ShardCommand): Promise<CommandResult> {
     return this.proposeAndAwait<CommandResult>(group, `proposal to shard ${group}`, (seq) => {
       this.counters.proposals++;
       this.group(group).requests++;
@@ -332,13 +422,22 @@ export class MultiRaftNode {
     });
   }
 
+  /** A record as this replica holds it, or WrongShardError when its id is outside the shard's range now. */
+  private servedRead(g: Group, key: string): StoredRecord | undefined | WrongShardError {
+    if (g.kind === "shard" && !inRange(hashOf(key), g.shard.range)) return new WrongShardError(g.id);
+    return this.store.get(g.id, key) as StoredRecord | undefined;
+  }
+
   /** Reads a record at the requested consistency. */
   read(group: number, key: string, consistency: Consistency): Promise<StoredRecord | undefined> {
     const g = this.group(group);
     this.checkAccepting();
     this.counters.reads++;
     g.requests++;
-    if (consistency === "eventual") return Promise.resolve(this.store.get(group, key) as StoredRecord | undefined);
+    if (consistency === "eventual") {
+      const rec = this.servedRead(g, key);
+      return rec instanceof Error ? Promise.reject(rec) : Promise.resolve(rec);
+    }
     const ctx = `${this.id}:${this.nextSeq++}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -411,6 +510,10 @@ export class MultiRaftNode {
   }
 
   private tellMetaWatchers(keys: string[]): void {
+    if (keys.some((k) => k === "*" || k.startsWith("s:"))) this.routes = null;
+    const waiting = this.metaChangeWaiters;
+    this.metaChangeWaiters = [];
+    for (const w of waiting) w();
     for (const w of this.metaWatchers) {
       try {
         w(keys);
@@ -562,7 +665,7 @@ export class MultiRaftNode {
     const cs = g.raft.applyConfChange(cc);
     const [node, seq] = (cc.context ?? "").split(":").map(Number);
     if (node !== undefined && seq !== undefined) takeWaiter(g, this.id, [node, seq], { ok: true }, answers);
-    this.onConfChangeApplied?.(g.id);
+    this.onShardChanged?.(g.id);
     return cs;
   }
 
@@ -577,7 +680,7 @@ export class MultiRaftNode {
     // Until then, a pass each tick decides again (not each turn: it walks every shard).
     this.hostingPending = !caughtUp;
     const hosted = new Set([...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.id));
-    const { create, drop } = hostingChanges(this.meta, this.id, hosted, caughtUp);
+    const { create, drop } = hostingChanges(this.meta, this.id, hosted, caughtUp, (g) => this.store.applied(g));
     for (const id of create) {
       // Leftovers of an earlier replica here are gone: dropGroup ran, or open() cleaned them up.
       assert(this.store.applied(id) === 0, () => `shard ${id}: state left from an earlier replica`);
@@ -699,6 +802,11 @@ export class MultiRaftNode {
   private async turn(): Promise<void> {
     this.counters.turns++;
     this.store.commitIfDue(performance.now());
+    if (this.splitsToLand.length > 0) {
+      const children = this.splitsToLand;
+      this.splitsToLand = [];
+      await this.landSplits(children);
+    }
     if (this.hostingDue) await this.reconcileHosting();
     this.takeInputs();
     const readies: [Group, Ready][] = [];
@@ -714,6 +822,7 @@ export class MultiRaftNode {
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) {
         await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data, rd.snapshot.meta.confState);
+        if (g.kind === "shard") g.shard = this.loadShardState(g.id);
         if (g.kind === "meta") {
           this.meta = loadMeta(this.store);
           this.syncPeers();
@@ -989,30 +1098,19 @@ export class MultiRaftNode {
         changes.push(this.applyMetaEntries(g, rd, answers));
         continue;
       }
-      const overlay = new Map<string, StoredRecord | null>();
-      const read = (key: string) => (overlay.has(key) ? overlay.get(key) ?? undefined : this.store.get(g.id, key) as StoredRecord | undefined);
-      let confState: ConfState | undefined;
-      for (const e of rd.committedEntries) {
-        if (e.type === EntryType.ConfChange) {
-          confState = this.applyConfChangeEntry(g, e.data, answers);
-          continue;
-        }
-        if (e.data.byteLength === 0) continue;
-        sizeBytes += e.data.byteLength;
-        const p = decodeProposal(e.data);
-        const { result, write } = applyCommand(p.cmd, e.index, () => read(p.cmd.key));
-        if (write !== undefined) overlay.set(p.cmd.key, write);
-        takeWaiter(g, this.id, p.origin, result, answers);
-        this.counters.applied++;
-      }
-      const c: GroupChanges = {
-        group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [], deletes: [], ...(confState ? { confState } : {}),
+      const reader: ShardReader = {
+        get: (key) => this.store.get(g.id, key) as StoredRecord | undefined,
+        all: () => this.store.scan(g.id, Number.MAX_SAFE_INTEGER) as [string, StoredRecord][],
       };
-      for (const [key, rec] of overlay) {
-        if (rec === null) c.deletes!.push(key);
-        else c.puts!.push([key, rec]);
-      }
-      changes.push(c);
+      const applied = applyShardEntries(g.id, rd.committedEntries, g.shard, reader,
+        (data) => this.applyConfChangeEntry(g, data, answers), () => g.raft.raft.trk.confState());
+      for (const [origin, result] of applied.results) takeWaiter(g, this.id, origin, result, answers);
+      g.shard = applied.shard;
+      this.splitsToLand.push(...applied.children);
+      if (applied.children.length > 0) this.onShardChanged?.(g.id);
+      this.counters.applied += applied.commands;
+      sizeBytes += applied.sizeBytes;
+      changes.push(...applied.changes);
     }
     this.store.apply(changes, sizeBytes);
     for (const [w, result] of answers) this.settle(w, result);
@@ -1034,7 +1132,7 @@ export class MultiRaftNode {
       for (const [ctx, r] of g.reads) {
         if (r.index !== null && r.index <= applied) {
           g.reads.delete(ctx);
-          this.settle(r, this.store.get(g.id, r.key) as StoredRecord | undefined);
+          this.settle(r, this.servedRead(g, r.key));
         }
       }
     }

@@ -19,6 +19,8 @@ interface Stack {
   membership: Membership;
   agent: ShardAgent;
   pd: PlacementDriver;
+  dir: string;
+  port: number;
 }
 
 const stacks: Stack[] = [];
@@ -41,12 +43,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function stack(node: MultiRaftNode, port: number, founders: number[]): Promise<Stack> {
+async function stack(node: MultiRaftNode, port: number, founders: number[], dir: string): Promise<Stack> {
   const gateway = new Gateway(node);
   const membership = new Membership(node, gateway, {
     peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: 1 }, founders, shards: 2, intervalMs: 50,
   });
-  const s: Stack = { node, gateway, membership, agent: new ShardAgent(node, gateway), pd: new PlacementDriver(node, gateway) };
+  const s: Stack = { node, gateway, membership, agent: new ShardAgent(node, gateway), pd: new PlacementDriver(node, gateway), dir, port };
   membership.start();
   s.agent.start();
   s.pd.start();
@@ -56,23 +58,35 @@ async function stack(node: MultiRaftNode, port: number, founders: number[]): Pro
 
 async function founder(): Promise<Stack> {
   const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "shoal-pd1-"));
+  const node = await MultiRaftNode.open({ id: 1, dataDir: dir, listen: { host: "127.0.0.1", port }, peers: new Map(), shards: 2, tickMs: 20, balanceLeaders: false });
+  await node.start();
+  return stack(node, port, [1], dir);
+}
+
+/** Stops a node and starts it again from its data directory (a joined node: it knows its peers from the metadata). */
+async function restart(s: Stack): Promise<Stack> {
+  await stopStack(s);
+  if (stacks.includes(s)) stacks.splice(stacks.indexOf(s), 1);
   const node = await MultiRaftNode.open({
-    id: 1, dataDir: mkdtempSync(join(tmpdir(), "shoal-pd1-")), listen: { host: "127.0.0.1", port }, peers: new Map(), shards: 2, tickMs: 20, balanceLeaders: false,
+    id: s.node.id, dataDir: s.dir, listen: { host: "127.0.0.1", port: s.port }, peers: new Map(), shards: 2, tickMs: 20, balanceLeaders: false,
+    ...(s.node.id === 1 ? {} : { join: true }),
   });
   await node.start();
-  return stack(node, port, [1]);
+  return stack(node, s.port, s.node.id === 1 ? [1] : [], s.dir);
 }
 
 async function joiner(via: Gateway): Promise<Stack> {
   const port = await freePort();
   const resp = await via.join({ peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: 1 }, labels: {}, role: "standard" });
   assert.ok(resp.ok, JSON.stringify(resp));
+  const dir = mkdtempSync(join(tmpdir(), `shoal-pd${resp.id}-`));
   const node = await MultiRaftNode.open({
-    id: resp.id, dataDir: mkdtempSync(join(tmpdir(), `shoal-pd${resp.id}-`)), listen: { host: "127.0.0.1", port }, shards: resp.shards, tickMs: 20, join: true,
+    id: resp.id, dataDir: dir, listen: { host: "127.0.0.1", port }, shards: resp.shards, tickMs: 20, join: true,
     balanceLeaders: false, peers: new Map(resp.members.filter((m) => m.id !== resp.id).map((m) => [m.id, m.peer])),
   });
   await node.start();
-  return stack(node, port, []);
+  return stack(node, port, [], dir);
 }
 
 /** Shard id -> voters, as the metadata on `s` records them. */
@@ -124,4 +138,60 @@ test("the placement driver places replicas on joined nodes, moves them off a dra
   assert.deepEqual(stateFromMeta(two.node.metaState()).operators.filter((o) => o.reason === "drain"), []);
   assert.ok(stacks.filter((s) => s.pd.active).length <= 1, "one placement driver at a time");
   void META_GROUP;
+});
+
+test("a split: every replica cuts the shard at the same log index, the upper part becomes a new shard on the same nodes, requests follow, and restarts keep both", async () => {
+  let one = await founder();
+  await waitFor("the default collection recorded", () => one.node.metaState().collections.has("default"), 15_000);
+  const settings = currentSettings(one.node.metaState());
+  const fast = { ...settings.placement, scheduleIntervalMs: 100, shardCooldownMs: 0, splitRequestRate: 0 };
+  assert.ok((await one.gateway.proposeMeta({ kind: "set-settings", baseVersion: settings.version, placement: fast, note: "test", atMs: Date.now() })).ok);
+  const two = await joiner(one.gateway);
+  let three = await joiner(one.gateway);
+  await waitFor("every shard on nodes 1, 2, 3", () => [...voters(one).values()].every((v) => JSON.stringify(v) === "[1,2,3]"), 30_000);
+  const keys = Array.from({ length: 120 }, (_, i) => `s${i}`).filter((k) => one.node.shardOf(k) === 1);
+  for (const k of keys) assert.ok((await two.gateway.put(k, k)).ok);
+  const before = one.node.metaState().shards.get(1)!.range;
+  // Node 3 is down during the split: it learns of it from the log (or a snapshot) when it is back.
+  await stopStack(three);
+  stacks.splice(stacks.indexOf(three), 1);
+  const answer = await two.gateway.placement({ kind: "split", shard: 1 });
+  assert.ok(answer.ok && answer.child !== undefined, JSON.stringify(answer));
+  const child = answer.child;
+  await waitFor("the split recorded in the shard map", () => one.node.metaState().shards.get(child)?.range.end === before.end, 10_000);
+  const mid = Math.floor((before.start + before.end) / 2);
+  assert.deepEqual(one.node.metaState().shards.get(1)!.range, { start: before.start, end: mid });
+  assert.deepEqual(one.node.metaState().shards.get(child)!.replicas.map((r) => r.node).sort(), [1, 2, 3], "the child is on the parent's replicas");
+  const moved = keys.filter((k) => one.node.shardOf(k) === child);
+  assert.ok(moved.length > 0 && moved.length < keys.length, `${moved.length} of ${keys.length} ids moved to shard ${child}`);
+  // Reads and writes of moved ids go to the child, through any gateway.
+  for (const k of keys) assert.equal((await one.gateway.get(k, "linearizable"))?.payload, k, k);
+  for (const k of moved) assert.ok((await one.gateway.put(k, `${k}+`)).ok);
+  assert.ok(one.node.hosts(child) && two.node.hosts(child));
+  assert.equal((await one.node.read(1, moved[0]!, "eventual").catch((e: Error) => e.name)), "WrongShardError", "the parent no longer serves a moved id");
+  three = await restart(three);
+  await waitFor("node 3 hosts the child with its records", async () => {
+    if (!three.node.hosts(child)) return false;
+    for (const k of moved) if ((await three.node.read(child, k, "eventual"))?.payload !== `${k}+`) return false;
+    return true;
+  }, 20_000);
+  // A restart recovers the child from its own log and state.
+  one = await restart(one);
+  assert.ok(one.node.hosts(child), "the child is recovered on restart");
+  for (const k of keys) {
+    const want = moved.includes(k) ? `${k}+` : k;
+    assert.equal((await one.gateway.get(k, "linearizable"))?.payload, want, k);
+  }
+  // A hot shard is split by the placement driver itself (PD-6: by load).
+  const current = currentSettings(one.node.metaState());
+  assert.ok((await one.gateway.proposeMeta({ kind: "set-settings", baseVersion: current.version, placement: { ...current.placement, splitRequestRate: 50 }, note: "hot", atMs: Date.now() })).ok);
+  const shardsBefore = one.node.metaState().shards.size;
+  const hotKeys = Array.from({ length: 400 }, (_, i) => `hot${i}`).filter((k) => one.node.shardOf(k) === 2);
+  let n = 0;
+  await waitFor("the hot shard split", async () => {
+    await Promise.all(hotKeys.slice(0, 20).map((k) => two.gateway.put(k, n++)));
+    return one.node.metaState().shards.size > shardsBefore;
+  }, 20_000);
+  assert.ok([...one.node.metaState().shards.values()].some((sh) => sh.origin?.parent === 2), "shard 2 was split");
+  for (const k of hotKeys.slice(0, 20)) assert.equal(typeof (await three.gateway.get(k, "linearizable"))?.payload, "number", k);
 });

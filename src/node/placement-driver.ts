@@ -30,16 +30,18 @@ export interface Alert {
   message: string;
 }
 
-export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "promote"; nodes: NodeId[] };
+export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "promote"; nodes: NodeId[] } | { kind: "split"; shard: number; at?: number };
 
 export type PlacementAnswer =
-  | { ok: true; operator?: Operator; alerts?: Alert[] }
+  | { ok: true; operator?: Operator; alerts?: Alert[]; child?: number }
   | { ok: false; code: string; message: string };
 
 export interface PlacementDriverOptions {
   logger?: (line: string) => void;
 }
 
+/** Shards the placement driver stops splitting at (a bound on the metadata and on every node's groups). */
+const MAX_SHARDS = 10_000;
 /** Alerts kept (newest last). */
 const ALERTS_MAX = 100;
 /** A step sent to a shard's leader is sent again only after this many cycles without effect. */
@@ -91,6 +93,7 @@ export class PlacementDriver {
     if (this.node.leaderOf(META_GROUP) !== this.node.id) throw new NotLeaderError(META_GROUP, this.node.leaderOf(META_GROUP));
     if (req.kind === "alerts") return { ok: true, alerts: this.alerts.slice() };
     if (req.kind === "promote") return this.promote(req.nodes);
+    if (req.kind === "split") return this.split(req.shard, req.at);
     const meta = this.node.metaState();
     this.state ??= stateFromMeta(meta);
     const cfg = currentSettings(meta).placement;
@@ -165,6 +168,59 @@ export class PlacementDriver {
     return { ok: true };
   }
 
+  /**
+   * Splits a shard in two at hash `at` (default: the middle of its range), PD-6: a new shard id is
+   * reserved in the metadata, the shard's leader proposes the split, and its replicas apply it; the
+   * leader then records it in the shard map. Refused while an operator runs on the shard (its epoch
+   * would fence it anyway).
+   */
+  private async split(id: number, at?: number): Promise<PlacementAnswer> {
+    const shard = this.node.metaState().shards.get(id);
+    if (shard === undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
+    const busy = this.state?.operators.find((o) => o.shard === id);
+    if (busy !== undefined) return { ok: false, code: "shard_busy", message: `shard ${id} has operator ${busy.id} running (${busy.reason}); cancel it first` };
+    const point = at ?? Math.floor((shard.range.start + shard.range.end) / 2);
+    if (!(point > shard.range.start && point < shard.range.end)) {
+      return { ok: false, code: "bad_request", message: `split point ${point} is not inside shard ${id}'s range [${shard.range.start}, ${shard.range.end})` };
+    }
+    const reserved = await this.gateway.proposeMeta({ kind: "reserve-shard-id", atMs: Date.now() });
+    if (!reserved.ok) return reserved;
+    const child = reserved.value!;
+    const r = await this.gateway.split(id, point, child);
+    if (!r.ok) return { ok: false, code: r.code, message: r.code === "bad_split" ? r.message : `the split of shard ${id} was refused (${r.code})` };
+    this.opts.logger?.(`placement driver: split shard ${id} at ${point}: the upper part is shard ${child}`);
+    // Its load so far was the whole range's: only a report made after the split may call it hot again.
+    this.reports.delete(id);
+    this.settle(id, Date.now());
+    this.settle(child, Date.now());
+    return { ok: true, child };
+  }
+
+  /**
+   * A shard that alone serves more than `splitRequestRate` requests per second is split at the middle
+   * of its range (hash partitioning spreads ids evenly, so load halves); one split per cycle, none on a
+   * shard with an operator or cooling down, and none past MAX_SHARDS.
+   */
+  private async splitHotShard(view: ClusterView, cfg: PlacementConfig, nowMs: number): Promise<void> {
+    if (cfg.splitRequestRate <= 0 || view.shards.length >= MAX_SHARDS || this.state === null) return;
+    const settled = this.state.shardSettledAtMs;
+    const busy = new Set(this.state.operators.map((o) => o.shard));
+    const hot = view.shards
+      .filter((s) => s.requestRate > cfg.splitRequestRate && !busy.has(s.id) && nowMs - (settled.get(s.id) ?? -Infinity) >= cfg.shardCooldownMs)
+      .sort((a, b) => b.requestRate - a.requestRate || a.id - b.id)[0];
+    if (hot === undefined) return;
+    const r = await this.split(hot.id);
+    if (!r.ok) this.opts.logger?.(`placement driver: splitting hot shard ${hot.id} (${Math.round(hot.requestRate)} requests/s) refused: ${r.code}: ${r.message}`);
+  }
+
+  /** Balancing leaves a shard alone for a cooldown after it changed. */
+  private settle(shard: number, atMs: number): void {
+    if (this.state === null) return;
+    const settled = new Map(this.state.shardSettledAtMs);
+    settled.set(shard, atMs);
+    this.state = { ...this.state, shardSettledAtMs: settled };
+  }
+
   /** The cluster as the scheduler sees it now. */
   view(nowMs: number, cfg: PlacementConfig): ClusterView {
     const meta = this.node.metaState();
@@ -205,10 +261,12 @@ export class PlacementDriver {
         this.opts.logger?.(`placement driver: active, resuming ${this.state.operators.length} operator(s)`);
       }
       const nowMs = Date.now();
-      const result = placementCycle(this.view(nowMs, cfg), this.state, cfg, nowMs);
+      const view = this.view(nowMs, cfg);
+      const result = placementCycle(view, this.state, cfg, nowMs);
       this.state = result.state;
       await this.record(meta, result.state.operators, result.ended, nowMs);
       this.dispatch(result.dispatch);
+      await this.splitHotShard(view, cfg, nowMs);
       await this.retireDeadNodes(cfg);
       await this.downgradeStaleLearners(cfg, nowMs);
     } catch (e) {

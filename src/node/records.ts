@@ -9,6 +9,11 @@ export type RecordCommand =
   | { op: "put"; key: string; payload: unknown; ifVersion?: number }
   | { op: "delete"; key: string; ifVersion?: number };
 
+/** Cuts the shard at hash `at`: the hashes from there to its end go to the new shard `child` (PD-6). */
+export interface SplitCommand { op: "split"; at: number; child: number }
+
+export type ShardCommand = RecordCommand | SplitCommand;
+
 export interface StoredRecord {
   payload: unknown;
   version: number;
@@ -16,18 +21,25 @@ export interface StoredRecord {
 
 export type CommandResult =
   | { ok: true; version: number }
-  | { ok: false; code: "version_mismatch"; currentVersion: number };
+  | { ok: false; code: "version_mismatch"; currentVersion: number }
+  /** The record's hash is outside the shard's range (it was split): route again. Nothing was written. */
+  | { ok: false; code: "wrong_shard" }
+  | { ok: false; code: "bad_split"; message: string };
 
 /** A proposal: a command plus the id the proposing node uses to answer its client. */
 export interface Proposal {
   /** Node id of the proposer and its request number: unique in the cluster. */
   origin: [number, number];
-  cmd: RecordCommand;
+  cmd: ShardCommand;
 }
 
-/** On the log as a tuple (no key strings): [origin node, origin seq, op (0 put, 1 delete), key, payload, ifVersion?]. */
+/**
+ * On the log as a tuple (no key strings): [origin node, origin seq, op (0 put, 1 delete), key, payload,
+ * ifVersion?], or [origin node, origin seq, 2 (split), at, child].
+ */
 export function encodeProposal(p: Proposal): Uint8Array {
   const c = p.cmd;
+  if (c.op === "split") return pack([p.origin[0], p.origin[1], 2, c.at, c.child]) as Uint8Array;
   const t: unknown[] = [p.origin[0], p.origin[1], c.op === "put" ? 0 : 1, c.key, c.op === "put" ? c.payload : null];
   if (c.ifVersion !== undefined) t.push(c.ifVersion);
   return pack(t) as Uint8Array;
@@ -35,6 +47,10 @@ export function encodeProposal(p: Proposal): Uint8Array {
 
 export function decodeProposal(data: Uint8Array): Proposal {
   const t = unpack(data) as unknown[];
+  if (Array.isArray(t) && t[2] === 2) {
+    assert(t.length === 5 && typeof t[3] === "number" && typeof t[4] === "number", "malformed split in the log");
+    return { origin: [t[0] as number, t[1] as number], cmd: { op: "split", at: t[3], child: t[4] } };
+  }
   assert(Array.isArray(t) && t.length >= 5 && t.length <= 6 && typeof t[3] === "string", "malformed proposal in the log");
   const [node, seq, op, key, payload, ifVersion] = t as [number, number, 0 | 1, string, unknown, number | undefined];
   const cmd: RecordCommand = op === 0 ? { op: "put", key, payload } : { op: "delete", key };

@@ -2,7 +2,8 @@
  * The shard side of placement, on every node, for the shards it leads:
  * - mirrors each shard's Raft configuration into the metadata's shard map (set-replicas, fenced by the
  *   applied index it was read at), right after a configuration change applies and on every pass, so
- *   a change whose mirror was lost (a leader crash in between) is mirrored by the next leader;
+ *   a change whose mirror was lost (a leader crash in between) is mirrored by the next leader; and
+ *   records the shard's splits (split-shard) the same way;
  * - reports to the placement driver (the metadata leader) which replicas hold the commit index and the
  *   request rate, each pass (MEM-6: this is the node's heartbeat with its load statistics);
  * - carries out the placement driver's operator steps as Raft configuration changes or leadership
@@ -60,14 +61,14 @@ export class ShardAgent {
 
   start(): void {
     if (this.timer !== null) return;
-    this.node.onConfChangeApplied = () => this.mirrorSoon();
+    this.node.onShardChanged = () => this.mirrorSoon();
     this.schedule();
   }
 
   stop(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
-    this.node.onConfChangeApplied = null;
+    this.node.onShardChanged = null;
   }
 
   private schedule(): void {
@@ -107,6 +108,12 @@ export class ShardAgent {
       for (const s of this.node.ledShards()) {
         const record = this.node.metaState().shards.get(s.shard);
         if (record === undefined) continue;
+        // Splits first, oldest first: each is recorded against the range end it cut.
+        for (const sp of this.node.shardState(s.shard).splits) {
+          if (this.node.metaState().shards.has(sp.child) || this.node.metaState().shards.get(s.shard)?.range.end !== sp.end) continue;
+          const r = await this.gateway.proposeMeta({ kind: "split-shard", shard: s.shard, child: sp.child, at: sp.at, end: sp.end, index: sp.index, atMs: Date.now() });
+          if (!r.ok) this.opts.logger?.(`shard agent: recording the split of shard ${s.shard} refused: ${r.code}: ${r.message}`);
+        }
         const replicas = replicasOf(s.conf);
         if (sameReplicas(record.replicas, replicas) || s.applied <= record.confIndex) continue;
         const r = await this.gateway.proposeMeta({ kind: "set-replicas", shard: s.shard, confIndex: s.applied, replicas, atMs: Date.now() });

@@ -107,9 +107,9 @@ export function balanceLeaders(ctx: CycleContext, settledAtMs: ReadonlyMap<numbe
  * leaderships to the least loaded voters of those shards, as long as the receiver stays under that
  * threshold: first the smallest shard that alone brings the node back under it, else the largest that
  * fits, one per node per cycle. Only hot nodes give and only cool ones take, no receiver leaves the
- * leader-count band, and leader balance never makes a node hot, so nothing swings back. One shard hotter than the threshold by itself stays where
- * it is (the rest of its node's leaderships move away): it needs splitting, which needs range-split
- * support in the data plane (not built yet).
+ * leader-count band, and leader balance never makes a node hot, so nothing swings back. One shard hotter
+ * than the threshold by itself stays where it is (the rest of its node's leaderships move away): the
+ * placement driver splits it (splitRequestRate).
  */
 export function relieveHotNodes(ctx: CycleContext, settledAtMs: ReadonlyMap<number, number>): void {
   if (ctx.placeable.length < 2) return;

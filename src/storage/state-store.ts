@@ -35,6 +35,17 @@ export interface GroupChanges {
    * as of its own index.
    */
   confState?: ConfState;
+  /** The shard's own state (its hash range, its splits), replaced whole when given. */
+  shard?: ShardState;
+  /** Marks (true) or clears (false) a group made by a split whose log has not been written yet. */
+  unlogged?: boolean;
+}
+
+/** What a shard knows of itself beyond its records: carried by snapshots. */
+export interface ShardState {
+  range: { start: number; end: number };
+  /** Its latest splits, oldest first (bounded): its leader records each in the metadata. */
+  splits: { child: number; at: number; end: number; index: number }[];
 }
 
 export interface StateStoreOptions {
@@ -58,10 +69,14 @@ interface Staged {
   appliedIndex: number;
   records: Map<RecordKey, unknown>;
   confState?: ConfState;
+  shard?: ShardState;
+  unlogged?: boolean;
 }
 
 const APPLIED = "applied";
 const CONF = "conf";
+const SHARD = "shard";
+const UNLOGGED = "unlogged";
 /** Commits queued to LMDB's writer thread and not yet done; more waits in `staged`. */
 const MAX_INFLIGHT_COMMITS = 4;
 
@@ -117,6 +132,8 @@ export class StateStore {
       if (st === undefined) this.staged.set(c.group, (st = { appliedIndex: c.appliedIndex, records: new Map() }));
       st.appliedIndex = c.appliedIndex;
       if (c.confState !== undefined) st.confState = c.confState;
+      if (c.shard !== undefined) st.shard = c.shard;
+      if (c.unlogged !== undefined) st.unlogged = c.unlogged;
       for (const key of c.deletes ?? []) st.records.set(key, null);
       for (const [key, value] of c.puts ?? []) st.records.set(key, value);
       this.stagedChanges += (c.deletes?.length ?? 0) + (c.puts?.length ?? 0) + 1;
@@ -157,6 +174,9 @@ export class StateStore {
           }
           this.meta.putSync([group, APPLIED], st.appliedIndex);
           if (st.confState !== undefined) this.meta.putSync([group, CONF], st.confState);
+          if (st.shard !== undefined) this.meta.putSync([group, SHARD], st.shard);
+          if (st.unlogged === true) this.meta.putSync([group, UNLOGGED], true);
+          if (st.unlogged === false) this.meta.removeSync([group, UNLOGGED]);
         }
       }).then(
         () => {
@@ -228,6 +248,18 @@ export class StateStore {
     return this.meta.get([group, CONF]) as ConfState | undefined;
   }
 
+  /** The shard's own state as of its applied index, if one was ever recorded. */
+  shardState(group: number): ShardState | undefined {
+    for (const layer of this.overlays(group)) if (layer.shard !== undefined) return layer.shard;
+    return this.meta.get([group, SHARD]) as ShardState | undefined;
+  }
+
+  /** Whether the group was made by a split whose log was not written yet (see MultiRaftNode's split landing). */
+  unlogged(group: number): boolean {
+    for (const layer of this.overlays(group)) if (layer.unlogged !== undefined) return layer.unlogged;
+    return this.meta.get([group, UNLOGGED]) === true;
+  }
+
   /** Groups that have state here (an applied index), for finding leftovers of dropped groups. */
   groups(): number[] {
     const ids = new Set<number>();
@@ -259,9 +291,10 @@ export class StateStore {
     try {
       const appliedIndex = (this.meta.get([group, APPLIED], { transaction: txn }) as number | undefined) ?? 0;
       const confState = this.meta.get([group, CONF], { transaction: txn }) as ConfState | undefined;
+      const shard = this.meta.get([group, SHARD], { transaction: txn }) as ShardState | undefined;
       const pairs = this.records.getRange({ start: [group], end: [group + 1], transaction: txn })
         .map(({ key, value }) => [key[1], value] as [RecordKey, unknown]);
-      return { appliedIndex, data: encodeSnapshot(appliedIndex, pairs, this.frameRecords), confState };
+      return { appliedIndex, data: encodeSnapshot(appliedIndex, pairs, this.frameRecords, shard), confState };
     } finally {
       txn.done();
     }
@@ -275,10 +308,12 @@ export class StateStore {
     this.checkHealthy();
     const frames = readFrames(data);
     assert(index >= this.applied(group), () => `group ${group}: snapshot at ${index} is behind applied ${this.applied(group)}`);
+    const shard = frames[0]?.[2];
     await this.replaceGroup(group, () => {
       for (const [, pairs] of frames) for (const [key, value] of pairs) this.records.putSync([group, key], value);
       this.meta.putSync([group, APPLIED], index);
       if (confState !== undefined) this.meta.putSync([group, CONF], confState);
+      if (shard !== undefined) this.meta.putSync([group, SHARD], shard);
     });
   }
 
@@ -305,8 +340,7 @@ export class StateStore {
       for (const { key } of this.records.getRange({ start: [group], end: [group + 1], snapshot: false })) {
         this.records.removeSync(key);
       }
-      this.meta.removeSync([group, APPLIED]);
-      this.meta.removeSync([group, CONF]);
+      for (const k of [APPLIED, CONF, SHARD, UNLOGGED]) this.meta.removeSync([group, k]);
       fill();
     });
     await this.root.flushed;
@@ -322,12 +356,12 @@ export class StateStore {
   }
 }
 
-/** Encodes records as snapshot frames of at most `frameRecords` records each. */
-export function encodeSnapshot(appliedIndex: number, pairs: Iterable<[RecordKey, unknown]>, frameRecords = 1024): Uint8Array {
+/** Encodes records as snapshot frames of at most `frameRecords` records each; the first also carries the shard's state. */
+export function encodeSnapshot(appliedIndex: number, pairs: Iterable<[RecordKey, unknown]>, frameRecords = 1024, shard?: ShardState): Uint8Array {
   const frames: Uint8Array[] = [];
   let batch: [RecordKey, unknown][] = [];
   const flush = () => {
-    frames.push(frame(pack([appliedIndex, batch]) as Uint8Array));
+    frames.push(frame(pack(frames.length === 0 && shard !== undefined ? [appliedIndex, batch, shard] : [appliedIndex, batch]) as Uint8Array));
     batch = [];
   };
   for (const p of pairs) {
@@ -361,15 +395,15 @@ export class SnapshotFormatError extends Error {
   override name = "SnapshotFormatError";
 }
 
-function readFrames(data: Uint8Array): [number, [RecordKey, unknown][]][] {
-  const frames: [number, [RecordKey, unknown][]][] = [];
+function readFrames(data: Uint8Array): [number, [RecordKey, unknown][], ShardState?][] {
+  const frames: [number, [RecordKey, unknown][], ShardState?][] = [];
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   let at = 0;
   while (at < data.byteLength) {
     if (at + 4 > data.byteLength) throw new SnapshotFormatError(`truncated frame header at byte ${at}`);
     const len = view.getUint32(at, true);
     if (at + 4 + len > data.byteLength) throw new SnapshotFormatError(`truncated frame at byte ${at}`);
-    const decoded = unpack(data.subarray(at + 4, at + 4 + len)) as [number, [RecordKey, unknown][]];
+    const decoded = unpack(data.subarray(at + 4, at + 4 + len)) as [number, [RecordKey, unknown][], ShardState?];
     if (!Array.isArray(decoded) || !Array.isArray(decoded[1])) throw new SnapshotFormatError(`malformed frame at byte ${at}`);
     frames.push(decoded);
     at += 4 + len;

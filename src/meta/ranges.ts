@@ -1,0 +1,64 @@
+/**
+ * Hash ranges of record ids: a shard of a hash-partitioned collection owns a half-open range
+ * [start, end) of a 32-bit hash of the id. A collection starts with n equal ranges; a split cuts one in
+ * two. Pure.
+ */
+export const HASH_SPACE = 2 ** 32;
+
+export interface HashRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The 32-bit hash of a record id: FNV-1a, then murmur3's finalizer, because ranges use the high bits,
+ * which FNV-1a alone mixes poorly for short, similar ids.
+ */
+export function hashOf(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Shard i (from 1) of n equal ranges holds the hashes h with floor(h * n / 2^32) = i - 1. */
+export function initialRange(shard: number, shards: number): HashRange {
+  const startOf = (i: number) => Math.ceil((i * HASH_SPACE) / shards);
+  return { start: startOf(shard - 1), end: shard === shards ? HASH_SPACE : startOf(shard) };
+}
+
+export function inRange(hash: number, r: HashRange): boolean {
+  return hash >= r.start && hash < r.end;
+}
+
+/** Finds the shard owning a hash among ranges that tile the hash space. Built once per shard-map change. */
+export class RouteTable {
+  /** Sorted by start. Invariant: ranges do not overlap. */
+  private readonly starts: number[];
+  private readonly entries: { range: HashRange; shard: number }[];
+
+  constructor(shards: Iterable<{ id: number; range: HashRange }>) {
+    this.entries = [...shards].map((s) => ({ range: s.range, shard: s.id })).sort((a, b) => a.range.start - b.range.start);
+    this.starts = this.entries.map((e) => e.range.start);
+  }
+
+  /** The shard whose range holds `hash`, or undefined when none does (a gap: a split not recorded yet). */
+  lookup(hash: number): number | undefined {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.starts[mid]! <= hash) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    const e = this.entries[hi];
+    return e !== undefined && inRange(hash, e.range) ? e.shard : undefined;
+  }
+}
