@@ -22,6 +22,7 @@ import {
   type ConfChangeSingle,
   ConfChangeTransition,
   EntryType,
+  ProgressState,
   ProposalDroppedError,
   RaftNode,
   Role,
@@ -706,13 +707,14 @@ export class MultiRaftNode {
    * The shards this node leads, with what their leader knows: the configuration as of the applied
    * index, the replicas holding the commit index, and the requests made here so far.
    */
-  ledShards(): { shard: number; term: number; applied: number; conf: ConfState; caughtUp: NodeId[]; requests: number }[] {
+  ledShards(): { shard: number; term: number; applied: number; conf: ConfState; caughtUp: NodeId[]; requests: number; snapshotting: boolean }[] {
     const out = [];
     for (const g of this.groups.values()) {
       const r = g.raft.raft;
       if (g.kind !== "shard" || r.role !== Role.Leader) continue;
       const caughtUp = [...r.trk.progress].filter(([, pr]) => pr.match >= r.raftLog.committed).map(([id]) => id);
-      out.push({ shard: g.id, term: r.term, applied: this.store.applied(g.id), conf: r.trk.confState(), caughtUp, requests: g.requests });
+      const snapshotting = [...r.trk.progress.values()].some((pr) => pr.state === ProgressState.Snapshot);
+      out.push({ shard: g.id, term: r.term, applied: this.store.applied(g.id), conf: r.trk.confState(), caughtUp, requests: g.requests, snapshotting });
     }
     return out;
   }

@@ -237,7 +237,7 @@ export class PlacementDriver {
       const held = this.reports.get(s.id);
       const fresh = held !== undefined && nowMs - held.atMs <= freshMs ? held : undefined;
       shards.push({
-        id: s.id, epoch: s.epoch, leader: fresh?.from ?? 0, sizeBytes: 0, requestRate: fresh?.report.requestRate ?? 0,
+        id: s.id, epoch: s.epoch, leader: fresh?.from ?? 0, sizeBytes: 0, requestRate: fresh?.report.requestRate ?? 0, snapshotting: fresh?.report.snapshotting === true,
         replicas: s.replicas.map((r) => ({ node: r.node, role: r.role, caughtUp: fresh?.report.caughtUp.includes(r.node) ?? false })),
       });
     }

@@ -27,6 +27,8 @@ export interface ShardReport {
   caughtUp: NodeId[];
   /** Client requests per second at this leader since the previous report. */
   requestRate: number;
+  /** A replica is being sent a snapshot. */
+  snapshotting: boolean;
 }
 
 export interface ShardAgentOptions {
@@ -134,7 +136,7 @@ export class ShardAgent {
     for (const s of this.node.ledShards()) {
       requests.set(s.shard, s.requests);
       const before = this.lastRequests.get(s.shard) ?? s.requests;
-      reports.push({ shard: s.shard, term: s.term, caughtUp: s.caughtUp, requestRate: (s.requests - before) / seconds });
+      reports.push({ shard: s.shard, term: s.term, caughtUp: s.caughtUp, requestRate: (s.requests - before) / seconds, snapshotting: s.snapshotting });
     }
     this.lastRequests = requests;
     this.lastReportMs = nowMs;

@@ -8,7 +8,9 @@ import { leaderTarget, replicaMove } from "./checkers.js";
 import { type CycleContext, domainPenalty } from "./context.js";
 import type { NodeId, NodeView, ShardView } from "./types.js";
 
+/** Left alone by balancing: it moved recently, or a replica of it is catching up by snapshot (PD-5 backoff). */
 function cooling(ctx: CycleContext, settledAtMs: ReadonlyMap<number, number>, shard: ShardView): boolean {
+  if (shard.snapshotting === true) return true;
   const at = settledAtMs.get(shard.id);
   return at !== undefined && ctx.nowMs - at < ctx.cfg.shardCooldownMs;
 }

@@ -106,3 +106,15 @@ test("an operator whose next step needs a node that died is cancelled at once, s
   assert.deepEqual(r.ended.map((e) => [e.op.id, e.outcome]), [[9, "cancelled"]]);
   assert.ok(r.started.some((o) => o.shard === 1 && o.reason === "repair"), "repair takes the shard in the same cycle");
 });
+
+test("balancing backs off a shard while a replica of it catches up by snapshot; repair does not", () => {
+  const nodes = [1, 2, 3, 4].map((id) => node(id));
+  const view = { nodes, shards: shards(8, [1, 2, 3]).map((s) => ({ ...s, snapshotting: true })) };
+  const busy = placementCycle(view, INITIAL_PLACEMENT_STATE, cfg, 1000);
+  assert.deepEqual(busy.started.filter((o) => o.reason === "replica-balance"), [], "node 4 is empty, but every shard is snapshotting");
+  const calm = placementCycle({ nodes, shards: shards(8, [1, 2, 3]) }, INITIAL_PLACEMENT_STATE, cfg, 1000);
+  assert.ok(calm.started.some((o) => o.reason === "replica-balance"), "without snapshots, node 4 receives replicas");
+  nodes[0] = node(1, { health: "dead" });
+  const repair = placementCycle(view, INITIAL_PLACEMENT_STATE, cfg, 1000);
+  assert.ok(repair.started.some((o) => o.reason === "repair"), "a dead node's replicas are rebuilt anyway");
+});

@@ -46,6 +46,8 @@ export interface ShardView {
   sizeBytes: number;
   /** Requests per second, as the leader last reported (hot-shard detection). */
   requestRate: number;
+  /** A replica is being sent a snapshot (it compacts behind, or catches up): balancing backs off the shard (PD-5). */
+  snapshotting?: boolean;
 }
 
 export interface ClusterView {
