@@ -12,7 +12,6 @@ import type { Gateway } from "../node/gateway.js";
 import { drainNode, removeNode } from "../node/membership.js";
 import { META_GROUP, type MultiRaftNode } from "../node/multi-raft.js";
 import type { PlacementAnswer } from "../node/placement-driver.js";
-import { ApiError } from "./errors.js";
 
 /** Operator records listed at most (newest first). */
 const OPERATORS_LIST_MAX = 1000;
@@ -127,7 +126,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   });
   app.get("/v1/cluster/shards", { config: { op: "shards" }, schema: { summary: "The shard map (ranges, replicas, epochs), from the metadata group" } }, async () => {
     const meta = node.metaState();
-    return { shards: [...meta.shards.values()].sort((a, b) => a.id - b.id).map(shardView) };
+    return { shards: [...meta.shards.values()].filter((sh) => sh.retiredInto === undefined).sort((a, b) => a.id - b.id).map(shardView) };
   });
 
   // PD-7: the placement driver's operators (from the metadata), and operators asked for by hand.
@@ -231,7 +230,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     snapshot();
   });
 
-  // PD-6: split a shard in two (its replicas apply the split at one log index); merge is not built yet.
+  // PD-6: split a shard in two (its replicas apply the split at one log index), or merge one into its neighbour.
   app.post<{ Params: { id: number }; Body: { at?: number } | undefined }>("/v1/cluster/shards/:id/split", {
     config: { op: "split" },
     schema: {
@@ -246,8 +245,10 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   });
   app.post<{ Params: { id: number } }>("/v1/cluster/shards/:id/merge", {
     config: { op: "merge" },
-    schema: { summary: "Merge a shard into its neighbour (not built yet: answers 501 not_implemented)", params: idParams },
-  }, async () => {
-    throw new ApiError(501, "not_implemented", "merging shards is not built yet");
+    schema: { summary: "Merge a small shard into its lower neighbour (the shard freezes, its records move through the neighbour's log)", params: idParams },
+  }, async (req, reply) => {
+    const r = await gateway.placement({ kind: "merge", shard: req.params.id });
+    if (!r.ok) return refuse(reply, r);
+    return { shard: req.params.id, into: r.into };
   });
 }

@@ -255,7 +255,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       const { limit, cursor } = req.query;
       const all: [string, StoredRecord][] = [];
       // Every shard, from this node's replica or from one that holds it.
-      const known = [...node.metaState().shards.keys()];
+      const known = [...node.metaState().shards.values()].filter((sh) => sh.retiredInto === undefined).map((sh) => sh.id);
       const shards = known.length > 0 ? known : node.status().groups.map((g) => g.shard); // before the map is recorded
       const pages = await Promise.all(shards.map((g) => gateway.scan(g, limit, cursor)));
       for (const p of pages) all.push(...p);

@@ -1,4 +1,4 @@
-/** `shoal node promote`, `shoal shard move | transfer-leader | split`, `shoal operator ls | cancel`, `shoal alerts`, `shoal watch`. */
+/** `shoal node promote`, `shoal shard move | transfer-leader | split | merge`, `shoal operator ls | cancel`, `shoal alerts`, `shoal watch`. */
 import { type ClientOptions, call, report, table } from "./client.js";
 
 const base = (opts: ClientOptions) => `${opts.endpoint.replace(/\/$/, "")}/v1/cluster`;
@@ -37,6 +37,12 @@ export async function splitCommand(id: string, opts: ClientOptions & { at?: stri
   const at = opts.at === undefined ? undefined : idArg("--at", opts.at);
   if (shard === null || at === null) return 2;
   return report(await call("POST", `${base(opts)}/shards/${shard}/split`, at === undefined ? {} : { at }));
+}
+
+export async function mergeCommand(id: string, opts: ClientOptions): Promise<number> {
+  const shard = idArg("the shard id", id);
+  if (shard === null) return 2;
+  return report(await call("POST", `${base(opts)}/shards/${shard}/merge`));
 }
 
 interface OperatorView {

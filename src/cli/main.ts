@@ -122,6 +122,8 @@ shardCmd.command("transfer-leader").description("move a shard's leadership to an
 shardCmd.command("split").description("split a shard in two: the upper part of its hash range becomes a new shard on the same replicas").argument("<shard>")
   .option("--at <hash>", "where to cut (a 32-bit hash inside the shard's range; default: its middle)").addOption(endpoint())
   .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).splitCommand(shard, opts); });
+shardCmd.command("merge").description("merge a small shard into its lower neighbour (it freezes; its records move through the neighbour's log)").argument("<shard>").addOption(endpoint())
+  .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).mergeCommand(shard, opts); });
 const operatorCmd = program.command("operator").description("the placement driver's operators (replica moves, leader transfers)");
 operatorCmd.command("ls").description("list operators, newest first, with their steps (✓ done, > current)").addOption(endpoint())
   .option("--running", "only running ones").option("--json", "print JSON")

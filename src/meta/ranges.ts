@@ -45,7 +45,8 @@ export class RouteTable {
   private readonly entries: { range: HashRange; shard: number }[];
 
   constructor(shards: Iterable<{ id: number; range: HashRange }>) {
-    this.entries = [...shards].map((s) => ({ range: s.range, shard: s.id })).sort((a, b) => a.range.start - b.range.start);
+    this.entries = [...shards].filter((s) => s.range.end > s.range.start).map((s) => ({ range: s.range, shard: s.id }))
+      .sort((a, b) => a.range.start - b.range.start);
     this.starts = this.entries.map((e) => e.range.start);
   }
 

@@ -21,6 +21,7 @@ test("records written by tracked applies rebuild the same state, command after c
     { kind: "reserve-shard-id", atMs: 13 },
     { kind: "split-shard", shard: 2, child: 3, at: 3 * 2 ** 30, end: 2 ** 32, index: 40, atMs: 14 },
     { kind: "split-shard", shard: 2, child: 4, at: 3 * 2 ** 30, end: 2 ** 32, index: 41, atMs: 15 }, // refused: recorded already
+    { kind: "merge-shards", into: 2, from: 3, end: 2 ** 32, atMs: 16 },
   ];
   for (const cmd of commands) {
     const { result, changes } = applyMetaTracked(s, cmd);

@@ -55,6 +55,12 @@ export function applyMetaTracked(s: MetaState, cmd: MetaCommand): { result: Appl
     case "reserve-shard-id":
       seq();
       break;
+    case "merge-shards": {
+      const target = s.shards.get(cmd.into)!;
+      changes.puts.push([shardKey(cmd.into), target], [shardKey(cmd.from), s.shards.get(cmd.from)]);
+      changes.puts.push([collectionKey(target.collection), s.collections.get(target.collection)]);
+      break;
+    }
     case "split-shard": {
       const shard = s.shards.get(cmd.shard)!;
       changes.puts.push([shardKey(cmd.shard), shard], [shardKey(cmd.child), s.shards.get(cmd.child)]);

@@ -123,3 +123,21 @@ test("a split is recorded once: the upper part becomes a new shard on the same r
   assert.equal(outside.ok ? null : outside.code, "bad_request");
   assert.equal(applyMeta(s, { kind: "reserve-shard-id", atMs: 4 }).ok && s.nextShardId, 5, "ids are never reused");
 });
+
+test("a merge is recorded once: the lower shard takes the upper one's range, the upper one is retired with no replicas", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const ids = [7000, 7001, 7002].map((p) => register(s, p));
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [ids, ids, ids], atMs: 0 }).ok);
+  const [a, b, c] = [1, 2, 3].map((id) => s.shards.get(id)!);
+  const notNext = applyMeta(s, { kind: "merge-shards", into: 1, from: 3, end: c!.range.end, atMs: 1 });
+  assert.equal(notNext.ok ? null : notNext.code, "not_adjacent");
+  assert.deepEqual(applyMeta(s, { kind: "merge-shards", into: 1, from: 2, end: b!.range.end, atMs: 1 }), { ok: true, value: 1 });
+  assert.deepEqual(a!.range, { start: 0, end: c!.range.start });
+  assert.equal(b!.retiredInto, 1);
+  assert.deepEqual(b!.replicas, []);
+  assert.deepEqual(s.collections.get("default")!.shards, [1, 3]);
+  const again = applyMeta(s, { kind: "merge-shards", into: 1, from: 2, end: b!.range.end, atMs: 2 });
+  assert.equal(again.ok ? null : again.code, "stale_merge");
+  const mirror = applyMeta(s, { kind: "set-replicas", shard: 2, confIndex: 99, replicas: [{ node: ids[0]!, role: "voter" }], atMs: 3 });
+  assert.equal(mirror.ok ? null : mirror.code, "shard_retired", "a late mirror of a retired shard changes nothing");
+});

@@ -47,6 +47,8 @@ export interface ShardRecord {
   range: HashRange;
   /** A shard made by splitting `parent` at its log index `index` (its replicas create it when they apply the split). */
   origin?: { parent: number; index: number };
+  /** Merged into that shard: no range, no replicas (its replicas drop it); kept so that nothing recreates it. */
+  retiredInto?: number;
   /** Bumped by every change of the replica set: stale routing and stale operators are refused (PD-5). */
   epoch: number;
   /**
@@ -60,7 +62,10 @@ export interface ShardRecord {
 export interface CollectionRecord {
   name: string;
   replicationFactor: number;
+  /** Its live shards (retired ones leave). */
   shards: number[];
+  /** Shards it was created with: merging never goes below this. */
+  initialShards?: number;
 }
 
 export interface SettingsVersion {
@@ -126,7 +131,9 @@ export type MetaCommand =
    * Records a split that `shard`'s replicas applied at its log index `index`: the hashes from `at` to
    * `end` (the shard's end before the split) now belong to the new shard `child`, on the same replicas.
    */
-  | { kind: "split-shard"; shard: number; child: number; at: number; end: number; index: number; atMs: number };
+  | { kind: "split-shard"; shard: number; child: number; at: number; end: number; index: number; atMs: number }
+  /** Records that `into` absorbed its upper neighbour `from` (whose range ended at `end`): `from` is retired. */
+  | { kind: "merge-shards"; into: number; from: number; end: number; atMs: number };
 
 export type ApplyResult = { ok: true; value?: number } | { ok: false; code: string; message: string };
 
@@ -174,6 +181,7 @@ export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
     case "set-replicas": {
       const shard = s.shards.get(cmd.shard);
       if (shard === undefined) return refuse("shard_not_found", `no shard ${cmd.shard}`);
+      if (shard.retiredInto !== undefined) return refuse("shard_retired", `shard ${shard.id} was merged into shard ${shard.retiredInto}`);
       if (cmd.confIndex <= shard.confIndex) {
         return refuse("stale_configuration", `shard ${shard.id} mirrors its configuration as of index ${shard.confIndex}, not older ${cmd.confIndex}`);
       }
@@ -203,6 +211,8 @@ export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
       return { ok: true, value: s.nextShardId++ };
     case "split-shard":
       return splitShard(s, cmd.shard, cmd.child, cmd.at, cmd.end, cmd.index);
+    case "merge-shards":
+      return mergeShards(s, cmd.into, cmd.from, cmd.end);
     case "record-operator": {
       s.operators.set(cmd.operator.id, { operator: cmd.operator, status: cmd.status, updatedAtMs: cmd.atMs });
       pruneOperators(s);
@@ -256,7 +266,7 @@ function createCollection(s: MetaState, name: string, replicationFactor: number,
     const range = initialRange(i + 1, placements.length);
     s.shards.set(id, { id, collection: name, range, epoch: 1, confIndex: 0, replicas: p.map((node) => ({ node, role: "voter" as const })) });
   }
-  s.collections.set(name, { name, replicationFactor, shards: ids });
+  s.collections.set(name, { name, replicationFactor, shards: ids, initialShards: ids.length });
   return { ok: true, value: ids.length };
 }
 
@@ -264,6 +274,7 @@ function splitShard(s: MetaState, id: number, child: number, at: number, end: nu
   const shard = s.shards.get(id);
   if (shard === undefined) return refuse("shard_not_found", `no shard ${id}`);
   // Recorded once: a second report of the same split (another leader's) finds the range already cut.
+  if (shard.retiredInto !== undefined) return refuse("shard_retired", `shard ${id} was merged into shard ${shard.retiredInto}`);
   if (shard.range.end !== end) return refuse("stale_split", `shard ${id} ends at ${shard.range.end}, not ${end}: this split is recorded already`);
   if (!(at > shard.range.start && at < shard.range.end)) return refuse("bad_request", `split point ${at} is not inside shard ${id}`);
   if (s.shards.has(child)) return refuse("shard_exists", `shard ${child} exists`);
@@ -276,6 +287,25 @@ function splitShard(s: MetaState, id: number, child: number, at: number, end: nu
   s.collections.get(shard.collection)?.shards.push(child);
   s.nextShardId = Math.max(s.nextShardId, child + 1);
   return { ok: true, value: child };
+}
+
+function mergeShards(s: MetaState, into: number, from: number, end: number): ApplyResult {
+  const target = s.shards.get(into);
+  const source = s.shards.get(from);
+  if (target === undefined || source === undefined) return refuse("shard_not_found", `no shard ${target === undefined ? into : from}`);
+  if (source.retiredInto !== undefined) return refuse("stale_merge", `shard ${from} was merged already`);
+  if (target.range.end !== source.range.start || source.range.end !== end || target.collection !== source.collection) {
+    return refuse("not_adjacent", `shard ${from} [${source.range.start}, ${source.range.end}) does not follow shard ${into} [${target.range.start}, ${target.range.end})`);
+  }
+  target.range = { start: target.range.start, end };
+  target.epoch++;
+  source.retiredInto = into;
+  source.replicas = [];
+  source.range = { start: end, end };
+  source.epoch++;
+  const c = s.collections.get(source.collection);
+  if (c !== undefined) c.shards = c.shards.filter((id) => id !== from);
+  return { ok: true, value: into };
 }
 
 function pushSettings(s: MetaState, placement: PlacementConfig, note: string, atMs: number): ApplyResult {

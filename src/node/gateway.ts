@@ -39,6 +39,8 @@ type Op =
   | { kind: "scan"; group: number; limit: number; after?: string }
   /** A placement driver's operator step, for the shard's leader (fenced by the operator's epoch). */
   | { kind: "step"; group: number; epoch: number; step: Step }
+  /** Starts merging a shard into its lower neighbour `into`, on the shard's leader (it freezes). */
+  | { kind: "merge"; group: number; into: number }
   /** A request for the placement driver (on the metadata leader). */
   | { kind: "placement"; group: number; req: PlacementRequest };
 
@@ -100,18 +102,22 @@ export class Gateway {
   }
 
   /**
-   * Runs `attempt` on the record's shard; when the shard answers that it was split (the id is no longer
-   * in its range), waits for the metadata to record the split and routes again. Bounded by attempts and
-   * by one request timeout overall.
+   * Runs `attempt` on the record's shard. When the shard answers that the id left it (a split, or a
+   * merge under way) or the shard is gone (merged), waits until the shard map routes the id elsewhere
+   * and tries there. Bounded by attempts and by one request timeout overall.
    */
   private async rerouted<T>(attempt: (group: number) => Promise<T>, key: string): Promise<T> {
     const deadlineMs = performance.now() + this.timeoutMs;
     for (let n = 1; ; n++) {
+      const group = this.node.shardOf(key);
       try {
-        return await attempt(this.node.shardOf(key));
+        return await attempt(group);
       } catch (e) {
-        if (!(e instanceof WrongShardError) || n >= REROUTE_ATTEMPTS_MAX || performance.now() >= deadlineMs) throw e;
-        await this.node.awaitMetaChange(Math.min(1000, Math.max(1, deadlineMs - performance.now())));
+        const moved = e instanceof WrongShardError || (e instanceof NotLeaderError && this.node.shardOf(key) !== group);
+        if (!moved || n >= REROUTE_ATTEMPTS_MAX || performance.now() >= deadlineMs) throw e;
+        while (this.node.shardOf(key) === group && performance.now() < deadlineMs) {
+          await this.node.awaitMetaChange(Math.min(1000, Math.max(1, deadlineMs - performance.now())));
+        }
       }
     }
   }
@@ -170,6 +176,19 @@ export class Gateway {
   /** Receives nodes' reports on the metadata leader (set by the PlacementDriver). */
   onReport: ((from: NodeId, report: ShardReport[]) => void) | null = null;
 
+  /** Starts a merge on the source shard's leader (set by the ShardAgent). */
+  onMerge: ((group: number, into: number) => Promise<ApplyResult>) | null = null;
+
+  /** Asks the leader of shard `group` to freeze it for a merge into `into` (PD-6). */
+  merge(group: number, into: number): Promise<ApplyResult> {
+    return this.route({ kind: "merge", group, into }) as Promise<ApplyResult>;
+  }
+
+  /** Proposes to shard `into`'s leader to absorb a frozen neighbour's records and range. */
+  absorb(into: number, from: number, start: number, end: number, records: [string, StoredRecord][]): Promise<CommandResult> {
+    return this.route({ kind: "propose", group: into, cmd: { op: "absorb", from, start, end, records } }) as Promise<CommandResult>;
+  }
+
   /** Handles placement requests on the metadata leader (set by the PlacementDriver). */
   onPlacement: ((req: PlacementRequest) => Promise<PlacementAnswer>) | null = null;
 
@@ -217,6 +236,7 @@ export class Gateway {
       case "read": return this.node.read(op.group, op.key, op.consistency);
       case "scan": return Promise.resolve(this.node.scan(op.group, op.limit, op.after));
       case "placement": return this.onPlacement === null ? Promise.reject(new Error("this node runs no placement driver")) : this.onPlacement(op.req);
+      case "merge": return this.onMerge === null ? Promise.reject(new Error("this node runs no shard agent")) : this.onMerge(op.group, op.into);
       case "step": return this.onStep === null ? Promise.reject(new Error("this node does not run operator steps")) : this.onStep(op.group, op.epoch, op.step);
     }
   }

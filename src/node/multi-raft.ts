@@ -1107,9 +1107,10 @@ export class MultiRaftNode {
       const applied = applyShardEntries(g.id, rd.committedEntries, g.shard, reader,
         (data) => this.applyConfChangeEntry(g, data, answers), () => g.raft.raft.trk.confState());
       for (const [origin, result] of applied.results) takeWaiter(g, this.id, origin, result, answers);
+      const changed = applied.shard !== g.shard;
       g.shard = applied.shard;
       this.splitsToLand.push(...applied.children);
-      if (applied.children.length > 0) this.onShardChanged?.(g.id);
+      if (changed) this.onShardChanged?.(g.id);
       this.counters.applied += applied.commands;
       sizeBytes += applied.sizeBytes;
       changes.push(...applied.changes);

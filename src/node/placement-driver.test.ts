@@ -144,7 +144,7 @@ test("a split: every replica cuts the shard at the same log index, the upper par
   let one = await founder();
   await waitFor("the default collection recorded", () => one.node.metaState().collections.has("default"), 15_000);
   const settings = currentSettings(one.node.metaState());
-  const fast = { ...settings.placement, scheduleIntervalMs: 100, shardCooldownMs: 0, splitRequestRate: 0 };
+  const fast = { ...settings.placement, scheduleIntervalMs: 100, shardCooldownMs: 0, splitRequestRate: 0, mergeBelowRecords: 0 };
   assert.ok((await one.gateway.proposeMeta({ kind: "set-settings", baseVersion: settings.version, placement: fast, note: "test", atMs: Date.now() })).ok);
   const two = await joiner(one.gateway);
   let three = await joiner(one.gateway);
@@ -182,6 +182,27 @@ test("a split: every replica cuts the shard at the same log index, the upper par
     const want = moved.includes(k) ? `${k}+` : k;
     assert.equal((await one.gateway.get(k, "linearizable"))?.payload, want, k);
   }
+  // Merging the child back: it freezes, its records move through shard 1's log, it is retired and dropped.
+  const writes = Promise.all(moved.map((k) => two.gateway.put(k, `${k}++`)));
+  let merged: Awaited<ReturnType<Gateway["placement"]>> = { ok: false, code: "", message: "" };
+  await waitFor("the merge accepted (not while an operator runs on either shard)", async () => {
+    merged = await three.gateway.placement({ kind: "merge", shard: child });
+    assert.ok(merged.ok || merged.code === "shard_busy", JSON.stringify(merged));
+    return merged.ok;
+  }, 10_000);
+  assert.deepEqual(merged, { ok: true, into: 1 });
+  await writes; // written to the child before it froze, or to shard 1 after the merge: either way not lost
+  await waitFor("the merge recorded", () => one.node.metaState().shards.get(child)?.retiredInto === 1, 10_000);
+  assert.deepEqual(one.node.metaState().shards.get(1)!.range, before, "shard 1 has its whole range back");
+  for (const k of keys) {
+    const want = moved.includes(k) ? `${k}++` : k;
+    assert.equal((await three.gateway.get(k, "linearizable"))?.payload, want, k);
+  }
+  await waitFor("the child dropped everywhere", () => [one, two, three].every((s) => !s.node.hosts(child)), 10_000);
+  assert.ok((await one.gateway.put(moved[0]!, "after")).ok);
+  assert.equal((await two.node.read(1, moved[0]!, "linearizable"))?.payload, "after", "shard 1 serves the merged ids");
+  const first = await one.gateway.placement({ kind: "merge", shard: 1 });
+  assert.equal(first.ok ? null : first.code, "no_neighbour");
   // A hot shard is split by the placement driver itself (PD-6: by load).
   const current = currentSettings(one.node.metaState());
   assert.ok((await one.gateway.proposeMeta({ kind: "set-settings", baseVersion: current.version, placement: { ...current.placement, splitRequestRate: 50 }, note: "hot", atMs: Date.now() })).ok);
@@ -194,4 +215,9 @@ test("a split: every replica cuts the shard at the same log index, the upper par
   }, 20_000);
   assert.ok([...one.node.metaState().shards.values()].some((sh) => sh.origin?.parent === 2), "shard 2 was split");
   for (const k of hotKeys.slice(0, 20)) assert.equal(typeof (await three.gateway.get(k, "linearizable"))?.payload, "number", k);
+  // Quiet and small again: neighbours are merged back, down to the collection's initial two shards.
+  const now = currentSettings(one.node.metaState());
+  assert.ok((await one.gateway.proposeMeta({ kind: "set-settings", baseVersion: now.version, placement: { ...now.placement, splitRequestRate: 0, mergeBelowRecords: 10_000 }, note: "quiet", atMs: Date.now() })).ok);
+  await waitFor("merged back to two shards", () => one.node.metaState().collections.get("default")!.shards.length === 2, 30_000);
+  for (const k of hotKeys.slice(0, 20)) assert.equal(typeof (await one.gateway.get(k, "linearizable"))?.payload, "number", k);
 });

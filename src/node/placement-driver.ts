@@ -30,10 +30,11 @@ export interface Alert {
   message: string;
 }
 
-export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "promote"; nodes: NodeId[] } | { kind: "split"; shard: number; at?: number };
+export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "promote"; nodes: NodeId[] } | { kind: "split"; shard: number; at?: number }
+  | { kind: "merge"; shard: number };
 
 export type PlacementAnswer =
-  | { ok: true; operator?: Operator; alerts?: Alert[]; child?: number }
+  | { ok: true; operator?: Operator; alerts?: Alert[]; child?: number; into?: number }
   | { ok: false; code: string; message: string };
 
 export interface PlacementDriverOptions {
@@ -94,6 +95,7 @@ export class PlacementDriver {
     if (req.kind === "alerts") return { ok: true, alerts: this.alerts.slice() };
     if (req.kind === "promote") return this.promote(req.nodes);
     if (req.kind === "split") return this.split(req.shard, req.at);
+    if (req.kind === "merge") return this.merge(req.shard);
     const meta = this.node.metaState();
     this.state ??= stateFromMeta(meta);
     const cfg = currentSettings(meta).placement;
@@ -213,6 +215,58 @@ export class PlacementDriver {
     if (!r.ok) this.opts.logger?.(`placement driver: splitting hot shard ${hot.id} (${Math.round(hot.requestRate)} requests/s) refused: ${r.code}: ${r.message}`);
   }
 
+  /**
+   * Merges a shard into its lower neighbour (PD-6): the shard's leader freezes it, ships its records to
+   * the neighbour's leader, which absorbs them through its own log and records the merge (see
+   * ShardAgent.advanceMerges). Refused for the first shard of a collection and while an operator runs.
+   */
+  private async merge(id: number): Promise<PlacementAnswer> {
+    const meta = this.node.metaState();
+    const source = meta.shards.get(id);
+    if (source === undefined || source.retiredInto !== undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
+    const target = [...meta.shards.values()].find((s) => s.collection === source.collection && s.retiredInto === undefined && s.range.end === source.range.start);
+    if (target === undefined) return { ok: false, code: "no_neighbour", message: `shard ${id} starts its collection's hash space: it has no lower neighbour to merge into` };
+    const busy = this.state?.operators.find((o) => o.shard === id || o.shard === target.id);
+    if (busy !== undefined) return { ok: false, code: "shard_busy", message: `shard ${busy.shard} has operator ${busy.id} running (${busy.reason}); cancel it first` };
+    const r = await this.gateway.merge(id, target.id);
+    if (!r.ok) return r;
+    this.opts.logger?.(`placement driver: merging shard ${id} into shard ${target.id}`);
+    this.settle(id, Date.now());
+    this.settle(target.id, Date.now());
+    return { ok: true, into: target.id };
+  }
+
+  /**
+   * Neighbours that together hold at most `mergeBelowRecords` records and serve little are merged,
+   * one pair per cycle, never below the collection's initial shard count (and, with splitting on, only
+   * well under the split rate, so that nothing swings between split and merge).
+   */
+  private async mergeSmallShards(cfg: PlacementConfig, nowMs: number): Promise<void> {
+    if (cfg.mergeBelowRecords <= 0 || this.state === null) return;
+    const meta = this.node.metaState();
+    const freshMs = 3 * cfg.scheduleIntervalMs + 1000;
+    const stats = (id: number) => {
+      const held = this.reports.get(id);
+      return held === undefined || nowMs - held.atMs > freshMs || held.report.records === undefined ? null : held.report;
+    };
+    const busy = new Set(this.state.operators.map((o) => o.shard));
+    const quiet = (id: number) => !busy.has(id) && nowMs - (this.state!.shardSettledAtMs.get(id) ?? -Infinity) >= cfg.shardCooldownMs;
+    const rateMax = cfg.splitRequestRate > 0 ? cfg.splitRequestRate / 4 : Infinity;
+    for (const c of meta.collections.values()) {
+      if (c.initialShards === undefined || c.shards.length <= c.initialShards) continue;
+      const live = c.shards.map((id) => meta.shards.get(id)!).sort((a, b) => a.range.start - b.range.start);
+      for (let i = 1; i < live.length; i++) {
+        const [a, b] = [live[i - 1]!, live[i]!];
+        const [sa, sb] = [stats(a.id), stats(b.id)];
+        if (sa === null || sb === null || a.range.end !== b.range.start || !quiet(a.id) || !quiet(b.id)) continue;
+        if (sa.records! + sb.records! > cfg.mergeBelowRecords || sa.requestRate + sb.requestRate >= rateMax) continue;
+        const r = await this.merge(b.id);
+        if (!r.ok) this.opts.logger?.(`placement driver: merging small shard ${b.id} into ${a.id} refused: ${r.code}: ${r.message}`);
+        return;
+      }
+    }
+  }
+
   /** Balancing leaves a shard alone for a cooldown after it changed. */
   private settle(shard: number, atMs: number): void {
     if (this.state === null) return;
@@ -234,6 +288,7 @@ export class PlacementDriver {
     }
     const shards: ShardView[] = [];
     for (const s of meta.shards.values()) {
+      if (s.retiredInto !== undefined) continue;
       const held = this.reports.get(s.id);
       const fresh = held !== undefined && nowMs - held.atMs <= freshMs ? held : undefined;
       shards.push({
@@ -267,6 +322,7 @@ export class PlacementDriver {
       await this.record(meta, result.state.operators, result.ended, nowMs);
       this.dispatch(result.dispatch);
       await this.splitHotShard(view, cfg, nowMs);
+      await this.mergeSmallShards(cfg, nowMs);
       await this.retireDeadNodes(cfg);
       await this.downgradeStaleLearners(cfg, nowMs);
     } catch (e) {

@@ -12,7 +12,17 @@ export type RecordCommand =
 /** Cuts the shard at hash `at`: the hashes from there to its end go to the new shard `child` (PD-6). */
 export interface SplitCommand { op: "split"; at: number; child: number }
 
-export type ShardCommand = RecordCommand | SplitCommand;
+/**
+ * A merge (PD-6) in three entries: the source shard freezes (refuses writes from then on; its records
+ * are final), the target absorbs the source's records and range through its own log, and the source
+ * unfreezes if the target cannot absorb it (no longer adjacent).
+ */
+export type MergeCommand =
+  | { op: "freeze"; into: number }
+  | { op: "unfreeze" }
+  | { op: "absorb"; from: number; start: number; end: number; records: [string, StoredRecord][] };
+
+export type ShardCommand = RecordCommand | SplitCommand | MergeCommand;
 
 export interface StoredRecord {
   payload: unknown;
@@ -24,7 +34,9 @@ export type CommandResult =
   | { ok: false; code: "version_mismatch"; currentVersion: number }
   /** The record's hash is outside the shard's range (it was split): route again. Nothing was written. */
   | { ok: false; code: "wrong_shard" }
-  | { ok: false; code: "bad_split"; message: string };
+  | { ok: false; code: "bad_split"; message: string }
+  /** An absorb whose source no longer borders the shard (it split, or absorbed something else). */
+  | { ok: false; code: "not_adjacent" };
 
 /** A proposal: a command plus the id the proposing node uses to answer its client. */
 export interface Proposal {
@@ -39,7 +51,11 @@ export interface Proposal {
  */
 export function encodeProposal(p: Proposal): Uint8Array {
   const c = p.cmd;
-  if (c.op === "split") return pack([p.origin[0], p.origin[1], 2, c.at, c.child]) as Uint8Array;
+  const [node, seq] = p.origin;
+  if (c.op === "split") return pack([node, seq, 2, c.at, c.child]) as Uint8Array;
+  if (c.op === "freeze") return pack([node, seq, 3, c.into]) as Uint8Array;
+  if (c.op === "unfreeze") return pack([node, seq, 4]) as Uint8Array;
+  if (c.op === "absorb") return pack([node, seq, 5, c.from, c.start, c.end, c.records]) as Uint8Array;
   const t: unknown[] = [p.origin[0], p.origin[1], c.op === "put" ? 0 : 1, c.key, c.op === "put" ? c.payload : null];
   if (c.ifVersion !== undefined) t.push(c.ifVersion);
   return pack(t) as Uint8Array;
@@ -47,9 +63,23 @@ export function encodeProposal(p: Proposal): Uint8Array {
 
 export function decodeProposal(data: Uint8Array): Proposal {
   const t = unpack(data) as unknown[];
-  if (Array.isArray(t) && t[2] === 2) {
-    assert(t.length === 5 && typeof t[3] === "number" && typeof t[4] === "number", "malformed split in the log");
-    return { origin: [t[0] as number, t[1] as number], cmd: { op: "split", at: t[3], child: t[4] } };
+  if (Array.isArray(t) && typeof t[2] === "number" && t[2] >= 2) {
+    const origin: [number, number] = [t[0] as number, t[1] as number];
+    switch (t[2]) {
+      case 2:
+        assert(t.length === 5 && typeof t[3] === "number" && typeof t[4] === "number", "malformed split in the log");
+        return { origin, cmd: { op: "split", at: t[3], child: t[4] } };
+      case 3:
+        assert(t.length === 4 && typeof t[3] === "number", "malformed freeze in the log");
+        return { origin, cmd: { op: "freeze", into: t[3] } };
+      case 4:
+        return { origin, cmd: { op: "unfreeze" } };
+      case 5:
+        assert(t.length === 7 && typeof t[3] === "number" && typeof t[4] === "number" && typeof t[5] === "number" && Array.isArray(t[6]), "malformed absorb in the log");
+        return { origin, cmd: { op: "absorb", from: t[3], start: t[4], end: t[5], records: t[6] as [string, StoredRecord][] } };
+      default:
+        assert(false, `unknown shard command ${String(t[2])} in the log`);
+    }
   }
   assert(Array.isArray(t) && t.length >= 5 && t.length <= 6 && typeof t[3] === "string", "malformed proposal in the log");
   const [node, seq, op, key, payload, ifVersion] = t as [number, number, 0 | 1, string, unknown, number | undefined];

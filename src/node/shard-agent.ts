@@ -15,6 +15,7 @@
 import { type ApplyResult, currentSettings } from "../meta/state.js";
 import type { NodeId, ReplicaRole, Step } from "../placement/types.js";
 import { type ConfChangeSingle, ConfChangeType, type ConfState } from "../raft/index.js";
+import { pack } from "msgpackr";
 import type { Gateway } from "./gateway.js";
 import { ConfChangeRefusedError, type MultiRaftNode } from "./multi-raft.js";
 
@@ -27,6 +28,8 @@ export interface ShardReport {
   caughtUp: NodeId[];
   /** Client requests per second at this leader since the previous report. */
   requestRate: number;
+  /** Records in the shard, when counted (up to MERGE_MAX_RECORDS + 1; counted a few shards per pass). */
+  records?: number;
   /** A replica is being sent a snapshot. */
   snapshotting: boolean;
 }
@@ -34,6 +37,14 @@ export interface ShardReport {
 export interface ShardAgentOptions {
   logger?: (line: string) => void;
 }
+
+/** A merge ships the source's records through the target's log: only small shards merge. */
+export const MERGE_MAX_RECORDS = 10_000;
+export const MERGE_MAX_BYTES = 16 << 20;
+/** Shards whose records are counted per pass (round robin): bounded work for merge decisions. */
+const COUNTS_PER_PASS = 16;
+/** Passes after which a frozen shard whose merge is not recorded yet ships its records again. */
+const RESHIP_PASSES = 10;
 
 /** The replica set a configuration describes; a joint configuration counts both halves' voters. */
 export function replicasOf(conf: ConfState): { node: NodeId; role: ReplicaRole }[] {
@@ -55,10 +66,17 @@ export class ShardAgent {
   private mirrorScheduled = false;
   /** Requests counted at the previous report, per shard, and when it was made. */
   private lastRequests = new Map<number, number>();
+  /** Records counted per shard led here (bounded by the shards led); the next to count is after `countedUpTo`. */
+  private counts = new Map<number, number>();
+  private countedUpTo = 0;
+  /** Frozen shards led here whose records were shipped, at which pass (bounded by the shards led). */
+  private readonly shippedAtPass = new Map<number, number>();
+  private passes = 0;
   private lastReportMs = performance.now();
 
   constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: ShardAgentOptions = {}) {
     gateway.onStep = (group, epoch, step) => this.executeStep(group, epoch, step);
+    gateway.onMerge = (group, into) => this.freeze(group, into);
   }
 
   start(): void {
@@ -86,6 +104,7 @@ export class ShardAgent {
 
   /** One pass: mirror configurations, then report. */
   async pass(): Promise<void> {
+    this.passes++;
     this.report();
     await this.mirror();
   }
@@ -110,6 +129,7 @@ export class ShardAgent {
       for (const s of this.node.ledShards()) {
         const record = this.node.metaState().shards.get(s.shard);
         if (record === undefined) continue;
+        await this.advanceMerges(s.shard);
         // Splits first, oldest first: each is recorded against the range end it cut.
         for (const sp of this.node.shardState(s.shard).splits) {
           if (this.node.metaState().shards.has(sp.child) || this.node.metaState().shards.get(s.shard)?.range.end !== sp.end) continue;
@@ -133,14 +153,71 @@ export class ShardAgent {
     const seconds = Math.max(0.001, (nowMs - this.lastReportMs) / 1000);
     const reports: ShardReport[] = [];
     const requests = new Map<number, number>();
-    for (const s of this.node.ledShards()) {
+    const led = this.node.ledShards();
+    this.countSome(led.map((s) => s.shard));
+    for (const s of led) {
       requests.set(s.shard, s.requests);
       const before = this.lastRequests.get(s.shard) ?? s.requests;
-      reports.push({ shard: s.shard, term: s.term, caughtUp: s.caughtUp, requestRate: (s.requests - before) / seconds, snapshotting: s.snapshotting });
+      const records = this.counts.get(s.shard);
+      reports.push({
+        shard: s.shard, term: s.term, caughtUp: s.caughtUp, requestRate: (s.requests - before) / seconds, snapshotting: s.snapshotting,
+        ...(records !== undefined ? { records } : {}),
+      });
     }
     this.lastRequests = requests;
     this.lastReportMs = nowMs;
     this.gateway.report(reports);
+  }
+
+  /** Counts the records of a few led shards (round robin, each count bounded): the merge statistic. */
+  private countSome(led: number[]): void {
+    const sorted = [...led].sort((a, b) => a - b);
+    const next = [...sorted.filter((id) => id > this.countedUpTo), ...sorted.filter((id) => id <= this.countedUpTo)].slice(0, COUNTS_PER_PASS);
+    for (const id of next) this.counts.set(id, this.node.scan(id, MERGE_MAX_RECORDS + 1).length);
+    if (next.length > 0) this.countedUpTo = next[next.length - 1]!;
+    const ledSet = new Set(led);
+    for (const id of this.counts.keys()) if (!ledSet.has(id)) this.counts.delete(id);
+    for (const id of this.shippedAtPass.keys()) if (!ledSet.has(id)) this.shippedAtPass.delete(id);
+  }
+
+  /**
+   * Freezes a shard led here for a merge into `into` (the placement driver asked): refused for a shard
+   * too large to ship through one log entry. From then on the shard's leader drives the merge itself.
+   */
+  async freeze(group: number, into: number): Promise<ApplyResult> {
+    const records = this.node.scan(group, MERGE_MAX_RECORDS + 1).length;
+    if (records > MERGE_MAX_RECORDS) return { ok: false, code: "too_large", message: `shard ${group} holds more than ${MERGE_MAX_RECORDS} records: only small shards merge` };
+    const r = await this.node.propose(group, { op: "freeze", into });
+    this.mirrorSoon();
+    return r.ok ? { ok: true, value: into } : { ok: false, code: r.code, message: `shard ${group} did not freeze (${r.code})` };
+  }
+
+  /**
+   * Drives a merge on a shard led here. A frozen source ships its records to its target's leader, which
+   * absorbs them through its own log; if the target cannot (no longer adjacent), the source unfreezes.
+   * A target records what it absorbed in the metadata (the source is retired there, and its replicas
+   * drop it). Every step is idempotent, so any later leader of either shard can finish a merge.
+   */
+  private async advanceMerges(group: number): Promise<void> {
+    const st = this.node.shardState(group);
+    const meta = this.node.metaState();
+    for (const a of st.absorbed ?? []) {
+      if (meta.shards.get(a.from)?.retiredInto !== undefined) continue;
+      const r = await this.gateway.proposeMeta({ kind: "merge-shards", into: group, from: a.from, end: a.end, atMs: Date.now() });
+      if (!r.ok) this.opts.logger?.(`shard agent: recording the merge of shard ${a.from} into ${group} refused: ${r.code}: ${r.message}`);
+    }
+    if (st.frozen === undefined || meta.shards.get(group)?.retiredInto !== undefined) return;
+    // Shipped already: the target's leader records the merge; ship again only if that seems lost.
+    const shipped = this.shippedAtPass.get(group);
+    if (shipped !== undefined && this.passes - shipped < RESHIP_PASSES) return;
+    this.shippedAtPass.set(group, this.passes);
+    const records = this.node.scan(group, MERGE_MAX_RECORDS + 1);
+    const fits = records.length <= MERGE_MAX_RECORDS && (pack(records) as Uint8Array).byteLength <= MERGE_MAX_BYTES;
+    const absorbed = fits ? await this.gateway.absorb(st.frozen.into, group, st.range.start, st.range.end, records) : null;
+    if (absorbed === null || (!absorbed.ok && absorbed.code === "not_adjacent")) {
+      this.opts.logger?.(`shard agent: shard ${group} cannot merge into ${st.frozen.into} (${fits ? "not adjacent any more" : "too large"}): unfreezing`);
+      await this.node.propose(group, { op: "unfreeze" });
+    }
   }
 
   /** Carries out one operator step on a shard led here (the gateway routed it to the leader). */

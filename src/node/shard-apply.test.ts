@@ -52,3 +52,29 @@ test("a split point must be strictly inside the range", () => {
   assert.equal(cutRange({ start: 10, end: 20 }, 15.5), null);
   assert.deepEqual(cutRange({ start: 10, end: 20 }, 11), { lower: { start: 10, end: 11 }, upper: { start: 11, end: 20 } });
 });
+
+test("merge steps: a frozen shard refuses writes; an absorb takes a bordering neighbour's records and range once, and refuses one that does not border", () => {
+  const reader = { get: () => undefined, all: () => [] as [string, StoredRecord][] };
+  const half = 2 ** 31;
+  const upperKey = Array.from({ length: 100 }, (_, i) => `m${i}`).find((k) => hashOf(k) >= half)!;
+  const lowerKey = Array.from({ length: 100 }, (_, i) => `m${i}`).find((k) => hashOf(k) < half)!;
+  const source = applyShardEntries(2, [entry({ op: "freeze", into: 1 }, 1), entry({ op: "put", key: upperKey, payload: 1 }, 2)],
+    { range: { start: half, end: 2 ** 32 }, splits: [] }, reader, () => conf, () => conf);
+  assert.equal(source.shard.frozen?.into, 1);
+  assert.deepEqual(source.results[1]![1], { ok: false, code: "wrong_shard" }, "a frozen shard's records are final");
+  const records: [string, StoredRecord][] = [[upperKey, { payload: "moved", version: 3 }], [lowerKey, { payload: "not mine", version: 3 }]];
+  const absorb = { op: "absorb" as const, from: 2, start: half, end: 2 ** 32, records };
+  const targetEntries = [entry(absorb, 3), entry(absorb, 4), entry({ op: "put", key: upperKey, payload: 2 }, 5)];
+  const target = applyShardEntries(1, targetEntries, { range: { start: 0, end: half }, splits: [] }, reader, () => conf, () => conf);
+  assert.deepEqual(target.shard.range, { start: 0, end: 2 ** 32 });
+  assert.deepEqual(target.shard.absorbed?.map((a) => a.from), [2], "absorbed once");
+  assert.deepEqual(target.results.map(([, r]) => r.ok), [true, true, true], "the second absorb answers ok again; the merged id is writable");
+  const puts = new Map(target.changes[0]!.puts!);
+  assert.deepEqual(puts.get(upperKey), { payload: 2, version: targetEntries[2]!.index });
+  assert.equal(puts.has(lowerKey), false, "only ids of the absorbed range are taken");
+  const far = applyShardEntries(1, [entry({ ...absorb, start: half + 10 }, 6)], { range: { start: 0, end: half }, splits: [] }, reader, () => conf, () => conf);
+  assert.deepEqual(far.results[0]![1], { ok: false, code: "not_adjacent" });
+  const thawed = applyShardEntries(2, [entry({ op: "unfreeze" }, 7), entry({ op: "put", key: upperKey, payload: 3 }, 8)], source.shard, reader, () => conf, () => conf);
+  assert.equal(thawed.shard.frozen, undefined);
+  assert.equal(thawed.results[1]![1].ok, true, "unfrozen, it takes writes again");
+});

@@ -11,7 +11,7 @@ import { type HashRange, hashOf, inRange } from "../meta/ranges.js";
 import type { ConfState, Entry } from "../raft/index.js";
 import { EntryType } from "../raft/index.js";
 import type { GroupChanges, ShardState } from "../storage/state-store.js";
-import { type CommandResult, type Proposal, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
+import { type CommandResult, type Proposal, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
 
 export const SPLIT_LOG_INDEX = 5;
 export const SPLIT_LOG_TERM = 5;
@@ -57,8 +57,17 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
     out.sizeBytes += e.data.byteLength;
     const p = decodeProposal(e.data);
     const cmd = p.cmd;
+    if (cmd.op === "freeze" || cmd.op === "unfreeze" || cmd.op === "absorb") {
+      const r = applyMergeStep(out.shard, cmd, e.index, (key, rec) => overlay.set(key, rec));
+      out.results.push([p.origin, r.result]);
+      if (r.shard !== out.shard) {
+        out.shard = r.shard;
+        shardChanged = true;
+      }
+      continue;
+    }
     if (cmd.op === "split") {
-      const r = cutRange(out.shard.range, cmd.at);
+      const r = out.shard.frozen === undefined ? cutRange(out.shard.range, cmd.at) : null;
       if (r === null) {
         out.results.push([p.origin, { ok: false, code: "bad_split", message: `split point ${cmd.at} is not inside shard ${group}'s range [${out.shard.range.start}, ${out.shard.range.end})` }]);
         continue;
@@ -72,7 +81,7 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       for (const [key, rec] of reader.all()) if (!seen.has(key) && hashOf(key) >= cmd.at) moved.push([key, rec]);
       for (const [key] of moved) overlay.set(key, null);
       const split = { child: cmd.child, at: cmd.at, end: out.shard.range.end, index: e.index };
-      out.shard = { range: r.lower, splits: [...out.shard.splits, split].slice(-SPLITS_KEPT) };
+      out.shard = { ...out.shard, range: r.lower, splits: [...out.shard.splits, split].slice(-SPLITS_KEPT) };
       shardChanged = true;
       out.changes.push({
         group: cmd.child, appliedIndex: SPLIT_LOG_INDEX, puts: moved, confState: conf(), shard: { range: r.upper, splits: [] }, unlogged: true,
@@ -82,7 +91,8 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       continue;
     }
     out.commands++;
-    if (!inRange(hashOf(cmd.key), out.shard.range)) {
+    // A frozen shard's records are final (a merge ships them): writes go to its target once recorded.
+    if (!inRange(hashOf(cmd.key), out.shard.range) || out.shard.frozen !== undefined) {
       out.results.push([p.origin, { ok: false, code: "wrong_shard" }]);
       continue;
     }
@@ -101,6 +111,34 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
   // The parent's changes first: the children's follow (one state-store commit holds all of them).
   out.changes.unshift(own);
   return out;
+}
+
+/**
+ * One step of a merge (see records.ts MergeCommand) on a shard's state; `put` writes an absorbed record.
+ * An absorb is taken only when the source borders the shard and the shard is not frozen itself (its own
+ * records may have been shipped already); one already taken answers ok again.
+ */
+export function applyMergeStep(shard: ShardState, cmd: Extract<ShardCommand, { op: "freeze" | "unfreeze" | "absorb" }>, index: number,
+  put: (key: string, rec: StoredRecord) => void): { shard: ShardState; result: CommandResult } {
+  const done: CommandResult = { ok: true, version: index };
+  switch (cmd.op) {
+    case "freeze":
+      return { shard: shard.frozen !== undefined ? shard : { ...shard, frozen: { into: cmd.into, index } }, result: done };
+    case "unfreeze": {
+      if (shard.frozen === undefined) return { shard, result: done };
+      const { frozen: _frozen, ...rest } = shard;
+      return { shard: rest, result: done };
+    }
+    case "absorb": {
+      if ((shard.absorbed ?? []).some((a) => a.from === cmd.from) || (shard.range.start <= cmd.start && shard.range.end >= cmd.end)) {
+        return { shard, result: done };
+      }
+      if (shard.frozen !== undefined || shard.range.end !== cmd.start) return { shard, result: { ok: false, code: "not_adjacent" } };
+      for (const [key, rec] of cmd.records) if (inRange(hashOf(key), { start: cmd.start, end: cmd.end })) put(key, rec);
+      const absorbed = [...(shard.absorbed ?? []), { from: cmd.from, end: cmd.end, index }].slice(-SPLITS_KEPT);
+      return { shard: { ...shard, range: { start: shard.range.start, end: cmd.end }, absorbed }, result: done };
+    }
+  }
 }
 
 /** The two parts of `range` cut at `at`, or null when `at` is not strictly inside it. */

@@ -114,6 +114,8 @@ export interface PlacementConfig {
   staleLearnerMs: number;
   /** A shard serving more requests per second than this is split in two (PD-6); 0 turns it off. */
   splitRequestRate: number;
+  /** Neighbouring shards holding at most this many records together are merged (PD-6); 0 turns it off. */
+  mergeBelowRecords: number;
 }
 
 export const DEFAULT_PLACEMENT: PlacementConfig = {
@@ -133,6 +135,7 @@ export const DEFAULT_PLACEMENT: PlacementConfig = {
   promotionWindowMs: 300_000,
   staleLearnerMs: 60_000,
   splitRequestRate: 5000,
+  mergeBelowRecords: 1000,
 };
 
 /** Checks a configuration before it applies (PD-8): a list of what is wrong, empty when valid. */
@@ -157,6 +160,7 @@ export function validatePlacementConfig(c: PlacementConfig): string[] {
   if (!(c.leaderTolerance >= 0 && c.leaderTolerance < 1)) errors.push(`leaderTolerance must be in [0, 1), got ${c.leaderTolerance}`);
   if (!(c.hotNodeFactor > 1)) errors.push(`hotNodeFactor must be above 1, got ${c.hotNodeFactor}`);
   if (!(Number.isInteger(c.shardCooldownMs) && c.shardCooldownMs >= 0)) errors.push(`shardCooldownMs must be a non-negative integer, got ${c.shardCooldownMs}`);
+  if (!(Number.isInteger(c.mergeBelowRecords) && c.mergeBelowRecords >= 0)) errors.push(`mergeBelowRecords must be a non-negative integer, got ${c.mergeBelowRecords}`);
   if (!(c.splitRequestRate >= 0)) errors.push(`splitRequestRate must be 0 (off) or positive, got ${c.splitRequestRate}`);
   if (c.maxMovesPerNode > c.maxMovesTotal) errors.push("maxMovesPerNode must not exceed maxMovesTotal");
   return errors;

@@ -46,6 +46,10 @@ export interface ShardState {
   range: { start: number; end: number };
   /** Its latest splits, oldest first (bounded): its leader records each in the metadata. */
   splits: { child: number; at: number; end: number; index: number }[];
+  /** Being merged into `into` since its log index `index`: it refuses writes (see records.ts MergeCommand). */
+  frozen?: { into: number; index: number };
+  /** Its latest absorbed neighbours, oldest first (bounded): its leader records each in the metadata. */
+  absorbed?: { from: number; end: number; index: number }[];
 }
 
 export interface StateStoreOptions {
