@@ -129,7 +129,7 @@ test("settings: read, changed against the version read, validated, kept in a his
   await node.stop();
 });
 
-test("cluster routes: a watch stream of node changes, operators, a manual operator refused with its reason, a split, merge not built", async () => {
+test("cluster routes: a watch stream of node changes, operators, a manual operator refused with its reason, a split and a merge", async () => {
   const { node, app, gateway, stopAgents } = await (async () => {
     const n = await MultiRaftNode.open({
       id: 1, dataDir: mkdtempSync(join(tmpdir(), "shoal-api-")), listen: { host: "127.0.0.1", port: 0 }, peers: new Map(), shards: 2, tickMs: 10,
@@ -186,8 +186,16 @@ test("cluster routes: a watch stream of node changes, operators, a manual operat
     const child = (split.json() as { child: number }).child;
     assert.ok(child > 2);
     await waitFor("the split recorded", () => node.metaState().shards.has(child), 10_000);
-    const merge = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/merge" });
-    assert.deepEqual([merge.statusCode, (merge.json() as { error: { code: string } }).error.code], [501, "not_implemented"]);
+    const first = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/merge" });
+    assert.deepEqual([first.statusCode, (first.json() as { error: { code: string } }).error.code], [409, "no_neighbour"]);
+    await waitFor("the child merged back", async () => {
+      const merge = await app.inject({ method: "POST", url: `/v1/cluster/shards/${child}/merge` });
+      assert.ok(merge.statusCode === 200 || (merge.json() as { error: { code: string } }).error.code === "shard_busy", merge.body);
+      return merge.statusCode === 200;
+    }, 10_000);
+    await waitFor("the merge recorded", () => node.metaState().shards.get(child)?.retiredInto === 1, 10_000);
+    const listed = (await app.inject({ url: "/v1/cluster/shards" })).json() as { shards: { shard: number }[] };
+    assert.deepEqual(listed.shards.map((s) => s.shard), [1, 2], "a retired shard is not listed");
   } finally {
     stopAgents();
     await app.close();

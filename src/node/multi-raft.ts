@@ -43,13 +43,14 @@ import { handOverTo } from "./leader-balance.js";
 import { quiescenceStep, wakes } from "./quiescence.js";
 import { hostingChanges } from "./hosting.js";
 import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries } from "./shard-apply.js";
-import { RouteTable, hashOf, inRange, initialRange } from "../meta/ranges.js";
+import { hashOf, inRange, initialRange } from "../meta/ranges.js";
+import { MetaWatch } from "./meta-watch.js";
 import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
 import { type CommandResult, type ShardCommand, type StoredRecord, encodeProposal } from "./records.js";
 import { decodeMetaProposal, encodeMetaProposal } from "./meta-proposals.js";
 import { applyMetaTracked, metaFromRecords } from "../meta/records.js";
 import { type ApplyResult, type MetaCommand, type MetaState, currentSettings } from "../meta/state.js";
-import { PhiAccrualDetector } from "../placement/failure-detector.js";
+import { PeerLiveness } from "./peer-liveness.js";
 import type { Health } from "../placement/types.js";
 
 export interface NodeConfig {
@@ -83,11 +84,6 @@ export interface NodeConfig {
   join?: boolean;
 }
 
-/** Bound on the watch streams of metadata changes (API clients). */
-const MAX_META_WATCHERS = 256;
-
-/** Bound on the peers a node tracks failure detectors for. */
-const MAX_TRACKED_PEERS = 10_000;
 
 /** How often a node looks for shards whose leadership should move to their preferred node (20 ticks: 1 s by default). */
 const BALANCE_EVERY_TICKS = 20;
@@ -165,23 +161,14 @@ export class MultiRaftNode {
   private nodeFlushScheduled = false;
   private ticksSinceBalance = 0;
   private ticksSinceKeepalive = 0;
-  /** Failure detectors of the peers heard from. */
-  private readonly detectors = new Map<NodeId, PhiAccrualDetector>();
-  private readonly startedAtMs = performance.now();
-  /** When each peer first appeared in the metadata here: a node that just joined is not silent yet. Bounded by the node count. */
-  private readonly peerKnownAtMs = new Map<NodeId, number>();
-  /** When each peer was last heard from (any message), for decisions that need a live peer. */
-  private readonly peerHeardAtMs = new Map<NodeId, number>();
-  /** Listeners told which metadata records changed ("*": all of them, after a snapshot). Bounded. */
-  private readonly metaWatchers = new Set<(keys: string[]) => void>();
+  /** The peers' liveness as the frames this node receives show it. */
+  private readonly peers = new PeerLiveness(performance.now());
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   private hostingDue = true;
   /** Groups made by splits applied in the last turn, whose log is written at the start of the next. */
   private splitsToLand: number[] = [];
-  /** The default collection's routes (hash range -> shard), rebuilt after the shard map changes. */
-  private routes: RouteTable | null = null;
-  /** Callers waiting for the next metadata change (a gateway whose shard was just split). Bounded by the request queue. */
-  private metaChangeWaiters: (() => void)[] = [];
+  /** Watchers of the metadata, waiters for its next change, and the routes it gives. */
+  private readonly metaWatch: MetaWatch;
   private hostingPending = false;
   /** Called when a group applied a configuration change or a split (its leader records it in the metadata). */
   onShardChanged: ((group: number) => void) | null = null;
@@ -203,6 +190,7 @@ export class MultiRaftNode {
     this.wal = wal;
     this.store = store;
     this.transport = transport;
+    this.metaWatch = new MetaWatch(() => this.meta, cfg.shards, cfg.logger);
   }
 
   /** Recovers (or bootstraps) the node's groups from its data directory. Call start() next. */
@@ -326,28 +314,13 @@ export class MultiRaftNode {
    * recorded, from the collection's initial ranges.
    */
   shardOf(key: string): number {
-    if (this.routes === null) {
-      const shards = [...this.meta.shards.values()].filter((sh) => sh.collection === "default");
-      if (shards.length === 0) return shardOf(key, this.cfg.shards);
-      this.routes = new RouteTable(shards);
-    }
-    return this.routes.lookup(hashOf(key)) ?? shardOf(key, this.cfg.shards);
+    return this.metaWatch.shardOf(key);
   }
 
   /** Resolves at the next change of the metadata applied here, or after `timeoutMs` (whichever first). */
   awaitMetaChange(timeoutMs: number): Promise<void> {
     this.checkAccepting();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.metaChangeWaiters = this.metaChangeWaiters.filter((w) => w !== done);
-        resolve();
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      this.metaChangeWaiters.push(done);
-    });
+    return this.metaWatch.next(timeoutMs);
   }
 
   /** Proposes a split of a shard led here at hash `at` into the new shard `child` (PD-6). Resolves once applied here. */
@@ -505,23 +478,7 @@ export class MultiRaftNode {
    * meta/records.ts; "*" after a snapshot replaced everything). Returns the unsubscribe function.
    */
   watchMeta(listener: (keys: string[]) => void): () => void {
-    if (this.metaWatchers.size >= MAX_META_WATCHERS) throw new OverloadedError(`${MAX_META_WATCHERS} metadata watchers already`);
-    this.metaWatchers.add(listener);
-    return () => this.metaWatchers.delete(listener);
-  }
-
-  private tellMetaWatchers(keys: string[]): void {
-    if (keys.some((k) => k === "*" || k.startsWith("s:"))) this.routes = null;
-    const waiting = this.metaChangeWaiters;
-    this.metaChangeWaiters = [];
-    for (const w of waiting) w();
-    for (const w of this.metaWatchers) {
-      try {
-        w(keys);
-      } catch (e) {
-        this.cfg.logger?.(`node ${this.id}: a metadata watcher failed: ${(e as Error).message}`);
-      }
-    }
+    return this.metaWatch.watch(listener);
   }
 
   /** Proposes a metadata command (this node must lead the metadata group). Resolves once applied here. */
@@ -550,12 +507,7 @@ export class MultiRaftNode {
   }
 
   private receive(from: NodeId, envs: Envelope[]): void {
-    const nowMs = performance.now();
-    this.peerHeardAtMs.set(from, nowMs);
-    // Any frame from a peer is a heartbeat for the failure detector (MEM-6). Bounded: one per known peer.
-    let detector = this.detectors.get(from);
-    if (detector === undefined && this.detectors.size < MAX_TRACKED_PEERS) this.detectors.set(from, (detector = new PhiAccrualDetector()));
-    detector?.heartbeat(nowMs);
+    this.peers.heard(from, performance.now());
     for (const e of envs) {
       try {
         if (e.group !== NODE_GROUP) {
@@ -744,12 +696,7 @@ export class MultiRaftNode {
    */
   peerHealth(id: NodeId, deadAfterMs = currentSettings(this.meta).placement.nodeDeadAfterMs): Health {
     if (id === this.id) return this.failure === null ? "healthy" : "unhealthy";
-    const nowMs = performance.now();
-    // A peer never heard from is silent since this node started (a new placement driver must still
-    // find a node that died before it took over).
-    if (nowMs - (this.peerHeardAtMs.get(id) ?? this.peerKnownAtMs.get(id) ?? this.startedAtMs) >= deadAfterMs) return "dead";
-    const h = this.detectors.get(id)?.health(nowMs) ?? "unhealthy";
-    return h === "dead" ? "unhealthy" : h;
+    return this.peers.health(id, performance.now(), deadAfterMs);
   }
 
   /** Peer addresses follow the metadata: every registered node other than this one. */
@@ -758,7 +705,7 @@ export class MultiRaftNode {
     for (const n of this.meta.nodes.values()) {
       if (n.id === this.id || n.worker === "removed") continue;
       this.transport.setPeer(n.id, n.peer);
-      if (!this.peerKnownAtMs.has(n.id)) this.peerKnownAtMs.set(n.id, nowMs);
+      this.peers.known(n.id, nowMs);
     }
   }
 
@@ -829,7 +776,7 @@ export class MultiRaftNode {
           this.meta = loadMeta(this.store);
           this.syncPeers();
           this.hostingDue = true;
-          this.tellMetaWatchers(["*"]);
+          this.metaWatch.changed(["*"]);
         }
         const m = rd.snapshot.meta;
         records.push({ kind: "snapshot", group: g.id, index: m.index, term: m.term, confState: m.confState });
@@ -982,7 +929,7 @@ export class MultiRaftNode {
     const notices = new Map<NodeId, [number, number][]>();
     for (const g of this.groups.values()) {
       const r = g.raft.raft;
-      const leaderSilent = r.lead === 0 || nowMs - (this.peerHeardAtMs.get(r.lead) ?? -Infinity) > silentAfterMs;
+      const leaderSilent = r.lead === 0 || !this.peers.live(r.lead, nowMs, silentAfterMs);
       const step = quiescenceStep(g.quiescence, r, g.proposals.size + g.reads.size, ticks, this.cfg.quiesceAfterTicks, leaderSilent);
       if (step === "wake-leader-lost") {
         this.wake(g, true);
@@ -1028,7 +975,7 @@ export class MultiRaftNode {
   /** Hands shards to their preferred leaders (see leader-balance.ts). */
   private balanceLeaders(): void {
     const nowMs = performance.now();
-    const isLive = (id: NodeId) => nowMs - (this.peerHeardAtMs.get(id) ?? -Infinity) <= this.cfg.tickMs * this.cfg.electionTicks;
+    const isLive = (id: NodeId) => this.peers.live(id, nowMs, this.cfg.tickMs * this.cfg.electionTicks);
     for (const g of this.groups.values()) {
       const to = handOverTo(g.id, g.raft.raft, isLive);
       if (to === null) continue;
@@ -1168,7 +1115,7 @@ export class MultiRaftNode {
     if (puts.size > 0 || deletes.size > 0) {
       this.syncPeers();
       this.hostingDue = true;
-      this.tellMetaWatchers([...puts.keys(), ...deletes]);
+      this.metaWatch.changed([...puts.keys(), ...deletes]);
     }
     return {
       group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [...puts], deletes: [...deletes],

@@ -19,6 +19,7 @@ import { type PlacementState, placementCycle } from "../placement/scheduler.js";
 import type { ClusterView, NodeId, NodeView, Operator, PlacementConfig, ShardView } from "../placement/types.js";
 import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
+import { PacedLoop } from "./paced-loop.js";
 import { META_GROUP, type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
 import type { ShardReport } from "./shard-agent.js";
 import { laggingLearners, promoteToVoters } from "./membership.js";
@@ -65,7 +66,7 @@ export function stateFromMeta(meta: Readonly<MetaState>): PlacementState {
 }
 
 export class PlacementDriver {
-  private timer: NodeJS.Timeout | null = null;
+  private readonly loop = new PacedLoop(() => currentSettings(this.node.metaState()).placement.scheduleIntervalMs, () => this.cycle());
   /** Null while this node does not lead the metadata group. */
   private state: PlacementState | null = null;
   /** The latest report per shard (of the highest term seen). Bounded by the shard count. */
@@ -110,28 +111,16 @@ export class PlacementDriver {
   }
 
   start(): void {
-    if (this.timer !== null) return;
-    this.schedule();
+    this.loop.start();
   }
 
   stop(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.loop.stop();
   }
 
   /** Whether this node runs the placement driver now (it leads the metadata group). */
   get active(): boolean {
     return this.state !== null;
-  }
-
-  private schedule(): void {
-    const intervalMs = currentSettings(this.node.metaState()).placement.scheduleIntervalMs;
-    this.timer = setTimeout(() => {
-      void this.cycle().finally(() => {
-        if (this.timer !== null) this.schedule();
-      });
-    }, intervalMs);
-    this.timer.unref();
   }
 
   private receive(from: NodeId, reports: ShardReport[]): void {

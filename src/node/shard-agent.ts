@@ -17,6 +17,7 @@ import type { NodeId, ReplicaRole, Step } from "../placement/types.js";
 import { type ConfChangeSingle, ConfChangeType, type ConfState } from "../raft/index.js";
 import { pack } from "msgpackr";
 import type { Gateway } from "./gateway.js";
+import { PacedLoop } from "./paced-loop.js";
 import { ConfChangeRefusedError, type MultiRaftNode } from "./multi-raft.js";
 
 /** What a shard's leader tells the placement driver. */
@@ -61,7 +62,7 @@ function sameReplicas(a: readonly { node: NodeId; role: ReplicaRole }[], b: read
 }
 
 export class ShardAgent {
-  private timer: NodeJS.Timeout | null = null;
+  private readonly loop = new PacedLoop(() => currentSettings(this.node.metaState()).placement.scheduleIntervalMs, () => this.pass());
   private running = false;
   private mirrorScheduled = false;
   /** Requests counted at the previous report, per shard, and when it was made. */
@@ -80,26 +81,13 @@ export class ShardAgent {
   }
 
   start(): void {
-    if (this.timer !== null) return;
     this.node.onShardChanged = () => this.mirrorSoon();
-    this.schedule();
+    this.loop.start();
   }
 
   stop(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.loop.stop();
     this.node.onShardChanged = null;
-  }
-
-  private schedule(): void {
-    const intervalMs = currentSettings(this.node.metaState()).placement.scheduleIntervalMs;
-    this.timer = setTimeout(() => {
-      void this.pass().finally(() => {
-        if (this.timer !== null) this.schedule();
-      });
-    }, intervalMs);
-    // The node's own loop keeps the process alive; a forgotten agent alone must not.
-    this.timer.unref();
   }
 
   /** One pass: mirror configurations, then report. */

@@ -1,0 +1,73 @@
+/**
+ * Who hears of changes to this node's copy of the metadata: watch streams (API clients, bounded),
+ * callers waiting for the next change (a gateway whose shard moved), and the routing table of the
+ * default collection, rebuilt on first use after the shard map changed.
+ */
+import type { MetaState } from "../meta/state.js";
+import { RouteTable, hashOf } from "../meta/ranges.js";
+import { OverloadedError, shardOf } from "./group.js";
+
+/** Bound on the watch streams of metadata changes (API clients). */
+const MAX_META_WATCHERS = 256;
+
+export class MetaWatch {
+  private readonly watchers = new Set<(keys: string[]) => void>();
+  /** Bounded by the request queue (each is a waiting request). */
+  private waiters: (() => void)[] = [];
+  private routes: RouteTable | null = null;
+
+  constructor(private readonly meta: () => Readonly<MetaState>, private readonly initialShards: number, private readonly logger?: (line: string) => void) {}
+
+  /**
+   * Calls `listener` with the keys of the metadata records each applied batch changed (see
+   * meta/records.ts; "*" after a snapshot replaced everything). Returns the unsubscribe function.
+   */
+  watch(listener: (keys: string[]) => void): () => void {
+    if (this.watchers.size >= MAX_META_WATCHERS) throw new OverloadedError(`${MAX_META_WATCHERS} metadata watchers already`);
+    this.watchers.add(listener);
+    return () => this.watchers.delete(listener);
+  }
+
+  /** Resolves at the next change, or after `timeoutMs` (whichever first). */
+  next(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== done);
+        resolve();
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.waiters.push(done);
+    });
+  }
+
+  /** The records with these keys changed. */
+  changed(keys: string[]): void {
+    if (keys.some((k) => k === "*" || k.startsWith("s:"))) this.routes = null;
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w();
+    for (const w of this.watchers) {
+      try {
+        w(keys);
+      } catch (e) {
+        this.logger?.(`a metadata watcher failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * The shard of a record id: from the shard map's ranges (splits and merges included), or, before the
+   * map is recorded, from the collection's initial ranges.
+   */
+  shardOf(key: string): number {
+    if (this.routes === null) {
+      const shards = [...this.meta().shards.values()].filter((sh) => sh.collection === "default");
+      if (shards.length === 0) return shardOf(key, this.initialShards);
+      this.routes = new RouteTable(shards);
+    }
+    return this.routes.lookup(hashOf(key)) ?? shardOf(key, this.initialShards);
+  }
+}

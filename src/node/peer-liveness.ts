@@ -1,0 +1,45 @@
+/**
+ * What a node knows of its peers' liveness from the frames it receives (MEM-6): when each was last
+ * heard, a phi-accrual failure detector per peer (unhealthy), and silence past a bound (dead). A peer
+ * never heard from is silent since it became known here (or since this node started), so that a node
+ * that died before this one took over as placement driver is still found dead. Bounded: one entry per
+ * peer, at most MAX_TRACKED_PEERS.
+ */
+import { PhiAccrualDetector } from "../placement/failure-detector.js";
+import type { Health, NodeId } from "../placement/types.js";
+
+const MAX_TRACKED_PEERS = 10_000;
+
+export class PeerLiveness {
+  private readonly detectors = new Map<NodeId, PhiAccrualDetector>();
+  private readonly heardAtMs = new Map<NodeId, number>();
+  private readonly knownAtMs = new Map<NodeId, number>();
+
+  constructor(private readonly startedAtMs: number) {}
+
+  /** Any frame from a peer counts as a heartbeat. */
+  heard(peer: NodeId, nowMs: number): void {
+    if (!this.heardAtMs.has(peer) && this.heardAtMs.size >= MAX_TRACKED_PEERS) return;
+    this.heardAtMs.set(peer, nowMs);
+    let detector = this.detectors.get(peer);
+    if (detector === undefined) this.detectors.set(peer, (detector = new PhiAccrualDetector()));
+    detector.heartbeat(nowMs);
+  }
+
+  /** The peer appeared in the cluster map. */
+  known(peer: NodeId, nowMs: number): void {
+    if (!this.knownAtMs.has(peer) && this.knownAtMs.size < MAX_TRACKED_PEERS) this.knownAtMs.set(peer, nowMs);
+  }
+
+  /** Heard from within the last `withinMs`. */
+  live(peer: NodeId, nowMs: number, withinMs: number): boolean {
+    return nowMs - (this.heardAtMs.get(peer) ?? -Infinity) <= withinMs;
+  }
+
+  health(peer: NodeId, nowMs: number, deadAfterMs: number): Health {
+    if (nowMs - (this.heardAtMs.get(peer) ?? this.knownAtMs.get(peer) ?? this.startedAtMs) >= deadAfterMs) return "dead";
+    // The detector's own "dead" bound is not the cluster's: silence decides death above.
+    const h = this.detectors.get(peer)?.health(nowMs) ?? "unhealthy";
+    return h === "dead" ? "unhealthy" : h;
+  }
+}
