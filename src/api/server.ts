@@ -98,7 +98,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     node.transport.stats().reduce((s, l) => s + l.queuedBytes, 0));
   gauge("shoal_raft_leaderships_won_total", "elections this node won (times it became leader of a shard)", () => counters.leadershipsWon);
   gauge("shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", () => counters.electionsStarted);
-  gauge("shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node's leader balance", () => counters.leaderTransfersStarted);
+  gauge("shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", () => counters.leaderTransfersStarted);
   gauge("shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", () => counters.malformedMessages);
   gauge("shoal_raft_quiesced_shards", "shards whose Raft group is quiescent (idle: not ticking) on this node", () => node.quiescedShards());
   gauge("shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", () => counters.groupTicks);

@@ -165,7 +165,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const compactAfterEntries = opts.compactAfterEntries === undefined ? undefined : positiveInt("--compact-after-entries", opts.compactAfterEntries);
     node = await MultiRaftNode.open({
       // Leaderships are balanced by the placement driver, not by the node's static preference.
-      id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line), balanceLeaders: false, ...(joined ? { join: true } : {}),
+      id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line), ...(joined ? { join: true } : {}),
       ...(compactAfterEntries !== undefined ? { compactAfterEntries } : {}), ...(testMode ? { testFaults: true } : {}),
     });
     const gateway = new Gateway(node);

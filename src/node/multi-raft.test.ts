@@ -28,16 +28,6 @@ test("three nodes elect a leader per shard and every replica applies the writes"
   await stopAll(c);
 });
 
-test("leadership spreads over the nodes: each shard moves to its preferred node (static leader balance)", async () => {
-  const c = await startCluster(3, 6);
-  await waitForLeaders(c);
-  // Shard g prefers the ((g - 1) mod 3)-th voter: shards 1 and 4 on node 1, 2 and 5 on node 2, 3 and 6 on node 3.
-  await waitFor("every shard led by its preferred node", () =>
-    [1, 2, 3, 4, 5, 6].every((g) => leaderOf(c, g)?.id === ((g - 1) % 3) + 1), 15_000);
-  assert.equal(await put(c, "after-balance", 1) > 0, true, "writes go on after the transfers");
-  await stopAll(c);
-});
-
 test("compare-and-set: a stale ifVersion is refused with the current version", async () => {
   const c = await startCluster(3, 1);
   await waitForLeaders(c);
@@ -148,7 +138,7 @@ test("idle shards quiesce and stop ticking; traffic wakes them; a dead leader's 
 });
 
 test("proposals made while the leader hands over wait for the new leader instead of failing", async () => {
-  const c = await startCluster(3, 1, { balanceLeaders: false });
+  const c = await startCluster(3, 1, {});
   await waitForLeaders(c);
   await put(c, "before", 0);
   const old = leaderOf(c, 1)!;
@@ -163,7 +153,7 @@ test("proposals made while the leader hands over wait for the new leader instead
 });
 
 test("a leadership transfer answers with Raft's explicit outcome: completed once the transferee leads, aborted when it cannot", async () => {
-  const c = await startCluster(3, 1, { balanceLeaders: false, requestTimeoutMs: 3000 });
+  const c = await startCluster(3, 1, { requestTimeoutMs: 3000 });
   await waitForLeaders(c);
   const old = leaderOf(c, 1)!;
   const [to, other] = [...c.nodes.keys()].filter((id) => id !== old.id) as [number, number];
@@ -180,7 +170,7 @@ test("a leadership transfer answers with Raft's explicit outcome: completed once
 });
 
 test("a gateway write made while its shard has no leader waits for the election instead of failing", async () => {
-  const c = await startCluster(3, 1, { balanceLeaders: false, testFaults: true, requestTimeoutMs: 20_000 });
+  const c = await startCluster(3, 1, { testFaults: true, requestTimeoutMs: 20_000 });
   await waitForLeaders(c);
   const gateways = new Map([...c.nodes].map(([id, n]) => [id, new Gateway(n, 20_000)]));
   await put(c, "before", 0);
@@ -202,7 +192,7 @@ test("a gateway write made while its shard has no leader waits for the election 
 });
 
 test("awaitLeader answers with a leader other than the one that refused, once the shard elects it", async () => {
-  const c = await startCluster(3, 1, { balanceLeaders: false });
+  const c = await startCluster(3, 1, {});
   await waitForLeaders(c);
   const old = leaderOf(c, 1)!;
   const follower = [...c.nodes.values()].find((n) => n !== old)!;
@@ -235,7 +225,7 @@ test("each node judges its peers' health from what it hears (phi accrual): healt
 });
 
 test("a split's child whose log a crash kept from being written is landed from its state on the next start", async () => {
-  const c = await startCluster(1, 1, { balanceLeaders: false });
+  const c = await startCluster(1, 1, {});
   await waitForLeaders(c);
   await put(c, "x", 1);
   const dir = c.dirs.get(1)!;

@@ -39,7 +39,6 @@ import {
   type Consistency, ConfChangeRefusedError, type Group, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
   type ProposeInput, type TransferWaiter, type Waiter, planeOf, shardOf,
 } from "./group.js";
-import { handOverTo } from "./leader-balance.js";
 import { quiescenceStep, wakes } from "./quiescence.js";
 import { hostingChanges } from "./hosting.js";
 import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries } from "./shard-apply.js";
@@ -70,8 +69,6 @@ export interface NodeConfig {
   requestTimeoutMs?: number;
   /** Bound on proposals and reads waiting for the next turn. */
   maxQueuedRequests?: number;
-  /** Move each shard's leadership to its preferred node (see balanceLeaders); default true. */
-  balanceLeaders?: boolean;
   /** Idle ticks after which a group led here quiesces (see quiescence.ts); 0 turns quiescence off. Default 2 election timeouts. */
   quiesceAfterTicks?: number;
   testFaults?: boolean;
@@ -85,8 +82,6 @@ export interface NodeConfig {
 }
 
 
-/** How often a node looks for shards whose leadership should move to their preferred node (20 ticks: 1 s by default). */
-const BALANCE_EVERY_TICKS = 20;
 
 
 
@@ -159,7 +154,6 @@ export class MultiRaftNode {
   private nextSeq = 1;
   private queuedRequests = 0;
   private nodeFlushScheduled = false;
-  private ticksSinceBalance = 0;
   private ticksSinceKeepalive = 0;
   /** The peers' liveness as the frames this node receives show it. */
   private readonly peers = new PeerLiveness(performance.now());
@@ -197,7 +191,7 @@ export class MultiRaftNode {
   static async open(config: NodeConfig): Promise<MultiRaftNode> {
     const cfg = {
       tickMs: 50, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, requestTimeoutMs: 5000,
-      maxQueuedRequests: 100_000, balanceLeaders: true, quiesceAfterTicks: 2 * (config.electionTicks ?? 10), ...config,
+      maxQueuedRequests: 100_000, quiesceAfterTicks: 2 * (config.electionTicks ?? 10), ...config,
     };
     const { wal, groups: recovered } = await Wal.open({ dir: `${cfg.dataDir}/wal`, ...(cfg.logger ? { logger: cfg.logger } : {}) });
     const store = StateStore.open({ path: `${cfg.dataDir}/state` });
@@ -837,7 +831,10 @@ export class MultiRaftNode {
           g?.raft.step(input.msg);
           break;
         case "transfer":
-          if (g !== undefined && g.raft.raft.role === Role.Leader) g.raft.transferLeader(input.to);
+          if (g !== undefined && g.raft.raft.role === Role.Leader) {
+            g.raft.transferLeader(input.to);
+            this.counters.leaderTransfersStarted++;
+          }
           else if (g !== undefined) this.settleTransfers(g, input.to, "aborted");
           break;
         case "conf":
@@ -911,11 +908,6 @@ export class MultiRaftNode {
         this.counters.groupTicks++;
       }
     }
-    this.ticksSinceBalance += ticks;
-    if (this.cfg.balanceLeaders && this.ticksSinceBalance >= BALANCE_EVERY_TICKS) {
-      this.ticksSinceBalance = 0;
-      this.balanceLeaders();
-    }
   }
 
   /**
@@ -970,18 +962,6 @@ export class MultiRaftNode {
     let n = 0;
     for (const g of this.groups.values()) if (g.kind === "shard" && g.quiescence.quiesced) n++;
     return n;
-  }
-
-  /** Hands shards to their preferred leaders (see leader-balance.ts). */
-  private balanceLeaders(): void {
-    const nowMs = performance.now();
-    const isLive = (id: NodeId) => this.peers.live(id, nowMs, this.cfg.tickMs * this.cfg.electionTicks);
-    for (const g of this.groups.values()) {
-      const to = handOverTo(g.id, g.raft.raft, isLive);
-      if (to === null) continue;
-      this.counters.leaderTransfersStarted++;
-      this.enqueue({ kind: "transfer", group: g.id, to });
-    }
   }
 
   /**

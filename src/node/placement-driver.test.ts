@@ -59,7 +59,7 @@ async function stack(node: MultiRaftNode, port: number, founders: number[], dir:
 async function founder(): Promise<Stack> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "shoal-pd1-"));
-  const node = await MultiRaftNode.open({ id: 1, dataDir: dir, listen: { host: "127.0.0.1", port }, peers: new Map(), shards: 2, tickMs: 20, balanceLeaders: false });
+  const node = await MultiRaftNode.open({ id: 1, dataDir: dir, listen: { host: "127.0.0.1", port }, peers: new Map(), shards: 2, tickMs: 20 });
   await node.start();
   return stack(node, port, [1], dir);
 }
@@ -69,7 +69,7 @@ async function restart(s: Stack): Promise<Stack> {
   await stopStack(s);
   if (stacks.includes(s)) stacks.splice(stacks.indexOf(s), 1);
   const node = await MultiRaftNode.open({
-    id: s.node.id, dataDir: s.dir, listen: { host: "127.0.0.1", port: s.port }, peers: new Map(), shards: 2, tickMs: 20, balanceLeaders: false,
+    id: s.node.id, dataDir: s.dir, listen: { host: "127.0.0.1", port: s.port }, peers: new Map(), shards: 2, tickMs: 20,
     ...(s.node.id === 1 ? {} : { join: true }),
   });
   await node.start();
@@ -83,7 +83,7 @@ async function joiner(via: Gateway): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), `shoal-pd${resp.id}-`));
   const node = await MultiRaftNode.open({
     id: resp.id, dataDir: dir, listen: { host: "127.0.0.1", port }, shards: resp.shards, tickMs: 20, join: true,
-    balanceLeaders: false, peers: new Map(resp.members.filter((m) => m.id !== resp.id).map((m) => [m.id, m.peer])),
+    peers: new Map(resp.members.filter((m) => m.id !== resp.id).map((m) => [m.id, m.peer])),
   });
   await node.start();
   return stack(node, port, [], dir);

@@ -2,7 +2,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MessageType, message } from "../raft/index.js";
 import { TestCluster } from "../raft/testing.js";
-import { handOverTo, preferredLeader } from "./leader-balance.js";
 import { type QuiescenceState, leaderIdle, quiescenceStep, wakes } from "./quiescence.js";
 
 function cluster(): TestCluster {
@@ -55,19 +54,4 @@ test("what wakes a quiescent group: anything for a follower; for a leader all bu
   const followerRole = c.node(2).raft.role;
   assert.deepEqual([ack, reject, beatAck, vote].map((m) => wakes(leaderRole, m)), [false, true, false, true]);
   assert.deepEqual([ack, reject, beatAck, vote].map((m) => wakes(followerRole, m)), [true, true, true, true]);
-});
-
-test("leader balance: shard g prefers voter (g-1) mod n; hand over only to a live node holding the whole log", () => {
-  assert.deepEqual([1, 2, 3, 4, 5, 6].map((g) => preferredLeader(g, [1, 2, 3])), [1, 2, 3, 1, 2, 3]);
-  assert.throws(() => preferredLeader(1, []), RangeError);
-  const c = cluster();
-  const r = c.node(1).raft;
-  assert.equal(handOverTo(1, r, () => true), null, "node 1 is shard 1's preferred leader");
-  assert.equal(handOverTo(2, r, () => true), 2);
-  assert.equal(handOverTo(2, r, (id) => id !== 2), null, "node 2 is not live");
-  c.isolate(2);
-  c.propose(1, "b");
-  c.stabilize();
-  assert.equal(handOverTo(2, r, () => true), null, "node 2 lacks an entry");
-  assert.equal(handOverTo(2, c.node(3).raft, () => true), null, "only a leader hands over");
 });
