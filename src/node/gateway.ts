@@ -28,6 +28,8 @@ import type { PlacementAnswer, PlacementRequest } from "./placement-driver.js";
 const ROUTE_ATTEMPTS_MAX = 4;
 /** Splits a request follows before giving up (each: the shard was split under it). */
 const REROUTE_ATTEMPTS_MAX = 8;
+/** How long a request refused by a split or merging shard waits for the shard map before it asks again. */
+const REROUTE_WAIT_MS = 500;
 
 type Op =
   | { kind: "propose"; group: number; cmd: ShardCommand }
@@ -115,8 +117,11 @@ export class Gateway {
       } catch (e) {
         const moved = e instanceof WrongShardError || (e instanceof NotLeaderError && this.node.shardOf(key) !== group);
         if (!moved || n >= REROUTE_ATTEMPTS_MAX || performance.now() >= deadlineMs) throw e;
-        while (this.node.shardOf(key) === group && performance.now() < deadlineMs) {
-          await this.node.awaitMetaChange(Math.min(1000, Math.max(1, deadlineMs - performance.now())));
+        // Until the shard map routes the id elsewhere, or a while has passed (a merge that was called
+        // off unfreezes the shard without changing the map).
+        const retryAtMs = Math.min(deadlineMs, performance.now() + REROUTE_WAIT_MS);
+        while (this.node.shardOf(key) === group && performance.now() < retryAtMs) {
+          await this.node.awaitMetaChange(Math.max(1, retryAtMs - performance.now()));
         }
       }
     }

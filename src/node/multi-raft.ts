@@ -390,9 +390,13 @@ export class MultiRaftNode {
     });
   }
 
-  /** A record as this replica holds it, or WrongShardError when its id is outside the shard's range now. */
+  /**
+   * A record as this replica holds it, or WrongShardError when its id is outside the shard's range now,
+   * or the shard is frozen for a merge: once its target absorbed it, the target may take newer writes of
+   * the same ids, so a read here could be stale; the gateway waits for the merge and reads there.
+   */
   private servedRead(g: Group, key: string): StoredRecord | undefined | WrongShardError {
-    if (g.kind === "shard" && !inRange(hashOf(key), g.shard.range)) return new WrongShardError(g.id);
+    if (g.kind === "shard" && (!inRange(hashOf(key), g.shard.range) || g.shard.frozen !== undefined)) return new WrongShardError(g.id);
     return this.store.get(g.id, key) as StoredRecord | undefined;
   }
 

@@ -8,7 +8,7 @@ import { currentSettings } from "../meta/state.js";
 import { Gateway } from "./gateway.js";
 import { Membership, drainNode, removeNode } from "./membership.js";
 import { META_GROUP, MultiRaftNode } from "./multi-raft.js";
-import { PlacementDriver, stateFromMeta } from "./placement-driver.js";
+import { type PlacementAnswer, PlacementDriver, type PlacementRequest, stateFromMeta } from "./placement-driver.js";
 import { ShardAgent, replicasOf } from "./shard-agent.js";
 import { waitFor } from "./testing.js";
 
@@ -89,6 +89,17 @@ async function joiner(via: Gateway): Promise<Stack> {
   return stack(node, port, [], dir);
 }
 
+/** A placement request, asked again while an operator runs on the shard (the driver balances leaders meanwhile). */
+async function whenFree(s: Stack, req: PlacementRequest): Promise<PlacementAnswer> {
+  let answer: PlacementAnswer = { ok: false, code: "", message: "" };
+  await waitFor(`${req.kind} accepted`, async () => {
+    answer = await s.gateway.placement(req);
+    assert.ok(answer.ok || answer.code === "shard_busy", JSON.stringify(answer));
+    return answer.ok;
+  }, 10_000);
+  return answer;
+}
+
 /** Shard id -> voters, as the metadata on `s` records them. */
 function voters(s: Stack): Map<number, number[]> {
   return new Map([...s.node.metaState().shards.values()].map((sh) => [sh.id, sh.replicas.filter((r) => r.role === "voter").map((r) => r.node).sort()]));
@@ -155,7 +166,7 @@ test("a split: every replica cuts the shard at the same log index, the upper par
   // Node 3 is down during the split: it learns of it from the log (or a snapshot) when it is back.
   await stopStack(three);
   stacks.splice(stacks.indexOf(three), 1);
-  const answer = await two.gateway.placement({ kind: "split", shard: 1 });
+  const answer = await whenFree(two, { kind: "split", shard: 1 });
   assert.ok(answer.ok && answer.child !== undefined, JSON.stringify(answer));
   const child = answer.child;
   await waitFor("the split recorded in the shard map", () => one.node.metaState().shards.get(child)?.range.end === before.end, 10_000);
@@ -184,13 +195,7 @@ test("a split: every replica cuts the shard at the same log index, the upper par
   }
   // Merging the child back: it freezes, its records move through shard 1's log, it is retired and dropped.
   const writes = Promise.all(moved.map((k) => two.gateway.put(k, `${k}++`)));
-  let merged: Awaited<ReturnType<Gateway["placement"]>> = { ok: false, code: "", message: "" };
-  await waitFor("the merge accepted (not while an operator runs on either shard)", async () => {
-    merged = await three.gateway.placement({ kind: "merge", shard: child });
-    assert.ok(merged.ok || merged.code === "shard_busy", JSON.stringify(merged));
-    return merged.ok;
-  }, 10_000);
-  assert.deepEqual(merged, { ok: true, into: 1 });
+  assert.deepEqual(await whenFree(three, { kind: "merge", shard: child }), { ok: true, into: 1 });
   await writes; // written to the child before it froze, or to shard 1 after the merge: either way not lost
   await waitFor("the merge recorded", () => one.node.metaState().shards.get(child)?.retiredInto === 1, 10_000);
   assert.deepEqual(one.node.metaState().shards.get(1)!.range, before, "shard 1 has its whole range back");
@@ -213,7 +218,8 @@ test("a split: every replica cuts the shard at the same log index, the upper par
     await Promise.all(hotKeys.slice(0, 20).map((k) => two.gateway.put(k, n++)));
     return one.node.metaState().shards.size > shardsBefore;
   }, 20_000);
-  assert.ok([...one.node.metaState().shards.values()].some((sh) => sh.origin?.parent === 2), "shard 2 was split");
+  // The hottest shard is split: shard 2 under this load, or shard 1 if the reads above still count.
+  assert.ok([...one.node.metaState().shards.values()].some((sh) => sh.id > child && sh.origin !== undefined && sh.retiredInto === undefined), "a hot shard was split");
   for (const k of hotKeys.slice(0, 20)) assert.equal(typeof (await three.gateway.get(k, "linearizable"))?.payload, "number", k);
   // Quiet and small again: neighbours are merged back, down to the collection's initial two shards.
   const now = currentSettings(one.node.metaState());

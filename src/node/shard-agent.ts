@@ -41,7 +41,8 @@ export interface ShardAgentOptions {
 
 /** A merge ships the source's records through the target's log: only small shards merge. */
 export const MERGE_MAX_RECORDS = 10_000;
-export const MERGE_MAX_BYTES = 16 << 20;
+/** Under the transport's 64 MiB frame with room to spare (the records travel in one RPC, then one entry). */
+export const MERGE_MAX_BYTES = 8 << 20;
 /** Shards whose records are counted per pass (round robin): bounded work for merge decisions. */
 const COUNTS_PER_PASS = 16;
 /** Passes after which a frozen shard whose merge is not recorded yet ships its records again. */
