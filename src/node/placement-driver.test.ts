@@ -226,4 +226,8 @@ test("a split: every replica cuts the shard at the same log index, the upper par
   assert.ok((await one.gateway.proposeMeta({ kind: "set-settings", baseVersion: now.version, placement: { ...now.placement, splitRequestRate: 0, mergeBelowRecords: 10_000 }, note: "quiet", atMs: Date.now() })).ok);
   await waitFor("merged back to two shards", () => one.node.metaState().collections.get("default")!.shards.length === 2, 30_000);
   for (const k of hotKeys.slice(0, 20)) assert.equal(typeof (await one.gateway.get(k, "linearizable"))?.payload, "number", k);
+  // A shard past splitSizeBytes is split too (PD-6: by size), as soon as its leader has measured it.
+  const last = currentSettings(one.node.metaState());
+  assert.ok((await one.gateway.proposeMeta({ kind: "set-settings", baseVersion: last.version, placement: { ...last.placement, mergeBelowRecords: 0, splitSizeBytes: 1000 }, note: "small", atMs: Date.now() })).ok);
+  await waitFor("a shard split by size", () => one.node.metaState().collections.get("default")!.shards.length > 2, 30_000);
 });

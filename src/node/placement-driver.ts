@@ -188,20 +188,24 @@ export class PlacementDriver {
   }
 
   /**
-   * A shard that alone serves more than `splitRequestRate` requests per second is split at the middle
-   * of its range (hash partitioning spreads ids evenly, so load halves); one split per cycle, none on a
-   * shard with an operator or cooling down, and none past MAX_SHARDS.
+   * A shard that alone serves more than `splitRequestRate` requests per second, or holds more than
+   * `splitSizeBytes`, is split at the middle of its range (hash partitioning spreads ids evenly, so load
+   * and data halve); one split per cycle, the hottest first, none on a shard with an operator or cooling
+   * down, and none past MAX_SHARDS.
    */
   private async splitHotShard(view: ClusterView, cfg: PlacementConfig, nowMs: number): Promise<void> {
-    if (cfg.splitRequestRate <= 0 || view.shards.length >= MAX_SHARDS || this.state === null) return;
+    if (view.shards.length >= MAX_SHARDS || this.state === null) return;
     const settled = this.state.shardSettledAtMs;
     const busy = new Set(this.state.operators.map((o) => o.shard));
-    const hot = view.shards
-      .filter((s) => s.requestRate > cfg.splitRequestRate && !busy.has(s.id) && nowMs - (settled.get(s.id) ?? -Infinity) >= cfg.shardCooldownMs)
-      .sort((a, b) => b.requestRate - a.requestRate || a.id - b.id)[0];
-    if (hot === undefined) return;
-    const r = await this.split(hot.id);
-    if (!r.ok) this.opts.logger?.(`placement driver: splitting hot shard ${hot.id} (${Math.round(hot.requestRate)} requests/s) refused: ${r.code}: ${r.message}`);
+    const hot = (s: ShardView) => cfg.splitRequestRate > 0 && s.requestRate > cfg.splitRequestRate;
+    const big = (s: ShardView) => cfg.splitSizeBytes > 0 && s.sizeBytes > cfg.splitSizeBytes;
+    const due = view.shards
+      .filter((s) => (hot(s) || big(s)) && !busy.has(s.id) && nowMs - (settled.get(s.id) ?? -Infinity) >= cfg.shardCooldownMs)
+      .sort((a, b) => b.requestRate - a.requestRate || b.sizeBytes - a.sizeBytes || a.id - b.id)[0];
+    if (due === undefined) return;
+    const r = await this.split(due.id);
+    const why = hot(due) ? `${Math.round(due.requestRate)} requests/s` : `${due.sizeBytes} bytes`;
+    if (!r.ok) this.opts.logger?.(`placement driver: splitting shard ${due.id} (${why}) refused: ${r.code}: ${r.message}`);
   }
 
   /**
@@ -281,7 +285,8 @@ export class PlacementDriver {
       const held = this.reports.get(s.id);
       const fresh = held !== undefined && nowMs - held.atMs <= freshMs ? held : undefined;
       shards.push({
-        id: s.id, epoch: s.epoch, leader: fresh?.from ?? 0, sizeBytes: 0, requestRate: fresh?.report.requestRate ?? 0, snapshotting: fresh?.report.snapshotting === true,
+        id: s.id, epoch: s.epoch, leader: fresh?.from ?? 0, sizeBytes: held?.report.sizeBytes ?? 0, requestRate: fresh?.report.requestRate ?? 0,
+        snapshotting: fresh?.report.snapshotting === true,
         replicas: s.replicas.map((r) => ({ node: r.node, role: r.role, caughtUp: fresh?.report.caughtUp.includes(r.node) ?? false })),
       });
     }

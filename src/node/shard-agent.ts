@@ -18,6 +18,7 @@ import { type ConfChangeSingle, ConfChangeType, type ConfState } from "../raft/i
 import { pack } from "msgpackr";
 import type { Gateway } from "./gateway.js";
 import { PacedLoop } from "./paced-loop.js";
+import { ShardSizes } from "./shard-sizes.js";
 import { ConfChangeRefusedError, type MultiRaftNode } from "./multi-raft.js";
 
 /** What a shard's leader tells the placement driver. */
@@ -29,8 +30,9 @@ export interface ShardReport {
   caughtUp: NodeId[];
   /** Client requests per second at this leader since the previous report. */
   requestRate: number;
-  /** Records in the shard, when counted (up to MERGE_MAX_RECORDS + 1; counted a few shards per pass). */
+  /** Records and bytes in the shard, once measured (see shard-sizes.ts). */
   records?: number;
+  sizeBytes?: number;
   /** A replica is being sent a snapshot. */
   snapshotting: boolean;
 }
@@ -43,8 +45,6 @@ export interface ShardAgentOptions {
 export const MERGE_MAX_RECORDS = 10_000;
 /** Under the transport's 64 MiB frame with room to spare (the records travel in one RPC, then one entry). */
 export const MERGE_MAX_BYTES = 8 << 20;
-/** Shards whose records are counted per pass (round robin): bounded work for merge decisions. */
-const COUNTS_PER_PASS = 16;
 /** Passes after which a frozen shard whose merge is not recorded yet ships its records again. */
 const RESHIP_PASSES = 10;
 
@@ -68,9 +68,8 @@ export class ShardAgent {
   private mirrorScheduled = false;
   /** Requests counted at the previous report, per shard, and when it was made. */
   private lastRequests = new Map<number, number>();
-  /** Records counted per shard led here (bounded by the shards led); the next to count is after `countedUpTo`. */
-  private counts = new Map<number, number>();
-  private countedUpTo = 0;
+  /** Sizes of the shards led here, measured a bounded number of records per pass. */
+  private readonly sizes: ShardSizes;
   /** Frozen shards led here whose records were shipped, at which pass (bounded by the shards led). */
   private readonly shippedAtPass = new Map<number, number>();
   private passes = 0;
@@ -79,10 +78,15 @@ export class ShardAgent {
   constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: ShardAgentOptions = {}) {
     gateway.onStep = (group, epoch, step) => this.executeStep(group, epoch, step);
     gateway.onMerge = (group, into) => this.freeze(group, into);
+    this.sizes = new ShardSizes((group, limit, after) => this.node.scan(group, limit, after));
   }
 
   start(): void {
-    this.node.onShardChanged = () => this.mirrorSoon();
+    this.node.onShardChanged = (group) => {
+      // Its range changed (a split, a merge): what was measured is no longer its size.
+      this.sizes.forget(group);
+      this.mirrorSoon();
+    };
     this.loop.start();
   }
 
@@ -143,30 +147,20 @@ export class ShardAgent {
     const reports: ShardReport[] = [];
     const requests = new Map<number, number>();
     const led = this.node.ledShards();
-    this.countSome(led.map((s) => s.shard));
+    this.sizes.measure(led.map((s) => s.shard));
+    for (const id of this.shippedAtPass.keys()) if (!led.some((s) => s.shard === id)) this.shippedAtPass.delete(id);
     for (const s of led) {
       requests.set(s.shard, s.requests);
       const before = this.lastRequests.get(s.shard) ?? s.requests;
-      const records = this.counts.get(s.shard);
+      const size = this.sizes.get(s.shard);
       reports.push({
         shard: s.shard, term: s.term, caughtUp: s.caughtUp, requestRate: (s.requests - before) / seconds, snapshotting: s.snapshotting,
-        ...(records !== undefined ? { records } : {}),
+        ...(size !== undefined ? { records: size.records, sizeBytes: size.bytes } : {}),
       });
     }
     this.lastRequests = requests;
     this.lastReportMs = nowMs;
     this.gateway.report(reports);
-  }
-
-  /** Counts the records of a few led shards (round robin, each count bounded): the merge statistic. */
-  private countSome(led: number[]): void {
-    const sorted = [...led].sort((a, b) => a - b);
-    const next = [...sorted.filter((id) => id > this.countedUpTo), ...sorted.filter((id) => id <= this.countedUpTo)].slice(0, COUNTS_PER_PASS);
-    for (const id of next) this.counts.set(id, this.node.scan(id, MERGE_MAX_RECORDS + 1).length);
-    if (next.length > 0) this.countedUpTo = next[next.length - 1]!;
-    const ledSet = new Set(led);
-    for (const id of this.counts.keys()) if (!ledSet.has(id)) this.counts.delete(id);
-    for (const id of this.shippedAtPass.keys()) if (!ledSet.has(id)) this.shippedAtPass.delete(id);
   }
 
   /**

@@ -114,6 +114,8 @@ export interface PlacementConfig {
   staleLearnerMs: number;
   /** A shard serving more requests per second than this is split in two (PD-6); 0 turns it off. */
   splitRequestRate: number;
+  /** A shard holding more bytes than this is split in two (PD-6); 0 turns it off. */
+  splitSizeBytes: number;
   /** Neighbouring shards holding at most this many records together are merged (PD-6); 0 turns it off. */
   mergeBelowRecords: number;
 }
@@ -135,6 +137,7 @@ export const DEFAULT_PLACEMENT: PlacementConfig = {
   promotionWindowMs: 300_000,
   staleLearnerMs: 60_000,
   splitRequestRate: 5000,
+  splitSizeBytes: 64 << 20,
   mergeBelowRecords: 1000,
 };
 
@@ -161,6 +164,7 @@ export function validatePlacementConfig(c: PlacementConfig): string[] {
   if (!(c.hotNodeFactor > 1)) errors.push(`hotNodeFactor must be above 1, got ${c.hotNodeFactor}`);
   if (!(Number.isInteger(c.shardCooldownMs) && c.shardCooldownMs >= 0)) errors.push(`shardCooldownMs must be a non-negative integer, got ${c.shardCooldownMs}`);
   if (!(Number.isInteger(c.mergeBelowRecords) && c.mergeBelowRecords >= 0)) errors.push(`mergeBelowRecords must be a non-negative integer, got ${c.mergeBelowRecords}`);
+  if (!(Number.isInteger(c.splitSizeBytes) && c.splitSizeBytes >= 0)) errors.push(`splitSizeBytes must be a non-negative integer, got ${c.splitSizeBytes}`);
   if (!(c.splitRequestRate >= 0)) errors.push(`splitRequestRate must be 0 (off) or positive, got ${c.splitRequestRate}`);
   if (c.maxMovesPerNode > c.maxMovesTotal) errors.push("maxMovesPerNode must not exceed maxMovesTotal");
   return errors;

@@ -1,0 +1,46 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { pack } from "msgpackr";
+import type { StoredRecord } from "./records.js";
+import { RECORDS_PER_PASS, ShardSizes } from "./shard-sizes.js";
+
+test("shard sizes: walked a bounded number of records per pass, resumed where the last pass stopped, published when a walk completes", () => {
+  const shards = new Map<number, [string, StoredRecord][]>([
+    [1, Array.from({ length: RECORDS_PER_PASS * 2 + 10 }, (_, i) => [`k${String(i).padStart(6, "0")}`, { payload: i, version: 1 }] as [string, StoredRecord])],
+    [2, [["a", { payload: "x".repeat(100), version: 2 }]]],
+  ]);
+  let visited = 0;
+  const sizes = new ShardSizes((group, limit, after) => {
+    const all = shards.get(group)!;
+    const page = all.filter(([k]) => after === undefined || k > after).slice(0, limit);
+    visited += page.length;
+    return page;
+  });
+  sizes.measure([1, 2]);
+  assert.equal(visited, RECORDS_PER_PASS, "one pass visits at most its budget");
+  assert.equal(sizes.get(1), undefined, "not published before its walk completes");
+  sizes.measure([1, 2]);
+  sizes.measure([1, 2]);
+  const one = sizes.get(1)!;
+  assert.equal(one.records, RECORDS_PER_PASS * 2 + 10);
+  const bytes = shards.get(1)!.reduce((n, [k, r]) => n + k.length + (pack(r) as Uint8Array).byteLength, 0);
+  assert.equal(one.bytes, bytes);
+  assert.deepEqual(sizes.get(2), { records: 1, bytes: 1 + (pack(shards.get(2)![0]![1]) as Uint8Array).byteLength });
+  sizes.measure([2]);
+  assert.equal(sizes.get(1), undefined, "a shard no longer led here is forgotten");
+  visited = 0;
+  sizes.measure([2]);
+  assert.equal(visited, 1, "a small shard is walked once per pass, not again and again");
+});
+
+test("a shard whose range changed is measured again from the start", () => {
+  const records: [string, StoredRecord][] = Array.from({ length: 10 }, (_, i) => [`r${i}`, { payload: i, version: 1 }]);
+  const sizes = new ShardSizes((_g, limit, after) => records.filter(([k]) => after === undefined || k > after).slice(0, limit));
+  sizes.measure([3]);
+  assert.equal(sizes.get(3)?.records, 10);
+  records.splice(5);
+  sizes.forget(3);
+  assert.equal(sizes.get(3), undefined);
+  sizes.measure([3]);
+  assert.equal(sizes.get(3)?.records, 5);
+});
