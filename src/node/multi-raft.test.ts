@@ -143,9 +143,10 @@ test("proposals made while the leader hands over wait for the new leader instead
   await put(c, "before", 0);
   const old = leaderOf(c, 1)!;
   const to = [...c.nodes.keys()].find((id) => id !== old.id)!;
-  old.transferLeadership(1, to);
+  const handedOver = old.transferLeadershipAndWait(1, to);
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => old.propose(1, { op: "put", key: `during${i}`, payload: i })));
   assert.ok(results.every((r) => r.ok), "every proposal was applied");
+  await handedOver;
   await waitFor("the new leader", () => leaderOf(c, 1)?.id === to);
   const reader = c.nodes.get(to)!;
   for (let i = 0; i < 20; i++) assert.equal((await reader.read(1, `during${i}`, "linearizable"))?.payload, i);

@@ -81,10 +81,6 @@ export interface NodeConfig {
   join?: boolean;
 }
 
-
-
-
-
 type Input =
   | { kind: "message"; group: number; msg: Message }
   | ProposeInput
@@ -159,8 +155,8 @@ export class MultiRaftNode {
   private readonly peers = new PeerLiveness(performance.now());
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   private hostingDue = true;
-  /** Groups made by splits applied in the last turn, whose log is written at the start of the next. */
-  private splitsToLand: number[] = [];
+  /** Groups made by splits applied in the last turn (with their parents), whose log is written at the start of the next. */
+  private splitsToLand: { child: number; parent: number }[] = [];
   /** Watchers of the metadata, waiters for its next change, and the routes it gives. */
   private readonly metaWatch: MetaWatch;
   private hostingPending = false;
@@ -235,7 +231,7 @@ export class MultiRaftNode {
       if (store.unlogged(g)) unlogged.push(g);
       else await store.dropGroup(g);
     }
-    if (unlogged.length > 0) await node.landSplits(unlogged);
+    if (unlogged.length > 0) await node.landSplits(unlogged.map((child) => ({ child })));
     if (bootstrap.length > 0) {
       await store.flushed();
       await wal.append(bootstrap);
@@ -317,12 +313,6 @@ export class MultiRaftNode {
     return this.metaWatch.next(timeoutMs);
   }
 
-  /** Proposes a split of a shard led here at hash `at` into the new shard `child` (PD-6). Resolves once applied here. */
-  proposeSplit(group: number, at: number, child: number): Promise<CommandResult> {
-    return this.proposeAndAwait<CommandResult>(group, `split of shard ${group}`,
-      (seq) => ({ kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd: { op: "split", at, child } }) }));
-  }
-
   /** A hosted shard's own state (range, recent splits). */
   shardState(group: number): ShardState {
     return this.group(group).shard;
@@ -331,25 +321,25 @@ export class MultiRaftNode {
   /**
    * Writes the logs of groups that splits made (their state is in the store, marked unlogged) and hosts
    * them: the store first (so the log never names a group whose state a crash could lose), then the
-   * log, then the mark is cleared. A child whose parent is led here campaigns at once.
+   * log, then the mark is cleared. A child whose parent is led here campaigns at once (on open, after a
+   * crash, the parent is unknown and no group leads yet).
    */
-  private async landSplits(children: number[]): Promise<void> {
+  private async landSplits(children: { child: number; parent?: number }[]): Promise<void> {
     await this.store.flushed();
     const records: WalRecord[] = [];
-    const logs: [number, GroupLog, ConfState][] = [];
-    for (const child of children) {
+    const logs: [number, GroupLog, ConfState, number | undefined][] = [];
+    for (const { child, parent } of children) {
       assert(!this.groups.has(child), () => `split child ${child} is hosted already`);
       assert(this.store.applied(child) === SPLIT_LOG_INDEX, () => `split child ${child} is not at its initial index`);
       const confState = this.store.confState(child)!;
       const hardState = { term: SPLIT_LOG_TERM, vote: 0, commit: SPLIT_LOG_INDEX };
       records.push({ kind: "snapshot", group: child, index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM, confState }, { kind: "hard-state", group: child, hardState });
-      logs.push([child, { hardState, snapshot: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM, confState }, start: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM }, entries: [] }, confState]);
+      logs.push([child, { hardState, snapshot: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM, confState }, start: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM }, entries: [] }, confState, parent]);
     }
     await this.wal.append(records);
-    for (const [child, log, confState] of logs) {
+    for (const [child, log, confState, parent] of logs) {
       const g = this.addGroup(child, log, confState);
       this.store.apply([{ group: child, appliedIndex: SPLIT_LOG_INDEX, unlogged: false }]);
-      const parent = this.meta.shards.get(child)?.origin?.parent ?? [...this.groups.values()].find((p) => p.shard.splits.some((sp) => sp.child === child))?.id;
       if (parent !== undefined && this.leaderOf(parent) === this.id && g.raft.raft.trk.isVoter(this.id)) g.raft.campaign();
       this.cfg.logger?.(`node ${this.id}: hosting shard ${child}, split from shard ${parent ?? "?"}`);
     }
@@ -422,15 +412,6 @@ export class MultiRaftNode {
   }
 
   /**
-   * Asks this node, if it leads the shard, to hand the leadership to `to` (a no-op otherwise). Proposals
-   * arriving meanwhile wait for the outcome instead of failing.
-   */
-  transferLeadership(group: number, to: NodeId): void {
-    this.group(group);
-    this.enqueue({ kind: "transfer", group, to });
-  }
-
-  /**
    * Hands the shard's leadership to `to` and resolves with Raft's explicit outcome (RAFT-7): "completed"
    * once `to` leads, "aborted" if the transfer failed or timed out, or this node did not lead.
    */
@@ -484,7 +465,6 @@ export class MultiRaftNode {
     return this.proposeAndAwait<ApplyResult>(META_GROUP, "metadata proposal",
       (seq) => ({ kind: "propose", group: META_GROUP, seq, data: encodeMetaProposal({ origin: [this.id, seq], cmd }) }));
   }
-
 
   /** Asks the shard to elect this node now (used by tests and operators). */
   campaign(group: number): void {
@@ -588,7 +568,6 @@ export class MultiRaftNode {
     return this.proposeAndAwait<ApplyResult>(group, `configuration change of group ${group}`, (seq) => ({ kind: "conf", group, seq, changes }));
   }
 
-
   private stepConfChange(g: Group, seq: number, changes: ConfChangeSingle[]): void {
     const cc = { transition: ConfChangeTransition.Auto, changes, context: `${this.id}:${seq}` };
     // Raft would turn a refused change into an empty entry and its proposer would wait for nothing.
@@ -643,7 +622,7 @@ export class MultiRaftNode {
     for (const id of drop) {
       const g = this.groups.get(id)!;
       this.groups.delete(id);
-      const gone = new NotLeaderError(id, 0);
+      const gone = new NotHostedError(id);
       for (const w of g.proposals.values()) this.settle(w, gone);
       for (const r of g.reads.values()) this.settle(r, gone);
       for (const w of g.leaderWaiters) this.settle(w, gone);
@@ -1040,7 +1019,7 @@ export class MultiRaftNode {
       for (const [origin, result] of applied.results) takeWaiter(g, this.id, origin, result, answers);
       const changed = applied.shard !== g.shard;
       g.shard = applied.shard;
-      this.splitsToLand.push(...applied.children);
+      this.splitsToLand.push(...applied.children.map((child) => ({ child, parent: g.id })));
       if (changed) this.onShardChanged?.(g.id);
       this.counters.applied += applied.commands;
       sizeBytes += applied.sizeBytes;

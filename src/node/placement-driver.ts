@@ -14,7 +14,7 @@
  * Lifecycle: start() runs a cycle every `scheduleIntervalMs` of the settings; stop() ends it.
  */
 import { type MetaState, type OperatorRecord, currentSettings } from "../meta/state.js";
-import { type ManualRequest, manualOperator } from "../placement/manual.js";
+import { type ManualRequest, busyRefusal, manualOperator } from "../placement/manual.js";
 import { type PlacementState, placementCycle } from "../placement/scheduler.js";
 import type { ClusterView, NodeId, NodeView, Operator, PlacementConfig, ShardView } from "../placement/types.js";
 import { ConfChangeType } from "../raft/index.js";
@@ -168,8 +168,8 @@ export class PlacementDriver {
   private async split(id: number, at?: number): Promise<PlacementAnswer> {
     const shard = this.node.metaState().shards.get(id);
     if (shard === undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
-    const busy = this.state?.operators.find((o) => o.shard === id);
-    if (busy !== undefined) return { ok: false, code: "shard_busy", message: `shard ${id} has operator ${busy.id} running (${busy.reason}); cancel it first` };
+    const busy = this.state === null ? null : busyRefusal(this.state, [id]);
+    if (busy !== null) return busy;
     const point = at ?? Math.floor((shard.range.start + shard.range.end) / 2);
     if (!(point > shard.range.start && point < shard.range.end)) {
       return { ok: false, code: "bad_request", message: `split point ${point} is not inside shard ${id}'s range [${shard.range.start}, ${shard.range.end})` };
@@ -195,12 +195,11 @@ export class PlacementDriver {
    */
   private async splitHotShard(view: ClusterView, cfg: PlacementConfig, nowMs: number): Promise<void> {
     if (view.shards.length >= MAX_SHARDS || this.state === null) return;
-    const settled = this.state.shardSettledAtMs;
-    const busy = new Set(this.state.operators.map((o) => o.shard));
+    const quiet = this.quietShards(cfg, nowMs);
     const hot = (s: ShardView) => cfg.splitRequestRate > 0 && s.requestRate > cfg.splitRequestRate;
     const big = (s: ShardView) => cfg.splitSizeBytes > 0 && s.sizeBytes > cfg.splitSizeBytes;
     const due = view.shards
-      .filter((s) => (hot(s) || big(s)) && !busy.has(s.id) && nowMs - (settled.get(s.id) ?? -Infinity) >= cfg.shardCooldownMs)
+      .filter((s) => (hot(s) || big(s)) && quiet(s.id))
       .sort((a, b) => b.requestRate - a.requestRate || b.sizeBytes - a.sizeBytes || a.id - b.id)[0];
     if (due === undefined) return;
     const r = await this.split(due.id);
@@ -219,8 +218,8 @@ export class PlacementDriver {
     if (source === undefined || source.retiredInto !== undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
     const target = [...meta.shards.values()].find((s) => s.collection === source.collection && s.retiredInto === undefined && s.range.end === source.range.start);
     if (target === undefined) return { ok: false, code: "no_neighbour", message: `shard ${id} starts its collection's hash space: it has no lower neighbour to merge into` };
-    const busy = this.state?.operators.find((o) => o.shard === id || o.shard === target.id);
-    if (busy !== undefined) return { ok: false, code: "shard_busy", message: `shard ${busy.shard} has operator ${busy.id} running (${busy.reason}); cancel it first` };
+    const busy = this.state === null ? null : busyRefusal(this.state, [id, target.id]);
+    if (busy !== null) return busy;
     const r = await this.gateway.merge(id, target.id);
     if (!r.ok) return r;
     this.opts.logger?.(`placement driver: merging shard ${id} into shard ${target.id}`);
@@ -242,8 +241,7 @@ export class PlacementDriver {
       const held = this.reports.get(id);
       return held === undefined || nowMs - held.atMs > freshMs || held.report.records === undefined ? null : held.report;
     };
-    const busy = new Set(this.state.operators.map((o) => o.shard));
-    const quiet = (id: number) => !busy.has(id) && nowMs - (this.state!.shardSettledAtMs.get(id) ?? -Infinity) >= cfg.shardCooldownMs;
+    const quiet = this.quietShards(cfg, nowMs);
     const rateMax = cfg.splitRequestRate > 0 ? cfg.splitRequestRate / 4 : Infinity;
     for (const c of meta.collections.values()) {
       if (c.initialShards === undefined || c.shards.length <= c.initialShards) continue;
@@ -258,6 +256,13 @@ export class PlacementDriver {
         return;
       }
     }
+  }
+
+  /** Whether a shard is free for an automatic split or merge: no operator on it, not cooling down. */
+  private quietShards(cfg: PlacementConfig, nowMs: number): (shard: number) => boolean {
+    const state = this.state!;
+    const busy = new Set(state.operators.map((o) => o.shard));
+    return (id) => !busy.has(id) && nowMs - (state.shardSettledAtMs.get(id) ?? -Infinity) >= cfg.shardCooldownMs;
   }
 
   /** Balancing leaves a shard alone for a cooldown after it changed. */

@@ -20,6 +20,12 @@ export type ManualResult =
 
 const refuse = (code: string, message: string): ManualResult => ({ ok: false, code, message });
 
+/** The refusal for work on shards that have an operator running (one actor per shard at a time), or null. */
+export function busyRefusal(state: PlacementState, shards: readonly number[]): { ok: false; code: string; message: string } | null {
+  const busy = state.operators.find((o) => shards.includes(o.shard));
+  return busy === undefined ? null : refuse("shard_busy", `shard ${busy.shard} has operator ${busy.id} running (${busy.reason}); cancel it first`) as { ok: false; code: string; message: string };
+}
+
 export function manualOperator(view: ClusterView, state: PlacementState, req: ManualRequest, nowMs: number): ManualResult {
   if (req.kind === "cancel") {
     const op = state.operators.find((o) => o.id === req.operator);
@@ -31,8 +37,8 @@ export function manualOperator(view: ClusterView, state: PlacementState, req: Ma
   }
   const shard = view.shards.find((s) => s.id === req.shard);
   if (shard === undefined) return refuse("shard_not_found", `no shard ${req.shard}`);
-  const busy = state.operators.find((o) => o.shard === shard.id);
-  if (busy !== undefined) return refuse("shard_busy", `shard ${shard.id} has operator ${busy.id} running (${busy.reason}); cancel it first`);
+  const busy = busyRefusal(state, [shard.id]);
+  if (busy !== null) return busy;
   const placeable = (id: NodeId) => view.nodes.some((n) => n.id === id && n.state === "ready" && n.health === "healthy" && n.learnerOnly !== true);
   let steps: Step[];
   if (req.kind === "move") {
