@@ -113,6 +113,8 @@ export interface TransferWaiter extends Waiter<"completed" | "aborted"> {
 /** Waits for a leader other than `refused` (a node that just said it does not lead). */
 export interface LeaderWaiter extends Waiter<NodeId> {
   refused: NodeId;
+  /** This node's term when the refusal came: `refused` leading in a later term is a new leadership. */
+  refusedTerm: number;
 }
 
 export interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array }

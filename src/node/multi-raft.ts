@@ -539,8 +539,9 @@ export class MultiRaftNode {
 
   /**
    * Resolves with the shard's leader as soon as this node knows one other than `refused` (a node that
-   * has just answered that it does not lead); rejects with NotLeaderError after `timeoutMs`. Lets a
-   * gateway ride out an election or a leadership hand-over instead of failing the request.
+   * has just answered that it does not lead), or `refused` itself elected in a later term (a restarted
+   * leader often wins again); rejects with NotLeaderError after `timeoutMs`. Lets a gateway ride out an
+   * election or a leadership hand-over instead of failing the request.
    */
   awaitLeader(group: number, refused: NodeId, timeoutMs: number): Promise<NodeId> {
     const g = this.group(group);
@@ -549,7 +550,7 @@ export class MultiRaftNode {
     if (lead !== 0 && lead !== refused) return Promise.resolve(lead);
     return new Promise((resolve, reject) => {
       const w: LeaderWaiter = {
-        resolve, reject, refused,
+        resolve, reject, refused, refusedTerm: g.raft.raft.term,
         timer: setTimeout(() => {
           g.leaderWaiters = g.leaderWaiters.filter((x) => x !== w);
           reject(new NotLeaderError(group, 0));
@@ -972,13 +973,15 @@ export class MultiRaftNode {
   }
 
   private answerLeaderWaiters(readies: [Group, Ready][]): void {
-    for (const [g, rd] of readies) {
-      if (rd.softState === null || g.leaderWaiters.length === 0) continue;
-      const lead = rd.softState.lead;
-      if (lead === 0) continue;
+    for (const [g] of readies) {
+      // From the group's state, not only its soft-state changes: the same leader in a new term changes
+      // neither its lead nor its role.
+      const { lead, term } = g.raft.raft;
+      if (g.leaderWaiters.length === 0 || lead === 0) continue;
+      const found = (w: LeaderWaiter) => w.refused !== lead || term > w.refusedTerm;
       const waiting = g.leaderWaiters;
-      g.leaderWaiters = waiting.filter((w) => w.refused === lead);
-      for (const w of waiting) if (w.refused !== lead) this.settle(w, lead);
+      g.leaderWaiters = waiting.filter((w) => !found(w));
+      for (const w of waiting) if (found(w)) this.settle(w, lead);
     }
   }
 
