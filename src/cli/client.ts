@@ -1,71 +1,106 @@
-/** `shoal put | get | del | status`: a small client of the HTTP API. */
+/** `shoal put | get | del | status | node ls | shard ls | config`: a small client of the HTTP API. Arguments arrive checked (main.ts). */
 export interface ClientOptions {
   endpoint: string;
-  consistency?: string;
-  ifVersion?: string;
   json?: boolean;
 }
 
-export async function call(method: string, url: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-  let r: Response;
+/** A server's answer; `raw` holds a body that is not JSON (a proxy's HTML page, say), `body` is then null. */
+export interface Answer {
+  status: number;
+  body: unknown;
+  raw?: string;
+}
+
+const REFUSED_HINT = "connection refused (is a node running? start one with: npx shoal demo)";
+
+/** Why fetch failed, from its cause: undici wraps the socket error, and with several addresses an AggregateError without a message. */
+function unreachable(e: unknown): string {
+  const cause = (e as Error).cause as (Error & { code?: string }) | undefined;
+  if (cause?.code === "ECONNREFUSED") return REFUSED_HINT;
+  return cause?.message || cause?.code || (e as Error).message;
+}
+
+/** One request to the node at `endpoint`; a failure to connect becomes an error that names the endpoint. */
+export async function send(endpoint: string, method: string, path: string, body?: unknown): Promise<Response> {
+  const base = endpoint.replace(/\/+$/, "");
   try {
-    r = await fetch(url, {
+    return await fetch(base + path, {
       method,
       ...(body !== undefined ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {}),
     });
   } catch (e) {
-    throw new Error(`cannot reach ${url}: ${(e as Error).cause instanceof Error ? (e as Error & { cause: Error }).cause.message : (e as Error).message}`);
+    throw new Error(`cannot reach ${base}: ${unreachable(e)}`);
   }
+}
+
+export async function answer(r: Response): Promise<Answer> {
   const text = await r.text();
-  return { status: r.status, body: text === "" ? null : JSON.parse(text) };
+  if (text === "") return { status: r.status, body: null };
+  try {
+    return { status: r.status, body: JSON.parse(text) };
+  } catch {
+    return { status: r.status, body: null, raw: text };
+  }
 }
 
-function recordUrl(opts: ClientOptions, id: string): string {
-  return `${opts.endpoint.replace(/\/$/, "")}/v1/collections/default/records/${encodeURIComponent(id)}`;
+export async function call(endpoint: string, method: string, path: string, body?: unknown): Promise<Answer> {
+  return answer(await send(endpoint, method, path, body));
 }
 
-export function report(res: { status: number; body: unknown }): number {
-  if (res.status >= 400) {
-    const err = (res.body as { error?: { code: string; message: string } } | null)?.error;
-    console.error(`error ${res.status}${err ? ` ${err.code}: ${err.message}` : ""}`);
+/** Whether a command can read the answer as it expects: a success in JSON. */
+export const readable = (res: Answer) => res.status < 400 && res.raw === undefined;
+
+/** What follows `error <status>` on an unreadable answer: the API's error code and message, or the start of a body that is not JSON. */
+function errorDetail(res: Answer): string {
+  if (res.raw !== undefined) return `: ${res.raw.replace(/\s+/g, " ").trim().slice(0, 200)}`;
+  const err = (res.body as { error?: { code: string; message: string } } | null)?.error;
+  return err ? ` ${err.code}: ${err.message}` : "";
+}
+
+/** Prints the answer as JSON (exit 0), or its error (exit 1). */
+export function report(res: Answer): number {
+  if (!readable(res)) {
+    console.error(`error ${res.status}${errorDetail(res)}`);
     return 1;
   }
   console.log(JSON.stringify(res.body, null, 2));
   return 0;
 }
 
-export async function putCommand(id: string, payload: string, opts: ClientOptions): Promise<number> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(payload);
-  } catch {
-    console.error(`put: the payload must be JSON, got ${JSON.stringify(payload)}`);
-    return 2;
-  }
-  const body: Record<string, unknown> = { payload: parsed };
-  if (opts.ifVersion !== undefined) body.ifVersion = Number(opts.ifVersion);
-  return report(await call("PUT", recordUrl(opts, id), body));
+const recordPath = (id: string) => `/v1/collections/default/records/${encodeURIComponent(id)}`;
+
+export async function putCommand(id: string, payload: unknown, opts: ClientOptions & { ifVersion?: number }): Promise<number> {
+  return report(await call(opts.endpoint, "PUT", recordPath(id), { payload, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}) }));
 }
 
-export async function getCommand(id: string, opts: ClientOptions): Promise<number> {
+export async function getCommand(id: string, opts: ClientOptions & { consistency?: string }): Promise<number> {
   const q = opts.consistency !== undefined ? `?consistency=${encodeURIComponent(opts.consistency)}` : "";
-  return report(await call("GET", recordUrl(opts, id) + q));
+  return report(await call(opts.endpoint, "GET", recordPath(id) + q));
 }
 
-export async function delCommand(id: string, opts: ClientOptions): Promise<number> {
-  const q = opts.ifVersion !== undefined ? `?ifVersion=${encodeURIComponent(opts.ifVersion)}` : "";
-  return report(await call("DELETE", recordUrl(opts, id) + q));
+export async function delCommand(id: string, opts: ClientOptions & { ifVersion?: number }): Promise<number> {
+  const q = opts.ifVersion !== undefined ? `?ifVersion=${opts.ifVersion}` : "";
+  const res = await call(opts.endpoint, "DELETE", recordPath(id) + q);
+  if (!readable(res) || opts.json) return report(res);
+  const { version, deleted } = res.body as { version: number; deleted?: boolean };
+  // A server from before `deleted` was answered says nothing: it deleted, or there was nothing to delete.
+  console.log(deleted === false ? `${id} did not exist; nothing deleted` : `deleted ${id} (version ${version})`);
+  return 0;
+}
+
+export interface ShardStatus { shard: number; role: string; leader: number; term: number; commit: number; applied: number; voters: number[] }
+
+export function statusTable(shards: ShardStatus[]): string {
+  return table(["shard", "role", "leader", "term", "commit", "applied", "voters"],
+    shards.map((s) => [s.shard, s.role, s.leader, s.term, s.commit, s.applied, s.voters.join(",")]));
 }
 
 export async function statusCommand(opts: ClientOptions): Promise<number> {
-  const res = await call("GET", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/status`);
-  if (res.status >= 400 || opts.json) return report(res);
-  const st = res.body as { node: number; shards: { shard: number; role: string; leader: number; term: number; commit: number; applied: number; voters: number[] }[] };
+  const res = await call(opts.endpoint, "GET", "/v1/cluster/status");
+  if (!readable(res) || opts.json) return report(res);
+  const st = res.body as { node: number; shards: ShardStatus[] };
   console.log(`node ${st.node}`);
-  console.log("shard  role        leader  term  commit  applied  voters");
-  for (const s of st.shards) {
-    console.log(`${String(s.shard).padEnd(6)} ${s.role.padEnd(11)} ${String(s.leader).padEnd(7)} ${String(s.term).padEnd(5)} ${String(s.commit).padEnd(7)} ${String(s.applied).padEnd(8)} ${s.voters.join(",")}`);
-  }
+  console.log(statusTable(st.shards));
   return 0;
 }
 
@@ -77,8 +112,8 @@ export function table(header: string[], rows: (string | number)[][]): string {
 }
 
 export async function nodeListCommand(opts: ClientOptions): Promise<number> {
-  const res = await call("GET", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/nodes`);
-  if (res.status >= 400 || opts.json) return report(res);
+  const res = await call(opts.endpoint, "GET", "/v1/cluster/nodes");
+  if (!readable(res) || opts.json) return report(res);
   const body = res.body as { metaLeader: number; nodes: { id: number; peer: string; http: string; labels: Record<string, string>; role: string; lifecycle: string; worker: string; health: string }[] };
   console.log(table(["id", "peer", "http", "role", "membership", "worker", "health", "labels"], body.nodes.map((n) => [
     `${n.id}${n.id === body.metaLeader ? "*" : ""}`, n.peer, n.http, n.role, n.lifecycle, n.worker, n.health,
@@ -89,8 +124,8 @@ export async function nodeListCommand(opts: ClientOptions): Promise<number> {
 }
 
 export async function shardListCommand(opts: ClientOptions): Promise<number> {
-  const res = await call("GET", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/shards`);
-  if (res.status >= 400 || opts.json) return report(res);
+  const res = await call(opts.endpoint, "GET", "/v1/cluster/shards");
+  if (!readable(res) || opts.json) return report(res);
   const body = res.body as { shards: { shard: number; collection: string; range: [number, number]; epoch: number; replicas: { node: number; role: string }[] }[] };
   const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
   console.log(table(["shard", "collection", "hash range", "epoch", "replicas"], body.shards.map((s) => [
@@ -99,45 +134,38 @@ export async function shardListCommand(opts: ClientOptions): Promise<number> {
   return 0;
 }
 
-export async function nodeActionCommand(action: "drain" | "remove", id: string, opts: ClientOptions): Promise<number> {
-  return report(await call("POST", `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/nodes/${encodeURIComponent(id)}/${action}`));
+export async function nodeActionCommand(action: "drain" | "remove", id: number, opts: ClientOptions): Promise<number> {
+  return report(await call(opts.endpoint, "POST", `/v1/cluster/nodes/${id}/${action}`));
 }
 
-export async function configCommand(action: "get" | "history" | "set" | "rollback", args: string[], opts: ClientOptions & { note?: string }): Promise<number> {
-  const base = `${opts.endpoint.replace(/\/$/, "")}/v1/cluster/config`;
-  type Version = { version: number; atMs: number; note: string; placement: Record<string, number> };
-  switch (action) {
-    case "get": {
-      const res = await call("GET", base);
-      if (res.status >= 400 || opts.json) return report(res);
-      const v = res.body as Version;
-      console.log(`version ${v.version}${v.note ? ` (${v.note})` : ""}`);
-      console.log(table(["setting", "value"], Object.entries(v.placement)));
-      return 0;
-    }
-    case "history": {
-      const res = await call("GET", `${base}/history`);
-      if (res.status >= 400 || opts.json) return report(res);
-      const vs = (res.body as { versions: Version[] }).versions;
-      console.log(table(["version", "at", "note"], vs.map((v) => [v.version, v.atMs === 0 ? "-" : new Date(v.atMs).toISOString(), v.note || "-"])));
-      return 0;
-    }
-    case "set": {
-      const settings: Record<string, number> = {};
-      for (const a of args) {
-        const m = /^([A-Za-z]+)=(-?[0-9.]+)$/.exec(a);
-        if (m === null) {
-          console.error(`shoal config set: expected NAME=NUMBER, got ${JSON.stringify(a)}`);
-          return 2;
-        }
-        settings[m[1]!] = Number(m[2]);
-      }
-      const current = await call("GET", base);
-      if (current.status >= 400) return report(current);
-      const baseVersion = (current.body as Version).version;
-      return report(await call("PUT", base, { baseVersion, settings, ...(opts.note !== undefined ? { note: opts.note } : {}) }));
-    }
-    case "rollback":
-      return report(await call("POST", `${base}/rollback`, { toVersion: Number(args[0]) }));
-  }
+const CONFIG = "/v1/cluster/config";
+type ConfigVersion = { version: number; atMs: number; note: string; placement: Record<string, number> };
+
+export async function configGetCommand(opts: ClientOptions): Promise<number> {
+  const res = await call(opts.endpoint, "GET", CONFIG);
+  if (!readable(res) || opts.json) return report(res);
+  const v = res.body as ConfigVersion;
+  console.log(`version ${v.version}${v.note ? ` (${v.note})` : ""}`);
+  console.log(table(["setting", "value"], Object.entries(v.placement)));
+  return 0;
+}
+
+export async function configHistoryCommand(opts: ClientOptions): Promise<number> {
+  const res = await call(opts.endpoint, "GET", `${CONFIG}/history`);
+  if (!readable(res) || opts.json) return report(res);
+  const vs = (res.body as { versions: ConfigVersion[] }).versions;
+  console.log(table(["version", "at", "note"], vs.map((v) => [v.version, v.atMs === 0 ? "-" : new Date(v.atMs).toISOString(), v.note || "-"])));
+  return 0;
+}
+
+/** A change applies only against the version it read (the server refuses it if another came in between). */
+export async function configSetCommand(settings: Record<string, number>, opts: ClientOptions & { note?: string }): Promise<number> {
+  const current = await call(opts.endpoint, "GET", CONFIG);
+  if (!readable(current)) return report(current);
+  const baseVersion = (current.body as ConfigVersion).version;
+  return report(await call(opts.endpoint, "PUT", CONFIG, { baseVersion, settings, ...(opts.note !== undefined ? { note: opts.note } : {}) }));
+}
+
+export async function configRollbackCommand(version: number, opts: ClientOptions): Promise<number> {
+  return report(await call(opts.endpoint, "POST", `${CONFIG}/rollback`, { toVersion: version }));
 }

@@ -1,48 +1,27 @@
 /** `shoal node promote`, `shoal shard move | transfer-leader | split | merge`, `shoal operator ls | cancel`, `shoal alerts`, `shoal watch`. */
-import { type ClientOptions, call, report, table } from "./client.js";
+import { type ClientOptions, answer, call, readable, report, send, table } from "./client.js";
 
-const base = (opts: ClientOptions) => `${opts.endpoint.replace(/\/$/, "")}/v1/cluster`;
+// Ids arrive checked as positive integers (main.ts).
+const post = (opts: ClientOptions, path: string, body?: unknown) => call(opts.endpoint, "POST", `/v1/cluster${path}`, body);
 
-/** A positive integer argument, or null after saying what is wrong (exit 2). */
-function idArg(what: string, v: string | undefined): number | null {
-  const n = Number(v);
-  if (v === undefined || !Number.isInteger(n) || n < 1) {
-    console.error(`shoal: ${what} must be a positive integer, got ${JSON.stringify(v)}`);
-    return null;
-  }
-  return n;
+export async function promoteCommand(node: number, opts: ClientOptions & { with?: number }): Promise<number> {
+  return report(await post(opts, `/nodes/${node}/promote`, opts.with === undefined ? {} : { with: opts.with }));
 }
 
-export async function promoteCommand(id: string, opts: ClientOptions & { with?: string }): Promise<number> {
-  const node = idArg("the node id", id);
-  const partner = opts.with === undefined ? undefined : idArg("--with", opts.with);
-  if (node === null || partner === null) return 2;
-  return report(await call("POST", `${base(opts)}/nodes/${node}/promote`, partner === undefined ? {} : { with: partner }));
+export async function shardMoveCommand(shard: number, opts: ClientOptions & { from: number; to: number }): Promise<number> {
+  return report(await post(opts, `/shards/${shard}/move`, { from: opts.from, to: opts.to }));
 }
 
-export async function shardMoveCommand(id: string, opts: ClientOptions & { from?: string; to?: string }): Promise<number> {
-  const [shard, from, to] = [idArg("the shard id", id), idArg("--from", opts.from), idArg("--to", opts.to)];
-  if (shard === null || from === null || to === null) return 2;
-  return report(await call("POST", `${base(opts)}/shards/${shard}/move`, { from, to }));
+export async function transferLeaderCommand(shard: number, opts: ClientOptions & { to: number }): Promise<number> {
+  return report(await post(opts, `/shards/${shard}/transfer-leader`, { to: opts.to }));
 }
 
-export async function transferLeaderCommand(id: string, opts: ClientOptions & { to?: string }): Promise<number> {
-  const [shard, to] = [idArg("the shard id", id), idArg("--to", opts.to)];
-  if (shard === null || to === null) return 2;
-  return report(await call("POST", `${base(opts)}/shards/${shard}/transfer-leader`, { to }));
+export async function splitCommand(shard: number, opts: ClientOptions & { at?: number }): Promise<number> {
+  return report(await post(opts, `/shards/${shard}/split`, opts.at === undefined ? {} : { at: opts.at }));
 }
 
-export async function splitCommand(id: string, opts: ClientOptions & { at?: string }): Promise<number> {
-  const shard = idArg("the shard id", id);
-  const at = opts.at === undefined ? undefined : idArg("--at", opts.at);
-  if (shard === null || at === null) return 2;
-  return report(await call("POST", `${base(opts)}/shards/${shard}/split`, at === undefined ? {} : { at }));
-}
-
-export async function mergeCommand(id: string, opts: ClientOptions): Promise<number> {
-  const shard = idArg("the shard id", id);
-  if (shard === null) return 2;
-  return report(await call("POST", `${base(opts)}/shards/${shard}/merge`));
+export async function mergeCommand(shard: number, opts: ClientOptions): Promise<number> {
+  return report(await post(opts, `/shards/${shard}/merge`));
 }
 
 interface OperatorView {
@@ -51,8 +30,8 @@ interface OperatorView {
 }
 
 export async function operatorListCommand(opts: ClientOptions & { running?: boolean }): Promise<number> {
-  const res = await call("GET", `${base(opts)}/operators${opts.running === true ? "?status=running" : ""}`);
-  if (res.status >= 400 || opts.json) return report(res);
+  const res = await call(opts.endpoint, "GET", `/v1/cluster/operators${opts.running === true ? "?status=running" : ""}`);
+  if (!readable(res) || opts.json) return report(res);
   const ops = (res.body as { operators: OperatorView[] }).operators;
   const step = (s: OperatorView["steps"][number], i: number, at: number) =>
     `${i < at ? "✓" : i === at ? ">" : " "}${s.kind}${s.kind === "transfer-leader" ? ` ${s.to}` : ` ${s.node}`}`;
@@ -62,15 +41,13 @@ export async function operatorListCommand(opts: ClientOptions & { running?: bool
   return 0;
 }
 
-export async function operatorCancelCommand(id: string, opts: ClientOptions): Promise<number> {
-  const op = idArg("the operator id", id);
-  if (op === null) return 2;
-  return report(await call("POST", `${base(opts)}/operators/${op}/cancel`));
+export async function operatorCancelCommand(id: number, opts: ClientOptions): Promise<number> {
+  return report(await post(opts, `/operators/${id}/cancel`));
 }
 
 export async function alertsCommand(opts: ClientOptions): Promise<number> {
-  const res = await call("GET", `${base(opts)}/alerts`);
-  if (res.status >= 400 || opts.json) return report(res);
+  const res = await call(opts.endpoint, "GET", "/v1/cluster/alerts");
+  if (!readable(res) || opts.json) return report(res);
   const alerts = (res.body as { alerts: { atMs: number; kind: string; node: number; message: string }[] }).alerts;
   if (alerts.length === 0) console.log("no alerts");
   else console.log(table(["at", "kind", "node", "message"], alerts.map((a) => [new Date(a.atMs).toISOString(), a.kind, a.node, a.message])));
@@ -79,15 +56,8 @@ export async function alertsCommand(opts: ClientOptions): Promise<number> {
 
 /** Prints the watch stream's events, one JSON line each ({event, data}), until interrupted. */
 export async function watchCommand(opts: ClientOptions): Promise<number> {
-  const url = `${base(opts)}/watch`;
-  let r: Response;
-  try {
-    r = await fetch(url);
-  } catch (e) {
-    console.error(`cannot reach ${url}: ${(e as Error).message}`);
-    return 1;
-  }
-  if (!r.ok || r.body === null) return report({ status: r.status, body: await r.json().catch(() => null) });
+  const r = await send(opts.endpoint, "GET", "/v1/cluster/watch");
+  if (!r.ok || r.body === null) return report(await answer(r));
   const decoder = new TextDecoder();
   let buffered = "";
   for await (const chunk of r.body) {

@@ -1,143 +1,265 @@
 /** The `shoal` command line. */
-import { Command, Option } from "commander";
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
 
 // Each command's module is loaded only when that command runs: `check-history` should not pay for
 // loading the HTTP server and the storage engine.
 
 const env = (name: string, dflt: string) => process.env[name] ?? dflt;
 
-const program = new Command();
-program.name("shoal").description("Shoal: a distributed, sharded, replicated database").version("0.1.0");
+// Input is checked while commander parses, so a bad value stops the command before it loads anything
+// or calls a server; commander names the argument in front of these messages.
 
-program
-  .command("check-history")
-  .description("check whether a recorded history is linearizable (exit 0 yes, 1 no, 2 unknown or bad input)")
-  .argument("<file>", "history: Shoal JSON lines, a Jepsen log, or a Jepsen EDN history")
-  .addOption(new Option("--model <model>", "sequential model (default: kv for EDN, else register)").choices(["register", "kv"]))
-  .addOption(new Option("--format <format>", "input format (default: detected)").choices(["jsonl", "jepsen-log", "edn"]))
-  .option("--timeout <seconds>", "give up with verdict unknown after this many seconds", "60")
-  .action(async (file: string, opts) => {
-    const { checkHistoryCommand } = await import("./check-history.js");
-    process.exitCode = checkHistoryCommand(file, opts);
-  });
+/**
+ * The server's ID_PATTERN (src/api/server.ts), repeated: importing the server module would load the
+ * HTTP server for every `shoal get`. cli.test.ts keeps the two equal.
+ */
+export const RECORD_ID = /^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,256}$/;
+const ID_RULE = "1-256 characters of A-Z a-z 0-9 . _ ~ : @ ! $ & ' ( ) * + , ; = -";
 
-program
-  .command("sim")
-  .description("run the deterministic cluster simulator over a range of seeds")
-  .option("--seeds <n>", "number of seeds to run", "20")
-  .option("--first-seed <s>", "first seed", "1")
-  .option("--steps <n>", "simulated milliseconds per run", "20000")
-  .option("--nodes <n>", "cluster size (3 or 5; 0 = chosen by seed)", "0")
-  .option("--mutation <name>", "switch on a deliberate bug (for demonstrating the checks)")
-  .addOption(new Option("--profile <profile>", "fault profile (default: chosen by each seed)").choices(["mixed", "leader-churn", "power"]))
-  .option("--history-dir <dir>", "write each run's client history (JSON lines) here")
-  .option("-v, --verbose", "print a line per seed")
-  .action(async (opts) => {
-    const { simCommand } = await import("./sim.js");
-    process.exitCode = await simCommand(opts);
-  });
-
-program
-  .command("start")
-  .description("run a Shoal node (with no flags: a single-node cluster, data in ./shoal-data, HTTP on 127.0.0.1:7400)")
-  .option("--id <n>", "this node's id, unique in the cluster [env SHOAL_ID]", env("SHOAL_ID", "1"))
-  .option("--data-dir <dir>", "where the node keeps its log and state [env SHOAL_DATA_DIR]", env("SHOAL_DATA_DIR", "./shoal-data"))
-  .option("--http <host:port>", "address of the public HTTP API [env SHOAL_HTTP]", env("SHOAL_HTTP", "127.0.0.1:7400"))
-  .option("--listen <host:port>", "address for other nodes (Raft traffic) [env SHOAL_LISTEN]", env("SHOAL_LISTEN", "127.0.0.1:7500"))
-  .option("--advertise <host:port>", "address other nodes should use, if not --listen [env SHOAL_ADVERTISE]", process.env.SHOAL_ADVERTISE)
-  .option("--peers <list>", "the other members: ID=HOST:PORT,… (empty: single node) [env SHOAL_PEERS]", env("SHOAL_PEERS", ""))
-  .option("--shards <n>", "shards of the default collection; fixed for the cluster's life [env SHOAL_SHARDS]", env("SHOAL_SHARDS", "4"))
-  .option("--max-payload-bytes <n>", "largest accepted request body [env SHOAL_MAX_PAYLOAD_BYTES]", env("SHOAL_MAX_PAYLOAD_BYTES", String(1 << 20)))
-  .option("--compact-after-entries <n>", "compact a shard's log after this many applied entries (default 10000) [env SHOAL_COMPACT_AFTER_ENTRIES]", process.env.SHOAL_COMPACT_AFTER_ENTRIES)
-  .addOption(new Option("--log-level <level>", "least severe log lines written (debug shows Raft and transport events) [env SHOAL_LOG_LEVEL]")
-    .choices(["debug", "info", "warn", "error"]).default(env("SHOAL_LOG_LEVEL", "info")))
-  .option("--join <url>", "join the running cluster of this member's HTTP API (the cluster assigns the id; --id, --peers and --shards are then ignored) [env SHOAL_JOIN]", process.env.SHOAL_JOIN)
-  .option("--labels <list>", "failure-domain labels: zone=…,rack=…,host=… [env SHOAL_LABELS]", process.env.SHOAL_LABELS)
-  .addOption(new Option("--role <role>", "standard (may vote in the metadata group), analytics (a learner forever, serves reads), standby [env SHOAL_ROLE]")
-    .choices(["standard", "analytics", "standby"]).default(env("SHOAL_ROLE", "standard")))
-  .action(async (opts) => {
-    // startCommand only returns on failure (a running node exits through its signal handlers).
-    const { startCommand } = await import("./start.js");
-    process.exit(await startCommand(opts));
-  });
-
-program
-  .command("demo")
-  .description("start a local cluster of node processes on loopback; Ctrl-C stops them all")
-  .option("--nodes <n>", "number of nodes", "3")
-  .option("--http-port <port>", "HTTP port of node 1 (node i uses port + i - 1)", "7400")
-  .option("--peer-port <port>", "peer port of node 1 (node i uses port + i - 1)", "7500")
-  .option("--shards <n>", "shards of the default collection", "4")
-  .option("--data-dir <dir>", "where the nodes keep their data and logs", "./shoal-demo")
-  .action(async (opts) => {
-    const { demoCommand } = await import("./demo.js");
-    process.exitCode = await demoCommand(opts);
-  });
-
-const endpoint = () => new Option("--endpoint <url>", "a node's HTTP API [env SHOAL_ENDPOINT]").default(env("SHOAL_ENDPOINT", "http://127.0.0.1:7400"));
-program.command("put").description("create or replace a record").argument("<id>").argument("<payload>", "JSON")
-  .addOption(endpoint()).option("--if-version <n>", "compare-and-set: only if the record is at this version (0: absent)")
-  .action(async (id: string, payload: string, opts) => { process.exitCode = await (await import("./client.js")).putCommand(id, payload, opts); });
-program.command("get").description("read a record").argument("<id>").addOption(endpoint())
-  .addOption(new Option("--consistency <level>").choices(["linearizable", "sequential", "eventual"]))
-  .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).getCommand(id, opts); });
-program.command("del").description("delete a record").argument("<id>").addOption(endpoint())
-  .option("--if-version <n>", "only if the record is at this version")
-  .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).delCommand(id, opts); });
-program.command("status").description("a node's view of the cluster's shards").addOption(endpoint())
-  .option("--json", "print JSON")
-  .action(async (opts) => { process.exitCode = await (await import("./client.js")).statusCommand(opts); });
-
-const nodeCmd = program.command("node").description("the cluster's nodes");
-nodeCmd.command("ls").description("list the nodes the metadata group records").addOption(endpoint()).option("--json", "print JSON")
-  .action(async (opts) => { process.exitCode = await (await import("./client.js")).nodeListCommand(opts); });
-for (const [action, what] of [["drain", "drain a node: no new replicas, its replicas move away (leaders first); it serves reads meanwhile"],
-  ["remove", "remove a node from the cluster (refused while it holds replicas: drain it first)"]] as const) {
-  nodeCmd.command(action).description(what).argument("<id>").addOption(endpoint())
-    .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).nodeActionCommand(action, id, opts); });
+function recordId(v: string): string {
+  if (!RECORD_ID.test(v)) throw new InvalidArgumentError(`A record id is ${ID_RULE}`);
+  return v;
 }
-nodeCmd.command("promote").description("promote a caught-up metadata learner to voter (voters stay odd: name a partner with --with)").argument("<id>")
-  .addOption(endpoint()).option("--with <id>", "a second learner promoted together (joint consensus)")
-  .action(async (id: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).promoteCommand(id, opts); });
-const configCmd = program.command("config").description("cluster-wide settings, versioned in the metadata group");
-configCmd.command("get").description("the settings in force").addOption(endpoint()).option("--json", "print JSON")
-  .action(async (opts) => { process.exitCode = await (await import("./client.js")).configCommand("get", [], opts); });
-configCmd.command("history").description("kept versions, oldest first").addOption(endpoint()).option("--json", "print JSON")
-  .action(async (opts) => { process.exitCode = await (await import("./client.js")).configCommand("history", [], opts); });
-configCmd.command("set").description("change settings (NAME=NUMBER …), validated before they apply").argument("<assignments...>")
-  .addOption(endpoint()).option("--note <text>", "what the change is for, kept with the version")
-  .action(async (assignments: string[], opts) => { process.exitCode = await (await import("./client.js")).configCommand("set", assignments, opts); });
-configCmd.command("rollback").description("go back to a kept version (recorded as a new version)").argument("<version>").addOption(endpoint())
-  .action(async (version: string, opts) => { process.exitCode = await (await import("./client.js")).configCommand("rollback", [version], opts); });
-const shardCmd = program.command("shard").description("the shard map");
-shardCmd.command("ls").description("list the shards: hash range, epoch, replicas").addOption(endpoint()).option("--json", "print JSON")
-  .action(async (opts) => { process.exitCode = await (await import("./client.js")).shardListCommand(opts); });
 
-shardCmd.command("move").description("move a replica of a shard to another node (the placement driver runs it as an operator)").argument("<shard>")
-  .requiredOption("--from <node>", "the node holding the replica").requiredOption("--to <node>", "a ready node not holding one").addOption(endpoint())
-  .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).shardMoveCommand(shard, opts); });
-shardCmd.command("transfer-leader").description("move a shard's leadership to another of its voters").argument("<shard>")
-  .requiredOption("--to <node>", "a voter of the shard").addOption(endpoint())
-  .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).transferLeaderCommand(shard, opts); });
-shardCmd.command("split").description("split a shard in two: the upper part of its hash range becomes a new shard on the same replicas").argument("<shard>")
-  .option("--at <hash>", "where to cut (a 32-bit hash inside the shard's range; default: its middle)").addOption(endpoint())
-  .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).splitCommand(shard, opts); });
-shardCmd.command("merge").description("merge a small shard into its lower neighbour (it freezes; its records move through the neighbour's log)").argument("<shard>").addOption(endpoint())
-  .action(async (shard: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).mergeCommand(shard, opts); });
-const operatorCmd = program.command("operator").description("the placement driver's operators (replica moves, leader transfers)");
-operatorCmd.command("ls").description("list operators, newest first, with their steps (✓ done, > current)").addOption(endpoint())
-  .option("--running", "only running ones").option("--json", "print JSON")
-  .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).operatorListCommand(opts); });
-operatorCmd.command("cancel").description("cancel a running operator (finished steps stand)").argument("<id>").addOption(endpoint())
-  .action(async (id: string, opts) => { process.exitCode = await (await import("./cluster-client.js")).operatorCancelCommand(id, opts); });
-program.command("alerts").description("the placement driver's alerts (dead nodes, stale learners, removals)").addOption(endpoint()).option("--json", "print JSON")
-  .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).alertsCommand(opts); });
-program.command("watch").description("stream node and shard changes as JSON lines (server-sent events) until interrupted").addOption(endpoint())
-  .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).watchCommand(opts); });
-
-try {
-  await program.parseAsync(process.argv);
-} catch (e) {
-  console.error(`shoal: ${(e as Error).message}`);
-  process.exitCode = 1;
+function jsonValue(v: string): unknown {
+  try {
+    return JSON.parse(v);
+  } catch (e) {
+    throw new InvalidArgumentError(`Expected JSON (${(e as Error).message}); quote it for the shell, e.g. '{"a": 1}'`);
+  }
 }
+
+/** A decimal integer of at least `min`: digits only, so "1e3", "0x10" and "1.0" are refused, not reinterpreted. */
+const integerAtLeast = (min: number) => (v: string): number => {
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`Expected ${min === 0 ? "a non-negative" : "a positive"} integer`);
+  return n;
+};
+const positiveInt = integerAtLeast(1);
+const nonNegativeInt = integerAtLeast(0);
+
+function httpUrl(v: string): string {
+  const protocol = URL.canParse(v) ? new URL(v).protocol : null;
+  if (protocol !== "http:" && protocol !== "https:") throw new InvalidArgumentError("Expected an http(s) URL, e.g. http://127.0.0.1:7400");
+  return v;
+}
+
+/** One NAME=NUMBER of `config set`, added to those before it (commander folds a variadic argument through its parser). */
+function setting(v: string, before: Record<string, number> = {}): Record<string, number> {
+  const m = /^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$/.exec(v);
+  const n = Number(m?.[2]);
+  if (m === null || !Number.isFinite(n)) throw new InvalidArgumentError("Expected NAME=NUMBER: NAME an identifier (e.g. replicationFactor), NUMBER a finite number");
+  return { ...before, [m[1]!]: n };
+}
+
+const RECORD_ID_HELP = `record id: ${ID_RULE}`;
+const positive = (what: string, listedBy: string) => `${what}: a positive integer, as \`shoal ${listedBy}\` lists`;
+const NODE_ID = positive("node id", "node ls");
+const SHARD_ID = positive("shard id", "shard ls");
+
+const endpoint = () => new Option("--endpoint <url>", "a node's HTTP API: an http(s) URL").env("SHOAL_ENDPOINT").default("http://127.0.0.1:7400").argParser(httpUrl);
+const json = () => new Option("--json", "print the server's JSON answer (for scripts)");
+const nodeOption = (flags: string, what: string) => new Option(flags, `${what}; ${NODE_ID}`).argParser(positiveInt);
+const ifVersion = (what: string) => new Option("--if-version <n>", `compare-and-set: ${what} only if the record is at this version (a non-negative integer${what === "write" ? "; 0: only if there is none" : ""})`)
+  .argParser(nonNegativeInt);
+
+/** The whole command tree, built without parsing anything (tests walk it). */
+export function buildProgram(): Command {
+  const program = new Command();
+  // Thrown instead of exiting, so that every usage error leaves with code 2 (see runCli).
+  program.exitOverride();
+  program.name("shoal").description("Shoal: a distributed, sharded, replicated database").version("0.1.0", "-V, --version", "print shoal's version");
+  addToolCommands(program);
+  addNodeCommands(program);
+  addRecordCommands(program);
+  addClusterCommands(program);
+  return program;
+}
+
+function addToolCommands(program: Command): void {
+  program
+    .command("check-history")
+    .description("check whether a recorded history is linearizable (exit 0 yes, 1 no, 2 unknown or bad input)")
+    .argument("<file>", "history: Shoal JSON lines, a Jepsen log, or a Jepsen EDN history")
+    .addOption(new Option("--model <model>", "sequential model (default: kv for EDN, else register)").choices(["register", "kv"]))
+    .addOption(new Option("--format <format>", "input format (default: detected)").choices(["jsonl", "jepsen-log", "edn"]))
+    .option("--timeout <seconds>", "give up with verdict unknown after this many seconds", "60")
+    .action(async (file: string, opts) => {
+      const { checkHistoryCommand } = await import("./check-history.js");
+      process.exitCode = checkHistoryCommand(file, opts);
+    });
+
+  program
+    .command("sim")
+    .description("run the deterministic cluster simulator over a range of seeds")
+    .option("--seeds <n>", "number of seeds to run", "20")
+    .option("--first-seed <s>", "first seed", "1")
+    .option("--steps <n>", "simulated milliseconds per run", "20000")
+    .option("--nodes <n>", "cluster size (3 or 5; 0 = chosen by seed)", "0")
+    .option("--mutation <name>", "switch on a deliberate bug (for demonstrating the checks)")
+    .addOption(new Option("--profile <profile>", "fault profile (default: chosen by each seed)").choices(["mixed", "leader-churn", "power"]))
+    .option("--history-dir <dir>", "write each run's client history (JSON lines) here")
+    .option("-v, --verbose", "print a line per seed")
+    .action(async (opts) => {
+      const { simCommand } = await import("./sim.js");
+      process.exitCode = await simCommand(opts);
+    });
+}
+
+function addNodeCommands(program: Command): void {
+  program
+    .command("start")
+    .description("run a Shoal node (with no flags: a single-node cluster, data in ./shoal-data, HTTP on 127.0.0.1:7400")
+    .option("--id <n>", "this node's id, unique in the cluster [env SHOAL_ID]", env("SHOAL_ID", "1"))
+    .option("--data-dir <dir>", "where the node keeps its log and state [env SHOAL_DATA_DIR]", env("SHOAL_DATA_DIR", "./shoal-data"))
+    .option("--http <host:port>", "address of the public HTTP API [env SHOAL_HTTP]", env("SHOAL_HTTP", "127.0.0.1:7400"))
+    .option("--listen <host:port>", "address for other nodes (Raft traffic) [env SHOAL_LISTEN]", env("SHOAL_LISTEN", "127.0.0.1:7500"))
+    .option("--advertise <host:port>", "address other nodes should use, if not --listen [env SHOAL_ADVERTISE]", process.env.SHOAL_ADVERTISE)
+    .option("--peers <list>", "the other members: ID=HOST:PORT,… (empty: single node) [env SHOAL_PEERS]", env("SHOAL_PEERS", ""))
+    .option("--shards <n>", "shards of the default collection; fixed for the cluster's life [env SHOAL_SHARDS]", env("SHOAL_SHARDS", "4"))
+    .option("--max-payload-bytes <n>", "largest accepted request body [env SHOAL_MAX_PAYLOAD_BYTES]", env("SHOAL_MAX_PAYLOAD_BYTES", String(1 << 20)))
+    .option("--compact-after-entries <n>", "compact a shard's log after this many applied entries (default 10000) [env SHOAL_COMPACT_AFTER_ENTRIES]", process.env.SHOAL_COMPACT_AFTER_ENTRIES)
+    .addOption(new Option("--log-level <level>", "least severe log lines written (debug shows Raft and transport events) [env SHOAL_LOG_LEVEL]")
+      .choices(["debug", "info", "warn", "error"]).default(env("SHOAL_LOG_LEVEL", "info")))
+    .option("--join <url>", "join the running cluster of this member's HTTP API (the cluster assigns the id; --id, --peers and --shards are then ignored) [env SHOAL_JOIN]", process.env.SHOAL_JOIN)
+    .option("--labels <list>", "failure-domain labels: zone=…,rack=…,host=… [env SHOAL_LABELS]", process.env.SHOAL_LABELS)
+    .addOption(new Option("--role <role>", "standard (may vote in the metadata group), analytics (a learner forever, serves reads), standby [env SHOAL_ROLE]")
+      .choices(["standard", "analytics", "standby"]).default(env("SHOAL_ROLE", "standard")))
+    .action(async (opts) => {
+      // startCommand only returns on failure (a running node exits through its signal handlers).
+      const { startCommand } = await import("./start.js");
+      process.exit(await startCommand(opts));
+    });
+
+  program
+    .command("demo")
+    .description("start a local cluster of node processes on loopback; Ctrl-C stops them all")
+    .option("--nodes <n>", "number of nodes, 1 to 9", "3")
+    .option("--http-port <port>", "HTTP port of node 1 (node i uses port + i - 1)", "7400")
+    .option("--peer-port <port>", "peer port of node 1 (node i uses port + i - 1)", "7500")
+    .option("--shards <n>", "shards of the default collection", "4")
+    .option("--data-dir <dir>", "where the nodes keep their data and logs", "./shoal-demo")
+    .option("--fresh", "delete the demo's data dir and found a new cluster (default: resume the cluster found there)")
+    .action(async (opts) => {
+      const { demoCommand } = await import("./demo.js");
+      process.exitCode = await demoCommand(opts);
+    });
+}
+
+function addRecordCommands(program: Command): void {
+  const id = () => new Argument("<id>", RECORD_ID_HELP).argParser(recordId);
+  program.command("put").description("create or replace a record; prints its new version")
+    .addArgument(id()).addArgument(new Argument("<payload>", "the record's payload: any JSON value, e.g. '{\"name\": \"ada\"}'").argParser(jsonValue))
+    .addOption(ifVersion("write")).addOption(json()).addOption(endpoint())
+    .action(async (id: string, payload: unknown, opts) => { process.exitCode = await (await import("./client.js")).putCommand(id, payload, opts); });
+  program.command("get").description("read a record: its id, payload and version").addArgument(id())
+    .addOption(new Option("--consistency <level>", "linearizable: confirmed by the shard's leader; sequential: as linearizable for now; eventual: this node's replica, possibly stale (default: linearizable)")
+      .choices(["linearizable", "sequential", "eventual"]))
+    .addOption(json()).addOption(endpoint())
+    .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).getCommand(id, opts); });
+  program.command("del").description("delete a record (deleting one that does not exist succeeds and says so)").addArgument(id())
+    .addOption(ifVersion("delete")).addOption(json()).addOption(endpoint())
+    .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).delCommand(id, opts); });
+}
+
+function addClusterCommands(program: Command): void {
+  program.command("status").description("a node's view of the shards it holds: role, leader, term, commit and applied index, voters")
+    .addOption(json()).addOption(endpoint())
+    .action(async (opts) => { process.exitCode = await (await import("./client.js")).statusCommand(opts); });
+  addNodeAdmin(program.command("node").description("the cluster's nodes"));
+  addConfig(program.command("config").description("cluster-wide settings, versioned in the metadata group"));
+  addShardAdmin(program.command("shard").description("the shard map"));
+  addOperators(program.command("operator").description("the placement driver's operators (replica moves, leader transfers, splits, merges)"));
+  program.command("alerts").description("the placement driver's alerts (dead nodes, stale learners, removals)").addOption(json()).addOption(endpoint())
+    .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).alertsCommand(opts); });
+  program.command("watch").description("stream node and shard changes as JSON lines (server-sent events) until interrupted").addOption(endpoint())
+    .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).watchCommand(opts); });
+}
+
+function addNodeAdmin(nodeCmd: Command): void {
+  const nodeId = () => new Argument("<id>", NODE_ID).argParser(positiveInt);
+  nodeCmd.command("ls").description("list the nodes the metadata group records").addOption(json()).addOption(endpoint())
+    .action(async (opts) => { process.exitCode = await (await import("./client.js")).nodeListCommand(opts); });
+  for (const [action, what] of [["drain", "drain a node: no new replicas, its replicas move away (leaders first); it serves reads meanwhile"],
+    ["remove", "remove a node from the cluster (refused while it holds replicas: drain it first)"]] as const) {
+    nodeCmd.command(action).description(what).addArgument(nodeId()).addOption(endpoint())
+      .action(async (id: number, opts) => { process.exitCode = await (await import("./client.js")).nodeActionCommand(action, id, opts); });
+  }
+  nodeCmd.command("promote").description("promote a caught-up metadata learner to voter (voters stay odd: name a partner with --with)").addArgument(nodeId())
+    .addOption(nodeOption("--with <id>", "a second learner promoted together (joint consensus)")).addOption(endpoint())
+    .action(async (id: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).promoteCommand(id, opts); });
+}
+
+function addConfig(configCmd: Command): void {
+  configCmd.command("get").description("the settings in force").addOption(json()).addOption(endpoint())
+    .action(async (opts) => { process.exitCode = await (await import("./client.js")).configGetCommand(opts); });
+  configCmd.command("history").description("kept versions, oldest first").addOption(json()).addOption(endpoint())
+    .action(async (opts) => { process.exitCode = await (await import("./client.js")).configHistoryCommand(opts); });
+  configCmd.command("set").description("change settings, validated by the cluster before they apply (every problem named)")
+    .addArgument(new Argument("<assignments...>", "NAME=NUMBER …: a setting's name (e.g. replicationFactor, see `shoal config get`) and a finite number").argParser(setting))
+    .option("--note <text>", "what the change is for, kept with the version").addOption(endpoint())
+    .action(async (settings: Record<string, number>, opts) => { process.exitCode = await (await import("./client.js")).configSetCommand(settings, opts); });
+  configCmd.command("rollback").description("go back to a kept version (recorded as a new version)")
+    .addArgument(new Argument("<version>", positive("the version to restore", "config history")).argParser(positiveInt)).addOption(endpoint())
+    .action(async (version: number, opts) => { process.exitCode = await (await import("./client.js")).configRollbackCommand(version, opts); });
+}
+
+function addShardAdmin(shardCmd: Command): void {
+  const shardId = () => new Argument("<shard>", SHARD_ID).argParser(positiveInt);
+  shardCmd.command("ls").description("list the shards: hash range, epoch, replicas").addOption(json()).addOption(endpoint())
+    .action(async (opts) => { process.exitCode = await (await import("./client.js")).shardListCommand(opts); });
+  shardCmd.command("move").description("move a replica of a shard to another node (the placement driver runs it as an operator)").addArgument(shardId())
+    .addOption(nodeOption("--from <node>", "the node holding the replica").makeOptionMandatory())
+    .addOption(nodeOption("--to <node>", "a ready node not holding one").makeOptionMandatory()).addOption(endpoint())
+    .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).shardMoveCommand(shard, opts); });
+  shardCmd.command("transfer-leader").description("move a shard's leadership to another of its voters").addArgument(shardId())
+    .addOption(nodeOption("--to <node>", "a voter of the shard").makeOptionMandatory()).addOption(endpoint())
+    .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).transferLeaderCommand(shard, opts); });
+  shardCmd.command("split").description("split a shard in two: the upper part of its hash range becomes a new shard on the same replicas").addArgument(shardId())
+    .addOption(new Option("--at <hash>", "where to cut: a positive 32-bit hash inside the shard's range (default: its middle)").argParser(positiveInt)).addOption(endpoint())
+    .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).splitCommand(shard, opts); });
+  shardCmd.command("merge").description("merge a small shard into its lower neighbour (it freezes; its records move through the neighbour's log)").addArgument(shardId()).addOption(endpoint())
+    .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).mergeCommand(shard, opts); });
+}
+
+function addOperators(operatorCmd: Command): void {
+  operatorCmd.command("ls").description("list operators, newest first, with their steps (✓ done, > current)")
+    .option("--running", "only running ones").addOption(json()).addOption(endpoint())
+    .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).operatorListCommand(opts); });
+  operatorCmd.command("cancel").description("cancel a running operator (finished steps stand)")
+    .addArgument(new Argument("<id>", positive("operator id", "operator ls")).argParser(positiveInt)).addOption(endpoint())
+    .action(async (id: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).operatorCancelCommand(id, opts); });
+}
+
+/**
+ * Whether this process was started to run the CLI rather than to import buildProgram (a test):
+ * bin/shoal.js imports this module, so argv[1] is the launcher (through any npm link), or this file run directly.
+ */
+function launchedAsCli(): boolean {
+  const started = process.argv[1];
+  if (started === undefined) return false;
+  const entries = [fileURLToPath(import.meta.url), fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url))];
+  try {
+    return entries.includes(realpathSync(started));
+  } catch {
+    return false;
+  }
+}
+
+async function runCli(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    // Commander has printed its message (or the help) already; any usage error exits 2, like a bad value.
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    console.error(`shoal: ${(e as Error).message}`);
+    process.exitCode = 1;
+  }
+}
+
+if (launchedAsCli()) await runCli(process.argv);
