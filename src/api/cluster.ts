@@ -6,8 +6,11 @@
  * metadata group's leader or the shard's leader, wherever they are.
  */
 import type { FastifyInstance, FastifyReply } from "fastify";
+import { ApiError, isErrorCode } from "./error-table.js";
+import { sendError } from "./envelope.js";
+import { openObject, responses, THROUGH_RAFT } from "./openapi.js";
 import { type ApplyResult, type MetaNode, type MetaState, type OperatorRecord, type SettingsVersion, type ShardRecord, currentSettings } from "../meta/state.js";
-import { DEFAULT_PLACEMENT, type PlacementConfig } from "../placement/types.js";
+import { DEFAULT_PLACEMENT, type PlacementConfig, validatePlacementConfig } from "../placement/types.js";
 import type { Gateway } from "../node/gateway.js";
 import { drainNode, removeNode } from "../node/membership.js";
 import { META_GROUP, type MultiRaftNode } from "../node/multi-raft.js";
@@ -21,20 +24,23 @@ const WATCH_BUFFER_MAX_BYTES = 1 << 20;
 const WATCH_KEEPALIVE_MS = 15_000;
 
 export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaftNode, gateway: Gateway): Promise<void> {
-  /** A refused cluster command: its code decides the status (409 unless listed), its message goes to the client. */
-  const refusalStatus: Record<string, number> = {
-    invalid_settings: 400, bad_request: 400, node_not_found: 404, settings_version_not_found: 404, shard_not_found: 404, operator_not_found: 404,
-    replica_not_found: 404, join_failed: 503, bad_split: 400,
+  /** A refused cluster command: its code's entry in the error table decides the status. */
+  const refuse = (reply: FastifyReply, r: { code: string; message: string }) => {
+    if (!isErrorCode(r.code)) throw new Error(`refusal code ${r.code} is missing from the error table (${r.message})`);
+    return sendError(reply, r.code, r.message);
   };
-  const refuse = (reply: FastifyReply, r: { code: string; message: string }) =>
-    reply.status(refusalStatus[r.code] ?? 409).send({ error: { code: r.code, message: r.message } });
+  /** A free-form view answered with 200, and the codes of routes that ask the metadata or placement leader. */
+  const view = (description: string) => ({ ...openObject, description });
+  const VIA_LEADER = [...THROUGH_RAFT, "bad_request"] as const;
 
   // MEM-1: a node asks any member to join; the metadata leader handles joins one at a time.
   const addressSchema = { type: "string", pattern: "^(\\[[^\\]]+\\]|[^:\\s]+):[0-9]{1,5}$" } as const;
   app.post<{ Body: { peer: string; http: string; labels?: { zone?: string; rack?: string; host?: string }; role?: "standard" | "analytics" | "standby" } }>("/v1/cluster/join", {
     config: { op: "join" },
     schema: {
+      operationId: "joinCluster",
       summary: "Join the cluster: registers the node and adds it to the metadata group as a learner",
+      response: responses(view("the assigned id, the shard count and the members"), "address_in_use", "join_failed", ...VIA_LEADER),
       body: {
         type: "object", required: ["peer", "http"], additionalProperties: false,
         properties: {
@@ -61,8 +67,10 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     app.post<{ Params: { id: number } }>(`/v1/cluster/nodes/:id/${action}`, {
       config: { op: action },
       schema: {
+        operationId: action === "drain" ? "drainNode" : "removeNode",
         summary: action === "drain" ? "Drain a node: no new replicas; its replicas move away, leaders first" : "Remove a node that holds no replica",
         params: idParams,
+        response: responses(view("the node and its worker state"), "node_not_found", "node_holds_replicas", "invalid_transition", ...VIA_LEADER),
       },
     }, async (req, reply) => {
       const r = action === "drain" ? await drainNode(gateway, req.params.id) : await removeNode(gateway, node, req.params.id);
@@ -73,32 +81,41 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
 
   // PD-8: cluster-wide settings, versioned in the metadata group; validated before they apply.
   const settingsView = (v: SettingsVersion) => ({ version: v.version, atMs: v.atMs, note: v.note, placement: v.placement });
-  app.get("/v1/cluster/config", { config: { op: "config" }, schema: { summary: "The settings in force (placement driver)" } }, async () =>
+  app.get("/v1/cluster/config", { config: { op: "config" }, schema: { operationId: "getConfig", summary: "The settings in force (placement driver)", response: responses(view("the version in force")) } }, async () =>
     settingsView(currentSettings(node.metaState() as MetaState)));
-  app.get("/v1/cluster/config/history", { config: { op: "config" }, schema: { summary: "Kept settings versions, oldest first" } }, async () =>
+  app.get("/v1/cluster/config/history", { config: { op: "config" }, schema: { operationId: "getConfigHistory", summary: "Kept settings versions, oldest first", response: responses(view("the kept versions")) } }, async () =>
     ({ versions: node.metaState().settings.map(settingsView) }));
   const settingsReply = (r: ApplyResult, reply: FastifyReply) => (r.ok ? { version: r.value } : refuse(reply, r));
   app.put<{ Body: { baseVersion: number; settings: Partial<PlacementConfig>; note?: string } }>("/v1/cluster/config", {
     config: { op: "config" },
     schema: {
-      summary: "Change settings: only against the version read (409 stale_settings otherwise); invalid values are refused (400)",
+      operationId: "setConfig",
+      summary: "Change settings: only against the version read (409 stale_settings otherwise); unknown names and invalid values are refused, each named (400 invalid_settings)",
+      response: responses(view("the new version"), "invalid_settings", "stale_settings", ...VIA_LEADER),
       body: {
         type: "object", required: ["baseVersion", "settings"], additionalProperties: false,
         properties: {
           baseVersion: { type: "integer", minimum: 1 }, note: { type: "string", maxLength: 200 },
-          settings: { type: "object", additionalProperties: false, properties: Object.fromEntries(Object.keys(DEFAULT_PLACEMENT).map((k) => [k, { type: "number" }])) },
+          // Unknown names are refused by the handler with the other invalid settings, all named at once.
+          settings: { type: "object", additionalProperties: { type: "number" }, properties: Object.fromEntries(Object.keys(DEFAULT_PLACEMENT).map((k) => [k, { type: "number" }])) },
         },
       },
     },
   }, async (req, reply) => {
     const current = currentSettings(node.metaState() as MetaState);
     const placement = { ...current.placement, ...req.body.settings };
+    const unknown = Object.keys(req.body.settings).filter((k) => !Object.hasOwn(DEFAULT_PLACEMENT, k));
+    const problems = [...unknown.map((k) => `unknown setting ${JSON.stringify(k)}`), ...validatePlacementConfig(placement)];
+    if (unknown.length > 0) problems.push(`the settings are: ${Object.keys(DEFAULT_PLACEMENT).join(", ")}`);
+    if (problems.length > 0) throw new ApiError("invalid_settings", problems.join("; "));
     return settingsReply(await gateway.proposeMeta({ kind: "set-settings", baseVersion: req.body.baseVersion, placement, note: req.body.note ?? "", atMs: Date.now() }), reply);
   });
   app.post<{ Body: { toVersion: number } }>("/v1/cluster/config/rollback", {
     config: { op: "config" },
     schema: {
+      operationId: "rollbackConfig",
       summary: "Roll the settings back to a kept version (recorded as a new version)",
+      response: responses(view("the new version"), "settings_version_not_found", ...VIA_LEADER),
       body: { type: "object", required: ["toVersion"], additionalProperties: false, properties: { toVersion: { type: "integer", minimum: 1 } } },
     },
   }, async (req, reply) => settingsReply(await gateway.proposeMeta({ kind: "rollback-settings", toVersion: req.body.toVersion, atMs: Date.now() }), reply));
@@ -120,11 +137,11 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   });
 
   // The cluster map, read from this node's copy of the metadata group (eventually consistent).
-  app.get("/v1/cluster/nodes", { config: { op: "nodes" }, schema: { summary: "The cluster's nodes, from the metadata group" } }, async () => {
+  app.get("/v1/cluster/nodes", { config: { op: "nodes" }, schema: { operationId: "listNodes", summary: "The cluster's nodes, from the metadata group", response: responses(view("the nodes and the metadata leader")) } }, async () => {
     const meta = node.metaState();
     return { metaLeader: node.leaderOf(META_GROUP), nodes: [...meta.nodes.values()].sort((a, b) => a.id - b.id).map(nodeView) };
   });
-  app.get("/v1/cluster/shards", { config: { op: "shards" }, schema: { summary: "The shard map (ranges, replicas, epochs), from the metadata group" } }, async () => {
+  app.get("/v1/cluster/shards", { config: { op: "shards" }, schema: { operationId: "listShards", summary: "The shard map (ranges, replicas, epochs), from the metadata group", response: responses(view("the shards")) } }, async () => {
     const meta = node.metaState();
     return { shards: [...meta.shards.values()].filter((sh) => sh.retiredInto === undefined).sort((a, b) => a.id - b.id).map(shardView) };
   });
@@ -133,8 +150,10 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   app.get<{ Querystring: { status?: "running" | "all" } }>("/v1/cluster/operators", {
     config: { op: "operators" },
     schema: {
+      operationId: "listOperators",
       summary: "Placement operators, newest first (running ones only with status=running)",
-      querystring: { type: "object", additionalProperties: false, properties: { status: { type: "string", enum: ["running", "all"], default: "all" } } },
+      response: responses(view("the operators"), "bad_request"),
+      querystring: { type: "object", properties: { status: { type: "string", enum: ["running", "all"], default: "all" } } },
     },
   }, async (req) => {
     const all = [...node.metaState().operators.values()].filter((r) => req.query.status !== "running" || r.status === "running");
@@ -147,12 +166,17 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   };
   app.post<{ Params: { id: number } }>("/v1/cluster/operators/:id/cancel", {
     config: { op: "operators" },
-    schema: { summary: "Cancel a running operator (finished steps stand; a learner it left is removed by repair)", params: idParams },
+    schema: {
+      operationId: "cancelOperator", summary: "Cancel a running operator (finished steps stand; a learner it left is removed by repair)", params: idParams,
+      response: responses(view("done"), "operator_not_found", ...VIA_LEADER),
+    },
   }, async (req, reply) => placementReply(await gateway.placement({ kind: "cancel", operator: req.params.id }), reply));
   app.post<{ Params: { id: number }; Body: { from: number; to: number } }>("/v1/cluster/shards/:id/move", {
     config: { op: "move" },
     schema: {
+      operationId: "moveReplica",
       summary: "Move a replica of the shard from one node to another (learner, promoted once caught up, then the old one leaves)",
+      response: responses(view("the operator started"), "shard_not_found", "replica_not_found", "shard_busy", "replica_exists", "node_not_placeable", "node_not_found", ...VIA_LEADER),
       params: idParams,
       body: { type: "object", required: ["from", "to"], additionalProperties: false, properties: { from: { type: "integer", minimum: 1 }, to: { type: "integer", minimum: 1 } } },
     },
@@ -160,7 +184,9 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   app.post<{ Params: { id: number }; Body: { to: number } }>("/v1/cluster/shards/:id/transfer-leader", {
     config: { op: "transfer-leader" },
     schema: {
+      operationId: "transferLeader",
       summary: "Move the shard's leadership to another of its voters",
+      response: responses(view("the operator started"), "shard_not_found", "shard_busy", "not_a_voter", "already_leader", ...VIA_LEADER),
       params: idParams,
       body: { type: "object", required: ["to"], additionalProperties: false, properties: { to: { type: "integer", minimum: 1 } } },
     },
@@ -168,7 +194,9 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   app.post<{ Params: { id: number }; Body: { with?: number } | undefined }>("/v1/cluster/nodes/:id/promote", {
     config: { op: "promote" },
     schema: {
+      operationId: "promoteNode",
       summary: "Promote a caught-up metadata learner to voter; name a partner (with) when one alone would make the voters even",
+      response: responses(view("the promoted nodes"), "node_not_found", "voters_must_stay_odd", "not_caught_up", "not_promotable", "not_a_learner", "conf_change_refused", ...VIA_LEADER),
       params: idParams,
       body: { type: ["object", "null"], additionalProperties: false, properties: { with: { type: "integer", minimum: 1 } } },
     },
@@ -178,7 +206,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     if (!r.ok) return refuse(reply, r);
     return { promoted: partner === undefined ? [req.params.id] : [req.params.id, partner] };
   });
-  app.get("/v1/cluster/alerts", { config: { op: "alerts" }, schema: { summary: "The placement driver's alerts (dead nodes, stale learners), oldest first" } }, async (_req, reply) => {
+  app.get("/v1/cluster/alerts", { config: { op: "alerts" }, schema: { operationId: "listAlerts", summary: "The placement driver's alerts (dead nodes, stale learners), oldest first", response: responses(view("the alerts"), ...VIA_LEADER) } }, async (_req, reply) => {
     const r = await gateway.placement({ kind: "alerts" });
     return r.ok ? { alerts: r.alerts ?? [] } : refuse(reply, r);
   });
@@ -186,7 +214,11 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   // MEM-7: a stream (server-sent events) of node and shard changes, starting with the whole map.
   app.get("/v1/cluster/watch", {
     config: { op: "watch" },
-    schema: { summary: "Server-sent events: `snapshot` (every node and shard), then `node` and `shard` on each change (`removed: true` when gone)" },
+    schema: {
+      operationId: "watchCluster",
+      summary: "Server-sent events: `snapshot` (every node and shard), then `node` and `shard` on each change (`removed: true` when gone)",
+      response: responses({ description: "an event stream", content: { "text/event-stream": { schema: { type: "string" } } } }, "overloaded"),
+    },
   }, (req, reply) => {
     reply.hijack();
     const out = reply.raw;
@@ -234,7 +266,9 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   app.post<{ Params: { id: number }; Body: { at?: number } | undefined }>("/v1/cluster/shards/:id/split", {
     config: { op: "split" },
     schema: {
+      operationId: "splitShard",
       summary: "Split a shard in two at a hash (default: the middle of its range); the upper part becomes a new shard on the same replicas",
+      response: responses(view("the shard and its new child"), "shard_not_found", "bad_split", "shard_busy", "stale_split", ...VIA_LEADER),
       params: idParams,
       body: { type: ["object", "null"], additionalProperties: false, properties: { at: { type: "integer", minimum: 1, maximum: 2 ** 32 - 1 } } },
     },
@@ -245,7 +279,10 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   });
   app.post<{ Params: { id: number } }>("/v1/cluster/shards/:id/merge", {
     config: { op: "merge" },
-    schema: { summary: "Merge a small shard into its lower neighbour (the shard freezes, its records move through the neighbour's log)", params: idParams },
+    schema: {
+      operationId: "mergeShard", summary: "Merge a small shard into its lower neighbour (the shard freezes, its records move through the neighbour's log)", params: idParams,
+      response: responses(view("the shard and the one it merges into"), "shard_not_found", "no_neighbour", "too_large", "shard_busy", "stale_merge", ...VIA_LEADER),
+    },
   }, async (req, reply) => {
     const r = await gateway.placement({ kind: "merge", shard: req.params.id });
     if (!r.ok) return refuse(reply, r);

@@ -1,26 +1,20 @@
 /**
  * The public HTTP API of a node (every node is a gateway). JSON in and out; every error is
- * `{"error": {"code", "message", ...}}` with a 4xx or 5xx status. Routes are described by JSON schemas,
- * which validate input before anything reaches the log and generate the OpenAPI document.
+ * `{"error": {"code", "message", ...}}` with the status of its code in the error table. Routes are
+ * described by JSON schemas, which validate input before anything reaches the log and generate the
+ * OpenAPI document (browsable at /docs).
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Gateway } from "../node/gateway.js";
-import {
-  type Consistency,
-  type MultiRaftNode,
-  ConfChangeRefusedError,
-  LeaderUnreachableError,
-  WrongShardError,
-  META_GROUP,
-  NotLeaderError,
-  OverloadedError,
-  RequestTimeoutError,
-  ShuttingDownError,
-} from "../node/multi-raft.js";
+import { type Consistency, type MultiRaftNode, META_GROUP } from "../node/multi-raft.js";
 import type { CommandResult, StoredRecord } from "../node/records.js";
-import { ApiError } from "./errors.js";
+import { ApiError } from "./error-table.js";
+import { envelopeOptions, installEnvelope } from "./envelope.js";
+import { DEFAULT_JSON_LIMITS, type JsonLimits, parseJsonBody } from "./json-input.js";
+import { THROUGH_RAFT, WRITE, openObject, responses } from "./openapi.js";
 import { registerClusterRoutes } from "./cluster.js";
 
 export interface ApiOptions {
@@ -29,6 +23,8 @@ export interface ApiOptions {
   logger: FastifyBaseLogger;
   /** Largest accepted request body (the payload limit). */
   bodyLimitBytes?: number;
+  /** Bounds on a body's JSON (depth, fields, key length); defaults in DEFAULT_JSON_LIMITS. */
+  jsonLimits?: Partial<JsonLimits>;
   /** Test mode: exposes POST /v1/test/faults (transport fault injection). Never on in production. */
   testMode?: boolean;
   /** Test mode: makes the next n joins handled here fail after registering (see Membership). */
@@ -42,41 +38,65 @@ declare module "fastify" {
   }
 }
 
-const ID_PATTERN = "^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,256}$";
+export const ID_PATTERN = "^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,256}$";
+const ID_REGEX = new RegExp(ID_PATTERN);
 const COLLECTIONS = new Set(["default"]);
+/** Scan cursors are opaque: a version tag, then the last id of the page (base64url). */
+const CURSOR_TAG = "c1.";
 
-const errorSchema = {
-  type: "object",
-  properties: {
-    error: {
-      type: "object", required: ["code", "message"],
-      properties: { code: { type: "string" }, message: { type: "string" }, currentVersion: { type: "integer" }, leader: { type: "integer" } },
-    },
-  },
-} as const;
+export function encodeCursor(id: string): string {
+  return CURSOR_TAG + Buffer.from(id, "utf8").toString("base64url");
+}
 
+/** The id a cursor continues after; a cursor this API did not hand out is refused. */
+export function decodeCursor(cursor: string): string {
+  const body = cursor.startsWith(CURSOR_TAG) ? cursor.slice(CURSOR_TAG.length) : null;
+  const id = body === null || !/^[A-Za-z0-9_-]+$/.test(body) ? null : Buffer.from(body, "base64url").toString("utf8");
+  if (id === null || !ID_REGEX.test(id) || encodeCursor(id) !== cursor) throw new ApiError("bad_cursor", "the cursor is not one this API handed out: pass back the `cursor` of the previous page unchanged");
+  return id;
+}
 
 /** The reply to a write: its version, or 409 when its compare-and-set failed. */
-function writeReply(r: CommandResult): { version: number } {
-  if (r.ok) return { version: r.version };
-  if (r.code === "version_mismatch") throw new ApiError(409, "version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
+function writeReply(r: CommandResult): { version: number; deleted?: boolean } {
+  if (r.ok) return r.deleted === undefined ? { version: r.version } : { version: r.version, deleted: r.deleted };
+  if (r.code === "version_mismatch") throw new ApiError("version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
   // The gateway routes again after a split; a record command never asks for a split.
   throw new Error(`unexpected write result ${r.code}`);
 }
 
 export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   const { node, gateway } = opts;
+  const limits = { ...DEFAULT_JSON_LIMITS, ...opts.jsonLimits };
+  let closing = false;
   const app = Fastify({
     // Per-request logs are info level: a warn-level child keeps errors and drops the per-request noise.
     loggerInstance: opts.logger.child({}, { level: "warn" }),
     bodyLimit: opts.bodyLimitBytes ?? 1 << 20,
     // Long enough for any valid id (up to 256 characters, percent-encoded), so the schema judges it.
     routerOptions: { maxParamLength: 1024 },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
+    // Every problem of a request is named, not only the first.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: true } },
+    ...envelopeOptions(),
+  });
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  installEnvelope(app, { onError: (code) => errors.inc({ code }), closing: () => closing });
+  // Bodies are parsed and checked (size, depth, fields, keys, exact numbers) before any route sees them.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string, limits));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
   });
   await app.register(swagger, {
-    openapi: { info: { title: "Shoal", version: "0.1.0", description: "Shoal's public HTTP API" } },
+    openapi: {
+      info: { title: "Shoal", version: "0.1.0", description: "Shoal's public HTTP API. Every error is `{\"error\": {\"code\", \"message\", …}}`; the codes, their status, whether a retry may succeed and whether the request may have been applied are listed in the README's error table." },
+    },
   });
+  await app.register(swaggerUi, { routePrefix: "/docs" });
 
   // Metrics: registry per server (injected, not global).
   const registry = new Registry();
@@ -115,78 +135,40 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     if (op !== undefined) latency.observe({ op, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });
 
-  app.setErrorHandler((err: FastifyError | ApiError | Error, _req, reply) => {
-    let status = 500;
-    let body: Record<string, unknown> = { code: "internal", message: "internal error" };
-    if (err instanceof ApiError) {
-      status = err.status;
-      body = { code: err.code, message: err.message, ...err.extra };
-    } else if (err instanceof NotLeaderError) {
-      status = 503;
-      reply.header("Retry-After", "1");
-      body = { code: "no_leader", message: err.message, ...(err.leader !== 0 ? { leader: err.leader } : {}) };
-    } else if (err instanceof LeaderUnreachableError) {
-      status = 503;
-      reply.header("Retry-After", "1");
-      body = { code: "leader_unreachable", message: err.message, leader: err.leader };
-    } else if (err instanceof WrongShardError) {
-      status = 503;
-      reply.header("Retry-After", "1");
-      body = { code: "shard_split", message: err.message };
-    } else if (err instanceof ConfChangeRefusedError) {
-      status = 409;
-      body = { code: "conf_change_refused", message: err.message };
-    } else if (err instanceof RequestTimeoutError) {
-      status = 504;
-      body = { code: "timeout", message: err.message };
-    } else if (err instanceof OverloadedError) {
-      status = 503;
-      reply.header("Retry-After", "1");
-      body = { code: "overloaded", message: err.message };
-    } else if (err instanceof ShuttingDownError) {
-      status = 503;
-      body = { code: "shutting_down", message: err.message };
-    } else if ("validation" in err && err.validation !== undefined) {
-      status = 400;
-      body = { code: "bad_request", message: err.message };
-    } else if ("statusCode" in err && typeof err.statusCode === "number" && err.statusCode < 500) {
-      status = err.statusCode;
-      const code = (err as FastifyError).code;
-      body = {
-        code: code === "FST_ERR_CTP_BODY_TOO_LARGE" ? "payload_too_large" : code === "FST_ERR_CTP_INVALID_MEDIA_TYPE" ? "unsupported_media_type" : "bad_request",
-        message: err.message,
-      };
-    } else {
-      app.log.error({ err }, "unexpected error");
-    }
-    errors.inc({ code: String(body.code) });
-    void reply.status(status).send({ error: body });
-  });
-  app.setNotFoundHandler((req, reply) => {
-    void reply.status(404).send({ error: { code: "route_not_found", message: `no route ${req.method} ${req.url}` } });
-  });
-
   const checkCollection = (name: string) => {
-    if (!COLLECTIONS.has(name)) throw new ApiError(404, "collection_not_found", `collection ${JSON.stringify(name)} does not exist`);
+    if (!COLLECTIONS.has(name)) throw new ApiError("collection_not_found", `collection ${JSON.stringify(name)} does not exist`);
   };
   const recordParams = {
     type: "object", required: ["collection", "id"],
-    properties: { collection: { type: "string" }, id: { type: "string", pattern: ID_PATTERN } },
+    properties: {
+      collection: { type: "string", description: "the collection (only `default` exists today)" },
+      id: { type: "string", pattern: ID_PATTERN, description: "the record's id: 1-256 characters of A-Z a-z 0-9 . _ ~ : @ ! $ & ' ( ) * + , ; = -" },
+    },
   } as const;
-  const versionReply = { type: "object", properties: { version: { type: "integer" } } } as const;
+  const version = { type: "integer", description: "the record's version: the log index of the write that produced it" } as const;
+  const record = {
+    type: "object", required: ["id", "payload", "version"],
+    properties: { id: { type: "string" }, payload: { description: "any JSON value" }, version },
+  } as const;
 
   app.put<{ Params: { collection: string; id: string }; Body: { payload: unknown; ifVersion?: number } }>(
     "/v1/collections/:collection/records/:id",
     {
       config: { op: "put" },
       schema: {
+        operationId: "putRecord",
         summary: "Create or replace a record (compare-and-set with ifVersion; 0 means must not exist)",
         params: recordParams,
         body: {
           type: "object", required: ["payload"], additionalProperties: false,
-          properties: { payload: {}, ifVersion: { type: "integer", minimum: 0 } },
+          properties: {
+            payload: { description: "any JSON value (numbers finite, integers within ±(2^53-1))" },
+            ifVersion: { type: "integer", minimum: 0, description: "apply only if the record is at this version (0: only if it does not exist)" },
+          },
         },
-        response: { 200: versionReply, 409: errorSchema },
+        response: responses({ description: "written", type: "object", required: ["version"], properties: { version } },
+          "bad_request", "invalid_json", "unsafe_number", "forbidden_key", "limit_exceeded", "payload_too_large", "unsupported_media_type",
+          "collection_not_found", "version_mismatch", ...WRITE),
       },
     },
     async (req) => {
@@ -200,22 +182,20 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     {
       config: { op: "get" },
       schema: {
+        operationId: "getRecord",
         summary: "Read a record",
         params: recordParams,
         querystring: {
-          type: "object", additionalProperties: false,
-          properties: { consistency: { type: "string", enum: ["linearizable", "sequential", "eventual"], default: "linearizable" } },
+          type: "object",
+          properties: { consistency: { type: "string", enum: ["linearizable", "sequential", "eventual"], default: "linearizable", description: "linearizable: confirmed by the leader (ReadIndex); eventual: this node's replica, now" } },
         },
-        response: {
-          200: { type: "object", properties: { id: { type: "string" }, payload: {}, version: { type: "integer" } } },
-          404: errorSchema,
-        },
+        response: responses({ ...record, description: "the record" }, "bad_request", "collection_not_found", "not_found", ...THROUGH_RAFT, "shard_split"),
       },
     },
     async (req) => {
       checkCollection(req.params.collection);
       const rec = await gateway.get(req.params.id, req.query.consistency ?? "linearizable");
-      if (rec === undefined) throw new ApiError(404, "not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
+      if (rec === undefined) throw new ApiError("not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
       return { id: req.params.id, payload: rec.payload, version: rec.version };
     },
   );
@@ -225,10 +205,14 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     {
       config: { op: "delete" },
       schema: {
-        summary: "Delete a record",
+        operationId: "deleteRecord",
+        summary: "Delete a record (`deleted: false` when there was none)",
         params: recordParams,
-        querystring: { type: "object", additionalProperties: false, properties: { ifVersion: { type: "integer", minimum: 0 } } },
-        response: { 200: versionReply, 409: errorSchema },
+        querystring: { type: "object", properties: { ifVersion: { type: "integer", minimum: 0, description: "delete only if the record is at this version" } } },
+        response: responses({
+          description: "done", type: "object", required: ["version", "deleted"],
+          properties: { version, deleted: { type: "boolean", description: "false: the record did not exist (nothing was deleted)" } },
+        }, "bad_request", "collection_not_found", "version_mismatch", ...WRITE),
       },
     },
     async (req) => {
@@ -242,31 +226,44 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     {
       config: { op: "scan" },
       schema: {
+        operationId: "scanRecords",
         summary: "Scan records in id order (eventual consistency: a replica of each shard)",
-        params: { type: "object", properties: { collection: { type: "string" } } },
+        params: { type: "object", required: ["collection"], properties: { collection: recordParams.properties.collection } },
         querystring: {
-          type: "object", additionalProperties: false,
-          properties: { limit: { type: "integer", minimum: 1, maximum: 1000, default: 100 }, cursor: { type: "string", pattern: ID_PATTERN } },
+          type: "object",
+          properties: {
+            limit: { type: "integer", minimum: 1, maximum: 1000, default: 100, description: "records per page" },
+            cursor: { type: "string", maxLength: 1024, description: "the `cursor` of the previous page, unchanged" },
+          },
         },
+        response: responses({
+          description: "a page of records and the cursor of the next (null: the last page)", type: "object", required: ["records", "cursor"],
+          properties: { records: { type: "array", items: record }, cursor: { type: ["string", "null"] } },
+        }, "bad_request", "bad_cursor", "collection_not_found", ...THROUGH_RAFT),
       },
     },
     async (req) => {
       checkCollection(req.params.collection);
-      const { limit, cursor } = req.query;
+      const { limit } = req.query;
+      const after = req.query.cursor === undefined ? undefined : decodeCursor(req.query.cursor);
       const all: [string, StoredRecord][] = [];
       // Every shard, from this node's replica or from one that holds it.
       const known = [...node.metaState().shards.values()].filter((sh) => sh.retiredInto === undefined).map((sh) => sh.id);
       const shards = known.length > 0 ? known : node.status().groups.map((g) => g.shard); // before the map is recorded
-      const pages = await Promise.all(shards.map((g) => gateway.scan(g, limit, cursor)));
+      const pages = await Promise.all(shards.map((g) => gateway.scan(g, limit, after)));
       for (const p of pages) all.push(...p);
       all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
       const page = all.slice(0, limit);
-      const next = all.length > limit ? page[page.length - 1]![0] : null;
-      return { records: page.map(([id, r]) => ({ id, payload: r.payload, version: r.version })), cursor: next };
+      // A shard that filled its page may hold more past it, even when the merged page is exactly full.
+      const more = all.length > limit || pages.some((p) => p.length === limit);
+      return { records: page.map(([id, r]) => ({ id, payload: r.payload, version: r.version })), cursor: more && page.length > 0 ? encodeCursor(page[page.length - 1]![0]) : null };
     },
   );
 
-  app.get("/v1/cluster/status", { config: { op: "status" }, schema: { summary: "This node's view of every shard" } }, async () => {
+  app.get("/v1/cluster/status", {
+    config: { op: "status" },
+    schema: { operationId: "clusterStatus", summary: "This node's view of every shard it holds and of the metadata group", response: responses({ ...openObject, description: "node, meta and shards" }) },
+  }, async () => {
     const st = node.status();
     const meta = node.metaStatus();
     return {
@@ -283,21 +280,33 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   await registerClusterRoutes(app, node, gateway);
 
-  app.get("/healthz", { schema: { hide: true } }, async (_req, reply) => {
-    if (node.failure !== null) return reply.status(503).send({ error: { code: "failed", message: node.failure.message } });
+  const ok = { description: "yes", type: "object", required: ["ok"], properties: { ok: { type: "boolean" } } } as const;
+  app.get("/healthz", {
+    schema: { operationId: "health", summary: "Liveness: the node's loop runs (503 `failed` once it stopped on a fatal error)", response: responses(ok, "failed") },
+  }, async () => {
+    if (node.failure !== null) throw new ApiError("failed", node.failure.message);
     return { ok: true };
   });
-  app.get("/readyz", { schema: { hide: true } }, async (_req, reply) => {
+  app.get("/readyz", {
+    schema: { operationId: "ready", summary: "Readiness: every shard held here and the metadata group have a leader", response: responses(ok, "not_ready") },
+  }, async () => {
     const leaderless = node.status().groups.filter((g) => g.lead === 0).length;
-    if (leaderless > 0) return reply.status(503).send({ error: { code: "not_ready", message: `${leaderless} shard(s) without a leader` } });
-    if (node.leaderOf(META_GROUP) === 0) return reply.status(503).send({ error: { code: "not_ready", message: "the metadata group has no leader" } });
+    if (leaderless > 0) throw new ApiError("not_ready", `${leaderless} shard(s) without a leader`);
+    if (node.leaderOf(META_GROUP) === 0) throw new ApiError("not_ready", "the metadata group has no leader");
     return { ok: true };
   });
-  app.get("/metrics", { schema: { hide: true } }, async (_req, reply) => {
+  app.get("/metrics", {
+    schema: {
+      operationId: "metrics", summary: "Prometheus metrics (text exposition format)",
+      response: responses({ description: "the metrics", content: { "text/plain": { schema: { type: "string" } } } }),
+    },
+  }, async (_req, reply) => {
     void reply.header("Content-Type", registry.contentType);
     return registry.metrics();
   });
-  app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  app.get("/v1/openapi.json", {
+    schema: { operationId: "openapi", summary: "This document (OpenAPI 3); browsable at /docs", response: responses({ ...openObject, description: "the OpenAPI document" }) },
+  }, async () => app.swagger());
   if (opts.testMode === true) {
     // Chaos hooks for tests: cut links to peers, drop or delay frames. Not registered outside test mode.
     app.post<{ Body: { cut?: number[]; dropRate?: number; delayMs?: number; failJoins?: number } | null }>("/v1/test/faults", {

@@ -30,7 +30,8 @@ export interface StoredRecord {
 }
 
 export type CommandResult =
-  | { ok: true; version: number }
+  /** `deleted`: a delete found the record (false: there was nothing to delete). */
+  | { ok: true; version: number; deleted?: boolean }
   | { ok: false; code: "version_mismatch"; currentVersion: number }
   /** The record's hash is outside the shard's range (it was split): route again. Nothing was written. */
   | { ok: false; code: "wrong_shard" }
@@ -90,8 +91,8 @@ export function decodeProposal(data: Uint8Array): Proposal {
 
 /**
  * Applies a command at log index `index`: the result for the client, and the record's new state (null:
- * deleted; undefined: unchanged). The current record is read only for a compare-and-set: a plain put
- * or delete does not depend on it (a delete of a missing record is a no-op in the store).
+ * deleted; undefined: unchanged). The current record is read for a compare-and-set and a delete (whose
+ * client is told whether there was anything to delete); a plain put does not depend on it.
  */
 export function applyCommand(cmd: RecordCommand, index: number, readCurrent: () => StoredRecord | undefined):
   { result: CommandResult; write: StoredRecord | null | undefined } {
@@ -100,5 +101,6 @@ export function applyCommand(cmd: RecordCommand, index: number, readCurrent: () 
     if (cmd.ifVersion !== currentVersion) return { result: { ok: false, code: "version_mismatch", currentVersion }, write: undefined };
   }
   if (cmd.op === "put") return { result: { ok: true, version: index }, write: { payload: cmd.payload, version: index } };
-  return { result: { ok: true, version: index }, write: null };
+  const deleted = readCurrent() !== undefined;
+  return { result: { ok: true, version: index, deleted }, write: deleted ? null : undefined };
 }

@@ -1,0 +1,170 @@
+/**
+ * One error envelope for every answer a node gives, the framework's and Node's own included:
+ * `{"error": {"code", "message", ...}}` with the status, Retry-After and meaning of the code's entry in
+ * the error table. Without this, fastify and Node's HTTP parser answer in their own shapes (bare 431s,
+ * "Client Error", FST_ERR_* codes), wrong methods get 404, and a thrown bug leaves no trace a client can
+ * quote.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import { randomUUID } from "node:crypto";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
+import { ApiError, ERRORS, type ErrorCode, NODE_ERROR_CODES } from "./error-table.js";
+
+interface SchemaIssue { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }
+
+/** Sends the envelope for a code, with the table's status and Retry-After. */
+export function sendError(reply: FastifyReply, code: ErrorCode, message: string, extra: Record<string, unknown> = {}): FastifyReply {
+  const entry: { status: number; retryAfterS?: number } = ERRORS[code];
+  if (entry.retryAfterS !== undefined) void reply.header("Retry-After", String(entry.retryAfterS));
+  return reply.status(entry.status).send({ error: { code, message, ...extra } });
+}
+
+/** "body.settings: unknown field \"bogus\"; body.payload: required": every problem, each named. */
+function describeSchemaIssues(issues: SchemaIssue[], part: string): string {
+  return issues.map((i) => {
+    const at = `${part}${i.instancePath.replace(/\//g, ".")}`;
+    if (i.keyword === "additionalProperties") return `${at}: unknown field ${JSON.stringify(i.params.additionalProperty)}`;
+    if (i.keyword === "required") return `${at}.${String(i.params.missingProperty)}: required`;
+    return `${at}: ${i.message ?? i.keyword}`;
+  }).join("; ");
+}
+
+/** The code and message a client sees for an error thrown while handling a request. */
+function classify(err: Error): { code: ErrorCode; message: string; extra: Record<string, unknown> } | null {
+  if (err instanceof ApiError) return { code: err.code, message: err.message, extra: err.extra };
+  const nodeCode = NODE_ERROR_CODES[err.name];
+  if (nodeCode !== undefined) {
+    const leader = (err as { leader?: number }).leader;
+    return { code: nodeCode, message: err.message, extra: typeof leader === "number" && leader !== 0 ? { leader } : {} };
+  }
+  const f = err as FastifyError & { validation?: SchemaIssue[]; validationContext?: string };
+  if (f.validation !== undefined) return { code: "bad_request", message: describeSchemaIssues(f.validation, f.validationContext ?? "request"), extra: {} };
+  switch (f.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE": return { code: "payload_too_large", message: err.message, extra: {} };
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE": return { code: "unsupported_media_type", message: "the body must be application/json", extra: {} };
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+    case "FST_ERR_CTP_INVALID_JSON_BODY": return { code: "invalid_json", message: err.message, extra: {} };
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH": return { code: "bad_request", message: "the Content-Length does not match the body", extra: {} };
+  }
+  if (typeof f.statusCode === "number" && f.statusCode < 500) return { code: "bad_request", message: err.message, extra: {} };
+  return null;
+}
+
+/** Fastify options that route the framework's own refusals through the envelope. */
+export function envelopeOptions(): Partial<FastifyServerOptions> {
+  return {
+    genReqId: () => randomUUID(),
+    // The node answers shutting_down itself (an onRequest hook), in the envelope.
+    return503OnClosing: false,
+    frameworkErrors: (err, _req, reply) => {
+      if (err.code === "FST_ERR_MAX_PARAM_LENGTH") return sendError(reply, "uri_too_long", "a path segment is longer than the node accepts");
+      if (err.code === "FST_ERR_BAD_URL") return sendError(reply, "bad_request", "the URL is malformed (bad percent-encoding)");
+      return sendError(reply, "bad_request", err.message);
+    },
+    // Requests Node's HTTP parser refuses never reach fastify: answer them on the socket.
+    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+      if (!socket.writable) return socket.destroy();
+      const [code, message]: [ErrorCode, string] = err.code === "HPE_HEADER_OVERFLOW"
+        ? ["headers_too_large", "the request's headers are larger than the node accepts"]
+        : err.code === "HPE_URI_TOO_LONG" ? ["uri_too_long", "the URL is longer than the node accepts"]
+          : ["bad_request", `malformed HTTP request (${err.code ?? err.message})`];
+      const body = JSON.stringify({ error: { code, message } });
+      const status = ERRORS[code].status;
+      socket.end(`HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    },
+  };
+}
+
+function reasonPhrase(status: number): string {
+  return ({ 400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large" } as Record<number, string>)[status] ?? "Error";
+}
+
+/** The rest of a refused body is read and thrown away, up to a bound in bytes and time. */
+const DISCARD_BYTES_MAX = 1 << 30;
+const DISCARD_TIMEOUT_MS = 30_000;
+
+function discardBody(raw: IncomingMessage): Promise<void> {
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const done = () => {
+      clearTimeout(timer);
+      raw.removeListener("data", onData);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > DISCARD_BYTES_MAX) done();
+    };
+    const timer = setTimeout(done, DISCARD_TIMEOUT_MS);
+    raw.on("data", onData).once("end", done).once("error", done).once("close", done);
+    raw.resume();
+  });
+}
+
+/** A route's path template as a matcher of concrete paths (":id" matches one segment). */
+function templateMatcher(url: string): RegExp {
+  const escaped = url.split("/").map((seg) => (seg.startsWith(":") ? "[^/]+" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))).join("/");
+  return new RegExp(`^${escaped}/?$`);
+}
+
+export interface EnvelopeHooks {
+  /** Counts every error answered, by code. */
+  onError: (code: ErrorCode) => void;
+  /** Whether the node is stopping (new requests are refused with shutting_down). */
+  closing: () => boolean;
+}
+
+/** Installs the error handler, 404/405 handling, and the query parameter check on every route. */
+export function installEnvelope(app: FastifyInstance, hooks: EnvelopeHooks): void {
+  const routes: { matcher: RegExp; methods: Set<string> }[] = [];
+  const allowedQuery = new Map<string, Set<string>>();
+  app.addHook("onRoute", (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    let entry = routes.find((r) => r.matcher.source === templateMatcher(route.url).source);
+    if (entry === undefined) routes.push(entry = { matcher: templateMatcher(route.url), methods: new Set() });
+    for (const m of methods) entry.methods.add(m);
+    const props = (route.schema?.querystring as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+    for (const m of methods) allowedQuery.set(`${m} ${route.url}`, new Set(Object.keys(props)));
+  });
+
+  app.addHook("onRequest", async () => {
+    if (hooks.closing()) throw new ApiError("shutting_down", "the node is shutting down: send the request to another node");
+  });
+  // Unknown query parameters are refused on every route alike, naming them (a typo must not be ignored).
+  app.addHook("preValidation", async (req: FastifyRequest) => {
+    const allowed = allowedQuery.get(`${req.method} ${req.routeOptions.url}`);
+    if (allowed === undefined) return;
+    const unknown = Object.keys(req.query as object).filter((k) => !allowed.has(k));
+    if (unknown.length > 0) {
+      const takes = allowed.size === 0 ? "this route takes none" : `this route takes: ${[...allowed].join(", ")}`;
+      throw new ApiError("unknown_parameter", `unknown query parameter${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => JSON.stringify(k)).join(", ")}; ${takes}`, { parameters: unknown });
+    }
+  });
+
+  app.setErrorHandler(async (err: Error, req, reply) => {
+    const known = classify(err);
+    // A client still sending a body it was refused for would see its connection reset, not the 413.
+    if (!req.raw.complete && !req.raw.readableEnded) await discardBody(req.raw);
+    if (known === null) {
+      app.log.error({ err, reqId: req.id, method: req.method, url: req.url }, "request failed with an unexpected error");
+      hooks.onError("internal");
+      return sendError(reply, "internal", `internal error; quote request ${req.id} when reporting it`, { requestId: req.id });
+    }
+    hooks.onError(known.code);
+    return sendError(reply, known.code, known.message, known.extra);
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split("?", 1)[0]!;
+    const methods = new Set(routes.filter((r) => r.matcher.test(path)).flatMap((r) => [...r.methods]));
+    if (methods.size > 0) {
+      void reply.header("Allow", [...methods].sort().join(", "));
+      hooks.onError("method_not_allowed");
+      return sendError(reply, "method_not_allowed", `${req.method} is not allowed on ${path}; allowed: ${[...methods].sort().join(", ")}`);
+    }
+    hooks.onError("route_not_found");
+    return sendError(reply, "route_not_found", `no route ${req.method} ${path}`);
+  });
+}

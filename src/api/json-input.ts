@@ -1,0 +1,99 @@
+/**
+ * Request bodies are parsed and checked here, before any route sees them, so that nothing a client
+ * sends can exhaust a node (deep nesting once overflowed the stack of the log's encoder and killed the
+ * process) or be stored as something else than what was sent (1e400 became null; integers past 2^53
+ * lost digits). The rules are I-JSON's (RFC 7493): numbers must be finite, integers exact.
+ */
+import { ApiError } from "./error-table.js";
+
+export interface JsonLimits {
+  /** Deepest nesting of arrays and objects in a body. */
+  depthMax: number;
+  /** Object keys plus array elements in a whole body. */
+  fieldsMax: number;
+  /** Longest object key, in UTF-16 code units. */
+  keyLengthMax: number;
+}
+
+export const DEFAULT_JSON_LIMITS: JsonLimits = { depthMax: 32, fieldsMax: 10_000, keyLengthMax: 1024 };
+
+/** A JSON path for messages: payload.items[3].name */
+function pathOf(parent: string, key: string | number): string {
+  if (typeof key === "number") return `${parent}[${key}]`;
+  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? (parent === "" ? key : `${parent}.${key}`) : `${parent}[${JSON.stringify(key)}]`;
+}
+
+/**
+ * Parses a body and checks it against the limits and the number rules; throws ApiError naming the
+ * first offending field. The walk is bounded by `depthMax`, so it cannot overflow the stack itself.
+ */
+export function parseJsonBody(text: string, limits: JsonLimits): unknown {
+  const unsafeIntegers = unsafeIntegerLiterals(text);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new ApiError("invalid_json", `the body is not valid JSON: ${(e as Error).message}`);
+  }
+  let fields = 0;
+  const walk = (v: unknown, path: string, depth: number): void => {
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) throw new ApiError("unsafe_number", `${path || "the body"}: a number too large to store (not finite)`, { field: path });
+      // 1.5e308 is a float and stays one; 9007199254740993 written as an integer would not stay itself.
+      if (unsafeIntegers.has(v)) {
+        throw new ApiError("unsafe_number", `${path || "the body"}: an integer beyond ±(2^53-1) loses digits (it reads as ${v}); send it as a string`, { field: path });
+      }
+      return;
+    }
+    if (typeof v !== "object" || v === null) return;
+    if (depth >= limits.depthMax) {
+      throw new ApiError("limit_exceeded", `${path || "the body"}: nested deeper than ${limits.depthMax} levels`, { limit: "depthMax", max: limits.depthMax });
+    }
+    if (Array.isArray(v)) {
+      fields += v.length;
+      if (fields > limits.fieldsMax) throw fieldsExceeded(limits);
+      for (let i = 0; i < v.length; i++) walk(v[i], pathOf(path, i), depth + 1);
+      return;
+    }
+    const keys = Object.keys(v);
+    fields += keys.length;
+    if (fields > limits.fieldsMax) throw fieldsExceeded(limits);
+    for (const k of keys) {
+      if (k === "__proto__") throw new ApiError("forbidden_key", `${pathOf(path, k)}: the key "__proto__" is not accepted`, { field: pathOf(path, k) });
+      if (k.length > limits.keyLengthMax) {
+        throw new ApiError("limit_exceeded", `${path || "the body"}: a key of ${k.length} characters (at most ${limits.keyLengthMax})`, { limit: "keyLengthMax", max: limits.keyLengthMax });
+      }
+      walk((v as Record<string, unknown>)[k], pathOf(path, k), depth + 1);
+    }
+  };
+  walk(value, "", 0);
+  return value;
+}
+
+/**
+ * The values of integer literals (digits only, no fraction or exponent) beyond ±(2^53-1) in a JSON
+ * text: JSON.parse cannot tell them from floats of the same value, the text can. Strings are skipped.
+ */
+function unsafeIntegerLiterals(text: string): Set<number> {
+  const found = new Set<number>();
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip a string, escapes included (an unterminated one is JSON.parse's to refuse).
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+      continue;
+    }
+    if (c !== 0x2d && (c < 0x30 || c > 0x39)) continue;
+    let end = i + 1;
+    while (end < text.length && /[0-9.eE+-]/.test(text[end]!)) end++;
+    const token = text.slice(i, end);
+    // 16 digits or more can pass 2^53 - 1 (9007199254740991 has 16).
+    if (/^-?[0-9]{16,}$/.test(token) && !Number.isSafeInteger(Number(token))) found.add(Number(token));
+    i = end - 1;
+  }
+  return found;
+}
+
+function fieldsExceeded(limits: JsonLimits): ApiError {
+  return new ApiError("limit_exceeded", `the body has more than ${limits.fieldsMax} fields (object keys and array elements)`, { limit: "fieldsMax", max: limits.fieldsMax });
+}
