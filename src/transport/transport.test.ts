@@ -131,3 +131,18 @@ test("a connection that speaks garbage is closed; the transport keeps serving ot
   await a.stop();
   await b.stop();
 });
+
+test("an envelope the codec cannot encode is dropped and counted; the rest of its frame still goes", async () => {
+  const { a, b, got } = await pair();
+  let deep: unknown = 0;
+  for (let i = 0; i < 100_000; i++) deep = [deep];
+  a.send(2, "data", { group: 1, msg: { ok: 1 } });
+  a.send(2, "data", { group: 1, msg: deep });
+  a.send(2, "data", { group: 1, msg: { ok: 2 } });
+  a.flush();
+  await waitFor("the two encodable envelopes", () => got.flatMap((r) => r.envs).length === 2);
+  assert.deepEqual(got.flatMap((r) => r.envs).map((e) => (e.msg as { ok: number }).ok), [1, 2]);
+  assert.equal(a.unencodableEnvelopes, 1);
+  await a.stop();
+  await b.stop();
+});

@@ -176,18 +176,43 @@ export class Transport {
     this.pending = new Map();
     for (const [key, envelopes] of pending) {
       const [peer, plane] = parseKey(key);
-      const frame = encodeFrame({ envs: envelopes });
-      const faults = this.faults;
-      if (faults !== null) {
-        if (faults.cut.has(peer) || this.random() < faults.dropRate) continue;
-        if (faults.delayMs > 0) {
-          setTimeout(() => this.enqueueFrame(peer, plane, frame), faults.delayMs);
-          continue;
+      for (const frame of this.encodeFrames(envelopes)) {
+        const faults = this.faults;
+        if (faults !== null) {
+          if (faults.cut.has(peer) || this.random() < faults.dropRate) continue;
+          if (faults.delayMs > 0) {
+            setTimeout(() => this.enqueueFrame(peer, plane, frame), faults.delayMs);
+            continue;
+          }
         }
+        this.enqueueFrame(peer, plane, frame);
       }
-      this.enqueueFrame(peer, plane, frame);
     }
   }
+
+  /**
+   * One frame for a turn's envelopes; if they cannot be encoded together (over the frame limit, or one
+   * of them cannot be encoded at all), a frame each, and an envelope that cannot be encoded alone is
+   * dropped and counted: its sender times out instead of the whole process dying in a timer callback.
+   */
+  private encodeFrames(envelopes: Envelope[]): Buffer[] {
+    try {
+      return [encodeFrame({ envs: envelopes })];
+    } catch {
+      const frames: Buffer[] = [];
+      for (const env of envelopes) {
+        try {
+          frames.push(encodeFrame({ envs: [env] }));
+        } catch {
+          this.unencodableEnvelopes++;
+        }
+      }
+      return frames;
+    }
+  }
+
+  /** Envelopes dropped because they could not be encoded (too large or too deep for the codec). */
+  unencodableEnvelopes = 0;
 
   private link(peer: number, plane: Plane): Link {
     const key = linkKey(peer, plane);
