@@ -1,6 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { request } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -149,4 +150,13 @@ test("the OpenAPI document is valid, names every route's responses with schemas 
   const page = await app.inject({ url: "/docs/" });
   assert.equal(page.statusCode, 200);
   assert.match(page.body, /swagger/i);
+});
+
+test("the README's error table is the error table", async () => {
+  const readme = readFileSync(fileURLToPath(new URL("../../../README.md", import.meta.url)), "utf8");
+  const rows = new Map([...readme.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \| (yes|no) \| (no|unknown) \|/gm)].map((m) => [m[1]!, m.slice(2, 5).join(" ")]));
+  for (const [code, e] of Object.entries(ERRORS)) {
+    assert.equal(rows.get(code), `${e.status} ${e.retryable ? "yes" : "no"} ${e.applied}`, `README row of ${code}`);
+  }
+  assert.equal(rows.size, Object.keys(ERRORS).length, "no README row for a code that does not exist");
 });
