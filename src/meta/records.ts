@@ -2,10 +2,12 @@
  * The metadata state as records of the state store (one per node, collection, shard, settings version,
  * operator, plus the id counters), so that the metadata group is persisted, snapshotted and installed by
  * the same machinery as a data shard, and an applied command rewrites only what it touched.
+ * Invariant (records.test.ts): after any sequence of applied commands, metaFromRecords of the records
+ * written so far (starting from none) equals the state.
  */
 import { type ApplyResult, type MetaCommand, type MetaState, applyMeta } from "./state.js";
 import type { CollectionRecord, MetaNode, OperatorRecord, SettingsVersion, ShardRecord } from "./state.js";
-import { initialMetaState } from "./state.js";
+import { SETTINGS_HISTORY_MAX, initialMetaState } from "./state.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 
 const SEQ = "seq";
@@ -14,30 +16,42 @@ const collectionKey = (name: string) => `c:${name}`;
 const shardKey = (id: number) => `s:${id}`;
 const settingsKey = (version: number) => `v:${version}`;
 const operatorKey = (id: number) => `o:${id}`;
+/** The settings version of the initial state (initialMetaState). */
+const INITIAL_SETTINGS_VERSION = 1;
 
 export interface MetaChanges {
   puts: [string, unknown][];
   deletes: string[];
 }
 
-/** Applies a command and says which records changed (nothing when it was refused). */
+/**
+ * Applies a command and says which records changed (nothing when it was refused). Written so that the
+ * records always rebuild the state: every record a command touched is put while the state holds it and
+ * deleted once it does not (a record pruned by the same command that wrote it included), and what the
+ * initial state holds without a record (see metaFromRecords) is written once a command changes it.
+ */
 export function applyMetaTracked(s: MetaState, cmd: MetaCommand): { result: ApplyResult; changes: MetaChanges } {
   const settingsBefore = cmd.kind === "set-settings" || cmd.kind === "rollback-settings" ? s.settings.map((v) => v.version) : [];
   const operatorsBefore = cmd.kind === "record-operator" ? new Set(s.operators.keys()) : new Set<number>();
   const shardsBefore = s.nextShardId;
+  const seqBefore = [s.nextNodeId, s.nextShardId];
   const result = applyMeta(s, cmd);
   const changes: MetaChanges = { puts: [], deletes: [] };
   if (!result.ok) return { result, changes };
-  const putNode = (id: number) => {
-    const n = s.nodes.get(id);
-    if (n === undefined) changes.deletes.push(nodeKey(id));
-    else changes.puts.push([nodeKey(id), n]);
+  const written = new Set<string>();
+  /** Puts the record, or deletes it when the state no longer holds it; one change per key. */
+  const record = (key: string, value: unknown) => {
+    if (written.has(key)) return;
+    written.add(key);
+    if (value === undefined) changes.deletes.push(key);
+    else changes.puts.push([key, value]);
   };
-  const seq = () => changes.puts.push([SEQ, { nextNodeId: s.nextNodeId, nextShardId: s.nextShardId }]);
+  const putNode = (id: number) => record(nodeKey(id), s.nodes.get(id));
+  const putShard = (id: number) => record(shardKey(id), s.shards.get(id));
+  const putCollection = (name: string) => record(collectionKey(name), s.collections.get(name));
   switch (cmd.kind) {
     case "register-node":
       putNode(result.value!);
-      seq();
       break;
     case "set-lifecycle":
     case "set-worker-state":
@@ -45,46 +59,55 @@ export function applyMetaTracked(s: MetaState, cmd: MetaCommand): { result: Appl
       putNode(cmd.node);
       break;
     case "create-collection":
-      changes.puts.push([collectionKey(cmd.name), s.collections.get(cmd.name)]);
-      for (let id = shardsBefore; id < s.nextShardId; id++) changes.puts.push([shardKey(id), s.shards.get(id)]);
-      seq();
+      putCollection(cmd.name);
+      for (let id = shardsBefore; id < s.nextShardId; id++) putShard(id);
       break;
     case "set-replicas":
-      changes.puts.push([shardKey(cmd.shard), s.shards.get(cmd.shard)]);
+      putShard(cmd.shard);
       break;
     case "reserve-shard-id":
-      seq();
       break;
     case "merge-shards": {
-      const target = s.shards.get(cmd.into)!;
-      changes.puts.push([shardKey(cmd.into), target], [shardKey(cmd.from), s.shards.get(cmd.from)]);
-      changes.puts.push([collectionKey(target.collection), s.collections.get(target.collection)]);
+      putShard(cmd.into);
+      putShard(cmd.from);
+      const target = s.shards.get(cmd.into);
+      if (target !== undefined) putCollection(target.collection);
       break;
     }
     case "split-shard": {
-      const shard = s.shards.get(cmd.shard)!;
-      changes.puts.push([shardKey(cmd.shard), shard], [shardKey(cmd.child), s.shards.get(cmd.child)]);
-      changes.puts.push([collectionKey(shard.collection), s.collections.get(shard.collection)]);
-      seq();
+      putShard(cmd.shard);
+      putShard(cmd.child);
+      const shard = s.shards.get(cmd.shard);
+      if (shard !== undefined) putCollection(shard.collection);
       break;
     }
     case "set-settings":
     case "rollback-settings": {
-      const now = new Set(s.settings.map((v) => v.version));
-      for (const v of settingsBefore) if (!now.has(v)) changes.deletes.push(settingsKey(v));
+      const now = new Map(s.settings.map((v) => [v.version, v]));
+      for (const v of settingsBefore) if (!now.has(v)) record(settingsKey(v), undefined);
+      // The initial version is in a fresh store's state without a record: written while it is kept (it
+      // never changes, so writing it again is harmless; it heals stores written before it was written).
+      const initial = now.get(INITIAL_SETTINGS_VERSION);
+      if (initial !== undefined) record(settingsKey(INITIAL_SETTINGS_VERSION), initial);
       const current = s.settings[s.settings.length - 1]!;
-      changes.puts.push([settingsKey(current.version), current]);
+      record(settingsKey(current.version), current);
       break;
     }
     case "record-operator":
-      changes.puts.push([operatorKey(cmd.operator.id), s.operators.get(cmd.operator.id)]);
-      for (const id of operatorsBefore) if (!s.operators.has(id)) changes.deletes.push(operatorKey(id));
+      // Pruning may drop the record just written (an ended operator older than the newest kept ones).
+      record(operatorKey(cmd.operator.id), s.operators.get(cmd.operator.id));
+      for (const id of operatorsBefore) if (!s.operators.has(id)) record(operatorKey(id), undefined);
       break;
   }
+  // The id counters, whichever command moved them.
+  if (s.nextNodeId !== seqBefore[0] || s.nextShardId !== seqBefore[1]) record(SEQ, { nextNodeId: s.nextNodeId, nextShardId: s.nextShardId });
   return { result, changes };
 }
 
-/** Every record of a state (for a fresh store, and to check the mapping round-trips). */
+/**
+ * Every record of a state (to check the mapping round-trips). A fresh store holds none: the initial
+ * state is what metaFromRecords makes of no records, and applyMetaTracked writes its parts as they change.
+ */
 export function metaToRecords(s: MetaState): [string, unknown][] {
   const out: [string, unknown][] = [[SEQ, { nextNodeId: s.nextNodeId, nextShardId: s.nextShardId }]];
   for (const n of s.nodes.values()) out.push([nodeKey(n.id), n]);
@@ -100,6 +123,9 @@ export function metaFromRecords(records: Iterable<[string, unknown]>): MetaState
   const s = initialMetaState(DEFAULT_PLACEMENT, 0);
   s.settings = [];
   for (const [key, value] of records) {
+    // A record without a value stands for none: stores written before pruning was tracked as a delete
+    // hold one for an operator record pruned by the command that wrote it.
+    if (value === undefined || value === null) continue;
     const [kind] = key.split(":", 1);
     switch (kind) {
       case SEQ: {
@@ -117,6 +143,14 @@ export function metaFromRecords(records: Iterable<[string, unknown]>): MetaState
     }
   }
   s.settings.sort((a, b) => a.version - b.version);
-  if (s.settings.length === 0) s.settings = initialMetaState(DEFAULT_PLACEMENT, 0).settings;
+  // The initial version has no record until a settings change writes it (a fresh store holds no
+  // record at all). Stores written before that change wrote it hold versions 2.. only, fewer than
+  // SETTINGS_HISTORY_MAX of them, while the state that wrote them still kept version 1 (pruned only
+  // once SETTINGS_HISTORY_MAX later versions exist): it is restored here. A store written since never
+  // holds that shape (version 1 has a record while kept, and once pruned the history is full).
+  const first = s.settings[0];
+  if (first === undefined || (first.version === INITIAL_SETTINGS_VERSION + 1 && s.settings.length < SETTINGS_HISTORY_MAX)) {
+    s.settings.unshift(...initialMetaState(DEFAULT_PLACEMENT, 0).settings);
+  }
   return s;
 }
