@@ -1,8 +1,9 @@
 /** `shoal start`: runs one node (its Raft groups, the peer transport and the HTTP API). */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { pino } from "pino";
+import { type Logger, destination, pino } from "pino";
 import { buildApi } from "../api/server.js";
+import { DataDirInUseError, type DataDirLock, acquireDataDirLock } from "../node/data-dir-lock.js";
 import { Gateway } from "../node/gateway.js";
 import { Membership } from "../node/membership.js";
 import { PlacementDriver } from "../node/placement-driver.js";
@@ -45,6 +46,12 @@ interface Identity {
   shards: number;
   /** Joined a running cluster (its membership lives in the metadata group, not in flags). */
   joined?: boolean;
+  /**
+   * The members the cluster named when this node joined. Until it has caught up with the metadata (which
+   * names every node), they are the only addresses it knows: without them, a node stopped early in its
+   * join restarts unable to reach anyone, and never catches up.
+   */
+  joinedVia?: { id: number; peer: string }[];
 }
 
 function readIdentity(dataDir: string): Identity | null {
@@ -127,10 +134,29 @@ function checkIdentity(dataDir: string, identity: { id: number; members: number[
   }
 }
 
+/**
+ * A crash (an exception or rejection nobody handled) is logged with its stack through the node's logger,
+ * so it is in the node's log and not only on a stderr nobody kept, and then ends the process: its state
+ * past the crash is unknown. Before the logger exists, stderr is all there is.
+ */
+export function exitOnCrash(logger: () => Logger | null): void {
+  const crash = (what: string) => (e: unknown) => {
+    const log = logger();
+    if (log !== null) log.fatal({ err: e }, `${what}: the node stops`);
+    else console.error(`shoal start: ${what}:`, e);
+    process.exit(70); // EX_SOFTWARE
+  };
+  process.on("uncaughtException", crash("uncaught exception"));
+  process.on("unhandledRejection", crash("unhandled promise rejection"));
+}
+
 export async function startCommand(opts: StartOptions): Promise<number> {
   let node: MultiRaftNode | null = null;
   let http: PeerAddress;
   let id: number;
+  let nodeLogger: Logger | null = null;
+  let lock: DataDirLock | null = null;
+  exitOnCrash(() => nodeLogger);
   const dataDir = resolve(opts.dataDir);
   try {
     id = positiveInt("--id", opts.id);
@@ -139,10 +165,15 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const peers = parsePeers(opts.peers, id);
     let shards = positiveInt("--shards", opts.shards, 4096);
     const maxPayloadBytes = positiveInt("--max-payload-bytes", opts.maxPayloadBytes, 64 << 20);
-    mkdirSync(dataDir, { recursive: true });
     const labels = parseLabels(opts.labels);
     const advertise = opts.advertise ?? opts.listen;
     parseAddress("--advertise", advertise);
+    mkdirSync(dataDir, { recursive: true });
+    // Before anything reads node.json or opens the WAL and the store: a second process on them corrupts both.
+    const held = acquireDataDirLock(dataDir, { http: opts.http, peer: advertise });
+    lock = held;
+    // Whichever way the process ends (a crash included), the directory is free once it has.
+    process.once("exit", () => lock?.release());
     const known = readIdentity(dataDir);
     let joined = known?.joined === true;
     if (opts.join !== undefined && known === null) {
@@ -152,16 +183,24 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       shards = answer.shards;
       peers.clear();
       for (const m of answer.members) if (m.id !== id) peers.set(m.id, parseAddress("members", m.peer));
-      writeFileSync(join(dataDir, "node.json"), JSON.stringify({ id, members: [], shards, joined: true } satisfies Identity, null, 2) + "\n");
+      const joinedVia = answer.members.filter((m) => m.id !== id);
+      writeFileSync(join(dataDir, "node.json"), JSON.stringify({ id, members: [], shards, joined: true, joinedVia } satisfies Identity, null, 2) + "\n");
       joined = true;
     } else if (joined) {
       // A joined node restarting: it is whoever it was; the metadata it holds names its peers.
       id = known!.id;
       shards = known!.shards;
+      for (const m of known!.joinedVia ?? []) if (m.id !== id && !peers.has(m.id)) peers.set(m.id, parseAddress("node.json", m.peer));
     } else {
       checkIdentity(dataDir, { id, members: [id, ...peers.keys()].sort((a, b) => a - b), shards });
     }
-    const logger = pino({ base: { node: id }, level: opts.logLevel });
+    // Synchronous writes: a line logged just before the process ends (a crash) must reach the log.
+    const logger = pino({ base: { node: id }, level: opts.logLevel }, destination({ dest: 1, sync: true }));
+    nodeLogger = logger;
+    if (held.tookOverFrom !== null) {
+      const stale = held.tookOverFrom;
+      logger.warn({ stale }, `took over the lock of ${dataDir} left by process ${stale.pid} (started ${stale.startedAt}), which no longer runs`);
+    }
     const compactAfterEntries = opts.compactAfterEntries === undefined ? undefined : positiveInt("--compact-after-entries", opts.compactAfterEntries);
     node = await MultiRaftNode.open({
       // Leaderships are balanced by the placement driver, not by the node's static preference.
@@ -201,6 +240,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       placement.stop();
       await app.close(); // stops accepting, waits for in-flight requests
       await node!.stop(); // finishes the current turn (fsync included), closes the log and the store
+      held.release();
       logger.info("stopped");
       process.exit(0);
     };
@@ -210,7 +250,8 @@ export async function startCommand(opts: StartOptions): Promise<number> {
   } catch (e) {
     // Whatever started before the failure (timers, sockets) must not keep the process alive.
     await node?.stop().catch(() => undefined);
-    if (e instanceof ConfigError) {
+    lock?.release();
+    if (e instanceof ConfigError || e instanceof DataDirInUseError) {
       console.error(`shoal start: ${e.message}`);
       return 2;
     }
@@ -218,6 +259,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       console.error(`shoal start: cannot listen: ${e.message}`);
       return 2;
     }
+    nodeLogger?.fatal({ err: e }, "startup failed");
     throw e;
   }
 }

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { HistoryEvent } from "../check/index.js";
 import { waitFor } from "../node/testing.js";
+import { bindable } from "./demo.js";
 
 export const shoal = fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url));
 
@@ -22,6 +23,17 @@ export async function freePorts(n: number): Promise<number[]> {
   const ports = servers.map((s) => (s.address() as { port: number }).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
+}
+
+/** The first of n consecutive free ports (`shoal demo` numbers its nodes' ports from a base). */
+export async function freePortRun(n: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const [base] = await freePorts(1);
+    if (base! + n > 65536) continue;
+    const free = await Promise.all(Array.from({ length: n }, (_, i) => bindable(base! + i)));
+    if (free.every((f) => f)) return base!;
+  }
+  throw new Error(`no run of ${n} free ports found`);
 }
 
 export interface Cluster {
@@ -205,8 +217,8 @@ export async function startFounder(shards: number, extraArgs: string[] = [], tes
  * Starts a new node in `slot` that joins through the member in slot `via` (`shoal start --join`). The
  * cluster assigns its id; joining one at a time, slot and id agree (callers check with nodes()).
  */
-export async function joinProc(c: Cluster, slot: number, via: number, extraArgs: string[] = []): Promise<void> {
-  const [http, peer] = await freePorts(2);
+export async function joinProc(c: Cluster, slot: number, via: number, extraArgs: string[] = [], ports?: [number, number]): Promise<void> {
+  const [http, peer] = ports ?? await freePorts(2);
   c.http.set(slot, http!);
   c.peer.set(slot, peer!);
   const child = spawn(process.execPath, [shoal, "start", "--join", `http://127.0.0.1:${c.http.get(via)}`, "--data-dir", join(c.dir, `n${slot}`),

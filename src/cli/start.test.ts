@@ -1,0 +1,98 @@
+/** `shoal start` as an operator meets it: one process per data directory, crashes in the node's log. */
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { readLock } from "../node/data-dir-lock.js";
+import { waitFor } from "../node/testing.js";
+import { bindable } from "./demo.js";
+import { freePorts, joinProc, kill9, nodes, ready, shoal, startFounder, startProc, stop } from "./testing.js";
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** Runs a command to its end (bounded), with what it wrote. */
+function runToEnd(args: string[], opts: { cwd?: string; stdoutFile?: string } = {}, timeoutMs = 30_000): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, args, {
+    cwd: opts.cwd, stdio: ["ignore", opts.stdoutFile === undefined ? "ignore" : openSync(opts.stdoutFile, "w"), "pipe"], timeout: timeoutMs,
+  });
+  let stderr = "";
+  child.stderr!.on("data", (b: Buffer) => { stderr += b.toString(); });
+  return new Promise((r) => child.once("close", (code) => r({ code, stderr })));
+}
+
+test("shoal start refuses a data dir in use by a running node (exit 2, naming it); after kill -9 the next start takes the stale lock over", async () => {
+  const c = await startFounder(2);
+  dirs.push(c.dir);
+  const dir = join(c.dir, "n1");
+  const holder = c.procs.get(1)!.pid!;
+  assert.equal(readLock(dir)?.pid, holder);
+  const [http, peer] = await freePorts(2);
+  const t0 = performance.now();
+  const second = await runToEnd([shoal, "start", "--id", "1", "--data-dir", dir, "--http", `127.0.0.1:${http}`, "--listen", `127.0.0.1:${peer}`, "--shards", "2"]);
+  assert.equal(second.code, 2, second.stderr);
+  assert.ok(performance.now() - t0 < 10_000, "refused at once");
+  assert.match(second.stderr, new RegExp(`is in use by process ${holder} \\(started .*, http 127\\.0\\.0\\.1:${c.http.get(1)}\\); stop it first, or remove .*LOCK`));
+  const health = await fetch(`http://127.0.0.1:${c.http.get(1)}/healthz`, { signal: AbortSignal.timeout(5000) });
+  assert.equal(health.status, 200, "the running node is untouched");
+  assert.equal(readLock(dir)?.pid, holder, "and so is its lock");
+
+  await kill9(c, 1);
+  assert.equal(readLock(dir)?.pid, holder, "kill -9 leaves the lock behind");
+  startProc(c, 1);
+  await ready(c, [1]);
+  assert.equal(readLock(dir)?.pid, c.procs.get(1)!.pid);
+  assert.match(readFileSync(join(c.dir, "n1.log"), "utf8"), new RegExp(`took over the lock of .* left by process ${holder}`));
+  await stop(c);
+  assert.equal(existsSync(join(dir, "LOCK")), false, "a graceful stop releases the lock");
+});
+
+test("a crash (uncaught exception, unhandled rejection) is logged with its stack through the node's logger and ends the process", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "shoal-crash-"));
+  dirs.push(dir);
+  const startModule = new URL("./start.js", import.meta.url).href;
+  // Run from the package root, so that the script finds pino as start.ts does.
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
+  for (const [name, fault] of [["exception", "setTimeout(() => { throw new Error('boom in a timer'); }, 10);"],
+    ["rejection", "void Promise.reject(new Error('boom in a promise'));"]] as const) {
+    const script = `const { exitOnCrash } = await import(${JSON.stringify(startModule)});
+      const { pino, destination } = await import("pino");
+      const logger = pino({ base: { node: 7 } }, destination({ dest: 1, sync: true }));
+      exitOnCrash(() => logger);
+      ${fault}`;
+    const log = join(dir, `${name}.log`);
+    const r = await runToEnd(["--input-type=module", "-e", script], { cwd: root, stdoutFile: log });
+    assert.notEqual(r.code, 0, name);
+    const lines = readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { level: number; msg: string; err?: { stack: string } });
+    const fatal = lines.find((l) => l.level === 60);
+    assert.ok(fatal !== undefined, `${name}: a fatal line in ${JSON.stringify(lines)}`);
+    assert.match(fatal.msg, name === "exception" ? /uncaught exception/ : /unhandled promise rejection/);
+    assert.match(fatal.err!.stack, /Error: boom in a (timer|promise)\n\s+at /);
+  }
+});
+
+test("a node whose join was cut short (registered, then it could not listen) restarts as itself from the members it was told, and catches up", async () => {
+  const c = await startFounder(2);
+  dirs.push(c.dir);
+  const [http, peer] = await freePorts(2);
+  // Something else holds its HTTP port: the cluster registers it, then it stops before it caught up.
+  const squatter = createServer();
+  await new Promise<void>((r) => squatter.listen(http, "127.0.0.1", r));
+  const cut = await runToEnd([shoal, "start", "--join", `http://127.0.0.1:${c.http.get(1)}`, "--data-dir", join(c.dir, "n2"),
+    "--http", `127.0.0.1:${http}`, "--listen", `127.0.0.1:${peer}`]);
+  await new Promise((r) => squatter.close(r));
+  assert.equal(cut.code, 2, cut.stderr);
+  assert.match(cut.stderr, /cannot listen/);
+  assert.equal(await bindable(peer!), true, "its peer port was released too");
+  assert.equal(existsSync(join(c.dir, "n2", "LOCK")), false, "a failed start releases the lock");
+  await joinProc(c, 2, 1, [], [http!, peer!]);
+  await waitFor("node 2 caught up and ready", async () => (await nodes(c, 1)).some((n) => n.id === 2 && n.worker === "ready" && n.health === "healthy"), 30_000);
+  await ready(c, [2]);
+  await stop(c);
+});
