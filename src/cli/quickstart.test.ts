@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "../node/testing.js";
-import { freePorts, shoal } from "./testing.js";
+import { freePortRun, shoal } from "./testing.js";
 
 const readme = readFileSync(fileURLToPath(new URL("../../../README.md", import.meta.url)), "utf8");
 const DEMO_READY_MS = 120_000;
@@ -76,7 +76,9 @@ after(async () => {
 test("the README's quick start shows real output", async () => {
   const lines = quickStartLines();
   assert.ok(lines.filter((l) => l.expected !== null).length >= 4, "the quick start promises outputs");
-  const [http, peer] = await freePorts(2);
+  // Three HTTP ports, then three peer ports, all free.
+  const http = await freePortRun(6);
+  const peer = http + 3;
   dir = mkdtempSync(join(tmpdir(), "shoal-quickstart-"));
   // The README's `npx shoal demo`, on free ports.
   demo = spawn(process.execPath, [shoal, "demo", "--http-port", String(http), "--peer-port", String(peer), "--data-dir", join(dir, "demo")], { stdio: ["ignore", "pipe", "pipe"] });
@@ -89,7 +91,7 @@ test("the README's quick start shows real output", async () => {
   }, DEMO_READY_MS);
   const bindings = new Bindings();
   // The README's ports are the demo's defaults: 7400 + slot - 1.
-  const port = (arg: string) => arg.replace(/127\.0\.0\.1:740(\d)/, (_, slot: string) => `127.0.0.1:${http! + Number(slot)}`);
+  const port = (arg: string) => arg.replace(/127\.0\.0\.1:740(\d)/, (_, slot: string) => `127.0.0.1:${http + Number(slot)}`);
   for (const line of lines) {
     const argv = line.argv.map((a, i) => (line.argv[i - 1] === "--if-version" ? bindings.substitute(a) : port(a)));
     const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
