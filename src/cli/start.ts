@@ -21,6 +21,9 @@ export interface StartOptions {
   peers: string;
   shards: string;
   maxPayloadBytes: string;
+  maxJsonDepth: string;
+  maxJsonFields: string;
+  maxKeyLength: string;
   compactAfterEntries?: string;
   logLevel: "debug" | "info" | "warn" | "error";
   /** A member's HTTP API: join that running cluster instead of founding one. */
@@ -165,6 +168,12 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const peers = parsePeers(opts.peers, id);
     let shards = positiveInt("--shards", opts.shards, 4096);
     const maxPayloadBytes = positiveInt("--max-payload-bytes", opts.maxPayloadBytes, 64 << 20);
+    // Bounded so that no body can overflow the stack of the log's encoder, however the flags are set.
+    const jsonLimits = {
+      depthMax: positiveInt("--max-json-depth", opts.maxJsonDepth, 256),
+      fieldsMax: positiveInt("--max-json-fields", opts.maxJsonFields, 1_000_000),
+      keyLengthMax: positiveInt("--max-key-length", opts.maxKeyLength, 65_536),
+    };
     const labels = parseLabels(opts.labels);
     const advertise = opts.advertise ?? opts.listen;
     parseAddress("--advertise", advertise);
@@ -210,7 +219,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const gateway = new Gateway(node);
     let membership: Membership | null = null;
     const app = await buildApi({
-      node, gateway, logger, bodyLimitBytes: maxPayloadBytes, testMode,
+      node, gateway, logger, bodyLimitBytes: maxPayloadBytes, jsonLimits, testMode,
       failJoins: (n) => {
         if (membership !== null) membership.failJoinsForTest = n;
       },
