@@ -8,7 +8,7 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { ApiError, isErrorCode } from "./error-table.js";
 import { sendError } from "./envelope.js";
-import { openObject, responses, THROUGH_RAFT } from "./openapi.js";
+import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
 import { type ApplyResult, type MetaNode, type MetaState, type OperatorRecord, type SettingsVersion, type ShardRecord, currentSettings } from "../meta/state.js";
 import { DEFAULT_PLACEMENT, type PlacementConfig, validatePlacementConfig } from "../placement/types.js";
 import type { Gateway } from "../node/gateway.js";
@@ -31,7 +31,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   };
   /** A free-form view answered with 200, and the codes of routes that ask the metadata or placement leader. */
   const view = (description: string) => ({ ...openObject, description });
-  const VIA_LEADER = [...THROUGH_RAFT, "bad_request"] as const;
+  const VIA_LEADER = [...THROUGH_RAFT, ...JSON_BODY, "bad_request"] as const;
 
   // MEM-1: a node asks any member to join; the metadata leader handles joins one at a time.
   const addressSchema = { type: "string", pattern: "^(\\[[^\\]]+\\]|[^:\\s]+):[0-9]{1,5}$" } as const;

@@ -14,7 +14,7 @@ import type { CommandResult, StoredRecord } from "../node/records.js";
 import { ApiError } from "./error-table.js";
 import { envelopeOptions, installEnvelope } from "./envelope.js";
 import { DEFAULT_JSON_LIMITS, type JsonLimits, parseJsonBody } from "./json-input.js";
-import { THROUGH_RAFT, WRITE, openObject, responses } from "./openapi.js";
+import { JSON_BODY, THROUGH_RAFT, WRITE, openObject, responses } from "./openapi.js";
 import { registerClusterRoutes } from "./cluster.js";
 
 export interface ApiOptions {
@@ -167,8 +167,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
           },
         },
         response: responses({ description: "written", type: "object", required: ["version"], properties: { version } },
-          "bad_request", "invalid_json", "unsafe_number", "forbidden_key", "limit_exceeded", "payload_too_large", "unsupported_media_type",
-          "collection_not_found", "version_mismatch", ...WRITE),
+          "bad_request", ...JSON_BODY, "collection_not_found", "version_mismatch", ...WRITE),
       },
     },
     async (req) => {
