@@ -2,7 +2,8 @@
  * Every node is a gateway: a record operation is executed here when this node leads the record's
  * shard, and otherwise forwarded to the leader over the data plane. A "not leader" answer carries the
  * leader's id, or none mid-election; the gateway follows it, or waits to learn a leader, a bounded
- * number of times. Eventual reads never leave the node.
+ * number of times. Eventual reads never leave the node. A shard that cannot reach a quorum answers at
+ * once (NoQuorumError: not applied; QuorumLostError: outcome unknown), never by waiting for a timeout.
  */
 import type { NodeId } from "../raft/index.js";
 import {
@@ -13,6 +14,8 @@ import {
   META_GROUP,
   type MultiRaftNode,
   NotLeaderError,
+  NoQuorumError,
+  QuorumLostError,
   RequestTimeoutError,
   WrongShardError,
 } from "./multi-raft.js";
@@ -46,7 +49,22 @@ type Op =
   /** A request for the placement driver (on the metadata leader). */
   | { kind: "placement"; group: number; req: PlacementRequest };
 
-type Reply = { ok: true; value: unknown } | { ok: false; error: { name: string; message: string; leader?: NodeId } };
+interface ReplyError { name: string; message: string; leader?: NodeId; reach?: string }
+type Reply = { ok: true; value: unknown } | { ok: false; error: ReplyError };
+
+/** An error as it travels back to the node that forwarded the request (see revive). */
+function replyError(e: Error): ReplyError {
+  return {
+    name: e.name, message: e.message,
+    ...(e instanceof NotLeaderError ? { leader: e.leader } : {}),
+    ...(e instanceof NoQuorumError || e instanceof QuorumLostError ? { reach: e.reach } : {}),
+  };
+}
+
+/** Operations that change nothing: losing the quorum under them leaves nothing unknown. */
+function isRead(op: Op): boolean {
+  return op.kind === "read" || op.kind === "scan";
+}
 
 interface RpcRequest { rpc: { id: number; op: Op } }
 interface RpcReply { rpcReply: { id: number; reply: Reply } }
@@ -60,7 +78,8 @@ export class Gateway {
     return this.node.id;
   }
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (r: Reply) => void; timer: NodeJS.Timeout }>();
+  /** Forwarded requests awaiting their reply, by id: each settles exactly once (reply, timeout or quorum lost). */
+  private readonly pending = new Map<number, (r: Reply) => void>();
   private readonly timeoutMs: number;
 
   constructor(node: MultiRaftNode, timeoutMs = 5000) {
@@ -153,6 +172,9 @@ export class Gateway {
         }
         if (leader === 0) throw new NotLeaderError(op.group, 0);
         if (leader === this.node.id) return await this.execute(op);
+        // A leader believed in here but cut off with the rest would never answer: refuse before sending.
+        const noQuorum = this.node.noQuorum(op.group);
+        if (noQuorum !== null) throw noQuorum;
         // A read of a shard this node does not hold is served where it is held (not only at the leader).
         return await this.forward(leader, op);
       } catch (e) {
@@ -246,18 +268,30 @@ export class Gateway {
     }
   }
 
+  /**
+   * Sends the request to `to` and waits for its answer, at most the request timeout; when this node
+   * hosts the shard and finds it cannot reach the shard's quorum meanwhile, the answer may never come
+   * (the leader is likely gone with the rest): the request fails then, its outcome unknown unless it
+   * was a read.
+   */
   private forward(to: NodeId, op: Op): Promise<unknown> {
     const id = this.nextId++;
     return new Promise<Reply>((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        resolve({ ok: false, error: { name: "RequestTimeoutError", message: `node ${to} did not answer within ${this.timeoutMs} ms` } });
-      }, this.timeoutMs);
-      this.pending.set(id, { resolve, timer });
-      if (!this.node.sendNodeMessage(to, { rpc: { id, op } } satisfies RpcRequest)) {
+      const settle = (reply: Reply) => {
         clearTimeout(timer);
+        unwatch();
         this.pending.delete(id);
-        resolve({ ok: false, error: { name: "LeaderUnreachableError", message: "", leader: to } });
+        resolve(reply);
+      };
+      const timer = setTimeout(() => {
+        settle({ ok: false, error: { name: "RequestTimeoutError", message: `node ${to} did not answer within ${this.timeoutMs} ms` } });
+      }, this.timeoutMs);
+      const unwatch = this.node.watchQuorum(op.group, (reach) => {
+        settle({ ok: false, error: replyError(isRead(op) ? new NoQuorumError(op.group, reach) : new QuorumLostError(op.group, reach)) });
+      });
+      this.pending.set(id, settle);
+      if (!this.node.sendNodeMessage(to, { rpc: { id, op } } satisfies RpcRequest)) {
+        settle({ ok: false, error: { name: "LeaderUnreachableError", message: "", leader: to } });
       }
     }).then((reply) => {
       if (reply.ok) return reply.value;
@@ -272,11 +306,8 @@ export class Gateway {
       return;
     }
     if (m.rpcReply !== undefined) {
-      const p = this.pending.get(m.rpcReply.id);
-      if (p === undefined) return; // timed out already
-      this.pending.delete(m.rpcReply.id);
-      clearTimeout(p.timer);
-      p.resolve(m.rpcReply.reply);
+      // Undefined once settled already (timed out, or the quorum was lost).
+      this.pending.get(m.rpcReply.id)?.(m.rpcReply.reply);
       return;
     }
     if (m.rpc === undefined) return;
@@ -289,20 +320,20 @@ export class Gateway {
       : Promise.reject(hosted ? new NotLeaderError(op.group, this.node.leaderOf(op.group)) : new NotHostedError(op.group));
     run.then(
       (value) => this.node.sendNodeMessage(from, { rpcReply: { id, reply: { ok: true, value } } } satisfies RpcReply),
-      (e: Error) => this.node.sendNodeMessage(from, {
-        rpcReply: { id, reply: { ok: false, error: { name: e.name, message: e.message, ...(e instanceof NotLeaderError ? { leader: e.leader } : {}) } } },
-      } satisfies RpcReply),
+      (e: Error) => this.node.sendNodeMessage(from, { rpcReply: { id, reply: { ok: false, error: replyError(e) } } } satisfies RpcReply),
     );
   }
 }
 
-function revive(err: { name: string; message: string; leader?: NodeId }, group: number): Error {
+function revive(err: ReplyError, group: number): Error {
   if (err.name === "NotLeaderError") return new NotLeaderError(group, err.leader ?? 0);
   if (err.name === "NotHostedError") return new NotHostedError(group);
   if (err.name === "WrongShardError") return new WrongShardError(group);
   if (err.name === "ConfChangeRefusedError") return new ConfChangeRefusedError(err.message);
   if (err.name === "LeaderUnreachableError") return new LeaderUnreachableError(group, err.leader ?? 0);
   if (err.name === "RequestTimeoutError") return new RequestTimeoutError(err.message);
+  if (err.name === "NoQuorumError") return new NoQuorumError(group, err.reach ?? "voters unknown");
+  if (err.name === "QuorumLostError") return new QuorumLostError(group, err.reach ?? "voters unknown");
   const e = new Error(err.message);
   e.name = err.name;
   return e;

@@ -11,6 +11,7 @@ import type { ShardState } from "../storage/state-store.js";
 import type { ApplyResult } from "../meta/state.js";
 import type { CommandResult, StoredRecord } from "./records.js";
 import { HASH_SPACE, hashOf } from "../meta/ranges.js";
+import { type JointConfig, VoteResult, jointIds, jointVoteResult } from "../raft/quorum.js";
 
 /** Group 0 carries node-level messages (the gateway's forwarded requests), not Raft traffic. */
 export const NODE_GROUP = 0;
@@ -57,6 +58,48 @@ export class LeaderUnreachableError extends Error {
   }
 }
 
+/**
+ * Refused before anything was proposed: the shard cannot reach a quorum from this node, so nothing could
+ * commit. Not applied; worth retrying once nodes are back.
+ */
+export class NoQuorumError extends Error {
+  override name = "NoQuorumError";
+  /** `reach`: how many voters are reachable from where, e.g. "1 of 3 voters reachable from node 1". */
+  constructor(readonly group: number, readonly reach: string) {
+    super(`shard ${group} cannot reach a quorum: ${reach}`);
+  }
+}
+
+/**
+ * The proposal was handed to Raft (appended on a leader), then its leader found it cannot reach a
+ * quorum: a quorum may still commit the entry later, so the outcome is unknown.
+ */
+export class QuorumLostError extends Error {
+  override name = "QuorumLostError";
+  constructor(readonly group: number, readonly reach: string) {
+    super(`shard ${group} lost its quorum while the request was in flight (${reach}): its outcome is unknown, it may still be applied`);
+  }
+}
+
+/** How many of a group's voters are reachable, and whether they make a quorum of every half of the configuration. */
+export interface QuorumReach {
+  ok: boolean;
+  reachable: number;
+  voters: number;
+}
+
+/**
+ * Whether the voters `reachable` says yes to form a quorum: a majority of each half of a joint
+ * configuration (Raft's own vote arithmetic, as if each reachable voter granted its vote). A group with
+ * no voters known here (a replica waiting for its first snapshot) has nothing to refuse on: ok.
+ */
+export function quorumReach(voters: JointConfig, reachable: (id: NodeId) => boolean): QuorumReach {
+  const votes = new Map<NodeId, boolean>();
+  for (const id of jointIds(voters)) votes.set(id, reachable(id));
+  const granted = [...votes.values()].filter((v) => v).length;
+  return { ok: jointVoteResult(voters, votes) === VoteResult.Won, reachable: granted, voters: votes.size };
+}
+
 export class RequestTimeoutError extends Error {
   override name = "RequestTimeoutError";
 }
@@ -99,6 +142,11 @@ export interface Group {
   leaderWaiters: LeaderWaiter[];
   /** Callers waiting for the outcome of a leadership transfer (bounded by the request queue). */
   transferWaiters: TransferWaiter[];
+  /**
+   * Called once if the group cannot reach a quorum from here, with how many voters it reaches: the
+   * gateway's requests forwarded to the leader, whose answer may never come (one per pending forward).
+   */
+  quorumWatchers: Set<(reach: string) => void>;
   /** Client requests (proposals and reads) made here so far: the placement driver's load statistic. */
   requests: number;
   /** A shard's range and recent splits, as of its applied index (the metadata group's is unused). */

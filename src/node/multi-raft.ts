@@ -37,7 +37,7 @@ import { type Envelope, type PeerAddress, Transport } from "../transport/transpo
 import { GroupStorage } from "./group-storage.js";
 import {
   type Consistency, ConfChangeRefusedError, type Group, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
-  type ProposeInput, type TransferWaiter, type Waiter, planeOf, shardOf,
+  NoQuorumError, QuorumLostError, type ProposeInput, type TransferWaiter, type Waiter, planeOf, quorumReach, shardOf,
 } from "./group.js";
 import { quiescenceStep, wakes } from "./quiescence.js";
 import { hostingChanges } from "./hosting.js";
@@ -119,7 +119,15 @@ function mustWait(g: Group): boolean {
   return r.lead === 0 || (r.role === Role.Leader && r.leadTransferee !== 0);
 }
 
-export { type Consistency, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf };
+export {
+  type Consistency, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, META_GROUP, NODE_GROUP, NotLeaderError, NoQuorumError,
+  OverloadedError, QuorumLostError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf,
+};
+
+/** Whether anything waits on the group (parked proposals wait in `proposals` too). */
+function hasWaiters(g: Group): boolean {
+  return g.proposals.size > 0 || g.reads.size > 0 || g.leaderWaiters.length > 0 || g.quorumWatchers.size > 0;
+}
 
 const EMPTY_CONF: ConfState = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 
@@ -153,6 +161,8 @@ export class MultiRaftNode {
   private ticksSinceKeepalive = 0;
   /** The peers' liveness as the frames this node receives show it. */
   private readonly peers = new PeerLiveness(performance.now());
+  /** When the tick timer last fired: a longer gap than expected means the loop stalled (see noteStall). */
+  private lastTickAtMs = performance.now();
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   private hostingDue = true;
   /** Groups made by splits applied in the last turn (with their parents), whose log is written at the start of the next. */
@@ -252,7 +262,7 @@ export class MultiRaftNode {
     });
     const group: Group = {
       id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(),
-      quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], transferWaiters: [], requests: 0,
+      quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], transferWaiters: [], quorumWatchers: new Set(), requests: 0,
       shard: this.loadShardState(g),
     };
     this.groups.set(g, group);
@@ -271,7 +281,13 @@ export class MultiRaftNode {
 
   async start(): Promise<number> {
     const port = await this.transport.start();
+    // Opening (WAL recovery) may have taken a while; peers get their grace from now on.
+    this.lastTickAtMs = performance.now();
+    this.peers.deafUntil(this.lastTickAtMs);
     this.tickTimer = setInterval(() => {
+      const nowMs = performance.now();
+      this.noteStall(nowMs);
+      this.lastTickAtMs = nowMs;
       if (this.pendingTicks < MAX_TICKS_PER_TURN) this.pendingTicks++;
       this.scheduleTurn();
     }, this.cfg.tickMs);
@@ -285,13 +301,9 @@ export class MultiRaftNode {
     if (this.tickTimer !== null) clearInterval(this.tickTimer);
     await this.turnRunning;
     for (const g of this.groups.values()) {
-      for (const w of g.proposals.values()) this.settle(w, new ShuttingDownError("node is shutting down"));
-      for (const r of g.reads.values()) this.settle(r, new ShuttingDownError("node is shutting down"));
-      for (const w of g.leaderWaiters) this.settle(w, new ShuttingDownError("node is shutting down"));
-      for (const w of g.transferWaiters) this.settle(w, new ShuttingDownError("node is shutting down"));
-      g.proposals.clear();
-      g.reads.clear();
-      g.leaderWaiters = [];
+      const stopping = new ShuttingDownError("node is shutting down");
+      this.failWaiters(g, stopping, stopping);
+      for (const w of g.transferWaiters) this.settle(w, stopping);
     }
     await this.transport.stop();
     await this.wal.close();
@@ -368,6 +380,8 @@ export class MultiRaftNode {
   private proposeAndAwait<T extends CommandResult | ApplyResult>(group: number, what: string, input: (seq: number) => Input): Promise<T> {
     const g = this.group(group);
     this.checkAccepting();
+    const refused = this.noQuorumFor(g);
+    if (refused !== null) return Promise.reject(refused);
     if (g.raft.raft.role !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.raft.lead));
     const seq = this.nextSeq++;
     return new Promise<T>((resolve, reject) => {
@@ -400,6 +414,8 @@ export class MultiRaftNode {
       const rec = this.servedRead(g, key);
       return rec instanceof Error ? Promise.reject(rec) : Promise.resolve(rec);
     }
+    const refused = this.noQuorumFor(g);
+    if (refused !== null) return Promise.reject(refused);
     const ctx = `${this.id}:${this.nextSeq++}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -541,11 +557,14 @@ export class MultiRaftNode {
    * Resolves with the shard's leader as soon as this node knows one other than `refused` (a node that
    * has just answered that it does not lead), or `refused` itself elected in a later term (a restarted
    * leader often wins again); rejects with NotLeaderError after `timeoutMs`. Lets a gateway ride out an
-   * election or a leadership hand-over instead of failing the request.
+   * election or a leadership hand-over instead of failing the request; but no election can succeed
+   * without a quorum, so it rejects with NoQuorumError as soon as none is reachable from here.
    */
   awaitLeader(group: number, refused: NodeId, timeoutMs: number): Promise<NodeId> {
     const g = this.group(group);
     this.checkAccepting();
+    const noQuorum = this.noQuorumFor(g);
+    if (noQuorum !== null) return Promise.reject(noQuorum);
     const lead = g.raft.raft.lead;
     if (lead !== 0 && lead !== refused) return Promise.resolve(lead);
     return new Promise((resolve, reject) => {
@@ -624,9 +643,7 @@ export class MultiRaftNode {
       const g = this.groups.get(id)!;
       this.groups.delete(id);
       const gone = new NotHostedError(id);
-      for (const w of g.proposals.values()) this.settle(w, gone);
-      for (const r of g.reads.values()) this.settle(r, gone);
-      for (const w of g.leaderWaiters) this.settle(w, gone);
+      this.failWaiters(g, gone, gone);
       for (const w of g.transferWaiters) this.settle(w, "aborted");
       await this.store.dropGroup(id);
       this.cfg.logger?.(`node ${this.id}: dropped its replica of shard ${id}`);
@@ -892,6 +909,89 @@ export class MultiRaftNode {
         this.counters.groupTicks++;
       }
     }
+    if (ticks > 0) this.failWithoutQuorum();
+  }
+
+  /**
+   * Once a tick: requests of a group that cannot reach a quorum from here fail now instead of at their
+   * timeout (nothing can commit, no leader can be elected). Proposals Raft holds may still commit if
+   * the quorum comes back, so their outcome is unknown; everything else was never proposed, or changes
+   * nothing (reads).
+   */
+  private failWithoutQuorum(): void {
+    for (const g of this.groups.values()) {
+      if (!hasWaiters(g)) continue;
+      const refused = this.noQuorumFor(g);
+      if (refused === null) continue;
+      this.failWaiters(g, new QuorumLostError(g.id, refused.reach), refused);
+      for (const watcher of g.quorumWatchers) watcher(refused.reach);
+      g.quorumWatchers.clear();
+    }
+  }
+
+  /**
+   * Fails every request of this node waiting on the group but leadership transfers: proposals handed to
+   * Raft with `proposed`, the rest (parked proposals, reads, leader waiters) with `notProposed`.
+   */
+  private failWaiters(g: Group, proposed: Error, notProposed: Error): void {
+    for (const p of g.parkedProposals) {
+      const w = g.proposals.get(p.seq);
+      g.proposals.delete(p.seq);
+      if (w !== undefined) this.settle(w, notProposed);
+    }
+    g.parkedProposals = [];
+    for (const w of g.proposals.values()) this.settle(w, proposed);
+    g.proposals.clear();
+    for (const r of g.reads.values()) this.settle(r, notProposed);
+    g.reads.clear();
+    for (const w of g.leaderWaiters) this.settle(w, notProposed);
+    g.leaderWaiters = [];
+  }
+
+  private get electionTimeoutMs(): number {
+    return this.cfg.tickMs * this.cfg.electionTicks;
+  }
+
+  /**
+   * A loop that stalled (a GC pause, a long synchronous task; in tests, every node of the process at
+   * once) read no frame meanwhile, and its peers' may be queued: they are judged on what arrives after
+   * it. Half an election timeout of lag leaves a heartbeat interval of margin before a live peer could
+   * look silent.
+   */
+  private noteStall(nowMs: number): void {
+    if (nowMs - this.lastTickAtMs > this.electionTimeoutMs / 2) this.peers.deafUntil(nowMs);
+  }
+
+  /**
+   * NoQuorumError if the group's voters reachable from here (this node, and every peer heard within an
+   * election timeout) make no quorum; null if they do.
+   */
+  private noQuorumFor(g: Group): NoQuorumError | null {
+    const nowMs = performance.now();
+    this.noteStall(nowMs);
+    const withinMs = this.electionTimeoutMs;
+    const reach = quorumReach(g.raft.raft.trk.config.voters, (id) => id === this.id || this.peers.live(id, nowMs, withinMs));
+    if (reach.ok) return null;
+    assert(reach.voters > 0, () => `group ${g.id}: no voters, yet no quorum`);
+    return new NoQuorumError(g.id, `${reach.reachable} of ${reach.voters} voters reachable from node ${this.id}`);
+  }
+
+  /** NoQuorumError if this node hosts the group and cannot reach its quorum: a gateway's reason not to forward. */
+  noQuorum(group: number): NoQuorumError | null {
+    const g = this.groups.get(group);
+    return g === undefined ? null : this.noQuorumFor(g);
+  }
+
+  /**
+   * Calls `onLost` once, from a later tick, if the group hosted here cannot reach its quorum then (with
+   * how many voters it reaches); never if the group is not hosted here. Returns the function that stops
+   * watching: call it once the watched request is answered.
+   */
+  watchQuorum(group: number, onLost: (reach: string) => void): () => void {
+    const g = this.groups.get(group);
+    if (g === undefined) return () => undefined;
+    g.quorumWatchers.add(onLost);
+    return () => g.quorumWatchers.delete(onLost);
   }
 
   /**
@@ -901,11 +1001,10 @@ export class MultiRaftNode {
    */
   private tickQuiescence(ticks: number): void {
     const nowMs = performance.now();
-    const silentAfterMs = this.cfg.tickMs * this.cfg.electionTicks;
     const notices = new Map<NodeId, [number, number][]>();
     for (const g of this.groups.values()) {
       const r = g.raft.raft;
-      const leaderSilent = r.lead === 0 || !this.peers.live(r.lead, nowMs, silentAfterMs);
+      const leaderSilent = r.lead === 0 || !this.peers.live(r.lead, nowMs, this.electionTimeoutMs);
       const step = quiescenceStep(g.quiescence, r, g.proposals.size + g.reads.size, ticks, this.cfg.quiesceAfterTicks, leaderSilent);
       if (step === "wake-leader-lost") {
         this.wake(g, true);

@@ -4,9 +4,14 @@
  * never heard from is silent since it became known here (or since this node started), so that a node
  * that died before this one took over as placement driver is still found dead. Bounded: one entry per
  * peer, at most MAX_TRACKED_PEERS.
+ *
+ * Liveness over a short window (live) also discounts the time this node could not listen: before it
+ * started, and while its event loop stalled (see deafUntil). A node that just started, or just caught up,
+ * has heard nothing yet, which says nothing about its peers.
  */
 import { PhiAccrualDetector } from "../placement/failure-detector.js";
 import type { Health, NodeId } from "../placement/types.js";
+import { assert } from "../raft/assert.js";
 
 const MAX_TRACKED_PEERS = 10_000;
 
@@ -15,7 +20,21 @@ export class PeerLiveness {
   private readonly heardAtMs = new Map<NodeId, number>();
   private readonly knownAtMs = new Map<NodeId, number>();
 
-  constructor(private readonly startedAtMs: number) {}
+  /** Frames could reach this node only from then on (see deafUntil). */
+  private listeningSinceMs: number;
+
+  constructor(private readonly startedAtMs: number) {
+    this.listeningSinceMs = startedAtMs;
+  }
+
+  /**
+   * This node could take in no frame before `sinceMs` (it was starting, or its loop was stalled): silence
+   * until then is not held against any peer by live().
+   */
+  deafUntil(sinceMs: number): void {
+    assert(Number.isFinite(sinceMs), () => `deafUntil: not a time: ${sinceMs}`);
+    this.listeningSinceMs = Math.max(this.listeningSinceMs, sinceMs);
+  }
 
   /** Any frame from a peer counts as a heartbeat. */
   heard(peer: NodeId, nowMs: number): void {
@@ -31,9 +50,13 @@ export class PeerLiveness {
     if (!this.knownAtMs.has(peer) && this.knownAtMs.size < MAX_TRACKED_PEERS) this.knownAtMs.set(peer, nowMs);
   }
 
-  /** Heard from within the last `withinMs`. */
+  /**
+   * Heard from within the last `withinMs` of listening: a peer never heard counts from when it became
+   * known, and no peer is silent for longer than this node has been able to listen.
+   */
   live(peer: NodeId, nowMs: number, withinMs: number): boolean {
-    return nowMs - (this.heardAtMs.get(peer) ?? -Infinity) <= withinMs;
+    const sinceMs = Math.max(this.heardAtMs.get(peer) ?? this.knownAtMs.get(peer) ?? -Infinity, this.listeningSinceMs);
+    return nowMs - sinceMs <= withinMs;
   }
 
   health(peer: NodeId, nowMs: number, deadAfterMs: number): Health {
