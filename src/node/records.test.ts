@@ -26,6 +26,7 @@ test("a command applies with versions equal to log indexes; a stale ifVersion ch
     { result: { ok: false, code: "version_mismatch", currentVersion: 10 }, write: undefined }, "ifVersion 0: must not exist");
   assert.deepEqual(applyCommand({ op: "put", key: "n", payload: 2, ifVersion: 0 }, 11, current(undefined)),
     { result: { ok: true, version: 11 }, write: { payload: 2, version: 11 } });
-  assert.deepEqual(applyCommand({ op: "delete", key: "a", ifVersion: 10 }, 12, current({ payload: 1, version: 10 })), { result: { ok: true, version: 12 }, write: null });
-  assert.deepEqual(applyCommand({ op: "delete", key: "a" }, 13, current(undefined)), { result: { ok: true, version: 13 }, write: null });
+  assert.deepEqual(applyCommand({ op: "delete", key: "a", ifVersion: 10 }, 12, current({ payload: 1, version: 10 })), { result: { ok: true, version: 12, deleted: true }, write: null });
+  assert.deepEqual(applyCommand({ op: "delete", key: "a" }, 13, current(undefined)), { result: { ok: true, version: 13, deleted: false }, write: undefined },
+    "a delete of a missing record says so and writes nothing");
 });
