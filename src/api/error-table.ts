@@ -81,12 +81,13 @@ export const ERRORS = {
   leader_unreachable: busy("the shard's leader is known but cannot be reached from this node"),
   shard_split: busy("the record's shard was split or merged under the request; ask again"),
   overloaded: busy("the node has too many requests waiting"),
+  shutting_down: busy("the node is shutting down: nothing was done; ask another node"),
   not_ready: busy("the node is not ready (a shard or the metadata group has no leader)"),
   join_failed: busy("the join could not be completed; it was rolled back"),
   failed: { status: 503, retryable: false, applied: "no", meaning: "the node has failed (health check): restart it" },
   // Outcome unknown: the write may have been applied.
   quorum_lost: { status: 503, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the leader lost its quorum while the write waited to commit: it may still be applied" },
-  shutting_down: { status: 503, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the node is shutting down; a write in flight may still be applied" },
+  interrupted: { status: 503, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the node stopped (or its replica moved away) while the write waited to be applied: it may still be applied" },
   timeout: { status: 504, retryable: true, applied: "unknown", meaning: "not answered within the request timeout: a write may still be applied" },
   internal: { status: 500, retryable: true, applied: "unknown", meaning: "a bug: the answer carries a requestId to find the logged stack" },
 } as const satisfies Record<string, ErrorEntry>;
@@ -116,6 +117,7 @@ export const NODE_ERROR_CODES: Record<string, ErrorCode> = {
   RequestTimeoutError: "timeout",
   OverloadedError: "overloaded",
   ShuttingDownError: "shutting_down",
+  InterruptedError: "interrupted",
   NoQuorumError: "no_quorum",
   QuorumLostError: "quorum_lost",
 };

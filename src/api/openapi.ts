@@ -13,7 +13,7 @@ export const JSON_BODY: ErrorCode[] = ["invalid_json", "unsafe_number", "forbidd
 /** Codes a request that goes through a Raft group can answer with. */
 export const THROUGH_RAFT: ErrorCode[] = ["no_leader", "no_quorum", "leader_unreachable", "overloaded", "timeout"];
 /** And a write, whose outcome can be unknown. */
-export const WRITE: ErrorCode[] = [...THROUGH_RAFT, "quorum_lost", "shard_split"];
+export const WRITE: ErrorCode[] = [...THROUGH_RAFT, "quorum_lost", "interrupted", "shard_split"];
 
 export const errorEnvelope = {
   type: "object", required: ["error"],

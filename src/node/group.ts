@@ -108,8 +108,17 @@ export class OverloadedError extends Error {
   override name = "OverloadedError";
 }
 
+/** Refused because the node is stopping: nothing was proposed. */
 export class ShuttingDownError extends Error {
   override name = "ShuttingDownError";
+}
+
+/**
+ * A proposal already handed to Raft whose waiter went away before it was applied here (the node stopped,
+ * or its replica was dropped): the entry may still commit, so the outcome is unknown.
+ */
+export class InterruptedError extends Error {
+  override name = "InterruptedError";
 }
 
 export interface Waiter<T> {

@@ -36,7 +36,7 @@ import type { WalRecord } from "../storage/wal-record.js";
 import { type Envelope, type PeerAddress, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
 import {
-  type Consistency, ConfChangeRefusedError, type Group, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError,
+  type Consistency, ConfChangeRefusedError, type Group, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError,
   NoQuorumError, QuorumLostError, type ProposeInput, type TransferWaiter, type Waiter, planeOf, quorumReach, shardOf,
 } from "./group.js";
 import { quiescenceStep, wakes } from "./quiescence.js";
@@ -121,7 +121,7 @@ function mustWait(g: Group): boolean {
 
 export {
   type Consistency, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, META_GROUP, NODE_GROUP, NotLeaderError, NoQuorumError,
-  OverloadedError, QuorumLostError, RequestTimeoutError, ShuttingDownError, planeOf, shardOf,
+  OverloadedError, QuorumLostError, RequestTimeoutError, ShuttingDownError, InterruptedError, planeOf, shardOf,
 };
 
 /** Whether anything waits on the group (parked proposals wait in `proposals` too). */
@@ -302,7 +302,7 @@ export class MultiRaftNode {
     await this.turnRunning;
     for (const g of this.groups.values()) {
       const stopping = new ShuttingDownError("node is shutting down");
-      this.failWaiters(g, stopping, stopping);
+      this.failWaiters(g, new InterruptedError(`node ${this.id} stopped before the write to shard ${g.id} was applied here; it may still be applied`), stopping);
       for (const w of g.transferWaiters) this.settle(w, stopping);
     }
     await this.transport.stop();
@@ -643,7 +643,7 @@ export class MultiRaftNode {
       const g = this.groups.get(id)!;
       this.groups.delete(id);
       const gone = new NotHostedError(id);
-      this.failWaiters(g, gone, gone);
+      this.failWaiters(g, new InterruptedError(`the replica of shard ${id} on node ${this.id} was dropped before the write was applied here; it may still be applied`), gone);
       for (const w of g.transferWaiters) this.settle(w, "aborted");
       await this.store.dropGroup(id);
       this.cfg.logger?.(`node ${this.id}: dropped its replica of shard ${id}`);
