@@ -146,3 +146,13 @@ test("an envelope the codec cannot encode is dropped and counted; the rest of it
   await a.stop();
   await b.stop();
 });
+
+test("a peer address the socket layer refuses (port out of range) is unreachable, not an exception", async () => {
+  const { a, b } = await pair();
+  a.setPeer(3, { host: "127.0.0.1", port: 65_536 });
+  assert.equal(a.send(3, "data", { group: 1, msg: "x" }), true);
+  assert.doesNotThrow(() => a.flush());
+  await waitFor("the frame dropped as unreachable", () => a.stats().some((s) => s.peer === 3 && s.framesDropped > 0));
+  await a.stop();
+  await b.stop();
+});

@@ -244,8 +244,17 @@ export class Transport {
       this.dropQueue(link);
       return;
     }
+    let socket: Socket;
+    try {
+      socket = createConnection({ host: addr.host, port: addr.port });
+    } catch {
+      // An address the socket layer refuses outright (a port out of range): unreachable, like a refused
+      // connection, never an exception in the loop that asked to send.
+      breaker.onFailure(this.now());
+      this.dropQueue(link);
+      return;
+    }
     link.connecting = true;
-    const socket = createConnection({ host: addr.host, port: addr.port });
     socket.setNoDelay(true);
     socket.setTimeout(this.opts.connectTimeoutMs ?? 3000);
     let connected = false;
