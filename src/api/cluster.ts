@@ -34,7 +34,9 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   const VIA_LEADER = [...THROUGH_RAFT, ...JSON_BODY, "bad_request"] as const;
 
   // MEM-1: a node asks any member to join; the metadata leader handles joins one at a time.
-  const addressSchema = { type: "string", pattern: "^(\\[[^\\]]+\\]|[^:\\s]+):[0-9]{1,5}$" } as const;
+  // A port from 1 to 65535: 0 would be "any port", and the socket layer refuses larger ones outright.
+  const port = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})";
+  const addressSchema = { type: "string", pattern: `^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9._-]+):${port}$`, description: "HOST:PORT (port 1-65535)" } as const;
   app.post<{ Body: { peer: string; http: string; labels?: { zone?: string; rack?: string; host?: string }; role?: "standard" | "analytics" | "standby" } }>("/v1/cluster/join", {
     config: { op: "join" },
     schema: {
@@ -55,7 +57,17 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
       const i = s.lastIndexOf(":");
       return { host: s.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(s.slice(i + 1)) };
     };
-    const r = await gateway.join({ peer: addr(req.body.peer), http: addr(req.body.http), labels: req.body.labels ?? {}, role: req.body.role ?? "standard" });
+    const [peer, http] = [addr(req.body.peer), addr(req.body.http)];
+    const same = (a: { host: string; port: number }, b: { host: string; port: number }) => a.host === b.host && a.port === b.port;
+    if (same(peer, http)) throw new ApiError("bad_request", "peer and http must be different addresses");
+    // Any address a member uses (peer or HTTP) is taken: a second node there could only be the same process.
+    for (const n of node.metaState().nodes.values()) {
+      if (n.worker === "removed") continue;
+      for (const mine of [peer, http]) {
+        if (same(mine, n.peer) || same(mine, n.http)) throw new ApiError("address_in_use", `node ${n.id} already uses ${mine.host}:${mine.port}`);
+      }
+    }
+    const r = await gateway.join({ peer, http, labels: req.body.labels ?? {}, role: req.body.role ?? "standard" });
     if (!r.ok) return refuse(reply, r);
     return { id: r.id, shards: r.shards, members: r.members.map((m) => ({ id: m.id, peer: `${m.peer.host}:${m.peer.port}` })) };
   });
@@ -212,6 +224,10 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   });
 
   // MEM-7: a stream (server-sent events) of node and shard changes, starting with the whole map.
+  const streams = new Set<() => void>();
+  app.addHook("preClose", async () => {
+    for (const close of [...streams]) close();
+  });
   app.get("/v1/cluster/watch", {
     config: { op: "watch" },
     schema: {
@@ -222,7 +238,12 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   }, (req, reply) => {
     reply.hijack();
     const out = reply.raw;
-    out.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    out.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    // An answer to HEAD is its headers alone; a stream never ends by itself.
+    if (req.method === "HEAD") return void out.end();
+    out.flushHeaders();
+    // A body nobody reads would keep the socket paused, and its client's close unseen.
+    req.raw.resume();
     const send = (event: string, data: unknown) => {
       out.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
       if (out.writableLength > WATCH_BUFFER_MAX_BYTES) close();
@@ -239,7 +260,11 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
       unsubscribe = null;
       if (!out.writableEnded) out.end();
     };
-    req.raw.on("close", close);
+    // The response closes with its connection (the request closes as soon as its body is read), and
+    // every stream ends when the server closes (a graceful stop would wait for them otherwise).
+    out.on("close", close);
+    streams.add(close);
+    out.once("close", () => streams.delete(close));
     try {
       unsubscribe = node.watchMeta((keys) => {
         if (keys.includes("*")) return snapshot();

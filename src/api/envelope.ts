@@ -5,10 +5,10 @@
  * "Client Error", FST_ERR_* codes), wrong methods get 404, and a thrown bug leaves no trace a client can
  * quote.
  */
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerOptions, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { randomUUID } from "node:crypto";
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
+import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
 import { ApiError, ERRORS, type ErrorCode, NODE_ERROR_CODES } from "./error-table.js";
 
 interface SchemaIssue { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }
@@ -51,25 +51,54 @@ function classify(err: Error): { code: ErrorCode; message: string; extra: Record
   return null;
 }
 
+/**
+ * Connections whose request was answered before its body was complete (a route that reads no body):
+ * when the rest never comes, the parser's error is about a request that has its answer already.
+ */
+const answeredEarly = new WeakSet<Socket>();
+/** How long an answer under way may take to finish once its request turned out broken. */
+const FINISH_ANSWER_MS = 5000;
+
 /** Fastify options that route the framework's own refusals through the envelope. */
-export function envelopeOptions(): Partial<FastifyServerOptions> {
+export function envelopeOptions(): Partial<FastifyServerOptions> & { http: ServerOptions } {
   return {
     genReqId: () => randomUUID(),
     // The node answers shutting_down itself (an onRequest hook), in the envelope.
     return503OnClosing: false,
-    frameworkErrors: (err, _req, reply) => {
+    frameworkErrors: (err, req, reply) => {
+      // A request without a valid Host is refused for that first, whatever else is wrong with it.
+      const host = hostProblem(req.raw);
+      if (host !== null) return sendError(reply, "bad_request", host);
       if (err.code === "FST_ERR_MAX_PARAM_LENGTH") return sendError(reply, "uri_too_long", "a path segment is longer than the node accepts");
       if (err.code === "FST_ERR_BAD_URL") return sendError(reply, "bad_request", "the URL is malformed (bad percent-encoding)");
       return sendError(reply, "bad_request", err.message);
     },
+    // The Host header is checked by the node (onRequest), so that its refusal is in the envelope too.
+    http: { requireHostHeader: false },
     // Requests Node's HTTP parser refuses never reach fastify: answer them on the socket.
-    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
-      if (!socket.writable) return socket.destroy();
+    clientErrorHandler: (err: ConnectionError, socket: Socket) => {
+      // A response already under way on this connection cannot be followed by another one.
+      const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+      if (inFlight?.headersSent === true && socket.writable) {
+        // An answer under way (a client that stopped sending its body early) is finished, then the
+        // connection goes; a stream is ended where it stands.
+        if (!inFlight.writableEnded) inFlight.end();
+        inFlight.once("finish", () => socket.destroy());
+        setTimeout(() => socket.destroy(), FINISH_ANSWER_MS).unref();
+        return;
+      }
+      if (!socket.writable || inFlight?.headersSent === true || answeredEarly.has(socket)) {
+        socket.destroy();
+        return;
+      }
       const [code, message]: [ErrorCode, string] = err.code === "HPE_HEADER_OVERFLOW"
         ? ["headers_too_large", "the request's headers are larger than the node accepts"]
         : err.code === "HPE_URI_TOO_LONG" ? ["uri_too_long", "the URL is longer than the node accepts"]
           : ["bad_request", `malformed HTTP request (${err.code ?? err.message})`];
-      const body = JSON.stringify({ error: { code, message } });
+      // An answer to HEAD has no body.
+      const raw: unknown = err.rawPacket;
+      const head = inFlight?.req !== undefined ? inFlight.req.method === "HEAD" : Buffer.isBuffer(raw) && raw.subarray(0, 5).toString("latin1") === "HEAD ";
+      const body = head ? "" : JSON.stringify({ error: { code, message } });
       const status = ERRORS[code].status;
       socket.end(`HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nContent-Type: application/json; charset=utf-8\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
@@ -77,36 +106,48 @@ export function envelopeOptions(): Partial<FastifyServerOptions> {
   };
 }
 
-function reasonPhrase(status: number): string {
-  return ({ 400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large" } as Record<number, string>)[status] ?? "Error";
+/** HTTP/1.1 requires exactly one Host field, and a valid one (RFC 9112 3.2): a server MUST answer 400 otherwise. */
+function hostProblem(raw: IncomingMessage): string | null {
+  if (raw.httpVersionMajor !== 1 || raw.httpVersionMinor < 1) return null;
+  const fields = raw.rawHeaders.filter((_, i) => i % 2 === 0 && raw.rawHeaders[i]!.toLowerCase() === "host").length;
+  const host = raw.headers.host;
+  const m = host === undefined ? null : /^(\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)(?::([0-9]{0,5}))?$/.exec(host);
+  if (fields === 1 && m !== null && Number(m[2] ?? 0) <= 65_535) return null;
+  return fields === 0 ? "the request has no Host header" : fields > 1 ? "the request has more than one Host header" : "the Host header is not a valid host[:port]";
 }
 
-/** The rest of a refused body is read and thrown away, up to a bound in bytes and time. */
+function reasonPhrase(status: number): string {
+  return ({ 400: "Bad Request", 405: "Method Not Allowed", 414: "URI Too Long", 431: "Request Header Fields Too Large" } as Record<number, string>)[status] ?? "Error";
+}
+
+/** The rest of a refused body is read and thrown away, up to a bound in bytes and time; then the connection goes. */
 const DISCARD_BYTES_MAX = 1 << 30;
 const DISCARD_TIMEOUT_MS = 30_000;
 
-function discardBody(raw: IncomingMessage): Promise<void> {
-  return new Promise((resolve) => {
-    let bytes = 0;
-    const done = () => {
-      clearTimeout(timer);
-      raw.removeListener("data", onData);
-      resolve();
-    };
-    const onData = (chunk: Buffer) => {
-      bytes += chunk.length;
-      if (bytes > DISCARD_BYTES_MAX) done();
-    };
-    const timer = setTimeout(done, DISCARD_TIMEOUT_MS);
-    raw.on("data", onData).once("end", done).once("error", done).once("close", done);
-    raw.resume();
-  });
+function discardBody(raw: IncomingMessage): void {
+  let bytes = 0;
+  const done = () => {
+    clearTimeout(timer);
+    raw.removeListener("data", onData);
+  };
+  const giveUp = () => {
+    done();
+    raw.socket.destroy();
+  };
+  const onData = (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes > DISCARD_BYTES_MAX) giveUp();
+  };
+  const timer = setTimeout(giveUp, DISCARD_TIMEOUT_MS);
+  timer.unref();
+  raw.on("data", onData).once("end", done).once("error", done).once("close", done);
+  raw.resume();
 }
 
 /** A route's path template as a matcher of concrete paths (":id" matches one segment). */
 function templateMatcher(url: string): RegExp {
   const escaped = url.split("/").map((seg) => (seg.startsWith(":") ? "[^/]+" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))).join("/");
-  return new RegExp(`^${escaped}/?$`);
+  return new RegExp(`^${escaped}$`);
 }
 
 export interface EnvelopeHooks {
@@ -129,8 +170,48 @@ export function installEnvelope(app: FastifyInstance, hooks: EnvelopeHooks): voi
     for (const m of methods) allowedQuery.set(`${m} ${route.url}`, new Set(Object.keys(props)));
   });
 
-  app.addHook("onRequest", async () => {
+  // On close, fastify ends idle keep-alive connections, but Node counts a connection that has not sent
+  // a request yet as busy (until its headers timeout, a minute): those go at once too.
+  const connections = new Set<Socket>();
+  app.server.on("connection", (socket: Socket) => {
+    connections.add(socket);
+    socket.once("close", () => connections.delete(socket));
+  });
+  app.addHook("preClose", async () => {
+    for (const socket of connections) {
+      if ((socket as Socket & { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
+    }
+  });
+  app.addHook("onRequest", async (req, reply) => {
+    reply.raw.once("finish", () => {
+      if (!req.raw.complete) answeredEarly.add(req.raw.socket);
+    });
     if (hooks.closing()) throw new ApiError("shutting_down", "the node is shutting down: send the request to another node");
+    const host = hostProblem(req.raw);
+    if (host !== null) throw new ApiError("bad_request", host);
+    // Routes of GET and HEAD read no body: one sent anyway is dropped as it arrives, so that it
+    // neither stalls the answer nor hides the client's close.
+    const bodySent = Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
+    if ((req.method === "GET" || req.method === "HEAD") && bodySent) discardBody(req.raw);
+  });
+  // Node closes a CONNECT without a word unless someone listens: this API tunnels nothing.
+  app.server.on("connect", (req: IncomingMessage, socket: Socket) => {
+    const host = hostProblem(req);
+    const code: ErrorCode = host === null ? "method_not_allowed" : "bad_request";
+    hooks.onError(code);
+    const body = JSON.stringify({ error: { code, message: host ?? "CONNECT is not supported: this is not a proxy" } });
+    const status = ERRORS[code].status;
+    socket.end(`HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nAllow: GET, HEAD, PUT, POST, DELETE\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
+  // Node answers an Expect it does not know with a bare 417 unless someone listens.
+  app.server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
+    const host = hostProblem(req);
+    const code: ErrorCode = host === null ? "expectation_failed" : "bad_request";
+    const body = JSON.stringify({ error: { code, message: host ?? `Expect: ${String(req.headers.expect)} is not supported (only 100-continue)` } });
+    hooks.onError(code);
+    res.writeHead(ERRORS[code].status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body), connection: "close" });
+    res.end(req.method === "HEAD" ? undefined : body);
   });
   // Unknown query parameters are refused on every route alike, naming them (a typo must not be ignored).
   app.addHook("preValidation", async (req: FastifyRequest) => {
@@ -143,10 +224,14 @@ export function installEnvelope(app: FastifyInstance, hooks: EnvelopeHooks): voi
     }
   });
 
-  app.setErrorHandler(async (err: Error, req, reply) => {
+  app.setErrorHandler((err: Error, req, reply) => {
     const known = classify(err);
-    // A client still sending a body it was refused for would see its connection reset, not the 413.
-    if (!req.raw.complete && !req.raw.readableEnded) await discardBody(req.raw);
+    // A client still sending a body it was refused for would see its connection reset, not the answer:
+    // the answer goes now, the rest of the body is read and dropped (bounded), the connection stays.
+    if (!req.raw.complete && !req.raw.readableEnded) {
+      void reply.removeHeader("connection");
+      discardBody(req.raw);
+    }
     if (known === null) {
       app.log.error({ err, reqId: req.id, method: req.method, url: req.url }, "request failed with an unexpected error");
       hooks.onError("internal");
@@ -159,7 +244,7 @@ export function installEnvelope(app: FastifyInstance, hooks: EnvelopeHooks): voi
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split("?", 1)[0]!;
     const methods = new Set(routes.filter((r) => r.matcher.test(path)).flatMap((r) => [...r.methods]));
-    if (methods.size > 0) {
+    if (methods.size > 0 && !methods.has(req.method)) {
       void reply.header("Allow", [...methods].sort().join(", "));
       hooks.onError("method_not_allowed");
       return sendError(reply, "method_not_allowed", `${req.method} is not allowed on ${path}; allowed: ${[...methods].sort().join(", ")}`);

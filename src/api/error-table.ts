@@ -27,6 +27,7 @@ export const ERRORS = {
   bad_request: refused(400, "a parameter, query or body field is missing, of the wrong type or out of range (the message names it)"),
   invalid_json: refused(400, "the body is not valid JSON"),
   unsafe_number: refused(400, "a number cannot be stored exactly: not finite, or an integer beyond ±(2^53-1) (send it as a string)"),
+  invalid_string: refused(400, "a body that is not UTF-8, or a string or key with an unpaired surrogate (not Unicode text)"),
   forbidden_key: refused(400, "an object key `__proto__` (refused anywhere in a body)"),
   limit_exceeded: refused(400, "the body nests deeper, has more fields or longer keys than the node's limits (the message names the limit)"),
   unknown_parameter: refused(400, "a query parameter this route does not take (the message names it and the ones it takes)"),
@@ -45,6 +46,7 @@ export const ERRORS = {
   payload_too_large: refused(413, "the body is larger than the node's limit (--max-payload-bytes)"),
   uri_too_long: refused(414, "the URL is longer than the node accepts"),
   unsupported_media_type: refused(415, "a body that is not application/json"),
+  expectation_failed: refused(417, "an Expect header other than 100-continue"),
   headers_too_large: refused(431, "the request's headers are larger than the node accepts"),
   // Refused by the state: nothing was done.
   version_mismatch: refused(409, "compare-and-set: the record is at another version (currentVersion says which)"),

@@ -27,7 +27,17 @@ function pathOf(parent: string, key: string | number): string {
  * Parses a body and checks it against the limits and the number rules; throws ApiError naming the
  * first offending field. The walk is bounded by `depthMax`, so it cannot overflow the stack itself.
  */
-export function parseJsonBody(text: string, limits: JsonLimits): unknown {
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+export function parseJsonBody(bytes: Buffer, limits: JsonLimits): unknown {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new ApiError("invalid_string", "the body is not UTF-8");
+  }
   const unsafeIntegers = unsafeIntegerLiterals(text);
   let value: unknown;
   try {
@@ -45,6 +55,10 @@ export function parseJsonBody(text: string, limits: JsonLimits): unknown {
       }
       return;
     }
+    if (typeof v === "string") {
+      if (LONE_SURROGATE.test(v)) throw unpairedSurrogate(path);
+      return;
+    }
     if (typeof v !== "object" || v === null) return;
     if (depth >= limits.depthMax) {
       throw new ApiError("limit_exceeded", `${path || "the body"}: nested deeper than ${limits.depthMax} levels`, { limit: "depthMax", max: limits.depthMax });
@@ -59,6 +73,7 @@ export function parseJsonBody(text: string, limits: JsonLimits): unknown {
     fields += keys.length;
     if (fields > limits.fieldsMax) throw fieldsExceeded(limits);
     for (const k of keys) {
+      if (LONE_SURROGATE.test(k)) throw unpairedSurrogate(pathOf(path, k));
       if (k === "__proto__") throw new ApiError("forbidden_key", `${pathOf(path, k)}: the key "__proto__" is not accepted`, { field: pathOf(path, k) });
       if (k.length > limits.keyLengthMax) {
         throw new ApiError("limit_exceeded", `${path || "the body"}: a key of ${k.length} characters (at most ${limits.keyLengthMax})`, { limit: "keyLengthMax", max: limits.keyLengthMax });
@@ -92,6 +107,11 @@ function unsafeIntegerLiterals(text: string): Set<number> {
     i = end - 1;
   }
   return found;
+}
+
+/** I-JSON: strings are Unicode; "\ud800" alone would be stored as something else than was sent. */
+function unpairedSurrogate(path: string): ApiError {
+  return new ApiError("invalid_string", `${path || "the body"}: a string with an unpaired surrogate (e.g. \\ud800 alone) is not Unicode text`, { field: path });
 }
 
 function fieldsExceeded(limits: JsonLimits): ApiError {

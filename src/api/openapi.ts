@@ -9,7 +9,7 @@ import { ERRORS, type ErrorCode } from "./error-table.js";
 /** Codes any route can answer with. */
 const ANY_ROUTE: ErrorCode[] = ["unknown_parameter", "shutting_down", "internal"];
 /** Codes of a request with a JSON body (checked before any route sees it). */
-export const JSON_BODY: ErrorCode[] = ["invalid_json", "unsafe_number", "forbidden_key", "limit_exceeded", "payload_too_large", "unsupported_media_type"];
+export const JSON_BODY: ErrorCode[] = ["invalid_json", "invalid_string", "unsafe_number", "forbidden_key", "limit_exceeded", "payload_too_large", "unsupported_media_type"];
 /** Codes a request that goes through a Raft group can answer with. */
 export const THROUGH_RAFT: ErrorCode[] = ["no_leader", "no_quorum", "leader_unreachable", "overloaded", "timeout"];
 /** And a write, whose outcome can be unknown. */

@@ -13,6 +13,7 @@ import { type Consistency, type MultiRaftNode, META_GROUP } from "../node/multi-
 import type { CommandResult, StoredRecord } from "../node/records.js";
 import { ApiError } from "./error-table.js";
 import { envelopeOptions, installEnvelope } from "./envelope.js";
+import { validatorCompiler } from "./validation.js";
 import { DEFAULT_JSON_LIMITS, type JsonLimits, parseJsonBody } from "./json-input.js";
 import { JSON_BODY, THROUGH_RAFT, WRITE, openObject, responses } from "./openapi.js";
 import { registerClusterRoutes } from "./cluster.js";
@@ -74,19 +75,19 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     bodyLimit: opts.bodyLimitBytes ?? 1 << 20,
     // Long enough for any valid id (up to 256 characters, percent-encoded), so the schema judges it.
     routerOptions: { maxParamLength: 1024 },
-    // Every problem of a request is named, not only the first.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: true } },
     ...envelopeOptions(),
   });
+  // Bodies keep their JSON types; paths and queries give exact integers or are refused (validation.ts).
+  app.setValidatorCompiler(validatorCompiler);
   app.addHook("preClose", async () => {
     closing = true;
   });
   installEnvelope(app, { onError: (code) => errors.inc({ code }), closing: () => closing });
   // Bodies are parsed and checked (size, depth, fields, keys, exact numbers) before any route sees them.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
     try {
-      done(null, parseJsonBody(body as string, limits));
+      done(null, parseJsonBody(body as Buffer, limits));
     } catch (e) {
       done(e as Error, undefined);
     }
