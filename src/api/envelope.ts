@@ -106,14 +106,26 @@ export function envelopeOptions(): Partial<FastifyServerOptions> & { http: Serve
   };
 }
 
-/** HTTP/1.1 requires exactly one Host field, and a valid one (RFC 9112 3.2): a server MUST answer 400 otherwise. */
+/**
+ * What makes a request unanswerable as sent, whatever else is wrong with it: HTTP/1.1 requires exactly
+ * one Host field, and a valid one (RFC 9112 3.2), and a body length it can know; a server MUST answer
+ * 400 otherwise.
+ */
 function hostProblem(raw: IncomingMessage): string | null {
   if (raw.httpVersionMajor !== 1 || raw.httpVersionMinor < 1) return null;
   const fields = raw.rawHeaders.filter((_, i) => i % 2 === 0 && raw.rawHeaders[i]!.toLowerCase() === "host").length;
   const host = raw.headers.host;
   const m = host === undefined ? null : /^(\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)(?::([0-9]{0,5}))?$/.exec(host);
-  if (fields === 1 && m !== null && Number(m[2] ?? 0) <= 65_535) return null;
-  return fields === 0 ? "the request has no Host header" : fields > 1 ? "the request has more than one Host header" : "the Host header is not a valid host[:port]";
+  if (fields !== 1 || m === null || Number(m[2] ?? 0) > 65_535) {
+    return fields === 0 ? "the request has no Host header" : fields > 1 ? "the request has more than one Host header" : "the Host header is not a valid host[:port]";
+  }
+  // RFC 9112 6.3: a body whose last transfer coding is not chunked has no knowable length.
+  const te = raw.headers["transfer-encoding"];
+  if (te !== undefined && te.split(",").map((c) => c.trim().toLowerCase()).pop() !== "chunked") {
+    raw.socket.once("finish", () => raw.socket.destroy());
+    return `Transfer-Encoding ${JSON.stringify(te)} does not end in chunked: the body's length cannot be known`;
+  }
+  return null;
 }
 
 function reasonPhrase(status: number): string {
