@@ -1,8 +1,5 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { InjectOptions } from "fastify";
 import { pino } from "pino";
 import { Gateway } from "../node/gateway.js";
@@ -10,12 +7,12 @@ import { Membership } from "../node/membership.js";
 import { PlacementDriver } from "../node/placement-driver.js";
 import { ShardAgent } from "../node/shard-agent.js";
 import { MultiRaftNode } from "../node/multi-raft.js";
-import { waitFor } from "../node/testing.js";
+import { tempDir, waitFor } from "../node/testing.js";
 import { buildApi } from "./server.js";
 
 async function singleNode() {
   const node = await MultiRaftNode.open({
-    id: 1, dataDir: mkdtempSync(join(tmpdir(), "shoal-api-")), listen: { host: "127.0.0.1", port: 0 }, peers: new Map(), shards: 2, tickMs: 10,
+    id: 1, dataDir: tempDir("shoal-api-"), listen: { host: "127.0.0.1", port: 0 }, peers: new Map(), shards: 2, tickMs: 10,
   });
   await node.start();
   const app = await buildApi({ node, gateway: new Gateway(node), logger: pino({ level: "silent" }), bodyLimitBytes: 2048 });
@@ -133,7 +130,7 @@ test("settings: read, changed against the version read, validated, kept in a his
 test("cluster routes: a watch stream of node changes, operators, a manual operator refused with its reason, a split and a merge", async () => {
   const { node, app, gateway, stopAgents } = await (async () => {
     const n = await MultiRaftNode.open({
-      id: 1, dataDir: mkdtempSync(join(tmpdir(), "shoal-api-")), listen: { host: "127.0.0.1", port: 0 }, peers: new Map(), shards: 2, tickMs: 10,
+      id: 1, dataDir: tempDir("shoal-api-"), listen: { host: "127.0.0.1", port: 0 }, peers: new Map(), shards: 2, tickMs: 10,
     });
     const port = await n.start();
     const gw = new Gateway(n);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { Gateway } from "./gateway.js";
 import { Membership } from "./membership.js";
 import { META_GROUP, MultiRaftNode } from "./multi-raft.js";
-import { openNode, put, startCluster, stopAll, stopLeftovers, type TestCluster, waitFor, waitForLeaders } from "./testing.js";
+import { openNode, put, startCluster, stopAll, stopLeftovers, tempDir, type TestCluster, waitFor, waitForLeaders } from "./testing.js";
 
 const running: Membership[] = [];
 after(async () => {
@@ -108,10 +108,7 @@ async function joinNode(c: TestCluster, via: Gateway, promotion: { pairingWaitMs
   const port = await freePort();
   const resp = await via.join({ peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: 1 }, labels: { zone: "zj" }, role: "standard" });
   assert.ok(resp.ok, JSON.stringify(resp));
-  const { mkdtempSync } = await import("node:fs");
-  const { tmpdir } = await import("node:os");
-  const { join } = await import("node:path");
-  const dir = mkdtempSync(join(tmpdir(), `shoal-join${resp.id}-`));
+  const dir = tempDir(`shoal-join${resp.id}-`);
   c.dirs.set(resp.id, dir);
   c.ports.set(resp.id, port);
   const node = await MultiRaftNode.open({

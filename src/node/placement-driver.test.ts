@@ -1,16 +1,13 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { currentSettings } from "../meta/state.js";
 import { Gateway } from "./gateway.js";
 import { Membership, drainNode, removeNode } from "./membership.js";
 import { META_GROUP, MultiRaftNode } from "./multi-raft.js";
 import { type PlacementAnswer, PlacementDriver, type PlacementRequest, stateFromMeta } from "./placement-driver.js";
 import { ShardAgent, replicasOf } from "./shard-agent.js";
-import { waitFor } from "./testing.js";
+import { tempDir, waitFor } from "./testing.js";
 
 /** One node with everything `shoal start` runs on it. */
 interface Stack {
@@ -58,7 +55,7 @@ async function stack(node: MultiRaftNode, port: number, founders: number[], dir:
 
 async function founder(): Promise<Stack> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "shoal-pd1-"));
+  const dir = tempDir("shoal-pd1-");
   const node = await MultiRaftNode.open({ id: 1, dataDir: dir, listen: { host: "127.0.0.1", port }, peers: new Map(), shards: 2, tickMs: 20 });
   await node.start();
   return stack(node, port, [1], dir);
@@ -80,7 +77,7 @@ async function joiner(via: Gateway): Promise<Stack> {
   const port = await freePort();
   const resp = await via.join({ peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: 1 }, labels: {}, role: "standard" });
   assert.ok(resp.ok, JSON.stringify(resp));
-  const dir = mkdtempSync(join(tmpdir(), `shoal-pd${resp.id}-`));
+  const dir = tempDir(`shoal-pd${resp.id}-`);
   const node = await MultiRaftNode.open({
     id: resp.id, dataDir: dir, listen: { host: "127.0.0.1", port }, shards: resp.shards, tickMs: 20, join: true,
     peers: new Map(resp.members.filter((m) => m.id !== resp.id).map((m) => [m.id, m.peer])),

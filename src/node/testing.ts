@@ -1,5 +1,5 @@
 /** Helpers for tests that run several MultiRaftNodes in one process on loopback. */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Role } from "../raft/index.js";
@@ -11,6 +11,19 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Temporary directories of this test process: removed when it exits, whatever the outcome. */
+const tempDirs: string[] = [];
+process.once("exit", () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temporary directory that outlives node restarts within a test and is gone after the process. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
 }
 
 export interface TestCluster {
@@ -44,7 +57,7 @@ export async function stopLeftovers(): Promise<void> {
 export async function startCluster(n: number, shards: number, options: Partial<NodeConfig> = {}): Promise<TestCluster> {
   const c: TestCluster = { nodes: new Map(), dirs: new Map(), ports: new Map(), shards, options };
   live.add(c);
-  for (let id = 1; id <= n; id++) c.dirs.set(id, mkdtempSync(join(tmpdir(), `shoal-node${id}-`)));
+  for (let id = 1; id <= n; id++) c.dirs.set(id, tempDir(`shoal-node${id}-`));
   for (let id = 1; id <= n; id++) await openNode(c, id);
   for (const [id, node] of c.nodes) {
     for (const [peer, port] of c.ports) if (peer !== id) node.transport.setPeer(peer, { host: "127.0.0.1", port });
