@@ -5,7 +5,7 @@
  * "Client Error", FST_ERR_* codes), wrong methods get 404, and a thrown bug leaves no trace a client can
  * quote.
  */
-import type { IncomingMessage, ServerOptions, ServerResponse } from "node:http";
+import { type IncomingMessage, STATUS_CODES, type ServerOptions, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { randomUUID } from "node:crypto";
 import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
@@ -66,9 +66,9 @@ export function envelopeOptions(): Partial<FastifyServerOptions> & { http: Serve
     // The node answers shutting_down itself (an onRequest hook), in the envelope.
     return503OnClosing: false,
     frameworkErrors: (err, req, reply) => {
-      // A request without a valid Host is refused for that first, whatever else is wrong with it.
-      const host = hostProblem(req.raw);
-      if (host !== null) return sendError(reply, "bad_request", host);
+      // A request whose framing is broken is refused for that first, whatever else is wrong with it.
+      const problem = framingProblem(req.raw);
+      if (problem !== null) return sendError(reply.header("connection", "close"), "bad_request", problem);
       if (err.code === "FST_ERR_MAX_PARAM_LENGTH") return sendError(reply, "uri_too_long", "a path segment is longer than the node accepts");
       if (err.code === "FST_ERR_BAD_URL") return sendError(reply, "bad_request", "the URL is malformed (bad percent-encoding)");
       return sendError(reply, "bad_request", err.message);
@@ -95,13 +95,9 @@ export function envelopeOptions(): Partial<FastifyServerOptions> & { http: Serve
         ? ["headers_too_large", "the request's headers are larger than the node accepts"]
         : err.code === "HPE_URI_TOO_LONG" ? ["uri_too_long", "the URL is longer than the node accepts"]
           : ["bad_request", `malformed HTTP request (${err.code ?? err.message})`];
-      // An answer to HEAD has no body.
       const raw: unknown = err.rawPacket;
       const head = inFlight?.req !== undefined ? inFlight.req.method === "HEAD" : Buffer.isBuffer(raw) && raw.subarray(0, 5).toString("latin1") === "HEAD ";
-      const body = head ? "" : JSON.stringify({ error: { code, message } });
-      const status = ERRORS[code].status;
-      socket.end(`HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      endWithError(socket, code, message, head);
     },
   };
 }
@@ -111,7 +107,7 @@ export function envelopeOptions(): Partial<FastifyServerOptions> & { http: Serve
  * one Host field, and a valid one (RFC 9112 3.2), and a body length it can know; a server MUST answer
  * 400 otherwise.
  */
-function hostProblem(raw: IncomingMessage): string | null {
+function framingProblem(raw: IncomingMessage): string | null {
   if (raw.httpVersionMajor !== 1 || raw.httpVersionMinor < 1) return null;
   const fields = raw.rawHeaders.filter((_, i) => i % 2 === 0 && raw.rawHeaders[i]!.toLowerCase() === "host").length;
   const host = raw.headers.host;
@@ -122,14 +118,24 @@ function hostProblem(raw: IncomingMessage): string | null {
   // RFC 9112 6.3: a body whose last transfer coding is not chunked has no knowable length.
   const te = raw.headers["transfer-encoding"];
   if (te !== undefined && te.split(",").map((c) => c.trim().toLowerCase()).pop() !== "chunked") {
-    raw.socket.once("finish", () => raw.socket.destroy());
     return `Transfer-Encoding ${JSON.stringify(te)} does not end in chunked: the body's length cannot be known`;
   }
   return null;
 }
 
-function reasonPhrase(status: number): string {
-  return ({ 400: "Bad Request", 405: "Method Not Allowed", 414: "URI Too Long", 431: "Request Header Fields Too Large" } as Record<number, string>)[status] ?? "Error";
+function errorBody(code: ErrorCode, message: string): string {
+  return JSON.stringify({ error: { code, message } });
+}
+
+/**
+ * Answers on a bare socket (requests that never reach fastify) in the envelope, then closes it; an
+ * answer to HEAD has no body.
+ */
+function endWithError(socket: Socket, code: ErrorCode, message: string, head: boolean, extraHeaders = ""): void {
+  const body = head ? "" : errorBody(code, message);
+  const status = ERRORS[code].status;
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\n${extraHeaders}Content-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
 /** The rest of a refused body is read and thrown away, up to a bound in bytes and time; then the connection goes. */
@@ -175,8 +181,9 @@ export function installEnvelope(app: FastifyInstance, hooks: EnvelopeHooks): voi
   const allowedQuery = new Map<string, Set<string>>();
   app.addHook("onRoute", (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    let entry = routes.find((r) => r.matcher.source === templateMatcher(route.url).source);
-    if (entry === undefined) routes.push(entry = { matcher: templateMatcher(route.url), methods: new Set() });
+    const matcher = templateMatcher(route.url);
+    let entry = routes.find((r) => r.matcher.source === matcher.source);
+    if (entry === undefined) routes.push(entry = { matcher, methods: new Set() });
     for (const m of methods) entry.methods.add(m);
     const props = (route.schema?.querystring as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
     for (const m of methods) allowedQuery.set(`${m} ${route.url}`, new Set(Object.keys(props)));
@@ -199,8 +206,12 @@ export function installEnvelope(app: FastifyInstance, hooks: EnvelopeHooks): voi
       if (!req.raw.complete) answeredEarly.add(req.raw.socket);
     });
     if (hooks.closing()) throw new ApiError("shutting_down", "the node is shutting down: send the request to another node");
-    const host = hostProblem(req.raw);
-    if (host !== null) throw new ApiError("bad_request", host);
+    const problem = framingProblem(req.raw);
+    if (problem !== null) {
+      // What follows on this connection cannot be framed reliably.
+      void reply.header("connection", "close");
+      throw new ApiError("bad_request", problem);
+    }
     // Routes of GET and HEAD read no body: one sent anyway is dropped as it arrives, so that it
     // neither stalls the answer nor hides the client's close.
     const bodySent = Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
@@ -208,20 +219,17 @@ export function installEnvelope(app: FastifyInstance, hooks: EnvelopeHooks): voi
   });
   // Node closes a CONNECT without a word unless someone listens: this API tunnels nothing.
   app.server.on("connect", (req: IncomingMessage, socket: Socket) => {
-    const host = hostProblem(req);
-    const code: ErrorCode = host === null ? "method_not_allowed" : "bad_request";
+    const problem = framingProblem(req);
+    const code: ErrorCode = problem === null ? "method_not_allowed" : "bad_request";
     hooks.onError(code);
-    const body = JSON.stringify({ error: { code, message: host ?? "CONNECT is not supported: this is not a proxy" } });
-    const status = ERRORS[code].status;
-    socket.end(`HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nAllow: GET, HEAD, PUT, POST, DELETE\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    endWithError(socket, code, problem ?? "CONNECT is not supported: this is not a proxy", false, "Allow: GET, HEAD, PUT, POST, DELETE\r\n");
   });
   // Node answers an Expect it does not know with a bare 417 unless someone listens.
   app.server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
-    const host = hostProblem(req);
-    const code: ErrorCode = host === null ? "expectation_failed" : "bad_request";
-    const body = JSON.stringify({ error: { code, message: host ?? `Expect: ${String(req.headers.expect)} is not supported (only 100-continue)` } });
+    const problem = framingProblem(req);
+    const code: ErrorCode = problem === null ? "expectation_failed" : "bad_request";
     hooks.onError(code);
+    const body = errorBody(code, problem ?? `Expect: ${String(req.headers.expect)} is not supported (only 100-continue)`);
     res.writeHead(ERRORS[code].status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body), connection: "close" });
     res.end(req.method === "HEAD" ? undefined : body);
   });

@@ -5,6 +5,9 @@
  * framed), so that a counterexample prints in a few lines even when its body is megabytes; `render`
  * makes the bytes and says what the server may answer (`Expectation`).
  *
+ * Over 600 lines, knowingly: each framing defect's generator and the expectation `render` derives for
+ * it must change together, and reading them side by side is how the expectations are reviewed.
+ *
  * Framing-level defects are deliberate and each has a precise expectation (RFC 9112 where it says
  * MUST); see `expectationOf`.
  */

@@ -203,7 +203,8 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     } else {
       checkIdentity(dataDir, { id, members: [id, ...peers.keys()].sort((a, b) => a - b), shards });
     }
-    // Synchronous writes: a line logged just before the process ends (a crash) must reach the log.
+    // Synchronous writes (pino's default, said here because it matters): a line logged just before the
+    // process ends (a crash) must reach the log.
     const logger = pino({ base: { node: id }, level: opts.logLevel }, destination({ dest: 1, sync: true }));
     nodeLogger = logger;
     if (held.tookOverFrom !== null) {

@@ -11,8 +11,12 @@
  * shared by everything that arrived meanwhile (group commit). Raft state is only touched at the start
  * of a turn and after the fsync, never concurrently.
  *
- * Membership is static here: every node of the peer list is a voter of every group, the metadata
- * group (META_GROUP, applied to a MetaState) included.
+ * Groups are created, dropped and split as the metadata places them (hosting.ts, shard-apply.ts); the
+ * metadata group (META_GROUP, applied to a MetaState) is one of them.
+ *
+ * Over 600 lines, knowingly: the loop's phases share the groups' state and the turn's ordering
+ * invariants. Issue 12 splits it along the data path (group lifecycle, quorum and liveness checks,
+ * the turn itself) together with the injectable host, so that the seams are the host's.
  */
 import {
   type ConfState,
