@@ -5,9 +5,13 @@
 import { pack, unpack } from "msgpackr";
 import { assert } from "../raft/assert.js";
 
+/**
+ * `idem`: the client's idempotency key. The shard remembers the outcome of a write that carried one, by
+ * record id and key, so the same write asked again returns that outcome instead of applying twice.
+ */
 export type RecordCommand =
-  | { op: "put"; key: string; payload: unknown; ifVersion?: number }
-  | { op: "delete"; key: string; ifVersion?: number };
+  | { op: "put"; key: string; payload: unknown; ifVersion?: number; idem?: string }
+  | { op: "delete"; key: string; ifVersion?: number; idem?: string };
 
 /** Cuts the shard at hash `at`: the hashes from there to its end go to the new shard `child` (PD-6). */
 export interface SplitCommand { op: "split"; at: number; child: number }
