@@ -212,8 +212,8 @@ export class Gateway {
   }
 
   /** Proposes to shard `into`'s leader to absorb a frozen neighbour's records and range. */
-  absorb(into: number, from: number, start: number, end: number, records: [string, StoredRecord][]): Promise<CommandResult> {
-    return this.route({ kind: "propose", group: into, cmd: { op: "absorb", from, start, end, records } }) as Promise<CommandResult>;
+  absorb(into: number, from: number, start: number, end: number, records: [string, unknown][], versionMax: number): Promise<CommandResult> {
+    return this.route({ kind: "propose", group: into, cmd: { op: "absorb", from, start, end, records, versionMax } }) as Promise<CommandResult>;
   }
 
   /** Handles placement requests on the metadata leader (set by the PlacementDriver). */

@@ -2,6 +2,7 @@
  * What the multi-raft host keeps per shard, the errors it answers clients with, and how shards and
  * messages are routed (shard of a record id, connection plane of a message).
  */
+import type { RememberedQueue } from "./idempotency.js";
 import type { NodeId, RaftNode } from "../raft/index.js";
 import { MessageType } from "../raft/index.js";
 import type { Plane } from "../transport/transport.js";
@@ -160,6 +161,8 @@ export interface Group {
   requests: number;
   /** A shard's range and recent splits, as of its applied index (the metadata group's is unused). */
   shard: ShardState;
+  /** The shard's remembered idempotency outcomes, oldest first: built from the store on first use (see idempotency.ts). */
+  remembered: RememberedQueue | null;
 }
 
 /** Waits for Raft's outcome of a leadership transfer to `to`. */

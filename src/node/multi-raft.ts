@@ -18,6 +18,7 @@
  * invariants. Issue 12 splits it along the data path (group lifecycle, quorum and liveness checks,
  * the turn itself) together with the injectable host, so that the seams are the host's.
  */
+import { RECORDS_END, RememberedQueue } from "./idempotency.js";
 import {
   type ConfState,
   type Message,
@@ -267,7 +268,7 @@ export class MultiRaftNode {
     const group: Group = {
       id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(),
       quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], transferWaiters: [], quorumWatchers: new Set(), requests: 0,
-      shard: this.loadShardState(g),
+      shard: this.loadShardState(g), remembered: null,
     };
     this.groups.set(g, group);
     return group;
@@ -454,7 +455,12 @@ export class MultiRaftNode {
 
   /** Records of a shard in key order (local state: eventual consistency). */
   scan(group: number, limit: number, after?: string): [string, StoredRecord][] {
-    return this.store.scan(group, limit, after) as [string, StoredRecord][];
+    return this.store.scan(group, limit, after, RECORDS_END) as [string, StoredRecord][];
+  }
+
+  /** Everything a merge source ships to its target: records and remembered idempotency outcomes, in key order. */
+  shardContents(group: number, limit: number): [string, unknown][] {
+    return this.store.scan(group, limit);
   }
 
   /** The shards' Raft status (the metadata group is in metaStatus). */
@@ -770,7 +776,10 @@ export class MultiRaftNode {
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) {
         await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data, rd.snapshot.meta.confState);
-        if (g.kind === "shard") g.shard = this.loadShardState(g.id);
+        if (g.kind === "shard") {
+          g.shard = this.loadShardState(g.id);
+          g.remembered = null;
+        }
         if (g.kind === "meta") {
           this.meta = loadMeta(this.store);
           this.syncPeers();
@@ -1117,8 +1126,9 @@ export class MultiRaftNode {
         continue;
       }
       const reader: ShardReader = {
-        get: (key) => this.store.get(g.id, key) as StoredRecord | undefined,
-        all: () => this.store.scan(g.id, Number.MAX_SAFE_INTEGER) as [string, StoredRecord][],
+        get: (key) => this.store.get(g.id, key),
+        all: () => this.store.scan(g.id, Number.MAX_SAFE_INTEGER),
+        remembered: () => (g.remembered ??= RememberedQueue.from(this.store.scan(g.id, Number.MAX_SAFE_INTEGER, RECORDS_END))),
       };
       const applied = applyShardEntries(g.id, rd.committedEntries, g.shard, reader,
         (data) => this.applyConfChangeEntry(g, data, answers), () => g.raft.raft.trk.confState());

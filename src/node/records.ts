@@ -1,6 +1,8 @@
 /**
- * The state machine of a shard of the `default` collection: records with a JSON payload and a version
- * (the log index of the write that produced it). Commands travel in log entries as msgpack.
+ * The state machine of a shard of the `default` collection: records with a JSON payload and a version.
+ * A record's version is the shard's version base plus the log index of the write that produced it (see
+ * shard-apply.ts for why versions only grow across splits and merges). Commands travel in log entries as
+ * msgpack.
  */
 import { pack, unpack } from "msgpackr";
 import { assert } from "../raft/assert.js";
@@ -10,8 +12,24 @@ import { assert } from "../raft/assert.js";
  * record id and key, so the same write asked again returns that outcome instead of applying twice.
  */
 export type RecordCommand =
-  | { op: "put"; key: string; payload: unknown; ifVersion?: number; idem?: string }
-  | { op: "delete"; key: string; ifVersion?: number; idem?: string };
+  | { op: "put"; key: string; payload: unknown; ifVersion?: number; idem?: IdempotencyTag }
+  | { op: "delete"; key: string; ifVersion?: number; idem?: IdempotencyTag };
+
+/**
+ * What a write with an idempotency key carries. The limits travel in the command, not in each replica's
+ * settings, so that every replica forgets the same keys at the same log index (the settings a replica
+ * sees may lag); `atMs` is the proposer's clock for the same reason.
+ */
+export interface IdempotencyTag {
+  key: string;
+  /** A digest of the write (op, payload, ifVersion): the same key with another write is refused. */
+  fingerprint: string;
+  atMs: number;
+  /** The shard remembers the outcome until atMs + ttlMs ... */
+  ttlMs: number;
+  /** ... and at most this many keys (the oldest are forgotten first). */
+  keysMax: number;
+}
 
 /** Cuts the shard at hash `at`: the hashes from there to its end go to the new shard `child` (PD-6). */
 export interface SplitCommand { op: "split"; at: number; child: number }
@@ -24,7 +42,12 @@ export interface SplitCommand { op: "split"; at: number; child: number }
 export type MergeCommand =
   | { op: "freeze"; into: number }
   | { op: "unfreeze" }
-  | { op: "absorb"; from: number; start: number; end: number; records: [string, StoredRecord][] };
+  /**
+   * `records`: the source's final records and remembered idempotency keys. `versionMax`: the highest
+   * version the source ever handed out (its version base plus its freeze index): the target's versions
+   * continue above it.
+   */
+  | { op: "absorb"; from: number; start: number; end: number; records: [string, unknown][]; versionMax: number };
 
 export type ShardCommand = RecordCommand | SplitCommand | MergeCommand;
 
@@ -34,9 +57,14 @@ export interface StoredRecord {
 }
 
 export type CommandResult =
-  /** `deleted`: a delete found the record (false: there was nothing to delete). */
-  | { ok: true; version: number; deleted?: boolean }
-  | { ok: false; code: "version_mismatch"; currentVersion: number }
+  /**
+   * `deleted`: a delete found the record (false: there was nothing to delete). `replayed`: the outcome of
+   * an earlier write with the same idempotency key, not applied again.
+   */
+  | { ok: true; version: number; deleted?: boolean; replayed?: true }
+  | { ok: false; code: "version_mismatch"; currentVersion: number; replayed?: true }
+  /** The idempotency key was used for another write of the same record. Nothing was written. */
+  | { ok: false; code: "idempotency_key_reused" }
   /** The record's hash is outside the shard's range (it was split): route again. Nothing was written. */
   | { ok: false; code: "wrong_shard" }
   | { ok: false; code: "bad_split"; message: string }
@@ -60,9 +88,10 @@ export function encodeProposal(p: Proposal): Uint8Array {
   if (c.op === "split") return pack([node, seq, 2, c.at, c.child]) as Uint8Array;
   if (c.op === "freeze") return pack([node, seq, 3, c.into]) as Uint8Array;
   if (c.op === "unfreeze") return pack([node, seq, 4]) as Uint8Array;
-  if (c.op === "absorb") return pack([node, seq, 5, c.from, c.start, c.end, c.records]) as Uint8Array;
+  if (c.op === "absorb") return pack([node, seq, 5, c.from, c.start, c.end, c.records, c.versionMax]) as Uint8Array;
   const t: unknown[] = [p.origin[0], p.origin[1], c.op === "put" ? 0 : 1, c.key, c.op === "put" ? c.payload : null];
-  if (c.ifVersion !== undefined) t.push(c.ifVersion);
+  if (c.ifVersion !== undefined || c.idem !== undefined) t.push(c.ifVersion ?? null);
+  if (c.idem !== undefined) t.push([c.idem.key, c.idem.fingerprint, c.idem.atMs, c.idem.ttlMs, c.idem.keysMax]);
   return pack(t) as Uint8Array;
 }
 
@@ -80,31 +109,38 @@ export function decodeProposal(data: Uint8Array): Proposal {
       case 4:
         return { origin, cmd: { op: "unfreeze" } };
       case 5:
-        assert(t.length === 7 && typeof t[3] === "number" && typeof t[4] === "number" && typeof t[5] === "number" && Array.isArray(t[6]), "malformed absorb in the log");
-        return { origin, cmd: { op: "absorb", from: t[3], start: t[4], end: t[5], records: t[6] as [string, StoredRecord][] } };
+        assert(t.length === 8 && typeof t[3] === "number" && typeof t[4] === "number" && typeof t[5] === "number" && Array.isArray(t[6]) &&
+          typeof t[7] === "number", "malformed absorb in the log");
+        return { origin, cmd: { op: "absorb", from: t[3], start: t[4], end: t[5], records: t[6] as [string, unknown][], versionMax: t[7] } };
       default:
         assert(false, `unknown shard command ${String(t[2])} in the log`);
     }
   }
-  assert(Array.isArray(t) && t.length >= 5 && t.length <= 6 && typeof t[3] === "string", "malformed proposal in the log");
-  const [node, seq, op, key, payload, ifVersion] = t as [number, number, 0 | 1, string, unknown, number | undefined];
+  assert(Array.isArray(t) && t.length >= 5 && t.length <= 7 && typeof t[3] === "string", "malformed proposal in the log");
+  const [node, seq, op, key, payload, ifVersion, idem] = t as [number, number, 0 | 1, string, unknown, number | null | undefined, unknown];
   const cmd: RecordCommand = op === 0 ? { op: "put", key, payload } : { op: "delete", key };
-  if (ifVersion !== undefined) cmd.ifVersion = ifVersion;
+  if (typeof ifVersion === "number") cmd.ifVersion = ifVersion;
+  if (idem !== undefined) {
+    assert(Array.isArray(idem) && idem.length === 5 && typeof idem[0] === "string" && typeof idem[1] === "string" &&
+      typeof idem[2] === "number" && typeof idem[3] === "number" && typeof idem[4] === "number", "malformed idempotency key in the log");
+    cmd.idem = { key: idem[0], fingerprint: idem[1], atMs: idem[2], ttlMs: idem[3], keysMax: idem[4] };
+  }
   return { origin: [node, seq], cmd };
 }
 
 /**
- * Applies a command at log index `index`: the result for the client, and the record's new state (null:
+ * Applies a command as version `version` (see shard-apply.ts: the shard's version base plus the entry's
+ * log index): the result for the client, and the record's new state (null:
  * deleted; undefined: unchanged). The current record is read for a compare-and-set and a delete (whose
  * client is told whether there was anything to delete); a plain put does not depend on it.
  */
-export function applyCommand(cmd: RecordCommand, index: number, readCurrent: () => StoredRecord | undefined):
+export function applyCommand(cmd: RecordCommand, version: number, readCurrent: () => StoredRecord | undefined):
   { result: CommandResult; write: StoredRecord | null | undefined } {
   if (cmd.ifVersion !== undefined) {
     const currentVersion = readCurrent()?.version ?? 0;
     if (cmd.ifVersion !== currentVersion) return { result: { ok: false, code: "version_mismatch", currentVersion }, write: undefined };
   }
-  if (cmd.op === "put") return { result: { ok: true, version: index }, write: { payload: cmd.payload, version: index } };
+  if (cmd.op === "put") return { result: { ok: true, version }, write: { payload: cmd.payload, version } };
   const deleted = readCurrent() !== undefined;
-  return { result: { ok: true, version: index, deleted }, write: deleted ? null : undefined };
+  return { result: { ok: true, version, deleted }, write: deleted ? null : undefined };
 }

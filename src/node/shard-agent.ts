@@ -194,9 +194,12 @@ export class ShardAgent {
     const shipped = this.shippedAtPass.get(group);
     if (shipped !== undefined && this.passes - shipped < RESHIP_PASSES) return;
     this.shippedAtPass.set(group, this.passes);
-    const records = this.node.scan(group, MERGE_MAX_RECORDS + 1);
-    const fits = records.length <= MERGE_MAX_RECORDS && (pack(records) as Uint8Array).byteLength <= MERGE_MAX_BYTES;
-    const absorbed = fits ? await this.gateway.absorb(st.frozen.into, group, st.range.start, st.range.end, records) : null;
+    // Records and remembered idempotency outcomes (a retry must find its outcome on the target too).
+    const records = this.node.shardContents(group, 2 * MERGE_MAX_RECORDS + 1);
+    const fits = records.length <= 2 * MERGE_MAX_RECORDS && (pack(records) as Uint8Array).byteLength <= MERGE_MAX_BYTES;
+    // A frozen shard hands out no version after its freeze index: the target continues above this one.
+    const versionMax = (st.versionBase ?? 0) + st.frozen.index;
+    const absorbed = fits ? await this.gateway.absorb(st.frozen.into, group, st.range.start, st.range.end, records, versionMax) : null;
     if (absorbed === null || (!absorbed.ok && absorbed.code === "not_adjacent")) {
       this.opts.logger?.(`shard agent: shard ${group} cannot merge into ${st.frozen.into} (${fits ? "not adjacent any more" : "too large"}): unfreezing`);
       await this.node.propose(group, { op: "unfreeze" });

@@ -4,6 +4,7 @@ import { hashOf } from "../meta/ranges.js";
 import { type ConfState, type Entry, EntryType } from "../raft/index.js";
 import { encodeProposal, type ShardCommand, type StoredRecord } from "./records.js";
 import { SPLIT_LOG_INDEX, applyShardEntries, cutRange } from "./shard-apply.js";
+import { RememberedQueue } from "./idempotency.js";
 
 const conf: ConfState = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 let index = 10;
@@ -13,7 +14,7 @@ test("a split moves the records of the upper part to the child (stored ones and 
   const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
   const at = 2 ** 31;
   const stored = new Map<string, StoredRecord>(keys.slice(0, 100).map((k, i) => [k, { payload: i, version: 1 }]));
-  const reader = { get: (k: string) => stored.get(k), all: () => [...stored] };
+  const reader = { get: (k: string) => stored.get(k), all: () => [...stored], remembered: () => new RememberedQueue() };
   const upper = keys.find((k) => hashOf(k) >= at)!;
   const lower = keys.find((k) => hashOf(k) < at)!;
   const entries = [
@@ -33,7 +34,8 @@ test("a split moves the records of the upper part to the child (stored ones and 
   assert.equal(child!.appliedIndex, SPLIT_LOG_INDEX);
   assert.equal(child!.unlogged, true);
   assert.deepEqual(child!.confState, conf, "the child starts with the parent's configuration as of the split");
-  assert.deepEqual(child!.shard, { range: { start: at, end: 2 ** 32 }, splits: [] });
+  assert.deepEqual(child!.shard, { range: { start: at, end: 2 ** 32 }, splits: [], versionBase: entries[100]!.index - SPLIT_LOG_INDEX },
+    "the child's versions continue above the parent's");
   const moved = new Set(child!.puts!.map(([k]) => k));
   assert.deepEqual([...moved].sort(), keys.filter((k) => hashOf(k) >= at).sort(), "exactly the upper part moved, stored and new alike");
   assert.ok(parent!.deletes!.every((k) => moved.has(k)) && parent!.deletes!.length === moved.size, "and left the parent");
@@ -54,7 +56,7 @@ test("a split point must be strictly inside the range", () => {
 });
 
 test("merge steps: a frozen shard refuses writes; an absorb takes a bordering neighbour's records and range once, and refuses one that does not border", () => {
-  const reader = { get: () => undefined, all: () => [] as [string, StoredRecord][] };
+  const reader = { get: () => undefined, all: () => [] as [string, StoredRecord][], remembered: () => new RememberedQueue() };
   const half = 2 ** 31;
   const upperKey = Array.from({ length: 100 }, (_, i) => `m${i}`).find((k) => hashOf(k) >= half)!;
   const lowerKey = Array.from({ length: 100 }, (_, i) => `m${i}`).find((k) => hashOf(k) < half)!;
@@ -63,18 +65,143 @@ test("merge steps: a frozen shard refuses writes; an absorb takes a bordering ne
   assert.equal(source.shard.frozen?.into, 1);
   assert.deepEqual(source.results[1]![1], { ok: false, code: "wrong_shard" }, "a frozen shard's records are final");
   const records: [string, StoredRecord][] = [[upperKey, { payload: "moved", version: 3 }], [lowerKey, { payload: "not mine", version: 3 }]];
-  const absorb = { op: "absorb" as const, from: 2, start: half, end: 2 ** 32, records };
+  const absorb = { op: "absorb" as const, from: 2, start: half, end: 2 ** 32, records, versionMax: 3 };
   const targetEntries = [entry(absorb, 3), entry(absorb, 4), entry({ op: "put", key: upperKey, payload: 2 }, 5)];
   const target = applyShardEntries(1, targetEntries, { range: { start: 0, end: half }, splits: [] }, reader, () => conf, () => conf);
   assert.deepEqual(target.shard.range, { start: 0, end: 2 ** 32 });
   assert.deepEqual(target.shard.absorbed?.map((a) => a.from), [2], "absorbed once");
   assert.deepEqual(target.results.map(([, r]) => r.ok), [true, true, true], "the second absorb answers ok again; the merged id is writable");
   const puts = new Map(target.changes[0]!.puts!);
-  assert.deepEqual(puts.get(upperKey), { payload: 2, version: targetEntries[2]!.index });
+  assert.deepEqual(puts.get(upperKey), { payload: 2, version: targetEntries[2]!.index }, "a target ahead of its source keeps its versions");
   assert.equal(puts.has(lowerKey), false, "only ids of the absorbed range are taken");
   const far = applyShardEntries(1, [entry({ ...absorb, start: half + 10 }, 6)], { range: { start: 0, end: half }, splits: [] }, reader, () => conf, () => conf);
   assert.deepEqual(far.results[0]![1], { ok: false, code: "not_adjacent" });
   const thawed = applyShardEntries(2, [entry({ op: "unfreeze" }, 7), entry({ op: "put", key: upperKey, payload: 3 }, 8)], source.shard, reader, () => conf, () => conf);
   assert.equal(thawed.shard.frozen, undefined);
   assert.equal(thawed.results[1]![1].ok, true, "unfrozen, it takes writes again");
+});
+
+/** A shard applied entry by entry over an in-memory store, as the host does. */
+class ShardModel {
+  readonly store = new Map<string, unknown>();
+  queue: RememberedQueue | null = null;
+  state;
+  nextIndex: number;
+  constructor(readonly group: number, state: { range: { start: number; end: number }; splits: []; versionBase?: number }, firstIndex = 1) {
+    this.state = state as ReturnType<typeof applyShardEntries>["shard"];
+    this.nextIndex = firstIndex;
+  }
+  apply(cmd: ShardCommand, seq = this.nextIndex) {
+    const e: Entry = { term: 1, index: this.nextIndex++, type: EntryType.Normal, data: encodeProposal({ origin: [1, seq], cmd }) };
+    const reader = {
+      get: (k: string) => this.store.get(k),
+      all: () => [...this.store],
+      remembered: () => (this.queue ??= RememberedQueue.from([...this.store].filter(([k]) => k >= "\u007f"))),
+    };
+    const r = applyShardEntries(this.group, [e], this.state, reader, () => conf, () => conf);
+    for (const ch of r.changes.filter((c) => c.group === this.group)) {
+      for (const k of ch.deletes ?? []) this.store.delete(k);
+      for (const [k, v] of ch.puts ?? []) this.store.set(k, v);
+    }
+    this.state = r.shard;
+    return { result: r.results[0]![1], changes: r.changes };
+  }
+}
+
+const tag = (key: string, atMs: number, over: Partial<{ fingerprint: string; ttlMs: number; keysMax: number }> = {}) =>
+  ({ key, fingerprint: "f1", atMs, ttlMs: 60_000, keysMax: 100, ...over });
+
+test("versions only grow: across a split (child above parent) and a merge into a target whose log is behind its source's", () => {
+  const at = 2 ** 31;
+  const ids = Array.from({ length: 40 }, (_, i) => `r${i}`);
+  const parent = new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] });
+  const last = new Map<string, number>();
+  for (let round = 0; round < 5; round++) for (const id of ids) last.set(id, (parent.apply({ op: "put", key: id, payload: round }).result as { version: number }).version);
+  // A deleted record's delete version must stay below its re-creation's too.
+  const gone = ids.find((id) => hashOf(id) >= at)!;
+  last.set(gone, (parent.apply({ op: "delete", key: gone }).result as { version: number }).version);
+  const split = parent.apply({ op: "split", at, child: 2 });
+  const childChanges = split.changes.find((c) => c.group === 2)!;
+  const child = new ShardModel(2, childChanges.shard as never, SPLIT_LOG_INDEX + 1);
+  for (const [k, v] of childChanges.puts!) child.store.set(k, v);
+  for (const id of ids) {
+    const shard = hashOf(id) >= at ? child : parent;
+    const r = shard.apply({ op: "put", key: id, payload: "after split" }).result as { ok: true; version: number };
+    assert.ok(r.ok && r.version > last.get(id)!, `${id}: version ${r.version} after the split, ${last.get(id)} before`);
+    last.set(id, r.version);
+  }
+  // The child keeps writing (its log is far behind the parent's) and then merges into a fresh target.
+  for (let i = 0; i < 3; i++) {
+    for (const id of ids.filter((x) => hashOf(x) >= at)) last.set(id, (child.apply({ op: "put", key: id, payload: i }).result as { version: number }).version);
+  }
+  child.apply({ op: "freeze", into: 3 });
+  const target = new ShardModel(3, { range: { start: 0, end: at }, splits: [] }, 1);
+  const versionMax = (child.state.versionBase ?? 0) + child.state.frozen!.index;
+  assert.ok(target.nextIndex < versionMax, "the target's log is behind the source's versions");
+  const absorbed = target.apply({ op: "absorb", from: 2, start: at, end: 2 ** 32, records: [...child.store], versionMax });
+  assert.equal(absorbed.result.ok, true);
+  for (const id of ids.filter((x) => hashOf(x) >= at)) {
+    const r = target.apply({ op: "put", key: id, payload: "after merge" }).result as { ok: true; version: number };
+    assert.ok(r.version > last.get(id)!, `${id}: version ${r.version} after the merge, ${last.get(id)} before`);
+    // A compare-and-set holding a version from before the merge is refused.
+    assert.equal(target.apply({ op: "put", key: id, payload: "stale", ifVersion: last.get(id)! }).result.ok, false);
+    last.set(id, r.version);
+  }
+});
+
+test("an idempotency key answers the first outcome again without applying; another write under the key is refused", () => {
+  const s = new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] });
+  const first = s.apply({ op: "put", key: "a", payload: 1, idem: tag("k1", 1000) }).result;
+  assert.deepEqual(first, { ok: true, version: 1 });
+  s.apply({ op: "put", key: "b", payload: "other record" });
+  const again = s.apply({ op: "put", key: "a", payload: 1, idem: tag("k1", 2000) }).result;
+  assert.deepEqual(again, { ok: true, version: 1, replayed: true }, "the retry gets the first outcome");
+  assert.equal((s.store.get("a") as StoredRecord).version, 1, "and applied nothing");
+  assert.deepEqual(s.apply({ op: "put", key: "a", payload: 2, idem: tag("k1", 2000, { fingerprint: "f2" }) }).result, { ok: false, code: "idempotency_key_reused" });
+  assert.equal(s.apply({ op: "put", key: "c", payload: 1, idem: tag("k1", 2000) }).result.ok, true, "keys are scoped to their record");
+  // A compare-and-set refused is remembered as refused: asking again does not apply it later.
+  const cas = s.apply({ op: "put", key: "a", payload: 3, ifVersion: 99, idem: tag("k2", 3000) }).result;
+  assert.equal(cas.ok ? "" : cas.code, "version_mismatch");
+  s.apply({ op: "put", key: "a", payload: 4 });
+  assert.deepEqual(s.apply({ op: "put", key: "a", payload: 3, ifVersion: 99, idem: tag("k2", 4000) }).result, { ...cas, replayed: true });
+  // Past its time to live, the key is forgotten: the same write applies again.
+  const late = s.apply({ op: "put", key: "a", payload: 1, idem: tag("k1", 1000 + 60_001) }).result as { ok: true; version: number; replayed?: true };
+  assert.equal(late.replayed, undefined);
+  assert.ok(late.version > 1);
+  // Deletes are remembered too.
+  const del = s.apply({ op: "delete", key: "b", idem: tag("d", 70_000) }).result;
+  assert.deepEqual(s.apply({ op: "delete", key: "b", idem: tag("d", 70_001) }).result, { ...del, replayed: true });
+});
+
+test("remembered keys are bounded by count (oldest forgotten first) and record scans never see them", () => {
+  const s = new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] });
+  for (let i = 0; i < 50; i++) s.apply({ op: "put", key: `r${i}`, payload: i, idem: tag(`k${i}`, 1000 + i, { keysMax: 10 }) });
+  const outcomes = [...s.store.keys()].filter((k) => k >= "\u007f");
+  assert.equal(outcomes.length, 10, "at most keysMax kept");
+  const kept = outcomes.map((k) => k.split("\u0000")[1]).sort();
+  assert.deepEqual(kept, Array.from({ length: 10 }, (_, i) => `k${40 + i}`), "the newest are kept");
+  assert.equal(s.apply({ op: "put", key: "r0", payload: 0, idem: tag("k0", 2000, { keysMax: 10 }) }).result.ok, true);
+  assert.equal((s.apply({ op: "put", key: "r49", payload: 49, idem: tag("k49", 2000, { keysMax: 10 }) }).result as { replayed?: true }).replayed, true);
+});
+
+test("remembered outcomes move with their records in a split and a merge: a retry on the new shard is answered, not applied", () => {
+  const at = 2 ** 31;
+  const ids = Array.from({ length: 30 }, (_, i) => `x${i}`);
+  const parent = new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] });
+  const first = new Map(ids.map((id) => [id, parent.apply({ op: "put", key: id, payload: id, idem: tag(`key-${id}`, 1000) }).result]));
+  const split = parent.apply({ op: "split", at, child: 2 });
+  const childChanges = split.changes.find((c) => c.group === 2)!;
+  const child = new ShardModel(2, childChanges.shard as never, SPLIT_LOG_INDEX + 1);
+  for (const [k, v] of childChanges.puts!) child.store.set(k, v);
+  for (const id of ids) {
+    const shard = hashOf(id) >= at ? child : parent;
+    assert.deepEqual(shard.apply({ op: "put", key: id, payload: id, idem: tag(`key-${id}`, 2000) }).result, { ...first.get(id)!, replayed: true }, id);
+  }
+  assert.ok([...parent.store.keys()].every((k) => hashOf(k >= "\u007f" ? k.slice(2, k.indexOf("\u0000")) : k) < at), "the parent kept only its own");
+  child.apply({ op: "freeze", into: 1 });
+  const versionMax = (child.state.versionBase ?? 0) + child.state.frozen!.index;
+  assert.equal(parent.apply({ op: "absorb", from: 2, start: at, end: 2 ** 32, records: [...child.store], versionMax }).result.ok, true);
+  for (const id of ids) {
+    assert.deepEqual(parent.apply({ op: "put", key: id, payload: id, idem: tag(`key-${id}`, 3000) }).result, { ...first.get(id)!, replayed: true }, id);
+  }
 });

@@ -1,17 +1,35 @@
 /**
  * Applying a shard's committed entries: record commands (refused, without writing, for an id whose hash
- * left the shard's range in a split) and splits (PD-6). A split applied at index i, identically on every
+ * left the shard's range in a split), splits and merges (PD-6), and idempotency keys (idempotency.ts).
+ *
+ * Versions only grow. A record's version is the shard's `versionBase` plus the log index of its write,
+ * so within one shard it grows with the log, also across delete and re-create. A record changes shard
+ * only by a split or a merge, and both lift the receiving shard's base above every version the giving
+ * shard ever handed out:
+ *   - a split applied at index i of a shard with base b hands out at most b + i so far; the child's log
+ *     starts at SPLIT_LOG_INDEX, so its base is b + i - SPLIT_LOG_INDEX and its first write (index
+ *     SPLIT_LOG_INDEX + 1 or later) gets at least b + i + 1;
+ *   - a frozen merge source hands out nothing after its freeze index f, so its highest version is
+ *     b_s + f (`versionMax` in the absorb); a target absorbing at index j takes the base
+ *     max(b_t, versionMax - j), so its next write (index j + 1 or later) gets at least versionMax + 1,
+ *     and its own older versions (at most b_t + j) stay below too.
+ * The base is part of the shard's state: replicated by the log, carried by snapshots and restarts, so
+ * replica moves and leader changes do not touch it.
+ *
+ * A split A split applied at index i, identically on every
  * replica, moves the records of the upper part of the range to a new group `child` whose log starts at
  * SPLIT_LOG_INDEX / SPLIT_LOG_TERM with the shard's configuration as of i (as TiKV starts a split's
  * region), so that every replica of the child starts from the same state; the child's state is staged
  * in the same state-store commit as the parent's, marked unlogged until the host has written the child's
  * log (see MultiRaftNode.landSplits).
  */
+import { assert } from "../raft/assert.js";
 import { type HashRange, hashOf, inRange } from "../meta/ranges.js";
 import type { ConfState, Entry } from "../raft/index.js";
 import { EntryType } from "../raft/index.js";
 import type { GroupChanges, ShardState } from "../storage/state-store.js";
-import { type CommandResult, type Proposal, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
+import { type CommandResult, type Proposal, type RecordCommand, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
+import { type RememberedOutcome, type RememberedQueue, isFinal, isOutcomeKey, outcomeKey, ownerOf } from "./idempotency.js";
 
 export const SPLIT_LOG_INDEX = 5;
 export const SPLIT_LOG_TERM = 5;
@@ -19,9 +37,12 @@ export const SPLIT_LOG_TERM = 5;
 export const SPLITS_KEPT = 16;
 
 export interface ShardReader {
-  get(key: string): StoredRecord | undefined;
-  /** Every record of the shard (a split walks them once). */
-  all(): [string, StoredRecord][];
+  /** A record, or a remembered outcome (idempotency.ts). */
+  get(key: string): unknown;
+  /** Every record and remembered outcome of the shard (a split walks them once). */
+  all(): [string, unknown][];
+  /** The shard's remembered outcomes, oldest first (the apply step keeps it up to date). */
+  remembered(): RememberedQueue;
 }
 
 export interface AppliedEntries {
@@ -43,8 +64,8 @@ export interface AppliedEntries {
  */
 export function applyShardEntries(group: number, entries: readonly Entry[], before: ShardState, reader: ShardReader,
   applyConf: (data: Uint8Array) => ConfState, conf: () => ConfState): AppliedEntries {
-  const overlay = new Map<string, StoredRecord | null>();
-  const read = (key: string) => (overlay.has(key) ? overlay.get(key) ?? undefined : reader.get(key));
+  const overlay = new Map<string, unknown>();
+  const read = (key: string): unknown => (overlay.has(key) ? overlay.get(key) ?? undefined : reader.get(key));
   const out: AppliedEntries = { changes: [], results: [], children: [], shard: before, sizeBytes: 0, commands: 0 };
   let confState: ConfState | undefined;
   let shardChanged = false;
@@ -58,7 +79,10 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
     const p = decodeProposal(e.data);
     const cmd = p.cmd;
     if (cmd.op === "freeze" || cmd.op === "unfreeze" || cmd.op === "absorb") {
-      const r = applyMergeStep(out.shard, cmd, e.index, (key, rec) => overlay.set(key, rec));
+      const r = applyMergeStep(out.shard, cmd, e.index, (key, value) => {
+        overlay.set(key, value);
+        if (isOutcomeKey(key)) reader.remembered().add(key, value as RememberedOutcome);
+      });
       out.results.push([p.origin, r.result]);
       if (r.shard !== out.shard) {
         out.shard = r.shard;
@@ -72,19 +96,23 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
         out.results.push([p.origin, { ok: false, code: "bad_split", message: `split point ${cmd.at} is not inside shard ${group}'s range [${out.shard.range.start}, ${out.shard.range.end})` }]);
         continue;
       }
-      const moved: [string, StoredRecord][] = [];
+      // Records and their remembered outcomes move together (an outcome goes where its record's id goes).
+      const movesAway = (key: string) => hashOf(ownerOf(key)) >= cmd.at;
+      const moved: [string, unknown][] = [];
       const seen = new Set<string>();
-      for (const [key, rec] of overlay) {
+      for (const [key, value] of overlay) {
         seen.add(key);
-        if (rec !== null && hashOf(key) >= cmd.at) moved.push([key, rec]);
+        if (value !== null && movesAway(key)) moved.push([key, value]);
       }
-      for (const [key, rec] of reader.all()) if (!seen.has(key) && hashOf(key) >= cmd.at) moved.push([key, rec]);
+      for (const [key, value] of reader.all()) if (!seen.has(key) && movesAway(key)) moved.push([key, value]);
       for (const [key] of moved) overlay.set(key, null);
+      reader.remembered().drop(movesAway);
       const split = { child: cmd.child, at: cmd.at, end: out.shard.range.end, index: e.index };
       out.shard = { ...out.shard, range: r.lower, splits: [...out.shard.splits, split].slice(-SPLITS_KEPT) };
       shardChanged = true;
+      const versionBase = (out.shard.versionBase ?? 0) + e.index - SPLIT_LOG_INDEX;
       out.changes.push({
-        group: cmd.child, appliedIndex: SPLIT_LOG_INDEX, puts: moved, confState: conf(), shard: { range: r.upper, splits: [] }, unlogged: true,
+        group: cmd.child, appliedIndex: SPLIT_LOG_INDEX, puts: moved, confState: conf(), shard: { range: r.upper, splits: [], versionBase }, unlogged: true,
       });
       out.children.push(cmd.child);
       out.results.push([p.origin, { ok: true, version: e.index }]);
@@ -96,9 +124,7 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       out.results.push([p.origin, { ok: false, code: "wrong_shard" }]);
       continue;
     }
-    const { result, write } = applyCommand(cmd, e.index, () => read(cmd.key));
-    if (write !== undefined) overlay.set(cmd.key, write);
-    out.results.push([p.origin, result]);
+    out.results.push([p.origin, applyRecordCommand(cmd, (out.shard.versionBase ?? 0) + e.index, read, (key, value) => overlay.set(key, value), reader.remembered)]);
   }
   const own: GroupChanges = {
     group, appliedIndex: entries[entries.length - 1]!.index, puts: [], deletes: [],
@@ -114,12 +140,42 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
 }
 
 /**
+ * A record command at `version`. With an idempotency key: a key remembered for the record answers its
+ * first outcome (or, for another write, idempotency_key_reused) and applies nothing; otherwise the
+ * command applies and its outcome is remembered, and the oldest outcomes beyond the command's limits are
+ * forgotten.
+ */
+function applyRecordCommand(cmd: RecordCommand, version: number, read: (key: string) => unknown,
+  write: (key: string, value: unknown) => void, remembered: () => RememberedQueue): CommandResult {
+  const tag = cmd.idem;
+  const k = tag === undefined ? "" : outcomeKey(cmd.key, tag.key);
+  if (tag !== undefined) {
+    const known = read(k) as RememberedOutcome | undefined;
+    if (known !== undefined && known.exp >= tag.atMs) {
+      if (known.fp !== tag.fingerprint) return { ok: false, code: "idempotency_key_reused" };
+      return { ...known.r, replayed: true };
+    }
+  }
+  const { result, write: record } = applyCommand(cmd, version, () => read(cmd.key) as StoredRecord | undefined);
+  if (record !== undefined) write(cmd.key, record);
+  if (tag !== undefined) {
+    assert(isFinal(result), "a record command's outcome is final");
+    const o: RememberedOutcome = { v: version, exp: tag.atMs + tag.ttlMs, fp: tag.fingerprint, r: result };
+    write(k, o);
+    const q = remembered();
+    q.add(k, o);
+    q.forget(tag.atMs, tag.keysMax, read, (key) => write(key, null));
+  }
+  return result;
+}
+
+/**
  * One step of a merge (see records.ts MergeCommand) on a shard's state; `put` writes an absorbed record.
  * An absorb is taken only when the source borders the shard and the shard is not frozen itself (its own
  * records may have been shipped already); one already taken answers ok again.
  */
 export function applyMergeStep(shard: ShardState, cmd: Extract<ShardCommand, { op: "freeze" | "unfreeze" | "absorb" }>, index: number,
-  put: (key: string, rec: StoredRecord) => void): { shard: ShardState; result: CommandResult } {
+  put: (key: string, value: unknown) => void): { shard: ShardState; result: CommandResult } {
   const done: CommandResult = { ok: true, version: index };
   switch (cmd.op) {
     case "freeze":
@@ -134,9 +190,11 @@ export function applyMergeStep(shard: ShardState, cmd: Extract<ShardCommand, { o
         return { shard, result: done };
       }
       if (shard.frozen !== undefined || shard.range.end !== cmd.start) return { shard, result: { ok: false, code: "not_adjacent" } };
-      for (const [key, rec] of cmd.records) if (inRange(hashOf(key), { start: cmd.start, end: cmd.end })) put(key, rec);
+      for (const [key, value] of cmd.records) if (inRange(hashOf(ownerOf(key)), { start: cmd.start, end: cmd.end })) put(key, value);
       const absorbed = [...(shard.absorbed ?? []), { from: cmd.from, end: cmd.end, index }].slice(-SPLITS_KEPT);
-      return { shard: { ...shard, range: { start: shard.range.start, end: cmd.end }, absorbed }, result: done };
+      // Versions continue above every version the source handed out (see the header).
+      const versionBase = Math.max(shard.versionBase ?? 0, cmd.versionMax - index);
+      return { shard: { ...shard, range: { start: shard.range.start, end: cmd.end }, absorbed, versionBase }, result: done };
     }
   }
 }

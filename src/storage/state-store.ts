@@ -50,6 +50,11 @@ export interface ShardState {
   frozen?: { into: number; index: number };
   /** Its latest absorbed neighbours, oldest first (bounded): its leader records each in the metadata. */
   absorbed?: { from: number; end: number; index: number }[];
+  /**
+   * A record written at log index i gets version versionBase + i (0 when absent). A split child starts
+   * above its parent's versions, a merge target jumps above its source's (see node/shard-apply.ts).
+   */
+  versionBase?: number;
 }
 
 export interface StateStoreOptions {
@@ -214,18 +219,18 @@ export class StateStore {
     return this.records.get([group, key]);
   }
 
-  /** Records of a group in key order, from `after` (exclusive), at most `limit`. */
-  scan(group: number, limit: number, after?: RecordKey): [RecordKey, unknown][] {
+  /** Records of a group in key order, from `after` (exclusive) to `end` (exclusive), at most `limit`. */
+  scan(group: number, limit: number, after?: RecordKey, end?: RecordKey): [RecordKey, unknown][] {
     // Changes not yet in LMDB, newest layer first, merged over what LMDB holds.
     const pending = new Map<RecordKey, unknown>();
     for (const layer of this.overlays(group)) {
       for (const [key, value] of layer.records) {
-        if ((after === undefined || key > after) && !pending.has(key)) pending.set(key, value);
+        if ((after === undefined || key > after) && (end === undefined || key < end) && !pending.has(key)) pending.set(key, value);
       }
     }
     const merged = new Map<RecordKey, unknown>();
     const range = this.records.getRange({
-      start: after === undefined ? [group] : [group, after], end: [group + 1], exclusiveStart: after !== undefined,
+      start: after === undefined ? [group] : [group, after], end: end === undefined ? [group + 1] : [group, end], exclusiveStart: after !== undefined,
       limit: limit + pending.size,
     });
     for (const { key, value } of range) merged.set(key[1], value);

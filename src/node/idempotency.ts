@@ -1,0 +1,116 @@
+/**
+ * Idempotency keys (issue 11): a shard remembers the outcome of every write that carried a key, so that
+ * a client that did not learn the outcome (a timeout, a lost connection, a leader that died) can ask
+ * again with the same key and get the first outcome instead of a second application.
+ *
+ * What is remembered lives in the shard's own key space, next to the records, under a prefix no record
+ * id can start with ("\u007f" sorts after every character an id may hold), keyed by record id and
+ * idempotency key. So it is carried by snapshots, restarts and replica moves like the records, and a
+ * split or a merge moves it with the record it belongs to: a retry that lands on the record's new shard
+ * still finds it. Keys are scoped to their record: the same key sent for another record is another write.
+ *
+ * Forgetting is part of the replicated state machine: it happens while entries are applied, decided
+ * only by the entries (the proposer's clock and limits travel in each command), so every replica
+ * forgets the same keys at the same log index.
+ */
+import { assert } from "../raft/assert.js";
+import type { CommandResult } from "./records.js";
+
+/** Record ids sort below this; remembered outcomes sort at and above it. */
+export const RECORDS_END = "\u007f";
+const PREFIX = "\u007fk";
+const SEPARATOR = "\u0000";
+/** An idempotency key: 1-255 printable ASCII characters (what the Idempotency-Key header may carry). */
+export const IDEMPOTENCY_KEY_PATTERN = "^[\\x21-\\x7e]{1,255}$";
+/** Keys forgotten per applied write at most (bounds the work of one apply; the queue drains over writes). */
+const FORGET_PER_WRITE_MAX = 64;
+
+/** The outcome of a keyed write, as the shard stores it. */
+export interface RememberedOutcome {
+  /** The version of the write (orders what is forgotten first). */
+  v: number;
+  /** Forgotten after this time (the proposer's clock). */
+  exp: number;
+  /** The write's fingerprint: the same key with another write is refused. */
+  fp: string;
+  r: FinalOutcome;
+}
+
+/** The outcomes worth remembering: final ones (a write applied, or refused by compare-and-set). */
+export type FinalOutcome = Extract<CommandResult, { ok: true } | { code: "version_mismatch" }>;
+
+export function isFinal(r: CommandResult): r is FinalOutcome {
+  return r.ok || r.code === "version_mismatch";
+}
+
+export function outcomeKey(recordId: string, idempotencyKey: string): string {
+  return PREFIX + recordId + SEPARATOR + idempotencyKey;
+}
+
+export function isOutcomeKey(storeKey: string): boolean {
+  return storeKey >= RECORDS_END;
+}
+
+/** The record id a stored key belongs to: the key itself for a record, the embedded id for an outcome. */
+export function ownerOf(storeKey: string): string {
+  if (!isOutcomeKey(storeKey)) return storeKey;
+  const end = storeKey.indexOf(SEPARATOR, PREFIX.length);
+  assert(storeKey.startsWith(PREFIX) && end > PREFIX.length, () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
+  return storeKey.slice(PREFIX.length, end);
+}
+
+/**
+ * The outcomes a shard remembers, oldest version first, for forgetting by count and age. Built from the
+ * store when a shard first needs it (so it is a function of the replicated state, the same on every
+ * replica) and kept up to date by the apply step.
+ * Invariant: items are sorted by version; each names a key that is stored, or was stored and is gone
+ * (then popping it deletes nothing).
+ */
+export class RememberedQueue {
+  private items: { v: number; exp: number; k: string }[] = [];
+  private head = 0;
+
+  static from(entries: Iterable<[string, unknown]>): RememberedQueue {
+    const q = new RememberedQueue();
+    for (const [k, value] of entries) {
+      const o = value as RememberedOutcome;
+      q.items.push({ v: o.v, exp: o.exp, k });
+    }
+    q.items.sort((a, b) => a.v - b.v);
+    return q;
+  }
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  add(k: string, o: RememberedOutcome): void {
+    const last = this.items[this.items.length - 1];
+    this.items.push({ v: o.v, exp: o.exp, k });
+    // Absorbed outcomes (a merge) may be older than the shard's own: keep the order.
+    if (last !== undefined && last.v > o.v) this.resort();
+  }
+
+  /** Forgets from the oldest while more than `keysMax` are kept or the oldest expired before `nowMs`. */
+  forget(nowMs: number, keysMax: number, read: (k: string) => unknown, remove: (k: string) => void): void {
+    for (let n = 0; n < FORGET_PER_WRITE_MAX && this.size > 0; n++) {
+      const oldest = this.items[this.head]!;
+      if (this.size <= keysMax && oldest.exp >= nowMs) break;
+      this.head++;
+      // The key may hold a newer outcome (recorded again after it expired) or be gone (moved by a split).
+      if ((read(oldest.k) as RememberedOutcome | undefined)?.v === oldest.v) remove(oldest.k);
+    }
+    if (this.head > 1024 && this.head * 2 > this.items.length) this.resort();
+  }
+
+  /** Drops the outcomes whose record moved to another shard (a split). */
+  drop(moved: (k: string) => boolean): void {
+    this.items = this.items.slice(this.head).filter((it) => !moved(it.k));
+    this.head = 0;
+  }
+
+  private resort(): void {
+    this.items = this.items.slice(this.head).sort((a, b) => a.v - b.v);
+    this.head = 0;
+  }
+}
