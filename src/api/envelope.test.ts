@@ -152,6 +152,16 @@ test("the OpenAPI document is valid, names every route's responses with schemas 
   assert.match(page.body, /swagger/i);
 });
 
+test("a 503 always means not applied; an unknown outcome is a 504 (or a 500 bug) and says to retry with the same idempotency key", () => {
+  for (const [code, e] of Object.entries(ERRORS)) {
+    if (e.status === 503) assert.equal(e.applied, "no", `${code}: a 503 must be certainly not applied`);
+    if (e.applied === "unknown") {
+      assert.ok(e.status === 504 || e.status === 500, `${code}: an unknown outcome is answered 504 (or 500), not ${e.status}`);
+      if (e.status === 504) assert.match(e.meaning, /Idempotency-Key/, `${code}: says how to retry safely`);
+    }
+  }
+});
+
 test("the README's error table is the error table", async () => {
   const readme = readFileSync(fileURLToPath(new URL("../../../README.md", import.meta.url)), "utf8");
   const rows = new Map([...readme.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \| (yes|no) \| (no|unknown) \|/gm)].map((m) => [m[1]!, m.slice(2, 5).join(" ")]));

@@ -50,6 +50,7 @@ export const ERRORS = {
   headers_too_large: refused(431, "the request's headers are larger than the node accepts"),
   // Refused by the state: nothing was done.
   version_mismatch: refused(409, "compare-and-set: the record is at another version (currentVersion says which)"),
+  idempotency_key_reused: refused(422, "the Idempotency-Key was used for a different write of this record: a new write needs a new key"),
   stale_settings: refused(409, "the settings changed since they were read: read them again"),
   address_in_use: refused(409, "a joining node's address is already a member's"),
   node_holds_replicas: refused(409, "a node still holding replicas cannot be removed: drain it first"),
@@ -81,16 +82,17 @@ export const ERRORS = {
   no_leader: busy("the shard has no leader right now (an election is under way)"),
   no_quorum: busy("fewer than a quorum of the shard's voters are reachable: nothing was proposed"),
   leader_unreachable: busy("the shard's leader is known but cannot be reached from this node"),
-  shard_split: busy("the record's shard was split or merged under the request; ask again"),
+  shard_split: busy("the record's shard was split or merged under the request and the new shard was not known in time: nothing was done; ask again"),
   overloaded: busy("the node has too many requests waiting"),
   shutting_down: busy("the node is shutting down: nothing was done; ask another node"),
   not_ready: busy("the node is not ready (a shard or the metadata group has no leader)"),
   join_failed: busy("the join could not be completed; it was rolled back"),
   failed: { status: 503, retryable: false, applied: "no", meaning: "the node has failed (health check): restart it" },
-  // Outcome unknown: the write may have been applied.
-  quorum_lost: { status: 503, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the leader lost its quorum while the write waited to commit: it may still be applied" },
-  interrupted: { status: 503, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the node stopped (or its replica moved away) while the write waited to be applied: it may still be applied" },
-  timeout: { status: 504, retryable: true, applied: "unknown", meaning: "not answered within the request timeout: a write may still be applied" },
+  // Outcome unknown: the write may have been applied. All 504: a 503 always means "not applied". A write
+  // with an Idempotency-Key is retried safely with the same key (the first outcome is answered again).
+  quorum_lost: { status: 504, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the leader lost its quorum while the write waited to commit: it may still be applied (retry with the same Idempotency-Key)" },
+  interrupted: { status: 504, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the node stopped (or its replica moved away) while the write waited to be applied: it may still be applied (retry with the same Idempotency-Key)" },
+  timeout: { status: 504, retryable: true, applied: "unknown", meaning: "not answered within the request timeout: a write may still be applied (retry with the same Idempotency-Key)" },
   internal: { status: 500, retryable: true, applied: "unknown", meaning: "a bug: the answer carries a requestId to find the logged stack" },
 } as const satisfies Record<string, ErrorEntry>;
 

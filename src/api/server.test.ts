@@ -35,9 +35,12 @@ test("records: put, get, compare-and-set, delete, scan", async () => {
   const absent = await app.inject({ method: "PUT", url: rec("new"), payload: { payload: 1, ifVersion: 0 } });
   assert.equal(absent.statusCode, 200, "ifVersion 0: create only if absent");
   assert.equal((await app.inject({ method: "PUT", url: rec("new"), payload: { payload: 1, ifVersion: 0 } })).statusCode, 409);
-  for (const consistency of ["linearizable", "sequential", "eventual"]) {
+  for (const consistency of ["linearizable", "eventual"]) {
     assert.equal((await app.inject({ url: `${rec("a1")}?consistency=${consistency}` })).statusCode, 200);
   }
+  const sequential = await app.inject({ url: `${rec("a1")}?consistency=sequential` });
+  assert.equal(sequential.statusCode, 400, "sequential is not a mode of its own yet: refused, not served as linearizable");
+  assert.match((sequential.json() as { error: { message: string } }).error.message, /not a mode of its own/);
   assert.equal((await app.inject({ method: "DELETE", url: rec("a1") })).statusCode, 200);
   const gone = await app.inject({ url: rec("a1") });
   assert.equal(gone.statusCode, 404);
@@ -47,6 +50,41 @@ test("records: put, get, compare-and-set, delete, scan", async () => {
   assert.deepEqual(page1.records.map((r) => r.id), ["new", "s0", "s1"]);
   const page2 = (await app.inject({ url: `/v1/collections/default/records?limit=3&cursor=${page1.cursor}` })).json() as { records: { id: string }[]; cursor: string | null };
   assert.deepEqual(page2.records.map((r) => r.id), ["s2", "s3", "s4"]);
+  await app.close();
+  await node.stop();
+});
+
+test("idempotency keys: a repeated key answers the first outcome (marked replayed) without applying; another write under it is refused", async () => {
+  const { node, app } = await singleNode();
+  const key = { "idempotency-key": "order-7f3a" };
+  const first = await app.inject({ method: "PUT", url: rec("acct"), payload: { payload: { balance: 10 } }, headers: key });
+  assert.equal(first.statusCode, 200);
+  assert.equal(first.headers["idempotent-replayed"], undefined);
+  const { version } = first.json() as { version: number };
+  const again = await app.inject({ method: "PUT", url: rec("acct"), payload: { payload: { balance: 10 } }, headers: key });
+  assert.equal(again.statusCode, 200);
+  assert.deepEqual(again.json(), { version }, "the first outcome");
+  assert.equal(again.headers["idempotent-replayed"], "true");
+  assert.equal(((await app.inject({ url: rec("acct") })).json() as { version: number }).version, version, "applied once");
+  const other = await app.inject({ method: "PUT", url: rec("acct"), payload: { payload: { balance: 99 } }, headers: key });
+  assert.equal(other.statusCode, 422);
+  assert.equal((other.json() as { error: { code: string } }).error.code, "idempotency_key_reused");
+  // A compare-and-set refused stays refused for its key, even once the version it named would match.
+  const cas = await app.inject({ method: "PUT", url: rec("acct"), payload: { payload: 1, ifVersion: version + 1000 }, headers: { "idempotency-key": "cas-1" } });
+  assert.equal(cas.statusCode, 409);
+  const casAgain = await app.inject({ method: "PUT", url: rec("acct"), payload: { payload: 1, ifVersion: version + 1000 }, headers: { "idempotency-key": "cas-1" } });
+  assert.deepEqual([casAgain.statusCode, casAgain.headers["idempotent-replayed"]], [409, "true"]);
+  const del = await app.inject({ method: "DELETE", url: rec("acct"), headers: { "idempotency-key": "del-1" } });
+  const delAgain = await app.inject({ method: "DELETE", url: rec("acct"), headers: { "idempotency-key": "del-1" } });
+  assert.deepEqual(delAgain.json(), del.json(), "a repeated delete answers the first outcome (deleted: true), not 'nothing to delete'");
+  assert.equal((del.json() as { deleted: boolean }).deleted, true);
+  for (const bad of ["", "with space", "x".repeat(256), "é"]) {
+    const r = await app.inject({ method: "PUT", url: rec("acct"), payload: { payload: 1 }, headers: { "idempotency-key": bad } });
+    assert.equal(r.statusCode, 400, `key ${JSON.stringify(bad)}`);
+  }
+  // Record scans never show what the shard remembers for idempotency.
+  const page = (await app.inject({ url: "/v1/collections/default/records?limit=100" })).json() as { records: { id: string }[] };
+  assert.deepEqual(page.records.map((r) => r.id), []);
   await app.close();
   await node.stop();
 });

@@ -4,11 +4,12 @@
  * described by JSON schemas, which validate input before anything reaches the log and generate the
  * OpenAPI document (browsable at /docs).
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from "fastify";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Gateway } from "../node/gateway.js";
+import type { Gateway, WriteOptions } from "../node/gateway.js";
+import { IDEMPOTENCY_KEY_PATTERN } from "../node/idempotency.js";
 import { type Consistency, type MultiRaftNode, META_GROUP } from "../node/multi-raft.js";
 import type { CommandResult, StoredRecord } from "../node/records.js";
 import { ApiError } from "./error-table.js";
@@ -57,12 +58,26 @@ export function decodeCursor(cursor: string): string {
   return id;
 }
 
-/** The reply to a write: its version, or 409 when its compare-and-set failed. */
-function writeReply(r: CommandResult): { version: number; deleted?: boolean } {
+/**
+ * The reply to a write: its version, or 409 when its compare-and-set failed. An outcome answered again
+ * for a repeated idempotency key says so in the `Idempotent-Replayed` header (the body is the first one).
+ */
+function writeReply(r: CommandResult, reply: FastifyReply): { version: number; deleted?: boolean } {
+  if ((r.ok || r.code === "version_mismatch") && r.replayed === true) void reply.header("Idempotent-Replayed", "true");
   if (r.ok) return r.deleted === undefined ? { version: r.version } : { version: r.version, deleted: r.deleted };
   if (r.code === "version_mismatch") throw new ApiError("version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
+  if (r.code === "idempotency_key_reused") {
+    throw new ApiError("idempotency_key_reused", "this Idempotency-Key was used for a different write of this record: use a new key for a new write");
+  }
   // The gateway routes again after a split; a record command never asks for a split.
   throw new Error(`unexpected write result ${r.code}`);
+}
+
+function writeOptions(ifVersion: number | undefined, idempotencyKey: string | string[] | undefined): WriteOptions {
+  const opts: WriteOptions = {};
+  if (ifVersion !== undefined) opts.ifVersion = ifVersion;
+  if (typeof idempotencyKey === "string") opts.idempotencyKey = idempotencyKey;
+  return opts;
 }
 
 export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
@@ -146,7 +161,16 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       id: { type: "string", pattern: ID_PATTERN, description: "the record's id: 1-256 characters of A-Z a-z 0-9 . _ ~ : @ ! $ & ' ( ) * + , ; = -" },
     },
   } as const;
-  const version = { type: "integer", description: "the record's version: the log index of the write that produced it" } as const;
+  const version = { type: "integer", description: "the record's version: grows with every write of the record, across splits, merges and restarts (compare-and-set with ifVersion)" } as const;
+  const writeHeaders = {
+    type: "object",
+    properties: {
+      "idempotency-key": {
+        type: "string", pattern: IDEMPOTENCY_KEY_PATTERN,
+        description: "1-255 printable ASCII characters. Asking again with the same key (and the same write) returns the first outcome instead of applying twice; the answer then carries `Idempotent-Replayed: true`. Keys are scoped to the record and remembered for the `idempotencyKeyTtlMs` setting (default 1 h).",
+      },
+    },
+  } as const;
   const record = {
     type: "object", required: ["id", "payload", "version"],
     properties: { id: { type: "string" }, payload: { description: "any JSON value" }, version },
@@ -160,6 +184,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         operationId: "putRecord",
         summary: "Create or replace a record (compare-and-set with ifVersion; 0 means must not exist)",
         params: recordParams,
+        headers: writeHeaders,
         body: {
           type: "object", required: ["payload"], additionalProperties: false,
           properties: {
@@ -168,12 +193,12 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
           },
         },
         response: responses({ description: "written", type: "object", required: ["version"], properties: { version } },
-          "bad_request", ...JSON_BODY, "collection_not_found", "version_mismatch", ...WRITE),
+          "bad_request", ...JSON_BODY, "collection_not_found", "version_mismatch", "idempotency_key_reused", ...WRITE),
       },
     },
-    async (req) => {
+    async (req, reply) => {
       checkCollection(req.params.collection);
-      return writeReply(await gateway.put(req.params.id, req.body.payload, req.body.ifVersion));
+      return writeReply(await gateway.put(req.params.id, req.body.payload, writeOptions(req.body.ifVersion, req.headers["idempotency-key"])), reply);
     },
   );
 
@@ -187,13 +212,22 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         params: recordParams,
         querystring: {
           type: "object",
-          properties: { consistency: { type: "string", enum: ["linearizable", "sequential", "eventual"], default: "linearizable", description: "linearizable: confirmed by the leader (ReadIndex); eventual: this node's replica, now" } },
+          properties: {
+            consistency: {
+              type: "string", enum: ["linearizable", "sequential", "eventual"], default: "linearizable",
+              description: "linearizable: confirmed by the leader (ReadIndex); eventual: this node's replica, now; sequential: refused (400) until it is a mode of its own",
+            },
+          },
         },
         response: responses({ ...record, description: "the record" }, "bad_request", "collection_not_found", "not_found", ...THROUGH_RAFT, "shard_split"),
       },
     },
     async (req) => {
       checkCollection(req.params.collection);
+      // Refused rather than served as linearizable: a level a client picks must mean what it says.
+      if (req.query.consistency === "sequential") {
+        throw new ApiError("bad_request", "consistency=sequential is not a mode of its own yet (it would read exactly like linearizable): ask for linearizable or eventual", { field: "consistency" });
+      }
       const rec = await gateway.get(req.params.id, req.query.consistency ?? "linearizable");
       if (rec === undefined) throw new ApiError("not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
       return { id: req.params.id, payload: rec.payload, version: rec.version };
@@ -208,16 +242,17 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         operationId: "deleteRecord",
         summary: "Delete a record (`deleted: false` when there was none)",
         params: recordParams,
+        headers: writeHeaders,
         querystring: { type: "object", properties: { ifVersion: { type: "integer", minimum: 0, description: "delete only if the record is at this version" } } },
         response: responses({
           description: "done", type: "object", required: ["version", "deleted"],
           properties: { version, deleted: { type: "boolean", description: "false: the record did not exist (nothing was deleted)" } },
-        }, "bad_request", "collection_not_found", "version_mismatch", ...WRITE),
+        }, "bad_request", "collection_not_found", "version_mismatch", "idempotency_key_reused", ...WRITE),
       },
     },
-    async (req) => {
+    async (req, reply) => {
       checkCollection(req.params.collection);
-      return writeReply(await gateway.delete(req.params.id, req.query.ifVersion));
+      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"])), reply);
     },
   );
 

@@ -1,4 +1,7 @@
 /** `shoal put | get | del | status | node ls | shard ls | config`: a small client of the HTTP API. Arguments arrive checked (main.ts). */
+import { randomUUID } from "node:crypto";
+import { ERRORS, type ErrorEntry, isErrorCode } from "../api/error-table.js";
+
 export interface ClientOptions {
   endpoint: string;
   json?: boolean;
@@ -21,12 +24,13 @@ function unreachable(e: unknown): string {
 }
 
 /** One request to the node at `endpoint`; a failure to connect becomes an error that names the endpoint. */
-export async function send(endpoint: string, method: string, path: string, body?: unknown): Promise<Response> {
+export async function send(endpoint: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
   const base = endpoint.replace(/\/+$/, "");
   try {
     return await fetch(base + path, {
       method,
-      ...(body !== undefined ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {}),
+      headers: { ...headers, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
   } catch (e) {
     throw new Error(`cannot reach ${base}: ${unreachable(e)}`);
@@ -57,10 +61,12 @@ function errorDetail(res: Answer): string {
   return err ? ` ${err.code}: ${err.message}` : "";
 }
 
-/** Prints the answer as JSON (exit 0), or its error (exit 1). */
+/** Prints the answer as JSON (exit 0), or its error (exit 1) with whether a write may have been applied. */
 export function report(res: Answer): number {
   if (!readable(res)) {
-    console.error(`error ${res.status}${errorDetail(res)}`);
+    const code = (res.body as { error?: { code?: string } } | null)?.error?.code;
+    const applied = code !== undefined && isErrorCode(code) ? ` (applied: ${ERRORS[code].applied})` : "";
+    console.error(`error ${res.status}${errorDetail(res)}${applied}`);
     return 1;
   }
   console.log(JSON.stringify(res.body, null, 2));
@@ -69,8 +75,44 @@ export function report(res: Answer): number {
 
 const recordPath = (id: string) => `/v1/collections/default/records/${encodeURIComponent(id)}`;
 
-export async function putCommand(id: string, payload: unknown, opts: ClientOptions & { ifVersion?: number }): Promise<number> {
-  return report(await call(opts.endpoint, "PUT", recordPath(id), { payload, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}) }));
+/** Attempts of one write (the first and its retries), and the longest pause between two. */
+const WRITE_ATTEMPTS_MAX = 5;
+const WRITE_BACKOFF_MS_MAX = 2000;
+
+/**
+ * A write with an idempotency key, retried with the same key while the error table says a retry may
+ * succeed (or the node could not be reached): the node answers a repeated key with the first outcome, so
+ * a write whose answer was lost is applied once. A failure that leaves the outcome unknown prints the key
+ * to retry with by hand.
+ */
+export async function writeRecord(endpoint: string, method: "PUT" | "DELETE", path: string, body: unknown, key: string): Promise<Answer> {
+  let last: Answer | Error = new Error("no attempt made");
+  for (let attempt = 1; attempt <= WRITE_ATTEMPTS_MAX; attempt++) {
+    let waitMs = Math.min(WRITE_BACKOFF_MS_MAX, 100 * 2 ** attempt);
+    try {
+      last = await answer(await send(endpoint, method, path, body, { "idempotency-key": key }));
+      const code = (last.body as { error?: { code?: string } } | null)?.error?.code;
+      if (last.status < 400 || code === undefined || !isErrorCode(code) || !ERRORS[code].retryable) break;
+      const retryAfterS = (ERRORS[code] as ErrorEntry).retryAfterS;
+      if (retryAfterS !== undefined) waitMs = Math.min(WRITE_BACKOFF_MS_MAX, retryAfterS * 1000);
+    } catch (e) {
+      last = e as Error;
+    }
+    if (attempt < WRITE_ATTEMPTS_MAX) await new Promise((r) => setTimeout(r, waitMs));
+  }
+  if (last instanceof Error) {
+    throw new Error(`${last.message}; the write may have been applied: retry with --idempotency-key ${key}`);
+  }
+  const code = (last.body as { error?: { code?: string } } | null)?.error?.code;
+  if (code !== undefined && isErrorCode(code) && ERRORS[code].applied === "unknown") {
+    console.error(`the write may have been applied: retry with --idempotency-key ${key}`);
+  }
+  return last;
+}
+
+export async function putCommand(id: string, payload: unknown, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string }): Promise<number> {
+  const body = { payload, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}) };
+  return report(await writeRecord(opts.endpoint, "PUT", recordPath(id), body, opts.idempotencyKey ?? randomUUID()));
 }
 
 export async function getCommand(id: string, opts: ClientOptions & { consistency?: string }): Promise<number> {
@@ -78,9 +120,9 @@ export async function getCommand(id: string, opts: ClientOptions & { consistency
   return report(await call(opts.endpoint, "GET", recordPath(id) + q));
 }
 
-export async function delCommand(id: string, opts: ClientOptions & { ifVersion?: number }): Promise<number> {
+export async function delCommand(id: string, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string }): Promise<number> {
   const q = opts.ifVersion !== undefined ? `?ifVersion=${opts.ifVersion}` : "";
-  const res = await call(opts.endpoint, "DELETE", recordPath(id) + q);
+  const res = await writeRecord(opts.endpoint, "DELETE", recordPath(id) + q, undefined, opts.idempotencyKey ?? randomUUID());
   if (!readable(res) || opts.json) return report(res);
   const { version, deleted } = res.body as { version: number; deleted?: boolean };
   // A server from before `deleted` was answered says nothing: it deleted, or there was nothing to delete.

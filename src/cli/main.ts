@@ -151,19 +151,27 @@ function addNodeCommands(program: Command): void {
     });
 }
 
+/** Writes carry an idempotency key, so the CLI's own retries (and a person's) never apply a write twice. */
+const idempotencyKey = () => new Option("--idempotency-key <key>",
+  "the write's idempotency key (1-255 printable ASCII characters; default: a new random key). The CLI retries a write whose outcome is unknown or that was refused as busy, with the same key: the node answers the first outcome instead of applying it again. Give the key printed after a failure to retry by hand")
+  .argParser((v: string) => {
+    if (!/^[\x21-\x7e]{1,255}$/.test(v)) throw new InvalidArgumentError("1-255 printable ASCII characters, no spaces");
+    return v;
+  });
+
 function addRecordCommands(program: Command): void {
   const id = () => new Argument("<id>", RECORD_ID_HELP).argParser(recordId);
   program.command("put").description("create or replace a record; prints its new version")
     .addArgument(id()).addArgument(new Argument("<payload>", "the record's payload: any JSON value, e.g. '{\"name\": \"ada\"}'").argParser(jsonValue))
-    .addOption(ifVersion("write")).addOption(json()).addOption(endpoint())
+    .addOption(ifVersion("write")).addOption(idempotencyKey()).addOption(json()).addOption(endpoint())
     .action(async (id: string, payload: unknown, opts) => { process.exitCode = await (await import("./client.js")).putCommand(id, payload, opts); });
   program.command("get").description("read a record: its id, payload and version").addArgument(id())
-    .addOption(new Option("--consistency <level>", "linearizable: confirmed by the shard's leader; sequential: as linearizable for now; eventual: this node's replica, possibly stale (default: linearizable)")
-      .choices(["linearizable", "sequential", "eventual"]))
+    .addOption(new Option("--consistency <level>", "linearizable: confirmed by the shard's leader; eventual: this node's replica, possibly stale (default: linearizable)")
+      .choices(["linearizable", "eventual"]))
     .addOption(json()).addOption(endpoint())
     .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).getCommand(id, opts); });
   program.command("del").description("delete a record (deleting one that does not exist succeeds and says so)").addArgument(id())
-    .addOption(ifVersion("delete")).addOption(json()).addOption(endpoint())
+    .addOption(ifVersion("delete")).addOption(idempotencyKey()).addOption(json()).addOption(endpoint())
     .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).delCommand(id, opts); });
 }
 

@@ -137,7 +137,8 @@ export function metaFromRecords(records: Iterable<[string, unknown]>): MetaState
       case "n": s.nodes.set((value as MetaNode).id, value as MetaNode); break;
       case "c": s.collections.set((value as CollectionRecord).name, value as CollectionRecord); break;
       case "s": s.shards.set((value as ShardRecord).id, value as ShardRecord); break;
-      case "v": s.settings.push(value as SettingsVersion); break;
+      // Settings added since a version was written take their defaults.
+      case "v": s.settings.push({ ...(value as SettingsVersion), placement: { ...DEFAULT_PLACEMENT, ...(value as SettingsVersion).placement } }); break;
       case "o": s.operators.set((value as OperatorRecord).operator.id, value as OperatorRecord); break;
       default: throw new Error(`unknown metadata record ${key}`);
     }

@@ -20,7 +20,10 @@ import {
   WrongShardError,
 } from "./multi-raft.js";
 import type { CommandResult, RecordCommand, ShardCommand, StoredRecord } from "./records.js";
-import type { ApplyResult, MetaCommand } from "../meta/state.js";
+import { type ApplyResult, type MetaCommand, currentSettings } from "../meta/state.js";
+import { DEFAULT_PLACEMENT } from "../placement/types.js";
+import { createHash } from "node:crypto";
+import { pack } from "msgpackr";
 import type { ConfChangeSingle } from "../raft/index.js";
 import type { JoinRequest, JoinResponse } from "./membership.js";
 import type { Step } from "../placement/types.js";
@@ -33,6 +36,14 @@ const ROUTE_ATTEMPTS_MAX = 4;
 const REROUTE_ATTEMPTS_MAX = 8;
 /** How long a request refused by a split or merging shard waits for the shard map before it asks again. */
 const REROUTE_WAIT_MS = 500;
+
+/** Options of a record write. */
+export interface WriteOptions {
+  /** Compare-and-set: apply only if the record is at this version (0: only if it does not exist). */
+  ifVersion?: number;
+  /** The client's idempotency key: asking again with it returns the first outcome (idempotency.ts). */
+  idempotencyKey?: string;
+}
 
 type Op =
   | { kind: "propose"; group: number; cmd: ShardCommand }
@@ -90,14 +101,32 @@ export class Gateway {
     node.onNodeMessage = (from, msg) => this.onMessage(from, msg);
   }
 
-  put(key: string, payload: unknown, ifVersion?: number): Promise<CommandResult> {
-    const cmd: RecordCommand = ifVersion === undefined ? { op: "put", key, payload } : { op: "put", key, payload, ifVersion };
-    return this.write(cmd);
+  put(key: string, payload: unknown, opts: WriteOptions = {}): Promise<CommandResult> {
+    const cmd: RecordCommand = { op: "put", key, payload };
+    return this.write(this.withOptions(cmd, opts));
   }
 
-  delete(key: string, ifVersion?: number): Promise<CommandResult> {
-    const cmd: RecordCommand = ifVersion === undefined ? { op: "delete", key } : { op: "delete", key, ifVersion };
-    return this.write(cmd);
+  delete(key: string, opts: WriteOptions = {}): Promise<CommandResult> {
+    return this.write(this.withOptions({ op: "delete", key }, opts));
+  }
+
+  /**
+   * Adds a write's options to its command. An idempotency key travels with the limits in force here and
+   * this node's clock (see records.ts IdempotencyTag), and a digest of the write, so that the same key
+   * sent with a different write is refused rather than answered with another write's outcome.
+   */
+  private withOptions(cmd: RecordCommand, opts: WriteOptions): RecordCommand {
+    if (opts.ifVersion !== undefined) cmd.ifVersion = opts.ifVersion;
+    if (opts.idempotencyKey !== undefined) {
+      const settings = currentSettings(this.node.metaState()).placement;
+      const digest = createHash("sha256").update(pack([cmd.op, cmd.op === "put" ? cmd.payload : null, cmd.ifVersion ?? null]) as Uint8Array);
+      cmd.idem = {
+        key: opts.idempotencyKey, fingerprint: digest.digest("base64url").slice(0, 22), atMs: Date.now(),
+        ttlMs: settings.idempotencyKeyTtlMs ?? DEFAULT_PLACEMENT.idempotencyKeyTtlMs,
+        keysMax: settings.idempotencyKeysPerShardMax ?? DEFAULT_PLACEMENT.idempotencyKeysPerShardMax,
+      };
+    }
+    return cmd;
   }
 
   get(key: string, consistency: Consistency): Promise<StoredRecord | undefined> {

@@ -118,6 +118,10 @@ export interface PlacementConfig {
   splitSizeBytes: number;
   /** Neighbouring shards holding at most this many records together are merged (PD-6); 0 turns it off. */
   mergeBelowRecords: number;
+  /** A shard remembers the outcome of a write with an idempotency key this long (a retry within it is answered, not applied). */
+  idempotencyKeyTtlMs: number;
+  /** ... and at most this many keys per shard (the oldest are forgotten first). */
+  idempotencyKeysPerShardMax: number;
 }
 
 export const DEFAULT_PLACEMENT: PlacementConfig = {
@@ -139,6 +143,8 @@ export const DEFAULT_PLACEMENT: PlacementConfig = {
   splitRequestRate: 5000,
   splitSizeBytes: 64 << 20,
   mergeBelowRecords: 1000,
+  idempotencyKeyTtlMs: 3_600_000,
+  idempotencyKeysPerShardMax: 50_000,
 };
 
 /** Checks a configuration before it applies (PD-8): a list of what is wrong, empty when valid. */
@@ -159,6 +165,8 @@ export function validatePlacementConfig(c: PlacementConfig): string[] {
   positiveInt("pairingWaitMs");
   positiveInt("promotionWindowMs");
   positiveInt("staleLearnerMs");
+  positiveInt("idempotencyKeyTtlMs");
+  positiveInt("idempotencyKeysPerShardMax");
   if (!(c.replicaTolerance >= 0 && c.replicaTolerance < 1)) errors.push(`replicaTolerance must be in [0, 1), got ${c.replicaTolerance}`);
   if (!(c.leaderTolerance >= 0 && c.leaderTolerance < 1)) errors.push(`leaderTolerance must be in [0, 1), got ${c.leaderTolerance}`);
   if (!(c.hotNodeFactor > 1)) errors.push(`hotNodeFactor must be above 1, got ${c.hotNodeFactor}`);
