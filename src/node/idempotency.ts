@@ -59,58 +59,76 @@ export function ownerOf(storeKey: string): string {
   return storeKey.slice(PREFIX.length, end);
 }
 
+/** Order of forgetting: by version, ties (a merge brings another shard's versions) by key. */
+function older(a: { v: number; k: string }, b: { v: number; k: string }): number {
+  return a.v - b.v || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0);
+}
+
 /**
- * The outcomes a shard remembers, oldest version first, for forgetting by count and age. Built from the
- * store when a shard first needs it (so it is a function of the replicated state, the same on every
- * replica) and kept up to date by the apply step.
- * Invariant: items are sorted by version; each names a key that is stored, or was stored and is gone
- * (then popping it deletes nothing).
+ * The outcomes a shard remembers, oldest first, for forgetting by count and age. Built from the store
+ * when a shard first needs it and kept up to date by the apply step. What it forgets must be the same on
+ * every replica, whether its queue was built at start or kept up to date for days: so it decides only
+ * on the live outcomes (`live` holds exactly the stored ones) in a total order, and skips stale items
+ * (an outcome recorded again after it expired, or one moved away by a split) without counting them.
+ * Invariant: `live` maps each stored outcome's key to its version; every live outcome has an item.
  */
 export class RememberedQueue {
   private items: { v: number; exp: number; k: string }[] = [];
   private head = 0;
+  private readonly live = new Map<string, number>();
 
   static from(entries: Iterable<[string, unknown]>): RememberedQueue {
     const q = new RememberedQueue();
     for (const [k, value] of entries) {
       const o = value as RememberedOutcome;
       q.items.push({ v: o.v, exp: o.exp, k });
+      q.live.set(k, o.v);
     }
-    q.items.sort((a, b) => a.v - b.v);
+    q.items.sort(older);
     return q;
   }
 
+  /** Outcomes stored. */
   get size(): number {
-    return this.items.length - this.head;
+    return this.live.size;
   }
 
   add(k: string, o: RememberedOutcome): void {
     const last = this.items[this.items.length - 1];
-    this.items.push({ v: o.v, exp: o.exp, k });
+    const item = { v: o.v, exp: o.exp, k };
+    this.items.push(item);
+    this.live.set(k, o.v);
     // Absorbed outcomes (a merge) may be older than the shard's own: keep the order.
-    if (last !== undefined && last.v > o.v) this.resort();
+    if (last !== undefined && older(last, item) > 0) this.resort();
   }
 
   /** Forgets from the oldest while more than `keysMax` are kept or the oldest expired before `nowMs`. */
-  forget(nowMs: number, keysMax: number, read: (k: string) => unknown, remove: (k: string) => void): void {
-    for (let n = 0; n < FORGET_PER_WRITE_MAX && this.size > 0; n++) {
+  forget(nowMs: number, keysMax: number, remove: (k: string) => void): void {
+    let forgotten = 0;
+    while (this.head < this.items.length && forgotten < FORGET_PER_WRITE_MAX) {
       const oldest = this.items[this.head]!;
-      if (this.size <= keysMax && oldest.exp >= nowMs) break;
+      if (this.live.get(oldest.k) !== oldest.v) {
+        this.head++;
+        continue;
+      }
+      if (this.live.size <= keysMax && oldest.exp >= nowMs) break;
       this.head++;
-      // The key may hold a newer outcome (recorded again after it expired) or be gone (moved by a split).
-      if ((read(oldest.k) as RememberedOutcome | undefined)?.v === oldest.v) remove(oldest.k);
+      this.live.delete(oldest.k);
+      remove(oldest.k);
+      forgotten++;
     }
     if (this.head > 1024 && this.head * 2 > this.items.length) this.resort();
   }
 
   /** Drops the outcomes whose record moved to another shard (a split). */
   drop(moved: (k: string) => boolean): void {
-    this.items = this.items.slice(this.head).filter((it) => !moved(it.k));
+    for (const k of [...this.live.keys()]) if (moved(k)) this.live.delete(k);
+    this.items = this.items.slice(this.head).filter((it) => this.live.get(it.k) === it.v);
     this.head = 0;
   }
 
   private resort(): void {
-    this.items = this.items.slice(this.head).sort((a, b) => a.v - b.v);
+    this.items = this.items.slice(this.head).sort(older);
     this.head = 0;
   }
 }

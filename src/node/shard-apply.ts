@@ -164,7 +164,7 @@ function applyRecordCommand(cmd: RecordCommand, version: number, read: (key: str
     write(k, o);
     const q = remembered();
     q.add(k, o);
-    q.forget(tag.atMs, tag.keysMax, read, (key) => write(key, null));
+    q.forget(tag.atMs, tag.keysMax, (key) => write(key, null));
   }
   return result;
 }
