@@ -218,8 +218,9 @@ test("what a shard forgets does not depend on when its queue was built: a replic
     let nowMs = 0;
     for (let step = 0; step < 300; step++) {
       nowMs += rand(400);
-      // Few records and keys, short lives and small bounds: keys expire, are recorded again, and are evicted.
-      const cmd: ShardCommand = { op: "put", key: `r${rand(5)}`, payload: step, idem: tag(`k${rand(12)}`, nowMs, { ttlMs: 2000, keysMax: 1 + rand(8) }) };
+      // Few records and keys, short and uneven lives and varying bounds: keys expire behind longer-lived
+      // ones, are recorded again while their old place is still queued, and are evicted.
+      const cmd: ShardCommand = { op: "put", key: `r${rand(5)}`, payload: step, idem: tag(`k${rand(12)}`, nowMs, { ttlMs: 200 + rand(4000), keysMax: 5 + rand(40) }) };
       restarted.queue = null; // rebuilt from the store, as after a restart or a snapshot
       assert.deepEqual(restarted.apply(cmd).result, kept.apply(cmd).result, `seed ${seed} step ${step}`);
       assert.deepEqual([...restarted.store].sort(), [...kept.store].sort(), `seed ${seed} step ${step}: the same keys remembered`);
