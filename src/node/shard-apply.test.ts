@@ -106,6 +106,13 @@ class ShardModel {
     this.state = r.shard;
     return { result: r.results[0]![1], changes: r.changes };
   }
+  /** Splits at `at`: the child shard as its replicas start it. */
+  split(at: number, childId: number): ShardModel {
+    const changes = this.apply({ op: "split", at, child: childId }).changes.find((c) => c.group === childId)!;
+    const child = new ShardModel(childId, changes.shard as never, SPLIT_LOG_INDEX + 1);
+    for (const [k, v] of changes.puts!) child.store.set(k, v);
+    return child;
+  }
 }
 
 const tag = (key: string, atMs: number, over: Partial<{ fingerprint: string; ttlMs: number; keysMax: number }> = {}) =>
@@ -120,10 +127,7 @@ test("versions only grow: across a split (child above parent) and a merge into a
   // A deleted record's delete version must stay below its re-creation's too.
   const gone = ids.find((id) => hashOf(id) >= at)!;
   last.set(gone, (parent.apply({ op: "delete", key: gone }).result as { version: number }).version);
-  const split = parent.apply({ op: "split", at, child: 2 });
-  const childChanges = split.changes.find((c) => c.group === 2)!;
-  const child = new ShardModel(2, childChanges.shard as never, SPLIT_LOG_INDEX + 1);
-  for (const [k, v] of childChanges.puts!) child.store.set(k, v);
+  const child = parent.split(at, 2);
   for (const id of ids) {
     const shard = hashOf(id) >= at ? child : parent;
     const r = shard.apply({ op: "put", key: id, payload: "after split" }).result as { ok: true; version: number };
@@ -189,10 +193,7 @@ test("remembered outcomes move with their records in a split and a merge: a retr
   const ids = Array.from({ length: 30 }, (_, i) => `x${i}`);
   const parent = new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] });
   const first = new Map(ids.map((id) => [id, parent.apply({ op: "put", key: id, payload: id, idem: tag(`key-${id}`, 1000) }).result]));
-  const split = parent.apply({ op: "split", at, child: 2 });
-  const childChanges = split.changes.find((c) => c.group === 2)!;
-  const child = new ShardModel(2, childChanges.shard as never, SPLIT_LOG_INDEX + 1);
-  for (const [k, v] of childChanges.puts!) child.store.set(k, v);
+  const child = parent.split(at, 2);
   for (const id of ids) {
     const shard = hashOf(id) >= at ? child : parent;
     assert.deepEqual(shard.apply({ op: "put", key: id, payload: id, idem: tag(`key-${id}`, 2000) }).result, { ...first.get(id)!, replayed: true }, id);
