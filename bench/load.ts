@@ -4,7 +4,7 @@
  * HTTP gateway (/v3/kv/put, /v3/kv/range), so that the same client drives both.
  *
  *   node dist/bench/load.js --target shoal --endpoints http://127.0.0.1:7400,http://127.0.0.1:7401 \
- *        --connections 64 --seconds 10 --key-bytes 8 --value-bytes 256 --read-ratio 0 [--consistency eventual]
+ *        --connections 64 --seconds 10 --key-bytes 8 --value-bytes 256 --read-ratio 0 [--consistency eventual] [--idempotency-keys]
  */
 import { Socket, connect } from "node:net";
 
@@ -23,6 +23,8 @@ const readRatio = Number(arg("read-ratio", "0"));
 const keySpace = Number(arg("keys", "10000"));
 // Shoal reads only: linearizable (the default, as etcd's), sequential or eventual (served locally).
 const consistency = arg("consistency", "linearizable");
+// Shoal writes only: each write carries a new Idempotency-Key (what a careful client sends), to measure its cost.
+const idempotencyKeys = args.includes("--idempotency-keys");
 if (target !== "shoal" && target !== "etcd") throw new Error(`--target must be shoal or etcd, got ${target}`);
 
 /**
@@ -81,10 +83,10 @@ class Connection {
     this.socket = null;
   }
 
-  async request(method: string, path: string, body: string | undefined): Promise<number> {
+  async request(method: string, path: string, body: string | undefined, extraHeaders = ""): Promise<number> {
     this.socket ??= await this.open();
     const len = body === undefined ? 0 : Buffer.byteLength(body);
-    const req = `${method} ${path} HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n` +
+    const req = `${method} ${path} HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n${extraHeaders}` +
       (body === undefined ? "\r\n" : `Content-Type: application/json\r\nContent-Length: ${len}\r\n\r\n${body}`);
     return new Promise((resolve, reject) => {
       this.waiting = { resolve, reject };
@@ -101,7 +103,7 @@ async function request(conn: Connection, write: boolean, key: string): Promise<b
   if (target === "shoal") {
     const path = `/v1/collections/default/records/${key}`;
     const status = write
-      ? await conn.request("PUT", path, `{"payload":"${value}"}`)
+      ? await conn.request("PUT", path, `{"payload":"${value}"}`, idempotencyKeys ? `Idempotency-Key: w-${process.pid}-${seq}\r\n` : "")
       : await conn.request("GET", consistency === "linearizable" ? path : `${path}?consistency=${consistency}`, undefined);
     return status === 200 || (!write && status === 404);
   }
