@@ -232,7 +232,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     config: { op: "watch" },
     schema: {
       operationId: "watchCluster",
-      summary: "Server-sent events: `snapshot` (every node and shard), then `node` and `shard` on each change (`removed: true` when gone)",
+      summary: "Server-sent events: `snapshot` (every node and live shard), then `node` and `shard` on each change (`removed: true` when gone; a merged shard also names `retiredInto`)",
       response: responses({ description: "an event stream", content: { "text/event-stream": { schema: { type: "string" } } } }, "overloaded"),
     },
   }, (req, reply) => {
@@ -250,7 +250,8 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     };
     const snapshot = () => {
       const meta = node.metaState();
-      send("snapshot", { nodes: [...meta.nodes.values()].map(nodeView), shards: [...meta.shards.values()].map(shardView) });
+      // Live shards only, as /v1/cluster/shards: a retired shard keeps an empty range, which is no part of the map.
+      send("snapshot", { nodes: [...meta.nodes.values()].map(nodeView), shards: [...meta.shards.values()].filter((sh) => sh.retiredInto === undefined).map(shardView) });
     };
     let unsubscribe: (() => void) | null = null;
     const keepalive = setInterval(() => out.write(": keepalive\n\n"), WATCH_KEEPALIVE_MS);
@@ -276,7 +277,9 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
             send("node", n === undefined ? { id, removed: true } : nodeView(n));
           } else if (kind === "s:") {
             const sh = meta.shards.get(id);
-            send("shard", sh === undefined ? { shard: id, removed: true } : shardView(sh));
+            // A merge retires its source: gone from the map (its range is the target's now), not a shard with an empty range.
+            if (sh === undefined || sh.retiredInto !== undefined) send("shard", { shard: id, removed: true, ...(sh?.retiredInto !== undefined ? { retiredInto: sh.retiredInto } : {}) });
+            else send("shard", shardView(sh));
           }
         }
       });

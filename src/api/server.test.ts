@@ -6,7 +6,7 @@ import { Gateway } from "../node/gateway.js";
 import { Membership } from "../node/membership.js";
 import { PlacementDriver } from "../node/placement-driver.js";
 import { ShardAgent } from "../node/shard-agent.js";
-import { MultiRaftNode } from "../node/multi-raft.js";
+import { META_GROUP, MultiRaftNode } from "../node/multi-raft.js";
 import { tempDir, waitFor } from "../node/testing.js";
 import { buildApi } from "./server.js";
 
@@ -16,7 +16,8 @@ async function singleNode() {
   });
   await node.start();
   const app = await buildApi({ node, gateway: new Gateway(node), logger: pino({ level: "silent" }), bodyLimitBytes: 2048 });
-  await waitFor("leaders", async () => (await app.inject({ url: "/readyz" })).statusCode === 200);
+  // Not /readyz: with no membership running, the shard map is never recorded, so the node is never ready.
+  await waitFor("leaders", () => node.leaderOf(META_GROUP) !== 0 && node.status().groups.every((g) => g.lead !== 0));
   return { node, app };
 }
 

@@ -11,13 +11,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { Gateway, WriteOptions } from "../node/gateway.js";
 import { IDEMPOTENCY_KEY_PATTERN } from "../node/idempotency.js";
 import { type Consistency, type MultiRaftNode, META_GROUP } from "../node/multi-raft.js";
-import type { CommandResult, StoredRecord } from "../node/records.js";
+import type { CommandResult } from "../node/records.js";
 import { ApiError } from "./error-table.js";
 import { envelopeOptions, installEnvelope } from "./envelope.js";
 import { validatorCompiler } from "./validation.js";
 import { DEFAULT_JSON_LIMITS, type JsonLimits, parseJsonBody } from "./json-input.js";
 import { JSON_BODY, THROUGH_RAFT, WRITE, openObject, responses } from "./openapi.js";
 import { registerClusterRoutes } from "./cluster.js";
+import { scanCollection } from "../node/scan.js";
 
 export interface ApiOptions {
   node: MultiRaftNode;
@@ -262,7 +263,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       config: { op: "scan" },
       schema: {
         operationId: "scanRecords",
-        summary: "Scan records in id order (eventual consistency: a replica of each shard)",
+        summary: "Scan records in id order: every record that exists throughout a scan is returned once, also while shards split and merge (each shard read at a ReadIndex)",
         params: { type: "object", required: ["collection"], properties: { collection: recordParams.properties.collection } },
         querystring: {
           type: "object",
@@ -274,24 +275,15 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         response: responses({
           description: "a page of records and the cursor of the next (null: the last page)", type: "object", required: ["records", "cursor"],
           properties: { records: { type: "array", items: record }, cursor: { type: ["string", "null"] } },
-        }, "bad_request", "bad_cursor", "collection_not_found", ...THROUGH_RAFT),
+        }, "bad_request", "bad_cursor", "collection_not_found", ...THROUGH_RAFT, "shard_split"),
       },
     },
     async (req) => {
       checkCollection(req.params.collection);
-      const { limit } = req.query;
       const after = req.query.cursor === undefined ? undefined : decodeCursor(req.query.cursor);
-      const all: [string, StoredRecord][] = [];
-      // Every shard, from this node's replica or from one that holds it.
-      const known = [...node.metaState().shards.values()].filter((sh) => sh.retiredInto === undefined).map((sh) => sh.id);
-      const shards = known.length > 0 ? known : node.status().groups.map((g) => g.shard); // before the map is recorded
-      const pages = await Promise.all(shards.map((g) => gateway.scan(g, limit, after)));
-      for (const p of pages) all.push(...p);
-      all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-      const page = all.slice(0, limit);
-      // A shard that filled its page may hold more past it, even when the merged page is exactly full.
-      const more = all.length > limit || pages.some((p) => p.length === limit);
-      return { records: page.map(([id, r]) => ({ id, payload: r.payload, version: r.version })), cursor: more && page.length > 0 ? encodeCursor(page[page.length - 1]![0]) : null };
+      // Exact across splits and merges: every shard's part read at a ReadIndex, the parts tiling the hash space (node/scan.ts).
+      const { records, more } = await scanCollection(node, gateway, req.query.limit, after);
+      return { records: records.map(([id, r]) => ({ id, payload: r.payload, version: r.version })), cursor: more ? encodeCursor(records[records.length - 1]![0]) : null };
     },
   );
 
@@ -323,11 +315,24 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     return { ok: true };
   });
   app.get("/readyz", {
-    schema: { operationId: "ready", summary: "Readiness: every shard held here and the metadata group have a leader", response: responses(ok, "not_ready") },
+    schema: {
+      operationId: "ready",
+      summary: "Readiness: the metadata group has a leader, this node knows the shard map, and every live shard in it has a leader (seen from this node's replica; a shard not held here needs a voter to forward to)",
+      response: responses(ok, "not_ready"),
+    },
   }, async () => {
-    const leaderless = node.status().groups.filter((g) => g.lead === 0).length;
-    if (leaderless > 0) throw new ApiError("not_ready", `${leaderless} shard(s) without a leader`);
     if (node.leaderOf(META_GROUP) === 0) throw new ApiError("not_ready", "the metadata group has no leader");
+    const live = [...node.metaState().shards.values()].filter((sh) => sh.retiredInto === undefined);
+    // Until the metadata records the collection, this node cannot route a record to its shard by the map.
+    if (live.length === 0) throw new ApiError("not_ready", "this node does not know the shard map yet");
+    // A node knows the leader only of the shards it holds (leaders are not in the metadata; shard reports
+    // go to the placement driver alone). A shard held elsewhere is served by forwarding to one of its
+    // voters, which waits out an election itself; asking each of them on every probe would cost a round
+    // trip per shard and tie this node's readiness to theirs, so it needs a voter to forward to.
+    const leaderless = live.filter((sh) => (node.hosts(sh.id) ? node.leaderOf(sh.id) === 0 : !sh.replicas.some((r) => r.role === "voter")));
+    if (leaderless.length > 0) {
+      throw new ApiError("not_ready", `${leaderless.length} shard(s) without a leader: ${leaderless.slice(0, 10).map((sh) => sh.id).join(", ")}`);
+    }
     return { ok: true };
   });
   app.get("/metrics", {

@@ -20,6 +20,7 @@ import {
   WrongShardError,
 } from "./multi-raft.js";
 import type { CommandResult, RecordCommand, ShardCommand, StoredRecord } from "./records.js";
+import type { ShardPage } from "./scan.js";
 import { type ApplyResult, type MetaCommand, currentSettings } from "../meta/state.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 import { createHash } from "node:crypto";
@@ -51,7 +52,7 @@ type Op =
   | { kind: "conf"; group: number; changes: ConfChangeSingle[] }
   | { kind: "join"; group: number; req: JoinRequest }
   | { kind: "read"; group: number; key: string; consistency: Consistency }
-  /** A page of a shard's records in id order, from any replica (eventual). */
+  /** A page of a shard's records in id order with its range, from any replica at a ReadIndex (scan.ts). */
   | { kind: "scan"; group: number; limit: number; after?: string }
   /** A placement driver's operator step, for the shard's leader (fenced by the operator's epoch). */
   | { kind: "step"; group: number; epoch: number; step: Step }
@@ -175,10 +176,13 @@ export class Gateway {
     }
   }
 
-  /** A page of a shard's records after `after`, from this node's replica or one that holds the shard. */
-  scan(group: number, limit: number, after?: string): Promise<[string, StoredRecord][]> {
-    if (this.node.hosts(group)) return Promise.resolve(this.node.scan(group, limit, after));
-    return this.route({ kind: "scan", group, limit, ...(after !== undefined ? { after } : {}) }) as Promise<[string, StoredRecord][]>;
+  /**
+   * A page of a shard's records after `after` with the shard's range, read at a ReadIndex (scan.ts says
+   * why): on this node's replica, or on one that holds the shard.
+   */
+  scan(group: number, limit: number, after?: string): Promise<ShardPage> {
+    if (this.node.hosts(group)) return this.node.scanPage(group, limit, after);
+    return this.route({ kind: "scan", group, limit, ...(after !== undefined ? { after } : {}) }) as Promise<ShardPage>;
   }
 
   /**
@@ -290,7 +294,7 @@ export class Gateway {
       case "conf": return this.node.proposeConfChange(op.group, op.changes);
       case "join": return this.onJoin === null ? Promise.reject(new Error("this node does not handle joins")) : this.onJoin(op.req);
       case "read": return this.node.read(op.group, op.key, op.consistency);
-      case "scan": return Promise.resolve(this.node.scan(op.group, op.limit, op.after));
+      case "scan": return this.node.scanPage(op.group, op.limit, op.after);
       case "placement": return this.onPlacement === null ? Promise.reject(new Error("this node runs no placement driver")) : this.onPlacement(op.req);
       case "merge": return this.onMerge === null ? Promise.reject(new Error("this node runs no shard agent")) : this.onMerge(op.group, op.into);
       case "step": return this.onStep === null ? Promise.reject(new Error("this node does not run operator steps")) : this.onStep(op.group, op.epoch, op.step);

@@ -49,6 +49,7 @@ import { hostingChanges } from "./hosting.js";
 import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries } from "./shard-apply.js";
 import { hashOf, inRange, initialRange } from "../meta/ranges.js";
 import { MetaWatch } from "./meta-watch.js";
+import type { ShardPage } from "./scan.js";
 import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
 import { type CommandResult, type ShardCommand, type StoredRecord, encodeProposal } from "./records.js";
 import { decodeMetaProposal, encodeMetaProposal } from "./meta-proposals.js";
@@ -456,6 +457,24 @@ export class MultiRaftNode {
   /** Records of a shard in key order (local state: eventual consistency). */
   scan(group: number, limit: number, after?: string): [string, StoredRecord][] {
     return this.store.scan(group, limit, after, RECORDS_END) as [string, StoredRecord][];
+  }
+
+  /**
+   * A page of a shard's records for a collection scan (scan.ts), linearizable on any replica: a ReadIndex
+   * round first, so this replica has applied everything committed before the call; then the records and
+   * the shard's range and freeze, taken together in one synchronous step, so at one applied index.
+   */
+  async scanPage(group: number, limit: number, after?: string): Promise<ShardPage> {
+    try {
+      // The round is a read of RECORDS_END, which no record id can be (the API refuses the character):
+      // it settles only once the read index is applied here, with WrongShardError when the shard is
+      // frozen or the key is outside its range, which says nothing about the page.
+      await this.read(group, RECORDS_END, "linearizable");
+    } catch (e) {
+      if (!(e instanceof WrongShardError)) throw e;
+    }
+    const st = this.group(group).shard;
+    return { shard: group, range: st.range, frozen: st.frozen !== undefined, children: st.splits.map((s) => s.child), records: this.scan(group, limit, after) };
   }
 
   /** Everything a merge source ships to its target: records and remembered idempotency outcomes, in key order. */

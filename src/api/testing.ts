@@ -1,0 +1,74 @@
+/**
+ * An in-process cluster with the HTTP API on every node, for tests: n founding nodes on loopback, each
+ * with its gateway, membership (so the metadata records the nodes and the shard map), a placement
+ * driver that takes manual operators (its loop is not started: nothing splits, merges or moves by
+ * itself) and, optionally, a shard agent (which records splits and carries merges out).
+ */
+import type { FastifyInstance } from "fastify";
+import { pino } from "pino";
+import { Gateway } from "../node/gateway.js";
+import { Membership } from "../node/membership.js";
+import type { NodeConfig } from "../node/multi-raft.js";
+import { PlacementDriver } from "../node/placement-driver.js";
+import { ShardAgent } from "../node/shard-agent.js";
+import { type TestCluster, startCluster, stopAll } from "../node/testing.js";
+import { buildApi } from "./server.js";
+
+export interface ApiCluster {
+  c: TestCluster;
+  gateways: Map<number, Gateway>;
+  apps: Map<number, FastifyInstance>;
+  agents: Map<number, ShardAgent>;
+  /** Starts membership on every node (the metadata then records the nodes and the shard map). */
+  startMembership(): void;
+  stop(): Promise<void>;
+}
+
+export interface ApiClusterOptions {
+  /** Runs a shard agent on every node (records splits, drives merges); default true. */
+  agents?: boolean;
+  /** Starts membership at once; default true. */
+  membership?: boolean;
+  node?: Partial<NodeConfig>;
+}
+
+export async function startApiCluster(n: number, shards: number, opts: ApiClusterOptions = {}): Promise<ApiCluster> {
+  const c = await startCluster(n, shards, { testFaults: true, ...opts.node });
+  const gateways = new Map<number, Gateway>();
+  const apps = new Map<number, FastifyInstance>();
+  const agents = new Map<number, ShardAgent>();
+  const memberships: Membership[] = [];
+  const drivers: PlacementDriver[] = [];
+  const founders = [...c.nodes.keys()];
+  for (const [id, node] of c.nodes) {
+    const gateway = new Gateway(node);
+    gateways.set(id, gateway);
+    memberships.push(new Membership(node, gateway, {
+      peer: { host: "127.0.0.1", port: c.ports.get(id)! }, http: { host: "127.0.0.1", port: 1 }, founders, shards, intervalMs: 20,
+    }));
+    drivers.push(new PlacementDriver(node, gateway));
+    if (opts.agents !== false) {
+      const agent = new ShardAgent(node, gateway);
+      agent.start();
+      agents.set(id, agent);
+    }
+    apps.set(id, await buildApi({ node, gateway, logger: pino({ level: "silent" }), testMode: true }));
+  }
+  let membershipStarted = false;
+  const startMembership = () => {
+    if (membershipStarted) return;
+    membershipStarted = true;
+    for (const m of memberships) m.start();
+  };
+  if (opts.membership !== false) startMembership();
+  return {
+    c, gateways, apps, agents, startMembership,
+    async stop() {
+      for (const m of memberships) m.stop();
+      for (const d of drivers) d.stop();
+      for (const a of agents.values()) a.stop();
+      for (const app of apps.values()) await app.close();
+      await stopAll(c);
+    },
+  };
+}

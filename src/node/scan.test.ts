@@ -1,0 +1,30 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { HASH_SPACE } from "../meta/ranges.js";
+import { type ShardPage, coverHashSpace, mergePages } from "./scan.js";
+
+const part = (shard: number, start: number, end: number, ids: string[] = [], frozen = false): ShardPage =>
+  ({ shard, range: { start, end }, frozen, children: [], records: ids.map((id) => [id, { payload: id, version: 1 }]) });
+const shardsOf = (parts: ShardPage[] | null) => parts?.map((p) => p.shard) ?? null;
+const H = HASH_SPACE / 2;
+
+test("the parts must tile the hash space once: gaps and live overlaps are refused, frozen sources under their target left out", () => {
+  assert.deepEqual(shardsOf(coverHashSpace([part(2, H, HASH_SPACE), part(1, 0, H)])), [1, 2]);
+  assert.equal(coverHashSpace([part(1, 0, H)]), null, "a gap: a split child the map does not show yet");
+  assert.equal(coverHashSpace([]), null);
+  assert.equal(coverHashSpace([part(1, 0, HASH_SPACE), part(2, H, HASH_SPACE)]), null, "the parent read before its split, the child after");
+  // A merge of 2 into 1: frozen and not absorbed yet, then absorbed (both hold the records).
+  assert.deepEqual(shardsOf(coverHashSpace([part(1, 0, H), part(2, H, HASH_SPACE, [], true)])), [1, 2]);
+  assert.deepEqual(shardsOf(coverHashSpace([part(1, 0, HASH_SPACE), part(2, H, HASH_SPACE, [], true)])), [1]);
+  assert.equal(coverHashSpace([part(1, 0, H + 1), part(2, H, HASH_SPACE, [], true)]), null, "a frozen part only partly covered leaves a gap");
+  assert.deepEqual(shardsOf(coverHashSpace([part(1, 0, HASH_SPACE), part(3, HASH_SPACE, HASH_SPACE)])), [1], "an empty range counts for nothing");
+});
+
+test("a merged page: the first `limit` ids of every part, and more exactly when the parts hold more", () => {
+  const parts = [part(1, 0, H, ["a", "c", "e"]), part(2, H, HASH_SPACE, ["b", "d"])];
+  assert.deepEqual(mergePages(parts, 2), { records: [["a", { payload: "a", version: 1 }], ["b", { payload: "b", version: 1 }]], more: true });
+  assert.equal(mergePages(parts, 5).more, false, "exactly full: nothing follows");
+  assert.equal(mergePages(parts, 5).records.length, 5);
+  assert.equal(mergePages(parts, 4).more, true);
+  assert.deepEqual(mergePages([part(1, 0, HASH_SPACE)], 3), { records: [], more: false });
+});
