@@ -14,7 +14,7 @@ import { DEFAULT_PLACEMENT, type PlacementConfig, validatePlacementConfig } from
 import type { Gateway } from "../node/gateway.js";
 import { drainNode, removeNode } from "../node/membership.js";
 import { META_GROUP, type MultiRaftNode } from "../node/multi-raft.js";
-import type { PlacementAnswer } from "../node/placement-driver.js";
+import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest, askPlacement } from "../node/placement-driver.js";
 
 /** Operator records listed at most (newest first). */
 const OPERATORS_LIST_MAX = 1000;
@@ -25,9 +25,10 @@ const WATCH_KEEPALIVE_MS = 15_000;
 
 export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaftNode, gateway: Gateway): Promise<void> {
   /** A refused cluster command: its code's entry in the error table decides the status. */
-  const refuse = (reply: FastifyReply, r: { code: string; message: string }) => {
+  const refuse = (reply: FastifyReply, r: { code: string; message: string; operator?: unknown }) => {
     if (!isErrorCode(r.code)) throw new Error(`refusal code ${r.code} is missing from the error table (${r.message})`);
-    return sendError(reply, r.code, r.message);
+    // A shard_busy refusal names the operator in the way, for a script to wait for or cancel.
+    return sendError(reply, r.code, r.message, r.operator !== undefined ? { operator: r.operator } : {});
   };
   /** A free-form view answered with 200, and the codes of routes that ask the metadata or placement leader. */
   const view = (description: string) => ({ ...openObject, description });
@@ -146,6 +147,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   const operatorView = (r: OperatorRecord) => ({
     id: r.operator.id, shard: r.operator.shard, reason: r.operator.reason, status: r.status, steps: r.operator.steps,
     stepIndex: r.operator.stepIndex, epoch: r.operator.epoch, startedAtMs: r.operator.startedAtMs, updatedAtMs: r.updatedAtMs,
+    ...(r.operator.reshape !== undefined ? { reshape: r.operator.reshape } : {}),
   });
 
   // The cluster map, read from this node's copy of the metadata group (eventually consistent).
@@ -176,6 +178,16 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     if (!r.ok) return refuse(reply, r);
     return r.operator === undefined ? { ok: true } : { operator: r.operator.id, steps: r.operator.steps };
   };
+  // Operators asked by hand may wait (bounded) for the operators running on their shards instead of being refused.
+  const waitQuery = {
+    type: "object", properties: {
+      waitMs: {
+        type: "integer", minimum: 0, maximum: PLACEMENT_WAIT_MS_MAX, default: 0,
+        description: `while another operator runs on the shard, wait up to this long for it to end, then run (0: refuse at once with shard_busy naming it; at most ${PLACEMENT_WAIT_MS_MAX})`,
+      },
+    },
+  } as const;
+  const ask = (req: PlacementRequest, waitMs: number | undefined) => askPlacement(node, gateway, req, waitMs ?? 0);
   app.post<{ Params: { id: number } }>("/v1/cluster/operators/:id/cancel", {
     config: { op: "operators" },
     schema: {
@@ -183,26 +195,26 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
       response: responses(view("done"), "operator_not_found", ...VIA_LEADER),
     },
   }, async (req, reply) => placementReply(await gateway.placement({ kind: "cancel", operator: req.params.id }), reply));
-  app.post<{ Params: { id: number }; Body: { from: number; to: number } }>("/v1/cluster/shards/:id/move", {
+  app.post<{ Params: { id: number }; Body: { from: number; to: number }; Querystring: { waitMs?: number } }>("/v1/cluster/shards/:id/move", {
     config: { op: "move" },
     schema: {
       operationId: "moveReplica",
       summary: "Move a replica of the shard from one node to another (learner, promoted once caught up, then the old one leaves)",
       response: responses(view("the operator started"), "shard_not_found", "replica_not_found", "shard_busy", "replica_exists", "node_not_placeable", "node_not_found", ...VIA_LEADER),
-      params: idParams,
+      params: idParams, querystring: waitQuery,
       body: { type: "object", required: ["from", "to"], additionalProperties: false, properties: { from: { type: "integer", minimum: 1 }, to: { type: "integer", minimum: 1 } } },
     },
-  }, async (req, reply) => placementReply(await gateway.placement({ kind: "move", shard: req.params.id, from: req.body.from, to: req.body.to }), reply));
-  app.post<{ Params: { id: number }; Body: { to: number } }>("/v1/cluster/shards/:id/transfer-leader", {
+  }, async (req, reply) => placementReply(await ask({ kind: "move", shard: req.params.id, from: req.body.from, to: req.body.to }, req.query.waitMs), reply));
+  app.post<{ Params: { id: number }; Body: { to: number }; Querystring: { waitMs?: number } }>("/v1/cluster/shards/:id/transfer-leader", {
     config: { op: "transfer-leader" },
     schema: {
       operationId: "transferLeader",
       summary: "Move the shard's leadership to another of its voters",
       response: responses(view("the operator started"), "shard_not_found", "shard_busy", "not_a_voter", "already_leader", ...VIA_LEADER),
-      params: idParams,
+      params: idParams, querystring: waitQuery,
       body: { type: "object", required: ["to"], additionalProperties: false, properties: { to: { type: "integer", minimum: 1 } } },
     },
-  }, async (req, reply) => placementReply(await gateway.placement({ kind: "transfer-leader", shard: req.params.id, to: req.body.to }), reply));
+  }, async (req, reply) => placementReply(await ask({ kind: "transfer-leader", shard: req.params.id, to: req.body.to }, req.query.waitMs), reply));
   app.post<{ Params: { id: number }; Body: { with?: number } | undefined }>("/v1/cluster/nodes/:id/promote", {
     config: { op: "promote" },
     schema: {
@@ -291,29 +303,31 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   });
 
   // PD-6: split a shard in two (its replicas apply the split at one log index), or merge one into its neighbour.
-  app.post<{ Params: { id: number }; Body: { at?: number } | undefined }>("/v1/cluster/shards/:id/split", {
+  app.post<{ Params: { id: number }; Body: { at?: number } | undefined; Querystring: { waitMs?: number } }>("/v1/cluster/shards/:id/split", {
     config: { op: "split" },
     schema: {
       operationId: "splitShard",
       summary: "Split a shard in two at a hash (default: the middle of its range); the upper part becomes a new shard on the same replicas",
-      response: responses(view("the shard and its new child"), "shard_not_found", "bad_split", "shard_busy", "stale_split", ...VIA_LEADER),
-      params: idParams,
+      response: responses(view("the shard and its new child, with both hash ranges [start, end)"), "shard_not_found", "bad_split", "shard_busy", "stale_split", ...VIA_LEADER),
+      params: idParams, querystring: waitQuery,
       body: { type: ["object", "null"], additionalProperties: false, properties: { at: { type: "integer", minimum: 1, maximum: 2 ** 32 - 1 } } },
     },
   }, async (req, reply) => {
-    const r = await gateway.placement({ kind: "split", shard: req.params.id, ...(req.body?.at !== undefined ? { at: req.body.at } : {}) });
+    const r = await ask({ kind: "split", shard: req.params.id, ...(req.body?.at !== undefined ? { at: req.body.at } : {}) }, req.query.waitMs);
     if (!r.ok) return refuse(reply, r);
-    return { shard: req.params.id, child: r.child };
+    return { shard: req.params.id, range: r.range, child: r.child, childRange: r.childRange, operator: r.operator?.id };
   });
-  app.post<{ Params: { id: number } }>("/v1/cluster/shards/:id/merge", {
+  app.post<{ Params: { id: number }; Querystring: { waitMs?: number } }>("/v1/cluster/shards/:id/merge", {
     config: { op: "merge" },
     schema: {
       operationId: "mergeShard", summary: "Merge a small shard into its lower neighbour (the shard freezes, its records move through the neighbour's log)", params: idParams,
-      response: responses(view("the shard and the one it merges into"), "shard_not_found", "no_neighbour", "too_large", "shard_busy", "stale_merge", ...VIA_LEADER),
+      querystring: waitQuery,
+      response: responses(view("the shard retired and the one surviving, with the survivor's range once merged, and the merge's operator (done when the shard map retires the shard)"),
+        "shard_not_found", "no_neighbour", "too_large", "shard_busy", "stale_merge", ...VIA_LEADER),
     },
   }, async (req, reply) => {
-    const r = await gateway.placement({ kind: "merge", shard: req.params.id });
+    const r = await ask({ kind: "merge", shard: req.params.id }, req.query.waitMs);
     if (!r.ok) return refuse(reply, r);
-    return { shard: req.params.id, into: r.into };
+    return { shard: req.params.id, into: r.into, retired: req.params.id, surviving: r.into, range: r.range, operator: r.operator?.id };
   });
 }

@@ -13,10 +13,12 @@
  *
  * Lifecycle: start() runs a cycle every `scheduleIntervalMs` of the settings; stop() ends it.
  */
-import { type MetaState, type OperatorRecord, currentSettings } from "../meta/state.js";
-import { type ManualRequest, busyRefusal, manualOperator } from "../placement/manual.js";
+import { type MetaState, type OperatorRecord, type OperatorStatus, currentSettings } from "../meta/state.js";
+import { type ManualRequest, type Refusal, busyRefusal, manualOperator } from "../placement/manual.js";
+import { operatorShards } from "../placement/operators.js";
+import { type MergeCollection, clearManualSplit, markManualSplit, pickMerge } from "../placement/reshape.js";
 import { type PlacementState, placementCycle } from "../placement/scheduler.js";
-import type { ClusterView, NodeId, NodeView, Operator, PlacementConfig, ShardView } from "../placement/types.js";
+import type { ClusterView, NodeId, NodeView, Operator, OperatorReason, PlacementConfig, ShardView } from "../placement/types.js";
 import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
 import { PacedLoop } from "./paced-loop.js";
@@ -35,8 +37,15 @@ export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "pro
   | { kind: "merge"; shard: number };
 
 export type PlacementAnswer =
-  | { ok: true; operator?: Operator; alerts?: Alert[]; child?: number; into?: number }
-  | { ok: false; code: string; message: string };
+  | {
+    ok: true; operator?: Operator; alerts?: Alert[];
+    /** A split: the new shard and the hash ranges [start, end) of both parts. */
+    child?: number; range?: [number, number]; childRange?: [number, number];
+    /** A merge: the surviving shard (the source is retired into it), and `range` the survivor's range once merged. */
+    into?: number;
+  }
+  /** A `shard_busy` refusal names the operator in the way (`operator`). */
+  | Refusal;
 
 export interface PlacementDriverOptions {
   logger?: (line: string) => void;
@@ -55,14 +64,57 @@ interface HeldReport {
   atMs: number;
 }
 
-/** The scheduler's state rebuilt from the operators the metadata records as running (PD failover). */
+/**
+ * The scheduler's state rebuilt from the operators the metadata records as running (PD failover), and
+ * the shards split by hand (a split by hand is recorded as a done operator; a merge by hand after it
+ * hands its shards back to the driver).
+ */
 export function stateFromMeta(meta: Readonly<MetaState>): PlacementState {
-  const records = [...meta.operators.values()];
+  const records = [...meta.operators.values()].sort((a, b) => a.operator.id - b.operator.id);
   const running = records.filter((r) => r.status === "running").map((r) => r.operator);
   const settled = new Map<number, number>();
   for (const r of records) if (r.status !== "running") settled.set(r.operator.shard, Math.max(settled.get(r.operator.shard) ?? 0, r.updatedAtMs));
   const nextOperatorId = records.reduce((m, r) => Math.max(m, r.operator.id), 0) + 1;
-  return { operators: running, nextOperatorId, recentMoves: [], shardSettledAtMs: settled };
+  let state: PlacementState = { operators: running, nextOperatorId, recentMoves: [], shardSettledAtMs: settled, manualSplitAtMs: new Map() };
+  for (const r of records) {
+    const reshape = r.operator.reshape;
+    if (r.operator.reason !== "manual" || reshape === undefined) continue;
+    if (reshape.kind === "split" && r.status === "done" && reshape.child !== undefined) state = markManualSplit(state, r.operator.shard, reshape.child, r.updatedAtMs);
+    if (reshape.kind === "merge" && r.status !== "cancelled") state = clearManualSplit(state, [r.operator.shard, reshape.into]);
+  }
+  return state;
+}
+
+/** The longest a request may wait for the operators in its way (under the 300 s a fetch waits for an answer's headers). */
+export const PLACEMENT_WAIT_MS_MAX = 240_000;
+/** Placement requests a waiting request makes at most (each after an operator in its way ended). */
+const WAIT_ATTEMPTS_MAX = 1000;
+
+/**
+ * A placement request that, refused because an operator runs on its shard, waits for that operator to
+ * end and asks again, until it is taken or `waitMs` has passed (then it answers the last refusal, which
+ * names the operator still in the way). It waits on this node's copy of the metadata, where the
+ * placement driver records every operator's end: no polling, and any node can wait. A split in flight
+ * is not recorded as running: then the next change of the metadata is the cue to ask again.
+ * `onWait` hears of each operator waited for.
+ */
+export async function askPlacement(node: MultiRaftNode, gateway: Gateway, req: PlacementRequest, waitMs: number,
+  onWait?: (refusal: Refusal) => void): Promise<PlacementAnswer> {
+  const deadlineMs = performance.now() + Math.min(Math.max(0, waitMs), PLACEMENT_WAIT_MS_MAX);
+  for (let attempt = 1; ; attempt++) {
+    const r = await gateway.placement(req);
+    if (r.ok || r.code !== "shard_busy" || r.operator === undefined || attempt >= WAIT_ATTEMPTS_MAX || performance.now() >= deadlineMs) {
+      return r.ok || attempt === 1 || r.code !== "shard_busy" ? r : { ...r, message: `${r.message} (still running after waiting ${Math.round(waitMs)} ms)` };
+    }
+    onWait?.(r);
+    const id = r.operator.id;
+    // At least one change: an operator not recorded yet (or never, a split) is asked about again after it.
+    do {
+      const leftMs = deadlineMs - performance.now();
+      if (leftMs <= 0) break;
+      await node.awaitMetaChange(leftMs);
+    } while (node.metaState().operators.get(id)?.status === "running");
+  }
 }
 
 export class PlacementDriver {
@@ -95,8 +147,8 @@ export class PlacementDriver {
     if (this.node.leaderOf(META_GROUP) !== this.node.id) throw new NotLeaderError(META_GROUP, this.node.leaderOf(META_GROUP));
     if (req.kind === "alerts") return { ok: true, alerts: this.alerts.slice() };
     if (req.kind === "promote") return this.promote(req.nodes);
-    if (req.kind === "split") return this.split(req.shard, req.at);
-    if (req.kind === "merge") return this.merge(req.shard);
+    if (req.kind === "split") return this.split(req.shard, req.at, "manual");
+    if (req.kind === "merge") return this.merge(req.shard, "manual");
     const meta = this.node.metaState();
     this.state ??= stateFromMeta(meta);
     const cfg = currentSettings(meta).placement;
@@ -163,28 +215,72 @@ export class PlacementDriver {
    * Splits a shard in two at hash `at` (default: the middle of its range), PD-6: a new shard id is
    * reserved in the metadata, the shard's leader proposes the split, and its replicas apply it; the
    * leader then records it in the shard map. Refused while an operator runs on the shard (its epoch
-   * would fence it anyway).
+   * would fence it anyway). The split is an operator while it runs, so that a request for the shard
+   * meanwhile is refused naming it (or waits for it), and is recorded once done: a split by hand keeps
+   * both parts from being merged automatically for `manualSplitCooldownMs`, also after a failover.
    */
-  private async split(id: number, at?: number): Promise<PlacementAnswer> {
-    const shard = this.node.metaState().shards.get(id);
-    if (shard === undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
-    const busy = this.state === null ? null : busyRefusal(this.state, [id]);
+  private async split(id: number, at: number | undefined, reason: OperatorReason): Promise<PlacementAnswer> {
+    const meta = this.node.metaState();
+    const shard = meta.shards.get(id);
+    if (shard === undefined || shard.retiredInto !== undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
+    this.state ??= stateFromMeta(meta);
+    const busy = busyRefusal(this.state, [id]);
     if (busy !== null) return busy;
-    const point = at ?? Math.floor((shard.range.start + shard.range.end) / 2);
-    if (!(point > shard.range.start && point < shard.range.end)) {
-      return { ok: false, code: "bad_request", message: `split point ${point} is not inside shard ${id}'s range [${shard.range.start}, ${shard.range.end})` };
+    const { start, end } = shard.range;
+    const point = at ?? Math.floor((start + end) / 2);
+    if (!(point > start && point < end)) {
+      return { ok: false, code: "bad_request", message: `split point ${point} is not inside shard ${id}'s range [${start}, ${end})` };
     }
-    const reserved = await this.gateway.proposeMeta({ kind: "reserve-shard-id", atMs: Date.now() });
-    if (!reserved.ok) return reserved;
-    const child = reserved.value!;
-    const r = await this.gateway.split(id, point, child);
-    if (!r.ok) return { ok: false, code: r.code, message: r.code === "bad_split" ? r.message : `the split of shard ${id} was refused (${r.code})` };
-    this.opts.logger?.(`placement driver: split shard ${id} at ${point}: the upper part is shard ${child}`);
-    // Its load so far was the whole range's: only a report made after the split may call it hot again.
-    this.reports.delete(id);
-    this.settle(id, Date.now());
-    this.settle(child, Date.now());
-    return { ok: true, child };
+    let op = this.hold({ shard: id, epoch: shard.epoch, reason, reshape: { kind: "split", at: point, end } });
+    let outcome: OperatorStatus = "cancelled";
+    try {
+      const reserved = await this.gateway.proposeMeta({ kind: "reserve-shard-id", atMs: Date.now() });
+      if (!reserved.ok) return reserved;
+      const child = reserved.value!;
+      op = this.replaceHeld({ ...op, reshape: { kind: "split", at: point, end, child } });
+      const r = await this.gateway.split(id, point, child);
+      if (!r.ok) return { ok: false, code: r.code, message: r.code === "bad_split" ? r.message : `the split of shard ${id} was refused (${r.code})` };
+      outcome = "done";
+      this.opts.logger?.(`placement driver: split shard ${id} at ${point} (${reason}): the upper part is shard ${child}`);
+      // Its load so far was the whole range's: only a report made after the split may call it hot again.
+      this.reports.delete(id);
+      this.settle(id, Date.now());
+      this.settle(child, Date.now());
+      if (reason === "manual" && this.state !== null) this.state = markManualSplit(this.state, id, child, Date.now());
+      return { ok: true, operator: op, child, range: [start, point], childRange: [point, end] };
+    } finally {
+      await this.release(op, outcome);
+    }
+  }
+
+  /** Adds a split or merge to the running operators (one per shard at a time), with the next operator id. */
+  private hold(o: Pick<Operator, "shard" | "epoch" | "reason" | "reshape">): Operator {
+    const state = this.state!;
+    const nowMs = Date.now();
+    const op: Operator = { id: state.nextOperatorId, steps: [], stepIndex: 0, startedAtMs: nowMs, stepStartedAtMs: nowMs, ...o };
+    this.state = { ...state, operators: [...state.operators, op], nextOperatorId: op.id + 1 };
+    return op;
+  }
+
+  /** Puts a held operator's new form in its place (a split learns its new shard's id). */
+  private replaceHeld(op: Operator): Operator {
+    if (this.state !== null) this.state = { ...this.state, operators: this.state.operators.map((o) => (o.id === op.id ? op : o)) };
+    return op;
+  }
+
+  /**
+   * Ends a held split or merge: drops it from the running operators and records how it ended, when it
+   * is done or when a cycle recorded it as running meanwhile (a refused one is not worth a record).
+   */
+  private async release(op: Operator, outcome: OperatorStatus): Promise<void> {
+    if (this.state !== null) this.state = { ...this.state, operators: this.state.operators.filter((o) => o.id !== op.id) };
+    this.dispatched.delete(op.id);
+    if (outcome !== "done" && this.node.metaState().operators.get(op.id) === undefined) return;
+    try {
+      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: Date.now() });
+    } catch (e) {
+      this.opts.logger?.(`placement driver: recording the end of operator ${op.id} failed: ${(e as Error).message}`);
+    }
   }
 
   /**
@@ -202,7 +298,7 @@ export class PlacementDriver {
       .filter((s) => (hot(s) || big(s)) && quiet(s.id))
       .sort((a, b) => b.requestRate - a.requestRate || b.sizeBytes - a.sizeBytes || a.id - b.id)[0];
     if (due === undefined) return;
-    const r = await this.split(due.id);
+    const r = await this.split(due.id, undefined, hot(due) ? "hot-shard" : "large-shard");
     const why = hot(due) ? `${Math.round(due.requestRate)} requests/s` : `${due.sizeBytes} bytes`;
     if (!r.ok) this.opts.logger?.(`placement driver: splitting shard ${due.id} (${why}) refused: ${r.code}: ${r.message}`);
   }
@@ -211,57 +307,68 @@ export class PlacementDriver {
    * Merges a shard into its lower neighbour (PD-6): the shard's leader freezes it, ships its records to
    * the neighbour's leader, which absorbs them through its own log and records the merge (see
    * ShardAgent.advanceMerges). Refused for the first shard of a collection and while an operator runs.
+   * The merge is an operator on both shards from the freeze until the source is retired (the cycle ends
+   * it then), so that nothing else is started on either meanwhile and requests for them can wait for it.
    */
-  private async merge(id: number): Promise<PlacementAnswer> {
+  private async merge(id: number, reason: OperatorReason): Promise<PlacementAnswer> {
     const meta = this.node.metaState();
     const source = meta.shards.get(id);
     if (source === undefined || source.retiredInto !== undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
     const target = [...meta.shards.values()].find((s) => s.collection === source.collection && s.retiredInto === undefined && s.range.end === source.range.start);
     if (target === undefined) return { ok: false, code: "no_neighbour", message: `shard ${id} starts its collection's hash space: it has no lower neighbour to merge into` };
-    const busy = this.state === null ? null : busyRefusal(this.state, [id, target.id]);
+    this.state ??= stateFromMeta(meta);
+    const busy = busyRefusal(this.state, [id, target.id]);
     if (busy !== null) return busy;
-    const r = await this.gateway.merge(id, target.id);
-    if (!r.ok) return r;
-    this.opts.logger?.(`placement driver: merging shard ${id} into shard ${target.id}`);
+    const op = this.hold({ shard: id, epoch: source.epoch, reason, reshape: { kind: "merge", into: target.id } });
+    let r: PlacementAnswer;
+    try {
+      r = await this.gateway.merge(id, target.id);
+    } catch (e) {
+      await this.release(op, "cancelled");
+      throw e;
+    }
+    if (!r.ok) {
+      await this.release(op, "cancelled");
+      return r;
+    }
+    this.opts.logger?.(`placement driver: merging shard ${id} into shard ${target.id} (${reason}, operator ${op.id})`);
+    if (this.state !== null && this.state.operators.some((o) => o.id === op.id) && this.node.metaState().operators.get(op.id) === undefined) {
+      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: "running", atMs: Date.now() });
+    }
     this.settle(id, Date.now());
     this.settle(target.id, Date.now());
-    return { ok: true, into: target.id };
+    // The operator asked for this shape now: an earlier split by hand no longer holds the driver back.
+    if (reason === "manual" && this.state !== null) this.state = clearManualSplit(this.state, [id, target.id]);
+    return { ok: true, operator: op, into: target.id, range: [target.range.start, source.range.end] };
   }
 
   /**
-   * Neighbours that together hold at most `mergeBelowRecords` records and serve little are merged,
-   * one pair per cycle, never below the collection's initial shard count (and, with splitting on, only
-   * well under the split rate, so that nothing swings between split and merge).
+   * Neighbours that together hold few records and serve little are merged, one pair per cycle (the
+   * choice is the pure scheduler's: placement/reshape.ts pickMerge, which also leaves shards split by
+   * hand alone for `manualSplitCooldownMs`).
    */
   private async mergeSmallShards(cfg: PlacementConfig, nowMs: number): Promise<void> {
     if (cfg.mergeBelowRecords <= 0 || this.state === null) return;
     const meta = this.node.metaState();
     const freshMs = 3 * cfg.scheduleIntervalMs + 1000;
-    const stats = (id: number) => {
-      const held = this.reports.get(id);
-      return held === undefined || nowMs - held.atMs > freshMs || held.report.records === undefined ? null : held.report;
-    };
-    const quiet = this.quietShards(cfg, nowMs);
-    const rateMax = cfg.splitRequestRate > 0 ? cfg.splitRequestRate / 4 : Infinity;
-    for (const c of meta.collections.values()) {
-      if (c.initialShards === undefined || c.shards.length <= c.initialShards) continue;
-      const live = c.shards.map((id) => meta.shards.get(id)!).sort((a, b) => a.range.start - b.range.start);
-      for (let i = 1; i < live.length; i++) {
-        const [a, b] = [live[i - 1]!, live[i]!];
-        const [sa, sb] = [stats(a.id), stats(b.id)];
-        if (sa === null || sb === null || a.range.end !== b.range.start || !quiet(a.id) || !quiet(b.id)) continue;
-        if (sa.records! + sb.records! > cfg.mergeBelowRecords || sa.requestRate + sb.requestRate >= rateMax) continue;
-        const r = await this.merge(b.id);
-        if (!r.ok) this.opts.logger?.(`placement driver: merging small shard ${b.id} into ${a.id} refused: ${r.code}: ${r.message}`);
-        return;
-      }
-    }
+    const collections: MergeCollection[] = [...meta.collections.values()].map((c) => ({
+      ...(c.initialShards !== undefined ? { initialShards: c.initialShards } : {}),
+      shards: c.shards.map((id) => meta.shards.get(id)).filter((sh) => sh !== undefined).map((sh) => {
+        const held = this.reports.get(sh.id);
+        const fresh = held !== undefined && nowMs - held.atMs <= freshMs && held.report.records !== undefined ? held.report : null;
+        return { id: sh.id, start: sh.range.start, end: sh.range.end, records: fresh?.records ?? null, requestRate: fresh?.requestRate ?? 0 };
+      }),
+    }));
+    const pair = pickMerge(collections, this.state, cfg, nowMs);
+    if (pair === null) return;
+    const r = await this.merge(pair.from, "small-shards");
+    if (!r.ok) this.opts.logger?.(`placement driver: merging small shard ${pair.from} into ${pair.into} refused: ${r.code}: ${r.message}`);
   }
 
-  /** Whether a shard is free for an automatic split or merge: no operator on it, not cooling down. */
+  /** Whether a shard is free for an automatic split: no operator on it (a merge holds its target too), not cooling down. */
   private quietShards(cfg: PlacementConfig, nowMs: number): (shard: number) => boolean {
     const state = this.state!;
-    const busy = new Set(state.operators.map((o) => o.shard));
+    const busy = new Set(state.operators.flatMap(operatorShards));
     return (id) => !busy.has(id) && nowMs - (state.shardSettledAtMs.get(id) ?? -Infinity) >= cfg.shardCooldownMs;
   }
 

@@ -3,7 +3,7 @@
  * (a replica being added counts on its target, one being removed no longer counts on its source), and
  * the budget of new operators the rate limits still allow (PD-5).
  */
-import { movesReplica, operatorNodes, stepDone } from "./operators.js";
+import { movesReplica, operatorNodes, operatorShards, stepDone } from "./operators.js";
 import type { Labels, NodeId, NodeView, Operator, OperatorReason, PlacementConfig, ShardView, Step } from "./types.js";
 
 export interface RecentMove {
@@ -59,7 +59,7 @@ export class CycleContext {
     }
     const byId = new Map(shards.map((s) => [s.id, s]));
     for (const op of running) {
-      this.busyShards.add(op.shard);
+      for (const id of operatorShards(op)) this.busyShards.add(id);
       this.charge(op);
       const shard = byId.get(op.shard);
       if (shard !== undefined) this.project(op, shard);

@@ -66,6 +66,20 @@ export function stepTargetLost(op: Operator, nodes: ReadonlyMap<NodeId, NodeView
   return n === undefined || n.health === "dead" || n.state === "removed";
 }
 
+/** The shards an operator holds (one operator per shard at a time): its own, and a merge's target. */
+export function operatorShards(op: Operator): number[] {
+  return op.reshape?.kind === "merge" ? [op.shard, op.reshape.into] : [op.shard];
+}
+
+/** What an operator does, in a word: for people and scripts (a refusal names the operator in the way). */
+export function operatorKind(op: Operator): "split" | "merge" | "move" | "add-replica" | "remove-replica" | "promote" | "transfer-leader" {
+  if (op.reshape !== undefined) return op.reshape.kind;
+  const kinds = new Set(op.steps.map((s) => s.kind));
+  if (kinds.has("add-learner")) return kinds.has("remove-replica") ? "move" : "add-replica";
+  if (kinds.has("remove-replica")) return "remove-replica";
+  return kinds.has("promote") ? "promote" : "transfer-leader";
+}
+
 /** Every node an operator involves (for the per-node concurrency limits). */
 export function operatorNodes(op: Operator): NodeId[] {
   const nodes = new Set<NodeId>();

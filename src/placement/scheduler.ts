@@ -7,7 +7,8 @@
 import { balanceLeaders, balanceReplicas, relieveHotNodes } from "./balance.js";
 import { drain, repair } from "./checkers.js";
 import { CycleContext, type RecentMove } from "./context.js";
-import { advanceOperator, movesReplica, operatorNodes, stepReady, stepTargetLost } from "./operators.js";
+import { advanceOperator, movesReplica, operatorNodes, operatorShards, stepReady, stepTargetLost } from "./operators.js";
+import { manualSplitCooldownMs, reshapeProgress } from "./reshape.js";
 import type { ClusterView, NodeId, Operator, PlacementConfig, Step } from "./types.js";
 
 export interface PlacementState {
@@ -17,9 +18,14 @@ export interface PlacementState {
   recentMoves: readonly RecentMove[];
   /** When the last operator on each shard ended (balancing leaves the shard alone for a cooldown). */
   shardSettledAtMs: ReadonlyMap<number, number>;
+  /**
+   * Shards split by hand (parent and new shard) and when, pruned past `manualSplitCooldownMs`: the
+   * placement driver does not merge them meanwhile (see pickMerge). A merge asked by hand forgets them.
+   */
+  manualSplitAtMs: ReadonlyMap<number, number>;
 }
 
-export const INITIAL_PLACEMENT_STATE: PlacementState = { operators: [], nextOperatorId: 1, recentMoves: [], shardSettledAtMs: new Map() };
+export const INITIAL_PLACEMENT_STATE: PlacementState = { operators: [], nextOperatorId: 1, recentMoves: [], shardSettledAtMs: new Map(), manualSplitAtMs: new Map() };
 
 export type Outcome = "done" | "timed-out" | "fenced" | "cancelled";
 
@@ -39,6 +45,17 @@ export function placementCycle(view: ClusterView, state: PlacementState, cfg: Pl
   // Bounded by the shard count, and pruned of entries past the cooldown.
   const settled = new Map([...state.shardSettledAtMs].filter(([, at]) => nowMs - at < cfg.shardCooldownMs));
   for (const op of state.operators) {
+    if (op.reshape !== undefined) {
+      // Splits and merges have no steps: the shard map says when they are done.
+      const outcome = reshapeProgress(op, op.reshape, new Set(shards.keys()), nowMs, cfg.stepTimeoutMs);
+      if (outcome === "running") {
+        running.push(op);
+      } else {
+        ended.push({ op, outcome });
+        for (const id of operatorShards(op)) settled.set(id, nowMs);
+      }
+      continue;
+    }
     const shard = shards.get(op.shard);
     if (shard === undefined) {
       ended.push({ op, outcome: "cancelled" });
@@ -71,12 +88,16 @@ export function placementCycle(view: ClusterView, state: PlacementState, cfg: Pl
   const newMoves = ctx.started.filter(movesReplica).map((op) => ({ atMs: nowMs, nodes: operatorNodes(op) }));
   const dispatch: CycleResult["dispatch"] = [];
   for (const op of operators) {
+    if (op.reshape !== undefined) continue;
     const shard = shards.get(op.shard)!;
     const step = op.steps[op.stepIndex]!;
     if (stepReady(step, shard)) dispatch.push({ op, step, leader: shard.leader });
   }
   return {
-    state: { operators, nextOperatorId: ctx.nextOperatorId, recentMoves: [...recentMoves, ...newMoves], shardSettledAtMs: settled },
+    state: {
+      operators, nextOperatorId: ctx.nextOperatorId, recentMoves: [...recentMoves, ...newMoves], shardSettledAtMs: settled,
+      manualSplitAtMs: new Map([...state.manualSplitAtMs].filter(([, at]) => nowMs - at < manualSplitCooldownMs(cfg))),
+    },
     started: ctx.started,
     ended,
     dispatch,

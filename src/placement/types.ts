@@ -62,8 +62,21 @@ export type Step =
   | { kind: "remove-replica"; node: NodeId }
   | { kind: "transfer-leader"; to: NodeId };
 
-/** Why an operator exists: the checker or scheduler that made it. */
-export type OperatorReason = "repair" | "drain" | "replica-balance" | "leader-balance" | "hot-shard" | "manual";
+/**
+ * Why an operator exists: the checker or scheduler that made it. "large-shard" and "small-shards" are
+ * the placement driver's own splits (by size) and merges; a split by load is "hot-shard".
+ */
+export type OperatorReason = "repair" | "drain" | "replica-balance" | "leader-balance" | "hot-shard" | "large-shard" | "small-shards" | "manual";
+
+/**
+ * A change of the shard map rather than of a replica set: a split (of `shard` at `at`, its upper part
+ * becoming `child` once an id is reserved) or a merge (of `shard` into its lower neighbour `into`). It has
+ * no Raft configuration steps: a split is done when the child is in the shard map, a merge when its
+ * source is retired; either ends on the step timeout otherwise.
+ */
+export type Reshape =
+  | { kind: "split"; at: number; end: number; child?: number }
+  | { kind: "merge"; into: number };
 
 /**
  * A sequence of steps on one shard (PD-7). Steps run in order; a step is done when the cluster view
@@ -81,6 +94,8 @@ export interface Operator {
   startedAtMs: number;
   /** When the current step started (its timeout runs from here). */
   stepStartedAtMs: number;
+  /** A split or a merge (its `steps` are empty); a merge holds its target shard too. */
+  reshape?: Reshape;
 }
 
 export interface PlacementConfig {
@@ -122,6 +137,11 @@ export interface PlacementConfig {
   idempotencyKeyTtlMs: number;
   /** ... and at most this many keys per shard (the oldest are forgotten first). */
   idempotencyKeysPerShardMax: number;
+  /**
+   * A shard split by hand is not merged by the placement driver for this long (its parent and its new
+   * shard alike), so that an automatic merge does not undo what the cluster's operator asked for; 0 turns it off.
+   */
+  manualSplitCooldownMs: number;
 }
 
 export const DEFAULT_PLACEMENT: PlacementConfig = {
@@ -145,6 +165,7 @@ export const DEFAULT_PLACEMENT: PlacementConfig = {
   mergeBelowRecords: 1000,
   idempotencyKeyTtlMs: 3_600_000,
   idempotencyKeysPerShardMax: 50_000,
+  manualSplitCooldownMs: 600_000,
 };
 
 /** Checks a configuration before it applies (PD-8): a list of what is wrong, empty when valid. */
@@ -171,6 +192,7 @@ export function validatePlacementConfig(c: PlacementConfig): string[] {
   if (!(c.leaderTolerance >= 0 && c.leaderTolerance < 1)) errors.push(`leaderTolerance must be in [0, 1), got ${c.leaderTolerance}`);
   if (!(c.hotNodeFactor > 1)) errors.push(`hotNodeFactor must be above 1, got ${c.hotNodeFactor}`);
   if (!(Number.isInteger(c.shardCooldownMs) && c.shardCooldownMs >= 0)) errors.push(`shardCooldownMs must be a non-negative integer, got ${c.shardCooldownMs}`);
+  if (!(Number.isInteger(c.manualSplitCooldownMs) && c.manualSplitCooldownMs >= 0)) errors.push(`manualSplitCooldownMs must be a non-negative integer, got ${c.manualSplitCooldownMs}`);
   if (!(Number.isInteger(c.mergeBelowRecords) && c.mergeBelowRecords >= 0)) errors.push(`mergeBelowRecords must be a non-negative integer, got ${c.mergeBelowRecords}`);
   if (!(Number.isInteger(c.splitSizeBytes) && c.splitSizeBytes >= 0)) errors.push(`splitSizeBytes must be a non-negative integer, got ${c.splitSizeBytes}`);
   if (!(c.splitRequestRate >= 0)) errors.push(`splitRequestRate must be 0 (off) or positive, got ${c.splitRequestRate}`);
