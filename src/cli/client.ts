@@ -165,13 +165,18 @@ export async function nodeListCommand(opts: ClientOptions): Promise<number> {
   return 0;
 }
 
+/** A half-open hash range [start, end) as people read it: inclusive hex bounds. */
+export function hashRange(range: readonly [number, number]): string {
+  const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
+  return `${hex(range[0])}-${hex(range[1] - 1)}`;
+}
+
 export async function shardListCommand(opts: ClientOptions): Promise<number> {
   const res = await call(opts.endpoint, "GET", "/v1/cluster/shards");
   if (!readable(res) || opts.json) return report(res);
   const body = res.body as { shards: { shard: number; collection: string; range: [number, number]; epoch: number; replicas: { node: number; role: string }[] }[] };
-  const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
   console.log(table(["shard", "collection", "hash range", "epoch", "replicas"], body.shards.map((s) => [
-    s.shard, s.collection, `${hex(s.range[0])}-${hex(s.range[1] - 1)}`, s.epoch, s.replicas.map((r) => `${r.node}${r.role === "learner" ? "(learner)" : ""}`).join(","),
+    s.shard, s.collection, hashRange(s.range), s.epoch, s.replicas.map((r) => `${r.node}${r.role === "learner" ? "(learner)" : ""}`).join(","),
   ])));
   return 0;
 }

@@ -1,5 +1,6 @@
 /** `shoal node promote`, `shoal shard move | transfer-leader | split | merge`, `shoal operator ls | cancel`, `shoal alerts`, `shoal watch`. */
-import { type ClientOptions, answer, call, readable, report, send, table } from "./client.js";
+import { setTimeout as delay } from "node:timers/promises";
+import { type Answer, type ClientOptions, answer, call, hashRange, readable, report, send, table } from "./client.js";
 
 // Ids arrive checked as positive integers (main.ts).
 const post = (opts: ClientOptions, path: string, body?: unknown) => call(opts.endpoint, "POST", `/v1/cluster${path}`, body);
@@ -8,25 +9,90 @@ export async function promoteCommand(node: number, opts: ClientOptions & { with?
   return report(await post(opts, `/nodes/${node}/promote`, opts.with === undefined ? {} : { with: opts.with }));
 }
 
-export async function shardMoveCommand(shard: number, opts: ClientOptions & { from: number; to: number }): Promise<number> {
-  return report(await post(opts, `/shards/${shard}/move`, { from: opts.from, to: opts.to }));
+/** Options of an operator asked by hand: `wait` is how long it may wait for operators in its way (ms). */
+type OperatorOptions = ClientOptions & { wait?: number };
+
+/** How often a waiting command looks at the operators in its way, to show how they progress. */
+const PROGRESS_INTERVAL_MS = 1000;
+
+/** What an operator is doing now, in words, for a progress line. */
+function operatorLine(o: OperatorView): string {
+  const r = o.reshape;
+  const step = r?.kind === "split" ? `split at ${r.at}` : r?.kind === "merge" ? `merge into shard ${r.into}`
+    : o.steps[o.stepIndex] === undefined ? "finishing"
+    : `step ${o.stepIndex + 1}/${o.steps.length} ${stepWords(o.steps[o.stepIndex]!)}`;
+  return `operator ${o.id} on shard ${o.shard} (${o.reason}): ${step}`;
 }
 
-export async function transferLeaderCommand(shard: number, opts: ClientOptions & { to: number }): Promise<number> {
-  return report(await post(opts, `/shards/${shard}/transfer-leader`, { to: opts.to }));
+const stepWords = (s: OperatorView["steps"][number]) => `${s.kind}${s.kind === "transfer-leader" ? ` ${s.to}` : ` ${s.node}`}`;
+
+/**
+ * Asks for an operator by hand. With `--wait`, the node waits (bounded) for the operators running on the
+ * shard to end instead of refusing with shard_busy; meanwhile this prints, on stderr, a line (with the
+ * time waited so far) each time what runs on the shards involved changes, looked at once a second. The
+ * wait itself is the node's: the request answers when the operator was taken or the wait ran out.
+ */
+async function askOperator(opts: OperatorOptions, shards: number[], path: string, body?: unknown): Promise<Answer> {
+  if (opts.wait === undefined) return post(opts, path, body);
+  const pending = post(opts, `${path}?waitMs=${opts.wait}`, body);
+  const settled = pending.then(() => "answered" as const, () => "answered" as const);
+  const startedMs = performance.now();
+  let last = "";
+  // Bounded by the wait: the node answers within it (plus one request's time).
+  for (let i = 0; i * PROGRESS_INTERVAL_MS <= opts.wait + 60_000; i++) {
+    if (await Promise.race([settled, delay(PROGRESS_INTERVAL_MS, "tick" as const, { ref: false })]) === "answered") break;
+    const running = await call(opts.endpoint, "GET", "/v1/cluster/operators?status=running").catch(() => null);
+    if (running === null || !readable(running)) continue;
+    const inWay = (running.body as { operators: OperatorView[] }).operators
+      .filter((o) => shards.includes(o.shard) || (o.reshape?.kind === "merge" && shards.includes(o.reshape.into)));
+    const now = inWay.map(operatorLine).join("; ");
+    const waited = `${Math.round((performance.now() - startedMs) / 1000)} s`;
+    if (now !== last) console.error(now === "" ? `waiting (${waited}): the shard is free, asking again` : `waiting (${waited}) for ${now}`);
+    last = now;
+  }
+  return pending;
 }
 
-export async function splitCommand(shard: number, opts: ClientOptions & { at?: number }): Promise<number> {
-  return report(await post(opts, `/shards/${shard}/split`, opts.at === undefined ? {} : { at: opts.at }));
+export async function shardMoveCommand(shard: number, opts: OperatorOptions & { from: number; to: number }): Promise<number> {
+  return report(await askOperator(opts, [shard], `/shards/${shard}/move`, { from: opts.from, to: opts.to }));
 }
 
-export async function mergeCommand(shard: number, opts: ClientOptions): Promise<number> {
-  return report(await post(opts, `/shards/${shard}/merge`));
+export async function transferLeaderCommand(shard: number, opts: OperatorOptions & { to: number }): Promise<number> {
+  return report(await askOperator(opts, [shard], `/shards/${shard}/transfer-leader`, { to: opts.to }));
+}
+
+/** Prints the shards a split made, with both ranges, so a script need not look them up (or --json). */
+export async function splitCommand(shard: number, opts: OperatorOptions & { at?: number }): Promise<number> {
+  const res = await askOperator(opts, [shard], `/shards/${shard}/split`, opts.at === undefined ? {} : { at: opts.at });
+  if (!readable(res) || opts.json) return report(res);
+  const b = res.body as { shard: number; range?: [number, number]; child: number; childRange?: [number, number] };
+  if (b.range === undefined || b.childRange === undefined) return report(res);
+  console.log(`split shard ${b.shard}: shard ${b.shard} keeps ${hashRange(b.range)}, new shard ${b.child} holds ${hashRange(b.childRange)}`);
+  return 0;
+}
+
+/** Prints the shard retired and the one surviving (or --json); the lower neighbour may hold an operator too, so progress watches it. */
+export async function mergeCommand(shard: number, opts: OperatorOptions): Promise<number> {
+  let shards = [shard];
+  if (opts.wait !== undefined) {
+    const map = await call(opts.endpoint, "GET", "/v1/cluster/shards").catch(() => null);
+    const live = map !== null && readable(map) ? (map.body as { shards: { shard: number; range: [number, number] }[] }).shards : [];
+    const start = live.find((s) => s.shard === shard)?.range[0];
+    shards = [shard, ...live.filter((s) => start !== undefined && s.range[1] === start).map((s) => s.shard)];
+  }
+  const res = await askOperator(opts, shards, `/shards/${shard}/merge`);
+  if (!readable(res) || opts.json) return report(res);
+  const b = res.body as { retired?: number; surviving?: number; range?: [number, number]; operator?: number };
+  if (b.retired === undefined || b.surviving === undefined || b.range === undefined) return report(res);
+  console.log(`merging shard ${b.retired} into shard ${b.surviving}${b.operator !== undefined ? ` (operator ${b.operator})` : ""}: ` +
+    `shard ${b.retired} is retired once shard ${b.surviving} has absorbed it; shard ${b.surviving} then holds ${hashRange(b.range)}`);
+  return 0;
 }
 
 interface OperatorView {
   id: number; shard: number; reason: string; status: string; stepIndex: number; startedAtMs: number; updatedAtMs: number;
   steps: ({ kind: string; node?: number; to?: number })[];
+  reshape?: { kind: "split"; at: number; end: number; child?: number } | { kind: "merge"; into: number };
 }
 
 export async function operatorListCommand(opts: ClientOptions & { running?: boolean }): Promise<number> {
@@ -36,7 +102,10 @@ export async function operatorListCommand(opts: ClientOptions & { running?: bool
   const step = (s: OperatorView["steps"][number], i: number, at: number) =>
     `${i < at ? "✓" : i === at ? ">" : " "}${s.kind}${s.kind === "transfer-leader" ? ` ${s.to}` : ` ${s.node}`}`;
   console.log(table(["id", "shard", "reason", "status", "started", "steps"], ops.map((o) => [
-    o.id, o.shard, o.reason, o.status, new Date(o.startedAtMs).toISOString(), o.steps.map((s, i) => step(s, i, o.status === "done" ? o.steps.length : o.stepIndex)).join(", "),
+    o.id, o.shard, o.reason, o.status, new Date(o.startedAtMs).toISOString(),
+    o.reshape?.kind === "split" ? `split at ${o.reshape.at}${o.reshape.child !== undefined ? ` -> shard ${o.reshape.child}` : ""}`
+      : o.reshape?.kind === "merge" ? `merge into shard ${o.reshape.into}`
+      : o.steps.map((s, i) => step(s, i, o.status === "done" ? o.steps.length : o.stepIndex)).join(", "),
   ])));
   return 0;
 }

@@ -217,21 +217,36 @@ function addConfig(configCmd: Command): void {
     .action(async (version: number, opts) => { process.exitCode = await (await import("./client.js")).configRollbackCommand(version, opts); });
 }
 
+/** The server's bound on a wait (PLACEMENT_WAIT_MS_MAX in node/placement-driver.ts), repeated so the CLI need not load the node. */
+const WAIT_MS_MAX = 240_000;
+const WAIT_MS_DEFAULT = "120000";
+
+/** How long an operator asked by hand may wait for the operators running on its shard: a number of ms, or the default. */
+const waitOption = () => new Option("--wait [ms]",
+  `if another operator runs on the shard, wait for it to end (showing its progress), up to this many ms (default ${WAIT_MS_DEFAULT}, at most ${WAIT_MS_MAX}), instead of being refused with shard_busy`)
+  .preset(WAIT_MS_DEFAULT).argParser((v: string) => {
+    const n = nonNegativeInt(v);
+    if (n > WAIT_MS_MAX) throw new InvalidArgumentError(`At most ${WAIT_MS_MAX} ms`);
+    return n;
+  });
+
 function addShardAdmin(shardCmd: Command): void {
   const shardId = () => new Argument("<shard>", SHARD_ID).argParser(positiveInt);
   shardCmd.command("ls").description("list the shards: hash range, epoch, replicas").addOption(json()).addOption(endpoint())
     .action(async (opts) => { process.exitCode = await (await import("./client.js")).shardListCommand(opts); });
   shardCmd.command("move").description("move a replica of a shard to another node (the placement driver runs it as an operator)").addArgument(shardId())
     .addOption(nodeOption("--from <node>", "the node holding the replica").makeOptionMandatory())
-    .addOption(nodeOption("--to <node>", "a ready node not holding one").makeOptionMandatory()).addOption(endpoint())
+    .addOption(nodeOption("--to <node>", "a ready node not holding one").makeOptionMandatory()).addOption(waitOption()).addOption(json()).addOption(endpoint())
     .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).shardMoveCommand(shard, opts); });
   shardCmd.command("transfer-leader").description("move a shard's leadership to another of its voters").addArgument(shardId())
-    .addOption(nodeOption("--to <node>", "a voter of the shard").makeOptionMandatory()).addOption(endpoint())
+    .addOption(nodeOption("--to <node>", "a voter of the shard").makeOptionMandatory()).addOption(waitOption()).addOption(json()).addOption(endpoint())
     .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).transferLeaderCommand(shard, opts); });
-  shardCmd.command("split").description("split a shard in two: the upper part of its hash range becomes a new shard on the same replicas").addArgument(shardId())
-    .addOption(new Option("--at <hash>", "where to cut: a positive 32-bit hash inside the shard's range (default: its middle)").argParser(positiveInt)).addOption(endpoint())
+  shardCmd.command("split").description("split a shard in two: the upper part of its hash range becomes a new shard on the same replicas; prints the new shard's id and both ranges").addArgument(shardId())
+    .addOption(new Option("--at <hash>", "where to cut: a positive 32-bit hash inside the shard's range (default: its middle)").argParser(positiveInt))
+    .addOption(waitOption()).addOption(json()).addOption(endpoint())
     .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).splitCommand(shard, opts); });
-  shardCmd.command("merge").description("merge a small shard into its lower neighbour (it freezes; its records move through the neighbour's log)").addArgument(shardId()).addOption(endpoint())
+  shardCmd.command("merge").description("merge a small shard into its lower neighbour (it freezes; its records move through the neighbour's log); prints the shard retired and the one surviving")
+    .addArgument(shardId()).addOption(waitOption()).addOption(json()).addOption(endpoint())
     .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).mergeCommand(shard, opts); });
 }
 
