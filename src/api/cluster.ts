@@ -200,7 +200,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     schema: {
       operationId: "moveReplica",
       summary: "Move a replica of the shard from one node to another (learner, promoted once caught up, then the old one leaves)",
-      response: responses(view("the operator started"), "shard_not_found", "replica_not_found", "shard_busy", "replica_exists", "node_not_placeable", "node_not_found", ...VIA_LEADER),
+      response: responses(view("the operator started"), "shard_not_found", "shard_retired", "replica_not_found", "shard_busy", "replica_exists", "node_not_placeable", "node_not_found", ...VIA_LEADER),
       params: idParams, querystring: waitQuery,
       body: { type: "object", required: ["from", "to"], additionalProperties: false, properties: { from: { type: "integer", minimum: 1 }, to: { type: "integer", minimum: 1 } } },
     },
@@ -210,7 +210,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     schema: {
       operationId: "transferLeader",
       summary: "Move the shard's leadership to another of its voters",
-      response: responses(view("the operator started"), "shard_not_found", "shard_busy", "not_a_voter", "already_leader", ...VIA_LEADER),
+      response: responses(view("the operator started"), "shard_not_found", "shard_retired", "shard_busy", "not_a_voter", "already_leader", ...VIA_LEADER),
       params: idParams, querystring: waitQuery,
       body: { type: "object", required: ["to"], additionalProperties: false, properties: { to: { type: "integer", minimum: 1 } } },
     },
@@ -308,7 +308,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     schema: {
       operationId: "splitShard",
       summary: "Split a shard in two at a hash (default: the middle of its range); the upper part becomes a new shard on the same replicas",
-      response: responses(view("the shard and its new child, with both hash ranges [start, end)"), "shard_not_found", "bad_split", "shard_busy", "stale_split", ...VIA_LEADER),
+      response: responses(view("the shard and its new child, with both hash ranges [start, end)"), "shard_not_found", "shard_retired", "bad_split", "shard_busy", "stale_split", ...VIA_LEADER),
       params: idParams, querystring: waitQuery,
       body: { type: ["object", "null"], additionalProperties: false, properties: { at: { type: "integer", minimum: 1, maximum: 2 ** 32 - 1 } } },
     },
@@ -323,7 +323,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
       operationId: "mergeShard", summary: "Merge a small shard into its lower neighbour (the shard freezes, its records move through the neighbour's log)", params: idParams,
       querystring: waitQuery,
       response: responses(view("the shard retired and the one surviving, with the survivor's range once merged, and the merge's operator (done when the shard map retires the shard)"),
-        "shard_not_found", "no_neighbour", "too_large", "shard_busy", "stale_merge", ...VIA_LEADER),
+        "shard_not_found", "shard_retired", "no_neighbour", "too_large", "shard_busy", "stale_merge", ...VIA_LEADER),
     },
   }, async (req, reply) => {
     const r = await ask({ kind: "merge", shard: req.params.id }, req.query.waitMs);

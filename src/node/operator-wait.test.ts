@@ -56,7 +56,7 @@ async function stop(s: Stack): Promise<void> {
 
 interface ErrorBody { error: { code: string; message: string; operator?: { id: number; shard: number; kind: string; reason: string; step: string; startedAtMs: number; started: string } } }
 
-test("a manual merge right after start: refused naming the automatic repair without waitMs; with waitMs it waits for the repair, then runs; split and merge answer the shards they made and retired", async () => {
+test("a manual merge right after start: refused naming the automatic repair without waitMs; with waitMs it waits for the repair, then runs; split and merge answer the shards they made and retired; a retired shard's id is answered with its survivor", async () => {
   const stacks: Stack[] = [];
   let app: FastifyInstance | null = null;
   try {
@@ -122,6 +122,13 @@ test("a manual merge right after start: refused naming the automatic repair with
     assert.equal(split.statusCode, 200, split.body);
     assert.equal(node1.metaState().shards.get(2)!.retiredInto, 1, "the split ran once the merge was done");
     assert.equal(mergeRecord()!.status, "done");
+    // A script holding the retired shard's id is told where its range went.
+    for (const url of ["/v1/cluster/shards/2/split", "/v1/cluster/shards/2/merge"]) {
+      const gone: Awaited<ReturnType<FastifyInstance["inject"]>> = await app.inject({ method: "POST", url });
+      assert.equal(gone.statusCode, 409, gone.body);
+      assert.equal((gone.json() as ErrorBody).error.code, "shard_retired");
+      assert.match((gone.json() as ErrorBody).error.message, /^shard 2 was merged into shard 1/);
+    }
     const s = split.json() as { shard: number; range: [number, number]; child: number; childRange: [number, number]; operator: number };
     const mid = Math.floor((r1.start + r2.end) / 2);
     assert.deepEqual({ ...s, child: 0, operator: 0 }, { shard: 1, range: [r1.start, mid], child: 0, childRange: [mid, r2.end], operator: 0 });

@@ -85,6 +85,20 @@ export function stateFromMeta(meta: Readonly<MetaState>): PlacementState {
   return state;
 }
 
+/**
+ * The refusal for a shard that is not in the shard map, or null: a shard merged away says which shard
+ * holds its range now (409 shard_retired), so a script holding an id listed earlier learns where to go.
+ */
+function goneRefusal(meta: Readonly<MetaState>, id: number): Refusal | null {
+  const shard = meta.shards.get(id);
+  if (shard === undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
+  if (shard.retiredInto === undefined) return null;
+  // Merged again since, perhaps: follow the chain (bounded by the shards there are) to the live one.
+  let into = shard.retiredInto;
+  for (let i = 0; i < meta.shards.size && meta.shards.get(into)?.retiredInto !== undefined; i++) into = meta.shards.get(into)!.retiredInto!;
+  return { ok: false, code: "shard_retired", message: `shard ${id} was merged into shard ${shard.retiredInto}${into !== shard.retiredInto ? `, now part of shard ${into}` : ""}: its range is shard ${into}'s` };
+}
+
 /** The longest a request may wait for the operators in its way (under the 300 s a fetch waits for an answer's headers). */
 export const PLACEMENT_WAIT_MS_MAX = 240_000;
 /** Placement requests a waiting request makes at most (each after an operator in its way ended). */
@@ -150,6 +164,8 @@ export class PlacementDriver {
     if (req.kind === "split") return this.split(req.shard, req.at, "manual");
     if (req.kind === "merge") return this.merge(req.shard, "manual");
     const meta = this.node.metaState();
+    const gone = req.kind === "cancel" ? null : goneRefusal(meta, req.shard);
+    if (gone !== null) return gone;
     this.state ??= stateFromMeta(meta);
     const cfg = currentSettings(meta).placement;
     const nowMs = Date.now();
@@ -222,7 +238,8 @@ export class PlacementDriver {
   private async split(id: number, at: number | undefined, reason: OperatorReason): Promise<PlacementAnswer> {
     const meta = this.node.metaState();
     const shard = meta.shards.get(id);
-    if (shard === undefined || shard.retiredInto !== undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
+    const gone = goneRefusal(meta, id);
+    if (gone !== null || shard === undefined) return gone!;
     this.state ??= stateFromMeta(meta);
     const busy = busyRefusal(this.state, [id]);
     if (busy !== null) return busy;
@@ -313,7 +330,8 @@ export class PlacementDriver {
   private async merge(id: number, reason: OperatorReason): Promise<PlacementAnswer> {
     const meta = this.node.metaState();
     const source = meta.shards.get(id);
-    if (source === undefined || source.retiredInto !== undefined) return { ok: false, code: "shard_not_found", message: `no shard ${id}` };
+    const gone = goneRefusal(meta, id);
+    if (gone !== null || source === undefined) return gone!;
     const target = [...meta.shards.values()].find((s) => s.collection === source.collection && s.retiredInto === undefined && s.range.end === source.range.start);
     if (target === undefined) return { ok: false, code: "no_neighbour", message: `shard ${id} starts its collection's hash space: it has no lower neighbour to merge into` };
     this.state ??= stateFromMeta(meta);
