@@ -87,8 +87,12 @@ test("a manual merge right after start: refused naming the automatic repair with
 
     // One cycle: the repair starts on both shards (add a learner on node 2, then promote it) and stays
     // running until a later cycle sees its steps done.
-    await one.pd.cycle();
     const repairs = () => [...node1.metaState().operators.values()].filter((r) => r.operator.reason === "repair");
+    // A cycle is a no-op until this node's metadata has caught up; one that starts operators is the last one run here.
+    await waitFor("the repair started", async () => {
+      if (repairs().length === 0) await one.pd.cycle();
+      return repairs().length > 0;
+    }, 10_000);
     assert.deepEqual(repairs().map((r) => [r.operator.shard, r.status]).sort(), [[1, "running"], [2, "running"]]);
     const repairOf2 = repairs().find((r) => r.operator.shard === 2)!.operator;
 

@@ -16,7 +16,7 @@
 import { type MetaState, type OperatorRecord, type OperatorStatus, currentSettings } from "../meta/state.js";
 import { type ManualRequest, type Refusal, busyRefusal, manualOperator } from "../placement/manual.js";
 import { operatorShards } from "../placement/operators.js";
-import { type MergeCollection, clearManualSplit, markManualSplit, pickMerge } from "../placement/reshape.js";
+import { type MergeCollection, clearManualSplit, markManualSplit, pickMerge, reshapeProgress } from "../placement/reshape.js";
 import { type PlacementState, placementCycle } from "../placement/scheduler.js";
 import type { ClusterView, NodeId, NodeView, Operator, OperatorReason, PlacementConfig, ShardView } from "../placement/types.js";
 import { ConfChangeType } from "../raft/index.js";
@@ -167,6 +167,7 @@ export class PlacementDriver {
     const gone = req.kind === "cancel" ? null : goneRefusal(meta, req.shard);
     if (gone !== null) return gone;
     this.state ??= stateFromMeta(meta);
+    await this.endFinishedReshapes();
     const cfg = currentSettings(meta).placement;
     const nowMs = Date.now();
     const r = manualOperator(this.view(nowMs, cfg), this.state, req, nowMs);
@@ -241,7 +242,8 @@ export class PlacementDriver {
     const gone = goneRefusal(meta, id);
     if (gone !== null || shard === undefined) return gone!;
     this.state ??= stateFromMeta(meta);
-    const busy = busyRefusal(this.state, [id]);
+    await this.endFinishedReshapes();
+    const busy = this.state === null ? null : busyRefusal(this.state, [id]);
     if (busy !== null) return busy;
     const { start, end } = shard.range;
     const point = at ?? Math.floor((start + end) / 2);
@@ -270,6 +272,26 @@ export class PlacementDriver {
     }
   }
 
+  /**
+   * Ends the splits and merges the shard map shows finished (or that timed out) now, rather than at the
+   * next cycle: a request for a shard whose merge was just recorded finds it free.
+   */
+  private async endFinishedReshapes(): Promise<void> {
+    if (this.state === null || !this.state.operators.some((o) => o.reshape !== undefined)) return;
+    const meta = this.node.metaState();
+    const live = new Set([...meta.shards.values()].filter((sh) => sh.retiredInto === undefined).map((sh) => sh.id));
+    const nowMs = Date.now();
+    const stepTimeoutMs = currentSettings(meta).placement.stepTimeoutMs;
+    for (const op of this.state.operators) {
+      if (op.reshape === undefined) continue;
+      const outcome = reshapeProgress(op, op.reshape, live, nowMs, stepTimeoutMs);
+      if (outcome === "running") continue;
+      for (const id of operatorShards(op)) this.settle(id, nowMs);
+      this.opts.logger?.(`placement driver: operator ${op.id} on shard ${op.shard} ended: ${outcome}`);
+      await this.release(op, outcome, true);
+    }
+  }
+
   /** Adds a split or merge to the running operators (one per shard at a time), with the next operator id. */
   private hold(o: Pick<Operator, "shard" | "epoch" | "reason" | "reshape">): Operator {
     const state = this.state!;
@@ -289,10 +311,10 @@ export class PlacementDriver {
    * Ends a held split or merge: drops it from the running operators and records how it ended, when it
    * is done or when a cycle recorded it as running meanwhile (a refused one is not worth a record).
    */
-  private async release(op: Operator, outcome: OperatorStatus): Promise<void> {
+  private async release(op: Operator, outcome: OperatorStatus, record = outcome === "done"): Promise<void> {
     if (this.state !== null) this.state = { ...this.state, operators: this.state.operators.filter((o) => o.id !== op.id) };
     this.dispatched.delete(op.id);
-    if (outcome !== "done" && this.node.metaState().operators.get(op.id) === undefined) return;
+    if (!record && this.node.metaState().operators.get(op.id) === undefined) return;
     try {
       await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: Date.now() });
     } catch (e) {
@@ -335,7 +357,8 @@ export class PlacementDriver {
     const target = [...meta.shards.values()].find((s) => s.collection === source.collection && s.retiredInto === undefined && s.range.end === source.range.start);
     if (target === undefined) return { ok: false, code: "no_neighbour", message: `shard ${id} starts its collection's hash space: it has no lower neighbour to merge into` };
     this.state ??= stateFromMeta(meta);
-    const busy = busyRefusal(this.state, [id, target.id]);
+    await this.endFinishedReshapes();
+    const busy = this.state === null ? null : busyRefusal(this.state, [id, target.id]);
     if (busy !== null) return busy;
     const op = this.hold({ shard: id, epoch: source.epoch, reason, reshape: { kind: "merge", into: target.id } });
     let r: PlacementAnswer;
