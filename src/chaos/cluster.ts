@@ -1,0 +1,162 @@
+/**
+ * A cluster of real `shoal start` processes on loopback for the chaos runner: start, kill -9 and
+ * restart, SIGSTOP / SIGCONT, transport faults through the test hook, JSON requests. Kept apart from
+ * cli/testing.ts, which registers node:test hooks at import and so cannot be loaded by a plain command.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const SHOAL_BIN = fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url));
+
+/** How long a control request (status, faults, operators) may take before it counts as unanswered. */
+export const CONTROL_TIMEOUT_MS = 5_000;
+
+export async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, pollMs = 25): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+/** n distinct free ports: all are held open until every one is chosen, so none repeats. */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer());
+  await Promise.all(servers.map((s) => new Promise<void>((r) => s.listen(0, "127.0.0.1", r))));
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+export type NodeState = "up" | "killed" | "paused";
+
+export class ProcCluster {
+  readonly ids: number[];
+  readonly http = new Map<number, number>();
+  readonly peer = new Map<number, number>();
+  private readonly procs = new Map<number, ChildProcess>();
+  readonly state = new Map<number, NodeState>();
+  private readonly logFds: number[] = [];
+
+  private constructor(readonly dir: string, size: number, readonly shards: number) {
+    this.ids = Array.from({ length: size }, (_, i) => i + 1);
+  }
+
+  /** Founds a cluster of `size` test-mode nodes and waits until every one is ready. */
+  static async start(size: number, shards: number, readyTimeoutMs = 60_000): Promise<ProcCluster> {
+    const c = new ProcCluster(mkdtempSync(join(tmpdir(), "shoal-chaos-")), size, shards);
+    try {
+      const ports = await freePorts(size * 2);
+      for (const id of c.ids) {
+        c.http.set(id, ports[id - 1]!);
+        c.peer.set(id, ports[size + id - 1]!);
+      }
+      for (const id of c.ids) c.spawnNode(id);
+      await c.waitReady(c.ids, readyTimeoutMs);
+      return c;
+    } catch (e) {
+      await c.destroy();
+      throw e;
+    }
+  }
+
+  url(id: number, path: string): string {
+    return `http://127.0.0.1:${this.http.get(id)}${path}`;
+  }
+
+  private spawnNode(id: number): void {
+    const peers = this.ids.filter((p) => p !== id).map((p) => `${p}=127.0.0.1:${this.peer.get(p)}`).join(",");
+    // Each node's log (JSON lines) next to its data, appended across restarts.
+    const fd = openSync(join(this.dir, `n${id}.log`), "a");
+    this.logFds.push(fd);
+    const child = spawn(process.execPath, [SHOAL_BIN, "start", "--id", String(id), "--data-dir", join(this.dir, `n${id}`),
+      "--http", `127.0.0.1:${this.http.get(id)}`, "--listen", `127.0.0.1:${this.peer.get(id)}`, "--peers", peers, "--shards", String(this.shards)],
+    { stdio: ["ignore", fd, fd], env: { ...process.env, SHOAL_TEST_MODE: "1" } });
+    this.procs.set(id, child);
+    this.state.set(id, "up");
+  }
+
+  async waitReady(ids: number[], timeoutMs: number): Promise<void> {
+    await waitUntil(`nodes ${ids.join(",")} ready`, async () => {
+      for (const id of ids) {
+        try {
+          const r = await fetch(this.url(id, "/readyz"), { signal: AbortSignal.timeout(2000) });
+          await r.arrayBuffer();
+          if (r.status !== 200) return false;
+        } catch {
+          return false;
+        }
+      }
+      return true;
+    }, timeoutMs, 50);
+  }
+
+  async kill9(id: number): Promise<void> {
+    const p = this.procs.get(id);
+    if (p === undefined) return;
+    const exited = p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise((r) => p.once("exit", r));
+    // A stopped process dies on SIGKILL as well.
+    p.kill("SIGKILL");
+    await exited;
+    this.procs.delete(id);
+    this.state.set(id, "killed");
+  }
+
+  restart(id: number): void {
+    if (this.procs.has(id)) throw new Error(`node ${id} is running`);
+    this.spawnNode(id);
+  }
+
+  pause(id: number): void {
+    this.procs.get(id)?.kill("SIGSTOP");
+    this.state.set(id, "paused");
+  }
+
+  resume(id: number): void {
+    this.procs.get(id)?.kill("SIGCONT");
+    this.state.set(id, "up");
+  }
+
+  /** Whether a node's process died without being killed here (a crash: the run reports it). */
+  crashed(): number[] {
+    return [...this.procs].filter(([, p]) => p.exitCode !== null || p.signalCode !== null).map(([id]) => id);
+  }
+
+  /** Cuts (or with null heals) the transport links of `id` to `cut`; outbound only, so callers set both ends. */
+  async setFaults(id: number, cut: number[] | null): Promise<boolean> {
+    try {
+      const r = await fetch(this.url(id, "/v1/test/faults"), {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(cut === null ? null : { cut }),
+        signal: AbortSignal.timeout(CONTROL_TIMEOUT_MS),
+      });
+      await r.arrayBuffer();
+      return r.status === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  async api<T>(id: number, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const r = await fetch(this.url(id, path), {
+      method, signal: AbortSignal.timeout(CONTROL_TIMEOUT_MS),
+      ...(body !== undefined ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {}),
+    });
+    return { status: r.status, body: await r.json() as T };
+  }
+
+  /** Kills every process (SIGCONT first is not needed: SIGKILL ends stopped processes) and removes the data. */
+  async destroy(): Promise<void> {
+    for (const id of [...this.procs.keys()]) await this.kill9(id);
+    for (const fd of this.logFds.splice(0)) closeSync(fd);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Synchronous last resort (process exit, signals): no process of a run outlives the runner. */
+  killAllSync(): void {
+    for (const p of this.procs.values()) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+  }
+}

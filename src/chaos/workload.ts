@@ -1,0 +1,231 @@
+/**
+ * The chaos runner's clients. Each talks to one node's gateway over HTTP.
+ *
+ * - Register clients read, blindly write and compare-and-set a few keys; every operation goes into the
+ *   history. A compare-and-set reads the record first and sends `ifVersion` with the version it read;
+ *   every write writes a value never written before, so "the record is at version n" holds exactly when
+ *   "the record holds the value read at version n", and the checker's value compare-and-set (kv model)
+ *   is the API's version compare-and-set. Keys are renewed every `keyLifeMs` (Jepsen's independent
+ *   keys): each key's part of the history stays short enough for the checker, even with operations
+ *   whose outcome is unknown (they stay open to the end of the history).
+ * - Durability clients write unique ids once each (blind puts) and keep the acknowledged ones, to be
+ *   read back after the faults are healed.
+ *
+ * Outcomes come from the error table: `applied: "no"` is a definite failure, `"unknown"`, a client
+ * timeout or a dropped connection an indeterminate one (the process then continues under a new
+ * number, as Jepsen's rule for `info` asks).
+ */
+import { ERRORS, isErrorCode } from "../api/error-table.js";
+import { Rng } from "../sim/rng.js";
+import type { ProcCluster } from "./cluster.js";
+import type { HistoryRecorder, Outcome } from "./history.js";
+
+/** Deliberate bugs of the clients, to show the checker flags them. */
+export type ClientBug = "none" | "eventual-reads";
+
+export interface WorkloadOptions {
+  clientTimeoutMs: number;
+  /** Pause between one client's operations: bounds the load the 2-core CI box must carry. */
+  opIntervalMs: number;
+  keysPerGeneration: number;
+  keyLifeMs: number;
+  bug: ClientBug;
+}
+
+interface Answer {
+  outcome: Outcome;
+  /** The error code, or what went wrong on the client's side (for the run's tally of reasons). */
+  reason: string;
+  status: number;
+  body: { payload?: unknown; version?: number; error?: { code?: string } };
+}
+
+/** The outcome of a request by the error table; no answer at all is indeterminate unless it was never sent. */
+async function request(url: string, init: RequestInit, timeoutMs: number): Promise<Answer> {
+  let r: Response;
+  try {
+    r = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (e) {
+    // A refused connection carried nothing: the node is down and nothing can have been applied.
+    const err = e as { name?: string; cause?: { code?: string } };
+    const code = err.cause?.code;
+    return { outcome: code === "ECONNREFUSED" ? "fail" : "info", reason: code ?? (err.name === "TimeoutError" ? "client timeout" : String(err.name)), status: 0, body: {} };
+  }
+  let body: Answer["body"];
+  try {
+    body = await r.json() as Answer["body"];
+  } catch {
+    // An answer cut off (the node died mid-reply) says nothing about the write.
+    return { outcome: "info", reason: `${r.status} unreadable body`, status: r.status, body: {} };
+  }
+  if (r.status === 200) return { outcome: "ok", reason: "", status: 200, body };
+  const code = body.error?.code ?? "";
+  const applied = isErrorCode(code) ? ERRORS[code].applied : "unknown";
+  return { outcome: applied === "no" ? "fail" : "info", reason: `${r.status} ${code}`, status: r.status, body };
+}
+
+const JSON_HEADERS = { "content-type": "application/json" };
+
+export class RegisterClient {
+  /** The history's process number: a new one after each indeterminate outcome. */
+  private process: number;
+  private n = 0;
+  private readonly rng: Rng;
+
+  constructor(readonly id: number, readonly node: number, private readonly processStride: number, seed: number,
+    private readonly c: ProcCluster, private readonly rec: HistoryRecorder, private readonly opts: WorkloadOptions,
+    private readonly elapsedMs: () => number) {
+    this.process = id;
+    this.rng = new Rng(seed * 7919 + id);
+  }
+
+  private key(): string {
+    const gen = Math.floor(this.elapsedMs() / this.opts.keyLifeMs);
+    return `reg${this.rng.int(this.opts.keysPerGeneration)}.g${gen}`;
+  }
+
+  private recordUrl(key: string): string {
+    return this.c.url(this.node, `/v1/collections/default/records/${key}`);
+  }
+
+  private next(outcome: Outcome): void {
+    if (outcome === "info") this.process += this.processStride;
+  }
+
+  /** A read recorded as linearizable; with the eventual-reads bug it is not asked as one. */
+  private async read(key: string): Promise<{ value: unknown; version: number } | null> {
+    const consistency = this.opts.bug === "eventual-reads" ? "eventual" : "linearizable";
+    const inv = this.rec.invoke(this.process, "read", key, null);
+    const a = await request(`${this.recordUrl(key)}?consistency=${consistency}`, {}, this.opts.clientTimeoutMs);
+    if (a.outcome === "ok" || (a.status === 404 && a.body.error?.code === "not_found")) {
+      const value = a.status === 200 ? a.body.payload : null;
+      this.rec.complete(inv, "ok", value);
+      return { value, version: a.status === 200 ? a.body.version! : 0 };
+    }
+    this.rec.complete(inv, a.outcome, null, a.reason);
+    this.next(a.outcome);
+    return null;
+  }
+
+  private async write(key: string, value: string): Promise<void> {
+    const inv = this.rec.invoke(this.process, "write", key, value);
+    const a = await request(this.recordUrl(key), { method: "PUT", headers: JSON_HEADERS, body: JSON.stringify({ payload: value }) }, this.opts.clientTimeoutMs);
+    this.rec.complete(inv, a.outcome, value, a.reason);
+    this.next(a.outcome);
+  }
+
+  private async cas(key: string, expected: { value: unknown; version: number }, value: string): Promise<void> {
+    const inv = this.rec.invoke(this.process, "cas", key, [expected.value, value]);
+    const a = await request(this.recordUrl(key), {
+      method: "PUT", headers: JSON_HEADERS, body: JSON.stringify({ payload: value, ifVersion: expected.version }),
+    }, this.opts.clientTimeoutMs);
+    if (a.status === 409 && a.body.error?.code === "version_mismatch") {
+      // Compared and found another version: the checker's failed compare-and-set.
+      this.rec.complete(inv, "fail", [expected.value, value], a.reason);
+    } else if (a.outcome === "fail") {
+      this.rec.drop(inv, a.reason);
+    } else {
+      this.rec.complete(inv, a.outcome, [expected.value, value], a.reason);
+    }
+    this.next(a.outcome);
+  }
+
+  async step(): Promise<void> {
+    this.n++;
+    const key = this.key();
+    const value = `${this.id}.${this.n}`;
+    const dice = this.rng.float();
+    if (dice < 0.4) {
+      await this.read(key);
+    } else if (dice < 0.7) {
+      await this.write(key, value);
+    } else {
+      const seen = await this.read(key);
+      if (seen !== null) await this.cas(key, seen, value);
+    }
+  }
+
+  async run(stop: () => boolean): Promise<void> {
+    while (!stop()) {
+      await this.step();
+      await new Promise((r) => setTimeout(r, this.opts.opIntervalMs));
+    }
+  }
+}
+
+export class DurabilityClient {
+  /** Acknowledged ids and the payload each was written with. */
+  readonly acked = new Map<string, string>();
+  attempts = 0;
+  indeterminate = 0;
+  private n = 0;
+
+  constructor(readonly id: number, readonly node: number, private readonly c: ProcCluster, private readonly opts: WorkloadOptions) {}
+
+  async run(stop: () => boolean): Promise<void> {
+    while (!stop()) {
+      this.n++;
+      const key = `u-${this.id}-${this.n}`;
+      const payload = `d${this.id}.${this.n}`;
+      this.attempts++;
+      const a = await request(this.c.url(this.node, `/v1/collections/default/records/${key}`), {
+        method: "PUT", headers: JSON_HEADERS, body: JSON.stringify({ payload }),
+      }, this.opts.clientTimeoutMs);
+      if (a.outcome === "ok") this.acked.set(key, payload);
+      else if (a.outcome === "info") this.indeterminate++;
+      await new Promise((r) => setTimeout(r, this.opts.opIntervalMs));
+    }
+  }
+}
+
+export interface DurabilityVerdict {
+  acked: number;
+  lost: string[];
+  /** Ids the scan did not return but a read by id did (a scan that misses records is a finding of its own). */
+  missedByScan: number;
+  /** Ids no read answered before the deadline (neither found nor lost). */
+  unverified: number;
+}
+
+/**
+ * Every acknowledged id read back after healing: first by scanning the collection (each shard read at
+ * a ReadIndex), then each id the scan did not return with the right payload by a linearizable read, so
+ * a record counts as lost only when a read of it by id says so.
+ */
+export async function verifyDurability(c: ProcCluster, node: number, clients: DurabilityClient[], timeoutMs: number): Promise<DurabilityVerdict> {
+  const deadline = Date.now() + timeoutMs;
+  const expected = new Map<string, string>();
+  for (const cl of clients) for (const [k, v] of cl.acked) expected.set(k, v);
+  const seen = new Map<string, unknown>();
+  let cursor: string | null = null;
+  // Bounded: each page moves the cursor forward; a refusal is asked again until the deadline.
+  for (let pages = 0; pages < 100_000 && Date.now() < deadline; pages++) {
+    const q: string = cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`;
+    const a = await request(c.url(node, `/v1/collections/default/records?limit=1000${q}`), {}, 10_000);
+    if (a.outcome !== "ok") {
+      await new Promise((r) => setTimeout(r, 50)); // a refusal (election, split under way): ask again shortly
+      continue;
+    }
+    const page = a.body as unknown as { records: { id: string; payload: unknown }[]; cursor: string | null };
+    for (const r of page.records) seen.set(r.id, r.payload);
+    cursor = page.cursor;
+    if (cursor === null) break;
+  }
+  const doubtful = [...expected].filter(([k, v]) => seen.get(k) !== v);
+  const lost: string[] = [];
+  let missedByScan = 0;
+  let unverified = 0;
+  for (const [key, payload] of doubtful) {
+    let verdict: "ok" | "lost" | null = null;
+    while (verdict === null && Date.now() < deadline) {
+      const a = await request(c.url(node, `/v1/collections/default/records/${key}?consistency=linearizable`), {}, 10_000);
+      if (a.status === 200) verdict = a.body.payload === payload ? "ok" : "lost";
+      else if (a.status === 404) verdict = "lost";
+      else await new Promise((r) => setTimeout(r, 50)); // a refusal (election): ask again shortly
+    }
+    if (verdict === "ok") missedByScan++;
+    else if (verdict === "lost") lost.push(key);
+    else unverified++;
+  }
+  return { acked: expected.size, lost, missedByScan, unverified };
+}
