@@ -66,6 +66,9 @@ async function request(url: string, init: RequestInit, timeoutMs: number): Promi
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
+/** A client whose node is down (connection refused) asks again after this, not in a tight loop. */
+const REFUSED_PAUSE_MS = 100;
+
 export class RegisterClient {
   /** The history's process number: a new one after each indeterminate outcome. */
   private process: number;
@@ -88,8 +91,11 @@ export class RegisterClient {
     return this.c.url(this.node, `/v1/collections/default/records/${key}`);
   }
 
-  private next(outcome: Outcome): void {
-    if (outcome === "info") this.process += this.processStride;
+  private refused = false;
+
+  private next(a: Answer): void {
+    if (a.outcome === "info") this.process += this.processStride;
+    if (a.reason === "ECONNREFUSED") this.refused = true;
   }
 
   /** A read recorded as linearizable; with the eventual-reads bug it is not asked as one. */
@@ -103,7 +109,7 @@ export class RegisterClient {
       return { value, version: a.status === 200 ? a.body.version! : 0 };
     }
     this.rec.complete(inv, a.outcome, null, a.reason);
-    this.next(a.outcome);
+    this.next(a);
     return null;
   }
 
@@ -111,7 +117,7 @@ export class RegisterClient {
     const inv = this.rec.invoke(this.process, "write", key, value);
     const a = await request(this.recordUrl(key), { method: "PUT", headers: JSON_HEADERS, body: JSON.stringify({ payload: value }) }, this.opts.clientTimeoutMs);
     this.rec.complete(inv, a.outcome, value, a.reason);
-    this.next(a.outcome);
+    this.next(a);
   }
 
   private async cas(key: string, expected: { value: unknown; version: number }, value: string): Promise<void> {
@@ -127,11 +133,13 @@ export class RegisterClient {
     } else {
       this.rec.complete(inv, a.outcome, [expected.value, value], a.reason);
     }
-    this.next(a.outcome);
+    this.next(a);
   }
 
-  async step(): Promise<void> {
+  /** One operation (a compare-and-set: a read, then the write); true when the node refused the connection. */
+  async step(): Promise<boolean> {
     this.n++;
+    this.refused = false;
     const key = this.key();
     const value = `${this.id}.${this.n}`;
     const dice = this.rng.float();
@@ -143,12 +151,13 @@ export class RegisterClient {
       const seen = await this.read(key);
       if (seen !== null) await this.cas(key, seen, value);
     }
+    return this.refused;
   }
 
   async run(stop: () => boolean): Promise<void> {
     while (!stop()) {
-      await this.step();
-      await new Promise((r) => setTimeout(r, this.opts.opIntervalMs));
+      const refused = await this.step();
+      await new Promise((r) => setTimeout(r, refused ? REFUSED_PAUSE_MS : this.opts.opIntervalMs));
     }
   }
 }
@@ -173,7 +182,7 @@ export class DurabilityClient {
       }, this.opts.clientTimeoutMs);
       if (a.outcome === "ok") this.acked.set(key, payload);
       else if (a.outcome === "info") this.indeterminate++;
-      await new Promise((r) => setTimeout(r, this.opts.opIntervalMs));
+      await new Promise((r) => setTimeout(r, a.reason === "ECONNREFUSED" ? REFUSED_PAUSE_MS : this.opts.opIntervalMs));
     }
   }
 }
