@@ -9,6 +9,7 @@ import type { NodeId } from "../raft/index.js";
 import {
   type Consistency,
   ConfChangeRefusedError,
+  InterruptedError,
   LeaderUnreachableError,
   NotHostedError,
   META_GROUP,
@@ -31,8 +32,16 @@ import type { Step } from "../placement/types.js";
 import type { ShardReport } from "./shard-agent.js";
 import type { PlacementAnswer, PlacementRequest } from "./placement-driver.js";
 
-/** Leader changes a request follows before giving up (each hop is one election or hand-over). */
-const ROUTE_ATTEMPTS_MAX = 4;
+/**
+ * Hops a request makes before giving up: each is a leader change followed (an election or hand-over), a
+ * wait for a new leader after the last one showed no sign of life, or a retry of what is safe to repeat.
+ */
+const ROUTE_ATTEMPTS_MAX = 6;
+/**
+ * How long a request waits for a new leader once the last one showed no sign of life, in (shortest)
+ * election timeouts: followers campaign within two of them, and a split vote costs up to two more.
+ */
+const LOST_LEADER_WAIT_ELECTIONS = 4;
 /** Splits a request follows before giving up (each: the shard was split under it). */
 const REROUTE_ATTEMPTS_MAX = 8;
 /** How long a request refused by a split or merging shard waits for the shard map before it asks again. */
@@ -78,6 +87,37 @@ function isRead(op: Op): boolean {
   return op.kind === "read" || op.kind === "scan";
 }
 
+/** Errors that already say a write may have been applied (see api/error-table.ts). */
+const OUTCOME_UNKNOWN = new Set(["QuorumLostError", "InterruptedError", "RequestTimeoutError"]);
+
+/**
+ * Whether the op may be sent again after a node that may have received it stopped answering: reads, and
+ * record writes with an idempotency key (the shard answers a repeat with the first outcome, applying
+ * nothing twice). Anything else may have taken effect: its outcome is unknown to the caller.
+ */
+function repeatable(op: Op): boolean {
+  if (isRead(op)) return true;
+  return op.kind === "propose" && op.cmd.op !== "split" && "idem" in op.cmd && op.cmd.idem !== undefined;
+}
+
+/**
+ * The node a request was routed to shows no sign of life (its connection broke, or it fell silent):
+ * route() decides what the caller sees. `sent`: the request may have reached it.
+ */
+class PeerLostError extends Error {
+  override name = "PeerLostError";
+  constructor(readonly peer: NodeId, readonly sent: boolean, readonly how: "disconnected" | "silent") {
+    super(`node ${peer} ${how === "disconnected" ? "is disconnected" : "fell silent"}`);
+  }
+
+  /** What a caller of a request that may have reached the lost node sees: the outcome is unknown. */
+  unknownOutcome(): Error {
+    return this.how === "disconnected"
+      ? new InterruptedError(`the connection to node ${this.peer} broke after the request was sent to it: it may still be applied`)
+      : new RequestTimeoutError(`node ${this.peer} fell silent after the request was sent to it: it may still be applied`);
+  }
+}
+
 interface RpcRequest { rpc: { id: number; op: Op } }
 interface RpcReply { rpcReply: { id: number; reply: Reply } }
 /** A node's statistics for the placement driver (fire and forget: the next one replaces it). */
@@ -90,8 +130,11 @@ export class Gateway {
     return this.node.id;
   }
   private nextId = 1;
-  /** Forwarded requests awaiting their reply, by id: each settles exactly once (reply, timeout or quorum lost). */
-  private readonly pending = new Map<number, (r: Reply) => void>();
+  /**
+   * Forwarded requests awaiting their reply, by id, with the node they went to: each settles exactly
+   * once (reply, timeout, quorum lost, or that node lost).
+   */
+  private readonly pending = new Map<number, { to: NodeId; settle: (r: Reply | PeerLostError) => void }>();
   private readonly timeoutMs: number;
 
   constructor(node: MultiRaftNode, timeoutMs = 5000) {
@@ -100,6 +143,7 @@ export class Gateway {
     // One gateway per node: a second would silently take over the node's forwarded requests.
     if (node.onNodeMessage !== null) throw new Error(`node ${node.id} has a gateway already`);
     node.onNodeMessage = (from, msg) => this.onMessage(from, msg);
+    node.onPeerLost = (peer, how) => this.peerLost(peer, how);
   }
 
   put(key: string, payload: unknown, opts: WriteOptions = {}): Promise<CommandResult> {
@@ -188,7 +232,10 @@ export class Gateway {
   /**
    * Runs locally if this node leads the shard, else at the leader. A "not leader" answer names the
    * leader to go to, or (mid-election, mid-hand-over) nobody: then the gateway waits to learn a leader
-   * other than the one that refused. Bounded by attempts and by one request timeout overall.
+   * other than the one that refused. A leader that shows no sign of life here (its connection broke, or
+   * it fell silent for an election timeout) is not sent to, and a request it has is not waited for:
+   * the gateway waits for the next leader, which a shard without its leader elects within about an
+   * election timeout. Bounded by attempts and by one request timeout overall.
    */
   private async route(op: Op): Promise<unknown> {
     const deadlineMs = performance.now() + this.timeoutMs;
@@ -196,11 +243,23 @@ export class Gateway {
     let leader = this.node.hosts(op.group) ? this.node.leaderOf(op.group) : this.replicaOf(op.group, 0);
     let refused: NodeId = 0;
     let unreachable: LeaderUnreachableError | null = null;
+    // Once a leader showed no sign of life, the shard elects another within a few election timeouts if
+    // it can (the followers' randomized timeouts, and one split vote): waiting longer would only be
+    // waiting for the request timeout.
+    let lostDeadlineMs = deadlineMs;
+    let lost: PeerLostError | null = null;
+    // No leader known here, and the last one shows no sign of life: this node may be cut off from a
+    // leader the others still follow (no election would then succeed here), so the same bound applies.
+    const last = leader === 0 && this.node.hosts(op.group) ? this.node.lastLeaderOf(op.group) : 0;
+    if (last !== 0 && last !== this.node.id && this.node.peerLost(last)) {
+      lost = new PeerLostError(last, false, "silent");
+      lostDeadlineMs = Math.min(deadlineMs, performance.now() + LOST_LEADER_WAIT_ELECTIONS * this.node.electionTimeoutMs);
+    }
     for (let attempt = 1; ; attempt++) {
       try {
         if (leader === 0) {
           leader = this.node.hosts(op.group)
-            ? await this.node.awaitLeader(op.group, refused, Math.max(1, deadlineMs - performance.now()))
+            ? await this.node.awaitLeader(op.group, refused, Math.max(1, lostDeadlineMs - performance.now()))
             : this.replicaOf(op.group, attempt);
         }
         if (leader === 0) throw new NotLeaderError(op.group, 0);
@@ -208,27 +267,66 @@ export class Gateway {
         // A leader believed in here but cut off with the rest would never answer: refuse before sending.
         const noQuorum = this.node.noQuorum(op.group);
         if (noQuorum !== null) throw noQuorum;
+        // Nothing sent yet: safe to send elsewhere, whatever the op.
+        if (this.node.peerLost(leader)) throw new PeerLostError(leader, false, "silent");
         // A read of a shard this node does not hold is served where it is held (not only at the leader).
         return await this.forward(leader, op);
       } catch (e) {
-        if (e instanceof LeaderUnreachableError) unreachable = e;
-        else if (!(e instanceof NotLeaderError)) throw e;
-        // Waiting for another leader after the last one was unreachable: say so, not "no leader".
-        if (attempt >= ROUTE_ATTEMPTS_MAX || performance.now() >= deadlineMs) throw leader === 0 && unreachable !== null ? unreachable : e;
+        if (e instanceof PeerLostError) {
+          // What may have reached the lost node may still be carried out there: only what is safe to do
+          // twice is sent to the next leader; anything else is answered now, its outcome unknown.
+          if (e.sent && !repeatable(op)) throw e.unknownOutcome();
+          if (e.sent && op.kind === "propose") this.delivered.set(op.cmd, e);
+          if (lost === null) lostDeadlineMs = Math.min(deadlineMs, performance.now() + LOST_LEADER_WAIT_ELECTIONS * this.node.electionTimeoutMs);
+          lost = e;
+        } else if (e instanceof LeaderUnreachableError) {
+          unreachable = e;
+        } else if (!(e instanceof NotLeaderError)) {
+          throw this.outcome(op, e as Error);
+        }
+        if (attempt >= ROUTE_ATTEMPTS_MAX || performance.now() >= lostDeadlineMs) {
+          // Waiting for another leader after the last one was lost or unreachable: say so, not "no leader".
+          const final = e instanceof PeerLostError || (leader === 0 && lost !== null)
+            ? new LeaderUnreachableError(op.group, lost!.peer)
+            : leader === 0 && unreachable !== null ? unreachable : e as Error;
+          throw this.outcome(op, final);
+        }
         if (e instanceof NotLeaderError && e.leader !== 0 && e.leader !== leader) {
           leader = e.leader;
         } else {
-          refused = leader;
+          refused = e instanceof PeerLostError ? e.peer : leader;
           leader = 0;
         }
       }
     }
   }
 
-  /** A node holding a replica of a shard this node does not host, from the metadata's shard map. */
+  /**
+   * Record writes a node that then stopped answering may have received (and may still apply), across
+   * every attempt to route them (a write is routed again when its shard splits under it).
+   */
+  private readonly delivered = new WeakMap<ShardCommand, PeerLostError>();
+
+  /**
+   * The error a request answers with: for a write a lost node may have received, one that says the
+   * outcome is unknown (a later refusal of a repeat says nothing about that first copy), except a moved
+   * shard's, which rerouted() follows with the same command (it carries an idempotency key).
+   */
+  private outcome(op: Op, e: Error): Error {
+    const first = op.kind === "propose" ? this.delivered.get(op.cmd) : undefined;
+    if (first === undefined || OUTCOME_UNKNOWN.has(e.name) || e instanceof WrongShardError) return e;
+    return first.unknownOutcome();
+  }
+
+  /**
+   * A node holding a replica of a shard this node does not host, from the metadata's shard map; one
+   * that shows signs of life, if any does.
+   */
   private replicaOf(group: number, attempt: number): NodeId {
     const replicas = this.node.metaState().shards.get(group)?.replicas.filter((r) => r.node !== this.node.id) ?? [];
-    return replicas.length === 0 ? 0 : replicas[attempt % replicas.length]!.node;
+    const alive = replicas.filter((r) => !this.node.peerLost(r.node));
+    const pool = alive.length > 0 ? alive : replicas;
+    return pool.length === 0 ? 0 : pool[attempt % pool.length]!.node;
   }
 
   /** Carries out an operator step on the shard's leader (set by the ShardAgent). */
@@ -305,12 +403,13 @@ export class Gateway {
    * Sends the request to `to` and waits for its answer, at most the request timeout; when this node
    * hosts the shard and finds it cannot reach the shard's quorum meanwhile, the answer may never come
    * (the leader is likely gone with the rest): the request fails then, its outcome unknown unless it
-   * was a read.
+   * was a read. When `to` shows no sign of life meanwhile (see peerLost), it fails at once with
+   * PeerLostError, for route() to decide.
    */
   private forward(to: NodeId, op: Op): Promise<unknown> {
     const id = this.nextId++;
-    return new Promise<Reply>((resolve) => {
-      const settle = (reply: Reply) => {
+    return new Promise<Reply | PeerLostError>((resolve) => {
+      const settle = (reply: Reply | PeerLostError) => {
         clearTimeout(timer);
         unwatch();
         this.pending.delete(id);
@@ -322,14 +421,24 @@ export class Gateway {
       const unwatch = this.node.watchQuorum(op.group, (reach) => {
         settle({ ok: false, error: replyError(isRead(op) ? new NoQuorumError(op.group, reach) : new QuorumLostError(op.group, reach)) });
       });
-      this.pending.set(id, settle);
+      this.pending.set(id, { to, settle });
       if (!this.node.sendNodeMessage(to, { rpc: { id, op } } satisfies RpcRequest)) {
         settle({ ok: false, error: { name: "LeaderUnreachableError", message: "", leader: to } });
       }
     }).then((reply) => {
+      if (reply instanceof PeerLostError) throw reply;
       if (reply.ok) return reply.value;
       throw revive(reply.error, op.group);
     });
+  }
+
+  /**
+   * `peer` shows no sign of life (the node calls this when its connection breaks, and each tick while it
+   * is silent): requests forwarded to it would wait out the request timeout for nothing. Walks the
+   * requests in flight, which only happens while a peer is lost.
+   */
+  private peerLost(peer: NodeId, how: "disconnected" | "silent"): void {
+    for (const p of this.pending.values()) if (p.to === peer) p.settle(new PeerLostError(peer, true, how));
   }
 
   private onMessage(from: NodeId, msg: unknown): void {
@@ -339,8 +448,8 @@ export class Gateway {
       return;
     }
     if (m.rpcReply !== undefined) {
-      // Undefined once settled already (timed out, or the quorum was lost).
-      this.pending.get(m.rpcReply.id)?.(m.rpcReply.reply);
+      // Undefined once settled already (timed out, the quorum was lost, or the peer was).
+      this.pending.get(m.rpcReply.id)?.settle(m.rpcReply.reply);
       return;
     }
     if (m.rpc === undefined) return;

@@ -92,6 +92,8 @@ type Input =
   | ProposeInput
   | { kind: "read"; group: number; ctx: string }
   | { kind: "unreachable"; peer: NodeId }
+  /** The transport to the peer broke: shards it leads stop trusting it (see leaderGone). */
+  | { kind: "peerLost"; peer: NodeId }
   | { kind: "transfer"; group: number; to: NodeId }
   | { kind: "conf"; group: number; seq: number; changes: ConfChangeSingle[] }
   /** The shard's leader `from` quiesced the group in `term`. */
@@ -165,6 +167,8 @@ export class MultiRaftNode {
   private queuedRequests = 0;
   private nodeFlushScheduled = false;
   private ticksSinceKeepalive = 0;
+  /** The last leader each hosted shard had here, kept through elections (when Raft knows none). */
+  private readonly lastLeaders = new Map<number, NodeId>();
   /** The peers' liveness as the frames this node receives show it. */
   private readonly peers = new PeerLiveness(performance.now());
   /** When the tick timer last fired: a longer gap than expected means the loop stalled (see noteStall). */
@@ -180,6 +184,11 @@ export class MultiRaftNode {
   onShardChanged: ((group: number) => void) | null = null;
   /** Observers for metrics (set by whoever exports them). */
   onWalSync: ((seconds: number) => void) | null = null;
+  /**
+   * Told when a peer shows no sign of life (see peerLost): at once when the transport to it breaks, and
+   * each tick while it stays silent. Set by the gateway, to stop waiting for answers from it.
+   */
+  onPeerLost: ((peer: NodeId, how: "disconnected" | "silent") => void) | null = null;
   /** Receives node-level messages (group 0); set by the gateway. */
   onNodeMessage: ((from: NodeId, msg: unknown) => void) | null = null;
   /** Set when a turn failed: the node stops rather than continue with state it cannot trust. */
@@ -202,7 +211,9 @@ export class MultiRaftNode {
   /** Recovers (or bootstraps) the node's groups from its data directory. Call start() next. */
   static async open(config: NodeConfig): Promise<MultiRaftNode> {
     const cfg = {
-      tickMs: 50, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, requestTimeoutMs: 5000,
+      // 30 ms ticks: heartbeats and keepalives every 60 ms, election timeouts of 300-600 ms, so a shard
+      // whose leader is cut off elects another in about half a second (bench/unavailability.ts).
+      tickMs: 30, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, requestTimeoutMs: 5000,
       maxQueuedRequests: 100_000, quiesceAfterTicks: 2 * (config.electionTicks ?? 10), ...config,
     };
     const { wal, groups: recovered } = await Wal.open({ dir: `${cfg.dataDir}/wal`, ...(cfg.logger ? { logger: cfg.logger } : {}) });
@@ -213,6 +224,7 @@ export class MultiRaftNode {
       listen: cfg.listen,
       onReceive: (from, _plane, envs) => node?.receive(from, envs),
       onUnreachable: (peer) => node?.enqueue({ kind: "unreachable", peer }),
+      onDisconnect: (peer) => node?.peerDisconnected(peer),
       ...(cfg.testFaults ? { testFaults: true } : {}),
       ...(cfg.logger ? { logger: cfg.logger } : {}),
     });
@@ -577,6 +589,14 @@ export class MultiRaftNode {
     return ok;
   }
 
+  /**
+   * The shard's last leader known here, also while an election is under way (0 if none yet): a gateway
+   * with no leader to go to judges from it whether one is coming (see Gateway.route).
+   */
+  lastLeaderOf(group: number): NodeId {
+    return this.groups.has(group) ? this.lastLeaders.get(group) ?? 0 : 0;
+  }
+
   /** The shard's leader as this node knows it (0 when unknown). */
   leaderOf(group: number): NodeId {
     return this.groups.get(group)?.raft.raft.lead ?? 0;
@@ -671,6 +691,7 @@ export class MultiRaftNode {
     for (const id of drop) {
       const g = this.groups.get(id)!;
       this.groups.delete(id);
+      this.lastLeaders.delete(id);
       const gone = new NotHostedError(id);
       this.failWaiters(g, new InterruptedError(`the replica of shard ${id} on node ${this.id} was dropped before the write was applied here; it may still be applied`), gone);
       for (const w of g.transferWaiters) this.settle(w, "aborted");
@@ -832,6 +853,7 @@ export class MultiRaftNode {
       if (rd.softState?.role === Role.Leader) this.counters.leadershipsWon++;
       if (rd.softState?.role === Role.Candidate) this.counters.electionsStarted++;
     }
+    for (const [g, rd] of readies) if (rd.softState !== null && rd.softState.lead !== 0) this.lastLeaders.set(g.id, rd.softState.lead);
     this.retryReadsOnLeaderChange(readies);
     this.answerLeaderWaiters(readies);
     for (const [g, rd] of readies) for (const t of rd.leaderTransfers) this.settleTransfers(g, t.transferee, t.outcome);
@@ -854,7 +876,7 @@ export class MultiRaftNode {
     const proposalsByGroup = new Map<Group, ProposeInput[]>();
     for (const input of inputs) {
       if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
-      const g = input.kind === "unreachable" ? undefined : this.groups.get(input.group);
+      const g = input.kind === "unreachable" || input.kind === "peerLost" ? undefined : this.groups.get(input.group);
       // Traffic wakes a quiescent group: requests always, messages unless they change nothing.
       if (g?.quiescence.quiesced && input.kind !== "quiesce" && (input.kind !== "message" || wakes(g.raft.raft.role, input.msg))) {
         this.wake(g, false);
@@ -890,6 +912,9 @@ export class MultiRaftNode {
           break;
         case "unreachable":
           for (const grp of this.groups.values()) grp.raft.reportUnreachable(input.peer);
+          break;
+        case "peerLost":
+          this.leaderGone(input.peer);
           break;
       }
     }
@@ -942,6 +967,48 @@ export class MultiRaftNode {
       }
     }
     if (ticks > 0) this.failWithoutQuorum();
+    if (ticks > 0) this.reportLostPeers();
+  }
+
+  /**
+   * The transport to `peer` broke and nothing was heard from it since: the groups that follow it as
+   * their leader end its lease now (Raft.resumeTicking), so they grant pre-votes and campaign at their
+   * randomized timeout instead of first sitting out a whole election timeout of silence. Safe: only the
+   * timing of an election changes (reads never rely on leases here: ReadIndex), and a leader that is in
+   * fact alive keeps its followers, whose next heartbeat from it resets their timers as usual.
+   */
+  private leaderGone(peer: NodeId): void {
+    if (!this.peerLost(peer)) return;
+    for (const g of this.groups.values()) {
+      const r = g.raft.raft;
+      if (r.role === Role.Leader || r.lead !== peer) continue;
+      if (g.quiescence.quiesced) this.wake(g, true);
+      else g.raft.resumeTicking(true);
+    }
+  }
+
+  /** A connection to or from `peer` closed, or one could not be made (transport callback). */
+  private peerDisconnected(peer: NodeId): void {
+    if (this.stopped) return;
+    this.peers.disconnected(peer, performance.now());
+    this.enqueue({ kind: "peerLost", peer });
+    this.onPeerLost?.(peer, "disconnected");
+  }
+
+  /**
+   * Whether `peer` shows no sign of life here: the transport to it broke after its last frame, or it
+   * was silent for an election timeout (every node sends every peer a keepalive each heartbeat interval).
+   */
+  peerLost(peer: NodeId): boolean {
+    const nowMs = performance.now();
+    this.noteStall(nowMs);
+    return this.peers.lost(peer, nowMs, this.electionTimeoutMs);
+  }
+
+  /** Once a tick: tells the gateway of every peer lost (a request forwarded to one waits for nothing). */
+  private reportLostPeers(): void {
+    if (this.onPeerLost === null) return;
+    for (const peer of this.knownPeers()) if (this.peerLost(peer)) this.onPeerLost(peer, "silent");
   }
 
   /**
@@ -980,7 +1047,8 @@ export class MultiRaftNode {
     g.leaderWaiters = [];
   }
 
-  private get electionTimeoutMs(): number {
+  /** The shortest election timeout (a follower's randomized one is up to twice this). */
+  get electionTimeoutMs(): number {
     return this.cfg.tickMs * this.cfg.electionTicks;
   }
 

@@ -8,6 +8,10 @@
  * Liveness over a short window (live) also discounts the time this node could not listen: before it
  * started, and while its event loop stalled (see deafUntil). A node that just started, or just caught up,
  * has heard nothing yet, which says nothing about its peers.
+ *
+ * A broken transport is a faster sign than silence: a process killed (even by SIGKILL) has its
+ * connections closed by the kernel at once, and a refused connection means nothing listens there. Such a
+ * peer is lost (see lost) until a frame from it is heard again, without waiting out a silence.
  */
 import { PhiAccrualDetector } from "../placement/failure-detector.js";
 import type { Health, NodeId } from "../placement/types.js";
@@ -19,6 +23,8 @@ export class PeerLiveness {
   private readonly detectors = new Map<NodeId, PhiAccrualDetector>();
   private readonly heardAtMs = new Map<NodeId, number>();
   private readonly knownAtMs = new Map<NodeId, number>();
+  /** When the transport to each peer last broke (a connection closed, or one could not be made). */
+  private readonly brokenAtMs = new Map<NodeId, number>();
 
   /** Frames could reach this node only from then on (see deafUntil). */
   private listeningSinceMs: number;
@@ -43,6 +49,24 @@ export class PeerLiveness {
     let detector = this.detectors.get(peer);
     if (detector === undefined) this.detectors.set(peer, (detector = new PhiAccrualDetector()));
     detector.heartbeat(nowMs);
+  }
+
+  /** A connection to or from the peer closed, or connecting to it failed. */
+  disconnected(peer: NodeId, nowMs: number): void {
+    if (!this.brokenAtMs.has(peer) && this.brokenAtMs.size >= MAX_TRACKED_PEERS) return;
+    this.brokenAtMs.set(peer, nowMs);
+  }
+
+  /**
+   * No sign of life from the peer: its transport broke after the last frame heard from it (a frame heard
+   * since clears this), or it was silent for `withinMs` of listening (see live).
+   */
+  lost(peer: NodeId, nowMs: number, withinMs: number): boolean {
+    const brokenAtMs = this.brokenAtMs.get(peer);
+    // At the same millisecond, the close is taken to come after the frame: a socket's last data is read
+    // before its close event.
+    if (brokenAtMs !== undefined && brokenAtMs >= (this.heardAtMs.get(peer) ?? -Infinity)) return true;
+    return !this.live(peer, nowMs, withinMs);
   }
 
   /** The peer appeared in the cluster map. */

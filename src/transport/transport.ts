@@ -46,6 +46,11 @@ export interface TransportOptions {
   onReceive: (from: number, plane: Plane, envelopes: Envelope[]) => void;
   /** Frames that could not be queued or sent (the peer is unreachable for now). */
   onUnreachable?: (peer: number, plane: Plane) => void;
+  /**
+   * A connection to or from the peer closed, or one to it could not be made (not called once stopped).
+   * A killed process's connections are closed by its kernel at once: the fastest sign that it is gone.
+   */
+  onDisconnect?: (peer: number) => void;
   /** Bound on queued bytes per connection. */
   queueBytes?: Partial<Record<Plane, number>>;
   breaker?: BreakerOptions;
@@ -281,6 +286,7 @@ export class Transport {
       link.writable = false;
       if (this.stopped) return;
       if (!connected) breaker.onFailure(this.now());
+      this.opts.onDisconnect?.(link.peer);
       if (link.queue.length > 0) this.scheduleReconnect(link, breaker);
     });
   }
@@ -347,6 +353,7 @@ export class Transport {
           }
           from = hello.from;
           plane = hello.plane;
+          this.peerConnected(from);
           continue;
         }
         if (!Array.isArray(frame.envs)) {
@@ -358,7 +365,28 @@ export class Transport {
       }
     });
     socket.on("error", () => undefined);
-    socket.on("close", () => this.inbound.delete(socket));
+    socket.on("close", () => {
+      this.inbound.delete(socket);
+      if (plane !== null && !this.stopped) this.opts.onDisconnect?.(from);
+    });
+  }
+
+  /**
+   * A peer connected to this node, so it is up (e.g. restarted): its breaker closes, and links waiting
+   * out a reconnect backoff connect now. Otherwise a peer back from a crash would hear nothing from this
+   * node until the backoff or the breaker's cooldown (up to 5 s) ran out, and would find no quorum.
+   */
+  private peerConnected(peer: number): void {
+    const breaker = this.breakers.get(peer);
+    if (breaker === undefined || this.stopped) return;
+    breaker.onSuccess();
+    for (const plane of PLANES) {
+      const link = this.links.get(linkKey(peer, plane));
+      if (link === undefined || link.reconnectTimer === null) continue;
+      clearTimeout(link.reconnectTimer);
+      link.reconnectTimer = null;
+      this.connect(link);
+    }
   }
 
   /** Test and chaos hooks; refused unless the transport was created in test mode. */
