@@ -59,7 +59,7 @@ export const ERRORS = {
   not_caught_up: refused(409, "the learner has not caught up with the metadata leader yet"),
   not_promotable: refused(409, "analytics and standby nodes are never promoted"),
   not_a_learner: refused(409, "the node is not a metadata learner"),
-  shard_busy: refused(409, "the shard has an operator running: wait for it or cancel it"),
+  shard_busy: refused(409, "the shard has an operator running (error.operator names it): ask with waitMs / --wait, or cancel it"),
   replica_exists: refused(409, "the target node already holds a replica of the shard"),
   node_not_placeable: refused(409, "the target node is not ready and healthy, or is draining"),
   not_a_voter: refused(409, "the node is not a voter of the shard"),
@@ -85,7 +85,7 @@ export const ERRORS = {
   shard_split: busy("the record's shard was split or merged under the request and the new shard was not known in time: nothing was done; ask again"),
   overloaded: busy("the node has too many requests waiting"),
   shutting_down: busy("the node is shutting down: nothing was done; ask another node"),
-  not_ready: busy("the node is not ready (a shard or the metadata group has no leader)"),
+  not_ready: busy("the node is not ready (it does not know the shard map yet, or a shard or the metadata group has no leader)"),
   join_failed: busy("the join could not be completed; it was rolled back"),
   failed: { status: 503, retryable: false, applied: "no", meaning: "the node has failed (health check): restart it" },
   // Outcome unknown: the write may have been applied. All 504: a 503 always means "not applied". A write
