@@ -27,15 +27,16 @@ function assertSafe(r: RunResult): void {
   assert.equal(r.verdict, "linearizable", explain(r));
   assert.deepEqual(r.lost, [], explain(r));
   assert.deepEqual(r.crashed, [], explain(r));
-  assert.ok(r.acked > 50, `only ${r.acked} writes acknowledged\n${explain(r)}`);
-  assert.ok(r.ops.ok > 200, `only ${r.ops.ok} operations succeeded\n${explain(r)}`);
+  assert.ok(r.recovered, explain(r));
+  assert.ok(r.acked > 30, `only ${r.acked} writes acknowledged\n${explain(r)}`);
+  assert.ok(r.ops.ok > 100, `only ${r.ops.ok} operations succeeded\n${explain(r)}`);
 }
 
 test("kill -9, SIGSTOP and partitions: the history is linearizable and no acknowledged write is lost", async () => {
   const r = await runChaos(options(11, { nemesis: ["kill", "pause", "partition"] }));
   assertSafe(r);
   const applied = Object.values(r.faults.applied).reduce((a, b) => a + b, 0);
-  assert.ok(applied >= 3, `only ${applied} faults injected\n${explain(r)}`);
+  assert.ok(applied >= 2, `only ${applied} faults injected\n${explain(r)}`);
 });
 
 test("splits, merges and leader transfers under the clients: the history is linearizable and no acknowledged write is lost", async () => {
@@ -59,4 +60,10 @@ test("the checker flags a run whose clients read eventually but record lineariza
   assert.equal(flagged.verdict, "not-linearizable", tries.map(explain).join("\n\n"));
   assert.ok(flagged.historyFile !== null, "the failing run's history is written to a file");
   assert.ok(flagged.failure.length > 0, "the failure names the key and the operations");
+});
+
+test("the checker flags a run whose compare-and-sets are sent without their version but recorded as compare-and-sets", async () => {
+  // No faults needed: six clients on three keys overwrite each other between a read and its write.
+  const r = await runChaos(options(31, { nemesis: [], bug: "blind-cas", timeMs: 5_000, outDir: tempDir("shoal-chaos-bug-") }));
+  assert.equal(r.verdict, "not-linearizable", explain(r));
 });

@@ -4,7 +4,7 @@
  * cli/testing.ts, which registers node:test hooks at import and so cannot be loaded by a plain command.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { closeSync, copyFileSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,6 +40,9 @@ export class ProcCluster {
   readonly peer = new Map<number, number>();
   private readonly procs = new Map<number, ChildProcess>();
   readonly state = new Map<number, NodeState>();
+  /** Exits no one here asked for (a node that crashed): a run with one reports it. */
+  readonly crashes: string[] = [];
+  private readonly killing = new Set<number>();
   private readonly logFds: number[] = [];
 
   private constructor(readonly dir: string, size: number, readonly shards: number) {
@@ -76,6 +79,9 @@ export class ProcCluster {
     const child = spawn(process.execPath, [SHOAL_BIN, "start", "--id", String(id), "--data-dir", join(this.dir, `n${id}`),
       "--http", `127.0.0.1:${this.http.get(id)}`, "--listen", `127.0.0.1:${this.peer.get(id)}`, "--peers", peers, "--shards", String(this.shards)],
     { stdio: ["ignore", fd, fd], env: { ...process.env, SHOAL_TEST_MODE: "1" } });
+    child.once("exit", (code, signal) => {
+      if (!this.killing.has(id)) this.crashes.push(`node ${id} exited by itself (code ${code}, signal ${signal}); its log is kept with a failing run`);
+    });
     this.procs.set(id, child);
     this.state.set(id, "up");
   }
@@ -99,9 +105,11 @@ export class ProcCluster {
     const p = this.procs.get(id);
     if (p === undefined) return;
     const exited = p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise((r) => p.once("exit", r));
+    this.killing.add(id);
     // A stopped process dies on SIGKILL as well.
     p.kill("SIGKILL");
     await exited;
+    this.killing.delete(id);
     this.procs.delete(id);
     this.state.set(id, "killed");
   }
@@ -121,9 +129,13 @@ export class ProcCluster {
     this.state.set(id, "up");
   }
 
-  /** Whether a node's process died without being killed here (a crash: the run reports it). */
-  crashed(): number[] {
-    return [...this.procs].filter(([, p]) => p.exitCode !== null || p.signalCode !== null).map(([id]) => id);
+  /** Nodes whose process is gone without being killed here: restarted (the crash stays in `crashes`). */
+  restartCrashed(): void {
+    for (const [id, p] of [...this.procs]) {
+      if (p.exitCode === null && p.signalCode === null) continue;
+      this.procs.delete(id);
+      this.spawnNode(id);
+    }
   }
 
   /** Cuts (or with null heals) the transport links of `id` to `cut`; outbound only, so callers set both ends. */
@@ -155,8 +167,19 @@ export class ProcCluster {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** Synchronous last resort (process exit, signals): no process of a run outlives the runner. */
-  killAllSync(): void {
+  /** Copies the nodes' logs out of the run's directory (before it is removed): `<prefix>.n<id>.log`. */
+  saveLogs(prefix: string): string[] {
+    return this.ids.map((id) => {
+      const to = `${prefix}.n${id}.log`;
+      copyFileSync(join(this.dir, `n${id}.log`), to);
+      return to;
+    });
+  }
+
+  /** Synchronous last resort (the runner exiting, Ctrl-C): no process or directory of a run outlives the runner. */
+  abandonSync(): void {
+    for (const id of this.procs.keys()) this.killing.add(id);
     for (const p of this.procs.values()) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }

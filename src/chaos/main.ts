@@ -13,8 +13,8 @@ import { parseArgs } from "node:util";
 import { NEMESIS_KINDS, type NemesisKind, netnsUnavailable } from "./nemesis.js";
 import { DEFAULT_RUN, type RunResult, runChaos } from "./run.js";
 import { formatSummary } from "./summary.js";
+import { CLIENT_BUGS, type ClientBug } from "./workload.js";
 
-const BUGS = ["none", "eventual-reads"] as const;
 
 function usage(message: string): never {
   console.error(`chaos: ${message}`);
@@ -48,7 +48,7 @@ async function main(): Promise<number> {
   if (!Number.isInteger(seed) || seed < 0) usage(`--seed must be a non-negative integer, got ${JSON.stringify(values.seed)}`);
   const nemesis = values.nemesis === "" || values.nemesis === "none" ? [] : values.nemesis.split(",").map((s) => s.trim());
   for (const k of nemesis) if (!(NEMESIS_KINDS as readonly string[]).includes(k)) usage(`unknown nemesis ${JSON.stringify(k)} (known: ${NEMESIS_KINDS.join(", ")})`);
-  if (!(BUGS as readonly string[]).includes(values.bug)) usage(`unknown --bug ${JSON.stringify(values.bug)} (known: ${BUGS.join(", ")})`);
+  if (!(CLIENT_BUGS as readonly string[]).includes(values.bug)) usage(`unknown --bug ${JSON.stringify(values.bug)} (known: ${CLIENT_BUGS.join(", ")})`);
   const checkTimeoutMs = positive("check-timeout", values["check-timeout"]) * 1000;
 
   if (nemesis.includes("netns")) {
@@ -63,7 +63,7 @@ async function main(): Promise<number> {
   for (let k = 0; k < runs; k++) {
     const runSeed = seed + k;
     const r = await runChaos({
-      ...DEFAULT_RUN, seed: runSeed, timeMs, nemesis: nemesis as NemesisKind[], bug: values.bug as (typeof BUGS)[number], checkTimeoutMs,
+      ...DEFAULT_RUN, seed: runSeed, timeMs, nemesis: nemesis as NemesisKind[], bug: values.bug as ClientBug, checkTimeoutMs,
       outDir: values["out-dir"],
     });
     results.push(r);
@@ -74,14 +74,17 @@ async function main(): Promise<number> {
       console.log(`  outcomes other than ok: ${[...r.reasons].sort((a, b) => b[1] - a[1]).map(([why, n]) => `${why} x${n}`).join(", ") || "none"}`);
     }
     for (const line of r.failure) console.log(`  ${line}`);
-    if (r.crashed.length > 0) console.log(`  node(s) ${r.crashed.join(",")} exited on their own (see their logs)`);
+    for (const line of r.crashed) console.log(`  ${line}`);
     if (r.historyFile !== null) console.log(`  history written to ${r.historyFile} (shoal check-history ${r.historyFile} --model kv)`);
   }
   console.log(formatSummary(results));
-  const violation = results.some((r) => r.verdict === "not-linearizable" || r.lost.length > 0 || r.crashed.length > 0);
+  const violation = results.some((r) => r.verdict === "not-linearizable" || r.lost.length > 0 || r.crashed.length > 0 || !r.recovered);
   if (violation) return 1;
   return results.some((r) => r.verdict === "unknown" || r.unverified > 0) ? 3 : 0;
 }
+
+// Ctrl-C or a kill of the runner: exit through process.exit, so each run's exit hook kills its nodes.
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
 
 main().then((code) => process.exit(code), (e: unknown) => {
   console.error(`chaos: ${(e as Error).stack ?? String(e)}`);

@@ -213,6 +213,7 @@ export class Nemesis {
 
   /** Ends every fault still in force: paused nodes continue, killed ones restart, links heal. */
   async healAll(): Promise<void> {
+    this.c.restartCrashed();
     for (const id of this.c.ids) {
       if (this.c.state.get(id) === "paused") this.c.resume(id);
       if (this.c.state.get(id) === "killed") this.c.restart(id);

@@ -47,6 +47,8 @@ export const DEFAULT_RUN: Omit<RunOptions, "seed" | "outDir"> = {
 
 export interface RunResult {
   seed: number;
+  /** Whether every node was ready again within RECOVERY_TIMEOUT_MS of healing every fault. */
+  recovered: boolean;
   faults: FaultCounts;
   ops: { ok: number; fail: number; info: number };
   verdict: CheckResult["verdict"];
@@ -56,8 +58,8 @@ export interface RunResult {
   lost: string[];
   unverified: number;
   missedByScan: number;
-  /** Node processes that died without the nemesis killing them. */
-  crashed: number[];
+  /** Node processes that exited without the nemesis killing them. */
+  crashed: string[];
   historyFile: string | null;
   /** Why operations failed or ended unknown, with counts. */
   reasons: Map<string, number>;
@@ -67,12 +69,13 @@ export interface RunResult {
 }
 
 const SIZE = 3;
+const RECOVERY_TIMEOUT_MS = 60_000;
 const SHARDS = 2;
 
 export async function runChaos(o: RunOptions): Promise<RunResult> {
   const wallStart = Date.now();
   const c = await ProcCluster.start(SIZE, SHARDS);
-  const onExit = () => c.killAllSync();
+  const onExit = () => c.abandonSync();
   process.once("exit", onExit);
   try {
     // Only the nemesis changes the shard map: the placement driver's own splits and merges would make
@@ -101,8 +104,9 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
       nemesis.run(stop),
     ]);
     await nemesis.healAll();
-    await c.waitReady(c.ids, 60_000);
-    const crashed = c.crashed();
+    // A cluster that does not come back once every fault is healed fails the run, but its history is still checked.
+    const unrecovered = await c.waitReady(c.ids, RECOVERY_TIMEOUT_MS).then(() => null, (e: Error) => e.message);
+    const crashed = [...c.crashes];
 
     const durability = await verifyDurability(c, 1, durables, 60_000);
     const history = rec.history();
@@ -116,16 +120,20 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
       failure.push("and none of these can come next:");
       for (const op of check.failure.stuck.slice(0, 6)) failure.push(`  ${describeOperation(op)}`);
     }
-    const bad = check.verdict !== "linearizable" || durability.lost.length > 0 || crashed.length > 0;
+    if (unrecovered !== null) failure.push(`after healing: ${unrecovered}`);
+    const bad = check.verdict !== "linearizable" || durability.lost.length > 0 || crashed.length > 0 || unrecovered !== null;
     let historyFile: string | null = null;
     if (bad) {
       mkdirSync(o.outDir, { recursive: true });
-      historyFile = join(o.outDir, `chaos-seed${o.seed}-${Date.now()}.jsonl`);
+      const prefix = join(o.outDir, `chaos-seed${o.seed}-${Date.now()}`);
+      historyFile = `${prefix}.jsonl`;
       rec.writeJsonLines(historyFile);
-      writeFileSync(historyFile.replace(/\.jsonl$/, ".faults.txt"), [...nemesis.timeline, ...failure, ...durability.lost.map((k) => `lost: ${k}`)].join("\n") + "\n");
+      // What the faults were and what went wrong, next to the history; the nodes' logs as well.
+      writeFileSync(`${prefix}.faults.txt`, [...nemesis.timeline, ...failure, ...durability.lost.map((k) => `lost: ${k}`), ...crashed].join("\n") + "\n");
+      c.saveLogs(prefix);
     }
     return {
-      seed: o.seed, faults: nemesis.counts, ops: { ...rec.counts }, verdict: check.verdict, failure,
+      seed: o.seed, recovered: unrecovered === null, faults: nemesis.counts, ops: { ...rec.counts }, verdict: check.verdict, failure,
       acked: durability.acked, lost: durability.lost, unverified: durability.unverified, missedByScan: durability.missedByScan,
       crashed, historyFile, reasons: rec.reasons, timeline: nemesis.timeline, wallMs: Date.now() - wallStart,
     };

@@ -20,8 +20,13 @@ import { Rng } from "../sim/rng.js";
 import type { ProcCluster } from "./cluster.js";
 import type { HistoryRecorder, Outcome } from "./history.js";
 
-/** Deliberate bugs of the clients, to show the checker flags them. */
-export type ClientBug = "none" | "eventual-reads";
+/**
+ * Deliberate bugs of the clients, to show the checker flags them: `eventual-reads` reads a node's own
+ * replica (`consistency=eventual`) but records a linearizable read; `blind-cas` sends a compare-and-set
+ * without its `ifVersion` (a plain write) but records it as one.
+ */
+export const CLIENT_BUGS = ["none", "eventual-reads", "blind-cas"] as const;
+export type ClientBug = (typeof CLIENT_BUGS)[number];
 
 export interface WorkloadOptions {
   clientTimeoutMs: number;
@@ -122,9 +127,8 @@ export class RegisterClient {
 
   private async cas(key: string, expected: { value: unknown; version: number }, value: string): Promise<void> {
     const inv = this.rec.invoke(this.process, "cas", key, [expected.value, value]);
-    const a = await request(this.recordUrl(key), {
-      method: "PUT", headers: JSON_HEADERS, body: JSON.stringify({ payload: value, ifVersion: expected.version }),
-    }, this.opts.clientTimeoutMs);
+    const body = this.opts.bug === "blind-cas" ? { payload: value } : { payload: value, ifVersion: expected.version };
+    const a = await request(this.recordUrl(key), { method: "PUT", headers: JSON_HEADERS, body: JSON.stringify(body) }, this.opts.clientTimeoutMs);
     if (a.status === 409 && a.body.error?.code === "version_mismatch") {
       // Compared and found another version: the checker's failed compare-and-set.
       this.rec.complete(inv, "fail", [expected.value, value], a.reason);
