@@ -25,6 +25,7 @@ function explain(r: RunResult): string {
 
 function assertSafe(r: RunResult): void {
   assert.equal(r.verdict, "linearizable", explain(r));
+  assert.equal(r.versionRegressions, 0, explain(r));
   assert.deepEqual(r.lost, [], explain(r));
   assert.deepEqual(r.crashed, [], explain(r));
   assert.ok(r.recovered, explain(r));

@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from "node:fs";
 import type { EventType, Fn, HistoryEvent } from "../check/index.js";
+import type { VersionObservation } from "./versions.js";
 
 export type Outcome = "ok" | "fail" | "info";
 
@@ -15,6 +16,8 @@ export class HistoryRecorder {
   readonly counts = { ok: 0, fail: 0, info: 0 };
   /** Why operations failed or ended unknown: error code, or the client-side cause, with counts. */
   readonly reasons = new Map<string, number>();
+  /** Versions seen by successful operations, for the "versions only grow" check. */
+  readonly versions: VersionObservation[] = [];
 
   constructor(private readonly t0: number) {}
 
@@ -26,6 +29,12 @@ export class HistoryRecorder {
     const ev: HistoryEvent = { process, type: "invoke", f, key, value, time: this.now() };
     this.events.push(ev);
     return ev;
+  }
+
+  /** Also notes the version an ok operation saw or answered. */
+  completeWithVersion(inv: HistoryEvent, value: unknown, version: number): void {
+    this.complete(inv, "ok", value);
+    this.versions.push({ key: inv.key!, version, write: inv.f !== "read", call: inv.time, ret: this.events.at(-1)!.time });
   }
 
   complete(inv: HistoryEvent, type: EventType, value: unknown, reason?: string): void {

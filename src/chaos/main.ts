@@ -68,7 +68,7 @@ async function main(): Promise<number> {
     });
     results.push(r);
     const ops = r.ops.ok + r.ops.fail + r.ops.info;
-    console.log(`run ${k + 1} (seed ${runSeed}): ${r.verdict}, ${ops} ops, ${r.acked} acknowledged writes, ${r.lost.length} lost, ${(r.wallMs / 1000).toFixed(1)} s`);
+    console.log(`run ${k + 1} (seed ${runSeed}): ${r.verdict}, ${r.versionRegressions} version regressions, ${ops} ops, ${r.acked} acknowledged writes, ${r.lost.length} lost, ${(r.wallMs / 1000).toFixed(1)} s`);
     if (values.verbose) {
       for (const line of r.timeline) console.log(`  ${line}`);
       console.log(`  outcomes other than ok: ${[...r.reasons].sort((a, b) => b[1] - a[1]).map(([why, n]) => `${why} x${n}`).join(", ") || "none"}`);
@@ -78,7 +78,7 @@ async function main(): Promise<number> {
     if (r.historyFile !== null) console.log(`  history written to ${r.historyFile} (shoal check-history ${r.historyFile} --model kv)`);
   }
   console.log(formatSummary(results));
-  const violation = results.some((r) => r.verdict === "not-linearizable" || r.lost.length > 0 || r.crashed.length > 0 || !r.recovered);
+  const violation = results.some((r) => r.verdict === "not-linearizable" || r.lost.length > 0 || r.crashed.length > 0 || !r.recovered || r.versionRegressions > 0);
   if (violation) return 1;
   return results.some((r) => r.verdict === "unknown" || r.unverified > 0) ? 3 : 0;
 }

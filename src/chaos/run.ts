@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { type CheckResult, checkOperations, describeOperation, kvModel, operationsFromEvents } from "../check/index.js";
 import { ProcCluster } from "./cluster.js";
 import { HistoryRecorder } from "./history.js";
+import { versionRegressions } from "./versions.js";
 import { type FaultCounts, Nemesis, type NemesisKind } from "./nemesis.js";
 import { type ClientBug, DurabilityClient, RegisterClient, type WorkloadOptions, verifyDurability } from "./workload.js";
 
@@ -47,6 +48,8 @@ export const DEFAULT_RUN: Omit<RunOptions, "seed" | "outDir"> = {
 
 export interface RunResult {
   seed: number;
+  /** Operations that saw (or answered) a lower version of a record than one ended before they began. */
+  versionRegressions: number;
   /** Whether every node was ready again within RECOVERY_TIMEOUT_MS of healing every fault. */
   recovered: boolean;
   faults: FaultCounts;
@@ -121,7 +124,9 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
       for (const op of check.failure.stuck.slice(0, 6)) failure.push(`  ${describeOperation(op)}`);
     }
     if (unrecovered !== null) failure.push(`after healing: ${unrecovered}`);
-    const bad = check.verdict !== "linearizable" || durability.lost.length > 0 || crashed.length > 0 || unrecovered !== null;
+    const versions = versionRegressions(rec.versions);
+    for (const line of versions.examples) failure.push(`version regression: ${line}`);
+    const bad = versions.count > 0 || check.verdict !== "linearizable" || durability.lost.length > 0 || crashed.length > 0 || unrecovered !== null;
     let historyFile: string | null = null;
     if (bad) {
       mkdirSync(o.outDir, { recursive: true });
@@ -133,7 +138,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
       c.saveLogs(prefix);
     }
     return {
-      seed: o.seed, recovered: unrecovered === null, faults: nemesis.counts, ops: { ...rec.counts }, verdict: check.verdict, failure,
+      seed: o.seed, recovered: unrecovered === null, versionRegressions: versions.count, faults: nemesis.counts, ops: { ...rec.counts }, verdict: check.verdict, failure,
       acked: durability.acked, lost: durability.lost, unverified: durability.unverified, missedByScan: durability.missedByScan,
       crashed, historyFile, reasons: rec.reasons, timeline: nemesis.timeline, wallMs: Date.now() - wallStart,
     };

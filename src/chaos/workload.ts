@@ -73,6 +73,8 @@ const JSON_HEADERS = { "content-type": "application/json" };
 
 /** A client whose node is down (connection refused) asks again after this, not in a tight loop. */
 const REFUSED_PAUSE_MS = 100;
+const SEEN_KEYS_MAX = 16;
+const SEEN_PER_KEY_MAX = 64;
 
 export class RegisterClient {
   /** The history's process number: a new one after each indeterminate outcome. */
@@ -97,6 +99,19 @@ export class RegisterClient {
   }
 
   private refused = false;
+  /** What this client saw of each key (value and version), a bounded number per key, for stale compare-and-sets. */
+  private readonly seen = new Map<string, { value: unknown; version: number }[]>();
+
+  private remember(key: string, v: { value: unknown; version: number }): void {
+    let list = this.seen.get(key);
+    if (list === undefined) {
+      // Only the current keys matter: older generations are never asked again.
+      if (this.seen.size >= SEEN_KEYS_MAX) this.seen.delete(this.seen.keys().next().value!);
+      this.seen.set(key, (list = []));
+    }
+    list.push(v);
+    if (list.length > SEEN_PER_KEY_MAX) list.shift();
+  }
 
   private next(a: Answer): void {
     if (a.outcome === "info") this.process += this.processStride;
@@ -109,9 +124,10 @@ export class RegisterClient {
     const inv = this.rec.invoke(this.process, "read", key, null);
     const a = await request(`${this.recordUrl(key)}?consistency=${consistency}`, {}, this.opts.clientTimeoutMs);
     if (a.outcome === "ok" || (a.status === 404 && a.body.error?.code === "not_found")) {
-      const value = a.status === 200 ? a.body.payload : null;
-      this.rec.complete(inv, "ok", value);
-      return { value, version: a.status === 200 ? a.body.version! : 0 };
+      const seen = { value: a.status === 200 ? a.body.payload : null, version: a.status === 200 ? a.body.version! : 0 };
+      this.rec.completeWithVersion(inv, seen.value, seen.version);
+      this.remember(key, seen);
+      return seen;
     }
     this.rec.complete(inv, a.outcome, null, a.reason);
     this.next(a);
@@ -121,7 +137,10 @@ export class RegisterClient {
   private async write(key: string, value: string): Promise<void> {
     const inv = this.rec.invoke(this.process, "write", key, value);
     const a = await request(this.recordUrl(key), { method: "PUT", headers: JSON_HEADERS, body: JSON.stringify({ payload: value }) }, this.opts.clientTimeoutMs);
-    this.rec.complete(inv, a.outcome, value, a.reason);
+    if (a.outcome === "ok") {
+      this.rec.completeWithVersion(inv, value, a.body.version!);
+      this.remember(key, { value, version: a.body.version! });
+    } else this.rec.complete(inv, a.outcome, value, a.reason);
     this.next(a);
   }
 
@@ -134,6 +153,9 @@ export class RegisterClient {
       this.rec.complete(inv, "fail", [expected.value, value], a.reason);
     } else if (a.outcome === "fail") {
       this.rec.drop(inv, a.reason);
+    } else if (a.outcome === "ok") {
+      this.rec.completeWithVersion(inv, [expected.value, value], a.body.version!);
+      this.remember(key, { value, version: a.body.version! });
     } else {
       this.rec.complete(inv, a.outcome, [expected.value, value], a.reason);
     }
@@ -151,9 +173,14 @@ export class RegisterClient {
       await this.read(key);
     } else if (dice < 0.7) {
       await this.write(key, value);
-    } else {
+    } else if (dice < 0.9) {
       const seen = await this.read(key);
       if (seen !== null) await this.cas(key, seen, value);
+    } else {
+      // A compare-and-set against a value seen a while ago: refused unless the record still holds it,
+      // and accepted wrongly if a version number was handed out twice.
+      const old = this.seen.get(key);
+      if (old !== undefined && old.length > 0) await this.cas(key, old[this.rng.int(old.length)]!, value);
     }
     return this.refused;
   }
