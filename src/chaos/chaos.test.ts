@@ -3,11 +3,13 @@
  * history checked for linearizability and every acknowledged write read back. Longer runs:
  * `npm run chaos -- --time 60 --runs 5`. Each run starts its own cluster and removes it, even when it fails.
  */
+import { execFileSync } from "node:child_process";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tempDir } from "../node/testing.js";
+import { netnsUnavailable } from "./netns.js";
 import { DEFAULT_RUN, type RunOptions, type RunResult, runChaos } from "./run.js";
 import { formatSummary } from "./summary.js";
 
@@ -67,4 +69,24 @@ test("the checker flags a run whose compare-and-sets are sent without their vers
   // No faults needed: six clients on three keys overwrite each other between a read and its write.
   const r = await runChaos(options(31, { nemesis: [], bug: "blind-cas", timeMs: 5_000, outDir: tempDir("shoal-chaos-bug-") }));
   assert.equal(r.verdict, "not-linearizable", explain(r));
+});
+
+/**
+ * Namespaces and iptables need root and change the host's interfaces, so this one runs only when asked
+ * (SHOAL_CHAOS_NETNS=1) and able; anywhere else it is skipped with the reason.
+ */
+function netnsSkip(): string | false {
+  if (process.env.SHOAL_CHAOS_NETNS !== "1") return "set SHOAL_CHAOS_NETNS=1 to partition through network namespaces";
+  return netnsUnavailable() ?? false;
+}
+
+test("partitions by iptables in network namespaces: the history is linearizable and nothing of the namespaces is left", { skip: netnsSkip() }, async () => {
+  const r = await runChaos(options(41, { nemesis: ["netns", "kill"] }));
+  assertSafe(r);
+  assert.ok((r.faults.applied.netns ?? 0) >= 1, `no namespace partition applied\n${explain(r)}`);
+  const run = /shoal-([0-9a-f]{4})-/.exec(r.timeline.find((l) => l.includes("netns:")) ?? "")?.[1];
+  assert.ok(run !== undefined, "the timeline names the namespaces");
+  assert.ok(!execFileSync("ip", ["netns", "list"], { encoding: "utf8" }).includes(`shoal-${run}-`), "the run's namespaces are removed");
+  assert.ok(!execFileSync("ip", ["-o", "link"], { encoding: "utf8" }).includes(`sh${run}h`), "the run's veths are removed");
+  assert.ok(!execFileSync("ip", ["-o", "link"], { encoding: "utf8" }).includes(`shbr${run}`), "the run's bridge is removed");
 });

@@ -9,6 +9,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { NetnsNet } from "./netns.js";
 
 export const SHOAL_BIN = fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url));
 
@@ -44,19 +45,36 @@ export class ProcCluster {
   readonly crashes: string[] = [];
   private readonly killing = new Set<number>();
   private readonly logFds: number[] = [];
+  /** Set when every node runs in its own network namespace (the `netns` nemesis). */
+  netns: NetnsNet | null = null;
 
   private constructor(readonly dir: string, size: number, readonly shards: number) {
     this.ids = Array.from({ length: size }, (_, i) => i + 1);
   }
 
-  /** Founds a cluster of `size` test-mode nodes and waits until every one is ready. */
-  static async start(size: number, shards: number, readyTimeoutMs = 60_000): Promise<ProcCluster> {
+  /**
+   * Founds a cluster of `size` test-mode nodes and waits until every one is ready. With `netns` each node
+   * runs in a network namespace of its own, on its namespace's address, reached through a bridge.
+   */
+  static async start(size: number, shards: number, readyTimeoutMs = 60_000, netns = false): Promise<ProcCluster> {
     const c = new ProcCluster(mkdtempSync(join(tmpdir(), "shoal-chaos-")), size, shards);
+    // Ctrl-C while the cluster is still starting: nothing of it stays behind.
+    const onExit = () => c.abandonSync();
+    process.once("exit", onExit);
     try {
-      const ports = await freePorts(size * 2);
-      for (const id of c.ids) {
-        c.http.set(id, ports[id - 1]!);
-        c.peer.set(id, ports[size + id - 1]!);
+      if (netns) {
+        c.netns = NetnsNet.setup(c.ids);
+        // A namespace's ports are its own: the same two in every one.
+        for (const id of c.ids) {
+          c.http.set(id, 7480);
+          c.peer.set(id, 7481);
+        }
+      } else {
+        const ports = await freePorts(size * 2);
+        for (const id of c.ids) {
+          c.http.set(id, ports[id - 1]!);
+          c.peer.set(id, ports[size + id - 1]!);
+        }
       }
       for (const id of c.ids) c.spawnNode(id);
       await c.waitReady(c.ids, readyTimeoutMs);
@@ -64,21 +82,30 @@ export class ProcCluster {
     } catch (e) {
       await c.destroy();
       throw e;
+    } finally {
+      process.removeListener("exit", onExit);
     }
   }
 
+  /** Where node `id` listens: its namespace's address, or loopback. */
+  host(id: number): string {
+    return this.netns?.address(id) ?? "127.0.0.1";
+  }
+
   url(id: number, path: string): string {
-    return `http://127.0.0.1:${this.http.get(id)}${path}`;
+    return `http://${this.host(id)}:${this.http.get(id)}${path}`;
   }
 
   private spawnNode(id: number): void {
-    const peers = this.ids.filter((p) => p !== id).map((p) => `${p}=127.0.0.1:${this.peer.get(p)}`).join(",");
+    const peers = this.ids.filter((p) => p !== id).map((p) => `${p}=${this.host(p)}:${this.peer.get(p)}`).join(",");
     // Each node's log (JSON lines) next to its data, appended across restarts.
     const fd = openSync(join(this.dir, `n${id}.log`), "a");
     this.logFds.push(fd);
-    const child = spawn(process.execPath, [SHOAL_BIN, "start", "--id", String(id), "--data-dir", join(this.dir, `n${id}`),
-      "--http", `127.0.0.1:${this.http.get(id)}`, "--listen", `127.0.0.1:${this.peer.get(id)}`, "--peers", peers, "--shards", String(this.shards)],
-    { stdio: ["ignore", fd, fd], env: { ...process.env, SHOAL_TEST_MODE: "1" } });
+    const argv = [process.execPath, SHOAL_BIN, "start", "--id", String(id), "--data-dir", join(this.dir, `n${id}`),
+      "--http", `${this.host(id)}:${this.http.get(id)}`, "--listen", `${this.host(id)}:${this.peer.get(id)}`, "--peers", peers, "--shards", String(this.shards)];
+    // `ip netns exec` execs the node in place: the child's pid is the node's, so SIGKILL and SIGSTOP reach it.
+    const [cmd, args] = this.netns === null ? [argv[0]!, argv.slice(1)] : this.netns.wrap(id, argv);
+    const child = spawn(cmd, args, { stdio: ["ignore", fd, fd], env: { ...process.env, SHOAL_TEST_MODE: "1" } });
     child.once("exit", (code, signal) => {
       if (!this.killing.has(id)) this.crashes.push(`node ${id} exited by itself (code ${code}, signal ${signal}); its log is kept with a failing run`);
     });
@@ -164,7 +191,13 @@ export class ProcCluster {
   async destroy(): Promise<void> {
     for (const id of [...this.procs.keys()]) await this.kill9(id);
     for (const fd of this.logFds.splice(0)) closeSync(fd);
+    this.removeNetns();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private removeNetns(): void {
+    if (this.netns === null) return;
+    for (const e of this.netns.remove()) console.error(`chaos: removing network namespaces: ${e}`);
   }
 
   /** Copies the nodes' logs out of the run's directory (before it is removed): `<prefix>.n<id>.log`. */
@@ -180,6 +213,7 @@ export class ProcCluster {
   abandonSync(): void {
     for (const id of this.procs.keys()) this.killing.add(id);
     for (const p of this.procs.values()) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+    this.removeNetns();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -4,7 +4,6 @@
  * what an operator acts on (a shard, its leader) is read from the cluster when it runs, so a repeated
  * seed repeats the schedule as closely as real processes allow.
  */
-import { execFileSync } from "node:child_process";
 import { Rng } from "../sim/rng.js";
 import { type ProcCluster, waitUntil } from "./cluster.js";
 
@@ -25,22 +24,7 @@ export interface NemesisOptions {
   gapMs: [number, number];
 }
 
-/** Why namespace partitions cannot run here, or null when they could. */
-export function netnsUnavailable(): string | null {
-  if (process.getuid?.() !== 0) return "not running as root";
-  const onPath = (tool: string) => {
-    try {
-      execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  const missing = ["ip", "iptables"].filter((t) => !onPath(t));
-  if (missing.length > 0) return `${missing.join(" and ")} not on PATH`;
-  // Root and both tools: the runner still starts every node in the host's namespace on loopback.
-  return "partitions through network namespaces are not implemented by this runner yet (the transport hook partitions instead)";
-}
+export { netnsUnavailable } from "./netns.js";
 
 interface ShardView { shard: number; range: [number, number]; replicas: { node: number; role: string }[] }
 
@@ -53,8 +37,9 @@ export class Nemesis {
 
   constructor(private readonly c: ProcCluster, private readonly opts: NemesisOptions, private readonly elapsedMs: () => number) {
     this.rng = new Rng(opts.seed);
-    // Namespace partitions are decided (and skipped, with a reason) by the caller: see netnsUnavailable.
-    this.kinds = opts.kinds.filter((k) => k !== "netns");
+    // Namespace partitions need a cluster started in namespaces; whether they can run is decided (and a
+    // skip explained) by the caller: see netnsUnavailable.
+    this.kinds = c.netns === null ? opts.kinds.filter((k) => k !== "netns") : [...opts.kinds];
   }
 
   private note(kind: string, applied: boolean, what: string): void {
@@ -146,9 +131,31 @@ export class Nemesis {
       case "transfer":
         await this.operator(kind);
         return;
-      case "netns":
+      case "netns": {
+        const net = this.c.netns!;
+        await this.allAnswering();
+        // As `partition`, but through the kernel: DROP rules in the namespaces of both ends of each cut link.
+        const id = this.rng.pick(this.c.ids);
+        const others = this.c.ids.filter((o) => o !== id);
+        const cutOff = this.rng.chance(0.7) ? others : [this.rng.pick(others)];
+        const hold = this.between(this.opts.holdMs);
+        try {
+          net.cut(id, cutOff);
+          for (const o of cutOff) net.cut(o, [id]);
+          this.note(kind, true, `iptables DROP between ${net.namespace(id)} (${net.address(id)}) and ${cutOff.map((o) => net.address(o)).join(",")} for ${hold} ms`);
+          await this.sleepUnless(hold, stop);
+        } finally {
+          this.healNetns();
+        }
         return;
+      }
     }
+  }
+
+  /** Flushes the DROP rules in every node's namespace. */
+  private healNetns(): void {
+    if (this.c.netns === null) return;
+    for (const id of this.c.ids) this.c.netns.heal(id);
   }
 
   async healLinks(): Promise<void> {
@@ -218,6 +225,7 @@ export class Nemesis {
       if (this.c.state.get(id) === "paused") this.c.resume(id);
       if (this.c.state.get(id) === "killed") this.c.restart(id);
     }
+    this.healNetns();
     await this.healLinks();
   }
 }

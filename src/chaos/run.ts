@@ -77,7 +77,8 @@ const SHARDS = 2;
 
 export async function runChaos(o: RunOptions): Promise<RunResult> {
   const wallStart = Date.now();
-  const c = await ProcCluster.start(SIZE, SHARDS);
+  // The `netns` nemesis wants every node in a network namespace of its own (the caller checked it can).
+  const c = await ProcCluster.start(SIZE, SHARDS, 60_000, o.nemesis.includes("netns"));
   const onExit = () => c.abandonSync();
   process.once("exit", onExit);
   try {
