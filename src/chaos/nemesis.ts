@@ -4,7 +4,7 @@
  * what an operator acts on (a shard, its leader) is read from the cluster when it runs, so a repeated
  * seed repeats the schedule as closely as real processes allow.
  */
-import { Rng } from "../sim/rng.js";
+import { Rng } from "../util/rng.js";
 import { type ProcCluster, waitUntil } from "./cluster.js";
 
 export const NEMESIS_KINDS = ["kill", "pause", "partition", "split", "merge", "transfer", "netns"] as const;

@@ -16,7 +16,7 @@
  * number, as Jepsen's rule for `info` asks).
  */
 import { ERRORS, isErrorCode } from "../api/error-table.js";
-import { Rng } from "../sim/rng.js";
+import { Rng } from "../util/rng.js";
 import type { ProcCluster } from "./cluster.js";
 import type { HistoryRecorder, Outcome } from "./history.js";
 

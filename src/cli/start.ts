@@ -214,7 +214,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const compactAfterEntries = opts.compactAfterEntries === undefined ? undefined : positiveInt("--compact-after-entries", opts.compactAfterEntries);
     node = await MultiRaftNode.open({
       // Leaderships are balanced by the placement driver, not by the node's static preference.
-      id, dataDir, listen, peers, shards, logger: (line) => logger.debug(line), ...(joined ? { join: true } : {}),
+      id, dataDir, listen, peers, shards, logger: logger.child({ component: "multi-raft" }), ...(joined ? { join: true } : {}),
       ...(compactAfterEntries !== undefined ? { compactAfterEntries } : {}), ...(testMode ? { testFaults: true } : {}),
     });
     const gateway = new Gateway(node);
@@ -231,12 +231,12 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const advertised = parseAddress("--advertise", advertise);
     membership = new Membership(node, gateway, {
       peer: { host: advertised.host, port: advertised.port === 0 ? peerPort : advertised.port }, http, labels, role: opts.role,
-      founders: joined ? [] : [id, ...peers.keys()], shards, logger: (line) => logger.debug(line),
+      founders: joined ? [] : [id, ...peers.keys()], shards, logger: logger.child({ component: "membership" }),
     });
     membership.start();
-    const shardAgent = new ShardAgent(node, gateway, { logger: (line) => logger.info(line) });
+    const shardAgent = new ShardAgent(node, gateway, { logger: logger.child({ component: "shard-agent" }) });
     shardAgent.start();
-    const placement = new PlacementDriver(node, gateway, { logger: (line) => logger.info(line) });
+    const placement = new PlacementDriver(node, gateway, { logger: logger.child({ component: "placement" }) });
     placement.start();
     logger.info({ http: `${http.host}:${http.port}`, peer: `${listen.host}:${peerPort}`, advertise: opts.advertise ?? opts.listen,
       dataDir, peers: [...peers.keys()], shards }, "node started");

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DEFAULT_PLACEMENT, type ReplicaRole } from "../placement/types.js";
-import { Rng } from "../sim/rng.js";
+import { Rng } from "../util/rng.js";
 import { type MetaChanges, applyMetaTracked, metaFromRecords, metaToRecords } from "./records.js";
 import {
   ENDED_OPERATORS_MAX, type MemberLifecycle, type MetaCommand, type MetaState, type OperatorStatus, SETTINGS_HISTORY_MAX,

@@ -13,7 +13,7 @@
  * only by the entries (the proposer's clock and limits travel in each command), so every replica
  * forgets the same keys at the same log index.
  */
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 import type { CommandResult } from "./records.js";
 
 /** Record ids sort below this; remembered outcomes sort at and above it. */

@@ -22,6 +22,7 @@ import type { Labels, NodeId } from "../placement/types.js";
 import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
 import { META_GROUP, type MultiRaftNode, OverloadedError } from "./multi-raft.js";
+import { type Logger } from "../util/logger.js";
 
 export interface MembershipOptions {
   peer: Address;
@@ -35,7 +36,7 @@ export interface MembershipOptions {
   intervalMs?: number;
   /** Overrides the cluster settings' promotion timeouts (tests). */
   promotion?: PromotionConfig;
-  logger?: (line: string) => void;
+  logger?: Logger;
 }
 
 export interface JoinRequest {
@@ -104,7 +105,7 @@ export class Membership {
       return { ok: false, code: "join_failed", message };
     }
     const members = [...this.node.metaState().nodes.values()].filter((n) => n.worker !== "removed").map((n) => ({ id: n.id, peer: n.peer }));
-    this.opts.logger?.(`membership: node ${id} joined as a metadata learner`);
+    this.opts.logger?.info(`membership: node ${id} joined as a metadata learner`);
     return { ok: true, id, members, shards: this.node.metaState().collections.get("default")?.shards.length ?? this.opts.shards };
   }
 
@@ -115,11 +116,11 @@ export class Membership {
     try {
       for (const cmd of this.fixes()) {
         const r = await this.gateway.proposeMeta(cmd);
-        if (!r.ok) this.opts.logger?.(`membership: ${cmd.kind} refused: ${r.code}: ${r.message}`);
+        if (!r.ok) this.opts.logger?.warn(`membership: ${cmd.kind} refused: ${r.code}: ${r.message}`);
       }
       if (this.node.leaderOf(META_GROUP) === this.node.id) await this.promote();
     } catch (e) {
-      this.opts.logger?.(`membership: ${(e as Error).message}; retrying`);
+      this.opts.logger?.warn(`membership: ${(e as Error).message}; retrying`);
     } finally {
       this.passes++;
       this.running = false;
@@ -173,7 +174,7 @@ export class Membership {
     }
     if (laggingLearners(this.node, d.nodes).length > 0) return;
     await promoteToVoters(this.gateway, d.nodes, atMs);
-    this.opts.logger?.(`membership: promoted ${d.nodes.join(" and ")} to metadata voter(s)`);
+    this.opts.logger?.info(`membership: promoted ${d.nodes.join(" and ")} to metadata voter(s)`);
   }
 }
 

@@ -3,7 +3,7 @@
  * on decode: the log must never hold something the state machine cannot apply.
  */
 import { pack, unpack } from "msgpackr";
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 import type { MetaCommand } from "../meta/state.js";
 
 export interface MetaProposal {

@@ -6,6 +6,7 @@
 import type { MetaState } from "../meta/state.js";
 import { RouteTable, hashOf } from "../meta/ranges.js";
 import { OverloadedError, shardOf } from "./group.js";
+import { type Logger } from "../util/logger.js";
 
 /** Bound on the watch streams of metadata changes (API clients). */
 const MAX_META_WATCHERS = 256;
@@ -16,7 +17,7 @@ export class MetaWatch {
   private waiters: (() => void)[] = [];
   private routes: RouteTable | null = null;
 
-  constructor(private readonly meta: () => Readonly<MetaState>, private readonly initialShards: number, private readonly logger?: (line: string) => void) {}
+  constructor(private readonly meta: () => Readonly<MetaState>, private readonly initialShards: number, private readonly logger?: Logger) {}
 
   /**
    * Calls `listener` with the keys of the metadata records each applied batch changed (see
@@ -53,7 +54,7 @@ export class MetaWatch {
       try {
         w(keys);
       } catch (e) {
-        this.logger?.(`a metadata watcher failed: ${(e as Error).message}`);
+        this.logger?.warn(`a metadata watcher failed: ${(e as Error).message}`);
       }
     }
   }

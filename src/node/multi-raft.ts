@@ -36,7 +36,7 @@ import {
 } from "../raft/index.js";
 import { StateStore, type GroupChanges, type ShardState } from "../storage/state-store.js";
 import { type GroupLog, Wal } from "../storage/wal.js";
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 import type { WalRecord } from "../storage/wal-record.js";
 import { type Envelope, type PeerAddress, Transport } from "../transport/transport.js";
 import { GroupStorage } from "./group-storage.js";
@@ -57,6 +57,7 @@ import { applyMetaTracked, metaFromRecords } from "../meta/records.js";
 import { type ApplyResult, type MetaCommand, type MetaState, currentSettings } from "../meta/state.js";
 import { PeerLiveness } from "./peer-liveness.js";
 import type { Health } from "../placement/types.js";
+import { type Logger } from "../util/logger.js";
 
 export interface NodeConfig {
   id: NodeId;
@@ -78,7 +79,7 @@ export interface NodeConfig {
   /** Idle ticks after which a group led here quiesces (see quiescence.ts); 0 turns quiescence off. Default 2 election timeouts. */
   quiesceAfterTicks?: number;
   testFaults?: boolean;
-  logger?: (line: string) => void;
+  logger?: Logger;
   /**
    * Joining a running cluster: groups found in the WAL are recovered, and nothing is bootstrapped. The
    * metadata group starts empty and receives its configuration and state from its leader (snapshot, then
@@ -371,7 +372,7 @@ export class MultiRaftNode {
       const g = this.addGroup(child, log, confState);
       this.store.apply([{ group: child, appliedIndex: SPLIT_LOG_INDEX, unlogged: false }]);
       if (parent !== undefined && this.leaderOf(parent) === this.id && g.raft.raft.trk.isVoter(this.id)) g.raft.campaign();
-      this.cfg.logger?.(`node ${this.id}: hosting shard ${child}, split from shard ${parent ?? "?"}`);
+      this.cfg.logger?.info(`node ${this.id}: hosting shard ${child}, split from shard ${parent ?? "?"}`);
     }
   }
 
@@ -569,7 +570,7 @@ export class MultiRaftNode {
       } catch (err) {
         if (!(err instanceof WireError)) throw err;
         this.counters.malformedMessages++;
-        this.cfg.logger?.(`node ${this.id}: dropped a malformed message from node ${from}: ${err.message}`);
+        this.cfg.logger?.warn(`node ${this.id}: dropped a malformed message from node ${from}: ${err.message}`);
       }
     }
   }
@@ -684,7 +685,7 @@ export class MultiRaftNode {
       // Leftovers of an earlier replica here are gone: dropGroup ran, or open() cleaned them up.
       assert(this.store.applied(id) === 0, () => `shard ${id}: state left from an earlier replica`);
       this.addGroup(id, emptyLog(), EMPTY_CONF);
-      this.cfg.logger?.(`node ${this.id}: hosting a replica of shard ${id}`);
+      this.cfg.logger?.info(`node ${this.id}: hosting a replica of shard ${id}`);
     }
     if (drop.length === 0) return;
     await this.wal.append(drop.map((group) => ({ kind: "drop", group }) satisfies WalRecord));
@@ -696,7 +697,7 @@ export class MultiRaftNode {
       this.failWaiters(g, new InterruptedError(`the replica of shard ${id} on node ${this.id} was dropped before the write was applied here; it may still be applied`), gone);
       for (const w of g.transferWaiters) this.settle(w, "aborted");
       await this.store.dropGroup(id);
-      this.cfg.logger?.(`node ${this.id}: dropped its replica of shard ${id}`);
+      this.cfg.logger?.info(`node ${this.id}: dropped its replica of shard ${id}`);
     }
   }
 
@@ -779,7 +780,7 @@ export class MultiRaftNode {
       this.turnRunning = this.turn()
         .catch((e: unknown) => {
           this.failure = e instanceof Error ? e : new Error(String(e));
-          this.cfg.logger?.(`node ${this.id}: turn failed, stopping: ${this.failure.stack ?? this.failure.message}`);
+          this.cfg.logger?.error(`node ${this.id}: turn failed, stopping: ${this.failure.stack ?? this.failure.message}`);
         })
         .finally(() => {
           this.turnRunning = null;

@@ -15,7 +15,7 @@
  */
 import { PhiAccrualDetector } from "../placement/failure-detector.js";
 import type { Health, NodeId } from "../placement/types.js";
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 
 const MAX_TRACKED_PEERS = 10_000;
 

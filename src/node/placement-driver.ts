@@ -25,6 +25,7 @@ import { PacedLoop } from "./paced-loop.js";
 import { META_GROUP, type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
 import type { ShardReport } from "./shard-agent.js";
 import { laggingLearners, promoteToVoters } from "./membership.js";
+import { type Logger } from "../util/logger.js";
 
 export interface Alert {
   atMs: number;
@@ -48,7 +49,7 @@ export type PlacementAnswer =
   | Refusal;
 
 export interface PlacementDriverOptions {
-  logger?: (line: string) => void;
+  logger?: Logger;
 }
 
 /** Shards the placement driver stops splitting at (a bound on the metadata and on every node's groups). */
@@ -175,7 +176,7 @@ export class PlacementDriver {
     this.state = r.state;
     if (r.ended) this.dispatched.delete(r.operator.id);
     await this.gateway.proposeMeta({ kind: "record-operator", operator: r.operator, status: r.ended ? "cancelled" : "running", atMs: nowMs });
-    this.opts.logger?.(`placement driver: ${r.ended ? "cancelled" : "started"} operator ${r.operator.id} on shard ${r.operator.shard} at the operator's request`);
+    this.opts.logger?.info(`placement driver: ${r.ended ? "cancelled" : "started"} operator ${r.operator.id} on shard ${r.operator.shard} at the operator's request`);
     return { ok: true, operator: r.operator };
   }
 
@@ -260,7 +261,7 @@ export class PlacementDriver {
       const r = await this.gateway.split(id, point, child);
       if (!r.ok) return { ok: false, code: r.code, message: r.code === "bad_split" ? r.message : `the split of shard ${id} was refused (${r.code})` };
       outcome = "done";
-      this.opts.logger?.(`placement driver: split shard ${id} at ${point} (${reason}): the upper part is shard ${child}`);
+      this.opts.logger?.info(`placement driver: split shard ${id} at ${point} (${reason}): the upper part is shard ${child}`);
       // Its load so far was the whole range's: only a report made after the split may call it hot again.
       this.reports.delete(id);
       this.settle(id, Date.now());
@@ -287,7 +288,7 @@ export class PlacementDriver {
       const outcome = reshapeProgress(op, op.reshape, live, nowMs, stepTimeoutMs);
       if (outcome === "running") continue;
       for (const id of operatorShards(op)) this.settle(id, nowMs);
-      this.opts.logger?.(`placement driver: operator ${op.id} on shard ${op.shard} ended: ${outcome}`);
+      this.opts.logger?.info(`placement driver: operator ${op.id} on shard ${op.shard} ended: ${outcome}`);
       await this.release(op, outcome, true);
     }
   }
@@ -318,7 +319,7 @@ export class PlacementDriver {
     try {
       await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: Date.now() });
     } catch (e) {
-      this.opts.logger?.(`placement driver: recording the end of operator ${op.id} failed: ${(e as Error).message}`);
+      this.opts.logger?.warn(`placement driver: recording the end of operator ${op.id} failed: ${(e as Error).message}`);
     }
   }
 
@@ -339,7 +340,7 @@ export class PlacementDriver {
     if (due === undefined) return;
     const r = await this.split(due.id, undefined, hot(due) ? "hot-shard" : "large-shard");
     const why = hot(due) ? `${Math.round(due.requestRate)} requests/s` : `${due.sizeBytes} bytes`;
-    if (!r.ok) this.opts.logger?.(`placement driver: splitting shard ${due.id} (${why}) refused: ${r.code}: ${r.message}`);
+    if (!r.ok) this.opts.logger?.warn(`placement driver: splitting shard ${due.id} (${why}) refused: ${r.code}: ${r.message}`);
   }
 
   /**
@@ -372,7 +373,7 @@ export class PlacementDriver {
       await this.release(op, "cancelled");
       return r;
     }
-    this.opts.logger?.(`placement driver: merging shard ${id} into shard ${target.id} (${reason}, operator ${op.id})`);
+    this.opts.logger?.info(`placement driver: merging shard ${id} into shard ${target.id} (${reason}, operator ${op.id})`);
     if (this.state !== null && this.state.operators.some((o) => o.id === op.id) && this.node.metaState().operators.get(op.id) === undefined) {
       await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: "running", atMs: Date.now() });
     }
@@ -403,7 +404,7 @@ export class PlacementDriver {
     const pair = pickMerge(collections, this.state, cfg, nowMs);
     if (pair === null) return;
     const r = await this.merge(pair.from, "small-shards");
-    if (!r.ok) this.opts.logger?.(`placement driver: merging small shard ${pair.from} into ${pair.into} refused: ${r.code}: ${r.message}`);
+    if (!r.ok) this.opts.logger?.warn(`placement driver: merging small shard ${pair.from} into ${pair.into} refused: ${r.code}: ${r.message}`);
   }
 
   /** Whether a shard is free for an automatic split: no operator on it (a merge holds its target too), not cooling down. */
@@ -460,7 +461,7 @@ export class PlacementDriver {
       const cfg = currentSettings(meta).placement;
       if (this.state === null) {
         this.state = stateFromMeta(meta);
-        this.opts.logger?.(`placement driver: active, resuming ${this.state.operators.length} operator(s)`);
+        this.opts.logger?.info(`placement driver: active, resuming ${this.state.operators.length} operator(s)`);
       }
       const nowMs = Date.now();
       const view = this.view(nowMs, cfg);
@@ -473,7 +474,7 @@ export class PlacementDriver {
       await this.retireDeadNodes(cfg);
       await this.downgradeStaleLearners(cfg, nowMs);
     } catch (e) {
-      this.opts.logger?.(`placement driver: cycle failed (${(e as Error).message}); the next one tries again`);
+      this.opts.logger?.warn(`placement driver: cycle failed (${(e as Error).message}); the next one tries again`);
     } finally {
       this.running = false;
     }
@@ -484,12 +485,12 @@ export class PlacementDriver {
     for (const op of running) {
       const rec = meta.operators.get(op.id);
       if (rec !== undefined && rec.status === "running" && rec.operator.stepIndex === op.stepIndex && rec.operator.epoch === op.epoch) continue;
-      if (rec === undefined) this.opts.logger?.(`placement driver: operator ${op.id} (${op.reason}) on shard ${op.shard}: ${op.steps.map(describeStep).join(", ")}`);
+      if (rec === undefined) this.opts.logger?.info(`placement driver: operator ${op.id} (${op.reason}) on shard ${op.shard}: ${op.steps.map(describeStep).join(", ")}`);
       await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: "running", atMs: nowMs });
     }
     for (const { op, outcome } of ended) {
       this.dispatched.delete(op.id);
-      this.opts.logger?.(`placement driver: operator ${op.id} on shard ${op.shard} ended: ${outcome}`);
+      this.opts.logger?.info(`placement driver: operator ${op.id} on shard ${op.shard} ended: ${outcome}`);
       await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: nowMs });
     }
   }
@@ -503,9 +504,9 @@ export class PlacementDriver {
       // Not awaited: a configuration change takes a round trip, and the outcome is judged from the view.
       this.gateway.step(op.shard, op.epoch, step).then(
         (r) => {
-          if (!r.ok) this.opts.logger?.(`placement driver: operator ${op.id} step ${describeStep(step)} refused: ${r.code}: ${r.message}`);
+          if (!r.ok) this.opts.logger?.warn(`placement driver: operator ${op.id} step ${describeStep(step)} refused: ${r.code}: ${r.message}`);
         },
-        (e: Error) => this.opts.logger?.(`placement driver: operator ${op.id} step ${describeStep(step)} failed: ${e.message}`),
+        (e: Error) => this.opts.logger?.warn(`placement driver: operator ${op.id} step ${describeStep(step)} failed: ${e.message}`),
       );
     }
   }
@@ -535,7 +536,7 @@ export class PlacementDriver {
     const voters = conf.voters.filter((id) => !gone.has(id));
     const alive = voters.filter((id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "healthy").length;
     if (voters.length === 0 || alive < Math.floor(voters.length / 2) + 1) {
-      this.opts.logger?.(`placement driver: not removing dead node(s) ${[...gone]}: the live voters left would not be a quorum`);
+      this.opts.logger?.warn(`placement driver: not removing dead node(s) ${[...gone]}: the live voters left would not be a quorum`);
       return;
     }
     const atMs = Date.now();
@@ -576,7 +577,7 @@ export class PlacementDriver {
   private alert(a: Alert): void {
     this.alerts.push(a);
     if (this.alerts.length > ALERTS_MAX) this.alerts.shift();
-    this.opts.logger?.(`placement driver: alert: ${a.message}`);
+    this.opts.logger?.warn(`placement driver: alert: ${a.message}`);
   }
 }
 

@@ -5,7 +5,7 @@
  * msgpack.
  */
 import { pack, unpack } from "msgpackr";
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 
 /**
  * `idem`: the client's idempotency key. The shard remembers the outcome of a write that carried one, by

@@ -20,6 +20,7 @@ import type { Gateway } from "./gateway.js";
 import { PacedLoop } from "./paced-loop.js";
 import { ShardSizes } from "./shard-sizes.js";
 import { ConfChangeRefusedError, type MultiRaftNode } from "./multi-raft.js";
+import { type Logger } from "../util/logger.js";
 
 /** What a shard's leader tells the placement driver. */
 export interface ShardReport {
@@ -38,7 +39,7 @@ export interface ShardReport {
 }
 
 export interface ShardAgentOptions {
-  logger?: (line: string) => void;
+  logger?: Logger;
 }
 
 /** A merge ships the source's records through the target's log: only small shards merge. */
@@ -127,15 +128,15 @@ export class ShardAgent {
         for (const sp of this.node.shardState(s.shard).splits) {
           if (this.node.metaState().shards.has(sp.child) || this.node.metaState().shards.get(s.shard)?.range.end !== sp.end) continue;
           const r = await this.gateway.proposeMeta({ kind: "split-shard", shard: s.shard, child: sp.child, at: sp.at, end: sp.end, index: sp.index, atMs: Date.now() });
-          if (!r.ok) this.opts.logger?.(`shard agent: recording the split of shard ${s.shard} refused: ${r.code}: ${r.message}`);
+          if (!r.ok) this.opts.logger?.warn(`shard agent: recording the split of shard ${s.shard} refused: ${r.code}: ${r.message}`);
         }
         const replicas = replicasOf(s.conf);
         if (sameReplicas(record.replicas, replicas) || s.applied <= record.confIndex) continue;
         const r = await this.gateway.proposeMeta({ kind: "set-replicas", shard: s.shard, confIndex: s.applied, replicas, atMs: Date.now() });
-        if (!r.ok) this.opts.logger?.(`shard agent: mirroring shard ${s.shard} refused: ${r.code}: ${r.message}`);
+        if (!r.ok) this.opts.logger?.warn(`shard agent: mirroring shard ${s.shard} refused: ${r.code}: ${r.message}`);
       }
     } catch (e) {
-      this.opts.logger?.(`shard agent: mirroring failed (${(e as Error).message}); the next pass tries again`);
+      this.opts.logger?.warn(`shard agent: mirroring failed (${(e as Error).message}); the next pass tries again`);
     } finally {
       this.running = false;
     }
@@ -187,7 +188,7 @@ export class ShardAgent {
     for (const a of st.absorbed ?? []) {
       if (meta.shards.get(a.from)?.retiredInto !== undefined) continue;
       const r = await this.gateway.proposeMeta({ kind: "merge-shards", into: group, from: a.from, end: a.end, atMs: Date.now() });
-      if (!r.ok) this.opts.logger?.(`shard agent: recording the merge of shard ${a.from} into ${group} refused: ${r.code}: ${r.message}`);
+      if (!r.ok) this.opts.logger?.warn(`shard agent: recording the merge of shard ${a.from} into ${group} refused: ${r.code}: ${r.message}`);
     }
     if (st.frozen === undefined || meta.shards.get(group)?.retiredInto !== undefined) return;
     // Shipped already: the target's leader records the merge; ship again only if that seems lost.
@@ -201,7 +202,7 @@ export class ShardAgent {
     const versionMax = (st.versionBase ?? 0) + st.frozen.index;
     const absorbed = fits ? await this.gateway.absorb(st.frozen.into, group, st.range.start, st.range.end, records, versionMax) : null;
     if (absorbed === null || (!absorbed.ok && absorbed.code === "not_adjacent")) {
-      this.opts.logger?.(`shard agent: shard ${group} cannot merge into ${st.frozen.into} (${fits ? "not adjacent any more" : "too large"}): unfreezing`);
+      this.opts.logger?.warn(`shard agent: shard ${group} cannot merge into ${st.frozen.into} (${fits ? "not adjacent any more" : "too large"}): unfreezing`);
       await this.node.propose(group, { op: "unfreeze" });
     }
   }

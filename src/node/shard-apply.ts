@@ -23,7 +23,7 @@
  * in the same state-store commit as the parent's, marked unlogged until the host has written the child's
  * log (see MultiRaftNode.landSplits).
  */
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 import { type HashRange, hashOf, inRange } from "../meta/ranges.js";
 import type { ConfState, Entry } from "../raft/index.js";
 import { EntryType } from "../raft/index.js";

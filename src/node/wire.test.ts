@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pack, unpack } from "msgpackr";
 import { EntryType, MessageType, message } from "../raft/index.js";
-import { Rng } from "../sim/rng.js";
+import { Rng } from "../util/rng.js";
 import { WireError, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
 
 /** Through msgpack, as on the wire; Buffers come back as Uint8Arrays for comparison. */

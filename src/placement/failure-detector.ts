@@ -4,7 +4,7 @@
  * with phi: how unlikely the current silence is (phi 1 ~ 10 %, 2 ~ 1 %, 8 ~ 1e-8). Pure: heartbeat
  * arrival times come in as arguments.
  */
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 import type { Health } from "./types.js";
 
 export interface DetectorConfig {

@@ -3,7 +3,7 @@
  * That makes dispatch idempotent (the PD may ask a shard leader for the same step again after a lost
  * reply or a PD failover) and means a step whose work finished late is never redone (PD-7).
  */
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 import type { NodeId, NodeView, Operator, ShardView, Step } from "./types.js";
 
 export function stepDone(step: Step, shard: ShardView): boolean {

@@ -4,7 +4,7 @@
  * cycle per simulated second. Scenarios: scale-out, drain, node death, a hot shard. Deterministic: the
  * seed fixes shard sizes and loads; the same seed gives the same run.
  */
-import { Rng } from "../sim/rng.js";
+import { Rng } from "../util/rng.js";
 import { replicaBand } from "./balance.js";
 import { operatorNodes } from "./operators.js";
 import { INITIAL_PLACEMENT_STATE, type PlacementState, placementCycle } from "./scheduler.js";

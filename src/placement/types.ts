@@ -3,7 +3,8 @@
  * builds a ClusterView from the metadata state machine and the nodes' heartbeats, and turns the
  * operators it gets back into Raft configuration changes on the shards' leaders.
  */
-export type NodeId = number;
+import type { NodeId } from "../util/ids.js";
+export type { NodeId } from "../util/ids.js";
 
 /** Data-placement lifecycle of a node (MEM-5). Only ready, healthy nodes receive replicas. */
 export type WorkerState = "joining" | "ready" | "draining" | "removed";

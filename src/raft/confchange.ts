@@ -6,7 +6,7 @@
  * and new voter sets must both agree until the joint configuration is left. A simple change alters at
  * most one voter, which keeps any two consecutive majorities overlapping.
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import { Progress } from "./progress.js";
 import { isJoint } from "./quorum.js";
 import { type TrackerConfig, checkConfigInvariants, cloneTrackerConfig } from "./tracker.js";

@@ -1,7 +1,8 @@
 /** Configuration of one Raft replica. Every duration is in ticks: the host decides how long a tick is. */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import type { Storage } from "./storage.js";
 import type { NodeId } from "./types.js";
+import { type Logger } from "../util/logger.js";
 
 export enum ReadOnlyOption {
   /** ReadIndex confirmed by a heartbeat round (always safe). */
@@ -51,7 +52,7 @@ export interface RaftConfig {
   maxPendingReadIndex?: number;
   disableProposalForwarding?: boolean;
   /** Log sink for notable events (elections, config changes); defaults to none. */
-  logger?: (line: string) => void;
+  logger?: Logger;
   mutations?: Mutations;
 }
 

@@ -3,7 +3,7 @@
  * Invariant: count <= capacity and bytes <= maxBytes (except one message may exceed maxBytes alone);
  * entries are stored in increasing index order.
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 
 export class Inflights {
   private readonly capacity: number;

@@ -4,7 +4,7 @@
  * append from a newer leader can replace entries while the host was writing the old ones (the async
  * write ABA race), and those newer entries must stay unstable until they are written themselves.
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import type { Entry, Snapshot } from "./types.js";
 
 export class UnstableLog {

@@ -4,7 +4,7 @@
  *
  * Invariant: storage.firstIndex() - 1 <= applied <= committed <= lastIndex().
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import { UnstableLog } from "./log-unstable.js";
 import { type Storage, TERM_COMPACTED, TERM_UNAVAILABLE, CompactedError } from "./storage.js";
 import { type Entry, type Snapshot, limitSize } from "./types.js";

@@ -8,7 +8,7 @@
  * Invariant: 0 <= match < next.
  * Invariant: state === Snapshot iff pendingSnapshot > 0.
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import { Inflights } from "./inflights.js";
 
 export enum ProgressState {

@@ -2,7 +2,7 @@
  * The follower's and candidate's side of the Raft step function: appends, heartbeats, snapshot chunks,
  * votes received, forwarding to the leader. Functions of the Raft state (see raft.ts).
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import { CampaignType, ProposalDroppedError } from "./errors.js";
 import type { Raft } from "./raft.js";
 import { VoteResult } from "./quorum.js";

@@ -2,7 +2,7 @@
  * The leader's side of the Raft step function: proposals, acknowledgements, heartbeats, snapshot
  * streams, leader transfer and ReadIndex. Functions of the Raft state (see raft.ts).
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import { type ConfChange, ConfChangeError, decodeConfChange, isLeaveJoint } from "./confchange.js";
 import { ProgressState } from "./progress.js";
 import { isJoint, jointCommittedIndex } from "./quorum.js";

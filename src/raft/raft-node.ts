@@ -11,7 +11,7 @@
  * step() and the other inputs may be called between ready() and advance(); ready() may not be called
  * again before advance().
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import { type ConfChange, ConfChangeTransition, encodeConfChange } from "./confchange.js";
 import type { RaftConfig } from "./config.js";
 import { type LeaderTransferResult, ProposalDroppedError, Raft } from "./raft.js";

@@ -8,7 +8,7 @@
  * the follower's and candidate's in raft-follower.ts; members are shared with those modules and are not
  * an API (the API is RaftNode).
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import { type ChangeResult, type ConfChange, ConfChangeError, applyChange } from "./confchange.js";
 import { type Mutations, type ResolvedConfig, type RaftConfig, ReadOnlyOption, resolveConfig } from "./config.js";
 import { RaftLog } from "./log.js";
@@ -39,6 +39,7 @@ import {
   payloadSizeBytes,
   voteResponseType,
 } from "./types.js";
+import { type Logger } from "../util/logger.js";
 
 /** Outcome of a leader transfer, reported explicitly to the host (RAFT-7). */
 export interface LeaderTransferResult {
@@ -122,7 +123,7 @@ export class Raft {
   }
 
   log(line: string): void {
-    this.cfg.logger?.(`raft ${this.id} [term ${this.term}] ${line}`);
+    this.cfg.logger?.debug(`raft ${this.id} [term ${this.term}] ${line}`);
   }
 
   loadState(hs: HardState): void {

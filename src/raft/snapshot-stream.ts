@@ -5,7 +5,7 @@
  * broken transfer resumes instead of restarting. A rewind starts a new attempt: acknowledgements of an
  * older attempt can no longer rewind the stream (which otherwise snowballs into a resend storm).
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import type { Snapshot, SnapshotChunk, SnapshotMeta } from "./types.js";
 
 /** Leader side: the stream to one follower. Invariant: acked <= sent <= total. */

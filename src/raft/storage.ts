@@ -3,7 +3,7 @@
  * the core only reads. MemoryStorage is the reference implementation, used by the simulator and tests;
  * the node's WAL-backed storage implements the same interface.
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import {
   type ConfState,
   type Entry,

@@ -3,12 +3,12 @@
  * MemoryStorage, messages are delivered instantly (unless dropped by a filter), and every Ready is
  * handled exactly as the host contract in raft-node.ts says. Deterministic for a given seed.
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import { ConfChangeTransition, type ConfChangeType, decodeConfChange } from "./confchange.js";
 import type { RaftConfig } from "./config.js";
 import { RaftNode, type Ready } from "./raft-node.js";
 import { MemoryStorage, bootstrapStorage } from "./storage.js";
-import { Rng } from "../sim/rng.js";
+import { Rng } from "../util/rng.js";
 import { type Entry, type Message, type NodeId, type ReadState, EntryType, MessageType } from "./types.js";
 
 /** Deterministic randomness for tests: random(n) in [0, n). */

@@ -6,7 +6,7 @@
  * progress entry iff it is one of these; learners and voters (incoming) are disjoint; learnersNext is a
  * subset of the outgoing voters.
  */
-import { assert } from "./assert.js";
+import { assert } from "../util/assert.js";
 import { Progress } from "./progress.js";
 import {
   type JointConfig,

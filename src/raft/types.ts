@@ -3,9 +3,9 @@
  * encode it with any codec (msgpack in the transport, structured clone in the simulator).
  */
 
-/** A member id. 0 means "nobody" (no leader, no vote). */
-export type NodeId = number;
-export const NONE: NodeId = 0;
+/** A member id (util/ids.ts). 0 means "nobody" (no leader, no vote). */
+import { type NodeId, NONE } from "../util/ids.js";
+export { type NodeId, NONE } from "../util/ids.js";
 
 export enum EntryType {
   Normal = 0,

@@ -1,2 +1,2 @@
 export { Simulation, runSeed, type SimOptions, type SimResult, type SimStats } from "./simulation.js";
-export { Rng } from "./rng.js";
+export { Rng } from "../util/rng.js";

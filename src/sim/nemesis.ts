@@ -7,7 +7,7 @@
  */
 import type { NodeId } from "../raft/index.js";
 import type { SimNetwork } from "./network.js";
-import type { Rng } from "./rng.js";
+import type { Rng } from "../util/rng.js";
 import type { SimNode } from "./sim-node.js";
 
 export type FaultProfile = "mixed" | "leader-churn" | "power";

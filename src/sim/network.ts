@@ -3,7 +3,7 @@
  * directed links for partitions of every shape. Delivery goes through the simulator's event queue.
  */
 import type { Message, NodeId } from "../raft/index.js";
-import type { Rng } from "./rng.js";
+import type { Rng } from "../util/rng.js";
 
 export interface LinkFaults {
   dropRate: number;

@@ -17,7 +17,7 @@ import {
   RaftNode,
   decodeConfChange,
 } from "../raft/index.js";
-import type { Rng } from "./rng.js";
+import type { Rng } from "../util/rng.js";
 import { type CommandResult, KvStateMachine, decodeCommand } from "./state-machine.js";
 
 export interface NodeHost {

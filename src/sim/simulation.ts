@@ -22,7 +22,7 @@ import { EventQueue } from "./event-queue.js";
 import { HistoryRecorder } from "./history.js";
 import { InvariantChecker, SimViolation } from "./invariants.js";
 import { SimNetwork } from "./network.js";
-import { Rng } from "./rng.js";
+import { Rng } from "../util/rng.js";
 import { type FaultProfile, FAULT_PROFILES, Nemesis, type NemesisTarget } from "./nemesis.js";
 import { type SimNodeOptions, SimNode } from "./sim-node.js";
 import { type Command, KvStateMachine, encodeCommand } from "./state-machine.js";

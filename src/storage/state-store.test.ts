@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Rng } from "../sim/rng.js";
+import { Rng } from "../util/rng.js";
 import { StateStore } from "./state-store.js";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "shoal-state-"));

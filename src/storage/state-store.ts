@@ -17,7 +17,7 @@
  */
 import { type Database, type RootDatabase, open } from "lmdb";
 import { pack, unpack } from "msgpackr";
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 import type { ConfState } from "../raft/index.js";
 
 export type RecordKey = string;

@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Entry, EntryType } from "../raft/index.js";
-import { Rng } from "../sim/rng.js";
+import { Rng } from "../util/rng.js";
 import { type GroupLog, Wal, WalCorruptionError, applyRecord } from "./wal.js";
 import { type WalRecord, encodeRecord } from "./wal-record.js";
 

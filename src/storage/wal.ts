@@ -14,9 +14,10 @@
 import { mkdirSync, openSync, closeSync, fsyncSync, readFileSync, readdirSync, truncateSync, unlinkSync, writevSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { join } from "node:path";
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 import type { ConfState, Entry, HardState } from "../raft/index.js";
 import { type WalRecord, decodeRecord, encodeRecord } from "./wal-record.js";
+import { type Logger, silentLogger } from "../util/logger.js";
 
 export class WalCorruptionError extends Error {
   override name = "WalCorruptionError";
@@ -26,7 +27,7 @@ export interface WalOptions {
   dir: string;
   /** Start a new segment once the current one exceeds this size. */
   segmentBytes?: number;
-  logger?: (line: string) => void;
+  logger?: Logger;
 }
 
 /** What recovery knows about one group. */
@@ -130,7 +131,7 @@ export function applyRecord(groups: Map<number, GroupLog>, r: WalRecord): void {
 export class Wal {
   private readonly dir: string;
   private readonly segmentBytes: number;
-  private readonly log: (line: string) => void;
+  private readonly log: Logger;
   private readonly segments: Segment[];
   private file: FileHandle;
   private position: number;
@@ -143,7 +144,7 @@ export class Wal {
     file: FileHandle, position: number) {
     this.dir = dir;
     this.segmentBytes = opts.segmentBytes ?? 64 << 20;
-    this.log = opts.logger ?? (() => undefined);
+    this.log = opts.logger ?? silentLogger;
     this.segments = segments;
     this.groups = groups;
     this.file = file;
@@ -152,7 +153,7 @@ export class Wal {
 
   /** Opens (recovering) or creates the WAL in opts.dir. */
   static async open(opts: WalOptions): Promise<{ wal: Wal; groups: Map<number, GroupLog>; records: number }> {
-    const log = opts.logger ?? (() => undefined);
+    const log = opts.logger ?? silentLogger;
     mkdirSync(opts.dir, { recursive: true });
     const seqs = readdirSync(opts.dir).map((n) => SEGMENT_NAME.exec(n)).filter((m) => m !== null)
       .map((m) => parseInt(m[1]!, 16)).sort((a, b) => a - b);
@@ -173,7 +174,7 @@ export class Wal {
             throw new WalCorruptionError(`WAL segment ${path} is ${d.reason} at byte ${d.offset} of ${buf.byteLength}, ` +
               "before newer segments: acknowledged data would be lost; refusing to open");
           }
-          log(`wal: cutting ${buf.byteLength - d.offset} bytes of ${path} at byte ${d.offset} (${d.reason} tail)`);
+          log.warn(`wal: cutting ${buf.byteLength - d.offset} bytes of ${path} at byte ${d.offset} (${d.reason} tail)`);
           truncateSync(path, d.offset);
           fsyncPath(path);
           break;
@@ -258,7 +259,7 @@ export class Wal {
     this.file = next;
     this.position = bytes;
     this.segments.push(seg);
-    this.log(`wal: new segment ${seg.path}`);
+    this.log.debug(`wal: new segment ${seg.path}`);
     this.collectGarbage();
   }
 
@@ -290,7 +291,7 @@ export class Wal {
       }
       unlinkSync(oldest.path);
       this.segments.shift();
-      this.log(`wal: deleted segment ${oldest.path}`);
+      this.log.debug(`wal: deleted segment ${oldest.path}`);
     }
   }
 

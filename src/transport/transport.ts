@@ -13,9 +13,10 @@
  * transport was created with `testFaults: true`.
  */
 import { type Server, type Socket, createConnection, createServer } from "node:net";
-import { assert } from "../raft/assert.js";
+import { assert } from "../util/assert.js";
 import { Breaker, type BreakerOptions, DEFAULT_BREAKER } from "./breaker.js";
 import { FrameDecoder, encodeFrame } from "./framing.js";
+import { type Logger } from "../util/logger.js";
 
 export type Plane = "control" | "data" | "bulk";
 export const PLANES: readonly Plane[] = ["control", "data", "bulk"];
@@ -59,7 +60,7 @@ export interface TransportOptions {
   random?: () => number;
   now?: () => number;
   testFaults?: boolean;
-  logger?: (line: string) => void;
+  logger?: Logger;
 }
 
 const DEFAULT_QUEUE_BYTES: Record<Plane, number> = { control: 4 << 20, data: 64 << 20, bulk: 64 << 20 };
@@ -110,7 +111,7 @@ export class Transport {
   }
 
   private log(line: string): void {
-    this.opts.logger?.(`transport ${this.opts.nodeId}: ${line}`);
+    this.opts.logger?.debug(`transport ${this.opts.nodeId}: ${line}`);
   }
 
   /** Starts listening; resolves with the bound port (useful with port 0). */

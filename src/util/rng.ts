@@ -52,3 +52,17 @@ export class Rng {
     return (n) => this.int(n);
   }
 }
+
+/** Randomness as an input: the seeded Rng in the simulator, the process's own in production. */
+export interface Random {
+  /** Uniform in [0, 1). */
+  float(): number;
+  /** Uniform integer in [0, n). */
+  int(n: number): number;
+}
+
+/** Math.random, for production. */
+export const systemRandom: Random = {
+  float: () => Math.random(),
+  int: (n) => Math.floor(Math.random() * n),
+};
