@@ -10,7 +10,7 @@
  *   npm run bench:core [-- --seconds 2]
  */
 import { MemoryStorage, RaftNode, type Message, type Ready, bootstrapStorage } from "../src/raft/index.js";
-import { Rng } from "../src/sim/rng.js";
+import { Rng } from "../src/util/rng.js";
 
 const args = process.argv.slice(2);
 const secondsArg = args.indexOf("--seconds");

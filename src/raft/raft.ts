@@ -39,7 +39,6 @@ import {
   payloadSizeBytes,
   voteResponseType,
 } from "./types.js";
-import { type Logger } from "../util/logger.js";
 
 /** Outcome of a leader transfer, reported explicitly to the host (RAFT-7). */
 export interface LeaderTransferResult {
