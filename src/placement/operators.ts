@@ -58,12 +58,18 @@ export function advanceOperator(op: Operator, shard: ShardView, nowMs: number, s
   return { status: "running", op: next };
 }
 
-/** Whether the operator's current step gives a replica or a leadership to a node that is dead, removed or unknown. */
+/**
+ * Whether the operator's current step gives a replica or a leadership to a node that is dead, removed or
+ * unknown. A leadership is not handed to a node that merely stopped answering either: a transfer to a
+ * node killed just after it was chosen would otherwise hold the shard (one operator per shard) until the
+ * node is declared dead, and a transfer is cheap to choose again.
+ */
 export function stepTargetLost(op: Operator, nodes: ReadonlyMap<NodeId, NodeView>): boolean {
   const step = op.steps[op.stepIndex];
   if (step === undefined || step.kind === "remove-replica") return false;
   const n = nodes.get(step.kind === "transfer-leader" ? step.to : step.node);
-  return n === undefined || n.health === "dead" || n.state === "removed";
+  if (n === undefined || n.health === "dead" || n.state === "removed") return true;
+  return step.kind === "transfer-leader" && n.health !== "healthy";
 }
 
 /** The shards an operator holds (one operator per shard at a time): its own, and a merge's target. */

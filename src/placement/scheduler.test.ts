@@ -107,6 +107,19 @@ test("an operator whose next step needs a node that died is cancelled at once, s
   assert.ok(r.started.some((o) => o.shard === 1 && o.reason === "repair"), "repair takes the shard in the same cycle");
 });
 
+test("a leadership transfer to a node that stopped answering is cancelled before the node is declared dead; a move to it waits", () => {
+  const nodes = [1, 2, 3, 4].map((id) => node(id));
+  const view = { nodes, shards: shards(1, [1, 2, 3]) };
+  const transfer = { id: 9, shard: 1, epoch: 1, reason: "leader-balance" as const, steps: [{ kind: "transfer-leader" as const, to: 2 }], stepIndex: 0, startedAtMs: 0, stepStartedAtMs: 0 };
+  const move = { ...transfer, id: 10, reason: "replica-balance" as const, steps: [{ kind: "add-learner" as const, node: 4 }] };
+  nodes[1] = node(2, { health: "unhealthy" });
+  nodes[3] = node(4, { health: "unhealthy" });
+  const t = placementCycle(view, { ...INITIAL_PLACEMENT_STATE, operators: [transfer], nextOperatorId: 11 }, cfg, 1000);
+  assert.deepEqual(t.ended.map((e) => [e.op.id, e.outcome]), [[9, "cancelled"]], "the shard is not held for a node that may be gone");
+  const m = placementCycle(view, { ...INITIAL_PLACEMENT_STATE, operators: [move], nextOperatorId: 11 }, cfg, 1000);
+  assert.deepEqual(m.ended, [], "a replica move rides out a pause: copying it again costs far more than waiting");
+});
+
 test("balancing backs off a shard while a replica of it catches up by snapshot; repair does not", () => {
   const nodes = [1, 2, 3, 4].map((id) => node(id));
   const view = { nodes, shards: shards(8, [1, 2, 3]).map((s) => ({ ...s, snapshotting: true })) };
