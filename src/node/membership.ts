@@ -23,6 +23,8 @@ import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
 import { META_GROUP, type MultiRaftNode, OverloadedError } from "./multi-raft.js";
 import { type Logger } from "../util/logger.js";
+import { type Clock, type Timer } from "../util/clock.js";
+import { unrefTimer } from "./paced-loop.js";
 
 export interface MembershipOptions {
   peer: Address;
@@ -37,6 +39,8 @@ export interface MembershipOptions {
   /** Overrides the cluster settings' promotion timeouts (tests). */
   promotion?: PromotionConfig;
   logger?: Logger;
+  /** Time and timers; by default the gateway's (the node's) clock. */
+  clock?: Clock;
 }
 
 export interface JoinRequest {
@@ -54,7 +58,8 @@ export type JoinResponse =
 const JOIN_QUEUE_MAX = 64;
 
 export class Membership {
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
+  private readonly clock: Clock;
   private running = false;
   private joins: Promise<unknown> = Promise.resolve();
   private joinsQueued = 0;
@@ -64,18 +69,19 @@ export class Membership {
   failJoinsForTest = 0;
 
   constructor(private readonly node: MultiRaftNode, readonly gateway: Gateway, private readonly opts: MembershipOptions) {
+    this.clock = opts.clock ?? gateway.clock;
     gateway.onJoin = (req) => this.handleJoin(req);
   }
 
   start(): void {
     if (this.timer !== null) return;
-    this.timer = setInterval(() => void this.pass(), this.opts.intervalMs ?? 500);
+    this.timer = this.clock.setInterval(() => void this.pass(), this.opts.intervalMs ?? 500);
     // The node's own loop keeps the process alive; a forgotten agent alone must not.
-    this.timer.unref();
+    unrefTimer(this.timer);
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
+    this.clock.clear(this.timer);
     this.timer = null;
   }
 
@@ -89,7 +95,7 @@ export class Membership {
   }
 
   private async join(req: JoinRequest): Promise<JoinResponse> {
-    const registered = await this.gateway.proposeMeta({ kind: "register-node", peer: req.peer, http: req.http, labels: req.labels, role: req.role, atMs: Date.now() });
+    const registered = await this.gateway.proposeMeta({ kind: "register-node", peer: req.peer, http: req.http, labels: req.labels, role: req.role, atMs: this.clock.wallMs() });
     if (!registered.ok) return registered;
     const id = registered.value!;
     try {
@@ -101,7 +107,7 @@ export class Membership {
     } catch (e) {
       // Atomic: the node ends a member or not at all.
       const message = `adding node ${id} to the metadata group failed (${(e as Error).message}); its registration was rolled back`;
-      await this.gateway.proposeMeta({ kind: "forget-node", node: id, atMs: Date.now() }).catch(() => undefined);
+      await this.gateway.proposeMeta({ kind: "forget-node", node: id, atMs: this.clock.wallMs() }).catch(() => undefined);
       return { ok: false, code: "join_failed", message };
     }
     const members = [...this.node.metaState().nodes.values()].filter((n) => n.worker !== "removed").map((n) => ({ id: n.id, peer: n.peer }));
@@ -133,7 +139,7 @@ export class Membership {
     const meta = this.node.metaState();
     const self = meta.nodes.get(this.node.id);
     const founder = this.opts.founders.includes(this.node.id);
-    const atMs = Date.now();
+    const atMs = this.clock.wallMs();
     const out: MetaCommand[] = [];
     if (self === undefined) {
       if (founder) {
@@ -164,10 +170,10 @@ export class Membership {
   /** On the metadata leader: quorum-aware promotion of ready learners (one decision per pass). */
   private async promote(): Promise<void> {
     const meta = this.node.metaState();
-    const decisions = planPromotions([...meta.nodes.values()], this.opts.promotion ?? currentSettings(meta).placement, Date.now());
+    const decisions = planPromotions([...meta.nodes.values()], this.opts.promotion ?? currentSettings(meta).placement, this.clock.wallMs());
     const d = decisions[0];
     if (d === undefined) return;
-    const atMs = Date.now();
+    const atMs = this.clock.wallMs();
     if (d.kind === "set-lifecycle") {
       await this.gateway.proposeMeta({ kind: "set-lifecycle", node: d.node, lifecycle: d.lifecycle, atMs });
       return;
@@ -201,11 +207,11 @@ export async function promoteToVoters(gateway: Gateway, nodes: readonly NodeId[]
  * replicas; once accepted, the node also leaves the metadata group's configuration.
  */
 export async function drainNode(gateway: Gateway, id: NodeId): Promise<ApplyResult> {
-  return gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "draining", atMs: Date.now() });
+  return gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "draining", atMs: gateway.clock.wallMs() });
 }
 
 export async function removeNode(gateway: Gateway, node: MultiRaftNode, id: NodeId): Promise<ApplyResult> {
-  const r = await gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "removed", atMs: Date.now() });
+  const r = await gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "removed", atMs: gateway.clock.wallMs() });
   if (!r.ok) return r;
   const config = node.metaStatus().config;
   if ([...config.voters, ...config.learners].includes(id)) {

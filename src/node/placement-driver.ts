@@ -26,6 +26,7 @@ import { META_GROUP, type MultiRaftNode, NotLeaderError } from "./multi-raft.js"
 import type { ShardReport } from "./shard-agent.js";
 import { laggingLearners, promoteToVoters } from "./membership.js";
 import { type Logger } from "../util/logger.js";
+import type { Clock } from "../util/clock.js";
 
 export interface Alert {
   atMs: number;
@@ -50,6 +51,11 @@ export type PlacementAnswer =
 
 export interface PlacementDriverOptions {
   logger?: Logger;
+  /**
+   * Time and timers; by default the gateway's (the node's) clock. The scheduler's "now" is the wall
+   * clock (wallMs): it is compared with the atMs the metadata records, which every node reads.
+   */
+  clock?: Clock;
 }
 
 /** Shards the placement driver stops splitting at (a bound on the metadata and on every node's groups). */
@@ -115,17 +121,18 @@ const WAIT_ATTEMPTS_MAX = 1000;
  */
 export async function askPlacement(node: MultiRaftNode, gateway: Gateway, req: PlacementRequest, waitMs: number,
   onWait?: (refusal: Refusal) => void): Promise<PlacementAnswer> {
-  const deadlineMs = performance.now() + Math.min(Math.max(0, waitMs), PLACEMENT_WAIT_MS_MAX);
+  const clock = gateway.clock;
+  const deadlineMs = clock.nowMs() + Math.min(Math.max(0, waitMs), PLACEMENT_WAIT_MS_MAX);
   for (let attempt = 1; ; attempt++) {
     const r = await gateway.placement(req);
-    if (r.ok || r.code !== "shard_busy" || r.operator === undefined || attempt >= WAIT_ATTEMPTS_MAX || performance.now() >= deadlineMs) {
+    if (r.ok || r.code !== "shard_busy" || r.operator === undefined || attempt >= WAIT_ATTEMPTS_MAX || clock.nowMs() >= deadlineMs) {
       return r.ok || attempt === 1 || r.code !== "shard_busy" ? r : { ...r, message: `${r.message} (still running after waiting ${Math.round(waitMs)} ms)` };
     }
     onWait?.(r);
     const id = r.operator.id;
     // At least one change: an operator not recorded yet (or never, a split) is asked about again after it.
     do {
-      const leftMs = deadlineMs - performance.now();
+      const leftMs = deadlineMs - clock.nowMs();
       if (leftMs <= 0) break;
       await node.awaitMetaChange(leftMs);
     } while (node.metaState().operators.get(id)?.status === "running");
@@ -133,7 +140,8 @@ export async function askPlacement(node: MultiRaftNode, gateway: Gateway, req: P
 }
 
 export class PlacementDriver {
-  private readonly loop = new PacedLoop(() => currentSettings(this.node.metaState()).placement.scheduleIntervalMs, () => this.cycle());
+  private readonly clock: Clock;
+  private readonly loop: PacedLoop;
   /** Null while this node does not lead the metadata group. */
   private state: PlacementState | null = null;
   /** The latest report per shard (of the highest term seen). Bounded by the shard count. */
@@ -149,6 +157,8 @@ export class PlacementDriver {
   readonly alerts: Alert[] = [];
 
   constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: PlacementDriverOptions = {}) {
+    this.clock = opts.clock ?? gateway.clock;
+    this.loop = new PacedLoop(() => currentSettings(this.node.metaState()).placement.scheduleIntervalMs, () => this.cycle(), this.clock);
     gateway.onReport = (from, report) => this.receive(from, report);
     gateway.onPlacement = (req) => this.submit(req);
   }
@@ -170,7 +180,7 @@ export class PlacementDriver {
     this.state ??= stateFromMeta(meta);
     await this.endFinishedReshapes();
     const cfg = currentSettings(meta).placement;
-    const nowMs = Date.now();
+    const nowMs = this.clock.wallMs();
     const r = manualOperator(this.view(nowMs, cfg), this.state, req, nowMs);
     if (!r.ok) return r;
     this.state = r.state;
@@ -194,7 +204,7 @@ export class PlacementDriver {
   }
 
   private receive(from: NodeId, reports: ShardReport[]): void {
-    const nowMs = Date.now();
+    const nowMs = this.clock.wallMs();
     for (const report of reports) {
       if (typeof report?.shard !== "number" || typeof report.term !== "number" || !Array.isArray(report.caughtUp)) continue;
       if (!this.node.metaState().shards.has(report.shard)) continue;
@@ -225,7 +235,7 @@ export class PlacementDriver {
     }
     const lagging = laggingLearners(this.node, ids);
     if (lagging.length > 0) return { ok: false, code: "not_caught_up", message: `node(s) ${lagging.join(", ")} do not hold the metadata leader's commit index yet` };
-    await promoteToVoters(this.gateway, ids, Date.now());
+    await promoteToVoters(this.gateway, ids, this.clock.wallMs());
     return { ok: true };
   }
 
@@ -254,7 +264,7 @@ export class PlacementDriver {
     let op = this.hold({ shard: id, epoch: shard.epoch, reason, reshape: { kind: "split", at: point, end } });
     let outcome: OperatorStatus = "cancelled";
     try {
-      const reserved = await this.gateway.proposeMeta({ kind: "reserve-shard-id", atMs: Date.now() });
+      const reserved = await this.gateway.proposeMeta({ kind: "reserve-shard-id", atMs: this.clock.wallMs() });
       if (!reserved.ok) return reserved;
       const child = reserved.value!;
       op = this.replaceHeld({ ...op, reshape: { kind: "split", at: point, end, child } });
@@ -264,9 +274,9 @@ export class PlacementDriver {
       this.opts.logger?.info(`placement driver: split shard ${id} at ${point} (${reason}): the upper part is shard ${child}`);
       // Its load so far was the whole range's: only a report made after the split may call it hot again.
       this.reports.delete(id);
-      this.settle(id, Date.now());
-      this.settle(child, Date.now());
-      if (reason === "manual" && this.state !== null) this.state = markManualSplit(this.state, id, child, Date.now());
+      this.settle(id, this.clock.wallMs());
+      this.settle(child, this.clock.wallMs());
+      if (reason === "manual" && this.state !== null) this.state = markManualSplit(this.state, id, child, this.clock.wallMs());
       return { ok: true, operator: op, child, range: [start, point], childRange: [point, end] };
     } finally {
       await this.release(op, outcome);
@@ -281,7 +291,7 @@ export class PlacementDriver {
     if (this.state === null || !this.state.operators.some((o) => o.reshape !== undefined)) return;
     const meta = this.node.metaState();
     const live = new Set([...meta.shards.values()].filter((sh) => sh.retiredInto === undefined).map((sh) => sh.id));
-    const nowMs = Date.now();
+    const nowMs = this.clock.wallMs();
     const stepTimeoutMs = currentSettings(meta).placement.stepTimeoutMs;
     for (const op of this.state.operators) {
       if (op.reshape === undefined) continue;
@@ -296,7 +306,7 @@ export class PlacementDriver {
   /** Adds a split or merge to the running operators (one per shard at a time), with the next operator id. */
   private hold(o: Pick<Operator, "shard" | "epoch" | "reason" | "reshape">): Operator {
     const state = this.state!;
-    const nowMs = Date.now();
+    const nowMs = this.clock.wallMs();
     const op: Operator = { id: state.nextOperatorId, steps: [], stepIndex: 0, startedAtMs: nowMs, stepStartedAtMs: nowMs, ...o };
     this.state = { ...state, operators: [...state.operators, op], nextOperatorId: op.id + 1 };
     return op;
@@ -317,7 +327,7 @@ export class PlacementDriver {
     this.dispatched.delete(op.id);
     if (!record && this.node.metaState().operators.get(op.id) === undefined) return;
     try {
-      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: Date.now() });
+      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: this.clock.wallMs() });
     } catch (e) {
       this.opts.logger?.warn(`placement driver: recording the end of operator ${op.id} failed: ${(e as Error).message}`);
     }
@@ -375,10 +385,10 @@ export class PlacementDriver {
     }
     this.opts.logger?.info(`placement driver: merging shard ${id} into shard ${target.id} (${reason}, operator ${op.id})`);
     if (this.state !== null && this.state.operators.some((o) => o.id === op.id) && this.node.metaState().operators.get(op.id) === undefined) {
-      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: "running", atMs: Date.now() });
+      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: "running", atMs: this.clock.wallMs() });
     }
-    this.settle(id, Date.now());
-    this.settle(target.id, Date.now());
+    this.settle(id, this.clock.wallMs());
+    this.settle(target.id, this.clock.wallMs());
     // The operator asked for this shape now: an earlier split by hand no longer holds the driver back.
     if (reason === "manual" && this.state !== null) this.state = clearManualSplit(this.state, [id, target.id]);
     return { ok: true, operator: op, into: target.id, range: [target.range.start, source.range.end] };
@@ -463,7 +473,7 @@ export class PlacementDriver {
         this.state = stateFromMeta(meta);
         this.opts.logger?.info(`placement driver: active, resuming ${this.state.operators.length} operator(s)`);
       }
-      const nowMs = Date.now();
+      const nowMs = this.clock.wallMs();
       const view = this.view(nowMs, cfg);
       const result = placementCycle(view, this.state, cfg, nowMs);
       this.state = result.state;
@@ -526,7 +536,7 @@ export class PlacementDriver {
     for (const n of allDead) {
       if (this.deadSeen.has(n.id)) continue;
       this.deadSeen.add(n.id);
-      this.alert({ atMs: Date.now(), kind: "node-dead", node: n.id, message: `node ${n.id} is dead (silent for ${cfg.nodeDeadAfterMs} ms): its replicas are rebuilt elsewhere` });
+      this.alert({ atMs: this.clock.wallMs(), kind: "node-dead", node: n.id, message: `node ${n.id} is dead (silent for ${cfg.nodeDeadAfterMs} ms): its replicas are rebuilt elsewhere` });
     }
     for (const id of this.deadSeen) if (!allDead.some((n) => n.id === id)) this.deadSeen.delete(id);
     const dead = allDead.filter((n) => !holders.has(n.id));
@@ -539,7 +549,7 @@ export class PlacementDriver {
       this.opts.logger?.warn(`placement driver: not removing dead node(s) ${[...gone]}: the live voters left would not be a quorum`);
       return;
     }
-    const atMs = Date.now();
+    const atMs = this.clock.wallMs();
     for (const n of dead) {
       if (n.worker !== "draining") await this.gateway.proposeMeta({ kind: "set-worker-state", node: n.id, state: "draining", atMs });
       const r = await this.gateway.proposeMeta({ kind: "set-worker-state", node: n.id, state: "removed", atMs });
