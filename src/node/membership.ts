@@ -27,7 +27,11 @@ import { type Clock, type Timer } from "../util/clock.js";
 import { unrefTimer } from "./paced-loop.js";
 
 export interface MembershipOptions {
-  peer: Address;
+  /**
+   * This node's peer address as others reach it; a function is read when the node registers, so that a
+   * port the node chose when it started listening (port 0) is known by then.
+   */
+  peer: Address | (() => Address);
   http: Address;
   labels?: Labels;
   role?: NodeRole;
@@ -144,7 +148,7 @@ export class Membership {
     if (self === undefined) {
       if (founder) {
         out.push({
-          kind: "register-node", id: this.node.id, peer: this.opts.peer, http: this.opts.http, labels: this.opts.labels ?? {},
+          kind: "register-node", id: this.node.id, peer: typeof this.opts.peer === "function" ? this.opts.peer() : this.opts.peer, http: this.opts.http, labels: this.opts.labels ?? {},
           role: this.opts.role ?? "standard", atMs,
         });
       }
