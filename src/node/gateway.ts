@@ -30,7 +30,8 @@ import type { ConfChangeSingle } from "../raft/index.js";
 import type { JoinRequest, JoinResponse } from "./membership.js";
 import type { Step } from "../placement/types.js";
 import type { ShardReport } from "./shard-agent.js";
-import type { PlacementAnswer, PlacementRequest } from "./placement-driver.js";
+import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest } from "../placement/policy.js";
+import type { Refusal } from "../placement/manual.js";
 import { type Clock, systemClock } from "../util/clock.js";
 import { NO_MUTATIONS, type NodeMutations } from "./mutations.js";
 
@@ -48,6 +49,8 @@ const LOST_LEADER_WAIT_ELECTIONS = 4;
 const REROUTE_ATTEMPTS_MAX = 8;
 /** How long a request refused by a split or merging shard waits for the shard map before it asks again. */
 const REROUTE_WAIT_MS = 500;
+/** Placement requests a waiting request makes at most (each after an operator in its way ended). */
+const PLACEMENT_ATTEMPTS_MAX = 1000;
 
 /** Options of a gateway. */
 export interface GatewayOptions {
@@ -397,6 +400,32 @@ export class Gateway {
   /** Sends a request to the placement driver, wherever it runs. */
   placement(req: PlacementRequest): Promise<PlacementAnswer> {
     return this.route({ kind: "placement", group: META_GROUP, req }) as Promise<PlacementAnswer>;
+  }
+
+  /**
+   * A placement request that, refused because an operator runs on its shard, waits for that operator to
+   * end and asks again, until it is taken or `waitMs` has passed (then it answers the last refusal, which
+   * names the operator still in the way). It waits on this node's copy of the metadata, where the
+   * placement driver records every operator's end: no polling, and any node can wait. A split in flight
+   * is not recorded as running: then the next change of the metadata is the cue to ask again.
+   * `onWait` hears of each operator waited for.
+   */
+  async placementWaiting(req: PlacementRequest, waitMs: number, onWait?: (refusal: Refusal) => void): Promise<PlacementAnswer> {
+    const deadlineMs = this.clock.nowMs() + Math.min(Math.max(0, waitMs), PLACEMENT_WAIT_MS_MAX);
+    for (let attempt = 1; ; attempt++) {
+      const r = await this.placement(req);
+      if (r.ok || r.code !== "shard_busy" || r.operator === undefined || attempt >= PLACEMENT_ATTEMPTS_MAX || this.clock.nowMs() >= deadlineMs) {
+        return r.ok || attempt === 1 || r.code !== "shard_busy" ? r : { ...r, message: `${r.message} (still running after waiting ${Math.round(waitMs)} ms)` };
+      }
+      onWait?.(r);
+      const id = r.operator.id;
+      // At least one change: an operator not recorded yet (or never, a split) is asked about again after it.
+      do {
+        const leftMs = deadlineMs - this.clock.nowMs();
+        if (leftMs <= 0) break;
+        await this.node.awaitMetaChange(leftMs);
+      } while (this.node.metaState().operators.get(id)?.status === "running");
+    }
   }
 
   /** Asks the shard's leader, wherever it is, to carry out an operator step. */

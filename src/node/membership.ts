@@ -23,6 +23,8 @@ import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
 import { META_GROUP, type MultiRaftNode, OverloadedError } from "./multi-raft.js";
 import { type Logger } from "../util/logger.js";
+import { type Alert, type PlacementAnswer, deadNodes, promotionRefusal, quorumAfterRemoval, staleLearners } from "../placement/policy.js";
+import type { PlacementConfig } from "../placement/types.js";
 import { type Clock, type Timer } from "../util/clock.js";
 import { unrefTimer } from "./paced-loop.js";
 
@@ -222,4 +224,90 @@ export async function removeNode(gateway: Gateway, node: MultiRaftNode, id: Node
     await gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.RemoveNode, nodeId: id }]);
   }
   return r;
+}
+
+/**
+ * The placement driver's care of the members (on the metadata leader): promotions by hand (MEM-2), dead
+ * nodes that hold no replica leave the cluster (MEM-6, zombie removal), stale metadata learners are
+ * set back to syncing (MEM-4). The decisions are placement/policy.ts's; this carries them out.
+ */
+export class MemberCare {
+  /** Since when each metadata learner has lagged or been silent (stale-learner detection). */
+  private laggingSinceMs = new Map<NodeId, number>();
+  /** Nodes already alerted as dead (bounded by the node count). */
+  private deadSeen = new Set<NodeId>();
+
+  constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly alert: (a: Alert) => void,
+    private readonly logger?: Logger) {}
+
+  /**
+   * Promotes metadata learners to voters at the operator's request (MEM-2): standard nodes only, caught
+   * up, and as many as keep the voter count odd (name a partner to promote two).
+   */
+  async promote(ids: NodeId[]): Promise<PlacementAnswer> {
+    const meta = this.node.metaState();
+    const conf = this.node.metaStatus().config;
+    const refused = promotionRefusal(ids.map((id) => {
+      const n = meta.nodes.get(id);
+      return { id, learner: conf.learners.includes(id), ...(n !== undefined && n.worker !== "removed" ? { role: n.role } : {}) };
+    }), conf.voters.length);
+    if (refused !== null) return refused;
+    const lagging = laggingLearners(this.node, ids);
+    if (lagging.length > 0) return { ok: false, code: "not_caught_up", message: `node(s) ${lagging.join(", ")} do not hold the metadata leader's commit index yet` };
+    await promoteToVoters(this.gateway, ids, this.gateway.clock.wallMs());
+    return { ok: true };
+  }
+
+  /**
+   * Dead nodes that hold no replica leave the cluster: their worker state becomes removed and they
+   * leave the metadata group's configuration, all in one change (zombie removal), unless the voters
+   * left alive would not be a quorum of the new configuration. A dead node with replicas waits until
+   * repair has rebuilt them elsewhere.
+   */
+  async retireDeadNodes(cfg: PlacementConfig, nowMs: number): Promise<void> {
+    const meta = this.node.metaState();
+    const holders = new Set([...meta.shards.values()].flatMap((s) => s.replicas.map((r) => r.node)));
+    const found = deadNodes(meta.nodes.values(), this.node.id, (id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "dead", holders, this.deadSeen);
+    this.deadSeen = found.alerted;
+    for (const n of found.alert) {
+      this.alert({ atMs: nowMs, kind: "node-dead", node: n.id, message: `node ${n.id} is dead (silent for ${cfg.nodeDeadAfterMs} ms): its replicas are rebuilt elsewhere` });
+    }
+    const dead = found.retire;
+    if (dead.length === 0) return;
+    const conf = this.node.metaStatus().config;
+    const gone = new Set(dead.map((n) => n.id));
+    if (!quorumAfterRemoval(conf.voters, gone, (id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "healthy")) {
+      this.logger?.warn(`placement driver: not removing dead node(s) ${[...gone]}: the live voters left would not be a quorum`);
+      return;
+    }
+    const atMs = nowMs;
+    for (const n of dead) {
+      if (n.worker !== "draining") await this.gateway.proposeMeta({ kind: "set-worker-state", node: n.id, state: "draining", atMs });
+      const r = await this.gateway.proposeMeta({ kind: "set-worker-state", node: n.id, state: "removed", atMs });
+      if (r.ok) this.alert({ atMs, kind: "node-removed", node: n.id, message: `node ${n.id} was dead and held no replica: removed from the cluster` });
+    }
+    const members = new Set([...conf.voters, ...conf.learners]);
+    const changes = dead.filter((n) => members.has(n.id)).map((n) => ({ type: ConfChangeType.RemoveNode, nodeId: n.id }));
+    if (changes.length > 0) await this.gateway.proposeConfChange(META_GROUP, changes);
+  }
+
+  /**
+   * A metadata learner that lags the commit index or is silent for `staleLearnerMs` is stale: it is
+   * set back to syncing (not promotable until it reports ready again) and an alert is raised.
+   */
+  async downgradeStaleLearners(cfg: PlacementConfig, nowMs: number): Promise<void> {
+    const st = this.node.metaStatus();
+    const lagging = new Set<NodeId>();
+    for (const n of this.node.metaState().nodes.values()) {
+      const learner = st.config.learners.includes(n.id) && (n.lifecycle === "ready" || n.lifecycle === "pairing" ||
+        n.lifecycle === "standby-learner" || n.lifecycle === "keep-as-learner");
+      if (learner && ((st.progress?.get(n.id)?.match ?? 0) < st.commit || this.node.peerHealth(n.id, cfg.nodeDeadAfterMs) !== "healthy")) lagging.add(n.id);
+    }
+    const { laggingSinceMs, stale } = staleLearners(this.laggingSinceMs, lagging, nowMs, cfg.staleLearnerMs);
+    this.laggingSinceMs = laggingSinceMs;
+    for (const id of stale) {
+      const r = await this.gateway.proposeMeta({ kind: "set-lifecycle", node: id, lifecycle: "syncing", atMs: nowMs });
+      if (r.ok) this.alert({ atMs: nowMs, kind: "stale-learner", node: id, message: `metadata learner ${id} lagged or was silent for ${cfg.staleLearnerMs} ms: downgraded to syncing` });
+    }
+  }
 }
