@@ -14,7 +14,7 @@ import { DEFAULT_PLACEMENT, type PlacementConfig, validatePlacementConfig } from
 import type { Gateway } from "../node/gateway.js";
 import { drainNode, removeNode } from "../node/membership.js";
 import { META_GROUP, type MultiRaftNode } from "../node/multi-raft.js";
-import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest, askPlacement } from "../node/placement-driver.js";
+import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest } from "../node/placement-driver.js";
 
 /** Operator records listed at most (newest first). */
 const OPERATORS_LIST_MAX = 1000;
@@ -187,7 +187,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
       },
     },
   } as const;
-  const ask = (req: PlacementRequest, waitMs: number | undefined) => askPlacement(node, gateway, req, waitMs ?? 0);
+  const ask = (req: PlacementRequest, waitMs: number | undefined) => gateway.placementWaiting(req, waitMs ?? 0);
   app.post<{ Params: { id: number } }>("/v1/cluster/operators/:id/cancel", {
     config: { op: "operators" },
     schema: {

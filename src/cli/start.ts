@@ -1,13 +1,15 @@
-/** `shoal start`: runs one node (its Raft groups, the peer transport and the HTTP API). */
+/**
+ * `shoal start`: runs one node (its Raft groups, the peer transport and the HTTP API). The CLI's part:
+ * arguments, the node's identity in its data directory, the data-dir lock, the pino logger, the HTTP
+ * API, signals and the crash log; the node's components and their order are node/shoal-node.ts's.
+ */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Logger, destination, pino } from "pino";
 import { buildApi } from "../api/server.js";
 import { DataDirInUseError, type DataDirLock, acquireDataDirLock } from "../node/data-dir-lock.js";
 import { Gateway } from "../node/gateway.js";
-import { Membership } from "../node/membership.js";
-import { PlacementDriver } from "../node/placement-driver.js";
-import { ShardAgent } from "../node/shard-agent.js";
+import { ShoalNode, buildNodeComponents, raftComponent } from "../node/shoal-node.js";
 import { MultiRaftNode } from "../node/multi-raft.js";
 import type { PeerAddress } from "../transport/transport.js";
 import type { Labels } from "../placement/types.js";
@@ -159,6 +161,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
   let id: number;
   let nodeLogger: Logger | null = null;
   let lock: DataDirLock | null = null;
+  let shoal: ShoalNode | null = null;
   exitOnCrash(() => nodeLogger);
   const dataDir = resolve(opts.dataDir);
   try {
@@ -218,39 +221,38 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       ...(compactAfterEntries !== undefined ? { compactAfterEntries } : {}), ...(testMode ? { testFaults: true } : {}),
     });
     const gateway = new Gateway(node);
-    let membership: Membership | null = null;
+    const raft = raftComponent(node);
+    const advertised = parseAddress("--advertise", advertise);
+    const agents = buildNodeComponents(node, gateway, {
+      peer: () => ({ host: advertised.host, port: advertised.port === 0 ? raft.port() : advertised.port }), http, labels, role: opts.role,
+      founders: joined ? [] : [id, ...peers.keys()], shards, logger,
+    });
     const app = await buildApi({
       node, gateway, logger, bodyLimitBytes: maxPayloadBytes, jsonLimits, testMode,
       failJoins: (n) => {
-        if (membership !== null) membership.failJoinsForTest = n;
+        agents.membership.failJoinsForTest = n;
       },
     });
     if (testMode) logger.warn("test mode: fault-injection hooks are enabled");
-    const peerPort = await node.start();
-    await app.listen({ host: http.host, port: http.port });
-    const advertised = parseAddress("--advertise", advertise);
-    membership = new Membership(node, gateway, {
-      peer: { host: advertised.host, port: advertised.port === 0 ? peerPort : advertised.port }, http, labels, role: opts.role,
-      founders: joined ? [] : [id, ...peers.keys()], shards, logger: logger.child({ component: "membership" }),
-    });
-    membership.start();
-    const shardAgent = new ShardAgent(node, gateway, { logger: logger.child({ component: "shard-agent" }) });
-    shardAgent.start();
-    const placement = new PlacementDriver(node, gateway, { logger: logger.child({ component: "placement" }) });
-    placement.start();
-    logger.info({ http: `${http.host}:${http.port}`, peer: `${listen.host}:${peerPort}`, advertise: opts.advertise ?? opts.listen,
+    // Started in this order, stopped in reverse: the agents stop proposing, the API stops accepting and
+    // waits for in-flight requests, the node finishes its turn (fsync included) and closes its log and
+    // store, and only then is the data directory free for another process.
+    shoal = new ShoalNode([
+      { name: "data-dir-lock", start: () => undefined, stop: () => held.release() },
+      raft,
+      { name: "api", start: async () => void await app.listen({ host: http.host, port: http.port }), stop: () => app.close() },
+      ...agents.components,
+    ], logger);
+    await shoal.start();
+    logger.info({ http: `${http.host}:${http.port}`, peer: `${listen.host}:${raft.port()}`, advertise: opts.advertise ?? opts.listen,
       dataDir, peers: [...peers.keys()], shards }, "node started");
+    const running = shoal;
     let stopping = false;
     const shutdown = async (signal: string) => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, "shutting down: no new requests, finishing in-flight ones");
-      membership.stop();
-      shardAgent.stop();
-      placement.stop();
-      await app.close(); // stops accepting, waits for in-flight requests
-      await node!.stop(); // finishes the current turn (fsync included), closes the log and the store
-      held.release();
+      await running.stop();
       logger.info("stopped");
       process.exit(0);
     };
@@ -259,6 +261,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     return await new Promise<number>(() => undefined); // runs until a signal
   } catch (e) {
     // Whatever started before the failure (timers, sockets) must not keep the process alive.
+    await shoal?.stop().catch(() => undefined);
     await node?.stop().catch(() => undefined);
     lock?.release();
     if (e instanceof ConfigError || e instanceof DataDirInUseError) {

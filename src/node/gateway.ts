@@ -30,7 +30,10 @@ import type { ConfChangeSingle } from "../raft/index.js";
 import type { JoinRequest, JoinResponse } from "./membership.js";
 import type { Step } from "../placement/types.js";
 import type { ShardReport } from "./shard-agent.js";
-import type { PlacementAnswer, PlacementRequest } from "./placement-driver.js";
+import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest } from "../placement/policy.js";
+import type { Refusal } from "../placement/manual.js";
+import { type Clock, systemClock } from "../util/clock.js";
+import { NO_MUTATIONS, type NodeMutations } from "./mutations.js";
 
 /**
  * Hops a request makes before giving up: each is a leader change followed (an election or hand-over), a
@@ -46,6 +49,40 @@ const LOST_LEADER_WAIT_ELECTIONS = 4;
 const REROUTE_ATTEMPTS_MAX = 8;
 /** How long a request refused by a split or merging shard waits for the shard map before it asks again. */
 const REROUTE_WAIT_MS = 500;
+/** Placement requests a waiting request makes at most (each after an operator in its way ended). */
+const PLACEMENT_ATTEMPTS_MAX = 1000;
+
+/** Options of a gateway. */
+export interface GatewayOptions {
+  /** How long a request may take overall, in ms. */
+  timeoutMs?: number;
+  /** Time and timers; by default the node's host clock (one clock per node), else the process's. */
+  clock?: Clock;
+  /** Deliberate bugs for the node-world simulator (mutations.ts); none in production. */
+  mutations?: NodeMutations;
+}
+
+/**
+ * The clock of the node's host when the node exposes one (MultiRaftNode.open(config, host)), so every
+ * component of a node runs on the same clock; the process's clock otherwise.
+ */
+export function clockOfNode(node: MultiRaftNode): Clock {
+  const n = node as unknown as { host?: { clock?: Clock }; clock?: Clock };
+  return n.host?.clock ?? n.clock ?? systemClock;
+}
+
+/** The node's mutations when it exposes them (see clockOfNode); none otherwise. */
+function mutationsOfNode(node: MultiRaftNode): NodeMutations {
+  const n = node as unknown as { mutations?: NodeMutations };
+  return n.mutations ?? NO_MUTATIONS;
+}
+
+/**
+ * The mark a write carries under the `gateway-skips-epoch` mutation: the shard that applies it must not
+ * check that the record's id is still in its range (node/shard-apply.ts honours it), so a write routed
+ * with a stale shard map lands in a shard that no longer owns the id. Never set in production.
+ */
+export const RANGE_UNCHECKED = "rangeUnchecked";
 
 /** Options of a record write. */
 export interface WriteOptions {
@@ -136,10 +173,17 @@ export class Gateway {
    */
   private readonly pending = new Map<number, { to: NodeId; settle: (r: Reply | PeerLostError) => void }>();
   private readonly timeoutMs: number;
+  /** This node's clock: deadlines on nowMs, the atMs of idempotency tags on wallMs. */
+  readonly clock: Clock;
+  /** Deliberate bugs switched on (mutations.ts); empty in production. */
+  readonly mutations: NodeMutations;
 
-  constructor(node: MultiRaftNode, timeoutMs = 5000) {
+  constructor(node: MultiRaftNode, opts: GatewayOptions | number = {}) {
+    const o: GatewayOptions = typeof opts === "number" ? { timeoutMs: opts } : opts;
     this.node = node;
-    this.timeoutMs = timeoutMs;
+    this.timeoutMs = o.timeoutMs ?? 5000;
+    this.clock = o.clock ?? clockOfNode(node);
+    this.mutations = o.mutations ?? mutationsOfNode(node);
     // One gateway per node: a second would silently take over the node's forwarded requests.
     if (node.onNodeMessage !== null) throw new Error(`node ${node.id} has a gateway already`);
     node.onNodeMessage = (from, msg) => this.onMessage(from, msg);
@@ -166,7 +210,7 @@ export class Gateway {
       const settings = currentSettings(this.node.metaState()).placement;
       const digest = createHash("sha256").update(pack([cmd.op, cmd.op === "put" ? cmd.payload : null, cmd.ifVersion ?? null]) as Uint8Array);
       cmd.idem = {
-        key: opts.idempotencyKey, fingerprint: digest.digest("base64url").slice(0, 22), atMs: Date.now(),
+        key: opts.idempotencyKey, fingerprint: digest.digest("base64url").slice(0, 22), atMs: this.clock.wallMs(),
         ttlMs: settings.idempotencyKeyTtlMs ?? DEFAULT_PLACEMENT.idempotencyKeyTtlMs,
         keysMax: settings.idempotencyKeysPerShardMax ?? DEFAULT_PLACEMENT.idempotencyKeysPerShardMax,
       };
@@ -189,6 +233,9 @@ export class Gateway {
   }
 
   private write(cmd: RecordCommand): Promise<CommandResult> {
+    // Mutation: the shard is told not to check the id against its range, so a write routed by a stale
+    // map (this node's, before it learned of a split or merge) is applied where the id no longer lives.
+    if (this.mutations.has("gateway-skips-epoch")) (cmd as RecordCommand & { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] = true;
     return this.rerouted(async (group) => {
       const r = await (this.route({ kind: "propose", group, cmd }) as Promise<CommandResult>);
       if (!r.ok && r.code === "wrong_shard") throw new WrongShardError(group);
@@ -202,19 +249,19 @@ export class Gateway {
    * and tries there. Bounded by attempts and by one request timeout overall.
    */
   private async rerouted<T>(attempt: (group: number) => Promise<T>, key: string): Promise<T> {
-    const deadlineMs = performance.now() + this.timeoutMs;
+    const deadlineMs = this.clock.nowMs() + this.timeoutMs;
     for (let n = 1; ; n++) {
       const group = this.node.shardOf(key);
       try {
         return await attempt(group);
       } catch (e) {
         const moved = e instanceof WrongShardError || (e instanceof NotLeaderError && this.node.shardOf(key) !== group);
-        if (!moved || n >= REROUTE_ATTEMPTS_MAX || performance.now() >= deadlineMs) throw e;
+        if (!moved || n >= REROUTE_ATTEMPTS_MAX || this.clock.nowMs() >= deadlineMs) throw e;
         // Until the shard map routes the id elsewhere, or a while has passed (a merge that was called
         // off unfreezes the shard without changing the map).
-        const retryAtMs = Math.min(deadlineMs, performance.now() + REROUTE_WAIT_MS);
-        while (this.node.shardOf(key) === group && performance.now() < retryAtMs) {
-          await this.node.awaitMetaChange(Math.max(1, retryAtMs - performance.now()));
+        const retryAtMs = Math.min(deadlineMs, this.clock.nowMs() + REROUTE_WAIT_MS);
+        while (this.node.shardOf(key) === group && this.clock.nowMs() < retryAtMs) {
+          await this.node.awaitMetaChange(Math.max(1, retryAtMs - this.clock.nowMs()));
         }
       }
     }
@@ -238,7 +285,7 @@ export class Gateway {
    * election timeout. Bounded by attempts and by one request timeout overall.
    */
   private async route(op: Op): Promise<unknown> {
-    const deadlineMs = performance.now() + this.timeoutMs;
+    const deadlineMs = this.clock.nowMs() + this.timeoutMs;
     // Whether a replica is hosted here can change while the request waits (a replica placed or moved).
     let leader = this.node.hosts(op.group) ? this.node.leaderOf(op.group) : this.replicaOf(op.group, 0);
     let refused: NodeId = 0;
@@ -253,13 +300,13 @@ export class Gateway {
     const last = leader === 0 && this.node.hosts(op.group) ? this.node.lastLeaderOf(op.group) : 0;
     if (last !== 0 && last !== this.node.id && this.node.peerLost(last)) {
       lost = new PeerLostError(last, false, "silent");
-      lostDeadlineMs = Math.min(deadlineMs, performance.now() + LOST_LEADER_WAIT_ELECTIONS * this.node.electionTimeoutMs);
+      lostDeadlineMs = Math.min(deadlineMs, this.clock.nowMs() + LOST_LEADER_WAIT_ELECTIONS * this.node.electionTimeoutMs);
     }
     for (let attempt = 1; ; attempt++) {
       try {
         if (leader === 0) {
           leader = this.node.hosts(op.group)
-            ? await this.node.awaitLeader(op.group, refused, Math.max(1, lostDeadlineMs - performance.now()))
+            ? await this.node.awaitLeader(op.group, refused, Math.max(1, lostDeadlineMs - this.clock.nowMs()))
             : this.replicaOf(op.group, attempt);
         }
         if (leader === 0) throw new NotLeaderError(op.group, 0);
@@ -277,14 +324,14 @@ export class Gateway {
           // twice is sent to the next leader; anything else is answered now, its outcome unknown.
           if (e.sent && !repeatable(op)) throw e.unknownOutcome();
           if (e.sent && op.kind === "propose") this.delivered.set(op.cmd, e);
-          if (lost === null) lostDeadlineMs = Math.min(deadlineMs, performance.now() + LOST_LEADER_WAIT_ELECTIONS * this.node.electionTimeoutMs);
+          if (lost === null) lostDeadlineMs = Math.min(deadlineMs, this.clock.nowMs() + LOST_LEADER_WAIT_ELECTIONS * this.node.electionTimeoutMs);
           lost = e;
         } else if (e instanceof LeaderUnreachableError) {
           unreachable = e;
         } else if (!(e instanceof NotLeaderError)) {
           throw this.outcome(op, e as Error);
         }
-        if (attempt >= ROUTE_ATTEMPTS_MAX || performance.now() >= lostDeadlineMs) {
+        if (attempt >= ROUTE_ATTEMPTS_MAX || this.clock.nowMs() >= lostDeadlineMs) {
           // Waiting for another leader after the last one was lost or unreachable: say so, not "no leader".
           const final = e instanceof PeerLostError || (leader === 0 && lost !== null)
             ? new LeaderUnreachableError(op.group, lost!.peer)
@@ -355,6 +402,32 @@ export class Gateway {
     return this.route({ kind: "placement", group: META_GROUP, req }) as Promise<PlacementAnswer>;
   }
 
+  /**
+   * A placement request that, refused because an operator runs on its shard, waits for that operator to
+   * end and asks again, until it is taken or `waitMs` has passed (then it answers the last refusal, which
+   * names the operator still in the way). It waits on this node's copy of the metadata, where the
+   * placement driver records every operator's end: no polling, and any node can wait. A split in flight
+   * is not recorded as running: then the next change of the metadata is the cue to ask again.
+   * `onWait` hears of each operator waited for.
+   */
+  async placementWaiting(req: PlacementRequest, waitMs: number, onWait?: (refusal: Refusal) => void): Promise<PlacementAnswer> {
+    const deadlineMs = this.clock.nowMs() + Math.min(Math.max(0, waitMs), PLACEMENT_WAIT_MS_MAX);
+    for (let attempt = 1; ; attempt++) {
+      const r = await this.placement(req);
+      if (r.ok || r.code !== "shard_busy" || r.operator === undefined || attempt >= PLACEMENT_ATTEMPTS_MAX || this.clock.nowMs() >= deadlineMs) {
+        return r.ok || attempt === 1 || r.code !== "shard_busy" ? r : { ...r, message: `${r.message} (still running after waiting ${Math.round(waitMs)} ms)` };
+      }
+      onWait?.(r);
+      const id = r.operator.id;
+      // At least one change: an operator not recorded yet (or never, a split) is asked about again after it.
+      do {
+        const leftMs = deadlineMs - this.clock.nowMs();
+        if (leftMs <= 0) break;
+        await this.node.awaitMetaChange(leftMs);
+      } while (this.node.metaState().operators.get(id)?.status === "running");
+    }
+  }
+
   /** Asks the shard's leader, wherever it is, to carry out an operator step. */
   step(group: number, epoch: number, step: Step): Promise<ApplyResult> {
     return this.route({ kind: "step", group, epoch, step }) as Promise<ApplyResult>;
@@ -410,12 +483,12 @@ export class Gateway {
     const id = this.nextId++;
     return new Promise<Reply | PeerLostError>((resolve) => {
       const settle = (reply: Reply | PeerLostError) => {
-        clearTimeout(timer);
+        this.clock.clear(timer);
         unwatch();
         this.pending.delete(id);
         resolve(reply);
       };
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         settle({ ok: false, error: { name: "RequestTimeoutError", message: `node ${to} did not answer within ${this.timeoutMs} ms` } });
       }, this.timeoutMs);
       const unwatch = this.node.watchQuorum(op.group, (reach) => {

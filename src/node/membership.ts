@@ -23,9 +23,17 @@ import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
 import { META_GROUP, type MultiRaftNode, OverloadedError } from "./multi-raft.js";
 import { type Logger } from "../util/logger.js";
+import { type Alert, type PlacementAnswer, deadNodes, promotionRefusal, quorumAfterRemoval, staleLearners } from "../placement/policy.js";
+import type { PlacementConfig } from "../placement/types.js";
+import { type Clock, type Timer } from "../util/clock.js";
+import { unrefTimer } from "./paced-loop.js";
 
 export interface MembershipOptions {
-  peer: Address;
+  /**
+   * This node's peer address as others reach it; a function is read when the node registers, so that a
+   * port the node chose when it started listening (port 0) is known by then.
+   */
+  peer: Address | (() => Address);
   http: Address;
   labels?: Labels;
   role?: NodeRole;
@@ -37,6 +45,8 @@ export interface MembershipOptions {
   /** Overrides the cluster settings' promotion timeouts (tests). */
   promotion?: PromotionConfig;
   logger?: Logger;
+  /** Time and timers; by default the gateway's (the node's) clock. */
+  clock?: Clock;
 }
 
 export interface JoinRequest {
@@ -54,7 +64,8 @@ export type JoinResponse =
 const JOIN_QUEUE_MAX = 64;
 
 export class Membership {
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
+  private readonly clock: Clock;
   private running = false;
   private joins: Promise<unknown> = Promise.resolve();
   private joinsQueued = 0;
@@ -64,18 +75,19 @@ export class Membership {
   failJoinsForTest = 0;
 
   constructor(private readonly node: MultiRaftNode, readonly gateway: Gateway, private readonly opts: MembershipOptions) {
+    this.clock = opts.clock ?? gateway.clock;
     gateway.onJoin = (req) => this.handleJoin(req);
   }
 
   start(): void {
     if (this.timer !== null) return;
-    this.timer = setInterval(() => void this.pass(), this.opts.intervalMs ?? 500);
+    this.timer = this.clock.setInterval(() => void this.pass(), this.opts.intervalMs ?? 500);
     // The node's own loop keeps the process alive; a forgotten agent alone must not.
-    this.timer.unref();
+    unrefTimer(this.timer);
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
+    this.clock.clear(this.timer);
     this.timer = null;
   }
 
@@ -89,7 +101,7 @@ export class Membership {
   }
 
   private async join(req: JoinRequest): Promise<JoinResponse> {
-    const registered = await this.gateway.proposeMeta({ kind: "register-node", peer: req.peer, http: req.http, labels: req.labels, role: req.role, atMs: Date.now() });
+    const registered = await this.gateway.proposeMeta({ kind: "register-node", peer: req.peer, http: req.http, labels: req.labels, role: req.role, atMs: this.clock.wallMs() });
     if (!registered.ok) return registered;
     const id = registered.value!;
     try {
@@ -101,7 +113,7 @@ export class Membership {
     } catch (e) {
       // Atomic: the node ends a member or not at all.
       const message = `adding node ${id} to the metadata group failed (${(e as Error).message}); its registration was rolled back`;
-      await this.gateway.proposeMeta({ kind: "forget-node", node: id, atMs: Date.now() }).catch(() => undefined);
+      await this.gateway.proposeMeta({ kind: "forget-node", node: id, atMs: this.clock.wallMs() }).catch(() => undefined);
       return { ok: false, code: "join_failed", message };
     }
     const members = [...this.node.metaState().nodes.values()].filter((n) => n.worker !== "removed").map((n) => ({ id: n.id, peer: n.peer }));
@@ -133,12 +145,12 @@ export class Membership {
     const meta = this.node.metaState();
     const self = meta.nodes.get(this.node.id);
     const founder = this.opts.founders.includes(this.node.id);
-    const atMs = Date.now();
+    const atMs = this.clock.wallMs();
     const out: MetaCommand[] = [];
     if (self === undefined) {
       if (founder) {
         out.push({
-          kind: "register-node", id: this.node.id, peer: this.opts.peer, http: this.opts.http, labels: this.opts.labels ?? {},
+          kind: "register-node", id: this.node.id, peer: typeof this.opts.peer === "function" ? this.opts.peer() : this.opts.peer, http: this.opts.http, labels: this.opts.labels ?? {},
           role: this.opts.role ?? "standard", atMs,
         });
       }
@@ -164,10 +176,10 @@ export class Membership {
   /** On the metadata leader: quorum-aware promotion of ready learners (one decision per pass). */
   private async promote(): Promise<void> {
     const meta = this.node.metaState();
-    const decisions = planPromotions([...meta.nodes.values()], this.opts.promotion ?? currentSettings(meta).placement, Date.now());
+    const decisions = planPromotions([...meta.nodes.values()], this.opts.promotion ?? currentSettings(meta).placement, this.clock.wallMs());
     const d = decisions[0];
     if (d === undefined) return;
-    const atMs = Date.now();
+    const atMs = this.clock.wallMs();
     if (d.kind === "set-lifecycle") {
       await this.gateway.proposeMeta({ kind: "set-lifecycle", node: d.node, lifecycle: d.lifecycle, atMs });
       return;
@@ -201,15 +213,101 @@ export async function promoteToVoters(gateway: Gateway, nodes: readonly NodeId[]
  * replicas; once accepted, the node also leaves the metadata group's configuration.
  */
 export async function drainNode(gateway: Gateway, id: NodeId): Promise<ApplyResult> {
-  return gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "draining", atMs: Date.now() });
+  return gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "draining", atMs: gateway.clock.wallMs() });
 }
 
 export async function removeNode(gateway: Gateway, node: MultiRaftNode, id: NodeId): Promise<ApplyResult> {
-  const r = await gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "removed", atMs: Date.now() });
+  const r = await gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "removed", atMs: gateway.clock.wallMs() });
   if (!r.ok) return r;
   const config = node.metaStatus().config;
   if ([...config.voters, ...config.learners].includes(id)) {
     await gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.RemoveNode, nodeId: id }]);
   }
   return r;
+}
+
+/**
+ * The placement driver's care of the members (on the metadata leader): promotions by hand (MEM-2), dead
+ * nodes that hold no replica leave the cluster (MEM-6, zombie removal), stale metadata learners are
+ * set back to syncing (MEM-4). The decisions are placement/policy.ts's; this carries them out.
+ */
+export class MemberCare {
+  /** Since when each metadata learner has lagged or been silent (stale-learner detection). */
+  private laggingSinceMs = new Map<NodeId, number>();
+  /** Nodes already alerted as dead (bounded by the node count). */
+  private deadSeen = new Set<NodeId>();
+
+  constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly alert: (a: Alert) => void,
+    private readonly logger?: Logger) {}
+
+  /**
+   * Promotes metadata learners to voters at the operator's request (MEM-2): standard nodes only, caught
+   * up, and as many as keep the voter count odd (name a partner to promote two).
+   */
+  async promote(ids: NodeId[]): Promise<PlacementAnswer> {
+    const meta = this.node.metaState();
+    const conf = this.node.metaStatus().config;
+    const refused = promotionRefusal(ids.map((id) => {
+      const n = meta.nodes.get(id);
+      return { id, learner: conf.learners.includes(id), ...(n !== undefined && n.worker !== "removed" ? { role: n.role } : {}) };
+    }), conf.voters.length);
+    if (refused !== null) return refused;
+    const lagging = laggingLearners(this.node, ids);
+    if (lagging.length > 0) return { ok: false, code: "not_caught_up", message: `node(s) ${lagging.join(", ")} do not hold the metadata leader's commit index yet` };
+    await promoteToVoters(this.gateway, ids, this.gateway.clock.wallMs());
+    return { ok: true };
+  }
+
+  /**
+   * Dead nodes that hold no replica leave the cluster: their worker state becomes removed and they
+   * leave the metadata group's configuration, all in one change (zombie removal), unless the voters
+   * left alive would not be a quorum of the new configuration. A dead node with replicas waits until
+   * repair has rebuilt them elsewhere.
+   */
+  async retireDeadNodes(cfg: PlacementConfig, nowMs: number): Promise<void> {
+    const meta = this.node.metaState();
+    const holders = new Set([...meta.shards.values()].flatMap((s) => s.replicas.map((r) => r.node)));
+    const found = deadNodes(meta.nodes.values(), this.node.id, (id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "dead", holders, this.deadSeen);
+    this.deadSeen = found.alerted;
+    for (const n of found.alert) {
+      this.alert({ atMs: nowMs, kind: "node-dead", node: n.id, message: `node ${n.id} is dead (silent for ${cfg.nodeDeadAfterMs} ms): its replicas are rebuilt elsewhere` });
+    }
+    const dead = found.retire;
+    if (dead.length === 0) return;
+    const conf = this.node.metaStatus().config;
+    const gone = new Set(dead.map((n) => n.id));
+    if (!quorumAfterRemoval(conf.voters, gone, (id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "healthy")) {
+      this.logger?.warn(`placement driver: not removing dead node(s) ${[...gone]}: the live voters left would not be a quorum`);
+      return;
+    }
+    const atMs = nowMs;
+    for (const n of dead) {
+      if (n.worker !== "draining") await this.gateway.proposeMeta({ kind: "set-worker-state", node: n.id, state: "draining", atMs });
+      const r = await this.gateway.proposeMeta({ kind: "set-worker-state", node: n.id, state: "removed", atMs });
+      if (r.ok) this.alert({ atMs, kind: "node-removed", node: n.id, message: `node ${n.id} was dead and held no replica: removed from the cluster` });
+    }
+    const members = new Set([...conf.voters, ...conf.learners]);
+    const changes = dead.filter((n) => members.has(n.id)).map((n) => ({ type: ConfChangeType.RemoveNode, nodeId: n.id }));
+    if (changes.length > 0) await this.gateway.proposeConfChange(META_GROUP, changes);
+  }
+
+  /**
+   * A metadata learner that lags the commit index or is silent for `staleLearnerMs` is stale: it is
+   * set back to syncing (not promotable until it reports ready again) and an alert is raised.
+   */
+  async downgradeStaleLearners(cfg: PlacementConfig, nowMs: number): Promise<void> {
+    const st = this.node.metaStatus();
+    const lagging = new Set<NodeId>();
+    for (const n of this.node.metaState().nodes.values()) {
+      const learner = st.config.learners.includes(n.id) && (n.lifecycle === "ready" || n.lifecycle === "pairing" ||
+        n.lifecycle === "standby-learner" || n.lifecycle === "keep-as-learner");
+      if (learner && ((st.progress?.get(n.id)?.match ?? 0) < st.commit || this.node.peerHealth(n.id, cfg.nodeDeadAfterMs) !== "healthy")) lagging.add(n.id);
+    }
+    const { laggingSinceMs, stale } = staleLearners(this.laggingSinceMs, lagging, nowMs, cfg.staleLearnerMs);
+    this.laggingSinceMs = laggingSinceMs;
+    for (const id of stale) {
+      const r = await this.gateway.proposeMeta({ kind: "set-lifecycle", node: id, lifecycle: "syncing", atMs: nowMs });
+      if (r.ok) this.alert({ atMs: nowMs, kind: "stale-learner", node: id, message: `metadata learner ${id} lagged or was silent for ${cfg.staleLearnerMs} ms: downgraded to syncing` });
+    }
+  }
 }

@@ -7,6 +7,7 @@ import type { MetaState } from "../meta/state.js";
 import { RouteTable, hashOf } from "../meta/ranges.js";
 import { OverloadedError, shardOf } from "./group.js";
 import { type Logger } from "../util/logger.js";
+import { type Clock, systemClock } from "../util/clock.js";
 
 /** Bound on the watch streams of metadata changes (API clients). */
 const MAX_META_WATCHERS = 256;
@@ -17,7 +18,12 @@ export class MetaWatch {
   private waiters: (() => void)[] = [];
   private routes: RouteTable | null = null;
 
-  constructor(private readonly meta: () => Readonly<MetaState>, private readonly initialShards: number, private readonly logger?: Logger) {}
+  constructor(
+    private readonly meta: () => Readonly<MetaState>,
+    private readonly initialShards: number,
+    private readonly logger?: Logger,
+    private readonly clock: Clock = systemClock,
+  ) {}
 
   /**
    * Calls `listener` with the keys of the metadata records each applied batch changed (see
@@ -32,12 +38,12 @@ export class MetaWatch {
   /** Resolves at the next change, or after `timeoutMs` (whichever first). */
   next(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== done);
         resolve();
       }, timeoutMs);
       const done = () => {
-        clearTimeout(timer);
+        this.clock.clear(timer);
         resolve();
       };
       this.waiters.push(done);

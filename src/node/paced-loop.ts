@@ -1,28 +1,40 @@
 /**
  * A background loop whose pace comes from the cluster settings (read before each wait, so a change
  * applies from the next round): run, wait `intervalMs()`, run again. A round never overlaps the next;
- * the timer does not keep the process alive (the node's own loop does).
+ * on the process's clock the timer does not keep the process alive (the node's own loop does).
  */
-export class PacedLoop {
-  private timer: NodeJS.Timeout | null = null;
+import { type Clock, type Timer, systemClock } from "../util/clock.js";
 
-  constructor(private readonly intervalMs: () => number, private readonly round: () => Promise<void>) {}
+export class PacedLoop {
+  private timer: Timer | null = null;
+
+  constructor(
+    private readonly intervalMs: () => number,
+    private readonly round: () => Promise<void>,
+    private readonly clock: Clock = systemClock,
+  ) {}
 
   start(): void {
     if (this.timer === null) this.schedule();
   }
 
   stop(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
+    this.clock.clear(this.timer);
     this.timer = null;
   }
 
   private schedule(): void {
-    this.timer = setTimeout(() => {
+    this.timer = this.clock.setTimeout(() => {
       void this.round().finally(() => {
         if (this.timer !== null) this.schedule();
       });
     }, this.intervalMs());
-    this.timer.unref();
+    unrefTimer(this.timer);
   }
+}
+
+/** Lets the process exit while `timer` is pending, when it is one of Node's timers (a virtual clock's is not). */
+export function unrefTimer(timer: Timer): void {
+  const t = timer.clockTimer as { unref?: () => void } | null;
+  if (t !== null && typeof t === "object" && typeof t.unref === "function") t.unref();
 }

@@ -94,7 +94,8 @@ function moved(e: unknown): e is Error {
  */
 export async function scanCollection(node: MultiRaftNode, gateway: Gateway, limit: number, after: string | undefined,
   timeoutMs = 5000): Promise<{ records: [string, StoredRecord][]; more: boolean }> {
-  const deadlineMs = performance.now() + timeoutMs;
+  const clock = gateway.clock;
+  const deadlineMs = clock.nowMs() + timeoutMs;
   const named = new Set<number>();
   for (let attempt = 1; ; attempt++) {
     const meta = node.metaState();
@@ -112,9 +113,9 @@ export async function scanCollection(node: MultiRaftNode, gateway: Gateway, limi
     const cover = failed === null ? coverHashSpace(parts) : null;
     if (cover !== null) return mergePages(cover, limit);
     for (const p of parts) for (const child of p.children) named.add(child);
-    if (attempt >= SCAN_ATTEMPTS_MAX || performance.now() >= deadlineMs) {
+    if (attempt >= SCAN_ATTEMPTS_MAX || clock.nowMs() >= deadlineMs) {
       throw failed ?? new UnsettledScanError();
     }
-    await node.awaitMetaChange(Math.max(1, Math.min(SCAN_RETRY_WAIT_MS, deadlineMs - performance.now())));
+    await node.awaitMetaChange(Math.max(1, Math.min(SCAN_RETRY_WAIT_MS, deadlineMs - clock.nowMs())));
   }
 }

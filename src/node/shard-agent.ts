@@ -21,6 +21,7 @@ import { PacedLoop } from "./paced-loop.js";
 import { ShardSizes } from "./shard-sizes.js";
 import { ConfChangeRefusedError, type MultiRaftNode } from "./multi-raft.js";
 import { type Logger } from "../util/logger.js";
+import type { Clock } from "../util/clock.js";
 
 /** What a shard's leader tells the placement driver. */
 export interface ShardReport {
@@ -40,6 +41,8 @@ export interface ShardReport {
 
 export interface ShardAgentOptions {
   logger?: Logger;
+  /** Time and timers; by default the gateway's (the node's) clock. */
+  clock?: Clock;
 }
 
 /** A merge ships the source's records through the target's log: only small shards merge. */
@@ -64,7 +67,8 @@ function sameReplicas(a: readonly { node: NodeId; role: ReplicaRole }[], b: read
 }
 
 export class ShardAgent {
-  private readonly loop = new PacedLoop(() => currentSettings(this.node.metaState()).placement.scheduleIntervalMs, () => this.pass());
+  private readonly clock: Clock;
+  private readonly loop: PacedLoop;
   private running = false;
   private mirrorScheduled = false;
   /** Requests counted at the previous report, per shard, and when it was made. */
@@ -74,9 +78,12 @@ export class ShardAgent {
   /** Frozen shards led here whose records were shipped, at which pass (bounded by the shards led). */
   private readonly shippedAtPass = new Map<number, number>();
   private passes = 0;
-  private lastReportMs = performance.now();
+  private lastReportMs: number;
 
   constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: ShardAgentOptions = {}) {
+    this.clock = opts.clock ?? gateway.clock;
+    this.loop = new PacedLoop(() => currentSettings(this.node.metaState()).placement.scheduleIntervalMs, () => this.pass(), this.clock);
+    this.lastReportMs = this.clock.nowMs();
     gateway.onStep = (group, epoch, step) => this.executeStep(group, epoch, step);
     gateway.onMerge = (group, into) => this.freeze(group, into);
     this.sizes = new ShardSizes((group, limit, after) => this.node.scan(group, limit, after));
@@ -106,7 +113,7 @@ export class ShardAgent {
   private mirrorSoon(): void {
     if (this.mirrorScheduled) return;
     this.mirrorScheduled = true;
-    setImmediate(() => {
+    this.clock.defer(() => {
       this.mirrorScheduled = false;
       void this.mirror();
     });
@@ -127,12 +134,12 @@ export class ShardAgent {
         // Splits first, oldest first: each is recorded against the range end it cut.
         for (const sp of this.node.shardState(s.shard).splits) {
           if (this.node.metaState().shards.has(sp.child) || this.node.metaState().shards.get(s.shard)?.range.end !== sp.end) continue;
-          const r = await this.gateway.proposeMeta({ kind: "split-shard", shard: s.shard, child: sp.child, at: sp.at, end: sp.end, index: sp.index, atMs: Date.now() });
+          const r = await this.gateway.proposeMeta({ kind: "split-shard", shard: s.shard, child: sp.child, at: sp.at, end: sp.end, index: sp.index, atMs: this.clock.wallMs() });
           if (!r.ok) this.opts.logger?.warn(`shard agent: recording the split of shard ${s.shard} refused: ${r.code}: ${r.message}`);
         }
         const replicas = replicasOf(s.conf);
         if (sameReplicas(record.replicas, replicas) || s.applied <= record.confIndex) continue;
-        const r = await this.gateway.proposeMeta({ kind: "set-replicas", shard: s.shard, confIndex: s.applied, replicas, atMs: Date.now() });
+        const r = await this.gateway.proposeMeta({ kind: "set-replicas", shard: s.shard, confIndex: s.applied, replicas, atMs: this.clock.wallMs() });
         if (!r.ok) this.opts.logger?.warn(`shard agent: mirroring shard ${s.shard} refused: ${r.code}: ${r.message}`);
       }
     } catch (e) {
@@ -143,7 +150,7 @@ export class ShardAgent {
   }
 
   private report(): void {
-    const nowMs = performance.now();
+    const nowMs = this.clock.nowMs();
     const seconds = Math.max(0.001, (nowMs - this.lastReportMs) / 1000);
     const reports: ShardReport[] = [];
     const requests = new Map<number, number>();
@@ -187,7 +194,7 @@ export class ShardAgent {
     const meta = this.node.metaState();
     for (const a of st.absorbed ?? []) {
       if (meta.shards.get(a.from)?.retiredInto !== undefined) continue;
-      const r = await this.gateway.proposeMeta({ kind: "merge-shards", into: group, from: a.from, end: a.end, atMs: Date.now() });
+      const r = await this.gateway.proposeMeta({ kind: "merge-shards", into: group, from: a.from, end: a.end, atMs: this.clock.wallMs() });
       if (!r.ok) this.opts.logger?.warn(`shard agent: recording the merge of shard ${a.from} into ${group} refused: ${r.code}: ${r.message}`);
     }
     if (st.frozen === undefined || meta.shards.get(group)?.retiredInto !== undefined) return;

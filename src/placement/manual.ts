@@ -4,7 +4,7 @@
  * a machine-readable code. A manual operator runs like any other (judged from the view, fenced by its
  * epoch, timed out per step) and counts against the in-flight limits; it refuses a shard that already
  * has an operator, so that two never fight over one shard, and the refusal names that operator (a caller
- * may wait for it to end: see askPlacement in node/placement-driver.ts).
+ * may wait for it to end: see Gateway.placementWaiting in node/gateway.ts).
  */
 import { moveSteps, operatorKind, operatorShards } from "./operators.js";
 import type { PlacementState } from "./scheduler.js";
