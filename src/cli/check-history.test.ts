@@ -1,7 +1,7 @@
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 const shoal = fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url));
 const run = (...args: string[]) => spawnSync(process.execPath, [shoal, "check-history", ...args], { encoding: "utf8" });
 const dir = mkdtempSync(join(tmpdir(), "shoal-check-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name: string, lines: object[]) => {
   const p = join(dir, name);
   writeFileSync(p, lines.map((l) => JSON.stringify(l)).join("\n"));

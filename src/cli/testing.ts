@@ -5,7 +5,7 @@
 import { after } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, openSync } from "node:fs";
+import { mkdtempSync, openSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,8 +83,22 @@ export async function kill9(c: Cluster, id: number): Promise<void> {
 
 /** Every cluster started: a test that fails midway must not leave node processes behind. */
 export const clusters: Cluster[] = [];
-after(() => {
-  for (const c of clusters) for (const p of c.procs.values()) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+after(async () => {
+  const exits: Promise<unknown>[] = [];
+  for (const c of clusters) {
+    for (const p of c.procs.values()) {
+      if (p.exitCode !== null || p.signalCode !== null) continue;
+      exits.push(new Promise((r) => p.once("exit", r)));
+      p.kill("SIGKILL");
+    }
+  }
+  await Promise.all(exits);
+  // Data dirs and node logs go with the processes; SHOAL_KEEP_TEST_DIRS=1 keeps them to look into a failure.
+  if (process.env["SHOAL_KEEP_TEST_DIRS"] === "1") {
+    for (const c of clusters) console.log(`kept ${c.dir}`);
+  } else {
+    for (const c of clusters) rmSync(c.dir, { recursive: true, force: true });
+  }
 });
 
 export async function startCluster(extraArgs: string[] = [], testMode = false): Promise<Cluster> {

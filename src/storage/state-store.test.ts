@@ -1,4 +1,4 @@
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -8,7 +8,16 @@ import { fileURLToPath } from "node:url";
 import { Rng } from "../util/rng.js";
 import { StateStore } from "./state-store.js";
 
-const tmp = () => mkdtempSync(join(tmpdir(), "shoal-state-"));
+/** Every store directory of this file, removed when its tests end (also those a failing test left open). */
+const dirs: string[] = [];
+const tmp = () => {
+  const dir = mkdtempSync(join(tmpdir(), "shoal-state-"));
+  dirs.push(dir);
+  return dir;
+};
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
 
 test("applied records and applied indexes of several groups persist across a reopen", async () => {
   const dir = tmp();
