@@ -15,7 +15,9 @@ import { assert } from "../util/assert.js";
 import { type ConfChange, ConfChangeTransition, encodeConfChange } from "./confchange.js";
 import type { RaftConfig } from "./config.js";
 import { type LeaderTransferResult, ProposalDroppedError, Raft } from "./raft.js";
-import type { ProgressState } from "./progress.js";
+import { ProgressState } from "./progress.js";
+import { confChangeRefusal } from "./raft-leader.js";
+
 import {
   type ConfState,
   type Entry,
@@ -81,7 +83,13 @@ export interface Status {
   progress: Map<NodeId, PeerStatus> | null;
 }
 
+/**
+ * Hosts use the queries below (role, term, log positions, configuration, progress) and never reach into
+ * `raft` itself: the field is for raft/'s own tests and simulator hooks, and src/util/layering.test.ts
+ * refuses `.raft.raft`, `trk`, `raftLog` outside raft/.
+ */
 export class RaftNode {
+  /** Internal to raft/ (see the class comment). */
   readonly raft: Raft;
   private prevSoftState: SoftState;
   private prevHardState: HardState;
@@ -247,6 +255,104 @@ export class RaftNode {
     } catch {
       // Dropped (e.g. the uncommitted budget is full): retried after the next apply.
     }
+  }
+
+  // ---- Sealed queries: what a host may know of this replica. ----
+
+  role(): Role {
+    return this.raft.role;
+  }
+
+  /** The leader this replica knows of in its term (0: none). */
+  lead(): NodeId {
+    return this.raft.lead;
+  }
+
+  term(): number {
+    return this.raft.term;
+  }
+
+  /** Whether this replica leads and is handing leadership over. */
+  transferring(): boolean {
+    return this.raft.role === Role.Leader && this.raft.leadTransferee !== 0;
+  }
+
+  committed(): number {
+    return this.raft.raftLog.committed;
+  }
+
+  /** The index the host has applied (as reported through advance()). */
+  applied(): number {
+    return this.raft.raftLog.applied;
+  }
+
+  firstIndex(): number {
+    return this.raft.raftLog.firstIndex();
+  }
+
+  lastIndex(): number {
+    return this.raft.raftLog.lastIndex();
+  }
+
+  lastTerm(): number {
+    return this.raft.raftLog.lastTerm();
+  }
+
+  /** The term of entry `index` (0 if compacted away or beyond the log). */
+  termAt(index: number): number {
+    return this.raft.raftLog.term(index);
+  }
+
+  /** Whether a log ending at (lastIndex, lastTerm) is at least as up to date as this one (§5.4.1). */
+  isUpToDate(lastIndex: number, lastTerm: number): boolean {
+    return this.raft.raftLog.isUpToDate(lastIndex, lastTerm);
+  }
+
+  confState(): ConfState {
+    return this.raft.trk.confState();
+  }
+
+  isVoter(id: NodeId): boolean {
+    return this.raft.trk.isVoter(id);
+  }
+
+  /** The voters of the incoming configuration and, in a joint configuration, of the outgoing one. */
+  voters(): { incoming: ReadonlySet<NodeId>; outgoing: ReadonlySet<NodeId> } {
+    return this.raft.trk.config.voters;
+  }
+
+  /** Voters and learners. */
+  memberIds(): NodeId[] {
+    return this.raft.trk.memberIds();
+  }
+
+  /** On the leader: each member's replication progress (match, state). Empty on others. */
+  progress(): Map<NodeId, { match: number; snapshotting: boolean }> {
+    const out = new Map<NodeId, { match: number; snapshotting: boolean }>();
+    if (this.raft.role !== Role.Leader) return out;
+    for (const [id, pr] of this.raft.trk.progress) out.set(id, { match: pr.match, snapshotting: pr.state === ProgressState.Snapshot });
+    return out;
+  }
+
+  /**
+   * On the leader: every entry is committed and applied, no configuration change is pending or joint,
+   * and every member holds the last entry — nothing is left to replicate (the group may quiesce).
+   */
+  fullyReplicated(): boolean {
+    const r = this.raft;
+    if (r.role !== Role.Leader) return false;
+    const log = r.raftLog;
+    const last = log.lastIndex();
+    if (log.committed !== last || log.applied !== last || r.pendingConfIndex > log.applied) return false;
+    if (r.trk.config.voters.outgoing.size > 0) return false;
+    for (const pr of r.trk.progress.values()) if (pr.match !== last) return false;
+    return true;
+  }
+
+  /** Why a configuration change cannot be proposed here now (null: it can; only the leader can). */
+  confChangeRefusal(cc: ConfChange): string | null {
+    if (this.raft.role !== Role.Leader) return "not the leader";
+    return confChangeRefusal(this.raft, cc);
   }
 
   status(): Status {
