@@ -12,7 +12,7 @@ import type { ShardState } from "../storage/state-store.js";
 import type { ApplyResult } from "../meta/state.js";
 import type { CommandResult, StoredRecord } from "./records.js";
 import { HASH_SPACE, hashOf } from "../meta/ranges.js";
-import { type JointConfig, VoteResult, jointIds, jointVoteResult } from "../raft/quorum.js";
+import { type JointConfig, VoteResult, jointIds, jointVoteResult } from "../raft/index.js";
 
 /** Group 0 carries node-level messages (the gateway's forwarded requests), not Raft traffic. */
 export const NODE_GROUP = 0;

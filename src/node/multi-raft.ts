@@ -27,11 +27,9 @@ import {
   type ConfChangeSingle,
   ConfChangeTransition,
   EntryType,
-  ProgressState,
   ProposalDroppedError,
   RaftNode,
   Role,
-  confChangeRefusal,
   decodeConfChange,
 } from "../raft/index.js";
 import { StateStore, type GroupChanges, type ShardState } from "../storage/state-store.js";
@@ -124,8 +122,7 @@ function loadMeta(store: StateStore): MetaState {
 
 /** Whether proposals of this shard must wait: its leader here is handing over, or no leader is known. */
 function mustWait(g: Group): boolean {
-  const r = g.raft.raft;
-  return r.lead === 0 || (r.role === Role.Leader && r.leadTransferee !== 0);
+  return g.raft.lead() === 0 || g.raft.transferring();
 }
 
 export {
@@ -371,7 +368,7 @@ export class MultiRaftNode {
     for (const [child, log, confState, parent] of logs) {
       const g = this.addGroup(child, log, confState);
       this.store.apply([{ group: child, appliedIndex: SPLIT_LOG_INDEX, unlogged: false }]);
-      if (parent !== undefined && this.leaderOf(parent) === this.id && g.raft.raft.trk.isVoter(this.id)) g.raft.campaign();
+      if (parent !== undefined && this.leaderOf(parent) === this.id && g.raft.isVoter(this.id)) g.raft.campaign();
       this.cfg.logger?.info(`node ${this.id}: hosting shard ${child}, split from shard ${parent ?? "?"}`);
     }
   }
@@ -401,7 +398,7 @@ export class MultiRaftNode {
     this.checkAccepting();
     const refused = this.noQuorumFor(g);
     if (refused !== null) return Promise.reject(refused);
-    if (g.raft.raft.role !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.raft.lead));
+    if (g.raft.role() !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.lead()));
     const seq = this.nextSeq++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -453,7 +450,7 @@ export class MultiRaftNode {
   transferLeadershipAndWait(group: number, to: NodeId): Promise<"completed" | "aborted"> {
     const g = this.group(group);
     this.checkAccepting();
-    if (g.raft.raft.lead === to) return Promise.resolve("completed");
+    if (g.raft.lead() === to) return Promise.resolve("completed");
     return new Promise((resolve, reject) => {
       const w: TransferWaiter = {
         to, resolve, reject,
@@ -600,7 +597,7 @@ export class MultiRaftNode {
 
   /** The shard's leader as this node knows it (0 when unknown). */
   leaderOf(group: number): NodeId {
-    return this.groups.get(group)?.raft.raft.lead ?? 0;
+    return this.groups.get(group)?.raft.lead() ?? 0;
   }
 
   /**
@@ -615,11 +612,11 @@ export class MultiRaftNode {
     this.checkAccepting();
     const noQuorum = this.noQuorumFor(g);
     if (noQuorum !== null) return Promise.reject(noQuorum);
-    const lead = g.raft.raft.lead;
+    const lead = g.raft.lead();
     if (lead !== 0 && lead !== refused) return Promise.resolve(lead);
     return new Promise((resolve, reject) => {
       const w: LeaderWaiter = {
-        resolve, reject, refused, refusedTerm: g.raft.raft.term,
+        resolve, reject, refused, refusedTerm: g.raft.term(),
         timer: setTimeout(() => {
           g.leaderWaiters = g.leaderWaiters.filter((x) => x !== w);
           reject(new NotLeaderError(group, 0));
@@ -641,7 +638,7 @@ export class MultiRaftNode {
   private stepConfChange(g: Group, seq: number, changes: ConfChangeSingle[]): void {
     const cc = { transition: ConfChangeTransition.Auto, changes, context: `${this.id}:${seq}` };
     // Raft would turn a refused change into an empty entry and its proposer would wait for nothing.
-    const refusal = g.raft.raft.role === Role.Leader ? confChangeRefusal(g.raft.raft, cc) : null;
+    const refusal = g.raft.role() === Role.Leader ? g.raft.confChangeRefusal(cc) : null;
     if (refusal !== null) {
       const w = g.proposals.get(seq);
       g.proposals.delete(seq);
@@ -655,7 +652,7 @@ export class MultiRaftNode {
       const w = g.proposals.get(seq);
       if (w === undefined) return;
       g.proposals.delete(seq);
-      this.settle(w, new NotLeaderError(g.id, g.raft.raft.lead));
+      this.settle(w, new NotLeaderError(g.id, g.raft.lead()));
     }
   }
 
@@ -708,11 +705,12 @@ export class MultiRaftNode {
   ledShards(): { shard: number; term: number; applied: number; conf: ConfState; caughtUp: NodeId[]; requests: number; snapshotting: boolean }[] {
     const out = [];
     for (const g of this.groups.values()) {
-      const r = g.raft.raft;
-      if (g.kind !== "shard" || r.role !== Role.Leader) continue;
-      const caughtUp = [...r.trk.progress].filter(([, pr]) => pr.match >= r.raftLog.committed).map(([id]) => id);
-      const snapshotting = [...r.trk.progress.values()].some((pr) => pr.state === ProgressState.Snapshot);
-      out.push({ shard: g.id, term: r.term, applied: this.store.applied(g.id), conf: r.trk.confState(), caughtUp, requests: g.requests, snapshotting });
+      const r = g.raft;
+      if (g.kind !== "shard" || r.role() !== Role.Leader) continue;
+      const progress = [...r.progress()];
+      const caughtUp = progress.filter(([, pr]) => pr.match >= r.committed()).map(([id]) => id);
+      const snapshotting = progress.some(([, pr]) => pr.snapshotting);
+      out.push({ shard: g.id, term: r.term(), applied: this.store.applied(g.id), conf: r.confState(), caughtUp, requests: g.requests, snapshotting });
     }
     return out;
   }
@@ -879,7 +877,7 @@ export class MultiRaftNode {
       if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
       const g = input.kind === "unreachable" || input.kind === "peerLost" ? undefined : this.groups.get(input.group);
       // Traffic wakes a quiescent group: requests always, messages unless they change nothing.
-      if (g?.quiescence.quiesced && input.kind !== "quiesce" && (input.kind !== "message" || wakes(g.raft.raft.role, input.msg))) {
+      if (g?.quiescence.quiesced && input.kind !== "quiesce" && (input.kind !== "message" || wakes(g.raft.role(), input.msg))) {
         this.wake(g, false);
       }
       switch (input.kind) {
@@ -887,7 +885,7 @@ export class MultiRaftNode {
           g?.raft.step(input.msg);
           break;
         case "transfer":
-          if (g !== undefined && g.raft.raft.role === Role.Leader) {
+          if (g !== undefined && g.raft.role() === Role.Leader) {
             g.raft.transferLeader(input.to);
             this.counters.leaderTransfersStarted++;
           }
@@ -897,9 +895,8 @@ export class MultiRaftNode {
           if (g !== undefined) this.stepConfChange(g, input.seq, input.changes);
           break;
         case "quiesce": {
-          const r = g?.raft.raft;
           // Only from the leader we follow, in its term: anything else is stale.
-          if (g !== undefined && r!.role === Role.Follower && r!.term === input.term && r!.lead === input.from) {
+          if (g !== undefined && g.raft.role() === Role.Follower && g.raft.term() === input.term && g.raft.lead() === input.from) {
             g.quiescence.quiesced = true;
             g.quiescence.idleTicks = 0;
           }
@@ -943,7 +940,7 @@ export class MultiRaftNode {
           const w = g.proposals.get(p.seq);
           if (w === undefined) continue;
           g.proposals.delete(p.seq);
-          this.settle(w, new NotLeaderError(g.id, g.raft.raft.lead));
+          this.settle(w, new NotLeaderError(g.id, g.raft.lead()));
         }
       }
     }
@@ -981,8 +978,7 @@ export class MultiRaftNode {
   private leaderGone(peer: NodeId): void {
     if (!this.peerLost(peer)) return;
     for (const g of this.groups.values()) {
-      const r = g.raft.raft;
-      if (r.role === Role.Leader || r.lead !== peer) continue;
+      if (g.raft.role() === Role.Leader || g.raft.lead() !== peer) continue;
       if (g.quiescence.quiesced) this.wake(g, true);
       else g.raft.resumeTicking(true);
     }
@@ -1071,7 +1067,7 @@ export class MultiRaftNode {
     const nowMs = performance.now();
     this.noteStall(nowMs);
     const withinMs = this.electionTimeoutMs;
-    const reach = quorumReach(g.raft.raft.trk.config.voters, (id) => id === this.id || this.peers.live(id, nowMs, withinMs));
+    const reach = quorumReach(g.raft.voters(), (id) => id === this.id || this.peers.live(id, nowMs, withinMs));
     if (reach.ok) return null;
     assert(reach.voters > 0, () => `group ${g.id}: no voters, yet no quorum`);
     return new NoQuorumError(g.id, `${reach.reachable} of ${reach.voters} voters reachable from node ${this.id}`);
@@ -1104,8 +1100,8 @@ export class MultiRaftNode {
     const nowMs = performance.now();
     const notices = new Map<NodeId, [number, number][]>();
     for (const g of this.groups.values()) {
-      const r = g.raft.raft;
-      const leaderSilent = r.lead === 0 || !this.peers.live(r.lead, nowMs, this.electionTimeoutMs);
+      const r = g.raft;
+      const leaderSilent = r.lead() === 0 || !this.peers.live(r.lead(), nowMs, this.electionTimeoutMs);
       const step = quiescenceStep(g.quiescence, r, g.proposals.size + g.reads.size, ticks, this.cfg.quiesceAfterTicks, leaderSilent);
       if (step === "wake-leader-lost") {
         this.wake(g, true);
@@ -1113,7 +1109,7 @@ export class MultiRaftNode {
       }
       if (step === "quiesce") {
         g.quiescence.quiesced = true;
-        for (const peer of r.trk.memberIds()) if (peer !== this.id) appendTo(notices, peer, [g.id, r.term]);
+        for (const peer of r.memberIds()) if (peer !== this.id) appendTo(notices, peer, [g.id, r.term()]);
       }
     }
     this.ticksSinceKeepalive += ticks;
@@ -1176,7 +1172,8 @@ export class MultiRaftNode {
     for (const [g] of readies) {
       // From the group's state, not only its soft-state changes: the same leader in a new term changes
       // neither its lead nor its role.
-      const { lead, term } = g.raft.raft;
+      const lead = g.raft.lead();
+      const term = g.raft.term();
       if (g.leaderWaiters.length === 0 || lead === 0) continue;
       const found = (w: LeaderWaiter) => w.refused !== lead || term > w.refusedTerm;
       const waiting = g.leaderWaiters;
@@ -1219,7 +1216,7 @@ export class MultiRaftNode {
         remembered: () => (g.remembered ??= RememberedQueue.from(this.store.scan(g.id, Number.MAX_SAFE_INTEGER, RECORDS_END))),
       };
       const applied = applyShardEntries(g.id, rd.committedEntries, g.shard, reader,
-        (data) => this.applyConfChangeEntry(g, data, answers), () => g.raft.raft.trk.confState());
+        (data) => this.applyConfChangeEntry(g, data, answers), () => g.raft.confState());
       for (const [origin, result] of applied.results) takeWaiter(g, this.id, origin, result, answers);
       const changed = applied.shard !== g.shard;
       g.shard = applied.shard;
@@ -1297,11 +1294,11 @@ export class MultiRaftNode {
   private async maybeCompact(): Promise<void> {
     const due: Group[] = [];
     for (const g of this.groups.values()) {
-      if (g.raft.raft.raftLog.applied - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
+      if (g.raft.applied() - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
     }
     if (due.length === 0) return;
     // Indexes taken before the await: flushed() makes durable what was applied before the call.
-    const upTo = due.map((g) => Math.min(g.raft.raft.raftLog.applied, this.store.applied(g.id)));
+    const upTo = due.map((g) => Math.min(g.raft.applied(), this.store.applied(g.id)));
     await this.store.flushed();
     const records: WalRecord[] = [];
     for (const [i, g] of due.entries()) {

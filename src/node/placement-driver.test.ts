@@ -123,7 +123,7 @@ test("the placement driver places replicas on joined nodes, moves them off a dra
   // The metadata mirrors Raft: each shard's record is its leader's configuration.
   for (const [shard, v] of voters(one)) {
     const lead = stacks.find((s) => s.node.hosts(shard) && s.node.leaderOf(shard) === s.node.id);
-    if (lead !== undefined) assert.deepEqual(replicasOf(lead.node.group(shard).raft.raft.trk.confState()).map((r) => r.node), v);
+    if (lead !== undefined) assert.deepEqual(replicasOf(lead.node.group(shard).raft.confState()).map((r) => r.node), v);
   }
   const four = await joiner(one.gateway);
   // Node 1 leads shards and the metadata group: draining moves its leaderships first, then its replicas.

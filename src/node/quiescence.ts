@@ -11,7 +11,7 @@
  * node has been silent for an election timeout wakes with its lease over and elects a new leader.
  * (CockroachDB quiesces ranges the same way, with node liveness as the failure detector.)
  */
-import { type Message, MessageType, type Raft, Role } from "../raft/index.js";
+import { type Message, MessageType, type RaftNode, Role } from "../raft/index.js";
 
 export interface QuiescenceState {
   quiesced: boolean;
@@ -24,14 +24,8 @@ export interface QuiescenceState {
  * a leadership transfer) and every member holds and knows everything (all match the last index, which
  * is committed and applied).
  */
-export function leaderIdle(r: Raft, pendingRequests: number): boolean {
-  if (r.role !== Role.Leader || pendingRequests > 0 || r.leadTransferee !== 0) return false;
-  const log = r.raftLog;
-  const last = log.lastIndex();
-  if (log.committed !== last || log.applied !== last || r.pendingConfIndex > log.applied) return false;
-  if (r.trk.config.voters.outgoing.size > 0) return false; // joint configuration
-  for (const pr of r.trk.progress.values()) if (pr.match !== last) return false;
-  return true;
+export function leaderIdle(r: RaftNode, pendingRequests: number): boolean {
+  return pendingRequests === 0 && !r.transferring() && r.fullyReplicated();
 }
 
 /**
@@ -56,9 +50,9 @@ export type QuiescenceStep =
  * One tick round's decision for a group; updates its idle-tick count. `leaderSilent` says whether the
  * node of the group's leader has been silent past an election timeout (or no leader is known).
  */
-export function quiescenceStep(q: QuiescenceState, r: Raft, pendingRequests: number, ticks: number, afterTicks: number,
+export function quiescenceStep(q: QuiescenceState, r: RaftNode, pendingRequests: number, ticks: number, afterTicks: number,
   leaderSilent: boolean): QuiescenceStep {
-  if (q.quiesced) return r.role !== Role.Leader && leaderSilent ? "wake-leader-lost" : "none";
+  if (q.quiesced) return r.role() !== Role.Leader && leaderSilent ? "wake-leader-lost" : "none";
   if (afterTicks === 0 || !leaderIdle(r, pendingRequests)) {
     q.idleTicks = 0;
     return "none";

@@ -17,6 +17,7 @@ import type { RaftConfig } from "./config.js";
 import { type LeaderTransferResult, ProposalDroppedError, Raft } from "./raft.js";
 import { ProgressState } from "./progress.js";
 import { confChangeRefusal } from "./raft-leader.js";
+import type { JointConfig } from "./quorum.js";
 
 import {
   type ConfState,
@@ -308,6 +309,16 @@ export class RaftNode {
     return this.raft.raftLog.isUpToDate(lastIndex, lastTerm);
   }
 
+  /** The entries lo..hi (both inclusive) held here, committed or not (for simulators' log checks). */
+  logEntries(lo: number, hi: number): Entry[] {
+    return this.raft.raftLog.slice(lo, hi + 1, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** Asserts the state machine's own invariants (throws on a violation); for simulators, after each step. */
+  checkInvariants(): void {
+    this.raft.checkInvariants();
+  }
+
   confState(): ConfState {
     return this.raft.trk.confState();
   }
@@ -317,8 +328,9 @@ export class RaftNode {
   }
 
   /** The voters of the incoming configuration and, in a joint configuration, of the outgoing one. */
-  voters(): { incoming: ReadonlySet<NodeId>; outgoing: ReadonlySet<NodeId> } {
-    return this.raft.trk.config.voters;
+  voters(): JointConfig {
+    const v = this.raft.trk.config.voters;
+    return { incoming: new Set(v.incoming), outgoing: new Set(v.outgoing) };
   }
 
   /** Voters and learners. */

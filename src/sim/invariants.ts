@@ -82,24 +82,24 @@ export class InvariantChecker {
       if (durable < prevDurable) violation("commit regression", `node ${node.id} durable commit ${durable} < ${prevDurable}`);
       this.durableCommitSeen.set(node.id, durable);
       if (raft === null) continue;
-      const r = raft.raft;
+      const r = raft;
       r.checkInvariants();
       const key = `${node.id}/${node.incarnation}`;
-      const commit = r.raftLog.committed;
+      const commit = r.committed();
       const prev = this.commitSeen.get(key) ?? 0;
       if (commit < prev) violation("commit regression", `node ${node.id} commit ${commit} < ${prev}`);
       this.commitSeen.set(key, commit);
       // Entries up to the commit index are committed: record their terms.
-      for (let i = Math.max(prev + 1, r.raftLog.firstIndex()); i <= commit; i++) {
-        const t = r.raftLog.term(i);
+      for (let i = Math.max(prev + 1, r.firstIndex()); i <= commit; i++) {
+        const t = r.termAt(i);
         if (t >= 0) this.recordCommitted(i, t, node.id);
       }
-      if (r.role === Role.Leader) {
-        const leader = this.leaderOfTerm.get(r.term);
-        if (leader === undefined) this.leaderOfTerm.set(r.term, node.id);
-        else if (leader !== node.id) violation("election safety", `nodes ${leader} and ${node.id} both lead term ${r.term}`);
-        if (this.wasLeader.get(node.id) !== r.term) {
-          this.wasLeader.set(node.id, r.term);
+      if (r.role() === Role.Leader) {
+        const leader = this.leaderOfTerm.get(r.term());
+        if (leader === undefined) this.leaderOfTerm.set(r.term(), node.id);
+        else if (leader !== node.id) violation("election safety", `nodes ${leader} and ${node.id} both lead term ${r.term()}`);
+        if (this.wasLeader.get(node.id) !== r.term()) {
+          this.wasLeader.set(node.id, r.term());
           this.checkLeaderCompleteness(node);
         }
       }
@@ -108,15 +108,15 @@ export class InvariantChecker {
 
   /** Leader completeness: a new leader's log holds every committed entry. */
   private checkLeaderCompleteness(node: SimNode): void {
-    const log = node.raft!.raft.raftLog;
+    const log = node.raft!;
     const first = log.firstIndex();
     for (let i = first; i <= this.maxCommitted; i++) {
       const want = this.committedTerm.get(i);
       if (want === undefined) continue;
-      const have = log.term(i);
+      const have = log.termAt(i);
       if (have !== want) {
         violation("leader completeness",
-          `leader ${node.id} (term ${node.raft!.raft.term}) has term ${have} at committed index ${i}, committed term ${want}`);
+          `leader ${node.id} (term ${node.raft!.term()}) has term ${have} at committed index ${i}, committed term ${want}`);
       }
     }
   }
@@ -126,13 +126,13 @@ export class InvariantChecker {
     const up = nodes.filter((n) => n.raft !== null);
     for (let a = 0; a < up.length; a++) {
       for (let b = a + 1; b < up.length; b++) {
-        const la = up[a]!.raft!.raft.raftLog;
-        const lb = up[b]!.raft!.raft.raftLog;
+        const la = up[a]!.raft!;
+        const lb = up[b]!.raft!;
         const lo = Math.max(la.firstIndex(), lb.firstIndex());
         const hi = Math.min(la.lastIndex(), lb.lastIndex());
         if (lo > hi) continue;
-        const ea = la.slice(lo, hi + 1, Number.MAX_SAFE_INTEGER);
-        const eb = lb.slice(lo, hi + 1, Number.MAX_SAFE_INTEGER);
+        const ea = la.logEntries(lo, hi);
+        const eb = lb.logEntries(lo, hi);
         let matchAt = -1;
         for (let i = ea.length - 1; i >= 0; i--) if (ea[i]!.term === eb[i]!.term) { matchAt = i; break; }
         for (let i = 0; i <= matchAt; i++) {

@@ -121,24 +121,24 @@ const transferAndIsolate: Action = (t) => {
 const electDivergent: Action = (t) => {
   const leader = t.leader();
   if (leader === null) return;
-  const ll = leader.raft!.raft.raftLog;
+  const ll = leader.raft!;
   const candidates = t.upNodes().filter((n) => {
     if (n.id === leader.id || n.raft === null) return false;
-    const nl = n.raft.raft.raftLog;
+    const nl = n.raft;
     const lo = Math.max(nl.firstIndex(), ll.firstIndex());
     const hi = Math.min(nl.lastIndex(), ll.lastIndex());
-    for (let i = hi; i >= lo; i--) if (nl.term(i) !== ll.term(i)) return true;
+    for (let i = hi; i >= lo; i--) if (nl.termAt(i) !== ll.termAt(i)) return true;
     return false;
   });
   if (candidates.length === 0) return;
   const c = t.rng.pick(candidates);
-  const cl = c.raft!.raft.raftLog;
+  const cl = c.raft!;
   const side = t.members().filter((id) => {
     if (id === c.id) return true;
     if (id === leader.id) return false;
     const n = t.upNodes().find((x) => x.id === id);
     if (n === undefined || n.raft === null) return false;
-    return cl.isUpToDate(n.raft.raft.raftLog.lastIndex(), n.raft.raft.raftLog.lastTerm());
+    return cl.isUpToDate(n.raft.lastIndex(), n.raft.lastTerm());
   });
   t.net.heal();
   t.countPartition();

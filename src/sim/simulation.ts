@@ -225,7 +225,7 @@ export class Simulation {
   private leader(): SimNode | null {
     let best: SimNode | null = null;
     for (const n of this.nodes.values()) {
-      if (n.raft?.raft.role === Role.Leader && (best === null || n.raft.raft.term > best.raft!.raft.term)) best = n;
+      if (n.raft?.role() === Role.Leader && (best === null || n.raft.term() > best.raft!.term())) best = n;
     }
     return best;
   }
@@ -515,7 +515,7 @@ export class Simulation {
     if (up.length === 0) return null;
     // Ask a node who leads (as a redirect would), sometimes talk to a follower on purpose.
     let target = guess !== undefined && guess.up && !guess.removed ? guess : this.clientRng.pick(up);
-    const lead = target.raft!.raft.lead;
+    const lead = target.raft!.lead();
     const leadNode = this.nodes.get(lead);
     if (lead !== target.id && leadNode !== undefined && leadNode.up && this.clientRng.chance(0.8)) target = leadNode;
     c.leaderGuess = target.id;
@@ -528,8 +528,8 @@ export class Simulation {
   private leaderCommittedInTerm(): boolean {
     const leader = this.leader();
     if (leader === null) return false;
-    const log = leader.raft!.raft.raftLog;
-    return log.term(log.committed) === leader.raft!.raft.term;
+    const r = leader.raft!;
+    return r.termAt(r.committed()) === r.term();
   }
 
   /** After healing: a leader committed in its term within the bound, and every member caught up. */
@@ -541,9 +541,9 @@ export class Simulation {
     }
     const leader = this.leader();
     if (leader === null) throw new SimViolation(`liveness: no leader ${this.healMs} ms after healing`);
-    const r = leader.raft!.raft;
-    if (r.raftLog.term(r.raftLog.committed) !== r.term) {
-      throw new SimViolation(`liveness: leader ${leader.id} has not committed an entry of term ${r.term} after healing`);
+    const r = leader.raft!;
+    if (r.termAt(r.committed()) !== r.term()) {
+      throw new SimViolation(`liveness: leader ${leader.id} has not committed an entry of term ${r.term()} after healing`);
     }
     const cs = leader.confState ?? leader.raft!.status().config;
     const members = [...new Set([...cs.voters, ...cs.learners])];
@@ -554,8 +554,8 @@ export class Simulation {
         throw new SimViolation(`acknowledged write lost: member ${id} applied ${n.appliedIndex}, ` +
           `a write was acknowledged at ${this.checker.maxAcknowledged}`);
       }
-      if (n.appliedIndex < r.raftLog.committed) {
-        throw new SimViolation(`liveness: member ${id} applied ${n.appliedIndex} < leader commit ${r.raftLog.committed}`);
+      if (n.appliedIndex < r.committed()) {
+        throw new SimViolation(`liveness: member ${id} applied ${n.appliedIndex} < leader commit ${r.committed()}`);
       }
       if (n.sm.fingerprint() !== leader.sm.fingerprint() && n.appliedIndex === leader.appliedIndex) {
         throw new SimViolation(`convergence: member ${id} state differs from the leader's at the same index`);
@@ -584,8 +584,8 @@ export class Simulation {
     let commit = 0;
     for (const n of this.nodes.values()) {
       if (n.raft === null) continue;
-      maxTerm = Math.max(maxTerm, n.raft.raft.term);
-      commit = Math.max(commit, n.raft.raft.raftLog.committed);
+      maxTerm = Math.max(maxTerm, n.raft.term());
+      commit = Math.max(commit, n.raft.committed());
     }
     this.stats.maxTerm = maxTerm;
     this.stats.finalCommit = commit;

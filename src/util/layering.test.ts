@@ -63,3 +63,28 @@ test("imports between rooms go only where docs/architecture.md says they may", (
   assert.ok(crossings > 50, `the check saw the imports (${crossings} crossings)`);
   assert.deepEqual(broken, [], "imports the architecture page does not allow");
 });
+
+test("outside raft/, code goes through raft/index.js and the RaftNode queries, never into Raft's internals", () => {
+  const broken: string[] = [];
+  const all = (dir: string): string[] => readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? all(p) : name.endsWith(".ts") && !name.endsWith(".d.ts") ? [p] : [];
+  });
+  let files = 0;
+  for (const file of all(srcDir)) {
+    if (roomOf(file) === "raft" || file === fileURLToPath(import.meta.url).replace(/^(.*)\/dist\/src\/(.*)\.js$/, "$1/src/$2.ts")) continue;
+    files++;
+    const text = readFileSync(file, "utf8");
+    const isTest = file.endsWith(".test.ts");
+    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)) {
+      const target = relative(srcDir, resolve(dirname(file), m[1]!)).split(sep);
+      // Tests may use raft/testing.js (the in-memory cluster); everything else comes from the index.
+      if (target[0] === "raft" && target[1] !== "index.js" && !(isTest && target[1] === "testing.js")) {
+        broken.push(`${relative(root, file)} imports ${m[1]}`);
+      }
+    }
+    for (const m of text.matchAll(/\.raft\.raft\b|\.trk\b|\braftLog\b|\.prs\b/g)) broken.push(`${relative(root, file)} reaches into Raft: ${m[0]}`);
+  }
+  assert.ok(files > 100, `the check read the sources (${files} files)`);
+  assert.deepEqual(broken, [], "uses of Raft internals outside raft/");
+});
