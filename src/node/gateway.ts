@@ -32,8 +32,8 @@ import type { Step } from "../placement/types.js";
 import type { ShardReport } from "./shard-agent.js";
 import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest } from "../placement/policy.js";
 import type { Refusal } from "../placement/manual.js";
-import { type Clock, systemClock } from "../util/clock.js";
-import { NO_MUTATIONS, type NodeMutations } from "./mutations.js";
+import type { Clock } from "../util/clock.js";
+import type { NodeMutations } from "./mutations.js";
 
 /**
  * Hops a request makes before giving up: each is a leader change followed (an election or hand-over), a
@@ -60,21 +60,6 @@ export interface GatewayOptions {
   clock?: Clock;
   /** Deliberate bugs for the node-world simulator (mutations.ts); none in production. */
   mutations?: NodeMutations;
-}
-
-/**
- * The clock of the node's host when the node exposes one (MultiRaftNode.open(config, host)), so every
- * component of a node runs on the same clock; the process's clock otherwise.
- */
-export function clockOfNode(node: MultiRaftNode): Clock {
-  const n = node as unknown as { host?: { clock?: Clock }; clock?: Clock };
-  return n.host?.clock ?? n.clock ?? systemClock;
-}
-
-/** The node's mutations when it exposes them (see clockOfNode); none otherwise. */
-function mutationsOfNode(node: MultiRaftNode): NodeMutations {
-  const n = node as unknown as { mutations?: NodeMutations };
-  return n.mutations ?? NO_MUTATIONS;
 }
 
 /**
@@ -182,8 +167,8 @@ export class Gateway {
     const o: GatewayOptions = typeof opts === "number" ? { timeoutMs: opts } : opts;
     this.node = node;
     this.timeoutMs = o.timeoutMs ?? 5000;
-    this.clock = o.clock ?? clockOfNode(node);
-    this.mutations = o.mutations ?? mutationsOfNode(node);
+    this.clock = o.clock ?? node.clock;
+    this.mutations = o.mutations ?? node.mutations;
     // One gateway per node: a second would silently take over the node's forwarded requests.
     if (node.onNodeMessage !== null) throw new Error(`node ${node.id} has a gateway already`);
     node.onNodeMessage = (from, msg) => this.onMessage(from, msg);

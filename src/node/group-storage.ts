@@ -13,7 +13,7 @@ import {
   MemoryStorage,
   TERM_COMPACTED,
 } from "../raft/index.js";
-import type { StateStore } from "../storage/state-store.js";
+import type { NodeStateStore as StateStore } from "./host.js";
 import type { GroupLog } from "../storage/wal.js";
 
 export class GroupStorage implements Storage {

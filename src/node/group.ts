@@ -2,6 +2,7 @@
  * What the multi-raft host keeps per shard, the errors it answers clients with, and how shards and
  * messages are routed (shard of a record id, connection plane of a message).
  */
+import type { Timer } from "../util/clock.js";
 import type { RememberedQueue } from "./idempotency.js";
 import type { NodeId, RaftNode } from "../raft/index.js";
 import { MessageType } from "../raft/index.js";
@@ -125,7 +126,7 @@ export class InterruptedError extends Error {
 export interface Waiter<T> {
   resolve: (v: T) => void;
   reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
+  timer: Timer;
 }
 
 export interface PendingRead extends Waiter<StoredRecord | undefined> {

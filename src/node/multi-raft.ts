@@ -32,11 +32,15 @@ import {
   Role,
   decodeConfChange,
 } from "../raft/index.js";
-import { StateStore, type GroupChanges, type ShardState } from "../storage/state-store.js";
-import { type GroupLog, Wal } from "../storage/wal.js";
+import type { GroupChanges, ShardState } from "../storage/state-store.js";
+import type { GroupLog } from "../storage/wal.js";
 import { assert } from "../util/assert.js";
 import type { WalRecord } from "../storage/wal-record.js";
-import { type Envelope, type PeerAddress, Transport } from "../transport/transport.js";
+import type { Envelope, PeerAddress } from "../transport/transport.js";
+import type { Clock, Timer } from "../util/clock.js";
+import type { Random } from "../util/rng.js";
+import { NO_MUTATIONS, type NodeMutations } from "./mutations.js";
+import { type NodeHost, type NodeStateStore, type NodeTransport, type NodeWal, realHost } from "./host.js";
 import { GroupStorage } from "./group-storage.js";
 import {
   type Consistency, ConfChangeRefusedError, type Group, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError,
@@ -84,6 +88,8 @@ export interface NodeConfig {
    * log); shard groups are not hosted until replicas are placed here.
    */
   join?: boolean;
+  /** Deliberate bugs, for the node-world simulator only (see mutations.ts). */
+  mutations?: NodeMutations;
 }
 
 type Input =
@@ -116,7 +122,7 @@ function takeWaiter(g: Group, self: NodeId, origin: [number, number], result: Co
 }
 
 /** The metadata state from its records in the state store (on open, and after a snapshot landed). */
-function loadMeta(store: StateStore): MetaState {
+function loadMeta(store: NodeStateStore): MetaState {
   return metaFromRecords(store.scan(META_GROUP, Number.MAX_SAFE_INTEGER));
 }
 
@@ -148,16 +154,21 @@ const decoder = new TextDecoder();
 
 export class MultiRaftNode {
   readonly id: NodeId;
-  private readonly cfg: Required<Omit<NodeConfig, "logger" | "testFaults" | "join">> & Pick<NodeConfig, "logger" | "testFaults" | "join">;
-  private readonly wal: Wal;
-  private readonly store: StateStore;
-  readonly transport: Transport;
+  private readonly cfg: Required<Omit<NodeConfig, "logger" | "testFaults" | "join" | "mutations">> & Pick<NodeConfig, "logger" | "testFaults" | "join" | "mutations">;
+  private readonly wal: NodeWal;
+  private readonly store: NodeStateStore;
+  readonly transport: NodeTransport;
+  /** Time, timers and randomness come from the host (real, or the simulator's seeded ones); the node's components share the clock. */
+  readonly clock: Clock;
+  /** Deliberate bugs for the node-world simulator (mutations.ts); none in production. */
+  readonly mutations: NodeMutations;
+  private readonly random: Random;
   private readonly groups = new Map<number, Group>();
   /** The metadata state machine, applied from META_GROUP's log (every node holds the whole map). */
   private meta: MetaState;
   private inputs: Input[] = [];
   private pendingTicks = 0;
-  private tickTimer: NodeJS.Timeout | null = null;
+  private tickTimer: Timer | null = null;
   private turnScheduled = false;
   private turnRunning: Promise<void> | null = null;
   private stopped = false;
@@ -168,9 +179,9 @@ export class MultiRaftNode {
   /** The last leader each hosted shard had here, kept through elections (when Raft knows none). */
   private readonly lastLeaders = new Map<number, NodeId>();
   /** The peers' liveness as the frames this node receives show it. */
-  private readonly peers = new PeerLiveness(performance.now());
+  private readonly peers: PeerLiveness;
   /** When the tick timer last fired: a longer gap than expected means the loop stalled (see noteStall). */
-  private lastTickAtMs = performance.now();
+  private lastTickAtMs: number;
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   private hostingDue = true;
   /** Groups made by splits applied in the last turn (with their parents), whose log is written at the start of the next. */
@@ -196,8 +207,13 @@ export class MultiRaftNode {
     malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0,
   };
 
-  private constructor(cfg: MultiRaftNode["cfg"], wal: Wal, store: StateStore, transport: Transport) {
+  private constructor(cfg: MultiRaftNode["cfg"], host: NodeHost, wal: NodeWal, store: NodeStateStore, transport: NodeTransport) {
     this.id = cfg.id;
+    this.clock = host.clock;
+    this.random = host.random;
+    this.mutations = cfg.mutations ?? NO_MUTATIONS;
+    this.peers = new PeerLiveness(this.clock.nowMs());
+    this.lastTickAtMs = this.clock.nowMs();
     this.meta = loadMeta(store);
     this.cfg = cfg;
     this.wal = wal;
@@ -207,26 +223,28 @@ export class MultiRaftNode {
   }
 
   /** Recovers (or bootstraps) the node's groups from its data directory. Call start() next. */
-  static async open(config: NodeConfig): Promise<MultiRaftNode> {
+  static async open(config: NodeConfig, host: NodeHost = realHost(config.logger ? { logger: config.logger } : {})): Promise<MultiRaftNode> {
     const cfg = {
       // 30 ms ticks: heartbeats and keepalives every 60 ms, election timeouts of 300-600 ms, so a shard
       // whose leader is cut off elects another in about half a second (bench/unavailability.ts).
       tickMs: 30, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, requestTimeoutMs: 5000,
       maxQueuedRequests: 100_000, quiesceAfterTicks: 2 * (config.electionTicks ?? 10), ...config,
     };
-    const { wal, groups: recovered } = await Wal.open({ dir: `${cfg.dataDir}/wal`, ...(cfg.logger ? { logger: cfg.logger } : {}) });
-    const store = StateStore.open({ path: `${cfg.dataDir}/state` });
+    const { wal, groups: recovered } = await host.openWal(`${cfg.dataDir}/wal`, cfg.logger ?? host.logger);
+    const store = host.openStateStore(`${cfg.dataDir}/state`);
     let node: MultiRaftNode | null = null;
-    const transport = new Transport({
+    const transport = host.createTransport({
       nodeId: cfg.id,
       listen: cfg.listen,
       onReceive: (from, _plane, envs) => node?.receive(from, envs),
       onUnreachable: (peer) => node?.enqueue({ kind: "unreachable", peer }),
       onDisconnect: (peer) => node?.peerDisconnected(peer),
+      random: () => host.random.float(),
+      now: () => host.clock.nowMs(),
       ...(cfg.testFaults ? { testFaults: true } : {}),
       ...(cfg.logger ? { logger: cfg.logger } : {}),
     });
-    node = new MultiRaftNode(cfg, wal, store, transport);
+    node = new MultiRaftNode(cfg, host, wal, store, transport);
     // Groups the log holds are recovered as they were (the configuration comes from the state store).
     for (const [g, log] of recovered) node.addGroup(g, log, EMPTY_CONF);
     const bootstrap: WalRecord[] = [];
@@ -273,7 +291,7 @@ export class MultiRaftNode {
     const storage = new GroupStorage(g, log, confState, this.store);
     const raft = new RaftNode({
       id: this.id, storage, electionTicks: this.cfg.electionTicks, heartbeatTicks: this.cfg.heartbeatTicks,
-      random: (n) => Math.floor(Math.random() * n), applied: this.store.applied(g),
+      random: (n) => this.random.int(n), applied: this.store.applied(g),
       ...(this.cfg.logger ? { logger: this.cfg.logger } : {}),
     });
     const group: Group = {
@@ -298,10 +316,10 @@ export class MultiRaftNode {
   async start(): Promise<number> {
     const port = await this.transport.start();
     // Opening (WAL recovery) may have taken a while; peers get their grace from now on.
-    this.lastTickAtMs = performance.now();
+    this.lastTickAtMs = this.clock.nowMs();
     this.peers.deafUntil(this.lastTickAtMs);
-    this.tickTimer = setInterval(() => {
-      const nowMs = performance.now();
+    this.tickTimer = this.clock.setInterval(() => {
+      const nowMs = this.clock.nowMs();
       this.noteStall(nowMs);
       this.lastTickAtMs = nowMs;
       if (this.pendingTicks < MAX_TICKS_PER_TURN) this.pendingTicks++;
@@ -314,7 +332,7 @@ export class MultiRaftNode {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    this.clock.clear(this.tickTimer);
     await this.turnRunning;
     for (const g of this.groups.values()) {
       const stopping = new ShuttingDownError("node is shutting down");
@@ -401,7 +419,7 @@ export class MultiRaftNode {
     if (g.raft.role() !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.lead()));
     const seq = this.nextSeq++;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         g.proposals.delete(seq);
         reject(new RequestTimeoutError(`${what} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
       }, this.cfg.requestTimeoutMs);
@@ -434,7 +452,7 @@ export class MultiRaftNode {
     if (refused !== null) return Promise.reject(refused);
     const ctx = `${this.id}:${this.nextSeq++}`;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         g.reads.delete(ctx);
         reject(new RequestTimeoutError(`read on shard ${group} not confirmed within ${this.cfg.requestTimeoutMs} ms`));
       }, this.cfg.requestTimeoutMs);
@@ -454,7 +472,7 @@ export class MultiRaftNode {
     return new Promise((resolve, reject) => {
       const w: TransferWaiter = {
         to, resolve, reject,
-        timer: setTimeout(() => {
+        timer: this.clock.setTimeout(() => {
           g.transferWaiters = g.transferWaiters.filter((x) => x !== w);
           resolve("aborted");
         }, this.cfg.requestTimeoutMs),
@@ -534,13 +552,13 @@ export class MultiRaftNode {
   }
 
   private settle<T>(w: Waiter<T>, result: T | Error): void {
-    clearTimeout(w.timer);
+    this.clock.clear(w.timer);
     if (result instanceof Error) w.reject(result);
     else w.resolve(result);
   }
 
   private receive(from: NodeId, envs: Envelope[]): void {
-    this.peers.heard(from, performance.now());
+    this.peers.heard(from, this.clock.nowMs());
     for (const e of envs) {
       try {
         if (e.group !== NODE_GROUP) {
@@ -579,7 +597,7 @@ export class MultiRaftNode {
     // together, or the answers of one applied batch) leaves in one frame per peer.
     if (!this.nodeFlushScheduled) {
       this.nodeFlushScheduled = true;
-      setImmediate(() => {
+      this.clock.defer(() => {
         this.nodeFlushScheduled = false;
         this.transport.flush();
       });
@@ -617,7 +635,7 @@ export class MultiRaftNode {
     return new Promise((resolve, reject) => {
       const w: LeaderWaiter = {
         resolve, reject, refused, refusedTerm: g.raft.term(),
-        timer: setTimeout(() => {
+        timer: this.clock.setTimeout(() => {
           g.leaderWaiters = g.leaderWaiters.filter((x) => x !== w);
           reject(new NotLeaderError(group, 0));
         }, timeoutMs),
@@ -740,12 +758,12 @@ export class MultiRaftNode {
    */
   peerHealth(id: NodeId, deadAfterMs = currentSettings(this.meta).placement.nodeDeadAfterMs): Health {
     if (id === this.id) return this.failure === null ? "healthy" : "unhealthy";
-    return this.peers.health(id, performance.now(), deadAfterMs);
+    return this.peers.health(id, this.clock.nowMs(), deadAfterMs);
   }
 
   /** Peer addresses follow the metadata: every registered node other than this one. */
   private syncPeers(): void {
-    const nowMs = performance.now();
+    const nowMs = this.clock.nowMs();
     for (const n of this.meta.nodes.values()) {
       if (n.id === this.id || n.worker === "removed") continue;
       this.transport.setPeer(n.id, n.peer);
@@ -772,7 +790,7 @@ export class MultiRaftNode {
   private scheduleTurn(): void {
     if (this.turnScheduled || this.stopped) return;
     this.turnScheduled = true;
-    setImmediate(() => {
+    this.clock.defer(() => {
       this.turnScheduled = false;
       if (this.turnRunning !== null || this.stopped || this.failure !== null) return;
       this.turnRunning = this.turn()
@@ -794,7 +812,7 @@ export class MultiRaftNode {
 
   private async turn(): Promise<void> {
     this.counters.turns++;
-    this.store.commitIfDue(performance.now());
+    this.store.commitIfDue(this.clock.nowMs());
     if (this.splitsToLand.length > 0) {
       const children = this.splitsToLand;
       this.splitsToLand = [];
@@ -841,10 +859,10 @@ export class MultiRaftNode {
       // Raft needs durability only for entries, term, vote and snapshots (Ready.mustSync); a batch that
       // only moves commit indexes is written without waiting for the disk.
       const sync = readies.some(([, rd]) => rd.mustSync || rd.snapshot !== null);
-      const started = performance.now();
+      const started = this.clock.nowMs();
       await this.wal.append(records, sync);
       if (sync) {
-        this.onWalSync?.((performance.now() - started) / 1000);
+        this.onWalSync?.((this.clock.nowMs() - started) / 1000);
         this.counters.walBatches++;
       }
     }
@@ -987,7 +1005,7 @@ export class MultiRaftNode {
   /** A connection to or from `peer` closed, or one could not be made (transport callback). */
   private peerDisconnected(peer: NodeId): void {
     if (this.stopped) return;
-    this.peers.disconnected(peer, performance.now());
+    this.peers.disconnected(peer, this.clock.nowMs());
     this.enqueue({ kind: "peerLost", peer });
     this.onPeerLost?.(peer, "disconnected");
   }
@@ -997,7 +1015,7 @@ export class MultiRaftNode {
    * was silent for an election timeout (every node sends every peer a keepalive each heartbeat interval).
    */
   peerLost(peer: NodeId): boolean {
-    const nowMs = performance.now();
+    const nowMs = this.clock.nowMs();
     this.noteStall(nowMs);
     return this.peers.lost(peer, nowMs, this.electionTimeoutMs);
   }
@@ -1064,7 +1082,7 @@ export class MultiRaftNode {
    * election timeout) make no quorum; null if they do.
    */
   private noQuorumFor(g: Group): NoQuorumError | null {
-    const nowMs = performance.now();
+    const nowMs = this.clock.nowMs();
     this.noteStall(nowMs);
     const withinMs = this.electionTimeoutMs;
     const reach = quorumReach(g.raft.voters(), (id) => id === this.id || this.peers.live(id, nowMs, withinMs));
@@ -1097,7 +1115,7 @@ export class MultiRaftNode {
    * heartbeat interval, so that silence means a dead or cut-off node, not idle shards.
    */
   private tickQuiescence(ticks: number): void {
-    const nowMs = performance.now();
+    const nowMs = this.clock.nowMs();
     const notices = new Map<NodeId, [number, number][]>();
     for (const g of this.groups.values()) {
       const r = g.raft;
