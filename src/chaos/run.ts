@@ -7,8 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type CheckResult, checkOperations, describeOperation, kvModel, operationsFromEvents } from "../check/index.js";
 import { ProcCluster } from "./cluster.js";
-import { HistoryRecorder } from "./history.js";
-import { versionRegressions } from "./versions.js";
+import { HistoryRecorder, versionRegressions } from "../check/index.js";
 import { type FaultCounts, Nemesis, type NemesisKind } from "./nemesis.js";
 import { type ClientBug, DurabilityClient, RegisterClient, type WorkloadOptions, verifyDurability } from "./workload.js";
 
@@ -92,7 +91,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
 
     const t0 = performance.now();
     const elapsedMs = () => performance.now() - t0;
-    const rec = new HistoryRecorder(t0);
+    const rec = new HistoryRecorder(() => performance.now() - t0);
     const w: WorkloadOptions = { clientTimeoutMs: o.clientTimeoutMs, opIntervalMs: o.opIntervalMs, keysPerGeneration: o.keysPerGeneration, keyLifeMs: o.keyLifeMs, bug: o.bug };
     const registers: RegisterClient[] = [];
     const durables: DurabilityClient[] = [];
@@ -133,7 +132,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
       mkdirSync(o.outDir, { recursive: true });
       const prefix = join(o.outDir, `chaos-seed${o.seed}-${Date.now()}`);
       historyFile = `${prefix}.jsonl`;
-      rec.writeJsonLines(historyFile);
+      writeFileSync(historyFile, rec.jsonLines());
       // What the faults were and what went wrong, next to the history; the nodes' logs as well.
       writeFileSync(`${prefix}.faults.txt`, [...nemesis.timeline, ...failure, ...durability.lost.map((k) => `lost: ${k}`), ...crashed].join("\n") + "\n");
       c.saveLogs(prefix);

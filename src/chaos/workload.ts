@@ -18,7 +18,7 @@
 import { ERRORS, isErrorCode } from "../api/error-table.js";
 import { Rng } from "../util/rng.js";
 import type { ProcCluster } from "./cluster.js";
-import type { HistoryRecorder, Outcome } from "./history.js";
+import type { HistoryRecorder, Outcome } from "../check/index.js";
 
 /**
  * Deliberate bugs of the clients, to show the checker flags them: `eventual-reads` reads a node's own

@@ -1,10 +1,9 @@
 /**
- * The clients' history, as check/ reads it. Every client lives in this one process, so events are
+ * A recorder of the clients' history, as check/ reads it. Every client lives in one process, so events are
  * appended in the order they happened; an invocation is stamped before its request leaves and a
  * completion after its answer arrived, which can only widen an operation (never a false violation).
  */
-import { writeFileSync } from "node:fs";
-import type { EventType, Fn, HistoryEvent } from "../check/index.js";
+import type { EventType, Fn, HistoryEvent } from "./history.js";
 import type { VersionObservation } from "./versions.js";
 
 export type Outcome = "ok" | "fail" | "info";
@@ -19,10 +18,11 @@ export class HistoryRecorder {
   /** Versions seen by successful operations, for the "versions only grow" check. */
   readonly versions: VersionObservation[] = [];
 
-  constructor(private readonly t0: number) {}
+  /** `nowMs`: the clients' clock (the process's in a chaos run, the virtual one in the simulator). */
+  constructor(private readonly nowMs: () => number) {}
 
   private now(): number {
-    return Math.round((performance.now() - this.t0) * 1000) / 1000;
+    return Math.round(this.nowMs() * 1000) / 1000;
   }
 
   invoke(process: number, f: Fn, key: string, value: unknown): HistoryEvent {
@@ -63,7 +63,7 @@ export class HistoryRecorder {
   }
 
   /** JSON lines in docs/history-format.md's format: `shoal check-history FILE --model kv` reads it back. */
-  writeJsonLines(path: string): void {
-    writeFileSync(path, this.history().map((ev) => JSON.stringify(ev)).join("\n") + "\n");
+  jsonLines(): string {
+    return this.history().map((ev) => JSON.stringify(ev)).join("\n") + "\n";
   }
 }

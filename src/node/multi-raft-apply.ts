@@ -1,0 +1,267 @@
+/**
+ * The multi-raft host's apply phase and group lifecycle: committed entries of every group applied in
+ * one state-store batch (shard-apply.ts for shards, meta/records.ts for the metadata), configuration
+ * changes, read-index reads served once applied, split children landed, replicas created and dropped
+ * as the metadata places them (hosting.ts), logs compacted behind the durable state.
+ */
+import { RECORDS_END, RememberedQueue } from "./idempotency.js";
+import { type ConfState, type Ready, type ConfChangeSingle, ConfChangeTransition, EntryType, ProposalDroppedError, Role, decodeConfChange } from "../raft/index.js";
+import type { GroupChanges } from "../storage/state-store.js";
+import type { GroupLog } from "../storage/wal.js";
+import { assert } from "../util/assert.js";
+import type { WalRecord } from "../storage/wal-record.js";
+
+import { ConfChangeRefusedError, type Group, NotHostedError, WrongShardError, type LeaderWaiter, NotLeaderError, InterruptedError } from "./group.js";
+
+import { hostingChanges } from "./hosting.js";
+import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries } from "./shard-apply.js";
+import { hashOf, inRange } from "../meta/ranges.js";
+
+import { type StoredRecord } from "./records.js";
+import { decodeMetaProposal } from "./meta-proposals.js";
+import { applyMetaTracked } from "../meta/records.js";
+
+import { Answer, takeWaiter, EMPTY_CONF, emptyLog, decoder } from "./multi-raft-state.js";
+import { NodeLiveness } from "./multi-raft-liveness.js";
+
+export abstract class NodeApply extends NodeLiveness {
+  /**
+   * Writes the logs of groups that splits made (their state is in the store, marked unlogged) and hosts
+   * them: the store first (so the log never names a group whose state a crash could lose), then the
+   * log, then the mark is cleared. A child whose parent is led here campaigns at once (on open, after a
+   * crash, the parent is unknown and no group leads yet).
+   */
+  protected async landSplits(children: { child: number; parent?: number }[]): Promise<void> {
+    await this.store.flushed();
+    const records: WalRecord[] = [];
+    const logs: [number, GroupLog, ConfState, number | undefined][] = [];
+    for (const { child, parent } of children) {
+      assert(!this.groups.has(child), () => `split child ${child} is hosted already`);
+      assert(this.store.applied(child) === SPLIT_LOG_INDEX, () => `split child ${child} is not at its initial index`);
+      const confState = this.store.confState(child)!;
+      const hardState = { term: SPLIT_LOG_TERM, vote: 0, commit: SPLIT_LOG_INDEX };
+      records.push({ kind: "snapshot", group: child, index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM, confState }, { kind: "hard-state", group: child, hardState });
+      logs.push([child, { hardState, snapshot: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM, confState }, start: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM }, entries: [] }, confState, parent]);
+    }
+    await this.wal.append(records);
+    for (const [child, log, confState, parent] of logs) {
+      const g = this.addGroup(child, log, confState);
+      this.store.apply([{ group: child, appliedIndex: SPLIT_LOG_INDEX, unlogged: false }]);
+      if (parent !== undefined && this.leaderOf(parent) === this.id && g.raft.isVoter(this.id)) g.raft.campaign();
+      this.cfg.logger?.info(`node ${this.id}: hosting shard ${child}, split from shard ${parent ?? "?"}`);
+    }
+  }
+
+  /**
+   * A record as this replica holds it, or WrongShardError when its id is outside the shard's range now,
+   * or the shard is frozen for a merge: once its target absorbed it, the target may take newer writes of
+   * the same ids, so a read here could be stale; the gateway waits for the merge and reads there.
+   */
+  protected servedRead(g: Group, key: string): StoredRecord | undefined | WrongShardError {
+    if (g.kind === "shard" && (!inRange(hashOf(key), g.shard.range) || g.shard.frozen !== undefined)) return new WrongShardError(g.id);
+    return this.store.get(g.id, key) as StoredRecord | undefined;
+  }
+
+  protected stepConfChange(g: Group, seq: number, changes: ConfChangeSingle[]): void {
+    const cc = { transition: ConfChangeTransition.Auto, changes, context: `${this.id}:${seq}` };
+    // Raft would turn a refused change into an empty entry and its proposer would wait for nothing.
+    const refusal = g.raft.role() === Role.Leader ? g.raft.confChangeRefusal(cc) : null;
+    if (refusal !== null) {
+      const w = g.proposals.get(seq);
+      g.proposals.delete(seq);
+      if (w !== undefined) this.settle(w, new ConfChangeRefusedError(`group ${g.id}: ${refusal}`));
+      return;
+    }
+    try {
+      g.raft.proposeConfChange(cc);
+    } catch (e) {
+      if (!(e instanceof ProposalDroppedError)) throw e;
+      const w = g.proposals.get(seq);
+      if (w === undefined) return;
+      g.proposals.delete(seq);
+      this.settle(w, new NotLeaderError(g.id, g.raft.lead()));
+    }
+  }
+
+  /** Applies a committed configuration change and answers its proposer if that is this node. */
+  protected applyConfChangeEntry(g: Group, data: Uint8Array, answers: Answer[]): ConfState {
+    const cc = decodeConfChange(data);
+    const cs = g.raft.applyConfChange(cc);
+    const [node, seq] = (cc.context ?? "").split(":").map(Number);
+    if (node !== undefined && seq !== undefined) takeWaiter(g, this.id, [node, seq], { ok: true }, answers);
+    this.onShardChanged?.(g.id);
+    return cs;
+  }
+
+  /**
+   * Hosts the shards the metadata places here and drops those it no longer does (see hosting.ts).
+   * Runs at the start of a turn, when no Ready is outstanding. A drop is made durable in the log
+   * before the group's state is deleted; requests waiting on it are told it has no leader here.
+   */
+  protected async reconcileHosting(): Promise<void> {
+    const caughtUp = this.metaCaughtUp();
+    this.hostingDue = false;
+    // Until then, a pass each tick decides again (not each turn: it walks every shard).
+    this.hostingPending = !caughtUp;
+    const hosted = new Set([...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.id));
+    const { create, drop } = hostingChanges(this.meta, this.id, hosted, caughtUp, (g) => this.store.applied(g));
+    for (const id of create) {
+      // Leftovers of an earlier replica here are gone: dropGroup ran, or open() cleaned them up.
+      assert(this.store.applied(id) === 0, () => `shard ${id}: state left from an earlier replica`);
+      this.addGroup(id, emptyLog(), EMPTY_CONF);
+      this.cfg.logger?.info(`node ${this.id}: hosting a replica of shard ${id}`);
+    }
+    if (drop.length === 0) return;
+    await this.wal.append(drop.map((group) => ({ kind: "drop", group }) satisfies WalRecord));
+    for (const id of drop) {
+      const g = this.groups.get(id)!;
+      this.groups.delete(id);
+      this.lastLeaders.delete(id);
+      const gone = new NotHostedError(id);
+      this.failWaiters(g, new InterruptedError(`the replica of shard ${id} on node ${this.id} was dropped before the write was applied here; it may still be applied`), gone);
+      for (const w of g.transferWaiters) this.settle(w, "aborted");
+      await this.store.dropGroup(id);
+      this.cfg.logger?.info(`node ${this.id}: dropped its replica of shard ${id}`);
+    }
+  }
+
+  /**
+   * A ReadIndex request in flight when a shard's leader changes is lost (the old leader drops it, or
+   * never answers); reads are idempotent, so ask again, of the new leader, in the next turn, instead of
+   * letting the client wait for its timeout.
+   */
+  protected retryReadsOnLeaderChange(readies: [Group, Ready][]): void {
+    for (const [g, rd] of readies) {
+      if (rd.softState === null || g.reads.size === 0) continue;
+      for (const [ctx, r] of g.reads) {
+        if (r.index !== null) continue;
+        this.counters.readsRetried++;
+        this.enqueue({ kind: "read", group: g.id, ctx });
+      }
+    }
+  }
+
+  protected answerLeaderWaiters(readies: [Group, Ready][]): void {
+    for (const [g] of readies) {
+      // From the group's state, not only its soft-state changes: the same leader in a new term changes
+      // neither its lead nor its role.
+      const lead = g.raft.lead();
+      const term = g.raft.term();
+      if (g.leaderWaiters.length === 0 || lead === 0) continue;
+      const found = (w: LeaderWaiter) => w.refused !== lead || term > w.refusedTerm;
+      const waiting = g.leaderWaiters;
+      g.leaderWaiters = waiting.filter((w) => !found(w));
+      for (const w of waiting) if (found(w)) this.settle(w, lead);
+    }
+  }
+
+  /** Applies every group's committed entries in one LMDB transaction, then answers clients. */
+  protected applyCommitted(readies: [Group, Ready][]): void {
+    const changes: GroupChanges[] = [];
+    const answers: Answer[] = [];
+    let sizeBytes = 0;
+    for (const [g, rd] of readies) {
+      if (rd.committedEntries.length === 0) continue;
+      if (g.kind === "meta") {
+        changes.push(this.applyMetaEntries(g, rd, answers));
+        continue;
+      }
+      const reader: ShardReader = {
+        get: (key) => this.store.get(g.id, key),
+        all: () => this.store.scan(g.id, Number.MAX_SAFE_INTEGER),
+        remembered: () => (g.remembered ??= RememberedQueue.from(this.store.scan(g.id, Number.MAX_SAFE_INTEGER, RECORDS_END))),
+      };
+      const applied = applyShardEntries(g.id, rd.committedEntries, g.shard, reader,
+        (data) => this.applyConfChangeEntry(g, data, answers), () => g.raft.confState());
+      for (const [origin, result] of applied.results) takeWaiter(g, this.id, origin, result, answers);
+      const changed = applied.shard !== g.shard;
+      g.shard = applied.shard;
+      this.splitsToLand.push(...applied.children.map((child) => ({ child, parent: g.id })));
+      if (changed) this.onShardChanged?.(g.id);
+      this.counters.applied += applied.commands;
+      sizeBytes += applied.sizeBytes;
+      changes.push(...applied.changes);
+    }
+    this.store.apply(changes, sizeBytes);
+    for (const [w, result] of answers) this.settle(w, result);
+    // Reads: record their read index, and serve those whose index is applied.
+    for (const [g, rd] of readies) {
+      for (const rs of rd.readStates) {
+        const batch = decoder.decode(rs.context);
+        for (const ctx of g.readBatches.get(batch) ?? []) {
+          const r = g.reads.get(ctx);
+          if (r !== undefined) r.index = rs.index;
+        }
+        g.readBatches.delete(batch);
+      }
+      if (g.reads.size === 0) {
+        g.readBatches.clear(); // rounds whose reads all timed out (e.g. lost with a leader change)
+        continue;
+      }
+      const applied = this.store.applied(g.id);
+      for (const [ctx, r] of g.reads) {
+        if (r.index !== null && r.index <= applied) {
+          g.reads.delete(ctx);
+          this.settle(r, this.servedRead(g, r.key));
+        }
+      }
+    }
+  }
+
+  /** Applies committed metadata entries to the MetaState; returns the records they changed. */
+  protected applyMetaEntries(g: Group, rd: Ready, answers: Answer[]): GroupChanges {
+    const puts = new Map<string, unknown>();
+    const deletes = new Set<string>();
+    let confState: ConfState | undefined;
+    for (const e of rd.committedEntries) {
+      if (e.type === EntryType.ConfChange) {
+        confState = this.applyConfChangeEntry(g, e.data, answers);
+        continue;
+      }
+      if (e.data.byteLength === 0) continue;
+      const p = decodeMetaProposal(e.data);
+      const { result, changes } = applyMetaTracked(this.meta, p.cmd);
+      for (const [key, value] of changes.puts) {
+        // A copy: later commands mutate the live state, and the store serializes when it commits.
+        puts.set(key, structuredClone(value));
+        deletes.delete(key);
+      }
+      for (const key of changes.deletes) {
+        deletes.add(key);
+        puts.delete(key);
+      }
+      takeWaiter(g, this.id, p.origin, result, answers);
+    }
+    if (puts.size > 0 || deletes.size > 0) {
+      this.syncPeers();
+      this.hostingDue = true;
+      this.metaWatch.changed([...puts.keys(), ...deletes]);
+    }
+    return {
+      group: g.id, appliedIndex: rd.committedEntries[rd.committedEntries.length - 1]!.index, puts: [...puts], deletes: [...deletes],
+      ...(confState ? { confState } : {}),
+    };
+  }
+
+  /**
+   * Compacts logs that grew past the threshold: once the state store is durable up to the applied
+   * index, the log before it is no longer needed (a follower that needs it gets a snapshot instead).
+   */
+  protected async maybeCompact(): Promise<void> {
+    const due: Group[] = [];
+    for (const g of this.groups.values()) {
+      if (g.raft.applied() - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
+    }
+    if (due.length === 0) return;
+    // Indexes taken before the await: flushed() makes durable what was applied before the call.
+    const upTo = due.map((g) => Math.min(g.raft.applied(), this.store.applied(g.id)));
+    await this.store.flushed();
+    const records: WalRecord[] = [];
+    for (const [i, g] of due.entries()) {
+      const index = upTo[i]!;
+      const term = g.storage.compact(index);
+      records.push({ kind: "compact", group: g.id, index, term });
+    }
+    await this.wal.append(records);
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * What the multi-raft host knows of its peers and quorums: peer liveness from the frames received,
+ * quorum checks that fail requests early instead of at their timeout, lost leaders, and quiescence of
+ * idle groups with keepalives between nodes (quiescence.ts decides; this carries it out).
+ */
+
+import { type NodeId, Role } from "../raft/index.js";
+
+import { assert } from "../util/assert.js";
+
+import { type Group, META_GROUP, NODE_GROUP, NoQuorumError, QuorumLostError, quorumReach } from "./group.js";
+import { quiescenceStep } from "./quiescence.js";
+
+import { currentSettings } from "../meta/state.js";
+
+import type { Health } from "../placement/types.js";
+
+import { appendTo, hasWaiters } from "./multi-raft-state.js";
+import { NodeState } from "./multi-raft-state.js";
+
+export abstract class NodeLiveness extends NodeState {
+  /** The metadata group's applied index has reached the commit index its leader told it: caught up. */
+  metaCaughtUp(): boolean {
+    const st = this.group(META_GROUP).raft.status();
+    return st.lead !== 0 && st.applied >= st.commit && st.commit > 0;
+  }
+
+  /**
+   * How this node sees another's health (phi-accrual over the frames it receives from it; MEM-6).
+   * Keepalives reach every known peer each heartbeat interval, even when every group is quiescent.
+   */
+  peerHealth(id: NodeId, deadAfterMs = currentSettings(this.meta).placement.nodeDeadAfterMs): Health {
+    if (id === this.id) return this.failure === null ? "healthy" : "unhealthy";
+    return this.peers.health(id, this.clock.nowMs(), deadAfterMs);
+  }
+
+  /**
+   * The transport to `peer` broke and nothing was heard from it since: the groups that follow it as
+   * their leader end its lease now (Raft.resumeTicking), so they grant pre-votes and campaign at their
+   * randomized timeout instead of first sitting out a whole election timeout of silence. Safe: only the
+   * timing of an election changes (reads never rely on leases here: ReadIndex), and a leader that is in
+   * fact alive keeps its followers, whose next heartbeat from it resets their timers as usual.
+   */
+  protected leaderGone(peer: NodeId): void {
+    if (!this.peerLost(peer)) return;
+    for (const g of this.groups.values()) {
+      if (g.raft.role() === Role.Leader || g.raft.lead() !== peer) continue;
+      if (g.quiescence.quiesced) this.wake(g, true);
+      else g.raft.resumeTicking(true);
+    }
+  }
+
+  /** A connection to or from `peer` closed, or one could not be made (transport callback). */
+  protected peerDisconnected(peer: NodeId): void {
+    if (this.stopped) return;
+    this.peers.disconnected(peer, this.clock.nowMs());
+    this.enqueue({ kind: "peerLost", peer });
+    this.onPeerLost?.(peer, "disconnected");
+  }
+
+  /**
+   * Whether `peer` shows no sign of life here: the transport to it broke after its last frame, or it
+   * was silent for an election timeout (every node sends every peer a keepalive each heartbeat interval).
+   */
+  peerLost(peer: NodeId): boolean {
+    const nowMs = this.clock.nowMs();
+    this.noteStall(nowMs);
+    return this.peers.lost(peer, nowMs, this.electionTimeoutMs);
+  }
+
+  /** Once a tick: tells the gateway of every peer lost (a request forwarded to one waits for nothing). */
+  protected reportLostPeers(): void {
+    if (this.onPeerLost === null) return;
+    for (const peer of this.knownPeers()) if (this.peerLost(peer)) this.onPeerLost(peer, "silent");
+  }
+
+  /**
+   * Once a tick: requests of a group that cannot reach a quorum from here fail now instead of at their
+   * timeout (nothing can commit, no leader can be elected). Proposals Raft holds may still commit if
+   * the quorum comes back, so their outcome is unknown; everything else was never proposed, or changes
+   * nothing (reads).
+   */
+  protected failWithoutQuorum(): void {
+    for (const g of this.groups.values()) {
+      if (!hasWaiters(g)) continue;
+      const refused = this.noQuorumFor(g);
+      if (refused === null) continue;
+      this.failWaiters(g, new QuorumLostError(g.id, refused.reach), refused);
+      for (const watcher of g.quorumWatchers) watcher(refused.reach);
+      g.quorumWatchers.clear();
+    }
+  }
+
+  /**
+   * A loop that stalled (a GC pause, a long synchronous task; in tests, every node of the process at
+   * once) read no frame meanwhile, and its peers' may be queued: they are judged on what arrives after
+   * it. Half an election timeout of lag leaves a heartbeat interval of margin before a live peer could
+   * look silent.
+   */
+  protected noteStall(nowMs: number): void {
+    if (nowMs - this.lastTickAtMs > this.electionTimeoutMs / 2) this.peers.deafUntil(nowMs);
+  }
+
+  /**
+   * NoQuorumError if the group's voters reachable from here (this node, and every peer heard within an
+   * election timeout) make no quorum; null if they do.
+   */
+  protected noQuorumFor(g: Group): NoQuorumError | null {
+    const nowMs = this.clock.nowMs();
+    this.noteStall(nowMs);
+    const withinMs = this.electionTimeoutMs;
+    const reach = quorumReach(g.raft.voters(), (id) => id === this.id || this.peers.live(id, nowMs, withinMs));
+    if (reach.ok) return null;
+    assert(reach.voters > 0, () => `group ${g.id}: no voters, yet no quorum`);
+    return new NoQuorumError(g.id, `${reach.reachable} of ${reach.voters} voters reachable from node ${this.id}`);
+  }
+
+  /** NoQuorumError if this node hosts the group and cannot reach its quorum: a gateway's reason not to forward. */
+  noQuorum(group: number): NoQuorumError | null {
+    const g = this.groups.get(group);
+    return g === undefined ? null : this.noQuorumFor(g);
+  }
+
+  /**
+   * Calls `onLost` once, from a later tick, if the group hosted here cannot reach its quorum then (with
+   * how many voters it reaches); never if the group is not hosted here. Returns the function that stops
+   * watching: call it once the watched request is answered.
+   */
+  watchQuorum(group: number, onLost: (reach: string) => void): () => void {
+    const g = this.groups.get(group);
+    if (g === undefined) return () => undefined;
+    g.quorumWatchers.add(onLost);
+    return () => g.quorumWatchers.delete(onLost);
+  }
+
+  /**
+   * After ticks: groups led here that stayed idle long enough quiesce (their followers are told);
+   * quiescent followers whose leader's node fell silent wake up; every peer gets a keepalive each
+   * heartbeat interval, so that silence means a dead or cut-off node, not idle shards.
+   */
+  protected tickQuiescence(ticks: number): void {
+    const nowMs = this.clock.nowMs();
+    const notices = new Map<NodeId, [number, number][]>();
+    for (const g of this.groups.values()) {
+      const r = g.raft;
+      const leaderSilent = r.lead() === 0 || !this.peers.live(r.lead(), nowMs, this.electionTimeoutMs);
+      const step = quiescenceStep(g.quiescence, r, g.proposals.size + g.reads.size, ticks, this.cfg.quiesceAfterTicks, leaderSilent);
+      if (step === "wake-leader-lost") {
+        this.wake(g, true);
+        continue;
+      }
+      if (step === "quiesce") {
+        g.quiescence.quiesced = true;
+        for (const peer of r.memberIds()) if (peer !== this.id) appendTo(notices, peer, [g.id, r.term()]);
+      }
+    }
+    this.ticksSinceKeepalive += ticks;
+    const keepalive = this.ticksSinceKeepalive >= this.cfg.heartbeatTicks;
+    if (keepalive) this.ticksSinceKeepalive = 0;
+    if (!keepalive && notices.size === 0) return;
+    for (const peer of this.knownPeers()) {
+      const list = notices.get(peer);
+      if (list !== undefined) this.transport.send(peer, "control", { group: NODE_GROUP, msg: { quiesce: list } });
+      else if (keepalive) this.transport.send(peer, "control", { group: NODE_GROUP, msg: { beats: [] } });
+    }
+    this.transport.flush();
+  }
+
+  /** Ticks a quiescent group again (see Raft.resumeTicking for `leaderLost`). */
+  protected wake(g: Group, leaderLost: boolean): void {
+    g.quiescence.quiesced = false;
+    g.quiescence.idleTicks = 0;
+    g.raft.resumeTicking(leaderLost);
+    this.counters.groupWakes++;
+  }
+
+  /** Whether the metadata group is quiescent on this node (idle like any shard). */
+  metaQuiesced(): boolean {
+    return this.group(META_GROUP).quiescence.quiesced;
+  }
+
+  /** Shards whose group is quiescent on this node. */
+  quiescedShards(): number {
+    let n = 0;
+    for (const g of this.groups.values()) if (g.kind === "shard" && g.quiescence.quiesced) n++;
+    return n;
+  }
+}

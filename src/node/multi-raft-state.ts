@@ -1,0 +1,324 @@
+/**
+ * The multi-raft host's state (see multi-raft.ts for the loop): the groups hosted here, the inputs
+ * waiting for the next turn, the waiters of this node's requests, and the helpers every phase of the
+ * loop shares (settling a waiter, queueing an input, failing what waits on a group). The phases are
+ * layered on it: liveness (multi-raft-liveness.ts) -> apply (multi-raft-apply.ts) -> turn
+ * (multi-raft-turn.ts) -> the node's API (multi-raft.ts).
+ */
+
+import { type ConfState, type Message, type NodeId, type ConfChangeSingle, RaftNode } from "../raft/index.js";
+import type { ShardState } from "../storage/state-store.js";
+import type { GroupLog } from "../storage/wal.js";
+import { assert } from "../util/assert.js";
+
+import type { PeerAddress } from "../transport/transport.js";
+import type { Clock, Timer } from "../util/clock.js";
+import type { Random } from "../util/rng.js";
+import { NO_MUTATIONS, type NodeMutations } from "./mutations.js";
+import { type NodeHost, type NodeStateStore, type NodeTransport, type NodeWal } from "./host.js";
+import { GroupStorage } from "./group-storage.js";
+import { type Group, NotHostedError, META_GROUP, OverloadedError, ShuttingDownError, type ProposeInput, type Waiter } from "./group.js";
+
+import { initialRange } from "../meta/ranges.js";
+import { MetaWatch } from "./meta-watch.js";
+
+import { type CommandResult } from "./records.js";
+
+import { metaFromRecords } from "../meta/records.js";
+import { type ApplyResult, type MetaState } from "../meta/state.js";
+import { PeerLiveness } from "./peer-liveness.js";
+
+import { type Logger } from "../util/logger.js";
+
+export interface NodeConfig {
+  id: NodeId;
+  dataDir: string;
+  listen: PeerAddress;
+  /** Every other member, by id. */
+  peers: Map<NodeId, PeerAddress>;
+  /** Number of shards (Raft groups 1..shards) of the default collection. */
+  shards: number;
+  tickMs?: number;
+  electionTicks?: number;
+  heartbeatTicks?: number;
+  /** Compact a group's log once this many applied entries sit before the last compaction point. */
+  compactAfterEntries?: number;
+  /** Proposals and reads not answered within this time fail with an unknown outcome. */
+  requestTimeoutMs?: number;
+  /** Bound on proposals and reads waiting for the next turn. */
+  maxQueuedRequests?: number;
+  /** Idle ticks after which a group led here quiesces (see quiescence.ts); 0 turns quiescence off. Default 2 election timeouts. */
+  quiesceAfterTicks?: number;
+  testFaults?: boolean;
+  logger?: Logger;
+  /**
+   * Joining a running cluster: groups found in the WAL are recovered, and nothing is bootstrapped. The
+   * metadata group starts empty and receives its configuration and state from its leader (snapshot, then
+   * log); shard groups are not hosted until replicas are placed here.
+   */
+  join?: boolean;
+  /** Deliberate bugs, for the node-world simulator only (see mutations.ts). */
+  mutations?: NodeMutations;
+}
+
+export type Input =
+  | { kind: "message"; group: number; msg: Message }
+  | ProposeInput
+  | { kind: "read"; group: number; ctx: string }
+  | { kind: "unreachable"; peer: NodeId }
+  /** The transport to the peer broke: shards it leads stop trusting it (see leaderGone). */
+  | { kind: "peerLost"; peer: NodeId }
+  | { kind: "transfer"; group: number; to: NodeId }
+  | { kind: "conf"; group: number; seq: number; changes: ConfChangeSingle[] }
+  /** The shard's leader `from` quiesced the group in `term`. */
+  | { kind: "quiesce"; group: number; term: number; from: NodeId };
+
+export function appendTo<K, V>(map: Map<K, V[]>, key: K, item: V): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [item]);
+  else list.push(item);
+}
+
+export type Answer = [Waiter<CommandResult | ApplyResult>, CommandResult | ApplyResult];
+
+/** An applied entry this node proposed: its waiter leaves the group and is answered with the result. */
+export function takeWaiter(g: Group, self: NodeId, origin: [number, number], result: CommandResult | ApplyResult, answers: Answer[]): void {
+  if (origin[0] !== self) return;
+  const w = g.proposals.get(origin[1]);
+  if (w === undefined) return;
+  g.proposals.delete(origin[1]);
+  answers.push([w, result]);
+}
+
+/** The metadata state from its records in the state store (on open, and after a snapshot landed). */
+export function loadMeta(store: NodeStateStore): MetaState {
+  return metaFromRecords(store.scan(META_GROUP, Number.MAX_SAFE_INTEGER));
+}
+
+/** Whether proposals of this shard must wait: its leader here is handing over, or no leader is known. */
+export function mustWait(g: Group): boolean {
+  return g.raft.lead() === 0 || g.raft.transferring();
+}
+
+/** Whether anything waits on the group (parked proposals wait in `proposals` too). */
+export function hasWaiters(g: Group): boolean {
+  return g.proposals.size > 0 || g.reads.size > 0 || g.leaderWaiters.length > 0 || g.quorumWatchers.size > 0;
+}
+
+export const EMPTY_CONF: ConfState = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+
+/** The log of a group that has nothing yet (a replica waiting for its leader's snapshot). */
+export function emptyLog(): GroupLog {
+  return { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, start: { index: 0, term: 0 }, entries: [] };
+}
+
+export const MAX_TICKS_PER_TURN = 10;
+export const encoder = new TextEncoder();
+export const decoder = new TextDecoder();
+
+/** The node's configuration with its defaults filled in (see MultiRaftNode.open). */
+export type NodeSettings = Required<Omit<NodeConfig, "logger" | "testFaults" | "join" | "mutations">> & Pick<NodeConfig, "logger" | "testFaults" | "join" | "mutations">;
+
+export abstract class NodeState {
+  readonly id: NodeId;
+  protected readonly cfg: NodeSettings;
+  protected readonly wal: NodeWal;
+  protected readonly store: NodeStateStore;
+  readonly transport: NodeTransport;
+  /** Time, timers and randomness come from the host (real, or the simulator's seeded ones); the node's components share the clock. */
+  readonly clock: Clock;
+  /** Deliberate bugs for the node-world simulator (mutations.ts); none in production. */
+  readonly mutations: NodeMutations;
+  protected readonly random: Random;
+  protected readonly groups = new Map<number, Group>();
+  /** The metadata state machine, applied from META_GROUP's log (every node holds the whole map). */
+  protected meta: MetaState;
+  protected inputs: Input[] = [];
+  protected pendingTicks = 0;
+  protected tickTimer: Timer | null = null;
+  protected turnScheduled = false;
+  protected turnRunning: Promise<void> | null = null;
+  protected stopped = false;
+  protected nextSeq = 1;
+  protected queuedRequests = 0;
+  protected nodeFlushScheduled = false;
+  protected ticksSinceKeepalive = 0;
+  /** The last leader each hosted shard had here, kept through elections (when Raft knows none). */
+  protected readonly lastLeaders = new Map<number, NodeId>();
+  /** The peers' liveness as the frames this node receives show it. */
+  protected readonly peers: PeerLiveness;
+  /** When the tick timer last fired: a longer gap than expected means the loop stalled (see noteStall). */
+  protected lastTickAtMs: number;
+  /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
+  protected hostingDue = true;
+  /** Groups made by splits applied in the last turn (with their parents), whose log is written at the start of the next. */
+  protected splitsToLand: { child: number; parent: number }[] = [];
+  /** Watchers of the metadata, waiters for its next change, and the routes it gives. */
+  protected readonly metaWatch: MetaWatch;
+  protected hostingPending = false;
+  /** Called when a group applied a configuration change or a split (its leader records it in the metadata). */
+  onShardChanged: ((group: number) => void) | null = null;
+  /** Observers for metrics (set by whoever exports them). */
+  onWalSync: ((seconds: number) => void) | null = null;
+  /**
+   * Told when a peer shows no sign of life (see peerLost): at once when the transport to it breaks, and
+   * each tick while it stays silent. Set by the gateway, to stop waiting for answers from it.
+   */
+  onPeerLost: ((peer: NodeId, how: "disconnected" | "silent") => void) | null = null;
+  /** Receives node-level messages (group 0); set by the gateway. */
+  onNodeMessage: ((from: NodeId, msg: unknown) => void) | null = null;
+  /** Set when a turn failed: the node stops rather than continue with state it cannot trust. */
+  failure: Error | null = null;
+  readonly counters = {
+    turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0, electionsStarted: 0,
+    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0,
+  };
+
+  protected constructor(cfg: NodeSettings, host: NodeHost, wal: NodeWal, store: NodeStateStore, transport: NodeTransport) {
+    this.id = cfg.id;
+    this.clock = host.clock;
+    this.random = host.random;
+    this.mutations = cfg.mutations ?? NO_MUTATIONS;
+    this.peers = new PeerLiveness(this.clock.nowMs());
+    this.lastTickAtMs = this.clock.nowMs();
+    this.meta = loadMeta(store);
+    this.cfg = cfg;
+    this.wal = wal;
+    this.store = store;
+    this.transport = transport;
+    this.metaWatch = new MetaWatch(() => this.meta, cfg.shards, cfg.logger);
+  }
+
+  /** Hosts a group from its recovered (or empty) log; `confState` is used when nothing records one. */
+  protected addGroup(g: number, log: GroupLog, confState: ConfState): Group {
+    assert(!this.groups.has(g), () => `group ${g} is hosted already`);
+    const storage = new GroupStorage(g, log, confState, this.store);
+    const raft = new RaftNode({
+      id: this.id, storage, electionTicks: this.cfg.electionTicks, heartbeatTicks: this.cfg.heartbeatTicks,
+      random: (n) => this.random.int(n), applied: this.store.applied(g),
+      ...(this.cfg.logger ? { logger: this.cfg.logger } : {}),
+    });
+    const group: Group = {
+      id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(),
+      quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], transferWaiters: [], quorumWatchers: new Set(), requests: 0,
+      shard: this.loadShardState(g), remembered: null,
+    };
+    this.groups.set(g, group);
+    return group;
+  }
+
+  /**
+   * A shard's own state from the store; a shard of the collection as created that has none recorded
+   * (a replica waiting for its first snapshot) assumes its initial range until the snapshot says more.
+   */
+  protected loadShardState(g: number): ShardState {
+    const stored = this.store.shardState(g);
+    if (stored !== undefined) return stored;
+    return { range: g <= this.cfg.shards ? initialRange(g, this.cfg.shards) : { start: 0, end: 0 }, splits: [] };
+  }
+
+  group(id: number): Group {
+    const g = this.groups.get(id);
+    if (g === undefined) throw new NotHostedError(id);
+    return g;
+  }
+
+  protected checkAccepting(): void {
+    if (this.stopped) throw new ShuttingDownError("node is shutting down");
+    if (this.failure !== null) throw this.failure;
+    if (this.queuedRequests >= this.cfg.maxQueuedRequests) throw new OverloadedError("too many requests queued");
+  }
+
+  protected settle<T>(w: Waiter<T>, result: T | Error): void {
+    this.clock.clear(w.timer);
+    if (result instanceof Error) w.reject(result);
+    else w.resolve(result);
+  }
+
+  /**
+   * The shard's last leader known here, also while an election is under way (0 if none yet): a gateway
+   * with no leader to go to judges from it whether one is coming (see Gateway.route).
+   */
+  lastLeaderOf(group: number): NodeId {
+    return this.groups.has(group) ? this.lastLeaders.get(group) ?? 0 : 0;
+  }
+
+  /** The shard's leader as this node knows it (0 when unknown). */
+  leaderOf(group: number): NodeId {
+    return this.groups.get(group)?.raft.lead() ?? 0;
+  }
+
+  /** Whether this node hosts the group (a joining node hosts no shard until a replica is placed here). */
+  hosts(group: number): boolean {
+    return this.groups.has(group);
+  }
+
+  /** Every other node this one knows: its static peers and the nodes the metadata records. */
+  protected knownPeers(): NodeId[] {
+    const ids = new Set(this.cfg.peers.keys());
+    for (const n of this.meta.nodes.values()) if (n.worker !== "removed") ids.add(n.id);
+    ids.delete(this.id);
+    return [...ids];
+  }
+
+  /** Peer addresses follow the metadata: every registered node other than this one. */
+  protected syncPeers(): void {
+    const nowMs = this.clock.nowMs();
+    for (const n of this.meta.nodes.values()) {
+      if (n.id === this.id || n.worker === "removed") continue;
+      this.transport.setPeer(n.id, n.peer);
+      this.peers.known(n.id, nowMs);
+    }
+  }
+
+  /** LMDB commits of the state store so far. */
+  stateCommits(): number {
+    return this.store.commits;
+  }
+
+  get shards(): number {
+    return this.cfg.shards;
+  }
+
+  protected enqueue(input: Input): void {
+    if (this.stopped) return;
+    if (input.kind === "propose" || input.kind === "read") this.queuedRequests++;
+    this.inputs.push(input);
+    this.scheduleTurn();
+  }
+
+  /**
+   * Fails every request of this node waiting on the group but leadership transfers: proposals handed to
+   * Raft with `proposed`, the rest (parked proposals, reads, leader waiters) with `notProposed`.
+   */
+  protected failWaiters(g: Group, proposed: Error, notProposed: Error): void {
+    for (const p of g.parkedProposals) {
+      const w = g.proposals.get(p.seq);
+      g.proposals.delete(p.seq);
+      if (w !== undefined) this.settle(w, notProposed);
+    }
+    g.parkedProposals = [];
+    for (const w of g.proposals.values()) this.settle(w, proposed);
+    g.proposals.clear();
+    for (const r of g.reads.values()) this.settle(r, notProposed);
+    g.reads.clear();
+    for (const w of g.leaderWaiters) this.settle(w, notProposed);
+    g.leaderWaiters = [];
+  }
+
+  /** The shortest election timeout (a follower's randomized one is up to twice this). */
+  get electionTimeoutMs(): number {
+    return this.cfg.tickMs * this.cfg.electionTicks;
+  }
+
+  /** Answers the callers waiting for a transfer of `g` to `to`. */
+  protected settleTransfers(g: Group, to: NodeId, outcome: "completed" | "aborted"): void {
+    if (g.transferWaiters.length === 0) return;
+    const [done, rest] = [g.transferWaiters.filter((w) => w.to === to), g.transferWaiters.filter((w) => w.to !== to)];
+    g.transferWaiters = rest;
+    for (const w of done) this.settle(w, outcome);
+  }
+  /** Runs a turn soon (multi-raft-turn.ts). */
+  protected abstract scheduleTurn(): void;
+
+}

@@ -1,0 +1,285 @@
+/**
+ * The multi-raft host's turn (the loop in multi-raft.ts's header): inputs taken in one batch, every
+ * group's Ready collected, messages sent, snapshots installed, entries applied, one WAL batch synced,
+ * messages that had to wait sent, advance. Also the inbound side: frames received and unpacked into
+ * inputs, node-level messages to and from peers.
+ */
+
+import { type Message, type NodeId, type Ready, ProposalDroppedError, Role } from "../raft/index.js";
+
+import type { WalRecord } from "../storage/wal-record.js";
+import type { Envelope } from "../transport/transport.js";
+
+import { type Group, NODE_GROUP, NotLeaderError, type ProposeInput, planeOf } from "./group.js";
+import { wakes } from "./quiescence.js";
+
+import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
+
+import { appendTo, loadMeta, mustWait, encoder } from "./multi-raft-state.js";
+import { NodeApply } from "./multi-raft-apply.js";
+
+export abstract class NodeTurn extends NodeApply {
+  protected receive(from: NodeId, envs: Envelope[]): void {
+    this.peers.heard(from, this.clock.nowMs());
+    for (const e of envs) {
+      try {
+        if (e.group !== NODE_GROUP) {
+          if (this.groups.has(e.group)) this.enqueue({ kind: "message", group: e.group, msg: unpackMessage(from, this.id, e.msg) });
+          continue;
+        }
+        const quiesce = (e.msg as { quiesce?: unknown }).quiesce;
+        if (Array.isArray(quiesce)) {
+          for (const t of quiesce) {
+            if (!Array.isArray(t) || typeof t[0] !== "number" || typeof t[1] !== "number") throw new WireError("malformed quiesce notice");
+            if (this.groups.has(t[0])) this.enqueue({ kind: "quiesce", group: t[0], term: t[1], from });
+          }
+          continue;
+        }
+        const beats = (e.msg as { beats?: unknown }).beats;
+        if (Array.isArray(beats)) {
+          for (const t of beats) {
+            const { group, msg } = unpackBeat(from, this.id, t);
+            if (this.groups.has(group)) this.enqueue({ kind: "message", group, msg });
+          }
+        } else {
+          this.onNodeMessage?.(from, e.msg);
+        }
+      } catch (err) {
+        if (!(err instanceof WireError)) throw err;
+        this.counters.malformedMessages++;
+        this.cfg.logger?.warn(`node ${this.id}: dropped a malformed message from node ${from}: ${err.message}`);
+      }
+    }
+  }
+
+  /** Sends a node-level message to a peer on the data plane (sent with the next flush). */
+  sendNodeMessage(to: NodeId, msg: unknown): boolean {
+    const ok = this.transport.send(to, "data", { group: NODE_GROUP, msg });
+    // Everything sent in this pass of the event loop (e.g. the forwards of many HTTP requests parsed
+    // together, or the answers of one applied batch) leaves in one frame per peer.
+    if (!this.nodeFlushScheduled) {
+      this.nodeFlushScheduled = true;
+      this.clock.defer(() => {
+        this.nodeFlushScheduled = false;
+        this.transport.flush();
+      });
+    }
+    return ok;
+  }
+
+  protected scheduleTurn(): void {
+    if (this.turnScheduled || this.stopped) return;
+    this.turnScheduled = true;
+    this.clock.defer(() => {
+      this.turnScheduled = false;
+      if (this.turnRunning !== null || this.stopped || this.failure !== null) return;
+      this.turnRunning = this.turn()
+        .catch((e: unknown) => {
+          this.failure = e instanceof Error ? e : new Error(String(e));
+          this.cfg.logger?.error(`node ${this.id}: turn failed, stopping: ${this.failure.stack ?? this.failure.message}`);
+        })
+        .finally(() => {
+          this.turnRunning = null;
+          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.anyReady()) this.scheduleTurn();
+        });
+    });
+  }
+
+  protected anyReady(): boolean {
+    for (const g of this.groups.values()) if (g.raft.hasReady()) return true;
+    return false;
+  }
+
+  protected async turn(): Promise<void> {
+    this.counters.turns++;
+    this.store.commitIfDue(this.clock.nowMs());
+    if (this.splitsToLand.length > 0) {
+      const children = this.splitsToLand;
+      this.splitsToLand = [];
+      await this.landSplits(children);
+    }
+    if (this.hostingDue) await this.reconcileHosting();
+    this.takeInputs();
+    const readies: [Group, Ready][] = [];
+    for (const g of this.groups.values()) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
+    if (readies.length === 0) return;
+    // Messages that may leave before anything is durable (a leader's appends, heartbeats, votes requests).
+    const beats = new Map<NodeId, BeatTuple[]>();
+    for (const [g, rd] of readies) this.send(g.id, rd.messages, beats);
+    this.sendBeats(beats);
+    this.transport.flush();
+    // Persist: snapshots first (the state store must hold one before the log points at it), then one WAL batch.
+    const records: WalRecord[] = [];
+    for (const [g, rd] of readies) {
+      if (rd.snapshot !== null) {
+        await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data, rd.snapshot.meta.confState);
+        if (g.kind === "shard") {
+          g.shard = this.loadShardState(g.id);
+          g.remembered = null;
+        }
+        if (g.kind === "meta") {
+          this.meta = loadMeta(this.store);
+          this.syncPeers();
+          this.hostingDue = true;
+          this.metaWatch.changed(["*"]);
+        }
+        const m = rd.snapshot.meta;
+        records.push({ kind: "snapshot", group: g.id, index: m.index, term: m.term, confState: m.confState });
+      }
+      if (rd.entries.length > 0) records.push({ kind: "entries", group: g.id, entries: rd.entries });
+      if (rd.hardState !== null) records.push({ kind: "hard-state", group: g.id, hardState: rd.hardState });
+    }
+    // Committed entries are applied (and their clients answered) before this turn's fsync, not after:
+    // they are durable on a quorum already, and a leader counts its own entries only once persisted,
+    // so nothing answered here depends on the write below. It takes one fsync off every write's path.
+    // The state store stays behind the durable log: it commits to LMDB only at the start of a later
+    // turn, when everything this turn writes is on disk.
+    this.applyCommitted(readies);
+    if (records.length > 0) {
+      // Raft needs durability only for entries, term, vote and snapshots (Ready.mustSync); a batch that
+      // only moves commit indexes is written without waiting for the disk.
+      const sync = readies.some(([, rd]) => rd.mustSync || rd.snapshot !== null);
+      const started = this.clock.nowMs();
+      await this.wal.append(records, sync);
+      if (sync) {
+        this.onWalSync?.((this.clock.nowMs() - started) / 1000);
+        this.counters.walBatches++;
+      }
+    }
+    for (const [, rd] of readies) {
+      if (rd.softState?.role === Role.Leader) this.counters.leadershipsWon++;
+      if (rd.softState?.role === Role.Candidate) this.counters.electionsStarted++;
+    }
+    for (const [g, rd] of readies) if (rd.softState !== null && rd.softState.lead !== 0) this.lastLeaders.set(g.id, rd.softState.lead);
+    this.retryReadsOnLeaderChange(readies);
+    this.answerLeaderWaiters(readies);
+    for (const [g, rd] of readies) for (const t of rd.leaderTransfers) this.settleTransfers(g, t.transferee, t.outcome);
+    for (const [g, rd] of readies) {
+      if (rd.snapshot !== null) g.storage.installSnapshot(rd.snapshot.meta);
+      if (rd.entries.length > 0) g.storage.append(rd.entries);
+      if (rd.hardState !== null) g.storage.setHardState(rd.hardState);
+      this.send(g.id, rd.messagesAfterPersist, beats);
+    }
+    this.sendBeats(beats);
+    this.transport.flush();
+    for (const [g] of readies) g.raft.advance();
+    await this.maybeCompact();
+  }
+
+  protected takeInputs(): void {
+    const inputs = this.inputs;
+    this.inputs = [];
+    const readsByGroup = new Map<Group, string[]>();
+    const proposalsByGroup = new Map<Group, ProposeInput[]>();
+    for (const input of inputs) {
+      if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
+      const g = input.kind === "unreachable" || input.kind === "peerLost" ? undefined : this.groups.get(input.group);
+      // Traffic wakes a quiescent group: requests always, messages unless they change nothing.
+      if (g?.quiescence.quiesced && input.kind !== "quiesce" && (input.kind !== "message" || wakes(g.raft.role(), input.msg))) {
+        this.wake(g, false);
+      }
+      switch (input.kind) {
+        case "message":
+          g?.raft.step(input.msg);
+          break;
+        case "transfer":
+          if (g !== undefined && g.raft.role() === Role.Leader) {
+            g.raft.transferLeader(input.to);
+            this.counters.leaderTransfersStarted++;
+          }
+          else if (g !== undefined) this.settleTransfers(g, input.to, "aborted");
+          break;
+        case "conf":
+          if (g !== undefined) this.stepConfChange(g, input.seq, input.changes);
+          break;
+        case "quiesce": {
+          // Only from the leader we follow, in its term: anything else is stale.
+          if (g !== undefined && g.raft.role() === Role.Follower && g.raft.term() === input.term && g.raft.lead() === input.from) {
+            g.quiescence.quiesced = true;
+            g.quiescence.idleTicks = 0;
+          }
+          break;
+        }
+        case "propose":
+          if (g !== undefined) appendTo(proposalsByGroup, g, input);
+          break;
+        case "read":
+          if (g !== undefined) appendTo(readsByGroup, g, input.ctx);
+          break;
+        case "unreachable":
+          for (const grp of this.groups.values()) grp.raft.reportUnreachable(input.peer);
+          break;
+        case "peerLost":
+          this.leaderGone(input.peer);
+          break;
+      }
+    }
+    // Proposals that waited out a leadership transfer go first, in their order.
+    for (const g of this.groups.values()) {
+      if (g.parkedProposals.length === 0 || mustWait(g)) continue;
+      proposalsByGroup.set(g, [...g.parkedProposals, ...(proposalsByGroup.get(g) ?? [])]);
+      g.parkedProposals = [];
+    }
+    // One proposal step per shard per turn: the leader appends them as one batch and replicates them in
+    // one Append per follower (stepped one by one, each became its own Append and its own response).
+    for (const [g, batch] of proposalsByGroup) {
+      // A leader hands over, or the shard is between leaders: Raft would drop these. They were never
+      // proposed, so they wait (until a leader is known, or their timeout) and go to whoever leads then
+      // (a follower forwards them), instead of failing with 503.
+      if (mustWait(g)) {
+        g.parkedProposals.push(...batch);
+        continue;
+      }
+      try {
+        g.raft.propose(...batch.map((p) => p.data));
+      } catch (e) {
+        if (!(e instanceof ProposalDroppedError)) throw e;
+        for (const p of batch) {
+          const w = g.proposals.get(p.seq);
+          if (w === undefined) continue;
+          g.proposals.delete(p.seq);
+          this.settle(w, new NotLeaderError(g.id, g.raft.lead()));
+        }
+      }
+    }
+    // One ReadIndex round per shard per turn answers every read that arrived during the turn.
+    for (const [g, ctxs] of readsByGroup) {
+      const batch = `${this.id}:b${this.counters.turns}:${g.id}`;
+      g.readBatches.set(batch, ctxs);
+      this.counters.readIndexRounds++;
+      g.raft.readIndex(encoder.encode(batch));
+    }
+    const ticks = this.pendingTicks;
+    this.pendingTicks = 0;
+    if (ticks > 0 && this.hostingPending) this.hostingDue = true;
+    // Quiescence is decided before ticking: a group that quiesces now emits no heartbeat after its
+    // notice (a heartbeat behind the notice would wake the follower again).
+    if (ticks > 0) this.tickQuiescence(ticks);
+    for (let i = 0; i < ticks; i++) {
+      for (const g of this.groups.values()) {
+        if (g.quiescence.quiesced) continue;
+        g.raft.tick();
+        this.counters.groupTicks++;
+      }
+    }
+    if (ticks > 0) this.failWithoutQuorum();
+    if (ticks > 0) this.reportLostPeers();
+  }
+
+  /** Sends Raft messages; heartbeats are collected per peer into `beats` (see sendBeats). */
+  protected send(group: number, msgs: Message[], beats: Map<NodeId, BeatTuple[]>): void {
+    for (const m of msgs) {
+      if (isBeat(m)) {
+        appendTo(beats, m.to, packBeat(group, m));
+      } else {
+        this.transport.send(m.to, planeOf(m.type), { group, msg: packMessage(m) });
+      }
+    }
+  }
+
+  /** One message per peer carries the heartbeats of every group. */
+  protected sendBeats(beats: Map<NodeId, BeatTuple[]>): void {
+    for (const [to, list] of beats) this.transport.send(to, "control", { group: NODE_GROUP, msg: { beats: list } });
+    beats.clear();
+  }
+}
