@@ -130,6 +130,13 @@ test("status, health, readiness, metrics and the OpenAPI document", async () => 
   assert.match(metrics, /process_cpu_user_seconds_total/);
   assert.match(metrics, /shoal_wal_sync_seconds_count\{node="1"\} [1-9]/);
   assert.match(metrics, /shoal_raft_leaderships_won_total\{node="1"\} 3/, "two shards and the metadata group");
+  // Totals are counters (they only grow; rate() applies), levels are gauges.
+  for (const m of metrics.matchAll(/^# TYPE (shoal_\w+) (\w+)$/gm)) {
+    if (m[1]!.endsWith("_total")) assert.equal(m[2], "counter", `${m[1]} is a counter`);
+    else if (m[1]!.endsWith("_seconds")) assert.equal(m[2], "histogram", `${m[1]} is a histogram`);
+  }
+  const again = (await app.inject({ url: "/metrics" })).body;
+  assert.match(again, /shoal_raft_leaderships_won_total\{node="1"\} 3/, "a second scrape adds nothing that did not happen");
   await app.close();
   await node.stop();
 });

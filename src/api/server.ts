@@ -126,20 +126,31 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   const counters = node.counters;
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
-  gauge("shoal_raft_proposals_total", "proposals made on this node", () => counters.proposals);
-  gauge("shoal_raft_applied_entries_total", "log entries applied on this node", () => counters.applied);
-  gauge("shoal_wal_batches_total", "WAL batches (one fdatasync each)", () => counters.walBatches);
-  gauge("shoal_loop_turns_total", "multi-raft loop turns", () => counters.turns);
+  // A Counter that follows one of the node's own monotonic counters: each scrape adds what it grew by.
+  const counter = (name: string, help: string, read: () => number) => {
+    let seen = 0;
+    return new Counter({
+      name, help, registers: [registry], collect() {
+        const now = read();
+        if (now > seen) this.inc(now - seen);
+        seen = Math.max(seen, now);
+      },
+    });
+  };
+  counter("shoal_raft_proposals_total", "proposals made on this node", () => counters.proposals);
+  counter("shoal_raft_applied_entries_total", "log entries applied on this node", () => counters.applied);
+  counter("shoal_wal_batches_total", "WAL batches (one fdatasync each)", () => counters.walBatches);
+  counter("shoal_loop_turns_total", "multi-raft loop turns", () => counters.turns);
   gauge("shoal_raft_leader_shards", "shards this node leads", () => node.status().groups.filter((g) => g.role === "leader").length);
   gauge("shoal_transport_queued_bytes", "bytes queued on outbound connections", () =>
     node.transport.stats().reduce((s, l) => s + l.queuedBytes, 0));
-  gauge("shoal_raft_leaderships_won_total", "elections this node won (times it became leader of a shard)", () => counters.leadershipsWon);
-  gauge("shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", () => counters.electionsStarted);
-  gauge("shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", () => counters.leaderTransfersStarted);
-  gauge("shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", () => counters.malformedMessages);
+  counter("shoal_raft_leaderships_won_total", "elections this node won (times it became leader of a shard)", () => counters.leadershipsWon);
+  counter("shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", () => counters.electionsStarted);
+  counter("shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", () => counters.leaderTransfersStarted);
+  counter("shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", () => counters.malformedMessages);
   gauge("shoal_raft_quiesced_shards", "shards whose Raft group is quiescent (idle: not ticking) on this node", () => node.quiescedShards());
-  gauge("shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", () => counters.groupTicks);
-  gauge("shoal_state_commits_total", "state store (LMDB) commits", () => node.stateCommits());
+  counter("shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", () => counters.groupTicks);
+  counter("shoal_state_commits_total", "state store (LMDB) commits", () => node.stateCommits());
   const walSync = new Histogram({
     name: "shoal_wal_sync_seconds", help: "WAL batch write + fdatasync latency", registers: [registry],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],

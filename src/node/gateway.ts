@@ -33,7 +33,7 @@ import type { ShardReport } from "./shard-agent.js";
 import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest } from "../placement/policy.js";
 import type { Refusal } from "../placement/manual.js";
 import type { Clock } from "../util/clock.js";
-import type { NodeMutations } from "./mutations.js";
+import { type NodeMutations, RANGE_UNCHECKED } from "./mutations.js";
 
 /**
  * Hops a request makes before giving up: each is a leader change followed (an election or hand-over), a
@@ -61,13 +61,6 @@ export interface GatewayOptions {
   /** Deliberate bugs for the node-world simulator (mutations.ts); none in production. */
   mutations?: NodeMutations;
 }
-
-/**
- * The mark a write carries under the `gateway-skips-epoch` mutation: the shard that applies it must not
- * check that the record's id is still in its range (node/shard-apply.ts honours it), so a write routed
- * with a stale shard map lands in a shard that no longer owns the id. Never set in production.
- */
-export const RANGE_UNCHECKED = "rangeUnchecked";
 
 /** Options of a record write. */
 export interface WriteOptions {

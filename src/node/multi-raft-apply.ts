@@ -172,7 +172,7 @@ export abstract class NodeApply extends NodeLiveness {
         remembered: () => (g.remembered ??= RememberedQueue.from(this.store.scan(g.id, Number.MAX_SAFE_INTEGER, RECORDS_END))),
       };
       const applied = applyShardEntries(g.id, rd.committedEntries, g.shard, reader,
-        (data) => this.applyConfChangeEntry(g, data, answers), () => g.raft.confState());
+        (data) => this.applyConfChangeEntry(g, data, answers), () => g.raft.confState(), this.mutations);
       for (const [origin, result] of applied.results) takeWaiter(g, this.id, origin, result, answers);
       const changed = applied.shard !== g.shard;
       g.shard = applied.shard;

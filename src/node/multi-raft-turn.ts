@@ -19,6 +19,20 @@ import { appendTo, loadMeta, mustWait, encoder } from "./multi-raft-state.js";
 import { NodeApply } from "./multi-raft-apply.js";
 
 export abstract class NodeTurn extends NodeApply {
+  /**
+   * Mutation ack-before-apply: the proposals just handed to Raft are answered as written at the indexes
+   * they were given, before they commit or apply (a lost or refused write looks acknowledged).
+   */
+  private ackBeforeApply(g: Group, batch: ProposeInput[]): void {
+    const last = g.raft.lastIndex();
+    for (const [i, p] of batch.entries()) {
+      const w = g.proposals.get(p.seq);
+      if (w === undefined) continue;
+      g.proposals.delete(p.seq);
+      this.settle(w, { ok: true, version: (g.shard.versionBase ?? 0) + last - (batch.length - 1 - i) });
+    }
+  }
+
   protected receive(from: NodeId, envs: Envelope[]): void {
     this.peers.heard(from, this.clock.nowMs());
     for (const e of envs) {
@@ -232,6 +246,7 @@ export abstract class NodeTurn extends NodeApply {
       }
       try {
         g.raft.propose(...batch.map((p) => p.data));
+        if (this.mutations.has("ack-before-apply") && g.kind === "shard") this.ackBeforeApply(g, batch);
       } catch (e) {
         if (!(e instanceof ProposalDroppedError)) throw e;
         for (const p of batch) {

@@ -260,6 +260,17 @@ export class MultiRaftNode extends NodeTurn {
     return { shard: group, range: st.range, frozen: st.frozen !== undefined, children: st.splits.map((s) => s.child), records: this.scan(group, limit, after) };
   }
 
+  /**
+   * For checkers (the node-world simulator): a hosted group's index applied in the state store, its
+   * shard state, and everything it holds (records and remembered outcomes) in key order; undefined when
+   * the group is not hosted here. Replicas at the same applied index must answer the same.
+   */
+  replicaState(group: number): { applied: number; shard: ShardState | null; contents: [string, unknown][] } | undefined {
+    const g = this.groups.get(group);
+    if (g === undefined) return undefined;
+    return { applied: this.store.applied(group), shard: g.kind === "shard" ? g.shard : null, contents: this.store.scan(group, Number.MAX_SAFE_INTEGER) };
+  }
+
   /** Everything a merge source ships to its target: records and remembered idempotency outcomes, in key order. */
   shardContents(group: number, limit: number): [string, unknown][] {
     return this.store.scan(group, limit);

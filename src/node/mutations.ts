@@ -17,3 +17,10 @@ export type NodeMutation = (typeof NODE_MUTATIONS)[number];
 export type NodeMutations = ReadonlySet<NodeMutation>;
 
 export const NO_MUTATIONS: NodeMutations = new Set();
+
+/**
+ * The mark a write carries under the `gateway-skips-epoch` mutation: the shard that applies it does not
+ * check that the record's id is still in its range (shard-apply.ts), so a write routed with a stale
+ * shard map lands in a shard that no longer owns the id. Never set in production.
+ */
+export const RANGE_UNCHECKED = "rangeUnchecked";

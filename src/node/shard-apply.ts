@@ -29,6 +29,7 @@ import type { ConfState, Entry } from "../raft/index.js";
 import { EntryType } from "../raft/index.js";
 import type { GroupChanges, ShardState } from "../storage/state-store.js";
 import { type CommandResult, type Proposal, type RecordCommand, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
+import { NO_MUTATIONS, type NodeMutations, RANGE_UNCHECKED } from "./mutations.js";
 import { type RememberedOutcome, type RememberedQueue, isFinal, isOutcomeKey, outcomeKey, ownerOf } from "./idempotency.js";
 
 export const SPLIT_LOG_INDEX = 5;
@@ -63,7 +64,7 @@ export interface AppliedEntries {
  * configuration after it.
  */
 export function applyShardEntries(group: number, entries: readonly Entry[], before: ShardState, reader: ShardReader,
-  applyConf: (data: Uint8Array) => ConfState, conf: () => ConfState): AppliedEntries {
+  applyConf: (data: Uint8Array) => ConfState, conf: () => ConfState, mutations: NodeMutations = NO_MUTATIONS): AppliedEntries {
   const overlay = new Map<string, unknown>();
   const read = (key: string): unknown => (overlay.has(key) ? overlay.get(key) ?? undefined : reader.get(key));
   const out: AppliedEntries = { changes: [], results: [], children: [], shard: before, sizeBytes: 0, commands: 0 };
@@ -79,7 +80,7 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
     const p = decodeProposal(e.data);
     const cmd = p.cmd;
     if (cmd.op === "freeze" || cmd.op === "unfreeze" || cmd.op === "absorb") {
-      const r = applyMergeStep(out.shard, cmd, e.index, (key, value) => {
+      const r = applyMergeStep(out.shard, mutations.has("merge-drops-last-batch") ? dropLastBatch(cmd) : cmd, e.index, (key, value) => {
         overlay.set(key, value);
         if (isOutcomeKey(key)) reader.remembered().add(key, value as RememberedOutcome);
       });
@@ -110,7 +111,8 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       const split = { child: cmd.child, at: cmd.at, end: out.shard.range.end, index: e.index };
       out.shard = { ...out.shard, range: r.lower, splits: [...out.shard.splits, split].slice(-SPLITS_KEPT) };
       shardChanged = true;
-      const versionBase = (out.shard.versionBase ?? 0) + e.index - SPLIT_LOG_INDEX;
+      // Mutation split-restarts-versions: the child starts its versions over (the bug of issue 11).
+      const versionBase = mutations.has("split-restarts-versions") ? 0 : (out.shard.versionBase ?? 0) + e.index - SPLIT_LOG_INDEX;
       out.changes.push({
         group: cmd.child, appliedIndex: SPLIT_LOG_INDEX, puts: moved, confState: conf(), shard: { range: r.upper, splits: [], versionBase }, unlogged: true,
       });
@@ -120,7 +122,8 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
     }
     out.commands++;
     // A frozen shard's records are final (a merge ships them): writes go to its target once recorded.
-    if (!inRange(hashOf(cmd.key), out.shard.range) || out.shard.frozen !== undefined) {
+    const rangeUnchecked = (cmd as { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] === true; // gateway-skips-epoch
+    if ((!inRange(hashOf(cmd.key), out.shard.range) && !rangeUnchecked) || out.shard.frozen !== undefined) {
       out.results.push([p.origin, { ok: false, code: "wrong_shard" }]);
       continue;
     }
@@ -197,6 +200,13 @@ export function applyMergeStep(shard: ShardState, cmd: Extract<ShardCommand, { o
       return { shard: { ...shard, range: { start: shard.range.start, end: cmd.end }, absorbed, versionBase }, result: done };
     }
   }
+}
+
+/** Mutation merge-drops-last-batch: an absorb without the last quarter of the source's records. */
+function dropLastBatch<C extends Extract<ShardCommand, { op: "freeze" | "unfreeze" | "absorb" }>>(cmd: C): C {
+  if (cmd.op !== "absorb" || cmd.records.length === 0) return cmd;
+  const kept = cmd.records.length - Math.max(1, Math.ceil(cmd.records.length / 4));
+  return { ...cmd, records: cmd.records.slice(0, kept) };
 }
 
 /** The two parts of `range` cut at `at`, or null when `at` is not strictly inside it. */
