@@ -19,6 +19,7 @@ import { DEFAULT_JSON_LIMITS, type JsonLimits, parseJsonBody } from "./json-inpu
 import { JSON_BODY, THROUGH_RAFT, WRITE, openObject, responses } from "./openapi.js";
 import { registerClusterRoutes } from "./cluster.js";
 import { scanCollection } from "../node/scan.js";
+import { DEFAULT_COLLECTION } from "../meta/state.js";
 
 export interface ApiOptions {
   node: MultiRaftNode;
@@ -43,7 +44,6 @@ declare module "fastify" {
 
 export const ID_PATTERN = "^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,256}$";
 const ID_REGEX = new RegExp(ID_PATTERN);
-const COLLECTIONS = new Set(["default"]);
 /** Scan cursors are opaque: a version tag, then the last id of the page (base64url). */
 const CURSOR_TAG = "c1.";
 
@@ -164,7 +164,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   });
 
   const checkCollection = (name: string) => {
-    if (!COLLECTIONS.has(name)) throw new ApiError("collection_not_found", `collection ${JSON.stringify(name)} does not exist`);
+    // Looked up in the metadata; before the founders created it, the cluster's first collection is known by name.
+    if (!node.metaState().collections.has(name) && !(name === DEFAULT_COLLECTION && node.metaState().collections.size === 0)) throw new ApiError("collection_not_found", `collection ${JSON.stringify(name)} does not exist`);
   };
   const recordParams = {
     type: "object", required: ["collection", "id"],
@@ -293,7 +294,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       checkCollection(req.params.collection);
       const after = req.query.cursor === undefined ? undefined : decodeCursor(req.query.cursor);
       // Exact across splits and merges: every shard's part read at a ReadIndex, the parts tiling the hash space (node/scan.ts).
-      const { records, more } = await scanCollection(node, gateway, req.query.limit, after);
+      const { records, more } = await scanCollection(node, gateway, req.params.collection, req.query.limit, after);
       return { records: records.map(([id, r]) => ({ id, payload: r.payload, version: r.version })), cursor: more ? encodeCursor(records[records.length - 1]![0]) : null };
     },
   );

@@ -85,6 +85,14 @@ export interface OperatorRecord {
 }
 
 /** Settings versions kept for rollback; operator records kept once ended. Bounds on the state's size. */
+/**
+ * The collection a cluster is created with (membership.ts creates it once the founders registered).
+ * Code paths look collections up in the metadata by the name a request carries; this name is spelled
+ * only where the cluster creates it and where record routes have no collection yet (one collection
+ * until collections with schemas land).
+ */
+export const DEFAULT_COLLECTION = "default";
+
 export const SETTINGS_HISTORY_MAX = 64;
 export const ENDED_OPERATORS_MAX = 1000;
 

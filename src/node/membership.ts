@@ -17,7 +17,7 @@
  * a few proposals and retries on the next pass after a failure; the join queue is bounded.
  */
 import { type PromotionConfig, planPromotions } from "../meta/promotion.js";
-import { type Address, type ApplyResult, type MetaCommand, type NodeRole, currentSettings } from "../meta/state.js";
+import { type Address, type ApplyResult, DEFAULT_COLLECTION, type MetaCommand, type NodeRole, currentSettings } from "../meta/state.js";
 import type { Labels, NodeId } from "../placement/types.js";
 import { ConfChangeType } from "../raft/index.js";
 import type { Gateway } from "./gateway.js";
@@ -118,7 +118,7 @@ export class Membership {
     }
     const members = [...this.node.metaState().nodes.values()].filter((n) => n.worker !== "removed").map((n) => ({ id: n.id, peer: n.peer }));
     this.opts.logger?.info(`membership: node ${id} joined as a metadata learner`);
-    return { ok: true, id, members, shards: this.node.metaState().collections.get("default")?.shards.length ?? this.opts.shards };
+    return { ok: true, id, members, shards: this.node.metaState().collections.get(DEFAULT_COLLECTION)?.shards.length ?? this.opts.shards };
   }
 
   /** One reconcile pass (no-op while the previous one is still waiting on the metadata group). */
@@ -166,9 +166,9 @@ export class Membership {
       if (self.worker === "joining") out.push({ kind: "set-worker-state", node: self.id, state: "ready", atMs });
     }
     const founders = [...this.opts.founders].sort((a, b) => a - b);
-    if (founder && this.node.leaderOf(META_GROUP) === this.node.id && !meta.collections.has("default") && founders.every((id) => meta.nodes.has(id))) {
+    if (founder && this.node.leaderOf(META_GROUP) === this.node.id && !meta.collections.has(DEFAULT_COLLECTION) && founders.every((id) => meta.nodes.has(id))) {
       // Static membership: every founder holds a voter replica of every shard.
-      out.push({ kind: "create-collection", name: "default", replicationFactor: founders.length, placements: Array.from({ length: this.opts.shards }, () => founders), atMs });
+      out.push({ kind: "create-collection", name: DEFAULT_COLLECTION, replicationFactor: founders.length, placements: Array.from({ length: this.opts.shards }, () => founders), atMs });
     }
     return out;
   }

@@ -3,7 +3,7 @@
  * callers waiting for the next change (a gateway whose shard moved), and the routing table of the
  * default collection, rebuilt on first use after the shard map changed.
  */
-import type { MetaState } from "../meta/state.js";
+import { DEFAULT_COLLECTION, type MetaState } from "../meta/state.js";
 import { RouteTable, hashOf } from "../meta/ranges.js";
 import { OverloadedError, shardOf } from "./group.js";
 import { type Logger } from "../util/logger.js";
@@ -71,7 +71,7 @@ export class MetaWatch {
    */
   shardOf(key: string): number {
     if (this.routes === null) {
-      const shards = [...this.meta().shards.values()].filter((sh) => sh.collection === "default");
+      const shards = [...this.meta().shards.values()].filter((sh) => sh.collection === DEFAULT_COLLECTION);
       if (shards.length === 0) return shardOf(key, this.initialShards);
       this.routes = new RouteTable(shards);
     }

@@ -92,14 +92,14 @@ function moved(e: unknown): e is Error {
  * map's live shards (before the map is recorded, the shards hosted here), and the children the parts
  * name when they leave a gap; reads the page again until its parts tile the hash space (see the header).
  */
-export async function scanCollection(node: MultiRaftNode, gateway: Gateway, limit: number, after: string | undefined,
+export async function scanCollection(node: MultiRaftNode, gateway: Gateway, collection: string, limit: number, after: string | undefined,
   timeoutMs = 5000): Promise<{ records: [string, StoredRecord][]; more: boolean }> {
   const clock = gateway.clock;
   const deadlineMs = clock.nowMs() + timeoutMs;
   const named = new Set<number>();
   for (let attempt = 1; ; attempt++) {
     const meta = node.metaState();
-    const live = [...meta.shards.values()].filter((sh) => sh.collection === "default" && sh.retiredInto === undefined).map((sh) => sh.id);
+    const live = [...meta.shards.values()].filter((sh) => sh.collection === collection && sh.retiredInto === undefined).map((sh) => sh.id);
     const asked = new Set(live.length > 0 ? live : node.status().groups.map((g) => g.shard));
     for (const child of named) if (meta.shards.get(child)?.retiredInto === undefined) asked.add(child);
     const answers = await Promise.allSettled([...asked].map((g) => gateway.scan(g, limit + 1, after)));
