@@ -96,13 +96,19 @@ function addToolCommands(program: Command): void {
     .description("run the deterministic cluster simulator over a range of seeds")
     .option("--seeds <n>", "number of seeds to run", "20")
     .option("--first-seed <s>", "first seed", "1")
-    .option("--steps <n>", "simulated milliseconds per run", "20000")
-    .option("--nodes <n>", "cluster size (3 or 5; 0 = chosen by seed)", "0")
-    .option("--mutation <name>", "switch on a deliberate bug (for demonstrating the checks)")
+    .option("--steps <n>", "simulated milliseconds per run (node world: of clients and faults, default 4000, then healing)", "20000")
+    .option("--nodes <n>", "cluster size (raft world: 3 or 5; node world: 3 to 5; 0 = chosen by seed)", "0")
+    .option("--mutation <name>", "switch on a deliberate bug, to show the checks catch it (raft world: commit-previous-term, ack-before-persist, double-vote, read-without-quorum; node world: split-restarts-versions, gateway-skips-epoch, ack-before-apply, merge-drops-last-batch)")
     .addOption(new Option("--profile <profile>", "fault profile (default: chosen by each seed)").choices(["mixed", "leader-churn", "power"]))
-    .option("--history-dir <dir>", "write each run's client history (JSON lines) here")
+    .option("--history-dir <dir>", "write each run's client history (JSON lines) here (raft world)")
+    .addOption(new Option("--world <world>", "raft: Raft groups alone (the core); node: whole nodes (multi-raft, gateway, placement) on simulated hosts").choices(["raft", "node"]).default("raft"))
     .option("-v, --verbose", "print a line per seed")
     .action(async (opts) => {
+      if (opts.world === "node") {
+        const { nodeWorldCommand } = await import("./sim-world.js");
+        process.exitCode = await nodeWorldCommand(opts);
+        return;
+      }
       const { simCommand } = await import("./sim.js");
       process.exitCode = await simCommand(opts);
     });

@@ -94,6 +94,10 @@ export abstract class NodeTurn extends NodeApply {
         })
         .finally(() => {
           this.turnRunning = null;
+          // A failed turn may have left a Ready unadvanced: the node is stopping, nothing is asked of Raft
+          // again (asking threw here, as an unhandled rejection that took the process down; found by
+          // the node-world simulator with a failing WAL write).
+          if (this.failure !== null) return;
           if (this.inputs.length > 0 || this.pendingTicks > 0 || this.anyReady()) this.scheduleTurn();
         });
     });

@@ -404,7 +404,7 @@ export class SnapshotFormatError extends Error {
   override name = "SnapshotFormatError";
 }
 
-function readFrames(data: Uint8Array): [number, [RecordKey, unknown][], ShardState?][] {
+export function readFrames(data: Uint8Array): [number, [RecordKey, unknown][], ShardState?][] {
   const frames: [number, [RecordKey, unknown][], ShardState?][] = [];
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   let at = 0;

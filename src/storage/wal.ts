@@ -63,11 +63,11 @@ function emptyGroup(): GroupLog {
 }
 
 /**
- * Rebuilds every group from the records of the retained segments. Segments holding only compacted
+ * Rebuilds every group from the records of the retained segments (also the simulated disk's recovery). Segments holding only compacted
  * entries may have been deleted, so a first pass finds where each group's log finally starts; the
  * replay then begins there and skips entries at or before it.
  */
-function replay(all: readonly WalRecord[]): Map<number, GroupLog> {
+export function replay(all: readonly WalRecord[]): Map<number, GroupLog> {
   // A group's records before its last drop belong to a replica that is gone.
   const lastDrop = new Map<number, number>();
   for (const [i, r] of all.entries()) if (r.kind === "drop") lastDrop.set(r.group, i);

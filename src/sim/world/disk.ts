@@ -1,0 +1,283 @@
+/**
+ * The node world's disk: one per node, outliving the node's crashes. It holds the node's WAL as the
+ * real record bytes (storage/wal-record.ts encoding, recovered by the real replay) and its state store
+ * as two layers, the committed one and the one staged since the last commit (storage/state-store.ts's
+ * semantics, in memory).
+ *
+ * A crash loses what a real crash may lose: WAL records appended without a sync since the last synced
+ * append (a seeded prefix of them may have reached the disk anyway; with `corruptTailOnCrashProbability`
+ * the next one is torn, and recovery must cut it), and the state store's staged changes. Handles opened
+ * before a crash refuse every later use. A WAL append can fail (`walAppendFailProbability`) like an EIO:
+ * the node's turn fails and the node stops, as in production.
+ *
+ * Everything completes through promise jobs only (no timers, no I/O), so the scheduler orders it all.
+ */
+import type { NodeStateStore, NodeWal } from "../../node/host.js";
+import type { ConfState } from "../../raft/index.js";
+import { type GroupChanges, type RecordKey, type ShardState, encodeSnapshot, readFrames } from "../../storage/state-store.js";
+import { type WalRecord, decodeRecord, encodeRecord } from "../../storage/wal-record.js";
+import { type GroupLog, replay } from "../../storage/wal.js";
+import { assert } from "../../util/assert.js";
+import type { Logger } from "../../util/logger.js";
+import type { Random } from "../../util/rng.js";
+import { pack, unpack } from "msgpackr";
+
+export interface DiskFaults {
+  walAppendFailProbability: number;
+  corruptTailOnCrashProbability: number;
+}
+
+/** The message of an injected disk failure (the world tells it from a bug by this). */
+export const INJECTED_DISK_FAULT = "injected disk fault";
+
+/** One group's state in a layer; `records` values of null are deletes. */
+interface GroupLayer {
+  appliedIndex: number;
+  records: Map<RecordKey, unknown>;
+  confState?: ConfState;
+  shard?: ShardState;
+  unlogged?: boolean;
+}
+
+export class SimDisk {
+  /** The WAL's bytes, record by record. Invariant: syncedRecords <= walRecords.length. */
+  private walRecords: Uint8Array[] = [];
+  private syncedRecords = 0;
+  /** The state store's committed layer (durable): per group. Values are packed (as LMDB stores them). */
+  readonly committed = new Map<number, GroupLayer>();
+  private generation = 0;
+  private faults: DiskFaults = { walAppendFailProbability: 0, corruptTailOnCrashProbability: 0 };
+  readonly counts = { crashes: 0, lostRecords: 0, tornTails: 0, failedAppends: 0 };
+
+  constructor(private readonly random: Random) {}
+
+  setFaults(f: DiskFaults): void {
+    this.faults = f;
+  }
+
+  /** The process died: unsynced WAL records are lost (some may have landed), staged state is lost. */
+  crash(): void {
+    this.generation++;
+    this.counts.crashes++;
+    const unsynced = this.walRecords.length - this.syncedRecords;
+    const landed = unsynced === 0 ? 0 : this.random.int(unsynced + 1);
+    this.walRecords.length = this.syncedRecords + landed;
+    this.counts.lostRecords += unsynced - landed;
+    if (landed < unsynced && this.random.float() < this.faults.corruptTailOnCrashProbability) {
+      // The next record was being written: part of it reached the disk.
+      const whole = encodeRecord({ kind: "drop", group: 0 });
+      this.walRecords.push(whole.subarray(0, 1 + this.random.int(whole.byteLength - 1)));
+      this.counts.tornTails++;
+    }
+    this.syncedRecords = this.walRecords.length;
+  }
+
+  private check(generation: number): void {
+    if (generation !== this.generation) throw new Error("disk handle closed by crash");
+  }
+
+  async openWal(_dir: string, logger: Logger): Promise<{ wal: NodeWal; groups: Map<number, GroupLog> }> {
+    await Promise.resolve();
+    const generation = this.generation;
+    // Recovery as the real WAL does it: decode in order; a torn or corrupt tail is cut.
+    const parsed: WalRecord[] = [];
+    for (let i = 0; i < this.walRecords.length; i++) {
+      const d = decodeRecord(this.walRecords[i]!, 0);
+      if (!d.ok) {
+        logger.warn(`sim disk: cutting the WAL at record ${i} (${d.reason} tail)`);
+        this.walRecords.length = i;
+        this.syncedRecords = Math.min(this.syncedRecords, i);
+        break;
+      }
+      parsed.push(d.record);
+    }
+    const groups = replay(parsed);
+    let appending = false;
+    const wal: NodeWal = {
+      append: async (records: readonly WalRecord[], sync = true) => {
+        this.check(generation);
+        assert(!appending, "WAL appends must not overlap: batch them instead");
+        if (records.length === 0) return;
+        appending = true;
+        try {
+          if (this.random.float() < this.faults.walAppendFailProbability) {
+            this.counts.failedAppends++;
+            throw new Error(`${INJECTED_DISK_FAULT}: WAL write failed (EIO)`);
+          }
+          for (const r of records) this.walRecords.push(encodeRecord(r));
+          await Promise.resolve();
+          this.check(generation);
+          if (sync) this.syncedRecords = this.walRecords.length;
+        } finally {
+          appending = false;
+        }
+      },
+      close: async () => {
+        await Promise.resolve();
+      },
+    } as NodeWal;
+    return { wal, groups };
+  }
+
+  openStateStore(_path: string): NodeStateStore {
+    return new SimStateStore(this, this.generation) as unknown as NodeStateStore;
+  }
+
+  /** Whether `generation` is the disk's current one (handles of an earlier one are dead). */
+  alive(generation: number): boolean {
+    return generation === this.generation;
+  }
+}
+
+/** The state store of storage/state-store.ts, in memory: a staged layer over the committed one. */
+class SimStateStore {
+  private staged = new Map<number, GroupLayer>();
+  private lastCommitMs = -Infinity;
+  commits = 0;
+
+  constructor(private readonly disk: SimDisk, private readonly generation: number) {}
+
+  private check(): void {
+    if (!this.disk.alive(this.generation)) throw new Error("disk handle closed by crash");
+  }
+
+  apply(changes: readonly GroupChanges[]): void {
+    this.check();
+    for (const c of changes) {
+      const prev = this.applied(c.group);
+      assert(c.appliedIndex >= prev, () => `group ${c.group}: applied index regresses from ${prev} to ${c.appliedIndex}`);
+      let st = this.staged.get(c.group);
+      if (st === undefined) this.staged.set(c.group, (st = { appliedIndex: c.appliedIndex, records: new Map() }));
+      st.appliedIndex = c.appliedIndex;
+      if (c.confState !== undefined) st.confState = c.confState;
+      if (c.shard !== undefined) st.shard = c.shard;
+      if (c.unlogged !== undefined) st.unlogged = c.unlogged;
+      for (const key of c.deletes ?? []) st.records.set(key, null);
+      for (const [key, value] of c.puts ?? []) st.records.set(key, value);
+    }
+  }
+
+  /** Commits staged changes once a second of the node's clock (the real store's default interval). */
+  commitIfDue(nowMs: number): void {
+    this.check();
+    if (this.staged.size > 0 && nowMs - this.lastCommitMs >= 1000) {
+      this.commit();
+      this.lastCommitMs = nowMs;
+    }
+  }
+
+  /** Staged changes become durable at once (values packed, as LMDB would store them). */
+  commit(): boolean {
+    this.check();
+    if (this.staged.size === 0) return true;
+    this.commits++;
+    for (const [group, st] of this.staged) {
+      let c = this.disk.committed.get(group);
+      if (c === undefined) this.disk.committed.set(group, (c = { appliedIndex: 0, records: new Map() }));
+      c.appliedIndex = st.appliedIndex;
+      for (const [key, value] of st.records) {
+        if (value === null) c.records.delete(key);
+        else c.records.set(key, pack(value));
+      }
+      if (st.confState !== undefined) c.confState = structuredClone(st.confState);
+      if (st.shard !== undefined) c.shard = structuredClone(st.shard);
+      if (st.unlogged !== undefined) c.unlogged = st.unlogged;
+    }
+    this.staged = new Map();
+    return true;
+  }
+
+  async flushed(): Promise<void> {
+    this.commit();
+    await Promise.resolve();
+    this.check();
+  }
+
+  get(group: number, key: RecordKey): unknown {
+    const st = this.staged.get(group);
+    if (st !== undefined && st.records.has(key)) return st.records.get(key) ?? undefined;
+    const packed = this.disk.committed.get(group)?.records.get(key);
+    return packed === undefined ? undefined : unpack(packed as Uint8Array);
+  }
+
+  scan(group: number, limit: number, after?: RecordKey, end?: RecordKey): [RecordKey, unknown][] {
+    const inRange = (key: RecordKey) => (after === undefined || key > after) && (end === undefined || key < end);
+    const merged = new Map<RecordKey, unknown>();
+    for (const [key, packed] of this.disk.committed.get(group)?.records ?? []) if (inRange(key)) merged.set(key, packed);
+    const st = this.staged.get(group);
+    const stagedKeys = new Set<RecordKey>();
+    for (const [key, value] of st?.records ?? []) {
+      if (!inRange(key)) continue;
+      merged.set(key, value);
+      stagedKeys.add(key);
+    }
+    const keys = [...merged.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const out: [RecordKey, unknown][] = [];
+    for (const key of keys) {
+      const value = merged.get(key);
+      if (value === null) continue;
+      out.push([key, stagedKeys.has(key) ? value : unpack(value as Uint8Array)]);
+      if (out.length === limit) break;
+    }
+    return out;
+  }
+
+  applied(group: number): number {
+    return this.staged.get(group)?.appliedIndex ?? this.disk.committed.get(group)?.appliedIndex ?? 0;
+  }
+
+  confState(group: number): ConfState | undefined {
+    return this.staged.get(group)?.confState ?? this.disk.committed.get(group)?.confState;
+  }
+
+  shardState(group: number): ShardState | undefined {
+    return this.staged.get(group)?.shard ?? this.disk.committed.get(group)?.shard;
+  }
+
+  unlogged(group: number): boolean {
+    const st = this.staged.get(group);
+    if (st?.unlogged !== undefined) return st.unlogged;
+    return this.disk.committed.get(group)?.unlogged === true;
+  }
+
+  groups(): number[] {
+    const ids = new Set<number>([...this.disk.committed.keys(), ...this.staged.keys()]);
+    return [...ids].sort((a, b) => a - b);
+  }
+
+  /** As the real store: the group as of its last commit (the log keeps what follows). */
+  snapshot(group: number): { appliedIndex: number; data: Uint8Array; confState: ConfState | undefined } {
+    this.check();
+    const c = this.disk.committed.get(group);
+    const pairs = [...(c?.records ?? [])].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, packed]) => [key, unpack(packed as Uint8Array)] as [RecordKey, unknown]);
+    return { appliedIndex: c?.appliedIndex ?? 0, data: encodeSnapshot(c?.appliedIndex ?? 0, pairs, 1024, c?.shard), confState: c?.confState };
+  }
+
+  async installSnapshot(group: number, index: number, data: Uint8Array, confState?: ConfState): Promise<void> {
+    this.check();
+    const frames = readFrames(data);
+    assert(index >= this.applied(group), () => `group ${group}: snapshot at ${index} is behind applied ${this.applied(group)}`);
+    const shard = frames[0]?.[2];
+    this.staged.delete(group);
+    this.commit();
+    const layer: GroupLayer = { appliedIndex: index, records: new Map() };
+    for (const [, pairs] of frames) for (const [key, value] of pairs) layer.records.set(key, pack(value));
+    if (confState !== undefined) layer.confState = structuredClone(confState);
+    if (shard !== undefined) layer.shard = shard;
+    this.disk.committed.set(group, layer);
+    await Promise.resolve();
+  }
+
+  async dropGroup(group: number): Promise<void> {
+    this.check();
+    this.staged.delete(group);
+    this.commit();
+    this.disk.committed.delete(group);
+    await Promise.resolve();
+  }
+
+  async close(): Promise<void> {
+    await this.flushed();
+  }
+}
