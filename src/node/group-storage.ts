@@ -35,7 +35,14 @@ export class GroupStorage implements Storage {
       meta: { index: recovered.start.index, term: recovered.start.term, confState: this.confState }, data: new Uint8Array(0),
     });
     this.mem.append(recovered.entries);
-    this.mem.setHardState(recovered.hardState);
+    // A commit index that only moved is written without a sync (turn() in multi-raft-turn.ts), so a power
+    // loss can take it back below what the state store had applied and committed durably. Applying
+    // follows commit, so the entries up to the applied index were committed: the commit index is at
+    // least that (the entries themselves were synced before they could commit). Found by the node world.
+    const applied = store.applied(group);
+    const last = recovered.start.index + recovered.entries.length;
+    const commit = Math.max(recovered.hardState.commit, Math.min(applied, last));
+    this.mem.setHardState({ ...recovered.hardState, commit });
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {

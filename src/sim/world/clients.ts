@@ -36,7 +36,7 @@ export interface ClientContext {
 }
 
 /** The answer of a gateway call, or a client-side timeout / refusal. */
-type Answered<T> = { ok: true; value: T } | { ok: false; outcome: Outcome; reason: string };
+export type Answered<T> = { ok: true; value: T } | { ok: false; outcome: Outcome; reason: string };
 
 /** Calls `fn` and waits for its answer at most `timeoutMs` of virtual time (a crashed node never answers). */
 export function withTimeout<T>(ctx: ClientContext, fn: () => Promise<T>, owner: string): Promise<Answered<T>> {

@@ -4,14 +4,15 @@
  * and decoded by the real framing (transport/framing.ts), so a receiver never shares an object with its
  * sender and gets exactly the shapes TCP would give it.
  *
- * Faults, all drawn from the seed: latency (per-link FIFO unless reordering is on), drops, duplicates,
- * partitions (both directions), and crashed nodes. A crashed node's peers learn of it as they would from
+ * Faults, all drawn from the seed: latency (per-link FIFO unless reordering is on), drops, duplicates
+ * (of frames that carry only Raft messages), partitions (both directions), and crashed nodes. A crashed node's peers learn of it as they would from
  * their kernels (onDisconnect); a partition, like a cut cable, tells nobody. Messages in flight to an
  * incarnation that died are lost with it.
  */
 import type { NodeTransport } from "../../node/host.js";
 import type { Envelope, LinkStats, Plane, TransportFaults, TransportOptions } from "../../transport/transport.js";
 import { FrameDecoder, encodeFrame } from "../../transport/framing.js";
+import { NODE_GROUP } from "../../node/group.js";
 import { assert } from "../../util/assert.js";
 import type { Random } from "../../util/rng.js";
 import type { SimScheduler } from "./scheduler.js";
@@ -70,7 +71,7 @@ export class SimTransport {
       const f = this.faults;
       if (f !== null && (f.cut.has(to) || this.net.random.float() < f.dropRate)) continue;
       this.framesSent++;
-      this.net.carry(this, to, plane, encodeFrame({ envs }));
+      this.net.carry(this, to, plane, encodeFrame({ envs }), envs.every((e) => e.group !== NODE_GROUP));
     }
   }
 
@@ -137,7 +138,7 @@ export class SimNetwork {
   }
 
   /** Carries one frame from `from` to node `to`'s current incarnation, after a seeded delay. */
-  carry(from: SimTransport, to: number, plane: Plane, frame: Buffer): void {
+  carry(from: SimTransport, to: number, plane: Plane, frame: Buffer, raftOnly: boolean): void {
     this.counts.sent++;
     const receiver = this.current.get(to);
     const l = this.links;
@@ -145,7 +146,10 @@ export class SimNetwork {
       this.counts.dropped++;
       return;
     }
-    const copies = this.random.float() < l.duplicateProbability ? 2 : 1;
+    // Only frames of Raft messages are duplicated (a retransmission, which Raft must tolerate): the real
+    // transport never sends a frame twice and TCP delivers once, and node-level messages (forwarded
+    // requests) rely on that.
+    const copies = raftOnly && this.random.float() < l.duplicateProbability ? 2 : 1;
     if (copies === 2) this.counts.duplicated++;
     for (let c = 0; c < copies; c++) {
       const delayMs = l.delayMsMin + this.random.float() * (l.delayMsMax - l.delayMsMin);

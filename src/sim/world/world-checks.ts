@@ -2,13 +2,16 @@
  * What the node world checks while it runs (between events) and after healing. A violation throws
  * WorldViolation, which ends the run and prints the seed.
  *
- * - One owner per hash range: in every running node's shard map, the live shards' ranges are disjoint.
+ * - One owner per hash range: in every running node's shard map, the live shards' ranges are disjoint,
+ *   and every replica holds only records whose id hashes into its shard's range.
  * - Replicas agree: replicas of a shard at the same applied index hold the same records and state.
  * - Applied indexes never go back on a running replica (a restart may recover to a lower durable one).
  * - After healing: every live shard has a leader and its full set of replicas, caught up.
  */
 import { currentSettings } from "../../meta/state.js";
+import { hashOf, inRange } from "../../meta/ranges.js";
 import { META_GROUP } from "../../node/group.js";
+import { ownerOf } from "../../node/idempotency.js";
 import type { WorldNode } from "./world-node.js";
 
 export class WorldViolation extends Error {
@@ -60,6 +63,15 @@ export class WorldChecks {
         const prev = this.appliedSeen.get(key) ?? 0;
         if (st.applied < prev) throw new WorldViolation("applied index went back", `node ${n.id} shard ${g}: ${st.applied} < ${prev}`);
         this.appliedSeen.set(key, st.applied);
+        if (st.shard !== null) {
+          // One owner per hash range: a shard holds only records (and their outcomes) of its own range.
+          for (const [key] of st.contents) {
+            const id = ownerOf(key);
+            if (!inRange(hashOf(id), st.shard.range)) {
+              throw new WorldViolation("one owner per range", `shard ${g} on node ${n.id} holds ${JSON.stringify(id)} (hash ${hashOf(id)}) outside its range [${st.shard.range.start}, ${st.shard.range.end})`);
+            }
+          }
+        }
         let list = byGroup.get(g);
         if (list === undefined) byGroup.set(g, (list = []));
         list.push({ node: n.id, applied: st.applied, print: fingerprint([st.shard, st.contents]) });
@@ -82,6 +94,9 @@ export class WorldChecks {
     const up = nodes.filter((n) => n.serving());
     if (up.length < nodes.length) return `${nodes.length - up.length} node(s) not running`;
     const meta = up[0]!.node!.metaState();
+    if (meta.collections.size === 0 || meta.shards.size === 0) return "no collection in the shard map yet";
+    const lost = up.find((n) => n.node!.leaderOf(META_GROUP) === 0);
+    if (lost !== undefined) return `node ${lost.id} knows no metadata leader`;
     for (const s of meta.shards.values()) {
       if (s.retiredInto !== undefined) continue;
       // The placement driver keeps the settings' replication factor (the founders' collection starts wider).

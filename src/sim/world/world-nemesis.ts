@@ -27,6 +27,7 @@ export interface NemesisContext {
 
 /** Bound on faults in force at once: the cluster keeps a majority most of the time. */
 const CRASHED_MAX = 1;
+const TRACE_MAX = 1000;
 
 export class WorldNemesis {
   /** What was done, by kind (operators: asked; refused ones are counted apart). */
@@ -36,8 +37,12 @@ export class WorldNemesis {
 
   constructor(private readonly rng: Rng, private readonly ctx: NemesisContext) {}
 
-  private count(what: string): void {
+  /** What was done when, in virtual ms (bounded), for reading a failed run. */
+  readonly trace: string[] = [];
+
+  private count(what: string, detail = ""): void {
     this.counts.set(what, (this.counts.get(what) ?? 0) + 1);
+    if (this.trace.length < TRACE_MAX) this.trace.push(`${this.ctx.scheduler.nowMs.toFixed(0)} ms: ${what}${detail === "" ? "" : ` ${detail}`}`);
   }
 
   private later(fn: () => void, minMs: number, maxMs: number): void {
@@ -57,10 +62,11 @@ export class WorldNemesis {
         if (this.crashed >= CRASHED_MAX || up.length < this.ctx.nodes.length) return;
         const n = this.rng.pick(up);
         this.crashed++;
-        this.count("crash");
+        this.count("crash", `node ${n.id}`);
         this.ctx.crash(n);
         this.later(() => {
           this.crashed--;
+          this.count("restart", `node ${n.id}`);
           this.ctx.restart(n);
         }, 200, 1500);
         return;
@@ -72,9 +78,10 @@ export class WorldNemesis {
         const ids = this.rng.shuffle(this.ctx.nodes.map((n) => n.id));
         const cut = action === "isolate" ? 1 : 1 + this.rng.int(ids.length - 1);
         this.ctx.network.partition([ids.slice(0, cut), ids.slice(cut)]);
-        this.count(action);
+        this.count(action, JSON.stringify([ids.slice(0, cut), ids.slice(cut)]));
         this.later(() => {
           this.partitioned = false;
+          this.count("heal");
           this.ctx.network.heal();
         }, 300, 2000);
         return;
@@ -88,14 +95,15 @@ export class WorldNemesis {
       case "disk-faults": {
         const n = this.rng.pick(this.ctx.nodes);
         n.disk.setFaults({ walAppendFailProbability: 0.02, corruptTailOnCrashProbability: 0.5 });
-        this.count(action);
+        this.count(action, `node ${n.id}`);
         this.later(() => n.disk.setFaults({ walAppendFailProbability: 0, corruptTailOnCrashProbability: 0 }), 300, 1500);
         return;
       }
       case "clock-jump": {
         const n = this.rng.pick(this.ctx.nodes);
-        this.ctx.scheduler.jumpClock(`node${n.id}`, this.rng.range(50, 2000));
-        this.count(action);
+        const deltaMs = this.rng.range(50, 2000);
+        this.ctx.scheduler.jumpClock(`node${n.id}`, deltaMs);
+        this.count(action, `node ${n.id} +${deltaMs} ms`);
         return;
       }
       default:
@@ -134,9 +142,9 @@ export class WorldNemesis {
         break;
       }
     }
-    this.count(kind);
+    this.count(kind, JSON.stringify(req));
     via.gateway!.placement(req).then((a) => {
-      if (!a.ok) this.count(`${kind} refused`);
-    }, () => this.count(`${kind} failed`));
+      if (!a.ok) this.count(`${kind} refused`, a.code);
+    }, (e: unknown) => this.count(`${kind} failed`, String(e)));
   }
 }

@@ -11,7 +11,9 @@ import { HistoryRecorder, checkOperations, kvModel, operationsFromEvents, versio
 import type { NodeMutation } from "../../node/mutations.js";
 import { Rng } from "../../util/rng.js";
 import { INJECTED_DISK_FAULT } from "./disk.js";
-import { DurabilityClient, RegisterClient, withTimeout } from "./clients.js";
+import { type Answered, DurabilityClient, RegisterClient, withTimeout } from "./clients.js";
+import type { StoredRecord } from "../../node/records.js";
+import { assert } from "../../util/assert.js";
 import { SimNetwork } from "./network.js";
 import { SimScheduler } from "./scheduler.js";
 import { WorldChecks, WorldViolation } from "./world-checks.js";
@@ -49,12 +51,18 @@ export interface NodeWorldResult {
   ok: boolean;
   violation: string | null;
   stats: NodeWorldStats;
+  /** The clients' history (check/'s JSON lines), for `--history-dir` and for reading a failure. */
+  history: string;
+  /** The nemesis's actions with their virtual times. */
+  trace: string[];
 }
 
 const STARTUP_MS_MAX = 15_000;
 const CLIENT_TIMEOUT_MS = 6_000;
 /** Replica agreement walks every record: every this much virtual time. */
 const REPLICA_CHECK_EVERY_MS = 100;
+/** Reads of an acknowledged write after healing, before its absence counts as a loss. */
+const READ_BACK_ATTEMPTS = 20;
 
 export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult> {
   const rng = new Rng(o.seed);
@@ -148,12 +156,24 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
     const notWhole = WorldChecks.notWhole(nodes);
     if (notWhole !== null) throw new WorldViolation("not whole after healing", `${healMs} ms after healing: ${notWhole}`);
     // Every acknowledged write is there (a linearizable read through some node's gateway).
-    for (const [key, version] of durability.acknowledged) {
-      let answer: Awaited<ReturnType<typeof withTimeout<unknown>>> | null = null;
-      const asked = withTimeout(ctx, () => nodes[0]!.gateway!.get(key, "linearizable"), "world").then((a) => (answer = a));
-      await run(scheduler.nowMs + CLIENT_TIMEOUT_MS + 1, () => answer !== null);
+    // A refusal that applied nothing (no leader yet, no quorum heard yet) is asked again, as a client would.
+    const ask = async <T>(fn: () => Promise<T>): Promise<Answered<T>> => {
+      const box: { a: Answered<T> | null } = { a: null };
+      const asked = withTimeout(ctx, fn, "world").then((x) => {
+        box.a = x;
+      });
+      await run(scheduler.nowMs + CLIENT_TIMEOUT_MS + 1, () => box.a !== null);
       await asked;
-      const a = answer as Awaited<ReturnType<typeof withTimeout<{ version: number } | undefined>>> | null;
+      assert(box.a !== null, "a client call is answered or times out");
+      return box.a;
+    };
+    for (const [key, version] of durability.acknowledged) {
+      let a: Answered<StoredRecord | undefined> | null = null;
+      for (let attempt = 0; attempt < READ_BACK_ATTEMPTS && (a === null || (!a.ok && a.outcome === "fail")); attempt++) {
+        const gateway = nodes[attempt % nodes.length]!.gateway!;
+        a = await ask(() => gateway.get(key, "linearizable"));
+        if (!a.ok && a.outcome === "fail") await run(scheduler.nowMs + 100);
+      }
       if (a === null || !a.ok) throw new WorldViolation("read-back failed", `acknowledged ${key}: ${a === null ? "no answer" : a.reason}`);
       if (a.value === undefined || a.value.version < version) {
         throw new WorldViolation("acknowledged write lost", `${key} acknowledged at version ${version}, read back ${a.value === undefined ? "absent" : `version ${a.value.version}`}`);
@@ -166,10 +186,10 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
     stats.historyOperations = ops.length;
     const verdict = checkOperations(kvModel as never, ops);
     if (verdict.verdict === "not-linearizable") throw new WorldViolation("not linearizable", JSON.stringify(verdict).slice(0, 600));
-    return { seed: o.seed, ok: true, violation: null, stats: finish() };
+    return { seed: o.seed, ok: true, violation: null, stats: finish(), history: rec.jsonLines(), trace: nemesis.trace };
   } catch (e) {
     const message = e instanceof WorldViolation ? e.message : `${(e as Error).name}: ${(e as Error).stack ?? String(e)}`;
-    return { seed: o.seed, ok: false, violation: message, stats: finish() };
+    return { seed: o.seed, ok: false, violation: message, stats: finish(), history: rec.jsonLines(), trace: nemesis.trace };
   } finally {
     process.off("unhandledRejection", onUnhandled);
   }
