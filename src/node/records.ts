@@ -4,6 +4,7 @@
  * shard-apply.ts for why versions only grow across splits and merges). Commands travel in log entries as
  * msgpack.
  */
+import { RANGE_UNCHECKED } from "./mutations.js";
 import { pack, unpack } from "msgpackr";
 import { assert } from "../util/assert.js";
 
@@ -82,6 +83,8 @@ export interface Proposal {
  * On the log as a tuple (no key strings): [origin node, origin seq, op (0 put, 1 delete), key, payload,
  * ifVersion?], or [origin node, origin seq, 2 (split), at, child].
  */
+const UNCHECKED_OP = 10;
+
 export function encodeProposal(p: Proposal): Uint8Array {
   const c = p.cmd;
   const [node, seq] = p.origin;
@@ -89,7 +92,9 @@ export function encodeProposal(p: Proposal): Uint8Array {
   if (c.op === "freeze") return pack([node, seq, 3, c.into]) as Uint8Array;
   if (c.op === "unfreeze") return pack([node, seq, 4]) as Uint8Array;
   if (c.op === "absorb") return pack([node, seq, 5, c.from, c.start, c.end, c.records, c.versionMax]) as Uint8Array;
-  const t: unknown[] = [p.origin[0], p.origin[1], c.op === "put" ? 0 : 1, c.key, c.op === "put" ? c.payload : null];
+  // Op 0 put, 1 delete; 10 + op under the gateway-skips-epoch mutation (never in production; mutations.ts).
+  const unchecked = (c as { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] === true ? UNCHECKED_OP : 0;
+  const t: unknown[] = [p.origin[0], p.origin[1], (c.op === "put" ? 0 : 1) + unchecked, c.key, c.op === "put" ? c.payload : null];
   if (c.ifVersion !== undefined || c.idem !== undefined) t.push(c.ifVersion ?? null);
   if (c.idem !== undefined) t.push([c.idem.key, c.idem.fingerprint, c.idem.atMs, c.idem.ttlMs, c.idem.keysMax]);
   return pack(t) as Uint8Array;
@@ -97,6 +102,8 @@ export function encodeProposal(p: Proposal): Uint8Array {
 
 export function decodeProposal(data: Uint8Array): Proposal {
   const t = unpack(data) as unknown[];
+  const unchecked = Array.isArray(t) && (t[2] === UNCHECKED_OP || t[2] === UNCHECKED_OP + 1);
+  if (unchecked) t[2] = (t[2] as number) - UNCHECKED_OP;
   if (Array.isArray(t) && typeof t[2] === "number" && t[2] >= 2) {
     const origin: [number, number] = [t[0] as number, t[1] as number];
     switch (t[2]) {
@@ -125,6 +132,7 @@ export function decodeProposal(data: Uint8Array): Proposal {
       typeof idem[2] === "number" && typeof idem[3] === "number" && typeof idem[4] === "number", "malformed idempotency key in the log");
     cmd.idem = { key: idem[0], fingerprint: idem[1], atMs: idem[2], ttlMs: idem[3], keysMax: idem[4] };
   }
+  if (unchecked) (cmd as { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] = true;
   return { origin: [node, seq], cmd };
 }
 
