@@ -82,7 +82,8 @@ export class SimDisk {
     // Recovery as the real WAL does it: decode in order; a torn or corrupt tail is cut.
     const parsed: WalRecord[] = [];
     for (let i = 0; i < this.walRecords.length; i++) {
-      const d = decodeRecord(this.walRecords[i]!, 0);
+      // A Buffer, as the real WAL reads its files: entries come back with Buffer data, as in production.
+      const d = decodeRecord(Buffer.from(this.walRecords[i]!), 0);
       if (!d.ok) {
         logger.warn(`sim disk: cutting the WAL at record ${i} (${d.reason} tail)`);
         this.walRecords.length = i;
