@@ -48,7 +48,7 @@ export abstract class NodeApply extends NodeLiveness {
       const g = this.addGroup(child, log, confState);
       this.store.apply([{ group: child, appliedIndex: SPLIT_LOG_INDEX, unlogged: false }]);
       if (parent !== undefined && this.leaderOf(parent) === this.id && g.raft.isVoter(this.id)) g.raft.campaign();
-      this.cfg.logger?.info(`node ${this.id}: hosting shard ${child}, split from shard ${parent ?? "?"}`);
+      this.cfg.logger?.info({ shard: child, parent: parent ?? null }, "hosting a shard made by a split");
     }
   }
 
@@ -109,7 +109,7 @@ export abstract class NodeApply extends NodeLiveness {
       // Leftovers of an earlier replica here are gone: dropGroup ran, or open() cleaned them up.
       assert(this.store.applied(id) === 0, () => `shard ${id}: state left from an earlier replica`);
       this.addGroup(id, emptyLog(), EMPTY_CONF);
-      this.cfg.logger?.info(`node ${this.id}: hosting a replica of shard ${id}`);
+      this.cfg.logger?.info({ shard: id }, "hosting a replica");
     }
     if (drop.length === 0) return;
     await this.wal.append(drop.map((group) => ({ kind: "drop", group }) satisfies WalRecord));
@@ -121,7 +121,7 @@ export abstract class NodeApply extends NodeLiveness {
       this.failWaiters(g, new InterruptedError(`the replica of shard ${id} on node ${this.id} was dropped before the write was applied here; it may still be applied`), gone);
       for (const w of g.transferWaiters) this.settle(w, "aborted");
       await this.store.dropGroup(id);
-      this.cfg.logger?.info(`node ${this.id}: dropped its replica of shard ${id}`);
+      this.cfg.logger?.info({ shard: id }, "dropped a replica");
     }
   }
 

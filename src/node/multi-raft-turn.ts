@@ -61,7 +61,7 @@ export abstract class NodeTurn extends NodeApply {
       } catch (err) {
         if (!(err instanceof WireError)) throw err;
         this.counters.malformedMessages++;
-        this.cfg.logger?.warn(`node ${this.id}: dropped a malformed message from node ${from}: ${err.message}`);
+        this.cfg.logger?.warn({ peer: from, err: err.message }, "dropped a malformed message");
       }
     }
   }
@@ -90,7 +90,7 @@ export abstract class NodeTurn extends NodeApply {
       this.turnRunning = this.turn()
         .catch((e: unknown) => {
           this.failure = e instanceof Error ? e : new Error(String(e));
-          this.cfg.logger?.error(`node ${this.id}: turn failed, stopping: ${this.failure.stack ?? this.failure.message}`);
+          this.cfg.logger?.error({ err: this.failure }, "turn failed: the node stops");
         })
         .finally(() => {
           this.turnRunning = null;

@@ -105,7 +105,7 @@ export class PlacementDriver {
     this.state = r.state;
     if (r.ended) this.dispatched.delete(r.operator.id);
     await this.gateway.proposeMeta({ kind: "record-operator", operator: r.operator, status: r.ended ? "cancelled" : "running", atMs: nowMs });
-    this.opts.logger?.info(`placement driver: ${r.ended ? "cancelled" : "started"} operator ${r.operator.id} on shard ${r.operator.shard} at the operator's request`);
+    this.opts.logger?.info({ operator: r.operator.id, shard: r.operator.shard }, `${r.ended ? "cancelled" : "started"} an operator at the operator's request`);
     return { ok: true, operator: r.operator };
   }
 
@@ -162,7 +162,7 @@ export class PlacementDriver {
       const r = await this.gateway.split(id, point, child);
       if (!r.ok) return { ok: false, code: r.code, message: r.code === "bad_split" ? r.message : `the split of shard ${id} was refused (${r.code})` };
       outcome = "done";
-      this.opts.logger?.info(`placement driver: split shard ${id} at ${point} (${reason}): the upper part is shard ${child}`);
+      this.opts.logger?.info({ shard: id, at: point, reason, child }, "split a shard: the upper part is the child");
       // Its load so far was the whole range's: only a report made after the split may call it hot again.
       this.reports.delete(id);
       const doneMs = this.clock.wallMs();
@@ -185,7 +185,7 @@ export class PlacementDriver {
     const nowMs = this.clock.wallMs();
     for (const { op, outcome } of endedReshapes(this.state, live, nowMs, currentSettings(meta).placement.stepTimeoutMs)) {
       this.settle(operatorShards(op), nowMs);
-      this.opts.logger?.info(`placement driver: operator ${op.id} on shard ${op.shard} ended: ${outcome}`);
+      this.opts.logger?.info({ operator: op.id, shard: op.shard, outcome }, "operator ended");
       await this.release(op, outcome, true);
     }
   }
@@ -214,7 +214,7 @@ export class PlacementDriver {
     try {
       await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: this.clock.wallMs() });
     } catch (e) {
-      this.opts.logger?.warn(`placement driver: recording the end of operator ${op.id} failed: ${(e as Error).message}`);
+      this.opts.logger?.warn({ operator: op.id, err: (e as Error).message }, "recording the end of an operator failed");
     }
   }
 
@@ -224,7 +224,7 @@ export class PlacementDriver {
     const due = pickSplit(view, this.state, cfg, nowMs);
     if (due === null) return;
     const r = await this.split(due.shard, undefined, due.reason);
-    if (!r.ok) this.opts.logger?.warn(`placement driver: splitting shard ${due.shard} (${due.why}) refused: ${r.code}: ${r.message}`);
+    if (!r.ok) this.opts.logger?.warn({ shard: due.shard, why: due.why, code: r.code }, `split refused: ${r.message}`);
   }
 
   /**
@@ -258,7 +258,7 @@ export class PlacementDriver {
       await this.release(op, "cancelled");
       return r;
     }
-    this.opts.logger?.info(`placement driver: merging shard ${id} into shard ${target.id} (${reason}, operator ${op.id})`);
+    this.opts.logger?.info({ shard: id, into: target.id, reason, operator: op.id }, "merging a shard into its neighbour");
     if (this.state !== null && this.state.operators.some((o) => o.id === op.id) && this.node.metaState().operators.get(op.id) === undefined) {
       await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: "running", atMs: this.clock.wallMs() });
     }
@@ -280,7 +280,7 @@ export class PlacementDriver {
     const pair = pickMerge(collections, this.state, cfg, nowMs);
     if (pair === null) return;
     const r = await this.merge(pair.from, "small-shards");
-    if (!r.ok) this.opts.logger?.warn(`placement driver: merging small shard ${pair.from} into ${pair.into} refused: ${r.code}: ${r.message}`);
+    if (!r.ok) this.opts.logger?.warn({ shard: pair.from, into: pair.into, code: r.code }, `merging a small shard refused: ${r.message}`);
   }
 
   /** Balancing leaves shards alone for a cooldown after they changed. */
@@ -315,7 +315,7 @@ export class PlacementDriver {
       const cfg = currentSettings(meta).placement;
       if (this.state === null) {
         this.state = stateFromMeta(meta);
-        this.opts.logger?.info(`placement driver: active, resuming ${this.state.operators.length} operator(s)`);
+        this.opts.logger?.info({ operators: this.state.operators.length }, "placement driver active, resuming its operators");
       }
       const nowMs = this.clock.wallMs();
       const view = this.view(nowMs, cfg);
@@ -328,7 +328,7 @@ export class PlacementDriver {
       await this.members.retireDeadNodes(cfg, nowMs);
       await this.members.downgradeStaleLearners(cfg, nowMs);
     } catch (e) {
-      this.opts.logger?.warn(`placement driver: cycle failed (${(e as Error).message}); the next one tries again`);
+      this.opts.logger?.warn({ err: (e as Error).message }, "placement cycle failed; the next one tries again");
     } finally {
       this.running = false;
     }
@@ -337,12 +337,12 @@ export class PlacementDriver {
   /** Operators whose record differs from the metadata's (new, advanced a step, ended) are recorded. */
   private async record(meta: Readonly<MetaState>, running: readonly Operator[], ended: { op: Operator; outcome: OperatorRecord["status"] }[], nowMs: number): Promise<void> {
     for (const { op, isNew } of unrecorded(meta.operators, running)) {
-      if (isNew) this.opts.logger?.info(`placement driver: operator ${op.id} (${op.reason}) on shard ${op.shard}: ${op.steps.map(describeStep).join(", ")}`);
+      if (isNew) this.opts.logger?.info({ operator: op.id, reason: op.reason, shard: op.shard, steps: op.steps.map(describeStep) }, "operator started");
       await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: "running", atMs: nowMs });
     }
     for (const { op, outcome } of ended) {
       this.dispatched.delete(op.id);
-      this.opts.logger?.info(`placement driver: operator ${op.id} on shard ${op.shard} ended: ${outcome}`);
+      this.opts.logger?.info({ operator: op.id, shard: op.shard, outcome }, "operator ended");
       await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: nowMs });
     }
   }
