@@ -91,8 +91,9 @@ export class WorldChecks {
 
   /** After healing: why the cluster is not whole yet, or null when every live shard is led and fully replicated. */
   static notWhole(nodes: readonly WorldNode[]): string | null {
-    const up = nodes.filter((n) => n.serving());
-    if (up.length < nodes.length) return `${nodes.length - up.length} node(s) not running`;
+    const members = nodes.filter((n) => !n.removed);
+    const up = members.filter((n) => n.serving());
+    if (up.length < members.length) return `${members.length - up.length} node(s) not running`;
     const meta = up[0]!.node!.metaState();
     if (meta.collections.size === 0 || meta.shards.size === 0) return "no collection in the shard map yet";
     const lost = up.find((n) => n.node!.leaderOf(META_GROUP) === 0);
@@ -100,7 +101,7 @@ export class WorldChecks {
     for (const s of meta.shards.values()) {
       if (s.retiredInto !== undefined) continue;
       // The placement driver keeps the settings' replication factor (the founders' collection starts wider).
-      const rf = Math.min(currentSettings(meta).placement.replicationFactor, nodes.length);
+      const rf = Math.min(currentSettings(meta).placement.replicationFactor, members.filter((n) => meta.nodes.get(n.id)?.worker === "ready").length);
       const voters = s.replicas.filter((r) => r.role === "voter");
       if (voters.length < rf) return `shard ${s.id} has ${voters.length} of ${rf} voters (${s.replicas.map((r) => `${r.node}:${r.role}`).join(" ")}, epoch ${s.epoch})`;
       const leader = up.find((n) => n.node!.hosts(s.id) && n.node!.leaderOf(s.id) === n.id);

@@ -5,6 +5,7 @@
  * the cluster keeps a chance to make progress. Operators go through a gateway's placement request, the
  * path `shoal shard split` and friends take.
  */
+import { drainNode, removeNode } from "../../node/membership.js";
 import type { PlacementRequest } from "../../placement/policy.js";
 import type { Rng } from "../../util/rng.js";
 import type { SimNetwork } from "./network.js";
@@ -13,7 +14,8 @@ import type { WorldNode } from "./world-node.js";
 
 export const FAULTS = ["crash", "partition", "isolate", "flaky-links", "disk-faults", "clock-jump"] as const;
 export const OPERATORS = ["split", "merge", "transfer-leader", "move"] as const;
-export type NemesisAction = (typeof FAULTS)[number] | (typeof OPERATORS)[number];
+export const LIFECYCLE = ["join", "drain", "remove"] as const;
+export type NemesisAction = (typeof FAULTS)[number] | (typeof OPERATORS)[number] | (typeof LIFECYCLE)[number];
 
 export interface NemesisContext {
   scheduler: SimScheduler;
@@ -23,10 +25,16 @@ export interface NemesisContext {
   restart(n: WorldNode): void;
   /** Crashes a running node (the world knows how). */
   crash(n: WorldNode): void;
+  /** A new node asks a member to join, then starts (as `shoal start --join`); resolves with what happened. */
+  join(): Promise<string>;
 }
 
 /** Bound on faults in force at once: the cluster keeps a majority most of the time. */
 const CRASHED_MAX = 1;
+/** Joins stop at this many members. */
+const NODES_MAX = 5;
+/** Drains leave at least this many ready nodes (the default replication factor). */
+const REPLICAS_KEPT = 3;
 const TRACE_MAX = 1000;
 
 export class WorldNemesis {
@@ -55,7 +63,7 @@ export class WorldNemesis {
 
   /** One action drawn from the seed. */
   act(): void {
-    const action = this.rng.pick<NemesisAction>([...FAULTS, ...OPERATORS, ...OPERATORS]);
+    const action = this.rng.pick<NemesisAction>([...FAULTS, ...OPERATORS, ...OPERATORS, ...LIFECYCLE]);
     switch (action) {
       case "crash": {
         const up = this.running();
@@ -106,9 +114,49 @@ export class WorldNemesis {
         this.count(action, `node ${n.id} +${deltaMs} ms`);
         return;
       }
+      case "join":
+        if (this.ctx.nodes.filter((n) => !n.removed).length >= NODES_MAX) return;
+        this.count("join");
+        this.ctx.join().then((what) => this.count(`join ${what}`), (e: unknown) => this.count("join failed", String(e)));
+        return;
+      case "drain":
+      case "remove":
+        this.lifecycle(action);
+        return;
       default:
         this.operator(action);
     }
+  }
+
+  /**
+   * Drains a ready node while more than the replication factor stay ready, or removes a drained node
+   * that holds no replica any more (the metadata refuses otherwise); a removed node stops for good.
+   */
+  private lifecycle(kind: "drain" | "remove"): void {
+    const up = this.running();
+    if (up.length === 0) return;
+    const via = this.rng.pick(up);
+    const meta = via.node!.metaState();
+    const state = (id: number) => meta.nodes.get(id)?.worker;
+    const members = this.ctx.nodes.filter((n) => !n.removed);
+    if (kind === "drain") {
+      const ready = members.filter((n) => state(n.id) === "ready");
+      if (ready.length <= REPLICAS_KEPT || members.some((n) => state(n.id) === "draining")) return;
+      const n = this.rng.pick(ready);
+      this.count("drain", `node ${n.id}`);
+      drainNode(via.gateway!, n.id).then((r) => {
+        if (!r.ok) this.count("drain refused", r.code);
+      }, (e: unknown) => this.count("drain failed", String(e)));
+      return;
+    }
+    const holds = (id: number) => [...meta.shards.values()].some((s) => s.retiredInto === undefined && s.replicas.some((r) => r.node === id));
+    const drained = members.find((n) => state(n.id) === "draining" && !holds(n.id) && n.id !== via.id);
+    if (drained === undefined) return;
+    this.count("remove", `node ${drained.id}`);
+    removeNode(via.gateway!, via.node!, drained.id).then((r) => {
+      if (!r.ok) return this.count("remove refused", r.code);
+      drained.retire();
+    }, (e: unknown) => this.count("remove failed", String(e)));
   }
 
   /** Asks a running node's gateway for an operator on a live shard of its map. */

@@ -24,7 +24,10 @@ export function simAddress(id: number): PeerAddress {
 
 export interface WorldNodeOptions {
   id: number;
+  /** The founding members; empty for a node that joined a running cluster. */
   founders: number[];
+  /** A node that joined: the members the cluster named (as `shoal start --join` keeps them). */
+  joinedVia?: number[];
   shards: number;
   mutations: NodeMutations;
   scheduler: SimScheduler;
@@ -43,6 +46,8 @@ export class WorldNode {
   private shoal: ShoalNode | null = null;
   /** Set while a start is under way or the node runs; cleared by a crash. */
   up = false;
+  /** Removed from the cluster (drained, then removed): stopped for good, outside every check. */
+  removed = false;
 
   constructor(private readonly opts: WorldNodeOptions) {
     this.id = opts.id;
@@ -68,9 +73,11 @@ export class WorldNode {
       openStateStore: (path) => this.disk.openStateStore(path),
       createTransport: (t) => o.network.transportFor(this.id, t),
     };
-    const peers = new Map(o.founders.filter((p) => p !== this.id).map((p) => [p, simAddress(p)] as const));
+    const joined = o.joinedVia !== undefined;
+    const peers = new Map((o.joinedVia ?? o.founders).filter((p) => p !== this.id).map((p) => [p, simAddress(p)] as const));
     const node = await MultiRaftNode.open({
       id: this.id, dataDir: `/sim/node${this.id}`, listen: simAddress(this.id), peers, shards: o.shards, mutations: o.mutations,
+      ...(joined ? { join: true } : {}),
     }, host);
     if (this.incarnation !== incarnation || !this.up) return; // crashed while opening
     const gateway = new Gateway(node);
@@ -104,8 +111,14 @@ export class WorldNode {
     await shoal.stop();
   }
 
-  /** Whether the node runs and serves (started, not failed). */
+  /** Whether the node runs and serves (started, not failed, not removed). */
   serving(): boolean {
-    return this.up && this.node !== null && this.node.failure === null;
+    return this.up && !this.removed && this.node !== null && this.node.failure === null;
+  }
+
+  /** The node was removed from the cluster: it stops for good (as its operator would shut it down). */
+  retire(): void {
+    this.removed = true;
+    if (this.up) this.crash();
   }
 }

@@ -73,6 +73,7 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
   const network = new SimNetwork(scheduler, rng.fork());
   const ids = Array.from({ length: count }, (_, i) => i + 1);
   const mutations = new Set<NodeMutation>(o.mutation !== undefined ? [o.mutation] : []);
+  const joinRng = rng.fork();
   const nodes = ids.map((id) => new WorldNode({ id, founders: ids, shards: o.shards ?? 2, mutations, scheduler, network, rng: rng.fork() }));
   const checks = new WorldChecks();
   const rec = new HistoryRecorder(() => scheduler.nowMs);
@@ -84,6 +85,17 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
     scheduler, network, nodes,
     crash: (n) => n.crash(),
     restart: (n) => void start(n),
+    join: async () => {
+      const via = nodes.filter((n) => n.serving());
+      if (via.length === 0) return "skipped";
+      const port = 7500 + nodes.length;
+      const r = await via[joinRng.int(via.length)]!.gateway!.join({ peer: { host: "sim", port }, http: { host: "sim", port: port + 1000 }, labels: {}, role: "standard" });
+      if (!r.ok) return `refused ${r.code}`;
+      const n = new WorldNode({ id: r.id, founders: [], joinedVia: r.members.map((m) => m.id), shards: o.shards ?? 2, mutations, scheduler, network, rng: rng.fork() });
+      nodes.push(n);
+      await start(n);
+      return "ok";
+    },
   });
   const clientRng = rng.fork();
   const ctx = {
