@@ -147,11 +147,11 @@ export interface Group {
   /** ReadIndex rounds in flight: one per loop turn, confirming every read that arrived in it. */
   readBatches: Map<string, string[]>;
   quiescence: QuiescenceState;
-  /** Proposals held while this node hands the shard's leadership over (bounded by the request queue). */
+  /** Proposals held while this node hands the shard's leadership over (counted in the node's bound of waiting callers). */
   parkedProposals: ProposeInput[];
-  /** Gateways waiting to learn the shard's leader (bounded by the request queue). */
+  /** Gateways waiting to learn the shard's leader (counted in the node's bound of waiting callers). */
   leaderWaiters: LeaderWaiter[];
-  /** Callers waiting for the outcome of a leadership transfer (bounded by the request queue). */
+  /** Callers waiting for the outcome of a leadership transfer (counted in the node's bound of waiting callers). */
   transferWaiters: TransferWaiter[];
   /**
    * Called once if the group cannot reach a quorum from here, with how many voters it reaches: the

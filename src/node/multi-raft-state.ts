@@ -45,7 +45,7 @@ export interface NodeConfig {
   compactAfterEntries?: number;
   /** Proposals and reads not answered within this time fail with an unknown outcome. */
   requestTimeoutMs?: number;
-  /** Bound on proposals and reads waiting for the next turn. */
+  /** Bound on requests queued for the next turn plus callers waiting for an answer (refused with OverloadedError beyond). */
   maxQueuedRequests?: number;
   /** Idle ticks after which a group led here quiesces (see quiescence.ts); 0 turns quiescence off. Default 2 election timeouts. */
   quiesceAfterTicks?: number;
@@ -141,6 +141,11 @@ export abstract class NodeState {
   protected stopped = false;
   protected nextSeq = 1;
   protected queuedRequests = 0;
+  /**
+   * Callers waiting on this node: proposals (parked ones included), reads, leader and transfer waiters.
+   * Invariant: the size of all those maps and lists; with queuedRequests, bounded by maxQueuedRequests.
+   */
+  protected waiting = 0;
   protected nodeFlushScheduled = false;
   protected ticksSinceKeepalive = 0;
   /** The last leader each hosted shard had here, kept through elections (when Raft knows none). */
@@ -226,11 +231,18 @@ export abstract class NodeState {
   protected checkAccepting(): void {
     if (this.stopped) throw new ShuttingDownError("node is shutting down");
     if (this.failure !== null) throw this.failure;
-    if (this.queuedRequests >= this.cfg.maxQueuedRequests) throw new OverloadedError("too many requests queued");
+    if (this.queuedRequests + this.waiting >= this.cfg.maxQueuedRequests) throw new OverloadedError("too many requests queued or waiting");
+  }
+
+  /** A waiter left (answered, failed or timed out). */
+  protected released(): void {
+    this.waiting--;
+    assert(this.waiting >= 0, "every waiter is released once");
   }
 
   protected settle<T>(w: Waiter<T>, result: T | Error): void {
     this.clock.clear(w.timer);
+    this.released();
     if (result instanceof Error) w.reject(result);
     else w.resolve(result);
   }

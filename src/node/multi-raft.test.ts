@@ -246,3 +246,17 @@ test("a split's child whose log a crash kept from being written is landed from i
   assert.ok(again.hosts(7), "recovered from its log the next time");
   await stopAll(c);
 });
+
+test("callers waiting on a node are bounded: beyond maxQueuedRequests a request is refused as overloaded, and the count drains", async () => {
+  const c = await startCluster(3, 1, { maxQueuedRequests: 3 });
+  await waitForLeaders(c);
+  const leader = leaderOf(c, 1)!;
+  const follower = [...c.nodes.values()].find((n) => n !== leader)!;
+  // Waiting for a leader other than the one known waits (until its timeout): three such callers fill the bound.
+  const lead = leader.id;
+  const waits = [1, 2, 3].map(() => follower.awaitLeader(1, lead, 300).catch((e: unknown) => e));
+  assert.throws(() => follower.read(1, "k", "linearizable"), /too many requests queued or waiting/);
+  for (const w of await Promise.all(waits)) assert.ok(w instanceof NotLeaderError, "each waiter times out");
+  await waitFor("the bound to drain", async () => (await follower.read(1, "k", "linearizable").then(() => true, () => false)));
+  await stopAll(c);
+});

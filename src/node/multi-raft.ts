@@ -184,8 +184,10 @@ export class MultiRaftNode extends NodeTurn {
     if (g.raft.role() !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.lead()));
     const seq = this.nextSeq++;
     return new Promise<T>((resolve, reject) => {
+      this.waiting++;
       const timer = this.clock.setTimeout(() => {
         g.proposals.delete(seq);
+        this.released();
         reject(new RequestTimeoutError(`${what} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
       }, this.cfg.requestTimeoutMs);
       g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer });
@@ -207,8 +209,10 @@ export class MultiRaftNode extends NodeTurn {
     if (refused !== null) return Promise.reject(refused);
     const ctx = `${this.id}:${this.nextSeq++}`;
     return new Promise((resolve, reject) => {
+      this.waiting++;
       const timer = this.clock.setTimeout(() => {
         g.reads.delete(ctx);
+        this.released();
         reject(new RequestTimeoutError(`read on shard ${group} not confirmed within ${this.cfg.requestTimeoutMs} ms`));
       }, this.cfg.requestTimeoutMs);
       g.reads.set(ctx, { resolve, reject, timer, key, index: null });
@@ -229,9 +233,11 @@ export class MultiRaftNode extends NodeTurn {
         to, resolve, reject,
         timer: this.clock.setTimeout(() => {
           g.transferWaiters = g.transferWaiters.filter((x) => x !== w);
+          this.released();
           resolve("aborted");
         }, this.cfg.requestTimeoutMs),
       };
+      this.waiting++;
       g.transferWaiters.push(w);
       this.enqueue({ kind: "transfer", group, to });
     });
@@ -330,9 +336,11 @@ export class MultiRaftNode extends NodeTurn {
         resolve, reject, refused, refusedTerm: g.raft.term(),
         timer: this.clock.setTimeout(() => {
           g.leaderWaiters = g.leaderWaiters.filter((x) => x !== w);
+          this.released();
           reject(new NotLeaderError(group, 0));
         }, timeoutMs),
       };
+      this.waiting++;
       g.leaderWaiters.push(w);
     });
   }

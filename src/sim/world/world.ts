@@ -42,6 +42,8 @@ export interface NodeWorldStats {
   acknowledgedWrites: number;
   historyOperations: number;
   checks: number;
+  /** Reads of acknowledged writes after healing that had to be asked again. */
+  readBackRetries: number;
   /** Faults and operators by kind (refused operators counted apart). */
   nemesis: Record<string, number>;
 }
@@ -77,7 +79,7 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
   const nodes = ids.map((id) => new WorldNode({ id, founders: ids, shards: o.shards ?? 2, mutations, scheduler, network, rng: rng.fork() }));
   const checks = new WorldChecks();
   const rec = new HistoryRecorder(() => scheduler.nowMs);
-  const stats: NodeWorldStats = { nodes: count, events: 0, virtualMs: 0, operations: 0, acknowledgedWrites: 0, historyOperations: 0, checks: 0, nemesis: {} };
+  const stats: NodeWorldStats = { nodes: count, events: 0, virtualMs: 0, operations: 0, acknowledgedWrites: 0, historyOperations: 0, checks: 0, readBackRetries: 0, nemesis: {} };
   const failures: Error[] = [];
   // Idempotent: the nemesis, a failed node's restart and healing may each ask for the same node.
   const start = (n: WorldNode) => (n.up ? Promise.resolve() : n.start()).catch((e: unknown) => failures.push(new WorldViolation("node start failed", `node ${n.id}: ${String(e)}`)));
@@ -181,10 +183,14 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
     };
     for (const [key, version] of durability.acknowledged) {
       let a: Answered<StoredRecord | undefined> | null = null;
-      for (let attempt = 0; attempt < READ_BACK_ATTEMPTS && (a === null || (!a.ok && a.outcome === "fail")); attempt++) {
-        const gateway = nodes[attempt % nodes.length]!.gateway!;
+      // A read changes nothing: it is asked again after any failure, at the next running node.
+      for (let attempt = 0; attempt < READ_BACK_ATTEMPTS && (a === null || !a.ok); attempt++) {
+        if (attempt > 0) stats.readBackRetries++;
+        const serving = nodes.filter((n) => n.serving());
+        if (serving.length === 0) break;
+        const gateway = serving[attempt % serving.length]!.gateway!;
         a = await ask(() => gateway.get(key, "linearizable"));
-        if (!a.ok && a.outcome === "fail") await run(scheduler.nowMs + 100);
+        if (!a.ok) await run(scheduler.nowMs + 100);
       }
       if (a === null || !a.ok) throw new WorldViolation("read-back failed", `acknowledged ${key}: ${a === null ? "no answer" : a.reason}`);
       if (a.value === undefined || a.value.version < version) {
