@@ -27,8 +27,10 @@ export interface DiskFaults {
   corruptTailOnCrashProbability: number;
 }
 
-/** The message of an injected disk failure (the world tells it from a bug by this). */
-export const INJECTED_DISK_FAULT = "injected disk fault";
+/** An injected disk failure: the world tells it from a bug by its class. */
+export class InjectedDiskFault extends Error {
+  override name = "InjectedDiskFault";
+}
 
 /** One group's state in a layer; `records` values of null are deletes. */
 interface GroupLayer {
@@ -103,7 +105,7 @@ export class SimDisk {
         try {
           if (this.random.float() < this.faults.walAppendFailProbability) {
             this.counts.failedAppends++;
-            throw new Error(`${INJECTED_DISK_FAULT}: WAL write failed (EIO)`);
+            throw new InjectedDiskFault("injected disk fault: WAL write failed (EIO)");
           }
           for (const r of records) this.walRecords.push(encodeRecord(r));
           await Promise.resolve();

@@ -10,7 +10,7 @@
 import { HistoryRecorder, checkOperations, kvModel, operationsFromEvents, versionRegressions } from "../../check/index.js";
 import type { NodeMutation } from "../../node/mutations.js";
 import { Rng } from "../../util/rng.js";
-import { INJECTED_DISK_FAULT } from "./disk.js";
+import { InjectedDiskFault } from "./disk.js";
 import { type Answered, DurabilityClient, RegisterClient, withTimeout } from "./clients.js";
 import type { StoredRecord } from "../../node/records.js";
 import { assert } from "../../util/assert.js";
@@ -121,7 +121,7 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
         const f = n.serving() || n.node === null ? null : n.node.failure;
         if (f !== null && n.up) {
           // A node whose disk failed stops (fail-stop, as in production); anything else is a bug.
-          if (!f.message.includes(INJECTED_DISK_FAULT)) throw new WorldViolation("node failed", `node ${n.id}: ${f.stack ?? f.message}`);
+          if (!(f instanceof InjectedDiskFault)) throw new WorldViolation("node failed", `node ${n.id}: ${f.stack ?? f.message}`);
           n.crash();
           scheduler.schedule(() => void start(n), 500, "world");
         }
