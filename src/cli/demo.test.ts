@@ -94,8 +94,9 @@ test("shoal demo: a dead node is reported with its restart command and the other
   assert.match(first.out, /node 2 exited \(signal SIGKILL\)/);
   assert.match(first.out, /the end of its log/);
   const hint = /npx shoal (start .*node-2.*)\n/.exec(first.out)![1]!.split(" ");
-  assert.deepEqual(hint, ["start", "--data-dir", join(dir, "node-2"), "--http", `127.0.0.1:${http + 1}`, "--listen", `127.0.0.1:${peer + 1}`,
-    "--shards", "2", "--join", `http://127.0.0.1:${http}`]);
+  // Node 2 is a founder: it restarts with its id and the other founders as static peers.
+  assert.deepEqual(hint, ["start", "--id", "2", "--peers", `1=127.0.0.1:${peer},3=127.0.0.1:${peer + 2}`, "--data-dir", join(dir, "node-2"),
+    "--http", `127.0.0.1:${http + 1}`, "--listen", `127.0.0.1:${peer + 1}`, "--shards", "2"]);
   for (const port of [http, http + 2]) assert.deepEqual(await read(port, "kept"), { status: 200, payload: { n: 1 } });
   assert.equal(first.proc.exitCode, null, "the demo keeps running");
   // The hint works: node 2 comes back by hand, as itself.

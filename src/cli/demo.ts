@@ -32,7 +32,15 @@ interface Layout {
   httpPort: number;
   peerPort: number;
   shards: number;
+  /**
+   * Slots 1..founders found the cluster together (static peers, every shard born with a voter on each);
+   * later slots join it. Absent in demo.json of clusters founded by node 1 alone.
+   */
+  founders?: number;
 }
+
+/** A fresh demo founds with up to three nodes, so every shard starts with three voters (issue 13). */
+const FOUNDERS_MAX = 3;
 
 class UsageError extends Error {}
 
@@ -203,6 +211,9 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     return 2;
   }
   const resuming = existing.length > 0 && opts.fresh !== true;
+  const saved = resuming ? readJson<Layout>(join(dir, "demo.json")) : null;
+  layout.founders = resuming ? saved?.founders ?? 1 : Math.min(layout.nodes, FOUNDERS_MAX);
+  const founders = layout.founders;
   if (opts.fresh === true && existsSync(dir)) {
     removeCluster(dir);
     console.log(existing.length > 0 ? `--fresh: removed the demo cluster in ${dir} (${count(existing.length, "node")}); founding a new one` : `--fresh: founding a new demo cluster in ${dir}`);
@@ -263,11 +274,14 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
   // address to advertise that the demo does not know about.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^SHOAL_(ID|PEERS|ADVERTISE|JOIN|ROLE)$/.test(k)));
   const spawnNode = (slot: number) => {
-    // Node 1 founds the cluster; the others join it through its HTTP API (MEM-1). A node that joined
-    // before remembers it and restarts as itself (`--join` is then ignored). The slot numbers ports and
-    // directories; the cluster assigns ids.
-    const args = ["start", ...(slot === 1 ? ["--id", "1"] : []), "--data-dir", nodeDir(dir, slot), "--http", http(slot),
-      "--listen", `127.0.0.1:${layout.peerPort + slot - 1}`, "--shards", String(layout.shards), ...(slot === 1 ? [] : ["--join", `http://${http(1)}`])];
+    // The founders (slots 1..founders, ids = slots) found the cluster together from a static peer list,
+    // so every shard is born with a voter on each; later slots join it through node 1's HTTP API
+    // (MEM-1). A node that joined before remembers it and restarts as itself (`--join` is then ignored).
+    const founder = slot <= founders;
+    const peers = Array.from({ length: founders }, (_, i) => i + 1).filter((s) => s !== slot).map((s) => `${s}=127.0.0.1:${layout.peerPort + s - 1}`);
+    const args = ["start", ...(founder ? ["--id", String(slot), ...(peers.length > 0 ? ["--peers", peers.join(",")] : [])] : []),
+      "--data-dir", nodeDir(dir, slot), "--http", http(slot),
+      "--listen", `127.0.0.1:${layout.peerPort + slot - 1}`, "--shards", String(layout.shards), ...(founder ? [] : ["--join", `http://${http(1)}`])];
     const out = openSync(logFile(dir, slot), "a");
     const child = spawn(process.execPath, [shoalBin, ...args], { stdio: ["ignore", out, "pipe"], env });
     closeSync(out);
@@ -323,9 +337,10 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     // Every node at once: the metadata group has several voters, and node 1 alone has no quorum.
     for (const slot of slots) spawnNode(slot);
   } else {
-    spawnNode(1);
-    await waitReady([1]);
-    for (const slot of slots.slice(1)) spawnNode(slot);
+    // The founders together (their metadata group needs a quorum of them), then the others join.
+    for (const slot of slots.slice(0, founders)) spawnNode(slot);
+    await waitReady(slots.slice(0, founders));
+    for (const slot of slots.slice(founders)) spawnNode(slot);
   }
   await waitReady(slots);
   // The placement driver spreads replicas over the joined nodes: wait for it, showing progress.

@@ -48,6 +48,7 @@ export abstract class NodeApply extends NodeLiveness {
       const g = this.addGroup(child, log, confState);
       this.store.apply([{ group: child, appliedIndex: SPLIT_LOG_INDEX, unlogged: false }]);
       if (parent !== undefined && this.leaderOf(parent) === this.id && g.raft.isVoter(this.id)) g.raft.campaign();
+      this.touched.add(g);
       this.cfg.logger?.info({ shard: child, parent: parent ?? null }, "hosting a shard made by a split");
     }
   }
@@ -246,11 +247,12 @@ export abstract class NodeApply extends NodeLiveness {
   /**
    * Compacts logs that grew past the threshold: once the state store is durable up to the applied
    * index, the log before it is no longer needed (a follower that needs it gets a snapshot instead).
+   * Only the groups of this turn's Readies can have applied more (idle groups cost nothing here).
    */
-  protected async maybeCompact(): Promise<void> {
+  protected async maybeCompact(active: readonly Group[]): Promise<void> {
     const due: Group[] = [];
-    for (const g of this.groups.values()) {
-      if (g.raft.applied() - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
+    for (const g of active) {
+      if (this.groups.get(g.id) === g && g.raft.applied() - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
     }
     if (due.length === 0) return;
     // Indexes taken before the await: flushed() makes durable what was applied before the call.

@@ -141,9 +141,16 @@ export abstract class NodeLiveness extends NodeState {
   protected tickQuiescence(ticks: number): void {
     const nowMs = this.clock.nowMs();
     const notices = new Map<NodeId, [number, number][]>();
+    // Per leader node, asked once per round: thousands of groups share a handful of leaders.
+    const silent = new Map<NodeId, boolean>();
+    const isSilent = (lead: NodeId) => {
+      let s = silent.get(lead);
+      if (s === undefined) silent.set(lead, (s = lead === 0 || !this.peers.live(lead, nowMs, this.electionTimeoutMs)));
+      return s;
+    };
     for (const g of this.groups.values()) {
       const r = g.raft;
-      const leaderSilent = r.lead() === 0 || !this.peers.live(r.lead(), nowMs, this.electionTimeoutMs);
+      const leaderSilent = isSilent(r.lead());
       const step = quiescenceStep(g.quiescence, r, g.proposals.size + g.reads.size, ticks, this.cfg.quiesceAfterTicks, leaderSilent);
       if (step === "wake-leader-lost") {
         this.wake(g, true);

@@ -141,6 +141,12 @@ export abstract class NodeState {
   protected stopped = false;
   protected nextSeq = 1;
   protected queuedRequests = 0;
+  /** Groups an input or a call reached since the last turn (see NodeTurn.mayBeReady). */
+  protected readonly touched = new Set<Group>();
+  /** Groups that had a Ready in the last turn. */
+  protected hadReady = new Set<Group>();
+  /** Shards this founder starts the first election of (a fresh cluster's leaders spread over its founders). */
+  protected campaignAtStart: number[] = [];
   /**
    * Callers waiting on this node: proposals (parked ones included), reads, leader and transfer waiters.
    * Invariant: the size of all those maps and lists; with queuedRequests, bounded by maxQueuedRequests.

@@ -103,8 +103,18 @@ export abstract class NodeTurn extends NodeApply {
     });
   }
 
+  /**
+   * The groups that may have a Ready: those that tick (not quiescent), those an input or a call reached
+   * since the last turn (`touched`), and those that had a Ready last turn (advance may leave more). A
+   * quiescent group nothing reached has none: its Raft state changes only through those calls. With
+   * thousands of idle shards this keeps a turn's cost to the groups that did something (issue 13).
+   */
+  private *mayBeReady(): Generator<Group> {
+    for (const g of this.groups.values()) if (!g.quiescence.quiesced || this.touched.has(g) || this.hadReady.has(g)) yield g;
+  }
+
   protected anyReady(): boolean {
-    for (const g of this.groups.values()) if (g.raft.hasReady()) return true;
+    for (const g of this.mayBeReady()) if (g.raft.hasReady()) return true;
     return false;
   }
 
@@ -119,7 +129,9 @@ export abstract class NodeTurn extends NodeApply {
     if (this.hostingDue) await this.reconcileHosting();
     this.takeInputs();
     const readies: [Group, Ready][] = [];
-    for (const g of this.groups.values()) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
+    for (const g of this.mayBeReady()) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
+    this.touched.clear();
+    this.hadReady = new Set(readies.map(([g]) => g));
     if (readies.length === 0) return;
     // Messages that may leave before anything is durable (a leader's appends, heartbeats, votes requests).
     const beats = new Map<NodeId, BeatTuple[]>();
@@ -181,7 +193,7 @@ export abstract class NodeTurn extends NodeApply {
     this.sendBeats(beats);
     this.transport.flush();
     for (const [g] of readies) g.raft.advance();
-    await this.maybeCompact();
+    await this.maybeCompact(readies.map(([g]) => g));
   }
 
   protected takeInputs(): void {
@@ -192,6 +204,8 @@ export abstract class NodeTurn extends NodeApply {
     for (const input of inputs) {
       if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
       const g = input.kind === "unreachable" || input.kind === "peerLost" ? undefined : this.groups.get(input.group);
+      if (g !== undefined) this.touched.add(g);
+      else for (const grp of this.groups.values()) this.touched.add(grp); // a peer's loss reaches every group
       // Traffic wakes a quiescent group: requests always, messages unless they change nothing.
       if (g?.quiescence.quiesced && input.kind !== "quiesce" && (input.kind !== "message" || wakes(g.raft.role(), input.msg))) {
         this.wake(g, false);
@@ -236,6 +250,7 @@ export abstract class NodeTurn extends NodeApply {
     for (const g of this.groups.values()) {
       if (g.parkedProposals.length === 0 || mustWait(g)) continue;
       proposalsByGroup.set(g, [...g.parkedProposals, ...(proposalsByGroup.get(g) ?? [])]);
+      this.touched.add(g);
       g.parkedProposals = [];
     }
     // One proposal step per shard per turn: the leader appends them as one batch and replicates them in

@@ -260,3 +260,13 @@ test("callers waiting on a node are bounded: beyond maxQueuedRequests a request 
   await waitFor("the bound to drain", async () => (await follower.read(1, "k", "linearizable").then(() => true, () => false)));
   await stopAll(c);
 });
+
+test("a fresh cluster's shards are led evenly: each founder starts the first election of its share", async () => {
+  const c = await startCluster(3, 12);
+  await waitForLeaders(c);
+  const led = new Map<number, number>();
+  for (let g = 1; g <= 12; g++) led.set(leaderOf(c, g)!.id, (led.get(leaderOf(c, g)!.id) ?? 0) + 1);
+  assert.equal(led.size, 3, `every founder leads some shards: ${JSON.stringify([...led])}`);
+  for (const [id, n] of led) assert.ok(n <= 12 * 0.4, `node ${id} leads ${n} of 12 shards`);
+  await stopAll(c);
+});

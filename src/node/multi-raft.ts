@@ -88,6 +88,9 @@ export class MultiRaftNode extends NodeTurn {
         const shard = g === META_GROUP ? {} : { shard: { range: initialRange(g, cfg.shards), splits: [] } };
         if (store.applied(g) === 0) store.apply([{ group: g, appliedIndex: 1, confState, ...shard }]);
         node.addGroup(g, log, confState);
+        // Leaders come out even: shard g's first election is started by founder (g - 1) mod n, the
+        // others wait for their randomized timeouts (issue 13: all leaders used to land on one node).
+        if (g !== META_GROUP && voters[(g - 1) % voters.length] === cfg.id) node.campaignAtStart.push(g);
       }
     } else if (!recovered.has(META_GROUP)) {
       // Joining: the metadata group waits for its leader's snapshot; shards come once placed here.
@@ -123,6 +126,15 @@ export class MultiRaftNode extends NodeTurn {
       if (this.pendingTicks < MAX_TICKS_PER_TURN) this.pendingTicks++;
       this.scheduleTurn();
     }, this.cfg.tickMs);
+    for (const id of this.campaignAtStart) {
+      const g = this.groups.get(id);
+      if (g !== undefined && g.raft.lead() === 0) {
+        g.raft.campaign();
+        this.touched.add(g);
+      }
+    }
+    this.campaignAtStart = [];
+    this.scheduleTurn();
     return port;
   }
 
@@ -313,7 +325,9 @@ export class MultiRaftNode extends NodeTurn {
 
   /** Asks the shard to elect this node now (used by tests and operators). */
   campaign(group: number): void {
-    this.group(group).raft.campaign();
+    const g = this.group(group);
+    g.raft.campaign();
+    this.touched.add(g);
     this.scheduleTurn();
   }
 
