@@ -157,7 +157,7 @@ export abstract class NodeLiveness extends NodeState {
         continue;
       }
       if (step === "quiesce") {
-        g.quiescence.quiesced = true;
+        this.setQuiesced(g, true);
         for (const peer of r.memberIds()) if (peer !== this.id) appendTo(notices, peer, [g.id, r.term()]);
       }
     }
@@ -175,7 +175,7 @@ export abstract class NodeLiveness extends NodeState {
 
   /** Ticks a quiescent group again (see Raft.resumeTicking for `leaderLost`). */
   protected wake(g: Group, leaderLost: boolean): void {
-    g.quiescence.quiesced = false;
+    this.setQuiesced(g, false);
     g.quiescence.idleTicks = 0;
     g.raft.resumeTicking(leaderLost);
     this.counters.groupWakes++;

@@ -141,6 +141,11 @@ export abstract class NodeState {
   protected stopped = false;
   protected nextSeq = 1;
   protected queuedRequests = 0;
+  /**
+   * Groups that tick (not quiescent). Invariant: exactly the hosted groups whose quiescence.quiesced is
+   * false; changed only through setQuiesced, addGroup and dropping a group.
+   */
+  protected readonly ticking = new Set<Group>();
   /** Groups an input or a call reached since the last turn (see NodeTurn.mayBeReady). */
   protected readonly touched = new Set<Group>();
   /** Groups that had a Ready in the last turn. */
@@ -215,6 +220,7 @@ export abstract class NodeState {
       shard: this.loadShardState(g), remembered: null,
     };
     this.groups.set(g, group);
+    this.ticking.add(group);
     return group;
   }
 
@@ -238,6 +244,12 @@ export abstract class NodeState {
     if (this.stopped) throw new ShuttingDownError("node is shutting down");
     if (this.failure !== null) throw this.failure;
     if (this.queuedRequests + this.waiting >= this.cfg.maxQueuedRequests) throw new OverloadedError("too many requests queued or waiting");
+  }
+
+  protected setQuiesced(g: Group, quiesced: boolean): void {
+    g.quiescence.quiesced = quiesced;
+    if (quiesced) this.ticking.delete(g);
+    else if (this.groups.get(g.id) === g) this.ticking.add(g);
   }
 
   /** A waiter left (answered, failed or timed out). */

@@ -110,7 +110,14 @@ export abstract class NodeTurn extends NodeApply {
    * thousands of idle shards this keeps a turn's cost to the groups that did something (issue 13).
    */
   private *mayBeReady(): Generator<Group> {
-    for (const g of this.groups.values()) if (!g.quiescence.quiesced || this.touched.has(g) || this.hadReady.has(g)) yield g;
+    const seen = new Set<Group>();
+    for (const set of [this.ticking, this.touched, this.hadReady]) {
+      for (const g of set) {
+        if (seen.has(g) || this.groups.get(g.id) !== g) continue;
+        seen.add(g);
+        yield g;
+      }
+    }
   }
 
   protected anyReady(): boolean {
@@ -227,7 +234,7 @@ export abstract class NodeTurn extends NodeApply {
         case "quiesce": {
           // Only from the leader we follow, in its term: anything else is stale.
           if (g !== undefined && g.raft.role() === Role.Follower && g.raft.term() === input.term && g.raft.lead() === input.from) {
-            g.quiescence.quiesced = true;
+            this.setQuiesced(g, true);
             g.quiescence.idleTicks = 0;
           }
           break;
@@ -290,8 +297,7 @@ export abstract class NodeTurn extends NodeApply {
     // notice (a heartbeat behind the notice would wake the follower again).
     if (ticks > 0) this.tickQuiescence(ticks);
     for (let i = 0; i < ticks; i++) {
-      for (const g of this.groups.values()) {
-        if (g.quiescence.quiesced) continue;
+      for (const g of this.ticking) {
         g.raft.tick();
         this.counters.groupTicks++;
       }
