@@ -22,12 +22,20 @@ export function hostingChanges(meta: Readonly<MetaState>, self: NodeId, hosted: 
   appliedOf: (group: number) => number): HostingChanges {
   const create: number[] = [];
   const drop: number[] = [];
+  // A split's child is made here by the split itself when this node's replica of the parent applies
+  // it; an empty one made first would be a second, different start of the same group. So is a child of
+  // such a child (split again elsewhere while this node lagged): its parent will be made here, then split
+  // here. Bounded by the shard map's size (the origins form a forest).
+  const madeBySplit = (id: number, depth: number): boolean => {
+    const origin = meta.shards.get(id)?.origin;
+    if (origin === undefined || depth > meta.shards.size) return false;
+    if (hosted.has(origin.parent)) return appliedOf(origin.parent) < origin.index;
+    return madeBySplit(origin.parent, depth + 1);
+  };
   for (const shard of meta.shards.values()) {
     const placed = shard.replicas.some((r) => r.node === self);
-    // A split's child is made here by the split itself when this node's replica of the parent applies
-    // it; an empty one made first would be a second, different start of the same group.
-    const madeBySplit = shard.origin !== undefined && hosted.has(shard.origin.parent) && appliedOf(shard.origin.parent) < shard.origin.index;
-    if (placed && !hosted.has(shard.id) && !madeBySplit) create.push(shard.id);
+    const madeHere = madeBySplit(shard.id, 0);
+    if (placed && !hosted.has(shard.id) && !madeHere) create.push(shard.id);
     // A shard the metadata does not know yet (a founder's, before the collection is recorded) stays.
     if (!placed && hosted.has(shard.id) && caughtUp) drop.push(shard.id);
   }
