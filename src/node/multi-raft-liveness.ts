@@ -18,6 +18,9 @@ import type { Health } from "../placement/types.js";
 import { appendTo, hasWaiters } from "./multi-raft-state.js";
 import { NodeState } from "./multi-raft-state.js";
 
+/** Tick rounds between walks of every group even when every peer is live (~0.5 s at 30 ms ticks). */
+const FULL_SCAN_EVERY_ROUNDS = 16;
+
 export abstract class NodeLiveness extends NodeState {
   /** The metadata group's applied index has reached the commit index its leader told it: caught up. */
   metaCaughtUp(): boolean {
@@ -80,7 +83,9 @@ export abstract class NodeLiveness extends NodeState {
    * the quorum comes back, so their outcome is unknown; everything else was never proposed, or changes
    * nothing (reads).
    */
-  protected failWithoutQuorum(): void {
+  protected failWithoutQuorum(scanAll: boolean): void {
+    // With every peer live, every group reaches its quorum from here: nothing to fail (see scanAllDue).
+    if (!scanAll) return;
     for (const g of this.groups.values()) {
       if (!hasWaiters(g)) continue;
       const refused = this.noQuorumFor(g);
@@ -138,7 +143,21 @@ export abstract class NodeLiveness extends NodeState {
    * quiescent followers whose leader's node fell silent wake up; every peer gets a keepalive each
    * heartbeat interval, so that silence means a dead or cut-off node, not idle shards.
    */
-  protected tickQuiescence(ticks: number): void {
+  /**
+   * Whether this tick round must look at every group, not only the ticking ones: when some peer is not
+   * live (a quiescent follower may have lost its leader; a group may have lost its quorum), and every
+   * FULL_SCAN_EVERY_ROUNDS rounds anyway (a voter or leader outside the known peers). With every peer
+   * live, a quiescent group has nothing to do: that keeps thousands of idle shards cheap (issue 13).
+   */
+  protected scanAllDue(): boolean {
+    this.roundsSinceFullScan++;
+    const nowMs = this.clock.nowMs();
+    if (this.roundsSinceFullScan < FULL_SCAN_EVERY_ROUNDS && this.knownPeers().every((p) => this.peers.live(p, nowMs, this.electionTimeoutMs))) return false;
+    this.roundsSinceFullScan = 0;
+    return true;
+  }
+
+  protected tickQuiescence(ticks: number, scanAll: boolean): void {
     const nowMs = this.clock.nowMs();
     const notices = new Map<NodeId, [number, number][]>();
     // Per leader node, asked once per round: thousands of groups share a handful of leaders.
@@ -148,7 +167,7 @@ export abstract class NodeLiveness extends NodeState {
       if (s === undefined) silent.set(lead, (s = lead === 0 || !this.peers.live(lead, nowMs, this.electionTimeoutMs)));
       return s;
     };
-    for (const g of this.groups.values()) {
+    for (const g of scanAll ? [...this.groups.values()] : [...this.ticking]) {
       const r = g.raft;
       const leaderSilent = isSilent(r.lead());
       const step = quiescenceStep(g.quiescence, r, g.proposals.size + g.reads.size, ticks, this.cfg.quiesceAfterTicks, leaderSilent);

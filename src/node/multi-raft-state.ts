@@ -146,6 +146,8 @@ export abstract class NodeState {
    * false; changed only through setQuiesced, addGroup and dropping a group.
    */
   protected readonly ticking = new Set<Group>();
+  /** Tick rounds since the last walk of every group (see NodeLiveness.scanAllDue). */
+  protected roundsSinceFullScan = 0;
   /** Groups an input or a call reached since the last turn (see NodeTurn.mayBeReady). */
   protected readonly touched = new Set<Group>();
   /** Groups that had a Ready in the last turn. */

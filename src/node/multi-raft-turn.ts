@@ -295,14 +295,15 @@ export abstract class NodeTurn extends NodeApply {
     if (ticks > 0 && this.hostingPending) this.hostingDue = true;
     // Quiescence is decided before ticking: a group that quiesces now emits no heartbeat after its
     // notice (a heartbeat behind the notice would wake the follower again).
-    if (ticks > 0) this.tickQuiescence(ticks);
+    const scanAll = ticks > 0 && this.scanAllDue();
+    if (ticks > 0) this.tickQuiescence(ticks, scanAll);
     for (let i = 0; i < ticks; i++) {
       for (const g of this.ticking) {
         g.raft.tick();
         this.counters.groupTicks++;
       }
     }
-    if (ticks > 0) this.failWithoutQuorum();
+    if (ticks > 0) this.failWithoutQuorum(scanAll);
     if (ticks > 0) this.reportLostPeers();
   }
 
