@@ -1,6 +1,7 @@
 /** `shoal sim --world node`: the node-world simulator (sim/world/) over a range of seeds. */
 import { NODE_MUTATIONS, type NodeMutation } from "../node/mutations.js";
 import { type NodeWorldResult, runNodeWorld } from "../sim/world/world.js";
+import { int } from "./sim.js";
 
 export interface NodeWorldCommandOptions {
   seeds: string;
@@ -12,11 +13,6 @@ export interface NodeWorldCommandOptions {
   verbose?: boolean;
 }
 
-function int(name: string, v: string, min: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got ${v}`);
-  return n;
-}
 
 export function nodeWorldReplay(seed: number, o: NodeWorldCommandOptions): string {
   return `npx shoal sim --world node --seeds 1 --first-seed ${seed}${o.nodes !== "0" ? ` --nodes ${o.nodes}` : ""}` +

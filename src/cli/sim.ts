@@ -23,7 +23,8 @@ const MUTATIONS: Record<string, keyof Mutations> = {
   "read-without-quorum": "readIndexWithoutQuorum",
 };
 
-function int(name: string, v: string, min: number): number {
+/** An integer flag of at least `min`, or a message naming the flag. */
+export function int(name: string, v: string, min: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got ${v}`);
   return n;

@@ -6,6 +6,18 @@ import { hostingChanges } from "./hosting.js";
 
 const applied = () => 100;
 
+/** Three nodes, one shard on all of them, split at log index 40 into a reserved child. */
+function splitOfShard1() {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  for (const port of [1, 2, 3]) {
+    assert.ok(applyMeta(s, { kind: "register-node", peer: { host: "h", port }, http: { host: "h", port: port + 100 }, labels: {}, role: "standard", atMs: 0 }).ok);
+  }
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[1, 2, 3]], atMs: 0 }).ok);
+  const child = applyMeta(s, { kind: "reserve-shard-id", atMs: 0 });
+  assert.ok(child.ok && applyMeta(s, { kind: "split-shard", shard: 1, child: child.value!, at: 2 ** 31, end: 2 ** 32, index: 40, atMs: 0 }).ok);
+  return { s, child };
+}
+
 test("a node hosts the shards the metadata places on it; it drops the others only on caught-up metadata", () => {
   const s = initialMetaState(DEFAULT_PLACEMENT, 0);
   for (const port of [1, 2, 3, 4]) {
@@ -19,26 +31,14 @@ test("a node hosts the shards the metadata places on it; it drops the others onl
 });
 
 test("a split's child is left to the split where this node's replica of the parent has not applied it yet", () => {
-  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
-  for (const port of [1, 2, 3]) {
-    assert.ok(applyMeta(s, { kind: "register-node", peer: { host: "h", port }, http: { host: "h", port: port + 100 }, labels: {}, role: "standard", atMs: 0 }).ok);
-  }
-  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[1, 2, 3]], atMs: 0 }).ok);
-  const child = applyMeta(s, { kind: "reserve-shard-id", atMs: 0 });
-  assert.ok(child.ok && applyMeta(s, { kind: "split-shard", shard: 1, child: child.value!, at: 2 ** 31, end: 2 ** 32, index: 40, atMs: 0 }).ok);
+  const { s, child } = splitOfShard1();
   assert.deepEqual(hostingChanges(s, 1, new Set([1]), true, () => 39).create, [], "the parent here is at 39: the split will make the child");
   assert.deepEqual(hostingChanges(s, 1, new Set([1]), true, () => 40).create, [child.value], "past the split (a snapshot): the child comes from its leader");
   assert.deepEqual(hostingChanges(s, 1, new Set(), true, () => 0).create, [1, child.value], "no parent here: both come from their leaders");
 });
 
 test("a child of a child, split elsewhere while this node lagged, is left to the splits this node will apply (node world seed 144)", () => {
-  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
-  for (const port of [1, 2, 3]) {
-    assert.ok(applyMeta(s, { kind: "register-node", peer: { host: "h", port }, http: { host: "h", port: port + 100 }, labels: {}, role: "standard", atMs: 0 }).ok);
-  }
-  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[1, 2, 3]], atMs: 0 }).ok);
-  const child = applyMeta(s, { kind: "reserve-shard-id", atMs: 0 });
-  assert.ok(child.ok && applyMeta(s, { kind: "split-shard", shard: 1, child: child.value!, at: 2 ** 31, end: 2 ** 32, index: 40, atMs: 0 }).ok);
+  const { s, child } = splitOfShard1();
   const grandchild = applyMeta(s, { kind: "reserve-shard-id", atMs: 0 });
   assert.ok(grandchild.ok && applyMeta(s, { kind: "split-shard", shard: child.value!, child: grandchild.value!, at: 3 * 2 ** 30, end: 2 ** 32, index: 12, atMs: 0 }).ok);
   assert.deepEqual(hostingChanges(s, 1, new Set([1]), true, () => 39).create, [], "neither the child nor its child: both come from splits here");

@@ -74,7 +74,7 @@ export interface StateStoreOptions {
 }
 
 /** A group's changes applied but not yet committed to LMDB; `null` marks a delete. */
-interface Staged {
+export interface Staged {
   appliedIndex: number;
   records: Map<RecordKey, unknown>;
   confState?: ConfState;
@@ -134,19 +134,7 @@ export class StateStore {
    */
   apply(changes: readonly GroupChanges[], sizeBytes = 0): void {
     this.checkHealthy();
-    for (const c of changes) {
-      const prev = this.applied(c.group);
-      assert(c.appliedIndex >= prev, () => `group ${c.group}: applied index regresses from ${prev} to ${c.appliedIndex}`);
-      let st = this.staged.get(c.group);
-      if (st === undefined) this.staged.set(c.group, (st = { appliedIndex: c.appliedIndex, records: new Map() }));
-      st.appliedIndex = c.appliedIndex;
-      if (c.confState !== undefined) st.confState = c.confState;
-      if (c.shard !== undefined) st.shard = c.shard;
-      if (c.unlogged !== undefined) st.unlogged = c.unlogged;
-      for (const key of c.deletes ?? []) st.records.set(key, null);
-      for (const [key, value] of c.puts ?? []) st.records.set(key, value);
-      this.stagedChanges += (c.deletes?.length ?? 0) + (c.puts?.length ?? 0) + 1;
-    }
+    this.stagedChanges += stageChanges(this.staged, changes, (g) => this.applied(g));
     this.stagedBytes += sizeBytes;
   }
 
@@ -363,6 +351,29 @@ export class StateStore {
   private checkHealthy(): void {
     if (this.failure !== null) throw this.failure;
   }
+}
+
+/**
+ * Stages changes over `staged` (a group's newest layer), refusing an applied index that goes back from
+ * `appliedOf`; returns how many record changes were staged. Shared with the node world's in-memory
+ * store (sim/world/disk.ts), so both stage exactly alike.
+ */
+export function stageChanges(staged: Map<number, Staged>, changes: readonly GroupChanges[], appliedOf: (group: number) => number): number {
+  let count = 0;
+  for (const c of changes) {
+    const prev = appliedOf(c.group);
+    assert(c.appliedIndex >= prev, () => `group ${c.group}: applied index regresses from ${prev} to ${c.appliedIndex}`);
+    let st = staged.get(c.group);
+    if (st === undefined) staged.set(c.group, (st = { appliedIndex: c.appliedIndex, records: new Map() }));
+    st.appliedIndex = c.appliedIndex;
+    if (c.confState !== undefined) st.confState = c.confState;
+    if (c.shard !== undefined) st.shard = c.shard;
+    if (c.unlogged !== undefined) st.unlogged = c.unlogged;
+    for (const key of c.deletes ?? []) st.records.set(key, null);
+    for (const [key, value] of c.puts ?? []) st.records.set(key, value);
+    count += (c.deletes?.length ?? 0) + (c.puts?.length ?? 0) + 1;
+  }
+  return count;
 }
 
 /** Encodes records as snapshot frames of at most `frameRecords` records each; the first also carries the shard's state. */

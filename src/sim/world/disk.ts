@@ -14,7 +14,7 @@
  */
 import type { NodeStateStore, NodeWal } from "../../node/host.js";
 import type { ConfState } from "../../raft/index.js";
-import { type GroupChanges, type RecordKey, type ShardState, encodeSnapshot, readFrames } from "../../storage/state-store.js";
+import { type GroupChanges, type RecordKey, type ShardState, type Staged, encodeSnapshot, readFrames, stageChanges } from "../../storage/state-store.js";
 import { type WalRecord, decodeRecord, encodeRecord } from "../../storage/wal-record.js";
 import { type GroupLog, replay } from "../../storage/wal.js";
 import { assert } from "../../util/assert.js";
@@ -32,14 +32,8 @@ export class InjectedDiskFault extends Error {
   override name = "InjectedDiskFault";
 }
 
-/** One group's state in a layer; `records` values of null are deletes. */
-interface GroupLayer {
-  appliedIndex: number;
-  records: Map<RecordKey, unknown>;
-  confState?: ConfState;
-  shard?: ShardState;
-  unlogged?: boolean;
-}
+/** One group's state in a layer (the real store's staged shape); `records` values of null are deletes. */
+type GroupLayer = Staged;
 
 export class SimDisk {
   /** The WAL's bytes, record by record. Invariant: syncedRecords <= walRecords.length. */
@@ -146,18 +140,7 @@ class SimStateStore {
 
   apply(changes: readonly GroupChanges[]): void {
     this.check();
-    for (const c of changes) {
-      const prev = this.applied(c.group);
-      assert(c.appliedIndex >= prev, () => `group ${c.group}: applied index regresses from ${prev} to ${c.appliedIndex}`);
-      let st = this.staged.get(c.group);
-      if (st === undefined) this.staged.set(c.group, (st = { appliedIndex: c.appliedIndex, records: new Map() }));
-      st.appliedIndex = c.appliedIndex;
-      if (c.confState !== undefined) st.confState = c.confState;
-      if (c.shard !== undefined) st.shard = c.shard;
-      if (c.unlogged !== undefined) st.unlogged = c.unlogged;
-      for (const key of c.deletes ?? []) st.records.set(key, null);
-      for (const [key, value] of c.puts ?? []) st.records.set(key, value);
-    }
+    stageChanges(this.staged, changes, (g) => this.applied(g));
   }
 
   /** Commits staged changes once a second of the node's clock (the real store's default interval). */
