@@ -256,7 +256,11 @@ test("callers waiting on a node are bounded: beyond maxQueuedRequests a request 
   const lead = leader.id;
   const waits = [1, 2, 3].map(() => follower.awaitLeader(1, lead, 300).catch((e: unknown) => e));
   assert.throws(() => follower.read(1, "k", "linearizable"), /too many requests queued or waiting/);
-  for (const w of await Promise.all(waits)) assert.ok(w instanceof NotLeaderError, "each waiter times out");
+  // Each waiter settles: it times out, or (on a slow machine, where an election can happen meanwhile) it
+  // sees a leader in a later term. Either way it leaves the bound.
+  for (const w of await Promise.all(waits)) {
+    assert.ok(w instanceof NotLeaderError || typeof w === "number", `each waiter settles: ${String(w)}`);
+  }
   await waitFor("the bound to drain", async () => (await follower.read(1, "k", "linearizable").then(() => true, () => false)));
   await stopAll(c);
 });
