@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { StateStore, type GroupChanges } from "../../storage/state-store.js";
-import { Wal } from "../../storage/wal.js";
+import { StateStore, type GroupChanges, readFrames } from "../../storage/state-store.js";
+import { type GroupLog, Wal, applyRecord } from "../../storage/wal.js";
 import type { WalRecord } from "../../storage/wal-record.js";
 import { silentLogger } from "../../util/logger.js";
 import { Rng } from "../../util/rng.js";
@@ -18,6 +18,7 @@ async function compareStores(seed: number): Promise<number> {
   const rng = new Rng(seed);
   const applied = new Map<number, number>();
   let reads = 0;
+  let nowMs = 0;
   try {
     for (let step = 0; step < 400; step++) {
       const group = 1 + rng.int(3);
@@ -30,8 +31,14 @@ async function compareStores(seed: number): Promise<number> {
         for (let k = rng.int(2); k > 0; k--) c.deletes!.push(`k${rng.int(20)}`);
         if (rng.chance(0.1)) c.shard = { range: { start: 0, end: rng.int(1000) }, splits: [] };
         if (rng.chance(0.1)) c.unlogged = rng.chance(0.5);
+        if (rng.chance(0.1)) c.confState = { voters: [1, 2, 1 + rng.int(5)], votersOutgoing: [], learners: [rng.int(9)], learnersNext: [], autoLeave: false };
         real.apply([c]);
         sim.apply([c]);
+      } else if (dice < 0.65) {
+        // The node's commit timer, on a virtual clock (both stores commit once a second by default).
+        nowMs += rng.int(1500);
+        real.commitIfDue(nowMs);
+        sim.commitIfDue(nowMs);
       } else if (dice < 0.7) {
         await real.flushed();
         await sim.flushed();
@@ -58,10 +65,19 @@ async function compareStores(seed: number): Promise<number> {
         assert.deepEqual(sim.get(group, key), real.get(group, key), `get ${key} at step ${step}`);
         assert.equal(sim.applied(group), real.applied(group));
         assert.deepEqual(sim.shardState(group), real.shardState(group));
+        assert.deepEqual(sim.confState(group), real.confState(group));
         assert.equal(sim.unlogged(group), real.unlogged(group));
         assert.deepEqual(sim.groups(), real.groups());
         reads++;
       }
+    }
+    await real.flushed();
+    await sim.flushed();
+    assert.equal(sim.commits, real.commits, "as many commits");
+    for (const group of real.groups()) {
+      assert.deepEqual(sim.scan(group, 1000), real.scan(group, 1000), `group ${group} at the end`);
+      const [a, b] = [sim.snapshot(group), real.snapshot(group)];
+      assert.deepEqual([a.appliedIndex, a.confState, readFrames(a.data)], [b.appliedIndex, b.confState, readFrames(b.data)]);
     }
     return reads;
   } finally {
@@ -102,6 +118,104 @@ test("sim disk: the WAL recovers what the real one recovers", async () => {
     const simAgain = await disk.openWal("/sim/wal", silentLogger);
     assert.deepEqual(simAgain.groups, again.groups);
     assert.equal(simAgain.groups.get(1)!.entries.length, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * The real WAL's segment size in the comparison: large enough that it never rotates. With rotation the
+ * real WAL loses entries (see the todo test below), and the comparison would fail on the real side.
+ */
+const SEGMENT_BYTES = 64 << 20;
+
+/**
+ * A seeded stream of valid records (entries that overwrite suffixes, hard states, compactions, snapshots,
+ * drops; several groups; batches; synced and not) appended to the real WAL and to the simulated one; both reopened now and then: they must recover the same.
+ */
+async function compareWals(seed: number): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "shoal-simwal-"));
+  const rng = new Rng(seed);
+  const disk = new SimDisk(new Rng(seed));
+  let real = (await Wal.open({ dir, segmentBytes: SEGMENT_BYTES })).wal;
+  let sim = (await disk.openWal("/sim/wal", silentLogger)).wal;
+  /** What the records mean so far (so that generated compactions name the right terms). */
+  const model = new Map<number, GroupLog>();
+  let compared = 0;
+  try {
+    for (let step = 0; step < 300; step++) {
+      const batch: WalRecord[] = [];
+      for (let n = 1 + rng.int(3); n > 0; n--) {
+        const group = 1 + rng.int(3);
+        const g = model.get(group);
+        const start = g?.start.index ?? 0;
+        const last = start + (g?.entries.length ?? 0);
+        const term = Math.max(g?.hardState.term ?? 0, g?.entries[g.entries.length - 1]?.term ?? 0, g?.start.term ?? 0, 1);
+        const dice = rng.float();
+        let r: WalRecord;
+        if (dice < 0.5) {
+          const from = Math.max(start + 1, last + 1 - rng.int(3));
+          const t = term + (rng.chance(0.2) ? 1 : 0);
+          r = { kind: "entries", group, entries: Array.from({ length: 1 + rng.int(4) }, (_, i) => entry(from + i, t)) };
+        } else if (dice < 0.7) {
+          r = { kind: "hard-state", group, hardState: { term, vote: rng.int(4), commit: rng.int(last + 1) } };
+        } else if (dice < 0.85 && last > start) {
+          const index = start + 1 + rng.int(last - start);
+          r = { kind: "compact", group, index, term: g!.entries[index - start - 1]!.term };
+        } else if (dice < 0.95) {
+          const confState = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+          r = { kind: "snapshot", group, index: last + rng.int(5), term, confState };
+        } else {
+          r = { kind: "drop", group };
+        }
+        applyRecord(model, r);
+        batch.push(r);
+      }
+      const sync = rng.chance(0.7);
+      await real.append(batch, sync);
+      await sim.append(batch, sync);
+      if (rng.chance(0.05) || step === 299) {
+        await real.close();
+        await sim.close();
+        const r = await Wal.open({ dir, segmentBytes: SEGMENT_BYTES });
+        const s = await disk.openWal("/sim/wal", silentLogger);
+        assert.deepEqual(s.groups, r.groups, `seed ${seed}: recovered at step ${step}`);
+        assert.deepEqual([...s.groups.keys()].sort(), [...model.keys()].sort());
+        real = r.wal;
+        sim = s.wal;
+        compared++;
+      }
+    }
+    return compared;
+  } finally {
+    await real.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("sim disk: the simulated WAL recovers what the real one recovers over seeded record streams", async () => {
+  for (const seed of [1, 2, 3, 4]) assert.ok(await compareWals(seed) >= 3, `seed ${seed} reopened several times`);
+});
+
+// A bug of storage/wal.ts found by the comparison above with small segments (not fixed here): a segment's
+// checkpoint restates a group's snapshot as a plain snapshot record, and replay treats it as a newly
+// installed snapshot, which empties the log — so entries appended after the snapshot in an older,
+// still retained segment are lost on recovery (or recovery fails with "entries ... leave a gap" when
+// later records overwrite some of them). The simulated WAL (one stream, no segments) does not have it.
+test("wal (real): entries after an installed snapshot survive a segment rotation", {
+  todo: "storage/wal.ts: a checkpoint's restated snapshot empties the log on replay",
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "shoal-walrot-"));
+  try {
+    const confState = { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+    const big = (index: number) => ({ index, term: 1, type: 0, data: new Uint8Array(100) });
+    const { wal } = await Wal.open({ dir, segmentBytes: 300 });
+    await wal.append([{ kind: "snapshot", group: 1, index: 9, term: 1, confState }]);
+    await wal.append([{ kind: "entries", group: 1, entries: [big(10), big(11), big(12)] }]); // rotates
+    await wal.close();
+    const again = await Wal.open({ dir, segmentBytes: 300 });
+    await again.wal.close();
+    assert.deepEqual(again.groups.get(1)!.entries.map((e) => e.index), [10, 11, 12]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
