@@ -256,3 +256,95 @@ test("sim disk: an injected write failure rejects the append", async () => {
   const { wal } = await disk.openWal("/sim/wal", silentLogger);
   await assert.rejects(wal.append([{ kind: "drop", group: 1 }]), /injected disk fault/);
 });
+
+test("sim disk: an append in flight at a crash is never acknowledged; recovery holds it whole or not at all", async () => {
+  const outcomes = new Set<number>();
+  for (let seed = 1; seed <= 20; seed++) {
+    const disk = new SimDisk(new Rng(seed));
+    const { wal } = await disk.openWal("/sim/wal", silentLogger);
+    await wal.append([{ kind: "entries", group: 1, entries: [entry(1, 1)] }]);
+    const inFlight = wal.append([{ kind: "entries", group: 1, entries: [entry(2, 1), entry(3, 1)] }]);
+    disk.crash();
+    await assert.rejects(inFlight, /closed by crash/);
+    const { groups, wal: next } = await disk.openWal("/sim/wal", silentLogger);
+    const indexes = groups.get(1)!.entries.map((e) => e.index);
+    assert.ok(indexes.length === 1 || indexes.length === 3, `seed ${seed}: recovered ${indexes.join(",")}`);
+    outcomes.add(indexes.length);
+    // The new incarnation goes on from what was recovered.
+    await next.append([{ kind: "entries", group: 1, entries: [entry(2, 2)] }]);
+    disk.crash();
+    const after = await disk.openWal("/sim/wal", silentLogger);
+    assert.deepEqual(after.groups.get(1)!.entries.map((e) => `${e.index}@${e.term}`), ["1@1", "2@2"]);
+  }
+  assert.deepEqual([...outcomes].sort(), [1, 3], "over 20 seeds the in-flight records were lost and landed");
+});
+
+test("sim disk: after a torn tail is cut, later appends recover", async () => {
+  let tornSeeds = 0;
+  for (let seed = 1; seed <= 40; seed++) {
+    const disk = new SimDisk(new Rng(seed));
+    disk.setFaults({ walAppendFailProbability: 0, corruptTailOnCrashProbability: 1 });
+    const { wal } = await disk.openWal("/sim/wal", silentLogger);
+    await wal.append([{ kind: "hard-state", group: 1, hardState: { term: 1, vote: 1, commit: 0 } }]);
+    await wal.append([{ kind: "entries", group: 1, entries: [entry(1, 1)] }], false);
+    disk.crash();
+    if (disk.counts.tornTails === 0) continue;
+    tornSeeds++;
+    const { groups, wal: next } = await disk.openWal("/sim/wal", silentLogger);
+    assert.equal(groups.get(1)!.entries.length, 0, "the unsynced entry was lost");
+    assert.equal(groups.get(1)!.hardState.term, 1, "the synced hard state stays");
+    await next.append([{ kind: "entries", group: 1, entries: [entry(1, 2)] }]);
+    disk.crash();
+    const after = await disk.openWal("/sim/wal", silentLogger);
+    assert.deepEqual(after.groups.get(1)!.entries.map((e) => `${e.index}@${e.term}`), ["1@2"], `seed ${seed}`);
+  }
+  assert.ok(tornSeeds >= 5, `torn tails in ${tornSeeds} of 40 seeds`);
+});
+
+test("sim disk: the node and the disk share no mutable objects once written", async () => {
+  const disk = new SimDisk(new Rng(1));
+  const { wal } = await disk.openWal("/sim/wal", silentLogger);
+  const e = entry(1, 1);
+  await wal.append([{ kind: "entries", group: 1, entries: [e] }]);
+  e.data[0] = 99;
+  e.term = 7;
+  const { groups } = await disk.openWal("/sim/wal", silentLogger);
+  assert.deepEqual([groups.get(1)!.entries[0]!.term, groups.get(1)!.entries[0]!.data[0]], [1, 1]);
+
+  const store = disk.openStateStore("/sim/state");
+  const value = { n: 1, list: [1, 2] };
+  const shard = { range: { start: 0, end: 10 }, splits: [] };
+  store.apply([{ group: 1, appliedIndex: 1, puts: [["a", value]], shard }]);
+  await store.flushed();
+  value.n = 2;
+  value.list.push(3);
+  shard.range.end = 99;
+  assert.deepEqual(store.get(1, "a"), { n: 1, list: [1, 2] });
+  (store.get(1, "a") as { n: number }).n = 3;
+  assert.deepEqual(store.scan(1, 10), [["a", { n: 1, list: [1, 2] }]]);
+  assert.equal(store.shardState(1)!.range.end, 10);
+});
+
+test("sim disk: every write of a store or WAL handle opened before a crash refuses", async () => {
+  const disk = new SimDisk(new Rng(1));
+  const { wal } = await disk.openWal("/sim/wal", silentLogger);
+  const store = disk.openStateStore("/sim/state");
+  store.apply([{ group: 1, appliedIndex: 1, puts: [["a", 1]] }]);
+  await store.flushed();
+  const snap = store.snapshot(1);
+  disk.crash();
+  await assert.rejects(wal.append([{ kind: "drop", group: 1 }]), /closed by crash/);
+  assert.throws(() => store.apply([{ group: 1, appliedIndex: 2 }]), /closed by crash/);
+  assert.throws(() => store.commitIfDue(10_000), /closed by crash/);
+  assert.throws(() => store.snapshot(1), /closed by crash/);
+  await assert.rejects(store.flushed(), /closed by crash/);
+  await assert.rejects(store.installSnapshot(2, 1, snap.data), /closed by crash/);
+  await assert.rejects(store.dropGroup(1), /closed by crash/);
+  await assert.rejects(store.close(), /closed by crash/);
+  // The new incarnation's handles work, on the committed state.
+  const again = disk.openStateStore("/sim/state");
+  assert.equal(again.get(1, "a"), 1);
+  again.apply([{ group: 1, appliedIndex: 2, puts: [["b", 2]] }]);
+  await again.flushed();
+  assert.deepEqual(again.scan(1, 10), [["a", 1], ["b", 2]]);
+});
