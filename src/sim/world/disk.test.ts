@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { StateStore, type GroupChanges } from "../../storage/state-store.js";
-import { Wal } from "../../storage/wal.js";
+import { StateStore, type GroupChanges, readFrames } from "../../storage/state-store.js";
+import { type GroupLog, Wal, applyRecord } from "../../storage/wal.js";
 import type { WalRecord } from "../../storage/wal-record.js";
 import { silentLogger } from "../../util/logger.js";
 import { Rng } from "../../util/rng.js";
@@ -18,6 +18,7 @@ async function compareStores(seed: number): Promise<number> {
   const rng = new Rng(seed);
   const applied = new Map<number, number>();
   let reads = 0;
+  let nowMs = 0;
   try {
     for (let step = 0; step < 400; step++) {
       const group = 1 + rng.int(3);
@@ -30,8 +31,14 @@ async function compareStores(seed: number): Promise<number> {
         for (let k = rng.int(2); k > 0; k--) c.deletes!.push(`k${rng.int(20)}`);
         if (rng.chance(0.1)) c.shard = { range: { start: 0, end: rng.int(1000) }, splits: [] };
         if (rng.chance(0.1)) c.unlogged = rng.chance(0.5);
+        if (rng.chance(0.1)) c.confState = { voters: [1, 2, 1 + rng.int(5)], votersOutgoing: [], learners: [rng.int(9)], learnersNext: [], autoLeave: false };
         real.apply([c]);
         sim.apply([c]);
+      } else if (dice < 0.65) {
+        // The node's commit timer, on a virtual clock (both stores commit once a second by default).
+        nowMs += rng.int(1500);
+        real.commitIfDue(nowMs);
+        sim.commitIfDue(nowMs);
       } else if (dice < 0.7) {
         await real.flushed();
         await sim.flushed();
@@ -58,10 +65,19 @@ async function compareStores(seed: number): Promise<number> {
         assert.deepEqual(sim.get(group, key), real.get(group, key), `get ${key} at step ${step}`);
         assert.equal(sim.applied(group), real.applied(group));
         assert.deepEqual(sim.shardState(group), real.shardState(group));
+        assert.deepEqual(sim.confState(group), real.confState(group));
         assert.equal(sim.unlogged(group), real.unlogged(group));
         assert.deepEqual(sim.groups(), real.groups());
         reads++;
       }
+    }
+    await real.flushed();
+    await sim.flushed();
+    assert.equal(sim.commits, real.commits, "as many commits");
+    for (const group of real.groups()) {
+      assert.deepEqual(sim.scan(group, 1000), real.scan(group, 1000), `group ${group} at the end`);
+      const [a, b] = [sim.snapshot(group), real.snapshot(group)];
+      assert.deepEqual([a.appliedIndex, a.confState, readFrames(a.data)], [b.appliedIndex, b.confState, readFrames(b.data)]);
     }
     return reads;
   } finally {
@@ -107,6 +123,104 @@ test("sim disk: the WAL recovers what the real one recovers", async () => {
   }
 });
 
+/**
+ * The real WAL's segment size in the comparison: large enough that it never rotates. With rotation the
+ * real WAL loses entries (see the todo test below), and the comparison would fail on the real side.
+ */
+const SEGMENT_BYTES = 64 << 20;
+
+/**
+ * A seeded stream of valid records (entries that overwrite suffixes, hard states, compactions, snapshots,
+ * drops; several groups; batches; synced and not) appended to the real WAL and to the simulated one; both reopened now and then: they must recover the same.
+ */
+async function compareWals(seed: number): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "shoal-simwal-"));
+  const rng = new Rng(seed);
+  const disk = new SimDisk(new Rng(seed));
+  let real = (await Wal.open({ dir, segmentBytes: SEGMENT_BYTES })).wal;
+  let sim = (await disk.openWal("/sim/wal", silentLogger)).wal;
+  /** What the records mean so far (so that generated compactions name the right terms). */
+  const model = new Map<number, GroupLog>();
+  let compared = 0;
+  try {
+    for (let step = 0; step < 300; step++) {
+      const batch: WalRecord[] = [];
+      for (let n = 1 + rng.int(3); n > 0; n--) {
+        const group = 1 + rng.int(3);
+        const g = model.get(group);
+        const start = g?.start.index ?? 0;
+        const last = start + (g?.entries.length ?? 0);
+        const term = Math.max(g?.hardState.term ?? 0, g?.entries[g.entries.length - 1]?.term ?? 0, g?.start.term ?? 0, 1);
+        const dice = rng.float();
+        let r: WalRecord;
+        if (dice < 0.5) {
+          const from = Math.max(start + 1, last + 1 - rng.int(3));
+          const t = term + (rng.chance(0.2) ? 1 : 0);
+          r = { kind: "entries", group, entries: Array.from({ length: 1 + rng.int(4) }, (_, i) => entry(from + i, t)) };
+        } else if (dice < 0.7) {
+          r = { kind: "hard-state", group, hardState: { term, vote: rng.int(4), commit: rng.int(last + 1) } };
+        } else if (dice < 0.85 && last > start) {
+          const index = start + 1 + rng.int(last - start);
+          r = { kind: "compact", group, index, term: g!.entries[index - start - 1]!.term };
+        } else if (dice < 0.95) {
+          const confState = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+          r = { kind: "snapshot", group, index: last + rng.int(5), term, confState };
+        } else {
+          r = { kind: "drop", group };
+        }
+        applyRecord(model, r);
+        batch.push(r);
+      }
+      const sync = rng.chance(0.7);
+      await real.append(batch, sync);
+      await sim.append(batch, sync);
+      if (rng.chance(0.05) || step === 299) {
+        await real.close();
+        await sim.close();
+        const r = await Wal.open({ dir, segmentBytes: SEGMENT_BYTES });
+        const s = await disk.openWal("/sim/wal", silentLogger);
+        assert.deepEqual(s.groups, r.groups, `seed ${seed}: recovered at step ${step}`);
+        assert.deepEqual([...s.groups.keys()].sort(), [...model.keys()].sort());
+        real = r.wal;
+        sim = s.wal;
+        compared++;
+      }
+    }
+    return compared;
+  } finally {
+    await real.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("sim disk: the simulated WAL recovers what the real one recovers over seeded record streams", async () => {
+  for (const seed of [1, 2, 3, 4]) assert.ok(await compareWals(seed) >= 3, `seed ${seed} reopened several times`);
+});
+
+// A bug of storage/wal.ts found by the comparison above with small segments (not fixed here): a segment's
+// checkpoint restates a group's snapshot as a plain snapshot record, and replay treats it as a newly
+// installed snapshot, which empties the log — so entries appended after the snapshot in an older,
+// still retained segment are lost on recovery (or recovery fails with "entries ... leave a gap" when
+// later records overwrite some of them). The simulated WAL (one stream, no segments) does not have it.
+test("wal (real): entries after an installed snapshot survive a segment rotation", {
+  todo: "storage/wal.ts: a checkpoint's restated snapshot empties the log on replay",
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "shoal-walrot-"));
+  try {
+    const confState = { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+    const big = (index: number) => ({ index, term: 1, type: 0, data: new Uint8Array(100) });
+    const { wal } = await Wal.open({ dir, segmentBytes: 300 });
+    await wal.append([{ kind: "snapshot", group: 1, index: 9, term: 1, confState }]);
+    await wal.append([{ kind: "entries", group: 1, entries: [big(10), big(11), big(12)] }]); // rotates
+    await wal.close();
+    const again = await Wal.open({ dir, segmentBytes: 300 });
+    await again.wal.close();
+    assert.deepEqual(again.groups.get(1)!.entries.map((e) => e.index), [10, 11, 12]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("sim disk: a crash loses unsynced WAL records (some may land, a torn tail is cut) and staged state; old handles refuse", async () => {
   let lostSome = false;
   let tore = false;
@@ -141,4 +255,96 @@ test("sim disk: an injected write failure rejects the append", async () => {
   disk.setFaults({ walAppendFailProbability: 1, corruptTailOnCrashProbability: 0 });
   const { wal } = await disk.openWal("/sim/wal", silentLogger);
   await assert.rejects(wal.append([{ kind: "drop", group: 1 }]), /injected disk fault/);
+});
+
+test("sim disk: an append in flight at a crash is never acknowledged; recovery holds it whole or not at all", async () => {
+  const outcomes = new Set<number>();
+  for (let seed = 1; seed <= 20; seed++) {
+    const disk = new SimDisk(new Rng(seed));
+    const { wal } = await disk.openWal("/sim/wal", silentLogger);
+    await wal.append([{ kind: "entries", group: 1, entries: [entry(1, 1)] }]);
+    const inFlight = wal.append([{ kind: "entries", group: 1, entries: [entry(2, 1), entry(3, 1)] }]);
+    disk.crash();
+    await assert.rejects(inFlight, /closed by crash/);
+    const { groups, wal: next } = await disk.openWal("/sim/wal", silentLogger);
+    const indexes = groups.get(1)!.entries.map((e) => e.index);
+    assert.ok(indexes.length === 1 || indexes.length === 3, `seed ${seed}: recovered ${indexes.join(",")}`);
+    outcomes.add(indexes.length);
+    // The new incarnation goes on from what was recovered.
+    await next.append([{ kind: "entries", group: 1, entries: [entry(2, 2)] }]);
+    disk.crash();
+    const after = await disk.openWal("/sim/wal", silentLogger);
+    assert.deepEqual(after.groups.get(1)!.entries.map((e) => `${e.index}@${e.term}`), ["1@1", "2@2"]);
+  }
+  assert.deepEqual([...outcomes].sort(), [1, 3], "over 20 seeds the in-flight records were lost and landed");
+});
+
+test("sim disk: after a torn tail is cut, later appends recover", async () => {
+  let tornSeeds = 0;
+  for (let seed = 1; seed <= 40; seed++) {
+    const disk = new SimDisk(new Rng(seed));
+    disk.setFaults({ walAppendFailProbability: 0, corruptTailOnCrashProbability: 1 });
+    const { wal } = await disk.openWal("/sim/wal", silentLogger);
+    await wal.append([{ kind: "hard-state", group: 1, hardState: { term: 1, vote: 1, commit: 0 } }]);
+    await wal.append([{ kind: "entries", group: 1, entries: [entry(1, 1)] }], false);
+    disk.crash();
+    if (disk.counts.tornTails === 0) continue;
+    tornSeeds++;
+    const { groups, wal: next } = await disk.openWal("/sim/wal", silentLogger);
+    assert.equal(groups.get(1)!.entries.length, 0, "the unsynced entry was lost");
+    assert.equal(groups.get(1)!.hardState.term, 1, "the synced hard state stays");
+    await next.append([{ kind: "entries", group: 1, entries: [entry(1, 2)] }]);
+    disk.crash();
+    const after = await disk.openWal("/sim/wal", silentLogger);
+    assert.deepEqual(after.groups.get(1)!.entries.map((e) => `${e.index}@${e.term}`), ["1@2"], `seed ${seed}`);
+  }
+  assert.ok(tornSeeds >= 5, `torn tails in ${tornSeeds} of 40 seeds`);
+});
+
+test("sim disk: the node and the disk share no mutable objects once written", async () => {
+  const disk = new SimDisk(new Rng(1));
+  const { wal } = await disk.openWal("/sim/wal", silentLogger);
+  const e = entry(1, 1);
+  await wal.append([{ kind: "entries", group: 1, entries: [e] }]);
+  e.data[0] = 99;
+  e.term = 7;
+  const { groups } = await disk.openWal("/sim/wal", silentLogger);
+  assert.deepEqual([groups.get(1)!.entries[0]!.term, groups.get(1)!.entries[0]!.data[0]], [1, 1]);
+
+  const store = disk.openStateStore("/sim/state");
+  const value = { n: 1, list: [1, 2] };
+  const shard = { range: { start: 0, end: 10 }, splits: [] };
+  store.apply([{ group: 1, appliedIndex: 1, puts: [["a", value]], shard }]);
+  await store.flushed();
+  value.n = 2;
+  value.list.push(3);
+  shard.range.end = 99;
+  assert.deepEqual(store.get(1, "a"), { n: 1, list: [1, 2] });
+  (store.get(1, "a") as { n: number }).n = 3;
+  assert.deepEqual(store.scan(1, 10), [["a", { n: 1, list: [1, 2] }]]);
+  assert.equal(store.shardState(1)!.range.end, 10);
+});
+
+test("sim disk: every write of a store or WAL handle opened before a crash refuses", async () => {
+  const disk = new SimDisk(new Rng(1));
+  const { wal } = await disk.openWal("/sim/wal", silentLogger);
+  const store = disk.openStateStore("/sim/state");
+  store.apply([{ group: 1, appliedIndex: 1, puts: [["a", 1]] }]);
+  await store.flushed();
+  const snap = store.snapshot(1);
+  disk.crash();
+  await assert.rejects(wal.append([{ kind: "drop", group: 1 }]), /closed by crash/);
+  assert.throws(() => store.apply([{ group: 1, appliedIndex: 2 }]), /closed by crash/);
+  assert.throws(() => store.commitIfDue(10_000), /closed by crash/);
+  assert.throws(() => store.snapshot(1), /closed by crash/);
+  await assert.rejects(store.flushed(), /closed by crash/);
+  await assert.rejects(store.installSnapshot(2, 1, snap.data), /closed by crash/);
+  await assert.rejects(store.dropGroup(1), /closed by crash/);
+  await assert.rejects(store.close(), /closed by crash/);
+  // The new incarnation's handles work, on the committed state.
+  const again = disk.openStateStore("/sim/state");
+  assert.equal(again.get(1, "a"), 1);
+  again.apply([{ group: 1, appliedIndex: 2, puts: [["b", 2]] }]);
+  await again.flushed();
+  assert.deepEqual(again.scan(1, 10), [["a", 1], ["b", 2]]);
 });

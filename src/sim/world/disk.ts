@@ -112,12 +112,12 @@ export class SimDisk {
       close: async () => {
         await Promise.resolve();
       },
-    } as NodeWal;
+    };
     return { wal, groups };
   }
 
   openStateStore(_path: string): NodeStateStore {
-    return new SimStateStore(this, this.generation) as unknown as NodeStateStore;
+    return new SimStateStore(this, this.generation);
   }
 
   /** Whether `generation` is the disk's current one (handles of an earlier one are dead). */
@@ -127,7 +127,7 @@ export class SimDisk {
 }
 
 /** The state store of storage/state-store.ts, in memory: a staged layer over the committed one. */
-class SimStateStore {
+class SimStateStore implements NodeStateStore {
   private staged = new Map<number, GroupLayer>();
   private lastCommitMs = -Infinity;
   commits = 0;
