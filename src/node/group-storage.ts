@@ -15,6 +15,25 @@ import {
 } from "../raft/index.js";
 import type { NodeStateStore as StateStore } from "./host.js";
 import type { GroupLog } from "../storage/wal.js";
+import type { InstalledPoint } from "../storage/state-store.js";
+import { assert } from "../util/assert.js";
+
+/**
+ * The log of a group whose state store installed a snapshot the log never recorded (a crash or a failed
+ * WAL write came between the two: see StateStore's ordering rules), or null if the log has it. Raft
+ * replaced the whole log by that snapshot, so the log restarts there, empty; its commit index is at
+ * least the snapshot's. The caller writes the snapshot record before Raft starts. Found by the node world.
+ */
+export function restatedInstall(log: GroupLog, installed: InstalledPoint | undefined, confState: ConfState | undefined): GroupLog | null {
+  // Recording an install moves the log's start to its index, and the start never goes back.
+  if (installed === undefined || installed.index <= log.start.index) return null;
+  assert(confState !== undefined, () => `an installed snapshot at ${installed.index} without a configuration`);
+  const hs = log.hardState;
+  const hardState = installed.term > hs.term
+    ? { term: installed.term, vote: 0, commit: installed.index }
+    : { ...hs, commit: Math.max(hs.commit, installed.index) };
+  return { hardState, snapshot: { ...installed, confState }, start: { ...installed }, entries: [] };
+}
 
 export class GroupStorage implements Storage {
   readonly group: number;

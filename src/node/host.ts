@@ -19,11 +19,11 @@ import { type GroupLog, Wal } from "../storage/wal.js";
 import { Transport, type TransportOptions } from "../transport/transport.js";
 
 /** What the multi-raft host needs of a write-ahead log (storage/wal.ts). */
-export type NodeWal = Pick<Wal, "append" | "close">;
+export type NodeWal = Pick<Wal, "append" | "holdingBack" | "close">;
 
 /** What the multi-raft host needs of a state store (storage/state-store.ts). */
 export type NodeStateStore = Pick<StateStore,
-  "apply" | "commitIfDue" | "flushed" | "get" | "scan" | "applied" | "confState" | "shardState" | "unlogged" | "groups" |
+  "apply" | "commitIfDue" | "flushed" | "get" | "scan" | "applied" | "confState" | "shardState" | "unlogged" | "installed" | "groups" |
   "snapshot" | "installSnapshot" | "dropGroup" | "close" | "commits">;
 
 /** What a node needs of its transport (transport/transport.ts). */

@@ -248,12 +248,17 @@ export abstract class NodeApply extends NodeLiveness {
   /**
    * Compacts logs that grew past the threshold: once the state store is durable up to the applied
    * index, the log before it is no longer needed (a follower that needs it gets a snapshot instead).
-   * Only the groups of this turn's Readies can have applied more (idle groups cost nothing here).
+   * Only the groups of this turn's Readies can have applied more (idle groups cost nothing here), but
+   * groups whose entries keep the WAL's old segments from being deleted compact whatever their size.
    */
   protected async maybeCompact(active: readonly Group[]): Promise<void> {
     const due: Group[] = [];
     for (const g of active) {
       if (this.groups.get(g.id) === g && g.raft.applied() - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
+    }
+    for (const id of this.wal.holdingBack()) {
+      const g = this.groups.get(id);
+      if (g !== undefined && !due.includes(g) && Math.min(g.raft.applied(), this.store.applied(id)) >= g.storage.firstIndex()) due.push(g);
     }
     if (due.length === 0) return;
     // Indexes taken before the await: flushed() makes durable what was applied before the call.

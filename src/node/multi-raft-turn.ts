@@ -149,7 +149,8 @@ export abstract class NodeTurn extends NodeApply {
     const records: WalRecord[] = [];
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) {
-        await this.store.installSnapshot(g.id, rd.snapshot.meta.index, rd.snapshot.data, rd.snapshot.meta.confState);
+        const m = rd.snapshot.meta;
+        await this.store.installSnapshot(g.id, m.index, m.term, rd.snapshot.data, m.confState);
         if (g.kind === "shard") {
           g.shard = this.loadShardState(g.id);
           g.remembered = null;
@@ -160,7 +161,6 @@ export abstract class NodeTurn extends NodeApply {
           this.hostingDue = true;
           this.metaWatch.changed(["*"]);
         }
-        const m = rd.snapshot.meta;
         records.push({ kind: "snapshot", group: g.id, index: m.index, term: m.term, confState: m.confState });
       }
       if (rd.entries.length > 0) records.push({ kind: "entries", group: g.id, entries: rd.entries });

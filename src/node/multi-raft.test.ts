@@ -1,5 +1,5 @@
 import { after, test } from "node:test";
-import { StateStore } from "../storage/state-store.js";
+import { StateStore, encodeSnapshot } from "../storage/state-store.js";
 import { SPLIT_LOG_INDEX } from "./shard-apply.js";
 import assert from "node:assert/strict";
 import { Role } from "../raft/index.js";
@@ -244,6 +244,33 @@ test("a split's child whose log a crash kept from being written is landed from i
   await stopAll(c);
   const again = await openNode(c, 1);
   assert.ok(again.hosts(7), "recovered from its log the next time");
+  await stopAll(c);
+});
+
+test("a snapshot the state store installed and the log missed (a crash or a failed WAL write in between) is recorded on the next start", async () => {
+  const c = await startCluster(1, 1, {});
+  await waitForLeaders(c);
+  await put(c, "x", 1);
+  const dir = c.dirs.get(1)!;
+  await stopAll(c);
+  // What a leader's snapshot at index 100 of term 7 leaves in the store when the node stops before its log records it.
+  const store = StateStore.open({ path: `${dir}/state` });
+  const conf = store.confState(1)!;
+  const range = store.shardState(1)!;
+  await store.installSnapshot(1, 100, 7, encodeSnapshot(100, [["moved", { payload: 2, version: 99 }]], 16, range), conf);
+  await store.close();
+  const back = await openNode(c, 1);
+  await waitFor("a leader of shard 1", () => back.leaderOf(1) === 1, 10_000);
+  assert.deepEqual(await back.read(1, "moved", "linearizable"), { payload: 2, version: 99 });
+  assert.equal(await back.read(1, "x", "linearizable"), undefined, "the snapshot replaced the state");
+  await put(c, "y", 3);
+  await stopAll(c);
+  // The log now starts at the snapshot: the next start recovers from it without the store's help.
+  const again = await openNode(c, 1);
+  await waitFor("a leader of shard 1 again", () => again.leaderOf(1) === 1, 10_000);
+  assert.ok(again.replicaState(1)!.applied > 100, `applied after the snapshot: ${again.replicaState(1)!.applied}`);
+  assert.equal((await again.read(1, "y", "linearizable"))?.payload, 3);
+  assert.equal((await again.read(1, "moved", "linearizable"))?.payload, 2);
   await stopAll(c);
 });
 

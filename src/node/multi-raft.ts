@@ -40,6 +40,7 @@ import { type ApplyResult, type MetaCommand, type MetaState } from "../meta/stat
 
 import { NodeConfig, Input, EMPTY_CONF, emptyLog, MAX_TICKS_PER_TURN } from "./multi-raft-state.js";
 import { NodeTurn } from "./multi-raft-turn.js";
+import { restatedInstall } from "./group-storage.js";
 
 export type { NodeConfig };
 export {
@@ -71,7 +72,19 @@ export class MultiRaftNode extends NodeTurn {
       ...(cfg.logger ? { logger: cfg.logger } : {}),
     });
     node = new MultiRaftNode(cfg, host, wal, store, transport);
-    // Groups the log holds are recovered as they were (the configuration comes from the state store).
+    // Groups the log holds are recovered as they were (the configuration comes from the state store),
+    // but a snapshot the store installed and the log missed is recorded first.
+    const restated: WalRecord[] = [];
+    for (const [g, log] of recovered) {
+      const install = restatedInstall(log, store.installed(g), store.confState(g));
+      if (install === null) continue;
+      cfg.logger?.warn({ group: g, index: install.start.index, logEnd: log.start.index + log.entries.length },
+        "recording a snapshot the state store installed and the log missed");
+      restated.push({ kind: "snapshot", group: g, index: install.start.index, term: install.start.term, confState: install.snapshot!.confState },
+        { kind: "hard-state", group: g, hardState: install.hardState });
+      recovered.set(g, install);
+    }
+    if (restated.length > 0) await wal.append(restated);
     for (const [g, log] of recovered) node.addGroup(g, log, EMPTY_CONF);
     const bootstrap: WalRecord[] = [];
     if (cfg.join !== true && !recovered.has(META_GROUP)) {

@@ -104,7 +104,7 @@ test("a snapshot taken in one store installs in another, replacing what was ther
   a.apply([{ group: 3, appliedIndex: 43, puts: [["not-yet", 1]] }]); // staged: not in a snapshot of LMDB
   assert.equal(a.snapshot(3).appliedIndex, 42, "a snapshot shows the last LMDB commit");
   b.apply([{ group: 3, appliedIndex: 8, puts: [["staged", true]] }]);
-  await b.installSnapshot(3, snap.appliedIndex, snap.data);
+  await b.installSnapshot(3, snap.appliedIndex, 1, snap.data);
   assert.equal(b.get(3, "staged"), undefined, "staged changes of the group are superseded");
   assert.equal(b.applied(3), 42);
   assert.deepEqual(b.scan(3, 1000), a.scan(3, 1000).filter(([k]) => k !== "not-yet"));
@@ -160,7 +160,7 @@ test("a group's configuration is kept with its applied index, travels in its sna
   const snap = a.snapshot(1);
   assert.deepEqual(snap.confState, conf([1, 2, 3], [4]), "the snapshot's configuration is the one as of its index");
   const b = StateStore.open({ path: tmp() });
-  await b.installSnapshot(1, snap.appliedIndex, snap.data, snap.confState);
+  await b.installSnapshot(1, snap.appliedIndex, 1, snap.data, snap.confState);
   assert.deepEqual(b.confState(1), conf([1, 2, 3], [4]));
   await a.dropGroup(1);
   assert.equal(a.applied(1), 0);

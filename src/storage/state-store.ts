@@ -6,7 +6,9 @@
  *
  * Ordering rules for the node (both follow from "the log may only forget what the store has durably"):
  *   - compact the WAL up to index i only after `flushed()` resolved for an apply that reached i;
- *   - write the WAL's snapshot record only after `installSnapshot` returned (it commits synchronously).
+ *   - write the WAL's snapshot record only after `installSnapshot` returned (it commits synchronously);
+ *     a crash or a failed WAL write in between leaves the store ahead of the log: `installed()` tells
+ *     the node on its next start, which records the snapshot in the log then.
  *
  * Applied changes are staged in memory and committed to LMDB in batches (`commitIfDue`), on LMDB's
  * writer thread, because one LMDB commit costs about as much CPU as a whole turn of small writes
@@ -82,10 +84,17 @@ export interface Staged {
   unlogged?: boolean;
 }
 
+/** Where a group's last installed snapshot put its log: what the WAL records after the install. */
+export interface InstalledPoint {
+  index: number;
+  term: number;
+}
+
 const APPLIED = "applied";
 const CONF = "conf";
 const SHARD = "shard";
 const UNLOGGED = "unlogged";
+const INSTALLED = "installed";
 /** Commits queued to LMDB's writer thread and not yet done; more waits in `staged`. */
 const MAX_INFLIGHT_COMMITS = 4;
 
@@ -257,6 +266,11 @@ export class StateStore {
     return this.meta.get([group, UNLOGGED]) === true;
   }
 
+  /** The point of the group's last installed snapshot, if it ever installed one. */
+  installed(group: number): InstalledPoint | undefined {
+    return this.meta.get([group, INSTALLED]) as InstalledPoint | undefined;
+  }
+
   /** Groups that have state here (an applied index), for finding leftovers of dropped groups. */
   groups(): number[] {
     const ids = new Set<number>();
@@ -301,7 +315,8 @@ export class StateStore {
    * Replaces a group's records with a snapshot's, atomically, and makes it durable before resolving:
    * after a crash the group holds either its old state or the whole snapshot, never a mix.
    */
-  async installSnapshot(group: number, index: number, data: Uint8Array, confState?: ConfState): Promise<void> {
+  /** Replaces the group's state by a snapshot taken at (`index`, `term`) of its log, durably before resolving. */
+  async installSnapshot(group: number, index: number, term: number, data: Uint8Array, confState?: ConfState): Promise<void> {
     this.checkHealthy();
     const frames = readFrames(data);
     assert(index >= this.applied(group), () => `group ${group}: snapshot at ${index} is behind applied ${this.applied(group)}`);
@@ -309,6 +324,7 @@ export class StateStore {
     await this.replaceGroup(group, () => {
       for (const [, pairs] of frames) for (const [key, value] of pairs) this.records.putSync([group, key], value);
       this.meta.putSync([group, APPLIED], index);
+      this.meta.putSync([group, INSTALLED], { index, term } satisfies InstalledPoint);
       if (confState !== undefined) this.meta.putSync([group, CONF], confState);
       if (shard !== undefined) this.meta.putSync([group, SHARD], shard);
     });
@@ -337,7 +353,7 @@ export class StateStore {
       for (const { key } of this.records.getRange({ start: [group], end: [group + 1], snapshot: false })) {
         this.records.removeSync(key);
       }
-      for (const k of [APPLIED, CONF, SHARD, UNLOGGED]) this.meta.removeSync([group, k]);
+      for (const k of [APPLIED, CONF, SHARD, UNLOGGED, INSTALLED]) this.meta.removeSync([group, k]);
       fill();
     });
     await this.root.flushed;

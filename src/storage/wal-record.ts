@@ -15,8 +15,11 @@ export type WalRecord =
   /** Entries of one group; an entry at an index already in the log replaces it and everything after. */
   | { kind: "entries"; group: number; entries: Entry[] }
   | { kind: "hard-state"; group: number; hardState: HardState }
-  /** The group installed a snapshot: its log restarts after `index`. */
-  | { kind: "snapshot"; group: number; index: number; term: number; confState: ConfState }
+  /**
+   * The group installed a snapshot: its log restarts after `index`. With `checkpoint`, a checkpoint
+   * restates the snapshot the group holds: the log stays as it is.
+   */
+  | { kind: "snapshot"; group: number; index: number; term: number; confState: ConfState; checkpoint?: boolean }
   /**
    * The group's log starts after `index` (term `term` there): entries up to it are no longer needed.
    * A checkpoint compaction (at the start of a segment) may point past the entries recovery has seen,

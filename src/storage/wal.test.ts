@@ -204,3 +204,62 @@ test("a dropped group: gone on recovery, restarted from nothing by later records
   await again.wal.close();
   rmSync(dir, { recursive: true });
 });
+
+const confState = { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+
+test("entries after an installed snapshot survive segment rotations (a checkpoint restates the snapshot, it does not install it)", async () => {
+  const dir = tmp();
+  const { wal } = await Wal.open({ dir, segmentBytes: 300 });
+  await wal.append([{ kind: "snapshot", group: 1, index: 9, term: 1, confState }]);
+  for (let i = 10; i <= 14; i++) await wal.append([{ kind: "entries", group: 1, entries: [entry(i, 1, 100)] }]);
+  await wal.close();
+  assert.ok(readdirSync(dir).length >= 3, "it rotated while entries after the snapshot are retained");
+  const again = await Wal.open({ dir });
+  await again.wal.close();
+  const g = again.groups.get(1)!;
+  assert.deepEqual(g.entries.map((e) => e.index), [10, 11, 12, 13, 14]);
+  assert.deepEqual(g.start, { index: 9, term: 1 });
+  assert.equal(g.snapshot?.index, 9);
+  rmSync(dir, { recursive: true });
+});
+
+test("segments written before restated snapshots were marked recover their entries too", async () => {
+  // The layout of earlier versions: a checkpoint's snapshot record without `checkpoint`, directly followed
+  // by the group's checkpoint compaction. An installed snapshot that follows still replaces the log.
+  const dir = tmp();
+  const old: WalRecord[][] = [
+    [{ kind: "snapshot", group: 1, index: 9, term: 1, confState }, { kind: "entries", group: 1, entries: [entry(10, 1), entry(11, 1)] }],
+    [{ kind: "snapshot", group: 1, index: 9, term: 1, confState }, { kind: "compact", group: 1, index: 9, term: 1, checkpoint: true },
+      { kind: "hard-state", group: 1, hardState: { term: 1, vote: 1, commit: 11 } }, { kind: "entries", group: 1, entries: [entry(12, 1)] }],
+  ];
+  old.forEach((records, i) => writeFileSync(join(dir, `${String(i + 1).padStart(16, "0")}.wal`), Buffer.concat(records.map((r) => encodeRecord(r)))));
+  const { wal, groups } = await Wal.open({ dir });
+  assert.deepEqual(groups.get(1)!.entries.map((e) => e.index), [10, 11, 12]);
+  await wal.append([{ kind: "snapshot", group: 1, index: 20, term: 2, confState }]);
+  await wal.close();
+  const again = await Wal.open({ dir });
+  await again.wal.close();
+  assert.deepEqual(again.groups.get(1)!.entries, []);
+  assert.deepEqual(again.groups.get(1)!.start, { index: 20, term: 2 });
+  rmSync(dir, { recursive: true });
+});
+
+test("a group that went idle with a short log is named as holding segments back, and its compaction lets them go", async () => {
+  const dir = tmp();
+  const { wal } = await Wal.open({ dir, segmentBytes: 2048, segmentsMax: 3 });
+  // Group 9 writes three entries and goes idle: far below any size-based compaction.
+  await wal.append([{ kind: "entries", group: 9, entries: [entry(1, 1), entry(2, 1), entry(3, 1)] }]);
+  let i = 1;
+  const busy = async (until: () => boolean) => {
+    for (; !until() && i < 10_000; i++) await wal.append([{ kind: "entries", group: 1, entries: [entry(i, 1, 40)] }, { kind: "compact", group: 1, index: i, term: 1 }]);
+  };
+  const segments = () => readdirSync(dir).filter((n) => n.endsWith(".wal")).length;
+  await busy(() => segments() > 6);
+  assert.deepEqual(wal.holdingBack(), [9], "group 9 holds the oldest segment");
+  await wal.append([{ kind: "compact", group: 9, index: 3, term: 1 }]);
+  await busy(() => segments() <= 3);
+  assert.ok(segments() <= 3, `old segments deleted once group 9 compacted (${segments()} left)`);
+  assert.deepEqual(wal.holdingBack(), []);
+  await wal.close();
+  rmSync(dir, { recursive: true });
+});

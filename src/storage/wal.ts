@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { assert } from "../util/assert.js";
 import type { ConfState, Entry, HardState } from "../raft/index.js";
 import { type WalRecord, decodeRecord, encodeRecord } from "./wal-record.js";
+import { WalLedger } from "./wal-ledger.js";
 import { type Logger, silentLogger } from "../util/logger.js";
 
 export class WalCorruptionError extends Error {
@@ -27,6 +28,8 @@ export interface WalOptions {
   dir: string;
   /** Start a new segment once the current one exceeds this size. */
   segmentBytes?: number;
+  /** Retained segments beyond which the groups holding the oldest back are asked to compact (`holdingBack`). */
+  segmentsMax?: number;
   logger?: Logger;
 }
 
@@ -44,16 +47,10 @@ export interface GroupLog {
 interface Segment {
   seq: number;
   path: string;
-  /** Per group: the highest entry index this segment holds. */
-  maxIndexByGroup: Map<number, number>;
 }
 
-/** The live view of a group: what a checkpoint restates (entries stay with the caller). */
-interface GroupMeta {
-  hardState: HardState;
-  snapshot: GroupLog["snapshot"];
-  start: { index: number; term: number };
-}
+/** Default retained segments (64 MiB each) beyond which groups holding back the oldest compact. */
+export const WAL_SEGMENTS_MAX = 4;
 
 const SEGMENT_NAME = /^([0-9a-f]{16})\.wal$/;
 const segmentName = (seq: number) => `${seq.toString(16).padStart(16, "0")}.wal`;
@@ -71,7 +68,14 @@ export function replay(all: readonly WalRecord[]): Map<number, GroupLog> {
   // A group's records before its last drop belong to a replica that is gone.
   const lastDrop = new Map<number, number>();
   for (const [i, r] of all.entries()) if (r.kind === "drop") lastDrop.set(r.group, i);
-  const records = all.filter((r, i) => r.kind !== "drop" && i > (lastDrop.get(r.group) ?? -1));
+  const records = all.filter((r, i) => r.kind !== "drop" && i > (lastDrop.get(r.group) ?? -1)).map((r, i, kept) => {
+    // Segments written before restated snapshots were marked: a checkpoint's snapshot is the one directly
+    // followed by the checkpoint compaction of its group (an installed one never is).
+    const next = kept[i + 1];
+    const restated = r.kind === "snapshot" && r.checkpoint !== true && next?.kind === "compact" && next.checkpoint === true &&
+      next.group === r.group;
+    return restated ? { ...r, checkpoint: true } : r;
+  });
   const groups = new Map<number, GroupLog>();
   for (const r of records) {
     if (r.kind !== "compact" && r.kind !== "snapshot") continue;
@@ -96,8 +100,11 @@ export function applyRecord(groups: Map<number, GroupLog>, r: WalRecord): void {
       g.hardState = r.hardState;
       return;
     case "snapshot":
-      // An installed snapshot replaces the whole log (a restated one finds it empty anyway).
       g.snapshot = { index: r.index, term: r.term, confState: r.confState };
+      // A checkpoint restates the snapshot the group holds: its log, the entries after the snapshot that
+      // older segments hold, stays (the checkpoint compaction after it says where the log starts).
+      if (r.checkpoint === true) return;
+      // An installed snapshot replaces the whole log.
       if (r.index >= g.start.index) g.start = { index: r.index, term: r.term };
       g.entries = [];
       return;
@@ -131,22 +138,24 @@ export function applyRecord(groups: Map<number, GroupLog>, r: WalRecord): void {
 export class Wal {
   private readonly dir: string;
   private readonly segmentBytes: number;
+  private readonly segmentsMax: number;
   private readonly log: Logger;
   private readonly segments: Segment[];
   private file: FileHandle;
   private position: number;
-  /** The live view of every group, kept for checkpoints and compaction accounting. */
-  private readonly groups: Map<number, GroupMeta>;
+  /** The live view of every group and what each segment holds: for checkpoints and deleting segments. */
+  private readonly ledger: WalLedger;
   private appending = false;
   private closed = false;
 
-  private constructor(dir: string, opts: WalOptions, segments: Segment[], groups: Map<number, GroupMeta>,
+  private constructor(dir: string, opts: WalOptions, segments: Segment[], ledger: WalLedger,
     file: FileHandle, position: number) {
     this.dir = dir;
     this.segmentBytes = opts.segmentBytes ?? 64 << 20;
+    this.segmentsMax = opts.segmentsMax ?? WAL_SEGMENTS_MAX;
     this.log = opts.logger ?? silentLogger;
     this.segments = segments;
-    this.groups = groups;
+    this.ledger = ledger;
     this.file = file;
     this.position = position;
   }
@@ -159,12 +168,14 @@ export class Wal {
       .map((m) => parseInt(m[1]!, 16)).sort((a, b) => a - b);
     const parsed: WalRecord[] = [];
     const segments: Segment[] = [];
+    const ledger = new WalLedger();
     let lastSize = 0;
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
       const path = join(opts.dir, segmentName(seq));
       const buf = readFileSync(path);
-      const seg: Segment = { seq, path, maxIndexByGroup: new Map() };
+      const seg: Segment = { seq, path };
+      ledger.openSegment();
       let offset = 0;
       for (;;) {
         const d = decodeRecord(buf, offset);
@@ -180,9 +191,7 @@ export class Wal {
           break;
         }
         parsed.push(d.record);
-        noteRecord(seg, d.record);
-        // A dropped group's entries no longer hold older segments back.
-        if (d.record.kind === "drop") for (const s of [...segments, seg]) s.maxIndexByGroup.delete(d.record.group);
+        ledger.noteRecovered(d.record);
         offset = d.nextOffset;
       }
       segments.push(seg);
@@ -192,17 +201,17 @@ export class Wal {
     const records = parsed.length;
     let file: FileHandle;
     if (segments.length === 0) {
-      const seg: Segment = { seq: 1, path: join(opts.dir, segmentName(1)), maxIndexByGroup: new Map() };
+      const seg: Segment = { seq: 1, path: join(opts.dir, segmentName(1)) };
       file = await open(seg.path, "a");
       fsyncPath(opts.dir);
       segments.push(seg);
+      ledger.openSegment();
       lastSize = 0;
     } else {
       file = await open(segments[segments.length - 1]!.path, "a");
     }
-    const meta = new Map<number, GroupMeta>();
-    for (const [id, g] of groups) meta.set(id, { hardState: g.hardState, snapshot: g.snapshot, start: { ...g.start } });
-    const wal = new Wal(opts.dir, opts, segments, meta, file, lastSize);
+    ledger.adopt(groups);
+    const wal = new Wal(opts.dir, opts, segments, ledger, file, lastSize);
     return { wal, groups, records };
   }
 
@@ -218,7 +227,6 @@ export class Wal {
     if (records.length === 0) return;
     this.appending = true;
     try {
-      const seg = this.segments[this.segments.length - 1]!;
       const bufs = records.map((r) => encodeRecord(r));
       let bytes = 0;
       for (const b of bufs) bytes += b.byteLength;
@@ -228,10 +236,7 @@ export class Wal {
       assert(bytesWritten === bytes, () => `short WAL write: ${bytesWritten} of ${bytes} bytes`);
       if (sync) await this.file.datasync();
       this.position += bytes;
-      for (const r of records) {
-        this.applyMeta(r);
-        noteRecord(seg, r);
-      }
+      for (const r of records) this.ledger.noteAppended(r);
       if (this.position >= this.segmentBytes) await this.rotate();
     } finally {
       this.appending = false;
@@ -240,16 +245,13 @@ export class Wal {
 
   /** Starts a new segment with a checkpoint of every group, then deletes segments no longer needed. */
   private async rotate(): Promise<void> {
+    // Unsynced records of the segment being closed (commit indexes) must not be torn once a newer segment
+    // exists: recovery would find damage before newer segments and refuse to open.
+    await this.file.datasync();
     const seq = this.segments[this.segments.length - 1]!.seq + 1;
-    const seg: Segment = { seq, path: join(this.dir, segmentName(seq)), maxIndexByGroup: new Map() };
+    const seg: Segment = { seq, path: join(this.dir, segmentName(seq)) };
     const next = await open(seg.path, "a");
-    const checkpoint: WalRecord[] = [];
-    for (const [group, g] of [...this.groups].sort((a, b) => a[0] - b[0])) {
-      if (g.snapshot !== null) checkpoint.push({ kind: "snapshot", group, ...g.snapshot });
-      checkpoint.push({ kind: "compact", group, index: g.start.index, term: g.start.term, checkpoint: true });
-      checkpoint.push({ kind: "hard-state", group, hardState: g.hardState });
-    }
-    const bufs = checkpoint.map((r) => encodeRecord(r));
+    const bufs = this.ledger.checkpoint().map((r) => encodeRecord(r));
     let bytes = 0;
     for (const b of bufs) bytes += b.byteLength;
     if (bufs.length > 0) await next.writev(bufs);
@@ -259,40 +261,25 @@ export class Wal {
     this.file = next;
     this.position = bytes;
     this.segments.push(seg);
+    this.ledger.openSegment();
     this.log.debug(`wal: new segment ${seg.path}`);
     this.collectGarbage();
   }
 
-  private applyMeta(r: WalRecord): void {
-    if (r.kind === "drop") {
-      // Not restated by checkpoints, and its entries no longer hold segments back.
-      this.groups.delete(r.group);
-      for (const seg of this.segments) seg.maxIndexByGroup.delete(r.group);
-      return;
-    }
-    let g = this.groups.get(r.group);
-    if (g === undefined) {
-      g = { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, start: { index: 0, term: 0 } };
-      this.groups.set(r.group, g);
-    }
-    if (r.kind === "hard-state") g.hardState = r.hardState;
-    else if (r.kind === "snapshot") {
-      g.snapshot = { index: r.index, term: r.term, confState: r.confState };
-      g.start = { index: r.index, term: r.term };
-    } else if (r.kind === "compact" && r.index > g.start.index) g.start = { index: r.index, term: r.term };
-  }
-
   /** Deletes the oldest segments whose entries every group has compacted (never the current one). */
   private collectGarbage(): void {
-    while (this.segments.length > 1) {
-      const oldest = this.segments[0]!;
-      for (const [group, maxIndex] of oldest.maxIndexByGroup) {
-        if ((this.groups.get(group)?.start.index ?? 0) < maxIndex) return;
-      }
-      unlinkSync(oldest.path);
-      this.segments.shift();
-      this.log.debug(`wal: deleted segment ${oldest.path}`);
+    const n = this.ledger.collectable();
+    for (const seg of this.segments.slice(0, n)) {
+      unlinkSync(seg.path);
+      this.log.debug(`wal: deleted segment ${seg.path}`);
     }
+    this.segments.splice(0, n);
+    this.ledger.forgetOldest(n);
+  }
+
+  /** The groups that keep the oldest segment from being deleted, once more than `segmentsMax` are retained. */
+  holdingBack(): number[] {
+    return this.ledger.holdingBack(this.segmentsMax);
   }
 
   async close(): Promise<void> {
@@ -300,12 +287,6 @@ export class Wal {
     this.closed = true;
     await this.file.close();
   }
-}
-
-function noteRecord(seg: Segment, r: WalRecord): void {
-  if (r.kind !== "entries" || r.entries.length === 0) return;
-  const last = r.entries[r.entries.length - 1]!.index;
-  if (last > (seg.maxIndexByGroup.get(r.group) ?? 0)) seg.maxIndexByGroup.set(r.group, last);
 }
 
 /** fsync of a file or directory by path (a new segment's name must be durable too). */

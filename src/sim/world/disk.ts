@@ -4,6 +4,10 @@
  * as two layers, the committed one and the one staged since the last commit (storage/state-store.ts's
  * semantics, in memory).
  *
+ * The WAL rotates like the real one, by record count instead of bytes (`segmentRecords`): a new segment
+ * opens with the same checkpoint, and the oldest segments go once every group has compacted past them
+ * (storage/wal-ledger.ts decides both for the real WAL and this one).
+ *
  * A crash loses what a real crash may lose: WAL records appended without a sync since the last synced
  * append (a seeded prefix of them may have reached the disk anyway; with `corruptTailOnCrashProbability`
  * the next one is torn, and recovery must cut it), and the state store's staged changes. Handles opened
@@ -14,9 +18,10 @@
  */
 import type { NodeStateStore, NodeWal } from "../../node/host.js";
 import type { ConfState } from "../../raft/index.js";
-import { type GroupChanges, type RecordKey, type ShardState, type Staged, encodeSnapshot, readFrames, stageChanges } from "../../storage/state-store.js";
+import { type GroupChanges, type InstalledPoint, type RecordKey, type ShardState, type Staged, encodeSnapshot, readFrames, stageChanges } from "../../storage/state-store.js";
 import { type WalRecord, decodeRecord, encodeRecord } from "../../storage/wal-record.js";
 import { type GroupLog, replay } from "../../storage/wal.js";
+import { WalLedger } from "../../storage/wal-ledger.js";
 import { assert } from "../../util/assert.js";
 import type { Logger } from "../../util/logger.js";
 import type { Random } from "../../util/rng.js";
@@ -32,20 +37,39 @@ export class InjectedDiskFault extends Error {
   override name = "InjectedDiskFault";
 }
 
-/** One group's state in a layer (the real store's staged shape); `records` values of null are deletes. */
-type GroupLayer = Staged;
+/**
+ * One group's state in a layer (the real store's staged shape; `records` values of null are deletes),
+ * with, once committed, the point of its last installed snapshot.
+ */
+type GroupLayer = Staged & { installed?: InstalledPoint };
+
+/** Records per WAL segment by default: small, so that the node world rotates and deletes segments often. */
+export const SIM_SEGMENT_RECORDS = 100;
+/** Retained segments beyond which groups holding back the oldest compact (storage/wal.ts's `segmentsMax`). */
+export const SIM_SEGMENTS_MAX = 2;
 
 export class SimDisk {
   /** The WAL's bytes, record by record. Invariant: syncedRecords <= walRecords.length. */
   private walRecords: Uint8Array[] = [];
   private syncedRecords = 0;
+  /**
+   * Where each retained segment starts in walRecords, oldest first. Invariant: segmentStarts[0] === 0,
+   * and syncedRecords >= the last start (rotation syncs everything before the new segment).
+   */
+  private segmentStarts: number[] = [0];
+  readonly segmentRecords: number;
+  readonly segmentsMax: number;
   /** The state store's committed layer (durable): per group. Values are packed (as LMDB stores them). */
   readonly committed = new Map<number, GroupLayer>();
   private generation = 0;
   private faults: DiskFaults = { walAppendFailProbability: 0, corruptTailOnCrashProbability: 0 };
-  readonly counts = { crashes: 0, lostRecords: 0, tornTails: 0, failedAppends: 0 };
+  readonly counts = { crashes: 0, lostRecords: 0, tornTails: 0, failedAppends: 0, segmentsOpened: 0, segmentsDeleted: 0 };
 
-  constructor(private readonly random: Random) {}
+  constructor(private readonly random: Random, opts: { segmentRecords?: number; segmentsMax?: number } = {}) {
+    this.segmentRecords = opts.segmentRecords ?? SIM_SEGMENT_RECORDS;
+    this.segmentsMax = opts.segmentsMax ?? SIM_SEGMENTS_MAX;
+    assert(this.segmentRecords >= 1, "a segment holds at least one record");
+  }
 
   setFaults(f: DiskFaults): void {
     this.faults = f;
@@ -77,18 +101,32 @@ export class SimDisk {
     const generation = this.generation;
     // Recovery as the real WAL does it: decode in order; a torn or corrupt tail is cut.
     const parsed: WalRecord[] = [];
+    const ledger = new WalLedger();
+    let segment = 0;
     for (let i = 0; i < this.walRecords.length; i++) {
+      while (segment < this.segmentStarts.length && this.segmentStarts[segment] === i) {
+        ledger.openSegment();
+        segment++;
+      }
       // A Buffer, as the real WAL reads its files: entries come back with Buffer data, as in production.
       const d = decodeRecord(Buffer.from(this.walRecords[i]!), 0);
       if (!d.ok) {
+        // Only the last segment can hold what a crash tore: rotation synced everything before it.
+        assert(i >= this.segmentStarts[this.segmentStarts.length - 1]!, () => `sim disk: damage at record ${i}, before the last segment`);
         logger.warn(`sim disk: cutting the WAL at record ${i} (${d.reason} tail)`);
         this.walRecords.length = i;
         this.syncedRecords = Math.min(this.syncedRecords, i);
         break;
       }
       parsed.push(d.record);
+      ledger.noteRecovered(d.record);
+    }
+    while (segment < this.segmentStarts.length) {
+      ledger.openSegment();
+      segment++;
     }
     const groups = replay(parsed);
+    ledger.adopt(groups);
     let appending = false;
     const wal: NodeWal = {
       append: async (records: readonly WalRecord[], sync = true) => {
@@ -105,10 +143,13 @@ export class SimDisk {
           await Promise.resolve();
           this.check(generation);
           if (sync) this.syncedRecords = this.walRecords.length;
+          for (const r of records) ledger.noteAppended(r);
+          if (this.walRecords.length - this.segmentStarts[this.segmentStarts.length - 1]! >= this.segmentRecords) this.rotate(ledger);
         } finally {
           appending = false;
         }
       },
+      holdingBack: () => ledger.holdingBack(this.segmentsMax),
       close: async () => {
         await Promise.resolve();
       },
@@ -118,6 +159,23 @@ export class SimDisk {
 
   openStateStore(_path: string): NodeStateStore {
     return new SimStateStore(this, this.generation);
+  }
+
+  /** As the real WAL: sync, open a segment with a checkpoint, delete the segments no group needs. */
+  private rotate(ledger: WalLedger): void {
+    this.segmentStarts.push(this.walRecords.length);
+    ledger.openSegment();
+    for (const r of ledger.checkpoint()) this.walRecords.push(encodeRecord(r));
+    this.syncedRecords = this.walRecords.length;
+    this.counts.segmentsOpened++;
+    const n = ledger.collectable();
+    if (n === 0) return;
+    const removed = this.segmentStarts[n]!;
+    this.walRecords.splice(0, removed);
+    this.syncedRecords -= removed;
+    this.segmentStarts = this.segmentStarts.slice(n).map((start) => start - removed);
+    ledger.forgetOldest(n);
+    this.counts.segmentsDeleted += n;
   }
 
   /** Whether `generation` is the disk's current one (handles of an earlier one are dead). */
@@ -226,6 +284,11 @@ class SimStateStore implements NodeStateStore {
     return this.disk.committed.get(group)?.unlogged === true;
   }
 
+  installed(group: number): InstalledPoint | undefined {
+    const point = this.disk.committed.get(group)?.installed;
+    return point === undefined ? undefined : { ...point };
+  }
+
   groups(): number[] {
     const ids = new Set<number>([...this.disk.committed.keys(), ...this.staged.keys()]);
     return [...ids].sort((a, b) => a - b);
@@ -240,14 +303,14 @@ class SimStateStore implements NodeStateStore {
     return { appliedIndex: c?.appliedIndex ?? 0, data: encodeSnapshot(c?.appliedIndex ?? 0, pairs, 1024, c?.shard), confState: c?.confState };
   }
 
-  async installSnapshot(group: number, index: number, data: Uint8Array, confState?: ConfState): Promise<void> {
+  async installSnapshot(group: number, index: number, term: number, data: Uint8Array, confState?: ConfState): Promise<void> {
     this.check();
     const frames = readFrames(data);
     assert(index >= this.applied(group), () => `group ${group}: snapshot at ${index} is behind applied ${this.applied(group)}`);
     const shard = frames[0]?.[2];
     this.staged.delete(group);
     this.commit();
-    const layer: GroupLayer = { appliedIndex: index, records: new Map() };
+    const layer: GroupLayer = { appliedIndex: index, records: new Map(), installed: { index, term } };
     for (const [, pairs] of frames) for (const [key, value] of pairs) layer.records.set(key, pack(value));
     if (confState !== undefined) layer.confState = structuredClone(confState);
     if (shard !== undefined) layer.shard = shard;

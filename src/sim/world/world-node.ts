@@ -14,6 +14,9 @@ import { assert } from "../../util/assert.js";
 import { silentLogger } from "../../util/logger.js";
 import { Rng } from "../../util/rng.js";
 import { SimDisk } from "./disk.js";
+
+/** Applied entries after which a simulated node compacts a group's log. */
+const SIM_COMPACT_AFTER_ENTRIES = 50;
 import type { SimNetwork } from "./network.js";
 import type { SimScheduler } from "./scheduler.js";
 
@@ -77,6 +80,9 @@ export class WorldNode {
     const peers = new Map((o.joinedVia ?? o.founders).filter((p) => p !== this.id).map((p) => [p, simAddress(p)] as const));
     const node = await MultiRaftNode.open({
       id: this.id, dataDir: `/sim/node${this.id}`, listen: simAddress(this.id), peers, shards: o.shards, mutations: o.mutations,
+      // Logs compact often (production: every 10,000 entries), so that runs of seconds send snapshots to
+      // lagging replicas and delete WAL segments.
+      compactAfterEntries: SIM_COMPACT_AFTER_ENTRIES,
       ...(joined ? { join: true } : {}),
     }, host);
     if (this.incarnation !== incarnation || !this.up) return; // crashed while opening

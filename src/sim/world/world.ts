@@ -217,7 +217,16 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
     stats.operations = registers.reduce((s, c) => s + c.ops, 0) + durability.ops;
     stats.acknowledgedWrites = durability.acknowledged.size + rec.versions.filter((v) => v.write).length;
     stats.checks = checks.checks;
-    stats.nemesis = Object.fromEntries([...nemesis.counts].sort());
+    const counts = new Map(nemesis.counts);
+    // What the disks did besides injected faults: WAL segments rotated and deleted, records a crash lost.
+    const add = (k: string, v: number) => { if (v > 0) counts.set(k, (counts.get(k) ?? 0) + v); };
+    for (const n of nodes) {
+      add("wal segments opened", n.disk.counts.segmentsOpened);
+      add("wal segments deleted", n.disk.counts.segmentsDeleted);
+      add("unsynced records lost", n.disk.counts.lostRecords);
+      add("torn tails", n.disk.counts.tornTails);
+    }
+    stats.nemesis = Object.fromEntries([...counts].sort());
     return stats;
   }
 }

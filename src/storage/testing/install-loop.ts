@@ -9,6 +9,6 @@ export const RECORDS = 3000;
 const store = StateStore.open({ path: process.argv[2]!, snapshotFrameRecords: 256 });
 for (let v = store.applied(1) + 1; ; v++) {
   const pairs = Array.from({ length: RECORDS }, (_, i) => [`k${i}`, { v, pad: "x".repeat(64) }] as [string, unknown]);
-  await store.installSnapshot(1, v, encodeSnapshot(v, pairs, 256));
+  await store.installSnapshot(1, v, 1, encodeSnapshot(v, pairs, 256));
   process.stdout.write(`installed ${v}\n`);
 }
