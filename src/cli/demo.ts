@@ -9,6 +9,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rea
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { holderAlive, readLock } from "../node/data-dir-lock.js";
+import { SHARDS_MAX } from "../meta/ranges.js";
 
 export interface DemoOptions {
   nodes: string;
@@ -59,7 +60,7 @@ function parseLayout(opts: DemoOptions): Layout {
     nodes,
     httpPort: integer("--http-port", opts.httpPort, 1, 65536 - nodes),
     peerPort: integer("--peer-port", opts.peerPort, 1, 65536 - nodes),
-    shards: integer("--shards", opts.shards, 1, 4096),
+    shards: integer("--shards", opts.shards, 1, SHARDS_MAX),
   };
   if (Math.abs(layout.httpPort - layout.peerPort) < nodes) {
     throw new UsageError(`--http-port ${layout.httpPort} and --peer-port ${layout.peerPort} overlap: ${nodes} node(s) use ${nodes} consecutive ports each`);

@@ -124,7 +124,7 @@ function addNodeCommands(program: Command): void {
     .option("--listen <host:port>", "address for other nodes (Raft traffic) [env SHOAL_LISTEN]", env("SHOAL_LISTEN", "127.0.0.1:7500"))
     .option("--advertise <host:port>", "address other nodes should use, if not --listen [env SHOAL_ADVERTISE]", process.env.SHOAL_ADVERTISE)
     .option("--peers <list>", "the other members: ID=HOST:PORT,… (empty: single node) [env SHOAL_PEERS]", env("SHOAL_PEERS", ""))
-    .option("--shards <n>", "shards of the default collection; fixed for the cluster's life [env SHOAL_SHARDS]", env("SHOAL_SHARDS", "4"))
+    .option("--shards <n>", "shards of the default collection (1..16384); fixed for the cluster's life [env SHOAL_SHARDS]", env("SHOAL_SHARDS", "4"))
     .option("--max-payload-bytes <n>", "largest accepted request body; larger ones get 413 payload_too_large [env SHOAL_MAX_PAYLOAD_BYTES]", env("SHOAL_MAX_PAYLOAD_BYTES", String(1 << 20)))
     .option("--max-json-depth <n>", "deepest nesting of arrays and objects in a request body; deeper ones get 400 limit_exceeded [env SHOAL_MAX_JSON_DEPTH]", env("SHOAL_MAX_JSON_DEPTH", "32"))
     .option("--max-json-fields <n>", "object keys plus array elements in one request body; more get 400 limit_exceeded [env SHOAL_MAX_JSON_FIELDS]", env("SHOAL_MAX_JSON_FIELDS", "10000"))
@@ -148,7 +148,7 @@ function addNodeCommands(program: Command): void {
     .option("--nodes <n>", "number of nodes, 1 to 9", "3")
     .option("--http-port <port>", "HTTP port of node 1 (node i uses port + i - 1)", "7400")
     .option("--peer-port <port>", "peer port of node 1 (node i uses port + i - 1)", "7500")
-    .option("--shards <n>", "shards of the default collection", "4")
+    .option("--shards <n>", "shards of the default collection (1..16384)", "4")
     .option("--data-dir <dir>", "where the nodes keep their data and logs", "./shoal-demo")
     .option("--fresh", "delete the demo's data dir and found a new cluster (default: resume the cluster found there)")
     .action(async (opts) => {

@@ -13,6 +13,7 @@ import { ShoalNode, buildNodeComponents, raftComponent } from "../node/shoal-nod
 import { MultiRaftNode } from "../node/multi-raft.js";
 import type { PeerAddress } from "../transport/transport.js";
 import type { Labels } from "../placement/types.js";
+import { SHARDS_MAX } from "../meta/ranges.js";
 
 export interface StartOptions {
   id: string;
@@ -169,7 +170,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     http = parseAddress("--http", opts.http);
     const listen = parseAddress("--listen", opts.listen);
     const peers = parsePeers(opts.peers, id);
-    let shards = positiveInt("--shards", opts.shards, 4096);
+    let shards = positiveInt("--shards", opts.shards, SHARDS_MAX);
     const maxPayloadBytes = positiveInt("--max-payload-bytes", opts.maxPayloadBytes, 64 << 20);
     // Bounded so that no body can overflow the stack of the log's encoder, however the flags are set.
     const jsonLimits = {

@@ -28,6 +28,9 @@ export function hashOf(key: string): number {
   return h >>> 0;
 }
 
+/** Most shards a cluster may be founded with (`--shards`): 16,384 measured to start, replicate and idle on 3 nodes (bench:shards). */
+export const SHARDS_MAX = 16_384;
+
 /** Shard i (from 1) of n equal ranges holds the hashes h with floor(h * n / 2^32) = i - 1. */
 export function initialRange(shard: number, shards: number): HashRange {
   const startOf = (i: number) => Math.ceil((i * HASH_SPACE) / shards);
