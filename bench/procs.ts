@@ -50,6 +50,8 @@ export interface ProcClusterOptions {
   /** Extra flags of every node's `shoal start`. */
   flags: string[];
   env?: Record<string, string>;
+  /** Flags of the node processes' Node.js itself (e.g. `--cpu-prof` for a profile of every node). */
+  nodeFlags?: string[];
   /** Keep the data directory and logs after the run. */
   keep?: boolean;
   name: string;
@@ -91,7 +93,7 @@ export class ProcCluster {
 
   start(id: number): void {
     const peers = this.o.ids.filter((p) => p !== id).map((p) => `${p}=127.0.0.1:${this.peerPort.get(p)}`).join(",");
-    const child = spawn(process.execPath, [shoal, "start", "--id", String(id), "--data-dir", join(this.dir, `n${id}`),
+    const child = spawn(process.execPath, [...(this.o.nodeFlags ?? []), shoal, "start", "--id", String(id), "--data-dir", join(this.dir, `n${id}`),
       "--http", `127.0.0.1:${this.httpPort.get(id)}`, "--listen", `127.0.0.1:${this.peerPort.get(id)}`, "--peers", peers, ...this.o.flags],
     { stdio: ["ignore", openSync(join(this.dir, `n${id}.log`), "a"), "inherit"], env: { ...process.env, ...this.o.env } });
     this.procs.set(id, child);

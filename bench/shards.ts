@@ -3,6 +3,7 @@
  * processes founded together, then
  *   ready s      from spawning the processes until every node answers /readyz;
  *   replicated s from readiness until every shard has three voters (node 1's shard map);
+ *   settled s    from then until no placement operator runs (leader balancing, for one);
  *   leaders      shards led by each node (node 1's view);
  *   idle CPU %   of one core, the three processes together, over `--idle-seconds` once replicated and
  *                settled (`--settle-seconds`), with no client;
@@ -31,6 +32,7 @@ interface Row {
   shards: number;
   readyS: number;
   replicatedS: number;
+  settledS: number;
   leaders: number[];
   idleCpuPct: number;
   rssMiB: number[];
@@ -75,7 +77,15 @@ async function measure(shards: number): Promise<Row> {
       return map.length >= shards && map.every((s) => s.replicas.filter((r) => r.role === "voter").length === 3);
     }, DEADLINE_MS, 250);
     const replicatedMs = performance.now();
-    process.stderr.write(`  ${shards} shards: ready in ${((readyMs - spawnedMs) / 1000).toFixed(1)} s, replicated ${((replicatedMs - readyMs) / 1000).toFixed(1)} s later; settling ${SETTLE_SECONDS} s, idle for ${IDLE_SECONDS} s…\n`);
+    await until("no operator running", async () => {
+      try {
+        return (await c.json<{ operators: unknown[] }>(1, "/v1/cluster/operators?status=running")).body.operators.length === 0;
+      } catch {
+        return false;
+      }
+    }, DEADLINE_MS, 500);
+    const settledMs = performance.now();
+    process.stderr.write(`  ${shards} shards: ready in ${((readyMs - spawnedMs) / 1000).toFixed(1)} s, replicated ${((replicatedMs - readyMs) / 1000).toFixed(1)} s later, settled ${((settledMs - replicatedMs) / 1000).toFixed(1)} s later; settling ${SETTLE_SECONDS} s, idle for ${IDLE_SECONDS} s…\n`);
     await sleep(SETTLE_SECONDS * 1000);
     const cpuBefore = IDS.map((id) => c.cpuSeconds(id));
     const idleFrom = performance.now();
@@ -87,7 +97,7 @@ async function measure(shards: number): Promise<Row> {
     const leaders = IDS.map((id) => map.filter((s) => s.leader === id).length);
     const lat = await writeLatencies(c, WRITES);
     return {
-      shards, readyS: (readyMs - spawnedMs) / 1000, replicatedS: (replicatedMs - readyMs) / 1000, leaders, idleCpuPct, rssMiB,
+      shards, readyS: (readyMs - spawnedMs) / 1000, replicatedS: (replicatedMs - readyMs) / 1000, settledS: (settledMs - replicatedMs) / 1000, leaders, idleCpuPct, rssMiB,
       writeP50Ms: percentile(lat, 0.5), writeP99Ms: percentile(lat, 0.99),
     };
   } finally {
@@ -101,14 +111,14 @@ async function main(): Promise<void> {
   for (const n of COUNTS) rows.push(await measure(n));
   const ref = rows[0]!;
   console.log(`\nshards on 3 nodes (idle CPU over ${IDLE_SECONDS} s, all three processes, % of one core; ratios against the 1-shard cluster of this run)`);
-  const head = ["shards", "ready s", "replicated s", "leaders per node", "max lead %", "idle CPU %", "x ref", "RSS MiB per node", "x ref", "write p50 ms", "p99 ms"];
+  const head = ["shards", "ready s", "replicated s", "settled s", "leaders per node", "max lead %", "idle CPU %", "x ref", "RSS MiB per node", "x ref", "write p50 ms", "p99 ms"];
   console.log(`| ${head.join(" | ")} |`);
   console.log(`|${head.map(() => "---").join("|")}|`);
   for (const r of rows) {
     const maxLeadPct = (100 * Math.max(...r.leaders)) / r.shards;
     const rssMax = Math.max(...r.rssMiB);
     console.log(`| ${[
-      r.shards, r.readyS.toFixed(1), r.replicatedS.toFixed(1), r.leaders.join(" / "), maxLeadPct.toFixed(0), r.idleCpuPct.toFixed(1),
+      r.shards, r.readyS.toFixed(1), r.replicatedS.toFixed(1), r.settledS.toFixed(1), r.leaders.join(" / "), maxLeadPct.toFixed(0), r.idleCpuPct.toFixed(1),
       (r.idleCpuPct / Math.max(ref.idleCpuPct, 0.1)).toFixed(1), r.rssMiB.map((m) => m.toFixed(0)).join(" / "), (rssMax / Math.max(...ref.rssMiB)).toFixed(1),
       r.writeP50Ms.toFixed(1), r.writeP99Ms.toFixed(1),
     ].join(" | ")} |`);

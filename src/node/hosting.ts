@@ -34,8 +34,7 @@ export function hostingChanges(meta: Readonly<MetaState>, self: NodeId, hosted: 
   };
   for (const shard of meta.shards.values()) {
     const placed = shard.replicas.some((r) => r.node === self);
-    const madeHere = madeBySplit(shard.id, 0);
-    if (placed && !hosted.has(shard.id) && !madeHere) create.push(shard.id);
+    if (placed && !hosted.has(shard.id) && !madeBySplit(shard.id, 0)) create.push(shard.id);
     // A shard the metadata does not know yet (a founder's, before the collection is recorded) stays.
     if (!placed && hosted.has(shard.id) && caughtUp) drop.push(shard.id);
   }

@@ -266,8 +266,10 @@ export class MemberCare {
    */
   async retireDeadNodes(cfg: PlacementConfig, nowMs: number): Promise<void> {
     const meta = this.node.metaState();
-    const holders = new Set([...meta.shards.values()].flatMap((s) => s.replicas.map((r) => r.node)));
-    const found = deadNodes(meta.nodes.values(), this.node.id, (id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "dead", holders, this.deadSeen);
+    // Walks the whole shard map: only when some node is dead (never on a healthy cluster's passes).
+    let holders: Set<NodeId> | null = null;
+    const holdsReplica = (id: NodeId) => (holders ??= new Set([...meta.shards.values()].flatMap((s) => s.replicas.map((r) => r.node)))).has(id);
+    const found = deadNodes(meta.nodes.values(), this.node.id, (id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "dead", holdsReplica, this.deadSeen);
     this.deadSeen = found.alerted;
     for (const n of found.alert) {
       this.alert({ atMs: nowMs, kind: "node-dead", node: n.id, message: `node ${n.id} is dead (silent for ${cfg.nodeDeadAfterMs} ms): its replicas are rebuilt elsewhere` });

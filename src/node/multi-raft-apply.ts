@@ -118,6 +118,7 @@ export abstract class NodeApply extends NodeLiveness {
       const g = this.groups.get(id)!;
       this.groups.delete(id);
       this.ticking.delete(g);
+      this.parked.delete(g);
       this.lastLeaders.delete(id);
       const gone = new NotHostedError(id);
       this.failWaiters(g, new InterruptedError(`the replica of shard ${id} on node ${this.id} was dropped before the write was applied here; it may still be applied`), gone);

@@ -18,8 +18,8 @@ import type { Health } from "../placement/types.js";
 import { appendTo, hasWaiters } from "./multi-raft-state.js";
 import { NodeState } from "./multi-raft-state.js";
 
-/** Tick rounds between walks of every group even when every peer is live (~0.5 s at 30 ms ticks). */
-const FULL_SCAN_EVERY_ROUNDS = 16;
+/** Tick rounds between walks of every group even when every peer is live (~2 s at 30 ms ticks: a safety net only). */
+const FULL_SCAN_EVERY_ROUNDS = 64;
 
 export abstract class NodeLiveness extends NodeState {
   /** The metadata group's applied index has reached the commit index its leader told it: caught up. */

@@ -146,6 +146,8 @@ export abstract class NodeState {
    * false; changed only through setQuiesced, addGroup and dropping a group.
    */
   protected readonly ticking = new Set<Group>();
+  /** Groups with parked proposals (waiting out a leader change). Invariant: exactly those whose parkedProposals is not empty. */
+  protected readonly parked = new Set<Group>();
   /** Tick rounds since the last walk of every group (see NodeLiveness.scanAllDue). */
   protected roundsSinceFullScan = 0;
   /** Groups an input or a call reached since the last turn (see NodeTurn.mayBeReady). */
@@ -330,6 +332,7 @@ export abstract class NodeState {
       if (w !== undefined) this.settle(w, notProposed);
     }
     g.parkedProposals = [];
+    this.parked.delete(g);
     for (const w of g.proposals.values()) this.settle(w, proposed);
     g.proposals.clear();
     for (const r of g.reads.values()) this.settle(r, notProposed);

@@ -17,6 +17,7 @@ import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, u
 
 import { appendTo, loadMeta, mustWait, encoder } from "./multi-raft-state.js";
 import { NodeApply } from "./multi-raft-apply.js";
+import { assert } from "../util/assert.js";
 
 export abstract class NodeTurn extends NodeApply {
   /**
@@ -254,11 +255,13 @@ export abstract class NodeTurn extends NodeApply {
       }
     }
     // Proposals that waited out a leadership transfer go first, in their order.
-    for (const g of this.groups.values()) {
-      if (g.parkedProposals.length === 0 || mustWait(g)) continue;
+    for (const g of this.parked) {
+      assert(g.parkedProposals.length > 0, () => `group ${g.id} is marked parked with nothing parked`);
+      if (mustWait(g)) continue;
       proposalsByGroup.set(g, [...g.parkedProposals, ...(proposalsByGroup.get(g) ?? [])]);
       this.touched.add(g);
       g.parkedProposals = [];
+      this.parked.delete(g);
     }
     // One proposal step per shard per turn: the leader appends them as one batch and replicates them in
     // one Append per follower (stepped one by one, each became its own Append and its own response).
@@ -268,6 +271,7 @@ export abstract class NodeTurn extends NodeApply {
       // (a follower forwards them), instead of failing with 503.
       if (mustWait(g)) {
         g.parkedProposals.push(...batch);
+        this.parked.add(g);
         continue;
       }
       try {

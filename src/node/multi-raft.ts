@@ -27,7 +27,7 @@ import type { WalRecord } from "../storage/wal-record.js";
 
 import { type NodeHost, realHost } from "./host.js";
 
-import { type Consistency, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, planeOf, shardOf } from "./group.js";
+import { type Consistency, type Group, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, planeOf, shardOf } from "./group.js";
 
 import { initialRange } from "../meta/ranges.js";
 
@@ -48,7 +48,21 @@ export {
   OverloadedError, QuorumLostError, RequestTimeoutError, ShuttingDownError, InterruptedError, planeOf, shardOf,
 };
 
+/** A shard led here, as its leader knows it (see MultiRaftNode.ledShards). Read-only for callers: it may be reused. */
+export interface LedShard {
+  readonly shard: number;
+  readonly term: number;
+  readonly applied: number;
+  readonly conf: ConfState;
+  readonly caughtUp: NodeId[];
+  readonly requests: number;
+  readonly snapshotting: boolean;
+}
+
 export class MultiRaftNode extends NodeTurn {
+  /** ledShards' last answer per quiescent leader, with the indexes it was made at. */
+  private readonly ledMemo = new WeakMap<Group, { term: number; committed: number; applied: number; entry: LedShard }>();
+
   /** Recovers (or bootstraps) the node's groups from its data directory. Call start() next. */
   static async open(config: NodeConfig, host: NodeHost = realHost(config.logger ? { logger: config.logger } : {})): Promise<MultiRaftNode> {
     const cfg = {
@@ -385,15 +399,25 @@ export class MultiRaftNode extends NodeTurn {
    * The shards this node leads, with what their leader knows: the configuration as of the applied
    * index, the replicas holding the commit index, and the requests made here so far.
    */
-  ledShards(): { shard: number; term: number; applied: number; conf: ConfState; caughtUp: NodeId[]; requests: number; snapshotting: boolean }[] {
-    const out = [];
+  ledShards(): LedShard[] {
+    const out: LedShard[] = [];
     for (const g of this.groups.values()) {
       const r = g.raft;
       if (g.kind !== "shard" || r.role() !== Role.Leader) continue;
+      // A quiescent leader's answer stays what it was while its term, indexes and requests stay: reused,
+      // so that thousands of idle shards cost a lookup each per pass, not a walk of their progress.
+      const memo = this.ledMemo.get(g);
+      if (g.quiescence.quiesced && memo !== undefined && memo.term === r.term() && memo.committed === r.committed() &&
+        memo.applied === r.applied() && memo.entry.requests === g.requests) {
+        out.push(memo.entry);
+        continue;
+      }
       const progress = [...r.progress()];
       const caughtUp = progress.filter(([, pr]) => pr.match >= r.committed()).map(([id]) => id);
       const snapshotting = progress.some(([, pr]) => pr.snapshotting);
-      out.push({ shard: g.id, term: r.term(), applied: this.store.applied(g.id), conf: r.confState(), caughtUp, requests: g.requests, snapshotting });
+      const entry = { shard: g.id, term: r.term(), applied: this.store.applied(g.id), conf: r.confState(), caughtUp, requests: g.requests, snapshotting };
+      this.ledMemo.set(g, { term: r.term(), committed: r.committed(), applied: r.applied(), entry });
+      out.push(entry);
     }
     return out;
   }

@@ -155,7 +155,7 @@ export class ShardAgent {
     const reports: ShardReport[] = [];
     const requests = new Map<number, number>();
     const led = this.node.ledShards();
-    this.sizes.measure(led.map((s) => s.shard));
+    this.sizes.measure(led);
     for (const id of this.shippedAtPass.keys()) if (!led.some((s) => s.shard === id)) this.shippedAtPass.delete(id);
     for (const s of led) {
       requests.set(s.shard, s.requests);

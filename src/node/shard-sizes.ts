@@ -18,11 +18,24 @@ export interface ShardSize {
 
 type Scan = (group: number, limit: number, after?: string) => [string, StoredRecord][];
 
+/** Walks a pass starts, at most: bounds the scans one pass makes over many small shards. */
+export const SHARDS_PER_PASS = 256;
+
+/** A shard led here and its applied index: a shard whose index did not move since it was measured is not walked again. */
+export interface LedShardIndex {
+  shard: number;
+  applied: number;
+}
+
 export class ShardSizes {
   /** Published sizes of shards led here (bounded by the shards led). */
   private readonly sizes = new Map<number, ShardSize>();
-  /** The walk in progress: its shard, the last id visited, and the running totals. */
-  private walk: { shard: number; after: string | undefined; records: number; bytes: number } | null = null;
+  /** Per shard with a published size: its applied index when the walk that measured it started. */
+  private readonly measuredAt = new Map<number, number>();
+  /** The walk in progress: its shard and applied index, the last id visited, and the running totals. */
+  private walk: { shard: number; applied: number; after: string | undefined; records: number; bytes: number } | null = null;
+  /** The shard whose walk completed last: the next walk starts after it (round robin). */
+  private cursor = 0;
 
   constructor(private readonly scan: Scan) {}
 
@@ -33,23 +46,35 @@ export class ShardSizes {
   /** Drops what was measured of a shard (its range changed); a walk of it in progress starts over. */
   forget(shard: number): void {
     this.sizes.delete(shard);
-    if (this.walk?.shard === shard) this.walk = { shard, after: undefined, records: 0, bytes: 0 };
+    this.measuredAt.delete(shard);
+    if (this.walk?.shard === shard) this.walk = null;
   }
 
-  /** Walks on, over the shards led now (their ids), for at most RECORDS_PER_PASS records. */
-  measure(led: readonly number[]): void {
-    const ledSet = new Set(led);
-    for (const id of this.sizes.keys()) if (!ledSet.has(id)) this.sizes.delete(id);
-    if (led.length === 0) return;
-    const order = [...led].sort((a, b) => a - b);
+  /**
+   * Walks on over the shards led now, for at most RECORDS_PER_PASS records and SHARDS_PER_PASS walks
+   * started: the walk in progress first, then, round robin, shards never measured or whose applied index
+   * moved since (an idle shard is not walked again).
+   */
+  measure(led: readonly LedShardIndex[]): void {
+    const applied = new Map(led.map((s) => [s.shard, s.applied]));
+    for (const id of this.sizes.keys()) {
+      if (applied.has(id)) continue;
+      this.sizes.delete(id);
+      this.measuredAt.delete(id);
+    }
+    if (this.walk !== null && !applied.has(this.walk.shard)) this.walk = null;
+    const due = led.filter((s) => this.measuredAt.get(s.shard) !== s.applied).map((s) => s.shard).sort((a, b) => a - b);
     let budget = RECORDS_PER_PASS;
-    const completed = new Set<number>();
-    // Bounded: each round either spends budget or completes a shard, and no shard completes twice a pass.
-    for (let round = 0; budget > 0 && round <= order.length; round++) {
-      if (this.walk === null || !ledSet.has(this.walk.shard)) {
-        const last = this.walk?.shard ?? 0;
-        const next = order.find((id) => id > last) ?? order[0]!;
-        this.walk = { shard: next, after: undefined, records: 0, bytes: 0 };
+    let started = 0;
+    // Bounded: each round spends the budget (and returns), or completes a walk; at most SHARDS_PER_PASS start.
+    for (;;) {
+      if (this.walk === null) {
+        if (started >= SHARDS_PER_PASS) return;
+        const next = due.find((id) => id > this.cursor && this.measuredAt.get(id) !== applied.get(id)) ??
+          due.find((id) => this.measuredAt.get(id) !== applied.get(id));
+        if (next === undefined) return;
+        this.walk = { shard: next, applied: applied.get(next)!, after: undefined, records: 0, bytes: 0 };
+        started++;
       }
       const w = this.walk;
       const page = this.scan(w.shard, budget, w.after);
@@ -58,15 +83,15 @@ export class ShardSizes {
         w.bytes += key.length + (pack(rec) as Uint8Array).byteLength;
       }
       budget -= page.length;
-      if (page.length > 0) w.after = page[page.length - 1]![0];
-      if (budget > 0) {
-        // The walk reached the end of the shard.
-        this.sizes.set(w.shard, { records: w.records, bytes: w.bytes });
-        completed.add(w.shard);
-        const next = order.find((id) => id > w.shard) ?? order[0]!;
-        this.walk = { shard: next, after: undefined, records: 0, bytes: 0 };
-        if (completed.has(next)) return;
+      if (budget === 0) {
+        if (page.length > 0) w.after = page[page.length - 1]![0];
+        return;
       }
+      // The walk reached the end of the shard.
+      this.sizes.set(w.shard, { records: w.records, bytes: w.bytes });
+      this.measuredAt.set(w.shard, w.applied);
+      this.cursor = w.shard;
+      this.walk = null;
     }
   }
 }

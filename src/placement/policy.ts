@@ -322,13 +322,13 @@ export interface MemberNode {
  * from now on (a node that came back is forgotten, so a second death alerts again), and those that hold
  * no replica (`retire`: repair has rebuilt their replicas elsewhere, they may leave the cluster).
  */
-export function deadNodes<N extends MemberNode>(nodes: Iterable<N>, self: NodeId, isDead: (id: NodeId) => boolean, holders: ReadonlySet<NodeId>,
+export function deadNodes<N extends MemberNode>(nodes: Iterable<N>, self: NodeId, isDead: (id: NodeId) => boolean, holdsReplica: (id: NodeId) => boolean,
   alerted: ReadonlySet<NodeId>): { alert: N[]; alerted: Set<NodeId>; retire: N[] } {
   const dead = [...nodes].filter((n) => n.worker !== "removed" && n.id !== self && isDead(n.id));
   return {
     alert: dead.filter((n) => !alerted.has(n.id)),
     alerted: new Set(dead.map((n) => n.id)),
-    retire: dead.filter((n) => !holders.has(n.id)),
+    retire: dead.filter((n) => !holdsReplica(n.id)),
   };
 }
 
