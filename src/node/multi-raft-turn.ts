@@ -121,6 +121,12 @@ export abstract class NodeTurn extends NodeApply {
     }
   }
 
+  /** No input, no group an input or a call reached, no Ready left, no hosting or split work, no parked proposal. */
+  protected nothingToDo(): boolean {
+    return this.inputs.length === 0 && this.touched.size === 0 && this.hadReady.size === 0 && !this.hostingDue && !this.hostingPending &&
+      this.splitsToLand.length === 0 && this.parked.size === 0;
+  }
+
   protected anyReady(): boolean {
     for (const g of this.mayBeReady()) if (g.raft.hasReady()) return true;
     return false;

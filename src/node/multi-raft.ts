@@ -151,6 +151,9 @@ export class MultiRaftNode extends NodeTurn {
       this.noteStall(nowMs);
       this.lastTickAtMs = nowMs;
       if (this.pendingTicks < MAX_TICKS_PER_TURN) this.pendingTicks++;
+      // With every group quiescent and nothing to do, ticks gather until the next keepalive is due: an
+      // idle node takes a turn per heartbeat interval, not per tick (issue 13: idle CPU).
+      if (this.ticking.size === 0 && this.pendingTicks + this.ticksSinceKeepalive < this.cfg.heartbeatTicks && this.nothingToDo()) return;
       this.scheduleTurn();
     }, this.cfg.tickMs);
     for (const id of this.campaignAtStart) {
@@ -404,10 +407,13 @@ export class MultiRaftNode extends NodeTurn {
     for (const g of this.groups.values()) {
       const r = g.raft;
       if (g.kind !== "shard" || r.role() !== Role.Leader) continue;
-      // A quiescent leader's answer stays what it was while its term, indexes and requests stay: reused,
-      // so that thousands of idle shards cost a lookup each per pass, not a walk of their progress.
+      // A fully replicated quiescent leader's answer (every member caught up, none snapshotting) stays
+      // what it was while its term, indexes and requests stay: reused, so that thousands of idle shards
+      // cost a lookup each per pass, not a copy of their progress. Reused only when it was made fully
+      // replicated too: a follower's progress can move while its leader's indexes do not.
       const memo = this.ledMemo.get(g);
-      if (g.quiescence.quiesced && memo !== undefined && memo.term === r.term() && memo.committed === r.committed() &&
+      const settled = g.quiescence.quiesced && r.fullyReplicated();
+      if (settled && memo !== undefined && memo.term === r.term() && memo.committed === r.committed() &&
         memo.applied === r.applied() && memo.entry.requests === g.requests) {
         out.push(memo.entry);
         continue;
@@ -416,7 +422,8 @@ export class MultiRaftNode extends NodeTurn {
       const caughtUp = progress.filter(([, pr]) => pr.match >= r.committed()).map(([id]) => id);
       const snapshotting = progress.some(([, pr]) => pr.snapshotting);
       const entry = { shard: g.id, term: r.term(), applied: this.store.applied(g.id), conf: r.confState(), caughtUp, requests: g.requests, snapshotting };
-      this.ledMemo.set(g, { term: r.term(), committed: r.committed(), applied: r.applied(), entry });
+      if (settled) this.ledMemo.set(g, { term: r.term(), committed: r.committed(), applied: r.applied(), entry });
+      else this.ledMemo.delete(g);
       out.push(entry);
     }
     return out;
