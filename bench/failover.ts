@@ -3,8 +3,9 @@
  * shards (1,000 by default) and `--clients` clients writing continuously (one write at a time each, new
  * keys with idempotency keys, through the two nodes that survive). Each trial kills -9 the node leading
  * the most shards, then
- *   first leader p50/p99 ms  per shard it led: from the kill until a surviving node names a new leader
- *                            (both survivors' shard maps polled every `--poll-ms`);
+ *   first leader p50/p99 ms  per shard it led: from the kill until a surviving node learned of a new
+ *                            leader (the nodes' `leaderSinceMs`, wall clock of this machine; the shard
+ *                            maps are polled every `--poll-ms` to see when every shard has one);
  *   all led ms               until every such shard has a new leader;
  *   unavailable p50/max ms   per client: the longest stretch from the kill on without a write completing
  *                            (a write whose leader died waits inside the gateway for the new one);
@@ -132,6 +133,7 @@ async function trial(clients: Client[]): Promise<Trial> {
   const victimShards = new Set([...leaders].filter(([, l]) => l === victim).map(([s]) => s));
   const firstLeader = new Map<number, number>();
   const killMs = performance.now();
+  const killWallMs = Date.now();
   await c.kill9(victim);
   const deadline = killMs + RECOVERY_DEADLINE_MS;
   let turn = 0;
@@ -144,6 +146,16 @@ async function trial(clients: Client[]): Promise<Trial> {
     }
     await sleep(POLL_MS);
   }
+  // When each survivor learned of each new leader (its own clock, the same machine's): exact, where the
+  // poll above only bounds it.
+  const learned = new Map<number, number>();
+  for (const from of survivors) {
+    for (const s of (await shardMap(from)) ?? []) {
+      if (!victimShards.has(s.shard) || s.leader === 0 || s.leader === victim || s.leaderSinceMs === null || s.leaderSinceMs < killWallMs) continue;
+      learned.set(s.shard, Math.min(learned.get(s.shard) ?? Infinity, s.leaderSinceMs - killWallMs));
+    }
+  }
+  for (const [shard, ms] of learned) if (firstLeader.has(shard)) firstLeader.set(shard, ms);
   const allLedMs = firstLeader.size === victimShards.size ? Math.max(...firstLeader.values()) : Infinity;
   // Let the clients run a little past recovery, so that a client stuck longer shows it.
   await sleep(1000);
@@ -188,8 +200,7 @@ async function main(): Promise<void> {
   const worstAllLed = Math.max(...trials.map((r) => r.allLedMs));
   console.log(`| all | | ${trials.reduce((s, r) => s + r.led, 0)} | ${fmt(percentile(all, 0.5))} | ${fmt(percentile(all, 0.99))} | ${fmt(worstAllLed)} (worst) | ${fmt(percentile(gaps, 0.5))} | ${fmt(gaps[gaps.length - 1]!)} | | |`);
   const pass = worstAllLed <= GOAL_ALL_LED_MS;
-  console.log(`goal (issue 13): every shard of the killed node led again within ${GOAL_ALL_LED_MS} ms in each trial: ${pass ? "pass" : "FAIL"}` +
-    ` (times are as polled every ${POLL_MS} ms, plus the time one poll takes)`);
+  console.log(`goal (issue 13): every shard of the killed node led again within ${GOAL_ALL_LED_MS} ms in each trial: ${pass ? "pass" : "FAIL"}`);
   process.exitCode = pass ? 0 : 1;
 }
 

@@ -157,4 +157,6 @@ export interface ShardView {
   shard: number;
   replicas: { node: number; role: string }[];
   leader: number;
+  /** When (wall-clock ms) the answering node learned of that leader; null if it knows none. */
+  leaderSinceMs: number | null;
 }

@@ -141,8 +141,9 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   });
   const shardView = (sh: ShardRecord) => ({
     shard: sh.id, collection: sh.collection, range: [sh.range.start, sh.range.end], epoch: sh.epoch, replicas: sh.replicas,
-    // This node's view of the leader, when it holds a replica.
+    // This node's view of the leader, when it holds a replica, and since when (wall-clock ms) it knows it.
     leader: node.leaderOf(sh.id),
+    leaderSinceMs: node.leaderKnownSinceMs(sh.id),
   });
   const operatorView = (r: OperatorRecord) => ({
     id: r.operator.id, shard: r.operator.shard, reason: r.operator.reason, status: r.status, steps: r.operator.steps,

@@ -146,6 +146,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     node.transport.stats().reduce((s, l) => s + l.queuedBytes, 0));
   counter("shoal_raft_leaderships_won_total", "elections this node won (times it became leader of a shard)", () => counters.leadershipsWon);
   counter("shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", () => counters.electionsStarted);
+  counter("shoal_raft_successor_campaigns_total", "elections started at once because the shard's leader's node was lost and this node is its chosen successor", () => counters.successorCampaigns);
   counter("shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", () => counters.leaderTransfersStarted);
   counter("shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", () => counters.malformedMessages);
   gauge("shoal_raft_quiesced_shards", "shards whose Raft group is quiescent (idle: not ticking) on this node", () => node.quiescedShards());

@@ -120,6 +120,7 @@ export abstract class NodeApply extends NodeLiveness {
       this.ticking.delete(g);
       this.parked.delete(g);
       this.lastLeaders.delete(id);
+      this.leaderSinceMs.delete(id);
       const gone = new NotHostedError(id);
       this.failWaiters(g, new InterruptedError(`the replica of shard ${id} on node ${this.id} was dropped before the write was applied here; it may still be applied`), gone);
       for (const w of g.transferWaiters) this.settle(w, "aborted");

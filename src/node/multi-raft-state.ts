@@ -165,6 +165,8 @@ export abstract class NodeState {
   protected ticksSinceKeepalive = 0;
   /** The last leader each hosted shard had here, kept through elections (when Raft knows none). */
   protected readonly lastLeaders = new Map<number, NodeId>();
+  /** Per hosted shard: when (wall clock) this node learned of its current last leader. Same keys as lastLeaders. */
+  protected readonly leaderSinceMs = new Map<number, number>();
   /** The peers' liveness as the frames this node receives show it. */
   protected readonly peers: PeerLiveness;
   /** When the tick timer last fired: a longer gap than expected means the loop stalled (see noteStall). */
@@ -191,7 +193,7 @@ export abstract class NodeState {
   failure: Error | null = null;
   readonly counters = {
     turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0, electionsStarted: 0,
-    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0,
+    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0, successorCampaigns: 0,
   };
 
   protected constructor(cfg: NodeSettings, host: NodeHost, wal: NodeWal, store: NodeStateStore, transport: NodeTransport) {
@@ -275,6 +277,11 @@ export abstract class NodeState {
    */
   lastLeaderOf(group: number): NodeId {
     return this.groups.has(group) ? this.lastLeaders.get(group) ?? 0 : 0;
+  }
+
+  /** When (wall-clock ms) this node learned of the shard's last leader; null if it knows none. */
+  leaderKnownSinceMs(group: number): number | null {
+    return this.groups.has(group) ? this.leaderSinceMs.get(group) ?? null : null;
   }
 
   /** The shard's leader as this node knows it (0 when unknown). */

@@ -194,7 +194,11 @@ export abstract class NodeTurn extends NodeApply {
       if (rd.softState?.role === Role.Leader) this.counters.leadershipsWon++;
       if (rd.softState?.role === Role.Candidate) this.counters.electionsStarted++;
     }
-    for (const [g, rd] of readies) if (rd.softState !== null && rd.softState.lead !== 0) this.lastLeaders.set(g.id, rd.softState.lead);
+    for (const [g, rd] of readies) {
+      if (rd.softState === null || rd.softState.lead === 0 || this.lastLeaders.get(g.id) === rd.softState.lead) continue;
+      this.lastLeaders.set(g.id, rd.softState.lead);
+      this.leaderSinceMs.set(g.id, this.clock.wallMs());
+    }
     this.retryReadsOnLeaderChange(readies);
     this.answerLeaderWaiters(readies);
     for (const [g, rd] of readies) for (const t of rd.leaderTransfers) this.settleTransfers(g, t.transferee, t.outcome);
@@ -215,6 +219,9 @@ export abstract class NodeTurn extends NodeApply {
     this.inputs = [];
     const readsByGroup = new Map<Group, string[]>();
     const proposalsByGroup = new Map<Group, ProposeInput[]>();
+    // Lost peers first: a survivor's vote request that arrived with the news of its leader's loss must
+    // find the lease ended, or it is ignored and the shard waits a whole election timeout more.
+    for (const input of inputs) if (input.kind === "peerLost") this.leaderGone(input.peer);
     for (const input of inputs) {
       if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
       const g = input.kind === "unreachable" || input.kind === "peerLost" ? undefined : this.groups.get(input.group);
@@ -256,8 +263,8 @@ export abstract class NodeTurn extends NodeApply {
           for (const grp of this.groups.values()) grp.raft.reportUnreachable(input.peer);
           break;
         case "peerLost":
-          this.leaderGone(input.peer);
-          break;
+          break; // handled above
+
       }
     }
     // Proposals that waited out a leadership transfer go first, in their order.

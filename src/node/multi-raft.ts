@@ -146,16 +146,7 @@ export class MultiRaftNode extends NodeTurn {
     // Opening (WAL recovery) may have taken a while; peers get their grace from now on.
     this.lastTickAtMs = this.clock.nowMs();
     this.peers.deafUntil(this.lastTickAtMs);
-    this.tickTimer = this.clock.setInterval(() => {
-      const nowMs = this.clock.nowMs();
-      this.noteStall(nowMs);
-      this.lastTickAtMs = nowMs;
-      if (this.pendingTicks < MAX_TICKS_PER_TURN) this.pendingTicks++;
-      // With every group quiescent and nothing to do, ticks gather until the next keepalive is due: an
-      // idle node takes a turn per heartbeat interval, not per tick (issue 13: idle CPU).
-      if (this.ticking.size === 0 && this.pendingTicks + this.ticksSinceKeepalive < this.cfg.heartbeatTicks && this.nothingToDo()) return;
-      this.scheduleTurn();
-    }, this.cfg.tickMs);
+    this.armTick();
     for (const id of this.campaignAtStart) {
       const g = this.groups.get(id);
       if (g !== undefined && g.raft.lead() === 0) {
@@ -166,6 +157,26 @@ export class MultiRaftNode extends NodeTurn {
     this.campaignAtStart = [];
     this.scheduleTurn();
     return port;
+  }
+
+  /**
+   * Sets the tick timer. While every group is quiescent and nothing waits, it sleeps until the next
+   * keepalive is due and then counts every tick it slept: an idle node wakes once per heartbeat interval,
+   * not once per tick (issue 13: idle CPU). A group woken meanwhile gets its first tick at most one
+   * heartbeat interval later.
+   */
+  private armTick(): void {
+    const idle = this.ticking.size === 0 && this.nothingToDo();
+    const ticks = idle ? Math.max(1, this.cfg.heartbeatTicks - this.ticksSinceKeepalive - this.pendingTicks) : 1;
+    this.tickTimer = this.clock.setTimeout(() => {
+      const nowMs = this.clock.nowMs();
+      this.noteStall(nowMs);
+      this.lastTickAtMs = nowMs;
+      this.pendingTicks = Math.min(MAX_TICKS_PER_TURN, this.pendingTicks + ticks);
+      if (this.stopped) return;
+      this.armTick();
+      this.scheduleTurn();
+    }, ticks * this.cfg.tickMs);
   }
 
   /** Graceful stop: no new work, the turn in progress finishes (its fsync included), then close. */
