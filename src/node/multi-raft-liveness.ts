@@ -48,14 +48,21 @@ export abstract class NodeLiveness extends NodeState {
     if (!this.peerLost(peer)) return;
     for (const g of this.groups.values()) {
       if (g.raft.role() === Role.Leader || g.raft.lead() !== peer) continue;
-      if (g.quiescence.quiesced) this.wake(g, true);
-      else g.raft.resumeTicking(true);
-      // One successor per group campaigns at once; the others wait for their randomized timeouts. Two
-      // survivors campaigning together split the vote and both wait a whole timeout again (a node that
-      // led hundreds of shards took up to 1.4 s to be replaced everywhere: bench:failover).
-      if (this.successorOf(g, peer) === this.id) {
+      const successor = this.successorOf(g, peer);
+      if (successor === null) {
+        if (g.quiescence.quiesced) this.wake(g, true);
+        else g.raft.resumeTicking(true);
+        continue;
+      }
+      // One successor per group campaigns at once; every survivor forgets the leader, so it grants the
+      // successor's pre-vote at once, and campaigns itself only at its own election timeout (if the
+      // successor fails). Survivors campaigning together split the vote and all wait a whole timeout
+      // again: a node that led hundreds of shards took up to 1.4 s to be replaced (bench:failover).
+      if (g.quiescence.quiesced) this.wake(g, false);
+      g.raft.forgetLeader();
+      this.touched.add(g);
+      if (successor === this.id) {
         g.raft.campaign();
-        this.touched.add(g);
         this.counters.successorCampaigns++;
       }
     }

@@ -123,6 +123,11 @@ export class RaftNode {
     this.raft.resumeTicking(leaderLost);
   }
 
+  /** See Raft.forgetLeader: the leader's node is gone; grant pre-votes now, campaign at the timeout. */
+  forgetLeader(): void {
+    this.raft.forgetLeader();
+  }
+
   campaign(): void {
     this.raft.step(message({ type: MessageType.Hup, from: this.raft.id }));
   }

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TestCluster, enc } from "./testing.js";
+import { Role } from "./index.js";
 
 test("three voters elect a leader and replicate a proposal to all", () => {
   const c = new TestCluster({ voters: [1, 2, 3] });
@@ -13,4 +14,32 @@ test("three voters elect a leader and replicate a proposal to all", () => {
   // Index 1 is the bootstrap snapshot, 2 the leader's empty entry, 3 the proposal.
   assert.equal(st.commit, 3);
   assert.equal(st.progress!.get(2)!.match, 3);
+});
+
+test("forgetLeader: a follower that forgot its lost leader grants pre-votes at once, campaigns only at its own timeout, and follows the leader again if it hears from it", () => {
+  const c = new TestCluster({ voters: [1, 2, 3], config: { preVote: true, checkQuorum: true } });
+  c.elect(1);
+  c.stabilize();
+  // Node 1's node is gone. Without forgetting it, node 3 ignores node 2's pre-vote (it is in its lease).
+  c.isolate(1);
+  c.node(2).campaign();
+  c.stabilize();
+  assert.notEqual(c.node(2).role(), Role.Leader, "node 3 in its lease: no election");
+  assert.equal(c.node(3).lead(), 1);
+  // Node 3 forgets its leader (the host saw node 1's connection break): node 2's campaign succeeds at once.
+  c.node(3).forgetLeader();
+  assert.equal(c.node(3).lead(), 0);
+  assert.equal(c.node(3).role(), Role.Follower, "it does not campaign itself");
+  c.node(2).campaign();
+  c.stabilize();
+  assert.equal(c.node(2).role(), Role.Leader);
+  assert.equal(c.node(3).lead(), 2);
+  // A follower that forgot a leader that is in fact alive follows it again at its next heartbeat.
+  c.heal();
+  c.tick(2, 5);
+  c.stabilize();
+  c.node(3).forgetLeader();
+  c.tick(2, 5);
+  c.stabilize();
+  assert.equal(c.node(3).lead(), 2);
 });

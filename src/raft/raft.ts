@@ -475,6 +475,18 @@ export class Raft {
     }
   }
 
+  /**
+   * A follower stops trusting its leader, which the host knows is gone (its node's connection broke):
+   * it stays a follower in its term without campaigning, but is out of its lease, so it grants
+   * pre-votes and votes at once; it campaigns itself only at its election timeout, and follows the
+   * leader again if it hears from it (etcd's ForgetLeader). With lease reads a forgotten leader could
+   * still be serving reads, so it is refused then.
+   */
+  forgetLeader(): void {
+    if (this.role !== Role.Follower || this.lead === NONE || this.cfg.readOnlyOption === ReadOnlyOption.Lease) return;
+    this.setLead(NONE);
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Step
 
