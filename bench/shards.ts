@@ -7,7 +7,8 @@
  *   leaders      shards led by each node (node 1's view);
  *   idle CPU %   of one core, the three processes together, over `--idle-seconds` once replicated and
  *                settled (`--settle-seconds`), with no client;
- *   RSS MiB      of each process after the idle period;
+ *   RSS MiB      of each process after the idle period, and KiB per shard: the largest RSS above the
+ *                1-shard cluster's largest, divided by the shards (what an idle shard costs a node);
  *   write p50/p99 ms  of `--writes` writes, one at a time, through the nodes in turn (light load).
  * The first row, 1 shard, is the reference measured in the same run: the ratios say what the extra
  * shards cost.
@@ -111,7 +112,7 @@ async function main(): Promise<void> {
   for (const n of COUNTS) rows.push(await measure(n));
   const ref = rows[0]!;
   console.log(`\nshards on 3 nodes (idle CPU over ${IDLE_SECONDS} s, all three processes, % of one core; ratios against the 1-shard cluster of this run)`);
-  const head = ["shards", "ready s", "replicated s", "settled s", "leaders per node", "max lead %", "idle CPU %", "x ref", "RSS MiB per node", "x ref", "write p50 ms", "p99 ms"];
+  const head = ["shards", "ready s", "replicated s", "settled s", "leaders per node", "max lead %", "idle CPU %", "x ref", "RSS MiB per node", "x ref", "KiB per shard", "write p50 ms", "p99 ms"];
   console.log(`| ${head.join(" | ")} |`);
   console.log(`|${head.map(() => "---").join("|")}|`);
   for (const r of rows) {
@@ -120,6 +121,7 @@ async function main(): Promise<void> {
     console.log(`| ${[
       r.shards, r.readyS.toFixed(1), r.replicatedS.toFixed(1), r.settledS.toFixed(1), r.leaders.join(" / "), maxLeadPct.toFixed(0), r.idleCpuPct.toFixed(1),
       (r.idleCpuPct / Math.max(ref.idleCpuPct, 0.1)).toFixed(1), r.rssMiB.map((m) => m.toFixed(0)).join(" / "), (rssMax / Math.max(...ref.rssMiB)).toFixed(1),
+      r.shards === ref.shards ? "-" : (((rssMax - Math.max(...ref.rssMiB)) * 1024) / r.shards).toFixed(1),
       r.writeP50Ms.toFixed(1), r.writeP99Ms.toFixed(1),
     ].join(" | ")} |`);
   }
