@@ -14,11 +14,11 @@ import { assert } from "../../util/assert.js";
 import { silentLogger } from "../../util/logger.js";
 import { Rng } from "../../util/rng.js";
 import { SimDisk } from "./disk.js";
+import type { SimNetwork } from "./network.js";
+import type { SimScheduler } from "./scheduler.js";
 
 /** Applied entries after which a simulated node compacts a group's log. */
 const SIM_COMPACT_AFTER_ENTRIES = 50;
-import type { SimNetwork } from "./network.js";
-import type { SimScheduler } from "./scheduler.js";
 
 /** A node's address in the world: the network routes by node id, the port only names it. */
 export function simAddress(id: number): PeerAddress {
