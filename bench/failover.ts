@@ -16,8 +16,11 @@
  * other nodes is not measured here.
  *
  *   node dist/bench/failover.js [--shards 1000] [--trials 10] [--clients 8] [--poll-ms 200] [--keep]
+ *
+ * --keep copies the nodes' logs to ./bench-failover.n<id>.log before the cluster is removed.
  */
-import { ProcCluster, type ShardView, intArg, percentile, sleep, until } from "./procs.js";
+import { ProcCluster, waitUntil } from "../src/chaos/cluster.js";
+import { ClientLoop, type ShardView, abandonOnExit, intArg, percentile, sleep } from "./procs.js";
 
 const args = process.argv.slice(2);
 const SHARDS = intArg(args, "shards", 1000, 1, 16_384);
@@ -31,11 +34,12 @@ const GOAL_ALL_LED_MS = 1000;
 const RECOVERY_DEADLINE_MS = 30_000;
 const SETTLE_DEADLINE_MS = 300_000;
 
-const c = await ProcCluster.create({ ids: IDS, flags: ["--shards", String(SHARDS)], name: "bench-failover", keep: KEEP });
+const c = await ProcCluster.start(IDS.length, SHARDS, SETTLE_DEADLINE_MS);
+abandonOnExit(c);
 
 async function shardMap(id: number): Promise<ShardView[] | null> {
   try {
-    return (await c.json<{ shards: ShardView[] }>(id, "/v1/cluster/shards", {}, 5000)).body.shards;
+    return (await c.api<{ shards: ShardView[] }>(id, "GET", "/v1/cluster/shards")).body.shards;
   } catch {
     return null;
   }
@@ -44,51 +48,40 @@ async function shardMap(id: number): Promise<ShardView[] | null> {
 interface Completion { atMs: number; ok: boolean }
 
 /** One write at a time through the gateways in `via`. */
-class Client {
+class Client extends ClientLoop {
   via: number[] = [];
   completions: Completion[] = [];
   latenciesMs: number[] = [];
-  private running = true;
   private n = 0;
-  private loop: Promise<void> | null = null;
 
-  constructor(private readonly name: string) {}
-
-  start(): void {
-    this.loop = this.run();
+  constructor(private readonly name: string) {
+    super();
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    while (this.running) {
-      if (this.via.length === 0) {
-        await sleep(5);
-        continue;
-      }
-      const n = ++this.n;
-      const gateway = this.via[n % this.via.length]!;
-      const startMs = performance.now();
-      let ok = false;
-      try {
-        const r = await fetch(c.url(gateway, `/v1/collections/default/records/${this.name}-${n}`), {
-          method: "PUT", body: JSON.stringify({ payload: n }), signal: AbortSignal.timeout(15_000),
-          headers: { "content-type": "application/json", "idempotency-key": `${this.name}-${n}` },
-        });
-        await r.arrayBuffer();
-        ok = r.status === 200;
-      } catch {
-        ok = false;
-      }
-      const atMs = performance.now();
-      // Bounded: emptied at the start of each trial.
-      this.completions.push({ atMs, ok });
-      if (ok) this.latenciesMs.push(atMs - startMs);
-      else await sleep(5);
+  protected async once(): Promise<void> {
+    if (this.via.length === 0) {
+      await sleep(5);
+      return;
     }
+    const n = ++this.n;
+    const gateway = this.via[n % this.via.length]!;
+    const startMs = performance.now();
+    let ok = false;
+    try {
+      const r = await fetch(c.url(gateway, `/v1/collections/default/records/${this.name}-${n}`), {
+        method: "PUT", body: JSON.stringify({ payload: n }), signal: AbortSignal.timeout(15_000),
+        headers: { "content-type": "application/json", "idempotency-key": `${this.name}-${n}` },
+      });
+      await r.arrayBuffer();
+      ok = r.status === 200;
+    } catch {
+      ok = false;
+    }
+    const atMs = performance.now();
+    // Bounded: emptied at the start of each trial.
+    this.completions.push({ atMs, ok });
+    if (ok) this.latenciesMs.push(atMs - startMs);
+    else await sleep(5);
   }
 
   /** The longest stretch from `fromMs` until `toMs` without a successful completion. */
@@ -106,10 +99,10 @@ class Client {
 
 /** Every running node ready and naming the same leader for every shard; returns those leaders. */
 async function steady(): Promise<Map<number, number>> {
-  for (const id of IDS) if (!c.procs.has(id)) c.start(id);
-  await until("every node ready", async () => (await Promise.all(IDS.map((id) => c.ready(id)))).every(Boolean), SETTLE_DEADLINE_MS, 100);
+  for (const id of IDS) if (c.state.get(id) === "killed") c.restart(id);
+  await c.waitReady(IDS, SETTLE_DEADLINE_MS);
   let leaders = new Map<number, number>();
-  await until("one leader per shard, agreed by every node", async () => {
+  await waitUntil("one leader per shard, agreed by every node", async () => {
     const maps = await Promise.all(IDS.map(shardMap));
     if (maps.some((m) => m === null || m.length < SHARDS)) return false;
     leaders = new Map(maps[0]!.map((s) => [s.shard, s.leader]));
@@ -183,8 +176,8 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const cl of clients) await cl.stop();
-    await c.stopAll();
-    c.cleanup();
+    if (KEEP) console.error(`kept the nodes' logs: ${c.saveLogs("bench-failover").join(", ")}`);
+    await c.destroy();
   }
   console.log(`\nfailover: 3 nodes, ${SHARDS} shards, ${CLIENTS} clients writing through the survivors; kill -9 of the node leading the most shards`);
   const head = ["trial", "node", "shards led", "first leader p50 ms", "p99 ms", "all led ms", "unavailable p50 ms", "max ms", "steady write p50 ms", "back s"];

@@ -14,8 +14,11 @@
  * shards cost.
  *
  *   node dist/bench/shards.js [--shards 1000,10000] [--idle-seconds 30] [--settle-seconds 10] [--writes 300] [--keep]
+ *
+ * --keep copies the nodes' logs to ./bench-shards-<shards>.n<id>.log before the cluster is removed.
  */
-import { type ProcCluster as Cluster, ProcCluster, type ShardView, intArg, percentile, sleep, until } from "./procs.js";
+import { ProcCluster, waitUntil } from "../src/chaos/cluster.js";
+import { type ShardView, abandonOnExit, cpuSeconds, intArg, percentile, rssMiB, sleep } from "./procs.js";
 
 const args = process.argv.slice(2);
 const at = args.indexOf("--shards");
@@ -41,15 +44,15 @@ interface Row {
   writeP99Ms: number;
 }
 
-async function shardMap(c: Cluster): Promise<ShardView[]> {
+async function shardMap(c: ProcCluster): Promise<ShardView[]> {
   try {
-    return (await c.json<{ shards: ShardView[] }>(1, "/v1/cluster/shards", {}, 10_000)).body.shards;
+    return (await c.api<{ shards: ShardView[] }>(1, "GET", "/v1/cluster/shards")).body.shards;
   } catch {
     return [];
   }
 }
 
-async function writeLatencies(c: Cluster, n: number): Promise<number[]> {
+async function writeLatencies(c: ProcCluster, n: number): Promise<number[]> {
   const ms: number[] = [];
   for (let i = 0; i < n; i++) {
     const id = IDS[i % IDS.length]!;
@@ -66,21 +69,21 @@ async function writeLatencies(c: Cluster, n: number): Promise<number[]> {
 }
 
 async function measure(shards: number): Promise<Row> {
-  const c = await ProcCluster.create({ ids: IDS, flags: ["--shards", String(shards)], name: "bench-shards", keep: KEEP });
+  const spawnedMs = performance.now();
+  const c = await ProcCluster.start(IDS.length, shards, DEADLINE_MS);
+  abandonOnExit(c);
+  const pids = IDS.map((id) => c.pid(id)!);
   try {
-    const spawnedMs = performance.now();
-    for (const id of IDS) c.start(id);
-    await until("every node ready", async () => (await Promise.all(IDS.map((id) => c.ready(id)))).every(Boolean), DEADLINE_MS, 100);
     const readyMs = performance.now();
     let map: ShardView[] = [];
-    await until(`${shards} shards with three voters`, async () => {
+    await waitUntil(`${shards} shards with three voters`, async () => {
       map = await shardMap(c);
       return map.length >= shards && map.every((s) => s.replicas.filter((r) => r.role === "voter").length === 3);
     }, DEADLINE_MS, 250);
     const replicatedMs = performance.now();
-    await until("no operator running", async () => {
+    await waitUntil("no operator running", async () => {
       try {
-        return (await c.json<{ operators: unknown[] }>(1, "/v1/cluster/operators?status=running")).body.operators.length === 0;
+        return (await c.api<{ operators: unknown[] }>(1, "GET", "/v1/cluster/operators?status=running")).body.operators.length === 0;
       } catch {
         return false;
       }
@@ -88,22 +91,22 @@ async function measure(shards: number): Promise<Row> {
     const settledMs = performance.now();
     process.stderr.write(`  ${shards} shards: ready in ${((readyMs - spawnedMs) / 1000).toFixed(1)} s, replicated ${((replicatedMs - readyMs) / 1000).toFixed(1)} s later, settled ${((settledMs - replicatedMs) / 1000).toFixed(1)} s later; settling ${SETTLE_SECONDS} s, idle for ${IDLE_SECONDS} s…\n`);
     await sleep(SETTLE_SECONDS * 1000);
-    const cpuBefore = IDS.map((id) => c.cpuSeconds(id));
+    const cpuBefore = pids.map(cpuSeconds);
     const idleFrom = performance.now();
     await sleep(IDLE_SECONDS * 1000);
-    const cpuUsed = IDS.reduce((s, id, i) => s + c.cpuSeconds(id) - cpuBefore[i]!, 0);
+    const cpuUsed = pids.reduce((s, pid, i) => s + cpuSeconds(pid) - cpuBefore[i]!, 0);
     const idleCpuPct = (100 * cpuUsed) / ((performance.now() - idleFrom) / 1000);
-    const rssMiB = IDS.map((id) => c.rssMiB(id));
+    const rss = pids.map(rssMiB);
     map = await shardMap(c);
     const leaders = IDS.map((id) => map.filter((s) => s.leader === id).length);
     const lat = await writeLatencies(c, WRITES);
     return {
-      shards, readyS: (readyMs - spawnedMs) / 1000, replicatedS: (replicatedMs - readyMs) / 1000, settledS: (settledMs - replicatedMs) / 1000, leaders, idleCpuPct, rssMiB,
+      shards, readyS: (readyMs - spawnedMs) / 1000, replicatedS: (replicatedMs - readyMs) / 1000, settledS: (settledMs - replicatedMs) / 1000, leaders, idleCpuPct, rssMiB: rss,
       writeP50Ms: percentile(lat, 0.5), writeP99Ms: percentile(lat, 0.99),
     };
   } finally {
-    await c.stopAll();
-    c.cleanup();
+    if (KEEP) console.error(`kept the nodes' logs: ${c.saveLogs(`bench-shards-${shards}`).join(", ")}`);
+    await c.destroy();
   }
 }
 

@@ -16,26 +16,21 @@
  *
  * Processes and the temporary directory are removed at the end, on failure and on SIGINT/SIGTERM.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, openSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { ProcCluster, waitUntil } from "../src/chaos/cluster.js";
+import { ClientLoop, abandonOnExit, intArg, percentile, sleep } from "./procs.js";
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
 };
-const TRIALS = Number(arg("trials", "10"));
+const TRIALS = intArg(args, "trials", 10, 1, 1000);
 const SCENARIOS = arg("scenarios", "kill,partition").split(",") as Scenario[];
 const USE_KEYS = !args.includes("--no-keys");
-/** Keep the temporary directory (the nodes' logs) for reading after the run. */
+/** Copy the nodes' logs to ./bench-unavailability.n<id>.log before the cluster is removed. */
 const KEEP = args.includes("--keep");
 type Scenario = "kill" | "partition";
 for (const s of SCENARIOS) if (s !== "kill" && s !== "partition") throw new Error(`unknown scenario ${s}: kill or partition`);
-if (!Number.isInteger(TRIALS) || TRIALS < 1 || TRIALS > 1000) throw new Error(`--trials must be an integer in 1..1000, got ${TRIALS}`);
 
 /** The issue's goal. */
 const GOAL_P50_MS = 500;
@@ -52,82 +47,20 @@ const WRITE_TIMEOUT_MS = 10_000;
 const RETRY_PAUSE_MS = 5;
 const IDS = [1, 2, 3];
 
-const shoal = fileURLToPath(new URL("../../bin/shoal.js", import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), "shoal-unavailability-"));
-const procs = new Map<number, ChildProcess>();
-const httpPort = new Map<number, number>();
-const peerPort = new Map<number, number>();
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const c = await ProcCluster.start(IDS.length, 1, SETTLE_DEADLINE_MS);
+abandonOnExit(c);
 
 /** Polls `cond` until it holds, at most `timeoutMs`. */
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = SETTLE_DEADLINE_MS): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await cond())) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = SETTLE_DEADLINE_MS) => waitUntil(what, cond, timeoutMs, 20);
 
-async function freePorts(n: number): Promise<number[]> {
-  const servers = Array.from({ length: n }, () => createServer());
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.listen(0, "127.0.0.1", r))));
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
-function startProc(id: number): void {
-  const peers = IDS.filter((p) => p !== id).map((p) => `${p}=127.0.0.1:${peerPort.get(p)}`).join(",");
-  const child = spawn(process.execPath, [shoal, "start", "--id", String(id), "--data-dir", join(dir, `n${id}`),
-    "--http", `127.0.0.1:${httpPort.get(id)}`, "--listen", `127.0.0.1:${peerPort.get(id)}`, "--peers", peers, "--shards", "1"],
-  { stdio: ["ignore", openSync(join(dir, `n${id}.log`), "a"), "inherit"], env: { ...process.env, SHOAL_TEST_MODE: "1" } });
-  procs.set(id, child);
-}
-
-async function kill9(id: number): Promise<void> {
-  const p = procs.get(id)!;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGKILL");
-  procs.delete(id);
-  await exited;
-}
-
-let cleaned = false;
-function cleanup(): void {
-  if (cleaned) return;
-  cleaned = true;
-  for (const p of procs.values()) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
-  if (KEEP) console.error(`kept the nodes' data and logs in ${dir}`);
-  else rmSync(dir, { recursive: true, force: true });
-}
-process.once("exit", cleanup);
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.once(sig, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
-
-const url = (id: number, path: string) => `http://127.0.0.1:${httpPort.get(id)}${path}`;
-
-async function json(id: number, path: string, init: RequestInit = {}): Promise<{ status: number; body: unknown }> {
-  const r = await fetch(url(id, path), { signal: AbortSignal.timeout(5000), ...init });
-  return { status: r.status, body: await r.json().catch(() => null) };
-}
-
-async function ready(id: number): Promise<boolean> {
-  try {
-    return (await fetch(url(id, "/readyz"), { signal: AbortSignal.timeout(2000) })).status === 200;
-  } catch {
-    return false;
-  }
+async function json(id: number, path: string): Promise<{ status: number; body: unknown }> {
+  return c.api(id, "GET", path);
 }
 
 /** The shard's leader as every running node sees it, or 0 while they disagree or know none. */
 async function agreedLeader(): Promise<number> {
   const seen = new Set<number>();
-  for (const id of procs.keys()) {
+  for (const id of IDS.filter((i) => c.state.get(i) === "up")) {
     try {
       const st = (await json(id, "/v1/cluster/status")).body as { shards: { shard: number; leader: number }[] };
       seen.add(st.shards.find((s) => s.shard === 1)?.leader ?? 0);
@@ -138,55 +71,41 @@ async function agreedLeader(): Promise<number> {
   return seen.size === 1 && !seen.has(0) ? [...seen][0]! : 0;
 }
 
-async function setFaults(id: number, faults: { cut: number[] } | null): Promise<void> {
-  const r = await json(id, "/v1/test/faults", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(faults) });
-  if (r.status !== 200) throw new Error(`faults on node ${id}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+async function setFaults(id: number, cut: number[] | null): Promise<void> {
+  if (!(await c.setFaults(id, cut))) throw new Error(`faults on node ${id} were not set`);
 }
 
 interface WriteEvent { startMs: number; endMs: number; ok: boolean; code: string }
 
 /** One write at a time through `gateway`, each a new record (and a new idempotency key). */
-class Writer {
+class Writer extends ClientLoop {
   gateway = 0;
   events: WriteEvent[] = [];
-  private running = true;
   private n = 0;
-  private loop: Promise<void> | null = null;
 
-  start(): void {
-    this.loop = this.run();
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    while (this.running) {
-      if (this.gateway === 0) {
-        await sleep(RETRY_PAUSE_MS);
-        continue;
-      }
-      const key = `w${++this.n}`;
-      const startMs = performance.now();
-      let ok = false;
-      let code: string;
-      try {
-        const r = await fetch(url(this.gateway, `/v1/collections/default/records/${key}`), {
-          method: "PUT", body: JSON.stringify({ payload: this.n }), signal: AbortSignal.timeout(WRITE_TIMEOUT_MS),
-          headers: { "content-type": "application/json", ...(USE_KEYS ? { "idempotency-key": `k${this.n}` } : {}) },
-        });
-        const body = (await r.json().catch(() => null)) as { error?: { code?: string } } | null;
-        ok = r.status === 200;
-        code = ok ? "ok" : `${body?.error?.code ?? "?"}(${r.status})`;
-      } catch (e) {
-        code = (e as Error).name === "TimeoutError" ? "client_timeout" : "connection_error";
-      }
-      // Bounded: the list is emptied at the start of each trial.
-      this.events.push({ startMs, endMs: performance.now(), ok, code });
-      if (!ok) await sleep(RETRY_PAUSE_MS);
+  protected async once(): Promise<void> {
+    if (this.gateway === 0) {
+      await sleep(RETRY_PAUSE_MS);
+      return;
     }
+    const key = `w${++this.n}`;
+    const startMs = performance.now();
+    let ok = false;
+    let code: string;
+    try {
+      const r = await fetch(c.url(this.gateway, `/v1/collections/default/records/${key}`), {
+        method: "PUT", body: JSON.stringify({ payload: this.n }), signal: AbortSignal.timeout(WRITE_TIMEOUT_MS),
+        headers: { "content-type": "application/json", ...(USE_KEYS ? { "idempotency-key": `k${this.n}` } : {}) },
+      });
+      const body = (await r.json().catch(() => null)) as { error?: { code?: string } } | null;
+      ok = r.status === 200;
+      code = ok ? "ok" : `${body?.error?.code ?? "?"}(${r.status})`;
+    } catch (e) {
+      code = (e as Error).name === "TimeoutError" ? "client_timeout" : "connection_error";
+    }
+    // Bounded: the list is emptied at the start of each trial.
+    this.events.push({ startMs, endMs: performance.now(), ok, code });
+    if (!ok) await sleep(RETRY_PAUSE_MS);
   }
 }
 
@@ -211,8 +130,8 @@ async function connected(): Promise<boolean> {
  * follower, with writes flowing. A trial measures its fault, not what is left of the one before.
  */
 async function steady(writer: Writer, trial: number, tries = 5): Promise<number> {
-  for (const id of IDS) if (!procs.has(id)) startProc(id);
-  await until("every node ready", async () => (await Promise.all(IDS.map(ready))).every((r) => r));
+  for (const id of IDS) if (c.state.get(id) === "killed") c.restart(id);
+  await c.waitReady(IDS, SETTLE_DEADLINE_MS);
   await until("every node hearing every other", connected);
   let leader = 0;
   await until("one leader agreed by every node", async () => (leader = await agreedLeader()) !== 0);
@@ -233,8 +152,8 @@ async function runTrial(writer: Writer, scenario: Scenario, trial: number): Prom
   writer.events = [];
   const faultAt = new Date().toISOString();
   const faultMs = performance.now();
-  if (scenario === "kill") await kill9(leader);
-  else await Promise.all([setFaults(leader, { cut: others }), ...others.map((id) => setFaults(id, { cut: [leader] }))]);
+  if (scenario === "kill") await c.kill9(leader);
+  else await Promise.all([setFaults(leader, others), ...others.map((id) => setFaults(id, [leader]))]);
   let first: WriteEvent | undefined;
   await until("a write after the fault", () => (first = writer.events.find((e) => e.ok && e.startMs >= faultMs)) !== undefined, RECOVERY_DEADLINE_MS)
     .catch(() => undefined);
@@ -245,19 +164,9 @@ async function runTrial(writer: Writer, scenario: Scenario, trial: number): Prom
   return { ms: endMs - faultMs, codes, leader, gateway: writer.gateway, faultAt };
 }
 
-/** Nearest-rank percentile. */
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
-}
-
 const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(0) : "none");
 
 async function main(): Promise<void> {
-  const ports = await freePorts(6);
-  for (const id of IDS) {
-    httpPort.set(id, ports[id - 1]!);
-    peerPort.set(id, ports[id + 2]!);
-  }
   const writer = new Writer();
   writer.start();
   const results = new Map<Scenario, Trial[]>();
@@ -297,6 +206,6 @@ main()
     process.exitCode = 2;
   })
   .finally(async () => {
-    for (const id of [...procs.keys()]) await kill9(id);
-    cleanup();
+    if (KEEP) console.error(`kept the nodes' logs: ${c.saveLogs("bench-unavailability").join(", ")}`);
+    await c.destroy();
   });

@@ -92,6 +92,11 @@ export class ProcCluster {
     return this.netns?.address(id) ?? "127.0.0.1";
   }
 
+  /** The process id of node `id`, while it runs (benchmarks read its CPU and memory). */
+  pid(id: number): number | undefined {
+    return this.procs.get(id)?.pid;
+  }
+
   url(id: number, path: string): string {
     return `http://${this.host(id)}:${this.http.get(id)}${path}`;
   }

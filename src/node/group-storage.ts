@@ -24,9 +24,10 @@ import { assert } from "../util/assert.js";
  * replaced the whole log by that snapshot, so the log restarts there, empty; its commit index is at
  * least the snapshot's. The caller writes the snapshot record before Raft starts. Found by the node world.
  */
-export function restatedInstall(log: GroupLog, installed: InstalledPoint | undefined, confState: ConfState | undefined): GroupLog | null {
+export function restatedInstall(log: GroupLog, installed: InstalledPoint | undefined, confStateOf: () => ConfState | undefined): GroupLog | null {
   // Recording an install moves the log's start to its index, and the start never goes back.
   if (installed === undefined || installed.index <= log.start.index) return null;
+  const confState = confStateOf();
   assert(confState !== undefined, () => `an installed snapshot at ${installed.index} without a configuration`);
   const hs = log.hardState;
   const hardState = installed.term > hs.term

@@ -166,11 +166,6 @@ export abstract class NodeLiveness extends NodeState {
   }
 
   /**
-   * After ticks: groups led here that stayed idle long enough quiesce (their followers are told);
-   * quiescent followers whose leader's node fell silent wake up; every peer gets a keepalive each
-   * heartbeat interval, so that silence means a dead or cut-off node, not idle shards.
-   */
-  /**
    * Whether this tick round must look at every group, not only the ticking ones: when some peer is not
    * live (a quiescent follower may have lost its leader; a group may have lost its quorum), and every
    * FULL_SCAN_EVERY_ROUNDS rounds anyway (a voter or leader outside the known peers). With every peer
@@ -184,6 +179,11 @@ export abstract class NodeLiveness extends NodeState {
     return true;
   }
 
+  /**
+   * After ticks: groups led here that stayed idle long enough quiesce (their followers are told);
+   * quiescent followers whose leader's node fell silent wake up; every peer gets a keepalive each
+   * heartbeat interval, so that silence means a dead or cut-off node, not idle shards.
+   */
   protected tickQuiescence(ticks: number, scanAll: boolean): void {
     const nowMs = this.clock.nowMs();
     const notices = new Map<NodeId, [number, number][]>();

@@ -263,8 +263,7 @@ export abstract class NodeTurn extends NodeApply {
           for (const grp of this.groups.values()) grp.raft.reportUnreachable(input.peer);
           break;
         case "peerLost":
-          break; // handled above
-
+          break; // handled above, before every other input
       }
     }
     // Proposals that waited out a leadership transfer go first, in their order.

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { Role } from "../raft/index.js";
 import { Gateway } from "./gateway.js";
 import { type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
-import { leaderOf, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
+import { type TestCluster, leaderOf, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
 
 after(stopLeftovers);
 
@@ -225,14 +225,18 @@ test("each node judges its peers' health from what it hears (phi accrual): healt
   await stopAll(c);
 });
 
-test("a split's child whose log a crash kept from being written is landed from its state on the next start", async () => {
+/** A one-node cluster that wrote "x" and stopped, with its state store open to be altered as a crash would leave it. */
+async function stoppedWithStore(): Promise<{ c: TestCluster; store: StateStore }> {
   const c = await startCluster(1, 1, {});
   await waitForLeaders(c);
   await put(c, "x", 1);
-  const dir = c.dirs.get(1)!;
   await stopAll(c);
+  return { c, store: StateStore.open({ path: `${c.dirs.get(1)!}/state` }) };
+}
+
+test("a split's child whose log a crash kept from being written is landed from its state on the next start", async () => {
+  const { c, store } = await stoppedWithStore();
   // The state of a split's child, committed with its parent's, as a crash before its log leaves it.
-  const store = StateStore.open({ path: `${dir}/state` });
   const conf = { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
   store.apply([{ group: 7, appliedIndex: SPLIT_LOG_INDEX, puts: [["moved", { payload: 2, version: 3 }]], confState: conf,
     shard: { range: { start: 0, end: 2 ** 32 }, splits: [] }, unlogged: true }]);
@@ -248,13 +252,8 @@ test("a split's child whose log a crash kept from being written is landed from i
 });
 
 test("a snapshot the state store installed and the log missed (a crash or a failed WAL write in between) is recorded on the next start", async () => {
-  const c = await startCluster(1, 1, {});
-  await waitForLeaders(c);
-  await put(c, "x", 1);
-  const dir = c.dirs.get(1)!;
-  await stopAll(c);
+  const { c, store } = await stoppedWithStore();
   // What a leader's snapshot at index 100 of term 7 leaves in the store when the node stops before its log records it.
-  const store = StateStore.open({ path: `${dir}/state` });
   const conf = store.confState(1)!;
   const range = store.shardState(1)!;
   await store.installSnapshot(1, 100, 7, encodeSnapshot(100, [["moved", { payload: 2, version: 99 }]], 16, range), conf);

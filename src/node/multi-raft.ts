@@ -90,7 +90,7 @@ export class MultiRaftNode extends NodeTurn {
     // but a snapshot the store installed and the log missed is recorded first.
     const restated: WalRecord[] = [];
     for (const [g, log] of recovered) {
-      const install = restatedInstall(log, store.installed(g), store.confState(g));
+      const install = restatedInstall(log, store.installed(g), () => store.confState(g));
       if (install === null) continue;
       cfg.logger?.warn({ group: g, index: install.start.index, logEnd: log.start.index + log.entries.length },
         "recording a snapshot the state store installed and the log missed");

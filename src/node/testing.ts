@@ -1,7 +1,4 @@
 /** Helpers for tests that run several MultiRaftNodes in one process on loopback. */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Role } from "../raft/index.js";
 import { MultiRaftNode, type NodeConfig } from "./multi-raft.js";
 
@@ -13,18 +10,9 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
   }
 }
 
-/** Temporary directories of this test process: removed when it exits, whatever the outcome. */
-const tempDirs: string[] = [];
-process.once("exit", () => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
+import { tempDir } from "../util/temp-dir.js";
 
-/** A temporary directory that outlives node restarts within a test and is gone after the process. */
-export function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.push(dir);
-  return dir;
-}
+export { tempDir };
 
 export interface TestCluster {
   nodes: Map<number, MultiRaftNode>;

@@ -1,23 +1,13 @@
-import { after, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Rng } from "../util/rng.js";
+import { tempDir } from "../util/temp-dir.js";
 import { StateStore } from "./state-store.js";
 
-/** Every store directory of this file, removed when its tests end (also those a failing test left open). */
-const dirs: string[] = [];
-const tmp = () => {
-  const dir = mkdtempSync(join(tmpdir(), "shoal-state-"));
-  dirs.push(dir);
-  return dir;
-};
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const tmp = () => tempDir("shoal-state-");
 
 test("applied records and applied indexes of several groups persist across a reopen", async () => {
   const dir = tmp();

@@ -1,23 +1,14 @@
-import { after, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { appendFileSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Entry, EntryType } from "../raft/index.js";
 import { Rng } from "../util/rng.js";
+import { tempDir } from "../util/temp-dir.js";
 import { type GroupLog, Wal, WalCorruptionError, applyRecord } from "./wal.js";
 import { type WalRecord, encodeRecord } from "./wal-record.js";
 
-/** Every directory a test made, removed after the file's tests even when one failed midway. */
-const dirs: string[] = [];
-const tmp = () => {
-  const dir = mkdtempSync(join(tmpdir(), "shoal-wal-"));
-  dirs.push(dir);
-  return dir;
-};
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const tmp = () => tempDir("shoal-wal-");
 const entry = (index: number, term: number, size = 8): Entry =>
   ({ index, term, type: EntryType.Normal, data: new Uint8Array(size).fill(index & 0xff) });
 
