@@ -33,7 +33,7 @@ const scenarios: [string, ScenarioEvent][] = [
 ];
 const c = opts.cfg;
 console.log(`${opts.nodes} nodes, ${opts.shards} shards x ${c.replicationFactor} replicas, ${opts.zones} zones, seed ${opts.seed}; ` +
-  `limits: ${c.maxMovesPerNode} per node, ${c.maxMovesTotal} total, ${c.maxMovesPerNodePerWindow} per node per ${c.moveWindowMs / 1000} s`);
+  `limits: ${c.maxMovesPerNode} per node, ${c.maxMovesTotal} total, ${c.maxMoveBytesPerNodePerWindow >> 20} MiB moved per node per ${c.moveWindowMs / 1000} s (a move costs at least ${c.moveCostMinBytes >> 20} MiB)`);
 const results: ScenarioResult[] = [];
 for (const [name, event] of scenarios) {
   const started = performance.now();
@@ -49,7 +49,7 @@ for (const r of results) {
   const ratio = r.minimumMoves === 0 ? (r.replicaMoves === 0 ? "-" : "inf") : (r.replicaMoves / r.minimumMoves).toFixed(2);
   console.log(`| ${r.scenario} | ${r.replicaMoves} | ${r.minimumMoves} | ${ratio} | ${r.leaderTransfers} | ${r.settleSeconds ?? "not settled"} | ` +
     `${pct(r.replicaImbalanceStart)} -> ${pct(r.replicaImbalanceEnd)} | ${pct(r.leaderImbalanceEnd)} | ${r.hotLoadStart.toFixed(2)} -> ${r.hotLoadEnd.toFixed(2)} | ` +
-    `${r.maxInFlightPerNode}/${c.maxMovesPerNode}, ${r.maxInFlightTotal}/${c.maxMovesTotal}, ${r.maxMovesPerNodeInWindow}/${c.maxMovesPerNodePerWindow} | ` +
+    `${r.maxInFlightPerNode}/${c.maxMovesPerNode}, ${r.maxInFlightTotal}/${c.maxMovesTotal}, ${r.maxMoveBytesPerNodeInWindow >> 20}/${c.maxMoveBytesPerNodePerWindow >> 20} MiB | ` +
     `${r.replicaOscillations + r.leaderOscillations} | ${r.failedOperators} |`);
 }
 console.log("");
@@ -60,7 +60,7 @@ for (const r of results) {
   console.log(`  ${r.scenario}: ${picks.map(([t, rep, lead]) => `${t} s ${pct(rep)} (leaders ${pct(lead)})`).join(", ")}`);
 }
 const bad = results.filter((r) => r.settleSeconds === null || r.replicaImbalanceEnd >= 0.1 || (r.minimumMoves > 0 && r.replicaMoves > 1.2 * r.minimumMoves) ||
-  r.maxInFlightPerNode > c.maxMovesPerNode || r.maxInFlightTotal > c.maxMovesTotal || r.maxMovesPerNodeInWindow > c.maxMovesPerNodePerWindow ||
+  r.maxInFlightPerNode > c.maxMovesPerNode || r.maxInFlightTotal > c.maxMovesTotal || r.maxMoveBytesPerNodeInWindow > c.maxMoveBytesPerNodePerWindow ||
   r.replicaOscillations + r.leaderOscillations > 0);
 console.log("");
 console.log(bad.length === 0 ? "targets: met in every scenario" : `targets: NOT met in ${bad.map((r) => r.scenario).join(", ")}`);

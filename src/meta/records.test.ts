@@ -31,7 +31,7 @@ test("records written by tracked applies rebuild the same state, command after c
     { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[1, 2, 3], [2, 3, 1]], atMs: 6 },
     { kind: "set-replicas", shard: 1, confIndex: 3, replicas: [{ node: 1, role: "voter" }, { node: 2, role: "learner" }], atMs: 7 },
     { kind: "set-replicas", shard: 1, confIndex: 2, replicas: [], atMs: 8 }, // refused: an older configuration
-    { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 9 }, note: "x", atMs: 9 },
+    { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 90 }, note: "x", atMs: 9 },
     { kind: "rollback-settings", toVersion: 1, atMs: 10 },
     { kind: "record-operator", operator: { id: 1, shard: 1, epoch: 2, reason: "repair", steps: [], stepIndex: 0, startedAtMs: 0, stepStartedAtMs: 0 }, status: "running", atMs: 11 },
     { kind: "forget-node", node: 3, atMs: 12 }, // refused: holds replicas

@@ -8,7 +8,7 @@
 import { type ApplyResult, type MetaCommand, type MetaState, applyMeta } from "./state.js";
 import type { CollectionRecord, MetaNode, OperatorRecord, SettingsVersion, ShardRecord } from "./state.js";
 import { SETTINGS_HISTORY_MAX, initialMetaState } from "./state.js";
-import { DEFAULT_PLACEMENT } from "../placement/types.js";
+import { DEFAULT_PLACEMENT, upgradePlacementConfig } from "../placement/types.js";
 
 const SEQ = "seq";
 const nodeKey = (id: number) => `n:${id}`;
@@ -138,7 +138,7 @@ export function metaFromRecords(records: Iterable<[string, unknown]>): MetaState
       case "c": s.collections.set((value as CollectionRecord).name, value as CollectionRecord); break;
       case "s": s.shards.set((value as ShardRecord).id, value as ShardRecord); break;
       // Settings added since a version was written take their defaults.
-      case "v": s.settings.push({ ...(value as SettingsVersion), placement: { ...DEFAULT_PLACEMENT, ...(value as SettingsVersion).placement } }); break;
+      case "v": s.settings.push({ ...(value as SettingsVersion), placement: upgradePlacementConfig((value as SettingsVersion).placement as unknown as Record<string, unknown>) }); break;
       case "o": s.operators.set((value as OperatorRecord).operator.id, value as OperatorRecord); break;
       default: throw new Error(`unknown metadata record ${key}`);
     }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_PLACEMENT } from "../placement/types.js";
+import { DEFAULT_PLACEMENT, type PlacementConfig } from "../placement/types.js";
 import { ENDED_OPERATORS_MAX, type MetaCommand, type MetaState, SETTINGS_HISTORY_MAX, applyMeta, currentSettings, initialMetaState } from "./state.js";
 
 function register(s: MetaState, port: number, role: "standard" | "analytics" | "standby" = "standard"): number {
@@ -60,11 +60,22 @@ test("the shard map: ranges cover the hash space; a replica set mirrored from an
   assert.equal(none.ok ? null : none.code, "no_voter");
 });
 
+test("settings an earlier version wrote apply: renamed ones are dropped, new ones take their defaults", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const { maxMoveBytesPerNodePerWindow: _bytes, moveCostMinBytes: _min, ...rest } = DEFAULT_PLACEMENT;
+  const old = { ...rest, maxMovesPerNodePerWindow: 16, maxMovesTotal: 90 } as unknown as PlacementConfig;
+  assert.deepEqual(applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: old, note: "old", atMs: 1 }), { ok: true, value: 2 });
+  const now = currentSettings(s).placement;
+  assert.equal(now.maxMovesTotal, 90);
+  assert.equal(now.moveCostMinBytes, DEFAULT_PLACEMENT.moveCostMinBytes);
+  assert.ok(!Object.hasOwn(now, "maxMovesPerNodePerWindow"));
+});
+
 test("settings are versioned, validated before they apply, changed against the version read, and rolled back as a new version", () => {
   const s = initialMetaState(DEFAULT_PLACEMENT, 0);
   const bad = applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 0 }, note: "", atMs: 1 });
   assert.equal(bad.ok ? null : bad.code, "invalid_settings");
-  assert.deepEqual(applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 8 }, note: "slower", atMs: 2 }), { ok: true, value: 2 });
+  assert.deepEqual(applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 80 }, note: "slower", atMs: 2 }), { ok: true, value: 2 });
   const stale = applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: DEFAULT_PLACEMENT, note: "", atMs: 3 });
   assert.equal(stale.ok ? null : stale.code, "stale_settings");
   assert.deepEqual(applyMeta(s, { kind: "rollback-settings", toVersion: 1, atMs: 4 }), { ok: true, value: 3 });

@@ -6,7 +6,7 @@
  * command changes nothing and says why with a machine-readable code.
  */
 import type { Operator, PlacementConfig, ReplicaRole, WorkerState } from "../placement/types.js";
-import { validatePlacementConfig } from "../placement/types.js";
+import { upgradePlacementConfig, validatePlacementConfig } from "../placement/types.js";
 import type { Labels, NodeId } from "../placement/types.js";
 import { type HashRange, initialRange } from "./ranges.js";
 
@@ -206,9 +206,11 @@ export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
       if (cmd.baseVersion !== current.version) {
         return refuse("stale_settings", `settings are at version ${current.version}, not ${cmd.baseVersion}: read them again`);
       }
-      const errors = validatePlacementConfig(cmd.placement);
+      // An entry written by an earlier version may name settings since renamed (see upgradePlacementConfig).
+      const placement = upgradePlacementConfig(cmd.placement as unknown as Record<string, unknown>);
+      const errors = validatePlacementConfig(placement);
       if (errors.length > 0) return refuse("invalid_settings", errors.join("; "));
-      return pushSettings(s, cmd.placement, cmd.note, cmd.atMs);
+      return pushSettings(s, placement, cmd.note, cmd.atMs);
     }
     case "rollback-settings": {
       const target = s.settings.find((v) => v.version === cmd.toVersion);

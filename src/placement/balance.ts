@@ -54,7 +54,7 @@ function moveOne(
       const target = sorted[ti]!;
       if (count(source.id) - count(target.id) < 2) break;
       if (count(source.id) <= high && count(target.id) >= low) break;
-      if (!ctx.allows([source.id, target.id], true)) continue;
+      if (!ctx.allows([source.id, target.id], ctx.cfg.moveCostMinBytes)) continue;
       const shard = movableShard(ctx, settledAtMs, source.id, target);
       if (shard !== null && ctx.start(shard, "replica-balance", replicaMove(ctx, shard, source.id, target.id)) !== null) return true;
     }

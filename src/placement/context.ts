@@ -3,12 +3,25 @@
  * (a replica being added counts on its target, one being removed no longer counts on its source), and
  * the budget of new operators the rate limits still allow (PD-5).
  */
+import { assert } from "../util/assert.js";
 import { movesReplica, operatorNodes, operatorShards, stepDone } from "./operators.js";
 import type { Labels, NodeId, NodeView, Operator, OperatorReason, PlacementConfig, ShardView, Step } from "./types.js";
 
 export interface RecentMove {
   atMs: number;
   nodes: NodeId[];
+  /** Its cost against each node's byte budget of the window (moveCostBytes). */
+  bytes: number;
+}
+
+/**
+ * What moving a replica of `shard` costs against the rate limits: the bytes it copies, and at least
+ * `moveCostMinBytes`, since even an empty shard's move takes a snapshot and configuration changes. So
+ * small shards move by the hundred while large ones are throttled (TiKV's store limit counts region
+ * sizes in the same spirit).
+ */
+export function moveCostBytes(cfg: PlacementConfig, shard: ShardView): number {
+  return Math.max(shard.sizeBytes, cfg.moveCostMinBytes);
 }
 
 export class CycleContext {
@@ -28,7 +41,8 @@ export class CycleContext {
   readonly started: Operator[] = [];
   private readonly inFlightPerNode = new Map<NodeId, number>();
   private inFlightTotal = 0;
-  private readonly movesInWindow = new Map<NodeId, number>();
+  /** Bytes of the replica moves started per node within the window (the recent ones and this cycle's). */
+  private readonly bytesInWindow = new Map<NodeId, number>();
 
   constructor(
     readonly shards: readonly ShardView[],
@@ -66,7 +80,7 @@ export class CycleContext {
     }
     for (const m of recentMoves) {
       if (nowMs - m.atMs >= cfg.moveWindowMs) continue;
-      for (const n of m.nodes) this.movesInWindow.set(n, (this.movesInWindow.get(n) ?? 0) + 1);
+      for (const n of m.nodes) this.bytesInWindow.set(n, (this.bytesInWindow.get(n) ?? 0) + m.bytes);
     }
   }
 
@@ -74,12 +88,18 @@ export class CycleContext {
     return this.nextId;
   }
 
-  /** Whether the limits allow one more operator over these nodes. */
-  allows(nodes: readonly NodeId[], replicaMove: boolean): boolean {
+  /**
+   * Whether the limits allow one more operator over these nodes; `moveBytes` is its cost when it moves
+   * a replica (moveCostBytes), else 0. A move larger than the whole window's budget still goes, alone,
+   * once the node's window is empty: a large shard is throttled, never stuck.
+   */
+  allows(nodes: readonly NodeId[], moveBytes: number): boolean {
+    assert(moveBytes >= 0, "a move's cost is never negative");
     if (this.inFlightTotal >= this.cfg.maxMovesTotal) return false;
     for (const n of nodes) {
       if ((this.inFlightPerNode.get(n) ?? 0) >= this.cfg.maxMovesPerNode) return false;
-      if (replicaMove && (this.movesInWindow.get(n) ?? 0) >= this.cfg.maxMovesPerNodePerWindow) return false;
+      const used = this.bytesInWindow.get(n) ?? 0;
+      if (moveBytes > 0 && used > 0 && used + moveBytes > this.cfg.maxMoveBytesPerNodePerWindow) return false;
     }
     return true;
   }
@@ -96,12 +116,12 @@ export class CycleContext {
       id: this.nextId, shard: shard.id, epoch: shard.epoch, reason, steps, stepIndex: 0, startedAtMs: this.nowMs, stepStartedAtMs: this.nowMs,
     };
     const nodes = operatorNodes(op);
-    const replicaMove = movesReplica(op);
-    if (!this.allows(nodes, replicaMove)) return null;
+    const moveBytes = movesReplica(op) ? moveCostBytes(this.cfg, shard) : 0;
+    if (!this.allows(nodes, moveBytes)) return null;
     this.nextId++;
     this.busyShards.add(shard.id);
     this.charge(op);
-    if (replicaMove) for (const n of nodes) this.movesInWindow.set(n, (this.movesInWindow.get(n) ?? 0) + 1);
+    if (moveBytes > 0) for (const n of nodes) this.bytesInWindow.set(n, (this.bytesInWindow.get(n) ?? 0) + moveBytes);
     this.project(op, shard);
     this.started.push(op);
     return op;
@@ -171,7 +191,7 @@ export function pickTarget(ctx: CycleContext, shard: ShardView, leaving: NodeId 
   let bestKey: [number, number, number] = [Infinity, Infinity, Infinity];
   for (const n of ctx.placeable) {
     if (holders.has(n.id)) continue;
-    if (!ctx.allows([n.id, ...extraNodes], true)) continue;
+    if (!ctx.allows([n.id, ...extraNodes], moveCostBytes(ctx.cfg, shard))) continue;
     const key: [number, number, number] = [domainPenalty(n.labels, others), ctx.count(ctx.replicaCount, n.id), n.id];
     if (key[0] === Infinity) continue;
     if (key[0] < bestKey[0] || (key[0] === bestKey[0] && (key[1] < bestKey[1] || (key[1] === bestKey[1] && key[2] < bestKey[2])))) {

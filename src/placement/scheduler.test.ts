@@ -59,10 +59,10 @@ test("a draining node hands over its leaderships first, then its replicas", () =
   assert.ok(moves.length > 0 && moves.every((o) => o.steps.some((s) => s.kind === "remove-replica" && s.node === 2)));
 });
 
-test("rate limits hold: in-flight operators per node and in total, moves per node per window", () => {
+test("rate limits hold: in-flight operators per node and in total, bytes moved per node per window", () => {
   const nodes = Array.from({ length: 8 }, (_, i) => node(i + 1));
-  const view = { nodes, shards: shards(200, [1, 2, 3]) };
-  const limits = { ...cfg, maxMovesPerNode: 3, maxMovesTotal: 5, maxMovesPerNodePerWindow: 4, moveWindowMs: 60_000 };
+  const view = { nodes, shards: shards(200, [1, 2, 3]) }; // 1 MiB each
+  const limits = { ...cfg, maxMovesPerNode: 3, maxMovesTotal: 5, maxMoveBytesPerNodePerWindow: 4 << 20, moveCostMinBytes: 1 << 20, moveWindowMs: 60_000 };
   let state: PlacementState = INITIAL_PLACEMENT_STATE;
   const startedPerNode = new Map<number, number>();
   for (let t = 1; t <= 20; t++) {
@@ -76,7 +76,33 @@ test("rate limits hold: in-flight operators per node and in total, moves per nod
       startedPerNode.set(n, (startedPerNode.get(n) ?? 0) + c);
     }
   }
-  for (const [n, c] of startedPerNode) assert.ok(c <= 4, `node ${n}: ${c} moves within one 60 s window`);
+  assert.ok(startedPerNode.size > 0, "moves happened");
+  for (const [n, c] of startedPerNode) assert.ok(c <= 4, `node ${n}: ${c} moves of 1 MiB within one 60 s window of 4 MiB`);
+});
+
+/** Moves a balancing run of 20 one-second cycles starts, operators finishing at once, over shards of `sizeBytes`. */
+function movesStarted(sizeBytes: number, over: Partial<PlacementConfig>): number {
+  const view = { nodes: Array.from({ length: 6 }, (_, i) => node(i + 1)), shards: shards(300, [1, 2, 3]).map((s) => ({ ...s, sizeBytes })) };
+  const limits = { ...cfg, moveWindowMs: 60_000, ...over };
+  let state: PlacementState = INITIAL_PLACEMENT_STATE;
+  let moves = 0;
+  for (let t = 1; t <= 20; t++) {
+    const r = placementCycle(view, { ...state, operators: [] }, limits, t * 1000);
+    state = r.state;
+    moves += r.started.filter((o) => o.reason === "replica-balance").length;
+  }
+  return moves;
+}
+
+test("the limits count bytes: empty shards move by the hundred, large ones are throttled, one larger than the budget still moves alone", () => {
+  const budget = { maxMoveBytesPerNodePerWindow: 64 << 20, moveCostMinBytes: 1 << 20 };
+  const small = movesStarted(0, budget);
+  const large = movesStarted(16 << 20, budget);
+  const huge = movesStarted(256 << 20, budget);
+  // Sources 1..3 each have 64 MiB of budget per window: 64 empty shards or 4 of 16 MiB each.
+  assert.ok(small >= 100, `empty shards: ${small} moves`);
+  assert.ok(large <= 12 && large >= 6, `16 MiB shards: ${large} moves`);
+  assert.ok(huge >= 1 && huge <= 3, `256 MiB shards (over the whole budget): ${huge} moves, one per source per window`);
 });
 
 test("failure domains: a shared host is never allowed; a shared zone costs more than a shared rack alone", () => {
@@ -89,7 +115,7 @@ test("failure domains: a shared host is never allowed; a shared zone costs more 
 
 test("a configuration is validated before it applies, with every problem named", () => {
   assert.deepEqual(validatePlacementConfig(DEFAULT_PLACEMENT), []);
-  const errors = validatePlacementConfig({ ...DEFAULT_PLACEMENT, replicationFactor: 0, hotNodeFactor: 1, maxMovesPerNode: 100 });
+  const errors = validatePlacementConfig({ ...DEFAULT_PLACEMENT, replicationFactor: 0, hotNodeFactor: 1, maxMovesPerNode: 300 });
   assert.equal(errors.length, 3, errors.join("; "));
   assert.ok(errors.some((e) => e.startsWith("replicationFactor")));
 });

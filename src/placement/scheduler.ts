@@ -6,7 +6,7 @@
  */
 import { balanceLeaders, balanceReplicas, relieveHotNodes } from "./balance.js";
 import { drain, repair } from "./checkers.js";
-import { CycleContext, type RecentMove } from "./context.js";
+import { CycleContext, type RecentMove, moveCostBytes } from "./context.js";
 import { advanceOperator, movesReplica, operatorNodes, operatorShards, stepReady, stepTargetLost } from "./operators.js";
 import { manualSplitCooldownMs, reshapeProgress } from "./reshape.js";
 import type { ClusterView, NodeId, Operator, PlacementConfig, Step } from "./types.js";
@@ -14,7 +14,7 @@ import type { ClusterView, NodeId, Operator, PlacementConfig, Step } from "./typ
 export interface PlacementState {
   operators: readonly Operator[];
   nextOperatorId: number;
-  /** Replica moves started recently, for the per-node window limit; pruned to the window. */
+  /** Replica moves started recently, for the per-node byte budget of the window; pruned to the window. */
   recentMoves: readonly RecentMove[];
   /** When the last operator on each shard ended (balancing leaves the shard alone for a cooldown). */
   shardSettledAtMs: ReadonlyMap<number, number>;
@@ -85,7 +85,7 @@ export function placementCycle(view: ClusterView, state: PlacementState, cfg: Pl
   if (replicasBalanced && !running.some(movesReplica) && !ctx.started.some(movesReplica)) balanceLeaders(ctx, settled);
   relieveHotNodes(ctx, settled);
   const operators = [...running, ...ctx.started];
-  const newMoves = ctx.started.filter(movesReplica).map((op) => ({ atMs: nowMs, nodes: operatorNodes(op) }));
+  const newMoves = ctx.started.filter(movesReplica).map((op) => ({ atMs: nowMs, nodes: operatorNodes(op), bytes: moveCostBytes(cfg, shards.get(op.shard)!) }));
   const dispatch: CycleResult["dispatch"] = [];
   for (const op of operators) {
     if (op.reshape !== undefined) continue;

@@ -21,7 +21,7 @@ for (const [name, event] of scenarios) {
     assert.ok(r.leaderImbalanceEnd < 0.25, `${seed}: leader imbalance ${r.leaderImbalanceEnd}`);
     assert.ok(r.minimumMoves > 0 && r.replicaMoves <= 1.2 * r.minimumMoves, `${seed}: ${r.replicaMoves} moves, minimum ${r.minimumMoves}`);
     assert.ok(r.maxInFlightPerNode <= opts.cfg.maxMovesPerNode && r.maxInFlightTotal <= opts.cfg.maxMovesTotal, `${seed}: concurrency limits`);
-    assert.ok(r.maxMovesPerNodeInWindow <= opts.cfg.maxMovesPerNodePerWindow, `${seed}: window limit`);
+    assert.ok(r.maxMoveBytesPerNodeInWindow <= opts.cfg.maxMoveBytesPerNodePerWindow, `${seed}: window limit (${r.maxMoveBytesPerNodeInWindow} bytes)`);
     assert.equal(r.replicaOscillations + r.leaderOscillations, 0, `${seed}: oscillations`);
     assert.equal(r.failedOperators, 0, `${seed}: failed operators`);
   });

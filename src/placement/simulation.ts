@@ -45,7 +45,8 @@ export interface ScenarioResult {
   timeline: [number, number, number][];
   maxInFlightPerNode: number;
   maxInFlightTotal: number;
-  maxMovesPerNodeInWindow: number;
+  /** The most bytes of replica moves started per node within one window (see maxMoveBytesPerNodePerWindow). */
+  maxMoveBytesPerNodeInWindow: number;
   /** A shard given a replica back on a node it lost one from after the event. */
   replicaOscillations: number;
   /** A shard's leadership moved back to a node it left after the event. */
@@ -236,7 +237,7 @@ export function runScenario(name: string, event: ScenarioEvent, opts: SimOptions
     scenario: name, replicaMoves: 0, leaderTransfers: 0,
     minimumMoves: minimumMoves(start.counts, opts.cfg.replicaTolerance, event.kind === "kill" || event.kind === "drain" ? forced : 0),
     settleSeconds: null, replicaImbalanceStart: start.replica, replicaImbalanceEnd: 0, leaderImbalanceEnd: 0, timeline: [],
-    maxInFlightPerNode: 0, maxInFlightTotal: 0, maxMovesPerNodeInWindow: 0, replicaOscillations: 0, leaderOscillations: 0, failedOperators: 0,
+    maxInFlightPerNode: 0, maxInFlightTotal: 0, maxMoveBytesPerNodeInWindow: 0, replicaOscillations: 0, leaderOscillations: 0, failedOperators: 0,
     hotLoadStart: start.hotLoad, hotLoadEnd: 0,
   };
   const sampleEvery = Math.max(1, Math.floor(opts.maxSeconds / 200));
@@ -275,6 +276,6 @@ function trackLimits(result: ScenarioResult, operators: readonly Operator[], sta
   }
   for (const c of perNode.values()) result.maxInFlightPerNode = Math.max(result.maxInFlightPerNode, c);
   const inWindow = new Map<NodeId, number>();
-  for (const m of state.recentMoves) for (const n of m.nodes) inWindow.set(n, (inWindow.get(n) ?? 0) + 1);
-  for (const c of inWindow.values()) result.maxMovesPerNodeInWindow = Math.max(result.maxMovesPerNodeInWindow, c);
+  for (const m of state.recentMoves) for (const n of m.nodes) inWindow.set(n, (inWindow.get(n) ?? 0) + m.bytes);
+  for (const c of inWindow.values()) result.maxMoveBytesPerNodeInWindow = Math.max(result.maxMoveBytesPerNodeInWindow, c);
 }

@@ -105,9 +105,15 @@ export interface PlacementConfig {
   maxMovesPerNode: number;
   /** Operators in flight in the whole cluster. */
   maxMovesTotal: number;
-  /** Replica moves started per node within `moveWindowMs`. */
-  maxMovesPerNodePerWindow: number;
+  /**
+   * Bytes of replica moves started per node (as source or target) within `moveWindowMs`: each move
+   * costs its shard's size, at least `moveCostMinBytes` (PD-5; like TiKV's store limit). Small shards
+   * move freely, large ones are throttled.
+   */
+  maxMoveBytesPerNodePerWindow: number;
   moveWindowMs: number;
+  /** The least a replica move costs against the byte budget, however small its shard. */
+  moveCostMinBytes: number;
   /** A step not done within this is abandoned (its operator ends; finished steps stand). */
   stepTimeoutMs: number;
   /** Replica counts within this fraction of the ideal count per node are balanced (hysteresis). */
@@ -147,10 +153,11 @@ export interface PlacementConfig {
 
 export const DEFAULT_PLACEMENT: PlacementConfig = {
   replicationFactor: 3,
-  maxMovesPerNode: 4,
-  maxMovesTotal: 64,
-  maxMovesPerNodePerWindow: 16,
+  maxMovesPerNode: 32,
+  maxMovesTotal: 256,
+  maxMoveBytesPerNodePerWindow: 1 << 30,
   moveWindowMs: 60_000,
+  moveCostMinBytes: 1 << 20,
   stepTimeoutMs: 120_000,
   replicaTolerance: 0.05,
   leaderTolerance: 0.1,
@@ -169,6 +176,18 @@ export const DEFAULT_PLACEMENT: PlacementConfig = {
   manualSplitCooldownMs: 600_000,
 };
 
+/**
+ * Settings as an earlier version may have stored them: the ones it lacks take their defaults, the ones
+ * no longer known are dropped (e.g. maxMovesPerNodePerWindow, a count, became a byte budget).
+ */
+export function upgradePlacementConfig(stored: Readonly<Record<string, unknown>>): PlacementConfig {
+  const out = { ...DEFAULT_PLACEMENT };
+  for (const k of Object.keys(out) as (keyof PlacementConfig)[]) {
+    if (Object.hasOwn(stored, k)) out[k] = stored[k] as number;
+  }
+  return out;
+}
+
 /** Checks a configuration before it applies (PD-8): a list of what is wrong, empty when valid. */
 export function validatePlacementConfig(c: PlacementConfig): string[] {
   const errors: string[] = [];
@@ -179,7 +198,8 @@ export function validatePlacementConfig(c: PlacementConfig): string[] {
   positiveInt("replicationFactor");
   positiveInt("maxMovesPerNode");
   positiveInt("maxMovesTotal");
-  positiveInt("maxMovesPerNodePerWindow");
+  positiveInt("maxMoveBytesPerNodePerWindow");
+  positiveInt("moveCostMinBytes");
   positiveInt("moveWindowMs");
   positiveInt("stepTimeoutMs");
   positiveInt("scheduleIntervalMs");
@@ -198,5 +218,6 @@ export function validatePlacementConfig(c: PlacementConfig): string[] {
   if (!(Number.isInteger(c.splitSizeBytes) && c.splitSizeBytes >= 0)) errors.push(`splitSizeBytes must be a non-negative integer, got ${c.splitSizeBytes}`);
   if (!(c.splitRequestRate >= 0)) errors.push(`splitRequestRate must be 0 (off) or positive, got ${c.splitRequestRate}`);
   if (c.maxMovesPerNode > c.maxMovesTotal) errors.push("maxMovesPerNode must not exceed maxMovesTotal");
+  if (c.moveCostMinBytes > c.maxMoveBytesPerNodePerWindow) errors.push("moveCostMinBytes must not exceed maxMoveBytesPerNodePerWindow");
   return errors;
 }
