@@ -24,7 +24,8 @@ import type { Gateway } from "./gateway.js";
 import { META_GROUP, type MultiRaftNode, OverloadedError } from "./multi-raft.js";
 import { type Logger } from "../util/logger.js";
 import { type Alert, type PlacementAnswer, deadNodes, promotionRefusal, quorumAfterRemoval, staleLearners } from "../placement/policy.js";
-import type { PlacementConfig } from "../placement/types.js";
+import { DEFAULT_PLACEMENT, type PlacementConfig } from "../placement/types.js";
+import { foundingVoters } from "../meta/ranges.js";
 import { type Clock, type Timer } from "../util/clock.js";
 import { unrefTimer } from "./paced-loop.js";
 
@@ -167,8 +168,10 @@ export class Membership {
     }
     const founders = [...this.opts.founders].sort((a, b) => a - b);
     if (founder && this.node.leaderOf(META_GROUP) === this.node.id && !meta.collections.has(DEFAULT_COLLECTION) && founders.every((id) => meta.nodes.has(id))) {
-      // Static membership: every founder holds a voter replica of every shard.
-      out.push({ kind: "create-collection", name: DEFAULT_COLLECTION, replicationFactor: founders.length, placements: Array.from({ length: this.opts.shards }, () => founders), atMs });
+      // Static membership: the founders hold the shards' voters as their first start made them.
+      const rf = Math.min(DEFAULT_PLACEMENT.replicationFactor, founders.length);
+      const placements = Array.from({ length: this.opts.shards }, (_, i) => foundingVoters(i + 1, founders, rf).sort((a, b) => a - b));
+      out.push({ kind: "create-collection", name: DEFAULT_COLLECTION, replicationFactor: rf, placements, atMs });
     }
     return out;
   }

@@ -29,7 +29,8 @@ import { type NodeHost, realHost } from "./host.js";
 
 import { type Consistency, type Group, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, planeOf, shardOf } from "./group.js";
 
-import { initialRange } from "../meta/ranges.js";
+import { foundingVoters, initialRange } from "../meta/ranges.js";
+import { DEFAULT_PLACEMENT } from "../placement/types.js";
 
 import type { ShardPage } from "./scan.js";
 
@@ -102,22 +103,27 @@ export class MultiRaftNode extends NodeTurn {
     for (const [g, log] of recovered) node.addGroup(g, log, EMPTY_CONF);
     const bootstrap: WalRecord[] = [];
     if (cfg.join !== true && !recovered.has(META_GROUP)) {
-      // A founding member's first start: every founder is a voter of every shard and of the metadata
-      // group; the configuration is a snapshot at index 1, term 1 (as in bootstrapStorage). The
-      // metadata group goes last, so a start torn midway is finished by the next one.
-      const voters = [cfg.id, ...cfg.peers.keys()].sort((a, b) => a - b);
-      const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+      // A founding member's first start: every founder is a voter of the metadata group, and each shard
+      // has its voters among the founders (foundingVoters: the metadata's shard map says the same); the
+      // configuration is a snapshot at index 1, term 1 (as in bootstrapStorage). The metadata group goes
+      // last, so a start torn midway is finished by the next one.
+      const founders = [cfg.id, ...cfg.peers.keys()].sort((a, b) => a - b);
       for (const g of [...Array.from({ length: cfg.shards }, (_, i) => i + 1), META_GROUP]) {
         if (recovered.has(g)) continue;
+        const chosen = g === META_GROUP ? founders : foundingVoters(g, founders, DEFAULT_PLACEMENT.replicationFactor);
+        if (!chosen.includes(cfg.id)) continue;
+        const voters = [...chosen].sort((a, b) => a - b);
+        const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
         const log = { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 1, term: 1, confState }, start: { index: 1, term: 1 }, entries: [] };
         bootstrap.push({ kind: "snapshot", group: g, index: 1, term: 1, confState });
         bootstrap.push({ kind: "hard-state", group: g, hardState: log.hardState });
         const shard = g === META_GROUP ? {} : { shard: { range: initialRange(g, cfg.shards), splits: [] } };
         if (store.applied(g) === 0) store.apply([{ group: g, appliedIndex: 1, confState, ...shard }]);
         node.addGroup(g, log, confState);
-        // Leaders come out even: shard g's first election is started by founder (g - 1) mod n, the
-        // others wait for their randomized timeouts (issue 13: all leaders used to land on one node).
-        if (g !== META_GROUP && voters[(g - 1) % voters.length] === cfg.id) node.campaignAtStart.push(g);
+        // Leaders come out even: shard g's first election is started by the first of its voters, founder
+        // (g - 1) mod n; the others wait for their randomized timeouts (issue 13: all leaders used to
+        // land on one node).
+        if (g !== META_GROUP && chosen[0] === cfg.id) node.campaignAtStart.push(g);
       }
     } else if (!recovered.has(META_GROUP)) {
       // Joining: the metadata group waits for its leader's snapshot; shards come once placed here.

@@ -96,7 +96,7 @@ export class CycleContext {
   allows(nodes: readonly NodeId[], moveBytes: number): boolean {
     assert(moveBytes >= 0, "a move's cost is never negative");
     if (this.inFlightTotal >= this.cfg.maxMovesTotal) return false;
-    for (const n of nodes) {
+    for (const n of this.working(nodes)) {
       if ((this.inFlightPerNode.get(n) ?? 0) >= this.cfg.maxMovesPerNode) return false;
       const used = this.bytesInWindow.get(n) ?? 0;
       if (moveBytes > 0 && used > 0 && used + moveBytes > this.cfg.maxMoveBytesPerNodePerWindow) return false;
@@ -121,7 +121,7 @@ export class CycleContext {
     this.nextId++;
     this.busyShards.add(shard.id);
     this.charge(op);
-    if (moveBytes > 0) for (const n of nodes) this.bytesInWindow.set(n, (this.bytesInWindow.get(n) ?? 0) + moveBytes);
+    if (moveBytes > 0) for (const n of this.working(nodes)) this.bytesInWindow.set(n, (this.bytesInWindow.get(n) ?? 0) + moveBytes);
     this.project(op, shard);
     this.started.push(op);
     return op;
@@ -140,7 +140,19 @@ export class CycleContext {
 
   private charge(op: Operator): void {
     this.inFlightTotal++;
-    for (const n of operatorNodes(op)) this.inFlightPerNode.set(n, (this.inFlightPerNode.get(n) ?? 0) + 1);
+    for (const n of this.working(operatorNodes(op))) this.inFlightPerNode.set(n, (this.inFlightPerNode.get(n) ?? 0) + 1);
+  }
+
+  /**
+   * The nodes among `nodes` that do work for an operator: not a dead, removed or unknown one. Removing
+   * a dead node's replica copies nothing and asks nothing of it, so it is not held to the per-node
+   * limits: otherwise every repair after a node's death would queue behind that one node's budget.
+   */
+  private working(nodes: readonly NodeId[]): NodeId[] {
+    return nodes.filter((id) => {
+      const n = this.nodes.get(id);
+      return n !== undefined && n.health !== "dead" && n.state !== "removed";
+    });
   }
 
   /** Counts what the operator's unfinished steps will change. */

@@ -105,6 +105,21 @@ test("the limits count bytes: empty shards move by the hundred, large ones are t
   assert.ok(huge >= 1 && huge <= 3, `256 MiB shards (over the whole budget): ${huge} moves, one per source per window`);
 });
 
+test("a dead node is not held to the per-node limits: its replicas are rebuilt as fast as the live targets allow", () => {
+  const nodes = [1, 2, 3, 4].map((id) => node(id, id === 1 ? { health: "dead" } : {}));
+  // 90 shards on nodes 1, 2, 3: each needs a replica on node 4 in place of node 1's.
+  const view = { nodes, shards: shards(90, [1, 2, 3]).map((s) => ({ ...s, leader: s.replicas.find((r) => r.node !== 1)!.node })) };
+  const limits = { ...cfg, maxMovesPerNode: 40, maxMovesTotal: 100 };
+  const r = placementCycle(view, INITIAL_PLACEMENT_STATE, limits, 1000);
+  const repairs = r.started.filter((o) => o.reason === "repair");
+  assert.equal(repairs.length, 40, "node 4, the only target, takes as many as its limit allows");
+  assert.ok(repairs.every((o) => o.steps.some((s) => s.kind === "add-learner" && s.node === 4)));
+  // With two live targets twice as many start: were the dead node held to the limit, 40 in all.
+  const five = [...nodes, node(5)];
+  const r2 = placementCycle({ nodes: five, shards: view.shards }, INITIAL_PLACEMENT_STATE, limits, 1000);
+  assert.equal(r2.started.filter((o) => o.reason === "repair").length, 80, "40 per live target, more than one node's limit in all");
+});
+
 test("failure domains: a shared host is never allowed; a shared zone costs more than a shared rack alone", () => {
   assert.equal(domainPenalty({ host: "a" }, [{ host: "a" }]), Infinity);
   assert.equal(domainPenalty({ zone: "z1", rack: "r1" }, [{ zone: "z2", rack: "r1" }]), 0, "racks are within zones");
@@ -115,7 +130,7 @@ test("failure domains: a shared host is never allowed; a shared zone costs more 
 
 test("a configuration is validated before it applies, with every problem named", () => {
   assert.deepEqual(validatePlacementConfig(DEFAULT_PLACEMENT), []);
-  const errors = validatePlacementConfig({ ...DEFAULT_PLACEMENT, replicationFactor: 0, hotNodeFactor: 1, maxMovesPerNode: 300 });
+  const errors = validatePlacementConfig({ ...DEFAULT_PLACEMENT, replicationFactor: 0, hotNodeFactor: 1, maxMovesPerNode: 1000 });
   assert.equal(errors.length, 3, errors.join("; "));
   assert.ok(errors.some((e) => e.startsWith("replicationFactor")));
 });

@@ -244,7 +244,7 @@ export function runScenario(name: string, event: ScenarioEvent, opts: SimOptions
   let quietCycles = 0;
   for (let sec = 1; sec <= opts.maxSeconds; sec++) {
     const { started, running, failed } = step();
-    trackLimits(result, state.operators, state);
+    trackLimits(result, state.operators, state, new Set(cluster.nodes.filter((n) => n.health === "dead").map((n) => n.id)));
     result.failedOperators += failed;
     if (sec % sampleEvery === 0) {
       const m = measure(cluster);
@@ -268,14 +268,15 @@ export function runScenario(name: string, event: ScenarioEvent, opts: SimOptions
   return result;
 }
 
-function trackLimits(result: ScenarioResult, operators: readonly Operator[], state: PlacementState): void {
+function trackLimits(result: ScenarioResult, operators: readonly Operator[], state: PlacementState, dead: ReadonlySet<NodeId>): void {
   result.maxInFlightTotal = Math.max(result.maxInFlightTotal, operators.length);
+  // The limits hold for the nodes that do the work (a dead node's replicas are removed at no cost to it).
   const perNode = new Map<NodeId, number>();
   for (const op of operators) {
-    for (const n of operatorNodes(op)) perNode.set(n, (perNode.get(n) ?? 0) + 1);
+    for (const n of operatorNodes(op)) if (!dead.has(n)) perNode.set(n, (perNode.get(n) ?? 0) + 1);
   }
   for (const c of perNode.values()) result.maxInFlightPerNode = Math.max(result.maxInFlightPerNode, c);
   const inWindow = new Map<NodeId, number>();
-  for (const m of state.recentMoves) for (const n of m.nodes) inWindow.set(n, (inWindow.get(n) ?? 0) + m.bytes);
+  for (const m of state.recentMoves) for (const n of m.nodes) if (!dead.has(n)) inWindow.set(n, (inWindow.get(n) ?? 0) + m.bytes);
   for (const c of inWindow.values()) result.maxMoveBytesPerNodeInWindow = Math.max(result.maxMoveBytesPerNodeInWindow, c);
 }

@@ -153,8 +153,8 @@ export interface PlacementConfig {
 
 export const DEFAULT_PLACEMENT: PlacementConfig = {
   replicationFactor: 3,
-  maxMovesPerNode: 32,
-  maxMovesTotal: 256,
+  maxMovesPerNode: 64,
+  maxMovesTotal: 512,
   maxMoveBytesPerNodePerWindow: 1 << 30,
   moveWindowMs: 60_000,
   moveCostMinBytes: 1 << 20,
@@ -164,7 +164,7 @@ export const DEFAULT_PLACEMENT: PlacementConfig = {
   hotNodeFactor: 1.5,
   shardCooldownMs: 30_000,
   scheduleIntervalMs: 1000,
-  nodeDeadAfterMs: 60_000,
+  nodeDeadAfterMs: 15_000,
   pairingWaitMs: 120_000,
   promotionWindowMs: 300_000,
   staleLearnerMs: 60_000,
