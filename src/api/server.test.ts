@@ -147,11 +147,11 @@ test("settings: read, changed against the version read, validated, kept in a his
   const v1 = await get();
   assert.equal(v1.version, 1);
   const put = (body: unknown) => app.inject({ method: "PUT", url: "/v1/cluster/config", payload: body as object });
-  const ok = await put({ baseVersion: 1, settings: { maxMovesTotal: 80 }, note: "slower rebalancing" });
+  const ok = await put({ baseVersion: 1, settings: { maxMovesTotal: 200 }, note: "slower rebalancing" });
   assert.equal(ok.statusCode, 200, ok.body);
   assert.deepEqual(ok.json(), { version: 2 });
-  assert.equal((await get()).placement.maxMovesTotal, 80);
-  const stale = await put({ baseVersion: 1, settings: { maxMovesTotal: 90 } });
+  assert.equal((await get()).placement.maxMovesTotal, 200);
+  const stale = await put({ baseVersion: 1, settings: { maxMovesTotal: 300 } });
   assert.equal(stale.statusCode, 409);
   assert.equal((stale.json() as { error: { code: string } }).error.code, "stale_settings");
   const invalid = await put({ baseVersion: 2, settings: { maxMovesTotal: 0 } });

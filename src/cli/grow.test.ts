@@ -63,7 +63,7 @@ test("grow 1 -> 5 under load (voters 3 then 5, replicas spread), drain a leader'
   const c = await startFounder(SHARDS);
   c.up = new Set([1]);
   await waitFor("the shard map recorded", async () => (await shards(c, 1)).length === SHARDS, 20_000);
-  await configure(c, 1, { scheduleIntervalMs: 200, shardCooldownMs: 1000, nodeDeadAfterMs: 4000, stepTimeoutMs: 20_000 });
+  await configure(c, 1, { scheduleIntervalMs: 200, shardCooldownMs: 1000, nodeDeadAfterMs: 4000, nodeRemoveAfterMs: 4000, stepTimeoutMs: 20_000 });
   const history: HistoryEvent[] = [];
   const t0 = performance.now();
   const clients = [1, 2, 3, 4].map((i) => new Client(i, history, t0));

@@ -31,7 +31,7 @@ test("records written by tracked applies rebuild the same state, command after c
     { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[1, 2, 3], [2, 3, 1]], atMs: 6 },
     { kind: "set-replicas", shard: 1, confIndex: 3, replicas: [{ node: 1, role: "voter" }, { node: 2, role: "learner" }], atMs: 7 },
     { kind: "set-replicas", shard: 1, confIndex: 2, replicas: [], atMs: 8 }, // refused: an older configuration
-    { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 90 }, note: "x", atMs: 9 },
+    { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 300 }, note: "x", atMs: 9 },
     { kind: "rollback-settings", toVersion: 1, atMs: 10 },
     { kind: "record-operator", operator: { id: 1, shard: 1, epoch: 2, reason: "repair", steps: [], stepIndex: 0, startedAtMs: 0, stepStartedAtMs: 0 }, status: "running", atMs: 11 },
     { kind: "forget-node", node: 3, atMs: 12 }, // refused: holds replicas
@@ -70,7 +70,7 @@ test("stores written before version 1 was recorded rebuild it while the history 
   const legacy = (last: number): [string, unknown][] => {
     const s = initialMetaState(DEFAULT_PLACEMENT, 0);
     for (let v = 2; v <= last; v++) {
-      const { result } = applyMetaTracked(s, { kind: "set-settings", baseVersion: v - 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 100 + v }, note: `${v}`, atMs: v });
+      const { result } = applyMetaTracked(s, { kind: "set-settings", baseVersion: v - 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 200 + v }, note: `${v}`, atMs: v });
       assert.deepEqual(result, { ok: true, value: v });
     }
     const records = metaToRecords(s).filter(([k]) => k !== "v:1");
@@ -171,7 +171,7 @@ class CommandGen {
     if (w < 36) {
       const current = s.settings[s.settings.length - 1]!;
       const baseVersion = r.chance(0.9) ? current.version : current.version - r.range(1, 3);
-      const placement = { ...current.placement, maxMovesTotal: r.range(4, 200), shardCooldownMs: r.chance(0.05) ? -1 : r.int(5000) };
+      const placement = { ...current.placement, maxMovesTotal: r.range(64, 400), shardCooldownMs: r.chance(0.05) ? -1 : r.int(5000) };
       return { kind: "set-settings", baseVersion, placement, note: `n${r.int(1000)}`, atMs };
     }
     if (w < 44) {

@@ -63,10 +63,10 @@ test("the shard map: ranges cover the hash space; a replica set mirrored from an
 test("settings an earlier version wrote apply: renamed ones are dropped, new ones take their defaults", () => {
   const s = initialMetaState(DEFAULT_PLACEMENT, 0);
   const { maxMoveBytesPerNodePerWindow: _bytes, moveCostMinBytes: _min, ...rest } = DEFAULT_PLACEMENT;
-  const old = { ...rest, maxMovesPerNodePerWindow: 16, maxMovesTotal: 90 } as unknown as PlacementConfig;
+  const old = { ...rest, maxMovesPerNodePerWindow: 16, maxMovesTotal: 300 } as unknown as PlacementConfig;
   assert.deepEqual(applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: old, note: "old", atMs: 1 }), { ok: true, value: 2 });
   const now = currentSettings(s).placement;
-  assert.equal(now.maxMovesTotal, 90);
+  assert.equal(now.maxMovesTotal, 300);
   assert.equal(now.moveCostMinBytes, DEFAULT_PLACEMENT.moveCostMinBytes);
   assert.ok(!Object.hasOwn(now, "maxMovesPerNodePerWindow"));
 });
@@ -75,7 +75,7 @@ test("settings are versioned, validated before they apply, changed against the v
   const s = initialMetaState(DEFAULT_PLACEMENT, 0);
   const bad = applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 0 }, note: "", atMs: 1 });
   assert.equal(bad.ok ? null : bad.code, "invalid_settings");
-  assert.deepEqual(applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 80 }, note: "slower", atMs: 2 }), { ok: true, value: 2 });
+  assert.deepEqual(applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: { ...DEFAULT_PLACEMENT, maxMovesTotal: 200 }, note: "slower", atMs: 2 }), { ok: true, value: 2 });
   const stale = applyMeta(s, { kind: "set-settings", baseVersion: 1, placement: DEFAULT_PLACEMENT, note: "", atMs: 3 });
   assert.equal(stale.ok ? null : stale.code, "stale_settings");
   assert.deepEqual(applyMeta(s, { kind: "rollback-settings", toVersion: 1, atMs: 4 }), { ok: true, value: 3 });

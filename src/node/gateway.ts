@@ -51,6 +51,8 @@ const REROUTE_ATTEMPTS_MAX = 8;
 const REROUTE_WAIT_MS = 500;
 /** Placement requests a waiting request makes at most (each after an operator in its way ended). */
 const PLACEMENT_ATTEMPTS_MAX = 1000;
+/** Metadata proposals one caller has in flight at once (proposeMetaMany): well under the node's request queue. */
+const META_PROPOSALS_AT_ONCE = 128;
 
 /** Options of a gateway. */
 export interface GatewayOptions {
@@ -434,6 +436,21 @@ export class Gateway {
   /** Proposes a metadata command through the metadata group's leader, wherever it is. */
   proposeMeta(cmd: MetaCommand): Promise<ApplyResult> {
     return this.route({ kind: "meta", group: META_GROUP, cmd }) as Promise<ApplyResult>;
+  }
+
+  /**
+   * Proposes independent metadata commands, up to META_PROPOSALS_AT_ONCE at a time, so that they share
+   * Raft rounds instead of taking one each (a rebuild of a dead node's replicas records hundreds of
+   * operator steps and replica sets per cycle). The answers are in the commands' order; a command that
+   * failed to reach the log is the error it failed with.
+   */
+  async proposeMetaMany(cmds: readonly MetaCommand[]): Promise<(ApplyResult | Error)[]> {
+    const out: (ApplyResult | Error)[] = [];
+    for (let i = 0; i < cmds.length; i += META_PROPOSALS_AT_ONCE) {
+      const batch = cmds.slice(i, i + META_PROPOSALS_AT_ONCE).map((cmd) => this.proposeMeta(cmd).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
+      out.push(...(await Promise.all(batch)));
+    }
+    return out;
   }
 
   private execute(op: Op): Promise<unknown> {

@@ -79,13 +79,13 @@ test("the metadata state survives a restart, and a node that missed it catches u
   for (let v = 0; v < 12; v++) {
     // The leader's copy: a proposal resolves once applied there.
     const current = metaLeader().metaState().settings.at(-1)!;
-    const r = await gw.proposeMeta({ kind: "set-settings", baseVersion: current.version, placement: { ...current.placement, maxMovesTotal: 100 + v }, note: `${v}`, atMs: v });
+    const r = await gw.proposeMeta({ kind: "set-settings", baseVersion: current.version, placement: { ...current.placement, maxMovesTotal: 200 + v }, note: `${v}`, atMs: v });
     assert.ok(r.ok, JSON.stringify(r));
   }
   assert.ok(metaLeader().metaStatus().firstIndex > lastBefore + 1, "the metadata log was compacted past node 3's");
   const back = await openNode(c, 3);
   assert.equal(described(back), before, "recovered from its own disk");
-  await waitFor("node 3 to catch up", () => back.metaState().settings.at(-1)!.placement.maxMovesTotal === 111, 15_000);
+  await waitFor("node 3 to catch up", () => back.metaState().settings.at(-1)!.placement.maxMovesTotal === 211, 15_000);
   // The state is rebuilt as the snapshot lands; the log's start moves once the same turn's WAL write is durable.
   await waitFor("node 3's metadata log to restart after a snapshot", () => back.metaStatus().firstIndex > lastBefore + 1);
   await waitFor("node 1 to apply everything too", () => described(c.nodes.get(1)!) === described(metaLeader()));

@@ -262,7 +262,8 @@ export class MemberCare {
   }
 
   /**
-   * Dead nodes that hold no replica leave the cluster: their worker state becomes removed and they
+   * Dead nodes that hold no replica and have been silent for `nodeRemoveAfterMs` leave the cluster (one
+   * that comes back before is a member still, and the balancer gives it replicas again): their worker state becomes removed and they
    * leave the metadata group's configuration, all in one change (zombie removal), unless the voters
    * left alive would not be a quorum of the new configuration. A dead node with replicas waits until
    * repair has rebuilt them elsewhere.
@@ -272,7 +273,8 @@ export class MemberCare {
     // Walks the whole shard map: only when some node is dead (never on a healthy cluster's passes).
     let holders: Set<NodeId> | null = null;
     const holdsReplica = (id: NodeId) => (holders ??= new Set([...meta.shards.values()].flatMap((s) => s.replicas.map((r) => r.node)))).has(id);
-    const found = deadNodes(meta.nodes.values(), this.node.id, (id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "dead", holdsReplica, this.deadSeen);
+    const found = deadNodes(meta.nodes.values(), this.node.id, (id) => this.node.peerHealth(id, cfg.nodeDeadAfterMs) === "dead", holdsReplica, this.deadSeen,
+      (id) => this.node.peerHealth(id, cfg.nodeRemoveAfterMs) === "dead");
     this.deadSeen = found.alerted;
     for (const n of found.alert) {
       this.alert({ atMs: nowMs, kind: "node-dead", node: n.id, message: `node ${n.id} is dead (silent for ${cfg.nodeDeadAfterMs} ms): its replicas are rebuilt elsewhere` });

@@ -17,7 +17,7 @@
  * reports count, dead nodes, stale learners) are pure functions of placement/policy.ts, with time as an
  * input; this loop gathers their inputs and carries out what they decide.
  */
-import { type MetaState, type OperatorRecord, type OperatorStatus, currentSettings } from "../meta/state.js";
+import { type MetaCommand, type MetaState, type OperatorRecord, type OperatorStatus, currentSettings } from "../meta/state.js";
 import { busyRefusal, manualOperator } from "../placement/manual.js";
 import { operatorShards } from "../placement/operators.js";
 import {
@@ -336,15 +336,19 @@ export class PlacementDriver {
 
   /** Operators whose record differs from the metadata's (new, advanced a step, ended) are recorded. */
   private async record(meta: Readonly<MetaState>, running: readonly Operator[], ended: { op: Operator; outcome: OperatorRecord["status"] }[], nowMs: number): Promise<void> {
+    const records: MetaCommand[] = [];
     for (const { op, isNew } of unrecorded(meta.operators, running)) {
       if (isNew) this.opts.logger?.info({ operator: op.id, reason: op.reason, shard: op.shard, steps: op.steps.map(describeStep) }, "operator started");
-      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: "running", atMs: nowMs });
+      records.push({ kind: "record-operator", operator: op, status: "running", atMs: nowMs });
     }
     for (const { op, outcome } of ended) {
       this.dispatched.delete(op.id);
       this.opts.logger?.info({ operator: op.id, shard: op.shard, outcome }, "operator ended");
-      await this.gateway.proposeMeta({ kind: "record-operator", operator: op, status: outcome, atMs: nowMs });
+      records.push({ kind: "record-operator", operator: op, status: outcome, atMs: nowMs });
     }
+    // One record per operator: independent, so they go together (a cycle may start or advance hundreds).
+    const failed = (await this.gateway.proposeMetaMany(records)).find((r) => r instanceof Error);
+    if (failed !== undefined) throw failed;
   }
 
   /** Sends each running operator's step to its shard's leader, again only after a few cycles without effect. */

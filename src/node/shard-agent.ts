@@ -12,7 +12,7 @@
  * Lifecycle: start() runs a pass every `scheduleIntervalMs` of the cluster settings; stop() ends it.
  * A pass makes at most one metadata proposal per shard led here.
  */
-import { type ApplyResult, currentSettings } from "../meta/state.js";
+import { type ApplyResult, type MetaCommand, currentSettings } from "../meta/state.js";
 import type { NodeId, ReplicaRole, Step } from "../placement/types.js";
 import { type ConfChangeSingle, ConfChangeType, type ConfState } from "../raft/index.js";
 import { pack } from "msgpackr";
@@ -127,6 +127,7 @@ export class ShardAgent {
     }
     this.running = true;
     try {
+      const mirrors: { shard: number; cmd: MetaCommand }[] = [];
       for (const s of this.node.ledShards()) {
         const record = this.node.metaState().shards.get(s.shard);
         if (record === undefined) continue;
@@ -139,8 +140,13 @@ export class ShardAgent {
         }
         const replicas = replicasOf(s.conf);
         if (sameReplicas(record.replicas, replicas) || s.applied <= record.confIndex) continue;
-        const r = await this.gateway.proposeMeta({ kind: "set-replicas", shard: s.shard, confIndex: s.applied, replicas, atMs: this.clock.wallMs() });
-        if (!r.ok) this.opts.logger?.warn(`shard agent: mirroring shard ${s.shard} refused: ${r.code}: ${r.message}`);
+        mirrors.push({ shard: s.shard, cmd: { kind: "set-replicas", shard: s.shard, confIndex: s.applied, replicas, atMs: this.clock.wallMs() } });
+      }
+      // Independent of each other (one shard each): they go together, sharing Raft rounds.
+      for (const [i, r] of (await this.gateway.proposeMetaMany(mirrors.map((m) => m.cmd))).entries()) {
+        const shard = mirrors[i]!.shard;
+        if (r instanceof Error) this.opts.logger?.warn(`shard agent: mirroring shard ${shard} failed (${r.message}); the next pass tries again`);
+        else if (!r.ok) this.opts.logger?.warn(`shard agent: mirroring shard ${shard} refused: ${r.code}: ${r.message}`);
       }
     } catch (e) {
       this.opts.logger?.warn(`shard agent: mirroring failed (${(e as Error).message}); the next pass tries again`);

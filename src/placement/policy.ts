@@ -320,15 +320,16 @@ export interface MemberNode {
 /**
  * Dead nodes this cycle (not this one, not removed): those not alerted yet (`alert`), the set alerted
  * from now on (a node that came back is forgotten, so a second death alerts again), and those that hold
- * no replica (`retire`: repair has rebuilt their replicas elsewhere, they may leave the cluster).
+ * no replica and have been silent long enough to leave the cluster (`retire`: repair has rebuilt their
+ * replicas elsewhere; `removable` says whether the silence has lasted `nodeRemoveAfterMs`).
  */
 export function deadNodes<N extends MemberNode>(nodes: Iterable<N>, self: NodeId, isDead: (id: NodeId) => boolean, holdsReplica: (id: NodeId) => boolean,
-  alerted: ReadonlySet<NodeId>): { alert: N[]; alerted: Set<NodeId>; retire: N[] } {
+  alerted: ReadonlySet<NodeId>, removable: (id: NodeId) => boolean = isDead): { alert: N[]; alerted: Set<NodeId>; retire: N[] } {
   const dead = [...nodes].filter((n) => n.worker !== "removed" && n.id !== self && isDead(n.id));
   return {
     alert: dead.filter((n) => !alerted.has(n.id)),
     alerted: new Set(dead.map((n) => n.id)),
-    retire: dead.filter((n) => !holdsReplica(n.id)),
+    retire: dead.filter((n) => removable(n.id) && !holdsReplica(n.id)),
   };
 }
 

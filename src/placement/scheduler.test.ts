@@ -130,7 +130,7 @@ test("failure domains: a shared host is never allowed; a shared zone costs more 
 
 test("a configuration is validated before it applies, with every problem named", () => {
   assert.deepEqual(validatePlacementConfig(DEFAULT_PLACEMENT), []);
-  const errors = validatePlacementConfig({ ...DEFAULT_PLACEMENT, replicationFactor: 0, hotNodeFactor: 1, maxMovesPerNode: 1000 });
+  const errors = validatePlacementConfig({ ...DEFAULT_PLACEMENT, replicationFactor: 0, hotNodeFactor: 1, maxMovesPerNode: 5000 });
   assert.equal(errors.length, 3, errors.join("; "));
   assert.ok(errors.some((e) => e.startsWith("replicationFactor")));
 });

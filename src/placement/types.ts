@@ -126,8 +126,13 @@ export interface PlacementConfig {
   shardCooldownMs: number;
   /** The placement driver's cycle: the cooldown between two scheduling decisions. */
   scheduleIntervalMs: number;
-  /** A node silent this long is dead (MEM-6): its replicas are rebuilt elsewhere, then it is removed. */
+  /** A node silent this long is dead (MEM-6): its replicas are rebuilt elsewhere (see README: why 15 s). */
   nodeDeadAfterMs: number;
+  /**
+   * A dead node silent this long, once it holds no replica, is removed from the cluster (MEM-6). Until
+   * then it may come back as itself (a restart, a reboot) and is given replicas again.
+   */
+  nodeRemoveAfterMs: number;
   /** A metadata learner waiting this long for a partner to be promoted with stops waiting (MEM-2). */
   pairingWaitMs: number;
   /** A ready metadata learner not promoted within this becomes a standby learner (MEM-2). */
@@ -153,8 +158,8 @@ export interface PlacementConfig {
 
 export const DEFAULT_PLACEMENT: PlacementConfig = {
   replicationFactor: 3,
-  maxMovesPerNode: 64,
-  maxMovesTotal: 512,
+  maxMovesPerNode: 128,
+  maxMovesTotal: 1024,
   maxMoveBytesPerNodePerWindow: 1 << 30,
   moveWindowMs: 60_000,
   moveCostMinBytes: 1 << 20,
@@ -165,6 +170,7 @@ export const DEFAULT_PLACEMENT: PlacementConfig = {
   shardCooldownMs: 30_000,
   scheduleIntervalMs: 1000,
   nodeDeadAfterMs: 15_000,
+  nodeRemoveAfterMs: 300_000,
   pairingWaitMs: 120_000,
   promotionWindowMs: 300_000,
   staleLearnerMs: 60_000,
@@ -204,6 +210,7 @@ export function validatePlacementConfig(c: PlacementConfig): string[] {
   positiveInt("stepTimeoutMs");
   positiveInt("scheduleIntervalMs");
   positiveInt("nodeDeadAfterMs");
+  positiveInt("nodeRemoveAfterMs");
   positiveInt("pairingWaitMs");
   positiveInt("promotionWindowMs");
   positiveInt("staleLearnerMs");
@@ -218,6 +225,7 @@ export function validatePlacementConfig(c: PlacementConfig): string[] {
   if (!(Number.isInteger(c.splitSizeBytes) && c.splitSizeBytes >= 0)) errors.push(`splitSizeBytes must be a non-negative integer, got ${c.splitSizeBytes}`);
   if (!(c.splitRequestRate >= 0)) errors.push(`splitRequestRate must be 0 (off) or positive, got ${c.splitRequestRate}`);
   if (c.maxMovesPerNode > c.maxMovesTotal) errors.push("maxMovesPerNode must not exceed maxMovesTotal");
+  if (c.nodeRemoveAfterMs < c.nodeDeadAfterMs) errors.push("nodeRemoveAfterMs must not be below nodeDeadAfterMs");
   if (c.moveCostMinBytes > c.maxMoveBytesPerNodePerWindow) errors.push("moveCostMinBytes must not exceed maxMoveBytesPerNodePerWindow");
   return errors;
 }
