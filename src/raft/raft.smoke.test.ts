@@ -43,3 +43,23 @@ test("forgetLeader: a follower that forgot its lost leader grants pre-votes at o
   c.stabilize();
   assert.equal(c.node(3).lead(), 2);
 });
+
+test("a leaderless follower that refuses a pre-vote because the candidate's log is behind its own campaigns at once", () => {
+  const c = new TestCluster({ voters: [1, 2, 3], config: { preVote: true, checkQuorum: true } });
+  c.elect(1);
+  c.stabilize();
+  // Node 2 misses an entry that nodes 1 and 3 hold.
+  c.isolate(2);
+  c.node(1).propose(enc("x"));
+  c.stabilize();
+  c.heal();
+  // Node 1's node is gone; node 2 is the successor the host picked, but its log is behind node 3's.
+  c.isolate(1);
+  c.node(2).forgetLeader();
+  c.node(3).forgetLeader();
+  c.node(2).campaign();
+  c.stabilize();
+  // Node 3 cannot grant it, and knows it holds more: it campaigns now instead of at its own timeout.
+  assert.equal(c.node(3).role(), Role.Leader);
+  assert.equal(c.node(2).lead(), 3);
+});

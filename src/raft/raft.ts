@@ -567,6 +567,13 @@ export class Raft {
       }
     } else {
       this.send(message({ type: voteResponseType(m.type), to: m.from, term: this.term, reject: true }));
+      // A follower that knows no leader and would have granted this pre-vote but for the candidate's
+      // log being behind its own is a better candidate: it campaigns now rather than at its election
+      // timeout, so a failover whose chosen successor missed the last entries still takes a round trip,
+      // not a whole timeout (issue 13). Elections are safe whoever starts them.
+      if (canVote && m.type === MessageType.PreVote && this.role === Role.Follower && this.lead === NONE && this.promotable()) {
+        this.step(message({ type: MessageType.Hup, from: this.id }));
+      }
     }
   }
 
