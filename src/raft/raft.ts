@@ -60,6 +60,11 @@ export class Raft {
   term = 0;
   vote: NodeId = NONE;
   lead: NodeId = NONE;
+  /**
+   * The host told this follower its leader's node is gone (forgetLeader) and no leader or term change
+   * came since. Invariant: leaderForgotten implies lead === NONE.
+   */
+  leaderForgotten = false;
   role: Role = Role.Follower;
   /** Whether this replica is a learner in its current configuration. */
   isLearner = false;
@@ -250,6 +255,7 @@ export class Raft {
       this.vote = NONE;
     }
     this.lead = NONE;
+    this.leaderForgotten = false;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.resetRandomizedElectionTimeout();
@@ -295,6 +301,7 @@ export class Raft {
   /** Records the known leader, settling a transfer this replica started as leader. */
   setLead(lead: NodeId): void {
     this.lead = lead;
+    if (lead !== NONE) this.leaderForgotten = false;
     const awaiting = this.transferAwaitingOutcome;
     if (awaiting === null || lead === NONE) return;
     this.transferAwaitingOutcome = null;
@@ -485,6 +492,7 @@ export class Raft {
   forgetLeader(): void {
     if (this.role !== Role.Follower || this.lead === NONE || this.cfg.readOnlyOption === ReadOnlyOption.Lease) return;
     this.setLead(NONE);
+    this.leaderForgotten = true;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -567,11 +575,12 @@ export class Raft {
       }
     } else {
       this.send(message({ type: voteResponseType(m.type), to: m.from, term: this.term, reject: true }));
-      // A follower that knows no leader and would have granted this pre-vote but for the candidate's
-      // log being behind its own is a better candidate: it campaigns now rather than at its election
-      // timeout, so a failover whose chosen successor missed the last entries still takes a round trip,
-      // not a whole timeout (issue 13). Elections are safe whoever starts them.
-      if (canVote && m.type === MessageType.PreVote && this.role === Role.Follower && this.lead === NONE && this.promotable()) {
+      // A follower whose leader's node is gone (the host said so: forgetLeader) and that would have
+      // granted this pre-vote but for the candidate's log being behind its own is a better candidate:
+      // it campaigns now rather than at its election timeout, so a failover whose chosen successor
+      // missed the last entries still takes a round trip, not a whole timeout (issue 13). Elections are
+      // safe whoever starts them.
+      if (canVote && m.type === MessageType.PreVote && this.role === Role.Follower && this.leaderForgotten && this.promotable()) {
         this.step(message({ type: MessageType.Hup, from: this.id }));
       }
     }
@@ -744,6 +753,7 @@ export class Raft {
     assert(log.committed <= log.lastIndex(), () => `committed ${log.committed} > last ${log.lastIndex()}`);
     assert(this.role !== Role.Leader || this.lead === this.id, "a leader leads itself");
     assert(this.role !== Role.Leader || !this.isLearner, "a learner never leads");
+    assert(!this.leaderForgotten || this.lead === NONE, "a forgotten leader is no leader");
     if (this.role === Role.Leader) {
       for (const [id, pr] of this.trk.progress) {
         assert(pr.match < pr.next, () => `progress of ${id}: match ${pr.match} >= next ${pr.next}`);
