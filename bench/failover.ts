@@ -130,12 +130,18 @@ async function steady(): Promise<Map<number, number>> {
 
 interface Trial { victim: number; led: number; firstLeaderMs: number[]; allLedMs: number; gapsMs: number[]; backS: number; steadyP50Ms: number }
 
-async function trial(clients: Client[]): Promise<Trial> {
+/** Once steady: the node leading the most shards is the victim; the clients write through the others. */
+async function pickVictim(clients: Client[]): Promise<{ leaders: Map<number, number>; victim: number; survivors: number[] }> {
   const leaders = await steady();
   const counts = IDS.map((id) => [...leaders.values()].filter((l) => l === id).length);
   const victim = IDS[counts.indexOf(Math.max(...counts))]!;
   const survivors = IDS.filter((id) => id !== victim);
   for (const cl of clients) cl.via = survivors;
+  return { leaders, victim, survivors };
+}
+
+async function trial(clients: Client[]): Promise<Trial> {
+  const { leaders, victim, survivors } = await pickVictim(clients);
   for (const cl of clients) cl.latenciesMs = [];
   await sleep(2000);
   const steadyLat = clients.flatMap((cl) => cl.latenciesMs).sort((a, b) => a - b);
@@ -191,11 +197,7 @@ async function fullyReplicatedWithout(from: number, down: number): Promise<boole
 
 /** Kills the node leading the most shards for good; times the rebuild of its replicas, then its return. */
 async function repairTrial(clients: Client[]): Promise<Repair> {
-  const leaders = await steady();
-  const counts = IDS.map((id) => [...leaders.values()].filter((l) => l === id).length);
-  const victim = IDS[counts.indexOf(Math.max(...counts))]!;
-  const survivors = IDS.filter((id) => id !== victim);
-  for (const cl of clients) cl.via = survivors;
+  const { victim, survivors } = await pickVictim(clients);
   const before = (await shardMap(survivors[0]!)) ?? [];
   const held = before.filter((s) => s.replicas.some((r) => r.node === victim)).length;
   process.stderr.write(`  replicas per node before the repair trial: ${IDS.map((id) => `${id}: ${before.filter((s) => s.replicas.some((r) => r.node === id)).length}`).join(", ")}\n`);

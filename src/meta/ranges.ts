@@ -40,17 +40,17 @@ export function initialRange(shard: number, shards: number): HashRange {
 }
 
 /**
- * The voters a founded cluster gives shard `shard` (from 1): `replicationFactor` of the founders (all of
- * them when fewer), taken in turn from founder (shard - 1) mod n, so that replicas come out even over
- * any number of founders and the first of the list (whose election starts first) too (issue 13: shards
- * are born replicated and led evenly, without moves). The founders' Raft configurations and the
- * metadata's shard map are both made from this, so they agree.
+ * The voters a founded cluster gives shard `shard` (from 1), sorted: `replicationFactor` of the founders
+ * (all of them when fewer), taken in turn from founder (shard - 1) mod n, so that replicas come out even
+ * over any number of founders, and that founder, which starts the shard's first election, is one of them
+ * (issue 13: shards are born replicated and led evenly, without moves). The founders' Raft
+ * configurations and the metadata's shard map are both made from this, so they agree.
  */
 export function foundingVoters(shard: number, founders: readonly number[], replicationFactor: number): number[] {
   assert(shard >= 1 && founders.length > 0 && replicationFactor >= 1, "a founded shard needs founders and a replication factor");
   const sorted = [...founders].sort((a, b) => a - b);
   const n = Math.min(replicationFactor, sorted.length);
-  return Array.from({ length: n }, (_, k) => sorted[(shard - 1 + k) % sorted.length]!);
+  return Array.from({ length: n }, (_, k) => sorted[(shard - 1 + k) % sorted.length]!).sort((a, b) => a - b);
 }
 
 export function inRange(hash: number, r: HashRange): boolean {

@@ -170,7 +170,7 @@ export class Membership {
     if (founder && this.node.leaderOf(META_GROUP) === this.node.id && !meta.collections.has(DEFAULT_COLLECTION) && founders.every((id) => meta.nodes.has(id))) {
       // Static membership: the founders hold the shards' voters as their first start made them.
       const rf = Math.min(DEFAULT_PLACEMENT.replicationFactor, founders.length);
-      const placements = Array.from({ length: this.opts.shards }, (_, i) => foundingVoters(i + 1, founders, rf).sort((a, b) => a - b));
+      const placements = Array.from({ length: this.opts.shards }, (_, i) => foundingVoters(i + 1, founders, rf));
       out.push({ kind: "create-collection", name: DEFAULT_COLLECTION, replicationFactor: rf, placements, atMs });
     }
     return out;
@@ -263,10 +263,10 @@ export class MemberCare {
 
   /**
    * Dead nodes that hold no replica and have been silent for `nodeRemoveAfterMs` leave the cluster (one
-   * that comes back before is a member still, and the balancer gives it replicas again): their worker state becomes removed and they
-   * leave the metadata group's configuration, all in one change (zombie removal), unless the voters
-   * left alive would not be a quorum of the new configuration. A dead node with replicas waits until
-   * repair has rebuilt them elsewhere.
+   * that comes back before is a member still, and the balancer gives it replicas again): their worker
+   * state becomes removed and they leave the metadata group's configuration, all in one change (zombie
+   * removal), unless the voters left alive would not be a quorum of the new configuration. A dead node
+   * with replicas waits until repair has rebuilt them elsewhere.
    */
   async retireDeadNodes(cfg: PlacementConfig, nowMs: number): Promise<void> {
     const meta = this.node.metaState();

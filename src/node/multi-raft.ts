@@ -110,9 +110,8 @@ export class MultiRaftNode extends NodeTurn {
       const founders = [cfg.id, ...cfg.peers.keys()].sort((a, b) => a - b);
       for (const g of [...Array.from({ length: cfg.shards }, (_, i) => i + 1), META_GROUP]) {
         if (recovered.has(g)) continue;
-        const chosen = g === META_GROUP ? founders : foundingVoters(g, founders, DEFAULT_PLACEMENT.replicationFactor);
-        if (!chosen.includes(cfg.id)) continue;
-        const voters = [...chosen].sort((a, b) => a - b);
+        const voters = g === META_GROUP ? founders : foundingVoters(g, founders, DEFAULT_PLACEMENT.replicationFactor);
+        if (!voters.includes(cfg.id)) continue;
         const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
         const log = { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 1, term: 1, confState }, start: { index: 1, term: 1 }, entries: [] };
         bootstrap.push({ kind: "snapshot", group: g, index: 1, term: 1, confState });
@@ -120,10 +119,10 @@ export class MultiRaftNode extends NodeTurn {
         const shard = g === META_GROUP ? {} : { shard: { range: initialRange(g, cfg.shards), splits: [] } };
         if (store.applied(g) === 0) store.apply([{ group: g, appliedIndex: 1, confState, ...shard }]);
         node.addGroup(g, log, confState);
-        // Leaders come out even: shard g's first election is started by the first of its voters, founder
-        // (g - 1) mod n; the others wait for their randomized timeouts (issue 13: all leaders used to
-        // land on one node).
-        if (g !== META_GROUP && chosen[0] === cfg.id) node.campaignAtStart.push(g);
+        // Leaders come out even: shard g's first election is started by founder (g - 1) mod n, one of
+        // its voters; the others wait for their randomized timeouts (issue 13: all leaders used to land
+        // on one node).
+        if (g !== META_GROUP && founders[(g - 1) % founders.length] === cfg.id) node.campaignAtStart.push(g);
       }
     } else if (!recovered.has(META_GROUP)) {
       // Joining: the metadata group waits for its leader's snapshot; shards come once placed here.

@@ -6,12 +6,6 @@ import { type CycleContext, pickTarget } from "./context.js";
 import { moveSteps } from "./operators.js";
 import type { NodeId, ReplicaView, ShardView, Step } from "./types.js";
 
-/** A replica is lost when its node is dead, removed or unknown: it will never serve again. */
-function lost(ctx: CycleContext, r: ReplicaView): boolean {
-  const n = ctx.nodes.get(r.node);
-  return n === undefined || n.health === "dead" || n.state === "removed";
-}
-
 /** Steps that take the leadership off `node` first when it leads, then remove its replica. */
 function removeSteps(ctx: CycleContext, shard: ShardView, node: NodeId): Step[] | null {
   if (shard.leader !== node) return [{ kind: "remove-replica", node }];
@@ -53,8 +47,9 @@ export function repair(ctx: CycleContext): void {
   for (const shard of ctx.shards) {
     if (ctx.exhausted) return;
     if (ctx.busyShards.has(shard.id)) continue;
-    const live = shard.replicas.filter((r) => !lost(ctx, r));
-    const gone = shard.replicas.filter((r) => lost(ctx, r));
+    // A replica is lost with its node (CycleContext.lost).
+    const live = shard.replicas.filter((r) => !ctx.lost(r.node));
+    const gone = shard.replicas.filter((r) => ctx.lost(r.node));
     if (live.length < rf) {
       const from = gone[0]?.node ?? null;
       const to = pickTarget(ctx, shard, from);

@@ -143,16 +143,19 @@ export class CycleContext {
     for (const n of this.working(operatorNodes(op))) this.inFlightPerNode.set(n, (this.inFlightPerNode.get(n) ?? 0) + 1);
   }
 
+  /** A node that is dead, removed or unknown: it will never serve again. */
+  lost(id: NodeId): boolean {
+    const n = this.nodes.get(id);
+    return n === undefined || n.health === "dead" || n.state === "removed";
+  }
+
   /**
-   * The nodes among `nodes` that do work for an operator: not a dead, removed or unknown one. Removing
-   * a dead node's replica copies nothing and asks nothing of it, so it is not held to the per-node
-   * limits: otherwise every repair after a node's death would queue behind that one node's budget.
+   * The nodes among `nodes` that do work for an operator: not lost ones. Removing a lost node's replica
+   * copies nothing and asks nothing of it, so it is not held to the per-node limits: otherwise every
+   * repair after a node's death would queue behind that one node's budget.
    */
   private working(nodes: readonly NodeId[]): NodeId[] {
-    return nodes.filter((id) => {
-      const n = this.nodes.get(id);
-      return n !== undefined && n.health !== "dead" && n.state !== "removed";
-    });
+    return nodes.filter((id) => !this.lost(id));
   }
 
   /** Counts what the operator's unfinished steps will change. */

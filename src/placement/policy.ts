@@ -324,7 +324,7 @@ export interface MemberNode {
  * replicas elsewhere; `removable` says whether the silence has lasted `nodeRemoveAfterMs`).
  */
 export function deadNodes<N extends MemberNode>(nodes: Iterable<N>, self: NodeId, isDead: (id: NodeId) => boolean, holdsReplica: (id: NodeId) => boolean,
-  alerted: ReadonlySet<NodeId>, removable: (id: NodeId) => boolean = isDead): { alert: N[]; alerted: Set<NodeId>; retire: N[] } {
+  alerted: ReadonlySet<NodeId>, removable: (id: NodeId) => boolean): { alert: N[]; alerted: Set<NodeId>; retire: N[] } {
   const dead = [...nodes].filter((n) => n.worker !== "removed" && n.id !== self && isDead(n.id));
   return {
     alert: dead.filter((n) => !alerted.has(n.id)),
