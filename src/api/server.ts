@@ -46,6 +46,8 @@ export const ID_PATTERN = "^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,256}$";
 const ID_REGEX = new RegExp(ID_PATTERN);
 /** Scan cursors are opaque: a version tag, then the last id of the page (base64url). */
 const CURSOR_TAG = "c1.";
+/** How often the event-loop delay metric samples (see collectDefaultMetrics below). */
+const EVENT_LOOP_SAMPLE_MS = 100;
 
 export function encodeCursor(id: string): string {
   return CURSOR_TAG + Buffer.from(id, "utf8").toString("base64url");
@@ -118,7 +120,9 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   // Metrics: registry per server (injected, not global).
   const registry = new Registry();
   registry.setDefaultLabels({ node: String(node.id) });
-  collectDefaultMetrics({ register: registry });
+  // The event-loop delay is sampled by a timer: prom-client's default of every 10 ms was most of an idle
+  // node's wakeups (issue 13); a stall of 100 ms or more is still seen every time.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   const latency = new Histogram({
     name: "shoal_request_duration_seconds", help: "HTTP request latency by operation", labelNames: ["op", "status"],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry],

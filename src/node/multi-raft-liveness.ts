@@ -182,7 +182,8 @@ export abstract class NodeLiveness extends NodeState {
   /**
    * After ticks: groups led here that stayed idle long enough quiesce (their followers are told);
    * quiescent followers whose leader's node fell silent wake up; every peer gets a keepalive each
-   * heartbeat interval, so that silence means a dead or cut-off node, not idle shards.
+   * heartbeat interval (each idle keepalive interval while no group here ticks), so that silence means
+   * a dead or cut-off node, not idle shards.
    */
   protected tickQuiescence(ticks: number, scanAll: boolean): void {
     const nowMs = this.clock.nowMs();
@@ -208,7 +209,7 @@ export abstract class NodeLiveness extends NodeState {
       }
     }
     this.ticksSinceKeepalive += ticks;
-    const keepalive = this.ticksSinceKeepalive >= this.cfg.heartbeatTicks;
+    const keepalive = this.ticksSinceKeepalive >= this.keepaliveTicks();
     if (keepalive) this.ticksSinceKeepalive = 0;
     if (!keepalive && notices.size === 0) return;
     for (const peer of this.knownPeers()) {

@@ -41,6 +41,13 @@ export interface NodeConfig {
   tickMs?: number;
   electionTicks?: number;
   heartbeatTicks?: number;
+  /**
+   * Ticks between keepalives to each peer while every group here is quiescent (default two heartbeat
+   * intervals, 120 ms). An idle node's cost is its wakeups: each keepalive is a timer, a write per peer
+   * and a read on each peer. A peer counts this node silent after an election timeout, so the interval
+   * stays under half of one (asserted): one late keepalive never looks like a lost node.
+   */
+  keepaliveIdleTicks?: number;
   /** Compact a group's log once this many applied entries sit before the last compaction point. */
   compactAfterEntries?: number;
   /** Proposals and reads not answered within this time fail with an unknown outcome. */
@@ -136,6 +143,8 @@ export abstract class NodeState {
   protected inputs: Input[] = [];
   protected pendingTicks = 0;
   protected tickTimer: Timer | null = null;
+  /** What the tick timer was armed for (ticks, when), while it is armed. */
+  protected tickArmed: { ticks: number; atMs: number } | null = null;
   protected turnScheduled = false;
   protected turnRunning: Promise<void> | null = null;
   protected stopped = false;
@@ -226,7 +235,7 @@ export abstract class NodeState {
       shard: this.loadShardState(g), remembered: null,
     };
     this.groups.set(g, group);
-    this.ticking.add(group);
+    this.startTicking(group);
     return group;
   }
 
@@ -255,8 +264,17 @@ export abstract class NodeState {
   protected setQuiesced(g: Group, quiesced: boolean): void {
     g.quiescence.quiesced = quiesced;
     if (quiesced) this.ticking.delete(g);
-    else if (this.groups.get(g.id) === g) this.ticking.add(g);
+    else if (this.groups.get(g.id) === g) this.startTicking(g);
   }
+
+  private startTicking(g: Group): void {
+    const wasIdle = this.ticking.size === 0;
+    this.ticking.add(g);
+    if (wasIdle) this.tickingResumed();
+  }
+
+  /** The first group ticks again after none did: the host's tick timer may be sleeping through idle ticks. */
+  protected tickingResumed(): void {}
 
   /** A waiter left (answered, failed or timed out). */
   protected released(): void {
@@ -351,6 +369,11 @@ export abstract class NodeState {
   /** The shortest election timeout (a follower's randomized one is up to twice this). */
   get electionTimeoutMs(): number {
     return this.cfg.tickMs * this.cfg.electionTicks;
+  }
+
+  /** Ticks between keepalives to each peer now: longer while no group here ticks (see keepaliveIdleTicks). */
+  protected keepaliveTicks(): number {
+    return this.ticking.size === 0 ? this.cfg.keepaliveIdleTicks : this.cfg.heartbeatTicks;
   }
 
   /** Answers the callers waiting for a transfer of `g` to `to`. */

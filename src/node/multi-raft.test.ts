@@ -225,6 +225,27 @@ test("each node judges its peers' health from what it hears (phi accrual): healt
   await stopAll(c);
 });
 
+test("a node whose every group is quiescent sends each peer one keepalive per idle keepalive interval (120 ms), not per heartbeat interval, and its peers stay live", async () => {
+  // The defaults of a real node: 30 ms ticks, keepalives every 2 ticks, every 4 while idle.
+  const c = await startCluster(3, 2, { quiesceAfterTicks: 5, tickMs: 30 });
+  await waitForLeaders(c);
+  const one = c.nodes.get(1)!;
+  await waitFor("every group quiescent on every node", () => [...c.nodes.values()].every((n) => n.quiescedShards() === 2 && n.metaQuiesced()), 10_000);
+  const sent = () => one.transport.stats().reduce((s, l) => s + l.framesSent, 0);
+  const before = sent();
+  const fromMs = performance.now();
+  await waitFor("1.5 s of quiescence", () => performance.now() - fromMs >= 1500);
+  const frames = sent() - before;
+  const elapsedMs = performance.now() - fromMs;
+  // Two peers. A heartbeat interval (60 ms) apart would be 2 * elapsed / 60; timers fire late, never early.
+  const atMost = 2 * (Math.floor(elapsedMs / 120) + 1);
+  assert.ok(frames <= atMost, `${frames} frames in ${elapsedMs.toFixed(0)} ms: at most ${atMost} expected (one keepalive per peer per 120 ms)`);
+  assert.ok(frames >= 4, `${frames} frames in ${elapsedMs.toFixed(0)} ms: keepalives continue while idle`);
+  assert.ok(!one.peerLost(2) && !one.peerLost(3), "idle peers are not lost");
+  assert.ok(!c.nodes.get(2)!.peerLost(1), "node 1 is not lost to its peers");
+  await stopAll(c);
+});
+
 /** A one-node cluster that wrote "x" and stopped, with its state store open to be altered as a crash would leave it. */
 async function stoppedWithStore(): Promise<{ c: TestCluster; store: StateStore }> {
   const c = await startCluster(1, 1, {});

@@ -20,6 +20,7 @@
  * opens the node and is its API. Everything outside the process comes through the host (host.ts).
  */
 import { RECORDS_END } from "./idempotency.js";
+import { assert } from "../util/assert.js";
 import { type ConfState, type NodeId, type ConfChangeSingle, RaftNode, Role } from "../raft/index.js";
 import type { ShardState } from "../storage/state-store.js";
 
@@ -70,8 +71,12 @@ export class MultiRaftNode extends NodeTurn {
       // 30 ms ticks: heartbeats and keepalives every 60 ms, election timeouts of 300-600 ms, so a shard
       // whose leader is cut off elects another in about half a second (bench/unavailability.ts).
       tickMs: 30, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, requestTimeoutMs: 5000,
-      maxQueuedRequests: 100_000, quiesceAfterTicks: 2 * (config.electionTicks ?? 10), ...config,
+      maxQueuedRequests: 100_000, quiesceAfterTicks: 2 * (config.electionTicks ?? 10),
+      keepaliveIdleTicks: Math.max(config.heartbeatTicks ?? 2, Math.min(2 * (config.heartbeatTicks ?? 2), Math.floor(((config.electionTicks ?? 10) - 1) / 2))),
+      ...config,
     };
+    assert(cfg.keepaliveIdleTicks >= cfg.heartbeatTicks && 2 * cfg.keepaliveIdleTicks < cfg.electionTicks,
+      () => `keepaliveIdleTicks ${cfg.keepaliveIdleTicks}: from heartbeatTicks ${cfg.heartbeatTicks} to under half of electionTicks ${cfg.electionTicks}`);
     const { wal, groups: recovered } = await host.openWal(`${cfg.dataDir}/wal`, cfg.logger ?? host.logger);
     const store = host.openStateStore(`${cfg.dataDir}/state`);
     let node: MultiRaftNode | null = null;
@@ -166,14 +171,21 @@ export class MultiRaftNode extends NodeTurn {
 
   /**
    * Sets the tick timer. While every group is quiescent and nothing waits, it sleeps until the next
-   * keepalive is due and then counts every tick it slept: an idle node wakes once per heartbeat interval,
-   * not once per tick (issue 13: idle CPU). A group woken meanwhile gets its first tick at most one
-   * heartbeat interval later.
+   * keepalive is due and then counts every tick it slept: an idle node wakes once per idle keepalive
+   * interval, not once per tick (issue 13: idle CPU). A group that ticks again meanwhile ends the sleep
+   * (tickingResumed).
    */
   private armTick(): void {
     const idle = this.ticking.size === 0 && this.nothingToDo();
-    const ticks = idle ? Math.max(1, this.cfg.heartbeatTicks - this.ticksSinceKeepalive - this.pendingTicks) : 1;
+    // The ticks the pending turn will count: once they reach the interval, it sends the keepalive and the
+    // count starts again (arming for the remainder alone woke an idle node every tick or two).
+    const counted = this.ticksSinceKeepalive + this.pendingTicks;
+    const interval = this.keepaliveTicks();
+    const ticks = !idle ? 1 : counted >= interval ? interval : interval - counted;
+    assert(ticks >= 1 && ticks <= this.cfg.keepaliveIdleTicks, () => `tick timer armed for ${ticks} ticks`);
+    this.tickArmed = { ticks, atMs: this.clock.nowMs() };
     this.tickTimer = this.clock.setTimeout(() => {
+      this.tickArmed = null;
       const nowMs = this.clock.nowMs();
       this.noteStall(nowMs);
       this.lastTickAtMs = nowMs;
@@ -182,6 +194,21 @@ export class MultiRaftNode extends NodeTurn {
       this.armTick();
       this.scheduleTurn();
     }, ticks * this.cfg.tickMs);
+  }
+
+  /**
+   * A group ticks again while the timer sleeps through idle ticks: the timer fires at the next tick
+   * instead, with the whole ticks slept so far counted, so that the group's election and heartbeat
+   * timers run at their pace from now on.
+   */
+  protected override tickingResumed(): void {
+    const armed = this.tickArmed;
+    if (armed === null || armed.ticks === 1 || this.stopped) return;
+    this.clock.clear(this.tickTimer);
+    this.tickArmed = null;
+    const sleptTicks = Math.min(armed.ticks - 1, Math.floor((this.clock.nowMs() - armed.atMs) / this.cfg.tickMs));
+    this.pendingTicks = Math.min(MAX_TICKS_PER_TURN, this.pendingTicks + Math.max(0, sleptTicks));
+    this.armTick();
   }
 
   /** Graceful stop: no new work, the turn in progress finishes (its fsync included), then close. */
