@@ -90,12 +90,13 @@ export abstract class NodeLiveness extends NodeState {
 
   /**
    * Whether `peer` shows no sign of life here: the transport to it broke after its last frame, or it
-   * was silent for an election timeout (every node sends every peer a keepalive each heartbeat interval).
+   * was silent for peerSilentAfterMs (every node sends every peer a keepalive each heartbeat interval,
+   * or each idle keepalive interval).
    */
   peerLost(peer: NodeId): boolean {
     const nowMs = this.clock.nowMs();
     this.noteStall(nowMs);
-    return this.peers.lost(peer, nowMs, this.electionTimeoutMs);
+    return this.peers.lost(peer, nowMs, this.peerSilentAfterMs);
   }
 
   /** Once a tick: tells the gateway of every peer lost (a request forwarded to one waits for nothing). */
@@ -126,11 +127,11 @@ export abstract class NodeLiveness extends NodeState {
   /**
    * A loop that stalled (a GC pause, a long synchronous task; in tests, every node of the process at
    * once) read no frame meanwhile, and its peers' may be queued: they are judged on what arrives after
-   * it. Half an election timeout of lag leaves a heartbeat interval of margin before a live peer could
-   * look silent.
+   * it. Half an election timeout of lag past the tick's due time leaves a heartbeat interval of margin
+   * before a live peer could look silent.
    */
   protected noteStall(nowMs: number): void {
-    if (nowMs - this.lastTickAtMs > this.electionTimeoutMs / 2) this.peers.deafUntil(nowMs);
+    if (nowMs - this.tickDueAtMs > this.electionTimeoutMs / 2) this.peers.deafUntil(nowMs);
   }
 
   /**
@@ -140,7 +141,7 @@ export abstract class NodeLiveness extends NodeState {
   protected noQuorumFor(g: Group): NoQuorumError | null {
     const nowMs = this.clock.nowMs();
     this.noteStall(nowMs);
-    const withinMs = this.electionTimeoutMs;
+    const withinMs = this.peerSilentAfterMs;
     const reach = quorumReach(g.raft.voters(), (id) => id === this.id || this.peers.live(id, nowMs, withinMs));
     if (reach.ok) return null;
     assert(reach.voters > 0, () => `group ${g.id}: no voters, yet no quorum`);
@@ -174,7 +175,7 @@ export abstract class NodeLiveness extends NodeState {
   protected scanAllDue(): boolean {
     this.roundsSinceFullScan++;
     const nowMs = this.clock.nowMs();
-    if (this.roundsSinceFullScan < FULL_SCAN_EVERY_ROUNDS && this.knownPeers().every((p) => this.peers.live(p, nowMs, this.electionTimeoutMs))) return false;
+    if (this.roundsSinceFullScan < FULL_SCAN_EVERY_ROUNDS && this.knownPeers().every((p) => this.peers.live(p, nowMs, this.peerSilentAfterMs))) return false;
     this.roundsSinceFullScan = 0;
     return true;
   }
@@ -192,7 +193,7 @@ export abstract class NodeLiveness extends NodeState {
     const silent = new Map<NodeId, boolean>();
     const isSilent = (lead: NodeId) => {
       let s = silent.get(lead);
-      if (s === undefined) silent.set(lead, (s = lead === 0 || !this.peers.live(lead, nowMs, this.electionTimeoutMs)));
+      if (s === undefined) silent.set(lead, (s = lead === 0 || !this.peers.live(lead, nowMs, this.peerSilentAfterMs)));
       return s;
     };
     for (const g of scanAll ? [...this.groups.values()] : [...this.ticking]) {

@@ -178,8 +178,11 @@ export abstract class NodeState {
   protected readonly leaderSinceMs = new Map<number, number>();
   /** The peers' liveness as the frames this node receives show it. */
   protected readonly peers: PeerLiveness;
-  /** When the tick timer last fired: a longer gap than expected means the loop stalled (see noteStall). */
-  protected lastTickAtMs: number;
+  /**
+   * When the armed tick timer is due: the loop running well past it means it stalled (see noteStall).
+   * Measured from the due time, not the last tick, so that an idle node's longer sleeps are no stall.
+   */
+  protected tickDueAtMs: number;
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   protected hostingDue = true;
   /** Groups made by splits applied in the last turn (with their parents), whose log is written at the start of the next. */
@@ -211,7 +214,7 @@ export abstract class NodeState {
     this.random = host.random;
     this.mutations = cfg.mutations ?? NO_MUTATIONS;
     this.peers = new PeerLiveness(this.clock.nowMs());
-    this.lastTickAtMs = this.clock.nowMs();
+    this.tickDueAtMs = this.clock.nowMs();
     this.meta = loadMeta(store);
     this.cfg = cfg;
     this.wal = wal;
@@ -369,6 +372,15 @@ export abstract class NodeState {
   /** The shortest election timeout (a follower's randomized one is up to twice this). */
   get electionTimeoutMs(): number {
     return this.cfg.tickMs * this.cfg.electionTicks;
+  }
+
+  /**
+   * Silence after which a peer counts as lost: an election timeout, plus what an idle peer's keepalives
+   * come later than a busy one's, so that a late keepalive from an idle peer has the same margin as
+   * one from a busy peer (300 + 60 ms by default).
+   */
+  get peerSilentAfterMs(): number {
+    return this.electionTimeoutMs + (this.cfg.keepaliveIdleTicks - this.cfg.heartbeatTicks) * this.cfg.tickMs;
   }
 
   /** Ticks between keepalives to each peer now: longer while no group here ticks (see keepaliveIdleTicks). */

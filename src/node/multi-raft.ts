@@ -154,8 +154,8 @@ export class MultiRaftNode extends NodeTurn {
   async start(): Promise<number> {
     const port = await this.transport.start();
     // Opening (WAL recovery) may have taken a while; peers get their grace from now on.
-    this.lastTickAtMs = this.clock.nowMs();
-    this.peers.deafUntil(this.lastTickAtMs);
+    this.tickDueAtMs = this.clock.nowMs();
+    this.peers.deafUntil(this.tickDueAtMs);
     this.armTick();
     for (const id of this.campaignAtStart) {
       const g = this.groups.get(id);
@@ -183,12 +183,12 @@ export class MultiRaftNode extends NodeTurn {
     const interval = this.keepaliveTicks();
     const ticks = !idle ? 1 : counted >= interval ? interval : interval - counted;
     assert(ticks >= 1 && ticks <= this.cfg.keepaliveIdleTicks, () => `tick timer armed for ${ticks} ticks`);
-    this.tickArmed = { ticks, atMs: this.clock.nowMs() };
+    const nowMs = this.clock.nowMs();
+    this.tickArmed = { ticks, atMs: nowMs };
+    this.tickDueAtMs = nowMs + ticks * this.cfg.tickMs;
     this.tickTimer = this.clock.setTimeout(() => {
       this.tickArmed = null;
-      const nowMs = this.clock.nowMs();
-      this.noteStall(nowMs);
-      this.lastTickAtMs = nowMs;
+      this.noteStall(this.clock.nowMs());
       this.pendingTicks = Math.min(MAX_TICKS_PER_TURN, this.pendingTicks + ticks);
       if (this.stopped) return;
       this.armTick();
