@@ -1,0 +1,92 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { COLLECTION_DEFAULTS, CollectionSpecError, VectorError, checkVector, collectionNameProblem, parseCollectionSpec } from "./schema.js";
+
+test("a collection declared by its name alone gets the defaults: 4 shards, 3 replicas, hash partitioning, no vectors", () => {
+  assert.deepEqual(parseCollectionSpec({ name: "docs" }), {
+    name: "docs", shards: 4, replicationFactor: 3, partitioning: "hash", vectors: null, payloadIndexes: {}, ttlMs: null,
+  });
+});
+
+test("a full declaration is kept as given; a vector schema gets f32 storage and usearch's HNSW defaults unless it says otherwise", () => {
+  const spec = parseCollectionSpec({
+    name: "shoes_2026", shards: 16, replicationFactor: 5, partitioning: "range", ttlMs: 86_400_000,
+    vectors: { dim: 128, metric: "cosine" }, payloadIndexes: { color: "keyword", price: "float", "brand.country": "keyword", stock: "integer", active: "bool" },
+  });
+  assert.equal(spec.shards, 16);
+  assert.equal(spec.replicationFactor, 5);
+  assert.equal(spec.partitioning, "range");
+  assert.equal(spec.ttlMs, 86_400_000);
+  assert.deepEqual(spec.vectors, { dim: 128, metric: "cosine", storage: "f32", hnsw: COLLECTION_DEFAULTS.hnsw });
+  assert.equal(spec.payloadIndexes["brand.country"], "keyword");
+  const tuned = parseCollectionSpec({ name: "t", vectors: { dim: 3, metric: "l2", storage: "i8", hnsw: { efSearch: 256 } } });
+  assert.deepEqual(tuned.vectors, { dim: 3, metric: "l2", storage: "i8", hnsw: { m: 16, efConstruction: 128, efSearch: 256 } });
+});
+
+test("a declaration out of range is refused with the path of the field and what it takes", () => {
+  const refused = (body: unknown, path: string, words: RegExp) => {
+    assert.throws(() => parseCollectionSpec(body), (e: unknown) => {
+      assert.ok(e instanceof CollectionSpecError, `a CollectionSpecError for ${JSON.stringify(body)}`);
+      assert.equal(e.code, "invalid_collection");
+      assert.equal(e.path, path, `the path for ${JSON.stringify(body)}`);
+      assert.match(e.message, words);
+      return true;
+    });
+  };
+  refused(null, "body", /object/);
+  refused({}, "name", /1 to 63 characters/);
+  refused({ name: "Docs" }, "name", /a-z/);
+  refused({ name: "_docs" }, "name", /starting with/);
+  refused({ name: "d".repeat(64) }, "name", /1 to 63/);
+  refused({ name: "docs/x" }, "name", /a-z/);
+  refused({ name: "d", size: 3 }, "size", /unknown field/);
+  refused({ name: "d", shards: 0 }, "shards", /integer from 1 to 1024/);
+  refused({ name: "d", shards: 2.5 }, "shards", /integer/);
+  refused({ name: "d", replicationFactor: 8 }, "replicationFactor", /1 to 7/);
+  refused({ name: "d", partitioning: "random" }, "partitioning", /"hash", "range"/);
+  refused({ name: "d", ttlMs: 10 }, "ttlMs", /from 1000/);
+  refused({ name: "d", vectors: 128 }, "vectors", /dim/);
+  refused({ name: "d", vectors: { metric: "cosine" } }, "vectors.dim", /1 to 4096/);
+  refused({ name: "d", vectors: { dim: 4097, metric: "cosine" } }, "vectors.dim", /1 to 4096/);
+  refused({ name: "d", vectors: { dim: 8, metric: "hamming" } }, "vectors.metric", /"cosine", "dot", "l2"/);
+  refused({ name: "d", vectors: { dim: 8, metric: "dot", storage: "f64" } }, "vectors.storage", /"f32", "f16", "i8"/);
+  refused({ name: "d", vectors: { dim: 8, metric: "dot", hnsw: { m: 2 } } }, "vectors.hnsw.m", /4 to 64/);
+  refused({ name: "d", vectors: { dim: 8, metric: "dot", hnsw: { ef: 2 } } }, "vectors.hnsw.ef", /unknown field/);
+  refused({ name: "d", vectors: { dim: 8, metric: "dot", size: 1 } }, "vectors.size", /unknown field/);
+  refused({ name: "d", payloadIndexes: ["color"] }, "payloadIndexes", /field \(dotted path\)/);
+  refused({ name: "d", payloadIndexes: { color: "text" } }, "payloadIndexes.color", /"keyword", "integer", "float", "bool"/);
+  refused({ name: "d", payloadIndexes: { "a..b": "keyword" } }, "payloadIndexes.a..b", /every part/);
+  refused({ name: "d", payloadIndexes: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`f${i}`, "bool"])) }, "payloadIndexes", /at most 64/);
+});
+
+test("collection names: what a URL path segment can carry unescaped", () => {
+  for (const ok of ["a", "docs", "shoes-2026", "x_y", "0"]) assert.equal(collectionNameProblem(ok), null, ok);
+  for (const bad of ["", "A", "-a", "a b", "a.b", "é", 7]) assert.notEqual(collectionNameProblem(bad), null, String(bad));
+});
+
+test("a vector is checked against the schema: length, finite numbers within the 32-bit range, a direction under cosine", () => {
+  const schema = parseCollectionSpec({ name: "v", vectors: { dim: 3, metric: "cosine" } }).vectors!;
+  assert.deepEqual([...checkVector(schema, [0.5, -1, 2])], [0.5, -1, 2]);
+  const refused = (v: unknown, path: string, words: RegExp, s = schema) => {
+    assert.throws(() => checkVector(s, v), (e: unknown) => {
+      assert.ok(e instanceof VectorError);
+      assert.equal(e.code, "invalid_vector");
+      assert.equal(e.path, path);
+      assert.match(e.message, words);
+      return true;
+    });
+  };
+  refused("0.5,1,2", "vector", /list of 3 numbers/);
+  refused([1, 2], "vector", /3 numbers expected \(the collection's dim\), got 2/);
+  refused([1, 2, 3, 4], "vector", /got 4/);
+  refused([1, "2", 3], "vector[1]", /finite number/);
+  refused([1, null, 3], "vector[1]", /finite number/);
+  refused([1, 2, NaN], "vector[2]", /finite number/);
+  refused([Infinity, 2, 3], "vector[0]", /finite number/);
+  refused([1e39, 2, 3], "vector[0]", /32-bit float/);
+  refused([0, 0, 0], "vector", /all zero/);
+  refused([1e-50, 0, 0], "vector", /all zero/, schema);
+  const l2 = parseCollectionSpec({ name: "v", vectors: { dim: 3, metric: "l2" } }).vectors!;
+  assert.deepEqual([...checkVector(l2, [0, 0, 0])], [0, 0, 0], "the origin is a point under l2");
+});
