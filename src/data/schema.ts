@@ -7,6 +7,7 @@
  * (HTTP 400 `invalid_vector`). Pure: no I/O.
  */
 import { dottedPathProblem } from "./filter.js";
+import { REPLICATION_FACTOR_MAX } from "../meta/state.js";
 
 export const METRICS = ["cosine", "dot", "l2"] as const;
 export type Metric = (typeof METRICS)[number];
@@ -49,7 +50,7 @@ export interface CollectionSpec {
 export const COLLECTION_LIMITS = {
   nameLengthMax: 63,
   shardsMax: 1024,
-  replicationFactorMax: 7,
+  replicationFactorMax: REPLICATION_FACTOR_MAX,
   dimMax: 4096,
   hnswM: [4, 64],
   efConstruction: [8, 1024],

@@ -159,8 +159,13 @@ class CommandGen {
     if (w < 16) return { kind: "set-worker-state", node: this.nodeId(s), state: r.pick(["joining", "ready", "draining", "removed"]), atMs };
     if (w < 18) return { kind: "forget-node", node: this.nodeId(s), atMs };
     if (w < 21) {
+      if (r.chance(0.3)) return { kind: "set-collection-replicas", name: `c${r.int(6)}`, replicationFactor: r.range(0, 8), atMs };
       const rf = r.range(1, 3);
-      return { kind: "create-collection", name: `c${r.int(6)}`, replicationFactor: rf, placements: Array.from({ length: r.range(1, 3) }, () => this.replicaSet(s, rf)), atMs };
+      const placements = Array.from({ length: r.range(1, 3) }, () => this.replicaSet(s, rf));
+      if (r.chance(0.5)) return { kind: "create-collection", name: `c${r.int(6)}`, replicationFactor: rf, placements, atMs };
+      const schema = { partitioning: "hash" as const, vectors: { dim: r.range(1, 8), metric: "cosine" as const, storage: "f32" as const, hnsw: { m: 16, efConstruction: 128, efSearch: 64 } },
+        payloadIndexes: { color: "keyword" as const }, ttlMs: null };
+      return { kind: "create-collection", name: `c${r.int(6)}`, replicationFactor: rf, placements, schema, targetReplicas: r.range(0, 8), atMs };
     }
     if (w < 27) {
       const shard = s.shards.get(this.shardId(s));

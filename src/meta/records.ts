@@ -65,6 +65,9 @@ export function applyMetaTracked(s: MetaState, cmd: MetaCommand): { result: Appl
     case "set-replicas":
       putShard(cmd.shard);
       break;
+    case "set-collection-replicas":
+      putCollection(cmd.name);
+      break;
     case "reserve-shard-id":
       break;
     case "merge-shards": {

@@ -152,3 +152,27 @@ test("a merge is recorded once: the lower shard takes the upper one's range, the
   const mirror = applyMeta(s, { kind: "set-replicas", shard: 2, confIndex: 99, replicas: [{ node: ids[0]!, role: "voter" }], atMs: 3 });
   assert.equal(mirror.ok ? null : mirror.code, "shard_retired", "a late mirror of a retired shard changes nothing");
 });
+
+test("a declared collection keeps its schema and replicas per shard; the replicas change at runtime, within 1 to 7", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const ids = [1, 2, 3].map((port) => applyMeta(s, { kind: "register-node", peer: { host: "h", port }, http: { host: "h", port: 9000 + port }, labels: {}, role: "standard", atMs: 0 })).map((r) => (r.ok ? r.value! : 0));
+  const schema = { partitioning: "hash" as const, vectors: { dim: 4, metric: "l2" as const, storage: "f32" as const, hnsw: { m: 16, efConstruction: 128, efSearch: 64 } },
+    payloadIndexes: { color: "keyword" as const }, ttlMs: null };
+  const bad = applyMeta(s, { kind: "create-collection", name: "shoes", replicationFactor: 3, placements: [ids], schema, targetReplicas: 8, atMs: 1 });
+  assert.equal(bad.ok, false);
+  assert.equal(s.collections.has("shoes"), false, "nothing recorded when refused");
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "shoes", replicationFactor: 3, placements: [ids, ids], schema, targetReplicas: 3, atMs: 1 }).ok);
+  const c = s.collections.get("shoes")!;
+  assert.deepEqual(c.schema, schema);
+  assert.equal(c.targetReplicas, 3);
+  assert.equal(c.shards.length, 2);
+  assert.deepEqual(applyMeta(s, { kind: "set-collection-replicas", name: "shoes", replicationFactor: 5, atMs: 2 }), { ok: true, value: 5 });
+  assert.equal(s.collections.get("shoes")!.targetReplicas, 5);
+  for (const rf of [0, 8, 2.5]) {
+    const r = applyMeta(s, { kind: "set-collection-replicas", name: "shoes", replicationFactor: rf, atMs: 3 });
+    assert.ok(!r.ok && r.code === "bad_request", `${rf} replicas refused`);
+  }
+  const missing = applyMeta(s, { kind: "set-collection-replicas", name: "boots", replicationFactor: 3, atMs: 3 });
+  assert.ok(!missing.ok && missing.code === "collection_not_found");
+  assert.equal(s.collections.get("shoes")!.targetReplicas, 5, "refusals change nothing");
+});

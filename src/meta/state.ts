@@ -5,6 +5,7 @@
  * deterministic: a command carries the proposer's clock (`atMs`), apply never reads one, and a refused
  * command changes nothing and says why with a machine-readable code.
  */
+import type { CollectionSpec } from "../data/schema.js";
 import type { Operator, PlacementConfig, ReplicaRole, WorkerState } from "../placement/types.js";
 import { upgradePlacementConfig, validatePlacementConfig } from "../placement/types.js";
 import type { Labels, NodeId } from "../placement/types.js";
@@ -61,12 +62,26 @@ export interface ShardRecord {
 
 export interface CollectionRecord {
   name: string;
+  /** Voters each shard was created with. */
   replicationFactor: number;
   /** Its live shards (retired ones leave). */
   shards: number[];
   /** Shards it was created with: merging never goes below this. */
   initialShards?: number;
+  /**
+   * Replicas the placement driver keeps for each shard, as declared or changed since; absent: the
+   * settings' replicationFactor (the default collection, which grows with the cluster).
+   */
+  targetReplicas?: number;
+  /** What it was declared with beyond its shards; absent for the default collection. */
+  schema?: CollectionSchema;
 }
+
+/** A collection's declaration beyond its shards and replicas (data/schema.ts checks it). */
+export type CollectionSchema = Pick<CollectionSpec, "partitioning" | "vectors" | "payloadIndexes" | "ttlMs">;
+
+/** Bounds on a collection's replicas (as data/schema.ts declares them). */
+export const REPLICATION_FACTOR_MAX = 7;
 
 export interface SettingsVersion {
   version: number;
@@ -124,7 +139,13 @@ export type MetaCommand =
   | { kind: "set-worker-state"; node: NodeId; state: WorkerState; atMs: number }
   /** Rolls back a join that failed midway: the node leaves the map as if it never joined. */
   | { kind: "forget-node"; node: NodeId; atMs: number }
-  | { kind: "create-collection"; name: string; replicationFactor: number; placements: NodeId[][]; atMs: number }
+  /**
+   * A collection and its shards, born on their voters (`placements`, one list per shard). `schema` and
+   * `targetReplicas` come with a collection declared through the API (absent for the default one).
+   */
+  | { kind: "create-collection"; name: string; replicationFactor: number; placements: NodeId[][]; schema?: CollectionSchema; targetReplicas?: number; atMs: number }
+  /** Changes the replicas the placement driver keeps for each shard of a collection (it adds or removes them). */
+  | { kind: "set-collection-replicas"; name: string; replicationFactor: number; atMs: number }
   /**
    * A shard's replica set as its leader's Raft configuration has it at applied index `confIndex`
    * (the leader mirrors every configuration change it applies); refused unless newer than the record's.
@@ -184,8 +205,25 @@ export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
       s.nodes.delete(n.id);
       return { ok: true };
     }
-    case "create-collection":
-      return createCollection(s, cmd.name, cmd.replicationFactor, cmd.placements);
+    case "create-collection": {
+      if (cmd.targetReplicas !== undefined && !validReplicas(cmd.targetReplicas)) {
+        return refuse("bad_request", `a collection keeps 1 to ${REPLICATION_FACTOR_MAX} replicas per shard, not ${cmd.targetReplicas}`);
+      }
+      const r = createCollection(s, cmd.name, cmd.replicationFactor, cmd.placements);
+      if (r.ok) {
+        const created = s.collections.get(cmd.name)!;
+        if (cmd.schema !== undefined) created.schema = cmd.schema;
+        if (cmd.targetReplicas !== undefined) created.targetReplicas = cmd.targetReplicas;
+      }
+      return r;
+    }
+    case "set-collection-replicas": {
+      const c = s.collections.get(cmd.name);
+      if (c === undefined) return refuse("collection_not_found", `no collection ${cmd.name}`);
+      if (!validReplicas(cmd.replicationFactor)) return refuse("bad_request", `a collection keeps 1 to ${REPLICATION_FACTOR_MAX} replicas per shard, not ${cmd.replicationFactor}`);
+      c.targetReplicas = cmd.replicationFactor;
+      return { ok: true, value: cmd.replicationFactor };
+    }
     case "set-replicas": {
       const shard = s.shards.get(cmd.shard);
       if (shard === undefined) return refuse("shard_not_found", `no shard ${cmd.shard}`);
@@ -256,6 +294,10 @@ function setWorkerState(s: MetaState, id: NodeId, state: WorkerState): ApplyResu
   }
   n.worker = state;
   return { ok: true };
+}
+
+function validReplicas(n: number): boolean {
+  return Number.isInteger(n) && n >= 1 && n <= REPLICATION_FACTOR_MAX;
 }
 
 function createCollection(s: MetaState, name: string, replicationFactor: number, placements: NodeId[][]): ApplyResult {

@@ -298,7 +298,7 @@ export class PlacementDriver {
         id: n.id, labels: n.labels, state: n.worker, health: this.node.peerHealth(n.id, cfg.nodeDeadAfterMs), ...(n.role === "analytics" ? { learnerOnly: true } : {}),
       });
     }
-    return { nodes, shards: shardViews(meta.shards.values(), this.reports, cfg, nowMs) };
+    return { nodes, shards: shardViews(meta.shards.values(), this.reports, cfg, nowMs, (c) => meta.collections.get(c)?.targetReplicas) };
   }
 
   /** One cycle (a no-op unless this node leads the metadata group, or while the last one still runs). */

@@ -40,12 +40,12 @@ export function leaderTarget(ctx: CycleContext, shard: ShardView, except: NodeId
 /**
  * Under-replicated shards gain a replica (learner, promoted once caught up) before a lost one is
  * removed; a caught-up learner left behind by an ended operator is promoted; surplus replicas go,
- * the least useful first.
+ * the least useful first. Each shard is held to its collection's replication factor, or the settings'.
  */
 export function repair(ctx: CycleContext): void {
-  const rf = ctx.cfg.replicationFactor;
   for (const shard of ctx.shards) {
     if (ctx.exhausted) return;
+    const rf = shard.replicationFactor ?? ctx.cfg.replicationFactor;
     if (ctx.busyShards.has(shard.id)) continue;
     // A replica is lost with its node (CycleContext.lost).
     const live = shard.replicas.filter((r) => !ctx.lost(r.node));

@@ -208,9 +208,11 @@ export function wellFormedReport(r: unknown): r is LeaderReport {
 
 /**
  * The live shards as the scheduler sees them: leader, rate, caught-up replicas and snapshots from a
- * fresh report only (an old one may name a deposed leader), the size from the last report whenever made.
+ * fresh report only (an old one may name a deposed leader), the size from the last report whenever made;
+ * and the replication factor its collection asks for (`replicationFactorOf`; undefined: the settings').
  */
-export function shardViews(shards: Iterable<MapShard>, reports: ReadonlyMap<number, HeldReport>, cfg: PlacementConfig, nowMs: number): ShardView[] {
+export function shardViews(shards: Iterable<MapShard>, reports: ReadonlyMap<number, HeldReport>, cfg: PlacementConfig, nowMs: number,
+  replicationFactorOf: (collection: string) => number | undefined = () => undefined): ShardView[] {
   const freshMs = reportFreshMs(cfg);
   const out: ShardView[] = [];
   for (const s of shards) {
@@ -222,6 +224,8 @@ export function shardViews(shards: Iterable<MapShard>, reports: ReadonlyMap<numb
       snapshotting: fresh?.report.snapshotting === true,
       replicas: s.replicas.map((r) => ({ node: r.node, role: r.role, caughtUp: fresh?.report.caughtUp.includes(r.node) ?? false })),
     });
+    const rf = replicationFactorOf(s.collection);
+    if (rf !== undefined) out[out.length - 1]!.replicationFactor = rf;
   }
   return out;
 }

@@ -33,6 +33,20 @@ test("a dead node's replicas are replaced: a learner on a live node of another z
   }
 });
 
+test("each shard is held to its collection's replication factor: more replicas are added, surplus ones removed, the rest follow the settings", () => {
+  const nodes = [1, 2, 3, 4, 5, 6].map((id) => node(id));
+  const view = { nodes, shards: shards(3, [1, 2, 3, 4, 5, 6]) };
+  view.shards[0]!.replicationFactor = 5;
+  view.shards[1]!.replicationFactor = 1;
+  const r = placementCycle(view, INITIAL_PLACEMENT_STATE, cfg, 1000);
+  const byShard = new Map(r.started.map((o) => [o.shard, o]));
+  assert.equal(r.started.length, 2, "shard 3 (the settings' 3) is left alone");
+  assert.deepEqual(byShard.get(1)?.steps.map((s) => s.kind), ["add-learner", "promote"], "shard 1 grows toward 5");
+  const added = byShard.get(1)!.steps[0]!;
+  assert.ok(added.kind === "add-learner" && !view.shards[0]!.replicas.some((x) => x.node === added.node), "on a node it is not on");
+  assert.ok(byShard.get(2)?.steps.some((s) => s.kind === "remove-replica"), "shard 2 sheds a replica toward 1");
+});
+
 test("only ready, healthy nodes receive replicas", () => {
   const nodes = [node(1), node(2), node(3), node(4, { state: "joining" }), node(5, { health: "unhealthy" }), node(6, { state: "draining" }), node(7)];
   const view = { nodes, shards: shards(30, [1, 2, 3]) };

@@ -49,6 +49,8 @@ export interface ShardView {
   requestRate: number;
   /** A replica is being sent a snapshot (it compacts behind, or catches up): balancing backs off the shard (PD-5). */
   snapshotting?: boolean;
+  /** Replicas its collection asks for; absent: the settings' replicationFactor. */
+  replicationFactor?: number;
 }
 
 export interface ClusterView {
