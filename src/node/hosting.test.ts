@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { applyMeta, initialMetaState } from "../meta/state.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
-import { hostingChanges } from "./hosting.js";
+import { bornWithVoters, hostingChanges } from "./hosting.js";
 
 const applied = () => 100;
 
@@ -44,4 +44,13 @@ test("a child of a child, split elsewhere while this node lagged, is left to the
   assert.deepEqual(hostingChanges(s, 1, new Set([1]), true, () => 39).create, [], "neither the child nor its child: both come from splits here");
   assert.deepEqual(hostingChanges(s, 1, new Set([1]), true, () => 40).create, [child.value, grandchild.value], "past the first split: both from their leaders");
   assert.deepEqual(hostingChanges(s, 1, new Set([1, child.value!]), true, (g) => (g === 1 ? 40 : 11)).create, [], "the child here is at 11: its split makes the grandchild");
+});
+
+test("a shard as created starts on the voters it was born with; one changed since, or made by a split, starts empty on a new replica", () => {
+  const born = { id: 7, collection: "c", range: { start: 0, end: 100 }, epoch: 1, confIndex: 0, replicas: [2, 1, 3].map((node) => ({ node, role: "voter" as const })) };
+  assert.equal(bornWithVoters(born, 1), true);
+  assert.equal(bornWithVoters(born, 4), false, "not one of its voters");
+  assert.equal(bornWithVoters({ ...born, confIndex: 12 }, 1), false, "a configuration change was mirrored since");
+  assert.equal(bornWithVoters({ ...born, origin: { parent: 3, index: 40 } }, 1), false, "made by a split");
+  assert.equal(bornWithVoters({ ...born, replicas: [...born.replicas, { node: 4, role: "learner" as const }] }, 1), false, "a learner: not as created");
 });

@@ -8,7 +8,7 @@
  * metadata replays its log from the state store's applied index, and an intermediate state may predate
  * the change that placed a replica here; dropping on it would throw away a live replica.
  */
-import type { MetaState } from "../meta/state.js";
+import type { MetaState, ShardRecord } from "../meta/state.js";
 import type { NodeId } from "../placement/types.js";
 
 export interface HostingChanges {
@@ -39,4 +39,14 @@ export function hostingChanges(meta: Readonly<MetaState>, self: NodeId, hosted: 
     if (!placed && hosted.has(shard.id) && caughtUp) drop.push(shard.id);
   }
   return { create, drop };
+}
+
+/**
+ * Whether `self` starts `shard`'s group itself, from the configuration the metadata recorded: the shard
+ * is as created (no configuration change mirrored since, not made by a split) and `self` is one of the
+ * voters it was born with. Otherwise a replica placed here starts empty and its leader fills it.
+ */
+export function bornWithVoters(shard: Readonly<ShardRecord>, self: NodeId): boolean {
+  return shard.confIndex === 0 && shard.origin === undefined && shard.retiredInto === undefined &&
+    shard.replicas.every((r) => r.role === "voter") && shard.replicas.some((r) => r.node === self);
 }

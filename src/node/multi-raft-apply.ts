@@ -13,9 +13,10 @@ import type { WalRecord } from "../storage/wal-record.js";
 
 import { ConfChangeRefusedError, type Group, NotHostedError, WrongShardError, type LeaderWaiter, NotLeaderError, InterruptedError } from "./group.js";
 
-import { hostingChanges } from "./hosting.js";
+import { bornWithVoters, hostingChanges } from "./hosting.js";
 import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries } from "./shard-apply.js";
 import { hashOf, inRange } from "../meta/ranges.js";
+import type { ShardRecord } from "../meta/state.js";
 
 import { type StoredRecord } from "./records.js";
 import { decodeMetaProposal } from "./meta-proposals.js";
@@ -29,9 +30,10 @@ export abstract class NodeApply extends NodeLiveness {
    * Writes the logs of groups that splits made (their state is in the store, marked unlogged) and hosts
    * them: the store first (so the log never names a group whose state a crash could lose), then the
    * log, then the mark is cleared. A child whose parent is led here campaigns at once (on open, after a
-   * crash, the parent is unknown and no group leads yet).
+   * crash, the parent is unknown and no group leads yet); so does a shard born here (landBornShards)
+   * whose first election falls to this node (`campaign`).
    */
-  protected async landSplits(children: { child: number; parent?: number }[]): Promise<void> {
+  protected async landSplits(children: { child: number; parent?: number; campaign?: boolean }[]): Promise<void> {
     await this.store.flushed();
     const records: WalRecord[] = [];
     const logs: [number, GroupLog, ConfState, number | undefined][] = [];
@@ -44,12 +46,13 @@ export abstract class NodeApply extends NodeLiveness {
       logs.push([child, { hardState, snapshot: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM, confState }, start: { index: SPLIT_LOG_INDEX, term: SPLIT_LOG_TERM }, entries: [] }, confState, parent]);
     }
     await this.wal.append(records);
-    for (const [child, log, confState, parent] of logs) {
+    for (const [i, [child, log, confState, parent]] of logs.entries()) {
       const g = this.addGroup(child, log, confState);
       this.store.apply([{ group: child, appliedIndex: SPLIT_LOG_INDEX, unlogged: false }]);
-      if (parent !== undefined && this.leaderOf(parent) === this.id && g.raft.isVoter(this.id)) g.raft.campaign();
+      const campaign = children[i]!.campaign === true || (parent !== undefined && this.leaderOf(parent) === this.id);
+      if (campaign && g.raft.isVoter(this.id)) g.raft.campaign();
       this.touched.add(g);
-      this.cfg.logger?.info({ shard: child, parent: parent ?? null }, "hosting a shard made by a split");
+      this.cfg.logger?.info({ shard: child, parent: parent ?? null }, parent === undefined && children[i]!.campaign !== undefined ? "hosting a shard born here" : "hosting a shard made by a split");
     }
   }
 
@@ -95,6 +98,21 @@ export abstract class NodeApply extends NodeLiveness {
   }
 
   /**
+   * Shards born with their voters (a collection created at runtime; issue 13): every voter starts the
+   * group itself from the configuration the metadata recorded, as founders do, and the first voter the
+   * metadata lists (placement spreads them) starts the first election at once. No snapshot is sent, no
+   * move operator runs: the shard is replicated from its first entry.
+   */
+  private async landBornShards(records: ShardRecord[]): Promise<void> {
+    for (const r of records) {
+      const voters = r.replicas.map((x) => x.node).sort((a, b) => a - b);
+      const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+      this.store.apply([{ group: r.id, appliedIndex: SPLIT_LOG_INDEX, confState, shard: { range: r.range, splits: [] }, unlogged: true }]);
+    }
+    await this.landSplits(records.map((r) => ({ child: r.id, campaign: r.replicas[0]!.node === this.id })));
+  }
+
+  /**
    * Hosts the shards the metadata places here and drops those it no longer does (see hosting.ts).
    * Runs at the start of a turn, when no Ready is outstanding. A drop is made durable in the log
    * before the group's state is deleted; requests waiting on it are told it has no leader here.
@@ -106,12 +124,22 @@ export abstract class NodeApply extends NodeLiveness {
     this.hostingPending = !caughtUp;
     const hosted = new Set([...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.id));
     const { create, drop } = hostingChanges(this.meta, this.id, hosted, caughtUp, (g) => this.store.applied(g));
+    const born: ShardRecord[] = [];
     for (const id of create) {
+      const record = this.meta.shards.get(id)!;
+      if (bornWithVoters(record, this.id)) {
+        // Only on a caught-up metadata: an old state replayed after a restart may show as new a shard
+        // this node hosted and dropped since, and a second start of its replica would have forgotten
+        // its votes. Until then, a pass each tick decides again (hostingPending).
+        if (caughtUp) born.push(record);
+        continue;
+      }
       // Leftovers of an earlier replica here are gone: dropGroup ran, or open() cleaned them up.
       assert(this.store.applied(id) === 0, () => `shard ${id}: state left from an earlier replica`);
       this.addGroup(id, emptyLog(), EMPTY_CONF);
       this.cfg.logger?.info({ shard: id }, "hosting a replica");
     }
+    if (born.length > 0) await this.landBornShards(born);
     if (drop.length === 0) return;
     await this.wal.append(drop.map((group) => ({ kind: "drop", group }) satisfies WalRecord));
     for (const id of drop) {

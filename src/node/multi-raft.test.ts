@@ -4,6 +4,8 @@ import { SPLIT_LOG_INDEX } from "./shard-apply.js";
 import assert from "node:assert/strict";
 import { Role } from "../raft/index.js";
 import { Gateway } from "./gateway.js";
+import { META_GROUP } from "./group.js";
+import { hashOf, inRange } from "../meta/ranges.js";
 import { type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
 import { type TestCluster, leaderOf, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
 
@@ -243,6 +245,36 @@ test("a node whose every group is quiescent sends each peer one keepalive per id
   assert.ok(frames >= 4, `${frames} frames in ${elapsedMs.toFixed(0)} ms: keepalives continue while idle`);
   assert.ok(!one.peerLost(2) && !one.peerLost(3), "idle peers are not lost");
   assert.ok(!c.nodes.get(2)!.peerLost(1), "node 1 is not lost to its peers");
+  await stopAll(c);
+});
+
+test("a collection created at runtime is born replicated: each shard starts on its three voters, elects a leader and takes writes, without moves", async () => {
+  const c = await startCluster(3, 1, {});
+  await waitForLeaders(c);
+  const one = c.nodes.get(1)!;
+  const metaLeader = () => [...c.nodes.values()].find((n) => n.leaderOf(META_GROUP) === n.id) ?? one;
+  await waitFor("a metadata leader", () => [...c.nodes.values()].some((n) => n.leaderOf(META_GROUP) === n.id));
+  for (const id of [1, 2, 3]) {
+    const r = await metaLeader().proposeMeta({ kind: "register-node", id, peer: { host: "127.0.0.1", port: c.ports.get(id)! }, http: { host: "127.0.0.1", port: 1 }, labels: {}, role: "standard", atMs: 0 });
+    assert.ok(r.ok, `node ${id} registered: ${JSON.stringify(r)}`);
+  }
+  const placements = [[2, 1, 3], [3, 2, 1], [1, 3, 2]];
+  const created = await metaLeader().proposeMeta({ kind: "create-collection", name: "shoes", replicationFactor: 3, placements, targetReplicas: 3, atMs: 1 });
+  assert.ok(created.ok, JSON.stringify(created));
+  await waitFor("node 1 applied the collection", () => one.metaState().collections.has("shoes"));
+  const shards = one.metaState().collections.get("shoes")!.shards;
+  assert.equal(shards.length, 3);
+  await waitFor("every new shard hosted on its three voters with a leader they agree on", () => shards.every((g) =>
+    [...c.nodes.values()].every((n) => n.hosts(g) && n.leaderOf(g) !== 0 && n.leaderOf(g) === one.leaderOf(g))), 10_000);
+  for (const g of shards) {
+    const leader = c.nodes.get(one.leaderOf(g))!;
+    const range = one.metaState().shards.get(g)!.range;
+    let key = "k0";
+    for (let i = 1; !inRange(hashOf(key), range); i++) key = `k${i}`;
+    const r = await leader.propose(g, { op: "put", key, payload: { g } });
+    assert.ok(r.ok, `a write to shard ${g} through its leader ${leader.id}: ${JSON.stringify(r)}`);
+    assert.deepEqual([...leader.ledShards().find((x) => x.shard === g)!.conf.voters].sort(), [1, 2, 3], `shard ${g} born with three voters`);
+  }
   await stopAll(c);
 });
 
