@@ -120,6 +120,7 @@ export const NODE_ERROR_CODES: Record<string, ErrorCode> = {
   ConfChangeRefusedError: "conf_change_refused",
   RequestTimeoutError: "timeout",
   OverloadedError: "overloaded",
+  CollectionNotFoundError: "collection_not_found",
   ShuttingDownError: "shutting_down",
   InterruptedError: "interrupted",
   NoQuorumError: "no_quorum",

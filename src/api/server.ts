@@ -175,7 +175,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   const recordParams = {
     type: "object", required: ["collection", "id"],
     properties: {
-      collection: { type: "string", description: "the collection (only `default` exists today)" },
+      collection: { type: "string", description: "the collection (`default`, or one created with its shards in the metadata)" },
       id: { type: "string", pattern: ID_PATTERN, description: "the record's id: 1-256 characters of A-Z a-z 0-9 . _ ~ : @ ! $ & ' ( ) * + , ; = -" },
     },
   } as const;
@@ -216,7 +216,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     },
     async (req, reply) => {
       checkCollection(req.params.collection);
-      return writeReply(await gateway.put(req.params.id, req.body.payload, writeOptions(req.body.ifVersion, req.headers["idempotency-key"])), reply);
+      return writeReply(await gateway.put(req.params.id, req.body.payload, writeOptions(req.body.ifVersion, req.headers["idempotency-key"]), req.params.collection), reply);
     },
   );
 
@@ -246,7 +246,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       if (req.query.consistency === "sequential") {
         throw new ApiError("bad_request", "consistency=sequential is not a mode of its own yet (it would read exactly like linearizable): ask for linearizable or eventual", { field: "consistency" });
       }
-      const rec = await gateway.get(req.params.id, req.query.consistency ?? "linearizable");
+      const rec = await gateway.get(req.params.id, req.query.consistency ?? "linearizable", req.params.collection);
       if (rec === undefined) throw new ApiError("not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
       return { id: req.params.id, payload: rec.payload, version: rec.version };
     },
@@ -270,7 +270,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     },
     async (req, reply) => {
       checkCollection(req.params.collection);
-      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"])), reply);
+      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"]), req.params.collection), reply);
     },
   );
 

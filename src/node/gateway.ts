@@ -170,13 +170,14 @@ export class Gateway {
     node.onPeerLost = (peer, how) => this.peerLost(peer, how);
   }
 
-  put(key: string, payload: unknown, opts: WriteOptions = {}): Promise<CommandResult> {
+  /** Writes a record of `collection` (the default one unless given). */
+  put(key: string, payload: unknown, opts: WriteOptions = {}, collection?: string): Promise<CommandResult> {
     const cmd: RecordCommand = { op: "put", key, payload };
-    return this.write(this.withOptions(cmd, opts));
+    return this.write(this.withOptions(cmd, opts), collection);
   }
 
-  delete(key: string, opts: WriteOptions = {}): Promise<CommandResult> {
-    return this.write(this.withOptions({ op: "delete", key }, opts));
+  delete(key: string, opts: WriteOptions = {}, collection?: string): Promise<CommandResult> {
+    return this.write(this.withOptions({ op: "delete", key }, opts), collection);
   }
 
   /**
@@ -198,13 +199,13 @@ export class Gateway {
     return cmd;
   }
 
-  get(key: string, consistency: Consistency): Promise<StoredRecord | undefined> {
+  get(key: string, consistency: Consistency, collection?: string): Promise<StoredRecord | undefined> {
     return this.rerouted(async (group) => {
       // Reads at any consistency can be served here when this node holds a replica (ReadIndex confirms
       // through the leader when needed); otherwise at a node that does.
       if (!this.node.hosts(group)) return this.route({ kind: "read", group, key, consistency }) as Promise<StoredRecord | undefined>;
       return this.node.read(group, key, consistency);
-    }, key);
+    }, key, collection);
   }
 
   /** Splits a shard at hash `at` into the new shard `child`, on the shard's leader (PD-6). */
@@ -212,7 +213,7 @@ export class Gateway {
     return this.route({ kind: "propose", group, cmd: { op: "split", at, child } }) as Promise<CommandResult>;
   }
 
-  private write(cmd: RecordCommand): Promise<CommandResult> {
+  private write(cmd: RecordCommand, collection: string | undefined): Promise<CommandResult> {
     // Mutation: the shard is told not to check the id against its range, so a write routed by a stale
     // map (this node's, before it learned of a split or merge) is applied where the id no longer lives.
     if (this.mutations.has("gateway-skips-epoch")) (cmd as RecordCommand & { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] = true;
@@ -220,7 +221,7 @@ export class Gateway {
       const r = await (this.route({ kind: "propose", group, cmd }) as Promise<CommandResult>);
       if (!r.ok && r.code === "wrong_shard") throw new WrongShardError(group);
       return r;
-    }, cmd.key);
+    }, cmd.key, collection);
   }
 
   /**
@@ -228,19 +229,19 @@ export class Gateway {
    * merge under way) or the shard is gone (merged), waits until the shard map routes the id elsewhere
    * and tries there. Bounded by attempts and by one request timeout overall.
    */
-  private async rerouted<T>(attempt: (group: number) => Promise<T>, key: string): Promise<T> {
+  private async rerouted<T>(attempt: (group: number) => Promise<T>, key: string, collection: string | undefined): Promise<T> {
     const deadlineMs = this.clock.nowMs() + this.timeoutMs;
     for (let n = 1; ; n++) {
-      const group = this.node.shardOf(key);
+      const group = this.node.shardOf(key, collection);
       try {
         return await attempt(group);
       } catch (e) {
-        const moved = e instanceof WrongShardError || (e instanceof NotLeaderError && this.node.shardOf(key) !== group);
+        const moved = e instanceof WrongShardError || (e instanceof NotLeaderError && this.node.shardOf(key, collection) !== group);
         if (!moved || n >= REROUTE_ATTEMPTS_MAX || this.clock.nowMs() >= deadlineMs) throw e;
         // Until the shard map routes the id elsewhere, or a while has passed (a merge that was called
         // off unfreezes the shard without changing the map).
         const retryAtMs = Math.min(deadlineMs, this.clock.nowMs() + REROUTE_WAIT_MS);
-        while (this.node.shardOf(key) === group && this.clock.nowMs() < retryAtMs) {
+        while (this.node.shardOf(key, collection) === group && this.clock.nowMs() < retryAtMs) {
           await this.node.awaitMetaChange(Math.max(1, retryAtMs - this.clock.nowMs()));
         }
       }

@@ -110,6 +110,15 @@ export class OverloadedError extends Error {
   override name = "OverloadedError";
 }
 
+/** A record routed to a collection the shard map has no shard of (it does not exist, or not yet here). */
+export class CollectionNotFoundError extends Error {
+  override name = "CollectionNotFoundError";
+
+  constructor(readonly collection: string) {
+    super(`collection ${JSON.stringify(collection)} does not exist`);
+  }
+}
+
 /** Refused because the node is stopping: nothing was proposed. */
 export class ShuttingDownError extends Error {
   override name = "ShuttingDownError";

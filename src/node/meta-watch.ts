@@ -1,11 +1,11 @@
 /**
  * Who hears of changes to this node's copy of the metadata: watch streams (API clients, bounded),
- * callers waiting for the next change (a gateway whose shard moved), and the routing table of the
- * default collection, rebuilt on first use after the shard map changed.
+ * callers waiting for the next change (a gateway whose shard moved), and the routing table of each
+ * collection, rebuilt on first use after the shard map changed.
  */
 import { DEFAULT_COLLECTION, type MetaState } from "../meta/state.js";
 import { RouteTable, hashOf } from "../meta/ranges.js";
-import { OverloadedError, shardOf } from "./group.js";
+import { CollectionNotFoundError, OverloadedError, shardOf } from "./group.js";
 import { type Logger } from "../util/logger.js";
 import { type Clock, systemClock } from "../util/clock.js";
 
@@ -16,7 +16,8 @@ export class MetaWatch {
   private readonly watchers = new Set<(keys: string[]) => void>();
   /** Bounded by the request queue (each is a waiting request). */
   private waiters: (() => void)[] = [];
-  private routes: RouteTable | null = null;
+  /** Per collection, built on first use; null after the shard map changed. Bounded by the collections. */
+  private routes: Map<string, RouteTable> | null = null;
 
   constructor(
     private readonly meta: () => Readonly<MetaState>,
@@ -66,15 +67,25 @@ export class MetaWatch {
   }
 
   /**
-   * The shard of a record id: from the shard map's ranges (splits and merges included), or, before the
-   * map is recorded, from the collection's initial ranges.
+   * The shard of a record id in `collection`: from the shard map's ranges (splits and merges included),
+   * or, for the default collection before the map is recorded, from its initial ranges. Throws
+   * CollectionNotFoundError for a collection the shard map has no shard of.
    */
-  shardOf(key: string): number {
-    if (this.routes === null) {
-      const shards = [...this.meta().shards.values()].filter((sh) => sh.collection === DEFAULT_COLLECTION);
-      if (shards.length === 0) return shardOf(key, this.initialShards);
-      this.routes = new RouteTable(shards);
+  shardOf(key: string, collection: string = DEFAULT_COLLECTION): number {
+    this.routes ??= new Map();
+    let table = this.routes.get(collection);
+    if (table === undefined) {
+      const shards = [...this.meta().shards.values()].filter((sh) => sh.collection === collection);
+      if (shards.length === 0) {
+        if (collection === DEFAULT_COLLECTION) return shardOf(key, this.initialShards);
+        throw new CollectionNotFoundError(collection);
+      }
+      table = new RouteTable(shards);
+      this.routes.set(collection, table);
     }
-    return this.routes.lookup(hashOf(key)) ?? shardOf(key, this.initialShards);
+    const shard = table.lookup(hashOf(key));
+    if (shard !== undefined) return shard;
+    if (collection === DEFAULT_COLLECTION) return shardOf(key, this.initialShards);
+    throw new CollectionNotFoundError(collection);
   }
 }

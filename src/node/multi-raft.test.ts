@@ -4,7 +4,7 @@ import { SPLIT_LOG_INDEX } from "./shard-apply.js";
 import assert from "node:assert/strict";
 import { Role } from "../raft/index.js";
 import { Gateway } from "./gateway.js";
-import { META_GROUP } from "./group.js";
+import { CollectionNotFoundError, META_GROUP } from "./group.js";
 import { hashOf, inRange } from "../meta/ranges.js";
 import { type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
 import { type TestCluster, leaderOf, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
@@ -258,6 +258,8 @@ test("a collection created at runtime is born replicated: each shard starts on i
     const r = await metaLeader().proposeMeta({ kind: "register-node", id, peer: { host: "127.0.0.1", port: c.ports.get(id)! }, http: { host: "127.0.0.1", port: 1 }, labels: {}, role: "standard", atMs: 0 });
     assert.ok(r.ok, `node ${id} registered: ${JSON.stringify(r)}`);
   }
+  // As membership records the founders' collection first (its shard 1 is hosted from the start).
+  assert.ok((await metaLeader().proposeMeta({ kind: "create-collection", name: "default", replicationFactor: 3, placements: [[1, 2, 3]], atMs: 1 })).ok);
   const placements = [[2, 1, 3], [3, 2, 1], [1, 3, 2]];
   const created = await metaLeader().proposeMeta({ kind: "create-collection", name: "shoes", replicationFactor: 3, placements, targetReplicas: 3, atMs: 1 });
   assert.ok(created.ok, JSON.stringify(created));
@@ -275,6 +277,16 @@ test("a collection created at runtime is born replicated: each shard starts on i
     assert.ok(r.ok, `a write to shard ${g} through its leader ${leader.id}: ${JSON.stringify(r)}`);
     assert.deepEqual([...leader.ledShards().find((x) => x.shard === g)!.conf.voters].sort(), [1, 2, 3], `shard ${g} born with three voters`);
   }
+  // Records of the new collection go to its shards, through any node; the default collection's are apart.
+  const gateways = new Map([...c.nodes].map(([id, n]) => [id, new Gateway(n)]));
+  const gateway = gateways.get(2)!;
+  for (let i = 0; i < 12; i++) assert.ok((await gateway.put(`shoe-${i}`, { i }, {}, "shoes")).ok);
+  for (let i = 0; i < 12; i++) {
+    assert.deepEqual((await gateway.get(`shoe-${i}`, "linearizable", "shoes"))?.payload, { i });
+    assert.ok(shards.includes(one.shardOf(`shoe-${i}`, "shoes")), "routed to a shard of the collection");
+  }
+  assert.equal(await gateway.get("shoe-0", "linearizable"), undefined, "not in the default collection");
+  await assert.rejects(gateway.put("x", {}, {}, "boots"), CollectionNotFoundError);
   await stopAll(c);
 });
 

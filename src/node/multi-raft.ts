@@ -229,11 +229,12 @@ export class MultiRaftNode extends NodeTurn {
   }
 
   /**
-   * The shard of a record id: from the shard map's ranges (splits included), or, before the map is
-   * recorded, from the collection's initial ranges.
+   * The shard of a record id in `collection` (the default one unless named): from the shard map's
+   * ranges (splits included), or, before the map is recorded, from the default collection's initial
+   * ranges. Throws CollectionNotFoundError for a collection without shards.
    */
-  shardOf(key: string): number {
-    return this.metaWatch.shardOf(key);
+  shardOf(key: string, collection?: string): number {
+    return this.metaWatch.shardOf(key, collection);
   }
 
   /** Resolves at the next change of the metadata applied here, or after `timeoutMs` (whichever first). */
