@@ -18,6 +18,7 @@ import { validatorCompiler } from "./validation.js";
 import { DEFAULT_JSON_LIMITS, type JsonLimits, parseJsonBody } from "./json-input.js";
 import { JSON_BODY, THROUGH_RAFT, WRITE, openObject, responses } from "./openapi.js";
 import { registerClusterRoutes } from "./cluster.js";
+import { registerCollectionRoutes } from "./collections.js";
 import { scanCollection } from "../node/scan.js";
 import { DEFAULT_COLLECTION } from "../meta/state.js";
 
@@ -323,6 +324,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   });
 
   await registerClusterRoutes(app, node, gateway);
+  await registerCollectionRoutes(app, node, gateway);
 
   const ok = { description: "yes", type: "object", required: ["ok"], properties: { ok: { type: "boolean" } } } as const;
   app.get("/healthz", {

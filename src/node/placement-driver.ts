@@ -20,6 +20,9 @@
 import { type MetaCommand, type MetaState, type OperatorRecord, type OperatorStatus, currentSettings } from "../meta/state.js";
 import { busyRefusal, manualOperator } from "../placement/manual.js";
 import { operatorShards } from "../placement/operators.js";
+import { PlacementError, placeNewShards } from "../placement/born.js";
+import type { CollectionSpec } from "../data/schema.js";
+import { assert } from "../util/assert.js";
 import {
   type Alert, type HeldReport, type PlacementAnswer, type PlacementRequest, appendAlert, describeStep, dispatchDue, dropOperator, endedReshapes,
   goneRefusal, mergeCollections, holdOperator, mergeTarget, pickSplit, receiveReport, replaceOperator, settleShards, shardViews, splitPoint,
@@ -35,6 +38,10 @@ import type { ShardReport } from "./shard-agent.js";
 import { MemberCare } from "./membership.js";
 import { type Logger } from "../util/logger.js";
 import type { Clock } from "../util/clock.js";
+
+/** How long creating a collection waits for its shards' leaders to report (each reports every scheduleIntervalMs). */
+const COLLECTION_LEADERS_WAIT_MS = 10_000;
+const COLLECTION_LEADERS_POLL_MS = 50;
 
 export type { Alert, PlacementAnswer, PlacementRequest } from "../placement/policy.js";
 export { PLACEMENT_WAIT_MS_MAX } from "../placement/policy.js";
@@ -93,6 +100,7 @@ export class PlacementDriver {
     if (req.kind === "promote") return this.members.promote(req.nodes);
     if (req.kind === "split") return this.split(req.shard, req.at, "manual");
     if (req.kind === "merge") return this.merge(req.shard, "manual");
+    if (req.kind === "create-collection") return this.createCollection(req.spec);
     const meta = this.node.metaState();
     const gone = req.kind === "cancel" ? null : goneRefusal(meta.shards, req.shard);
     if (gone !== null) return gone;
@@ -107,6 +115,39 @@ export class PlacementDriver {
     await this.gateway.proposeMeta({ kind: "record-operator", operator: r.operator, status: r.ended ? "cancelled" : "running", atMs: nowMs });
     this.opts.logger?.info({ operator: r.operator.id, shard: r.operator.shard }, `${r.ended ? "cancelled" : "started"} an operator at the operator's request`);
     return { ok: true, operator: r.operator };
+  }
+
+  /**
+   * Creates a collection with its shards born on voters chosen by the balance rules (placeNewShards),
+   * then waits, up to COLLECTION_LEADERS_WAIT_MS, until a leader of each shard reported: the answer
+   * names the shards still without one (the collection exists either way).
+   */
+  private async createCollection(spec: CollectionSpec): Promise<PlacementAnswer> {
+    const meta = this.node.metaState();
+    if (meta.collections.has(spec.name)) return { ok: false, code: "collection_exists", message: `collection ${spec.name} exists` };
+    const cfg = currentSettings(meta).placement;
+    let placements: NodeId[][];
+    try {
+      placements = placeNewShards(this.view(this.clock.wallMs(), cfg), spec.shards, spec.replicationFactor);
+    } catch (e) {
+      if (e instanceof PlacementError) return { ok: false, code: e.code, message: e.message };
+      throw e;
+    }
+    const { partitioning, vectors, payloadIndexes, ttlMs } = spec;
+    const createdAtMs = this.clock.nowMs();
+    const r = await this.gateway.proposeMeta({
+      kind: "create-collection", name: spec.name, replicationFactor: spec.replicationFactor, placements,
+      schema: { partitioning, vectors, payloadIndexes, ttlMs }, targetReplicas: spec.replicationFactor, atMs: this.clock.wallMs(),
+    });
+    if (!r.ok) return r;
+    const shards = [...(this.node.metaState().collections.get(spec.name)?.shards ?? [])];
+    this.opts.logger?.info({ collection: spec.name, shards }, "created a collection, its shards born on their voters");
+    const leaderless = () => shards.filter((id) => (this.reports.get(id)?.atMs ?? -Infinity) < createdAtMs);
+    for (let waits = 0; leaderless().length > 0 && this.clock.nowMs() - createdAtMs < COLLECTION_LEADERS_WAIT_MS; waits++) {
+      assert(waits < COLLECTION_LEADERS_WAIT_MS / COLLECTION_LEADERS_POLL_MS + 1, "waiting for leaders is bounded");
+      await new Promise<void>((resolve) => this.clock.setTimeout(resolve, COLLECTION_LEADERS_POLL_MS));
+    }
+    return { ok: true, shards, leaderless: leaderless() };
   }
 
   start(): void {

@@ -6,6 +6,7 @@
  * metadata records); the node's loop (node/placement-driver.ts) gathers the inputs and carries out what
  * these functions decide.
  */
+import type { CollectionSpec } from "../data/schema.js";
 import type { ManualRequest, Refusal } from "./manual.js";
 import { operatorShards } from "./operators.js";
 import { type MergeCollection, clearManualSplit, markManualSplit, reshapeProgress } from "./reshape.js";
@@ -26,7 +27,9 @@ export interface Alert {
 }
 
 export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "promote"; nodes: NodeId[] } | { kind: "split"; shard: number; at?: number }
-  | { kind: "merge"; shard: number };
+  | { kind: "merge"; shard: number }
+  /** A new collection: its shards are born on voters the driver chooses (placeNewShards). */
+  | { kind: "create-collection"; spec: CollectionSpec };
 
 export type PlacementAnswer =
   | {
@@ -35,6 +38,9 @@ export type PlacementAnswer =
     child?: number; range?: [number, number]; childRange?: [number, number];
     /** A merge: the surviving shard (the source is retired into it), and `range` the survivor's range once merged. */
     into?: number;
+    /** A new collection: its shards, and those of them no leader reported from yet when the answer was given. */
+    shards?: number[];
+    leaderless?: number[];
   }
   /** A `shard_busy` refusal names the operator in the way (`operator`). */
   | Refusal;

@@ -1,0 +1,122 @@
+/**
+ * The collection routes of the HTTP API (issue 14, DATA-1): create a collection (its shards are born
+ * on their voters, placed by the placement driver on the metadata leader), list and read them, and
+ * change the replicas each shard keeps. Reads come from this node's copy of the metadata.
+ *
+ * Not built yet, and refused as such: dropping a collection, and changing anything but the replication
+ * factor. Records of a collection are written and read through the record routes (server.ts); vectors,
+ * payload indexes and search come with the rest of issue 14.
+ */
+import type { FastifyInstance } from "fastify";
+import { ApiError, isErrorCode } from "./error-table.js";
+import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
+import { type CollectionRecord, type MetaState, currentSettings } from "../meta/state.js";
+import { CollectionSpecError, COLLECTION_LIMITS, collectionNameProblem, parseCollectionSpec } from "../data/schema.js";
+import type { Gateway } from "../node/gateway.js";
+import type { MultiRaftNode } from "../node/multi-raft.js";
+
+/** A collection as the API shows it. */
+function collectionView(c: CollectionRecord, meta: MetaState) {
+  return {
+    name: c.name,
+    shards: c.shards,
+    replicationFactor: c.targetReplicas ?? currentSettings(meta).placement.replicationFactor,
+    partitioning: c.schema?.partitioning ?? "hash",
+    vectors: c.schema?.vectors ?? null,
+    payloadIndexes: c.schema?.payloadIndexes ?? {},
+    ttlMs: c.schema?.ttlMs ?? null,
+  };
+}
+
+const collectionSchema = {
+  type: "object", required: ["name", "shards", "replicationFactor", "partitioning", "vectors", "payloadIndexes", "ttlMs"],
+  properties: {
+    name: { type: "string" }, shards: { type: "array", items: { type: "integer" }, description: "the collection's live shards" },
+    replicationFactor: { type: "integer", description: "replicas each shard keeps (the placement driver adds or removes them)" },
+    partitioning: { type: "string", enum: ["hash", "range"] },
+    vectors: { description: "`{dim, metric, storage, hnsw: {m, efConstruction, efSearch}}`, or null" },
+    payloadIndexes: { type: "object", additionalProperties: { type: "string" } },
+    ttlMs: { type: ["integer", "null"] },
+  },
+} as const;
+
+export async function registerCollectionRoutes(app: FastifyInstance, node: MultiRaftNode, gateway: Gateway): Promise<void> {
+  const found = (name: string): CollectionRecord => {
+    const c = node.metaState().collections.get(name);
+    if (c === undefined) throw new ApiError("collection_not_found", `collection ${JSON.stringify(name)} does not exist`);
+    return c;
+  };
+  const params = { type: "object", required: ["collection"], properties: { collection: { type: "string" } } } as const;
+
+  app.post<{ Body: unknown }>("/v1/collections", {
+    config: { op: "create-collection" },
+    schema: {
+      operationId: "createCollection",
+      summary: "Create a collection: its shards are born replicated on voters the placement driver chooses; answers once each shard's leader reported (up to 10 s)",
+      body: {
+        type: "object", required: ["name"],
+        description: `name (${collectionNameProblem("")}); shards (1-${COLLECTION_LIMITS.shardsMax}, default 4); replicationFactor (1-${COLLECTION_LIMITS.replicationFactorMax}, default 3); ` +
+          "partitioning (hash | range); vectors {dim, metric: cosine | dot | l2, storage: f32 | f16 | i8, hnsw: {m, efConstruction, efSearch}}; payloadIndexes {field: keyword | integer | float | bool}; ttlMs",
+      },
+      response: responses({ ...collectionSchema, description: "created; `leaderless` names shards no leader reported from in time", properties: { ...collectionSchema.properties, leaderless: { type: "array", items: { type: "integer" } } } },
+        "invalid_collection", "collection_exists", "not_enough_nodes", "bad_request", ...JSON_BODY, ...THROUGH_RAFT),
+    },
+  }, async (req) => {
+    let spec;
+    try {
+      spec = parseCollectionSpec(req.body);
+    } catch (e) {
+      if (e instanceof CollectionSpecError) throw new ApiError("invalid_collection", e.message, { field: e.path });
+      throw e;
+    }
+    const r = await gateway.placement({ kind: "create-collection", spec });
+    if (!r.ok) {
+      if (!isErrorCode(r.code)) throw new Error(`refusal code ${r.code} is missing from the error table (${r.message})`);
+      throw new ApiError(r.code, r.message);
+    }
+    const meta = node.metaState();
+    const c = meta.collections.get(spec.name);
+    // The answer comes from the metadata leader; this node may apply the change a moment later.
+    const view = c !== undefined ? collectionView(c, meta) : { ...spec, shards: r.shards ?? [] };
+    return { ...view, leaderless: r.leaderless ?? [] };
+  });
+
+  app.get("/v1/collections", {
+    config: { op: "list-collections" },
+    schema: {
+      operationId: "listCollections", summary: "The collections, from this node's copy of the metadata",
+      response: responses({ ...openObject, description: "`{collections: [...]}`, by name" }),
+    },
+  }, async () => {
+    const meta = node.metaState();
+    return { collections: [...meta.collections.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((c) => collectionView(c, meta)) };
+  });
+
+  app.get<{ Params: { collection: string } }>("/v1/collections/:collection", {
+    config: { op: "get-collection" },
+    schema: { operationId: "getCollection", summary: "One collection", params, response: responses({ ...collectionSchema, description: "the collection" }, "collection_not_found") },
+  }, async (req) => collectionView(found(req.params.collection), node.metaState()));
+
+  app.patch<{ Params: { collection: string }; Body: { replicationFactor: number } }>("/v1/collections/:collection", {
+    config: { op: "update-collection" },
+    schema: {
+      operationId: "updateCollection", summary: "Change the replicas each shard of the collection keeps (the placement driver adds or removes them)", params,
+      body: {
+        type: "object", required: ["replicationFactor"], additionalProperties: false,
+        properties: { replicationFactor: { type: "integer", minimum: 1, maximum: COLLECTION_LIMITS.replicationFactorMax } },
+        description: "only the replication factor changes today",
+      },
+      response: responses({ ...collectionSchema, description: "the collection as changed" }, "collection_not_found", "bad_request", ...JSON_BODY, ...THROUGH_RAFT),
+    },
+  }, async (req) => {
+    found(req.params.collection);
+    const r = await gateway.proposeMeta({ kind: "set-collection-replicas", name: req.params.collection, replicationFactor: req.body.replicationFactor, atMs: gateway.clock.wallMs() });
+    if (!r.ok) {
+      if (!isErrorCode(r.code)) throw new Error(`refusal code ${r.code} is missing from the error table (${r.message})`);
+      throw new ApiError(r.code, r.message);
+    }
+    const meta = node.metaState();
+    const c = found(req.params.collection);
+    return { ...collectionView(c, meta), replicationFactor: req.body.replicationFactor };
+  });
+}
