@@ -102,7 +102,7 @@ test("a partition: the minority commits nothing, the majority goes on; after hea
   await stop(c);
 });
 
-test("shoal node ls / shard ls: every node registers in the metadata group and any node shows the same map", async () => {
+test("shoal node ls / shard ls / collection: every node registers in the metadata group, any node shows the same map, collections are created and changed", async () => {
   const c = await startCluster();
   const run = (args: string[]) => spawnSync(process.execPath, [shoal, ...args], { encoding: "utf8" });
   await waitFor("every node registered and ready", () => {
@@ -119,6 +119,19 @@ test("shoal node ls / shard ls: every node registers in the metadata group and a
   }, 20_000);
   const shards = run(["shard", "ls", "--endpoint", `http://127.0.0.1:${c.http.get(1)}`]);
   assert.match(shards.stdout, /1\s+default\s+0x00000000-0x7fffffff\s+1\s+1,2,3/);
+  // Collections: created born replicated, listed, changed; a bad declaration is refused naming its field.
+  const at = (id: number) => ["--endpoint", `http://127.0.0.1:${c.http.get(id)}`];
+  const created = run(["collection", "create", "shoes", "--shards", "2", "--dim", "4", "--metric", "cosine", "--index", "color=keyword", ...at(2)]);
+  assert.equal(created.status, 0, created.stderr);
+  assert.match(created.stdout, /created collection shoes: 2 shards \(\d+, \d+\), 3 replicas each, vectors 4-d cosine f32/);
+  await waitFor("node 3 lists it", () => /shoes/.test(run(["collection", "ls", ...at(3)]).stdout));
+  assert.match(run(["collection", "ls", ...at(3)]).stdout, /shoes\s+2\s+3\s+hash\s+4-d cosine f32\s+color:keyword/);
+  const updated = run(["collection", "update", "shoes", "--replication-factor", "2", ...at(1)]);
+  assert.equal(updated.status, 0, updated.stderr);
+  assert.equal((JSON.parse(updated.stdout) as { replicationFactor: number }).replicationFactor, 2);
+  const bad = run(["collection", "create", "boots", "--dim", "4", ...at(1)]);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /invalid_collection.*vectors\.metric/);
   const down = run(["node", "ls", "--endpoint", "http://127.0.0.1:1"]);
   assert.equal(down.status, 1);
   assert.match(down.stderr, /cannot reach/);

@@ -188,6 +188,7 @@ function addClusterCommands(program: Command): void {
   addNodeAdmin(program.command("node").description("the cluster's nodes"));
   addConfig(program.command("config").description("cluster-wide settings, versioned in the metadata group"));
   addShardAdmin(program.command("shard").description("the shard map"));
+  addCollections(program.command("collection").description("collections: their shards, replicas and declarations (vectors and search come later)"));
   addOperators(program.command("operator").description("the placement driver's operators (replica moves, leader transfers, splits, merges)"));
   program.command("alerts").description("the placement driver's alerts (dead nodes, stale learners, removals)").addOption(json()).addOption(endpoint())
     .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).alertsCommand(opts); });
@@ -235,6 +236,36 @@ const waitOption = () => new Option("--wait [ms]",
     if (n > WAIT_MS_MAX) throw new InvalidArgumentError(`At most ${WAIT_MS_MAX} ms`);
     return n;
   });
+
+/** A `FIELD=TYPE` payload index, gathered over repeated --index options. */
+function payloadIndex(v: string, acc: Record<string, string> = {}): Record<string, string> {
+  const m = /^([^=]+)=(keyword|integer|float|bool)$/.exec(v);
+  if (m === null) throw new InvalidArgumentError("FIELD=TYPE, the type one of keyword, integer, float, bool");
+  return { ...acc, [m[1]!]: m[2]! };
+}
+
+function addCollections(collectionCmd: Command): void {
+  const name = () => new Argument("<name>", "the collection's name: 1-63 characters of a-z, 0-9, '_' and '-'");
+  collectionCmd.command("create").description("create a collection: its shards are born on their voters, placed evenly; prints them once led")
+    .addArgument(name())
+    .addOption(new Option("--shards <n>", "shards (1-1024; default 4)").argParser(positiveInt))
+    .addOption(new Option("--replication-factor <n>", "replicas per shard (1-7; default 3)").argParser(positiveInt))
+    .addOption(new Option("--partitioning <how>", "hash of the id (default) or id range").choices(["hash", "range"]))
+    .addOption(new Option("--dim <n>", "vector dimension (1-4096): the collection takes a vector per record").argParser(positiveInt))
+    .addOption(new Option("--metric <metric>", "vector similarity").choices(["cosine", "dot", "l2"]))
+    .addOption(new Option("--storage <type>", "how vectors are stored (default f32)").choices(["f32", "f16", "i8"]))
+    .addOption(new Option("--index <field=type>", "a payload index (repeatable): a dotted field path and keyword, integer, float or bool").argParser(payloadIndex))
+    .addOption(new Option("--ttl-ms <ms>", "records expire this long after their last write (at least 1000)").argParser(positiveInt))
+    .addOption(json()).addOption(endpoint())
+    .action(async (n: string, opts) => { process.exitCode = await (await import("./collection-client.js")).collectionCreateCommand(n, opts); });
+  collectionCmd.command("ls").description("list the collections").addOption(json()).addOption(endpoint())
+    .action(async (opts) => { process.exitCode = await (await import("./collection-client.js")).collectionListCommand(opts); });
+  collectionCmd.command("get").description("one collection as JSON").addArgument(name()).addOption(endpoint())
+    .action(async (n: string, opts) => { process.exitCode = await (await import("./collection-client.js")).collectionGetCommand(n, opts); });
+  collectionCmd.command("update").description("change the replicas each shard keeps (the placement driver adds or removes them)").addArgument(name())
+    .addOption(new Option("--replication-factor <n>", "replicas per shard (1-7)").argParser(positiveInt).makeOptionMandatory()).addOption(endpoint())
+    .action(async (n: string, opts) => { process.exitCode = await (await import("./collection-client.js")).collectionUpdateCommand(n, opts); });
+}
 
 function addShardAdmin(shardCmd: Command): void {
   const shardId = () => new Argument("<shard>", SHARD_ID).argParser(positiveInt);
