@@ -52,7 +52,7 @@ export async function registerCollectionRoutes(app: FastifyInstance, node: Multi
     config: { op: "create-collection" },
     schema: {
       operationId: "createCollection",
-      summary: "Create a collection: its shards are born replicated on voters the placement driver chooses; answers once each shard's leader reported (up to 10 s)",
+      summary: "Create a collection: its shards are born replicated on voters the placement driver chooses; answers once each shard's leader reported (up to 3 s)",
       body: {
         type: "object", required: ["name"],
         description: `name (${collectionNameProblem("")}); shards (1-${COLLECTION_LIMITS.shardsMax}, default 4); replicationFactor (1-${COLLECTION_LIMITS.replicationFactorMax}, default 3); ` +

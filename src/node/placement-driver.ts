@@ -39,8 +39,12 @@ import { MemberCare } from "./membership.js";
 import { type Logger } from "../util/logger.js";
 import type { Clock } from "../util/clock.js";
 
-/** How long creating a collection waits for its shards' leaders to report (each reports every scheduleIntervalMs). */
-const COLLECTION_LEADERS_WAIT_MS = 10_000;
+/**
+ * How long creating a collection waits for its shards' leaders to report (each reports every
+ * scheduleIntervalMs): under the 5 s a gateway waits for a forwarded request, so that the answer that
+ * the collection exists is never lost to a timeout.
+ */
+const COLLECTION_LEADERS_WAIT_MS = 3000;
 const COLLECTION_LEADERS_POLL_MS = 50;
 
 export type { Alert, PlacementAnswer, PlacementRequest } from "../placement/policy.js";
