@@ -11,7 +11,7 @@ import type { FastifyInstance } from "fastify";
 import { ApiError, isErrorCode } from "./error-table.js";
 import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
 import { type CollectionRecord, type MetaState, currentSettings } from "../meta/state.js";
-import { CollectionSpecError, COLLECTION_LIMITS, collectionNameProblem, parseCollectionSpec } from "../data/schema.js";
+import { CollectionSpecError, COLLECTION_LIMITS, collectionNameProblem, parseCollectionSpec } from "../meta/collections.js";
 import type { Gateway } from "../node/gateway.js";
 import type { MultiRaftNode } from "../node/multi-raft.js";
 

@@ -14,6 +14,7 @@
  * parseFilter checks a filter from the outside world (bounded, with the offending part's path in the
  * error) and returns it typed; matches evaluates one on a payload. Pure: no I/O, no clock.
  */
+import { DOTTED_PATH_LENGTH_MAX, dottedPathProblem } from "../util/dotted-path.js";
 
 /** A value a `match` compares with: JSON's scalars, null excepted (use `exists`). */
 export type MatchValue = string | number | boolean;
@@ -48,7 +49,7 @@ export const FILTER_LIMITS = {
   /** Values of one `match.any`. */
   anyValuesMax: 1024,
   /** Characters of a key (a dotted path). */
-  keyLengthMax: 256,
+  keyLengthMax: DOTTED_PATH_LENGTH_MAX,
   /** Characters of a string compared with. */
   valueLengthMax: 4096,
 } as const;
@@ -65,7 +66,6 @@ export class FilterError extends Error {
 
 const CLAUSES = ["must", "should", "must_not"] as const;
 const RANGE_BOUNDS = ["gt", "gte", "lt", "lte"] as const;
-const KEY_SEGMENT = /^[^.]+$/;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -112,17 +112,6 @@ function parseCondition(input: unknown, path: string, depth: number, budget: { c
     return { key, match: { any: match.any.map((v, i) => parseValue(v, `${path}.match.any[${i}]`)) } };
   }
   return { key, match: parseValue(match, `${path}.match`) };
-}
-
-/** What is wrong with `key` as a dotted path into a payload, or null when nothing is. */
-export function dottedPathProblem(key: unknown): string | null {
-  if (typeof key !== "string" || key.length === 0) return "a key is a non-empty dotted path, e.g. `address.city`";
-  if (key.length > FILTER_LIMITS.keyLengthMax) return `a key has at most ${FILTER_LIMITS.keyLengthMax} characters`;
-  for (const segment of key.split(".")) {
-    if (!KEY_SEGMENT.test(segment)) return `\`${key}\`: every part of a dotted path is non-empty`;
-    if (segment === "__proto__") return "`__proto__` is not a field name";
-  }
-  return null;
 }
 
 function parseKey(key: unknown, path: string): string {

@@ -5,7 +5,7 @@
  * deterministic: a command carries the proposer's clock (`atMs`), apply never reads one, and a refused
  * command changes nothing and says why with a machine-readable code.
  */
-import type { CollectionSpec } from "../data/schema.js";
+import { type CollectionSpec, REPLICATION_FACTOR_MAX } from "./collections.js";
 import type { Operator, PlacementConfig, ReplicaRole, WorkerState } from "../placement/types.js";
 import { upgradePlacementConfig, validatePlacementConfig } from "../placement/types.js";
 import type { Labels, NodeId } from "../placement/types.js";
@@ -77,11 +77,9 @@ export interface CollectionRecord {
   schema?: CollectionSchema;
 }
 
-/** A collection's declaration beyond its shards and replicas (data/schema.ts checks it). */
+/** A collection's declaration beyond its shards and replicas (collections.ts checks it). */
 export type CollectionSchema = Pick<CollectionSpec, "partitioning" | "vectors" | "payloadIndexes" | "ttlMs">;
 
-/** Bounds on a collection's replicas (as data/schema.ts declares them). */
-export const REPLICATION_FACTOR_MAX = 7;
 
 export interface SettingsVersion {
   version: number;

@@ -31,6 +31,7 @@ import type { JoinRequest, JoinResponse } from "./membership.js";
 import type { Step } from "../placement/types.js";
 import type { ShardReport } from "./shard-agent.js";
 import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest } from "../placement/policy.js";
+import type { DriverRequest } from "./placement-driver.js";
 import type { Refusal } from "../placement/manual.js";
 import type { Clock } from "../util/clock.js";
 import { type NodeMutations, RANGE_UNCHECKED } from "./mutations.js";
@@ -85,7 +86,7 @@ type Op =
   /** Starts merging a shard into its lower neighbour `into`, on the shard's leader (it freezes). */
   | { kind: "merge"; group: number; into: number }
   /** A request for the placement driver (on the metadata leader). */
-  | { kind: "placement"; group: number; req: PlacementRequest };
+  | { kind: "placement"; group: number; req: DriverRequest };
 
 interface ReplyError { name: string; message: string; leader?: NodeId; reach?: string }
 type Reply = { ok: true; value: unknown } | { ok: false; error: ReplyError };
@@ -376,10 +377,10 @@ export class Gateway {
   }
 
   /** Handles placement requests on the metadata leader (set by the PlacementDriver). */
-  onPlacement: ((req: PlacementRequest) => Promise<PlacementAnswer>) | null = null;
+  onPlacement: ((req: DriverRequest) => Promise<PlacementAnswer>) | null = null;
 
   /** Sends a request to the placement driver, wherever it runs. */
-  placement(req: PlacementRequest): Promise<PlacementAnswer> {
+  placement(req: DriverRequest): Promise<PlacementAnswer> {
     return this.route({ kind: "placement", group: META_GROUP, req }) as Promise<PlacementAnswer>;
   }
 

@@ -21,7 +21,7 @@ import { type MetaCommand, type MetaState, type OperatorRecord, type OperatorSta
 import { busyRefusal, manualOperator } from "../placement/manual.js";
 import { operatorShards } from "../placement/operators.js";
 import { PlacementError, placeNewShards } from "../placement/born.js";
-import type { CollectionSpec } from "../data/schema.js";
+import type { CollectionSpec } from "../meta/collections.js";
 import { assert } from "../util/assert.js";
 import {
   type Alert, type HeldReport, type PlacementAnswer, type PlacementRequest, appendAlert, describeStep, dispatchDue, dropOperator, endedReshapes,
@@ -48,6 +48,9 @@ const COLLECTION_LEADERS_WAIT_MS = 3000;
 const COLLECTION_LEADERS_POLL_MS = 50;
 
 export type { Alert, PlacementAnswer, PlacementRequest } from "../placement/policy.js";
+
+/** What the placement driver is asked: placement's requests, and a new collection (its shards born on voters it chooses). */
+export type DriverRequest = PlacementRequest | { kind: "create-collection"; spec: CollectionSpec };
 export { PLACEMENT_WAIT_MS_MAX } from "../placement/policy.js";
 
 export interface PlacementDriverOptions {
@@ -98,7 +101,7 @@ export class PlacementDriver {
    * operator (move, transfer-leader), a cancellation, or the alerts. The operator runs from the next
    * cycle on; it is recorded in the metadata now, so that the answer means it will run.
    */
-  async submit(req: PlacementRequest): Promise<PlacementAnswer> {
+  async submit(req: DriverRequest): Promise<PlacementAnswer> {
     if (this.node.leaderOf(META_GROUP) !== this.node.id) throw new NotLeaderError(META_GROUP, this.node.leaderOf(META_GROUP));
     if (req.kind === "alerts") return { ok: true, alerts: this.alerts.slice() };
     if (req.kind === "promote") return this.members.promote(req.nodes);

@@ -6,7 +6,6 @@
  * metadata records); the node's loop (node/placement-driver.ts) gathers the inputs and carries out what
  * these functions decide.
  */
-import type { CollectionSpec } from "../data/schema.js";
 import type { ManualRequest, Refusal } from "./manual.js";
 import { operatorShards } from "./operators.js";
 import { type MergeCollection, clearManualSplit, markManualSplit, reshapeProgress } from "./reshape.js";
@@ -27,9 +26,7 @@ export interface Alert {
 }
 
 export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "promote"; nodes: NodeId[] } | { kind: "split"; shard: number; at?: number }
-  | { kind: "merge"; shard: number }
-  /** A new collection: its shards are born on voters the driver chooses (placeNewShards). */
-  | { kind: "create-collection"; spec: CollectionSpec };
+  | { kind: "merge"; shard: number };
 
 export type PlacementAnswer =
   | {

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { COLLECTION_DEFAULTS, CollectionSpecError, VectorError, checkVector, collectionNameProblem, parseCollectionSpec } from "./schema.js";
+import { COLLECTION_DEFAULTS, CollectionSpecError, VectorError, checkVector, collectionNameProblem, parseCollectionSpec } from "./collections.js";
 
 test("a collection declared by its name alone gets the defaults: 4 shards, 3 replicas, hash partitioning, no vectors", () => {
   assert.deepEqual(parseCollectionSpec({ name: "docs" }), {

@@ -4,10 +4,9 @@
  * type, HNSW parameters), payload indexes and TTL; and the check of a record's vector against the
  * schema. parseCollectionSpec fills in the defaults and refuses anything out of range with the path of
  * the offending field (HTTP 400 `invalid_collection`); checkVector refuses a vector that does not fit
- * (HTTP 400 `invalid_vector`). Pure: no I/O.
+ * (HTTP 400 `invalid_vector`). Kept in the metadata group with the collection (state.ts). Pure: no I/O.
  */
-import { dottedPathProblem } from "./filter.js";
-import { REPLICATION_FACTOR_MAX } from "../meta/state.js";
+import { dottedPathProblem } from "../util/dotted-path.js";
 
 export const METRICS = ["cosine", "dot", "l2"] as const;
 export type Metric = (typeof METRICS)[number];
@@ -45,6 +44,9 @@ export interface CollectionSpec {
   /** Records expire this long after their last write; null: never. */
   ttlMs: number | null;
 }
+
+/** Bounds on a collection's replicas per shard. */
+export const REPLICATION_FACTOR_MAX = 7;
 
 /** Bounds on what a collection may declare. */
 export const COLLECTION_LIMITS = {
