@@ -52,5 +52,6 @@ test("a shard as created starts on the voters it was born with; one changed sinc
   assert.equal(bornWithVoters(born, 4), false, "not one of its voters");
   assert.equal(bornWithVoters({ ...born, confIndex: 12 }, 1), false, "a configuration change was mirrored since");
   assert.equal(bornWithVoters({ ...born, origin: { parent: 3, index: 40 } }, 1), false, "made by a split");
+  assert.equal(bornWithVoters({ ...born, epoch: 3, range: { start: 0, end: 50 } }, 1), false, "split (or merged) since: its range is not the one it was born with");
   assert.equal(bornWithVoters({ ...born, replicas: [...born.replicas, { node: 4, role: "learner" as const }] }, 1), false, "a learner: not as created");
 });

@@ -43,10 +43,12 @@ export function hostingChanges(meta: Readonly<MetaState>, self: NodeId, hosted: 
 
 /**
  * Whether `self` starts `shard`'s group itself, from the configuration the metadata recorded: the shard
- * is as created (no configuration change mirrored since, not made by a split) and `self` is one of the
- * voters it was born with. Otherwise a replica placed here starts empty and its leader fills it.
+ * is as created (epoch 1: no configuration change mirrored since, no split or merge changed its range;
+ * not made by a split) and `self` is one of the voters it was born with. Otherwise a replica placed here
+ * starts empty and its leader fills it (a snapshot): started from a later range, a replica would replay
+ * the splits and merges it already shows and skip what they moved.
  */
 export function bornWithVoters(shard: Readonly<ShardRecord>, self: NodeId): boolean {
-  return shard.confIndex === 0 && shard.origin === undefined && shard.retiredInto === undefined &&
+  return shard.epoch === 1 && shard.confIndex === 0 && shard.origin === undefined && shard.retiredInto === undefined &&
     shard.replicas.every((r) => r.role === "voter") && shard.replicas.some((r) => r.node === self);
 }

@@ -105,6 +105,7 @@ export abstract class NodeApply extends NodeLiveness {
    */
   private async landBornShards(records: ShardRecord[]): Promise<void> {
     for (const r of records) {
+      assert(this.store.applied(r.id) === 0, () => `shard ${r.id}: state left from an earlier replica`);
       const voters = r.replicas.map((x) => x.node).sort((a, b) => a - b);
       const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
       this.store.apply([{ group: r.id, appliedIndex: SPLIT_LOG_INDEX, confState, shard: { range: r.range, splits: [] }, unlogged: true }]);

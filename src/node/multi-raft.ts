@@ -75,8 +75,10 @@ export class MultiRaftNode extends NodeTurn {
       keepaliveIdleTicks: Math.max(config.heartbeatTicks ?? 2, Math.min(2 * (config.heartbeatTicks ?? 2), Math.floor(((config.electionTicks ?? 10) - 1) / 2))),
       ...config,
     };
-    assert(cfg.keepaliveIdleTicks >= cfg.heartbeatTicks && 2 * cfg.keepaliveIdleTicks < cfg.electionTicks,
-      () => `keepaliveIdleTicks ${cfg.keepaliveIdleTicks}: from heartbeatTicks ${cfg.heartbeatTicks} to under half of electionTicks ${cfg.electionTicks}`);
+    // Longer than a heartbeat interval only while under half an election timeout (short election
+    // timeouts keep the heartbeat interval).
+    assert(cfg.keepaliveIdleTicks === cfg.heartbeatTicks || (cfg.keepaliveIdleTicks > cfg.heartbeatTicks && 2 * cfg.keepaliveIdleTicks < cfg.electionTicks),
+      () => `keepaliveIdleTicks ${cfg.keepaliveIdleTicks}: heartbeatTicks ${cfg.heartbeatTicks}, or more and under half of electionTicks ${cfg.electionTicks}`);
     const { wal, groups: recovered } = await host.openWal(`${cfg.dataDir}/wal`, cfg.logger ?? host.logger);
     const store = host.openStateStore(`${cfg.dataDir}/state`);
     let node: MultiRaftNode | null = null;

@@ -22,7 +22,6 @@ import { busyRefusal, manualOperator } from "../placement/manual.js";
 import { operatorShards } from "../placement/operators.js";
 import { PlacementError, placeNewShards } from "../placement/born.js";
 import type { CollectionSpec } from "../meta/collections.js";
-import { assert } from "../util/assert.js";
 import {
   type Alert, type HeldReport, type PlacementAnswer, type PlacementRequest, appendAlert, describeStep, dispatchDue, dropOperator, endedReshapes,
   goneRefusal, mergeCollections, holdOperator, mergeTarget, pickSplit, receiveReport, replaceOperator, settleShards, shardViews, splitPoint,
@@ -141,7 +140,8 @@ export class PlacementDriver {
       throw e;
     }
     const { partitioning, vectors, payloadIndexes, ttlMs } = spec;
-    const createdAtMs = this.clock.nowMs();
+    // Wall clock, as reports are stamped; the wait counts from here, the proposal included.
+    const createdAtMs = this.clock.wallMs();
     const r = await this.gateway.proposeMeta({
       kind: "create-collection", name: spec.name, replicationFactor: spec.replicationFactor, placements,
       schema: { partitioning, vectors, payloadIndexes, ttlMs }, targetReplicas: spec.replicationFactor, atMs: this.clock.wallMs(),
@@ -150,8 +150,8 @@ export class PlacementDriver {
     const shards = [...(this.node.metaState().collections.get(spec.name)?.shards ?? [])];
     this.opts.logger?.info({ collection: spec.name, shards }, "created a collection, its shards born on their voters");
     const leaderless = () => shards.filter((id) => (this.reports.get(id)?.atMs ?? -Infinity) < createdAtMs);
-    for (let waits = 0; leaderless().length > 0 && this.clock.nowMs() - createdAtMs < COLLECTION_LEADERS_WAIT_MS; waits++) {
-      assert(waits < COLLECTION_LEADERS_WAIT_MS / COLLECTION_LEADERS_POLL_MS + 1, "waiting for leaders is bounded");
+    const waitsMax = Math.ceil(COLLECTION_LEADERS_WAIT_MS / COLLECTION_LEADERS_POLL_MS);
+    for (let waits = 0; waits < waitsMax && leaderless().length > 0 && this.clock.wallMs() - createdAtMs < COLLECTION_LEADERS_WAIT_MS; waits++) {
       await new Promise<void>((resolve) => this.clock.setTimeout(resolve, COLLECTION_LEADERS_POLL_MS));
     }
     return { ok: true, shards, leaderless: leaderless() };
