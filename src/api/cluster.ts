@@ -6,7 +6,7 @@
  * metadata group's leader or the shard's leader, wherever they are.
  */
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { ApiError, isErrorCode } from "./error-table.js";
+import { ApiError, refusalError } from "./error-table.js";
 import { sendError } from "./envelope.js";
 import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
 import { type ApplyResult, type MetaNode, type MetaState, type OperatorRecord, type SettingsVersion, type ShardRecord, currentSettings } from "../meta/state.js";
@@ -26,9 +26,9 @@ const WATCH_KEEPALIVE_MS = 15_000;
 export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaftNode, gateway: Gateway): Promise<void> {
   /** A refused cluster command: its code's entry in the error table decides the status. */
   const refuse = (reply: FastifyReply, r: { code: string; message: string; operator?: unknown }) => {
-    if (!isErrorCode(r.code)) throw new Error(`refusal code ${r.code} is missing from the error table (${r.message})`);
     // A shard_busy refusal names the operator in the way, for a script to wait for or cancel.
-    return sendError(reply, r.code, r.message, r.operator !== undefined ? { operator: r.operator } : {});
+    const e = refusalError(r, r.operator !== undefined ? { operator: r.operator } : {});
+    return sendError(reply, e.code, e.message, e.extra);
   };
   /** A free-form view answered with 200, and the codes of routes that ask the metadata or placement leader. */
   const view = (description: string) => ({ ...openObject, description });

@@ -8,7 +8,7 @@
  * payload indexes and search come with the rest of issue 14.
  */
 import type { FastifyInstance } from "fastify";
-import { ApiError, isErrorCode } from "./error-table.js";
+import { ApiError, refusalError } from "./error-table.js";
 import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
 import { type CollectionRecord, type MetaState, currentSettings } from "../meta/state.js";
 import { CollectionSpecError, COLLECTION_LIMITS, collectionNameProblem, parseCollectionSpec } from "../meta/collections.js";
@@ -70,10 +70,7 @@ export async function registerCollectionRoutes(app: FastifyInstance, node: Multi
       throw e;
     }
     const r = await gateway.placement({ kind: "create-collection", spec });
-    if (!r.ok) {
-      if (!isErrorCode(r.code)) throw new Error(`refusal code ${r.code} is missing from the error table (${r.message})`);
-      throw new ApiError(r.code, r.message);
-    }
+    if (!r.ok) throw refusalError(r);
     const meta = node.metaState();
     const c = meta.collections.get(spec.name);
     // The answer comes from the metadata leader; this node may apply the change a moment later.
@@ -111,10 +108,7 @@ export async function registerCollectionRoutes(app: FastifyInstance, node: Multi
   }, async (req) => {
     found(req.params.collection);
     const r = await gateway.proposeMeta({ kind: "set-collection-replicas", name: req.params.collection, replicationFactor: req.body.replicationFactor, atMs: gateway.clock.wallMs() });
-    if (!r.ok) {
-      if (!isErrorCode(r.code)) throw new Error(`refusal code ${r.code} is missing from the error table (${r.message})`);
-      throw new ApiError(r.code, r.message);
-    }
+    if (!r.ok) throw refusalError(r);
     const meta = node.metaState();
     const c = found(req.params.collection);
     return { ...collectionView(c, meta), replicationFactor: req.body.replicationFactor };

@@ -113,6 +113,16 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The ApiError for a refusal a state machine or the placement driver answered with (`{code, message}`):
+ * its code's entry in the table decides the status. A code missing from the table is a bug, not a 500
+ * with a made-up meaning.
+ */
+export function refusalError(r: { code: string; message: string }, extra: Record<string, unknown> = {}): ApiError {
+  if (!isErrorCode(r.code)) throw new Error(`refusal code ${r.code} is missing from the error table (${r.message})`);
+  return new ApiError(r.code, r.message, extra);
+}
+
 /** Errors of the node layer, by name, and the code a client sees for each. */
 export const NODE_ERROR_CODES: Record<string, ErrorCode> = {
   NotLeaderError: "no_leader",

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
+import { assertRefused } from "../util/testing.js";
 import { FILTER_LIMITS, FilterError, filterKeys, matches, parseFilter, valuesAt } from "./filter.js";
 
 const shoe = { name: "runner", color: "red", price: 89.5, stock: 0, tags: ["sport", "sale"], brand: { name: "Acme", country: "NL" },
@@ -86,15 +87,7 @@ test("must, should and must_not combine: all of must, one of should (when given)
 });
 
 test("a filter that is not one is refused with the path of its first fault", () => {
-  const refused = (f: unknown, path: string, words: RegExp) => {
-    assert.throws(() => parseFilter(f), (e: unknown) => {
-      assert.ok(e instanceof FilterError, `a FilterError for ${JSON.stringify(f)}`);
-      assert.equal(e.code, "invalid_filter");
-      assert.equal(e.path, path, `the path for ${JSON.stringify(f)}`);
-      assert.match(e.message, words);
-      return true;
-    });
-  };
+  const refused = (f: unknown, path: string, words: RegExp) => assertRefused(() => parseFilter(f), FilterError, "invalid_filter", path, words, f);
   refused([], "filter", /is an object/);
   refused("color = red", "filter", /is an object/);
   refused({ where: [] }, "filter.where", /unknown clause/);

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
+import { assertRefused } from "../util/testing.js";
 import { COLLECTION_DEFAULTS, CollectionSpecError, VectorError, checkVector, collectionNameProblem, parseCollectionSpec } from "./collections.js";
 
 test("a collection declared by its name alone gets the defaults: 4 shards, 3 replicas, hash partitioning, no vectors", () => {
@@ -25,15 +26,8 @@ test("a full declaration is kept as given; a vector schema gets f32 storage and 
 });
 
 test("a declaration out of range is refused with the path of the field and what it takes", () => {
-  const refused = (body: unknown, path: string, words: RegExp) => {
-    assert.throws(() => parseCollectionSpec(body), (e: unknown) => {
-      assert.ok(e instanceof CollectionSpecError, `a CollectionSpecError for ${JSON.stringify(body)}`);
-      assert.equal(e.code, "invalid_collection");
-      assert.equal(e.path, path, `the path for ${JSON.stringify(body)}`);
-      assert.match(e.message, words);
-      return true;
-    });
-  };
+  const refused = (body: unknown, path: string, words: RegExp) =>
+    assertRefused(() => parseCollectionSpec(body), CollectionSpecError, "invalid_collection", path, words, body);
   refused(null, "body", /object/);
   refused({}, "name", /1 to 63 characters/);
   refused({ name: "Docs" }, "name", /a-z/);
@@ -68,15 +62,7 @@ test("collection names: what a URL path segment can carry unescaped", () => {
 test("a vector is checked against the schema: length, finite numbers within the 32-bit range, a direction under cosine", () => {
   const schema = parseCollectionSpec({ name: "v", vectors: { dim: 3, metric: "cosine" } }).vectors!;
   assert.deepEqual([...checkVector(schema, [0.5, -1, 2])], [0.5, -1, 2]);
-  const refused = (v: unknown, path: string, words: RegExp, s = schema) => {
-    assert.throws(() => checkVector(s, v), (e: unknown) => {
-      assert.ok(e instanceof VectorError);
-      assert.equal(e.code, "invalid_vector");
-      assert.equal(e.path, path);
-      assert.match(e.message, words);
-      return true;
-    });
-  };
+  const refused = (v: unknown, path: string, words: RegExp, s = schema) => assertRefused(() => checkVector(s, v), VectorError, "invalid_vector", path, words, v);
   refused("0.5,1,2", "vector", /list of 3 numbers/);
   refused([1, 2], "vector", /3 numbers expected \(the collection's dim\), got 2/);
   refused([1, 2, 3, 4], "vector", /got 4/);

@@ -80,7 +80,6 @@ export interface CollectionRecord {
 /** A collection's declaration beyond its shards and replicas (collections.ts checks it). */
 export type CollectionSchema = Pick<CollectionSpec, "partitioning" | "vectors" | "payloadIndexes" | "ttlMs">;
 
-
 export interface SettingsVersion {
   version: number;
   placement: PlacementConfig;

@@ -76,14 +76,9 @@ export class MetaWatch {
     let table = this.routes.get(collection);
     if (table === undefined) {
       const shards = [...this.meta().shards.values()].filter((sh) => sh.collection === collection);
-      if (shards.length === 0) {
-        if (collection === DEFAULT_COLLECTION) return shardOf(key, this.initialShards);
-        throw new CollectionNotFoundError(collection);
-      }
-      table = new RouteTable(shards);
-      this.routes.set(collection, table);
+      if (shards.length > 0) this.routes.set(collection, (table = new RouteTable(shards)));
     }
-    const shard = table.lookup(hashOf(key));
+    const shard = table?.lookup(hashOf(key));
     if (shard !== undefined) return shard;
     if (collection === DEFAULT_COLLECTION) return shardOf(key, this.initialShards);
     throw new CollectionNotFoundError(collection);

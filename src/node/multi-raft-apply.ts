@@ -33,7 +33,7 @@ export abstract class NodeApply extends NodeLiveness {
    * crash, the parent is unknown and no group leads yet); so does a shard born here (landBornShards)
    * whose first election falls to this node (`campaign`).
    */
-  protected async landSplits(children: { child: number; parent?: number; campaign?: boolean }[]): Promise<void> {
+  protected async landSplits(children: { child: number; parent?: number; campaign?: boolean }[], made: "by a split" | "born here" = "by a split"): Promise<void> {
     await this.store.flushed();
     const records: WalRecord[] = [];
     const logs: [number, GroupLog, ConfState, number | undefined][] = [];
@@ -52,7 +52,7 @@ export abstract class NodeApply extends NodeLiveness {
       const campaign = children[i]!.campaign === true || (parent !== undefined && this.leaderOf(parent) === this.id);
       if (campaign && g.raft.isVoter(this.id)) g.raft.campaign();
       this.touched.add(g);
-      this.cfg.logger?.info({ shard: child, parent: parent ?? null }, parent === undefined && children[i]!.campaign !== undefined ? "hosting a shard born here" : "hosting a shard made by a split");
+      this.cfg.logger?.info({ shard: child, parent: parent ?? null }, made === "born here" ? "hosting a shard born here" : "hosting a shard made by a split");
     }
   }
 
@@ -110,7 +110,7 @@ export abstract class NodeApply extends NodeLiveness {
       const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
       this.store.apply([{ group: r.id, appliedIndex: SPLIT_LOG_INDEX, confState, shard: { range: r.range, splits: [] }, unlogged: true }]);
     }
-    await this.landSplits(records.map((r) => ({ child: r.id, campaign: r.replicas[0]!.node === this.id })));
+    await this.landSplits(records.map((r) => ({ child: r.id, campaign: r.replicas[0]!.node === this.id })), "born here");
   }
 
   /**

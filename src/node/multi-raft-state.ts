@@ -43,9 +43,9 @@ export interface NodeConfig {
   heartbeatTicks?: number;
   /**
    * Ticks between keepalives to each peer while every group here is quiescent (default two heartbeat
-   * intervals, 120 ms). An idle node's cost is its wakeups: each keepalive is a timer, a write per peer
-   * and a read on each peer. A peer counts this node silent after an election timeout, so the interval
-   * stays under half of one (asserted): one late keepalive never looks like a lost node.
+   * intervals, 120 ms; the heartbeat interval under short election timeouts). An idle node's cost is its
+   * wakeups: each keepalive is a timer, a write per peer and a read on each peer. A longer interval stays
+   * under half an election timeout (asserted), and peers allow for it (peerSilentAfterMs).
    */
   keepaliveIdleTicks?: number;
   /** Compact a group's log once this many applied entries sit before the last compaction point. */
