@@ -30,7 +30,7 @@ test("a collection is created with its shards born on three voters and led, take
       assert.deepEqual(voters, [1, 2, 3], `shard ${id} born on three voters`);
     }
 
-    const put = await one!.inject({ method: "PUT", url: "/v1/collections/shoes/records/runner", payload: { payload: { color: "red" } } });
+    const put = await one!.inject({ method: "PUT", url: "/v1/collections/shoes/records/runner", payload: { payload: { color: "red" }, vector: [1, 0, 0, 0] } });
     assert.equal(put.statusCode, 200, put.body);
     const got = await three!.inject({ url: "/v1/collections/shoes/records/runner" });
     assert.equal(got.statusCode, 200, got.body);

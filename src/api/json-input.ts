@@ -26,12 +26,13 @@ function pathOf(parent: string, key: string | number): string {
 /**
  * Parses a body and checks it against the limits and the number rules; throws ApiError naming the
  * first offending field. The walk is bounded by `depthMax`, so it cannot overflow the stack itself.
+ * `itemsOf`: the top-level list of a batch, whose every item is held to the field limit on its own.
  */
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 /** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-export function parseJsonBody(bytes: Buffer, limits: JsonLimits): unknown {
+export function parseJsonBody(bytes: Buffer, limits: JsonLimits, itemsOf?: string): unknown {
   let text: string;
   try {
     text = utf8.decode(bytes);
@@ -64,7 +65,18 @@ export function parseJsonBody(bytes: Buffer, limits: JsonLimits): unknown {
       throw new ApiError("limit_exceeded", `${path || "the body"}: nested deeper than ${limits.depthMax} levels`, { limit: "depthMax", max: limits.depthMax });
     }
     if (Array.isArray(v)) {
-      fields += v.length;
+      if (itemsOf !== undefined && depth === 1 && path === itemsOf) {
+        // A batch: each item has the limits of a body of its own (the route bounds the count).
+        const before = fields;
+        for (let i = 0; i < v.length; i++) {
+          fields = 0;
+          walk(v[i], pathOf(path, i), depth + 1);
+        }
+        fields = before + 1;
+        return;
+      }
+      // A list of numbers (a vector) is one field: its length is the schema's to judge.
+      fields += v.every((x) => typeof x === "number") ? 1 : v.length;
       if (fields > limits.fieldsMax) throw fieldsExceeded(limits);
       for (let i = 0; i < v.length; i++) walk(v[i], pathOf(path, i), depth + 1);
       return;

@@ -4,23 +4,22 @@
  * described by JSON schemas, which validate input before anything reaches the log and generate the
  * OpenAPI document (browsable at /docs).
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Gateway, WriteOptions } from "../node/gateway.js";
-import { IDEMPOTENCY_KEY_PATTERN } from "../node/idempotency.js";
-import { type Consistency, type MultiRaftNode, META_GROUP } from "../node/multi-raft.js";
-import type { CommandResult } from "../node/records.js";
+import type { Gateway } from "../node/gateway.js";
+import { type MultiRaftNode, META_GROUP } from "../node/multi-raft.js";
 import { ApiError } from "./error-table.js";
 import { envelopeOptions, installEnvelope } from "./envelope.js";
 import { validatorCompiler } from "./validation.js";
 import { DEFAULT_JSON_LIMITS, type JsonLimits, parseJsonBody } from "./json-input.js";
-import { JSON_BODY, THROUGH_RAFT, WRITE, openObject, responses } from "./openapi.js";
+import { openObject, responses } from "./openapi.js";
 import { registerClusterRoutes } from "./cluster.js";
 import { registerCollectionRoutes } from "./collections.js";
-import { scanCollection } from "../node/scan.js";
-import { DEFAULT_COLLECTION } from "../meta/state.js";
+import { BATCH_BODY_BYTES_MAX, registerRecordRoutes } from "./records.js";
+
+export { ID_PATTERN, decodeCursor, encodeCursor } from "./records.js";
 
 export interface ApiOptions {
   node: MultiRaftNode;
@@ -28,6 +27,8 @@ export interface ApiOptions {
   logger: FastifyBaseLogger;
   /** Largest accepted request body (the payload limit). */
   bodyLimitBytes?: number;
+  /** Largest accepted body of a batch upsert. */
+  batchBodyLimitBytes?: number;
   /** Bounds on a body's JSON (depth, fields, key length); defaults in DEFAULT_JSON_LIMITS. */
   jsonLimits?: Partial<JsonLimits>;
   /** Test mode: exposes POST /v1/test/faults (transport fault injection). Never on in production. */
@@ -36,52 +37,16 @@ export interface ApiOptions {
   failJoins?: (n: number) => void;
 }
 
+/** How often the event-loop delay metric samples (see collectDefaultMetrics below). */
+const EVENT_LOOP_SAMPLE_MS = 100;
+
 declare module "fastify" {
   interface FastifyContextConfig {
     /** The operation name for the latency histogram. */
     op?: string;
+    /** A batch route's top-level list, whose every item is held to the JSON limits on its own. */
+    jsonItemsOf?: string;
   }
-}
-
-export const ID_PATTERN = "^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,256}$";
-const ID_REGEX = new RegExp(ID_PATTERN);
-/** Scan cursors are opaque: a version tag, then the last id of the page (base64url). */
-const CURSOR_TAG = "c1.";
-/** How often the event-loop delay metric samples (see collectDefaultMetrics below). */
-const EVENT_LOOP_SAMPLE_MS = 100;
-
-export function encodeCursor(id: string): string {
-  return CURSOR_TAG + Buffer.from(id, "utf8").toString("base64url");
-}
-
-/** The id a cursor continues after; a cursor this API did not hand out is refused. */
-export function decodeCursor(cursor: string): string {
-  const body = cursor.startsWith(CURSOR_TAG) ? cursor.slice(CURSOR_TAG.length) : null;
-  const id = body === null || !/^[A-Za-z0-9_-]+$/.test(body) ? null : Buffer.from(body, "base64url").toString("utf8");
-  if (id === null || !ID_REGEX.test(id) || encodeCursor(id) !== cursor) throw new ApiError("bad_cursor", "the cursor is not one this API handed out: pass back the `cursor` of the previous page unchanged");
-  return id;
-}
-
-/**
- * The reply to a write: its version, or 409 when its compare-and-set failed. An outcome answered again
- * for a repeated idempotency key says so in the `Idempotent-Replayed` header (the body is the first one).
- */
-function writeReply(r: CommandResult, reply: FastifyReply): { version: number; deleted?: boolean } {
-  if ((r.ok || r.code === "version_mismatch") && r.replayed === true) void reply.header("Idempotent-Replayed", "true");
-  if (r.ok) return r.deleted === undefined ? { version: r.version } : { version: r.version, deleted: r.deleted };
-  if (r.code === "version_mismatch") throw new ApiError("version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
-  if (r.code === "idempotency_key_reused") {
-    throw new ApiError("idempotency_key_reused", "this Idempotency-Key was used for a different write of this record: use a new key for a new write");
-  }
-  // The gateway routes again after a split; a record command never asks for a split.
-  throw new Error(`unexpected write result ${r.code}`);
-}
-
-function writeOptions(ifVersion: number | undefined, idempotencyKey: string | string[] | undefined): WriteOptions {
-  const opts: WriteOptions = {};
-  if (ifVersion !== undefined) opts.ifVersion = ifVersion;
-  if (typeof idempotencyKey === "string") opts.idempotencyKey = idempotencyKey;
-  return opts;
 }
 
 export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
@@ -106,7 +71,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
     try {
-      done(null, parseJsonBody(body as Buffer, limits));
+      done(null, parseJsonBody(body as Buffer, limits, _req.routeOptions.config.jsonItemsOf));
     } catch (e) {
       done(e as Error, undefined);
     }
@@ -169,141 +134,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     if (op !== undefined) latency.observe({ op, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });
 
-  const checkCollection = (name: string) => {
-    // Looked up in the metadata; before the founders created it, the cluster's first collection is known by name.
-    if (!node.metaState().collections.has(name) && !(name === DEFAULT_COLLECTION && node.metaState().collections.size === 0)) throw new ApiError("collection_not_found", `collection ${JSON.stringify(name)} does not exist`);
-  };
-  const recordParams = {
-    type: "object", required: ["collection", "id"],
-    properties: {
-      collection: { type: "string", description: "the collection (`default`, or one created with its shards in the metadata)" },
-      id: { type: "string", pattern: ID_PATTERN, description: "the record's id: 1-256 characters of A-Z a-z 0-9 . _ ~ : @ ! $ & ' ( ) * + , ; = -" },
-    },
-  } as const;
-  const version = { type: "integer", description: "the record's version: grows with every write of the record, across splits, merges and restarts (compare-and-set with ifVersion)" } as const;
-  const writeHeaders = {
-    type: "object",
-    properties: {
-      "idempotency-key": {
-        type: "string", pattern: IDEMPOTENCY_KEY_PATTERN,
-        description: "1-255 printable ASCII characters. Asking again with the same key (and the same write) returns the first outcome instead of applying twice; the answer then carries `Idempotent-Replayed: true`. Keys are scoped to the record and remembered for the `idempotencyKeyTtlMs` setting (default 1 h).",
-      },
-    },
-  } as const;
-  const record = {
-    type: "object", required: ["id", "payload", "version"],
-    properties: { id: { type: "string" }, payload: { description: "any JSON value" }, version },
-  } as const;
-
-  app.put<{ Params: { collection: string; id: string }; Body: { payload: unknown; ifVersion?: number } }>(
-    "/v1/collections/:collection/records/:id",
-    {
-      config: { op: "put" },
-      schema: {
-        operationId: "putRecord",
-        summary: "Create or replace a record (compare-and-set with ifVersion; 0 means must not exist)",
-        params: recordParams,
-        headers: writeHeaders,
-        body: {
-          type: "object", required: ["payload"], additionalProperties: false,
-          properties: {
-            payload: { description: "any JSON value (numbers finite, integers within ±(2^53-1))" },
-            ifVersion: { type: "integer", minimum: 0, description: "apply only if the record is at this version (0: only if it does not exist)" },
-          },
-        },
-        response: responses({ description: "written", type: "object", required: ["version"], properties: { version } },
-          "bad_request", ...JSON_BODY, "collection_not_found", "version_mismatch", "idempotency_key_reused", ...WRITE),
-      },
-    },
-    async (req, reply) => {
-      checkCollection(req.params.collection);
-      return writeReply(await gateway.put(req.params.id, req.body.payload, writeOptions(req.body.ifVersion, req.headers["idempotency-key"]), req.params.collection), reply);
-    },
-  );
-
-  app.get<{ Params: { collection: string; id: string }; Querystring: { consistency?: Consistency } }>(
-    "/v1/collections/:collection/records/:id",
-    {
-      config: { op: "get" },
-      schema: {
-        operationId: "getRecord",
-        summary: "Read a record",
-        params: recordParams,
-        querystring: {
-          type: "object",
-          properties: {
-            consistency: {
-              type: "string", enum: ["linearizable", "sequential", "eventual"], default: "linearizable",
-              description: "linearizable: confirmed by the leader (ReadIndex); eventual: this node's replica, now; sequential: refused (400) until it is a mode of its own",
-            },
-          },
-        },
-        response: responses({ ...record, description: "the record" }, "bad_request", "collection_not_found", "not_found", ...THROUGH_RAFT, "shard_split"),
-      },
-    },
-    async (req) => {
-      checkCollection(req.params.collection);
-      // Refused rather than served as linearizable: a level a client picks must mean what it says.
-      if (req.query.consistency === "sequential") {
-        throw new ApiError("bad_request", "consistency=sequential is not a mode of its own yet (it would read exactly like linearizable): ask for linearizable or eventual", { field: "consistency" });
-      }
-      const rec = await gateway.get(req.params.id, req.query.consistency ?? "linearizable", req.params.collection);
-      if (rec === undefined) throw new ApiError("not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
-      return { id: req.params.id, payload: rec.payload, version: rec.version };
-    },
-  );
-
-  app.delete<{ Params: { collection: string; id: string }; Querystring: { ifVersion?: number } }>(
-    "/v1/collections/:collection/records/:id",
-    {
-      config: { op: "delete" },
-      schema: {
-        operationId: "deleteRecord",
-        summary: "Delete a record (`deleted: false` when there was none)",
-        params: recordParams,
-        headers: writeHeaders,
-        querystring: { type: "object", properties: { ifVersion: { type: "integer", minimum: 0, description: "delete only if the record is at this version" } } },
-        response: responses({
-          description: "done", type: "object", required: ["version", "deleted"],
-          properties: { version, deleted: { type: "boolean", description: "false: the record did not exist (nothing was deleted)" } },
-        }, "bad_request", "collection_not_found", "version_mismatch", "idempotency_key_reused", ...WRITE),
-      },
-    },
-    async (req, reply) => {
-      checkCollection(req.params.collection);
-      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"]), req.params.collection), reply);
-    },
-  );
-
-  app.get<{ Params: { collection: string }; Querystring: { limit: number; cursor?: string } }>(
-    "/v1/collections/:collection/records",
-    {
-      config: { op: "scan" },
-      schema: {
-        operationId: "scanRecords",
-        summary: "Scan records in id order: every record that exists throughout a scan is returned once, also while shards split and merge (each shard read at a ReadIndex)",
-        params: { type: "object", required: ["collection"], properties: { collection: recordParams.properties.collection } },
-        querystring: {
-          type: "object",
-          properties: {
-            limit: { type: "integer", minimum: 1, maximum: 1000, default: 100, description: "records per page" },
-            cursor: { type: "string", maxLength: 1024, description: "the `cursor` of the previous page, unchanged" },
-          },
-        },
-        response: responses({
-          description: "a page of records and the cursor of the next (null: the last page)", type: "object", required: ["records", "cursor"],
-          properties: { records: { type: "array", items: record }, cursor: { type: ["string", "null"] } },
-        }, "bad_request", "bad_cursor", "collection_not_found", ...THROUGH_RAFT, "shard_split"),
-      },
-    },
-    async (req) => {
-      checkCollection(req.params.collection);
-      const after = req.query.cursor === undefined ? undefined : decodeCursor(req.query.cursor);
-      // Exact across splits and merges: every shard's part read at a ReadIndex, the parts tiling the hash space (node/scan.ts).
-      const { records, more } = await scanCollection(node, gateway, req.params.collection, req.query.limit, after);
-      return { records: records.map(([id, r]) => ({ id, payload: r.payload, version: r.version })), cursor: more ? encodeCursor(records[records.length - 1]![0]) : null };
-    },
-  );
+  await registerRecordRoutes(app, node, gateway, opts.batchBodyLimitBytes ?? BATCH_BODY_BYTES_MAX);
 
   app.get("/v1/cluster/status", {
     config: { op: "status" },

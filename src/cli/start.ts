@@ -24,6 +24,7 @@ export interface StartOptions {
   peers: string;
   shards: string;
   maxPayloadBytes: string;
+  maxBatchBytes?: string;
   maxJsonDepth: string;
   maxJsonFields: string;
   maxKeyLength: string;
@@ -172,6 +173,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const peers = parsePeers(opts.peers, id);
     let shards = positiveInt("--shards", opts.shards, SHARDS_MAX);
     const maxPayloadBytes = positiveInt("--max-payload-bytes", opts.maxPayloadBytes, 64 << 20);
+    const maxBatchBytes = positiveInt("--max-batch-bytes", opts.maxBatchBytes ?? String(32 << 20), 256 << 20);
     // Bounded so that no body can overflow the stack of the log's encoder, however the flags are set.
     const jsonLimits = {
       depthMax: positiveInt("--max-json-depth", opts.maxJsonDepth, 256),
@@ -229,7 +231,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       founders: joined ? [] : [id, ...peers.keys()], shards, logger,
     });
     const app = await buildApi({
-      node, gateway, logger, bodyLimitBytes: maxPayloadBytes, jsonLimits, testMode,
+      node, gateway, logger, bodyLimitBytes: maxPayloadBytes, batchBodyLimitBytes: maxBatchBytes, jsonLimits, testMode,
       failJoins: (n) => {
         agents.membership.failJoinsForTest = n;
       },

@@ -169,9 +169,12 @@ function isFilter(c: Condition): c is Filter {
   return !("key" in c);
 }
 
-function holds(c: Condition, payload: unknown): boolean {
-  if (isFilter(c)) return matches(c, payload);
-  const values = valuesAt(payload, c.key);
+/** A condition's values of a key: read from a payload, or from a payload index. */
+export type ValuesOf = (key: string) => readonly unknown[];
+
+function holds(c: Condition, valuesOf: ValuesOf): boolean {
+  if (isFilter(c)) return matchesWith(c, valuesOf);
+  const values = valuesOf(c.key);
   if ("exists" in c) return values.some((v) => v !== null && v !== undefined) === c.exists;
   if ("range" in c) {
     const r = c.range;
@@ -185,10 +188,26 @@ function holds(c: Condition, payload: unknown): boolean {
 
 /** Whether `payload` satisfies `filter` (checked by parseFilter). */
 export function matches(filter: Filter, payload: unknown): boolean {
-  if (filter.must !== undefined && !filter.must.every((c) => holds(c, payload))) return false;
-  if (filter.must_not !== undefined && filter.must_not.some((c) => holds(c, payload))) return false;
-  if (filter.should !== undefined && filter.should.length > 0 && !filter.should.some((c) => holds(c, payload))) return false;
+  return matchesWith(filter, (key) => valuesAt(payload, key));
+}
+
+/** Whether a record whose values of each key `valuesOf` gives satisfies `filter`. */
+export function matchesWith(filter: Filter, valuesOf: ValuesOf): boolean {
+  if (filter.must !== undefined && !filter.must.every((c) => holds(c, valuesOf))) return false;
+  if (filter.must_not !== undefined && filter.must_not.some((c) => holds(c, valuesOf))) return false;
+  if (filter.should !== undefined && filter.should.length > 0 && !filter.should.some((c) => holds(c, valuesOf))) return false;
   return true;
+}
+
+/**
+ * The part of `filter` that keys in `indexed` alone decide and that every matching record satisfies:
+ * its `must` conditions on indexed keys (nested filters only when all their keys are indexed), or null
+ * when there is none. The whole filter when every key it reads is indexed (`complete`).
+ */
+export function indexedPart(filter: Filter, indexed: ReadonlySet<string>): { part: Filter | null; complete: boolean } {
+  if (filterKeys(filter).every((k) => indexed.has(k))) return { part: filter, complete: true };
+  const must = (filter.must ?? []).filter((c) => (isFilter(c) ? filterKeys(c).every((k) => indexed.has(k)) : indexed.has(c.key)));
+  return { part: must.length > 0 ? { must } : null, complete: false };
 }
 
 /** Every key a filter reads, once each: what a plan asks the payload indexes about. */

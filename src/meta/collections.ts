@@ -157,12 +157,16 @@ function parseVectorSchema(input: unknown): VectorSchema {
       efSearch: h.efSearch === undefined ? D.efSearch : integer(h.efSearch, "vectors.hnsw.efSearch", ...L.efSearch),
     };
   }
-  return {
+  const out: VectorSchema = {
     dim: integer(input.dim, "vectors.dim", 1, L.dimMax),
     metric: oneOf(input.metric, "vectors.metric", METRICS),
     storage: input.storage === undefined ? COLLECTION_DEFAULTS.storage : oneOf(input.storage, "vectors.storage", VECTOR_STORAGE),
     hnsw,
   };
+  // The graph's 8-bit storage scales components into [-1, 1]: it ranks by direction only, so
+  // magnitudes (dot, l2) would be ranked wrongly.
+  if (out.storage === "i8" && out.metric !== "cosine") throw new CollectionSpecError("vectors.storage", "i8 storage ranks by direction only: it goes with the cosine metric (use f16 or f32)");
+  return out;
 }
 
 function parsePayloadIndexes(input: unknown): Record<string, PayloadIndexType> {

@@ -20,10 +20,11 @@ import {
   RequestTimeoutError,
   WrongShardError,
 } from "./multi-raft.js";
-import type { CommandResult, RecordCommand, ShardCommand, StoredRecord } from "./records.js";
+import type { CommandResult, PutItem, RecordCommand, ShardCommand, StoredRecord } from "./records.js";
 import type { ShardPage } from "./scan.js";
 import { type ApplyResult, type MetaCommand, currentSettings } from "../meta/state.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
+import { assert } from "../util/assert.js";
 import { createHash } from "node:crypto";
 import { pack } from "msgpackr";
 import type { ConfChangeSingle } from "../raft/index.js";
@@ -64,6 +65,9 @@ export interface GatewayOptions {
   /** Deliberate bugs for the node-world simulator (mutations.ts); none in production. */
   mutations?: NodeMutations;
 }
+
+/** One item's outcome in a batch upsert: its version, or the error that stopped its shard's proposal. */
+export type PutManyOutcome = { ok: true; version: number } | { ok: false; error: Error };
 
 /** Options of a record write. */
 export interface WriteOptions {
@@ -171,10 +175,66 @@ export class Gateway {
     node.onPeerLost = (peer, how) => this.peerLost(peer, how);
   }
 
-  /** Writes a record of `collection` (the default one unless given). */
-  put(key: string, payload: unknown, opts: WriteOptions = {}, collection?: string): Promise<CommandResult> {
-    const cmd: RecordCommand = { op: "put", key, payload };
+  /**
+   * Writes a record of `collection` (the default one unless given); `vector`: its float32 bytes (the
+   * caller checked it against the collection's schema).
+   */
+  put(key: string, payload: unknown, opts: WriteOptions = {}, collection?: string, vector?: Uint8Array): Promise<CommandResult> {
+    const cmd: RecordCommand = vector === undefined ? { op: "put", key, payload } : { op: "put", key, payload, vector };
     return this.write(this.withOptions(cmd, opts), collection);
+  }
+
+  /**
+   * A batch upsert (DATA-5): the items grouped by shard, one proposal per shard, the shards written in
+   * parallel. Items a shard refuses because a split or merge moved them are routed again by the new map
+   * (bounded by attempts and one request timeout). The outcomes are in the items' order: each item's
+   * version, or the error that stopped its shard's proposal (the error table says whether it may have
+   * been applied).
+   */
+  async putMany(items: readonly PutItem[], collection?: string): Promise<PutManyOutcome[]> {
+    const out: PutManyOutcome[] = new Array<PutManyOutcome>(items.length);
+    const deadlineMs = this.clock.nowMs() + this.timeoutMs;
+    let todo = items.map((_, i) => i);
+    for (let round = 1; todo.length > 0; round++) {
+      const byShard = new Map<number, number[]>();
+      for (const i of todo) {
+        const group = this.node.shardOf(items[i]!.key, collection);
+        const list = byShard.get(group);
+        if (list === undefined) byShard.set(group, [i]);
+        else list.push(i);
+      }
+      const again: number[] = [];
+      await Promise.all([...byShard].map(async ([group, idx]) => {
+        try {
+          const r = await (this.route({ kind: "propose", group, cmd: { op: "put-many", items: idx.map((i) => items[i]!) } }) as Promise<CommandResult>);
+          if (!r.ok) {
+            if (r.code !== "wrong_shard") throw new Error(`shard ${group} refused a batch with ${r.code}`);
+            again.push(...idx);
+            return;
+          }
+          const refused = new Set(r.refused ?? []);
+          for (const [j, i] of idx.entries()) {
+            if (refused.has(j)) again.push(i);
+            else out[i] = { ok: true, version: r.version };
+          }
+        } catch (e) {
+          const err = e instanceof Error ? e : new Error(String(e));
+          const moved = e instanceof WrongShardError || ((e instanceof NotLeaderError || e instanceof NotHostedError) && this.node.shardOf(items[idx[0]!]!.key, collection) !== group);
+          if (moved) again.push(...idx);
+          else for (const i of idx) out[i] = { ok: false, error: err };
+        }
+      }));
+      todo = again;
+      if (todo.length === 0) break;
+      if (round >= REROUTE_ATTEMPTS_MAX || this.clock.nowMs() >= deadlineMs) {
+        for (const i of todo) out[i] = { ok: false, error: new WrongShardError(this.node.shardOf(items[i]!.key, collection)) };
+        break;
+      }
+      // The map routes the moved items elsewhere once it shows the split or merge.
+      await this.node.awaitMetaChange(Math.max(1, Math.min(REROUTE_WAIT_MS, deadlineMs - this.clock.nowMs())));
+    }
+    assert(out.every((o) => o !== undefined) && out.length === items.length, "every item of a batch has an outcome");
+    return out;
   }
 
   delete(key: string, opts: WriteOptions = {}, collection?: string): Promise<CommandResult> {
@@ -190,7 +250,7 @@ export class Gateway {
     if (opts.ifVersion !== undefined) cmd.ifVersion = opts.ifVersion;
     if (opts.idempotencyKey !== undefined) {
       const settings = currentSettings(this.node.metaState()).placement;
-      const digest = createHash("sha256").update(pack([cmd.op, cmd.op === "put" ? cmd.payload : null, cmd.ifVersion ?? null]) as Uint8Array);
+      const digest = createHash("sha256").update(pack([cmd.op, cmd.op === "put" ? cmd.payload : null, cmd.ifVersion ?? null, cmd.op === "put" ? cmd.vector ?? null : null]) as Uint8Array);
       cmd.idem = {
         key: opts.idempotencyKey, fingerprint: digest.digest("base64url").slice(0, 22), atMs: this.clock.wallMs(),
         ttlMs: settings.idempotencyKeyTtlMs ?? DEFAULT_PLACEMENT.idempotencyKeyTtlMs,

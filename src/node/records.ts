@@ -1,5 +1,6 @@
 /**
- * The state machine of a shard of the `default` collection: records with a JSON payload and a version.
+ * The state machine of a shard: records with a JSON payload, an optional vector (float32, little-endian
+ * bytes: the collection's schema was checked by the gateway) and a version.
  * A record's version is the shard's version base plus the log index of the write that produced it (see
  * shard-apply.ts for why versions only grow across splits and merges). Commands travel in log entries as
  * msgpack.
@@ -13,7 +14,7 @@ import { assert } from "../util/assert.js";
  * record id and key, so the same write asked again returns that outcome instead of applying twice.
  */
 export type RecordCommand =
-  | { op: "put"; key: string; payload: unknown; ifVersion?: number; idem?: IdempotencyTag }
+  | { op: "put"; key: string; payload: unknown; vector?: Uint8Array; ifVersion?: number; idem?: IdempotencyTag }
   | { op: "delete"; key: string; ifVersion?: number; idem?: IdempotencyTag };
 
 /**
@@ -50,11 +51,34 @@ export type MergeCommand =
    */
   | { op: "absorb"; from: number; start: number; end: number; records: [string, unknown][]; versionMax: number };
 
-export type ShardCommand = RecordCommand | SplitCommand | MergeCommand;
+/**
+ * A batch upsert (DATA-5): plain puts of records of one shard in one log entry, all at the entry's
+ * version. An item whose id is outside the shard's range (a split raced the routing) is refused alone
+ * (`refused` in the result) and routed again by the gateway. A batch carries no idempotency key: a
+ * plain put asked twice leaves the same record (at a higher version), so a batch may be sent again.
+ */
+export interface PutManyCommand { op: "put-many"; items: PutItem[] }
+export interface PutItem { key: string; payload: unknown; vector?: Uint8Array }
+
+export type ShardCommand = RecordCommand | PutManyCommand | SplitCommand | MergeCommand;
 
 export interface StoredRecord {
   payload: unknown;
   version: number;
+  /** float32 little-endian bytes, in a collection with a vector schema. */
+  vector?: Uint8Array;
+}
+
+/** A vector as it travels in the log and rests in the store: its float32 bytes. */
+export function vectorBytes(v: Float32Array): Uint8Array {
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** A stored vector's values (copied when the bytes are not aligned for a Float32Array view). */
+export function vectorOf(bytes: Uint8Array): Float32Array {
+  assert(bytes.byteLength % 4 === 0, "a stored vector has whole float32 values");
+  if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  return new Float32Array(bytes.slice().buffer);
 }
 
 export type CommandResult =
@@ -62,11 +86,14 @@ export type CommandResult =
    * `deleted`: a delete found the record (false: there was nothing to delete). `replayed`: the outcome of
    * an earlier write with the same idempotency key, not applied again.
    */
-  | { ok: true; version: number; deleted?: boolean; replayed?: true }
+  | { ok: true; version: number; deleted?: boolean; replayed?: true; refused?: number[] }
   | { ok: false; code: "version_mismatch"; currentVersion: number; replayed?: true }
   /** The idempotency key was used for another write of the same record. Nothing was written. */
   | { ok: false; code: "idempotency_key_reused" }
-  /** The record's hash is outside the shard's range (it was split): route again. Nothing was written. */
+  /**
+   * The record's hash is outside the shard's range (it was split), or the shard is frozen for a merge:
+   * route again. Nothing was written. (`refused`, on a batch: the items this applies to; the rest were.)
+   */
   | { ok: false; code: "wrong_shard" }
   | { ok: false; code: "bad_split"; message: string }
   /** An absorb whose source no longer borders the shard (it split, or absorbed something else). */
@@ -92,11 +119,14 @@ export function encodeProposal(p: Proposal): Uint8Array {
   if (c.op === "freeze") return pack([node, seq, 3, c.into]) as Uint8Array;
   if (c.op === "unfreeze") return pack([node, seq, 4]) as Uint8Array;
   if (c.op === "absorb") return pack([node, seq, 5, c.from, c.start, c.end, c.records, c.versionMax]) as Uint8Array;
+  if (c.op === "put-many") return pack([node, seq, 6, c.items.map((i) => [i.key, i.payload, i.vector ?? null])]) as Uint8Array;
   // Op 0 put, 1 delete; 10 + op under the gateway-skips-epoch mutation (never in production; mutations.ts).
   const unchecked = (c as { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] === true ? UNCHECKED_OP : 0;
   const t: unknown[] = [p.origin[0], p.origin[1], (c.op === "put" ? 0 : 1) + unchecked, c.key, c.op === "put" ? c.payload : null];
-  if (c.ifVersion !== undefined || c.idem !== undefined) t.push(c.ifVersion ?? null);
-  if (c.idem !== undefined) t.push([c.idem.key, c.idem.fingerprint, c.idem.atMs, c.idem.ttlMs, c.idem.keysMax]);
+  const vector = c.op === "put" ? c.vector : undefined;
+  if (c.ifVersion !== undefined || c.idem !== undefined || vector !== undefined) t.push(c.ifVersion ?? null);
+  if (c.idem !== undefined || vector !== undefined) t.push(c.idem === undefined ? null : [c.idem.key, c.idem.fingerprint, c.idem.atMs, c.idem.ttlMs, c.idem.keysMax]);
+  if (vector !== undefined) t.push(vector);
   return pack(t) as Uint8Array;
 }
 
@@ -115,6 +145,14 @@ export function decodeProposal(data: Uint8Array): Proposal {
         return { origin, cmd: { op: "freeze", into: t[3] } };
       case 4:
         return { origin, cmd: { op: "unfreeze" } };
+      case 6: {
+        assert(t.length === 4 && Array.isArray(t[3]), "malformed batch in the log");
+        const items = (t[3] as unknown[]).map((i): PutItem => {
+          assert(Array.isArray(i) && i.length === 3 && typeof i[0] === "string" && (i[2] === null || i[2] instanceof Uint8Array), "malformed batch item in the log");
+          return i[2] === null ? { key: i[0], payload: i[1] } : { key: i[0], payload: i[1], vector: i[2] as Uint8Array };
+        });
+        return { origin, cmd: { op: "put-many", items } };
+      }
       case 5:
         assert(t.length === 8 && typeof t[3] === "number" && typeof t[4] === "number" && typeof t[5] === "number" && Array.isArray(t[6]) &&
           typeof t[7] === "number", "malformed absorb in the log");
@@ -123,11 +161,15 @@ export function decodeProposal(data: Uint8Array): Proposal {
         assert(false, `unknown shard command ${String(t[2])} in the log`);
     }
   }
-  assert(Array.isArray(t) && t.length >= 5 && t.length <= 7 && typeof t[3] === "string", "malformed proposal in the log");
-  const [node, seq, op, key, payload, ifVersion, idem] = t as [number, number, 0 | 1, string, unknown, number | null | undefined, unknown];
+  assert(Array.isArray(t) && t.length >= 5 && t.length <= 8 && typeof t[3] === "string", "malformed proposal in the log");
+  const [node, seq, op, key, payload, ifVersion, idem, vector] = t as [number, number, 0 | 1, string, unknown, number | null | undefined, unknown, unknown];
   const cmd: RecordCommand = op === 0 ? { op: "put", key, payload } : { op: "delete", key };
   if (typeof ifVersion === "number") cmd.ifVersion = ifVersion;
-  if (idem !== undefined) {
+  if (vector !== undefined) {
+    assert(op === 0 && vector instanceof Uint8Array, "malformed vector in the log");
+    (cmd as Extract<RecordCommand, { op: "put" }>).vector = vector;
+  }
+  if (idem !== undefined && idem !== null) {
     assert(Array.isArray(idem) && idem.length === 5 && typeof idem[0] === "string" && typeof idem[1] === "string" &&
       typeof idem[2] === "number" && typeof idem[3] === "number" && typeof idem[4] === "number", "malformed idempotency key in the log");
     cmd.idem = { key: idem[0], fingerprint: idem[1], atMs: idem[2], ttlMs: idem[3], keysMax: idem[4] };
@@ -148,7 +190,7 @@ export function applyCommand(cmd: RecordCommand, version: number, readCurrent: (
     const currentVersion = readCurrent()?.version ?? 0;
     if (cmd.ifVersion !== currentVersion) return { result: { ok: false, code: "version_mismatch", currentVersion }, write: undefined };
   }
-  if (cmd.op === "put") return { result: { ok: true, version }, write: { payload: cmd.payload, version } };
+  if (cmd.op === "put") return { result: { ok: true, version }, write: cmd.vector === undefined ? { payload: cmd.payload, version } : { payload: cmd.payload, version, vector: cmd.vector } };
   const deleted = readCurrent() !== undefined;
   return { result: { ok: true, version, deleted }, write: deleted ? null : undefined };
 }

@@ -28,7 +28,7 @@ import { type HashRange, hashOf, inRange } from "../meta/ranges.js";
 import type { ConfState, Entry } from "../raft/index.js";
 import { EntryType } from "../raft/index.js";
 import type { GroupChanges, ShardState } from "../storage/state-store.js";
-import { type CommandResult, type Proposal, type RecordCommand, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
+import { type CommandResult, type Proposal, type PutManyCommand, type RecordCommand, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
 import { NO_MUTATIONS, type NodeMutations, RANGE_UNCHECKED } from "./mutations.js";
 import { type RememberedOutcome, type RememberedQueue, isFinal, isOutcomeKey, outcomeKey, ownerOf } from "./idempotency.js";
 
@@ -121,6 +121,10 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       continue;
     }
     out.commands++;
+    if (cmd.op === "put-many") {
+      out.results.push([p.origin, applyPutMany(cmd, out.shard, (out.shard.versionBase ?? 0) + e.index, (key, value) => overlay.set(key, value))]);
+      continue;
+    }
     // A frozen shard's records are final (a merge ships them): writes go to its target once recorded.
     const rangeUnchecked = (cmd as { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] === true; // gateway-skips-epoch
     if ((!inRange(hashOf(cmd.key), out.shard.range) && !rangeUnchecked) || out.shard.frozen !== undefined) {
@@ -170,6 +174,24 @@ function applyRecordCommand(cmd: RecordCommand, version: number, read: (key: str
     q.forget(tag.atMs, tag.keysMax, (key) => write(key, null));
   }
   return result;
+}
+
+/**
+ * A batch of plain puts at `version`: items outside the shard's range are refused alone (the gateway
+ * routes them again); a frozen shard refuses the whole batch, as it does any write.
+ */
+function applyPutMany(cmd: PutManyCommand, shard: ShardState, version: number, write: (key: string, value: unknown) => void): CommandResult {
+  if (shard.frozen !== undefined) return { ok: false, code: "wrong_shard" };
+  const refused: number[] = [];
+  for (const [i, item] of cmd.items.entries()) {
+    if (!inRange(hashOf(item.key), shard.range)) {
+      refused.push(i);
+      continue;
+    }
+    const record: StoredRecord = item.vector === undefined ? { payload: item.payload, version } : { payload: item.payload, version, vector: item.vector };
+    write(item.key, record);
+  }
+  return refused.length === 0 ? { ok: true, version } : { ok: true, version, refused };
 }
 
 /**

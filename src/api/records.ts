@@ -1,0 +1,289 @@
+/**
+ * The record routes of the HTTP API: put, get and delete one record, a batch upsert (DATA-5), and scans
+ * in id order. A record of a collection with a vector schema carries its vector, checked against the
+ * schema here (length, finite numbers within float32, not all zero under cosine) before anything
+ * reaches the log.
+ */
+import type { FastifyInstance, FastifyReply } from "fastify";
+import type { Gateway, WriteOptions } from "../node/gateway.js";
+import { IDEMPOTENCY_KEY_PATTERN } from "../node/idempotency.js";
+import type { Consistency, MultiRaftNode } from "../node/multi-raft.js";
+import { type CommandResult, type PutItem, type StoredRecord, vectorBytes, vectorOf } from "../node/records.js";
+import { ApiError, NODE_ERROR_CODES, ERRORS, isErrorCode } from "./error-table.js";
+import { JSON_BODY, THROUGH_RAFT, WRITE, responses } from "./openapi.js";
+import { scanCollection } from "../node/scan.js";
+import { type CollectionRecord, DEFAULT_COLLECTION } from "../meta/state.js";
+import { VectorError, checkVector } from "../meta/collections.js";
+
+const WITH_VECTOR = { type: "boolean", default: false, description: "answer each record's vector too" } as const;
+
+/** Records one batch upsert may carry; more is refused with 413 `batch_too_large`. */
+export const BATCH_RECORDS_MAX = 1000;
+/** The body limit of a batch upsert (a batch of 1,000 records of 1,536-d vectors is ~20 MB of JSON). */
+export const BATCH_BODY_BYTES_MAX = 32 << 20;
+export const ID_PATTERN = "^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,256}$";
+const ID_REGEX = new RegExp(ID_PATTERN);
+/** Scan cursors are opaque: a version tag, then the last id of the page (base64url). */
+const CURSOR_TAG = "c1.";
+
+export function encodeCursor(id: string): string {
+  return CURSOR_TAG + Buffer.from(id, "utf8").toString("base64url");
+}
+
+/** The id a cursor continues after; a cursor this API did not hand out is refused. */
+export function decodeCursor(cursor: string): string {
+  const body = cursor.startsWith(CURSOR_TAG) ? cursor.slice(CURSOR_TAG.length) : null;
+  const id = body === null || !/^[A-Za-z0-9_-]+$/.test(body) ? null : Buffer.from(body, "base64url").toString("utf8");
+  if (id === null || !ID_REGEX.test(id) || encodeCursor(id) !== cursor) throw new ApiError("bad_cursor", "the cursor is not one this API handed out: pass back the `cursor` of the previous page unchanged");
+  return id;
+}
+
+/**
+ * The reply to a write: its version, or 409 when its compare-and-set failed. An outcome answered again
+ * for a repeated idempotency key says so in the `Idempotent-Replayed` header (the body is the first one).
+ */
+function writeReply(r: CommandResult, reply: FastifyReply): { version: number; deleted?: boolean } {
+  if ((r.ok || r.code === "version_mismatch") && r.replayed === true) void reply.header("Idempotent-Replayed", "true");
+  if (r.ok) return r.deleted === undefined ? { version: r.version } : { version: r.version, deleted: r.deleted };
+  if (r.code === "version_mismatch") throw new ApiError("version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
+  if (r.code === "idempotency_key_reused") {
+    throw new ApiError("idempotency_key_reused", "this Idempotency-Key was used for a different write of this record: use a new key for a new write");
+  }
+  // The gateway routes again after a split; a record command never asks for a split.
+  throw new Error(`unexpected write result ${r.code}`);
+}
+
+function writeOptions(ifVersion: number | undefined, idempotencyKey: string | string[] | undefined): WriteOptions {
+  const opts: WriteOptions = {};
+  if (ifVersion !== undefined) opts.ifVersion = ifVersion;
+  if (typeof idempotencyKey === "string") opts.idempotencyKey = idempotencyKey;
+  return opts;
+}
+
+
+/**
+ * A record's vector as the log carries it: checked against the collection's schema, or refused when the
+ * collection has none (or has one and the record carries no vector).
+ */
+export function recordVector(c: CollectionRecord | undefined, input: unknown, path: string): Uint8Array | undefined {
+  const schema = c?.schema?.vectors;
+  if (schema === undefined || schema === null) {
+    if (input === undefined) return undefined;
+    throw new ApiError("invalid_vector", `${path}: the collection has no vector schema, so its records carry no vector`, { field: path });
+  }
+  if (input === undefined) throw new ApiError("invalid_vector", `${path}: the collection's records need a vector of ${schema.dim} numbers`, { field: path });
+  try {
+    return vectorBytes(checkVector(schema, input, path));
+  } catch (e) {
+    if (e instanceof VectorError) throw new ApiError("invalid_vector", e.message, { field: e.path });
+    throw e;
+  }
+}
+
+/** The API's error code for an error of the node layer (anything else is a bug: internal). */
+function codeOf(e: Error): keyof typeof ERRORS {
+  const code = NODE_ERROR_CODES[e.name];
+  return code !== undefined && isErrorCode(code) ? code : "internal";
+}
+
+export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaftNode, gateway: Gateway, batchBodyLimitBytes: number): Promise<void> {
+  const checkCollection = (name: string): CollectionRecord | undefined => {
+    // Looked up in the metadata; before the founders created it, the cluster's first collection is known by name.
+    const c = node.metaState().collections.get(name);
+    if (c === undefined && !(name === DEFAULT_COLLECTION && node.metaState().collections.size === 0)) throw new ApiError("collection_not_found", `collection ${JSON.stringify(name)} does not exist`);
+    return c;
+  };
+  const recordParams = {
+    type: "object", required: ["collection", "id"],
+    properties: {
+      collection: { type: "string", description: "the collection (`default`, or one created with its shards in the metadata)" },
+      id: { type: "string", pattern: ID_PATTERN, description: "the record's id: 1-256 characters of A-Z a-z 0-9 . _ ~ : @ ! $ & ' ( ) * + , ; = -" },
+    },
+  } as const;
+  const version = { type: "integer", description: "the record's version: grows with every write of the record, across splits, merges and restarts (compare-and-set with ifVersion)" } as const;
+  const writeHeaders = {
+    type: "object",
+    properties: {
+      "idempotency-key": {
+        type: "string", pattern: IDEMPOTENCY_KEY_PATTERN,
+        description: "1-255 printable ASCII characters. Asking again with the same key (and the same write) returns the first outcome instead of applying twice; the answer then carries `Idempotent-Replayed: true`. Keys are scoped to the record and remembered for the `idempotencyKeyTtlMs` setting (default 1 h).",
+      },
+    },
+  } as const;
+  const record = {
+    type: "object", required: ["id", "payload", "version"],
+    properties: { id: { type: "string" }, payload: { description: "any JSON value" }, version, vector: { type: "array", items: { type: "number" }, description: "with `withVector=true`, in a collection with a vector schema" } },
+  } as const;
+  const vectorField = { type: "array", items: { type: "number" }, description: "the record's vector: required in a collection with a vector schema (`dim` finite numbers), refused in one without" } as const;
+  /** A stored record as the API shows it. */
+  const recordView = (id: string, r: StoredRecord, withVector: boolean) =>
+    (withVector && r.vector !== undefined ? { id, payload: r.payload, version: r.version, vector: [...vectorOf(r.vector)] } : { id, payload: r.payload, version: r.version });
+
+  app.put<{ Params: { collection: string; id: string }; Body: { payload: unknown; vector?: unknown; ifVersion?: number } }>(
+    "/v1/collections/:collection/records/:id",
+    {
+      config: { op: "put" },
+      schema: {
+        operationId: "putRecord",
+        summary: "Create or replace a record (compare-and-set with ifVersion; 0 means must not exist)",
+        params: recordParams,
+        headers: writeHeaders,
+        body: {
+          type: "object", required: ["payload"], additionalProperties: false,
+          properties: {
+            payload: { description: "any JSON value (numbers finite, integers within ±(2^53-1))" },
+            vector: vectorField,
+            ifVersion: { type: "integer", minimum: 0, description: "apply only if the record is at this version (0: only if it does not exist)" },
+          },
+        },
+        response: responses({ description: "written", type: "object", required: ["version"], properties: { version } },
+          "bad_request", ...JSON_BODY, "collection_not_found", "invalid_vector", "version_mismatch", "idempotency_key_reused", ...WRITE),
+      },
+    },
+    async (req, reply) => {
+      const vector = recordVector(checkCollection(req.params.collection), req.body.vector, "vector");
+      return writeReply(await gateway.put(req.params.id, req.body.payload, writeOptions(req.body.ifVersion, req.headers["idempotency-key"]), req.params.collection, vector), reply);
+    },
+  );
+
+  app.get<{ Params: { collection: string; id: string }; Querystring: { consistency?: Consistency; withVector?: boolean } }>(
+    "/v1/collections/:collection/records/:id",
+    {
+      config: { op: "get" },
+      schema: {
+        operationId: "getRecord",
+        summary: "Read a record",
+        params: recordParams,
+        querystring: {
+          type: "object",
+          properties: {
+            consistency: {
+              type: "string", enum: ["linearizable", "sequential", "eventual"], default: "linearizable",
+              description: "linearizable: confirmed by the leader (ReadIndex); eventual: this node's replica, now; sequential: refused (400) until it is a mode of its own",
+            },
+            withVector: WITH_VECTOR,
+          },
+        },
+        response: responses({ ...record, description: "the record" }, "bad_request", "collection_not_found", "not_found", ...THROUGH_RAFT, "shard_split"),
+      },
+    },
+    async (req) => {
+      checkCollection(req.params.collection);
+      // Refused rather than served as linearizable: a level a client picks must mean what it says.
+      if (req.query.consistency === "sequential") {
+        throw new ApiError("bad_request", "consistency=sequential is not a mode of its own yet (it would read exactly like linearizable): ask for linearizable or eventual", { field: "consistency" });
+      }
+      const rec = await gateway.get(req.params.id, req.query.consistency ?? "linearizable", req.params.collection);
+      if (rec === undefined) throw new ApiError("not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
+      return recordView(req.params.id, rec, req.query.withVector === true);
+    },
+  );
+
+  app.delete<{ Params: { collection: string; id: string }; Querystring: { ifVersion?: number } }>(
+    "/v1/collections/:collection/records/:id",
+    {
+      config: { op: "delete" },
+      schema: {
+        operationId: "deleteRecord",
+        summary: "Delete a record (`deleted: false` when there was none)",
+        params: recordParams,
+        headers: writeHeaders,
+        querystring: { type: "object", properties: { ifVersion: { type: "integer", minimum: 0, description: "delete only if the record is at this version" } } },
+        response: responses({
+          description: "done", type: "object", required: ["version", "deleted"],
+          properties: { version, deleted: { type: "boolean", description: "false: the record did not exist (nothing was deleted)" } },
+        }, "bad_request", "collection_not_found", "version_mismatch", "idempotency_key_reused", ...WRITE),
+      },
+    },
+    async (req, reply) => {
+      checkCollection(req.params.collection);
+      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"]), req.params.collection), reply);
+    },
+  );
+
+  app.get<{ Params: { collection: string }; Querystring: { limit: number; cursor?: string; withVector?: boolean } }>(
+    "/v1/collections/:collection/records",
+    {
+      config: { op: "scan" },
+      schema: {
+        operationId: "scanRecords",
+        summary: "Scan records in id order: every record that exists throughout a scan is returned once, also while shards split and merge (each shard read at a ReadIndex)",
+        params: { type: "object", required: ["collection"], properties: { collection: recordParams.properties.collection } },
+        querystring: {
+          type: "object",
+          properties: {
+            limit: { type: "integer", minimum: 1, maximum: 1000, default: 100, description: "records per page" },
+            cursor: { type: "string", maxLength: 1024, description: "the `cursor` of the previous page, unchanged" },
+            withVector: WITH_VECTOR,
+          },
+        },
+        response: responses({
+          description: "a page of records and the cursor of the next (null: the last page)", type: "object", required: ["records", "cursor"],
+          properties: { records: { type: "array", items: record }, cursor: { type: ["string", "null"] } },
+        }, "bad_request", "bad_cursor", "collection_not_found", ...THROUGH_RAFT, "shard_split"),
+      },
+    },
+    async (req) => {
+      checkCollection(req.params.collection);
+      const after = req.query.cursor === undefined ? undefined : decodeCursor(req.query.cursor);
+      // Exact across splits and merges: every shard's part read at a ReadIndex, the parts tiling the hash space (node/scan.ts).
+      const { records, more } = await scanCollection(node, gateway, req.params.collection, req.query.limit, after);
+      return { records: records.map(([id, r]) => recordView(id, r, req.query.withVector === true)), cursor: more ? encodeCursor(records[records.length - 1]![0]) : null };
+    },
+  );
+
+
+  app.post<{ Params: { collection: string }; Body: { records: { id: string; payload: unknown; vector?: unknown }[] } }>(
+    "/v1/collections/:collection/records",
+    {
+      bodyLimit: batchBodyLimitBytes,
+      config: { op: "put-many", jsonItemsOf: "records" },
+      schema: {
+        operationId: "upsertRecords",
+        summary: `Batch upsert (up to ${BATCH_RECORDS_MAX} records): grouped by shard, one proposal per shard, shards written in parallel; one result per record, in order`,
+        description: "Each record is acknowledged once committed and applied (durable on a quorum). A batch carries no idempotency key: a plain put asked twice leaves the same record (at a higher version), so a batch whose outcome is unknown may be sent again. Each item's JSON is held to the node's field limits on its own.",
+        params: { type: "object", required: ["collection"], properties: { collection: recordParams.properties.collection } },
+        body: {
+          type: "object", required: ["records"], additionalProperties: false,
+          properties: {
+            records: {
+              type: "array", minItems: 1,
+              items: {
+                type: "object", required: ["id", "payload"], additionalProperties: false,
+                properties: { id: recordParams.properties.id, payload: { description: "any JSON value" }, vector: vectorField },
+              },
+            },
+          },
+        },
+        response: responses({
+          description: "one result per record, in order: `{id, version}` or `{id, error: {code, message, retryable, applied}}`; `failed` counts the errors",
+          type: "object", required: ["results", "failed"],
+          properties: { results: { type: "array", items: { type: "object", additionalProperties: true } }, failed: { type: "integer" } },
+        }, "bad_request", ...JSON_BODY, "batch_too_large", "collection_not_found", "invalid_vector", "not_ready"),
+      },
+    },
+    async (req) => {
+      const c = checkCollection(req.params.collection);
+      const input = req.body.records;
+      if (input.length > BATCH_RECORDS_MAX) {
+        throw new ApiError("batch_too_large", `${input.length} records in one batch: at most ${BATCH_RECORDS_MAX}`, { max: BATCH_RECORDS_MAX });
+      }
+      // Every vector checked before anything is proposed: a bad item refuses the batch, naming it.
+      const items = input.map((r, i): PutItem => {
+        const vector = recordVector(c, r.vector, `records[${i}].vector`);
+        return vector === undefined ? { key: r.id, payload: r.payload } : { key: r.id, payload: r.payload, vector };
+      });
+      const outcomes = await gateway.putMany(items, req.params.collection);
+      let failed = 0;
+      const results = outcomes.map((o, i) => {
+        const id = input[i]!.id;
+        if (o.ok) return { id, version: o.version };
+        failed++;
+        const code = codeOf(o.error);
+        const e = ERRORS[code];
+        return { id, error: { code, message: o.error.message, retryable: e.retryable, applied: e.applied } };
+      });
+      return { results, failed };
+    },
+  );
+}
