@@ -30,8 +30,8 @@ function describeSchemaIssues(issues: SchemaIssue[], part: string): string {
   }).join("; ");
 }
 
-/** The code and message a client sees for an error thrown while handling a request. */
-function classify(err: Error): { code: ErrorCode; message: string; extra: Record<string, unknown> } | null {
+/** The code and message a client sees for an error thrown while handling a request (null: a bug, internal). */
+export function classify(err: Error): { code: ErrorCode; message: string; extra: Record<string, unknown> } | null {
   if (err instanceof ApiError) return { code: err.code, message: err.message, extra: err.extra };
   const nodeCode = NODE_ERROR_CODES[err.name];
   if (nodeCode !== undefined) {

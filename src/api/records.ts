@@ -9,7 +9,9 @@ import type { Gateway, WriteOptions } from "../node/gateway.js";
 import { IDEMPOTENCY_KEY_PATTERN } from "../node/idempotency.js";
 import type { Consistency, MultiRaftNode } from "../node/multi-raft.js";
 import { type CommandResult, type PutItem, type StoredRecord, vectorBytes, vectorOf } from "../node/records.js";
-import { ApiError, NODE_ERROR_CODES, ERRORS, isErrorCode } from "./error-table.js";
+import { ApiError, ERRORS } from "./error-table.js";
+import { classify } from "./envelope.js";
+import type { IndexService } from "../data/index-service.js";
 import { JSON_BODY, THROUGH_RAFT, WRITE, responses } from "./openapi.js";
 import { scanCollection } from "../node/scan.js";
 import { type CollectionRecord, DEFAULT_COLLECTION } from "../meta/state.js";
@@ -80,13 +82,7 @@ export function recordVector(c: CollectionRecord | undefined, input: unknown, pa
   }
 }
 
-/** The API's error code for an error of the node layer (anything else is a bug: internal). */
-function codeOf(e: Error): keyof typeof ERRORS {
-  const code = NODE_ERROR_CODES[e.name];
-  return code !== undefined && isErrorCode(code) ? code : "internal";
-}
-
-export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaftNode, gateway: Gateway, batchBodyLimitBytes: number): Promise<void> {
+export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaftNode, gateway: Gateway, batchBodyLimitBytes: number, indexes: IndexService | null): Promise<void> {
   const checkCollection = (name: string): CollectionRecord | undefined => {
     // Looked up in the metadata; before the founders created it, the cluster's first collection is known by name.
     const c = node.metaState().collections.get(name);
@@ -142,6 +138,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
     },
     async (req, reply) => {
       const vector = recordVector(checkCollection(req.params.collection), req.body.vector, "vector");
+      indexes?.admit(req.params.collection);
       return writeReply(await gateway.put(req.params.id, req.body.payload, writeOptions(req.body.ifVersion, req.headers["idempotency-key"]), req.params.collection, vector), reply);
     },
   );
@@ -273,15 +270,17 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
         const vector = recordVector(c, r.vector, `records[${i}].vector`);
         return vector === undefined ? { key: r.id, payload: r.payload } : { key: r.id, payload: r.payload, vector };
       });
+      indexes?.admit(req.params.collection);
       const outcomes = await gateway.putMany(items, req.params.collection);
       let failed = 0;
       const results = outcomes.map((o, i) => {
         const id = input[i]!.id;
         if (o.ok) return { id, version: o.version };
         failed++;
-        const code = codeOf(o.error);
-        const e = ERRORS[code];
-        return { id, error: { code, message: o.error.message, retryable: e.retryable, applied: e.applied } };
+        const known = classify(o.error);
+        if (known === null) throw o.error; // a bug: the request answers 500 with its requestId
+        const e = ERRORS[known.code];
+        return { id, error: { code: known.code, message: known.message, retryable: e.retryable, applied: e.applied } };
       });
       return { results, failed };
     },

@@ -18,6 +18,8 @@ import { openObject, responses } from "./openapi.js";
 import { registerClusterRoutes } from "./cluster.js";
 import { registerCollectionRoutes } from "./collections.js";
 import { BATCH_BODY_BYTES_MAX, registerRecordRoutes } from "./records.js";
+import { registerSearchRoutes } from "./search.js";
+import type { IndexService } from "../data/index-service.js";
 
 export { ID_PATTERN, decodeCursor, encodeCursor } from "./records.js";
 
@@ -27,6 +29,8 @@ export interface ApiOptions {
   logger: FastifyBaseLogger;
   /** Largest accepted request body (the payload limit). */
   bodyLimitBytes?: number;
+  /** This node's payload and vector indexes (search and count answer from them; writes are refused while they are too far behind). */
+  indexes?: IndexService;
   /** Largest accepted body of a batch upsert. */
   batchBodyLimitBytes?: number;
   /** Bounds on a body's JSON (depth, fields, key length); defaults in DEFAULT_JSON_LIMITS. */
@@ -127,6 +131,12 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
   });
   node.onWalSync = (s) => walSync.observe(s);
+  if (opts.indexes !== undefined) {
+    const indexes = opts.indexes;
+    gauge("shoal_index_pending_ops", "writes applied on this node's replicas but not yet in their vector graphs (searches scan them exactly)", () => indexes.stats().pendingOps);
+    gauge("shoal_index_lag_entries", "the largest distance, in applied log entries, between a replica here and its index", () => indexes.stats().lagEntriesMax);
+    gauge("shoal_index_records", "records held by this node's replica indexes", () => indexes.stats().records);
+  }
   const errors = new Counter({ name: "shoal_request_errors_total", help: "error responses by code", labelNames: ["code"], registers: [registry] });
 
   app.addHook("onResponse", async (req, reply) => {
@@ -134,7 +144,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     if (op !== undefined) latency.observe({ op, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });
 
-  await registerRecordRoutes(app, node, gateway, opts.batchBodyLimitBytes ?? BATCH_BODY_BYTES_MAX);
+  await registerRecordRoutes(app, node, gateway, opts.batchBodyLimitBytes ?? BATCH_BODY_BYTES_MAX, opts.indexes ?? null);
+  await registerSearchRoutes(app, node, gateway);
 
   app.get("/v1/cluster/status", {
     config: { op: "status" },

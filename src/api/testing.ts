@@ -13,12 +13,16 @@ import { PlacementDriver } from "../node/placement-driver.js";
 import { ShardAgent } from "../node/shard-agent.js";
 import { type TestCluster, startCluster, stopAll } from "../node/testing.js";
 import { buildApi } from "./server.js";
+import { join } from "node:path";
+import { IndexService } from "../data/index-service.js";
 
 export interface ApiCluster {
   c: TestCluster;
   gateways: Map<number, Gateway>;
   apps: Map<number, FastifyInstance>;
   agents: Map<number, ShardAgent>;
+  /** Each node's payload and vector indexes (data/index-service.ts). */
+  indexes: Map<number, IndexService>;
   /** Starts membership on every node (the metadata then records the nodes and the shard map). */
   startMembership(): void;
   stop(): Promise<void>;
@@ -37,6 +41,7 @@ export async function startApiCluster(n: number, shards: number, opts: ApiCluste
   const gateways = new Map<number, Gateway>();
   const apps = new Map<number, FastifyInstance>();
   const agents = new Map<number, ShardAgent>();
+  const indexes = new Map<number, IndexService>();
   const memberships: Membership[] = [];
   const drivers: PlacementDriver[] = [];
   const founders = [...c.nodes.keys()];
@@ -52,7 +57,10 @@ export async function startApiCluster(n: number, shards: number, opts: ApiCluste
       agent.start();
       agents.set(id, agent);
     }
-    apps.set(id, await buildApi({ node, gateway, logger: pino({ level: "silent" }), testMode: true }));
+    const index = new IndexService(node, gateway, { dir: join(c.dirs.get(id)!, "indexes") });
+    index.start();
+    indexes.set(id, index);
+    apps.set(id, await buildApi({ node, gateway, logger: pino({ level: "silent" }), testMode: true, indexes: index }));
   }
   let membershipStarted = false;
   const startMembership = () => {
@@ -62,12 +70,13 @@ export async function startApiCluster(n: number, shards: number, opts: ApiCluste
   };
   if (opts.membership !== false) startMembership();
   return {
-    c, gateways, apps, agents, startMembership,
+    c, gateways, apps, agents, indexes, startMembership,
     async stop() {
       for (const m of memberships) m.stop();
       for (const d of drivers) d.stop();
       for (const a of agents.values()) a.stop();
       for (const app of apps.values()) await app.close();
+      for (const index of indexes.values()) await index.stop();
       await stopAll(c);
     },
   };

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Logger, destination, pino } from "pino";
 import { buildApi } from "../api/server.js";
+import { IndexService } from "../data/index-service.js";
 import { DataDirInUseError, type DataDirLock, acquireDataDirLock } from "../node/data-dir-lock.js";
 import { Gateway } from "../node/gateway.js";
 import { ShoalNode, buildNodeComponents, raftComponent } from "../node/shoal-node.js";
@@ -230,8 +231,10 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       peer: () => ({ host: advertised.host, port: advertised.port === 0 ? raft.port() : advertised.port }), http, labels, role: opts.role,
       founders: joined ? [] : [id, ...peers.keys()], shards, logger,
     });
+    // Payload and vector indexes of this node's replicas, kept by a worker thread off the Raft loop.
+    const indexes = new IndexService(node, gateway, { dir: join(dataDir, "indexes"), logger: logger.child({ component: "indexes" }) });
     const app = await buildApi({
-      node, gateway, logger, bodyLimitBytes: maxPayloadBytes, batchBodyLimitBytes: maxBatchBytes, jsonLimits, testMode,
+      node, gateway, logger, bodyLimitBytes: maxPayloadBytes, batchBodyLimitBytes: maxBatchBytes, jsonLimits, testMode, indexes,
       failJoins: (n) => {
         agents.membership.failJoinsForTest = n;
       },
@@ -243,6 +246,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     shoal = new ShoalNode([
       { name: "data-dir-lock", start: () => undefined, stop: () => held.release() },
       raft,
+      { name: "indexes", start: () => indexes.start(), stop: () => indexes.stop() },
       { name: "api", start: async () => void await app.listen({ host: http.host, port: http.port }), stop: () => app.close() },
       ...agents.components,
     ], logger);

@@ -90,7 +90,12 @@ type Op =
   /** Starts merging a shard into its lower neighbour `into`, on the shard's leader (it freezes). */
   | { kind: "merge"; group: number; into: number }
   /** A request for the placement driver (on the metadata leader). */
-  | { kind: "placement"; group: number; req: DriverRequest };
+  | { kind: "placement"; group: number; req: DriverRequest }
+  /**
+   * A read-only request for a service above the node (a search of a shard's replica index, data/),
+   * carried out by the shard's leader, or by any replica when `anyReplica`.
+   */
+  | { kind: "service"; group: number; name: string; body: unknown; anyReplica: boolean };
 
 interface ReplyError { name: string; message: string; leader?: NodeId; reach?: string }
 type Reply = { ok: true; value: unknown } | { ok: false; error: ReplyError };
@@ -106,7 +111,7 @@ function replyError(e: Error): ReplyError {
 
 /** Operations that change nothing: losing the quorum under them leaves nothing unknown. */
 function isRead(op: Op): boolean {
-  return op.kind === "read" || op.kind === "scan";
+  return op.kind === "read" || op.kind === "scan" || op.kind === "service";
 }
 
 /** Errors that already say a write may have been applied (see api/error-table.ts). */
@@ -418,6 +423,27 @@ export class Gateway {
     return pool.length === 0 ? 0 : pool[attempt % pool.length]!.node;
   }
 
+  /** Services above the node, by name (see the "service" op): each answers for one shard replica here. */
+  private readonly services = new Map<string, (group: number, body: unknown) => Promise<unknown>>();
+
+  /** Registers a service's handler; returns the function that removes it. */
+  serve(name: string, handler: (group: number, body: unknown) => Promise<unknown>): () => void {
+    assert(!this.services.has(name), () => `service ${name} is served already`);
+    this.services.set(name, handler);
+    return () => this.services.delete(name);
+  }
+
+  /**
+   * Asks service `name` about shard `group`: here when this node holds a replica that may answer (any
+   * replica when `anyReplica`, else the leader), or where one is held, with the gateway's routing (a
+   * lost leader, an election, a moved replica).
+   */
+  ask(name: string, group: number, body: unknown, anyReplica: boolean): Promise<unknown> {
+    const op: Op = { kind: "service", group, name, body, anyReplica };
+    if (anyReplica && this.node.hosts(group)) return this.execute(op);
+    return this.route(op);
+  }
+
   /** Carries out an operator step on the shard's leader (set by the ShardAgent). */
   onStep: ((group: number, epoch: number, step: Step) => Promise<ApplyResult>) | null = null;
   /** Receives nodes' reports on the metadata leader (set by the PlacementDriver). */
@@ -526,6 +552,10 @@ export class Gateway {
       case "placement": return this.onPlacement === null ? Promise.reject(new Error("this node runs no placement driver")) : this.onPlacement(op.req);
       case "merge": return this.onMerge === null ? Promise.reject(new Error("this node runs no shard agent")) : this.onMerge(op.group, op.into);
       case "step": return this.onStep === null ? Promise.reject(new Error("this node does not run operator steps")) : this.onStep(op.group, op.epoch, op.step);
+      case "service": {
+        const handler = this.services.get(op.name);
+        return handler === undefined ? Promise.reject(new Error(`this node runs no service ${JSON.stringify(op.name)}`)) : handler(op.group, op.body);
+      }
     }
   }
 
@@ -587,7 +617,8 @@ export class Gateway {
     // Only execute where we lead (reads: where a replica is held): forwarding again could loop
     // between nodes with stale views.
     const hosted = this.node.hosts(op.group);
-    const run = hosted && (this.node.leaderOf(op.group) === this.node.id || op.kind === "read" || op.kind === "scan")
+    const anyReplica = op.kind === "read" || op.kind === "scan" || (op.kind === "service" && op.anyReplica);
+    const run = hosted && (this.node.leaderOf(op.group) === this.node.id || anyReplica)
       ? this.execute(op)
       : Promise.reject(hosted ? new NotLeaderError(op.group, this.node.leaderOf(op.group)) : new NotHostedError(op.group));
     run.then(

@@ -11,7 +11,7 @@ import type { GroupLog } from "../storage/wal.js";
 import { assert } from "../util/assert.js";
 import type { WalRecord } from "../storage/wal-record.js";
 
-import { ConfChangeRefusedError, type Group, NotHostedError, WrongShardError, type LeaderWaiter, NotLeaderError, InterruptedError } from "./group.js";
+import { ConfChangeRefusedError, type Group, META_GROUP, NotHostedError, WrongShardError, type LeaderWaiter, NotLeaderError, InterruptedError } from "./group.js";
 
 import { bornWithVoters, hostingChanges } from "./hosting.js";
 import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries } from "./shard-apply.js";
@@ -154,6 +154,7 @@ export abstract class NodeApply extends NodeLiveness {
       this.failWaiters(g, new InterruptedError(`the replica of shard ${id} on node ${this.id} was dropped before the write was applied here; it may still be applied`), gone);
       for (const w of g.transferWaiters) this.settle(w, "aborted");
       await this.store.dropGroup(id);
+      this.replicaObserver?.dropped(id);
       this.cfg.logger?.info({ shard: id }, "dropped a replica");
     }
   }
@@ -216,6 +217,10 @@ export abstract class NodeApply extends NodeLiveness {
       changes.push(...applied.changes);
     }
     this.store.apply(changes, sizeBytes);
+    if (this.replicaObserver !== null) {
+      const shardChanges = changes.filter((c) => c.group !== META_GROUP && ((c.puts?.length ?? 0) > 0 || (c.deletes?.length ?? 0) > 0));
+      if (shardChanges.length > 0) this.replicaObserver.applied(shardChanges);
+    }
     for (const [w, result] of answers) this.settle(w, result);
     // Reads: record their read index, and serve those whose index is applied.
     for (const [g, rd] of readies) {

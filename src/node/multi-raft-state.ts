@@ -6,6 +6,7 @@
  * (multi-raft-turn.ts) -> the node's API (multi-raft.ts).
  */
 
+import type { ReplicaObserver } from "./replica-observer.js";
 import { type ConfState, type Message, type NodeId, type ConfChangeSingle, RaftNode } from "../raft/index.js";
 import type { ShardState } from "../storage/state-store.js";
 import type { GroupLog } from "../storage/wal.js";
@@ -192,6 +193,8 @@ export abstract class NodeState {
   protected hostingPending = false;
   /** Called when a group applied a configuration change or a split (its leader records it in the metadata). */
   onShardChanged: ((group: number) => void) | null = null;
+  /** Told of every change of the shard replicas' records (data/ keeps its indexes with it). */
+  protected replicaObserver: ReplicaObserver | null = null;
   /** Observers for metrics (set by whoever exports them). */
   onWalSync: ((seconds: number) => void) | null = null;
   /**

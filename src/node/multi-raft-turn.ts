@@ -161,6 +161,7 @@ export abstract class NodeTurn extends NodeApply {
         if (g.kind === "shard") {
           g.shard = this.loadShardState(g.id);
           g.remembered = null;
+          this.replicaObserver?.replaced(g.id);
         }
         if (g.kind === "meta") {
           this.meta = loadMeta(this.store);

@@ -19,6 +19,7 @@
  * committed entries, group lifecycle), multi-raft-turn.ts (the turn and the inbound side); this file
  * opens the node and is its API. Everything outside the process comes through the host (host.ts).
  */
+import type { ReplicaObserver } from "./replica-observer.js";
 import { RECORDS_END } from "./idempotency.js";
 import { assert } from "../util/assert.js";
 import { type ConfState, type NodeId, type ConfChangeSingle, RaftNode, Role } from "../raft/index.js";
@@ -30,7 +31,7 @@ import { type NodeHost, realHost } from "./host.js";
 
 import { type Consistency, type Group, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, planeOf, shardOf } from "./group.js";
 
-import { foundingVoters, initialRange } from "../meta/ranges.js";
+import { type HashRange, foundingVoters, initialRange } from "../meta/ranges.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 
 import type { ShardPage } from "./scan.js";
@@ -342,16 +343,46 @@ export class MultiRaftNode extends NodeTurn {
    * the shard's range and freeze, taken together in one synchronous step, so at one applied index.
    */
   async scanPage(group: number, limit: number, after?: string): Promise<ShardPage> {
+    await this.readBarrier(group);
+    return { ...this.shardView(group), records: this.scan(group, limit, after) };
+  }
+
+  /**
+   * Resolves once this replica has applied everything committed before the call (a ReadIndex round,
+   * on the leader or a follower): what it then holds is at least as new as any acknowledged write.
+   */
+  async readBarrier(group: number): Promise<void> {
     try {
       // The round is a read of RECORDS_END, which no record id can be (the API refuses the character):
       // it settles only once the read index is applied here, with WrongShardError when the shard is
-      // frozen or the key is outside its range, which says nothing about the page.
+      // frozen or the key is outside its range, which says nothing about the barrier.
       await this.read(group, RECORDS_END, "linearizable");
     } catch (e) {
       if (!(e instanceof WrongShardError)) throw e;
     }
+  }
+
+  /** A hosted shard's range, freeze and latest split children, as this replica has applied them. */
+  shardView(group: number): { shard: number; range: HashRange; frozen: boolean; children: number[] } {
     const st = this.group(group).shard;
-    return { shard: group, range: st.range, frozen: st.frozen !== undefined, children: st.splits.map((s) => s.child), records: this.scan(group, limit, after) };
+    return { shard: group, range: st.range, frozen: st.frozen !== undefined, children: st.splits.map((s) => s.child) };
+  }
+
+  /** A record as this replica holds it now, whatever the shard's range (a search reads its hits' payloads). */
+  localRecord(group: number, key: string): StoredRecord | undefined {
+    return this.store.get(group, key) as StoredRecord | undefined;
+  }
+
+  /**
+   * Tells `observer` of every change of the shard replicas' records from now on (replica-observer.ts);
+   * one observer per node. Returns the function that stops it.
+   */
+  observeReplicas(observer: ReplicaObserver): () => void {
+    assert(this.replicaObserver === null, "a node has one replica observer");
+    this.replicaObserver = observer;
+    return () => {
+      if (this.replicaObserver === observer) this.replicaObserver = null;
+    };
   }
 
   /**

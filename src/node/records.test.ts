@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type Proposal, applyCommand, decodeProposal, encodeProposal } from "./records.js";
+import { type Proposal, applyCommand, decodeProposal, encodeProposal, vectorBytes, vectorOf } from "./records.js";
 
 test("proposals round-trip through their log encoding, compare-and-set included", () => {
   const cases: Proposal[] = [
@@ -8,8 +8,20 @@ test("proposals round-trip through their log encoding, compare-and-set included"
     { origin: [3, 1e12], cmd: { op: "put", key: "b", payload: null, ifVersion: 0 } },
     { origin: [2, 5], cmd: { op: "delete", key: "c" } },
     { origin: [2, 6], cmd: { op: "delete", key: "d", ifVersion: 42 } },
+    { origin: [2, 8], cmd: { op: "put", key: "v", payload: 1, vector: vectorBytes(new Float32Array([0.5, -2])) } },
+    { origin: [2, 9], cmd: { op: "put", key: "w", payload: 1, ifVersion: 3, vector: vectorBytes(new Float32Array([1])) } },
+    { origin: [4, 1], cmd: { op: "put-many", items: [{ key: "x", payload: { a: 1 } }, { key: "y", payload: 2, vector: vectorBytes(new Float32Array([3, 4])) }] } },
   ];
-  for (const p of cases) assert.deepEqual(decodeProposal(encodeProposal(p)), p);
+  const plain = (v: unknown): unknown => {
+    if (v instanceof Uint8Array) return { bytes: [...v] };
+    if (Array.isArray(v)) return v.map(plain);
+    if (typeof v === "object" && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+    return v;
+  };
+  for (const p of cases) assert.deepEqual(plain(decodeProposal(encodeProposal(p))), plain(p));
+  // A stored vector reads back as its values, wherever the decoder's buffer put its bytes.
+  const decoded = decodeProposal(encodeProposal(cases[4]!)).cmd as { vector: Uint8Array };
+  assert.deepEqual([...vectorOf(decoded.vector)], [0.5, -2]);
 });
 
 test("a command applies with versions equal to log indexes; a stale ifVersion changes nothing", () => {

@@ -78,7 +78,8 @@ export function vectorBytes(v: Float32Array): Uint8Array {
 export function vectorOf(bytes: Uint8Array): Float32Array {
   assert(bytes.byteLength % 4 === 0, "a stored vector has whole float32 values");
   if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-  return new Float32Array(bytes.slice().buffer);
+  // A copy (Buffer's own slice() would be a view again, over a pool that may be any size).
+  return new Float32Array(new Uint8Array(bytes).buffer);
 }
 
 export type CommandResult =

@@ -49,7 +49,7 @@ export interface ShardPage {
  * The parts whose ranges tile [0, HASH_SPACE) exactly once, or null when they do not (a gap, or two live
  * parts overlapping). Frozen parts covered by live ones are left out; empty ranges count for nothing.
  */
-export function coverHashSpace(pages: readonly ShardPage[]): ShardPage[] | null {
+export function coverHashSpace<P extends { range: HashRange; frozen: boolean }>(pages: readonly P[]): P[] | null {
   const nonEmpty = pages.filter((p) => p.range.end > p.range.start);
   const overlaps = (a: HashRange, b: HashRange) => a.start < b.end && b.start < a.end;
   const live = nonEmpty.filter((p) => !p.frozen);

@@ -228,3 +228,23 @@ test("what a shard forgets does not depend on when its queue was built: a replic
     }
   }
 });
+
+test("a batch of puts applies at one version; items outside the range are refused alone; a frozen shard refuses the batch", () => {
+  const reader = { get: () => undefined, all: () => [] as [string, StoredRecord][], remembered: () => new RememberedQueue() };
+  const half = 2 ** 31;
+  const keys = Array.from({ length: 40 }, (_, i) => `b${i}`);
+  const inside = keys.filter((k) => hashOf(k) < half);
+  const outside = keys.filter((k) => hashOf(k) >= half);
+  const items = keys.map((key) => ({ key, payload: key }));
+  const shard = { range: { start: 0, end: half }, splits: [] };
+  const e = entry({ op: "put-many", items }, 4);
+  const r = applyShardEntries(1, [e], shard, reader, () => conf, () => conf);
+  const result = r.results[0]![1];
+  assert.ok(result.ok);
+  assert.equal(result.version, e.index, "the entry's version (base 0 + its index)");
+  assert.ok(r.changes[0]!.puts!.every(([, rec]) => (rec as StoredRecord).version === e.index), "every item at that version");
+  assert.deepEqual(result.refused, outside.map((k) => keys.indexOf(k)));
+  assert.deepEqual(new Set(r.changes[0]!.puts!.map(([k]) => k)), new Set(inside));
+  const frozen = applyShardEntries(1, [entry({ op: "freeze", into: 2 }, 5), entry({ op: "put-many", items }, 6)], shard, reader, () => conf, () => conf);
+  assert.deepEqual(frozen.results[1]![1], { ok: false, code: "wrong_shard" });
+});

@@ -1,0 +1,143 @@
+/**
+ * Vectors, batch upserts, search and count through the HTTP API (issue 14) on a 3-node in-process
+ * cluster: a search right after an acknowledged write finds it (from any node), exact search is the
+ * brute force truth, filters on indexed and unindexed keys, updates and deletes seen at once, the index
+ * catching up in the background, and every refusal with its code.
+ */
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import type { FastifyInstance } from "fastify";
+import { stopLeftovers, waitFor } from "../node/testing.js";
+import { startApiCluster } from "./testing.js";
+import { Rng } from "../util/rng.js";
+
+after(stopLeftovers);
+
+const DIM = 8;
+
+function vectorOf(rng: Rng): number[] {
+  return Array.from({ length: DIM }, () => Math.round((rng.float() * 2 - 1) * 1000) / 1000);
+}
+
+function cosine(a: number[], b: number[]): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+type Hit = { id: string; score: number; payload?: { color: string; n: number }; vector?: number[] };
+type Answer = { results: Hit[]; shards: { asked: number; answered: number; failed: unknown[] }; unindexedKeys: string[]; exhaustive: boolean; missing: unknown[] };
+
+async function post(app: FastifyInstance, url: string, payload: unknown): Promise<{ status: number; body: unknown }> {
+  const r = await app.inject({ method: "POST", url, payload: payload as object });
+  return { status: r.statusCode, body: r.json() };
+}
+
+test("a collection with vectors takes batches, answers searches and counts with filters, and sees every acknowledged write at once", async () => {
+  const api = await startApiCluster(3, 1);
+  try {
+    const [one, two, three] = [1, 2, 3].map((id) => api.apps.get(id)!);
+    const node1 = api.c.nodes.get(1)!;
+    await waitFor("the founders registered", () => [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    const created = await post(two!, "/v1/collections", { name: "docs", shards: 3, vectors: { dim: DIM, metric: "cosine" }, payloadIndexes: { color: "keyword" } });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+
+    const rng = new Rng(42);
+    const vectors = new Map<string, number[]>();
+    const records = Array.from({ length: 300 }, (_, i) => {
+      const vector = vectorOf(rng);
+      vectors.set(`r${i}`, vector);
+      return { id: `r${i}`, payload: { color: i % 10 === 0 ? "red" : "blue", n: i }, vector };
+    });
+    const batch = await post(one!, "/v1/collections/docs/records", { records });
+    assert.equal(batch.status, 200, JSON.stringify(batch.body));
+    const b = batch.body as { results: { id: string; version?: number }[]; failed: number };
+    assert.equal(b.failed, 0, JSON.stringify(b.results.find((r) => r.version === undefined)));
+    assert.equal(b.results.length, 300);
+    assert.ok(b.results.every((r, i) => r.id === `r${i}` && typeof r.version === "number"), "one version per record, in order");
+
+    // At once, from another node: the index may be behind; the search is not.
+    const own = await post(three!, "/v1/collections/docs/search", { vector: vectors.get("r5"), k: 3 });
+    assert.equal(own.status, 200, JSON.stringify(own.body));
+    const a = own.body as Answer;
+    assert.equal(a.results[0]!.id, "r5");
+    assert.ok(Math.abs(a.results[0]!.score - 1) < 1e-6, `cosine similarity with itself: ${a.results[0]!.score}`);
+    assert.deepEqual(a.results[0]!.payload, { color: "blue", n: 5 });
+    assert.deepEqual([a.shards.asked, a.shards.answered, a.shards.failed.length], [3, 3, 0]);
+
+    // Exact search is the brute-force truth.
+    const query = vectorOf(rng);
+    const truth = [...vectors].map(([id, v]) => ({ id, score: cosine(query, v) })).sort((x, y) => y.score - x.score).slice(0, 10);
+    const exact = (await post(one!, "/v1/collections/docs/search", { vector: query, k: 10, exact: true, withPayload: false })).body as Answer;
+    assert.deepEqual(exact.results.map((h) => h.id), truth.map((t) => t.id));
+    for (const [i, h] of exact.results.entries()) assert.ok(Math.abs(h.score - truth[i]!.score) < 1e-5);
+    assert.equal(exact.results[0]!.payload, undefined, "withPayload: false");
+
+    // Filters: indexed (answered from the payload index) and unindexed (checked on payloads).
+    const red = (await post(two!, "/v1/collections/docs/search", { vector: query, k: 5, filter: { must: [{ key: "color", match: "red" }] } })).body as Answer;
+    assert.equal(red.results.length, 5);
+    assert.ok(red.results.every((h) => h.payload!.color === "red"));
+    assert.deepEqual(red.unindexedKeys, []);
+    const redTruth = [...vectors].filter(([id]) => Number(id.slice(1)) % 10 === 0).map(([id, v]) => ({ id, score: cosine(query, v) })).sort((x, y) => y.score - x.score);
+    assert.deepEqual(red.results.map((h) => h.id), redTruth.slice(0, 5).map((t) => t.id));
+    const low = (await post(two!, "/v1/collections/docs/search", { vector: query, k: 5, filter: { must: [{ key: "n", range: { lt: 20 } }] } })).body as Answer;
+    assert.deepEqual(low.unindexedKeys, ["n"]);
+    assert.equal(low.results.length, 5);
+    assert.ok(low.results.every((h) => h.payload!.n < 20));
+    assert.equal(low.exhaustive, true);
+    const count = async (filter: unknown) => (await post(three!, "/v1/collections/docs/count", filter === undefined ? {} : { filter })).body as { count: number; unindexedKeys: string[] };
+    assert.equal((await count(undefined)).count, 300);
+    assert.equal((await count({ must: [{ key: "color", match: "red" }] })).count, 30);
+    assert.deepEqual(await count({ must: [{ key: "n", range: { gte: 250 } }] }).then((c) => [c.count, c.unindexedKeys]), [50, ["n"]]);
+
+    // An update moves a record at once; a delete hides it at once.
+    const moved = vectorOf(rng);
+    assert.equal((await one!.inject({ method: "PUT", url: "/v1/collections/docs/records/r7", payload: { payload: { color: "green", n: 7 }, vector: moved } })).statusCode, 200);
+    const m = (await post(two!, "/v1/collections/docs/search", { vector: moved, k: 1, withVector: true })).body as Answer;
+    assert.equal(m.results[0]!.id, "r7");
+    assert.equal(m.results[0]!.payload!.color, "green");
+    assert.deepEqual(m.results[0]!.vector!.map((x) => Math.round(x * 1000) / 1000), moved);
+    assert.equal((await one!.inject({ method: "DELETE", url: "/v1/collections/docs/records/r7" })).statusCode, 200);
+    const gone = (await post(three!, "/v1/collections/docs/search", { vector: moved, k: 1 })).body as Answer;
+    assert.notEqual(gone.results[0]!.id, "r7");
+    assert.equal((await count(undefined)).count, 299);
+    const got = await one!.inject({ url: "/v1/collections/docs/records/r9?withVector=true" });
+    assert.deepEqual((got.json() as { vector: number[] }).vector.map((x) => Math.round(x * 1000) / 1000), vectors.get("r9"));
+
+    // A batch of searches answers in order.
+    const many = (await post(one!, "/v1/collections/docs/search/batch", { searches: [{ vector: vectors.get("r1"), k: 1 }, { vector: vectors.get("r2"), k: 1 }] })).body as { answers: Answer[] };
+    assert.deepEqual(many.answers.map((x) => x.results[0]!.id), ["r1", "r2"]);
+
+    // The indexes catch up in the background, on every node.
+    await waitFor("every replica's index caught up", () => [...api.indexes.values()].every((x) => x.stats().pendingOps === 0 && x.stats().records > 0), 20_000);
+    assert.equal([...api.indexes.values()].reduce((s, x) => s + x.stats().records, 0), 299 * 3, "every record on each of its three replicas");
+    const metrics = (await one!.inject({ url: "/metrics" })).body;
+    assert.match(metrics, /^shoal_index_pending_ops\{node="1"\} 0$/m);
+
+    const refused = async (url: string, payload: unknown, status: number, code: string, field?: string) => {
+      const r = await post(two!, url, payload);
+      assert.equal(r.status, status, `${url}: ${JSON.stringify(r.body)}`);
+      const e = (r.body as { error: { code: string; field?: string } }).error;
+      assert.equal(e.code, code);
+      if (field !== undefined) assert.equal(e.field, field);
+    };
+    await refused("/v1/collections/docs/search", { vector: [1, 2, 3] }, 400, "invalid_vector", "vector");
+    await refused("/v1/collections/docs/search", { vector: query, filter: { must: [{ key: "color", match: null }] } }, 400, "invalid_filter", "filter.must[0].match");
+    await refused("/v1/collections/docs/search", { vector: query, k: 1001 }, 400, "bad_request");
+    await refused("/v1/collections/nope/search", { vector: query }, 404, "collection_not_found");
+    await refused("/v1/collections/docs/records", { records: [{ id: "x", payload: 1, vector: [0, 0, 0, 0, 0, 0, 0, 0] }] }, 400, "invalid_vector", "records[0].vector");
+    await refused("/v1/collections/docs/records", { records: [{ id: "x", payload: 1 }] }, 400, "invalid_vector", "records[0].vector");
+    await refused("/v1/collections/docs/records", { records: Array.from({ length: 1001 }, (_, i) => ({ id: `x${i}`, payload: 1, vector: query })) }, 413, "batch_too_large");
+    await refused("/v1/collections/default/records", { records: [{ id: "x", payload: 1, vector: query }] }, 400, "invalid_vector", "records[0].vector");
+    await refused("/v1/collections/default/search", { vector: query }, 400, "invalid_vector");
+    assert.equal((await count(undefined)).count, 299, "nothing refused was written");
+  } finally {
+    await api.stop();
+  }
+});

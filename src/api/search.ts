@@ -1,0 +1,157 @@
+/**
+ * The query routes of a collection (issue 14): nearest-neighbour search (one query, or a batch), and
+ * counting, both with the filter language (data/filter.ts), fanned out over the shards by data/search.ts.
+ * Every input is checked here before any shard is asked: the vector against the schema (400
+ * invalid_vector), the filter (400 invalid_filter, naming the fault), the numbers by the schemas.
+ */
+import type { FastifyInstance } from "fastify";
+import type { Gateway } from "../node/gateway.js";
+import type { MultiRaftNode } from "../node/multi-raft.js";
+import { type CollectionRecord, DEFAULT_COLLECTION } from "../meta/state.js";
+import { VectorError, checkVector } from "../meta/collections.js";
+import { type Filter, FilterError, parseFilter } from "../data/filter.js";
+import { type SearchRequest, countCollection, searchCollection } from "../data/search.js";
+import type { ReadConsistency } from "../data/index-service.js";
+import { ApiError, ERRORS } from "./error-table.js";
+import { classify } from "./envelope.js";
+import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
+
+/** Most neighbours one search returns. */
+export const SEARCH_K_MAX = 1000;
+/** Most queries in one batch search. */
+export const SEARCH_BATCH_MAX = 100;
+/** Queries of a batch search asked at once (the rest wait their turn). */
+const BATCH_PARALLEL = 8;
+const TIMEOUT_MS_MAX = 60_000;
+
+const consistency = {
+  type: "string", enum: ["linearizable", "eventual"], default: "linearizable",
+  description: "linearizable: each shard's leader answers after a ReadIndex round, so every write acknowledged before the search is seen; eventual: any replica (this node's first), now",
+} as const;
+const filterField = { type: "object", description: "the filter language: {must, should, must_not} over {key, match | range | exists} (README, Filters)" } as const;
+const searchFields = {
+  vector: { type: "array", items: { type: "number" }, description: "the query: `dim` finite numbers" },
+  k: { type: "integer", minimum: 1, maximum: SEARCH_K_MAX, default: 10, description: "neighbours to return" },
+  ef: { type: "integer", minimum: 1, maximum: 4096, description: "the graph's search breadth (at least k; default: the collection's efSearch): larger finds more of the true neighbours, slower" },
+  exact: { type: "boolean", default: false, description: "brute force over every record: exact neighbours (ground truth), slower" },
+  filter: filterField,
+  consistency,
+  timeoutMs: { type: "integer", minimum: 1, maximum: TIMEOUT_MS_MAX, default: 5000, description: "past it: 504, or the shards that answered with allowPartial" },
+  allowPartial: { type: "boolean", default: false, description: "answer with the shards that answered in time, naming the missing shards and hash ranges, instead of failing" },
+  withPayload: { type: "boolean", default: true, description: "answer each hit's payload" },
+  withVector: { type: "boolean", default: false, description: "answer each hit's vector" },
+} as const;
+const searchBody = { type: "object", required: ["vector"], additionalProperties: false, properties: searchFields } as const;
+
+interface SearchBody {
+  vector: unknown; k: number; ef?: number; exact: boolean; filter?: unknown; consistency: ReadConsistency;
+  timeoutMs: number; allowPartial: boolean; withPayload: boolean; withVector: boolean;
+}
+
+const searchAnswer = {
+  type: "object", required: ["results", "shards", "tookMs"], additionalProperties: true,
+  description: "`results`: [{id, score, payload?, vector?}] best first (score: similarity for cosine and dot, distance for l2); `shards`: {asked, answered, failed: [{shard, error, message}]}; `missing`: hash ranges no shard answered for (allowPartial); `unindexedKeys`: filter keys without a payload index (checked on payloads); `exhaustive`; `plans`; `tookMs`",
+} as const;
+
+function parsedFilter(input: unknown, path: string): Filter | null {
+  if (input === undefined) return null;
+  try {
+    return parseFilter(input, path);
+  } catch (e) {
+    if (e instanceof FilterError) throw new ApiError("invalid_filter", e.message, { field: e.path });
+    throw e;
+  }
+}
+
+export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaftNode, gateway: Gateway): Promise<void> {
+  const params = { type: "object", required: ["collection"], properties: { collection: { type: "string" } } } as const;
+  const found = (name: string): CollectionRecord => {
+    const c = node.metaState().collections.get(name);
+    if (c === undefined) {
+      if (name === DEFAULT_COLLECTION) throw new ApiError("collection_not_found", "the default collection is not recorded yet");
+      throw new ApiError("collection_not_found", `collection ${JSON.stringify(name)} does not exist`);
+    }
+    return c;
+  };
+  const request = (c: CollectionRecord, b: SearchBody, path: string): SearchRequest => {
+    const schema = c.schema?.vectors;
+    if (schema === undefined || schema === null) throw new ApiError("invalid_vector", `collection ${c.name} has no vector schema: it cannot be searched by vector`, { field: `${path}vector` });
+    let vector: Float32Array;
+    try {
+      vector = checkVector(schema, b.vector, `${path}vector`);
+    } catch (e) {
+      if (e instanceof VectorError) throw new ApiError("invalid_vector", e.message, { field: e.path });
+      throw e;
+    }
+    if (b.ef !== undefined && b.ef < b.k) throw new ApiError("bad_request", `${path}ef (${b.ef}) is at least k (${b.k})`, { field: `${path}ef` });
+    return {
+      vector, k: b.k, ...(b.ef !== undefined ? { ef: b.ef } : {}), exact: b.exact, filter: parsedFilter(b.filter, `${path}filter`),
+      consistency: b.consistency, timeoutMs: b.timeoutMs, allowPartial: b.allowPartial, withPayload: b.withPayload, withVector: b.withVector,
+    };
+  };
+  const errors = ["bad_request", ...JSON_BODY, "collection_not_found", "invalid_vector", "invalid_filter", ...THROUGH_RAFT, "shard_split"] as const;
+
+  app.post<{ Params: { collection: string }; Body: SearchBody }>("/v1/collections/:collection/search", {
+    config: { op: "search" },
+    schema: {
+      operationId: "search", params, body: searchBody,
+      summary: "The k records nearest a vector, with an optional filter: every shard asked in parallel, their top k merged",
+      response: responses(searchAnswer, ...errors),
+    },
+  }, async (req) => {
+    const c = found(req.params.collection);
+    return searchCollection(node, gateway, c, request(c, req.body, ""));
+  });
+
+  app.post<{ Params: { collection: string }; Body: { searches: SearchBody[] } }>("/v1/collections/:collection/search/batch", {
+    config: { op: "search-batch", jsonItemsOf: "searches" },
+    schema: {
+      operationId: "searchBatch", params,
+      summary: `Many searches in one request (up to ${SEARCH_BATCH_MAX}): answers in order, each as /search would answer it or its error`,
+      body: {
+        type: "object", required: ["searches"], additionalProperties: false,
+        properties: { searches: { type: "array", minItems: 1, maxItems: SEARCH_BATCH_MAX, items: searchBody } },
+      },
+      response: responses({ type: "object", required: ["answers"], properties: { answers: { type: "array", items: openObject } }, description: "`answers`: one per search, in order: a search's answer, or `{error: {code, message}}`" }, ...errors),
+    },
+  }, async (req) => {
+    const c = found(req.params.collection);
+    // Every search checked before any is asked: a bad one refuses the batch, naming it.
+    const requests = req.body.searches.map((b, i) => request(c, b, `searches[${i}].`));
+    const answers: unknown[] = new Array(requests.length);
+    let next = 0;
+    const run = async () => {
+      while (next < requests.length) {
+        const i = next++;
+        try {
+          answers[i] = await searchCollection(node, gateway, c, requests[i]!);
+        } catch (e) {
+          const err = e as Error;
+          const known = classify(err);
+          if (known === null) throw err; // a bug: the whole request answers 500 with its requestId
+          const entry = ERRORS[known.code];
+          answers[i] = { error: { code: known.code, message: known.message, retryable: entry.retryable, ...known.extra } };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BATCH_PARALLEL, requests.length) }, run));
+    return { answers };
+  });
+
+  app.post<{ Params: { collection: string }; Body: { filter?: unknown; consistency: ReadConsistency; timeoutMs: number; allowPartial: boolean } }>("/v1/collections/:collection/count", {
+    config: { op: "count" },
+    schema: {
+      operationId: "count", params,
+      summary: "Records satisfying a filter (all records without one): from the payload indexes when every key of the filter is indexed, else by reading the records",
+      body: {
+        type: ["object", "null"], additionalProperties: false,
+        properties: { filter: filterField, consistency, timeoutMs: searchFields.timeoutMs, allowPartial: searchFields.allowPartial },
+      },
+      response: responses({ type: "object", required: ["count"], additionalProperties: true, description: "`count`, `shards`, `missing`, `unindexedKeys`, `tookMs`" }, ...errors),
+    },
+  }, async (req) => {
+    const c = found(req.params.collection);
+    const b = req.body ?? { consistency: "linearizable", timeoutMs: 5000, allowPartial: false };
+    return countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), b.consistency ?? "linearizable", b.timeoutMs ?? 5000, b.allowPartial ?? false);
+  });
+}

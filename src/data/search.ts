@@ -1,0 +1,196 @@
+/**
+ * Searching and counting a collection across its shards (issue 14, DATA-2): the gateway asks one replica
+ * of every shard in parallel (the leader at linearizable consistency; this node's replica, or any, at
+ * eventual), each answers its local top k (index-service.ts), and the answers are merged.
+ *
+ * Never silently fewer: every answer carries the shard's range and freeze as of the index state it was
+ * computed on, and the answers must tile the hash space (node/scan.ts coverHashSpace), as a scan's
+ * pages must. A split the map does not show yet leaves a gap, an answer from before a split overlaps
+ * one from after: the shards are asked again, with the children the answers name, until the parts fit
+ * or time is up. Then the search fails (504 past `timeoutMs`, 503 otherwise), or, with `allowPartial`,
+ * answers from the parts that fit and names the shards and hash ranges missing.
+ */
+import { HASH_SPACE, type HashRange } from "../meta/ranges.js";
+import type { CollectionRecord, MetaState } from "../meta/state.js";
+import type { VectorSchema } from "../meta/collections.js";
+import type { Gateway } from "../node/gateway.js";
+import { type MultiRaftNode, NotHostedError, NotLeaderError, RequestTimeoutError, WrongShardError } from "../node/multi-raft.js";
+import { coverHashSpace } from "../node/scan.js";
+import { vectorBytes, vectorOf } from "../node/records.js";
+import { type Filter, filterKeys, indexedPart } from "./filter.js";
+import { scoreOf } from "./shard-index.js";
+import type { ReadConsistency, ReplicaCountAnswer, ReplicaCountRequest, ReplicaSearchAnswer, ReplicaSearchRequest } from "./index-service.js";
+
+/** Rounds of asking again while the answers do not fit (each after the map changes, or briefly). */
+const ROUNDS_MAX = 20;
+const ROUND_WAIT_MS = 50;
+
+export interface SearchRequest {
+  vector: Float32Array;
+  k: number;
+  ef?: number;
+  exact?: boolean;
+  filter: Filter | null;
+  consistency: ReadConsistency;
+  timeoutMs: number;
+  allowPartial: boolean;
+  withPayload: boolean;
+  withVector: boolean;
+}
+
+export interface SearchResponse {
+  results: ({ id: string; score: number; payload?: unknown; vector?: number[] })[];
+  shards: { asked: number; answered: number; failed: { shard: number; error: string; message: string }[] };
+  /** Hash ranges no answer covers (a partial answer), with the shards that own them as far as the map says. */
+  missing: { range: HashRange; shards: number[] }[];
+  /** Keys of the filter without a payload index (checked on the payloads of the index's candidates). */
+  unindexedKeys: string[];
+  /** False when a filter on unindexed keys stopped widening on some shard before finding k matches. */
+  exhaustive: boolean;
+  /** How each shard found its candidates: plan -> shards. */
+  plans: Record<string, number>;
+  tookMs: number;
+}
+
+/** The search could not be answered whole (and no partial answer was asked for). */
+export class IncompleteSearchError extends Error {
+  override name = "IncompleteSearchError";
+}
+
+/** Errors a newer shard map (or a moment) fixes: the shard moved, split or went. */
+function moved(e: unknown): boolean {
+  return e instanceof WrongShardError || e instanceof NotHostedError || (e instanceof NotLeaderError && e.leader === 0);
+}
+
+function liveShards(meta: MetaState, collection: string): number[] {
+  return [...meta.shards.values()].filter((sh) => sh.collection === collection && sh.retiredInto === undefined).map((sh) => sh.id);
+}
+
+interface Asked<A> { shard: number; answer?: A; error?: Error }
+
+/**
+ * Asks every shard of the collection with `ask` until the answers tile the hash space; returns the
+ * parts that do (all of them), or the best partial cover with what is missing.
+ */
+async function fanOut<A extends { range: HashRange; frozen: boolean; children: number[]; shard: number }>(
+  node: MultiRaftNode, gateway: Gateway, collection: string, timeoutMs: number, allowPartial: boolean,
+  ask: (shard: number) => Promise<A>): Promise<{ parts: A[]; asked: number; failed: Asked<A>[]; missing: { range: HashRange; shards: number[] }[] }> {
+  const clock = gateway.clock;
+  const deadlineMs = clock.nowMs() + timeoutMs;
+  const named = new Set<number>();
+  for (let round = 1; ; round++) {
+    const meta = node.metaState();
+    const shards = new Set(liveShards(meta, collection));
+    for (const child of named) if (meta.shards.get(child)?.retiredInto === undefined) shards.add(child);
+    const settled = await Promise.all([...shards].map((shard) => withDeadline(ask(shard), deadlineMs - clock.nowMs(), shard, timeoutMs, gateway)
+      .then((answer): Asked<A> => ({ shard, answer }), (error: unknown): Asked<A> => ({ shard, error: error instanceof Error ? error : new Error(String(error)) }))));
+    const parts = settled.flatMap((s) => (s.answer !== undefined ? [s.answer] : []));
+    const failed = settled.filter((s) => s.error !== undefined);
+    const cover = failed.length === 0 ? coverHashSpace(parts) : null;
+    if (cover !== null) return { parts: cover, asked: shards.size, failed: [], missing: [] };
+    for (const p of parts) for (const child of p.children) named.add(child);
+    const retry = failed.every((f) => moved(f.error)) && round < ROUNDS_MAX && clock.nowMs() < deadlineMs;
+    if (!retry) {
+      const { parts: chosen, missing } = partialCover(parts, meta, collection);
+      if (!allowPartial) {
+        const first = failed.find((f) => !moved(f.error))?.error;
+        if (first !== undefined) throw first;
+        if (clock.nowMs() >= deadlineMs) throw new RequestTimeoutError(`the shards' answers did not fit together within ${timeoutMs} ms (splits or merges under way)`);
+        throw new WrongShardError(0);
+      }
+      return { parts: chosen, asked: shards.size, failed, missing };
+    }
+    await node.awaitMetaChange(Math.max(1, Math.min(ROUND_WAIT_MS, deadlineMs - clock.nowMs())));
+  }
+}
+
+function withDeadline<T>(p: Promise<T>, remainingMs: number, shard: number, timeoutMs: number, gateway: Gateway): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = gateway.clock.setTimeout(() => reject(new RequestTimeoutError(`shard ${shard} did not answer within ${timeoutMs} ms`)), Math.max(1, remainingMs));
+    p.then((v) => {
+      gateway.clock.clear(timer);
+      resolve(v);
+    }, (e: unknown) => {
+      gateway.clock.clear(timer);
+      reject(e instanceof Error ? e : new Error(String(e)));
+    });
+  });
+}
+
+/**
+ * The answers that fit without overlapping (live parts first, in range order), and the hash ranges
+ * none covers, each with the shards of the map that own part of it.
+ */
+function partialCover<A extends { range: HashRange; frozen: boolean }>(parts: readonly A[], meta: MetaState, collection: string): { parts: A[]; missing: { range: HashRange; shards: number[] }[] } {
+  const ordered = [...parts].filter((p) => p.range.end > p.range.start).sort((a, b) => Number(a.frozen) - Number(b.frozen) || a.range.start - b.range.start);
+  const chosen: A[] = [];
+  for (const p of ordered) if (!chosen.some((c) => c.range.start < p.range.end && p.range.start < c.range.end)) chosen.push(p);
+  chosen.sort((a, b) => a.range.start - b.range.start);
+  const missing: { range: HashRange; shards: number[] }[] = [];
+  let at = 0;
+  const owners = (r: HashRange) => liveShards(meta, collection).filter((id) => {
+    const range = meta.shards.get(id)!.range;
+    return range.start < r.end && r.start < range.end;
+  });
+  for (const p of [...chosen, { range: { start: HASH_SPACE, end: HASH_SPACE } }]) {
+    if (p.range.start > at) missing.push({ range: { start: at, end: p.range.start }, shards: owners({ start: at, end: p.range.start }) });
+    at = Math.max(at, p.range.end);
+  }
+  return { parts: chosen, missing };
+}
+
+export async function searchCollection(node: MultiRaftNode, gateway: Gateway, c: CollectionRecord, req: SearchRequest): Promise<SearchResponse> {
+  const startedMs = gateway.clock.nowMs();
+  const schema = c.schema?.vectors as VectorSchema;
+  const indexed = new Set(Object.keys(c.schema?.payloadIndexes ?? {}));
+  const split = req.filter === null ? { part: null, complete: true } : indexedPart(req.filter, indexed);
+  const body: ReplicaSearchRequest = {
+    vector: vectorBytes(req.vector),
+    opts: { k: req.k, ...(req.ef !== undefined ? { ef: req.ef } : {}), ...(req.exact === true ? { exact: true } : {}), filter: split.part },
+    consistency: req.consistency, withPayload: req.withPayload, withVector: req.withVector, postFilter: split.complete ? null : req.filter,
+  };
+  const out = await fanOut<ReplicaSearchAnswer>(node, gateway, c.name, req.timeoutMs, req.allowPartial,
+    (shard) => gateway.ask("index-search", shard, body, req.consistency !== "linearizable") as Promise<ReplicaSearchAnswer>);
+  const hits = out.parts.flatMap((p) => p.hits);
+  hits.sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const plans: Record<string, number> = {};
+  for (const p of out.parts) plans[p.plan] = (plans[p.plan] ?? 0) + 1;
+  return {
+    results: hits.slice(0, req.k).map(([id, d, payload, vector]) => ({
+      id, score: scoreOf(schema.metric, d),
+      ...(req.withPayload ? { payload } : {}),
+      ...(req.withVector && vector !== null ? { vector: [...vectorOf(vector)] } : {}),
+    })),
+    shards: { asked: out.asked, answered: out.parts.length, failed: out.failed.map((f) => ({ shard: f.shard, error: f.error!.name, message: f.error!.message })) },
+    missing: out.missing,
+    unindexedKeys: req.filter === null ? [] : filterKeys(req.filter).filter((k) => !indexed.has(k)),
+    exhaustive: out.parts.every((p) => p.exhaustive),
+    plans,
+    tookMs: Math.round((gateway.clock.nowMs() - startedMs) * 10) / 10,
+  };
+}
+
+export interface CountResponse {
+  count: number;
+  shards: SearchResponse["shards"];
+  missing: SearchResponse["missing"];
+  unindexedKeys: string[];
+  tookMs: number;
+}
+
+/** Records of the collection satisfying the filter, summed over shards whose answers tile the hash space. */
+export async function countCollection(node: MultiRaftNode, gateway: Gateway, c: CollectionRecord, filter: Filter | null,
+  consistency: ReadConsistency, timeoutMs: number, allowPartial: boolean): Promise<CountResponse> {
+  const startedMs = gateway.clock.nowMs();
+  const indexed = new Set(Object.keys(c.schema?.payloadIndexes ?? {}));
+  const body: ReplicaCountRequest = { filter, consistency };
+  const out = await fanOut<ReplicaCountAnswer>(node, gateway, c.name, timeoutMs, allowPartial,
+    (shard) => gateway.ask("index-count", shard, body, consistency !== "linearizable") as Promise<ReplicaCountAnswer>);
+  return {
+    count: out.parts.reduce((s, p) => s + p.count, 0),
+    shards: { asked: out.asked, answered: out.parts.length, failed: out.failed.map((f) => ({ shard: f.shard, error: f.error!.name, message: f.error!.message })) },
+    missing: out.missing,
+    unindexedKeys: filter === null ? [] : filterKeys(filter).filter((k) => !indexed.has(k)),
+    tookMs: Math.round((gateway.clock.nowMs() - startedMs) * 10) / 10,
+  };
+}
