@@ -3,9 +3,9 @@
  * on their voters, placed by the placement driver on the metadata leader), list and read them, and
  * change the replicas each shard keeps. Reads come from this node's copy of the metadata.
  *
- * Not built yet, and refused as such: dropping a collection, and changing anything but the replication
- * factor. Records of a collection are written and read through the record routes (server.ts); vectors,
- * payload indexes and search come with the rest of issue 14.
+ * Dropping a collection removes its shards from the map; their replicas drop them and their indexes.
+ * Not built yet, and refused as such: changing anything but the replication factor. Records are written
+ * and read through records.ts, searched and counted through search.ts.
  */
 import type { FastifyInstance } from "fastify";
 import { ApiError, refusalError } from "./error-table.js";
@@ -112,5 +112,22 @@ export async function registerCollectionRoutes(app: FastifyInstance, node: Multi
     const meta = node.metaState();
     const c = found(req.params.collection);
     return { ...collectionView(c, meta), replicationFactor: req.body.replicationFactor };
+  });
+
+  app.delete<{ Params: { collection: string } }>("/v1/collections/:collection", {
+    config: { op: "drop-collection" },
+    schema: {
+      operationId: "dropCollection", params,
+      summary: "Drop a collection: its shards leave the map at once (requests for it answer 404 from then on) and their replicas are dropped, records and indexes with them",
+      response: responses({
+        type: "object", required: ["dropped", "shards"], description: "dropped",
+        properties: { dropped: { type: "string" }, shards: { type: "integer", description: "shards removed" } },
+      }, "collection_not_found", "collection_protected", ...THROUGH_RAFT),
+    },
+  }, async (req) => {
+    found(req.params.collection);
+    const r = await gateway.proposeMeta({ kind: "drop-collection", name: req.params.collection, atMs: gateway.clock.wallMs() });
+    if (!r.ok) throw refusalError(r);
+    return { dropped: req.params.collection, shards: r.value as number };
   });
 }

@@ -74,6 +74,7 @@ export const ERRORS = {
   node_exists: refused(409, "a node with this id is registered already"),
   shard_exists: refused(409, "a shard with this id exists already"),
   collection_exists: refused(409, "a collection with this name exists already"),
+  collection_protected: refused(409, "the default collection is the cluster's own: it cannot be dropped"),
   not_enough_nodes: refused(409, "fewer ready, healthy nodes on distinct hosts than the replication factor asks for"),
   shard_retired: refused(409, "the shard was merged into another"),
   stale_epoch: refused(409, "the shard map changed under the request (a stale epoch)"),

@@ -75,8 +75,9 @@ export function parseJsonBody(bytes: Buffer, limits: JsonLimits, itemsOf?: strin
         fields = before + 1;
         return;
       }
-      // A list of numbers (a vector) is one field: its length is the schema's to judge.
-      fields += v.every((x) => typeof x === "number") ? 1 : v.length;
+      // A vector (a list of numbers under the key `vector`) is one field: its length is the schema's to judge.
+      const vector = (path === "vector" || path.endsWith(".vector")) && v.every((x) => typeof x === "number");
+      fields += vector ? 1 : v.length;
       if (fields > limits.fieldsMax) throw fieldsExceeded(limits);
       for (let i = 0; i < v.length; i++) walk(v[i], pathOf(path, i), depth + 1);
       return;

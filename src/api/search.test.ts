@@ -10,6 +10,8 @@ import type { FastifyInstance } from "fastify";
 import { stopLeftovers, waitFor } from "../node/testing.js";
 import { startApiCluster } from "./testing.js";
 import { Rng } from "../util/rng.js";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 
 after(stopLeftovers);
 
@@ -137,6 +139,52 @@ test("a collection with vectors takes batches, answers searches and counts with 
     await refused("/v1/collections/default/records", { records: [{ id: "x", payload: 1, vector: query }] }, 400, "invalid_vector", "records[0].vector");
     await refused("/v1/collections/default/search", { vector: query }, 400, "invalid_vector");
     assert.equal((await count(undefined)).count, 299, "nothing refused was written");
+  } finally {
+    await api.stop();
+  }
+});
+
+test("dropping a collection while it is searched: searches answer whole or 404, its replicas and their indexes go, and the name is free again", async () => {
+  const api = await startApiCluster(3, 1);
+  try {
+    const [one, two] = [1, 2].map((id) => api.apps.get(id)!);
+    const node1 = api.c.nodes.get(1)!;
+    await waitFor("the founders registered", () => [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    assert.equal((await post(one!, "/v1/collections", { name: "temp", shards: 2, vectors: { dim: DIM, metric: "l2" } })).status, 200);
+    const rng = new Rng(9);
+    const records = Array.from({ length: 100 }, (_, i) => ({ id: `t${i}`, payload: i, vector: vectorOf(rng) }));
+    assert.equal(((await post(one!, "/v1/collections/temp/records", { records })).body as { failed: number }).failed, 0);
+    const shards = node1.metaState().collections.get("temp")!.shards;
+    await waitFor("the indexes opened", () => [...api.indexes.values()].every((x) => x.stats().indexes === 2));
+
+    // Searches run while the collection is dropped: each answers all 10 neighbours, or 404 once it is gone.
+    let stop = false;
+    const seen = new Map<number, number>();
+    const searching = (async () => {
+      while (!stop) {
+        const r = await post(two!, "/v1/collections/temp/search", { vector: vectorOf(rng), k: 10, consistency: "eventual" });
+        seen.set(r.status, (seen.get(r.status) ?? 0) + 1);
+        if (r.status === 200) assert.equal((r.body as Answer).results.length, 10, "never silently fewer");
+        else assert.equal((r.body as { error: { code: string } }).error.code, "collection_not_found", JSON.stringify(r.body));
+      }
+    })();
+    await waitFor("a few searches answered", () => (seen.get(200) ?? 0) >= 3);
+    const dropped = await one!.inject({ method: "DELETE", url: "/v1/collections/temp" });
+    assert.equal(dropped.statusCode, 200, dropped.body);
+    assert.deepEqual(dropped.json(), { dropped: "temp", shards: 2 });
+    await waitFor("searches see it gone", () => (seen.get(404) ?? 0) >= 3);
+    stop = true;
+    await searching;
+    assert.deepEqual([...seen.keys()].sort(), [200, 404]);
+
+    await waitFor("every replica and index of it is gone", () =>
+      [...api.c.nodes.values()].every((n) => shards.every((id) => !n.hosts(id))) && [...api.indexes.values()].every((x) => x.stats().indexes === 0));
+    for (const dir of api.c.dirs.values()) for (const id of shards) assert.equal(existsSync(join(dir, "indexes", String(id))), false, `shard ${id}'s saved index removed`);
+    assert.equal((await one!.inject({ method: "DELETE", url: "/v1/collections/temp" })).statusCode, 404);
+    assert.equal((await one!.inject({ method: "DELETE", url: "/v1/collections/default" })).statusCode, 409);
+    assert.equal((await post(two!, "/v1/collections", { name: "temp", shards: 1, vectors: { dim: DIM, metric: "l2" } })).status, 200, "the name is free again");
+    const fresh = (await post(two!, "/v1/collections/temp/count", {})).body as { count: number };
+    assert.equal(fresh.count, 0, "a new collection, not the old one's records");
   } finally {
     await api.stop();
   }

@@ -30,7 +30,7 @@ import { RECORDS_END } from "../node/idempotency.js";
 import { type StoredRecord, vectorOf } from "../node/records.js";
 import type { VectorSchema } from "../meta/collections.js";
 import type { HashRange } from "../meta/ranges.js";
-import { OverloadedError, WrongShardError } from "../node/group.js";
+import { NotHostedError, OverloadedError, WrongShardError } from "../node/group.js";
 import { type Filter, filterKeys, matches, valuesAt } from "./filter.js";
 import type { CountAnswer, FromWorker, SearchAnswer, ToWorker, WireOp } from "./index-protocol.js";
 
@@ -359,9 +359,10 @@ export class IndexService implements ReplicaObserver {
 
   /** The index of a replica hosted here, opened (and caught up to the walk) if it was not yet. */
   private async entryOf(group: number): Promise<Entry> {
+    if (!this.node.hosts(group)) throw new NotHostedError(group);
     if (!this.entries.has(group)) this.reconcile();
     const entry = this.entries.get(group);
-    if (entry === undefined) throw new Error(`shard ${group} has no index on node ${this.node.id}`);
+    if (entry === undefined) throw new Error(`shard ${group} has no index on node ${this.node.id} (its collection declares no vectors and no payload index)`);
     await entry.ready;
     return entry;
   }

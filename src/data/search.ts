@@ -14,6 +14,7 @@ import { HASH_SPACE, type HashRange } from "../meta/ranges.js";
 import type { CollectionRecord, MetaState } from "../meta/state.js";
 import type { VectorSchema } from "../meta/collections.js";
 import type { Gateway } from "../node/gateway.js";
+import { CollectionNotFoundError } from "../node/group.js";
 import { type MultiRaftNode, NotHostedError, NotLeaderError, RequestTimeoutError, WrongShardError } from "../node/multi-raft.js";
 import { coverHashSpace } from "../node/scan.js";
 import { vectorBytes, vectorOf } from "../node/records.js";
@@ -80,6 +81,8 @@ async function fanOut<A extends { range: HashRange; frozen: boolean; children: n
   const named = new Set<number>();
   for (let round = 1; ; round++) {
     const meta = node.metaState();
+    // Dropped while the search ran: its shards are going away, and nothing of it is to be answered.
+    if (!meta.collections.has(collection)) throw new CollectionNotFoundError(collection);
     const shards = new Set(liveShards(meta, collection));
     for (const child of named) if (meta.shards.get(child)?.retiredInto === undefined) shards.add(child);
     const settled = await Promise.all([...shards].map((shard) => withDeadline(ask(shard), deadlineMs - clock.nowMs(), shard, timeoutMs, gateway)

@@ -21,8 +21,8 @@ test("a full declaration is kept as given; a vector schema gets f32 storage and 
   assert.equal(spec.ttlMs, 86_400_000);
   assert.deepEqual(spec.vectors, { dim: 128, metric: "cosine", storage: "f32", hnsw: COLLECTION_DEFAULTS.hnsw });
   assert.equal(spec.payloadIndexes["brand.country"], "keyword");
-  const tuned = parseCollectionSpec({ name: "t", vectors: { dim: 3, metric: "l2", storage: "i8", hnsw: { efSearch: 256 } } });
-  assert.deepEqual(tuned.vectors, { dim: 3, metric: "l2", storage: "i8", hnsw: { m: 16, efConstruction: 128, efSearch: 256 } });
+  const tuned = parseCollectionSpec({ name: "t", vectors: { dim: 3, metric: "cosine", storage: "i8", hnsw: { efSearch: 256 } } });
+  assert.deepEqual(tuned.vectors, { dim: 3, metric: "cosine", storage: "i8", hnsw: { m: 16, efConstruction: 128, efSearch: 256 } });
 });
 
 test("a declaration out of range is refused with the path of the field and what it takes", () => {
@@ -45,6 +45,7 @@ test("a declaration out of range is refused with the path of the field and what 
   refused({ name: "d", vectors: { dim: 4097, metric: "cosine" } }, "vectors.dim", /1 to 4096/);
   refused({ name: "d", vectors: { dim: 8, metric: "hamming" } }, "vectors.metric", /"cosine", "dot", "l2"/);
   refused({ name: "d", vectors: { dim: 8, metric: "dot", storage: "f64" } }, "vectors.storage", /"f32", "f16", "i8"/);
+  refused({ name: "d", vectors: { dim: 8, metric: "l2", storage: "i8" } }, "vectors.storage", /cosine/);
   refused({ name: "d", vectors: { dim: 8, metric: "dot", hnsw: { m: 2 } } }, "vectors.hnsw.m", /4 to 64/);
   refused({ name: "d", vectors: { dim: 8, metric: "dot", hnsw: { ef: 2 } } }, "vectors.hnsw.ef", /unknown field/);
   refused({ name: "d", vectors: { dim: 8, metric: "dot", size: 1 } }, "vectors.size", /unknown field/);

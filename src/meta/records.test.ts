@@ -160,6 +160,7 @@ class CommandGen {
     if (w < 18) return { kind: "forget-node", node: this.nodeId(s), atMs };
     if (w < 21) {
       if (r.chance(0.3)) return { kind: "set-collection-replicas", name: `c${r.int(6)}`, replicationFactor: r.range(0, 8), atMs };
+      if (r.chance(0.2)) return { kind: "drop-collection", name: r.chance(0.1) ? "default" : `c${r.int(6)}`, atMs };
       const rf = r.range(1, 3);
       const placements = Array.from({ length: r.range(1, 3) }, () => this.replicaSet(s, rf));
       if (r.chance(0.5)) return { kind: "create-collection", name: `c${r.int(6)}`, replicationFactor: rf, placements, atMs };

@@ -11,6 +11,8 @@ import { SETTINGS_HISTORY_MAX, initialMetaState } from "./state.js";
 import { DEFAULT_PLACEMENT, upgradePlacementConfig } from "../placement/types.js";
 
 const SEQ = "seq";
+/** The ids of dropped collections' shards (MetaState.droppedShards), sorted. */
+const DROPPED = "dropped";
 const nodeKey = (id: number) => `n:${id}`;
 const collectionKey = (name: string) => `c:${name}`;
 const shardKey = (id: number) => `s:${id}`;
@@ -35,6 +37,7 @@ export function applyMetaTracked(s: MetaState, cmd: MetaCommand): { result: Appl
   const operatorsBefore = cmd.kind === "record-operator" ? new Set(s.operators.keys()) : new Set<number>();
   const shardsBefore = s.nextShardId;
   const seqBefore = [s.nextNodeId, s.nextShardId];
+  const droppedBefore = cmd.kind === "drop-collection" ? new Set(s.droppedShards) : new Set<number>();
   const result = applyMeta(s, cmd);
   const changes: MetaChanges = { puts: [], deletes: [] };
   if (!result.ok) return { result, changes };
@@ -69,6 +72,11 @@ export function applyMetaTracked(s: MetaState, cmd: MetaCommand): { result: Appl
       putCollection(cmd.name);
       break;
     case "reserve-shard-id":
+      break;
+    case "drop-collection":
+      putCollection(cmd.name);
+      for (const id of s.droppedShards) if (!droppedBefore.has(id)) putShard(id);
+      record(DROPPED, [...s.droppedShards].sort((a, b) => a - b));
       break;
     case "merge-shards": {
       putShard(cmd.into);
@@ -118,6 +126,7 @@ export function metaToRecords(s: MetaState): [string, unknown][] {
   for (const sh of s.shards.values()) out.push([shardKey(sh.id), sh]);
   for (const v of s.settings) out.push([settingsKey(v.version), v]);
   for (const o of s.operators.values()) out.push([operatorKey(o.operator.id), o]);
+  if (s.droppedShards.size > 0) out.push([DROPPED, [...s.droppedShards].sort((a, b) => a - b)]);
   return out;
 }
 
@@ -143,6 +152,7 @@ export function metaFromRecords(records: Iterable<[string, unknown]>): MetaState
       // Settings added since a version was written take their defaults.
       case "v": s.settings.push({ ...(value as SettingsVersion), placement: upgradePlacementConfig((value as SettingsVersion).placement as unknown as Record<string, unknown>) }); break;
       case "o": s.operators.set((value as OperatorRecord).operator.id, value as OperatorRecord); break;
+      case DROPPED: s.droppedShards = new Set(value as number[]); break;
       default: throw new Error(`unknown metadata record ${key}`);
     }
   }

@@ -117,12 +117,18 @@ export interface MetaState {
   /** Oldest first; the last is in force. Invariant: non-empty, versions strictly increasing. */
   settings: SettingsVersion[];
   operators: Map<number, OperatorRecord>;
+  /**
+   * Shards of dropped collections: gone from the map, so that nothing routes to, places or repairs
+   * them; their replicas drop them (hosting.ts), which a shard merely missing from the map (a founder's,
+   * before its collection is recorded) must not make them do. Ids are never reused.
+   */
+  droppedShards: Set<number>;
 }
 
 export function initialMetaState(placement: PlacementConfig, atMs: number): MetaState {
   return {
     nodes: new Map(), nextNodeId: 1, collections: new Map(), shards: new Map(), nextShardId: 1,
-    settings: [{ version: 1, placement, atMs, note: "initial" }], operators: new Map(),
+    settings: [{ version: 1, placement, atMs, note: "initial" }], operators: new Map(), droppedShards: new Set(),
   };
 }
 
@@ -143,6 +149,8 @@ export type MetaCommand =
   | { kind: "create-collection"; name: string; replicationFactor: number; placements: NodeId[][]; schema?: CollectionSchema; targetReplicas?: number; atMs: number }
   /** Changes the replicas the placement driver keeps for each shard of a collection (it adds or removes them). */
   | { kind: "set-collection-replicas"; name: string; replicationFactor: number; atMs: number }
+  /** Drops a collection: its shards leave the map (their replicas drop them) and its name is free again. */
+  | { kind: "drop-collection"; name: string; atMs: number }
   /**
    * A shard's replica set as its leader's Raft configuration has it at applied index `confIndex`
    * (the leader mirrors every configuration change it applies); refused unless newer than the record's.
@@ -220,6 +228,19 @@ export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
       if (!validReplicas(cmd.replicationFactor)) return refuse("bad_request", `a collection keeps 1 to ${REPLICATION_FACTOR_MAX} replicas per shard, not ${cmd.replicationFactor}`);
       c.targetReplicas = cmd.replicationFactor;
       return { ok: true, value: cmd.replicationFactor };
+    }
+    case "drop-collection": {
+      const c = s.collections.get(cmd.name);
+      if (c === undefined) return refuse("collection_not_found", `no collection ${cmd.name}`);
+      if (cmd.name === DEFAULT_COLLECTION) return refuse("collection_protected", `the ${DEFAULT_COLLECTION} collection is the cluster's own: it cannot be dropped`);
+      s.collections.delete(cmd.name);
+      // Every shard of it, retired ones too (a merge source keeps its record until now).
+      const gone = [...s.shards.values()].filter((sh) => sh.collection === cmd.name).map((sh) => sh.id);
+      for (const id of gone) {
+        s.shards.delete(id);
+        s.droppedShards.add(id);
+      }
+      return { ok: true, value: gone.length };
     }
     case "set-replicas": {
       const shard = s.shards.get(cmd.shard);

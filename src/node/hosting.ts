@@ -14,7 +14,7 @@ import type { NodeId } from "../placement/types.js";
 export interface HostingChanges {
   /** Shards placed here that this node does not host yet: created empty, filled by the leader (snapshot, log). */
   create: number[];
-  /** Shards hosted here that the metadata knows and no longer places here. */
+  /** Shards hosted here that the metadata knows and no longer places here, or dropped with their collection. */
   drop: number[];
 }
 
@@ -38,6 +38,8 @@ export function hostingChanges(meta: Readonly<MetaState>, self: NodeId, hosted: 
     // A shard the metadata does not know yet (a founder's, before the collection is recorded) stays.
     if (!placed && hosted.has(shard.id) && caughtUp) drop.push(shard.id);
   }
+  // A dropped collection's shards left the map; their replicas go.
+  if (caughtUp) for (const id of hosted) if (meta.droppedShards.has(id)) drop.push(id);
   return { create, drop };
 }
 
