@@ -5,7 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { openSync } from "node:fs";
+import { mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type HistoryEvent, checkOperations, kvModel, operationsFromEvents } from "../check/index.js";
 import { shardOf } from "../node/multi-raft.js";
@@ -132,6 +133,33 @@ test("shoal node ls / shard ls / collection: every node registers in the metadat
   const bad = run(["collection", "create", "boots", "--dim", "4", ...at(1)]);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /invalid_collection.*vectors\.metric/);
+  // Records with vectors loaded in batches from a file, searched with a filter and counted from other nodes.
+  const dir = mkdtempSync(join(tmpdir(), "shoal-upsert-"));
+  try {
+    const file = join(dir, "shoes.jsonl");
+    const lines = Array.from({ length: 250 }, (_, i) => JSON.stringify({ id: `s${i}`, payload: { color: i % 5 === 0 ? "red" : "blue", size: i }, vector: [1, i / 250, (i % 7) / 7, 0.5] }));
+    writeFileSync(file, lines.join("\n") + "\n");
+    const loaded = run(["upsert", "shoes", "--file", file, "--batch", "100", ...at(1)]);
+    assert.equal(loaded.status, 0, loaded.stderr);
+    assert.match(loaded.stdout, /^250 records written to shoes in [\d.]+ s$/m);
+    const found = run(["search", "shoes", "--vector", "[1, 0.4, 0.2857, 0.5]", "-k", "3", "--filter", '{"must": [{"key": "color", "match": "red"}]}', ...at(3)]);
+    assert.equal(found.status, 0, found.stderr);
+    assert.match(found.stdout, /^s100\s+1\.0000\s+\{"color":"red","size":100\}$/m, "the nearest red shoe first");
+    assert.match(found.stdout, /3 results from 2\/2 shards/);
+    const counted = run(["count", "shoes", "--filter", '{"must": [{"key": "size", "range": {"lt": 10}}]}', ...at(2)]);
+    assert.equal(counted.status, 0, counted.stderr);
+    assert.equal(counted.stdout.trim(), "10");
+    assert.match(counted.stderr, /without a payload index \(records read\): size/);
+    const wrong = run(["search", "shoes", "--vector", "[1, 2]", ...at(2)]);
+    assert.equal(wrong.status, 1);
+    assert.match(wrong.stderr, /invalid_vector/);
+    const dropped = run(["collection", "drop", "shoes", "--yes", ...at(2)]);
+    assert.equal(dropped.status, 0, dropped.stderr);
+    assert.match(dropped.stdout, /dropped collection shoes \(2 shards\)/);
+    assert.match(run(["count", "shoes", ...at(3)]).stderr, /collection_not_found/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   const down = run(["node", "ls", "--endpoint", "http://127.0.0.1:1"]);
   assert.equal(down.status, 1);
   assert.match(down.stderr, /cannot reach/);

@@ -1,15 +1,13 @@
-/** `shoal collection create | ls | get | update`: collections through the HTTP API (api/collections.ts). */
+/** `shoal collection create | ls | get | update | drop`: collections through the HTTP API (api/collections.ts). */
 import { type ClientOptions, call, readable, report, table } from "./client.js";
 
 export interface CreateOptions extends ClientOptions {
   shards?: number;
   replicationFactor?: number;
-  partitioning?: "hash" | "range";
   dim?: number;
   metric?: "cosine" | "dot" | "l2";
   storage?: "f32" | "f16" | "i8";
   index?: Record<string, string>;
-  ttlMs?: number;
 }
 
 interface CollectionView {
@@ -28,10 +26,8 @@ export function declaration(name: string, o: CreateOptions): Record<string, unkn
   const body: Record<string, unknown> = { name };
   if (o.shards !== undefined) body.shards = o.shards;
   if (o.replicationFactor !== undefined) body.replicationFactor = o.replicationFactor;
-  if (o.partitioning !== undefined) body.partitioning = o.partitioning;
   if (o.dim !== undefined || o.metric !== undefined) body.vectors = { dim: o.dim, metric: o.metric, ...(o.storage !== undefined ? { storage: o.storage } : {}) };
   if (o.index !== undefined) body.payloadIndexes = o.index;
-  if (o.ttlMs !== undefined) body.ttlMs = o.ttlMs;
   return body;
 }
 
@@ -61,4 +57,11 @@ export async function collectionGetCommand(name: string, opts: ClientOptions): P
 
 export async function collectionUpdateCommand(name: string, opts: ClientOptions & { replicationFactor: number }): Promise<number> {
   return report(await call(opts.endpoint, "PATCH", `/v1/collections/${encodeURIComponent(name)}`, { replicationFactor: opts.replicationFactor }));
+}
+
+export async function collectionDropCommand(name: string, opts: ClientOptions): Promise<number> {
+  const res = await call(opts.endpoint, "DELETE", `/v1/collections/${encodeURIComponent(name)}`);
+  if (!readable(res)) return report(res);
+  console.log(`dropped collection ${name} (${(res.body as { shards: number }).shards} shards)`);
+  return 0;
 }

@@ -74,6 +74,7 @@ export function buildProgram(): Command {
   addToolCommands(program);
   addNodeCommands(program);
   addRecordCommands(program);
+  addQueryCommands(program);
   addClusterCommands(program);
   return program;
 }
@@ -182,6 +183,36 @@ function addRecordCommands(program: Command): void {
     .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).delCommand(id, opts); });
 }
 
+function addQueryCommands(program: Command): void {
+  const collection = () => new Argument("<collection>", "the collection's name");
+  program.command("upsert").description("load records into a collection in batches (one proposal per shard per batch), with progress; exit 1 if any record was not written")
+    .addArgument(collection())
+    .addOption(new Option("--file <path>", "JSON lines, one {\"id\", \"payload\", \"vector\"?} per line; - for standard input").makeOptionMandatory())
+    .addOption(new Option("--batch <n>", "records per batch (1-1000)").argParser((v: string) => {
+      const n = positiveInt(v);
+      if (n > 1000) throw new InvalidArgumentError("At most 1000 records per batch");
+      return n;
+    }).default(500))
+    .addOption(endpoint())
+    .action(async (c: string, opts) => { process.exitCode = await (await import("./records-client.js")).upsertCommand(c, opts); });
+  program.command("search").description("the records nearest a vector, with an optional filter (best first; score: similarity for cosine and dot, distance for l2)")
+    .addArgument(collection())
+    .addOption(new Option("--vector <json>", "the query, a JSON list of `dim` numbers, e.g. '[0.1, 0.2]'").makeOptionMandatory())
+    .addOption(new Option("-k <n>", "neighbours to return (1-1000; default 10)").argParser(positiveInt))
+    .addOption(new Option("--ef <n>", "the graph's search breadth (at least k): larger finds more of the true neighbours, slower").argParser(positiveInt))
+    .addOption(new Option("--filter <json>", "a filter, e.g. '{\"must\": [{\"key\": \"color\", \"match\": \"red\"}]}' (README, Filters)"))
+    .addOption(new Option("--exact", "brute force over every record (exact neighbours, slower)"))
+    .addOption(new Option("--consistency <level>", "linearizable (default: each shard's leader, after a ReadIndex round) or eventual (any replica, now)").choices(["linearizable", "eventual"]))
+    .addOption(new Option("--allow-partial", "answer with the shards that answered in time, naming the rest"))
+    .addOption(new Option("--timeout-ms <ms>", "past it: fail, or a partial answer with --allow-partial (default 5000)").argParser(positiveInt))
+    .addOption(json()).addOption(endpoint())
+    .action(async (c: string, opts) => { process.exitCode = await (await import("./records-client.js")).searchCommand(c, opts); });
+  program.command("count").description("records of a collection satisfying a filter (all without one)").addArgument(collection())
+    .addOption(new Option("--filter <json>", "a filter (README, Filters)"))
+    .addOption(json()).addOption(endpoint())
+    .action(async (c: string, opts) => { process.exitCode = await (await import("./records-client.js")).countCommand(c, opts); });
+}
+
 function addClusterCommands(program: Command): void {
   program.command("status").description("a node's view of the shards it holds: role, leader, term, commit and applied index, voters")
     .addOption(json()).addOption(endpoint())
@@ -189,7 +220,7 @@ function addClusterCommands(program: Command): void {
   addNodeAdmin(program.command("node").description("the cluster's nodes"));
   addConfig(program.command("config").description("cluster-wide settings, versioned in the metadata group"));
   addShardAdmin(program.command("shard").description("the shard map"));
-  addCollections(program.command("collection").description("collections: their shards, replicas and declarations (vectors and search come later)"));
+  addCollections(program.command("collection").description("collections: their shards, replicas, vector schema and payload indexes"));
   addOperators(program.command("operator").description("the placement driver's operators (replica moves, leader transfers, splits, merges)"));
   program.command("alerts").description("the placement driver's alerts (dead nodes, stale learners, removals)").addOption(json()).addOption(endpoint())
     .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).alertsCommand(opts); });
@@ -251,12 +282,10 @@ function addCollections(collectionCmd: Command): void {
     .addArgument(name())
     .addOption(new Option("--shards <n>", "shards (1-1024; default 4)").argParser(positiveInt))
     .addOption(new Option("--replication-factor <n>", "replicas per shard (1-7; default 3)").argParser(positiveInt))
-    .addOption(new Option("--partitioning <how>", "hash of the id (default) or id range").choices(["hash", "range"]))
     .addOption(new Option("--dim <n>", "vector dimension (1-4096): the collection takes a vector per record").argParser(positiveInt))
     .addOption(new Option("--metric <metric>", "vector similarity").choices(["cosine", "dot", "l2"]))
     .addOption(new Option("--storage <type>", "how vectors are stored (default f32)").choices(["f32", "f16", "i8"]))
     .addOption(new Option("--index <field=type>", "a payload index (repeatable): a dotted field path and keyword, integer, float or bool").argParser(payloadIndex))
-    .addOption(new Option("--ttl-ms <ms>", "records expire this long after their last write (at least 1000)").argParser(positiveInt))
     .addOption(json()).addOption(endpoint())
     .action(async (n: string, opts) => { process.exitCode = await (await import("./collection-client.js")).collectionCreateCommand(n, opts); });
   collectionCmd.command("ls").description("list the collections").addOption(json()).addOption(endpoint())
@@ -266,6 +295,9 @@ function addCollections(collectionCmd: Command): void {
   collectionCmd.command("update").description("change the replicas each shard keeps (the placement driver adds or removes them)").addArgument(name())
     .addOption(new Option("--replication-factor <n>", "replicas per shard (1-7)").argParser(positiveInt).makeOptionMandatory()).addOption(endpoint())
     .action(async (n: string, opts) => { process.exitCode = await (await import("./collection-client.js")).collectionUpdateCommand(n, opts); });
+  collectionCmd.command("drop").description("drop a collection: its shards, records and indexes go (the default collection cannot be dropped)").addArgument(name())
+    .addOption(new Option("--yes", "confirm: nothing of the collection is kept").makeOptionMandatory()).addOption(endpoint())
+    .action(async (n: string, opts) => { process.exitCode = await (await import("./collection-client.js")).collectionDropCommand(n, opts); });
 }
 
 function addShardAdmin(shardCmd: Command): void {

@@ -129,7 +129,7 @@ export function parseCollectionSpec(input: unknown): CollectionSpec {
   const nameProblem = collectionNameProblem(input.name);
   if (nameProblem !== null) throw new CollectionSpecError("name", nameProblem);
   const L = COLLECTION_LIMITS;
-  return {
+  const spec: CollectionSpec = {
     name: input.name as string,
     shards: input.shards === undefined ? COLLECTION_DEFAULTS.shards : integer(input.shards, "shards", 1, L.shardsMax),
     replicationFactor: input.replicationFactor === undefined ? COLLECTION_DEFAULTS.replicationFactor
@@ -139,6 +139,10 @@ export function parseCollectionSpec(input: unknown): CollectionSpec {
     payloadIndexes: input.payloadIndexes === undefined ? {} : parsePayloadIndexes(input.payloadIndexes),
     ttlMs: input.ttlMs === undefined || input.ttlMs === null ? null : integer(input.ttlMs, "ttlMs", L.ttlMsMin, Number.MAX_SAFE_INTEGER),
   };
+  // Declared, checked, and refused until built: accepting them would promise what no code keeps.
+  if (spec.partitioning === "range") throw new CollectionSpecError("partitioning", "range partitioning is not built yet: collections are partitioned by the hash of the id (hash)");
+  if (spec.ttlMs !== null) throw new CollectionSpecError("ttlMs", "record expiry (TTL) is not built yet: declare the collection without ttlMs");
+  return spec;
 }
 
 function parseVectorSchema(input: unknown): VectorSchema {
