@@ -189,3 +189,79 @@ test("dropping a collection while it is searched: searches answer whole or 404, 
     await api.stop();
   }
 });
+
+test("a search while its shard splits returns every neighbour, from both shards once the split is known; the split's child gets an index", async () => {
+  const api = await startApiCluster(3, 1);
+  try {
+    const [one, two] = [1, 2].map((id) => api.apps.get(id)!);
+    const node1 = api.c.nodes.get(1)!;
+    await waitFor("the founders registered", () => [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    assert.equal((await post(one!, "/v1/collections", { name: "grow", shards: 1, vectors: { dim: DIM, metric: "dot" } })).status, 200);
+    const rng = new Rng(17);
+    const records = Array.from({ length: 60 }, (_, i) => ({ id: `g${i}`, payload: i, vector: vectorOf(rng) }));
+    assert.equal(((await post(one!, "/v1/collections/grow/records", { records })).body as { failed: number }).failed, 0);
+    const shard = node1.metaState().collections.get("grow")!.shards[0]!;
+
+    // k = every record: a search that misses a part of the hash space shows it at once.
+    let stop = false;
+    let answered = 0;
+    let asked2 = 0;
+    const searching = (async () => {
+      while (!stop) {
+        const r = await post(two!, "/v1/collections/grow/search", { vector: vectorOf(rng), k: 100, exact: answered % 2 === 0, withPayload: false });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        const a = r.body as Answer;
+        assert.equal(a.results.length, 60, "never silently fewer");
+        assert.equal(new Set(a.results.map((h) => h.id)).size, 60, "never twice");
+        answered++;
+        if (a.shards.asked === 2) asked2++;
+      }
+    })();
+    await waitFor("searches answered", () => answered >= 3);
+    const split = await one!.inject({ method: "POST", url: `/v1/cluster/shards/${shard}/split` });
+    assert.equal(split.statusCode, 200, split.body);
+    const child = (split.json() as { child: number }).child;
+    await waitFor("searches ask both shards", () => asked2 >= 3, 20_000);
+    stop = true;
+    await searching;
+    await waitFor("the child's replicas are indexed", () => [...api.indexes.values()].every((x) => x.stats().indexes === 2 && x.stats().pendingOps === 0 && x.stats().records === 60));
+    assert.ok(node1.metaState().collections.get("grow")!.shards.includes(child));
+  } finally {
+    await api.stop();
+  }
+});
+
+test("a shard that cannot be reached: the search fails, or with allowPartial answers the rest and names the shard and range missing", async () => {
+  const api = await startApiCluster(3, 1);
+  try {
+    const one = api.apps.get(1)!;
+    const node1 = api.c.nodes.get(1)!;
+    await waitFor("the founders registered", () => [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    assert.equal((await post(one, "/v1/collections", { name: "solo", shards: 3, replicationFactor: 1, vectors: { dim: DIM, metric: "cosine" } })).status, 200);
+    const rng = new Rng(23);
+    const records = Array.from({ length: 90 }, (_, i) => ({ id: `s${i}`, payload: i, vector: vectorOf(rng) }));
+    assert.equal(((await post(one, "/v1/collections/solo/records", { records })).body as { failed: number }).failed, 0);
+    const meta = node1.metaState();
+    const far = meta.collections.get("solo")!.shards.find((id) => meta.shards.get(id)!.replicas[0]!.node === 3);
+    assert.ok(far !== undefined, "one shard's only replica is on node 3");
+    const query = vectorOf(rng);
+    const whole = (await post(one, "/v1/collections/solo/search", { vector: query, k: 90, exact: true })).body as Answer;
+    assert.equal(whole.results.length, 90);
+
+    // Node 1 loses node 3.
+    assert.equal((await one.inject({ method: "POST", url: "/v1/test/faults", payload: { cut: [3] } })).statusCode, 200);
+    const failed = await post(one, "/v1/collections/solo/search", { vector: query, k: 90, exact: true, timeoutMs: 1500 });
+    assert.ok(failed.status === 503 || failed.status === 504, JSON.stringify(failed.body));
+    const partial = await post(one, "/v1/collections/solo/search", { vector: query, k: 90, exact: true, timeoutMs: 1500, allowPartial: true });
+    assert.equal(partial.status, 200, JSON.stringify(partial.body));
+    const p = partial.body as Answer & { missing: { range: { start: number; end: number }; shards: number[] }[] };
+    assert.deepEqual([p.shards.asked, p.shards.answered], [3, 2]);
+    assert.deepEqual((p.shards.failed as { shard: number }[]).map((f) => f.shard), [far]);
+    assert.deepEqual(p.missing, [{ range: meta.shards.get(far)!.range, shards: [far] }]);
+    const onFar = new Set(whole.results.filter((h) => !p.results.some((x) => x.id === h.id)).map((h) => h.id));
+    assert.equal(p.results.length + onFar.size, 90, "what is missing is exactly the far shard's part");
+    await one.inject({ method: "POST", url: "/v1/test/faults", payload: { cut: [] } });
+  } finally {
+    await api.stop();
+  }
+});

@@ -94,6 +94,8 @@ export class IndexService implements ReplicaObserver {
   private unwatch: (() => void) | null = null;
   private unserve: (() => void)[] = [];
   private readonly logger: Logger | undefined;
+  /** Indexes opened from their saved files, and built from the records (none saved, or not whole). */
+  readonly opened = { loaded: 0, rebuilt: 0 };
 
   constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: IndexServiceOptions) {
     this.logger = opts.logger;
@@ -199,6 +201,8 @@ export class IndexService implements ReplicaObserver {
         }
         return;
       case "opened":
+        if (m.loadedThrough === null) this.opened.rebuilt++;
+        else this.opened.loaded++;
         this.logger?.info({ shard: m.group, loadedThrough: m.loadedThrough, records: m.size, ...(m.reason !== undefined ? { rebuilt: m.reason } : {}) },
           m.loadedThrough === null ? "building a shard's index from its records" : "loaded a shard's saved index; catching up from its records");
         return;
