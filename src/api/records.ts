@@ -63,6 +63,11 @@ function writeOptions(ifVersion: number | undefined, idempotencyKey: string | st
 }
 
 
+/** A stored record as the API shows it. */
+export function recordView(id: string, r: StoredRecord, withVector: boolean): { id: string; payload: unknown; version: number; vector?: number[] } {
+  return withVector && r.vector !== undefined ? { id, payload: r.payload, version: r.version, vector: [...vectorOf(r.vector)] } : { id, payload: r.payload, version: r.version };
+}
+
 /**
  * A record's vector as the log carries it: checked against the collection's schema, or refused when the
  * collection has none (or has one and the record carries no vector).
@@ -111,9 +116,6 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
     properties: { id: { type: "string" }, payload: { description: "any JSON value" }, version, vector: { type: "array", items: { type: "number" }, description: "with `withVector=true`, in a collection with a vector schema" } },
   } as const;
   const vectorField = { type: "array", items: { type: "number" }, description: "the record's vector: required in a collection with a vector schema (`dim` finite numbers), refused in one without" } as const;
-  /** A stored record as the API shows it. */
-  const recordView = (id: string, r: StoredRecord, withVector: boolean) =>
-    (withVector && r.vector !== undefined ? { id, payload: r.payload, version: r.version, vector: [...vectorOf(r.vector)] } : { id, payload: r.payload, version: r.version });
 
   app.put<{ Params: { collection: string; id: string }; Body: { payload: unknown; vector?: unknown; ifVersion?: number } }>(
     "/v1/collections/:collection/records/:id",

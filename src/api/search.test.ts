@@ -265,3 +265,52 @@ test("a shard that cannot be reached: the search fails, or with allowPartial ans
     await api.stop();
   }
 });
+
+test("scans and deletes by filter, across shards and pages, in a collection without vectors (its payload index answers counts)", async () => {
+  const api = await startApiCluster(3, 1);
+  try {
+    const [one, two] = [1, 2].map((id) => api.apps.get(id)!);
+    const node1 = api.c.nodes.get(1)!;
+    await waitFor("the founders registered", () => [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    assert.equal((await post(one!, "/v1/collections", { name: "plain", shards: 3, payloadIndexes: { kind: "keyword" } })).status, 200);
+    for (let from = 0; from < 2500; from += 1000) {
+      const records = Array.from({ length: Math.min(1000, 2500 - from) }, (_, j) => ({ id: `k${String(from + j).padStart(4, "0")}`, payload: { kind: (from + j) % 3 === 0 ? "a" : "b", n: from + j } }));
+      assert.equal(((await post(one!, "/v1/collections/plain/records", { records })).body as { failed: number }).failed, 0);
+    }
+    type Page = { records: { id: string; payload: { kind: string; n: number } }[]; cursor: string | null };
+    const scanAll = async (filter: unknown, limit: number) => {
+      const ids: string[] = [];
+      let cursor: string | null | undefined;
+      for (let pages = 0; cursor !== null; pages++) {
+        assert.ok(pages < 1000, "a bounded number of pages");
+        const r = await post(two!, "/v1/collections/plain/records/scan", { filter, limit, ...(cursor !== undefined ? { cursor } : {}) });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        const page = r.body as Page;
+        assert.ok(page.records.length <= limit);
+        ids.push(...page.records.map((x) => x.id));
+        cursor = page.cursor;
+      }
+      return ids;
+    };
+    const a = await scanAll({ must: [{ key: "kind", match: "a" }] }, 100);
+    const expected = Array.from({ length: 2500 }, (_, i) => i).filter((i) => i % 3 === 0).map((i) => `k${String(i).padStart(4, "0")}`);
+    assert.deepEqual(a, expected, "every match once, in id order");
+    assert.deepEqual(await scanAll({ must: [{ key: "n", range: { gte: 2498 } }] }, 1), ["k2498", "k2499"]);
+    const count = async (filter?: unknown) => ((await post(one!, "/v1/collections/plain/count", filter === undefined ? {} : { filter })).body as { count: number; unindexedKeys: string[] });
+    const indexed = await count({ must: [{ key: "kind", match: "a" }] });
+    assert.deepEqual([indexed.count, indexed.unindexedKeys], [834, []], "from the payload index");
+
+    const bad = await post(one!, "/v1/collections/plain/records/delete", {});
+    assert.equal(bad.status, 400);
+    const first = await post(one!, "/v1/collections/plain/records/delete", { filter: { must: [{ key: "kind", match: "a" }] }, max: 500 });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.deepEqual([(first.body as { deleted: number }).deleted, (first.body as { more: boolean }).more], [500, true]);
+    const rest = (await post(two!, "/v1/collections/plain/records/delete", { filter: { must: [{ key: "kind", match: "a" }] } })).body as { deleted: number; more: boolean };
+    assert.deepEqual([rest.deleted, rest.more], [334, false]);
+    assert.equal((await count({ must: [{ key: "kind", match: "a" }] })).count, 0);
+    assert.equal((await count()).count, 1666);
+    assert.equal((await count({ must: [{ key: "n", range: { lt: 3 } }] })).count, 2, "k0001 and k0002 are left");
+  } finally {
+    await api.stop();
+  }
+});

@@ -11,6 +11,8 @@ import { type CollectionRecord, DEFAULT_COLLECTION } from "../meta/state.js";
 import { VectorError, checkVector } from "../meta/collections.js";
 import { type Filter, FilterError, parseFilter } from "../data/filter.js";
 import { type SearchRequest, countCollection, searchCollection } from "../data/search.js";
+import { DELETED_PER_REQUEST_MAX, EXAMINED_PER_PAGE_MAX, deleteByFilter, scanFiltered } from "../data/filtered-scan.js";
+import { decodeCursor, encodeCursor, recordView } from "./records.js";
 import type { ReadConsistency } from "../data/index-service.js";
 import { ApiError, ERRORS } from "./error-table.js";
 import { classify } from "./envelope.js";
@@ -153,5 +155,56 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     const c = found(req.params.collection);
     const b = req.body ?? { consistency: "linearizable", timeoutMs: 5000, allowPartial: false };
     return countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), b.consistency ?? "linearizable", b.timeoutMs ?? 5000, b.allowPartial ?? false);
+  });
+
+  app.post<{ Params: { collection: string }; Body: { filter?: unknown; limit: number; cursor?: string; consistency: ReadConsistency; withVector: boolean; timeoutMs: number } }>("/v1/collections/:collection/records/scan", {
+    config: { op: "scan-filtered" },
+    schema: {
+      operationId: "scanRecordsFiltered", params,
+      summary: `Records satisfying a filter, in id order, a page at a time: each shard examines at most ${EXAMINED_PER_PAGE_MAX} records per page, so a sparse filter gives short pages with a cursor (null exactly at the end)`,
+      body: {
+        type: ["object", "null"], additionalProperties: false,
+        properties: {
+          filter: filterField, limit: { type: "integer", minimum: 1, maximum: 1000, default: 100, description: "records per page, at most" },
+          cursor: { type: "string", maxLength: 1024, description: "the `cursor` of the previous page, unchanged" },
+          consistency, withVector: { type: "boolean", default: false }, timeoutMs: searchFields.timeoutMs,
+        },
+      },
+      response: responses({ type: "object", required: ["records", "cursor"], additionalProperties: true, description: "`records` [{id, payload, version, vector?}], `cursor` (null: the end), `examined`" },
+        ...errors, "bad_cursor"),
+    },
+  }, async (req) => {
+    const c = found(req.params.collection);
+    const b = req.body ?? { limit: 100, consistency: "linearizable" as const, withVector: false, timeoutMs: 5000 };
+    const after = b.cursor === undefined ? undefined : decodeCursor(b.cursor);
+    const page = await scanFiltered(node, gateway, c.name, parsedFilter(b.filter, "filter"), b.limit ?? 100, after, b.consistency ?? "linearizable", b.timeoutMs ?? 5000);
+    return {
+      records: page.records.map(([id, r]) => recordView(id, r, b.withVector === true)),
+      cursor: page.cursor === null ? null : encodeCursor(page.cursor), examined: page.examined,
+    };
+  });
+
+  app.post<{ Params: { collection: string }; Body: { filter: unknown; max: number; timeoutMs: number } }>("/v1/collections/:collection/records/delete", {
+    config: { op: "delete-filtered" },
+    schema: {
+      operationId: "deleteRecordsByFilter", params,
+      summary: `Delete the records satisfying a filter, up to \`max\` per request (at most ${DELETED_PER_REQUEST_MAX}): a page of matches at a time, one proposal per shard per page; \`more: true\` says to ask again`,
+      description: "Records written while it runs may or may not be deleted. An error after some pages were deleted says the outcome is unknown (504) or names what refused; asking again deletes what still matches.",
+      body: {
+        type: "object", required: ["filter"], additionalProperties: false,
+        properties: {
+          filter: filterField,
+          max: { type: "integer", minimum: 1, maximum: DELETED_PER_REQUEST_MAX, default: 10_000, description: "records to delete in this request, at most" },
+          timeoutMs: { ...searchFields.timeoutMs, description: "for each page's scan" },
+        },
+      },
+      response: responses({ type: "object", required: ["deleted", "more"], additionalProperties: true, description: "`deleted`: records deleted; `more`: others may match (ask again); `examined`" },
+        ...errors, "quorum_lost", "interrupted"),
+    },
+  }, async (req) => {
+    const c = found(req.params.collection);
+    const filter = parsedFilter(req.body.filter, "filter");
+    if (filter === null) throw new ApiError("invalid_filter", "filter: required (to delete every record, drop the collection or use {} explicitly)", { field: "filter" });
+    return deleteByFilter(node, gateway, c.name, filter, req.body.max, req.body.timeoutMs);
   });
 }

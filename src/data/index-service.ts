@@ -32,6 +32,7 @@ import type { VectorSchema } from "../meta/collections.js";
 import type { HashRange } from "../meta/ranges.js";
 import { NotHostedError, OverloadedError, WrongShardError } from "../node/group.js";
 import { type Filter, filterKeys, matches, valuesAt } from "./filter.js";
+import { type ReplicaScanRequest, scanReplica } from "./filtered-scan.js";
 import type { CountAnswer, FromWorker, SearchAnswer, ToWorker, WireOp } from "./index-protocol.js";
 
 const RECONCILE_EVERY_MS = 1000;
@@ -109,6 +110,7 @@ export class IndexService implements ReplicaObserver {
     this.timer = this.node.clock.setInterval(() => this.reconcile(), RECONCILE_EVERY_MS);
     this.unserve.push(this.gateway.serve("index-search", (group, body) => this.searchReplica(group, body as ReplicaSearchRequest)));
     this.unserve.push(this.gateway.serve("index-count", (group, body) => this.countReplica(group, body as ReplicaCountRequest)));
+    this.unserve.push(this.gateway.serve("records-scan", (group, body) => scanReplica(this.node, group, body as ReplicaScanRequest)));
     this.reconcile();
   }
 

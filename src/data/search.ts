@@ -73,7 +73,7 @@ interface Asked<A> { shard: number; answer?: A; error?: Error }
  * Asks every shard of the collection with `ask` until the answers tile the hash space; returns the
  * parts that do (all of them), or the best partial cover with what is missing.
  */
-async function fanOut<A extends { range: HashRange; frozen: boolean; children: number[]; shard: number }>(
+export async function fanOut<A extends { range: HashRange; frozen: boolean; children: number[]; shard: number }>(
   node: MultiRaftNode, gateway: Gateway, collection: string, timeoutMs: number, allowPartial: boolean,
   ask: (shard: number) => Promise<A>): Promise<{ parts: A[]; asked: number; failed: Asked<A>[]; missing: { range: HashRange; shards: number[] }[] }> {
   const clock = gateway.clock;

@@ -196,14 +196,32 @@ export class Gateway {
    * version, or the error that stopped its shard's proposal (the error table says whether it may have
    * been applied).
    */
-  async putMany(items: readonly PutItem[], collection?: string): Promise<PutManyOutcome[]> {
-    const out: PutManyOutcome[] = new Array<PutManyOutcome>(items.length);
+  putMany(items: readonly PutItem[], collection?: string): Promise<PutManyOutcome[]> {
+    return this.many(items.map((i) => i.key), (idx) => ({ op: "put-many", items: idx.map((i) => items[i]!) }), collection);
+  }
+
+  /**
+   * Deletes records by id in batches, one proposal per shard (delete by filter); as putMany. An item's
+   * outcome is its batch's version; `removed` of each shard's answer is summed into the second value.
+   */
+  async deleteMany(keys: readonly string[], collection?: string): Promise<{ outcomes: PutManyOutcome[]; removed: number }> {
+    let removed = 0;
+    const outcomes = await this.many(keys, (idx) => ({ op: "delete-many", keys: idx.map((i) => keys[i]!) }), collection, (r) => {
+      removed += r.removed ?? 0;
+    });
+    return { outcomes, removed };
+  }
+
+  /** A batch of record commands by id, grouped by shard (see putMany). */
+  private async many(keys: readonly string[], command: (idx: number[]) => ShardCommand, collection: string | undefined,
+    onAnswer: (r: Extract<CommandResult, { ok: true }>) => void = () => undefined): Promise<PutManyOutcome[]> {
+    const out: PutManyOutcome[] = new Array<PutManyOutcome>(keys.length);
     const deadlineMs = this.clock.nowMs() + this.timeoutMs;
-    let todo = items.map((_, i) => i);
+    let todo = keys.map((_, i) => i);
     for (let round = 1; todo.length > 0; round++) {
       const byShard = new Map<number, number[]>();
       for (const i of todo) {
-        const group = this.node.shardOf(items[i]!.key, collection);
+        const group = this.node.shardOf(keys[i]!, collection);
         const list = byShard.get(group);
         if (list === undefined) byShard.set(group, [i]);
         else list.push(i);
@@ -211,12 +229,13 @@ export class Gateway {
       const again: number[] = [];
       await Promise.all([...byShard].map(async ([group, idx]) => {
         try {
-          const r = await (this.route({ kind: "propose", group, cmd: { op: "put-many", items: idx.map((i) => items[i]!) } }) as Promise<CommandResult>);
+          const r = await (this.route({ kind: "propose", group, cmd: command(idx) }) as Promise<CommandResult>);
           if (!r.ok) {
             if (r.code !== "wrong_shard") throw new Error(`shard ${group} refused a batch with ${r.code}`);
             again.push(...idx);
             return;
           }
+          onAnswer(r);
           const refused = new Set(r.refused ?? []);
           for (const [j, i] of idx.entries()) {
             if (refused.has(j)) again.push(i);
@@ -224,7 +243,7 @@ export class Gateway {
           }
         } catch (e) {
           const err = e instanceof Error ? e : new Error(String(e));
-          const moved = e instanceof WrongShardError || ((e instanceof NotLeaderError || e instanceof NotHostedError) && this.node.shardOf(items[idx[0]!]!.key, collection) !== group);
+          const moved = e instanceof WrongShardError || ((e instanceof NotLeaderError || e instanceof NotHostedError) && this.node.shardOf(keys[idx[0]!]!, collection) !== group);
           if (moved) again.push(...idx);
           else for (const i of idx) out[i] = { ok: false, error: err };
         }
@@ -232,13 +251,13 @@ export class Gateway {
       todo = again;
       if (todo.length === 0) break;
       if (round >= REROUTE_ATTEMPTS_MAX || this.clock.nowMs() >= deadlineMs) {
-        for (const i of todo) out[i] = { ok: false, error: new WrongShardError(this.node.shardOf(items[i]!.key, collection)) };
+        for (const i of todo) out[i] = { ok: false, error: new WrongShardError(this.node.shardOf(keys[i]!, collection)) };
         break;
       }
       // The map routes the moved items elsewhere once it shows the split or merge.
       await this.node.awaitMetaChange(Math.max(1, Math.min(REROUTE_WAIT_MS, deadlineMs - this.clock.nowMs())));
     }
-    assert(out.every((o) => o !== undefined) && out.length === items.length, "every item of a batch has an outcome");
+    assert(out.every((o) => o !== undefined) && out.length === keys.length, "every item of a batch has an outcome");
     return out;
   }
 

@@ -60,7 +60,10 @@ export type MergeCommand =
 export interface PutManyCommand { op: "put-many"; items: PutItem[] }
 export interface PutItem { key: string; payload: unknown; vector?: Uint8Array }
 
-export type ShardCommand = RecordCommand | PutManyCommand | SplitCommand | MergeCommand;
+/** Deletes of records of one shard in one log entry (delete by filter); refused items as for a batch of puts. */
+export interface DeleteManyCommand { op: "delete-many"; keys: string[] }
+
+export type ShardCommand = RecordCommand | PutManyCommand | DeleteManyCommand | SplitCommand | MergeCommand;
 
 export interface StoredRecord {
   payload: unknown;
@@ -85,9 +88,10 @@ export function vectorOf(bytes: Uint8Array): Float32Array {
 export type CommandResult =
   /**
    * `deleted`: a delete found the record (false: there was nothing to delete). `replayed`: the outcome of
-   * an earlier write with the same idempotency key, not applied again.
+   * an earlier write with the same idempotency key, not applied again. `removed`: records a batch delete
+   * found (and deleted).
    */
-  | { ok: true; version: number; deleted?: boolean; replayed?: true; refused?: number[] }
+  | { ok: true; version: number; deleted?: boolean; replayed?: true; refused?: number[]; removed?: number }
   | { ok: false; code: "version_mismatch"; currentVersion: number; replayed?: true }
   /** The idempotency key was used for another write of the same record. Nothing was written. */
   | { ok: false; code: "idempotency_key_reused" }
@@ -121,6 +125,7 @@ export function encodeProposal(p: Proposal): Uint8Array {
   if (c.op === "unfreeze") return pack([node, seq, 4]) as Uint8Array;
   if (c.op === "absorb") return pack([node, seq, 5, c.from, c.start, c.end, c.records, c.versionMax]) as Uint8Array;
   if (c.op === "put-many") return pack([node, seq, 6, c.items.map((i) => [i.key, i.payload, i.vector ?? null])]) as Uint8Array;
+  if (c.op === "delete-many") return pack([node, seq, 7, c.keys]) as Uint8Array;
   // Op 0 put, 1 delete; 10 + op under the gateway-skips-epoch mutation (never in production; mutations.ts).
   const unchecked = (c as { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] === true ? UNCHECKED_OP : 0;
   const t: unknown[] = [p.origin[0], p.origin[1], (c.op === "put" ? 0 : 1) + unchecked, c.key, c.op === "put" ? c.payload : null];
@@ -154,6 +159,9 @@ export function decodeProposal(data: Uint8Array): Proposal {
         });
         return { origin, cmd: { op: "put-many", items } };
       }
+      case 7:
+        assert(t.length === 4 && Array.isArray(t[3]) && (t[3] as unknown[]).every((k) => typeof k === "string"), "malformed batch delete in the log");
+        return { origin, cmd: { op: "delete-many", keys: t[3] as string[] } };
       case 5:
         assert(t.length === 8 && typeof t[3] === "number" && typeof t[4] === "number" && typeof t[5] === "number" && Array.isArray(t[6]) &&
           typeof t[7] === "number", "malformed absorb in the log");

@@ -28,7 +28,7 @@ import { type HashRange, hashOf, inRange } from "../meta/ranges.js";
 import type { ConfState, Entry } from "../raft/index.js";
 import { EntryType } from "../raft/index.js";
 import type { GroupChanges, ShardState } from "../storage/state-store.js";
-import { type CommandResult, type Proposal, type PutManyCommand, type RecordCommand, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
+import { type CommandResult, type DeleteManyCommand, type Proposal, type PutManyCommand, type RecordCommand, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
 import { NO_MUTATIONS, type NodeMutations, RANGE_UNCHECKED } from "./mutations.js";
 import { type RememberedOutcome, type RememberedQueue, isFinal, isOutcomeKey, outcomeKey, ownerOf } from "./idempotency.js";
 
@@ -121,8 +121,10 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       continue;
     }
     out.commands++;
-    if (cmd.op === "put-many") {
-      out.results.push([p.origin, applyPutMany(cmd, out.shard, (out.shard.versionBase ?? 0) + e.index, (key, value) => overlay.set(key, value))]);
+    if (cmd.op === "put-many" || cmd.op === "delete-many") {
+      const write = (key: string, value: unknown) => overlay.set(key, value);
+      const version = (out.shard.versionBase ?? 0) + e.index;
+      out.results.push([p.origin, cmd.op === "put-many" ? applyPutMany(cmd, out.shard, version, write) : applyDeleteMany(cmd, out.shard, version, read, write)]);
       continue;
     }
     // A frozen shard's records are final (a merge ships them): writes go to its target once recorded.
@@ -192,6 +194,23 @@ function applyPutMany(cmd: PutManyCommand, shard: ShardState, version: number, w
     write(item.key, record);
   }
   return refused.length === 0 ? { ok: true, version } : { ok: true, version, refused };
+}
+
+/** Deletes of a batch at `version` (its entry's): as applyPutMany, and `deleted` counts those that existed. */
+function applyDeleteMany(cmd: DeleteManyCommand, shard: ShardState, version: number, read: (key: string) => unknown, write: (key: string, value: unknown) => void): CommandResult {
+  if (shard.frozen !== undefined) return { ok: false, code: "wrong_shard" };
+  const refused: number[] = [];
+  let deleted = 0;
+  for (const [i, key] of cmd.keys.entries()) {
+    if (!inRange(hashOf(key), shard.range)) {
+      refused.push(i);
+      continue;
+    }
+    if (read(key) === undefined) continue;
+    write(key, null);
+    deleted++;
+  }
+  return refused.length === 0 ? { ok: true, version, removed: deleted } : { ok: true, version, removed: deleted, refused };
 }
 
 /**
