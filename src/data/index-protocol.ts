@@ -32,8 +32,8 @@ export interface CountAnswer { count: number; indexedThrough: number; receivedTh
 
 export type FromWorker =
   | { t: "opened"; group: number; loadedThrough: number | null; size: number; reason?: string }
-  /** Per index: [group, applied index the graph covers, ops pending, records indexed]. */
-  | { t: "progress"; groups: [number, number, number, number][] }
+  /** Per index: [group, applied index the graph covers, ops pending, records indexed, ops and catch-up records received ever]. */
+  | { t: "progress"; groups: [number, number, number, number, number][] }
   | { t: "saved"; group: number; indexedThrough: number; sizeBytes: number }
   | { t: "answer"; req: number; value: unknown }
   | { t: "failed"; req: number; message: string }

@@ -64,6 +64,9 @@ interface Entry {
   indexedThrough: number;
   pending: number;
   size: number;
+  /** Ops and catch-up records posted to the worker, ever, and how many of them it reported received. */
+  posted: number;
+  received: number;
   /** The shard's views by the applied index they took effect at, oldest first (a few kept). */
   views: [number, ShardView][];
 }
@@ -194,12 +197,13 @@ export class IndexService implements ReplicaObserver {
         return;
       }
       case "progress":
-        for (const [group, indexedThrough, pending, size] of m.groups) {
+        for (const [group, indexedThrough, pending, size, received] of m.groups) {
           const e = this.entries.get(group);
           if (e === undefined) continue;
           e.indexedThrough = indexedThrough;
           e.pending = pending;
           e.size = size;
+          e.received = received;
         }
         return;
       case "opened":
@@ -239,7 +243,7 @@ export class IndexService implements ReplicaObserver {
 
   private open(group: number, collection: string, schema: VectorSchema | null, keys: string[], fresh: boolean): void {
     const entry: Entry = {
-      collection, schema, keys, ready: Promise.resolve(), sentThrough: 0, indexedThrough: 0, pending: 0, size: 0,
+      collection, schema, keys, ready: Promise.resolve(), sentThrough: 0, indexedThrough: 0, pending: 0, size: 0, posted: 0, received: 0,
       views: [[0, this.node.shardView(group)]],
     };
     this.entries.set(group, entry);
@@ -269,6 +273,7 @@ export class IndexService implements ReplicaObserver {
       if (page.length > 0) {
         const { ops, vectors } = this.wire(entry, page.map(([id, rec]) => [id, rec]));
         this.post({ t: "sync-page", group, ops, vectors }, vectors === null ? [] : [vectors.buffer as ArrayBuffer]);
+        entry.posted += ops.length;
         after = page[page.length - 1]![0];
       }
       if (page.length < CATCH_UP_PAGE) break;
@@ -307,6 +312,7 @@ export class IndexService implements ReplicaObserver {
       try {
         const m = this.opsOf(entry, c);
         this.post(m, m.vectors === null ? [] : [m.vectors.buffer as ArrayBuffer]);
+        entry.posted += m.ops.length;
       } catch (e) {
         // Called on the node's loop: a fault here must cost the index, never the node. It is rebuilt.
         this.logger?.error({ shard: c.group, err: (e as Error).stack }, "an applied change could not be posted to the index: rebuilding it");
@@ -356,9 +362,11 @@ export class IndexService implements ReplicaObserver {
     let lagEntriesMax = 0;
     let records = 0;
     for (const e of this.entries.values()) {
-      pendingOps += e.pending;
+      // Pending in the worker as it last said, plus what was posted since it said so.
+      const pending = e.pending + e.posted - e.received;
+      pendingOps += pending;
       records += e.size;
-      if (e.pending > 0) lagEntriesMax = Math.max(lagEntriesMax, e.sentThrough - e.indexedThrough);
+      if (pending > 0) lagEntriesMax = Math.max(lagEntriesMax, e.sentThrough - e.indexedThrough);
     }
     return { indexes: this.entries.size, pendingOps, lagEntriesMax, records };
   }
@@ -396,6 +404,9 @@ export class IndexService implements ReplicaObserver {
     let want = req.postFilter === null ? k : k * POST_FILTER_OVERFETCH;
     for (;;) {
       const a = await this.request<SearchAnswer>({ t: "search", req: 0, group, query, opts: { ...req.opts, k: want } });
+      // Dropped meanwhile (moved away, or its collection dropped): its records are gone from the store,
+      // and an answer without them would claim the shard's range.
+      if (!this.node.hosts(group) || this.entries.get(group) !== entry) throw new NotHostedError(group);
       const view = this.viewAt(entry, a.receivedThrough);
       const hits: ReplicaHit[] = [];
       for (const h of a.hits) {
@@ -426,6 +437,7 @@ export class IndexService implements ReplicaObserver {
     if (d !== null && (req.filter === null || filterKeys(req.filter).every((k) => indexed.has(k)))) {
       const entry = await this.entryOf(group);
       const a = await this.request<CountAnswer>({ t: "count", req: 0, group, filter: req.filter });
+      if (!this.node.hosts(group) || this.entries.get(group) !== entry) throw new NotHostedError(group);
       return { ...this.viewAt(entry, a.receivedThrough), count: a.count };
     }
     const view = this.node.shardView(group);
@@ -437,6 +449,7 @@ export class IndexService implements ReplicaObserver {
       if (page.length < CATCH_UP_PAGE) break;
       after = page[page.length - 1]![0];
       await new Promise<void>((resolve) => this.node.clock.defer(resolve));
+      if (!this.node.hosts(group)) throw new NotHostedError(group);
     }
     const now = this.node.shardView(group);
     if (now.range.start !== view.range.start || now.range.end !== view.range.end || now.frozen !== view.frozen) throw new WrongShardError(group);

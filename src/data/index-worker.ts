@@ -28,6 +28,8 @@ interface Held {
   /** Ops taken in since the last save, and when the last one was taken. */
   unsaved: number;
   changedAtMs: number;
+  /** Ops and catch-up records received, ever (the service counts what it posted: the difference is in flight). */
+  received: number;
 }
 
 const port = parentPort;
@@ -88,7 +90,7 @@ function work(): void {
 
 function reportProgress(): void {
   progressAtMs = Date.now();
-  post({ t: "progress", groups: [...held.entries()].map(([g, h]) => [g, h.index.indexedThrough, h.index.pendingCount, h.index.size]) });
+  post({ t: "progress", groups: [...held.entries()].map(([g, h]) => [g, h.index.indexedThrough, h.index.pendingCount, h.index.size, h.received]) });
 }
 
 function save(group: number, h: Held): void {
@@ -113,12 +115,13 @@ function handle(m: ToWorker): void {
       const loaded = m.fresh ? { index: null, reason: "asked for a fresh index" } : loadIndex(dir, m.schema, m.keys);
       if (m.fresh) removeIndex(dir);
       const index = loaded.index ?? new ShardIndex(m.schema, m.keys);
-      held.set(m.group, { index, dir, unsaved: 0, changedAtMs: Date.now() });
+      held.set(m.group, { index, dir, unsaved: 0, changedAtMs: Date.now(), received: 0 });
       post({ t: "opened", group: m.group, loadedThrough: loaded.index === null ? null : loaded.index.indexedThrough, size: index.size, ...(loaded.index === null ? { reason: loaded.reason } : {}) });
       return;
     }
     case "ops": {
       const h = get(m.group);
+      h.received += m.ops.length;
       h.index.enqueue(opsOf(m.ops, m.vectors, h.index.schema?.dim ?? 0), m.appliedIndex);
       schedule();
       return;
@@ -128,6 +131,7 @@ function handle(m: ToWorker): void {
       return;
     case "sync-page": {
       const h = get(m.group);
+      h.received += m.ops.length;
       h.index.syncPage(opsOf(m.ops, m.vectors, h.index.schema?.dim ?? 0).filter((op): op is Extract<IndexOp, { fields: unknown }> => !("deleted" in op)));
       schedule();
       return;

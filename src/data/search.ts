@@ -11,6 +11,7 @@
  * answers from the parts that fit and names the shards and hash ranges missing.
  */
 import { HASH_SPACE, type HashRange } from "../meta/ranges.js";
+import { assert } from "../util/assert.js";
 import type { CollectionRecord, MetaState } from "../meta/state.js";
 import type { VectorSchema } from "../meta/collections.js";
 import type { Gateway } from "../node/gateway.js";
@@ -53,9 +54,12 @@ export interface SearchResponse {
   tookMs: number;
 }
 
-/** The search could not be answered whole (and no partial answer was asked for). */
-export class IncompleteSearchError extends Error {
-  override name = "IncompleteSearchError";
+/** The shards' answers did not fit together in time (answered like a split under a request: 503, nothing done). */
+class UnsettledError extends WrongShardError {
+  constructor(message: string) {
+    super(0);
+    this.message = message;
+  }
 }
 
 /** Errors a newer shard map (or a moment) fixes: the shard moved, split or went. */
@@ -87,6 +91,7 @@ export async function fanOut<A extends { range: HashRange; frozen: boolean; chil
     for (const child of named) if (meta.shards.get(child)?.retiredInto === undefined) shards.add(child);
     const settled = await Promise.all([...shards].map((shard) => withDeadline(ask(shard), deadlineMs - clock.nowMs(), shard, timeoutMs, gateway)
       .then((answer): Asked<A> => ({ shard, answer }), (error: unknown): Asked<A> => ({ shard, error: error instanceof Error ? error : new Error(String(error)) }))));
+    for (const s of settled) assert(s.answer === undefined || s.answer.shard === s.shard, () => `shard ${s.shard} answered as shard ${s.answer!.shard}`);
     const parts = settled.flatMap((s) => (s.answer !== undefined ? [s.answer] : []));
     const failed = settled.filter((s) => s.error !== undefined);
     const cover = failed.length === 0 ? coverHashSpace(parts) : null;
@@ -98,8 +103,10 @@ export async function fanOut<A extends { range: HashRange; frozen: boolean; chil
       if (!allowPartial) {
         const first = failed.find((f) => !moved(f.error))?.error;
         if (first !== undefined) throw first;
-        if (clock.nowMs() >= deadlineMs) throw new RequestTimeoutError(`the shards' answers did not fit together within ${timeoutMs} ms (splits or merges under way)`);
-        throw new WrongShardError(0);
+        const why = `answered ${parts.map((p) => `${p.shard} [${p.range.start}, ${p.range.end})${p.frozen ? " frozen" : ""}`).join(", ") || "none"}` +
+          `${failed.length > 0 ? `; moved: ${failed.map((f) => `${f.shard} (${f.error!.name})`).join(", ")}` : ""}`;
+        if (clock.nowMs() >= deadlineMs) throw new RequestTimeoutError(`the shards' answers did not fit together within ${timeoutMs} ms (splits or merges under way): ${why}`);
+        throw new UnsettledError(`the shards' answers did not fit together after ${round} rounds (splits or merges under way): ${why}; nothing was done, ask again`);
       }
       return { parts: chosen, asked: shards.size, failed, missing };
     }

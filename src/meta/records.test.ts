@@ -163,6 +163,8 @@ class CommandGen {
       if (r.chance(0.2)) return { kind: "drop-collection", name: r.chance(0.1) ? "default" : `c${r.int(6)}`, atMs };
       const rf = r.range(1, 3);
       const placements = Array.from({ length: r.range(1, 3) }, () => this.replicaSet(s, rf));
+      // Other collections are refused until the default one is recorded (its ids are the founders').
+      if (!s.collections.has("default") && r.chance(0.5)) return { kind: "create-collection", name: "default", replicationFactor: rf, placements, atMs };
       if (r.chance(0.5)) return { kind: "create-collection", name: `c${r.int(6)}`, replicationFactor: rf, placements, atMs };
       const schema = { partitioning: "hash" as const, vectors: { dim: r.range(1, 8), metric: "cosine" as const, storage: "f32" as const, hnsw: { m: 16, efConstruction: 128, efSearch: 64 } },
         payloadIndexes: { color: "keyword" as const }, ttlMs: null };

@@ -158,6 +158,9 @@ test("a declared collection keeps its schema and replicas per shard; the replica
   const ids = [1, 2, 3].map((port) => applyMeta(s, { kind: "register-node", peer: { host: "h", port }, http: { host: "h", port: 9000 + port }, labels: {}, role: "standard", atMs: 0 })).map((r) => (r.ok ? r.value! : 0));
   const schema = { partitioning: "hash" as const, vectors: { dim: 4, metric: "l2" as const, storage: "f32" as const, hnsw: { m: 16, efConstruction: 128, efSearch: 64 } },
     payloadIndexes: { color: "keyword" as const }, ttlMs: null };
+  const early = applyMeta(s, { kind: "create-collection", name: "shoes", replicationFactor: 3, placements: [ids], schema, atMs: 1 });
+  assert.equal(early.ok ? "" : early.code, "not_ready", "before the default collection (the founders' shards) is recorded: its ids would collide");
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [ids], atMs: 1 }).ok);
   const bad = applyMeta(s, { kind: "create-collection", name: "shoes", replicationFactor: 3, placements: [ids], schema, targetReplicas: 8, atMs: 1 });
   assert.equal(bad.ok, false);
   assert.equal(s.collections.has("shoes"), false, "nothing recorded when refused");

@@ -320,6 +320,11 @@ function validReplicas(n: number): boolean {
 
 function createCollection(s: MetaState, name: string, replicationFactor: number, placements: NodeId[][]): ApplyResult {
   if (s.collections.has(name)) return refuse("collection_exists", `collection ${name} exists`);
+  // The founders host the default collection's shards (ids 1..n) from their first start, before it is
+  // recorded: another collection recorded first would be given those same ids.
+  if (name !== DEFAULT_COLLECTION && !s.collections.has(DEFAULT_COLLECTION)) {
+    return refuse("not_ready", `the cluster's ${DEFAULT_COLLECTION} collection is not recorded yet (the founders are still registering): ask again shortly`);
+  }
   if (placements.length === 0) return refuse("bad_request", "a collection needs at least one shard");
   for (const p of placements) {
     // Fewer nodes than the replication factor (a cluster founded by fewer): repair adds the rest later.
