@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import type { Gateway, WriteOptions } from "../node/gateway.js";
 import { IDEMPOTENCY_KEY_PATTERN } from "../node/idempotency.js";
 import type { Consistency, MultiRaftNode } from "../node/multi-raft.js";
-import { type CommandResult, type PutItem, type StoredRecord, vectorBytes, vectorOf } from "../node/records.js";
+import { type CommandResult, type PutItem, type StoredRecord, isExpired, vectorBytes, vectorOf } from "../node/records.js";
 import { ApiError, ERRORS } from "./error-table.js";
 import { classify } from "./envelope.js";
 import type { IndexService } from "../data/index-service.js";
@@ -63,9 +63,18 @@ function writeOptions(ifVersion: number | undefined, idempotencyKey: string | st
 }
 
 
+/** When a record written now expires, in a collection with a TTL (the proposer's clock plus the TTL). */
+function expiryOf(c: CollectionRecord | undefined, gateway: Gateway): number | undefined {
+  const ttlMs = c?.schema?.ttlMs ?? null;
+  return ttlMs === null ? undefined : gateway.clock.wallMs() + ttlMs;
+}
+
 /** A stored record as the API shows it. */
-export function recordView(id: string, r: StoredRecord, withVector: boolean): { id: string; payload: unknown; version: number; vector?: number[] } {
-  return withVector && r.vector !== undefined ? { id, payload: r.payload, version: r.version, vector: [...vectorOf(r.vector)] } : { id, payload: r.payload, version: r.version };
+export function recordView(id: string, r: StoredRecord, withVector: boolean): { id: string; payload: unknown; version: number; vector?: number[]; expiresAtMs?: number } {
+  const view: { id: string; payload: unknown; version: number; vector?: number[]; expiresAtMs?: number } = { id, payload: r.payload, version: r.version };
+  if (withVector && r.vector !== undefined) view.vector = [...vectorOf(r.vector)];
+  if (r.expiresAtMs !== undefined) view.expiresAtMs = r.expiresAtMs;
+  return view;
 }
 
 /**
@@ -113,7 +122,8 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
   } as const;
   const record = {
     type: "object", required: ["id", "payload", "version"],
-    properties: { id: { type: "string" }, payload: { description: "any JSON value" }, version, vector: { type: "array", items: { type: "number" }, description: "with `withVector=true`, in a collection with a vector schema" } },
+    properties: { id: { type: "string" }, payload: { description: "any JSON value" }, version, vector: { type: "array", items: { type: "number" }, description: "with `withVector=true`, in a collection with a vector schema" },
+      expiresAtMs: { type: "integer", description: "in a collection with a TTL: when the record expires (wall-clock ms since the epoch)" } },
   } as const;
   const vectorField = { type: "array", items: { type: "number" }, description: "the record's vector: required in a collection with a vector schema (`dim` finite numbers), refused in one without" } as const;
 
@@ -139,9 +149,13 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       },
     },
     async (req, reply) => {
-      const vector = recordVector(checkCollection(req.params.collection), req.body.vector, "vector");
+      const c = checkCollection(req.params.collection);
+      const vector = recordVector(c, req.body.vector, "vector");
       indexes?.admit(req.params.collection);
-      return writeReply(await gateway.put(req.params.id, req.body.payload, writeOptions(req.body.ifVersion, req.headers["idempotency-key"]), req.params.collection, vector), reply);
+      const opts = writeOptions(req.body.ifVersion, req.headers["idempotency-key"]);
+      const expiresAtMs = expiryOf(c, gateway);
+      if (expiresAtMs !== undefined) opts.expiresAtMs = expiresAtMs;
+      return writeReply(await gateway.put(req.params.id, req.body.payload, opts, req.params.collection, vector), reply);
     },
   );
 
@@ -172,7 +186,8 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       if (req.query.consistency === "sequential") {
         throw new ApiError("bad_request", "consistency=sequential is not a mode of its own yet (it would read exactly like linearizable): ask for linearizable or eventual", { field: "consistency" });
       }
-      const rec = await gateway.get(req.params.id, req.query.consistency ?? "linearizable", req.params.collection);
+      const found = await gateway.get(req.params.id, req.query.consistency ?? "linearizable", req.params.collection);
+      const rec = found !== undefined && isExpired(found, gateway.clock.wallMs()) ? undefined : found;
       if (rec === undefined) throw new ApiError("not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
       return recordView(req.params.id, rec, req.query.withVector === true);
     },
@@ -227,7 +242,9 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       const after = req.query.cursor === undefined ? undefined : decodeCursor(req.query.cursor);
       // Exact across splits and merges: every shard's part read at a ReadIndex, the parts tiling the hash space (node/scan.ts).
       const { records, more } = await scanCollection(node, gateway, req.params.collection, req.query.limit, after);
-      return { records: records.map(([id, r]) => recordView(id, r, req.query.withVector === true)), cursor: more ? encodeCursor(records[records.length - 1]![0]) : null };
+      const nowMs = gateway.clock.wallMs();
+      // Expired records not deleted yet are left out (the cursor still moves past them).
+      return { records: records.filter(([, r]) => !isExpired(r, nowMs)).map(([id, r]) => recordView(id, r, req.query.withVector === true)), cursor: more ? encodeCursor(records[records.length - 1]![0]) : null };
     },
   );
 
@@ -268,9 +285,13 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
         throw new ApiError("batch_too_large", `${input.length} records in one batch: at most ${BATCH_RECORDS_MAX}`, { max: BATCH_RECORDS_MAX });
       }
       // Every vector checked before anything is proposed: a bad item refuses the batch, naming it.
+      const expiresAtMs = expiryOf(c, gateway);
       const items = input.map((r, i): PutItem => {
         const vector = recordVector(c, r.vector, `records[${i}].vector`);
-        return vector === undefined ? { key: r.id, payload: r.payload } : { key: r.id, payload: r.payload, vector };
+        const item: PutItem = { key: r.id, payload: r.payload };
+        if (vector !== undefined) item.vector = vector;
+        if (expiresAtMs !== undefined) item.expiresAtMs = expiresAtMs;
+        return item;
       });
       indexes?.admit(req.params.collection);
       const outcomes = await gateway.putMany(items, req.params.collection);

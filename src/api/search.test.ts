@@ -322,3 +322,42 @@ test("scans and deletes by filter, across shards and pages, in a collection with
     await api.stop();
   }
 });
+
+test("a collection with a TTL: records expire after their last write (hidden at once from reads, scans, searches and counts), and the leaders delete them", async () => {
+  const api = await startApiCluster(3, 1);
+  try {
+    const [one, two] = [1, 2].map((id) => api.apps.get(id)!);
+    const node1 = api.c.nodes.get(1)!;
+    await waitFor("the founders registered and the default collection recorded", () =>
+      node1.metaState().collections.has("default") && [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    assert.equal((await post(one!, "/v1/collections", { name: "brief", shards: 2, ttlMs: 3000, vectors: { dim: DIM, metric: "l2" } })).status, 200);
+    const rng = new Rng(31);
+    const records = Array.from({ length: 40 }, (_, i) => ({ id: `b${i}`, payload: i, vector: vectorOf(rng) }));
+    const startedMs = Date.now();
+    assert.equal(((await post(one!, "/v1/collections/brief/records", { records })).body as { failed: number }).failed, 0);
+    const got = await two!.inject({ url: "/v1/collections/brief/records/b1" });
+    if (Date.now() - startedMs < 2900) {
+      assert.equal(got.statusCode, 200);
+      const expires = (got.json() as { expiresAtMs: number }).expiresAtMs;
+      assert.ok(expires >= startedMs + 3000 && expires <= Date.now() + 3000, `expires ${expires - startedMs} ms after the write`);
+    }
+    await waitFor("b1 expired", async () => (await two!.inject({ url: "/v1/collections/brief/records/b1" })).statusCode === 404, 10_000);
+    // Written again after it expired: a new life (3 s: the rest of the test runs within it).
+    assert.equal((await one!.inject({ method: "PUT", url: "/v1/collections/brief/records/b1", payload: { payload: "again", vector: records[1]!.vector } })).statusCode, 200);
+    await waitFor("the others expired", async () => ((await post(two!, "/v1/collections/brief/count", {})).body as { count: number }).count === 1, 10_000);
+    const found = (await post(two!, "/v1/collections/brief/search", { vector: records[2]!.vector, k: 10 })).body as Answer;
+    assert.deepEqual(found.results.map((h) => h.id), ["b1"], "only the record written again");
+    const scanned = (await two!.inject({ url: "/v1/collections/brief/records?limit=100" })).json() as { records: { id: string }[] };
+    assert.deepEqual(scanned.records.map((r) => r.id), ["b1"]);
+    // The leaders delete what expired (a pass now rather than waiting for the timer), never the new b1.
+    let deleted = 0;
+    for (const s of api.sweepers.values()) deleted += await s.pass();
+    assert.equal(deleted, 39);
+    await waitFor("every replica's store and index hold b1 alone", () =>
+      [...api.c.nodes.values()].every((n) => node1.metaState().collections.get("brief")!.shards.every((g) => !n.hosts(g) || n.scan(g, 100).every(([id]) => id === "b1"))) &&
+      [...api.indexes.values()].every((x) => x.stats().records === 1 && x.stats().pendingOps === 0));
+    assert.equal((await two!.inject({ url: "/v1/collections/brief/records/b1" })).statusCode, 200);
+  } finally {
+    await api.stop();
+  }
+});

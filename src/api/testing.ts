@@ -15,6 +15,7 @@ import { type TestCluster, startCluster, stopAll } from "../node/testing.js";
 import { buildApi } from "./server.js";
 import { join } from "node:path";
 import { IndexService } from "../data/index-service.js";
+import { ExpirySweeper } from "../data/expiry.js";
 
 export interface ApiCluster {
   c: TestCluster;
@@ -23,6 +24,8 @@ export interface ApiCluster {
   agents: Map<number, ShardAgent>;
   /** Each node's payload and vector indexes (data/index-service.ts). */
   indexes: Map<number, IndexService>;
+  /** Each node's expiry sweeper (data/expiry.ts). */
+  sweepers: Map<number, ExpirySweeper>;
   /** Starts membership on every node (the metadata then records the nodes and the shard map). */
   startMembership(): void;
   stop(): Promise<void>;
@@ -42,6 +45,7 @@ export async function startApiCluster(n: number, shards: number, opts: ApiCluste
   const apps = new Map<number, FastifyInstance>();
   const agents = new Map<number, ShardAgent>();
   const indexes = new Map<number, IndexService>();
+  const sweepers = new Map<number, ExpirySweeper>();
   const memberships: Membership[] = [];
   const drivers: PlacementDriver[] = [];
   const founders = [...c.nodes.keys()];
@@ -60,6 +64,9 @@ export async function startApiCluster(n: number, shards: number, opts: ApiCluste
     const index = new IndexService(node, gateway, { dir: join(c.dirs.get(id)!, "indexes") });
     index.start();
     indexes.set(id, index);
+    const sweeper = new ExpirySweeper(node, gateway);
+    sweeper.start();
+    sweepers.set(id, sweeper);
     apps.set(id, await buildApi({ node, gateway, logger: pino({ level: "silent" }), testMode: true, indexes: index }));
   }
   let membershipStarted = false;
@@ -70,12 +77,13 @@ export async function startApiCluster(n: number, shards: number, opts: ApiCluste
   };
   if (opts.membership !== false) startMembership();
   return {
-    c, gateways, apps, agents, indexes, startMembership,
+    c, gateways, apps, agents, indexes, sweepers, startMembership,
     async stop() {
       for (const m of memberships) m.stop();
       for (const d of drivers) d.stop();
       for (const a of agents.values()) a.stop();
       for (const app of apps.values()) await app.close();
+      for (const sweeper of sweepers.values()) sweeper.stop();
       for (const index of indexes.values()) await index.stop();
       await stopAll(c);
     },

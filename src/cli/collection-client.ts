@@ -8,6 +8,7 @@ export interface CreateOptions extends ClientOptions {
   metric?: "cosine" | "dot" | "l2";
   storage?: "f32" | "f16" | "i8";
   index?: Record<string, string>;
+  ttlMs?: number;
 }
 
 interface CollectionView {
@@ -28,6 +29,7 @@ export function declaration(name: string, o: CreateOptions): Record<string, unkn
   if (o.replicationFactor !== undefined) body.replicationFactor = o.replicationFactor;
   if (o.dim !== undefined || o.metric !== undefined) body.vectors = { dim: o.dim, metric: o.metric, ...(o.storage !== undefined ? { storage: o.storage } : {}) };
   if (o.index !== undefined) body.payloadIndexes = o.index;
+  if (o.ttlMs !== undefined) body.ttlMs = o.ttlMs;
   return body;
 }
 

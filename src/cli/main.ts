@@ -286,6 +286,7 @@ function addCollections(collectionCmd: Command): void {
     .addOption(new Option("--metric <metric>", "vector similarity").choices(["cosine", "dot", "l2"]))
     .addOption(new Option("--storage <type>", "how vectors are stored (default f32)").choices(["f32", "f16", "i8"]))
     .addOption(new Option("--index <field=type>", "a payload index (repeatable): a dotted field path and keyword, integer, float or bool").argParser(payloadIndex))
+    .addOption(new Option("--ttl-ms <ms>", "records expire this long after their last write (at least 1000): hidden from reads at once, deleted by the shards' leaders soon after").argParser(positiveInt))
     .addOption(json()).addOption(endpoint())
     .action(async (n: string, opts) => { process.exitCode = await (await import("./collection-client.js")).collectionCreateCommand(n, opts); });
   collectionCmd.command("ls").description("list the collections").addOption(json()).addOption(endpoint())

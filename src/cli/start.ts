@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { type Logger, destination, pino } from "pino";
 import { buildApi } from "../api/server.js";
 import { IndexService } from "../data/index-service.js";
+import { ExpirySweeper } from "../data/expiry.js";
 import { DataDirInUseError, type DataDirLock, acquireDataDirLock } from "../node/data-dir-lock.js";
 import { Gateway } from "../node/gateway.js";
 import { ShoalNode, buildNodeComponents, raftComponent } from "../node/shoal-node.js";
@@ -233,6 +234,8 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     });
     // Payload and vector indexes of this node's replicas, kept by a worker thread off the Raft loop.
     const indexes = new IndexService(node, gateway, { dir: join(dataDir, "indexes"), logger: logger.child({ component: "indexes" }) });
+    // Records of collections with a TTL: deleted once expired, by the shards' leaders (reads hide them already).
+    const sweeper = new ExpirySweeper(node, gateway, logger.child({ component: "expiry" }));
     const app = await buildApi({
       node, gateway, logger, bodyLimitBytes: maxPayloadBytes, batchBodyLimitBytes: maxBatchBytes, jsonLimits, testMode, indexes,
       failJoins: (n) => {
@@ -247,6 +250,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       { name: "data-dir-lock", start: () => undefined, stop: () => held.release() },
       raft,
       { name: "indexes", start: () => indexes.start(), stop: () => indexes.stop() },
+      { name: "expiry", start: () => sweeper.start(), stop: () => sweeper.stop() },
       { name: "api", start: async () => void await app.listen({ host: http.host, port: http.port }), stop: () => app.close() },
       ...agents.components,
     ], logger);

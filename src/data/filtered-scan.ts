@@ -10,7 +10,7 @@
  */
 import type { Gateway } from "../node/gateway.js";
 import type { MultiRaftNode } from "../node/multi-raft.js";
-import type { StoredRecord } from "../node/records.js";
+import { type StoredRecord, isExpired } from "../node/records.js";
 import { type Filter, matches } from "./filter.js";
 import { fanOut } from "./search.js";
 import type { ReadConsistency, ShardView } from "./index-service.js";
@@ -31,13 +31,14 @@ export async function scanReplica(node: MultiRaftNode, group: number, req: Repli
   const records: [string, StoredRecord][] = [];
   let after = req.after;
   let examined = 0;
+  const nowMs = node.clock.wallMs();
   for (;;) {
     const want = Math.min(1000, EXAMINED_PER_PAGE_MAX - examined);
     const page = node.scan(group, want, after);
     for (const [id, r] of page) {
       examined++;
       after = id;
-      if (req.filter !== null && !matches(req.filter, r.payload)) continue;
+      if (isExpired(r, nowMs) || (req.filter !== null && !matches(req.filter, r.payload))) continue;
       records.push([id, r]);
       if (records.length > req.limit) return { ...view, records, through: id, examined };
     }

@@ -27,7 +27,7 @@ import type { MultiRaftNode } from "../node/multi-raft.js";
 import type { Gateway } from "../node/gateway.js";
 import type { GroupChanges, ReplicaObserver } from "../node/replica-observer.js";
 import { RECORDS_END } from "../node/idempotency.js";
-import { type StoredRecord, vectorOf } from "../node/records.js";
+import { type StoredRecord, isExpired, vectorOf } from "../node/records.js";
 import type { VectorSchema } from "../meta/collections.js";
 import type { HashRange } from "../meta/ranges.js";
 import { NotHostedError, OverloadedError, WrongShardError } from "../node/group.js";
@@ -400,7 +400,10 @@ export class IndexService implements ReplicaObserver {
     if (entry.schema === null) throw new Error(`collection ${entry.collection} has no vector schema`);
     const query = vectorOf(req.vector);
     const k = req.opts.k;
-    const needRecord = req.withPayload || req.withVector || req.postFilter !== null;
+    // Under a TTL every hit's record is read: an expired one is not answered, deleted or not yet.
+    const ttl = this.node.metaState().collections.get(entry.collection)?.schema?.ttlMs ?? null;
+    const needRecord = req.withPayload || req.withVector || req.postFilter !== null || ttl !== null;
+    const nowMs = this.node.clock.wallMs();
     let want = req.postFilter === null ? k : k * POST_FILTER_OVERFETCH;
     for (;;) {
       const a = await this.request<SearchAnswer>({ t: "search", req: 0, group, query, opts: { ...req.opts, k: want } });
@@ -412,7 +415,7 @@ export class IndexService implements ReplicaObserver {
       for (const h of a.hits) {
         if (hits.length === k) break;
         const rec = needRecord ? this.node.localRecord(group, h.id) : undefined;
-        if (needRecord && rec === undefined) continue; // deleted since the index answered
+        if (needRecord && (rec === undefined || isExpired(rec, nowMs))) continue; // deleted since the index answered, or expired
         if (req.postFilter !== null && !matches(req.postFilter, rec!.payload)) continue;
         hits.push([h.id, h.distance, req.withPayload ? rec!.payload : null, req.withVector && rec?.vector !== undefined ? rec.vector : null]);
       }
@@ -434,18 +437,21 @@ export class IndexService implements ReplicaObserver {
     const collection = this.node.metaState().shards.get(group)?.collection;
     const d = collection === undefined ? null : this.declared(collection);
     const indexed = new Set(d?.keys ?? []);
-    if (d !== null && (req.filter === null || filterKeys(req.filter).every((k) => indexed.has(k)))) {
+    // Under a TTL the records are read: the index counts expired records until they are deleted.
+    const ttl = collection === undefined ? null : this.node.metaState().collections.get(collection)?.schema?.ttlMs ?? null;
+    if (d !== null && ttl === null && (req.filter === null || filterKeys(req.filter).every((k) => indexed.has(k)))) {
       const entry = await this.entryOf(group);
       const a = await this.request<CountAnswer>({ t: "count", req: 0, group, filter: req.filter });
       if (!this.node.hosts(group) || this.entries.get(group) !== entry) throw new NotHostedError(group);
       return { ...this.viewAt(entry, a.receivedThrough), count: a.count };
     }
     const view = this.node.shardView(group);
+    const nowMs = this.node.clock.wallMs();
     let count = 0;
     let after: string | undefined;
     for (;;) {
       const page = this.node.scan(group, CATCH_UP_PAGE, after);
-      for (const [, r] of page) if (req.filter === null || matches(req.filter, r.payload)) count++;
+      for (const [, r] of page) if (!isExpired(r, nowMs) && (req.filter === null || matches(req.filter, r.payload))) count++;
       if (page.length < CATCH_UP_PAGE) break;
       after = page[page.length - 1]![0];
       await new Promise<void>((resolve) => this.node.clock.defer(resolve));

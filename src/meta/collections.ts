@@ -139,9 +139,8 @@ export function parseCollectionSpec(input: unknown): CollectionSpec {
     payloadIndexes: input.payloadIndexes === undefined ? {} : parsePayloadIndexes(input.payloadIndexes),
     ttlMs: input.ttlMs === undefined || input.ttlMs === null ? null : integer(input.ttlMs, "ttlMs", L.ttlMsMin, Number.MAX_SAFE_INTEGER),
   };
-  // Declared, checked, and refused until built: accepting them would promise what no code keeps.
+  // Declared, checked, and refused until built: accepting it would promise what no code keeps.
   if (spec.partitioning === "range") throw new CollectionSpecError("partitioning", "range partitioning is not built yet: collections are partitioned by the hash of the id (hash)");
-  if (spec.ttlMs !== null) throw new CollectionSpecError("ttlMs", "record expiry (TTL) is not built yet: declare the collection without ttlMs");
   return spec;
 }
 

@@ -75,6 +75,8 @@ export interface WriteOptions {
   ifVersion?: number;
   /** The client's idempotency key: asking again with it returns the first outcome (idempotency.ts). */
   idempotencyKey?: string;
+  /** A put in a collection with a TTL: when the record expires (wall-clock ms; not part of the idempotency digest). */
+  expiresAtMs?: number;
 }
 
 type Op =
@@ -201,12 +203,16 @@ export class Gateway {
   }
 
   /**
-   * Deletes records by id in batches, one proposal per shard (delete by filter); as putMany. An item's
-   * outcome is its batch's version; `removed` of each shard's answer is summed into the second value.
+   * Deletes records by id in batches, one proposal per shard (delete by filter, expiry); as putMany. With
+   * `versions`, each record only while at its version. An item's outcome is its batch's version; the
+   * records the shards found and deleted are summed into `removed`.
    */
-  async deleteMany(keys: readonly string[], collection?: string): Promise<{ outcomes: PutManyOutcome[]; removed: number }> {
+  async deleteMany(keys: readonly string[], collection?: string, versions?: readonly number[]): Promise<{ outcomes: PutManyOutcome[]; removed: number }> {
     let removed = 0;
-    const outcomes = await this.many(keys, (idx) => ({ op: "delete-many", keys: idx.map((i) => keys[i]!) }), collection, (r) => {
+    const command = (idx: number[]): ShardCommand => (versions === undefined
+      ? { op: "delete-many", keys: idx.map((i) => keys[i]!) }
+      : { op: "delete-many", keys: idx.map((i) => keys[i]!), versions: idx.map((i) => versions[i]!) });
+    const outcomes = await this.many(keys, command, collection, (r) => {
       removed += r.removed ?? 0;
     });
     return { outcomes, removed };
@@ -272,6 +278,7 @@ export class Gateway {
    */
   private withOptions(cmd: RecordCommand, opts: WriteOptions): RecordCommand {
     if (opts.ifVersion !== undefined) cmd.ifVersion = opts.ifVersion;
+    if (opts.expiresAtMs !== undefined && cmd.op === "put") cmd.expiresAtMs = opts.expiresAtMs;
     if (opts.idempotencyKey !== undefined) {
       const settings = currentSettings(this.node.metaState()).placement;
       const digest = createHash("sha256").update(pack([cmd.op, cmd.op === "put" ? cmd.payload : null, cmd.ifVersion ?? null, cmd.op === "put" ? cmd.vector ?? null : null]) as Uint8Array);

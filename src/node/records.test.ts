@@ -11,6 +11,10 @@ test("proposals round-trip through their log encoding, compare-and-set included"
     { origin: [2, 8], cmd: { op: "put", key: "v", payload: 1, vector: vectorBytes(new Float32Array([0.5, -2])) } },
     { origin: [2, 9], cmd: { op: "put", key: "w", payload: 1, ifVersion: 3, vector: vectorBytes(new Float32Array([1])) } },
     { origin: [4, 1], cmd: { op: "put-many", items: [{ key: "x", payload: { a: 1 } }, { key: "y", payload: 2, vector: vectorBytes(new Float32Array([3, 4])) }] } },
+    { origin: [4, 2], cmd: { op: "put", key: "t", payload: 1, expiresAtMs: 1_700_000_000_000 } },
+    { origin: [4, 3], cmd: { op: "put-many", items: [{ key: "x", payload: 1, expiresAtMs: 5 }, { key: "y", payload: 2, vector: vectorBytes(new Float32Array([1])), expiresAtMs: 6 }] } },
+    { origin: [4, 4], cmd: { op: "delete-many", keys: ["a", "b"] } },
+    { origin: [4, 5], cmd: { op: "delete-many", keys: ["a", "b"], versions: [3, 9] } },
   ];
   const plain = (v: unknown): unknown => {
     if (v instanceof Uint8Array) return { bytes: [...v] };

@@ -14,7 +14,7 @@ import { assert } from "../util/assert.js";
  * record id and key, so the same write asked again returns that outcome instead of applying twice.
  */
 export type RecordCommand =
-  | { op: "put"; key: string; payload: unknown; vector?: Uint8Array; ifVersion?: number; idem?: IdempotencyTag }
+  | { op: "put"; key: string; payload: unknown; vector?: Uint8Array; ifVersion?: number; idem?: IdempotencyTag; expiresAtMs?: number }
   | { op: "delete"; key: string; ifVersion?: number; idem?: IdempotencyTag };
 
 /**
@@ -58,10 +58,14 @@ export type MergeCommand =
  * plain put asked twice leaves the same record (at a higher version), so a batch may be sent again.
  */
 export interface PutManyCommand { op: "put-many"; items: PutItem[] }
-export interface PutItem { key: string; payload: unknown; vector?: Uint8Array }
+export interface PutItem { key: string; payload: unknown; vector?: Uint8Array; expiresAtMs?: number }
 
-/** Deletes of records of one shard in one log entry (delete by filter); refused items as for a batch of puts. */
-export interface DeleteManyCommand { op: "delete-many"; keys: string[] }
+/**
+ * Deletes of records of one shard in one log entry (delete by filter, expiry); refused items as for a
+ * batch of puts. With `versions`, a record is deleted only while at that version (an expired record
+ * written again since keeps its new life).
+ */
+export interface DeleteManyCommand { op: "delete-many"; keys: string[]; versions?: number[] }
 
 export type ShardCommand = RecordCommand | PutManyCommand | DeleteManyCommand | SplitCommand | MergeCommand;
 
@@ -70,6 +74,17 @@ export interface StoredRecord {
   version: number;
   /** float32 little-endian bytes, in a collection with a vector schema. */
   vector?: Uint8Array;
+  /**
+   * Wall-clock ms after which the record is expired, in a collection with a TTL: the proposer's clock
+   * plus the TTL, fixed in the command so every replica stores the same. Reads hide it from then on;
+   * the shard's leader deletes it soon after (data/expiry.ts).
+   */
+  expiresAtMs?: number;
+}
+
+/** Whether a record is expired at `nowMs` (a wall-clock time). */
+export function isExpired(r: StoredRecord, nowMs: number): boolean {
+  return r.expiresAtMs !== undefined && r.expiresAtMs <= nowMs;
 }
 
 /** A vector as it travels in the log and rests in the store: its float32 bytes. */
@@ -124,15 +139,18 @@ export function encodeProposal(p: Proposal): Uint8Array {
   if (c.op === "freeze") return pack([node, seq, 3, c.into]) as Uint8Array;
   if (c.op === "unfreeze") return pack([node, seq, 4]) as Uint8Array;
   if (c.op === "absorb") return pack([node, seq, 5, c.from, c.start, c.end, c.records, c.versionMax]) as Uint8Array;
-  if (c.op === "put-many") return pack([node, seq, 6, c.items.map((i) => [i.key, i.payload, i.vector ?? null])]) as Uint8Array;
-  if (c.op === "delete-many") return pack([node, seq, 7, c.keys]) as Uint8Array;
+  if (c.op === "put-many") return pack([node, seq, 6, c.items.map((i) => (i.expiresAtMs === undefined ? [i.key, i.payload, i.vector ?? null] : [i.key, i.payload, i.vector ?? null, i.expiresAtMs]))]) as Uint8Array;
+  if (c.op === "delete-many") return pack(c.versions === undefined ? [node, seq, 7, c.keys] : [node, seq, 7, c.keys, c.versions]) as Uint8Array;
   // Op 0 put, 1 delete; 10 + op under the gateway-skips-epoch mutation (never in production; mutations.ts).
   const unchecked = (c as { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] === true ? UNCHECKED_OP : 0;
   const t: unknown[] = [p.origin[0], p.origin[1], (c.op === "put" ? 0 : 1) + unchecked, c.key, c.op === "put" ? c.payload : null];
   const vector = c.op === "put" ? c.vector : undefined;
-  if (c.ifVersion !== undefined || c.idem !== undefined || vector !== undefined) t.push(c.ifVersion ?? null);
-  if (c.idem !== undefined || vector !== undefined) t.push(c.idem === undefined ? null : [c.idem.key, c.idem.fingerprint, c.idem.atMs, c.idem.ttlMs, c.idem.keysMax]);
-  if (vector !== undefined) t.push(vector);
+  const expires = c.op === "put" ? c.expiresAtMs : undefined;
+  const more = expires !== undefined ? 4 : vector !== undefined ? 3 : c.idem !== undefined ? 2 : c.ifVersion !== undefined ? 1 : 0;
+  if (more >= 1) t.push(c.ifVersion ?? null);
+  if (more >= 2) t.push(c.idem === undefined ? null : [c.idem.key, c.idem.fingerprint, c.idem.atMs, c.idem.ttlMs, c.idem.keysMax]);
+  if (more >= 3) t.push(vector ?? null);
+  if (more >= 4) t.push(expires);
   return pack(t) as Uint8Array;
 }
 
@@ -154,14 +172,20 @@ export function decodeProposal(data: Uint8Array): Proposal {
       case 6: {
         assert(t.length === 4 && Array.isArray(t[3]), "malformed batch in the log");
         const items = (t[3] as unknown[]).map((i): PutItem => {
-          assert(Array.isArray(i) && i.length === 3 && typeof i[0] === "string" && (i[2] === null || i[2] instanceof Uint8Array), "malformed batch item in the log");
-          return i[2] === null ? { key: i[0], payload: i[1] } : { key: i[0], payload: i[1], vector: i[2] as Uint8Array };
+          assert(Array.isArray(i) && (i.length === 3 || (i.length === 4 && typeof i[3] === "number")) && typeof i[0] === "string" &&
+            (i[2] === null || i[2] instanceof Uint8Array), "malformed batch item in the log");
+          const item: PutItem = { key: i[0], payload: i[1] };
+          if (i[2] !== null) item.vector = i[2] as Uint8Array;
+          if (i.length === 4) item.expiresAtMs = i[3] as number;
+          return item;
         });
         return { origin, cmd: { op: "put-many", items } };
       }
       case 7:
-        assert(t.length === 4 && Array.isArray(t[3]) && (t[3] as unknown[]).every((k) => typeof k === "string"), "malformed batch delete in the log");
-        return { origin, cmd: { op: "delete-many", keys: t[3] as string[] } };
+        assert((t.length === 4 || t.length === 5) && Array.isArray(t[3]) && (t[3] as unknown[]).every((k) => typeof k === "string"), "malformed batch delete in the log");
+        if (t.length === 4) return { origin, cmd: { op: "delete-many", keys: t[3] as string[] } };
+        assert(Array.isArray(t[4]) && t[4].length === (t[3] as unknown[]).length && (t[4] as unknown[]).every((v) => typeof v === "number"), "malformed batch delete versions in the log");
+        return { origin, cmd: { op: "delete-many", keys: t[3] as string[], versions: t[4] as number[] } };
       case 5:
         assert(t.length === 8 && typeof t[3] === "number" && typeof t[4] === "number" && typeof t[5] === "number" && Array.isArray(t[6]) &&
           typeof t[7] === "number", "malformed absorb in the log");
@@ -170,13 +194,17 @@ export function decodeProposal(data: Uint8Array): Proposal {
         assert(false, `unknown shard command ${String(t[2])} in the log`);
     }
   }
-  assert(Array.isArray(t) && t.length >= 5 && t.length <= 8 && typeof t[3] === "string", "malformed proposal in the log");
-  const [node, seq, op, key, payload, ifVersion, idem, vector] = t as [number, number, 0 | 1, string, unknown, number | null | undefined, unknown, unknown];
+  assert(Array.isArray(t) && t.length >= 5 && t.length <= 9 && typeof t[3] === "string", "malformed proposal in the log");
+  const [node, seq, op, key, payload, ifVersion, idem, vector, expiresAtMs] = t as [number, number, 0 | 1, string, unknown, number | null | undefined, unknown, unknown, unknown];
   const cmd: RecordCommand = op === 0 ? { op: "put", key, payload } : { op: "delete", key };
   if (typeof ifVersion === "number") cmd.ifVersion = ifVersion;
-  if (vector !== undefined) {
+  if (vector !== undefined && vector !== null) {
     assert(op === 0 && vector instanceof Uint8Array, "malformed vector in the log");
     (cmd as Extract<RecordCommand, { op: "put" }>).vector = vector;
+  }
+  if (expiresAtMs !== undefined) {
+    assert(op === 0 && typeof expiresAtMs === "number", "malformed expiry in the log");
+    (cmd as Extract<RecordCommand, { op: "put" }>).expiresAtMs = expiresAtMs;
   }
   if (idem !== undefined && idem !== null) {
     assert(Array.isArray(idem) && idem.length === 5 && typeof idem[0] === "string" && typeof idem[1] === "string" &&
@@ -199,7 +227,12 @@ export function applyCommand(cmd: RecordCommand, version: number, readCurrent: (
     const currentVersion = readCurrent()?.version ?? 0;
     if (cmd.ifVersion !== currentVersion) return { result: { ok: false, code: "version_mismatch", currentVersion }, write: undefined };
   }
-  if (cmd.op === "put") return { result: { ok: true, version }, write: cmd.vector === undefined ? { payload: cmd.payload, version } : { payload: cmd.payload, version, vector: cmd.vector } };
+  if (cmd.op === "put") {
+    const write: StoredRecord = { payload: cmd.payload, version };
+    if (cmd.vector !== undefined) write.vector = cmd.vector;
+    if (cmd.expiresAtMs !== undefined) write.expiresAtMs = cmd.expiresAtMs;
+    return { result: { ok: true, version }, write };
+  }
   const deleted = readCurrent() !== undefined;
   return { result: { ok: true, version, deleted }, write: deleted ? null : undefined };
 }

@@ -247,4 +247,10 @@ test("a batch of puts applies at one version; items outside the range are refuse
   assert.deepEqual(new Set(r.changes[0]!.puts!.map(([k]) => k)), new Set(inside));
   const frozen = applyShardEntries(1, [entry({ op: "freeze", into: 2 }, 5), entry({ op: "put-many", items }, 6)], shard, reader, () => conf, () => conf);
   assert.deepEqual(frozen.results[1]![1], { ok: false, code: "wrong_shard" });
+  // A delete of a batch at versions: only records still at theirs (one written again since stays).
+  const stored = new Map<string, StoredRecord>(inside.slice(0, 3).map((k, i) => [k, { payload: k, version: 10 + i }]));
+  const at = { ...reader, get: (k: string) => stored.get(k) };
+  const del = applyShardEntries(1, [entry({ op: "delete-many", keys: inside.slice(0, 3), versions: [10, 99, 12] }, 7)], shard, at, () => conf, () => conf);
+  assert.deepEqual(del.results[0]![1], { ok: true, version: del.changes[0]!.appliedIndex, removed: 2 });
+  assert.deepEqual(del.changes[0]!.deletes, [inside[0], inside[2]]);
 });

@@ -190,7 +190,9 @@ function applyPutMany(cmd: PutManyCommand, shard: ShardState, version: number, w
       refused.push(i);
       continue;
     }
-    const record: StoredRecord = item.vector === undefined ? { payload: item.payload, version } : { payload: item.payload, version, vector: item.vector };
+    const record: StoredRecord = { payload: item.payload, version };
+    if (item.vector !== undefined) record.vector = item.vector;
+    if (item.expiresAtMs !== undefined) record.expiresAtMs = item.expiresAtMs;
     write(item.key, record);
   }
   return refused.length === 0 ? { ok: true, version } : { ok: true, version, refused };
@@ -206,7 +208,8 @@ function applyDeleteMany(cmd: DeleteManyCommand, shard: ShardState, version: num
       refused.push(i);
       continue;
     }
-    if (read(key) === undefined) continue;
+    const current = read(key) as StoredRecord | undefined;
+    if (current === undefined || (cmd.versions !== undefined && current.version !== cmd.versions[i])) continue;
     write(key, null);
     deleted++;
   }
