@@ -40,6 +40,8 @@ export class GroupStorage implements Storage {
   readonly group: number;
   /** Entries after the log's start; its `snap` field holds only the start's (index, term). */
   private readonly mem = new MemoryStorage();
+  /** Bytes of the entries' data held in `mem` (compaction keeps it bounded: maybeCompact). */
+  sizeBytes = 0;
   private readonly store: StateStore;
   /**
    * The configuration as of the applied index (for initialState): the state store keeps it with the
@@ -55,6 +57,7 @@ export class GroupStorage implements Storage {
       meta: { index: recovered.start.index, term: recovered.start.term, confState: this.confState }, data: new Uint8Array(0),
     });
     this.mem.append(recovered.entries);
+    for (const e of recovered.entries) this.sizeBytes += e.data.byteLength;
     // A commit index that only moved is written without a sync (turn() in multi-raft-turn.ts), so a power
     // loss can take it back below what the state store had applied and committed durably. Applying
     // follows commit, so the entries up to the applied index were committed: the commit index is at
@@ -99,7 +102,20 @@ export class GroupStorage implements Storage {
   // Host-side updates, after the corresponding WAL records are durable.
 
   append(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    const last = this.mem.lastIndex();
     this.mem.append(entries);
+    if (entries[0]!.index === last + 1) for (const e of entries) this.sizeBytes += e.data.byteLength;
+    else this.recount(); // a conflicting tail was replaced
+  }
+
+  /** Sums what the log holds now (appends may replace a conflicting tail; compaction drops a head). */
+  private recount(): void {
+    const first = this.mem.firstIndex();
+    const last = this.mem.lastIndex();
+    let n = 0;
+    if (last >= first) for (const e of this.mem.entries(first, last + 1, Number.MAX_SAFE_INTEGER)) n += e.data.byteLength;
+    this.sizeBytes = n;
   }
 
   setHardState(hs: HardState): void {
@@ -109,12 +125,14 @@ export class GroupStorage implements Storage {
   installSnapshot(meta: Snapshot["meta"]): void {
     this.confState = meta.confState;
     this.mem.applySnapshot({ meta, data: new Uint8Array(0) });
+    this.recount();
   }
 
   /** Drops entries up to `index`; returns the term there (for the WAL's compaction record). */
   compact(index: number): number {
     const term = this.mem.term(index);
     this.mem.compact(index);
+    this.recount();
     return term;
   }
 

@@ -290,7 +290,9 @@ export abstract class NodeApply extends NodeLiveness {
   protected async maybeCompact(active: readonly Group[]): Promise<void> {
     const due: Group[] = [];
     for (const g of active) {
-      if (this.groups.get(g.id) === g && g.raft.applied() - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries) due.push(g);
+      if (this.groups.get(g.id) !== g) continue;
+      // By count, and by bytes: a log of large entries (batches of vectors) would hold the node's memory.
+      if (g.raft.applied() - g.storage.firstIndex() + 1 > this.cfg.compactAfterEntries || g.storage.sizeBytes > this.cfg.compactAfterBytes) due.push(g);
     }
     for (const id of this.wal.holdingBack()) {
       const g = this.groups.get(id);

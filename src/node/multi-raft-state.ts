@@ -51,6 +51,8 @@ export interface NodeConfig {
   keepaliveIdleTicks?: number;
   /** Compact a group's log once this many applied entries sit before the last compaction point. */
   compactAfterEntries?: number;
+  /** ... or once the entries it holds in memory are this large (default 64 MiB). */
+  compactAfterBytes?: number;
   /** Proposals and reads not answered within this time fail with an unknown outcome. */
   requestTimeoutMs?: number;
   /** Bound on requests queued for the next turn plus callers waiting for an answer (refused with OverloadedError beyond). */

@@ -85,6 +85,17 @@ test("when a shard's leader stops, another takes over; the returning node catche
   await stopAll(c);
 });
 
+test("a log of large entries is compacted by its bytes, long before its entry count says so", async () => {
+  const c = await startCluster(3, 1, { compactAfterEntries: 1_000_000, compactAfterBytes: 64 << 10 });
+  await waitForLeaders(c);
+  const big = "x".repeat(8 << 10);
+  const leader = leaderOf(c, 1)!;
+  for (let i = 0; i < 40; i++) assert.ok((await leader.propose(1, { op: "put", key: `big${i}`, payload: big })).ok);
+  await waitFor("every replica compacted its log below 64 KiB + one entry", () =>
+    [...c.nodes.values()].every((n) => n.status().groups[0]!.firstIndex > 10));
+  await stopAll(c);
+});
+
 test("reads arriving in one loop turn share one ReadIndex round", async () => {
   const c = await startCluster(3, 1);
   await waitForLeaders(c);
