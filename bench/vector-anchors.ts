@@ -147,10 +147,11 @@ export async function buildLance(ds: Dataset): Promise<LanceBuilt> {
   const ingestSeconds = (performance.now() - started) / 1000;
   const rows = await table.countRows();
   if (rows !== ds.n) throw new Error(`LanceDB holds ${rows} rows, not ${ds.n}`);
-  // sqrt(n) partitions (LanceDB's default); 8 dimensions per PQ sub-vector, or 4 where 8 does not divide the
-  // dimension (its default, 16, would leave 100-d vectors with a single sub-vector).
+  // sqrt(n) partitions (LanceDB's default); 4 dimensions per PQ sub-vector: with 8 (128-d: 16 sub-vectors)
+  // recall on 200,000 clustered points stayed at 0.907 for every nprobes (the true neighbours fell outside
+  // the refined candidates), and its default of 16 dimensions would leave 100-d vectors one sub-vector.
   const partitions = Math.max(1, Math.round(Math.sqrt(ds.n)));
-  const subVectors = ds.dim % 8 === 0 ? ds.dim / 8 : ds.dim / 4;
+  const subVectors = ds.dim / 4;
   log(`lancedb: ${rows.toLocaleString("en-US")} rows written in ${ingestSeconds.toFixed(1)} s; building IVF-PQ (${partitions} partitions, ${subVectors} sub-vectors) and a btree on tag…`);
   started = performance.now();
   const ticker = setInterval(() => log(`lancedb: still building its indexes (${((performance.now() - started) / 1000).toFixed(0)} s)…`), 15_000);

@@ -111,11 +111,15 @@ class Gaussian {
 }
 
 const CLUSTERS = 1000;
-/** Spread of a cluster around its centre, per dimension (centres are N(0, 1) per dimension). */
-const CLUSTER_SIGMA = 0.5;
+/**
+ * Spread of a cluster around its centre, per dimension (centres are N(0, 1) per dimension). At 0.5 or 1.0
+ * usearch found every true neighbour at ef 64 on 100,000 points (recall 1.000: nothing to sweep); at 2.0
+ * 0.578 whatever the ef; at 1.25 0.997 / 0.998 / 0.999 at ef 64 / 128 / 256 (1.5: 0.955 / 0.971 / 0.983).
+ */
+export const CLUSTER_SIGMA = 1.25;
 
 /** n + q points of CLUSTERS gaussian clusters in `dim` dimensions (seeded); the last q are the held-out queries. */
-export function synthetic(n: number, q: number, dim = 128, seed = 1): Dataset {
+export function synthetic(n: number, q: number, dim = 128, seed = 1, sigma = CLUSTER_SIGMA): Dataset {
   const rng = new Rng(seed);
   const g = new Gaussian(rng.fork());
   const clusters = Math.min(CLUSTERS, n);
@@ -125,7 +129,7 @@ export function synthetic(n: number, q: number, dim = 128, seed = 1): Dataset {
   const scale = 10 ** decimals;
   const point = (out: Float32Array, at: number) => {
     const c = rng.int(clusters) * dim;
-    for (let d = 0; d < dim; d++) out[at + d] = roundTo(centres[c + d]! + CLUSTER_SIGMA * g.next(), scale);
+    for (let d = 0; d < dim; d++) out[at + d] = roundTo(centres[c + d]! + sigma * g.next(), scale);
   };
   const vectors = new Float32Array(n * dim);
   const tags = new Uint8Array(n);
