@@ -112,11 +112,21 @@ function unsafeIntegerLiterals(text: string): Set<number> {
       continue;
     }
     if (c !== 0x2d && (c < 0x30 || c > 0x39)) continue;
+    // A number token: count its digits, and whether it is more than digits (a fraction or exponent).
     let end = i + 1;
-    while (end < text.length && /[0-9.eE+-]/.test(text[end]!)) end++;
-    const token = text.slice(i, end);
-    // 16 digits or more can pass 2^53 - 1 (9007199254740991 has 16).
-    if (/^-?[0-9]{16,}$/.test(token) && !Number.isSafeInteger(Number(token))) found.add(Number(token));
+    let digits = c === 0x2d ? 0 : 1;
+    let plain = true;
+    for (; end < text.length; end++) {
+      const d = text.charCodeAt(end);
+      if (d >= 0x30 && d <= 0x39) digits++;
+      else if (d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d) plain = false;
+      else break;
+    }
+    // 16 digits or more can pass 2^53 - 1 (9007199254740991 has 16). Vectors' floats skip this at once.
+    if (plain && digits >= 16) {
+      const token = text.slice(i, end);
+      if (/^-?[0-9]{16,}$/.test(token) && !Number.isSafeInteger(Number(token))) found.add(Number(token));
+    }
     i = end - 1;
   }
   return found;
