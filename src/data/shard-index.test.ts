@@ -75,7 +75,7 @@ test("a search sees pending ops: new records, updates superseding the graph's ve
 test("a filtered search scans few matches exactly and searches the graph for many; every hit matches", () => {
   const rng = new Rng(11);
   const x = new ShardIndex(schema("cosine"), ["color", "n"]);
-  const n = EXACT_SCAN_MAX + 5000;
+  const n = 5000 * Math.ceil((EXACT_SCAN_MAX * 2) / 5000); // a whole number of batches, over twice the exact-scan bound
   for (let i = 0; i < n; i += 5000) x.enqueue(upserts(rng, 5000, 16, i), i + 1);
   while (x.step(5000) > 0);
   const query = vec(rng, 16);

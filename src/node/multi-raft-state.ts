@@ -51,7 +51,7 @@ export interface NodeConfig {
   keepaliveIdleTicks?: number;
   /** Compact a group's log once this many applied entries sit before the last compaction point. */
   compactAfterEntries?: number;
-  /** ... or once the entries it holds in memory are this large (default 64 MiB). */
+  /** ... or once the entries it holds in memory are this large (default 16 MiB). */
   compactAfterBytes?: number;
   /** Proposals and reads not answered within this time fail with an unknown outcome. */
   requestTimeoutMs?: number;

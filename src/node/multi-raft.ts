@@ -71,7 +71,7 @@ export class MultiRaftNode extends NodeTurn {
     const cfg = {
       // 30 ms ticks: heartbeats and keepalives every 60 ms, election timeouts of 300-600 ms, so a shard
       // whose leader is cut off elects another in about half a second (bench/unavailability.ts).
-      tickMs: 30, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, compactAfterBytes: 64 << 20, requestTimeoutMs: 5000,
+      tickMs: 30, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, compactAfterBytes: 16 << 20, requestTimeoutMs: 5000,
       maxQueuedRequests: 100_000, quiesceAfterTicks: 2 * (config.electionTicks ?? 10),
       keepaliveIdleTicks: Math.max(config.heartbeatTicks ?? 2, Math.min(2 * (config.heartbeatTicks ?? 2), Math.floor(((config.electionTicks ?? 10) - 1) / 2))),
       ...config,
