@@ -100,6 +100,8 @@ export class IndexService implements ReplicaObserver {
   private readonly logger: Logger | undefined;
   /** Indexes opened from their saved files, and built from the records (none saved, or not whole). */
   readonly opened = { loaded: 0, rebuilt: 0 };
+  /** Searches of a replica answered here. */
+  searchesServed = 0;
 
   constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: IndexServiceOptions) {
     this.logger = opts.logger;
@@ -421,6 +423,7 @@ export class IndexService implements ReplicaObserver {
       }
       const exhausted = a.hits.length < want;
       if (hits.length >= k || exhausted || want >= POST_FILTER_WANT_MAX) {
+        this.searchesServed++;
         return { ...view, hits, plan: a.plan, matched: a.matched, pending: a.pending, exhaustive: hits.length >= k || exhausted };
       }
       want = Math.min(POST_FILTER_WANT_MAX, want * 4);

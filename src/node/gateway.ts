@@ -466,8 +466,37 @@ export class Gateway {
    */
   ask(name: string, group: number, body: unknown, anyReplica: boolean): Promise<unknown> {
     const op: Op = { kind: "service", group, name, body, anyReplica };
-    if (anyReplica && this.node.hosts(group)) return this.execute(op);
-    return this.route(op);
+    if (!anyReplica) return this.route(op);
+    // Any replica: the voter with the fewest of this gateway's asks in flight (this node's first on a
+    // tie: no hop), so that a fan-out over many shards spreads over the nodes that hold them.
+    const target = this.leastLoadedReplica(group);
+    const fallback = () => (this.node.hosts(group) ? this.execute(op) : this.route(op));
+    if (target === 0) return fallback();
+    this.asking.set(target, (this.asking.get(target) ?? 0) + 1);
+    const asked = target === this.node.id ? this.execute(op) : this.forward(target, op).catch((e: unknown) => {
+      // That replica could not answer (lost, moved away, slow): the usual way, once.
+      if (e instanceof PeerLostError || e instanceof NotHostedError || e instanceof LeaderUnreachableError || e instanceof RequestTimeoutError) return fallback();
+      throw e;
+    });
+    return asked.finally(() => this.asking.set(target, this.asking.get(target)! - 1));
+  }
+
+  /** Service asks in flight from this gateway, by the node asked (see ask). */
+  private readonly asking = new Map<NodeId, number>();
+
+  private leastLoadedReplica(group: number): NodeId {
+    const voters = (this.node.metaState().shards.get(group)?.replicas ?? []).filter((r) => r.role === "voter").map((r) => r.node)
+      .filter((n) => (n === this.node.id ? this.node.hosts(group) : !this.node.peerLost(n)));
+    let best: NodeId = 0;
+    let bestLoad = Infinity;
+    for (const n of voters) {
+      const load = (this.asking.get(n) ?? 0) - (n === this.node.id ? 0.5 : 0);
+      if (load < bestLoad || (load === bestLoad && n < best)) {
+        best = n;
+        bestLoad = load;
+      }
+    }
+    return best;
   }
 
   /** Carries out an operator step on the shard's leader (set by the ShardAgent). */
