@@ -481,6 +481,8 @@ export class MultiRaftNode extends NodeTurn {
    */
   ledShards(): LedShard[] {
     const out: LedShard[] = [];
+    // A stopped node leads nothing (and its store is closed): an agent's last pass may still ask.
+    if (this.stopped) return out;
     for (const g of this.groups.values()) {
       const r = g.raft;
       if (g.kind !== "shard" || r.role() !== Role.Leader) continue;
