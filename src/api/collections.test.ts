@@ -15,8 +15,7 @@ test("a collection is created with its shards born on three voters and led, take
   try {
     const [one, two, three] = [1, 2, 3].map((id) => api.apps.get(id)!);
     const node1 = api.c.nodes.get(1)!;
-    await waitFor("the founders registered and the default collection recorded", () =>
-      node1.metaState().collections.has("default") && [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    await api.registered();
     const body = { name: "shoes", shards: 3, vectors: { dim: 4, metric: "cosine" }, payloadIndexes: { color: "keyword" } };
     const created = await two!.inject({ method: "POST", url: "/v1/collections", payload: body });
     assert.equal(created.statusCode, 200, created.body);

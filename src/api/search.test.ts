@@ -45,9 +45,7 @@ test("a collection with vectors takes batches, answers searches and counts with 
   const api = await startApiCluster(3, 1);
   try {
     const [one, two, three] = [1, 2, 3].map((id) => api.apps.get(id)!);
-    const node1 = api.c.nodes.get(1)!;
-    await waitFor("the founders registered and the default collection recorded", () =>
-      node1.metaState().collections.has("default") && [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    await api.registered();
     const created = await post(two!, "/v1/collections", { name: "docs", shards: 3, vectors: { dim: DIM, metric: "cosine" }, payloadIndexes: { color: "keyword" } });
     assert.equal(created.status, 200, JSON.stringify(created.body));
 
@@ -158,8 +156,7 @@ test("dropping a collection while it is searched: searches answer whole or 404, 
   try {
     const [one, two] = [1, 2].map((id) => api.apps.get(id)!);
     const node1 = api.c.nodes.get(1)!;
-    await waitFor("the founders registered and the default collection recorded", () =>
-      node1.metaState().collections.has("default") && [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    await api.registered();
     assert.equal((await post(one!, "/v1/collections", { name: "temp", shards: 2, vectors: { dim: DIM, metric: "l2" } })).status, 200);
     const rng = new Rng(9);
     const records = Array.from({ length: 100 }, (_, i) => ({ id: `t${i}`, payload: i, vector: vectorOf(rng) }));
@@ -206,8 +203,7 @@ test("a search while its shard splits returns every neighbour, from both shards 
   try {
     const [one, two] = [1, 2].map((id) => api.apps.get(id)!);
     const node1 = api.c.nodes.get(1)!;
-    await waitFor("the founders registered and the default collection recorded", () =>
-      node1.metaState().collections.has("default") && [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    await api.registered();
     assert.equal((await post(one!, "/v1/collections", { name: "grow", shards: 1, vectors: { dim: DIM, metric: "dot" } })).status, 200);
     const rng = new Rng(17);
     const records = Array.from({ length: 60 }, (_, i) => ({ id: `g${i}`, payload: i, vector: vectorOf(rng) }));
@@ -248,8 +244,7 @@ test("a shard that cannot be reached: the search fails, or with allowPartial ans
   try {
     const one = api.apps.get(1)!;
     const node1 = api.c.nodes.get(1)!;
-    await waitFor("the founders registered and the default collection recorded", () =>
-      node1.metaState().collections.has("default") && [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    await api.registered();
     assert.equal((await post(one, "/v1/collections", { name: "solo", shards: 3, replicationFactor: 1, vectors: { dim: DIM, metric: "cosine" } })).status, 200);
     const rng = new Rng(23);
     const records = Array.from({ length: 90 }, (_, i) => ({ id: `s${i}`, payload: i, vector: vectorOf(rng) }));
@@ -285,9 +280,7 @@ test("scans and deletes by filter, across shards and pages, in a collection with
   const api = await startApiCluster(3, 1);
   try {
     const [one, two] = [1, 2].map((id) => api.apps.get(id)!);
-    const node1 = api.c.nodes.get(1)!;
-    await waitFor("the founders registered and the default collection recorded", () =>
-      node1.metaState().collections.has("default") && [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    await api.registered();
     assert.equal((await post(one!, "/v1/collections", { name: "plain", shards: 3, payloadIndexes: { kind: "keyword" } })).status, 200);
     for (let from = 0; from < 2500; from += 1000) {
       const records = Array.from({ length: Math.min(1000, 2500 - from) }, (_, j) => ({ id: `k${String(from + j).padStart(4, "0")}`, payload: { kind: (from + j) % 3 === 0 ? "a" : "b", n: from + j } }));
@@ -336,8 +329,7 @@ test("a collection with a TTL: records expire after their last write (hidden at 
   try {
     const [one, two] = [1, 2].map((id) => api.apps.get(id)!);
     const node1 = api.c.nodes.get(1)!;
-    await waitFor("the founders registered and the default collection recorded", () =>
-      node1.metaState().collections.has("default") && [...node1.metaState().nodes.values()].filter((n) => n.worker === "ready").length === 3, 20_000);
+    await api.registered();
     assert.equal((await post(one!, "/v1/collections", { name: "brief", shards: 2, ttlMs: 3000, vectors: { dim: DIM, metric: "l2" } })).status, 200);
     const rng = new Rng(31);
     const records = Array.from({ length: 40 }, (_, i) => ({ id: `b${i}`, payload: i, vector: vectorOf(rng) }));

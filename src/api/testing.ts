@@ -11,7 +11,7 @@ import { Membership } from "../node/membership.js";
 import type { NodeConfig } from "../node/multi-raft.js";
 import { PlacementDriver } from "../node/placement-driver.js";
 import { ShardAgent } from "../node/shard-agent.js";
-import { type TestCluster, startCluster, stopAll } from "../node/testing.js";
+import { type TestCluster, startCluster, stopAll, waitFor } from "../node/testing.js";
 import { buildApi } from "./server.js";
 import { join } from "node:path";
 import { IndexService } from "../data/index-service.js";
@@ -28,6 +28,8 @@ export interface ApiCluster {
   sweepers: Map<number, ExpirySweeper>;
   /** Starts membership on every node (the metadata then records the nodes and the shard map). */
   startMembership(): void;
+  /** Waits until node 1's metadata shows every node ready and the default collection recorded (collections can be created then). */
+  registered(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -78,6 +80,11 @@ export async function startApiCluster(n: number, shards: number, opts: ApiCluste
   if (opts.membership !== false) startMembership();
   return {
     c, gateways, apps, agents, indexes, sweepers, startMembership,
+    async registered() {
+      const meta = () => c.nodes.get(1)!.metaState();
+      await waitFor("the founders registered and the default collection recorded", () =>
+        meta().collections.has("default") && [...meta().nodes.values()].filter((m) => m.worker === "ready").length === n, 20_000);
+    },
     async stop() {
       for (const m of memberships) m.stop();
       for (const d of drivers) d.stop();

@@ -23,8 +23,7 @@ test("indexes are saved on stop, loaded and caught up on start, and rebuilt from
     const node = api.c.nodes.get(1)!;
     const gateway = api.gateways.get(1)!;
     const app = api.apps.get(1)!;
-    await waitFor("the node registered and the default collection recorded", () =>
-      node.metaState().collections.has("default") && [...node.metaState().nodes.values()].some((n) => n.worker === "ready"), 20_000);
+    await api.registered();
     const created = await app.inject({ method: "POST", url: "/v1/collections", payload: { name: "pts", shards: 2, replicationFactor: 1, vectors: { dim: 3, metric: "l2" }, payloadIndexes: { side: "keyword" } } });
     assert.equal(created.statusCode, 200, created.body);
     const items = Array.from({ length: 200 }, (_, i) => ({ key: `p${i}`, payload: { side: i % 2 === 0 ? "left" : "right" }, vector: v(i, 0, 0) }));

@@ -12,13 +12,12 @@
  * answers from the parts that fit and names the shards and hash ranges missing.
  */
 import { HASH_SPACE, type HashRange } from "../meta/ranges.js";
-import { assert } from "../util/assert.js";
 import type { CollectionRecord, MetaState } from "../meta/state.js";
 import type { VectorSchema } from "../meta/collections.js";
 import type { Gateway } from "../node/gateway.js";
 import { CollectionNotFoundError } from "../node/group.js";
 import { type MultiRaftNode, NotHostedError, NotLeaderError, RequestTimeoutError, WrongShardError } from "../node/multi-raft.js";
-import { coverHashSpace } from "../node/scan.js";
+import { type TiledPart, askUntilTiled } from "../node/scan.js";
 import { vectorBytes, vectorOf } from "../node/records.js";
 import { type Filter, filterKeys, indexedPart } from "./filter.js";
 import { scoreOf } from "./shard-index.js";
@@ -72,47 +71,35 @@ function liveShards(meta: MetaState, collection: string): number[] {
   return [...meta.shards.values()].filter((sh) => sh.collection === collection && sh.retiredInto === undefined).map((sh) => sh.id);
 }
 
-interface Asked<A> { shard: number; answer?: A; error?: Error }
-
 /**
- * Asks every shard of the collection with `ask` until the answers tile the hash space; returns the
- * parts that do (all of them), or the best partial cover with what is missing.
+ * Asks every shard of the collection with `ask` until the answers tile the hash space (node/scan.ts
+ * askUntilTiled), each answer within what is left of `timeoutMs`; returns the parts that do (all of
+ * them), or, with `allowPartial`, the best partial cover with what is missing.
  */
-export async function fanOut<A extends { range: HashRange; frozen: boolean; children: number[]; shard: number }>(
-  node: MultiRaftNode, gateway: Gateway, collection: string, timeoutMs: number, allowPartial: boolean,
-  ask: (shard: number) => Promise<A>): Promise<{ parts: A[]; asked: number; failed: Asked<A>[]; missing: { range: HashRange; shards: number[] }[] }> {
+export async function fanOut<A extends TiledPart>(node: MultiRaftNode, gateway: Gateway, collection: string, timeoutMs: number, allowPartial: boolean,
+  ask: (shard: number) => Promise<A>): Promise<{ parts: A[]; asked: number; failed: { shard: number; error: Error }[]; missing: { range: HashRange; shards: number[] }[] }> {
   const clock = gateway.clock;
   const deadlineMs = clock.nowMs() + timeoutMs;
-  const named = new Set<number>();
-  for (let round = 1; ; round++) {
-    const meta = node.metaState();
-    // Dropped while the search ran: its shards are going away, and nothing of it is to be answered.
-    if (!meta.collections.has(collection)) throw new CollectionNotFoundError(collection);
-    const shards = new Set(liveShards(meta, collection));
-    for (const child of named) if (meta.shards.get(child)?.retiredInto === undefined) shards.add(child);
-    const settled = await Promise.all([...shards].map((shard) => withDeadline(ask(shard), deadlineMs - clock.nowMs(), shard, timeoutMs, gateway)
-      .then((answer): Asked<A> => ({ shard, answer }), (error: unknown): Asked<A> => ({ shard, error: error instanceof Error ? error : new Error(String(error)) }))));
-    for (const s of settled) assert(s.answer === undefined || s.answer.shard === s.shard, () => `shard ${s.shard} answered as shard ${s.answer!.shard}`);
-    const parts = settled.flatMap((s) => (s.answer !== undefined ? [s.answer] : []));
-    const failed = settled.filter((s) => s.error !== undefined);
-    const cover = failed.length === 0 ? coverHashSpace(parts) : null;
-    if (cover !== null) return { parts: cover, asked: shards.size, failed: [], missing: [] };
-    for (const p of parts) for (const child of p.children) named.add(child);
-    const retry = failed.every((f) => moved(f.error)) && round < ROUNDS_MAX && clock.nowMs() < deadlineMs;
-    if (!retry) {
-      const { parts: chosen, missing } = partialCover(parts, meta, collection);
-      if (!allowPartial) {
-        const first = failed.find((f) => !moved(f.error))?.error;
-        if (first !== undefined) throw first;
-        const why = `answered ${parts.map((p) => `${p.shard} [${p.range.start}, ${p.range.end})${p.frozen ? " frozen" : ""}`).join(", ") || "none"}` +
-          `${failed.length > 0 ? `; moved: ${failed.map((f) => `${f.shard} (${f.error!.name})`).join(", ")}` : ""}`;
-        if (clock.nowMs() >= deadlineMs) throw new RequestTimeoutError(`the shards' answers did not fit together within ${timeoutMs} ms (splits or merges under way): ${why}`);
-        throw new UnsettledError(`the shards' answers did not fit together after ${round} rounds (splits or merges under way): ${why}; nothing was done, ask again`);
-      }
-      return { parts: chosen, asked: shards.size, failed, missing };
-    }
-    await node.awaitMetaChange(Math.max(1, Math.min(ROUND_WAIT_MS, deadlineMs - clock.nowMs())));
+  const t = await askUntilTiled<A>(node, clock, {
+    shards: (meta) => {
+      // Dropped while the search ran: its shards are going away, and nothing of it is to be answered.
+      if (!meta.collections.has(collection)) throw new CollectionNotFoundError(collection);
+      return liveShards(meta, collection);
+    },
+    ask: (shard) => withDeadline(ask(shard), deadlineMs - clock.nowMs(), shard, timeoutMs, gateway),
+    moved, timeoutMs, roundsMax: ROUNDS_MAX, roundWaitMs: ROUND_WAIT_MS,
+  });
+  if (t.cover !== null) return { parts: t.cover, asked: t.asked, failed: [], missing: [] };
+  if (allowPartial) {
+    const { parts, missing } = partialCover(t.parts, node.metaState(), collection);
+    return { parts, asked: t.asked, failed: t.failed, missing };
   }
+  const first = t.failed.find((f) => !moved(f.error))?.error;
+  if (first !== undefined) throw first;
+  const why = `answered ${t.parts.map((p) => `${p.shard} [${p.range.start}, ${p.range.end})${p.frozen ? " frozen" : ""}`).join(", ") || "none"}` +
+    `${t.failed.length > 0 ? `; moved: ${t.failed.map((f) => `${f.shard} (${f.error.name})`).join(", ")}` : ""}`;
+  if (t.timedOut) throw new RequestTimeoutError(`the shards' answers did not fit together within ${timeoutMs} ms (splits or merges under way): ${why}`);
+  throw new UnsettledError(`the shards' answers did not fit together after ${t.rounds} rounds (splits or merges under way): ${why}; nothing was done, ask again`);
 }
 
 function withDeadline<T>(p: Promise<T>, remainingMs: number, shard: number, timeoutMs: number, gateway: Gateway): Promise<T> {
@@ -172,7 +159,7 @@ export async function searchCollection(node: MultiRaftNode, gateway: Gateway, c:
       ...(req.withPayload ? { payload } : {}),
       ...(req.withVector && vector !== null ? { vector: [...vectorOf(vector)] } : {}),
     })),
-    shards: { asked: out.asked, answered: out.parts.length, failed: out.failed.map((f) => ({ shard: f.shard, error: f.error!.name, message: f.error!.message })) },
+    shards: { asked: out.asked, answered: out.parts.length, failed: out.failed.map((f) => ({ shard: f.shard, error: f.error.name, message: f.error.message })) },
     missing: out.missing,
     unindexedKeys: req.filter === null ? [] : filterKeys(req.filter).filter((k) => !indexed.has(k)),
     exhaustive: out.parts.every((p) => p.exhaustive),
@@ -199,7 +186,7 @@ export async function countCollection(node: MultiRaftNode, gateway: Gateway, c: 
     (shard) => gateway.ask("index-count", shard, body, consistency !== "linearizable") as Promise<ReplicaCountAnswer>);
   return {
     count: out.parts.reduce((s, p) => s + p.count, 0),
-    shards: { asked: out.asked, answered: out.parts.length, failed: out.failed.map((f) => ({ shard: f.shard, error: f.error!.name, message: f.error!.message })) },
+    shards: { asked: out.asked, answered: out.parts.length, failed: out.failed.map((f) => ({ shard: f.shard, error: f.error.name, message: f.error.message })) },
     missing: out.missing,
     unindexedKeys: filter === null ? [] : filterKeys(filter).filter((k) => !indexed.has(k)),
     tookMs: Math.round((gateway.clock.nowMs() - startedMs) * 10) / 10,

@@ -221,13 +221,10 @@ export class ShardIndex {
     let plan: SearchResult["plan"];
     if (opts.exact === true) {
       plan = "exact";
-      for (const [id, l] of this.labels) if ((selected === null || selected.has(l)) && !this.pendingById.has(id)) top.offer(id, this.distanceTo(query, qNorm, l));
+      this.scanExactly(query, qNorm, selected ?? this.labels.values(), top);
     } else if (selected !== null && selected.size <= Math.max(EXACT_SCAN_MAX, opts.k)) {
       plan = "filtered-exact";
-      for (const l of selected) {
-        const id = this.ids[l]!;
-        if (!this.pendingById.has(id)) top.offer(id, this.distanceTo(query, qNorm, l));
-      }
+      this.scanExactly(query, qNorm, selected, top);
     } else {
       plan = selected === null ? "graph" : "filtered-graph";
       this.graphSearch(query, qNorm, opts, selected, top);
@@ -274,13 +271,18 @@ export class ShardIndex {
         return;
       }
       if (round >= WIDEN_ROUNDS_MAX && selected !== null) {
-        for (const l of selected) {
-          const id = this.ids[l]!;
-          if (!this.pendingById.has(id)) top.offer(id, this.distanceTo(query, qNorm, l));
-        }
+        this.scanExactly(query, qNorm, selected, top);
         return;
       }
       want = Math.min(total, want * 4);
+    }
+  }
+
+  /** Offers every record of `labels` whose indexed version is current (a pending op is scanned apart). */
+  private scanExactly(query: Float32Array, qNorm: number, labels: Iterable<number>, top: TopK): void {
+    for (const l of labels) {
+      const id = this.ids[l]!;
+      if (!this.pendingById.has(id)) top.offer(id, this.distanceTo(query, qNorm, l));
     }
   }
 

@@ -4,6 +4,10 @@
  * leader's id, or none mid-election; the gateway follows it, or waits to learn a leader, a bounded
  * number of times. Eventual reads never leave the node. A shard that cannot reach a quorum answers at
  * once (NoQuorumError: not applied; QuorumLostError: outcome unknown), never by waiting for a timeout.
+ *
+ * Over 600 lines on purpose: every request kind goes through one routing core (route, forward, the
+ * replies in flight, lost peers, writes a lost node may have received), whose state is private to this
+ * class; what only calls into it lives beside it (batch-write.ts for batches of record commands).
  */
 import type { NodeId } from "../raft/index.js";
 import {
@@ -24,6 +28,7 @@ import type { CommandResult, PutItem, RecordCommand, ShardCommand, StoredRecord 
 import type { ShardPage } from "./scan.js";
 import { type ApplyResult, type MetaCommand, currentSettings } from "../meta/state.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
+import { type PutManyOutcome, writeMany } from "./batch-write.js";
 import { assert } from "../util/assert.js";
 import { createHash } from "node:crypto";
 import { pack } from "msgpackr";
@@ -66,8 +71,7 @@ export interface GatewayOptions {
   mutations?: NodeMutations;
 }
 
-/** One item's outcome in a batch upsert: its version, or the error that stopped its shard's proposal. */
-export type PutManyOutcome = { ok: true; version: number } | { ok: false; error: Error };
+export type { PutManyOutcome } from "./batch-write.js";
 
 /** Options of a record write. */
 export interface WriteOptions {
@@ -191,13 +195,7 @@ export class Gateway {
     return this.write(this.withOptions(cmd, opts), collection);
   }
 
-  /**
-   * A batch upsert (DATA-5): the items grouped by shard, one proposal per shard, the shards written in
-   * parallel. Items a shard refuses because a split or merge moved them are routed again by the new map
-   * (bounded by attempts and one request timeout). The outcomes are in the items' order: each item's
-   * version, or the error that stopped its shard's proposal (the error table says whether it may have
-   * been applied).
-   */
+  /** A batch upsert (DATA-5): one `put-many` proposal per shard (batch-write.ts). */
   putMany(items: readonly PutItem[], collection?: string): Promise<PutManyOutcome[]> {
     return this.many(items.map((i) => i.key), (idx) => ({ op: "put-many", items: idx.map((i) => items[i]!) }), collection);
   }
@@ -218,53 +216,13 @@ export class Gateway {
     return { outcomes, removed };
   }
 
-  /** A batch of record commands by id, grouped by shard (see putMany). */
-  private async many(keys: readonly string[], command: (idx: number[]) => ShardCommand, collection: string | undefined,
+  /** A batch of record commands by id, grouped by shard (see putMany and batch-write.ts). */
+  private many(keys: readonly string[], command: (idx: number[]) => ShardCommand, collection: string | undefined,
     onAnswer: (r: Extract<CommandResult, { ok: true }>) => void = () => undefined): Promise<PutManyOutcome[]> {
-    const out: PutManyOutcome[] = new Array<PutManyOutcome>(keys.length);
-    const deadlineMs = this.clock.nowMs() + this.timeoutMs;
-    let todo = keys.map((_, i) => i);
-    for (let round = 1; todo.length > 0; round++) {
-      const byShard = new Map<number, number[]>();
-      for (const i of todo) {
-        const group = this.node.shardOf(keys[i]!, collection);
-        const list = byShard.get(group);
-        if (list === undefined) byShard.set(group, [i]);
-        else list.push(i);
-      }
-      const again: number[] = [];
-      await Promise.all([...byShard].map(async ([group, idx]) => {
-        try {
-          const r = await (this.route({ kind: "propose", group, cmd: command(idx) }) as Promise<CommandResult>);
-          if (!r.ok) {
-            if (r.code !== "wrong_shard") throw new Error(`shard ${group} refused a batch with ${r.code}`);
-            again.push(...idx);
-            return;
-          }
-          onAnswer(r);
-          const refused = new Set(r.refused ?? []);
-          for (const [j, i] of idx.entries()) {
-            if (refused.has(j)) again.push(i);
-            else out[i] = { ok: true, version: r.version };
-          }
-        } catch (e) {
-          const err = e instanceof Error ? e : new Error(String(e));
-          const moved = e instanceof WrongShardError || ((e instanceof NotLeaderError || e instanceof NotHostedError) && this.node.shardOf(keys[idx[0]!]!, collection) !== group);
-          if (moved) again.push(...idx);
-          else for (const i of idx) out[i] = { ok: false, error: err };
-        }
-      }));
-      todo = again;
-      if (todo.length === 0) break;
-      if (round >= REROUTE_ATTEMPTS_MAX || this.clock.nowMs() >= deadlineMs) {
-        for (const i of todo) out[i] = { ok: false, error: new WrongShardError(this.node.shardOf(keys[i]!, collection)) };
-        break;
-      }
-      // The map routes the moved items elsewhere once it shows the split or merge.
-      await this.node.awaitMetaChange(Math.max(1, Math.min(REROUTE_WAIT_MS, deadlineMs - this.clock.nowMs())));
-    }
-    assert(out.every((o) => o !== undefined) && out.length === keys.length, "every item of a batch has an outcome");
-    return out;
+    return writeMany({
+      node: this.node, clock: this.clock, timeoutMs: this.timeoutMs, attemptsMax: REROUTE_ATTEMPTS_MAX, waitMs: REROUTE_WAIT_MS,
+      propose: (group: number, cmd: ShardCommand) => this.route({ kind: "propose", group, cmd }) as Promise<CommandResult>,
+    }, keys, command, collection, onAnswer);
   }
 
   delete(key: string, opts: WriteOptions = {}, collection?: string): Promise<CommandResult> {

@@ -25,6 +25,9 @@
 import { HASH_SPACE, type HashRange } from "../meta/ranges.js";
 import type { Gateway } from "./gateway.js";
 import { type MultiRaftNode, NotHostedError, NotLeaderError, WrongShardError } from "./multi-raft.js";
+import type { MetaState } from "../meta/state.js";
+import type { Clock } from "../util/clock.js";
+import { assert } from "../util/assert.js";
 import type { StoredRecord } from "./records.js";
 
 /** Reads of a page whose parts did not fit, at most (each waits for the map to change, briefly). */
@@ -87,6 +90,64 @@ function moved(e: unknown): e is Error {
   return e instanceof WrongShardError || e instanceof NotHostedError || e instanceof NotLeaderError;
 }
 
+/** What a shard answers a request that must cover the hash space: its range and freeze as of the answer. */
+export interface TiledPart { shard: number; range: HashRange; frozen: boolean; children: number[] }
+
+export interface AskUntilTiled<A extends TiledPart> {
+  /** The shards to ask in a round, from the map (it may throw to end the request: the collection went). */
+  shards(meta: Readonly<MetaState>): number[];
+  ask(shard: number): Promise<A>;
+  /** Errors that a newer map fixes: the round is asked again. Any other error ends the request. */
+  moved(e: Error): boolean;
+  timeoutMs: number;
+  roundsMax: number;
+  roundWaitMs: number;
+}
+
+export interface Tiled<A> {
+  /** The parts tiling the hash space, or null when they never did in time. */
+  cover: A[] | null;
+  /** The last round's answers and failures, and how many shards it asked. */
+  parts: A[];
+  failed: { shard: number; error: Error }[];
+  asked: number;
+  rounds: number;
+  timedOut: boolean;
+}
+
+/**
+ * Asks shards until their answers tile the hash space (see the header): the map's shards, and the
+ * children the answers name when they leave a gap, each round after the map changes (or briefly).
+ * Ends at a cover, at an error `moved` does not excuse, or after `roundsMax` rounds or `timeoutMs`.
+ */
+export async function askUntilTiled<A extends TiledPart>(node: MultiRaftNode, clock: Clock, o: AskUntilTiled<A>): Promise<Tiled<A>> {
+  const deadlineMs = clock.nowMs() + o.timeoutMs;
+  const named = new Set<number>();
+  for (let round = 1; ; round++) {
+    const meta = node.metaState();
+    const shards = new Set(o.shards(meta));
+    for (const child of named) if (meta.shards.get(child)?.retiredInto === undefined) shards.add(child);
+    const settled = await Promise.all([...shards].map((shard) => o.ask(shard)
+      .then((answer) => ({ shard, answer }), (e: unknown) => ({ shard, error: e instanceof Error ? e : new Error(String(e)) }))));
+    const parts: A[] = [];
+    const failed: { shard: number; error: Error }[] = [];
+    for (const s of settled) {
+      if ("error" in s) {
+        failed.push(s);
+        continue;
+      }
+      assert(s.answer.shard === s.shard, () => `shard ${s.shard} answered as shard ${s.answer.shard}`);
+      parts.push(s.answer);
+    }
+    const cover = failed.length === 0 ? coverHashSpace(parts) : null;
+    const timedOut = clock.nowMs() >= deadlineMs;
+    if (cover !== null) return { cover, parts, failed, asked: shards.size, rounds: round, timedOut: false };
+    for (const p of parts) for (const child of p.children) named.add(child);
+    if (!failed.every((f) => o.moved(f.error)) || round >= o.roundsMax || timedOut) return { cover: null, parts, failed, asked: shards.size, rounds: round, timedOut };
+    await node.awaitMetaChange(Math.max(1, Math.min(o.roundWaitMs, deadlineMs - clock.nowMs())));
+  }
+}
+
 /**
  * A page of the collection: the first `limit` records after `after`, and whether more follow. Asks the
  * map's live shards (before the map is recorded, the shards hosted here), and the children the parts
@@ -94,28 +155,14 @@ function moved(e: unknown): e is Error {
  */
 export async function scanCollection(node: MultiRaftNode, gateway: Gateway, collection: string, limit: number, after: string | undefined,
   timeoutMs = 5000): Promise<{ records: [string, StoredRecord][]; more: boolean }> {
-  const clock = gateway.clock;
-  const deadlineMs = clock.nowMs() + timeoutMs;
-  const named = new Set<number>();
-  for (let attempt = 1; ; attempt++) {
-    const meta = node.metaState();
-    const live = [...meta.shards.values()].filter((sh) => sh.collection === collection && sh.retiredInto === undefined).map((sh) => sh.id);
-    const asked = new Set(live.length > 0 ? live : node.status().groups.map((g) => g.shard));
-    for (const child of named) if (meta.shards.get(child)?.retiredInto === undefined) asked.add(child);
-    const answers = await Promise.allSettled([...asked].map((g) => gateway.scan(g, limit + 1, after)));
-    const parts: ShardPage[] = [];
-    let failed: Error | null = null;
-    for (const a of answers) {
-      if (a.status === "fulfilled") parts.push(a.value);
-      else if (moved(a.reason)) failed = a.reason;
-      else throw a.reason;
-    }
-    const cover = failed === null ? coverHashSpace(parts) : null;
-    if (cover !== null) return mergePages(cover, limit);
-    for (const p of parts) for (const child of p.children) named.add(child);
-    if (attempt >= SCAN_ATTEMPTS_MAX || clock.nowMs() >= deadlineMs) {
-      throw failed ?? new UnsettledScanError();
-    }
-    await node.awaitMetaChange(Math.max(1, Math.min(SCAN_RETRY_WAIT_MS, deadlineMs - clock.nowMs())));
-  }
+  const t = await askUntilTiled<ShardPage>(node, gateway.clock, {
+    shards: (meta) => {
+      const live = [...meta.shards.values()].filter((sh) => sh.collection === collection && sh.retiredInto === undefined).map((sh) => sh.id);
+      return live.length > 0 ? live : node.status().groups.map((g) => g.shard);
+    },
+    ask: (g) => gateway.scan(g, limit + 1, after),
+    moved, timeoutMs, roundsMax: SCAN_ATTEMPTS_MAX, roundWaitMs: SCAN_RETRY_WAIT_MS,
+  });
+  if (t.cover !== null) return mergePages(t.cover, limit);
+  throw t.failed.find((f) => !moved(f.error))?.error ?? t.failed[t.failed.length - 1]?.error ?? new UnsettledScanError();
 }
