@@ -128,6 +128,7 @@ function addNodeCommands(program: Command): void {
     .option("--shards <n>", "shards of the default collection (1..16384); fixed for the cluster's life [env SHOAL_SHARDS]", env("SHOAL_SHARDS", "4"))
     .option("--max-payload-bytes <n>", "largest accepted request body; larger ones get 413 payload_too_large [env SHOAL_MAX_PAYLOAD_BYTES]", env("SHOAL_MAX_PAYLOAD_BYTES", String(1 << 20)))
     .option("--max-batch-bytes <n>", "largest accepted body of a batch upsert (POST /v1/collections/C/records); larger ones get 413 payload_too_large [env SHOAL_MAX_BATCH_BYTES]", env("SHOAL_MAX_BATCH_BYTES", String(32 << 20)))
+    .option("--index-niceness <n>", "nice value (0..19) of the thread that builds the vector and payload indexes: graph building yields the CPU to writes and reads, and catches up with what is left (Linux; 0: the node's own priority) [env SHOAL_INDEX_NICENESS]", env("SHOAL_INDEX_NICENESS", "10"))
     .option("--max-json-depth <n>", "deepest nesting of arrays and objects in a request body; deeper ones get 400 limit_exceeded [env SHOAL_MAX_JSON_DEPTH]", env("SHOAL_MAX_JSON_DEPTH", "32"))
     .option("--max-json-fields <n>", "object keys plus array elements in one request body; more get 400 limit_exceeded [env SHOAL_MAX_JSON_FIELDS]", env("SHOAL_MAX_JSON_FIELDS", "10000"))
     .option("--max-key-length <n>", "longest object key in a request body, in characters; longer ones get 400 limit_exceeded [env SHOAL_MAX_KEY_LENGTH]", env("SHOAL_MAX_KEY_LENGTH", "1024"))

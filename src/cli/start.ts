@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Logger, destination, pino } from "pino";
 import { buildApi } from "../api/server.js";
-import { IndexService } from "../data/index-service.js";
+import { INDEX_WORKER_NICENESS, IndexService } from "../data/index-service.js";
+import { NICENESS_MAX } from "../data/thread-priority.js";
 import { ExpirySweeper } from "../data/expiry.js";
 import { DataDirInUseError, type DataDirLock, acquireDataDirLock } from "../node/data-dir-lock.js";
 import { Gateway } from "../node/gateway.js";
@@ -27,6 +28,7 @@ export interface StartOptions {
   shards: string;
   maxPayloadBytes: string;
   maxBatchBytes?: string;
+  indexNiceness?: string;
   maxJsonDepth: string;
   maxJsonFields: string;
   maxKeyLength: string;
@@ -118,6 +120,12 @@ export function parsePeers(s: string, self: number): Map<number, PeerAddress> {
   return peers;
 }
 
+function intInRange(flag: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${flag}: expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
 function positiveInt(flag: string, v: string, max = Number.MAX_SAFE_INTEGER): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > max) throw new ConfigError(`${flag}: expected an integer from 1 to ${max}, got ${JSON.stringify(v)}`);
@@ -176,6 +184,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     let shards = positiveInt("--shards", opts.shards, SHARDS_MAX);
     const maxPayloadBytes = positiveInt("--max-payload-bytes", opts.maxPayloadBytes, 64 << 20);
     const maxBatchBytes = positiveInt("--max-batch-bytes", opts.maxBatchBytes ?? String(32 << 20), 256 << 20);
+    const indexNiceness = intInRange("--index-niceness", opts.indexNiceness ?? String(INDEX_WORKER_NICENESS), 0, NICENESS_MAX);
     // Bounded so that no body can overflow the stack of the log's encoder, however the flags are set.
     const jsonLimits = {
       depthMax: positiveInt("--max-json-depth", opts.maxJsonDepth, 256),
@@ -233,7 +242,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       founders: joined ? [] : [id, ...peers.keys()], shards, logger,
     });
     // Payload and vector indexes of this node's replicas, kept by a worker thread off the Raft loop.
-    const indexes = new IndexService(node, gateway, { dir: join(dataDir, "indexes"), logger: logger.child({ component: "indexes" }) });
+    const indexes = new IndexService(node, gateway, { dir: join(dataDir, "indexes"), logger: logger.child({ component: "indexes" }), niceness: indexNiceness });
     // Records of collections with a TTL: deleted once expired, by the shards' leaders (reads hide them already).
     const sweeper = new ExpirySweeper(node, gateway, logger.child({ component: "expiry" }));
     const app = await buildApi({

@@ -14,7 +14,8 @@ import type { SearchOptions, SearchResult } from "./shard-index.js";
 export type WireOp = [string, number, number, Record<string, unknown[]> | null];
 
 export type ToWorker =
-  | { t: "init"; dir: string }
+  /** `niceness`: the worker lowers its own thread's priority to it (thread-priority.ts). */
+  | { t: "init"; dir: string; niceness: number }
   /** Opens shard `group`'s index: the saved one if whole and built alike (unless `fresh`), else an empty one. */
   | { t: "open"; group: number; schema: VectorSchema | null; keys: string[]; fresh: boolean }
   | { t: "ops"; group: number; ops: WireOp[]; vectors: Float32Array | null; appliedIndex: number }

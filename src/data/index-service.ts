@@ -75,7 +75,16 @@ export interface IndexServiceOptions {
   /** Where indexes are saved (one folder per shard replica). */
   dir: string;
   logger?: Logger;
+  /** The index worker thread's nice value (0..19; Linux): graph building yields to the node's loop. */
+  niceness?: number;
 }
+
+/**
+ * The index worker's default nice value: under contention it gets ~1/10 of the CPU a loop thread gets
+ * (the kernel's weights: 110 against 1024), so writes are acknowledged at the loop's pace and the graphs
+ * catch up with what is left; on an idle core it runs at full speed all the same.
+ */
+export const INDEX_WORKER_NICENESS = 10;
 
 export interface IndexStats {
   indexes: number;
@@ -165,7 +174,7 @@ export class IndexService implements ReplicaObserver {
       this.spawn();
       this.reconcile();
     });
-    this.post({ t: "init", dir: this.opts.dir });
+    this.post({ t: "init", dir: this.opts.dir, niceness: this.opts.niceness ?? INDEX_WORKER_NICENESS });
   }
 
   private post(m: ToWorker, transfer: ArrayBuffer[] = []): void {

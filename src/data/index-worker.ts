@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { ShardIndex, type IndexOp } from "./shard-index.js";
 import { loadIndex, removeIndex, saveIndex } from "./index-files.js";
 import type { FromWorker, ToWorker, WireOp } from "./index-protocol.js";
+import { niceThisThread } from "./thread-priority.js";
 
 /** Ops taken into the graphs per slice, across all indexes (a search waits at most one slice). */
 const INDEX_SLICE_OPS = 256;
@@ -107,9 +108,12 @@ function save(group: number, h: Held): void {
 
 function handle(m: ToWorker): void {
   switch (m.t) {
-    case "init":
+    case "init": {
       root = m.dir;
+      const why = niceThisThread(m.niceness);
+      if (why !== null) post({ t: "log", level: "warn", group: null, message: `the index worker runs at the loop's priority: ${why}` });
       return;
+    }
     case "open": {
       const dir = join(root, String(m.group));
       const loaded = m.fresh ? { index: null, reason: "asked for a fresh index" } : loadIndex(dir, m.schema, m.keys);

@@ -161,7 +161,7 @@ export class ShardAgent {
     const reports: ShardReport[] = [];
     const requests = new Map<number, number>();
     const led = this.node.ledShards();
-    this.sizes.measure(led);
+    this.sizes.measure(led, nowMs);
     for (const id of this.shippedAtPass.keys()) if (!led.some((s) => s.shard === id)) this.shippedAtPass.delete(id);
     for (const s of led) {
       requests.set(s.shard, s.requests);

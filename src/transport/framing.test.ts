@@ -21,3 +21,18 @@ test("an oversized length is a protocol error, not an allocation", () => {
   evil.writeUInt32LE(0xffffffff, 0);
   assert.throws(() => d.push(evil), FrameError);
 });
+
+test("a large frame in many chunks is held until whole, then decoded once", () => {
+  const data = new Uint8Array(1 << 20).map((_, i) => i % 251);
+  const frame = encodeFrame({ data });
+  const d = new FrameDecoder();
+  const chunk = 64 << 10;
+  for (let i = 0; i + chunk < frame.byteLength; i += chunk) {
+    assert.deepEqual(d.push(frame.subarray(i, i + chunk)), []);
+    assert.equal(d.pendingBytes(), i + chunk);
+  }
+  const last = Math.floor((frame.byteLength - 1) / chunk) * chunk;
+  const [out] = d.push(Buffer.concat([frame.subarray(last), encodeFrame("next").subarray(0, 2)])) as [{ data: Uint8Array }];
+  assert.deepEqual(Buffer.from(out.data), Buffer.from(data));
+  assert.equal(d.pendingBytes(), 2, "the next frame's first bytes are kept");
+});
