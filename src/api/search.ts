@@ -28,7 +28,7 @@ const TIMEOUT_MS_MAX = 60_000;
 
 const consistency = {
   type: "string", enum: ["linearizable", "eventual"], default: "linearizable",
-  description: "linearizable: each shard's leader answers after a ReadIndex round, so every write acknowledged before the search is seen; eventual: the least-loaded voter of each shard (this node's own on a tie), now",
+  description: "linearizable: each shard's leader answers after a ReadIndex round, so every write acknowledged before the search is seen; eventual: this node's own replica of each shard when it holds one, else the voter with the fewest of this node's asks in flight, now",
 } as const;
 const filterField = { type: "object", description: "the filter language: {must, should, must_not} over {key, match | range | exists} (README, Filters)" } as const;
 const searchFields = {

@@ -1,7 +1,7 @@
 /**
  * Searching and counting a collection across its shards (issue 14, DATA-2): the gateway asks one replica
- * of every shard in parallel (the leader at linearizable consistency; at eventual the voter with the
- * fewest asks in flight, this node's own on a tie), each answers its local top k (index-service.ts),
+ * of every shard in parallel (the leader at linearizable consistency; at eventual this node's own
+ * replica, else the voter with the fewest asks in flight), each answers its local top k (index-service.ts),
  * and the answers are merged.
  *
  * Never silently fewer: every answer carries the shard's range and freeze as of the index state it was
