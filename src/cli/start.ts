@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Logger, destination, pino } from "pino";
 import { buildApi } from "../api/server.js";
-import { INDEX_WORKER_NICENESS, IndexService } from "../data/index-service.js";
+import { INDEX_THREADS_DEFAULT, INDEX_THREADS_MAX, INDEX_WORKER_NICENESS, IndexService } from "../data/index-service.js";
 import { NICENESS_MAX } from "../data/thread-priority.js";
 import { ExpirySweeper } from "../data/expiry.js";
 import { DataDirInUseError, type DataDirLock, acquireDataDirLock } from "../node/data-dir-lock.js";
@@ -29,6 +29,7 @@ export interface StartOptions {
   maxPayloadBytes: string;
   maxBatchBytes?: string;
   indexNiceness?: string;
+  indexThreads?: string;
   maxJsonDepth: string;
   maxJsonFields: string;
   maxKeyLength: string;
@@ -184,6 +185,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     let shards = positiveInt("--shards", opts.shards, SHARDS_MAX);
     const maxPayloadBytes = positiveInt("--max-payload-bytes", opts.maxPayloadBytes, 64 << 20);
     const maxBatchBytes = positiveInt("--max-batch-bytes", opts.maxBatchBytes ?? String(32 << 20), 256 << 20);
+    const indexThreads = intInRange("--index-threads", opts.indexThreads ?? String(INDEX_THREADS_DEFAULT), 1, INDEX_THREADS_MAX);
     const indexNiceness = intInRange("--index-niceness", opts.indexNiceness ?? String(INDEX_WORKER_NICENESS), 0, NICENESS_MAX);
     // Bounded so that no body can overflow the stack of the log's encoder, however the flags are set.
     const jsonLimits = {
@@ -242,7 +244,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       founders: joined ? [] : [id, ...peers.keys()], shards, logger,
     });
     // Payload and vector indexes of this node's replicas, kept by a worker thread off the Raft loop.
-    const indexes = new IndexService(node, gateway, { dir: join(dataDir, "indexes"), logger: logger.child({ component: "indexes" }), niceness: indexNiceness });
+    const indexes = new IndexService(node, gateway, { dir: join(dataDir, "indexes"), logger: logger.child({ component: "indexes" }), niceness: indexNiceness, threads: indexThreads });
     // Records of collections with a TTL: deleted once expired, by the shards' leaders (reads hide them already).
     const sweeper = new ExpirySweeper(node, gateway, logger.child({ component: "expiry" }));
     const app = await buildApi({

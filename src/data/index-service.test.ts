@@ -73,3 +73,36 @@ test("indexes are saved on stop, loaded and caught up on start, and rebuilt from
     await api.stop();
   }
 });
+
+test("a node's indexes are spread over its index threads, and a crashed thread's indexes are reopened from the records", async () => {
+  const api = await startApiCluster(1, 1);
+  let index: IndexService | null = null;
+  try {
+    const node = api.c.nodes.get(1)!;
+    const gateway = api.gateways.get(1)!;
+    const app = api.apps.get(1)!;
+    await api.registered();
+    await api.indexes.get(1)!.stop();
+    index = new IndexService(node, gateway, { dir: join(api.c.dirs.get(1)!, "indexes-2"), threads: 2 });
+    index.start();
+    const created = await app.inject({ method: "POST", url: "/v1/collections", payload: { name: "pts", shards: 4, replicationFactor: 1, vectors: { dim: 2, metric: "l2" } } });
+    assert.equal(created.statusCode, 200, created.body);
+    assert.ok((await gateway.putMany(Array.from({ length: 100 }, (_, i) => ({ key: `p${i}`, payload: {}, vector: v(i, 0) })), "pts")).every((o) => o.ok));
+    const svc = index;
+    await waitFor("four indexes caught up", () => svc.stats().indexes === 4 && svc.stats().pendingOps === 0 && svc.stats().records === 100);
+    assert.deepEqual(svc.stats().perThread, [2, 2], "two shards' indexes in each thread");
+    const nearest = async (x: number) => {
+      const r = await app.inject({ method: "POST", url: "/v1/collections/pts/search", payload: { vector: [x, 0], k: 1, withPayload: false } });
+      return r.statusCode === 200 ? (r.json() as { results: { id: string }[] }).results[0]!.id : `HTTP ${r.statusCode}`;
+    };
+    // The search is answered by the two threads' indexes together (without them, the one answering is wrong).
+    for (const x of [3, 42, 77, 99]) assert.equal(await nearest(x), `p${x}`);
+    await svc.crashThreadForTest(0);
+    await waitFor("the crashed thread's indexes reopened", () => svc.stats().indexes === 4 && svc.stats().pendingOps === 0 && svc.stats().records === 100 &&
+      svc.stats().perThread.every((n) => n !== null));
+    for (const x of [3, 42, 77, 99]) assert.equal(await nearest(x), `p${x}`);
+  } finally {
+    await index?.stop();
+    await api.stop();
+  }
+});
