@@ -141,6 +141,9 @@ test("a range collection places records by id order, scans asking only the shard
     assert.deepEqual(view.ranges.map((r) => r.range), [["", lower[12]], [lower[12], "g"], ["g", "p"], ["p", null]]);
 
     assert.deepEqual(await scanAll(two, "log", 10), ids, "after splits and a merge: every id once, in order");
+    const count = await post(two, "/v1/collections/log/count", {});
+    assert.equal(count.statusCode, 200, count.body);
+    assert.deepEqual((count.json() as { count: number; missing: unknown[] }).count, ids.length, "a count's answers tile the id space");
     for (const id of ids) {
       const got = await two.inject({ url: `/v1/collections/log/records/${id}` });
       assert.equal(got.statusCode, 200, `${id}: ${got.body}`);

@@ -306,7 +306,7 @@ function addCollections(collectionCmd: Command): void {
 
 function addShardAdmin(shardCmd: Command): void {
   const shardId = () => new Argument("<shard>", SHARD_ID).argParser(positiveInt);
-  shardCmd.command("ls").description("list the shards: hash range, epoch, replicas").addOption(json()).addOption(endpoint())
+  shardCmd.command("ls").description("list the shards: range (of hashes, or of ids in a range collection), epoch, replicas").addOption(json()).addOption(endpoint())
     .action(async (opts) => { process.exitCode = await (await import("./client.js")).shardListCommand(opts); });
   shardCmd.command("move").description("move a replica of a shard to another node (the placement driver runs it as an operator)").addArgument(shardId())
     .addOption(nodeOption("--from <node>", "the node holding the replica").makeOptionMandatory())

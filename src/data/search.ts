@@ -72,7 +72,7 @@ function liveShards(meta: MetaState, collection: string): number[] {
 }
 
 /**
- * Asks every shard of the collection with `ask` until the answers tile the hash space (node/scan.ts
+ * Asks every shard of the collection with `ask` until the answers tile the position space (node/scan.ts
  * askUntilTiled), each answer within what is left of `timeoutMs`; returns the parts that do (all of
  * them), or, with `allowPartial`, the best partial cover with what is missing.
  */
@@ -179,7 +179,7 @@ export interface CountResponse {
   tookMs: number;
 }
 
-/** Records of the collection satisfying the filter, summed over shards whose answers tile the hash space. */
+/** Records of the collection satisfying the filter, summed over shards whose answers tile the position space. */
 export async function countCollection(node: MultiRaftNode, gateway: Gateway, c: CollectionRecord, filter: Filter | null,
   consistency: ReadConsistency, timeoutMs: number, allowPartial: boolean): Promise<CountResponse> {
   const startedMs = gateway.clock.nowMs();

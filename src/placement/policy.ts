@@ -184,7 +184,7 @@ export interface SplitChoice {
 /**
  * The shard to split this cycle, or null: one that alone serves more than `splitRequestRate` requests
  * per second or holds more than `splitSizeBytes` (hash partitioning spreads ids evenly, so load and data
- * halve at the middle); the hottest first, none with an operator or cooling down, none past `maxShards`.
+ * halve at the middle of the hash range; a range collection's shard is cut at its middle id instead); the hottest first, none with an operator or cooling down, none past `maxShards`.
  */
 export function pickSplit(view: ClusterView, state: PlacementState, cfg: PlacementConfig, nowMs: number, maxShards = MAX_SHARDS): SplitChoice | null {
   if (view.shards.length >= maxShards) return null;
