@@ -12,6 +12,7 @@ import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
 import { type ApplyResult, type MetaNode, type MetaState, type OperatorRecord, type SettingsVersion, type ShardRecord, currentSettings } from "../meta/state.js";
 import { DEFAULT_PLACEMENT, type PlacementConfig, validatePlacementConfig } from "../placement/types.js";
 import type { Gateway } from "../node/gateway.js";
+import { type Position, boundView, rangeView } from "../meta/ranges.js";
 import { drainNode, removeNode } from "../node/membership.js";
 import { META_GROUP, type MultiRaftNode } from "../node/multi-raft.js";
 import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest } from "../node/placement-driver.js";
@@ -140,7 +141,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     health: n.worker === "removed" ? "removed" : node.peerHealth(n.id),
   });
   const shardView = (sh: ShardRecord) => ({
-    shard: sh.id, collection: sh.collection, range: [sh.range.start, sh.range.end], epoch: sh.epoch, replicas: sh.replicas,
+    shard: sh.id, collection: sh.collection, range: rangeView(sh.range), epoch: sh.epoch, replicas: sh.replicas,
     // This node's view of the leader, when it holds a replica, and since when (wall-clock ms) it knows it.
     leader: node.leaderOf(sh.id),
     leaderSinceMs: node.leaderKnownSinceMs(sh.id),
@@ -148,7 +149,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   const operatorView = (r: OperatorRecord) => ({
     id: r.operator.id, shard: r.operator.shard, reason: r.operator.reason, status: r.status, steps: r.operator.steps,
     stepIndex: r.operator.stepIndex, epoch: r.operator.epoch, startedAtMs: r.operator.startedAtMs, updatedAtMs: r.updatedAtMs,
-    ...(r.operator.reshape !== undefined ? { reshape: r.operator.reshape } : {}),
+    ...(r.operator.reshape !== undefined ? { reshape: r.operator.reshape.kind === "split" ? { ...r.operator.reshape, end: boundView(r.operator.reshape.end) } : r.operator.reshape } : {}),
   });
 
   // The cluster map, read from this node's copy of the metadata group (eventually consistent).
@@ -304,19 +305,26 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   });
 
   // PD-6: split a shard in two (its replicas apply the split at one log index), or merge one into its neighbour.
-  app.post<{ Params: { id: number }; Body: { at?: number } | undefined; Querystring: { waitMs?: number } }>("/v1/cluster/shards/:id/split", {
+  // A split point is a hash (an integer) for a hash collection's shard, an id (a string) for a range collection's.
+  const bounds = (r: [Position, Position] | undefined) => (r === undefined ? undefined : [r[0], boundView(r[1])]);
+  app.post<{ Params: { id: number }; Body: { at?: Position } | undefined; Querystring: { waitMs?: number } }>("/v1/cluster/shards/:id/split", {
     config: { op: "split" },
     schema: {
       operationId: "splitShard",
-      summary: "Split a shard in two at a hash (default: the middle of its range); the upper part becomes a new shard on the same replicas",
-      response: responses(view("the shard and its new child, with both hash ranges [start, end)"), "shard_not_found", "shard_retired", "bad_split", "shard_busy", "stale_split", ...VIA_LEADER),
+      summary: "Split a shard in two at a position: a hash of a hash collection's shard (default: the middle of its range), an id of a range collection's " +
+        "(default: the id in the middle of its records); the upper part becomes a new shard on the same replicas",
+      response: responses(view("the shard and its new child, with both ranges [start, end) (a range collection's: ids, the open end null)"),
+        "shard_not_found", "shard_retired", "bad_split", "shard_busy", "stale_split", ...VIA_LEADER),
       params: idParams, querystring: waitQuery,
-      body: { type: ["object", "null"], additionalProperties: false, properties: { at: { type: "integer", minimum: 1, maximum: 2 ** 32 - 1 } } },
+      body: {
+        type: ["object", "null"], additionalProperties: false,
+        properties: { at: { type: ["integer", "string"], minimum: 1, maximum: 2 ** 32 - 1, minLength: 1, maxLength: 256, description: "a hash (integer) or an id (string)" } },
+      },
     },
   }, async (req, reply) => {
     const r = await ask({ kind: "split", shard: req.params.id, ...(req.body?.at !== undefined ? { at: req.body.at } : {}) }, req.query.waitMs);
     if (!r.ok) return refuse(reply, r);
-    return { shard: req.params.id, range: r.range, child: r.child, childRange: r.childRange, operator: r.operator?.id };
+    return { shard: req.params.id, range: bounds(r.range), child: r.child, childRange: bounds(r.childRange), operator: r.operator?.id };
   });
   app.post<{ Params: { id: number }; Querystring: { waitMs?: number } }>("/v1/cluster/shards/:id/merge", {
     config: { op: "merge" },
@@ -329,6 +337,6 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
   }, async (req, reply) => {
     const r = await ask({ kind: "merge", shard: req.params.id }, req.query.waitMs);
     if (!r.ok) return refuse(reply, r);
-    return { shard: req.params.id, into: r.into, retired: req.params.id, surviving: r.into, range: r.range, operator: r.operator?.id };
+    return { shard: req.params.id, into: r.into, retired: req.params.id, surviving: r.into, range: bounds(r.range), operator: r.operator?.id };
   });
 }

@@ -10,18 +10,21 @@
 import type { FastifyInstance } from "fastify";
 import { ApiError, refusalError } from "./error-table.js";
 import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
-import { type CollectionRecord, type MetaState, currentSettings } from "../meta/state.js";
+import { type CollectionRecord, type MetaState, collectionPartitioning, currentSettings } from "../meta/state.js";
+import { comparePositions, rangeView } from "../meta/ranges.js";
 import { CollectionSpecError, COLLECTION_LIMITS, collectionNameProblem, parseCollectionSpec } from "../meta/collections.js";
 import type { Gateway } from "../node/gateway.js";
 import type { MultiRaftNode } from "../node/multi-raft.js";
 
-/** A collection as the API shows it. */
+/** A collection as the API shows it; `ranges` lists its live shards in range order. */
 function collectionView(c: CollectionRecord, meta: MetaState) {
+  const shards = c.shards.map((id) => meta.shards.get(id)).filter((sh) => sh !== undefined).sort((a, b) => comparePositions(a.range.start, b.range.start));
   return {
     name: c.name,
     shards: c.shards,
+    ranges: shards.map((sh) => ({ shard: sh.id, range: rangeView(sh.range) })),
     replicationFactor: c.targetReplicas ?? currentSettings(meta).placement.replicationFactor,
-    partitioning: c.schema?.partitioning ?? "hash",
+    partitioning: collectionPartitioning(c),
     vectors: c.schema?.vectors ?? null,
     payloadIndexes: c.schema?.payloadIndexes ?? {},
     ttlMs: c.schema?.ttlMs ?? null,
@@ -32,6 +35,10 @@ const collectionSchema = {
   type: "object", required: ["name", "shards", "replicationFactor", "partitioning", "vectors", "payloadIndexes", "ttlMs"],
   properties: {
     name: { type: "string" }, shards: { type: "array", items: { type: "integer" }, description: "the collection's live shards" },
+    ranges: {
+      type: "array", description: "its live shards in range order, each with its range [start, end): of the ids' hash (integers), or of the ids themselves in a range collection (strings; the last shard's end is null: unbounded)",
+      items: { type: "object", properties: { shard: { type: "integer" }, range: { type: "array", items: { type: ["integer", "string", "null"] } } } },
+    },
     replicationFactor: { type: "integer", description: "replicas each shard keeps (the placement driver adds or removes them)" },
     partitioning: { type: "string", enum: ["hash", "range"] },
     vectors: { description: "`{dim, metric, storage, hnsw: {m, efConstruction, efSearch}}`, or null" },
@@ -55,8 +62,10 @@ export async function registerCollectionRoutes(app: FastifyInstance, node: Multi
       summary: "Create a collection: its shards are born replicated on voters the placement driver chooses; answers once each shard's leader reported (up to 3 s)",
       body: {
         type: "object", required: ["name"],
-        description: `name (${collectionNameProblem("")}); shards (1-${COLLECTION_LIMITS.shardsMax}, default 4); replicationFactor (1-${COLLECTION_LIMITS.replicationFactorMax}, default 3); ` +
-          "partitioning (hash | range); vectors {dim, metric: cosine | dot | l2, storage: f32 | f16 | i8, hnsw: {m, efConstruction, efSearch}}; payloadIndexes {field: keyword | integer | float | bool}; ttlMs",
+        description: `name (${collectionNameProblem("")}); shards (1-${COLLECTION_LIMITS.shardsMax}, default 4 for hash, splitPoints + 1 for range); replicationFactor (1-${COLLECTION_LIMITS.replicationFactorMax}, default 3); ` +
+          "partitioning (hash: shards own ranges of the ids' hash; range: shards own ranges of the ids themselves, in string order, so an ordered scan asks only the shards it reaches); " +
+          `splitPoints (range only: the ids at which its initial shards start, sorted and distinct, shards - 1 of them, each 1-${COLLECTION_LIMITS.splitPointLengthMax} characters; none: one shard, split at its records' middle as it grows); ` +
+          "vectors {dim, metric: cosine | dot | l2, storage: f32 | f16 | i8, hnsw: {m, efConstruction, efSearch}}; payloadIndexes {field: keyword | integer | float | bool}; ttlMs",
       },
       response: responses({ ...collectionSchema, description: "created; `leaderless` names shards no leader reported from in time", properties: { ...collectionSchema.properties, leaderless: { type: "array", items: { type: "integer" } } } },
         "invalid_collection", "collection_exists", "not_enough_nodes", "bad_request", ...JSON_BODY, ...THROUGH_RAFT),
@@ -74,7 +83,7 @@ export async function registerCollectionRoutes(app: FastifyInstance, node: Multi
     const meta = node.metaState();
     const c = meta.collections.get(spec.name);
     // The answer comes from the metadata leader; this node may apply the change a moment later.
-    const view = c !== undefined ? collectionView(c, meta) : { ...spec, shards: r.shards ?? [] };
+    const view = c !== undefined ? collectionView(c, meta) : { ...spec, shards: r.shards ?? [], ranges: [] };
     return { ...view, leaderless: r.leaderless ?? [] };
   });
 

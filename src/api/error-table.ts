@@ -36,7 +36,7 @@ export const ERRORS = {
   invalid_vector: refused(400, "a record's vector does not fit its collection's schema: wrong length, not numbers, beyond float32, all zero under cosine, or a vector where the collection has none (error.field names it)"),
   invalid_filter: refused(400, "a filter that is not one of the filter language's conditions, or over its limits (error.field names the fault)"),
   invalid_settings: refused(400, "a settings change with unknown names or values out of range (each named)"),
-  bad_split: refused(400, "a split point outside the shard's hash range"),
+  bad_split: refused(400, "a split point outside the shard's range (or of the other kind: a hash for a range collection's shard, an id for a hash collection's), or a range shard of fewer than two records split at its middle"),
   route_not_found: refused(404, "no such route"),
   collection_not_found: refused(404, "no such collection"),
   not_found: refused(404, "no record with this id"),

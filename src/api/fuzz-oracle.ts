@@ -255,6 +255,7 @@ function semantic(req: FuzzRequest, r: Rendered, first: HttpResponse, ctx: Judge
       const port = typeof v === "string" ? Number(v.slice(v.lastIndexOf(":") + 1)) : NaN;
       const ok = type === "integer" ? typeof v === "number" && Number.isInteger(v)
         : type === "string" ? typeof v === "string"
+          : type === "position" ? (typeof v === "number" && Number.isInteger(v)) || typeof v === "string"
           : type === "address" ? typeof v === "string" && ADDRESS.test(v) && port >= 1 && port <= 65535
             : isObject && (field !== "settings" || Object.values(v).every((x) => typeof x === "number")) && (field !== "labels" || Object.values(v).every((x) => typeof x === "string"));
       if (!ok && !isInputRefusal(first, r.isHead)) {

@@ -68,11 +68,12 @@ export const ROUTES: Route[] = [
 export const routeByName = new Map(ROUTES.map((r) => [r.name, r]));
 
 /** Types of the body fields a route's schema declares (checked by the fuzzer's oracles). */
-export const BODY_FIELDS: Record<BodyKind, Record<string, "integer" | "string" | "object" | "address">> = {
+/** A body field's declared JSON type ("position": a hash, an integer, or an id, a string). */
+export const BODY_FIELDS: Record<BodyKind, Record<string, "integer" | "string" | "position" | "object" | "address">> = {
   record: { ifVersion: "integer" },
   config: { baseVersion: "integer", note: "string", settings: "object" },
   rollback: { toVersion: "integer" },
-  split: { at: "integer" },
+  split: { at: "position" },
   move: { from: "integer", to: "integer" },
   transfer: { to: "integer" },
   promote: { with: "integer" },

@@ -240,7 +240,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
     async (req) => {
       checkCollection(req.params.collection);
       const after = req.query.cursor === undefined ? undefined : decodeCursor(req.query.cursor);
-      // Exact across splits and merges: every shard's part read at a ReadIndex, the parts tiling the hash space (node/scan.ts).
+      // Exact across splits and merges: every shard's part read at a ReadIndex, the parts tiling the position space, or in a range collection following one another from the cursor on (node/scan.ts).
       const { records, more } = await scanCollection(node, gateway, req.params.collection, req.query.limit, after);
       const nowMs = gateway.clock.wallMs();
       // Expired records not deleted yet are left out (the cursor still moves past them).

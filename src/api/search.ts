@@ -10,7 +10,13 @@ import type { MultiRaftNode } from "../node/multi-raft.js";
 import { type CollectionRecord, DEFAULT_COLLECTION } from "../meta/state.js";
 import { VectorError, checkVector } from "../meta/collections.js";
 import { type Filter, FilterError, parseFilter } from "../data/filter.js";
-import { type SearchRequest, countCollection, searchCollection } from "../data/search.js";
+import { type SearchRequest, type SearchResponse, countCollection, searchCollection } from "../data/search.js";
+import { boundView } from "../meta/ranges.js";
+
+/** An answer with its missing ranges as the API shows ranges (a range collection's open end: null). */
+function missingShown<A extends { missing: SearchResponse["missing"] }>(a: A): Omit<A, "missing"> & { missing: { range: { start: unknown; end: unknown }; shards: number[] }[] } {
+  return { ...a, missing: a.missing.map((m) => ({ ...m, range: { start: m.range.start, end: boundView(m.range.end) } })) };
+}
 import { DELETED_PER_REQUEST_MAX, EXAMINED_PER_PAGE_MAX, deleteByFilter, scanFiltered } from "../data/filtered-scan.js";
 import { decodeCursor, encodeCursor, recordView } from "./records.js";
 import type { ReadConsistency } from "../data/index-service.js";
@@ -39,7 +45,7 @@ const searchFields = {
   filter: filterField,
   consistency,
   timeoutMs: { type: "integer", minimum: 1, maximum: TIMEOUT_MS_MAX, default: 5000, description: "past it: 504, or the shards that answered with allowPartial" },
-  allowPartial: { type: "boolean", default: false, description: "answer with the shards that answered in time, naming the missing shards and hash ranges, instead of failing" },
+  allowPartial: { type: "boolean", default: false, description: "answer with the shards that answered in time, naming the missing shards and ranges, instead of failing" },
   withPayload: { type: "boolean", default: true, description: "answer each hit's payload" },
   withVector: { type: "boolean", default: false, description: "answer each hit's vector" },
 } as const;
@@ -52,7 +58,7 @@ interface SearchBody {
 
 const searchAnswer = {
   type: "object", required: ["results", "shards", "tookMs"], additionalProperties: true,
-  description: "`results`: [{id, score, payload?, vector?}] best first (score: similarity for cosine and dot, distance for l2); `shards`: {asked, answered, failed: [{shard, error, message}]}; `missing`: hash ranges no shard answered for (allowPartial); `unindexedKeys`: filter keys without a payload index (checked on payloads); `exhaustive`; `plans`; `tookMs`",
+  description: "`results`: [{id, score, payload?, vector?}] best first (score: similarity for cosine and dot, distance for l2); `shards`: {asked, answered, failed: [{shard, error, message}]}; `missing`: ranges (of hashes, or of ids in a range collection) no shard answered for (allowPartial); `unindexedKeys`: filter keys without a payload index (checked on payloads); `exhaustive`; `plans`; `tookMs`",
 } as const;
 
 function parsedFilter(input: unknown, path: string): Filter | null {
@@ -102,7 +108,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     },
   }, async (req) => {
     const c = found(req.params.collection);
-    return searchCollection(node, gateway, c, request(c, req.body, ""));
+    return missingShown(await searchCollection(node, gateway, c, request(c, req.body, "")));
   });
 
   app.post<{ Params: { collection: string }; Body: { searches: SearchBody[] } }>("/v1/collections/:collection/search/batch", {
@@ -126,7 +132,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
       while (next < requests.length) {
         const i = next++;
         try {
-          answers[i] = await searchCollection(node, gateway, c, requests[i]!);
+          answers[i] = missingShown(await searchCollection(node, gateway, c, requests[i]!));
         } catch (e) {
           const err = e as Error;
           const known = classify(err);
@@ -154,7 +160,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
   }, async (req) => {
     const c = found(req.params.collection);
     const b = req.body ?? { consistency: "linearizable", timeoutMs: 5000, allowPartial: false };
-    return countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), b.consistency ?? "linearizable", b.timeoutMs ?? 5000, b.allowPartial ?? false);
+    return missingShown(await countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), b.consistency ?? "linearizable", b.timeoutMs ?? 5000, b.allowPartial ?? false));
   });
 
   app.post<{ Params: { collection: string }; Body: { filter?: unknown; limit: number; cursor?: string; consistency: ReadConsistency; withVector: boolean; timeoutMs: number } }>("/v1/collections/:collection/records/scan", {

@@ -165,18 +165,25 @@ export async function nodeListCommand(opts: ClientOptions): Promise<number> {
   return 0;
 }
 
-/** A half-open hash range [start, end) as people read it: inclusive hex bounds. */
-export function hashRange(range: readonly [number, number]): string {
+/** A shard's range as the API shows it: [start, end) of hashes, or of ids in a range collection (end null: unbounded). */
+export type RangeView = readonly [number, number] | readonly [string, string | null];
+
+/**
+ * A half-open range [start, end) as people read it: a hash range with inclusive hex bounds; an id range
+ * as ids, `["g", "p")`, its open end `…`.
+ */
+export function rangeWords(range: RangeView): string {
+  if (typeof range[0] === "string") return `[${JSON.stringify(range[0])}, ${range[1] === null ? "…" : JSON.stringify(range[1])})`;
   const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
-  return `${hex(range[0])}-${hex(range[1] - 1)}`;
+  return `${hex(range[0])}-${hex((range[1] as number) - 1)}`;
 }
 
 export async function shardListCommand(opts: ClientOptions): Promise<number> {
   const res = await call(opts.endpoint, "GET", "/v1/cluster/shards");
   if (!readable(res) || opts.json) return report(res);
-  const body = res.body as { shards: { shard: number; collection: string; range: [number, number]; epoch: number; replicas: { node: number; role: string }[] }[] };
-  console.log(table(["shard", "collection", "hash range", "epoch", "replicas"], body.shards.map((s) => [
-    s.shard, s.collection, hashRange(s.range), s.epoch, s.replicas.map((r) => `${r.node}${r.role === "learner" ? "(learner)" : ""}`).join(","),
+  const body = res.body as { shards: { shard: number; collection: string; range: RangeView; epoch: number; replicas: { node: number; role: string }[] }[] };
+  console.log(table(["shard", "collection", "range", "epoch", "replicas"], body.shards.map((s) => [
+    s.shard, s.collection, rangeWords(s.range), s.epoch, s.replicas.map((r) => `${r.node}${r.role === "learner" ? "(learner)" : ""}`).join(","),
   ])));
   return 0;
 }

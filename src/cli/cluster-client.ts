@@ -1,6 +1,6 @@
 /** `shoal node promote`, `shoal shard move | transfer-leader | split | merge`, `shoal operator ls | cancel`, `shoal alerts`, `shoal watch`. */
 import { setTimeout as delay } from "node:timers/promises";
-import { type Answer, type ClientOptions, answer, call, hashRange, readable, report, send, table } from "./client.js";
+import { type Answer, type ClientOptions, type RangeView, answer, call, rangeWords, readable, report, send, table } from "./client.js";
 
 // Ids arrive checked as positive integers (main.ts).
 const post = (opts: ClientOptions, path: string, body?: unknown) => call(opts.endpoint, "POST", `/v1/cluster${path}`, body);
@@ -62,12 +62,13 @@ export async function transferLeaderCommand(shard: number, opts: OperatorOptions
 }
 
 /** Prints the shards a split made, with both ranges, so a script need not look them up (or --json). */
-export async function splitCommand(shard: number, opts: OperatorOptions & { at?: number }): Promise<number> {
-  const res = await askOperator(opts, [shard], `/shards/${shard}/split`, opts.at === undefined ? {} : { at: opts.at });
+export async function splitCommand(shard: number, opts: OperatorOptions & { at?: number; atId?: string }): Promise<number> {
+  const at = opts.atId ?? opts.at;
+  const res = await askOperator(opts, [shard], `/shards/${shard}/split`, at === undefined ? {} : { at });
   if (!readable(res) || opts.json) return report(res);
-  const b = res.body as { shard: number; range?: [number, number]; child: number; childRange?: [number, number] };
+  const b = res.body as { shard: number; range?: RangeView; child: number; childRange?: RangeView };
   if (b.range === undefined || b.childRange === undefined) return report(res);
-  console.log(`split shard ${b.shard}: shard ${b.shard} keeps ${hashRange(b.range)}, new shard ${b.child} holds ${hashRange(b.childRange)}`);
+  console.log(`split shard ${b.shard}: shard ${b.shard} keeps ${rangeWords(b.range)}, new shard ${b.child} holds ${rangeWords(b.childRange)}`);
   return 0;
 }
 
@@ -76,16 +77,16 @@ export async function mergeCommand(shard: number, opts: OperatorOptions): Promis
   let shards = [shard];
   if (opts.wait !== undefined) {
     const map = await call(opts.endpoint, "GET", "/v1/cluster/shards").catch(() => null);
-    const live = map !== null && readable(map) ? (map.body as { shards: { shard: number; range: [number, number] }[] }).shards : [];
+    const live = map !== null && readable(map) ? (map.body as { shards: { shard: number; range: RangeView }[] }).shards : [];
     const start = live.find((s) => s.shard === shard)?.range[0];
     shards = [shard, ...live.filter((s) => start !== undefined && s.range[1] === start).map((s) => s.shard)];
   }
   const res = await askOperator(opts, shards, `/shards/${shard}/merge`);
   if (!readable(res) || opts.json) return report(res);
-  const b = res.body as { retired?: number; surviving?: number; range?: [number, number]; operator?: number };
+  const b = res.body as { retired?: number; surviving?: number; range?: RangeView; operator?: number };
   if (b.retired === undefined || b.surviving === undefined || b.range === undefined) return report(res);
   console.log(`merging shard ${b.retired} into shard ${b.surviving}${b.operator !== undefined ? ` (operator ${b.operator})` : ""}: ` +
-    `shard ${b.retired} is retired once shard ${b.surviving} has absorbed it; shard ${b.surviving} then holds ${hashRange(b.range)}`);
+    `shard ${b.retired} is retired once shard ${b.surviving} has absorbed it; shard ${b.surviving} then holds ${rangeWords(b.range)}`);
   return 0;
 }
 

@@ -4,6 +4,8 @@ import { type ClientOptions, call, readable, report, table } from "./client.js";
 export interface CreateOptions extends ClientOptions {
   shards?: number;
   replicationFactor?: number;
+  partitioning?: "hash" | "range";
+  splitPoints?: string[];
   dim?: number;
   metric?: "cosine" | "dot" | "l2";
   storage?: "f32" | "f16" | "i8";
@@ -27,6 +29,8 @@ export function declaration(name: string, o: CreateOptions): Record<string, unkn
   const body: Record<string, unknown> = { name };
   if (o.shards !== undefined) body.shards = o.shards;
   if (o.replicationFactor !== undefined) body.replicationFactor = o.replicationFactor;
+  if (o.partitioning !== undefined) body.partitioning = o.partitioning;
+  if (o.splitPoints !== undefined) body.splitPoints = o.splitPoints;
   if (o.dim !== undefined || o.metric !== undefined) body.vectors = { dim: o.dim, metric: o.metric, ...(o.storage !== undefined ? { storage: o.storage } : {}) };
   if (o.index !== undefined) body.payloadIndexes = o.index;
   if (o.ttlMs !== undefined) body.ttlMs = o.ttlMs;

@@ -282,8 +282,11 @@ function addCollections(collectionCmd: Command): void {
   const name = () => new Argument("<name>", "the collection's name: 1-63 characters of a-z, 0-9, '_' and '-'");
   collectionCmd.command("create").description("create a collection: its shards are born on their voters, placed evenly; prints them once led")
     .addArgument(name())
-    .addOption(new Option("--shards <n>", "shards (1-1024; default 4)").argParser(positiveInt))
+    .addOption(new Option("--shards <n>", "shards (1-1024; default 4, or for a range collection one more than its split points)").argParser(positiveInt))
     .addOption(new Option("--replication-factor <n>", "replicas per shard (1-7; default 3)").argParser(positiveInt))
+    .addOption(new Option("--partitioning <how>", "hash: shards own ranges of the ids' hash (default); range: ranges of the ids themselves, so an ordered scan asks only the shards it reaches").choices(["hash", "range"]))
+    .addOption(new Option("--split-points <ids>", "a range collection's initial shard boundaries: comma-separated ids, sorted (default: one shard, split at its middle id as it grows)")
+      .argParser((v: string) => v.split(",")))
     .addOption(new Option("--dim <n>", "vector dimension (1-4096): the collection takes a vector per record").argParser(positiveInt))
     .addOption(new Option("--metric <metric>", "vector similarity").choices(["cosine", "dot", "l2"]))
     .addOption(new Option("--storage <type>", "how vectors are stored (default f32)").choices(["f32", "f16", "i8"]))
@@ -305,7 +308,7 @@ function addCollections(collectionCmd: Command): void {
 
 function addShardAdmin(shardCmd: Command): void {
   const shardId = () => new Argument("<shard>", SHARD_ID).argParser(positiveInt);
-  shardCmd.command("ls").description("list the shards: hash range, epoch, replicas").addOption(json()).addOption(endpoint())
+  shardCmd.command("ls").description("list the shards: range (of hashes, or of ids in a range collection), epoch, replicas").addOption(json()).addOption(endpoint())
     .action(async (opts) => { process.exitCode = await (await import("./client.js")).shardListCommand(opts); });
   shardCmd.command("move").description("move a replica of a shard to another node (the placement driver runs it as an operator)").addArgument(shardId())
     .addOption(nodeOption("--from <node>", "the node holding the replica").makeOptionMandatory())
@@ -314,8 +317,9 @@ function addShardAdmin(shardCmd: Command): void {
   shardCmd.command("transfer-leader").description("move a shard's leadership to another of its voters").addArgument(shardId())
     .addOption(nodeOption("--to <node>", "a voter of the shard").makeOptionMandatory()).addOption(waitOption()).addOption(json()).addOption(endpoint())
     .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).transferLeaderCommand(shard, opts); });
-  shardCmd.command("split").description("split a shard in two: the upper part of its hash range becomes a new shard on the same replicas; prints the new shard's id and both ranges").addArgument(shardId())
-    .addOption(new Option("--at <hash>", "where to cut: a positive 32-bit hash inside the shard's range (default: its middle)").argParser(positiveInt))
+  shardCmd.command("split").description("split a shard in two: the upper part of its range becomes a new shard on the same replicas; prints the new shard's id and both ranges").addArgument(shardId())
+    .addOption(new Option("--at <hash>", "where to cut a hash collection's shard: a positive 32-bit hash inside its range (default: its middle)").argParser(positiveInt).conflicts("atId"))
+    .addOption(new Option("--at-id <id>", "where to cut a range collection's shard: an id inside its range, which starts the new shard (default: the middle id of its records)"))
     .addOption(waitOption()).addOption(json()).addOption(endpoint())
     .action(async (shard: number, opts) => { process.exitCode = await (await import("./cluster-client.js")).splitCommand(shard, opts); });
   shardCmd.command("merge").description("merge a small shard into its lower neighbour (it freezes; its records move through the neighbour's log); prints the shard retired and the one surviving")

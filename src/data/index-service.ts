@@ -30,7 +30,7 @@ import type { GroupChanges, ReplicaObserver } from "../node/replica-observer.js"
 import { RECORDS_END } from "../node/idempotency.js";
 import { type StoredRecord, isExpired, vectorOf } from "../node/records.js";
 import type { VectorSchema } from "../meta/collections.js";
-import type { HashRange } from "../meta/ranges.js";
+import type { ShardRange } from "../meta/ranges.js";
 import { NotHostedError, OverloadedError, WrongShardError } from "../node/group.js";
 import { type Filter, filterKeys, matches, valuesAt } from "./filter.js";
 import { type ReplicaScanRequest, scanReplica } from "./filtered-scan.js";
@@ -51,7 +51,7 @@ const WORKER_ANSWER_MS = 10_000;
 const WORKER_RESTARTS_MAX = 5;
 
 /** A shard's range and freeze as of an applied index (what a search's answer claims to cover). */
-export interface ShardView { shard: number; range: HashRange; frozen: boolean; children: number[] }
+export interface ShardView { shard: number; range: ShardRange; frozen: boolean; children: number[] }
 
 interface Entry {
   /** The worker thread holding its index (an index of `workers`). */

@@ -5,14 +5,14 @@
  * and the answers are merged.
  *
  * Never silently fewer: every answer carries the shard's range and freeze as of the index state it was
- * computed on, and the answers must tile the hash space (node/scan.ts coverHashSpace), as a scan's
+ * computed on, and the answers must tile the position space (node/scan.ts coverSpace), as a scan's
  * pages must. A split the map does not show yet leaves a gap, an answer from before a split overlaps
  * one from after: the shards are asked again, with the children the answers name, until the parts fit
  * or time is up. Then the search fails (504 past `timeoutMs`, 503 otherwise), or, with `allowPartial`,
- * answers from the parts that fit and names the shards and hash ranges missing.
+ * answers from the parts that fit and names the shards and ranges missing.
  */
-import { HASH_SPACE, type HashRange } from "../meta/ranges.js";
-import type { CollectionRecord, MetaState } from "../meta/state.js";
+import { type ShardRange, comparePositions, wholeSpace } from "../meta/ranges.js";
+import { type CollectionRecord, type MetaState, collectionPartitioning } from "../meta/state.js";
 import type { VectorSchema } from "../meta/collections.js";
 import type { Gateway } from "../node/gateway.js";
 import { CollectionNotFoundError } from "../node/group.js";
@@ -43,8 +43,8 @@ export interface SearchRequest {
 export interface SearchResponse {
   results: ({ id: string; score: number; payload?: unknown; vector?: number[] })[];
   shards: { asked: number; answered: number; failed: { shard: number; error: string; message: string }[] };
-  /** Hash ranges no answer covers (a partial answer), with the shards that own them as far as the map says. */
-  missing: { range: HashRange; shards: number[] }[];
+  /** Ranges no answer covers (a partial answer), with the shards that own them as far as the map says. */
+  missing: { range: ShardRange; shards: number[] }[];
   /** Keys of the filter without a payload index (checked on the payloads of the index's candidates). */
   unindexedKeys: string[];
   /** False when a filter on unindexed keys stopped widening on some shard before finding k matches. */
@@ -72,15 +72,17 @@ function liveShards(meta: MetaState, collection: string): number[] {
 }
 
 /**
- * Asks every shard of the collection with `ask` until the answers tile the hash space (node/scan.ts
+ * Asks every shard of the collection with `ask` until the answers tile the position space (node/scan.ts
  * askUntilTiled), each answer within what is left of `timeoutMs`; returns the parts that do (all of
  * them), or, with `allowPartial`, the best partial cover with what is missing.
  */
 export async function fanOut<A extends TiledPart>(node: MultiRaftNode, gateway: Gateway, collection: string, timeoutMs: number, allowPartial: boolean,
-  ask: (shard: number) => Promise<A>): Promise<{ parts: A[]; asked: number; failed: { shard: number; error: Error }[]; missing: { range: HashRange; shards: number[] }[] }> {
+  ask: (shard: number) => Promise<A>): Promise<{ parts: A[]; asked: number; failed: { shard: number; error: Error }[]; missing: { range: ShardRange; shards: number[] }[] }> {
   const clock = gateway.clock;
   const deadlineMs = clock.nowMs() + timeoutMs;
+  const space = wholeSpace(collectionPartitioning(node.metaState().collections.get(collection)));
   const t = await askUntilTiled<A>(node, clock, {
+    space,
     shards: (meta) => {
       // Dropped while the search ran: its shards are going away, and nothing of it is to be answered.
       if (!meta.collections.has(collection)) throw new CollectionNotFoundError(collection);
@@ -91,7 +93,7 @@ export async function fanOut<A extends TiledPart>(node: MultiRaftNode, gateway: 
   });
   if (t.cover !== null) return { parts: t.cover, asked: t.asked, failed: [], missing: [] };
   if (allowPartial) {
-    const { parts, missing } = partialCover(t.parts, node.metaState(), collection);
+    const { parts, missing } = partialCover(t.parts, node.metaState(), collection, space);
     return { parts, asked: t.asked, failed: t.failed, missing };
   }
   const first = t.failed.find((f) => !moved(f.error))?.error;
@@ -116,23 +118,24 @@ function withDeadline<T>(p: Promise<T>, remainingMs: number, shard: number, time
 }
 
 /**
- * The answers that fit without overlapping (live parts first, in range order), and the hash ranges
- * none covers, each with the shards of the map that own part of it.
+ * The answers that fit without overlapping (live parts first, in range order), and the ranges of
+ * `space` none covers, each with the shards of the map that own part of it.
  */
-function partialCover<A extends { range: HashRange; frozen: boolean }>(parts: readonly A[], meta: MetaState, collection: string): { parts: A[]; missing: { range: HashRange; shards: number[] }[] } {
-  const ordered = [...parts].filter((p) => p.range.end > p.range.start).sort((a, b) => Number(a.frozen) - Number(b.frozen) || a.range.start - b.range.start);
+function partialCover<A extends { range: ShardRange; frozen: boolean }>(parts: readonly A[], meta: MetaState, collection: string, space: ShardRange): { parts: A[]; missing: { range: ShardRange; shards: number[] }[] } {
+  const ordered = [...parts].filter((p) => typeof p.range.start === typeof space.start && p.range.end > p.range.start)
+    .sort((a, b) => Number(a.frozen) - Number(b.frozen) || comparePositions(a.range.start, b.range.start));
   const chosen: A[] = [];
   for (const p of ordered) if (!chosen.some((c) => c.range.start < p.range.end && p.range.start < c.range.end)) chosen.push(p);
-  chosen.sort((a, b) => a.range.start - b.range.start);
-  const missing: { range: HashRange; shards: number[] }[] = [];
-  let at = 0;
-  const owners = (r: HashRange) => liveShards(meta, collection).filter((id) => {
+  chosen.sort((a, b) => comparePositions(a.range.start, b.range.start));
+  const missing: { range: ShardRange; shards: number[] }[] = [];
+  let at = space.start;
+  const owners = (r: ShardRange) => liveShards(meta, collection).filter((id) => {
     const range = meta.shards.get(id)!.range;
     return range.start < r.end && r.start < range.end;
   });
-  for (const p of [...chosen, { range: { start: HASH_SPACE, end: HASH_SPACE } }]) {
+  for (const p of [...chosen, { range: { start: space.end, end: space.end } }]) {
     if (p.range.start > at) missing.push({ range: { start: at, end: p.range.start }, shards: owners({ start: at, end: p.range.start }) });
-    at = Math.max(at, p.range.end);
+    if (p.range.end > at) at = p.range.end;
   }
   return { parts: chosen, missing };
 }
@@ -176,7 +179,7 @@ export interface CountResponse {
   tookMs: number;
 }
 
-/** Records of the collection satisfying the filter, summed over shards whose answers tile the hash space. */
+/** Records of the collection satisfying the filter, summed over shards whose answers tile the position space. */
 export async function countCollection(node: MultiRaftNode, gateway: Gateway, c: CollectionRecord, filter: Filter | null,
   consistency: ReadConsistency, timeoutMs: number, allowPartial: boolean): Promise<CountResponse> {
   const startedMs = gateway.clock.nowMs();

@@ -6,8 +6,18 @@ import { COLLECTION_DEFAULTS, CollectionSpecError, VectorError, checkVector, col
 
 test("a collection declared by its name alone gets the defaults: 4 shards, 3 replicas, hash partitioning, no vectors", () => {
   assert.deepEqual(parseCollectionSpec({ name: "docs" }), {
-    name: "docs", shards: 4, replicationFactor: 3, partitioning: "hash", vectors: null, payloadIndexes: {}, ttlMs: null,
+    name: "docs", shards: 4, replicationFactor: 3, partitioning: "hash", splitPoints: [], vectors: null, payloadIndexes: {}, ttlMs: null,
   });
+});
+
+test("a range collection starts with the shards its split points cut: one without any, one more than the points", () => {
+  assert.deepEqual(parseCollectionSpec({ name: "log", partitioning: "range" }), {
+    name: "log", shards: 1, replicationFactor: 3, partitioning: "range", splitPoints: [], vectors: null, payloadIndexes: {}, ttlMs: null,
+  });
+  const three = parseCollectionSpec({ name: "log", partitioning: "range", splitPoints: ["g", "p"] });
+  assert.equal(three.shards, 3);
+  assert.deepEqual(three.splitPoints, ["g", "p"]);
+  assert.equal(parseCollectionSpec({ name: "log", partitioning: "range", shards: 2, splitPoints: ["m"] }).shards, 2, "shards may be given, if they agree");
 });
 
 test("a full declaration is kept as given; a vector schema gets f32 storage and usearch's HNSW defaults unless it says otherwise", () => {
@@ -40,8 +50,16 @@ test("a declaration out of range is refused with the path of the field and what 
   refused({ name: "d", replicationFactor: 8 }, "replicationFactor", /1 to 7/);
   refused({ name: "d", partitioning: "random" }, "partitioning", /"hash", "range"/);
   refused({ name: "d", ttlMs: 10 }, "ttlMs", /from 1000/);
-  // Checked, then refused: not built yet.
-  refused({ name: "d", partitioning: "range" }, "partitioning", /not built yet/);
+  refused({ name: "d", partitioning: "range", shards: 4 }, "splitPoints", /4 shards needs 3 split points \(got 0\)/);
+  refused({ name: "d", partitioning: "range", shards: 1, splitPoints: ["m"] }, "splitPoints", /1 shards needs 0 split points \(got 1\)/);
+  refused({ name: "d", splitPoints: ["m"] }, "splitPoints", /only a range collection/);
+  refused({ name: "d", partitioning: "range", splitPoints: "a,b" }, "splitPoints", /a list of ids, sorted/);
+  refused({ name: "d", partitioning: "range", splitPoints: ["m", "g"] }, "splitPoints[1]", /"g" does not follow "m": split points are sorted/);
+  refused({ name: "d", partitioning: "range", splitPoints: ["g", "m", "m"] }, "splitPoints[2]", /distinct/);
+  refused({ name: "d", partitioning: "range", splitPoints: ["g", ""] }, "splitPoints[1]", /1 to 256 characters/);
+  refused({ name: "d", partitioning: "range", splitPoints: [7] }, "splitPoints[0]", /a string/);
+  refused({ name: "d", partitioning: "range", splitPoints: ["\uffffz"] }, "splitPoints[0]", /U\+FFFF/);
+  refused({ name: "d", partitioning: "range", splitPoints: ["x".repeat(257)] }, "splitPoints[0]", /1 to 256/);
   refused({ name: "d", vectors: 128 }, "vectors", /dim/);
   refused({ name: "d", vectors: { metric: "cosine" } }, "vectors.dim", /1 to 4096/);
   refused({ name: "d", vectors: { dim: 4097, metric: "cosine" } }, "vectors.dim", /1 to 4096/);

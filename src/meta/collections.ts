@@ -1,12 +1,13 @@
 /**
  * What a collection is made of, as a client declares it (issue 14; REQUIREMENTS DATA-1): its name,
- * shard count, replication factor, partitioning, optional vector schema (dimension, metric, storage
+ * shard count, replication factor, partitioning (and a range collection's split points), optional vector schema (dimension, metric, storage
  * type, HNSW parameters), payload indexes and TTL; and the check of a record's vector against the
  * schema. parseCollectionSpec fills in the defaults and refuses anything out of range with the path of
  * the offending field (HTTP 400 `invalid_collection`); checkVector refuses a vector that does not fit
  * (HTTP 400 `invalid_vector`). Kept in the metadata group with the collection (state.ts). Pure: no I/O.
  */
 import { dottedPathProblem } from "../util/dotted-path.js";
+import { KEY_SPACE_END } from "./ranges.js";
 
 export const METRICS = ["cosine", "dot", "l2"] as const;
 export type Metric = (typeof METRICS)[number];
@@ -37,7 +38,18 @@ export interface CollectionSpec {
   name: string;
   shards: number;
   replicationFactor: number;
+  /**
+   * hash: a record's shard is chosen by the hash of its id (ids spread evenly over the shards). range:
+   * by the id itself, so that contiguous ids live on one shard and an ordered scan asks only the shards
+   * its ids fall in.
+   */
   partitioning: Partitioning;
+  /**
+   * A range collection's initial shard boundaries: shard i (from 0) holds the ids from splitPoints[i-1]
+   * (the first: from "") up to splitPoints[i] (the last: every id above). Invariant: sorted, distinct,
+   * non-empty, shards - 1 of them; empty for a hash collection, whose shards start as equal hash ranges.
+   */
+  splitPoints: string[];
   vectors: VectorSchema | null;
   /** Payload field (dotted path) -> the type its index holds. */
   payloadIndexes: Record<string, PayloadIndexType>;
@@ -60,6 +72,8 @@ export const COLLECTION_LIMITS = {
   payloadIndexesMax: 64,
   /** A TTL shorter than a second would expire records before most clients read them back. */
   ttlMsMin: 1000,
+  /** A split point is at most as long as a record id. */
+  splitPointLengthMax: 256,
 } as const;
 
 export const COLLECTION_DEFAULTS = {
@@ -125,23 +139,46 @@ export function collectionNameProblem(name: unknown): string | null {
 /** Checks a collection declaration and fills in its defaults. */
 export function parseCollectionSpec(input: unknown): CollectionSpec {
   if (!isObject(input)) throw new CollectionSpecError("body", "a collection is declared by an object with at least `name`");
-  onlyFields(input, ["name", "shards", "replicationFactor", "partitioning", "vectors", "payloadIndexes", "ttlMs"], "");
+  onlyFields(input, ["name", "shards", "replicationFactor", "partitioning", "splitPoints", "vectors", "payloadIndexes", "ttlMs"], "");
   const nameProblem = collectionNameProblem(input.name);
   if (nameProblem !== null) throw new CollectionSpecError("name", nameProblem);
   const L = COLLECTION_LIMITS;
+  const partitioning = input.partitioning === undefined ? COLLECTION_DEFAULTS.partitioning : oneOf(input.partitioning, "partitioning", PARTITIONINGS);
+  const splitPoints = input.splitPoints === undefined ? [] : parseSplitPoints(input.splitPoints, partitioning);
+  // A range collection cannot know how its ids spread: it starts with the shards its split points cut
+  // (one without any), and splits at its records' middle as it grows.
+  const shards = input.shards !== undefined ? integer(input.shards, "shards", 1, L.shardsMax)
+    : partitioning === "range" ? splitPoints.length + 1 : COLLECTION_DEFAULTS.shards;
+  if (partitioning === "range" && shards !== splitPoints.length + 1) {
+    throw new CollectionSpecError("splitPoints", `a range collection of ${shards} shards needs ${shards - 1} split points (got ${splitPoints.length}): its shards' id boundaries`);
+  }
   const spec: CollectionSpec = {
     name: input.name as string,
-    shards: input.shards === undefined ? COLLECTION_DEFAULTS.shards : integer(input.shards, "shards", 1, L.shardsMax),
+    shards,
     replicationFactor: input.replicationFactor === undefined ? COLLECTION_DEFAULTS.replicationFactor
       : integer(input.replicationFactor, "replicationFactor", 1, L.replicationFactorMax),
-    partitioning: input.partitioning === undefined ? COLLECTION_DEFAULTS.partitioning : oneOf(input.partitioning, "partitioning", PARTITIONINGS),
+    partitioning,
+    splitPoints,
     vectors: input.vectors === undefined || input.vectors === null ? null : parseVectorSchema(input.vectors),
     payloadIndexes: input.payloadIndexes === undefined ? {} : parsePayloadIndexes(input.payloadIndexes),
     ttlMs: input.ttlMs === undefined || input.ttlMs === null ? null : integer(input.ttlMs, "ttlMs", L.ttlMsMin, Number.MAX_SAFE_INTEGER),
   };
-  // Declared, checked, and refused until built: accepting it would promise what no code keeps.
-  if (spec.partitioning === "range") throw new CollectionSpecError("partitioning", "range partitioning is not built yet: collections are partitioned by the hash of the id (hash)");
   return spec;
+}
+
+/** A range collection's split points: sorted, distinct, non-empty strings (see CollectionSpec.splitPoints). */
+function parseSplitPoints(input: unknown, partitioning: Partitioning): string[] {
+  const L = COLLECTION_LIMITS;
+  if (partitioning !== "range") throw new CollectionSpecError("splitPoints", "only a range collection (partitioning \"range\") has split points: a hash collection's shards start as equal hash ranges");
+  if (!Array.isArray(input)) throw new CollectionSpecError("splitPoints", "a list of ids, sorted: the boundaries between the collection's initial shards");
+  if (input.length > L.shardsMax - 1) throw new CollectionSpecError("splitPoints", `at most ${L.shardsMax - 1} split points (${L.shardsMax} shards)`);
+  for (const [i, p] of input.entries()) {
+    if (typeof p !== "string" || p.length === 0 || p.length > L.splitPointLengthMax || !(p < KEY_SPACE_END)) {
+      throw new CollectionSpecError(`splitPoints[${i}]`, `a string of 1 to ${L.splitPointLengthMax} characters (not starting with U+FFFF)`);
+    }
+    if (i > 0 && !((input[i - 1] as string) < p)) throw new CollectionSpecError(`splitPoints[${i}]`, `${JSON.stringify(p)} does not follow ${JSON.stringify(input[i - 1])}: split points are sorted (string order) and distinct`);
+  }
+  return input as string[];
 }
 
 function parseVectorSchema(input: unknown): VectorSchema {

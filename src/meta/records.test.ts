@@ -190,8 +190,8 @@ class CommandGen {
     if (w < 49) return { kind: "reserve-shard-id", atMs };
     if (w < 64) {
       const shard = s.shards.get(this.shardId(s));
-      const start = shard?.range.start ?? 0;
-      const end = shard?.range.end ?? 2 ** 32;
+      const start = (shard?.range.start ?? 0) as number;
+      const end = (shard?.range.end ?? 2 ** 32) as number;
       const at = r.chance(0.9) ? start + Math.max(1, Math.floor((end - start) / 2)) : end;
       const child = r.chance(0.9) ? s.nextShardId - (r.chance(0.5) ? 1 : 0) : r.range(1, s.nextShardId + 2);
       return { kind: "split-shard", shard: shard?.id ?? 1, child, at, end: r.chance(0.95) ? end : end - 1, index: r.int(1000), atMs };
@@ -200,7 +200,7 @@ class CommandGen {
     const pairs: [number, number, number][] = [];
     for (const a of s.shards.values()) {
       for (const b of s.shards.values()) {
-        if (a.collection === b.collection && a.retiredInto === undefined && b.retiredInto === undefined && a.range.end === b.range.start && a !== b) pairs.push([a.id, b.id, b.range.end]);
+        if (a.collection === b.collection && a.retiredInto === undefined && b.retiredInto === undefined && a.range.end === b.range.start && a !== b) pairs.push([a.id, b.id, b.range.end as number]);
       }
     }
     const [into, from, end] = pairs.length > 0 && r.chance(0.9) ? r.pick(pairs) : [this.shardId(s), this.shardId(s), 2 ** 32];

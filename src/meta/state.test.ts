@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DEFAULT_PLACEMENT, type PlacementConfig } from "../placement/types.js";
-import { ENDED_OPERATORS_MAX, type MetaCommand, type MetaState, SETTINGS_HISTORY_MAX, applyMeta, currentSettings, initialMetaState } from "./state.js";
+import { ENDED_OPERATORS_MAX, type MetaCommand, type MetaState, SETTINGS_HISTORY_MAX, type ShardRecord, applyMeta, currentSettings, initialMetaState } from "./state.js";
+import { type HashRange, KEY_SPACE_END, RouteTable } from "./ranges.js";
 
 function register(s: MetaState, port: number, role: "standard" | "analytics" | "standby" = "standard"): number {
   const r = applyMeta(s, { kind: "register-node", peer: { host: "127.0.0.1", port }, http: { host: "127.0.0.1", port: port + 1000 }, labels: {}, role, atMs: 0 });
@@ -48,8 +49,9 @@ test("the shard map: ranges cover the hash space; a replica set mirrored from an
   for (let i = 1; i < shards.length; i++) assert.equal(shards[i]!.range.start, shards[i - 1]!.range.end, "no gap, no overlap");
   // The ranges agree with routing (node/group.ts shardOf: shard = 1 + floor(h * n / 2^32)) at every boundary.
   for (const [i, sh] of shards.entries()) {
-    assert.equal(Math.floor((sh.range.start * 3) / 2 ** 32), i, `shard ${sh.id} starts inside itself`);
-    assert.equal(Math.floor(((sh.range.end - 1) * 3) / 2 ** 32), i, `shard ${sh.id} ends inside itself`);
+    const range = sh.range as HashRange;
+    assert.equal(Math.floor((range.start * 3) / 2 ** 32), i, `shard ${sh.id} starts inside itself`);
+    assert.equal(Math.floor(((range.end - 1) * 3) / 2 ** 32), i, `shard ${sh.id} ends inside itself`);
   }
   const cmd: MetaCommand = { kind: "set-replicas", shard: 1, confIndex: 5, replicas: [{ node: 1, role: "voter" }, { node: 2, role: "voter" }], atMs: 1 };
   assert.deepEqual(applyMeta(s, cmd), { ok: true, value: 2 }, "the epoch moves with the replica set");
@@ -178,4 +180,36 @@ test("a declared collection keeps its schema and replicas per shard; the replica
   const missing = applyMeta(s, { kind: "set-collection-replicas", name: "boots", replicationFactor: 3, atMs: 3 });
   assert.ok(!missing.ok && missing.code === "collection_not_found");
   assert.equal(s.collections.get("shoes")!.targetReplicas, 5, "refusals change nothing");
+});
+
+test("a range collection's shards own the id ranges its split points cut, route ids by their order, split at an id and merge back", () => {
+  const s = initialMetaState(DEFAULT_PLACEMENT, 0);
+  const [a, b, c] = [7000, 7001, 7002].map((p) => register(s, p)) as [number, number, number];
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "default", replicationFactor: 3, placements: [[a, b, c]], atMs: 1 }).ok);
+  const range = { partitioning: "range" as const, vectors: null, payloadIndexes: {}, ttlMs: null };
+  const bad = applyMeta(s, { kind: "create-collection", name: "log", replicationFactor: 3, placements: [[a], [b], [c]], schema: range, splitPoints: ["p", "g"], atMs: 2 });
+  assert.equal(bad.ok ? null : bad.code, "bad_request", "unsorted split points are refused");
+  assert.ok(!s.collections.has("log"), "and change nothing");
+  assert.ok(applyMeta(s, { kind: "create-collection", name: "log", replicationFactor: 3, placements: [[a], [b], [c]], schema: range, splitPoints: ["g", "p"], atMs: 2 }).ok);
+  const log = s.collections.get("log")!;
+  const [first, second, third] = log.shards.map((id) => s.shards.get(id)!) as [ShardRecord, ShardRecord, ShardRecord];
+  assert.deepEqual([first.range, second.range, third.range], [{ start: "", end: "g" }, { start: "g", end: "p" }, { start: "p", end: KEY_SPACE_END }]);
+  const route = () => new RouteTable("range", [...s.shards.values()].filter((sh) => sh.collection === "log"));
+  assert.deepEqual(["a", "f9", "g", "k", "p", "zz"].map((id) => route().shardOf(id)), [first.id, first.id, second.id, second.id, third.id, third.id]);
+  // Cut the middle shard at "k": "k" and above go to the child.
+  const reserved = applyMeta(s, { kind: "reserve-shard-id", atMs: 3 });
+  assert.ok(reserved.ok);
+  const child = reserved.value!;
+  const wrongKind = applyMeta(s, { kind: "split-shard", shard: second.id, child, at: 12345, end: "p", index: 9, atMs: 3 });
+  assert.equal(wrongKind.ok ? null : wrongKind.code, "bad_request", "a hash is no split point of an id range");
+  assert.ok(applyMeta(s, { kind: "split-shard", shard: second.id, child, at: "k", end: "p", index: 9, atMs: 3 }).ok);
+  assert.deepEqual(s.shards.get(child)!.range, { start: "k", end: "p" });
+  assert.deepEqual(["j", "jz", "k", "o"].map((id) => route().shardOf(id)), [second.id, second.id, child, child]);
+  const again = applyMeta(s, { kind: "split-shard", shard: second.id, child, at: "k", end: "p", index: 9, atMs: 4 });
+  assert.equal(again.ok ? null : again.code, "stale_split", "a split is recorded once");
+  // Merge the child back: its range joins its lower neighbour's.
+  assert.ok(applyMeta(s, { kind: "merge-shards", into: second.id, from: child, end: "p", atMs: 5 }).ok);
+  assert.deepEqual(s.shards.get(second.id)!.range, { start: "g", end: "p" });
+  assert.deepEqual(["j", "k", "o"].map((id) => route().shardOf(id)), [second.id, second.id, second.id]);
+  assert.deepEqual(s.collections.get("log")!.shards, [first.id, second.id, third.id]);
 });

@@ -5,11 +5,11 @@
  * deterministic: a command carries the proposer's clock (`atMs`), apply never reads one, and a refused
  * command changes nothing and says why with a machine-readable code.
  */
-import { type CollectionSpec, REPLICATION_FACTOR_MAX } from "./collections.js";
+import { type CollectionSpec, type Partitioning, REPLICATION_FACTOR_MAX } from "./collections.js";
 import type { Operator, PlacementConfig, ReplicaRole, WorkerState } from "../placement/types.js";
 import { upgradePlacementConfig, validatePlacementConfig } from "../placement/types.js";
 import type { Labels, NodeId } from "../placement/types.js";
-import { type HashRange, initialRange } from "./ranges.js";
+import { type Position, type ShardRange, cutRange, describeRange, initialRanges } from "./ranges.js";
 
 /** MEM-3: standard nodes may vote; analytics nodes stay learners and serve reads; standby nodes wait. */
 export type NodeRole = "standard" | "analytics" | "standby";
@@ -44,8 +44,11 @@ export interface MetaNode {
 export interface ShardRecord {
   id: number;
   collection: string;
-  /** Half-open range [start, end) of the 32-bit hash of record ids. */
-  range: HashRange;
+  /**
+   * Half-open range [start, end) of its collection's positions (meta/ranges.ts ShardRange): of the
+   * 32-bit hash of record ids (numbers), or of the ids themselves in a range collection (strings).
+   */
+  range: ShardRange;
   /** A shard made by splitting `parent` at its log index `index` (its replicas create it when they apply the split). */
   origin?: { parent: number; index: number };
   /** Merged into that shard: no range, no replicas (its replicas drop it); kept so that nothing recreates it. */
@@ -146,7 +149,11 @@ export type MetaCommand =
    * A collection and its shards, born on their voters (`placements`, one list per shard). `schema` and
    * `targetReplicas` come with a collection declared through the API (absent for the default one).
    */
-  | { kind: "create-collection"; name: string; replicationFactor: number; placements: NodeId[][]; schema?: CollectionSchema; targetReplicas?: number; atMs: number }
+  | {
+    kind: "create-collection"; name: string; replicationFactor: number; placements: NodeId[][]; schema?: CollectionSchema; targetReplicas?: number;
+    /** A range collection's shard boundaries (one fewer than the placements); absent for hash collections. */
+    splitPoints?: string[]; atMs: number;
+  }
   /** Changes the replicas the placement driver keeps for each shard of a collection (it adds or removes them). */
   | { kind: "set-collection-replicas"; name: string; replicationFactor: number; atMs: number }
   /** Drops a collection: its shards leave the map (their replicas drop them) and its name is free again. */
@@ -162,12 +169,12 @@ export type MetaCommand =
   /** Reserves a shard id for a split (the split's log entry names the new shard). */
   | { kind: "reserve-shard-id"; atMs: number }
   /**
-   * Records a split that `shard`'s replicas applied at its log index `index`: the hashes from `at` to
+   * Records a split that `shard`'s replicas applied at its log index `index`: the positions from `at` to
    * `end` (the shard's end before the split) now belong to the new shard `child`, on the same replicas.
    */
-  | { kind: "split-shard"; shard: number; child: number; at: number; end: number; index: number; atMs: number }
+  | { kind: "split-shard"; shard: number; child: number; at: Position; end: Position; index: number; atMs: number }
   /** Records that `into` absorbed its upper neighbour `from` (whose range ended at `end`): `from` is retired. */
-  | { kind: "merge-shards"; into: number; from: number; end: number; atMs: number };
+  | { kind: "merge-shards"; into: number; from: number; end: Position; atMs: number };
 
 export type ApplyResult = { ok: true; value?: number } | { ok: false; code: string; message: string };
 
@@ -214,7 +221,7 @@ export function applyMeta(s: MetaState, cmd: MetaCommand): ApplyResult {
       if (cmd.targetReplicas !== undefined && !validReplicas(cmd.targetReplicas)) {
         return refuse("bad_request", `a collection keeps 1 to ${REPLICATION_FACTOR_MAX} replicas per shard, not ${cmd.targetReplicas}`);
       }
-      const r = createCollection(s, cmd.name, cmd.replicationFactor, cmd.placements);
+      const r = createCollection(s, cmd.name, cmd.replicationFactor, cmd.placements, cmd.schema?.partitioning ?? "hash", cmd.splitPoints);
       if (r.ok) {
         const created = s.collections.get(cmd.name)!;
         if (cmd.schema !== undefined) created.schema = cmd.schema;
@@ -318,7 +325,8 @@ function validReplicas(n: number): boolean {
   return Number.isInteger(n) && n >= 1 && n <= REPLICATION_FACTOR_MAX;
 }
 
-function createCollection(s: MetaState, name: string, replicationFactor: number, placements: NodeId[][]): ApplyResult {
+function createCollection(s: MetaState, name: string, replicationFactor: number, placements: NodeId[][], partitioning: Partitioning,
+  splitPoints: readonly string[] | undefined): ApplyResult {
   if (s.collections.has(name)) return refuse("collection_exists", `collection ${name} exists`);
   // The founders host the default collection's shards (ids 1..n) from their first start, before it is
   // recorded: another collection recorded first would be given those same ids.
@@ -334,43 +342,45 @@ function createCollection(s: MetaState, name: string, replicationFactor: number,
     const unknown = p.find((id) => !s.nodes.has(id));
     if (unknown !== undefined) return refuse("node_not_found", `no node ${unknown}`);
   }
+  const ranges = initialRanges(partitioning, placements.length, splitPoints);
+  if (ranges === null) return refuse("bad_request", `the split points do not cut ${placements.length} ${partitioning} shards: sorted, distinct strings, one fewer than the shards (range collections only)`);
   const ids: number[] = [];
   for (const [i, p] of placements.entries()) {
     const id = s.nextShardId++;
     ids.push(id);
-    const range = initialRange(i + 1, placements.length);
-    s.shards.set(id, { id, collection: name, range, epoch: 1, confIndex: 0, replicas: p.map((node) => ({ node, role: "voter" as const })) });
+    s.shards.set(id, { id, collection: name, range: ranges[i]!, epoch: 1, confIndex: 0, replicas: p.map((node) => ({ node, role: "voter" as const })) });
   }
   s.collections.set(name, { name, replicationFactor, shards: ids, initialShards: ids.length });
   return { ok: true, value: ids.length };
 }
 
-function splitShard(s: MetaState, id: number, child: number, at: number, end: number, index: number): ApplyResult {
+function splitShard(s: MetaState, id: number, child: number, at: Position, end: Position, index: number): ApplyResult {
   const shard = s.shards.get(id);
   if (shard === undefined) return refuse("shard_not_found", `no shard ${id}`);
   // Recorded once: a second report of the same split (another leader's) finds the range already cut.
   if (shard.retiredInto !== undefined) return refuse("shard_retired", `shard ${id} was merged into shard ${shard.retiredInto}`);
-  if (shard.range.end !== end) return refuse("stale_split", `shard ${id} ends at ${shard.range.end}, not ${end}: this split is recorded already`);
-  if (!(at > shard.range.start && at < shard.range.end)) return refuse("bad_request", `split point ${at} is not inside shard ${id}`);
+  if (shard.range.end !== end) return refuse("stale_split", `shard ${id} ends at ${JSON.stringify(shard.range.end)}, not ${JSON.stringify(end)}: this split is recorded already`);
+  const cut = cutRange(shard.range, at);
+  if (cut === null) return refuse("bad_request", `split point ${JSON.stringify(at)} is not inside shard ${id}'s range ${describeRange(shard.range)}`);
   if (s.shards.has(child)) return refuse("shard_exists", `shard ${child} exists`);
   s.shards.set(child, {
-    id: child, collection: shard.collection, range: { start: at, end }, epoch: 1, confIndex: 0,
+    id: child, collection: shard.collection, range: cut.upper, epoch: 1, confIndex: 0,
     replicas: shard.replicas.map((r) => ({ ...r })), origin: { parent: id, index },
   });
-  shard.range = { start: shard.range.start, end: at };
+  shard.range = cut.lower;
   shard.epoch++;
   s.collections.get(shard.collection)?.shards.push(child);
   s.nextShardId = Math.max(s.nextShardId, child + 1);
   return { ok: true, value: child };
 }
 
-function mergeShards(s: MetaState, into: number, from: number, end: number): ApplyResult {
+function mergeShards(s: MetaState, into: number, from: number, end: Position): ApplyResult {
   const target = s.shards.get(into);
   const source = s.shards.get(from);
   if (target === undefined || source === undefined) return refuse("shard_not_found", `no shard ${target === undefined ? into : from}`);
   if (source.retiredInto !== undefined) return refuse("stale_merge", `shard ${from} was merged already`);
   if (target.range.end !== source.range.start || source.range.end !== end || target.collection !== source.collection) {
-    return refuse("not_adjacent", `shard ${from} [${source.range.start}, ${source.range.end}) does not follow shard ${into} [${target.range.start}, ${target.range.end})`);
+    return refuse("not_adjacent", `shard ${from} ${describeRange(source.range)} does not follow shard ${into} ${describeRange(target.range)}`);
   }
   target.range = { start: target.range.start, end };
   target.epoch++;
@@ -396,6 +406,11 @@ function pruneOperators(s: MetaState): void {
   if (ended.length <= ENDED_OPERATORS_MAX) return;
   ended.sort((a, b) => a.updatedAtMs - b.updatedAtMs || a.operator.id - b.operator.id);
   for (const r of ended.slice(0, ended.length - ENDED_OPERATORS_MAX)) s.operators.delete(r.operator.id);
+}
+
+/** How a collection places its records (the default collection, declared without a schema: by hash). */
+export function collectionPartitioning(c: CollectionRecord | undefined): Partitioning {
+  return c?.schema?.partitioning ?? "hash";
 }
 
 /** The settings in force. */

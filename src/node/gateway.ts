@@ -26,6 +26,7 @@ import {
 } from "./multi-raft.js";
 import type { CommandResult, PutItem, RecordCommand, ShardCommand, StoredRecord } from "./records.js";
 import type { ShardPage } from "./scan.js";
+import type { Position } from "../meta/ranges.js";
 import { type ApplyResult, type MetaCommand, currentSettings } from "../meta/state.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 import { type PutManyOutcome, writeMany } from "./batch-write.js";
@@ -258,8 +259,8 @@ export class Gateway {
     }, key, collection);
   }
 
-  /** Splits a shard at hash `at` into the new shard `child`, on the shard's leader (PD-6). */
-  split(group: number, at: number, child: number): Promise<CommandResult> {
+  /** Splits a shard at position `at` (a hash, or an id of a range collection) into the new shard `child`, on the shard's leader (PD-6). */
+  split(group: number, at: Position, child: number): Promise<CommandResult> {
     return this.route({ kind: "propose", group, cmd: { op: "split", at, child } }) as Promise<CommandResult>;
   }
 
@@ -472,7 +473,7 @@ export class Gateway {
   }
 
   /** Proposes to shard `into`'s leader to absorb a frozen neighbour's records and range. */
-  absorb(into: number, from: number, start: number, end: number, records: [string, unknown][], versionMax: number): Promise<CommandResult> {
+  absorb(into: number, from: number, start: Position, end: Position, records: [string, unknown][], versionMax: number): Promise<CommandResult> {
     return this.route({ kind: "propose", group: into, cmd: { op: "absorb", from, start, end, records, versionMax } }) as Promise<CommandResult>;
   }
 

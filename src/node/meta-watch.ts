@@ -3,8 +3,8 @@
  * callers waiting for the next change (a gateway whose shard moved), and the routing table of each
  * collection, rebuilt on first use after the shard map changed.
  */
-import { DEFAULT_COLLECTION, type MetaState } from "../meta/state.js";
-import { RouteTable, hashOf } from "../meta/ranges.js";
+import { DEFAULT_COLLECTION, type MetaState, collectionPartitioning } from "../meta/state.js";
+import { RouteTable } from "../meta/ranges.js";
 import { CollectionNotFoundError, OverloadedError, shardOf } from "./group.js";
 import { type Logger } from "../util/logger.js";
 import { type Clock, systemClock } from "../util/clock.js";
@@ -67,7 +67,8 @@ export class MetaWatch {
   }
 
   /**
-   * The shard of a record id in `collection`: from the shard map's ranges (splits and merges included),
+   * The shard of a record id in `collection`: from the shard map's ranges (splits and merges included;
+   * by the id's hash, or by the id itself in a range collection),
    * or, for the default collection before the map is recorded, from its initial ranges. Throws
    * CollectionNotFoundError for a collection the shard map has no shard of.
    */
@@ -75,10 +76,11 @@ export class MetaWatch {
     this.routes ??= new Map();
     let table = this.routes.get(collection);
     if (table === undefined) {
-      const shards = [...this.meta().shards.values()].filter((sh) => sh.collection === collection);
-      if (shards.length > 0) this.routes.set(collection, (table = new RouteTable(shards)));
+      const meta = this.meta();
+      const shards = [...meta.shards.values()].filter((sh) => sh.collection === collection);
+      if (shards.length > 0) this.routes.set(collection, (table = new RouteTable(collectionPartitioning(meta.collections.get(collection)), shards)));
     }
-    const shard = table?.lookup(hashOf(key));
+    const shard = table?.shardOf(key);
     if (shard !== undefined) return shard;
     if (collection === DEFAULT_COLLECTION) return shardOf(key, this.initialShards);
     throw new CollectionNotFoundError(collection);

@@ -15,7 +15,7 @@ import { ConfChangeRefusedError, type Group, META_GROUP, NotHostedError, WrongSh
 
 import { bornWithVoters, hostingChanges } from "./hosting.js";
 import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries } from "./shard-apply.js";
-import { hashOf, inRange } from "../meta/ranges.js";
+import { owns } from "../meta/ranges.js";
 import type { ShardRecord } from "../meta/state.js";
 
 import { type StoredRecord } from "./records.js";
@@ -62,7 +62,7 @@ export abstract class NodeApply extends NodeLiveness {
    * the same ids, so a read here could be stale; the gateway waits for the merge and reads there.
    */
   protected servedRead(g: Group, key: string): StoredRecord | undefined | WrongShardError {
-    if (g.kind === "shard" && (!inRange(hashOf(key), g.shard.range) || g.shard.frozen !== undefined)) return new WrongShardError(g.id);
+    if (g.kind === "shard" && (!owns(g.shard.range, key) || g.shard.frozen !== undefined)) return new WrongShardError(g.id);
     return this.store.get(g.id, key) as StoredRecord | undefined;
   }
 

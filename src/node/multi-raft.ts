@@ -31,7 +31,7 @@ import { type NodeHost, realHost } from "./host.js";
 
 import { type Consistency, type Group, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, planeOf, shardOf } from "./group.js";
 
-import { type HashRange, foundingVoters, initialRange } from "../meta/ranges.js";
+import { type ShardRange, foundingVoters, initialRange } from "../meta/ranges.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 
 import type { ShardPage } from "./scan.js";
@@ -363,7 +363,7 @@ export class MultiRaftNode extends NodeTurn {
   }
 
   /** A hosted shard's range, freeze and latest split children, as this replica has applied them. */
-  shardView(group: number): { shard: number; range: HashRange; frozen: boolean; children: number[] } {
+  shardView(group: number): { shard: number; range: ShardRange; frozen: boolean; children: number[] } {
     const st = this.group(group).shard;
     return { shard: group, range: st.range, frozen: st.frozen !== undefined, children: st.splits.map((s) => s.child) };
   }

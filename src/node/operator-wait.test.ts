@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
+import type { HashRange } from "../meta/ranges.js";
 import { buildApi } from "../api/server.js";
 import { currentSettings } from "../meta/state.js";
 import { Gateway } from "./gateway.js";
@@ -113,7 +114,7 @@ test("a manual merge right after start: refused naming the automatic repair with
     const merged = await waiting;
     assert.equal(merged.statusCode, 200, merged.body);
     const body = merged.json() as { shard: number; into: number; retired: number; surviving: number; range: [number, number]; operator: number };
-    const [r1, r2] = [node1.metaState().shards.get(1)!.range, node1.metaState().shards.get(2)!.range];
+    const [r1, r2] = [node1.metaState().shards.get(1)!.range as HashRange, node1.metaState().shards.get(2)!.range as HashRange];
     assert.deepEqual({ ...body, operator: 0 }, { shard: 2, into: 1, retired: 2, surviving: 1, range: [r1.start, r2.end], operator: 0 });
     // It ran after the repairs ended, not beside them.
     const mergeRecord = () => node1.metaState().operators.get(body.operator);

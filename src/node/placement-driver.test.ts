@@ -8,6 +8,7 @@ import { META_GROUP, MultiRaftNode } from "./multi-raft.js";
 import { type PlacementAnswer, PlacementDriver, type PlacementRequest, stateFromMeta } from "./placement-driver.js";
 import { ShardAgent, replicasOf } from "./shard-agent.js";
 import { tempDir, waitFor } from "./testing.js";
+import type { HashRange } from "../meta/ranges.js";
 
 /** One node with everything `shoal start` runs on it. */
 interface Stack {
@@ -159,7 +160,7 @@ test("a split: every replica cuts the shard at the same log index, the upper par
   await waitFor("every shard on nodes 1, 2, 3", () => [...voters(one).values()].every((v) => JSON.stringify(v) === "[1,2,3]"), 30_000);
   const keys = Array.from({ length: 120 }, (_, i) => `s${i}`).filter((k) => one.node.shardOf(k) === 1);
   for (const k of keys) assert.ok((await two.gateway.put(k, k)).ok);
-  const before = one.node.metaState().shards.get(1)!.range;
+  const before = one.node.metaState().shards.get(1)!.range as HashRange;
   // Node 3 is down during the split: it learns of it from the log (or a snapshot) when it is back.
   await stopStack(three);
   stacks.splice(stacks.indexOf(three), 1);

@@ -18,10 +18,11 @@
  * input; this loop gathers their inputs and carries out what they decide.
  */
 import { type MetaCommand, type MetaState, type OperatorRecord, type OperatorStatus, currentSettings } from "../meta/state.js";
-import { busyRefusal, manualOperator } from "../placement/manual.js";
+import { type Refusal, busyRefusal, manualOperator } from "../placement/manual.js";
 import { operatorShards } from "../placement/operators.js";
 import { PlacementError, placeNewShards } from "../placement/born.js";
 import type { CollectionSpec } from "../meta/collections.js";
+import type { Position } from "../meta/ranges.js";
 import {
   type Alert, type HeldReport, type PlacementAnswer, type PlacementRequest, appendAlert, describeStep, dispatchDue, dropOperator, endedReshapes,
   goneRefusal, mergeCollections, holdOperator, mergeTarget, pickSplit, receiveReport, replaceOperator, settleShards, shardViews, splitPoint,
@@ -33,7 +34,7 @@ import type { ClusterView, NodeId, NodeView, Operator, OperatorReason, Placement
 import type { Gateway } from "./gateway.js";
 import { PacedLoop } from "./paced-loop.js";
 import { META_GROUP, type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
-import type { ShardReport } from "./shard-agent.js";
+import { MIDDLE_ID_SERVICE, type ShardReport } from "./shard-agent.js";
 import { MemberCare } from "./membership.js";
 import { type Logger } from "../util/logger.js";
 import type { Clock } from "../util/clock.js";
@@ -139,12 +140,13 @@ export class PlacementDriver {
       if (e instanceof PlacementError) return { ok: false, code: e.code, message: e.message };
       throw e;
     }
-    const { partitioning, vectors, payloadIndexes, ttlMs } = spec;
+    const { partitioning, vectors, payloadIndexes, ttlMs, splitPoints } = spec;
     // Wall clock, as reports are stamped; the wait counts from here, the proposal included.
     const createdAtMs = this.clock.wallMs();
     const r = await this.gateway.proposeMeta({
       kind: "create-collection", name: spec.name, replicationFactor: spec.replicationFactor, placements,
-      schema: { partitioning, vectors, payloadIndexes, ttlMs }, targetReplicas: spec.replicationFactor, atMs: this.clock.wallMs(),
+      schema: { partitioning, vectors, payloadIndexes, ttlMs }, targetReplicas: spec.replicationFactor,
+      ...(partitioning === "range" ? { splitPoints } : {}), atMs: this.clock.wallMs(),
     });
     if (!r.ok) return r;
     const shards = [...(this.node.metaState().collections.get(spec.name)?.shards ?? [])];
@@ -180,14 +182,17 @@ export class PlacementDriver {
   }
 
   /**
-   * Splits a shard in two at hash `at` (default: the middle of its range), PD-6: a new shard id is
+   * Splits a shard in two at position `at` (default: the middle of its hash range, or for a range
+   * collection's shard the middle of its records' ids), PD-6: a new shard id is
    * reserved in the metadata, the shard's leader proposes the split, and its replicas apply it; the
    * leader then records it in the shard map. Refused while an operator runs on the shard (its epoch
    * would fence it anyway). The split is an operator while it runs, so that a request for the shard
    * meanwhile is refused naming it (or waits for it), and is recorded once done: a split by hand keeps
    * both parts from being merged automatically for `manualSplitCooldownMs`, also after a failover.
    */
-  private async split(id: number, at: number | undefined, reason: OperatorReason): Promise<PlacementAnswer> {
+  private async split(id: number, requested: Position | undefined, reason: OperatorReason): Promise<PlacementAnswer> {
+    const at = requested ?? await this.middleIdOf(id);
+    if (typeof at === "object") return at;
     const meta = this.node.metaState();
     const shard = meta.shards.get(id);
     const gone = goneRefusal(meta.shards, id);
@@ -220,6 +225,19 @@ export class PlacementDriver {
     } finally {
       await this.release(op, outcome);
     }
+  }
+
+  /**
+   * Where a shard of a range collection is split by default: the id in the middle of its records, as its
+   * leader holds them (shard-agent.ts MIDDLE_ID_SERVICE); a refusal when it holds fewer than two.
+   * Undefined for a hash collection's shard (splitPoint takes the middle of its hash range).
+   */
+  private async middleIdOf(id: number): Promise<string | undefined | Refusal> {
+    const shard = this.node.metaState().shards.get(id);
+    if (shard === undefined || typeof shard.range.start !== "string") return undefined;
+    const middle = await this.gateway.ask(MIDDLE_ID_SERVICE, id, null, false) as string | null;
+    if (middle === null) return { ok: false, code: "bad_split", message: `shard ${id} holds fewer than two records: there is no middle id to split it at (name one: \`at\`)` };
+    return middle;
   }
 
   /**

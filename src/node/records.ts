@@ -8,6 +8,10 @@
 import { RANGE_UNCHECKED } from "./mutations.js";
 import { pack, unpack } from "msgpackr";
 import { assert } from "../util/assert.js";
+import type { Position } from "../meta/ranges.js";
+
+/** A range bound in the log: a hash (number) or an id (string), as the shard's range has it. */
+const isPosition = (v: unknown): v is Position => typeof v === "number" || typeof v === "string";
 
 /**
  * `idem`: the client's idempotency key. The shard remembers the outcome of a write that carried one, by
@@ -33,8 +37,11 @@ export interface IdempotencyTag {
   keysMax: number;
 }
 
-/** Cuts the shard at hash `at`: the hashes from there to its end go to the new shard `child` (PD-6). */
-export interface SplitCommand { op: "split"; at: number; child: number }
+/**
+ * Cuts the shard at position `at` (a hash, or an id in a range collection): the positions from there to
+ * its end go to the new shard `child` (PD-6).
+ */
+export interface SplitCommand { op: "split"; at: Position; child: number }
 
 /**
  * A merge (PD-6) in three entries: the source shard freezes (refuses writes from then on; its records
@@ -49,7 +56,7 @@ export type MergeCommand =
    * version the source ever handed out (its version base plus its freeze index): the target's versions
    * continue above it.
    */
-  | { op: "absorb"; from: number; start: number; end: number; records: [string, unknown][]; versionMax: number };
+  | { op: "absorb"; from: number; start: Position; end: Position; records: [string, unknown][]; versionMax: number };
 
 /**
  * A batch upsert (DATA-5): plain puts of records of one shard in one log entry, all at the entry's
@@ -162,7 +169,7 @@ export function decodeProposal(data: Uint8Array): Proposal {
     const origin: [number, number] = [t[0] as number, t[1] as number];
     switch (t[2]) {
       case 2:
-        assert(t.length === 5 && typeof t[3] === "number" && typeof t[4] === "number", "malformed split in the log");
+        assert(t.length === 5 && isPosition(t[3]) && typeof t[4] === "number", "malformed split in the log");
         return { origin, cmd: { op: "split", at: t[3], child: t[4] } };
       case 3:
         assert(t.length === 4 && typeof t[3] === "number", "malformed freeze in the log");
@@ -187,7 +194,7 @@ export function decodeProposal(data: Uint8Array): Proposal {
         assert(Array.isArray(t[4]) && t[4].length === (t[3] as unknown[]).length && (t[4] as unknown[]).every((v) => typeof v === "number"), "malformed batch delete versions in the log");
         return { origin, cmd: { op: "delete-many", keys: t[3] as string[], versions: t[4] as number[] } };
       case 5:
-        assert(t.length === 8 && typeof t[3] === "number" && typeof t[4] === "number" && typeof t[5] === "number" && Array.isArray(t[6]) &&
+        assert(t.length === 8 && typeof t[3] === "number" && isPosition(t[4]) && isPosition(t[5]) && Array.isArray(t[6]) &&
           typeof t[7] === "number", "malformed absorb in the log");
         return { origin, cmd: { op: "absorb", from: t[3], start: t[4], end: t[5], records: t[6] as [string, unknown][], versionMax: t[7] } };
       default:

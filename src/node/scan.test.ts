@@ -1,23 +1,33 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { HASH_SPACE } from "../meta/ranges.js";
-import { type ShardPage, coverHashSpace, mergePages } from "./scan.js";
+import { HASH_SPACE, KEY_SPACE_END, type ShardRange, wholeSpace } from "../meta/ranges.js";
+import { type ShardPage, coverSpace, mergePages } from "./scan.js";
 
-const part = (shard: number, start: number, end: number, ids: string[] = [], frozen = false): ShardPage =>
+const part = (shard: number, start: ShardRange["start"], end: ShardRange["end"], ids: string[] = [], frozen = false): ShardPage =>
   ({ shard, range: { start, end }, frozen, children: [], records: ids.map((id) => [id, { payload: id, version: 1 }]) });
 const shardsOf = (parts: ShardPage[] | null) => parts?.map((p) => p.shard) ?? null;
 const H = HASH_SPACE / 2;
 
 test("the parts must tile the hash space once: gaps and live overlaps are refused, frozen sources under their target left out", () => {
-  assert.deepEqual(shardsOf(coverHashSpace([part(2, H, HASH_SPACE), part(1, 0, H)])), [1, 2]);
-  assert.equal(coverHashSpace([part(1, 0, H)]), null, "a gap: a split child the map does not show yet");
-  assert.equal(coverHashSpace([]), null);
-  assert.equal(coverHashSpace([part(1, 0, HASH_SPACE), part(2, H, HASH_SPACE)]), null, "the parent read before its split, the child after");
+  assert.deepEqual(shardsOf(coverSpace([part(2, H, HASH_SPACE), part(1, 0, H)], wholeSpace("hash"))), [1, 2]);
+  assert.equal(coverSpace([part(1, 0, H)], wholeSpace("hash")), null, "a gap: a split child the map does not show yet");
+  assert.equal(coverSpace([], wholeSpace("hash")), null);
+  assert.equal(coverSpace([part(1, 0, HASH_SPACE), part(2, H, HASH_SPACE)], wholeSpace("hash")), null, "the parent read before its split, the child after");
   // A merge of 2 into 1: frozen and not absorbed yet, then absorbed (both hold the records).
-  assert.deepEqual(shardsOf(coverHashSpace([part(1, 0, H), part(2, H, HASH_SPACE, [], true)])), [1, 2]);
-  assert.deepEqual(shardsOf(coverHashSpace([part(1, 0, HASH_SPACE), part(2, H, HASH_SPACE, [], true)])), [1]);
-  assert.equal(coverHashSpace([part(1, 0, H + 1), part(2, H, HASH_SPACE, [], true)]), null, "a frozen part only partly covered leaves a gap");
-  assert.deepEqual(shardsOf(coverHashSpace([part(1, 0, HASH_SPACE), part(3, HASH_SPACE, HASH_SPACE)])), [1], "an empty range counts for nothing");
+  assert.deepEqual(shardsOf(coverSpace([part(1, 0, H), part(2, H, HASH_SPACE, [], true)], wholeSpace("hash"))), [1, 2]);
+  assert.deepEqual(shardsOf(coverSpace([part(1, 0, HASH_SPACE), part(2, H, HASH_SPACE, [], true)], wholeSpace("hash"))), [1]);
+  assert.equal(coverSpace([part(1, 0, H + 1), part(2, H, HASH_SPACE, [], true)], wholeSpace("hash")), null, "a frozen part only partly covered leaves a gap");
+  assert.deepEqual(shardsOf(coverSpace([part(1, 0, HASH_SPACE), part(3, HASH_SPACE, HASH_SPACE)], wholeSpace("hash"))), [1], "an empty range counts for nothing");
+});
+
+test("a range collection's parts must tile the id space once, from \"\" to its open end; a hash range never tiles it", () => {
+  const keys = wholeSpace("range");
+  assert.deepEqual(shardsOf(coverSpace([part(2, "m", KEY_SPACE_END), part(1, "", "m")], keys)), [1, 2]);
+  assert.equal(coverSpace([part(1, "", "m")], keys), null, "a gap");
+  assert.equal(coverSpace([part(1, "", KEY_SPACE_END), part(2, "m", KEY_SPACE_END)], keys), null, "a live overlap");
+  assert.deepEqual(shardsOf(coverSpace([part(1, "", KEY_SPACE_END), part(2, "m", KEY_SPACE_END, [], true)], keys)), [1], "a frozen source under its target");
+  assert.equal(coverSpace([part(1, 0, HASH_SPACE)], keys), null, "another kind of range");
+  assert.equal(coverSpace([part(1, "", KEY_SPACE_END)], wholeSpace("hash")), null);
 });
 
 test("a merged page: the first `limit` ids of every part, and more exactly when the parts hold more", () => {

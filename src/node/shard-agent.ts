@@ -18,7 +18,7 @@ import { type ConfChangeSingle, ConfChangeType, type ConfState } from "../raft/i
 import { pack } from "msgpackr";
 import type { Gateway } from "./gateway.js";
 import { PacedLoop } from "./paced-loop.js";
-import { ShardSizes } from "./shard-sizes.js";
+import { ShardSizes, middleId } from "./shard-sizes.js";
 import { ConfChangeRefusedError, type MultiRaftNode } from "./multi-raft.js";
 import { type Logger } from "../util/logger.js";
 import type { Clock } from "../util/clock.js";
@@ -44,6 +44,13 @@ export interface ShardAgentOptions {
   /** Time and timers; by default the gateway's (the node's) clock. */
   clock?: Clock;
 }
+
+/**
+ * The service (Gateway.ask, on the shard's leader) that answers the id in the middle of a shard's
+ * records, or null (shard-sizes.ts middleId): where the placement driver splits a range collection's
+ * shard by default.
+ */
+export const MIDDLE_ID_SERVICE = "middle-id";
 
 /** A merge ships the source's records through the target's log: only small shards merge. */
 export const MERGE_MAX_RECORDS = 10_000;
@@ -87,6 +94,7 @@ export class ShardAgent {
     gateway.onStep = (group, epoch, step) => this.executeStep(group, epoch, step);
     gateway.onMerge = (group, into) => this.freeze(group, into);
     this.sizes = new ShardSizes((group, limit, after) => this.node.scan(group, limit, after));
+    gateway.serve(MIDDLE_ID_SERVICE, async (group) => middleId((g, limit, after) => this.node.scan(g, limit, after), group));
   }
 
   start(): void {

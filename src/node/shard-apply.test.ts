@@ -1,10 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { hashOf } from "../meta/ranges.js";
+import { KEY_SPACE_END, cutRange, hashOf } from "../meta/ranges.js";
 import { type ConfState, type Entry, EntryType } from "../raft/index.js";
 import { encodeProposal, type ShardCommand, type StoredRecord } from "./records.js";
-import { SPLIT_LOG_INDEX, applyShardEntries, cutRange } from "./shard-apply.js";
-import { RememberedQueue } from "./idempotency.js";
+import { SPLIT_LOG_INDEX, applyShardEntries } from "./shard-apply.js";
+import { RememberedQueue, outcomeKey } from "./idempotency.js";
 
 const conf: ConfState = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 let index = 10;
@@ -46,6 +46,34 @@ test("a split moves the records of the upper part to the child (stored ones and 
   assert.equal(parent!.puts!.find(([k]) => k === lower)?.[1] && (parent!.puts!.find(([k]) => k === lower)![1] as StoredRecord).payload, "stays");
   assert.equal(results.get(503)?.ok ? null : (results.get(503) as { code: string }).code, "bad_split");
   assert.equal(parent!.shard, r.shard);
+});
+
+test("a range collection's shard splits by id order: ids from the split point on (and their remembered outcomes) move to the child; writes are checked against the id range", () => {
+  const keys = ["a1", "b2", "k", "k0", "m5", "z9"];
+  const stored = new Map<string, unknown>(keys.map((k, i) => [k, { payload: i, version: 1 } satisfies StoredRecord]));
+  stored.set(outcomeKey("m5", "idem-1"), { v: 1, exp: 1e15, fp: "f", r: { ok: true, version: 1 } });
+  const reader = { get: (k: string) => stored.get(k), all: () => [...stored], remembered: () => new RememberedQueue() };
+  const entries = [
+    entry({ op: "put", key: "c3", payload: "new" }, 1),
+    entry({ op: "split", at: "k", child: 9 }, 2),
+    entry({ op: "put", key: "k1", payload: "late" }, 3),
+    entry({ op: "put", key: "j", payload: "stays" }, 4),
+    entry({ op: "split", at: 7, child: 10 }, 5), // a hash in an id range: refused
+    entry({ op: "put-many", items: [{ key: "b", payload: 1 }, { key: "x", payload: 2 }] }, 6),
+  ];
+  const r = applyShardEntries(1, entries, { range: { start: "", end: KEY_SPACE_END }, splits: [] }, reader, () => conf, () => conf);
+  assert.deepEqual(r.shard.range, { start: "", end: "k" });
+  assert.deepEqual(r.shard.splits.map((sp) => [sp.child, sp.at, sp.end]), [[9, "k", KEY_SPACE_END]]);
+  const [parent, child] = r.changes;
+  assert.deepEqual(child!.shard!.range, { start: "k", end: KEY_SPACE_END });
+  assert.deepEqual(child!.puts!.map(([k]) => k).sort(), ["k", "k0", "m5", outcomeKey("m5", "idem-1"), "z9"].sort(), "the ids from \"k\" on, with their outcomes");
+  assert.deepEqual(parent!.deletes!.sort(), ["k", "k0", "m5", outcomeKey("m5", "idem-1"), "z9"].sort());
+  assert.deepEqual(parent!.puts!.map(([k]) => k).sort(), ["b", "c3", "j"]);
+  const results = new Map(r.results.map(([o, res]) => [o[1], res]));
+  assert.deepEqual(results.get(3), { ok: false, code: "wrong_shard" }, "an id at or above the split point left the shard");
+  assert.equal(results.get(4)?.ok, true);
+  assert.equal(results.get(5)?.ok ? null : (results.get(5) as { code: string }).code, "bad_split");
+  assert.deepEqual((results.get(6) as { refused?: number[] }).refused, [1], "a batch item above the range is refused alone");
 });
 
 test("a split point must be strictly inside the range", () => {

@@ -1,6 +1,8 @@
 /**
- * Applying a shard's committed entries: record commands (refused, without writing, for an id whose hash
- * left the shard's range in a split), splits and merges (PD-6), and idempotency keys (idempotency.ts).
+ * Applying a shard's committed entries: record commands (refused, without writing, for an id whose
+ * position, its hash or in a range collection the id itself, left the shard's range in a split), splits
+ * and merges (PD-6), and idempotency keys (idempotency.ts). The shard's range says which positions it
+ * uses (meta/ranges.ts partitioningOf), so this step needs nothing of its collection.
  *
  * Versions only grow. A record's version is the shard's `versionBase` plus the log index of its write,
  * so within one shard it grows with the log, also across delete and re-create. A record changes shard
@@ -24,7 +26,7 @@
  * log (see MultiRaftNode.landSplits).
  */
 import { assert } from "../util/assert.js";
-import { type HashRange, hashOf, inRange } from "../meta/ranges.js";
+import { comparePositions, cutRange, describeRange, owns, partitioningOf, positionOf } from "../meta/ranges.js";
 import type { ConfState, Entry } from "../raft/index.js";
 import { EntryType } from "../raft/index.js";
 import type { GroupChanges, ShardState } from "../storage/state-store.js";
@@ -94,11 +96,12 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
     if (cmd.op === "split") {
       const r = out.shard.frozen === undefined ? cutRange(out.shard.range, cmd.at) : null;
       if (r === null) {
-        out.results.push([p.origin, { ok: false, code: "bad_split", message: `split point ${cmd.at} is not inside shard ${group}'s range [${out.shard.range.start}, ${out.shard.range.end})` }]);
+        out.results.push([p.origin, { ok: false, code: "bad_split", message: `split point ${JSON.stringify(cmd.at)} is not inside shard ${group}'s range ${describeRange(out.shard.range)}` }]);
         continue;
       }
       // Records and their remembered outcomes move together (an outcome goes where its record's id goes).
-      const movesAway = (key: string) => hashOf(ownerOf(key)) >= cmd.at;
+      const partitioning = partitioningOf(out.shard.range);
+      const movesAway = (key: string) => comparePositions(positionOf(partitioning, ownerOf(key)), cmd.at) >= 0;
       const moved: [string, unknown][] = [];
       const seen = new Set<string>();
       for (const [key, value] of overlay) {
@@ -129,7 +132,7 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
     }
     // A frozen shard's records are final (a merge ships them): writes go to its target once recorded.
     const rangeUnchecked = (cmd as { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] === true; // gateway-skips-epoch
-    if ((!inRange(hashOf(cmd.key), out.shard.range) && !rangeUnchecked) || out.shard.frozen !== undefined) {
+    if ((!owns(out.shard.range, cmd.key) && !rangeUnchecked) || out.shard.frozen !== undefined) {
       out.results.push([p.origin, { ok: false, code: "wrong_shard" }]);
       continue;
     }
@@ -186,7 +189,7 @@ function applyPutMany(cmd: PutManyCommand, shard: ShardState, version: number, w
   if (shard.frozen !== undefined) return { ok: false, code: "wrong_shard" };
   const refused: number[] = [];
   for (const [i, item] of cmd.items.entries()) {
-    if (!inRange(hashOf(item.key), shard.range)) {
+    if (!owns(shard.range, item.key)) {
       refused.push(i);
       continue;
     }
@@ -204,7 +207,7 @@ function applyDeleteMany(cmd: DeleteManyCommand, shard: ShardState, version: num
   const refused: number[] = [];
   let deleted = 0;
   for (const [i, key] of cmd.keys.entries()) {
-    if (!inRange(hashOf(key), shard.range)) {
+    if (!owns(shard.range, key)) {
       refused.push(i);
       continue;
     }
@@ -237,7 +240,7 @@ export function applyMergeStep(shard: ShardState, cmd: Extract<ShardCommand, { o
         return { shard, result: done };
       }
       if (shard.frozen !== undefined || shard.range.end !== cmd.start) return { shard, result: { ok: false, code: "not_adjacent" } };
-      for (const [key, value] of cmd.records) if (inRange(hashOf(ownerOf(key)), { start: cmd.start, end: cmd.end })) put(key, value);
+      for (const [key, value] of cmd.records) if (owns({ start: cmd.start, end: cmd.end }, ownerOf(key))) put(key, value);
       const absorbed = [...(shard.absorbed ?? []), { from: cmd.from, end: cmd.end, index }].slice(-SPLITS_KEPT);
       // Versions continue above every version the source handed out (see the header).
       const versionBase = Math.max(shard.versionBase ?? 0, cmd.versionMax - index);
@@ -251,10 +254,4 @@ function dropLastBatch<C extends Extract<ShardCommand, { op: "freeze" | "unfreez
   if (cmd.op !== "absorb" || cmd.records.length === 0) return cmd;
   const kept = cmd.records.length - Math.max(1, Math.ceil(cmd.records.length / 4));
   return { ...cmd, records: cmd.records.slice(0, kept) };
-}
-
-/** The two parts of `range` cut at `at`, or null when `at` is not strictly inside it. */
-export function cutRange(range: HashRange, at: number): { lower: HashRange; upper: HashRange } | null {
-  if (!Number.isInteger(at) || at <= range.start || at >= range.end) return null;
-  return { lower: { start: range.start, end: at }, upper: { start: at, end: range.end } };
 }

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { StoredRecord } from "./records.js";
-import { RECORDS_PER_PASS, REMEASURE_AFTER_MS, SHARDS_PER_PASS, ShardSizes, recordBytes } from "./shard-sizes.js";
+import { RECORDS_PER_PASS, REMEASURE_AFTER_MS, SHARDS_PER_PASS, ShardSizes, middleId, recordBytes } from "./shard-sizes.js";
 
 const at = (applied: number, ...shards: number[]) => shards.map((shard) => ({ shard, applied }));
 const now = 0;
@@ -75,4 +75,15 @@ test("many small shards: a pass starts at most SHARDS_PER_PASS walks, round robi
   sizes.measure(led, now);
   assert.equal(walked.length, shards, "an idle cluster's pass walks nothing");
   assert.deepEqual(sizes.get(shards), { records: 0, bytes: 0 });
+});
+
+test("the middle id of a shard: the ⌊n/2⌋-th of its ids in order, across pages; none with fewer than two records", () => {
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => [`u${String(i).padStart(6, "0")}`, { payload: i, version: 1 }] as [string, StoredRecord]);
+  const scanOf = (records: [string, StoredRecord][]) => (_group: number, limit: number, after?: string) =>
+    records.filter(([k]) => after === undefined || k > after).slice(0, limit);
+  assert.equal(middleId(scanOf(ids(12_345)), 1), "u006172", "past one page of the walk");
+  assert.equal(middleId(scanOf(ids(2)), 1), "u000001", "above the first id, so strictly inside the shard's range");
+  assert.equal(middleId(scanOf(ids(3)), 1), "u000001");
+  assert.equal(middleId(scanOf(ids(1)), 1), null);
+  assert.equal(middleId(scanOf([]), 1), null);
 });

@@ -117,3 +117,35 @@ export class ShardSizes {
     }
   }
 }
+
+/** Records read per page while looking for a shard's middle id. */
+const MIDDLE_PAGE = 5000;
+
+/**
+ * The id in the middle of a shard's records in id order (the ⌊n/2⌋-th of n, from 0), or null when it
+ * holds fewer than two: where a range collection's shard is split by default, so that both parts get
+ * half its records. Strictly inside the shard's range: above its first id (itself at or above the
+ * range's start) and below its end. Two walks of the shard's ids in pages (count, then find), reading
+ * nothing but the replica's store: a hint the split's apply step checks against the range it has then.
+ */
+export function middleId(scan: Scan, group: number): string | null {
+  let count = 0;
+  let after: string | undefined;
+  for (;;) {
+    const page = scan(group, MIDDLE_PAGE, after);
+    count += page.length;
+    if (page.length < MIDDLE_PAGE) break;
+    after = page[page.length - 1]![0];
+  }
+  if (count < 2) return null;
+  let skip = Math.floor(count / 2);
+  after = undefined;
+  for (;;) {
+    const page = scan(group, Math.min(MIDDLE_PAGE, skip + 1), after);
+    if (skip < page.length) return page[skip]![0];
+    // Fewer records than counted (deleted between the walks): no middle to trust.
+    if (page.length === 0) return null;
+    skip -= page.length;
+    after = page[page.length - 1]![0];
+  }
+}

@@ -6,6 +6,7 @@
  * metadata records); the node's loop (node/placement-driver.ts) gathers the inputs and carries out what
  * these functions decide.
  */
+import { KEY_SPACE_END, type Position } from "./positions.js";
 import type { ManualRequest, Refusal } from "./manual.js";
 import { operatorShards } from "./operators.js";
 import { type MergeCollection, clearManualSplit, markManualSplit, reshapeProgress } from "./reshape.js";
@@ -25,14 +26,15 @@ export interface Alert {
   message: string;
 }
 
-export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "promote"; nodes: NodeId[] } | { kind: "split"; shard: number; at?: number }
+/** A split's `at`: a hash for a shard of a hash collection, an id for a range collection's (default: the middle). */
+export type PlacementRequest = ManualRequest | { kind: "alerts" } | { kind: "promote"; nodes: NodeId[] } | { kind: "split"; shard: number; at?: Position }
   | { kind: "merge"; shard: number };
 
 export type PlacementAnswer =
   | {
     ok: true; operator?: Operator; alerts?: Alert[];
-    /** A split: the new shard and the hash ranges [start, end) of both parts. */
-    child?: number; range?: [number, number]; childRange?: [number, number];
+    /** A split: the new shard and the ranges [start, end) of both parts. */
+    child?: number; range?: [Position, Position]; childRange?: [Position, Position];
     /** A merge: the surviving shard (the source is retired into it), and `range` the survivor's range once merged. */
     into?: number;
     /** A new collection: its shards, and those of them no leader reported from yet when the answer was given. */
@@ -50,7 +52,8 @@ export interface MapShard {
   id: number;
   collection: string;
   epoch: number;
-  range: { start: number; end: number };
+  /** Its range [start, end) of its collection's positions: hashes (numbers) or ids (strings). */
+  range: { start: Position; end: Position };
   retiredInto?: number;
   replicas: readonly { node: NodeId; role: ReplicaRole }[];
 }
@@ -115,11 +118,21 @@ export function goneRefusal(shards: ReadonlyMap<number, MapShard>, id: number): 
   return { ok: false, code: "shard_retired", message: `shard ${id} was merged into shard ${shard.retiredInto}${into !== shard.retiredInto ? `, now part of shard ${into}` : ""}: its range is shard ${into}'s` };
 }
 
-/** Where a shard is split: at `at`, by default the middle of its range; a refusal when that is not strictly inside. */
-export function splitPoint(shard: MapShard, at: number | undefined): { ok: true; at: number } | Refusal {
+/**
+ * Where a shard is split: at `at`, by default the middle of its range; a refusal when that is not a
+ * position of the range's kind strictly inside it. A range collection's shard has no arithmetic middle:
+ * its caller finds the middle of its records (the shard's leader knows them) and passes it as `at`.
+ */
+export function splitPoint(shard: MapShard, at: Position | undefined): { ok: true; at: Position } | Refusal {
   const { start, end } = shard.range;
-  const point = at ?? Math.floor((start + end) / 2);
-  if (!(point > start && point < end)) return { ok: false, code: "bad_request", message: `split point ${point} is not inside shard ${shard.id}'s range [${start}, ${end})` };
+  const keys = typeof start === "string";
+  if (at === undefined && keys) return { ok: false, code: "bad_request", message: `shard ${shard.id} holds a range of ids: name the id to split it at` };
+  const point = at ?? Math.floor(((start as number) + (end as number)) / 2);
+  const show = (p: Position) => (p === KEY_SPACE_END ? "end" : JSON.stringify(p));
+  if (typeof point !== typeof start) {
+    return { ok: false, code: "bad_request", message: `shard ${shard.id} holds a range of ${keys ? "ids: split it at an id (a string)" : "hashes: split it at a hash (an integer)"}` };
+  }
+  if (!(point > start && point < end)) return { ok: false, code: "bad_request", message: `split point ${show(point)} is not inside shard ${shard.id}'s range [${show(start)}, ${show(end)})` };
   return { ok: true, at: point };
 }
 
@@ -128,7 +141,7 @@ export function mergeTarget(shards: Iterable<MapShard>, source: MapShard): MapSh
   for (const s of shards) {
     if (s.collection === source.collection && s.retiredInto === undefined && s.range.end === source.range.start) return s;
   }
-  return { ok: false, code: "no_neighbour", message: `shard ${source.id} starts its collection's hash space: it has no lower neighbour to merge into` };
+  return { ok: false, code: "no_neighbour", message: `shard ${source.id} starts its collection's positions: it has no lower neighbour to merge into` };
 }
 
 /** Adds a split or merge the driver carries out itself to the running operators, with the next operator id. */
@@ -171,7 +184,7 @@ export interface SplitChoice {
 /**
  * The shard to split this cycle, or null: one that alone serves more than `splitRequestRate` requests
  * per second or holds more than `splitSizeBytes` (hash partitioning spreads ids evenly, so load and data
- * halve at the middle); the hottest first, none with an operator or cooling down, none past `maxShards`.
+ * halve at the middle of the hash range; a range collection's shard is cut at its middle id instead); the hottest first, none with an operator or cooling down, none past `maxShards`.
  */
 export function pickSplit(view: ClusterView, state: PlacementState, cfg: PlacementConfig, nowMs: number, maxShards = MAX_SHARDS): SplitChoice | null {
   if (view.shards.length >= maxShards) return null;

@@ -3,6 +3,7 @@
  * placement driver merges by itself, and the shards it must leave alone because the cluster's operator
  * split them by hand. Pure: time comes in as `nowMs`.
  */
+import { type Position, comparePositions } from "./positions.js";
 import type { PlacementState } from "./scheduler.js";
 import { DEFAULT_PLACEMENT, type Operator, type PlacementConfig, type Reshape } from "./types.js";
 
@@ -52,8 +53,9 @@ export function clearManualSplit(state: PlacementState, shards: readonly number[
 /** A live shard of a collection, with what its leader last reported (null: no fresh report). */
 export interface MergeShard {
   id: number;
-  start: number;
-  end: number;
+  /** Its range [start, end) of its collection's positions (placement/positions.ts). */
+  start: Position;
+  end: Position;
   records: number | null;
   requestRate: number;
 }
@@ -83,7 +85,7 @@ export function pickMerge(collections: readonly MergeCollection[], state: Placem
   const rateMax = cfg.splitRequestRate > 0 ? cfg.splitRequestRate / 4 : Infinity;
   for (const c of collections) {
     if (c.initialShards === undefined || c.shards.length <= c.initialShards) continue;
-    const live = [...c.shards].sort((x, y) => x.start - y.start);
+    const live = [...c.shards].sort((x, y) => comparePositions(x.start, y.start));
     for (let i = 1; i < live.length; i++) {
       const [a, b] = [live[i - 1]!, live[i]!];
       if (a.records === null || b.records === null || a.end !== b.start || !free(a.id) || !free(b.id)) continue;

@@ -3,6 +3,7 @@
  * builds a ClusterView from the metadata state machine and the nodes' heartbeats, and turns the
  * operators it gets back into Raft configuration changes on the shards' leaders.
  */
+import type { Position } from "./positions.js";
 import type { NodeId } from "../util/ids.js";
 export type { NodeId } from "../util/ids.js";
 
@@ -78,7 +79,7 @@ export type OperatorReason = "repair" | "drain" | "replica-balance" | "leader-ba
  * source is retired; either ends on the step timeout otherwise.
  */
 export type Reshape =
-  | { kind: "split"; at: number; end: number; child?: number }
+  | { kind: "split"; at: Position; end: Position; child?: number }
   | { kind: "merge"; into: number };
 
 /**

@@ -37,21 +37,27 @@ export interface GroupChanges {
    * as of its own index.
    */
   confState?: ConfState;
-  /** The shard's own state (its hash range, its splits), replaced whole when given. */
+  /** The shard's own state (its range, its splits), replaced whole when given. */
   shard?: ShardState;
   /** Marks (true) or clears (false) a group made by a split whose log has not been written yet. */
   unlogged?: boolean;
 }
 
+/**
+ * A range bound: a position of the shard's collection, a hash (number) or, in a range-partitioned
+ * collection, a record id (string). Both bounds of a range are of one kind (meta/ranges.ts ShardRange).
+ */
+type Position = number | string;
+
 /** What a shard knows of itself beyond its records: carried by snapshots. */
 export interface ShardState {
-  range: { start: number; end: number };
+  range: { start: Position; end: Position };
   /** Its latest splits, oldest first (bounded): its leader records each in the metadata. */
-  splits: { child: number; at: number; end: number; index: number }[];
+  splits: { child: number; at: Position; end: Position; index: number }[];
   /** Being merged into `into` since its log index `index`: it refuses writes (see records.ts MergeCommand). */
   frozen?: { into: number; index: number };
   /** Its latest absorbed neighbours, oldest first (bounded): its leader records each in the metadata. */
-  absorbed?: { from: number; end: number; index: number }[];
+  absorbed?: { from: number; end: Position; index: number }[];
   /**
    * A record written at log index i gets version versionBase + i (0 when absent). A split child starts
    * above its parent's versions, a merge target jumps above its source's (see node/shard-apply.ts).

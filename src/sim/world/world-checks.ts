@@ -2,14 +2,15 @@
  * What the node world checks while it runs (between events) and after healing. A violation throws
  * WorldViolation, which ends the run and prints the seed.
  *
- * - One owner per hash range: in every running node's shard map, the live shards' ranges are disjoint,
- *   and every replica holds only records whose id hashes into its shard's range.
+ * - One owner per range: in every running node's shard map, the live shards' ranges of each collection
+ *   are disjoint, and every replica holds only records whose id's position (its hash, or the id itself
+ *   in a range collection) is in its shard's range.
  * - Replicas agree: replicas of a shard at the same applied index hold the same records and state.
  * - Applied indexes never go back on a running replica (a restart may recover to a lower durable one).
  * - After healing: every live shard has a leader and its full set of replicas, caught up.
  */
 import { currentSettings } from "../../meta/state.js";
-import { hashOf, inRange } from "../../meta/ranges.js";
+import { type Position, comparePositions, describeRange, isEmptyRange, owns } from "../../meta/ranges.js";
 import { META_GROUP } from "../../node/group.js";
 import { ownerOf } from "../../node/idempotency.js";
 import type { WorldNode } from "./world-node.js";
@@ -35,16 +36,20 @@ export class WorldChecks {
     this.checks++;
     for (const n of nodes) {
       if (!n.serving()) continue;
-      const ranges: [number, number, number][] = [];
+      const byCollection = new Map<string, [Position, Position, number][]>();
       for (const s of n.node!.metaState().shards.values()) {
-        if (s.retiredInto !== undefined || s.range.end <= s.range.start) continue;
+        if (s.retiredInto !== undefined || isEmptyRange(s.range)) continue;
+        let ranges = byCollection.get(s.collection);
+        if (ranges === undefined) byCollection.set(s.collection, (ranges = []));
         ranges.push([s.range.start, s.range.end, s.id]);
       }
-      ranges.sort((a, b) => a[0] - b[0]);
-      for (let i = 1; i < ranges.length; i++) {
-        const [prev, cur] = [ranges[i - 1]!, ranges[i]!];
-        if (cur[0] < prev[1]) {
-          throw new WorldViolation("one owner per range", `node ${n.id}'s map gives shards ${prev[2]} and ${cur[2]} overlapping ranges [${prev[0]}, ${prev[1]}) and [${cur[0]}, ${cur[1]})`);
+      for (const ranges of byCollection.values()) {
+        ranges.sort((a, b) => comparePositions(a[0], b[0]));
+        for (let i = 1; i < ranges.length; i++) {
+          const [prev, cur] = [ranges[i - 1]!, ranges[i]!];
+          if (cur[0] < prev[1]) {
+            throw new WorldViolation("one owner per range", `node ${n.id}'s map gives shards ${prev[2]} and ${cur[2]} overlapping ranges ${describeRange({ start: prev[0], end: prev[1] })} and ${describeRange({ start: cur[0], end: cur[1] })}`);
+          }
         }
       }
     }
@@ -64,11 +69,11 @@ export class WorldChecks {
         if (st.applied < prev) throw new WorldViolation("applied index went back", `node ${n.id} shard ${g}: ${st.applied} < ${prev}`);
         this.appliedSeen.set(key, st.applied);
         if (st.shard !== null) {
-          // One owner per hash range: a shard holds only records (and their outcomes) of its own range.
+          // One owner per range: a shard holds only records (and their outcomes) of its own range.
           for (const [key] of st.contents) {
             const id = ownerOf(key);
-            if (!inRange(hashOf(id), st.shard.range)) {
-              throw new WorldViolation("one owner per range", `shard ${g} on node ${n.id} holds ${JSON.stringify(id)} (hash ${hashOf(id)}) outside its range [${st.shard.range.start}, ${st.shard.range.end})`);
+            if (!owns(st.shard.range, id)) {
+              throw new WorldViolation("one owner per range", `shard ${g} on node ${n.id} holds ${JSON.stringify(id)} outside its range ${describeRange(st.shard.range)}`);
             }
           }
         }
