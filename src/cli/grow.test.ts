@@ -51,7 +51,7 @@ function probe(c: Cluster, slot: () => number): { stop: () => Promise<number> } 
       const t0 = performance.now();
       for (;;) {
         const r = await api(c, slot(), "PUT", `/v1/collections/default/records/${key}`, { payload: n }).catch(() => ({ status: 0 }));
-        if (r.status === 200) break;
+        if (r.status === 200 || stopped) break;
       }
       worstMs = Math.max(worstMs, performance.now() - t0);
     }
@@ -68,93 +68,100 @@ test("grow 1 -> 5 under load (voters 3 then 5, replicas spread), drain a leader'
   const t0 = performance.now();
   const clients = [1, 2, 3, 4].map((i) => new Client(i, history, t0));
   const writes = load(c, clients);
+  let unavailable: { stop: () => Promise<number> } | null = null;
+  try {
 
-  // Grow: nodes join one at a time through any member; ids are assigned in order.
-  const votersSeen: number[][] = [[1]];
-  const noteVoters = async () => {
-    const v = await metaVoters(c, 1);
-    if (JSON.stringify(v) !== JSON.stringify(votersSeen.at(-1))) votersSeen.push(v);
-    return v;
-  };
-  let grownAtMs = 0;
-  for (const slot of [2, 3, 4, 5]) {
-    await joinProc(c, slot, slot - 1);
-    await ready(c, [slot]);
-    await waitFor(`node ${slot} ready in the map`, async () => {
-      await noteVoters();
-      return (await nodes(c, 1)).some((n) => n.id === slot && n.worker === "ready");
+    // Grow: nodes join one at a time through any member; ids are assigned in order.
+    const votersSeen: number[][] = [[1]];
+    const noteVoters = async () => {
+      const v = await metaVoters(c, 1);
+      if (JSON.stringify(v) !== JSON.stringify(votersSeen.at(-1))) votersSeen.push(v);
+      return v;
+    };
+    let grownAtMs = 0;
+    for (const slot of [2, 3, 4, 5]) {
+      await joinProc(c, slot, slot - 1);
+      await ready(c, [slot]);
+      await waitFor(`node ${slot} ready in the map`, async () => {
+        await noteVoters();
+        return (await nodes(c, 1)).some((n) => n.id === slot && n.worker === "ready");
+      }, 30_000);
+      c.up.add(slot);
+      grownAtMs = performance.now();
+    }
+    await waitFor("five metadata voters", async () => (await noteVoters()).length === 5, 30_000);
+    assert.deepEqual(votersSeen.map((v) => v.length), [1, 3, 5], `the voters stay odd, joining in pairs: ${JSON.stringify(votersSeen)}`);
+    // Settled: every shard on 3 nodes, every node holding 2 or 3 of the 12 replicas, nothing running.
+    await waitFor("the replicas spread over the five nodes", async () => {
+      const map = await shards(c, 2);
+      const counts = replicaCounts(map);
+      return map.every((s) => s.replicas.filter((r) => r.role === "voter").length === 3 && s.replicas.length === 3) &&
+        [1, 2, 3, 4, 5].every((id) => (counts.get(id) ?? 0) >= 2 && (counts.get(id) ?? 0) <= 3) && (await runningOperators(c, 2)) === 0;
+    }, 60_000);
+    const rebalanceMs = performance.now() - grownAtMs;
+    await writes.stop();
+    const acked = await checkAcked(c, clients);
+    assert.ok(acked > 20, `${acked} acknowledged writes checked`);
+    const verdict = checkOperations(kvModel, operationsFromEvents(history));
+    assert.equal(verdict.verdict, "linearizable", JSON.stringify(verdict.failure?.stuck.slice(0, 3)));
+    const leaders = (await shards(c, 1)).map((s) => s.leader);
+    console.log(`# grow 1 -> 5: ${acked} acknowledged writes kept, history linearizable; rebalanced ${Math.round(rebalanceMs)} ms after the fifth node was ready; replicas per node ${JSON.stringify([...replicaCounts(await shards(c, 1))].sort())}; shard leaders ${JSON.stringify(leaders)}`);
+
+    // Drain a node that leads shards: leaderships leave first, writes never wait a second; then remove it.
+    const st = await api<{ shards: { shard: number; leader: number }[] }>(c, 2, "GET", "/v1/cluster/status");
+    const drained = st.body.shards.map((s) => s.leader).find((l) => l !== 0)!;
+    c.up.delete(drained);
+    const via = () => [...c.up!][0]!;
+    unavailable = probe(c, via);
+    assert.equal((await api(c, via(), "POST", `/v1/cluster/nodes/${drained}/drain`)).status, 200);
+    const early = await api<{ error: { code: string } }>(c, via(), "POST", `/v1/cluster/nodes/${drained}/remove`);
+    assert.deepEqual([early.status, early.body.error.code], [409, "node_holds_replicas"], "removal refused while it holds replicas");
+    const drainStartMs = performance.now();
+    await waitFor(`node ${drained} holds no replica`, async () => (replicaCounts(await shards(c, via())).get(drained) ?? 0) === 0, 60_000);
+    const drainMs = performance.now() - drainStartMs;
+    const worstWriteMs = await unavailable.stop();
+    const ops = (await api<{ operators: { reason: string; status: string; steps: { kind: string }[]; startedAtMs: number; updatedAtMs: number }[] }>(c, via(), "GET", "/v1/cluster/operators")).body.operators
+      .filter((o) => o.reason === "drain");
+    const firstCopyMs = Math.min(...ops.filter((o) => o.steps.some((s) => s.kind === "add-learner")).map((o) => o.startedAtMs));
+    const handOvers = ops.filter((o) => o.steps.length === 1 && o.steps[0]!.kind === "transfer-leader");
+    assert.ok(handOvers.length > 0 && handOvers.every((o) => o.updatedAtMs <= firstCopyMs), `leaderships moved before any replica: ${JSON.stringify(ops)}`);
+    assert.ok(worstWriteMs < 1000, `a write waited ${Math.round(worstWriteMs)} ms during the drain`);
+    await waitFor("the removal accepted", async () => (await api(c, via(), "POST", `/v1/cluster/nodes/${drained}/remove`)).status === 200, 20_000);
+    assert.equal((await nodes(c, via())).find((n) => n.id === drained)?.worker, "removed");
+    console.log(`# drain of node ${drained} (leading shards): replicas moved in ${Math.round(drainMs)} ms; the longest write took ${Math.round(worstWriteMs)} ms`);
+    const p = c.procs.get(drained)!;
+    p.kill("SIGTERM");
+    await new Promise((r) => p.once("exit", r));
+    c.procs.delete(drained);
+
+    // kill -9 a node holding replicas (not the metadata leader): unhealthy, then dead; repaired; removed.
+    const leader = (await api<{ metaLeader: number }>(c, via(), "GET", "/v1/cluster/nodes")).body.metaLeader;
+    const victim = [...c.up].find((id) => id !== leader)!;
+    c.up.delete(victim);
+    await kill9(c, victim);
+    const healthSeen = new Set<string>();
+    await waitFor(`node ${victim} dead`, async () => {
+      const h = (await nodes(c, via())).find((n) => n.id === victim)?.health ?? "gone";
+      healthSeen.add(h);
+      return h === "dead" || h === "removed";
     }, 30_000);
-    c.up.add(slot);
-    grownAtMs = performance.now();
+    assert.ok(healthSeen.has("unhealthy"), `marked unhealthy before dead: ${[...healthSeen]}`);
+    const killedAtMs = performance.now();
+    await waitFor("its replicas rebuilt on the other three", async () => {
+      const map = await shards(c, via());
+      return map.every((s) => s.replicas.length === 3 && s.replicas.every((r) => r.role === "voter" && r.node !== victim));
+    }, 60_000);
+    const repairMs = performance.now() - killedAtMs;
+    await waitFor(`node ${victim} removed from the map`, async () => (await nodes(c, via())).find((n) => n.id === victim)?.worker === "removed", 30_000);
+    const kept = await checkAcked(c, clients);
+    assert.equal(kept, acked);
+    console.log(`# kill -9 of node ${victim}: replicas rebuilt ${Math.round(repairMs)} ms after it was found dead; ${kept} acknowledged writes kept`);
+  } finally {
+    // Also after a failure: the clients and the probe stop, then the nodes (a hung client loop kept the test process alive).
+    await writes.stop();
+    await unavailable?.stop();
+    await stop(c);
   }
-  await waitFor("five metadata voters", async () => (await noteVoters()).length === 5, 30_000);
-  assert.deepEqual(votersSeen.map((v) => v.length), [1, 3, 5], `the voters stay odd, joining in pairs: ${JSON.stringify(votersSeen)}`);
-  // Settled: every shard on 3 nodes, every node holding 2 or 3 of the 12 replicas, nothing running.
-  await waitFor("the replicas spread over the five nodes", async () => {
-    const map = await shards(c, 2);
-    const counts = replicaCounts(map);
-    return map.every((s) => s.replicas.filter((r) => r.role === "voter").length === 3 && s.replicas.length === 3) &&
-      [1, 2, 3, 4, 5].every((id) => (counts.get(id) ?? 0) >= 2 && (counts.get(id) ?? 0) <= 3) && (await runningOperators(c, 2)) === 0;
-  }, 60_000);
-  const rebalanceMs = performance.now() - grownAtMs;
-  await writes.stop();
-  const acked = await checkAcked(c, clients);
-  assert.ok(acked > 20, `${acked} acknowledged writes checked`);
-  const verdict = checkOperations(kvModel, operationsFromEvents(history));
-  assert.equal(verdict.verdict, "linearizable", JSON.stringify(verdict.failure?.stuck.slice(0, 3)));
-  const leaders = (await shards(c, 1)).map((s) => s.leader);
-  console.log(`# grow 1 -> 5: ${acked} acknowledged writes kept, history linearizable; rebalanced ${Math.round(rebalanceMs)} ms after the fifth node was ready; replicas per node ${JSON.stringify([...replicaCounts(await shards(c, 1))].sort())}; shard leaders ${JSON.stringify(leaders)}`);
-
-  // Drain a node that leads shards: leaderships leave first, writes never wait a second; then remove it.
-  const st = await api<{ shards: { shard: number; leader: number }[] }>(c, 2, "GET", "/v1/cluster/status");
-  const drained = st.body.shards.map((s) => s.leader).find((l) => l !== 0)!;
-  c.up.delete(drained);
-  const via = () => [...c.up!][0]!;
-  const unavailable = probe(c, via);
-  assert.equal((await api(c, via(), "POST", `/v1/cluster/nodes/${drained}/drain`)).status, 200);
-  const early = await api<{ error: { code: string } }>(c, via(), "POST", `/v1/cluster/nodes/${drained}/remove`);
-  assert.deepEqual([early.status, early.body.error.code], [409, "node_holds_replicas"], "removal refused while it holds replicas");
-  const drainStartMs = performance.now();
-  await waitFor(`node ${drained} holds no replica`, async () => (replicaCounts(await shards(c, via())).get(drained) ?? 0) === 0, 60_000);
-  const drainMs = performance.now() - drainStartMs;
-  const worstWriteMs = await unavailable.stop();
-  const ops = (await api<{ operators: { reason: string; status: string; steps: { kind: string }[]; startedAtMs: number; updatedAtMs: number }[] }>(c, via(), "GET", "/v1/cluster/operators")).body.operators
-    .filter((o) => o.reason === "drain");
-  const firstCopyMs = Math.min(...ops.filter((o) => o.steps.some((s) => s.kind === "add-learner")).map((o) => o.startedAtMs));
-  const handOvers = ops.filter((o) => o.steps.length === 1 && o.steps[0]!.kind === "transfer-leader");
-  assert.ok(handOvers.length > 0 && handOvers.every((o) => o.updatedAtMs <= firstCopyMs), `leaderships moved before any replica: ${JSON.stringify(ops)}`);
-  assert.ok(worstWriteMs < 1000, `a write waited ${Math.round(worstWriteMs)} ms during the drain`);
-  await waitFor("the removal accepted", async () => (await api(c, via(), "POST", `/v1/cluster/nodes/${drained}/remove`)).status === 200, 20_000);
-  assert.equal((await nodes(c, via())).find((n) => n.id === drained)?.worker, "removed");
-  console.log(`# drain of node ${drained} (leading shards): replicas moved in ${Math.round(drainMs)} ms; the longest write took ${Math.round(worstWriteMs)} ms`);
-  const p = c.procs.get(drained)!;
-  p.kill("SIGTERM");
-  await new Promise((r) => p.once("exit", r));
-  c.procs.delete(drained);
-
-  // kill -9 a node holding replicas (not the metadata leader): unhealthy, then dead; repaired; removed.
-  const leader = (await api<{ metaLeader: number }>(c, via(), "GET", "/v1/cluster/nodes")).body.metaLeader;
-  const victim = [...c.up].find((id) => id !== leader)!;
-  c.up.delete(victim);
-  await kill9(c, victim);
-  const healthSeen = new Set<string>();
-  await waitFor(`node ${victim} dead`, async () => {
-    const h = (await nodes(c, via())).find((n) => n.id === victim)?.health ?? "gone";
-    healthSeen.add(h);
-    return h === "dead" || h === "removed";
-  }, 30_000);
-  assert.ok(healthSeen.has("unhealthy"), `marked unhealthy before dead: ${[...healthSeen]}`);
-  const killedAtMs = performance.now();
-  await waitFor("its replicas rebuilt on the other three", async () => {
-    const map = await shards(c, via());
-    return map.every((s) => s.replicas.length === 3 && s.replicas.every((r) => r.role === "voter" && r.node !== victim));
-  }, 60_000);
-  const repairMs = performance.now() - killedAtMs;
-  await waitFor(`node ${victim} removed from the map`, async () => (await nodes(c, via())).find((n) => n.id === victim)?.worker === "removed", 30_000);
-  const kept = await checkAcked(c, clients);
-  assert.equal(kept, acked);
-  console.log(`# kill -9 of node ${victim}: replicas rebuilt ${Math.round(repairMs)} ms after it was found dead; ${kept} acknowledged writes kept`);
-  await stop(c);
 });
 
 test("roles and failed joins: an analytics node is never promoted, a learner whose partner never comes becomes a standby learner, a join that fails midway is rolled back", async () => {

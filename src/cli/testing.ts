@@ -119,6 +119,7 @@ export async function startCluster(extraArgs: string[] = [], testMode = false): 
 export async function stop(c: Cluster): Promise<void> {
   for (const id of [...c.procs.keys()]) {
     const p = c.procs.get(id)!;
+    if (p.exitCode !== null || p.signalCode !== null) continue; // exited already: no exit event will come
     const exited = new Promise((r) => p.once("exit", r));
     p.kill("SIGTERM");
     await exited;
