@@ -128,9 +128,7 @@ function intInRange(flag: string, v: string, min: number, max: number): number {
 }
 
 function positiveInt(flag: string, v: string, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new ConfigError(`${flag}: expected an integer from 1 to ${max}, got ${JSON.stringify(v)}`);
-  return n;
+  return intInRange(flag, v, 1, max);
 }
 
 /**

@@ -90,7 +90,7 @@ test("a node's indexes are spread over its index threads, and a crashed thread's
     assert.ok((await gateway.putMany(Array.from({ length: 100 }, (_, i) => ({ key: `p${i}`, payload: {}, vector: v(i, 0) })), "pts")).every((o) => o.ok));
     const svc = index;
     await waitFor("four indexes caught up", () => svc.stats().indexes === 4 && svc.stats().pendingOps === 0 && svc.stats().records === 100);
-    assert.deepEqual(svc.stats().perThread, [2, 2], "two shards' indexes in each thread");
+    assert.deepEqual(svc.perThread(), [2, 2], "two shards' indexes in each thread");
     const nearest = async (x: number) => {
       const r = await app.inject({ method: "POST", url: "/v1/collections/pts/search", payload: { vector: [x, 0], k: 1, withPayload: false } });
       return r.statusCode === 200 ? (r.json() as { results: { id: string }[] }).results[0]!.id : `HTTP ${r.statusCode}`;
@@ -99,7 +99,7 @@ test("a node's indexes are spread over its index threads, and a crashed thread's
     for (const x of [3, 42, 77, 99]) assert.equal(await nearest(x), `p${x}`);
     await svc.crashThreadForTest(0);
     await waitFor("the crashed thread's indexes reopened", () => svc.stats().indexes === 4 && svc.stats().pendingOps === 0 && svc.stats().records === 100 &&
-      svc.stats().perThread.every((n) => n !== null));
+      svc.perThread().every((n) => n !== null));
     for (const x of [3, 42, 77, 99]) assert.equal(await nearest(x), `p${x}`);
   } finally {
     await index?.stop();

@@ -107,8 +107,6 @@ export interface IndexStats {
   /** The largest distance, in applied log entries, between what a replica applied and what its index covers. */
   lagEntriesMax: number;
   records: number;
-  /** Indexes held per worker thread (null: the thread is not running). */
-  perThread: (number | null)[];
 }
 
 export class IndexService implements ReplicaObserver {
@@ -232,14 +230,18 @@ export class IndexService implements ReplicaObserver {
     });
   }
 
+  /** Indexes held per worker thread (null: the thread is not running). */
+  perThread(): (number | null)[] {
+    const held = this.workers.map((w) => (w === null ? null : 0));
+    for (const e of this.entries.values()) if (held[e.slot] !== null) held[e.slot]!++;
+    return held;
+  }
+
   /** The running worker holding the fewest indexes (a new index goes there), or -1 when none runs. */
   private leastLoadedSlot(): number {
-    const held = this.workers.map(() => 0);
-    for (const e of this.entries.values()) held[e.slot]!++;
+    const held = this.perThread();
     let best = -1;
-    for (let slot = 0; slot < this.workers.length; slot++) {
-      if (this.workers[slot] !== null && (best < 0 || held[slot]! < held[best]!)) best = slot;
-    }
+    for (const [slot, n] of held.entries()) if (n !== null && (best < 0 || n < held[best]!)) best = slot;
     return best;
   }
 
@@ -431,9 +433,7 @@ export class IndexService implements ReplicaObserver {
       records += e.size;
       if (pending > 0) lagEntriesMax = Math.max(lagEntriesMax, e.sentThrough - e.indexedThrough);
     }
-    const perThread = this.workers.map((w) => (w === null ? null : 0));
-    for (const e of this.entries.values()) if (perThread[e.slot] !== null) perThread[e.slot]!++;
-    return { indexes: this.entries.size, pendingOps, lagEntriesMax, records, perThread };
+    return { indexes: this.entries.size, pendingOps, lagEntriesMax, records };
   }
 
   /** The index of a replica hosted here, opened (and caught up to the walk) if it was not yet. */

@@ -445,8 +445,9 @@ export class Gateway {
   private readonly asking = new Map<NodeId, number>();
 
   private leastLoadedReplica(group: number): NodeId {
+    // Asked only when this node holds no replica of the shard (see ask): the other nodes' voters.
     const voters = (this.node.metaState().shards.get(group)?.replicas ?? []).filter((r) => r.role === "voter").map((r) => r.node)
-      .filter((n) => (n === this.node.id ? this.node.hosts(group) : !this.node.peerLost(n)));
+      .filter((n) => n !== this.node.id && !this.node.peerLost(n));
     let best: NodeId = 0;
     let bestLoad = Infinity;
     for (const n of voters) {
