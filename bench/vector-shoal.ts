@@ -117,13 +117,13 @@ export class ShoalCluster {
   private constructor(readonly c: ProcCluster) {}
 
   /** Founds the cluster (1 shard for the default collection) and creates the bench collection on it. */
-  static async start(ds: Dataset, shards: number, ef: number): Promise<ShoalCluster> {
+  static async start(ds: Dataset, shards: number, ef: number, storage: "f32" | "f16" | "i8" = "f32"): Promise<ShoalCluster> {
     log(`shoal: starting 3 nodes…`);
     const c = await ProcCluster.start(IDS.length, 1, READY_DEADLINE_MS);
     abandonOnExit(c);
     const s = new ShoalCluster(c);
     try {
-      await s.createCollection(ds, shards, ef);
+      await s.createCollection(ds, shards, ef, storage);
     } catch (e) {
       await c.destroy();
       throw e;
@@ -131,10 +131,10 @@ export class ShoalCluster {
     return s;
   }
 
-  private async createCollection(ds: Dataset, shards: number, ef: number): Promise<void> {
+  private async createCollection(ds: Dataset, shards: number, ef: number, storage: "f32" | "f16" | "i8"): Promise<void> {
     const spec = {
       name: COLLECTION, shards, replicationFactor: 3,
-      vectors: { dim: ds.dim, metric: "cosine", hnsw: { m: 16, efConstruction: 128, efSearch: ef } },
+      vectors: { dim: ds.dim, metric: "cosine", storage, hnsw: { m: 16, efConstruction: 128, efSearch: ef } },
       payloadIndexes: { tag: "integer" },
     };
     // Just after readiness the placement driver may not count every node as healthy yet (409 not_enough_nodes).
@@ -151,7 +151,7 @@ export class ShoalCluster {
       const mine = map.filter((v) => ids.has(v.shard));
       return mine.length === ids.size && mine.every((v) => v.leader !== 0 && v.replicas.filter((x) => x.role === "voter").length === 3);
     }, READY_DEADLINE_MS, 100);
-    log(`shoal: collection ${COLLECTION} created: ${shards} shards x 3 replicas, dim ${ds.dim}, cosine, HNSW m 16 / efConstruction 128 / efSearch ${ef}`);
+    log(`shoal: collection ${COLLECTION} created: ${shards} shards x 3 replicas, dim ${ds.dim}, cosine, ${storage} storage, HNSW m 16 / efConstruction 128 / efSearch ${ef}`);
   }
 
   private async shardMap(): Promise<ShardView[]> {
