@@ -22,8 +22,12 @@ export interface Searcher {
 const ADD_CHUNK = 50_000;
 
 /** The usearch HNSW index over the whole dataset: build seconds and the index. */
-export function buildUsearch(ds: Dataset): { seconds: number; index: InstanceType<typeof usearch.Index> } {
-  const index = new usearch.Index({ dimensions: ds.dim, metric: "cos" as never, quantization: "f32" as never, connectivity: 16, expansion_add: 128, expansion_search: 64, multi: false });
+/**
+ * One HNSW index over the dataset, built with every core. Its search expansion is `efMin`, the smallest
+ * ef of the sweep: the binding cannot search narrower than the expansion it was built with.
+ */
+export function buildUsearch(ds: Dataset, efMin: number): { seconds: number; index: InstanceType<typeof usearch.Index> } {
+  const index = new usearch.Index({ dimensions: ds.dim, metric: "cos" as never, quantization: "f32" as never, connectivity: 16, expansion_add: 128, expansion_search: Math.max(K, efMin), multi: false });
   const started = performance.now();
   for (let from = 0; from < ds.n; from += ADD_CHUNK) {
     const to = Math.min(ds.n, from + ADD_CHUNK);

@@ -21,6 +21,8 @@ const REQUEST_TIMEOUT_MS = 60_000;
 const PROGRESS_EVERY_MS = 5_000;
 /** CPU of the three nodes together, in cores, below which the cluster counts as idle (index saves done). */
 const IDLE_CORES = 0.15;
+/** Seconds in a row the nodes must stay near idle before searches are measured (longer than SAVE_IDLE_MS). */
+const IDLE_FOR_S = 15;
 
 interface Reply { status: number; body: Buffer }
 
@@ -137,6 +139,11 @@ export class ShoalCluster {
       vectors: { dim: ds.dim, metric: "cosine", storage, hnsw: { m: 16, efConstruction: 128, efSearch: ef } },
       payloadIndexes: { tag: "integer" },
     };
+    // The collection keeps its shard count for the run: each shard is a graph every search walks, and a
+    // size split (64 MiB by default) would cut a large collection's shards while it loads.
+    const cfg = await this.c.api<{ version: number }>(1, "GET", "/v1/cluster/config");
+    const set = await this.c.api(1, "PUT", "/v1/cluster/config", { baseVersion: cfg.body.version, settings: { splitSizeBytes: 0, vectorSplitSizeBytes: 0, splitRequestRate: 0 }, note: "bench:vectors: the collection keeps --shards shards" });
+    if (set.status !== 200) throw new Error(`turning splits off: HTTP ${set.status} ${JSON.stringify(set.body)}`);
     // Just after readiness the placement driver may not count every node as healthy yet (409 not_enough_nodes).
     let created: number[] = [];
     await waitUntil("3 nodes the collection's shards can be placed on", async () => {
@@ -151,7 +158,7 @@ export class ShoalCluster {
       const mine = map.filter((v) => ids.has(v.shard));
       return mine.length === ids.size && mine.every((v) => v.leader !== 0 && v.replicas.filter((x) => x.role === "voter").length === 3);
     }, READY_DEADLINE_MS, 100);
-    log(`shoal: collection ${COLLECTION} created: ${shards} shards x 3 replicas, dim ${ds.dim}, cosine, ${storage} storage, HNSW m 16 / efConstruction 128 / efSearch ${ef}`);
+    log(`shoal: collection ${COLLECTION} created (size and load splits off): ${shards} shards x 3 replicas, dim ${ds.dim}, cosine, ${storage} storage, HNSW m 16 / efConstruction 128 / efSearch ${ef}`);
   }
 
   private async shardMap(): Promise<ShardView[]> {
@@ -268,11 +275,16 @@ export class ShoalCluster {
     return (performance.now() - started) / 1000;
   }
 
-  /** Waits (at most `maxMs`) until the nodes are near idle, so that index saves do not run under the searches. */
+  /**
+   * Waits (at most `maxMs`) until the nodes have been near idle for IDLE_FOR_S seconds in a row, so that
+   * index saves do not run under the searches: an index worker saves a caught-up index after
+   * SAVE_IDLE_MS (10 s) without changes, and answers no search while it saves.
+   */
   async settle(maxMs: number): Promise<void> {
     const pids = IDS.map((id) => this.c.pid(id)!);
     let before = pids.reduce((s, p) => s + cpuSeconds(p), 0);
     let at = performance.now();
+    let idleS = 0;
     try {
       await waitUntil("the nodes idle", () => {
         const now = pids.reduce((s, p) => s + cpuSeconds(p), 0);
@@ -280,7 +292,8 @@ export class ShoalCluster {
         const cores = (now - before) / ((t - at) / 1000);
         before = now;
         at = t;
-        return cores < IDLE_CORES;
+        idleS = cores < IDLE_CORES ? idleS + 1 : 0;
+        return idleS >= IDLE_FOR_S;
       }, maxMs, 1000);
     } catch {
       log(`shoal: the nodes were still busy after ${maxMs / 1000} s; measuring anyway`);

@@ -364,7 +364,10 @@ export class PlacementDriver {
         id: n.id, labels: n.labels, state: n.worker, health: this.node.peerHealth(n.id, cfg.nodeDeadAfterMs), ...(n.role === "analytics" ? { learnerOnly: true } : {}),
       });
     }
-    return { nodes, shards: shardViews(meta.shards.values(), this.reports, cfg, nowMs, (c) => meta.collections.get(c)?.targetReplicas) };
+    return { nodes, shards: shardViews(meta.shards.values(), this.reports, cfg, nowMs, (name) => {
+      const c = meta.collections.get(name);
+      return c === undefined ? undefined : { ...(c.targetReplicas !== undefined ? { replicationFactor: c.targetReplicas } : {}), vectors: (c.schema?.vectors ?? null) !== null };
+    }) };
   }
 
   /** One cycle (a no-op unless this node leads the metadata group, or while the last one still runs). */

@@ -190,7 +190,10 @@ export function pickSplit(view: ClusterView, state: PlacementState, cfg: Placeme
   if (view.shards.length >= maxShards) return null;
   const quiet = quietShards(state, cfg, nowMs);
   const hot = (s: ShardView) => cfg.splitRequestRate > 0 && s.requestRate > cfg.splitRequestRate;
-  const big = (s: ShardView) => cfg.splitSizeBytes > 0 && s.sizeBytes > cfg.splitSizeBytes;
+  const big = (s: ShardView) => {
+    const limitBytes = s.vectors === true ? cfg.vectorSplitSizeBytes : cfg.splitSizeBytes;
+    return limitBytes > 0 && s.sizeBytes > limitBytes;
+  };
   const due = view.shards
     .filter((s) => (hot(s) || big(s)) && quiet(s.id))
     .sort((a, b) => b.requestRate - a.requestRate || b.sizeBytes - a.sizeBytes || a.id - b.id)[0];
@@ -225,10 +228,11 @@ export function wellFormedReport(r: unknown): r is LeaderReport {
 /**
  * The live shards as the scheduler sees them: leader, rate, caught-up replicas and snapshots from a
  * fresh report only (an old one may name a deposed leader), the size from the last report whenever made;
- * and the replication factor its collection asks for (`replicationFactorOf`; undefined: the settings').
+ * and from its collection (`collectionOf`): the replication factor it asks for (undefined: the
+ * settings') and whether it declares vectors.
  */
 export function shardViews(shards: Iterable<MapShard>, reports: ReadonlyMap<number, HeldReport>, cfg: PlacementConfig, nowMs: number,
-  replicationFactorOf: (collection: string) => number | undefined = () => undefined): ShardView[] {
+  collectionOf: (collection: string) => { replicationFactor?: number; vectors: boolean } | undefined = () => undefined): ShardView[] {
   const freshMs = reportFreshMs(cfg);
   const out: ShardView[] = [];
   for (const s of shards) {
@@ -240,8 +244,9 @@ export function shardViews(shards: Iterable<MapShard>, reports: ReadonlyMap<numb
       snapshotting: fresh?.report.snapshotting === true,
       replicas: s.replicas.map((r) => ({ node: r.node, role: r.role, caughtUp: fresh?.report.caughtUp.includes(r.node) ?? false })),
     });
-    const rf = replicationFactorOf(s.collection);
-    if (rf !== undefined) out[out.length - 1]!.replicationFactor = rf;
+    const c = collectionOf(s.collection);
+    if (c?.replicationFactor !== undefined) out[out.length - 1]!.replicationFactor = c.replicationFactor;
+    if (c?.vectors === true) out[out.length - 1]!.vectors = true;
   }
   return out;
 }

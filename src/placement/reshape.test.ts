@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { busyRefusal, isoTime, manualOperator } from "./manual.js";
 import { type MergeCollection, clearManualSplit, markManualSplit, pickMerge } from "./reshape.js";
 import { INITIAL_PLACEMENT_STATE, type PlacementState, placementCycle } from "./scheduler.js";
-import { type ClusterView, DEFAULT_PLACEMENT, type Operator, type PlacementConfig, validatePlacementConfig } from "./types.js";
+import { type ClusterView, DEFAULT_PLACEMENT, type Operator, type PlacementConfig, type ShardView, validatePlacementConfig } from "./types.js";
+import { pickSplit } from "./policy.js";
 
 const MIN = 60_000;
 const cfg: PlacementConfig = { ...DEFAULT_PLACEMENT, mergeBelowRecords: 1000, splitRequestRate: 0, shardCooldownMs: 30_000, manualSplitCooldownMs: 10 * MIN };
@@ -103,4 +104,16 @@ test("manualSplitCooldownMs is validated like the other settings; times are writ
   assert.match(validatePlacementConfig({ ...DEFAULT_PLACEMENT, manualSplitCooldownMs: -1 }).join(), /manualSplitCooldownMs must be a non-negative integer/);
   assert.match(validatePlacementConfig({ ...DEFAULT_PLACEMENT, manualSplitCooldownMs: 1.5 }).join(), /manualSplitCooldownMs/);
   for (const ms of [0, 951_782_400_000, 1_709_164_800_000, 1_764_757_442_123, 4_102_444_799_999]) assert.equal(isoTime(ms), new Date(ms).toISOString());
+});
+
+test("a shard of a collection with vectors is split by size only past vectorSplitSizeBytes: each shard is a graph every search walks", () => {
+  const shard = (id: number, sizeBytes: number, vectors: boolean): ShardView =>
+    ({ id, epoch: 1, replicas: [{ node: 1, role: "voter", caughtUp: true }], leader: 1, sizeBytes, requestRate: 0, ...(vectors ? { vectors: true } : {}) });
+  const view = (shards: ShardView[]): ClusterView => ({ nodes: [{ id: 1, labels: {}, state: "ready", health: "healthy" }], shards });
+  const sizes = { ...cfg, splitSizeBytes: 64 << 20, vectorSplitSizeBytes: 1 << 30 };
+  assert.deepEqual(pickSplit(view([shard(1, 100 << 20, false)]), INITIAL_PLACEMENT_STATE, sizes, MIN), { shard: 1, reason: "large-shard", why: `${100 << 20} bytes` });
+  assert.equal(pickSplit(view([shard(1, 100 << 20, true)]), INITIAL_PLACEMENT_STATE, sizes, MIN), null, "100 MiB of vectors stay one graph");
+  assert.equal(pickSplit(view([shard(1, (1 << 30) + 1, true)]), INITIAL_PLACEMENT_STATE, sizes, MIN)?.shard, 1, "past 1 GiB it is split");
+  assert.equal(pickSplit(view([shard(1, 2 << 30, true)]), INITIAL_PLACEMENT_STATE, { ...sizes, vectorSplitSizeBytes: 0 }, MIN), null, "0 turns it off");
+  assert.ok(validatePlacementConfig({ ...DEFAULT_PLACEMENT, vectorSplitSizeBytes: -1 }).some((e) => e.startsWith("vectorSplitSizeBytes")));
 });
