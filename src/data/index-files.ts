@@ -7,7 +7,8 @@
  * the caller rebuilds from the replica's records.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { pack, unpack } from "msgpackr";
 import { ShardIndex, type ShardIndexState } from "./shard-index.js";
@@ -35,23 +36,62 @@ function sha256(path: string): string {
   return createHash("sha256").update(readFileSync(path)).digest("hex");
 }
 
-function writeDurably(path: string, bytes: Uint8Array): void {
-  const fd = openSync(path, "w");
+/** Bytes hashed or written between turns of the worker's loop while a save runs (so searches are answered). */
+const SAVE_CHUNK_BYTES = 8 << 20;
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Writes `bytes` to a new file at `path` and fsyncs it, a chunk at a time; answers its SHA-256. */
+async function writeDurably(path: string, bytes: Uint8Array): Promise<string> {
+  const hash = createHash("sha256");
+  const file = await open(path, "w");
   try {
-    let at = 0;
-    while (at < bytes.byteLength) at += writeSync(fd, bytes, at);
-    fsyncSync(fd);
+    for (let at = 0; at < bytes.byteLength;) {
+      const chunk = bytes.subarray(at, Math.min(bytes.byteLength, at + SAVE_CHUNK_BYTES));
+      hash.update(chunk);
+      let written = 0;
+      while (written < chunk.byteLength) written += (await file.write(chunk, written)).bytesWritten;
+      at += chunk.byteLength;
+    }
+    await file.sync();
   } finally {
-    closeSync(fd);
+    await file.close();
   }
+  return hash.digest("hex");
+}
+
+/** SHA-256 of a file, read a chunk at a time; fsyncs it too (usearch wrote it without). */
+async function hashAndSync(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  const file = await open(path, "r+");
+  try {
+    const buf = Buffer.allocUnsafe(SAVE_CHUNK_BYTES);
+    for (;;) {
+      const { bytesRead } = await file.read(buf, 0, buf.byteLength);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      await turn();
+    }
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  return hash.digest("hex");
 }
 
 function bytesOf(v: Float32Array): Uint8Array {
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
-/** Saves `index` (nothing pending) into `dir`, replacing what was there. Returns the bytes written. */
-export function saveIndex(dir: string, index: ShardIndex): number {
+/**
+ * Saves `index` (nothing pending) into `dir`, replacing what was there; answers the bytes written. Only
+ * the graph's own save and the state's encoding run in one piece: the files are written, hashed and
+ * fsynced a chunk at a time, so the worker answers searches meanwhile (a 1M-record index once kept it
+ * from answering for longer than a search's 5 s timeout). The caller must not change the index until the
+ * promise settles (the vectors are written from its arena); `stillWanted` is asked before the new folder
+ * replaces the old one (a replica closed meanwhile must not get its files back).
+ */
+export async function saveIndex(dir: string, index: ShardIndex, stillWanted: () => boolean = () => true): Promise<number> {
   const st = index.state();
   const tmp = `${dir}.saving`;
   rmSync(tmp, { recursive: true, force: true });
@@ -59,17 +99,12 @@ export function saveIndex(dir: string, index: ShardIndex): number {
   const digests: Record<string, string> = {};
   let sizeBytes = 0;
   const graph = index.graphHandle;
-  if (graph !== null) {
-    graph.save(join(tmp, GRAPH));
-    digests[GRAPH] = sha256(join(tmp, GRAPH));
-    const fd = openSync(join(tmp, GRAPH), "r+");
-    fsyncSync(fd);
-    closeSync(fd);
-  }
+  if (graph !== null) graph.save(join(tmp, GRAPH));
+  await turn();
+  if (graph !== null) digests[GRAPH] = await hashAndSync(join(tmp, GRAPH));
   for (const [name, v] of [[VECTORS, st.vectors], [NORMS, st.norms]] as const) {
     const bytes = bytesOf(v);
-    writeDurably(join(tmp, name), bytes);
-    digests[name] = createHash("sha256").update(bytes).digest("hex");
+    digests[name] = await writeDurably(join(tmp, name), bytes);
     sizeBytes += bytes.byteLength;
   }
   const saved: SavedState = {
@@ -77,7 +112,11 @@ export function saveIndex(dir: string, index: ShardIndex): number {
     indexedThrough: st.indexedThrough, labelsEnd: st.labelsEnd, entries: st.entries, fields: st.fields,
   };
   const state = pack(saved) as Uint8Array;
-  writeDurably(join(tmp, STATE), state);
+  await writeDurably(join(tmp, STATE), state);
+  if (!stillWanted()) {
+    rmSync(tmp, { recursive: true, force: true });
+    return 0;
+  }
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
   return sizeBytes + state.byteLength;

@@ -7,7 +7,8 @@
  *
  * Messages are index-protocol.ts's. An index is saved once it has nothing pending and either as many
  * ops went in since its last save as half its size (at least SAVE_AFTER_OPS) or it has been idle with
- * unsaved changes for SAVE_IDLE_MS; and on `save-all` (the node stopping).
+ * unsaved changes for SAVE_IDLE_MS; and on `save-all` (the node stopping). A save writes its files a
+ * chunk at a time (index-files.ts), answering searches in between; the index takes in no ops meanwhile.
  */
 import { parentPort } from "node:worker_threads";
 import { join } from "node:path";
@@ -31,6 +32,8 @@ interface Held {
   changedAtMs: number;
   /** Ops and catch-up records received, ever (the service counts what it posted: the difference is in flight). */
   received: number;
+  /** A save in flight: until it settles the index takes in no ops (its vectors are being written), searches go on. */
+  saving: Promise<void> | null;
 }
 
 const port = parentPort;
@@ -68,7 +71,7 @@ function schedule(): void {
 function work(): void {
   scheduled = false;
   let budget = INDEX_SLICE_OPS;
-  const behind = [...held.entries()].filter(([, h]) => h.index.pendingCount > 0);
+  const behind = [...held.entries()].filter(([, h]) => h.index.pendingCount > 0 && h.saving === null);
   const caughtUp: number[] = [];
   for (const [group, h] of behind) {
     if (budget <= 0) break;
@@ -81,11 +84,11 @@ function work(): void {
   const now = Date.now();
   if (caughtUp.length > 0 || now - progressAtMs >= PROGRESS_EVERY_MS) reportProgress();
   for (const [group, h] of held) {
-    if (h.index.pendingCount > 0 || h.unsaved === 0) continue;
+    if (h.index.pendingCount > 0 || h.unsaved === 0 || h.saving !== null || savingDirs.has(h.dir)) continue;
     // Saves grow with the index: one after as many changes as half its size keeps the bytes written linear.
-    if (h.unsaved >= Math.max(SAVE_AFTER_OPS, h.index.size / 2) || now - h.changedAtMs >= SAVE_IDLE_MS) save(group, h);
+    if (h.unsaved >= Math.max(SAVE_AFTER_OPS, h.index.size / 2) || now - h.changedAtMs >= SAVE_IDLE_MS) void save(group, h);
   }
-  if ([...held.values()].some((h) => h.index.pendingCount > 0)) schedule();
+  if ([...held.values()].some((h) => h.index.pendingCount > 0 && h.saving === null)) schedule();
   else if ([...held.values()].some((h) => h.unsaved > 0)) setTimeout(schedule, SAVE_IDLE_MS).unref();
 }
 
@@ -94,16 +97,38 @@ function reportProgress(): void {
   post({ t: "progress", groups: [...held.entries()].map(([g, h]) => [g, h.index.indexedThrough, h.index.pendingCount, h.index.size, h.received]) });
 }
 
-function save(group: number, h: Held): void {
-  try {
-    const bytes = saveIndex(h.dir, h.index);
-    h.unsaved = 0;
-    post({ t: "saved", group, indexedThrough: h.index.indexedThrough, sizeBytes: bytes });
-  } catch (e) {
-    post({ t: "log", level: "warn", group, message: `saving the index failed: ${(e as Error).message}` });
-    h.unsaved = 1; // tried again after SAVE_IDLE_MS
-    h.changedAtMs = Date.now();
-  }
+/**
+ * Folders with a save in flight. A replica's index closed and opened again (a fresh rebuild) must not
+ * save into the folder an earlier save of it still writes: it waits for that one to end.
+ */
+const savingDirs = new Set<string>();
+
+/** Saves one index (nothing pending, no save in flight); settles when its files are in place. */
+function save(group: number, h: Held): Promise<void> {
+  const indexedThrough = h.index.indexedThrough;
+  const unsavedAtStart = h.unsaved;
+  savingDirs.add(h.dir);
+  const job = (async () => {
+    // The body runs once `h.saving` is set, so that its `finally` clears it even when it throws at once.
+    await Promise.resolve();
+    try {
+      const bytes = await saveIndex(h.dir, h.index, () => held.get(group) === h);
+      h.unsaved -= unsavedAtStart;
+      if (held.get(group) === h) post({ t: "saved", group, indexedThrough, sizeBytes: bytes });
+    } catch (e) {
+      // A replica closed meanwhile had its folder removed under the save: nothing to report.
+      if (held.get(group) === h) post({ t: "log", level: "warn", group, message: `saving the index failed: ${(e as Error).message}` });
+      h.unsaved = Math.max(1, h.unsaved); // tried again after SAVE_IDLE_MS
+      h.changedAtMs = Date.now();
+    } finally {
+      savingDirs.delete(h.dir);
+      h.saving = null;
+      // Ops that came during the save wait for it; a save due again waits for the idle timer.
+      schedule();
+    }
+  })();
+  h.saving = job;
+  return job;
 }
 
 function handle(m: ToWorker): void {
@@ -119,7 +144,7 @@ function handle(m: ToWorker): void {
       const loaded = m.fresh ? { index: null, reason: "asked for a fresh index" } : loadIndex(dir, m.schema, m.keys);
       if (m.fresh) removeIndex(dir);
       const index = loaded.index ?? new ShardIndex(m.schema, m.keys);
-      held.set(m.group, { index, dir, unsaved: 0, changedAtMs: Date.now(), received: 0 });
+      held.set(m.group, { index, dir, unsaved: 0, changedAtMs: Date.now(), received: 0, saving: null });
       post({ t: "opened", group: m.group, loadedThrough: loaded.index === null ? null : loaded.index.indexedThrough, size: index.size, ...(loaded.index === null ? { reason: loaded.reason } : {}) });
       return;
     }
@@ -163,15 +188,18 @@ function handle(m: ToWorker): void {
       return;
     }
     case "save-all": {
-      // What has nothing pending is saved now; the rest is rebuilt or caught up from the records on restart.
-      let saved = 0;
-      for (const [group, h] of held) {
-        if (h.index.pendingCount === 0 && h.unsaved > 0) {
-          save(group, h);
+      // What has nothing pending is saved now (after any save in flight); the rest is rebuilt or caught up
+      // from the records on restart.
+      void (async () => {
+        let saved = 0;
+        for (const [group, h] of held) {
+          if (h.saving !== null) await h.saving;
+          if (held.get(group) !== h || h.index.pendingCount > 0 || h.unsaved === 0 || savingDirs.has(h.dir)) continue;
+          await save(group, h);
           saved++;
         }
-      }
-      post({ t: "answer", req: m.req, value: { saved } });
+        post({ t: "answer", req: m.req, value: { saved } });
+      })();
       return;
     }
   }
