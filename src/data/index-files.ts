@@ -70,7 +70,6 @@ async function hashAndSync(path: string): Promise<string> {
       const { bytesRead } = await file.read(buf, 0, buf.byteLength);
       if (bytesRead === 0) break;
       hash.update(buf.subarray(0, bytesRead));
-      await turn();
     }
     await file.sync();
   } finally {

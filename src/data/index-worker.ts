@@ -84,7 +84,7 @@ function work(): void {
   const now = Date.now();
   if (caughtUp.length > 0 || now - progressAtMs >= PROGRESS_EVERY_MS) reportProgress();
   for (const [group, h] of held) {
-    if (h.index.pendingCount > 0 || h.unsaved === 0 || h.saving !== null || savingDirs.has(h.dir)) continue;
+    if (h.index.pendingCount > 0 || h.unsaved === 0 || savingDirs.has(h.dir)) continue;
     // Saves grow with the index: one after as many changes as half its size keeps the bytes written linear.
     if (h.unsaved >= Math.max(SAVE_AFTER_OPS, h.index.size / 2) || now - h.changedAtMs >= SAVE_IDLE_MS) void save(group, h);
   }

@@ -17,7 +17,7 @@ import type { VectorSchema } from "../meta/collections.js";
 import type { Gateway } from "../node/gateway.js";
 import { CollectionNotFoundError } from "../node/group.js";
 import { type MultiRaftNode, NotHostedError, NotLeaderError, RequestTimeoutError, WrongShardError } from "../node/multi-raft.js";
-import { type TiledPart, askUntilTiled } from "../node/scan.js";
+import { type TiledPart, askUntilTiled, liveShards } from "../node/scan.js";
 import { vectorBytes, vectorOf } from "../node/records.js";
 import { type Filter, filterKeys, indexedPart } from "./filter.js";
 import { scoreOf } from "./shard-index.js";
@@ -65,10 +65,6 @@ class UnsettledError extends WrongShardError {
 /** Errors a newer shard map (or a moment) fixes: the shard moved, split or went. */
 function moved(e: unknown): boolean {
   return e instanceof WrongShardError || e instanceof NotHostedError || (e instanceof NotLeaderError && e.leader === 0);
-}
-
-function liveShards(meta: MetaState, collection: string): number[] {
-  return [...meta.shards.values()].filter((sh) => sh.collection === collection && sh.retiredInto === undefined).map((sh) => sh.id);
 }
 
 /**

@@ -98,6 +98,11 @@ function moved(e: unknown): e is Error {
   return e instanceof WrongShardError || e instanceof NotHostedError || e instanceof NotLeaderError;
 }
 
+/** The collection's shards the map shows live (not retired into a merge target). */
+export function liveShards(meta: Readonly<MetaState>, collection: string): number[] {
+  return [...meta.shards.values()].filter((sh) => sh.collection === collection && sh.retiredInto === undefined).map((sh) => sh.id);
+}
+
 /** What a shard answers a request that must cover the position space: its range and freeze as of the answer. */
 export interface TiledPart { shard: number; range: ShardRange; frozen: boolean; children: number[] }
 
@@ -172,7 +177,7 @@ export async function scanCollection(node: MultiRaftNode, gateway: Gateway, coll
   const t = await askUntilTiled<ShardPage>(node, gateway.clock, {
     space: wholeSpace(partitioning),
     shards: (meta) => {
-      const live = [...meta.shards.values()].filter((sh) => sh.collection === collection && sh.retiredInto === undefined).map((sh) => sh.id);
+      const live = liveShards(meta, collection);
       return live.length > 0 ? live : node.status().groups.map((g) => g.shard);
     },
     ask: (g) => gateway.scan(g, limit + 1, after),
