@@ -9,6 +9,7 @@
  */
 import { type Condition, type Filter, type MatchValue, type ValuesOf } from "./filter.js";
 import { assert } from "../util/assert.js";
+import { LabelSet } from "./label-set.js";
 
 type Scalar = string | number | boolean;
 const NO_VALUES: readonly unknown[] = [];
@@ -78,59 +79,58 @@ export class PayloadIndex {
   }
 
   /**
-   * The labels of the records satisfying `filter`, every key of which is indexed. A new set: the caller
-   * may keep and change it.
+   * The labels of the records satisfying `filter`, every key of which is indexed, as a new set over
+   * [0, end) (every label of the index is below `end`).
    */
-  select(filter: Filter): Set<number> {
-    let out: Set<number> | null = null;
-    const must = (filter.must ?? []).map((c) => this.holding(c)).sort((a, b) => a.size - b.size);
-    for (const s of must) out = out === null ? new Set(s) : intersect(out, s);
+  select(filter: Filter, end: number): LabelSet {
+    let out: LabelSet | null = null;
+    for (const c of filter.must ?? []) {
+      const s = this.holding(c, end);
+      out = out === null ? s : out.intersect(s);
+    }
     if (filter.should !== undefined && filter.should.length > 0) {
-      const any = new Set<number>();
-      for (const c of filter.should) for (const l of this.holding(c)) any.add(l);
-      out = out === null ? any : intersect(out, any);
+      let any: LabelSet | null = null;
+      for (const c of filter.should) {
+        const s = this.holding(c, end);
+        any = any === null ? s : any.union(s);
+      }
+      out = out === null ? any! : out.intersect(any!);
     }
     if (filter.must_not !== undefined && filter.must_not.length > 0) {
-      out ??= new Set(this.byLabel.keys());
-      for (const c of filter.must_not) for (const l of this.holding(c)) out.delete(l);
+      out ??= this.all(end);
+      for (const c of filter.must_not) out.subtract(this.holding(c, end));
     }
-    return out ?? new Set(this.byLabel.keys());
+    return out ?? this.all(end);
   }
 
-  /** The labels holding one condition: possibly the index's own set (read, never change it). */
-  private holding(c: Condition): ReadonlySet<number> {
-    if (!("key" in c)) return this.select(c);
+  private all(end: number): LabelSet {
+    return LabelSet.of(end, this.byLabel.keys());
+  }
+
+  /** The labels holding one condition, as a new set. */
+  private holding(c: Condition, end: number): LabelSet {
+    if (!("key" in c)) return this.select(c, end);
     const byValue = this.postings.get(c.key);
     assert(byValue !== undefined, () => `key ${c.key} is not indexed`);
     if ("exists" in c) {
-      const present = this.present.get(c.key)!;
-      if (c.exists) return present;
-      const absent = new Set(this.byLabel.keys());
-      for (const l of present) absent.delete(l);
-      return absent;
+      const present = LabelSet.of(end, this.present.get(c.key)!);
+      return c.exists ? present : this.all(end).subtract(present);
     }
+    const out = new LabelSet(end);
+    const addAll = (labels: ReadonlySet<number> | undefined) => {
+      if (labels !== undefined) for (const l of labels) out.add(l);
+    };
     if ("range" in c) {
       const r = c.range;
-      const out = new Set<number>();
       for (const [v, labels] of byValue) {
         if (typeof v !== "number") continue;
-        if ((r.gt === undefined || v > r.gt) && (r.gte === undefined || v >= r.gte) && (r.lt === undefined || v < r.lt) && (r.lte === undefined || v <= r.lte)) {
-          for (const l of labels) out.add(l);
-        }
+        if ((r.gt === undefined || v > r.gt) && (r.gte === undefined || v >= r.gte) && (r.lt === undefined || v < r.lt) && (r.lte === undefined || v <= r.lte)) addAll(labels);
       }
       return out;
     }
     const m = c.match;
-    if (typeof m !== "object") return byValue.get(m) ?? new Set();
-    const out = new Set<number>();
-    for (const v of m.any as MatchValue[]) for (const l of byValue.get(v) ?? []) out.add(l);
+    if (typeof m !== "object") addAll(byValue.get(m));
+    else for (const v of m.any as MatchValue[]) addAll(byValue.get(v));
     return out;
   }
-}
-
-function intersect(a: Set<number>, b: ReadonlySet<number>): Set<number> {
-  const [small, large] = a.size <= b.size ? [a, b] : [b, a];
-  const out = new Set<number>();
-  for (const x of small) if (large.has(x)) out.add(x);
-  return out;
 }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { EXACT_SCAN_MAX, type IndexOp, ShardIndex } from "./shard-index.js";
+import { type IndexOp, ShardIndex, exactScanCheaper } from "./shard-index.js";
 import { Rng } from "../util/rng.js";
 import type { VectorSchema } from "../meta/collections.js";
 
@@ -75,7 +75,9 @@ test("a search sees pending ops: new records, updates superseding the graph's ve
 test("a filtered search scans few matches exactly and searches the graph for many; every hit matches", () => {
   const rng = new Rng(11);
   const x = new ShardIndex(schema("cosine"), ["color", "n"]);
-  const n = 5000 * Math.ceil((EXACT_SCAN_MAX * 2) / 5000); // a whole number of batches, over twice the exact-scan bound
+  const n = 5000;
+  // The cost model (ef = the schema's efSearch) sends 300 matches to the scan, 4,500 to the graph.
+  assert.ok(exactScanCheaper(300, 10, 64, n) && !exactScanCheaper(4500, 10, 64, n));
   for (let i = 0; i < n; i += 5000) x.enqueue(upserts(rng, 5000, 16, i), i + 1);
   while (x.step(5000) > 0);
   const query = vec(rng, 16);
