@@ -256,7 +256,7 @@ function printComparisons(rows: readonly Row[]): void {
   const s1 = atTarget(shoal, 0);
   const l1 = atTarget(of("LanceDB", "none"), 0);
   if (s1 !== undefined && l1 !== undefined) {
-    console.log(`- 1 client, unfiltered, recall >= ${RECALL_TARGET} where reached: ${describe(s1, 0)} vs ${describe(l1, 0)}: ${fmt(s1.qps[0]! / l1.qps[0]!, 1)}x LanceDB (target on words: >= 5x)`);
+    console.log(`- 1 client, unfiltered, recall >= ${RECALL_TARGET} where reached: ${describe(s1, 0)} vs ${describe(l1, 0)}: ${fmt(s1.qps[0]! / l1.qps[0]!, 2)}x LanceDB (target on words: >= 5x)`);
   }
   const ingest = rows.find((r) => r.system === "Shoal" && r.ingest !== undefined);
   if (ingest !== undefined) console.log(`- ingest at RF 3: ${fmt(Number(ingest.ingest))} vectors/s (target >= 10,000); indexes caught up ${ingest.caughtUp} s after the last ack`);
