@@ -1,0 +1,137 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { ShoalClient, ShoalError } from "./index.js";
+import { freePorts, nodes, startCluster, stop } from "../cli/testing.js";
+import { waitFor } from "../node/testing.js";
+
+const repo = fileURLToPath(new URL("../../../", import.meta.url));
+
+/** A server answering each request with the next of `answers` ([status, body text, headers]), then the last again. */
+async function scripted(answers: [number, string, Record<string, string>?][]): Promise<{ url: string; server: Server; seen: string[] }> {
+  const seen: string[] = [];
+  const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url} key=${req.headers["idempotency-key"] ?? "-"}`);
+    const [status, body, headers] = answers[Math.min(seen.length - 1, answers.length - 1)]!;
+    res.writeHead(status, { "content-type": "application/json", ...headers }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server, seen };
+}
+
+test("refusals come back as ShoalErrors from the error table; retryable ones are retried under the same idempotency key", async () => {
+  const s = await scripted([
+    [503, JSON.stringify({ error: { code: "no_leader", message: "electing" } }), { "retry-after": "0" }],
+    [200, JSON.stringify({ version: 7 })],
+    [409, JSON.stringify({ error: { code: "version_mismatch", message: "at 7", currentVersion: 7 } })],
+    [502, "<html>bad gateway</html>"],
+  ]);
+  const client = new ShoalClient({ endpoints: [s.url], backoffMsMax: 20 });
+  try {
+    assert.deepEqual(await client.collection("c").put("a", { x: 1 }, { idempotencyKey: "k1" }), { version: 7 });
+    assert.deepEqual(s.seen, ["PUT /v1/collections/c/records/a key=k1", "PUT /v1/collections/c/records/a key=k1"]);
+    const e = await client.collection("c").put("a", 1, { ifVersion: 3 }).catch((x: unknown) => x);
+    assert.ok(e instanceof ShoalError);
+    assert.deepEqual([e.code, e.status, e.retryable, e.applied, e.details["currentVersion"]], ["version_mismatch", 409, false, "no", 7]);
+    const bad = await client.collection("c").get("a").catch((x: unknown) => x);
+    assert.ok(bad instanceof ShoalError && bad.code === "bad_answer" && /not JSON: <html>bad gateway/.test(bad.message), String(bad));
+  } finally {
+    client.close();
+    s.server.close();
+  }
+});
+
+test("an unreachable endpoint is skipped; with none reachable a write's outcome is unknown and a read's is not; a closed client refuses", async () => {
+  const [dead] = await freePorts(1);
+  const s = await scripted([[200, JSON.stringify({ id: "a", payload: 1, version: 2 })]]);
+  const client = new ShoalClient({ endpoints: [`http://127.0.0.1:${dead}`, s.url], backoffMsMax: 10 });
+  const none = new ShoalClient({ endpoints: [`http://127.0.0.1:${dead}`], backoffMsMax: 10, attemptsMax: 2 });
+  try {
+    assert.deepEqual(await client.collection("c").get("a"), { id: "a", payload: 1, version: 2 });
+    const w = await none.collection("c").put("a", 1).catch((x: unknown) => x);
+    assert.ok(w instanceof ShoalError);
+    assert.deepEqual([w.code, w.retryable, w.applied], ["unreachable", true, "unknown"]);
+    const r = await none.collection("c").get("a").catch((x: unknown) => x);
+    assert.ok(r instanceof ShoalError);
+    assert.deepEqual([r.code, r.applied], ["unreachable", "no"]);
+    client.close();
+    const closed = await client.collection("c").get("a").catch((x: unknown) => x);
+    assert.ok(closed instanceof ShoalError && closed.code === "client_closed");
+  } finally {
+    client.close();
+    none.close();
+    s.server.close();
+  }
+});
+
+test("a fresh project that depends on shoal imports shoal/client and uses a 3-node cluster through it", { timeout: 120_000 }, async () => {
+  const c = await startCluster();
+  // A collection with 3 replicas a shard is placed on 3 nodes the metadata leader sees ready and healthy.
+  const allSeen = async () => {
+    for (const slot of [1, 2, 3]) if ((await nodes(c, slot)).filter((n) => n.worker === "ready" && n.health === "healthy").length < 3) return false;
+    return true;
+  };
+  await waitFor("3 ready, healthy nodes, as every node sees them", allSeen, 30_000);
+  const app = mkdtempSync(join(tmpdir(), "shoal-sdk-app-"));
+  try {
+    // What `npm install <path to shoal>` leaves: a dependency and a link in node_modules.
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module", dependencies: { shoal: `file:${repo}` } }));
+    mkdirSync(join(app, "node_modules"));
+    symlinkSync(repo, join(app, "node_modules", "shoal"), "dir");
+    writeFileSync(join(app, "main.mjs"), `
+import { ShoalClient, ShoalError } from "shoal/client";
+const client = new ShoalClient({ endpoints: process.argv.slice(2) });
+const out = {};
+await client.createCollection({ name: "sdk", shards: 2, replicationFactor: 3, vectors: { dim: 3, metric: "cosine" }, payloadIndexes: { n: "integer" } });
+const docs = client.collection("sdk");
+out.put = await docs.put("a", { n: -1 }, { vector: [1, 0, 0] });
+out.get = await docs.get("a", { consistency: "linearizable" });
+const many = await docs.upsertMany(Array.from({ length: 1500 }, (_, i) => ({ id: "r" + i, payload: { n: i }, vector: [1, i / 1500, 0.5] })));
+out.written = many.filter((r) => "version" in r).length;
+const hits = await docs.search([1, 0, 0], { k: 3, consistency: "linearizable" });
+out.nearest = hits.results[0].id;
+out.filtered = (await docs.search([1, 0, 0], { k: 5, filter: { must: [{ key: "n", range: { gte: 1000 } }] } })).results.map((r) => r.payload.n >= 1000);
+out.count = (await docs.count({ filter: { must: [{ key: "n", range: { lt: 100 } }] } })).count;
+let scanned = 0;
+for await (const r of docs.scan({ pageSize: 400 })) scanned++;
+out.scanned = scanned;
+out.deleted = await docs.delete("a");
+out.gone = await docs.get("a");
+try { await docs.put("r1", {}, { vector: [1, 0, 0], ifVersion: 999 }); } catch (e) { out.refused = e instanceof ShoalError ? [e.code, e.status, e.retryable, e.applied] : String(e); }
+client.close();
+console.log(JSON.stringify(out));
+`);
+    const endpoints = [1, 2, 3].map((id) => `http://127.0.0.1:${c.http.get(id)}`);
+    const { stdout } = await promisify(execFile)(process.execPath, [join(app, "main.mjs"), ...endpoints], { cwd: app, timeout: 90_000 });
+    const out = JSON.parse(stdout) as Record<string, unknown>;
+    assert.equal((out["put"] as { version: number }).version > 0, true);
+    assert.deepEqual(out["get"], { id: "a", payload: { n: -1 }, version: (out["put"] as { version: number }).version });
+    assert.equal(out["written"], 1500);
+    assert.equal(out["nearest"], "a");
+    assert.deepEqual(out["filtered"], [true, true, true, true, true]);
+    assert.equal(out["count"], 101, "r0..r99 and a");
+    assert.equal(out["scanned"], 1501);
+    assert.equal((out["deleted"] as { deleted: boolean }).deleted, true);
+    assert.equal(out["gone"], null);
+    assert.deepEqual(out["refused"], ["version_mismatch", 409, false, "no"]);
+
+    // The README's example, as printed there, against this cluster.
+    const readme = readFileSync(join(repo, "README.md"), "utf8");
+    const example = /## From a program[^]*?```js\n([^]*?)```/.exec(readme)?.[1];
+    assert.ok(example !== undefined, "the README has the client example");
+    writeFileSync(join(app, "readme.mjs"), example.replace(/endpoints: \[[^\]]*\]/, `endpoints: ${JSON.stringify(endpoints)}`));
+    const printed = (await promisify(execFile)(process.execPath, [join(app, "readme.mjs")], { cwd: app, timeout: 60_000 })).stdout;
+    assert.match(printed, /id: 'n1'/, printed);
+    assert.match(printed, /text: 'buy milk'/, printed);
+    assert.deepEqual(printed.trim().split("\n").slice(-2).sort(), ["n1", "n2"], printed);
+  } finally {
+    await stop(c);
+    rmSync(app, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,178 @@
+/** One collection's records through the client: `client.collection(name)`. */
+import { randomUUID } from "node:crypto";
+import type { Transport } from "./transport.js";
+import { ShoalError } from "./errors.js";
+
+/** Read levels the server offers today (issue 15 adds session and bounded). */
+export type ReadConsistency = "linearizable" | "eventual";
+
+/** A filter of the filter language (README, Filters): {must, should, must_not} over {key, match | range | exists}. */
+export type Filter = Record<string, unknown>;
+
+export type Vector = readonly number[] | Float32Array;
+
+export interface StoredRecord {
+  id: string;
+  payload: unknown;
+  version: number;
+  vector?: number[];
+  expiresAtMs?: number;
+}
+
+export interface PutOptions {
+  vector?: Vector;
+  /** Compare-and-set: apply only at this version (0: only if the record does not exist). */
+  ifVersion?: number;
+  /** The write's identity across retries (default: a new random key, reused by this call's retries). */
+  idempotencyKey?: string;
+}
+
+export interface UpsertItem {
+  id: string;
+  payload: unknown;
+  vector?: Vector;
+}
+
+/** One record's outcome in upsertMany, in input order. */
+export type UpsertResult = { id: string; version: number } | { id: string; error: ShoalError };
+
+export interface SearchOptions {
+  k?: number;
+  ef?: number;
+  filter?: Filter;
+  exact?: boolean;
+  consistency?: ReadConsistency;
+  timeoutMs?: number;
+  allowPartial?: boolean;
+  withPayload?: boolean;
+  withVector?: boolean;
+}
+
+export interface SearchAnswer {
+  results: { id: string; score: number; payload?: unknown; vector?: number[] }[];
+  shards: { asked: number; answered: number; failed: { shard: number; error: string; message: string }[] };
+  missing: { range: { start: unknown; end: unknown }; shards: number[] }[];
+  unindexedKeys: string[];
+  exhaustive: boolean;
+  plans: Record<string, number>;
+  tookMs: number;
+}
+
+export interface CountAnswer {
+  count: number;
+  shards: SearchAnswer["shards"];
+  missing: SearchAnswer["missing"];
+  unindexedKeys: string[];
+  tookMs: number;
+}
+
+/** Records one batch request carries, at most (the server's limit). */
+export const UPSERT_BATCH_MAX = 1000;
+/** Rounds of sending again the records of a batch refused retryably. */
+const UPSERT_ROUNDS_MAX = 5;
+
+const vectorJson = (v: Vector | undefined) => (v === undefined ? {} : { vector: Array.from(v) });
+
+export class Collection {
+  private readonly base: string;
+
+  constructor(private readonly t: Transport, readonly name: string) {
+    this.base = `/v1/collections/${encodeURIComponent(name)}`;
+  }
+
+  private recordPath(id: string): string {
+    return `${this.base}/records/${encodeURIComponent(id)}`;
+  }
+
+  /** Creates or replaces a record; retried under one idempotency key, so it is applied at most once. */
+  put(id: string, payload: unknown, opts: PutOptions = {}): Promise<{ version: number }> {
+    return this.t.call({
+      method: "PUT", path: this.recordPath(id), write: true, idempotent: true,
+      headers: { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
+      body: { payload, ...vectorJson(opts.vector), ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}) },
+    });
+  }
+
+  /** The record, or null when there is none. */
+  async get(id: string, opts: { consistency?: ReadConsistency; withVector?: boolean } = {}): Promise<StoredRecord | null> {
+    const q = new URLSearchParams();
+    if (opts.consistency !== undefined) q.set("consistency", opts.consistency);
+    if (opts.withVector === true) q.set("withVector", "true");
+    try {
+      return await this.t.call<StoredRecord>({ method: "GET", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`, write: false, idempotent: true });
+    } catch (e) {
+      if (e instanceof ShoalError && e.code === "not_found") return null;
+      throw e;
+    }
+  }
+
+  /** Deletes a record (`deleted: false` when there was none); retried under one idempotency key. */
+  delete(id: string, opts: { ifVersion?: number; idempotencyKey?: string } = {}): Promise<{ version: number; deleted: boolean }> {
+    return this.t.call({
+      method: "DELETE", path: `${this.recordPath(id)}${opts.ifVersion !== undefined ? `?ifVersion=${opts.ifVersion}` : ""}`,
+      write: true, idempotent: true, headers: { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
+    });
+  }
+
+  /**
+   * Upserts records in batches of UPSERT_BATCH_MAX (each grouped per shard by the server); records
+   * refused retryably are sent again, up to UPSERT_ROUNDS_MAX rounds. One result per record, in order:
+   * a refusal is a result, not a throw (the call throws only when a whole batch is refused).
+   */
+  async upsertMany(records: readonly UpsertItem[]): Promise<UpsertResult[]> {
+    const out: UpsertResult[] = new Array(records.length);
+    for (let from = 0; from < records.length; from += UPSERT_BATCH_MAX) {
+      let todo = Array.from({ length: Math.min(UPSERT_BATCH_MAX, records.length - from) }, (_, i) => from + i);
+      for (let round = 1; todo.length > 0; round++) {
+        const answer = await this.t.call<{ results: { id: string; version?: number; error?: { code: string; message: string } & Record<string, unknown> }[] }>({
+          method: "POST", path: `${this.base}/records`, write: true, idempotent: true,
+          body: { records: todo.map((i) => ({ id: records[i]!.id, payload: records[i]!.payload, ...vectorJson(records[i]!.vector) })) },
+        });
+        const again: number[] = [];
+        answer.results.forEach((r, j) => {
+          const i = todo[j]!;
+          if (r.error === undefined) {
+            out[i] = { id: r.id, version: r.version! };
+            return;
+          }
+          const error = ShoalError.fromAnswer(200, { error: r.error }, true);
+          if (error.retryable && round < UPSERT_ROUNDS_MAX) again.push(i);
+          else out[i] = { id: r.id, error };
+        });
+        todo = again;
+        if (todo.length > 0) await new Promise((resolve) => setTimeout(resolve, 100 * round));
+      }
+    }
+    return out;
+  }
+
+  /** The k records nearest `vector` (best first), with an optional filter. */
+  search(vector: Vector, opts: SearchOptions = {}): Promise<SearchAnswer> {
+    return this.t.call({ method: "POST", path: `${this.base}/search`, write: false, idempotent: true, body: { vector: Array.from(vector), ...opts } });
+  }
+
+  /** Records satisfying the filter (all without one). */
+  count(opts: { filter?: Filter; consistency?: ReadConsistency; allowPartial?: boolean; timeoutMs?: number } = {}): Promise<CountAnswer> {
+    return this.t.call({ method: "POST", path: `${this.base}/count`, write: false, idempotent: true, body: opts });
+  }
+
+  /**
+   * Every record satisfying the filter (all without one), in id order, fetched a page at a time as the
+   * loop asks: each record that exists throughout the scan comes once, also while shards split and merge.
+   */
+  async *scan(opts: { filter?: Filter; pageSize?: number; consistency?: ReadConsistency; withVector?: boolean } = {}): AsyncGenerator<StoredRecord> {
+    let cursor: string | null | undefined;
+    do {
+      const page: { records: StoredRecord[]; cursor: string | null } = await this.t.call({
+        method: "POST", path: `${this.base}/records/scan`, write: false, idempotent: true,
+        body: {
+          ...(opts.filter !== undefined ? { filter: opts.filter } : {}), ...(opts.pageSize !== undefined ? { limit: opts.pageSize } : {}),
+          ...(opts.consistency !== undefined ? { consistency: opts.consistency } : {}), ...(opts.withVector === true ? { withVector: true } : {}),
+          ...(cursor !== undefined && cursor !== null ? { cursor } : {}),
+        },
+      });
+      yield* page.records;
+      cursor = page.cursor;
+    } while (cursor !== null);
+  }
+}

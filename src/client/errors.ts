@@ -1,0 +1,49 @@
+/**
+ * What a client of Shoal is refused with: the error table's entry (api/error-table.ts) carried as a typed
+ * error, so that a program can tell, without parsing messages, whether asking again may succeed
+ * (`retryable`) and whether a write may have taken effect (`applied`).
+ */
+import { type Applied, ERRORS, isErrorCode } from "../api/error-table.js";
+
+/** Codes the client itself gives, for outcomes no server answered. */
+export const CLIENT_ERRORS = {
+  /** No endpoint could be reached (or none answered in time): a write may have been applied. */
+  unreachable: { status: 0, retryable: true },
+  /** An answer that is not the API's JSON (a proxy's page, say). */
+  bad_answer: { status: 0, retryable: false },
+  /** A call on a client after its close(). */
+  client_closed: { status: 0, retryable: false },
+} as const;
+
+export class ShoalError extends Error {
+  override readonly name = "ShoalError";
+
+  constructor(
+    /** The error table's code (`version_mismatch`, `not_leader`, …), or one of CLIENT_ERRORS. */
+    readonly code: string,
+    message: string,
+    /** The HTTP status (0: no answer). */
+    readonly status: number,
+    /** Asking again, unchanged, may succeed. */
+    readonly retryable: boolean,
+    /** "no": nothing was written; "unknown": a write may have been applied (retry it with its idempotency key). */
+    readonly applied: Applied,
+    /** The answer's other fields (`field`, `currentVersion`, `max`, …). */
+    readonly details: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(message);
+  }
+
+  /** The error a server's refusal stands for: its code's entry in the error table. */
+  static fromAnswer(status: number, body: unknown, write: boolean): ShoalError {
+    const err = (body as { error?: { code?: unknown; message?: unknown } & Record<string, unknown> } | null)?.error;
+    if (err === undefined || typeof err.code !== "string") {
+      return new ShoalError("bad_answer", `HTTP ${status} without the API's error body`, status, false, write ? "unknown" : "no");
+    }
+    const { code, message, ...details } = err;
+    const text = typeof message === "string" ? message : code;
+    if (!isErrorCode(code)) return new ShoalError(code, text, status, false, write ? "unknown" : "no", details);
+    const entry = ERRORS[code];
+    return new ShoalError(code, text, status, entry.retryable, entry.applied, details);
+  }
+}

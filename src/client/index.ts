@@ -1,0 +1,84 @@
+/**
+ * `shoal/client`: a typed client of Shoal's HTTP API for Node programs (no dependency beyond Node).
+ *
+ *   const client = new ShoalClient({ endpoints: ["http://127.0.0.1:7001"] });
+ *   const docs = client.collection("docs");
+ *   await docs.put("a", { title: "hello" }, { vector: [0.1, 0.2, 0.3] });
+ *   const hits = await docs.search([0.1, 0.2, 0.3], { k: 5 });
+ *   client.close();
+ *
+ * Requests go to a gateway node (the one that answered last; the next endpoint when one cannot be
+ * reached), which forwards them to the shards' leaders. Refusals are ShoalErrors carrying the error
+ * table's code, retryable and applied fields; writes are retried under an idempotency key.
+ * Not built yet (issue 15): routing straight to the shard's leader from a cached shard map, and the
+ * session and bounded read levels.
+ */
+import { Collection } from "./collection.js";
+import { Transport } from "./transport.js";
+
+export { Collection } from "./collection.js";
+export type { CountAnswer, Filter, PutOptions, ReadConsistency, SearchAnswer, SearchOptions, StoredRecord, UpsertItem, UpsertResult, Vector } from "./collection.js";
+export { CLIENT_ERRORS, ShoalError } from "./errors.js";
+
+export interface ShoalClientOptions {
+  /** Base URLs of one or more nodes, e.g. `http://127.0.0.1:7001`. */
+  endpoints: readonly string[];
+  /** One attempt's time limit (default 10,000 ms). */
+  timeoutMs?: number;
+  /** Attempts of a request that may be retried, the first included (default 5). */
+  attemptsMax?: number;
+  /** The longest pause between attempts (default 2,000 ms). */
+  backoffMsMax?: number;
+  /** Keep-alive connections per endpoint, at most (default 64). */
+  socketsPerEndpointMax?: number;
+}
+
+/** A collection's declaration (README, Collections): name, shards, replicationFactor, vectors, payloadIndexes, ttlMs, partitioning. */
+export type CollectionDeclaration = { name: string } & Record<string, unknown>;
+
+export class ShoalClient {
+  private readonly t: Transport;
+
+  constructor(opts: ShoalClientOptions) {
+    this.t = new Transport({
+      endpoints: opts.endpoints, timeoutMs: opts.timeoutMs ?? 10_000, attemptsMax: opts.attemptsMax ?? 5,
+      backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax: opts.socketsPerEndpointMax ?? 64,
+    });
+  }
+
+  collection(name: string): Collection {
+    return new Collection(this.t, name);
+  }
+
+  /** Creates a collection; answers once every shard has a leader. */
+  createCollection(declaration: CollectionDeclaration): Promise<Record<string, unknown>> {
+    return this.t.call({ method: "POST", path: "/v1/collections", body: declaration, write: true, idempotent: false });
+  }
+
+  listCollections(): Promise<{ collections: Record<string, unknown>[] }> {
+    return this.t.call({ method: "GET", path: "/v1/collections", write: false, idempotent: true });
+  }
+
+  describeCollection(name: string): Promise<Record<string, unknown>> {
+    return this.t.call({ method: "GET", path: `/v1/collections/${encodeURIComponent(name)}`, write: false, idempotent: true });
+  }
+
+  dropCollection(name: string): Promise<Record<string, unknown>> {
+    return this.t.call({ method: "DELETE", path: `/v1/collections/${encodeURIComponent(name)}`, write: true, idempotent: false });
+  }
+
+  /** The answering node's status: its shards, roles, terms, commit and applied indexes. */
+  status(): Promise<Record<string, unknown>> {
+    return this.t.call({ method: "GET", path: "/v1/cluster/status", write: false, idempotent: true });
+  }
+
+  /** The shard map: ranges, replicas, epochs and leaders, as the answering node knows them. */
+  shards(): Promise<{ shards: Record<string, unknown>[] }> {
+    return this.t.call({ method: "GET", path: "/v1/cluster/shards", write: false, idempotent: true });
+  }
+
+  /** Ends the client's connections; calls after it fail with `client_closed`. */
+  close(): void {
+    this.t.close();
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The client's requests: JSON over HTTP/1.1 keep-alive connections (one pool per client, closed by
+ * `close()`), across the endpoints it was given. A request that may be asked again is retried with
+ * backoff, on the next endpoint when one cannot be reached: reads, writes carrying an idempotency key
+ * (the node answers a repeated key with the first outcome) and batch upserts (a plain put asked twice
+ * leaves the same record). Any refusal whose error-table entry says nothing was applied and that a
+ * retry may succeed is retried too. Everything else comes back as a ShoalError.
+ */
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { assert } from "../util/assert.js";
+import { CLIENT_ERRORS, ShoalError } from "./errors.js";
+
+export interface TransportOptions {
+  /** Base URLs of nodes (`http://host:port`): any node is a gateway. */
+  endpoints: readonly string[];
+  /** One attempt's time limit. */
+  timeoutMs: number;
+  /** Attempts of one request, the first included. */
+  attemptsMax: number;
+  /** The longest pause between two attempts. */
+  backoffMsMax: number;
+  /** Connections kept per endpoint. */
+  socketsPerEndpointMax: number;
+}
+
+export interface Call {
+  method: "GET" | "PUT" | "POST" | "DELETE";
+  path: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** The request may change state (its failure without an answer leaves `applied: unknown`). */
+  write: boolean;
+  /** Asking again is safe whatever happened to the first attempt (reads, keyed writes, batch upserts). */
+  idempotent: boolean;
+}
+
+interface Answer {
+  status: number;
+  body: unknown;
+  /** The start of a body that is not JSON (null: JSON, or empty). */
+  notJson: string | null;
+  retryAfterS: number | null;
+}
+
+export class Transport {
+  private readonly endpoints: URL[];
+  private readonly http: HttpAgent;
+  private readonly https: HttpsAgent;
+  /** The endpoint tried first: the last one that answered. */
+  private preferred = 0;
+  private closed = false;
+
+  constructor(private readonly opts: TransportOptions) {
+    assert(opts.endpoints.length > 0, "a client needs at least one endpoint");
+    assert(opts.attemptsMax >= 1 && opts.timeoutMs > 0 && opts.backoffMsMax >= 0, "positive limits");
+    this.endpoints = opts.endpoints.map((e) => {
+      const url = new URL(e);
+      if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`endpoint ${e}: only http: and https: URLs`);
+      return url;
+    });
+    const pool = { keepAlive: true, maxSockets: opts.socketsPerEndpointMax };
+    this.http = new HttpAgent(pool);
+    this.https = new HttpsAgent(pool);
+  }
+
+  async call<T>(c: Call): Promise<T> {
+    if (this.closed) throw new ShoalError("client_closed", "the client was closed: make a new one", 0, false, "no");
+    let at = this.preferred;
+    let last: ShoalError | null = null;
+    let hintS: number | null = null;
+    for (let attempt = 1; attempt <= this.opts.attemptsMax; attempt++) {
+      if (attempt > 1) await pause(this.backoffMs(attempt, hintS));
+      let a: Answer;
+      try {
+        a = await this.once(this.endpoints[at]!, c);
+      } catch (e) {
+        const base = this.endpoints[at]!.origin;
+        const c0 = CLIENT_ERRORS.unreachable;
+        last = new ShoalError("unreachable", `${base}: ${(e as Error).message}`, c0.status, c0.retryable, c.write ? "unknown" : "no");
+        at = (at + 1) % this.endpoints.length;
+        hintS = null;
+        if (!c.idempotent && c.write) break;
+        continue;
+      }
+      this.preferred = at;
+      if (a.notJson !== null) {
+        last = new ShoalError("bad_answer", `${this.endpoints[at]!.origin} answered HTTP ${a.status} with a body that is not JSON: ${a.notJson}`, a.status, false, c.write ? "unknown" : "no");
+        break;
+      }
+      if (a.status < 400) return a.body as T;
+      last = ShoalError.fromAnswer(a.status, a.body, c.write);
+      hintS = a.retryAfterS;
+      if (!last.retryable || (last.applied === "unknown" && !c.idempotent)) break;
+    }
+    throw last!;
+  }
+
+  /** Ends the pooled connections; later calls fail with `client_closed`. */
+  close(): void {
+    this.closed = true;
+    this.http.destroy();
+    this.https.destroy();
+  }
+
+  /** The pause before `attempt`: the server's Retry-After when it gave one, else doubling from 100 ms. */
+  private backoffMs(attempt: number, retryAfterS: number | null): number {
+    const ceiling = Math.min(this.opts.backoffMsMax, retryAfterS !== null ? retryAfterS * 1000 : 50 * 2 ** attempt);
+    // Jittered, so that clients refused together do not come back together.
+    return ceiling / 2 + Math.random() * (ceiling / 2);
+  }
+
+  private once(base: URL, c: Call): Promise<Answer> {
+    const body = c.body === undefined ? undefined : Buffer.from(JSON.stringify(c.body));
+    const https = base.protocol === "https:";
+    return new Promise<Answer>((resolve, reject) => {
+      const req = (https ? httpsRequest : httpRequest)(new URL(c.path, base), {
+        method: c.method, agent: https ? this.https : this.http, timeout: this.opts.timeoutMs,
+        headers: { accept: "application/json", ...c.headers, ...(body !== undefined ? { "content-type": "application/json", "content-length": body.length } : {}) },
+      }, (res) => void collect(res).then(resolve, reject));
+      req.on("timeout", () => req.destroy(new Error(`no answer within ${this.opts.timeoutMs} ms`)));
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+}
+
+async function collect(res: IncomingMessage): Promise<Answer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString("utf8");
+  const retryAfter = Number(res.headers["retry-after"]);
+  let body: unknown = null;
+  let notJson: string | null = null;
+  if (text !== "") {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      notJson = text.replace(/\s+/g, " ").trim().slice(0, 200);
+    }
+  }
+  return { status: res.statusCode ?? 0, body, notJson, retryAfterS: res.headers["retry-after"] !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : null };
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
