@@ -2,7 +2,8 @@
  * Vectors, batch upserts, search and count through the HTTP API (issue 14) on a 3-node in-process
  * cluster: a search right after an acknowledged write finds it (from any node), exact search is the
  * brute force truth, filters on indexed and unindexed keys, updates and deletes seen at once, the index
- * catching up in the background, and every refusal with its code.
+ * catching up in the background, and every refusal with its code; and on 4 nodes, searches that stay
+ * whole (or say what they miss) while shards split, lose their leader and move their replicas.
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
@@ -355,6 +356,97 @@ test("a collection with a TTL: records expire after their last write (hidden at 
       [...api.c.nodes.values()].every((n) => node1.metaState().collections.get("brief")!.shards.every((g) => !n.hosts(g) || n.scan(g, 100).every(([id]) => id === "b1"))) &&
       [...api.indexes.values()].every((x) => x.stats().records === 1 && x.stats().pendingOps === 0));
     assert.equal((await two!.inject({ url: "/v1/collections/brief/records/b1" })).statusCode, 200);
+  } finally {
+    await api.stop();
+  }
+});
+
+test("searches while a shard's leader changes, is cut off, and its replicas move: each answer is whole, or refused, or names what it misses", { timeout: 120_000 }, async (t) => {
+  const api = await startApiCluster(4, 1, { placement: true });
+  try {
+    await api.registered();
+    const one = api.apps.get(1)!;
+    const node1 = api.c.nodes.get(1)!;
+    // The placement driver runs the operators asked below; its own balancing, merges and splits are off.
+    const baseVersion = ((await one.inject({ url: "/v1/cluster/config" })).json() as { version: number }).version;
+    const settings = { replicaTolerance: 0.99, leaderTolerance: 0.99, mergeBelowRecords: 0, splitRequestRate: 1e9 };
+    const set = await one.inject({ method: "PUT", url: "/v1/cluster/config", payload: { baseVersion, settings } });
+    assert.equal(set.statusCode, 200, set.body);
+    assert.equal((await post(one, "/v1/collections", { name: "churn", shards: 2, replicationFactor: 3, vectors: { dim: DIM, metric: "cosine" } })).status, 200);
+    const rng = new Rng(41);
+    const n = 120;
+    const records = Array.from({ length: n }, (_, i) => ({ id: `c${i}`, payload: i, vector: vectorOf(rng) }));
+    assert.equal(((await post(one, "/v1/collections/churn/records", { records })).body as { failed: number }).failed, 0);
+    const query = vectorOf(rng);
+    const meta = () => node1.metaState();
+    const shards = meta().collections.get("churn")!.shards;
+
+    // Searches from node 1 (linearizable: each shard's leader) and node 2 (eventual: its own replicas) all along.
+    let churning = true;
+    const seen = { whole: 0, partial: 0, refused: 0 };
+    const searcher = async (app: FastifyInstance, consistency: string) => {
+      while (churning) {
+        const r = await post(app, "/v1/collections/churn/search", { vector: query, k: n, exact: true, consistency, timeoutMs: 2000, allowPartial: true });
+        if (r.status !== 200) {
+          assert.ok(r.status === 503 || r.status === 504, JSON.stringify(r.body));
+          seen.refused++;
+          continue;
+        }
+        const a = r.body as Omit<Answer, "missing"> & { missing: { shards: number[] }[] };
+        if (a.missing.length === 0) {
+          assert.equal(new Set(a.results.map((h) => h.id)).size, n, `a whole answer has every record once (${consistency})`);
+          seen.whole++;
+        } else {
+          assert.ok(a.results.length < n && a.missing.every((m) => m.shards.length > 0), JSON.stringify(a.missing));
+          seen.partial++;
+        }
+      }
+    };
+    const searches = [searcher(one, "linearizable"), searcher(api.apps.get(2)!, "eventual")];
+    // The node that leads the shard by its own account (a node cut off may still think so, until it steps down).
+    const leaders = (shard: number) => [...api.c.nodes.values()].filter((nd) => nd.hosts(shard) && nd.leaderOf(shard) === nd.id).map((nd) => nd.id);
+    const leaderOf = (shard: number) => leaders(shard)[0] ?? 0;
+    const cut = async (id: number, peers: number[]) => {
+      assert.equal((await api.apps.get(id)!.inject({ method: "POST", url: "/v1/test/faults", payload: { cut: peers } })).statusCode, 200);
+    };
+    try {
+      for (const shard of shards) {
+        // Leadership to a voter other than the searching gateways, then that node cut off from the rest.
+        const voters = () => meta().shards.get(shard)!.replicas.filter((r) => r.role === "voter").map((r) => r.node);
+        const target = voters().find((v) => v > 2)!;
+        if (leaderOf(shard) !== target) {
+          const t = await post(one, `/v1/cluster/shards/${shard}/transfer-leader?waitMs=5000`, { to: target });
+          assert.equal(t.status, 200, JSON.stringify(t.body));
+          await waitFor(`shard ${shard} led by node ${target}`, () => leaderOf(shard) === target, 15_000).catch(async (e: Error) => {
+            throw new Error(`${e.message}: leaders ${leaders(shard)}, voters ${voters()}, operators ${JSON.stringify((await one.inject({ url: "/v1/cluster/operators" })).json())}`);
+          });
+        }
+        const others = [1, 2, 3, 4].filter((id) => id !== target);
+        await cut(target, others);
+        for (const id of others) await cut(id, [target]);
+        await waitFor(`shard ${shard} led again without node ${target}`, () => leaders(shard).some((id) => id !== target), 15_000);
+        for (const id of [1, 2, 3, 4]) await cut(id, []);
+        await waitFor(`shard ${shard} led by one node`, () => leaders(shard).length === 1, 15_000);
+        // A replica moves to the node without one, from a voter that does not lead.
+        const from = voters().find((v) => v !== leaderOf(shard))!;
+        const to = [1, 2, 3, 4].find((id) => !meta().shards.get(shard)!.replicas.some((r) => r.node === id))!;
+        const m = await post(one, `/v1/cluster/shards/${shard}/move?waitMs=10000`, { from, to });
+        assert.equal(m.status, 200, JSON.stringify(m.body));
+        await waitFor(`shard ${shard} moved from node ${from} to node ${to}`, () => {
+          const voting = voters();
+          return voting.includes(to) && !voting.includes(from) && meta().shards.get(shard)!.replicas.length === 3;
+        }, 30_000);
+      }
+    } finally {
+      churning = false;
+      await Promise.all(searches);
+    }
+    t.diagnostic(`answers during the churn: ${JSON.stringify(seen)}`);
+    assert.ok(seen.whole > 0, `whole answers during the churn: ${JSON.stringify(seen)}`);
+    await waitFor("a whole linearizable answer after the churn", async () => {
+      const r = await post(one, "/v1/collections/churn/search", { vector: query, k: n, exact: true, consistency: "linearizable" });
+      return r.status === 200 && (r.body as Answer).results.length === n;
+    }, 15_000);
   } finally {
     await api.stop();
   }

@@ -38,6 +38,8 @@ export interface ApiClusterOptions {
   agents?: boolean;
   /** Starts membership at once; default true. */
   membership?: boolean;
+  /** Runs the placement driver's cycle (operators asked by hand, repair, balance); default false. */
+  placement?: boolean;
   node?: Partial<NodeConfig>;
 }
 
@@ -57,7 +59,9 @@ export async function startApiCluster(n: number, shards: number, opts: ApiCluste
     memberships.push(new Membership(node, gateway, {
       peer: { host: "127.0.0.1", port: c.ports.get(id)! }, http: { host: "127.0.0.1", port: 1 }, founders, shards, intervalMs: 20,
     }));
-    drivers.push(new PlacementDriver(node, gateway));
+    const driver = new PlacementDriver(node, gateway);
+    if (opts.placement === true) driver.start();
+    drivers.push(driver);
     if (opts.agents !== false) {
       const agent = new ShardAgent(node, gateway);
       agent.start();
