@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { ShoalClient, ShoalError } from "./index.js";
-import { freePorts, nodes, startCluster, stop } from "../cli/testing.js";
+import { Transport } from "./transport.js";
+import { api, freePorts, nodes, startCluster, stop } from "../cli/testing.js";
 import { waitFor } from "../node/testing.js";
 
 const repo = fileURLToPath(new URL("../../../", import.meta.url));
@@ -32,7 +33,7 @@ test("refusals come back as ShoalErrors from the error table; retryable ones are
     [409, JSON.stringify({ error: { code: "version_mismatch", message: "at 7", currentVersion: 7 } })],
     [502, "<html>bad gateway</html>"],
   ]);
-  const client = new ShoalClient({ endpoints: [s.url], backoffMsMax: 20 });
+  const client = new ShoalClient({ endpoints: [s.url], backoffMsMax: 20, routing: false });
   try {
     assert.deepEqual(await client.collection("c").put("a", { x: 1 }, { idempotencyKey: "k1" }), { version: 7 });
     assert.deepEqual(s.seen, ["PUT /v1/collections/c/records/a key=k1", "PUT /v1/collections/c/records/a key=k1"]);
@@ -50,10 +51,14 @@ test("refusals come back as ShoalErrors from the error table; retryable ones are
 test("an unreachable endpoint is skipped; with none reachable a write's outcome is unknown and a read's is not; a closed client refuses", async () => {
   const [dead] = await freePorts(1);
   const s = await scripted([[200, JSON.stringify({ id: "a", payload: 1, version: 2 })]]);
-  const client = new ShoalClient({ endpoints: [`http://127.0.0.1:${dead}`, s.url], backoffMsMax: 10 });
-  const none = new ShoalClient({ endpoints: [`http://127.0.0.1:${dead}`], backoffMsMax: 10, attemptsMax: 2 });
+  const client = new ShoalClient({ endpoints: [`http://127.0.0.1:${dead}`, s.url], backoffMsMax: 10, routing: false });
+  const none = new ShoalClient({ endpoints: [`http://127.0.0.1:${dead}`], backoffMsMax: 10, attemptsMax: 2, routing: false });
   try {
     assert.deepEqual(await client.collection("c").get("a"), { id: "a", payload: 1, version: 2 });
+    // A shard map's node that cannot be reached: the endpoints answer at once, within the same attempts.
+    const t = new Transport({ endpoints: [s.url], timeoutMs: 2000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 2 });
+    assert.deepEqual(await t.call({ method: "GET", path: "/x", write: false, idempotent: true, prefer: `http://127.0.0.1:${dead}` }), { id: "a", payload: 1, version: 2 });
+    t.close();
     const w = await none.collection("c").put("a", 1).catch((x: unknown) => x);
     assert.ok(w instanceof ShoalError);
     assert.deepEqual([w.code, w.retryable, w.applied], ["unreachable", true, "unknown"]);
@@ -70,7 +75,7 @@ test("an unreachable endpoint is skipped; with none reachable a write's outcome 
   }
 });
 
-test("a fresh project that depends on shoal imports shoal/client and uses a 3-node cluster through it", { timeout: 120_000 }, async () => {
+test("a fresh project that depends on shoal imports shoal/client and uses a 3-node cluster through it; the client routes to the shards' leaders", { timeout: 120_000 }, async (t) => {
   const c = await startCluster();
   // A collection with 3 replicas a shard is placed on 3 nodes the metadata leader sees ready and healthy.
   const allSeen = async () => {
@@ -130,6 +135,41 @@ console.log(JSON.stringify(out));
     assert.match(printed, /id: 'n1'/, printed);
     assert.match(printed, /text: 'buy milk'/, printed);
     assert.deepEqual(printed.trim().split("\n").slice(-2).sort(), ["n1", "n2"], printed);
+
+    // Routing: through a gateway that does not lead every shard, requests are forwarded; with the
+    // client's shard map they go straight to the leaders and none is.
+    const shardsNow = (await api<{ shards: { shard: number; collection: string; leader: number }[] }>(c, 1, "GET", "/v1/cluster/shards")).body.shards.filter((x) => x.collection === "sdk");
+    const gateway = [1, 2, 3].find((id) => shardsNow.some((x) => x.leader !== id))!;
+    const forwarded = async () => {
+      let sum = 0;
+      for (const id of [1, 2, 3]) {
+        const text = await (await fetch(`http://127.0.0.1:${c.http.get(id)}/metrics`)).text();
+        sum += Number(/^shoal_gateway_forwarded_requests_total\{[^}]*\} (\d+)/m.exec(text)?.[1] ?? NaN);
+      }
+      return sum;
+    };
+    const traffic = async (client: ShoalClient) => {
+      const docs = client.collection("sdk");
+      const before = await forwarded();
+      for (let i = 0; i < 40; i++) {
+        await docs.put(`route${i}`, { n: i }, { vector: [1, 0, i / 40] });
+        assert.equal((await docs.get(`route${i}`))?.version !== undefined, true);
+      }
+      return (await forwarded()) - before;
+    };
+    const proxied = new ShoalClient({ endpoints: [`http://127.0.0.1:${c.http.get(gateway)}`], routing: false });
+    const routed = new ShoalClient({ endpoints: [`http://127.0.0.1:${c.http.get(gateway)}`] });
+    try {
+      assert.equal(await routed.refreshShardMap(), true);
+      const viaGateway = await traffic(proxied);
+      const direct = await traffic(routed);
+      t.diagnostic(`requests forwarded between nodes: ${viaGateway} through node ${gateway}, ${direct} routed by the client`);
+      assert.ok(viaGateway > 0, "node " + gateway + " forwards the requests of shards it does not lead");
+      assert.ok(direct <= 2, `routed requests reach the leaders (forwarded: ${direct}, a leader change may cost one)`);
+    } finally {
+      proxied.close();
+      routed.close();
+    }
   } finally {
     await stop(c);
     rmSync(app, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 /** One collection's records through the client: `client.collection(name)`. */
 import { randomUUID } from "node:crypto";
 import type { Transport } from "./transport.js";
+import type { ShardRouter } from "./routing.js";
 import { ShoalError } from "./errors.js";
 
 /** Read levels the server offers today (issue 15 adds session and bounded). */
@@ -76,8 +77,13 @@ const vectorJson = (v: Vector | undefined) => (v === undefined ? {} : { vector: 
 export class Collection {
   private readonly base: string;
 
-  constructor(private readonly t: Transport, readonly name: string) {
+  constructor(private readonly t: Transport, readonly name: string, private readonly router: ShardRouter | null = null) {
     this.base = `/v1/collections/${encodeURIComponent(name)}`;
+  }
+
+  /** The node leading the record's shard, when the client's shard map knows it. */
+  private leaderOf(id: string): string | null {
+    return this.router === null ? null : this.router.leaderEndpoint(this.name, id);
   }
 
   private recordPath(id: string): string {
@@ -87,7 +93,7 @@ export class Collection {
   /** Creates or replaces a record; retried under one idempotency key, so it is applied at most once. */
   put(id: string, payload: unknown, opts: PutOptions = {}): Promise<{ version: number }> {
     return this.t.call({
-      method: "PUT", path: this.recordPath(id), write: true, idempotent: true,
+      method: "PUT", path: this.recordPath(id), write: true, idempotent: true, prefer: this.leaderOf(id),
       headers: { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
       body: { payload, ...vectorJson(opts.vector), ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}) },
     });
@@ -99,7 +105,7 @@ export class Collection {
     if (opts.consistency !== undefined) q.set("consistency", opts.consistency);
     if (opts.withVector === true) q.set("withVector", "true");
     try {
-      return await this.t.call<StoredRecord>({ method: "GET", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`, write: false, idempotent: true });
+      return await this.t.call<StoredRecord>({ method: "GET", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`, write: false, idempotent: true, prefer: this.leaderOf(id) });
     } catch (e) {
       if (e instanceof ShoalError && e.code === "not_found") return null;
       throw e;
@@ -110,7 +116,7 @@ export class Collection {
   delete(id: string, opts: { ifVersion?: number; idempotencyKey?: string } = {}): Promise<{ version: number; deleted: boolean }> {
     return this.t.call({
       method: "DELETE", path: `${this.recordPath(id)}${opts.ifVersion !== undefined ? `?ifVersion=${opts.ifVersion}` : ""}`,
-      write: true, idempotent: true, headers: { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
+      write: true, idempotent: true, prefer: this.leaderOf(id), headers: { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
     });
   }
 

@@ -7,14 +7,16 @@
  *   const hits = await docs.search([0.1, 0.2, 0.3], { k: 5 });
  *   client.close();
  *
- * Requests go to a gateway node (the one that answered last; the next endpoint when one cannot be
- * reached), which forwards them to the shards' leaders. Refusals are ShoalErrors carrying the error
- * table's code, retryable and applied fields; writes are retried under an idempotency key.
- * Not built yet (issue 15): routing straight to the shard's leader from a cached shard map, and the
- * session and bounded read levels.
+ * A single-record request (put, get, delete) goes straight to the node leading the record's shard, from
+ * a shard map the client keeps (routing.ts); everything else, and a record whose shard the map does not
+ * know yet, goes to a gateway node (the one that answered last; the next endpoint when one cannot be
+ * reached), which forwards it. Refusals are ShoalErrors carrying the error table's code, retryable and
+ * applied fields; writes are retried under an idempotency key.
+ * Not built yet (issue 15): the session and bounded read levels, batches split per shard leader.
  */
 import { Collection } from "./collection.js";
 import { Transport } from "./transport.js";
+import { ShardRouter } from "./routing.js";
 
 export { Collection } from "./collection.js";
 export type { CountAnswer, Filter, PutOptions, ReadConsistency, SearchAnswer, SearchOptions, StoredRecord, UpsertItem, UpsertResult, Vector } from "./collection.js";
@@ -31,6 +33,13 @@ export interface ShoalClientOptions {
   backoffMsMax?: number;
   /** Keep-alive connections per endpoint, at most (default 64). */
   socketsPerEndpointMax?: number;
+  /**
+   * Send single-record requests straight to the node leading the record's shard, from a shard map the
+   * client keeps (default true); false: every request through the endpoints (gateways).
+   */
+  routing?: boolean;
+  /** The shard map is read again in the background once older than this (default 5,000 ms). */
+  mapMaxAgeMs?: number;
 }
 
 /** A collection's declaration (README, Collections): name, shards, replicationFactor, vectors, payloadIndexes, ttlMs, partitioning. */
@@ -38,16 +47,29 @@ export type CollectionDeclaration = { name: string } & Record<string, unknown>;
 
 export class ShoalClient {
   private readonly t: Transport;
+  private readonly router: ShardRouter | null;
 
   constructor(opts: ShoalClientOptions) {
     this.t = new Transport({
       endpoints: opts.endpoints, timeoutMs: opts.timeoutMs ?? 10_000, attemptsMax: opts.attemptsMax ?? 5,
       backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax: opts.socketsPerEndpointMax ?? 64,
     });
+    const protocol = new URL(opts.endpoints[0]!).protocol === "https:" ? "https:" : "http:";
+    this.router = opts.routing === false ? null : new ShardRouter(this.t, opts.mapMaxAgeMs ?? 5_000, protocol);
   }
 
   collection(name: string): Collection {
-    return new Collection(this.t, name);
+    return new Collection(this.t, name, this.router);
+  }
+
+  /**
+   * Reads the shard map now (it is otherwise read in the background when first needed and when old):
+   * after it, single-record requests go straight to their shard's leader. False when it could not be read.
+   */
+  async refreshShardMap(): Promise<boolean> {
+    if (this.router === null) return false;
+    await this.router.refresh();
+    return this.router.failures === 0;
   }
 
   /** Creates a collection; answers once every shard has a leader. */

@@ -11,6 +11,9 @@ import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { assert } from "../util/assert.js";
 import { CLIENT_ERRORS, ShoalError } from "./errors.js";
 
+/** Node endpoints remembered from the shard map (a cluster has fewer nodes than this). */
+const URL_CACHE_MAX = 1024;
+
 export interface TransportOptions {
   /** Base URLs of nodes (`http://host:port`): any node is a gateway. */
   endpoints: readonly string[];
@@ -33,6 +36,8 @@ export interface Call {
   write: boolean;
   /** Asking again is safe whatever happened to the first attempt (reads, keyed writes, batch upserts). */
   idempotent: boolean;
+  /** A node to try first (the shard's leader, from the shard map); the endpoints after it. */
+  prefer?: string | null;
 }
 
 interface Answer {
@@ -69,13 +74,23 @@ export class Transport {
     let at = this.preferred;
     let last: ShoalError | null = null;
     let hintS: number | null = null;
+    let direct = c.prefer === undefined || c.prefer === null ? null : this.urlOf(c.prefer);
     for (let attempt = 1; attempt <= this.opts.attemptsMax; attempt++) {
       if (attempt > 1) await pause(this.backoffMs(attempt, hintS));
+      const to = direct ?? this.endpoints[at]!;
       let a: Answer;
       try {
-        a = await this.once(this.endpoints[at]!, c);
+        a = await this.once(to, c);
       } catch (e) {
-        const base = this.endpoints[at]!.origin;
+        const base = to.origin;
+        if (direct !== null) {
+          // The shard map's node is gone or moved: the gateways take it from here, at once.
+          direct = null;
+          last = new ShoalError("unreachable", `${base}: ${(e as Error).message}`, 0, true, c.write ? "unknown" : "no");
+          if (!c.idempotent && c.write) break;
+          attempt--;
+          continue;
+        }
         const c0 = CLIENT_ERRORS.unreachable;
         last = new ShoalError("unreachable", `${base}: ${(e as Error).message}`, c0.status, c0.retryable, c.write ? "unknown" : "no");
         at = (at + 1) % this.endpoints.length;
@@ -83,9 +98,10 @@ export class Transport {
         if (!c.idempotent && c.write) break;
         continue;
       }
-      this.preferred = at;
+      if (direct === null) this.preferred = at;
+      direct = null;
       if (a.notJson !== null) {
-        last = new ShoalError("bad_answer", `${this.endpoints[at]!.origin} answered HTTP ${a.status} with a body that is not JSON: ${a.notJson}`, a.status, false, c.write ? "unknown" : "no");
+        last = new ShoalError("bad_answer", `${to.origin} answered HTTP ${a.status} with a body that is not JSON: ${a.notJson}`, a.status, false, c.write ? "unknown" : "no");
         break;
       }
       if (a.status < 400) return a.body as T;
@@ -94,6 +110,17 @@ export class Transport {
       if (!last.retryable || (last.applied === "unknown" && !c.idempotent)) break;
     }
     throw last!;
+  }
+
+  private readonly urls = new Map<string, URL>();
+
+  private urlOf(base: string): URL {
+    let url = this.urls.get(base);
+    if (url === undefined) {
+      url = new URL(base);
+      if (this.urls.size < URL_CACHE_MAX) this.urls.set(base, url);
+    }
+    return url;
   }
 
   /** Ends the pooled connections; later calls fail with `client_closed`. */

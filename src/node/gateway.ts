@@ -164,6 +164,8 @@ export class Gateway {
     return this.node.id;
   }
   private nextId = 1;
+  /** Requests sent on to another node (the shard's leader, or a replica for a read): the hop a routing client saves. */
+  forwardedRequests = 0;
   /**
    * Forwarded requests awaiting their reply, by id, with the node they went to: each settles exactly
    * once (reply, timeout, quorum lost, or that node lost).
@@ -584,6 +586,7 @@ export class Gateway {
    */
   private forward(to: NodeId, op: Op): Promise<unknown> {
     const id = this.nextId++;
+    this.forwardedRequests++;
     return new Promise<Reply | PeerLostError>((resolve) => {
       const settle = (reply: Reply | PeerLostError) => {
         this.clock.clear(timer);
