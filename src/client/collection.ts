@@ -105,7 +105,9 @@ export class Collection {
     if (opts.consistency !== undefined) q.set("consistency", opts.consistency);
     if (opts.withVector === true) q.set("withVector", "true");
     try {
-      return await this.t.call<StoredRecord>({ method: "GET", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`, write: false, idempotent: true, prefer: this.leaderOf(id) });
+      return await this.t.call<StoredRecord>({ method: "GET", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`, write: false, idempotent: true,
+        // An eventual read is served by whichever replica it reaches: the gateway's own, when it holds one.
+        prefer: opts.consistency === "eventual" ? null : this.leaderOf(id) });
     } catch (e) {
       if (e instanceof ShoalError && e.code === "not_found") return null;
       throw e;

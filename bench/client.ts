@@ -1,0 +1,125 @@
+/**
+ * bench:client (issue 15, DATA-7): the same single-record load sent two ways on one 3-node cluster
+ * (RF 3, `--shards` shards of the default collection), alternating in rounds:
+ *   - gateway: `shoal/client` with routing off, to a node that leads none of the shards when there is
+ *     one, so that it forwards every write and linearizable read to the leader (one hop more);
+ *   - routed: `shoal/client` with its shard map, each request sent to the record's shard leader.
+ * Operations: put, get (linearizable), get (eventual), each at every `--concurrency` (closed loop). Prints
+ * ops/s and p50/p95/p99 (every round's samples pooled) and the ratio routed / gateway of p95; the target
+ * (DATA-7) is a p95 at least 15 % lower routed.
+ *
+ *   npm run bench:client [-- --seconds 5 --rounds 2 --concurrency 1,64 --shards 1 --value-bytes 256]
+ */
+import { ProcCluster } from "../src/chaos/cluster.js";
+import { ShoalClient } from "../src/client/index.js";
+import { abandonOnExit, intArg, percentile, sleep } from "./procs.js";
+
+const args = process.argv.slice(2);
+const seconds = intArg(args, "seconds", 5, 1, 600);
+const rounds = intArg(args, "rounds", 2, 1, 20);
+const shards = intArg(args, "shards", 1, 1, 64);
+const valueBytes = intArg(args, "value-bytes", 256, 1, 1 << 20);
+const concurrencyArg = args.includes("--concurrency") ? args[args.indexOf("--concurrency") + 1] ?? "" : "1,64";
+const concurrencies = concurrencyArg.split(",").map(Number);
+if (concurrencies.some((c) => !Number.isInteger(c) || c < 1 || c > 1024)) throw new Error("--concurrency takes a comma-separated list of integers in [1, 1024]");
+/** Keys the load writes and reads (each worker picks them in turn). */
+const KEYS = 1000;
+const WARMUP_MS = 2000;
+
+type Op = "put" | "get linearizable" | "get eventual";
+const OPS: Op[] = ["put", "get linearizable", "get eventual"];
+type Path = "gateway" | "routed";
+
+interface Cell { op: Op; concurrency: number; path: Path; samplesMs: number[]; ops: number; seconds: number; errors: number }
+
+async function load(client: ShoalClient, op: Op, concurrency: number, durationMs: number, samplesMs: number[] | null): Promise<{ ops: number; errors: number }> {
+  const records = client.collection("default");
+  const payload = { v: "x".repeat(valueBytes) };
+  const endMs = performance.now() + durationMs;
+  let ops = 0;
+  let errors = 0;
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < endMs) {
+      const key = `k${next++ % KEYS}`;
+      const t0 = performance.now();
+      try {
+        if (op === "put") await records.put(key, payload);
+        else await records.get(key, { consistency: op === "get linearizable" ? "linearizable" : "eventual" });
+        samplesMs?.push(performance.now() - t0);
+        ops++;
+      } catch {
+        errors++;
+      }
+    }
+  }));
+  return { ops, errors };
+}
+
+async function main(): Promise<void> {
+  console.log(`bench:client: 3 nodes, RF 3, ${shards} shard(s), ${valueBytes}-byte values, ${seconds} s a cell, ${rounds} round(s), concurrency ${concurrencies.join(", ")}`);
+  const c = await ProcCluster.start(3, shards);
+  abandonOnExit(c);
+  try {
+    const url = (id: number) => `http://${c.host(id)}:${c.http.get(id)}`;
+    const shardMap = async () => ((await (await fetch(`${url(1)}/v1/cluster/shards`)).json()) as { shards: { collection: string; leader: number }[] }).shards.filter((s) => s.collection === "default");
+    const deadlineMs = performance.now() + 30_000;
+    while ((await shardMap()).some((s) => s.leader === 0)) {
+      if (performance.now() > deadlineMs) throw new Error("the default collection's shards have no leader after 30 s");
+      await sleep(100);
+    }
+    const leaders = new Set((await shardMap()).map((s) => s.leader));
+    const gateway = [1, 2, 3].find((id) => !leaders.has(id)) ?? 1;
+    console.log(`leaders: nodes ${[...leaders].join(", ")}; the gateway path goes through node ${gateway}${leaders.has(gateway) ? " (it leads some shards: fewer requests forwarded)" : " (it leads none: every write and linearizable read is forwarded)"}`);
+    const clients: Record<Path, ShoalClient> = {
+      gateway: new ShoalClient({ endpoints: [url(gateway)], routing: false }),
+      routed: new ShoalClient({ endpoints: [url(gateway)] }),
+    };
+    if (!(await clients.routed.refreshShardMap())) throw new Error("the routed client could not read the shard map");
+    // Every key exists before the gets.
+    for (let i = 0; i < KEYS; i++) await clients.gateway.collection("default").put(`k${i}`, { v: "x".repeat(valueBytes) });
+
+    const cells = new Map<string, Cell>();
+    for (let round = 0; round < rounds; round++) {
+      for (const op of OPS) {
+        for (const concurrency of concurrencies) {
+          // Alternate which path goes first, so that neither always runs on a warmer machine.
+          const order: Path[] = round % 2 === 0 ? ["gateway", "routed"] : ["routed", "gateway"];
+          for (const path of order) {
+            const key = `${op}|${concurrency}|${path}`;
+            let cell = cells.get(key);
+            if (cell === undefined) cells.set(key, (cell = { op, concurrency, path, samplesMs: [], ops: 0, seconds: 0, errors: 0 }));
+            await load(clients[path], op, concurrency, WARMUP_MS, null);
+            const r = await load(clients[path], op, concurrency, seconds * 1000, cell.samplesMs);
+            cell.ops += r.ops;
+            cell.errors += r.errors;
+            cell.seconds += seconds;
+            process.stderr.write(`round ${round + 1}: ${op}, ${concurrency} concurrent, ${path}: ${(r.ops / seconds).toFixed(0)} ops/s\n`);
+          }
+        }
+      }
+    }
+    for (const client of Object.values(clients)) client.close();
+    for (const x of cells.values()) x.samplesMs.sort((a, b) => a - b);
+
+    const row = (x: Cell) => {
+      const s = x.samplesMs;
+      return `| ${x.op} | ${x.concurrency} | ${x.path} | ${(x.ops / x.seconds).toFixed(0)} | ${percentile(s, 0.5).toFixed(2)} | ${percentile(s, 0.95).toFixed(2)} | ${percentile(s, 0.99).toFixed(2)} | ${x.errors} |`;
+    };
+    console.log("\n| operation | concurrent | path | ops/s | p50 ms | p95 ms | p99 ms | errors |\n|---|---:|---|---:|---:|---:|---:|---:|");
+    for (const x of cells.values()) console.log(row(x));
+    console.log("");
+    for (const op of OPS) {
+      for (const concurrency of concurrencies) {
+        const g = cells.get(`${op}|${concurrency}|gateway`)!;
+        const r = cells.get(`${op}|${concurrency}|routed`)!;
+        const ratio = percentile(r.samplesMs, 0.95) / percentile(g.samplesMs, 0.95);
+        console.log(`- ${op}, ${concurrency} concurrent: routed p95 is ${ratio.toFixed(2)}x the gateway's (${(100 * (1 - ratio)).toFixed(0)} % lower; target >= 15 % lower for writes and linearizable reads)`);
+      }
+    }
+  } finally {
+    await c.destroy();
+  }
+}
+
+await main();
