@@ -126,7 +126,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   gauge("shoal_raft_quiesced_shards", "shards whose Raft group is quiescent (idle: not ticking) on this node", () => node.quiescedShards());
   counter("shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", () => counters.groupTicks);
   counter("shoal_state_commits_total", "state store (LMDB) commits", () => node.stateCommits());
-  counter("shoal_gateway_forwarded_requests_total", "requests this node's gateway sent on to another node (to the shard's leader, or a replica)", () => gateway.forwardedRequests);
+  counter("shoal_gateway_forwarded_requests_total", "record writes and reads this node's gateway sent on to the shard's leader on another node", () => gateway.forwardedRequests);
   const walSync = new Histogram({
     name: "shoal_wal_sync_seconds", help: "WAL batch write + fdatasync latency", registers: [registry],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],

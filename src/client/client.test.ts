@@ -40,6 +40,11 @@ test("refusals come back as ShoalErrors from the error table; retryable ones are
     const e = await client.collection("c").put("a", 1, { ifVersion: 3 }).catch((x: unknown) => x);
     assert.ok(e instanceof ShoalError);
     assert.deepEqual([e.code, e.status, e.retryable, e.applied, e.details["currentVersion"]], ["version_mismatch", 409, false, "no", 7]);
+    // The request's own faults are thrown at once, never sent or retried as if the network had failed.
+    const before = s.seen.length;
+    await assert.rejects(client.collection("c").put("a", 1, { idempotencyKey: "bad\nkey" }), (e: Error & { code?: string }) => e.code === "ERR_INVALID_CHAR");
+    await assert.rejects(client.collection("c").put("a", { n: 1n }), TypeError);
+    assert.equal(s.seen.length, before, "nothing sent");
     const bad = await client.collection("c").get("a").catch((x: unknown) => x);
     assert.ok(bad instanceof ShoalError && bad.code === "bad_answer" && /not JSON: <html>bad gateway/.test(bad.message), String(bad));
   } finally {
@@ -55,6 +60,12 @@ test("an unreachable endpoint is skipped; with none reachable a write's outcome 
   const none = new ShoalClient({ endpoints: [`http://127.0.0.1:${dead}`], backoffMsMax: 10, attemptsMax: 2, routing: false });
   try {
     assert.deepEqual(await client.collection("c").get("a"), { id: "a", payload: 1, version: 2 });
+    // A node that is not ready: the next endpoint is asked.
+    const notReady = await scripted([[503, JSON.stringify({ error: { code: "not_ready", message: "starting" } }), { "retry-after": "0" }]]);
+    const two = new ShoalClient({ endpoints: [notReady.url, s.url], backoffMsMax: 10, routing: false });
+    assert.deepEqual(await two.collection("c").get("a"), { id: "a", payload: 1, version: 2 });
+    two.close();
+    notReady.server.close();
     // A shard map's node that cannot be reached: the endpoints answer at once, within the same attempts.
     const t = new Transport({ endpoints: [s.url], timeoutMs: 2000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 2 });
     assert.deepEqual(await t.call({ method: "GET", path: "/x", write: false, idempotent: true, prefer: `http://127.0.0.1:${dead}` }), { id: "a", payload: 1, version: 2 });

@@ -72,6 +72,9 @@ export const UPSERT_BATCH_MAX = 1000;
 /** Rounds of sending again the records of a batch refused retryably. */
 const UPSERT_ROUNDS_MAX = 5;
 
+/** How long to wait for an answer the server may take `timeoutMs` to give (its own default: 5,000). */
+const waitMs = (timeoutMs: number | undefined) => (timeoutMs ?? 5_000) + 1_000;
+
 const vectorJson = (v: Vector | undefined) => (v === undefined ? {} : { vector: Array.from(v) });
 
 export class Collection {
@@ -126,6 +129,9 @@ export class Collection {
    * Upserts records in batches of UPSERT_BATCH_MAX (each grouped per shard by the server); records
    * refused retryably are sent again, up to UPSERT_ROUNDS_MAX rounds. One result per record, in order:
    * a refusal is a result, not a throw (the call throws only when a whole batch is refused).
+   * At least once: a batch carries no idempotency key, and one whose answer was lost is sent again,
+   * which leaves the same records but may overwrite a newer write of another client made in between
+   * (use put with ifVersion where that matters).
    */
   async upsertMany(records: readonly UpsertItem[]): Promise<UpsertResult[]> {
     const out: UpsertResult[] = new Array(records.length);
@@ -156,12 +162,12 @@ export class Collection {
 
   /** The k records nearest `vector` (best first), with an optional filter. */
   search(vector: Vector, opts: SearchOptions = {}): Promise<SearchAnswer> {
-    return this.t.call({ method: "POST", path: `${this.base}/search`, write: false, idempotent: true, body: { vector: Array.from(vector), ...opts } });
+    return this.t.call({ method: "POST", path: `${this.base}/search`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: { vector: Array.from(vector), ...opts } });
   }
 
   /** Records satisfying the filter (all without one). */
   count(opts: { filter?: Filter; consistency?: ReadConsistency; allowPartial?: boolean; timeoutMs?: number } = {}): Promise<CountAnswer> {
-    return this.t.call({ method: "POST", path: `${this.base}/count`, write: false, idempotent: true, body: opts });
+    return this.t.call({ method: "POST", path: `${this.base}/count`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: opts });
   }
 
   /**

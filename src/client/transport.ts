@@ -2,8 +2,8 @@
  * The client's requests: JSON over HTTP/1.1 keep-alive connections (one pool per client, closed by
  * `close()`), across the endpoints it was given. A request that may be asked again is retried with
  * backoff, on the next endpoint when one cannot be reached: reads, writes carrying an idempotency key
- * (the node answers a repeated key with the first outcome) and batch upserts (a plain put asked twice
- * leaves the same record). Any refusal whose error-table entry says nothing was applied and that a
+ * (the node answers a repeated key with the first outcome) and batch upserts (at least once: a plain
+ * put sent twice leaves the same record, unless another client wrote it in between). Any refusal whose error-table entry says nothing was applied and that a
  * retry may succeed is retried too. Everything else comes back as a ShoalError.
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
@@ -38,6 +38,17 @@ export interface Call {
   idempotent: boolean;
   /** A node to try first (the shard's leader, from the shard map); the endpoints after it. */
   prefer?: string | null;
+  /** This call's attempt time limit, when longer than the client's (a search's own timeoutMs, say). */
+  timeoutMs?: number;
+}
+
+/** Refusals that say "ask another node": the next attempt goes to the next endpoint. */
+const ASK_ANOTHER = new Set(["shutting_down", "not_ready", "overloaded"]);
+
+/** Whether an error of a request is the network's (the node may not have seen it), not the request's own fault. */
+function networkError(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === "string" && !code.startsWith("ERR_");
 }
 
 interface Answer {
@@ -55,6 +66,8 @@ export class Transport {
   /** The endpoint tried first: the last one that answered. */
   private preferred = 0;
   private closed = false;
+  /** Told of a node from the shard map that could not be reached (the router forgets it). */
+  onPreferredUnreachable: ((base: string) => void) | null = null;
 
   constructor(private readonly opts: TransportOptions) {
     assert(opts.endpoints.length > 0, "a client needs at least one endpoint");
@@ -70,31 +83,35 @@ export class Transport {
   }
 
   async call<T>(c: Call): Promise<T> {
-    if (this.closed) throw new ShoalError("client_closed", "the client was closed: make a new one", 0, false, "no");
+    // A body JSON cannot carry is the caller's fault: thrown now, never sent or retried.
+    const body = c.body === undefined ? undefined : Buffer.from(JSON.stringify(c.body));
+    const timeoutMs = Math.max(this.opts.timeoutMs, c.timeoutMs ?? 0);
     let at = this.preferred;
     let last: ShoalError | null = null;
     let hintS: number | null = null;
     let direct = c.prefer === undefined || c.prefer === null ? null : this.urlOf(c.prefer);
     for (let attempt = 1; attempt <= this.opts.attemptsMax; attempt++) {
       if (attempt > 1) await pause(this.backoffMs(attempt, hintS));
+      if (this.closed) throw new ShoalError("client_closed", "the client was closed: make a new one", 0, false, last?.applied ?? "no");
       const to = direct ?? this.endpoints[at]!;
       let a: Answer;
       try {
-        a = await this.once(to, c);
+        a = await this.once(to, c, body, timeoutMs);
       } catch (e) {
-        const base = to.origin;
+        if (!networkError(e)) throw e; // a header Node refuses, say: the request's own fault
+        const c0 = CLIENT_ERRORS.unreachable;
+        last = new ShoalError("unreachable", `${to.origin}: ${(e as Error).message}`, c0.status, c0.retryable, c.write ? "unknown" : "no");
+        hintS = null;
         if (direct !== null) {
-          // The shard map's node is gone or moved: the gateways take it from here, at once.
+          // The shard map's node is gone or moved: the gateways take it from here, at once (this
+          // attempt does not count), and the map forgets it.
+          this.onPreferredUnreachable?.(c.prefer!);
           direct = null;
-          last = new ShoalError("unreachable", `${base}: ${(e as Error).message}`, 0, true, c.write ? "unknown" : "no");
           if (!c.idempotent && c.write) break;
           attempt--;
           continue;
         }
-        const c0 = CLIENT_ERRORS.unreachable;
-        last = new ShoalError("unreachable", `${base}: ${(e as Error).message}`, c0.status, c0.retryable, c.write ? "unknown" : "no");
         at = (at + 1) % this.endpoints.length;
-        hintS = null;
         if (!c.idempotent && c.write) break;
         continue;
       }
@@ -108,16 +125,22 @@ export class Transport {
       last = ShoalError.fromAnswer(a.status, a.body, c.write);
       hintS = a.retryAfterS;
       if (!last.retryable || (last.applied === "unknown" && !c.idempotent)) break;
+      if (ASK_ANOTHER.has(last.code) && to === this.endpoints[at]) at = (at + 1) % this.endpoints.length;
     }
     throw last!;
   }
 
   private readonly urls = new Map<string, URL>();
 
-  private urlOf(base: string): URL {
+  /** A node's URL from the shard map, or null when it does not parse (the gateways take the request). */
+  private urlOf(base: string): URL | null {
     let url = this.urls.get(base);
     if (url === undefined) {
-      url = new URL(base);
+      try {
+        url = new URL(base);
+      } catch {
+        return null;
+      }
       if (this.urls.size < URL_CACHE_MAX) this.urls.set(base, url);
     }
     return url;
@@ -137,15 +160,14 @@ export class Transport {
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 
-  private once(base: URL, c: Call): Promise<Answer> {
-    const body = c.body === undefined ? undefined : Buffer.from(JSON.stringify(c.body));
+  private once(base: URL, c: Call, body: Buffer | undefined, timeoutMs: number): Promise<Answer> {
     const https = base.protocol === "https:";
     return new Promise<Answer>((resolve, reject) => {
       const req = (https ? httpsRequest : httpRequest)(new URL(c.path, base), {
-        method: c.method, agent: https ? this.https : this.http, timeout: this.opts.timeoutMs,
+        method: c.method, agent: https ? this.https : this.http, timeout: timeoutMs,
         headers: { accept: "application/json", ...c.headers, ...(body !== undefined ? { "content-type": "application/json", "content-length": body.length } : {}) },
       }, (res) => void collect(res).then(resolve, reject));
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${this.opts.timeoutMs} ms`)));
+      req.on("timeout", () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" })));
       req.on("error", reject);
       req.end(body);
     });

@@ -27,6 +27,7 @@ test("a label set holds what a Set would, in increasing order, through intersect
     for (let l = -1; l <= end; l++) assert.equal(a.bits.has(l), a.js.has(l), `seed ${seed} label ${l}`);
     const and = LabelSet.of(end, a.js).intersect(b.bits);
     assert.deepEqual(labelsOf(and), sorted([...a.js].filter((l) => b.js.has(l))));
+    assert.equal(and.size, [...a.js].filter((l) => b.js.has(l)).length);
     const or = LabelSet.of(end, a.js).union(b.bits);
     assert.deepEqual(labelsOf(or), sorted(new Set([...a.js, ...b.js])));
     assert.equal(or.size, new Set([...a.js, ...b.js]).size);

@@ -69,7 +69,7 @@ export class LabelSet {
       let bits = words[w]!;
       while (bits !== 0) {
         const low = bits & -bits;
-        f((w << 5) + 31 - Math.clz32(low));
+        f(w * 32 + 31 - Math.clz32(low));
         bits ^= low;
       }
     }

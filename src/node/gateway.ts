@@ -164,7 +164,7 @@ export class Gateway {
     return this.node.id;
   }
   private nextId = 1;
-  /** Requests sent on to another node (the shard's leader, or a replica for a read): the hop a routing client saves. */
+  /** Record writes and reads sent on to another node (the shard's leader): the hop a routing client saves. */
   forwardedRequests = 0;
   /**
    * Forwarded requests awaiting their reply, by id, with the node they went to: each settles exactly
@@ -586,7 +586,7 @@ export class Gateway {
    */
   private forward(to: NodeId, op: Op): Promise<unknown> {
     const id = this.nextId++;
-    this.forwardedRequests++;
+    if (op.kind === "propose" || op.kind === "read") this.forwardedRequests++;
     return new Promise<Reply | PeerLostError>((resolve) => {
       const settle = (reply: Reply | PeerLostError) => {
         this.clock.clear(timer);
