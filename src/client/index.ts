@@ -7,9 +7,9 @@
  *   const hits = await docs.search([0.1, 0.2, 0.3], { k: 5 });
  *   client.close();
  *
- * A single-record request (put, get, delete) goes straight to the node leading the record's shard, from
- * a shard map the client keeps (routing.ts); everything else, and a record whose shard the map does not
- * know yet, goes to a gateway node (the one that answered last; the next endpoint when one cannot be
+ * A single-record write (put, delete) goes straight to the node leading the record's shard, from a shard
+ * map the client keeps (routing.ts); everything else (reads are served by the gateway's own replica), and
+ * a record whose shard the map does not know yet, goes to a gateway node (the one that answered last; the next endpoint when one cannot be
  * reached), which forwards it. Refusals are ShoalErrors carrying the error table's code, retryable and
  * applied fields; writes are retried under an idempotency key.
  * Not built yet (issue 15): the session and bounded read levels, batches split per shard leader.
@@ -34,7 +34,7 @@ export interface ShoalClientOptions {
   /** Keep-alive connections per endpoint, at most (default 64). */
   socketsPerEndpointMax?: number;
   /**
-   * Send single-record requests straight to the node leading the record's shard, from a shard map the
+   * Send single-record writes straight to the node leading the record's shard, from a shard map the
    * client keeps (default true); false: every request through the endpoints (gateways).
    */
   routing?: boolean;
@@ -64,7 +64,7 @@ export class ShoalClient {
 
   /**
    * Reads the shard map now (it is otherwise read in the background when first needed and when old):
-   * after it, single-record requests go straight to their shard's leader. False when it could not be read.
+   * after it, single-record writes go straight to their shard's leader. False when it could not be read.
    */
   async refreshShardMap(): Promise<boolean> {
     if (this.router === null) return false;
