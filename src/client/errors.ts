@@ -8,11 +8,11 @@ import { type Applied, ERRORS, isErrorCode } from "../api/error-table.js";
 /** Codes the client itself gives, for outcomes no server answered. */
 export const CLIENT_ERRORS = {
   /** No endpoint could be reached (or none answered in time): a write may have been applied. */
-  unreachable: { status: 0, retryable: true },
+  unreachable: { retryable: true },
   /** An answer that is not the API's JSON (a proxy's page, say). */
-  bad_answer: { status: 0, retryable: false },
+  bad_answer: { retryable: false },
   /** A call on a client after its close(). */
-  client_closed: { status: 0, retryable: false },
+  client_closed: { retryable: false },
 } as const;
 
 export class ShoalError extends Error {
@@ -34,11 +34,16 @@ export class ShoalError extends Error {
     super(message);
   }
 
+  /** One of the client's own outcomes (CLIENT_ERRORS); `status` is the HTTP status when there was an answer. */
+  static ofClient(code: keyof typeof CLIENT_ERRORS, message: string, applied: Applied, status = 0): ShoalError {
+    return new ShoalError(code, message, status, CLIENT_ERRORS[code].retryable, applied);
+  }
+
   /** The error a server's refusal stands for: its code's entry in the error table. */
   static fromAnswer(status: number, body: unknown, write: boolean): ShoalError {
     const err = (body as { error?: { code?: unknown; message?: unknown } & Record<string, unknown> } | null)?.error;
     if (err === undefined || typeof err.code !== "string") {
-      return new ShoalError("bad_answer", `HTTP ${status} without the API's error body`, status, false, write ? "unknown" : "no");
+      return ShoalError.ofClient("bad_answer", `HTTP ${status} without the API's error body`, write ? "unknown" : "no", status);
     }
     const { code, message, ...details } = err;
     const text = typeof message === "string" ? message : code;

@@ -9,7 +9,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { assert } from "../util/assert.js";
-import { CLIENT_ERRORS, ShoalError } from "./errors.js";
+import { ShoalError } from "./errors.js";
 
 /** Node endpoints remembered from the shard map (a cluster has fewer nodes than this). */
 const URL_CACHE_MAX = 1024;
@@ -92,15 +92,14 @@ export class Transport {
     let direct = c.prefer === undefined || c.prefer === null ? null : this.urlOf(c.prefer);
     for (let attempt = 1; attempt <= this.opts.attemptsMax; attempt++) {
       if (attempt > 1) await pause(this.backoffMs(attempt, hintS));
-      if (this.closed) throw new ShoalError("client_closed", "the client was closed: make a new one", 0, false, last?.applied ?? "no");
+      if (this.closed) throw ShoalError.ofClient("client_closed", "the client was closed: make a new one", last?.applied ?? "no");
       const to = direct ?? this.endpoints[at]!;
       let a: Answer;
       try {
         a = await this.once(to, c, body, timeoutMs);
       } catch (e) {
         if (!networkError(e)) throw e; // a header Node refuses, say: the request's own fault
-        const c0 = CLIENT_ERRORS.unreachable;
-        last = new ShoalError("unreachable", `${to.origin}: ${(e as Error).message}`, c0.status, c0.retryable, c.write ? "unknown" : "no");
+        last = ShoalError.ofClient("unreachable", `${to.origin}: ${(e as Error).message}`, c.write ? "unknown" : "no");
         hintS = null;
         if (direct !== null) {
           // The shard map's node is gone or moved: the gateways take it from here, at once (this
@@ -118,7 +117,7 @@ export class Transport {
       if (direct === null) this.preferred = at;
       direct = null;
       if (a.notJson !== null) {
-        last = new ShoalError("bad_answer", `${to.origin} answered HTTP ${a.status} with a body that is not JSON: ${a.notJson}`, a.status, false, c.write ? "unknown" : "no");
+        last = ShoalError.ofClient("bad_answer", `${to.origin} answered HTTP ${a.status} with a body that is not JSON: ${a.notJson}`, c.write ? "unknown" : "no", a.status);
         break;
       }
       if (a.status < 400) return a.body as T;

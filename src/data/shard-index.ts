@@ -236,16 +236,17 @@ export class ShardIndex {
     const qNorm = norm(query, 0, this.dim);
     const filter = opts.filter ?? null;
     const selected = filter === null ? null : this.payload.select(filter, this.ids.length);
+    const ef = Math.max(opts.k, opts.ef ?? this.schema!.hnsw.efSearch);
     let plan: SearchResult["plan"];
     if (opts.exact === true) {
       plan = "exact";
       this.scanExactly(query, qNorm, selected, top);
-    } else if (selected !== null && exactScanCheaper(selected.size, opts.k, opts.ef ?? this.schema!.hnsw.efSearch, this.labels.size)) {
+    } else if (selected !== null && exactScanCheaper(selected.size, opts.k, ef, this.labels.size)) {
       plan = "filtered-exact";
       this.scanExactly(query, qNorm, selected, top);
     } else {
       plan = selected === null ? "graph" : "filtered-graph";
-      this.graphSearch(query, qNorm, opts, selected, top);
+      this.graphSearch(query, qNorm, opts.k, ef, selected, top);
     }
     // The pending ops: exactly, each the current version of its record.
     let pending = 0;
@@ -259,25 +260,24 @@ export class ShardIndex {
   }
 
   /**
-   * Candidates from the graph, widened until k of them pass (or the graph is exhausted); the nearest
-   * of them re-scored exactly (RESCORE_PER_K). The graph holds stale versions of pending ids: those are skipped (their pending op is
-   * scanned instead), so the search asks for that many more. A filtered search that still lacks k after
-   * WIDEN_ROUNDS_MAX rounds scans its matches exactly.
+   * Candidates from the graph (ef of them, ef >= k), widened until k of them pass (or the graph is
+   * exhausted); the nearest of them re-scored exactly (RESCORE_PER_K). The graph holds stale versions of
+   * pending ids: those are skipped (their pending op is scanned instead), so the search asks for that
+   * many more. A filtered search that still lacks k after WIDEN_ROUNDS_MAX rounds scans its matches exactly.
    */
-  private graphSearch(query: Float32Array, qNorm: number, opts: SearchOptions, selected: LabelSet | null, top: TopK): void {
+  private graphSearch(query: Float32Array, qNorm: number, k: number, ef: number, selected: LabelSet | null, top: TopK): void {
     const graph = this.graph!;
     const total = graph.size();
     if (total === 0) return;
-    const ef = Math.max(opts.k, opts.ef ?? this.schema!.hnsw.efSearch);
     const selectivity = selected === null ? 1 : Math.max(selected.size / Math.max(1, this.labels.size), 1e-6);
-    // Under f16 or i8 storage the graph's distances are approximate, but its ef candidates are re-scored
-    // exactly from the arena: on the word vectors (113,000 x 100) recall@10 at each ef was that of f32
-    // storage within 0.003, so no more candidates are asked than under f32.
+    // Under f16 or i8 storage the graph's distances are approximate, but its nearest candidates are
+    // re-scored exactly from the arena: on the word vectors (113,000 x 100) recall@10 at each ef was that
+    // of f32 storage within 0.003, so no more candidates are asked than under f32.
     let want = Math.min(total, Math.ceil(ef / selectivity) + Math.min(this.pendingById.size, STALE_ALLOWANCE_MAX));
-    const rescoreMax = Math.max(RESCORE_MIN, RESCORE_PER_K * opts.k);
+    const rescoreMax = Math.max(RESCORE_MIN, RESCORE_PER_K * k);
     for (let round = 1; ; round++) {
       const m = graph.search(query, want, 1);
-      const found = new TopK(opts.k);
+      const found = new TopK(k);
       let passed = 0;
       for (let i = 0; i < m.keys.length; i++) {
         const l = Number(m.keys[i]!);
@@ -286,7 +286,7 @@ export class ShardIndex {
         found.offer(id, this.distanceTo(query, qNorm, l));
         if (++passed === rescoreMax) break; // enough: the rest are farther by the graph's measure
       }
-      if (passed >= opts.k || want >= total) {
+      if (passed >= k || want >= total) {
         for (const h of found.sorted()) top.offer(h.id, h.distance);
         return;
       }
