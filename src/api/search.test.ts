@@ -380,6 +380,12 @@ test("searches while a shard's leader changes, is cut off, and its replicas move
     const query = vectorOf(rng);
     const meta = () => node1.metaState();
     const shards = meta().collections.get("churn")!.shards;
+    // An eventual search answers from node 2's own replicas, which may still be applying the batch a quorum
+    // acknowledged: the churn starts once they hold it all (nothing is written after).
+    await waitFor("node 2's replicas hold every record", async () => {
+      const r = await post(api.apps.get(2)!, "/v1/collections/churn/search", { vector: query, k: n, exact: true, consistency: "eventual" });
+      return r.status === 200 && (r.body as Answer).results.length === n;
+    }, 15_000);
 
     // Searches from node 1 (linearizable: each shard's leader) and node 2 (eventual: its own replicas) all along.
     let churning = true;
