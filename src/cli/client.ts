@@ -1,128 +1,112 @@
-/** `shoal put | get | del | status | node ls | shard ls | config`: a small client of the HTTP API. Arguments arrive checked (main.ts). */
+/**
+ * `shoal put | get | del | status | node ls | shard ls | config`, and the requests of every other client
+ * command: through `shoal/client` (src/client/), one client per endpoint. Arguments arrive checked (main.ts).
+ */
 import { randomUUID } from "node:crypto";
-import { ERRORS, type ErrorEntry, isErrorCode } from "../api/error-table.js";
+import { ERRORS, isErrorCode } from "../api/error-table.js";
+import { ShoalClient, ShoalError } from "../client/index.js";
 
 export interface ClientOptions {
   endpoint: string;
   json?: boolean;
 }
 
-/** A server's answer; `raw` holds a body that is not JSON (a proxy's HTML page, say), `body` is then null. */
-export interface Answer {
-  status: number;
-  body: unknown;
-  raw?: string;
+/** A server's answer: its JSON on success, else the refusal (or an answer that is not the API's). */
+export type Answer = { ok: true; body: unknown } | { ok: false; error: ShoalError };
+
+/** How long one request may take: an operator asked with --wait, a collection's creation, take a while. */
+const REQUEST_TIMEOUT_MS = 120_000;
+
+const clients = new Map<string, ShoalClient>();
+
+/**
+ * The client of the node a command was given. It does not route by the shard map: a command makes one
+ * request or a few, and reading the map first would cost two requests more than routing saves.
+ */
+export function clientOf(endpoint: string): ShoalClient {
+  let client = clients.get(endpoint);
+  if (client === undefined) clients.set(endpoint, (client = new ShoalClient({ endpoints: [endpoint], routing: false, timeoutMs: REQUEST_TIMEOUT_MS })));
+  return client;
 }
 
-const REFUSED_HINT = "connection refused (is a node running? start one with: npx shoal demo)";
-
-/** Why fetch failed, from its cause: undici wraps the socket error, and with several addresses an AggregateError without a message. */
-function unreachable(e: unknown): string {
-  const cause = (e as Error).cause as (Error & { code?: string }) | undefined;
-  if (cause?.code === "ECONNREFUSED") return REFUSED_HINT;
-  return cause?.message || cause?.code || (e as Error).message;
+/** The words for a node that could not be reached, with a hint when nothing listens there. */
+function unreachableWords(e: ShoalError): string {
+  return e.details["cause"] === "ECONNREFUSED" ? `${e.message} (is a node running? start one with: npx shoal demo)` : e.message;
 }
 
-/** One request to the node at `endpoint`; a failure to connect becomes an error that names the endpoint. */
-export async function send(endpoint: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  const base = endpoint.replace(/\/+$/, "");
+/**
+ * Outcomes a command reports as an answer, not a throw: the server's refusals. A node that cannot be
+ * reached, or a fault of the command's own, is thrown (main.ts prints the message, exit 1).
+ */
+export async function answerOf(request: Promise<unknown>): Promise<Answer> {
   try {
-    return await fetch(base + path, {
-      method,
-      headers: { ...headers, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
+    return { ok: true, body: await request };
   } catch (e) {
-    throw new Error(`cannot reach ${base}: ${unreachable(e)}`);
+    if (!(e instanceof ShoalError) || e.code === "client_closed") throw e;
+    if (e.code === "unreachable") throw new Error(unreachableWords(e));
+    return { ok: false, error: e };
   }
 }
 
-export async function answer(r: Response): Promise<Answer> {
-  const text = await r.text();
-  if (text === "") return { status: r.status, body: null };
-  try {
-    return { status: r.status, body: JSON.parse(text) };
-  } catch {
-    return { status: r.status, body: null, raw: text };
-  }
-}
-
-export async function call(endpoint: string, method: string, path: string, body?: unknown): Promise<Answer> {
-  return answer(await send(endpoint, method, path, body));
+/** One request (reads retried on failure; other methods sent once), its refusal as an answer; `timeoutMs` when it may take longer than REQUEST_TIMEOUT_MS. */
+export function call(endpoint: string, method: "GET" | "PUT" | "POST" | "DELETE" | "PATCH", path: string, body?: unknown, timeoutMs?: number): Promise<Answer> {
+  return answerOf(clientOf(endpoint).request(method, path, { body, ...(timeoutMs !== undefined ? { timeoutMs } : {}) }));
 }
 
 /** Whether a command can read the answer as it expects: a success in JSON. */
-export const readable = (res: Answer) => res.status < 400 && res.raw === undefined;
+export const readable = (res: Answer): res is { ok: true; body: unknown } => res.ok;
 
-/** What follows `error <status>` on an unreadable answer: the API's error code and message, or the start of a body that is not JSON. */
-function errorDetail(res: Answer): string {
-  if (res.raw !== undefined) return `: ${res.raw.replace(/\s+/g, " ").trim().slice(0, 200)}`;
-  const err = (res.body as { error?: { code: string; message: string } } | null)?.error;
-  return err ? ` ${err.code}: ${err.message}` : "";
+/** An error as a line: `error <status> <code>: <message> (applied: …)`, or the start of a body that is not JSON. */
+function errorWords(e: ShoalError): string {
+  if (e.code === "bad_answer") return `error ${e.status}${e.details["body"] !== undefined ? `: ${String(e.details["body"])}` : ""}`;
+  return `error ${e.status} ${e.code}: ${e.message}${isErrorCode(e.code) ? ` (applied: ${ERRORS[e.code].applied})` : ""}`;
 }
 
 /** Prints the answer as JSON (exit 0), or its error (exit 1) with whether a write may have been applied. */
 export function report(res: Answer): number {
-  if (!readable(res)) {
-    const code = (res.body as { error?: { code?: string } } | null)?.error?.code;
-    const applied = code !== undefined && isErrorCode(code) ? ` (applied: ${ERRORS[code].applied})` : "";
-    console.error(`error ${res.status}${errorDetail(res)}${applied}`);
+  if (!res.ok) {
+    console.error(errorWords(res.error));
     return 1;
   }
   console.log(JSON.stringify(res.body, null, 2));
   return 0;
 }
 
+const records = (endpoint: string) => clientOf(endpoint).collection("default");
 const recordPath = (id: string) => `/v1/collections/default/records/${encodeURIComponent(id)}`;
 
-/** Attempts of one write (the first and its retries), and the longest pause between two. */
-const WRITE_ATTEMPTS_MAX = 5;
-const WRITE_BACKOFF_MS_MAX = 2000;
-
 /**
- * A write with an idempotency key, retried with the same key while the error table says a retry may
- * succeed (or the node could not be reached): the node answers a repeated key with the first outcome, so
- * a write whose answer was lost is applied once. A failure that leaves the outcome unknown prints the key
- * to retry with by hand.
+ * A write under an idempotency key (the client retries it under that key while the error table says a
+ * retry may succeed: a node answers a repeated key with the first outcome, so a write whose answer was
+ * lost is applied once). An outcome left unknown prints the key to retry with by hand.
  */
-export async function writeRecord(endpoint: string, method: "PUT" | "DELETE", path: string, body: unknown, key: string): Promise<Answer> {
-  let last: Answer | Error = new Error("no attempt made");
-  for (let attempt = 1; attempt <= WRITE_ATTEMPTS_MAX; attempt++) {
-    let waitMs = Math.min(WRITE_BACKOFF_MS_MAX, 100 * 2 ** attempt);
-    try {
-      last = await answer(await send(endpoint, method, path, body, { "idempotency-key": key }));
-      const code = (last.body as { error?: { code?: string } } | null)?.error?.code;
-      if (last.status < 400 || code === undefined || !isErrorCode(code) || !ERRORS[code].retryable) break;
-      const retryAfterS = (ERRORS[code] as ErrorEntry).retryAfterS;
-      if (retryAfterS !== undefined) waitMs = Math.min(WRITE_BACKOFF_MS_MAX, retryAfterS * 1000);
-    } catch (e) {
-      last = e as Error;
-    }
-    if (attempt < WRITE_ATTEMPTS_MAX) await new Promise((r) => setTimeout(r, waitMs));
+async function keyedWrite(write: (key: string) => Promise<unknown>, key: string): Promise<Answer> {
+  let res: Answer;
+  try {
+    res = await answerOf(write(key));
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; the write may have been applied: retry with --idempotency-key ${key}`);
   }
-  if (last instanceof Error) {
-    throw new Error(`${last.message}; the write may have been applied: retry with --idempotency-key ${key}`);
-  }
-  const code = (last.body as { error?: { code?: string } } | null)?.error?.code;
-  if (code !== undefined && isErrorCode(code) && ERRORS[code].applied === "unknown") {
-    console.error(`the write may have been applied: retry with --idempotency-key ${key}`);
-  }
-  return last;
+  if (!res.ok && res.error.applied === "unknown") console.error(`the write may have been applied: retry with --idempotency-key ${key}`);
+  return res;
 }
 
 export async function putCommand(id: string, payload: unknown, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string }): Promise<number> {
-  const body = { payload, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}) };
-  return report(await writeRecord(opts.endpoint, "PUT", recordPath(id), body, opts.idempotencyKey ?? randomUUID()));
+  return report(await keyedWrite((key) => records(opts.endpoint).put(id, payload, {
+    idempotencyKey: key, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}),
+  }), opts.idempotencyKey ?? randomUUID()));
 }
 
 export async function getCommand(id: string, opts: ClientOptions & { consistency?: string }): Promise<number> {
+  // A request of its own rather than get(): an absent record is the server's not_found, in its words.
   const q = opts.consistency !== undefined ? `?consistency=${encodeURIComponent(opts.consistency)}` : "";
   return report(await call(opts.endpoint, "GET", recordPath(id) + q));
 }
 
 export async function delCommand(id: string, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string }): Promise<number> {
-  const q = opts.ifVersion !== undefined ? `?ifVersion=${opts.ifVersion}` : "";
-  const res = await writeRecord(opts.endpoint, "DELETE", recordPath(id) + q, undefined, opts.idempotencyKey ?? randomUUID());
+  const res = await keyedWrite((key) => records(opts.endpoint).delete(id, {
+    idempotencyKey: key, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}),
+  }), opts.idempotencyKey ?? randomUUID());
   if (!readable(res) || opts.json) return report(res);
   const { version, deleted } = res.body as { version: number; deleted?: boolean };
   // A server from before `deleted` was answered says nothing: it deleted, or there was nothing to delete.

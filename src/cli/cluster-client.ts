@@ -1,9 +1,10 @@
 /** `shoal node promote`, `shoal shard move | transfer-leader | split | merge`, `shoal operator ls | cancel`, `shoal alerts`, `shoal watch`. */
 import { setTimeout as delay } from "node:timers/promises";
-import { type Answer, type ClientOptions, type RangeView, answer, call, rangeWords, readable, report, send, table } from "./client.js";
+import type { WatchEvent } from "../client/index.js";
+import { type Answer, type ClientOptions, type RangeView, answerOf, call, clientOf, rangeWords, readable, report, table } from "./client.js";
 
 // Ids arrive checked as positive integers (main.ts).
-const post = (opts: ClientOptions, path: string, body?: unknown) => call(opts.endpoint, "POST", `/v1/cluster${path}`, body);
+const post = (opts: ClientOptions, path: string, body?: unknown, timeoutMs?: number) => call(opts.endpoint, "POST", `/v1/cluster${path}`, body, timeoutMs);
 
 export async function promoteCommand(node: number, opts: ClientOptions & { with?: number }): Promise<number> {
   return report(await post(opts, `/nodes/${node}/promote`, opts.with === undefined ? {} : { with: opts.with }));
@@ -34,7 +35,8 @@ const stepWords = (s: OperatorView["steps"][number]) => `${s.kind}${s.kind === "
  */
 async function askOperator(opts: OperatorOptions, shards: number[], path: string, body?: unknown): Promise<Answer> {
   if (opts.wait === undefined) return post(opts, path, body);
-  const pending = post(opts, `${path}?waitMs=${opts.wait}`, body);
+  // The node answers within its wait, plus the operator's own time.
+  const pending = post(opts, `${path}?waitMs=${opts.wait}`, body, opts.wait + 60_000);
   const settled = pending.then(() => "answered" as const, () => "answered" as const);
   const startedMs = performance.now();
   let last = "";
@@ -126,19 +128,9 @@ export async function alertsCommand(opts: ClientOptions): Promise<number> {
 
 /** Prints the watch stream's events, one JSON line each ({event, data}), until interrupted. */
 export async function watchCommand(opts: ClientOptions): Promise<number> {
-  const r = await send(opts.endpoint, "GET", "/v1/cluster/watch");
-  if (!r.ok || r.body === null) return report(await answer(r));
-  const decoder = new TextDecoder();
-  let buffered = "";
-  for await (const chunk of r.body) {
-    buffered += decoder.decode(chunk as Uint8Array, { stream: true });
-    for (let end = buffered.indexOf("\n\n"); end !== -1; end = buffered.indexOf("\n\n")) {
-      const block = buffered.slice(0, end);
-      buffered = buffered.slice(end + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (event !== undefined && data !== undefined) console.log(JSON.stringify({ event, data: JSON.parse(data) }));
-    }
-  }
+  const events = clientOf(opts.endpoint).watch();
+  const first = await answerOf(events.next());
+  if (!readable(first)) return report(first);
+  for (let e = first.body as IteratorResult<WatchEvent>; e.done !== true; e = await events.next()) console.log(JSON.stringify(e.value));
   return 0;
 }

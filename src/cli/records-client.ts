@@ -4,12 +4,11 @@
  */
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
-import { type ClientOptions, call, readable, report, table } from "./client.js";
+import type { ReadConsistency, SearchOptions as SearchAsk, UpsertResult, Vector } from "../client/index.js";
+import { type ClientOptions, answerOf, clientOf, readable, report, table } from "./client.js";
 
 /** Records per batch by default (the server takes at most 1,000). */
 export const UPSERT_BATCH_DEFAULT = 500;
-/** Attempts of one batch whose records failed retryably (a batch of plain puts may be sent again). */
-const BATCH_ATTEMPTS_MAX = 5;
 
 export interface UpsertOptions extends ClientOptions {
   file: string;
@@ -17,7 +16,6 @@ export interface UpsertOptions extends ClientOptions {
 }
 
 interface InputRecord { id: string; payload: unknown; vector?: unknown }
-type BatchResult = { id: string; version?: number; error?: { code: string; message: string; retryable: boolean; applied: string } };
 
 /** Records from a file of JSON lines (or "-": standard input), one `{"id", "payload", "vector"?}` per line. */
 async function* recordsOf(file: string): AsyncGenerator<[number, InputRecord]> {
@@ -42,7 +40,7 @@ async function* recordsOf(file: string): AsyncGenerator<[number, InputRecord]> {
 
 /**
  * Sends the file's records in batches; records refused retryably (no leader, a shard split under the
- * batch) are sent again, up to BATCH_ATTEMPTS_MAX times. Progress goes to stderr; exit 1 when any record
+ * batch) are sent again, a few rounds (the client's upsertMany). Progress goes to stderr; exit 1 when any record
  * was not written (each named with its error, the first 20).
  */
 export async function upsertCommand(collection: string, opts: UpsertOptions): Promise<number> {
@@ -50,27 +48,20 @@ export async function upsertCommand(collection: string, opts: UpsertOptions): Pr
   let written = 0;
   const failed: string[] = [];
   let batch: [number, InputRecord][] = [];
-  const path = `/v1/collections/${encodeURIComponent(collection)}/records`;
+  const records = clientOf(opts.endpoint).collection(collection);
   const flush = async (): Promise<boolean> => {
-    let todo = batch;
+    const todo = batch;
     batch = [];
-    for (let attempt = 1; todo.length > 0; attempt++) {
-      const res = await call(opts.endpoint, "POST", path, { records: todo.map(([, r]) => r) });
-      if (!readable(res)) {
-        const at = todo[0]![0];
-        console.error(`line ${at}: the batch was refused`);
-        report(res);
-        return false;
-      }
-      const results = (res.body as { results: BatchResult[] }).results;
-      const again: [number, InputRecord][] = [];
-      for (const [i, r] of results.entries()) {
-        if (r.error === undefined) written++;
-        else if (r.error.retryable && attempt < BATCH_ATTEMPTS_MAX) again.push(todo[i]!);
-        else failed.push(`line ${todo[i]![0]} (${r.id}): ${r.error.code}: ${r.error.message} (applied: ${r.error.applied})`);
-      }
-      todo = again;
-      if (todo.length > 0) await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+    // upsertMany sends again, a few rounds, the records refused retryably.
+    const res = await answerOf(records.upsertMany(todo.map(([, r]) => ({ id: r.id, payload: r.payload, ...(r.vector !== undefined ? { vector: r.vector as Vector } : {}) }))));
+    if (!readable(res)) {
+      console.error(`line ${todo[0]![0]}: the batch was refused`);
+      report(res);
+      return false;
+    }
+    for (const [i, r] of (res.body as UpsertResult[]).entries()) {
+      if (!("error" in r)) written++;
+      else failed.push(`line ${todo[i]![0]} (${r.id}): ${r.error.code}: ${r.error.message} (applied: ${r.error.applied})`);
     }
     const s = (performance.now() - startedMs) / 1000;
     process.stderr.write(`\r${written} records written, ${failed.length} failed, ${Math.round(written / Math.max(s, 0.001))}/s `);
@@ -108,18 +99,19 @@ export interface SearchOptions extends ClientOptions {
   ef?: number;
   filter?: string;
   exact?: boolean;
-  consistency?: "linearizable" | "eventual";
+  consistency?: ReadConsistency;
   allowPartial?: boolean;
   timeoutMs?: number;
 }
 
 export async function searchCommand(collection: string, opts: SearchOptions): Promise<number> {
-  let body: Record<string, unknown>;
+  let vector: unknown;
+  let ask: SearchAsk;
   try {
-    body = {
-      vector: jsonOption("--vector", opts.vector),
+    vector = jsonOption("--vector", opts.vector);
+    ask = {
       ...(opts.k !== undefined ? { k: opts.k } : {}), ...(opts.ef !== undefined ? { ef: opts.ef } : {}),
-      ...(opts.filter !== undefined ? { filter: jsonOption("--filter", opts.filter) } : {}),
+      ...(opts.filter !== undefined ? { filter: jsonOption("--filter", opts.filter) as Record<string, unknown> } : {}),
       ...(opts.exact === true ? { exact: true } : {}), ...(opts.consistency !== undefined ? { consistency: opts.consistency } : {}),
       ...(opts.allowPartial === true ? { allowPartial: true } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
     };
@@ -127,7 +119,8 @@ export async function searchCommand(collection: string, opts: SearchOptions): Pr
     console.error((e as Error).message);
     return 1;
   }
-  const res = await call(opts.endpoint, "POST", `/v1/collections/${encodeURIComponent(collection)}/search`, body);
+  // The server checks the vector (400 invalid_vector says what is wrong with it).
+  const res = await answerOf(clientOf(opts.endpoint).collection(collection).search(vector as Vector, ask));
   if (!readable(res) || opts.json) return report(res);
   const a = res.body as { results: { id: string; score: number; payload: unknown }[]; shards: { asked: number; answered: number; failed: { shard: number; error: string }[] }; unindexedKeys: string[]; exhaustive: boolean; missing: unknown[]; tookMs: number };
   console.log(table(["id", "score", "payload"], a.results.map((r) => [r.id, r.score.toFixed(4), JSON.stringify(r.payload).slice(0, 80)])));
@@ -138,14 +131,14 @@ export async function searchCommand(collection: string, opts: SearchOptions): Pr
 }
 
 export async function countCommand(collection: string, opts: ClientOptions & { filter?: string }): Promise<number> {
-  let body: Record<string, unknown>;
+  let filter: Record<string, unknown> | undefined;
   try {
-    body = opts.filter === undefined ? {} : { filter: jsonOption("--filter", opts.filter) };
+    filter = opts.filter === undefined ? undefined : jsonOption("--filter", opts.filter) as Record<string, unknown>;
   } catch (e) {
     console.error((e as Error).message);
     return 1;
   }
-  const res = await call(opts.endpoint, "POST", `/v1/collections/${encodeURIComponent(collection)}/count`, body);
+  const res = await answerOf(clientOf(opts.endpoint).collection(collection).count(filter === undefined ? {} : { filter }));
   if (!readable(res) || opts.json) return report(res);
   const a = res.body as { count: number; unindexedKeys: string[] };
   console.log(a.count);

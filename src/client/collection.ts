@@ -75,7 +75,9 @@ const UPSERT_ROUNDS_MAX = 5;
 /** How long to wait for an answer the server may take `timeoutMs` to give (its own default: 5,000). */
 const waitMs = (timeoutMs: number | undefined) => (timeoutMs ?? 5_000) + 1_000;
 
-const vectorJson = (v: Vector | undefined) => (v === undefined ? {} : { vector: Array.from(v) });
+/** A vector as JSON carries it (an array as it is: the server checks it, and says what is wrong with it). */
+const vectorValue = (v: Vector) => (v instanceof Float32Array ? Array.from(v) : v);
+const vectorJson = (v: Vector | undefined) => (v === undefined ? {} : { vector: vectorValue(v) });
 
 export class Collection {
   private readonly base: string;
@@ -165,7 +167,7 @@ export class Collection {
 
   /** The k records nearest `vector` (best first), with an optional filter. */
   search(vector: Vector, opts: SearchOptions = {}): Promise<SearchAnswer> {
-    return this.t.call({ method: "POST", path: `${this.base}/search`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: { vector: Array.from(vector), ...opts } });
+    return this.t.call({ method: "POST", path: `${this.base}/search`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: { vector: vectorValue(vector), ...opts } });
   }
 
   /** Records satisfying the filter (all without one). */

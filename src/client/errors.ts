@@ -7,9 +7,12 @@ import { type Applied, ERRORS, isErrorCode } from "../api/error-table.js";
 
 /** Codes the client itself gives, for outcomes no server answered. */
 export const CLIENT_ERRORS = {
-  /** No endpoint could be reached (or none answered in time): a write may have been applied. */
+  /**
+   * No endpoint could be reached (or none answered in time): a write may have been applied. Details:
+   * `endpoint` (the last one tried) and `cause` (the socket's error code, `ECONNREFUSED` say).
+   */
   unreachable: { retryable: true },
-  /** An answer that is not the API's JSON (a proxy's page, say). */
+  /** An answer that is not the API's JSON (a proxy's page, say). Details: `body`, the start of what came. */
   bad_answer: { retryable: false },
   /** A call on a client after its close(). */
   client_closed: { retryable: false },
@@ -35,8 +38,8 @@ export class ShoalError extends Error {
   }
 
   /** One of the client's own outcomes (CLIENT_ERRORS); `status` is the HTTP status when there was an answer. */
-  static ofClient(code: keyof typeof CLIENT_ERRORS, message: string, applied: Applied, status = 0): ShoalError {
-    return new ShoalError(code, message, status, CLIENT_ERRORS[code].retryable, applied);
+  static ofClient(code: keyof typeof CLIENT_ERRORS, message: string, applied: Applied, status = 0, details: Record<string, unknown> = {}): ShoalError {
+    return new ShoalError(code, message, status, CLIENT_ERRORS[code].retryable, applied, details);
   }
 
   /** The error a server's refusal stands for: its code's entry in the error table. */

@@ -17,10 +17,12 @@
 import { Collection } from "./collection.js";
 import { Transport } from "./transport.js";
 import { ShardRouter } from "./routing.js";
+import { type WatchEvent, watchEvents } from "./watch.js";
 
 export { Collection } from "./collection.js";
 export type { CountAnswer, Filter, PutOptions, ReadConsistency, SearchAnswer, SearchOptions, StoredRecord, UpsertItem, UpsertResult, Vector } from "./collection.js";
 export { CLIENT_ERRORS, ShoalError } from "./errors.js";
+export type { WatchEvent } from "./watch.js";
 
 export interface ShoalClientOptions {
   /** Base URLs of one or more nodes, e.g. `http://127.0.0.1:7001`. */
@@ -97,6 +99,29 @@ export class ShoalClient {
   /** The shard map: ranges, replicas, epochs and leaders, as the answering node knows them. */
   shards(): Promise<{ shards: Record<string, unknown>[] }> {
     return this.t.call({ method: "GET", path: "/v1/cluster/shards", write: false, idempotent: true });
+  }
+
+  /**
+   * Any route of the HTTP API (docs/openapi.json), for what the methods above do not cover (the
+   * cluster's nodes, shards, operators, alerts and settings): JSON in and out, a refusal thrown as a
+   * ShoalError. A GET is retried as any read; another method is sent once, unless it carries an
+   * idempotency key (then retried under it).
+   */
+  request<T = unknown>(method: "GET" | "PUT" | "POST" | "DELETE" | "PATCH", path: string, opts: { body?: unknown; idempotencyKey?: string; timeoutMs?: number } = {}): Promise<T> {
+    const read = method === "GET";
+    return this.t.call<T>({
+      method, path, write: !read, idempotent: read || opts.idempotencyKey !== undefined,
+      ...(opts.body !== undefined ? { body: opts.body } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.idempotencyKey !== undefined ? { headers: { "idempotency-key": opts.idempotencyKey } } : {}),
+    });
+  }
+
+  /**
+   * The cluster's changes as they happen: a `snapshot` event (every node and live shard), then a `node`
+   * or `shard` event for each change, until the loop stops (which closes the stream) or the node ends it.
+   */
+  async *watch(): AsyncGenerator<WatchEvent> {
+    yield* watchEvents(await this.t.open("/v1/cluster/watch"));
   }
 
   /** Ends the client's connections; calls after it fail with `client_closed`. */

@@ -28,7 +28,7 @@ export interface TransportOptions {
 }
 
 export interface Call {
-  method: "GET" | "PUT" | "POST" | "DELETE";
+  method: "GET" | "PUT" | "POST" | "DELETE" | "PATCH";
   path: string;
   body?: unknown;
   headers?: Record<string, string>;
@@ -49,6 +49,16 @@ const ASK_ANOTHER = new Set(["shutting_down", "not_ready", "overloaded"]);
 function networkError(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
   return typeof code === "string" && !code.startsWith("ERR_");
+}
+
+function unreachable(to: URL, e: unknown, write: boolean): ShoalError {
+  const cause = (e as { code: string }).code;
+  const why = cause === "ECONNREFUSED" ? "connection refused" : (e as Error).message;
+  return ShoalError.ofClient("unreachable", `cannot reach ${to.origin}: ${why}`, write ? "unknown" : "no", 0, { endpoint: to.origin, cause });
+}
+
+function notJson(to: URL, a: Answer, write: boolean): ShoalError {
+  return ShoalError.ofClient("bad_answer", `${to.origin} answered HTTP ${a.status} with a body that is not JSON: ${a.notJson}`, write ? "unknown" : "no", a.status, { body: a.notJson });
 }
 
 interface Answer {
@@ -99,7 +109,7 @@ export class Transport {
         a = await this.once(to, c, body, timeoutMs);
       } catch (e) {
         if (!networkError(e)) throw e; // a header Node refuses, say: the request's own fault
-        last = ShoalError.ofClient("unreachable", `${to.origin}: ${(e as Error).message}`, c.write ? "unknown" : "no");
+        last = unreachable(to, e, c.write);
         hintS = null;
         if (direct !== null) {
           // The shard map's node is gone or moved: the gateways take it from here, at once (this
@@ -117,7 +127,7 @@ export class Transport {
       if (direct === null) this.preferred = at;
       direct = null;
       if (a.notJson !== null) {
-        last = ShoalError.ofClient("bad_answer", `${to.origin} answered HTTP ${a.status} with a body that is not JSON: ${a.notJson}`, c.write ? "unknown" : "no", a.status);
+        last = notJson(to, a, c.write);
         break;
       }
       if (a.status < 400) return a.body as T;
@@ -125,6 +135,36 @@ export class Transport {
       hintS = a.retryAfterS;
       if (!last.retryable || (last.applied === "unknown" && !c.idempotent)) break;
       if (ASK_ANOTHER.has(last.code) && to === this.endpoints[at]) at = (at + 1) % this.endpoints.length;
+    }
+    throw last!;
+  }
+
+  /**
+   * A long-lived GET (an event stream): the response once a node answers 200, from the endpoints in
+   * turn (each tried once); a refusal is thrown as its ShoalError. The caller reads and destroys it.
+   */
+  async open(path: string): Promise<IncomingMessage> {
+    let last: ShoalError | null = null;
+    for (let i = 0; i < this.endpoints.length; i++) {
+      if (this.closed) throw ShoalError.ofClient("client_closed", "the client was closed: make a new one", "no");
+      const to = this.endpoints[(this.preferred + i) % this.endpoints.length]!;
+      let res: IncomingMessage;
+      try {
+        res = await new Promise<IncomingMessage>((resolve, reject) => {
+          const req = (to.protocol === "https:" ? httpsRequest : httpRequest)(new URL(path, to), {
+            agent: to.protocol === "https:" ? this.https : this.http, headers: { accept: "text/event-stream" },
+          }, resolve);
+          req.on("error", reject);
+          req.end();
+        });
+      } catch (e) {
+        if (!networkError(e)) throw e;
+        last = unreachable(to, e, false);
+        continue;
+      }
+      if (res.statusCode === 200) return res;
+      const a = await collect(res);
+      throw a.notJson !== null ? notJson(to, a, false) : ShoalError.fromAnswer(a.status, a.body, false);
     }
     throw last!;
   }
