@@ -10,10 +10,16 @@
  * ops/s and p50/p95/p99 (every round's samples pooled) and the ratio routed / gateway of p95; the target
  * (DATA-7) is a p95 at least 15 % lower routed.
  *
- *   npm run bench:client [-- --seconds 5 --rounds 2 --concurrency 1,64 --shards 1 --value-bytes 256]
+ * Then the read levels (DATA-3, DATA-4), at the highest `--concurrency`: gets at each level spread over
+ * every node (a client per node, the workers taking them in turn; session reads carry a token of the
+ * writes that loaded the keys), against linearizable gets all sent to the shard's leader. Prints ops/s
+ * and latencies, and the ratio of throughput to the leader-only row; the target is at least 1.5x for
+ * session and bounded reads.
+ *
+ *   npm run bench:client [-- --seconds 5 --rounds 2 --concurrency 1,64 --shards 1 --value-bytes 256 --parts routing,levels]
  */
 import { ProcCluster } from "../src/chaos/cluster.js";
-import { ShoalClient } from "../src/client/index.js";
+import { type ReadConsistency, ShoalClient } from "../src/client/index.js";
 import { abandonOnExit, intArg, percentile, sleep } from "./procs.js";
 
 const args = process.argv.slice(2);
@@ -23,6 +29,11 @@ const shards = intArg(args, "shards", 1, 1, 64);
 const valueBytes = intArg(args, "value-bytes", 256, 1, 1 << 20);
 const concurrencyArg = args.includes("--concurrency") ? args[args.indexOf("--concurrency") + 1] ?? "" : "1,64";
 const concurrencies = concurrencyArg.split(",").map(Number);
+const partsArg = args.includes("--parts") ? args[args.indexOf("--parts") + 1] ?? "" : "routing,levels";
+const parts = new Set(partsArg.split(","));
+if ([...parts].some((p) => p !== "routing" && p !== "levels")) throw new Error("--parts takes routing, levels or both (comma-separated)");
+// "Leader only" names one node: the levels part reads one shard.
+if (parts.has("levels") && shards !== 1) throw new Error("--parts levels compares against the one shard's leader: run it with --shards 1");
 if (concurrencies.some((c) => !Number.isInteger(c) || c < 1 || c > 1024)) throw new Error("--concurrency takes a comma-separated list of integers in [1, 1024]");
 /** Keys the load writes and reads (each worker picks them in turn). */
 const KEYS = 1000;
@@ -34,20 +45,33 @@ type Path = "gateway" | "routed";
 
 interface Cell { op: Op; concurrency: number; path: Path; samplesMs: number[]; ops: number; seconds: number; errors: number }
 
-async function load(client: ShoalClient, op: Op, concurrency: number, durationMs: number, samplesMs: number[] | null): Promise<{ ops: number; errors: number }> {
-  const records = client.collection("default");
+/** A read level as the levels part runs it: the level, and the nodes the gets go to. */
+interface Level { name: string; consistency: ReadConsistency; spread: boolean }
+const LEVELS: Level[] = [
+  { name: "linearizable, leader only", consistency: "linearizable", spread: false },
+  { name: "linearizable, every node", consistency: "linearizable", spread: true },
+  { name: "session, every node", consistency: "session", spread: true },
+  { name: "bounded 1000 ms, every node", consistency: "bounded", spread: true },
+  { name: "eventual, every node", consistency: "eventual", spread: true },
+];
+
+/** A closed loop of `concurrency` workers; worker i sends through clients[i % clients.length]. */
+async function load(clients: ShoalClient | ShoalClient[], op: Op | ReadConsistency, concurrency: number, durationMs: number, samplesMs: number[] | null): Promise<{ ops: number; errors: number }> {
+  const collections = (Array.isArray(clients) ? clients : [clients]).map((c) => c.collection("default"));
   const payload = { v: "x".repeat(valueBytes) };
   const endMs = performance.now() + durationMs;
   let ops = 0;
   let errors = 0;
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
+  await Promise.all(Array.from({ length: concurrency }, async (_, worker) => {
+    const records = collections[worker % collections.length]!;
     while (performance.now() < endMs) {
       const key = `k${next++ % KEYS}`;
       const t0 = performance.now();
       try {
         if (op === "put") await records.put(key, payload);
-        else await records.get(key, { consistency: op === "get linearizable" ? "linearizable" : "eventual" });
+        else if (op === "get linearizable" || op === "get eventual") await records.get(key, { consistency: op === "get linearizable" ? "linearizable" : "eventual" });
+        else await records.get(key, { consistency: op, ...(op === "bounded" ? { maxStalenessMs: 1000 } : {}) });
         samplesMs?.push(performance.now() - t0);
         ops++;
       } catch {
@@ -81,46 +105,89 @@ async function main(): Promise<void> {
     // Every key exists before the gets.
     for (let i = 0; i < KEYS; i++) await clients.gateway.collection("default").put(`k${i}`, { v: "x".repeat(valueBytes) });
 
-    const cells = new Map<string, Cell>();
-    for (let round = 0; round < rounds; round++) {
-      for (const op of OPS) {
-        for (const concurrency of concurrencies) {
-          // Alternate which path goes first, so that neither always runs on a warmer machine.
-          const order: Path[] = round % 2 === 0 ? ["gateway", "routed"] : ["routed", "gateway"];
-          for (const path of order) {
-            const key = `${op}|${concurrency}|${path}`;
-            let cell = cells.get(key);
-            if (cell === undefined) cells.set(key, (cell = { op, concurrency, path, samplesMs: [], ops: 0, seconds: 0, errors: 0 }));
-            await load(clients[path], op, concurrency, WARMUP_MS, null);
-            const r = await load(clients[path], op, concurrency, seconds * 1000, cell.samplesMs);
-            cell.ops += r.ops;
-            cell.errors += r.errors;
-            cell.seconds += seconds;
-            process.stderr.write(`round ${round + 1}: ${op}, ${concurrency} concurrent, ${path}: ${(r.ops / seconds).toFixed(0)} ops/s\n`);
-          }
+    if (parts.has("routing")) await routing(clients);
+    if (parts.has("levels")) await levels(clients.gateway, [...leaders][0]!, url);
+    for (const client of Object.values(clients)) client.close();
+  } finally {
+    await c.destroy();
+  }
+}
+
+function latencies(s: number[]): string {
+  return `${percentile(s, 0.5).toFixed(2)} | ${percentile(s, 0.95).toFixed(2)} | ${percentile(s, 0.99).toFixed(2)}`;
+}
+
+async function levels(loader: ShoalClient, leader: number, url: (id: number) => string): Promise<void> {
+  const concurrency = Math.max(...concurrencies);
+  // Session reads carry the token of the writes that loaded the keys (what a session that wrote them holds).
+  const token = loader.sessionToken();
+  const every = [1, 2, 3].map((id) => new ShoalClient({ endpoints: [url(id)], routing: false, sessionToken: token }));
+  const atLeader = new ShoalClient({ endpoints: [url(leader)], routing: false });
+  const cells = new Map<string, { ops: number; seconds: number; errors: number; samplesMs: number[] }>();
+  for (let round = 0; round < rounds; round++) {
+    // Rotate the order each round, so that no level always runs first.
+    for (let i = 0; i < LEVELS.length; i++) {
+      const level = LEVELS[(i + round) % LEVELS.length]!;
+      let cell = cells.get(level.name);
+      if (cell === undefined) cells.set(level.name, (cell = { ops: 0, seconds: 0, errors: 0, samplesMs: [] }));
+      const clients = level.spread ? every : atLeader;
+      await load(clients, level.consistency, concurrency, WARMUP_MS, null);
+      const r = await load(clients, level.consistency, concurrency, seconds * 1000, cell.samplesMs);
+      cell.ops += r.ops;
+      cell.errors += r.errors;
+      cell.seconds += seconds;
+      process.stderr.write(`round ${round + 1}: get ${level.name}: ${(r.ops / seconds).toFixed(0)} ops/s\n`);
+    }
+  }
+  for (const client of [...every, atLeader]) client.close();
+  const base = cells.get(LEVELS[0]!.name)!;
+  console.log(`\nRead levels: gets at ${concurrency} concurrent, leader of the shard: node ${leader}\n`);
+  console.log("| get | ops/s | p50 ms | p95 ms | p99 ms | errors | ops/s x leader-only linearizable |\n|---|---:|---:|---:|---:|---:|---:|");
+  for (const level of LEVELS) {
+    const x = cells.get(level.name)!;
+    x.samplesMs.sort((a, b) => a - b);
+    console.log(`| ${level.name} | ${(x.ops / x.seconds).toFixed(0)} | ${latencies(x.samplesMs)} | ${x.errors} | ${((x.ops / x.seconds) / (base.ops / base.seconds)).toFixed(2)} |`);
+  }
+  console.log("\nTarget: session and bounded reads from every node at least 1.5x the throughput of leader-only linearizable reads.");
+}
+
+async function routing(clients: Record<Path, ShoalClient>): Promise<void> {
+  const cells = new Map<string, Cell>();
+  for (let round = 0; round < rounds; round++) {
+    for (const op of OPS) {
+      for (const concurrency of concurrencies) {
+        // Alternate which path goes first, so that neither always runs on a warmer machine.
+        const order: Path[] = round % 2 === 0 ? ["gateway", "routed"] : ["routed", "gateway"];
+        for (const path of order) {
+          const key = `${op}|${concurrency}|${path}`;
+          let cell = cells.get(key);
+          if (cell === undefined) cells.set(key, (cell = { op, concurrency, path, samplesMs: [], ops: 0, seconds: 0, errors: 0 }));
+          await load(clients[path], op, concurrency, WARMUP_MS, null);
+          const r = await load(clients[path], op, concurrency, seconds * 1000, cell.samplesMs);
+          cell.ops += r.ops;
+          cell.errors += r.errors;
+          cell.seconds += seconds;
+          process.stderr.write(`round ${round + 1}: ${op}, ${concurrency} concurrent, ${path}: ${(r.ops / seconds).toFixed(0)} ops/s\n`);
         }
       }
     }
-    for (const client of Object.values(clients)) client.close();
-    for (const x of cells.values()) x.samplesMs.sort((a, b) => a - b);
+  }
+  for (const x of cells.values()) x.samplesMs.sort((a, b) => a - b);
 
-    const row = (x: Cell) => {
-      const s = x.samplesMs;
-      return `| ${x.op} | ${x.concurrency} | ${x.path} | ${(x.ops / x.seconds).toFixed(0)} | ${percentile(s, 0.5).toFixed(2)} | ${percentile(s, 0.95).toFixed(2)} | ${percentile(s, 0.99).toFixed(2)} | ${x.errors} |`;
-    };
-    console.log("\n| operation | concurrent | path | ops/s | p50 ms | p95 ms | p99 ms | errors |\n|---|---:|---|---:|---:|---:|---:|---:|");
-    for (const x of cells.values()) console.log(row(x));
-    console.log("");
-    for (const op of OPS) {
-      for (const concurrency of concurrencies) {
-        const g = cells.get(`${op}|${concurrency}|gateway`)!;
-        const r = cells.get(`${op}|${concurrency}|routed`)!;
-        const ratio = percentile(r.samplesMs, 0.95) / percentile(g.samplesMs, 0.95);
-        console.log(`- ${op}, ${concurrency} concurrent: routed p95 is ${ratio.toFixed(2)}x the gateway's (${(100 * (1 - ratio)).toFixed(0)} % lower; target >= 15 % lower)`);
-      }
+  const row = (x: Cell) => {
+    const s = x.samplesMs;
+    return `| ${x.op} | ${x.concurrency} | ${x.path} | ${(x.ops / x.seconds).toFixed(0)} | ${percentile(s, 0.5).toFixed(2)} | ${percentile(s, 0.95).toFixed(2)} | ${percentile(s, 0.99).toFixed(2)} | ${x.errors} |`;
+  };
+  console.log("\n| operation | concurrent | path | ops/s | p50 ms | p95 ms | p99 ms | errors |\n|---|---:|---|---:|---:|---:|---:|---:|");
+  for (const x of cells.values()) console.log(row(x));
+  console.log("");
+  for (const op of OPS) {
+    for (const concurrency of concurrencies) {
+      const g = cells.get(`${op}|${concurrency}|gateway`)!;
+      const r = cells.get(`${op}|${concurrency}|routed`)!;
+      const ratio = percentile(r.samplesMs, 0.95) / percentile(g.samplesMs, 0.95);
+      console.log(`- ${op}, ${concurrency} concurrent: routed p95 is ${ratio.toFixed(2)}x the gateway's (${(100 * (1 - ratio)).toFixed(0)} % lower; target >= 15 % lower)`);
     }
-  } finally {
-    await c.destroy();
   }
 }
 

@@ -28,6 +28,7 @@ function collectionView(c: CollectionRecord, meta: MetaState) {
     vectors: c.schema?.vectors ?? null,
     payloadIndexes: c.schema?.payloadIndexes ?? {},
     ttlMs: c.schema?.ttlMs ?? null,
+    writeMode: c.schema?.writeMode ?? "sync",
   };
 }
 
@@ -44,6 +45,7 @@ const collectionSchema = {
     vectors: { description: "`{dim, metric, storage, hnsw: {m, efConstruction, efSearch}}`, or null" },
     payloadIndexes: { type: "object", additionalProperties: { type: "string" } },
     ttlMs: { type: ["integer", "null"] },
+    writeMode: { type: "string", enum: ["sync", "async"], description: "how single-record writes are acknowledged unless a request says (README, Write modes)" },
   },
 } as const;
 
@@ -65,7 +67,7 @@ export async function registerCollectionRoutes(app: FastifyInstance, node: Multi
         description: `name (${collectionNameProblem("")}); shards (1-${COLLECTION_LIMITS.shardsMax}, default 4 for hash, splitPoints + 1 for range); replicationFactor (1-${COLLECTION_LIMITS.replicationFactorMax}, default 3); ` +
           "partitioning (hash: shards own ranges of the ids' hash; range: shards own ranges of the ids themselves, in string order, so an ordered scan asks only the shards it reaches); " +
           `splitPoints (range only: the ids at which its initial shards start, sorted and distinct, shards - 1 of them, each 1-${COLLECTION_LIMITS.splitPointLengthMax} characters; none: one shard, split at its records' middle as it grows); ` +
-          "vectors {dim, metric: cosine | dot | l2, storage: f32 | f16 | i8, hnsw: {m, efConstruction, efSearch}}; payloadIndexes {field: keyword | integer | float | bool}; ttlMs",
+          "vectors {dim, metric: cosine | dot | l2, storage: f32 | f16 | i8, hnsw: {m, efConstruction, efSearch}}; payloadIndexes {field: keyword | integer | float | bool}; ttlMs; writeMode (sync, the default: acknowledged once a quorum holds a write; async: once the leader's log holds it)",
       },
       response: responses({ ...collectionSchema, description: "created; `leaderless` names shards no leader reported from in time", properties: { ...collectionSchema.properties, leaderless: { type: "array", items: { type: "integer" } } } },
         "invalid_collection", "collection_exists", "not_enough_nodes", "bad_request", ...JSON_BODY, ...THROUGH_RAFT),

@@ -5,17 +5,18 @@
  * reaches the log.
  */
 import type { FastifyInstance, FastifyReply } from "fastify";
-import type { Gateway, WriteOptions } from "../node/gateway.js";
+import type { Gateway, WriteOptions, WriteOutcome } from "../node/gateway.js";
 import { IDEMPOTENCY_KEY_PATTERN } from "../node/idempotency.js";
 import type { Consistency, MultiRaftNode } from "../node/multi-raft.js";
-import { type CommandResult, type PutItem, type StoredRecord, isExpired, vectorBytes, vectorOf } from "../node/records.js";
+import { type PutItem, type StoredRecord, isExpired, vectorBytes, vectorOf } from "../node/records.js";
 import { ApiError, ERRORS } from "./error-table.js";
 import { classify } from "./envelope.js";
+import { LEADER_HEADER, SESSION_HEADER, sendSession, sessionOf } from "./session.js";
 import type { IndexService } from "../data/index-service.js";
 import { JSON_BODY, THROUGH_RAFT, WRITE, responses } from "./openapi.js";
 import { scanCollection } from "../node/scan.js";
 import { type CollectionRecord, DEFAULT_COLLECTION } from "../meta/state.js";
-import { VectorError, checkVector } from "../meta/collections.js";
+import { VectorError, type WriteMode, checkVector } from "../meta/collections.js";
 
 const WITH_VECTOR = { type: "boolean", default: false, description: "answer each record's vector too" } as const;
 
@@ -44,7 +45,15 @@ export function decodeCursor(cursor: string): string {
  * The reply to a write: its version, or 409 when its compare-and-set failed. An outcome answered again
  * for a repeated idempotency key says so in the `Idempotent-Replayed` header (the body is the first one).
  */
-function writeReply(r: CommandResult, reply: FastifyReply): { version: number; deleted?: boolean } {
+function writeReply(r: WriteOutcome, reply: FastifyReply, self: number): { version: number; deleted?: boolean; mode?: "async" } {
+  if (r.ok) sendSession(reply, [[r.shard, r.version]]);
+  // Forwarded: the client that sent it here may route the shard's next writes to its leader itself.
+  if (r.leader !== 0 && r.leader !== self) void reply.header(LEADER_HEADER, `${r.shard}:${r.leader}`);
+  // Held by the leader's log, not yet by a quorum: accepted, not done (README, Write modes).
+  if ("async" in r) {
+    void reply.code(202);
+    return { version: r.version, mode: "async" };
+  }
   if ((r.ok || r.code === "version_mismatch") && r.replayed === true) void reply.header("Idempotent-Replayed", "true");
   if (r.ok) return r.deleted === undefined ? { version: r.version } : { version: r.version, deleted: r.deleted };
   if (r.code === "version_mismatch") throw new ApiError("version_mismatch", `record is at version ${r.currentVersion}`, { currentVersion: r.currentVersion });
@@ -55,12 +64,31 @@ function writeReply(r: CommandResult, reply: FastifyReply): { version: number; d
   throw new Error(`unexpected write result ${r.code}`);
 }
 
-function writeOptions(ifVersion: number | undefined, idempotencyKey: string | string[] | undefined): WriteOptions {
+/**
+ * A write's options. Its mode: the request's `writeMode`, else its collection's. A compare-and-set is
+ * sync whatever the collection says (its outcome is known only once applied), and refused when the
+ * request itself asks for async.
+ */
+function writeOptions(ifVersion: number | undefined, idempotencyKey: string | string[] | undefined, asked: WriteMode | undefined, c: CollectionRecord | undefined): WriteOptions {
   const opts: WriteOptions = {};
   if (ifVersion !== undefined) opts.ifVersion = ifVersion;
   if (typeof idempotencyKey === "string") opts.idempotencyKey = idempotencyKey;
+  if (asked === "async" && ifVersion !== undefined) {
+    throw new ApiError("bad_request", "writeMode=async with ifVersion: a compare-and-set's outcome is known only once applied; send it sync", { field: "writeMode" });
+  }
+  if ((asked ?? c?.schema?.writeMode) === "async" && ifVersion === undefined) opts.mode = "async";
   return opts;
 }
+
+/** The query parameter choosing a write's mode, and the answer of an async write (202). */
+const writeModeQuery = {
+  type: "string", enum: ["sync", "async"],
+  description: "sync: answered once a quorum holds the write and the leader applied it (200); async: once the leader's log holds it durably (202, `mode: \"async\"`; a failover before a quorum holds it can lose it: README, Write modes). Default: the collection's writeMode",
+} as const;
+const asyncAnswer = {
+  description: "accepted in write mode async: durable in the leader's log, not yet on a quorum; `version` is the version it gets when applied",
+  type: "object", required: ["version", "mode"], properties: { version: { type: "integer" }, mode: { type: "string", enum: ["async"] } },
+} as const;
 
 
 /** When a record written now expires, in a collection with a TTL (the proposer's clock plus the TTL). */
@@ -127,7 +155,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
   } as const;
   const vectorField = { type: "array", items: { type: "number" }, description: "the record's vector: required in a collection with a vector schema (`dim` finite numbers), refused in one without" } as const;
 
-  app.put<{ Params: { collection: string; id: string }; Body: { payload: unknown; vector?: unknown; ifVersion?: number } }>(
+  app.put<{ Params: { collection: string; id: string }; Querystring: { writeMode?: WriteMode }; Body: { payload: unknown; vector?: unknown; ifVersion?: number } }>(
     "/v1/collections/:collection/records/:id",
     {
       config: { op: "put" },
@@ -136,6 +164,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
         summary: "Create or replace a record (compare-and-set with ifVersion; 0 means must not exist)",
         params: recordParams,
         headers: writeHeaders,
+        querystring: { type: "object", properties: { writeMode: writeModeQuery } },
         body: {
           type: "object", required: ["payload"], additionalProperties: false,
           properties: {
@@ -144,22 +173,25 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
             ifVersion: { type: "integer", minimum: 0, description: "apply only if the record is at this version (0: only if it does not exist)" },
           },
         },
-        response: responses({ description: "written", type: "object", required: ["version"], properties: { version } },
-          "bad_request", ...JSON_BODY, "collection_not_found", "invalid_vector", "version_mismatch", "idempotency_key_reused", ...WRITE),
+        response: {
+          ...responses({ description: "written", type: "object", required: ["version"], properties: { version } },
+            "bad_request", ...JSON_BODY, "collection_not_found", "invalid_vector", "version_mismatch", "idempotency_key_reused", ...WRITE),
+          202: asyncAnswer,
+        },
       },
     },
     async (req, reply) => {
       const c = checkCollection(req.params.collection);
       const vector = recordVector(c, req.body.vector, "vector");
       indexes?.admit(req.params.collection);
-      const opts = writeOptions(req.body.ifVersion, req.headers["idempotency-key"]);
+      const opts = writeOptions(req.body.ifVersion, req.headers["idempotency-key"], req.query.writeMode, c);
       const expiresAtMs = expiryOf(c, gateway);
       if (expiresAtMs !== undefined) opts.expiresAtMs = expiresAtMs;
-      return writeReply(await gateway.put(req.params.id, req.body.payload, opts, req.params.collection, vector), reply);
+      return writeReply(await gateway.put(req.params.id, req.body.payload, opts, req.params.collection, vector), reply, node.id);
     },
   );
 
-  app.get<{ Params: { collection: string; id: string }; Querystring: { consistency?: Consistency; withVector?: boolean } }>(
+  app.get<{ Params: { collection: string; id: string }; Querystring: { consistency?: Consistency; maxStalenessMs?: number; withVector?: boolean } }>(
     "/v1/collections/:collection/records/:id",
     {
       config: { op: "get" },
@@ -171,29 +203,37 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
           type: "object",
           properties: {
             consistency: {
-              type: "string", enum: ["linearizable", "sequential", "eventual"], default: "linearizable",
-              description: "linearizable: confirmed by the leader (ReadIndex); eventual: this node's replica, now; sequential: refused (400) until it is a mode of its own",
+              type: "string", enum: ["linearizable", "session", "bounded", "eventual", "sequential"], default: "linearizable",
+              description: "linearizable: every write acknowledged before the read is seen (a ReadIndex round, on this node's replica or the leader's); " +
+                `session: a replica that has applied the versions in the ${SESSION_HEADER} header (your writes and what you read before: answers carry the header); ` +
+                "bounded: a replica known to hold every write acknowledged more than maxStalenessMs ago; eventual: this node's replica, now; sequential: refused (400) until it is a mode of its own",
             },
+            maxStalenessMs: { type: "integer", minimum: 0, maximum: 3_600_000, default: 1000, description: "with consistency=bounded: how stale the answer may be" },
             withVector: WITH_VECTOR,
           },
         },
-        response: responses({ ...record, description: "the record" }, "bad_request", "collection_not_found", "not_found", ...THROUGH_RAFT, "shard_split"),
+        headers: { type: "object", properties: { [SESSION_HEADER]: { type: "string", description: "with consistency=session: the token of earlier answers (`shard:version` pairs separated by commas)" } } },
+        response: responses({ ...record, description: `the record (the ${SESSION_HEADER} header: the token of this read)` }, "bad_request", "collection_not_found", "not_found", ...THROUGH_RAFT, "shard_split"),
       },
     },
-    async (req) => {
+    async (req, reply) => {
       checkCollection(req.params.collection);
       // Refused rather than served as linearizable: a level a client picks must mean what it says.
       if (req.query.consistency === "sequential") {
-        throw new ApiError("bad_request", "consistency=sequential is not a mode of its own yet (it would read exactly like linearizable): ask for linearizable or eventual", { field: "consistency" });
+        throw new ApiError("bad_request", "consistency=sequential is not a mode of its own yet (it would read exactly like linearizable): ask for linearizable, session, bounded or eventual", { field: "consistency" });
       }
-      const found = await gateway.get(req.params.id, req.query.consistency ?? "linearizable", req.params.collection);
+      const session = sessionOf(req.headers[SESSION_HEADER]);
+      const at = await gateway.getAt(req.params.id, req.query.consistency ?? "linearizable", req.params.collection, session, req.query.maxStalenessMs ?? 1000);
+      // Also on not_found: having seen the record absent is part of what later reads must not go back on.
+      sendSession(reply, [[at.shard, at.appliedVersion]]);
+      const found = at.record;
       const rec = found !== undefined && isExpired(found, gateway.clock.wallMs()) ? undefined : found;
       if (rec === undefined) throw new ApiError("not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
       return recordView(req.params.id, rec, req.query.withVector === true);
     },
   );
 
-  app.delete<{ Params: { collection: string; id: string }; Querystring: { ifVersion?: number } }>(
+  app.delete<{ Params: { collection: string; id: string }; Querystring: { ifVersion?: number; writeMode?: WriteMode } }>(
     "/v1/collections/:collection/records/:id",
     {
       config: { op: "delete" },
@@ -202,16 +242,19 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
         summary: "Delete a record (`deleted: false` when there was none)",
         params: recordParams,
         headers: writeHeaders,
-        querystring: { type: "object", properties: { ifVersion: { type: "integer", minimum: 0, description: "delete only if the record is at this version" } } },
-        response: responses({
-          description: "done", type: "object", required: ["version", "deleted"],
-          properties: { version, deleted: { type: "boolean", description: "false: the record did not exist (nothing was deleted)" } },
-        }, "bad_request", "collection_not_found", "version_mismatch", "idempotency_key_reused", ...WRITE),
+        querystring: { type: "object", properties: { ifVersion: { type: "integer", minimum: 0, description: "delete only if the record is at this version" }, writeMode: writeModeQuery } },
+        response: {
+          ...responses({
+            description: "done", type: "object", required: ["version", "deleted"],
+            properties: { version, deleted: { type: "boolean", description: "false: the record did not exist (nothing was deleted)" } },
+          }, "bad_request", "collection_not_found", "version_mismatch", "idempotency_key_reused", ...WRITE),
+          202: asyncAnswer,
+        },
       },
     },
     async (req, reply) => {
-      checkCollection(req.params.collection);
-      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"]), req.params.collection), reply);
+      const c = checkCollection(req.params.collection);
+      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"], req.query.writeMode, c), req.params.collection), reply, node.id);
     },
   );
 
@@ -278,7 +321,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
         }, "bad_request", ...JSON_BODY, "batch_too_large", "collection_not_found", "invalid_vector", "not_ready"),
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const c = checkCollection(req.params.collection);
       const input = req.body.records;
       if (input.length > BATCH_RECORDS_MAX) {
@@ -296,6 +339,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       indexes?.admit(req.params.collection);
       const outcomes = await gateway.putMany(items, req.params.collection);
       let failed = 0;
+      sendSession(reply, outcomes.flatMap((o) => (o.ok ? [[o.shard, o.version] as const] : [])));
       const results = outcomes.map((o, i) => {
         const id = input[i]!.id;
         if (o.ok) return { id, version: o.version };

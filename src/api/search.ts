@@ -33,9 +33,15 @@ const BATCH_PARALLEL = 8;
 const TIMEOUT_MS_MAX = 60_000;
 
 const consistency = {
-  type: "string", enum: ["linearizable", "eventual"], default: "linearizable",
-  description: "linearizable: each shard's leader answers after a ReadIndex round, so every write acknowledged before the search is seen; eventual: this node's own replica of each shard when it holds one, else the voter with the fewest of this node's asks in flight, now",
+  type: "string", enum: ["linearizable", "session", "bounded", "eventual"], default: "linearizable",
+  description: "linearizable: each shard's leader answers after a ReadIndex round, so every write acknowledged before the search is seen; " +
+    "session and bounded: answered as linearizable for now (which gives both their guarantees); " +
+    "eventual: this node's own replica of each shard when it holds one, else the voter with the fewest of this node's asks in flight, now",
 } as const;
+/** The levels a search, count or scan may ask for: session and bounded are served as linearizable, which meets both. */
+type AskedConsistency = ReadConsistency | "session" | "bounded";
+const served = (c: AskedConsistency | undefined): ReadConsistency => (c === "eventual" ? "eventual" : "linearizable");
+const maxStalenessMs = { type: "integer", minimum: 0, maximum: 3_600_000, description: "with consistency=bounded: how stale the answer may be (met: bounded is served as linearizable)" } as const;
 const filterField = { type: "object", description: "the filter language: {must, should, must_not} over {key, match | range | exists} (README, Filters)" } as const;
 const searchFields = {
   vector: { type: "array", items: { type: "number" }, description: "the query: `dim` finite numbers" },
@@ -44,6 +50,7 @@ const searchFields = {
   exact: { type: "boolean", default: false, description: "brute force over every record: exact neighbours (ground truth), slower" },
   filter: filterField,
   consistency,
+  maxStalenessMs,
   timeoutMs: { type: "integer", minimum: 1, maximum: TIMEOUT_MS_MAX, default: 5000, description: "past it: 504, or the shards that answered with allowPartial" },
   allowPartial: { type: "boolean", default: false, description: "answer with the shards that answered in time, naming the missing shards and ranges, instead of failing" },
   withPayload: { type: "boolean", default: true, description: "answer each hit's payload" },
@@ -52,7 +59,7 @@ const searchFields = {
 const searchBody = { type: "object", required: ["vector"], additionalProperties: false, properties: searchFields } as const;
 
 interface SearchBody {
-  vector: unknown; k: number; ef?: number; exact: boolean; filter?: unknown; consistency: ReadConsistency;
+  vector: unknown; k: number; ef?: number; exact: boolean; filter?: unknown; consistency: AskedConsistency;
   timeoutMs: number; allowPartial: boolean; withPayload: boolean; withVector: boolean;
 }
 
@@ -94,7 +101,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     if (b.ef !== undefined && b.ef < b.k) throw new ApiError("bad_request", `${path}ef (${b.ef}) is at least k (${b.k})`, { field: `${path}ef` });
     return {
       vector, k: b.k, ...(b.ef !== undefined ? { ef: b.ef } : {}), exact: b.exact, filter: parsedFilter(b.filter, `${path}filter`),
-      consistency: b.consistency, timeoutMs: b.timeoutMs, allowPartial: b.allowPartial, withPayload: b.withPayload, withVector: b.withVector,
+      consistency: served(b.consistency), timeoutMs: b.timeoutMs, allowPartial: b.allowPartial, withPayload: b.withPayload, withVector: b.withVector,
     };
   };
   const errors = ["bad_request", ...JSON_BODY, "collection_not_found", "invalid_vector", "invalid_filter", ...THROUGH_RAFT, "shard_split"] as const;
@@ -146,24 +153,24 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     return { answers };
   });
 
-  app.post<{ Params: { collection: string }; Body: { filter?: unknown; consistency: ReadConsistency; timeoutMs: number; allowPartial: boolean } }>("/v1/collections/:collection/count", {
+  app.post<{ Params: { collection: string }; Body: { filter?: unknown; consistency: AskedConsistency; timeoutMs: number; allowPartial: boolean } }>("/v1/collections/:collection/count", {
     config: { op: "count" },
     schema: {
       operationId: "count", params,
       summary: "Records satisfying a filter (all records without one): from the payload indexes when every key of the filter is indexed, else by reading the records",
       body: {
         type: ["object", "null"], additionalProperties: false,
-        properties: { filter: filterField, consistency, timeoutMs: searchFields.timeoutMs, allowPartial: searchFields.allowPartial },
+        properties: { filter: filterField, consistency, maxStalenessMs, timeoutMs: searchFields.timeoutMs, allowPartial: searchFields.allowPartial },
       },
       response: responses({ type: "object", required: ["count"], additionalProperties: true, description: "`count`, `shards`, `missing`, `unindexedKeys`, `tookMs`" }, ...errors),
     },
   }, async (req) => {
     const c = found(req.params.collection);
     const b = req.body ?? { consistency: "linearizable", timeoutMs: 5000, allowPartial: false };
-    return missingShown(await countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), b.consistency ?? "linearizable", b.timeoutMs ?? 5000, b.allowPartial ?? false));
+    return missingShown(await countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), served(b.consistency), b.timeoutMs ?? 5000, b.allowPartial ?? false));
   });
 
-  app.post<{ Params: { collection: string }; Body: { filter?: unknown; limit: number; cursor?: string; consistency: ReadConsistency; withVector: boolean; timeoutMs: number } }>("/v1/collections/:collection/records/scan", {
+  app.post<{ Params: { collection: string }; Body: { filter?: unknown; limit: number; cursor?: string; consistency: AskedConsistency; withVector: boolean; timeoutMs: number } }>("/v1/collections/:collection/records/scan", {
     config: { op: "scan-filtered" },
     schema: {
       operationId: "scanRecordsFiltered", params,
@@ -173,7 +180,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
         properties: {
           filter: filterField, limit: { type: "integer", minimum: 1, maximum: 1000, default: 100, description: "records per page, at most" },
           cursor: { type: "string", maxLength: 1024, description: "the `cursor` of the previous page, unchanged" },
-          consistency, withVector: { type: "boolean", default: false }, timeoutMs: searchFields.timeoutMs,
+          consistency, maxStalenessMs, withVector: { type: "boolean", default: false }, timeoutMs: searchFields.timeoutMs,
         },
       },
       response: responses({ type: "object", required: ["records", "cursor"], additionalProperties: true, description: "`records` [{id, payload, version, vector?}], `cursor` (null: the end), `examined`" },
@@ -183,7 +190,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     const c = found(req.params.collection);
     const b = req.body ?? { limit: 100, consistency: "linearizable" as const, withVector: false, timeoutMs: 5000 };
     const after = b.cursor === undefined ? undefined : decodeCursor(b.cursor);
-    const page = await scanFiltered(node, gateway, c.name, parsedFilter(b.filter, "filter"), b.limit ?? 100, after, b.consistency ?? "linearizable", b.timeoutMs ?? 5000);
+    const page = await scanFiltered(node, gateway, c.name, parsedFilter(b.filter, "filter"), b.limit ?? 100, after, served(b.consistency), b.timeoutMs ?? 5000);
     return {
       records: page.records.map(([id, r]) => recordView(id, r, b.withVector === true)),
       cursor: page.cursor === null ? null : encodeCursor(page.cursor), examined: page.examined,

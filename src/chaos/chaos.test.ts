@@ -28,6 +28,8 @@ function explain(r: RunResult): string {
 function assertSafe(r: RunResult): void {
   assert.equal(r.verdict, "linearizable", explain(r));
   assert.equal(r.versionRegressions, 0, explain(r));
+  assert.equal(r.sessions.violations, 0, explain(r));
+  assert.ok(r.sessions.reads > 30, `only ${r.sessions.reads} session reads\n${explain(r)}`);
   assert.deepEqual(r.lost, [], explain(r));
   assert.deepEqual(r.crashed, [], explain(r));
   assert.ok(r.recovered, explain(r));
@@ -63,6 +65,23 @@ test("the checker flags a run whose clients read eventually but record lineariza
   assert.equal(flagged.verdict, "not-linearizable", tries.map(explain).join("\n\n"));
   assert.ok(flagged.historyFile !== null, "the failing run's history is written to a file");
   assert.ok(flagged.failure.length > 0, "the failure names the key and the operations");
+});
+
+test("the session checker flags a run whose session reads go without their token", async () => {
+  // As with eventual reads: a node cut off by a partition serves what it holds to a read that asks for
+  // nothing more, while the session's writes go on through the others. Up to three runs are tried.
+  const tries: RunResult[] = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const r = await runChaos(options(51 + attempt, {
+      nemesis: ["partition"], bug: "sessionless-reads", timeMs: 10_000, outDir: tempDir("shoal-chaos-bug-"), gapMs: [300, 800], holdMs: [1_500, 3_000],
+      registerClientsPerNode: 0, durabilityClientsPerNode: 0, sessions: 6,
+    }));
+    tries.push(r);
+    if (r.sessions.violations > 0) break;
+  }
+  const flagged = tries.at(-1)!;
+  assert.ok(flagged.sessions.violations > 0, tries.map(explain).join("\n\n"));
+  assert.ok(flagged.failure.some((l) => /^session: session \d+: a read of ses/.test(l)), flagged.failure.join("\n"));
 });
 
 test("the checker flags a run whose compare-and-sets are sent without their version but recorded as compare-and-sets", async () => {

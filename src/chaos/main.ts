@@ -2,9 +2,10 @@
  * `npm run chaos -- [--time 60] [--runs 1] [--nemesis kill,pause,partition,split,merge,transfer,netns]
  * [--seed 7] [--bug eventual-reads] [--out-dir DIR] [--check-timeout 30] [--verbose]`
  *
- * Fault tests on real processes (REQUIREMENTS VER-3). Run k uses seed + k - 1; the seed is printed so
+ * Fault tests on real processes (REQUIREMENTS VER-3), with sessions held to read-your-writes and
+ * monotonic reads (DATA-4). Run k uses seed + k - 1; the seed is printed so
  * a failing run can be repeated as closely as real processes allow. Exit status: 0 every run
- * linearizable with no acknowledged write lost; 1 a violation (history written to a named file);
+ * linearizable with no acknowledged write lost and no session read going back; 1 a violation (history written to a named file);
  * 2 bad arguments; 3 no violation found but some check gave no verdict in time.
  */
 import { tmpdir } from "node:os";
@@ -68,7 +69,7 @@ async function main(): Promise<number> {
     });
     results.push(r);
     const ops = r.ops.ok + r.ops.fail + r.ops.info;
-    console.log(`run ${k + 1} (seed ${runSeed}): ${r.verdict}, ${r.versionRegressions} version regressions, ${ops} ops, ${r.acked} acknowledged writes, ${r.lost.length} lost, ${(r.wallMs / 1000).toFixed(1)} s`);
+    console.log(`run ${k + 1} (seed ${runSeed}): ${r.verdict}, ${r.versionRegressions} version regressions, ${r.sessions.violations} of ${r.sessions.reads} session reads went back, ${ops} ops, ${r.acked} acknowledged writes, ${r.lost.length} lost, ${(r.wallMs / 1000).toFixed(1)} s`);
     if (values.verbose) {
       for (const line of r.timeline) console.log(`  ${line}`);
       console.log(`  outcomes other than ok: ${[...r.reasons].sort((a, b) => b[1] - a[1]).map(([why, n]) => `${why} x${n}`).join(", ") || "none"}`);
@@ -78,7 +79,7 @@ async function main(): Promise<number> {
     if (r.historyFile !== null) console.log(`  history written to ${r.historyFile} (shoal check-history ${r.historyFile} --model kv)`);
   }
   console.log(formatSummary(results));
-  const violation = results.some((r) => r.verdict === "not-linearizable" || r.lost.length > 0 || r.crashed.length > 0 || !r.recovered || r.versionRegressions > 0);
+  const violation = results.some((r) => r.verdict === "not-linearizable" || r.lost.length > 0 || r.crashed.length > 0 || !r.recovered || r.versionRegressions > 0 || r.sessions.violations > 0);
   if (violation) return 1;
   return results.some((r) => r.verdict === "unknown" || r.unverified > 0) ? 3 : 0;
 }

@@ -5,11 +5,11 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type CheckResult, checkOperations, describeOperation, kvModel, operationsFromEvents } from "../check/index.js";
+import { type CheckResult, type SessionVerdict, checkOperations, checkSessions, describeOperation, kvModel, operationsFromEvents } from "../check/index.js";
 import { ProcCluster } from "./cluster.js";
 import { HistoryRecorder, versionRegressions } from "../check/index.js";
 import { type FaultCounts, Nemesis, type NemesisKind } from "./nemesis.js";
-import { type ClientBug, DurabilityClient, RegisterClient, type WorkloadOptions, verifyDurability } from "./workload.js";
+import { type ClientBug, DurabilityClient, RegisterClient, SessionClient, type WorkloadOptions, verifyDurability } from "./workload.js";
 
 export interface RunOptions {
   seed: number;
@@ -19,6 +19,8 @@ export interface RunOptions {
   /** Register clients per node, and durability clients per node. */
   registerClientsPerNode: number;
   durabilityClientsPerNode: number;
+  /** Sessions (each spreads its operations over every node). */
+  sessions: number;
   clientTimeoutMs: number;
   opIntervalMs: number;
   keysPerGeneration: number;
@@ -36,6 +38,7 @@ export const DEFAULT_RUN: Omit<RunOptions, "seed" | "outDir"> = {
   bug: "none",
   registerClientsPerNode: 2,
   durabilityClientsPerNode: 1,
+  sessions: 3,
   clientTimeoutMs: 4_000,
   opIntervalMs: 10,
   keysPerGeneration: 3,
@@ -47,6 +50,8 @@ export const DEFAULT_RUN: Omit<RunOptions, "seed" | "outDir"> = {
 
 export interface RunResult {
   seed: number;
+  /** Session reads checked, and those that went back on the session's writes or earlier reads (check/sessions.ts). */
+  sessions: SessionVerdict;
   /** Operations that saw (or answered) a lower version of a record than one ended before they began. */
   versionRegressions: number;
   /** Whether every node was ready again within RECOVERY_TIMEOUT_MS of healing every fault. */
@@ -98,12 +103,14 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
     const clientsTotal = SIZE * o.registerClientsPerNode;
     for (let i = 0; i < clientsTotal; i++) registers.push(new RegisterClient(i + 1, (i % SIZE) + 1, clientsTotal, o.seed, c, rec, w, elapsedMs));
     for (let i = 0; i < SIZE * o.durabilityClientsPerNode; i++) durables.push(new DurabilityClient(i + 1, (i % SIZE) + 1, c, w));
+    const sessions = Array.from({ length: o.sessions }, (_, i) => new SessionClient(i + 1, c.ids, o.seed, c, w, elapsedMs));
     const nemesis = new Nemesis(c, { kinds: o.nemesis, seed: o.seed, holdMs: o.holdMs, gapMs: o.gapMs }, elapsedMs);
 
     const stop = () => elapsedMs() >= o.timeMs;
     await Promise.all([
       ...registers.map((cl) => cl.run(stop)),
       ...durables.map((cl) => cl.run(stop)),
+      ...sessions.map((cl) => cl.run(stop)),
       nemesis.run(stop),
     ]);
     await nemesis.healAll();
@@ -126,7 +133,9 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
     if (unrecovered !== null) failure.push(`after healing: ${unrecovered}`);
     const versions = versionRegressions(rec.versions);
     for (const line of versions.examples) failure.push(`version regression: ${line}`);
-    const bad = versions.count > 0 || check.verdict !== "linearizable" || durability.lost.length > 0 || crashed.length > 0 || unrecovered !== null;
+    const sessionVerdict = checkSessions(sessions.flatMap((cl) => cl.ops));
+    for (const line of sessionVerdict.examples) failure.push(`session: ${line}`);
+    const bad = versions.count > 0 || sessionVerdict.violations > 0 || check.verdict !== "linearizable" || durability.lost.length > 0 || crashed.length > 0 || unrecovered !== null;
     let historyFile: string | null = null;
     if (bad) {
       mkdirSync(o.outDir, { recursive: true });
@@ -138,7 +147,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
       c.saveLogs(prefix);
     }
     return {
-      seed: o.seed, recovered: unrecovered === null, versionRegressions: versions.count, faults: nemesis.counts, ops: { ...rec.counts }, verdict: check.verdict, failure,
+      seed: o.seed, recovered: unrecovered === null, versionRegressions: versions.count, sessions: sessionVerdict, faults: nemesis.counts, ops: { ...rec.counts }, verdict: check.verdict, failure,
       acked: durability.acked, lost: durability.lost, unverified: durability.unverified, missedByScan: durability.missedByScan,
       crashed, historyFile, reasons: rec.reasons, timeline: nemesis.timeline, wallMs: Date.now() - wallStart,
     };

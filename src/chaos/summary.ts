@@ -13,9 +13,10 @@ function faultText(r: Pick<RunResult, "faults">): string {
 const yesNo = (r: RunResult) => (r.verdict === "linearizable" ? "yes" : r.verdict === "not-linearizable" ? "NO" : "unknown");
 
 export function formatSummary(results: RunResult[]): string {
-  const header = ["run", "seed", "ops ok", "failed", "indeterminate", "linearizable", "versions grow", "acked writes", "lost", "faults"];
+  const header = ["run", "seed", "ops ok", "failed", "indeterminate", "linearizable", "versions grow", "session reads", "sessions hold", "acked writes", "lost", "faults"];
   const rows = results.map((r, i) => [String(i + 1), String(r.seed), String(r.ops.ok), String(r.ops.fail), String(r.ops.info), yesNo(r),
-    r.versionRegressions === 0 ? "yes" : `NO (${r.versionRegressions})`, String(r.acked), String(r.lost.length), faultText(r)]);
+    r.versionRegressions === 0 ? "yes" : `NO (${r.versionRegressions})`, String(r.sessions.reads), r.sessions.violations === 0 ? "yes" : `NO (${r.sessions.violations})`,
+    String(r.acked), String(r.lost.length), faultText(r)]);
   const sum = (f: (r: RunResult) => number) => results.reduce((n, r) => n + f(r), 0);
   const total = { faults: { applied: {} as Record<string, number>, refused: {} as Record<string, number> } };
   for (const r of results) {
@@ -24,7 +25,8 @@ export function formatSummary(results: RunResult[]): string {
   }
   const lin = (v: RunResult["verdict"]) => results.filter((r) => r.verdict === v).length;
   rows.push(["all", "", String(sum((r) => r.ops.ok)), String(sum((r) => r.ops.fail)), String(sum((r) => r.ops.info)),
-    `${lin("linearizable")}/${results.length}`, `${results.filter((r) => r.versionRegressions === 0).length}/${results.length}`, String(sum((r) => r.acked)), String(sum((r) => r.lost.length)), faultText(total)]);
+    `${lin("linearizable")}/${results.length}`, `${results.filter((r) => r.versionRegressions === 0).length}/${results.length}`,
+    String(sum((r) => r.sessions.reads)), `${results.filter((r) => r.sessions.violations === 0).length}/${results.length}`, String(sum((r) => r.acked)), String(sum((r) => r.lost.length)), faultText(total)]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ");
   const out = [line(header), ...rows.map(line)];

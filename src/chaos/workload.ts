@@ -18,14 +18,16 @@
 import { ERRORS, isErrorCode } from "../api/error-table.js";
 import { Rng } from "../util/rng.js";
 import type { ProcCluster } from "./cluster.js";
-import type { HistoryRecorder, Outcome } from "../check/index.js";
+import type { HistoryRecorder, Outcome, SessionOp } from "../check/index.js";
+import { SESSION_HEADER, SessionTokens } from "../client/session.js";
 
 /**
  * Deliberate bugs of the clients, to show the checker flags them: `eventual-reads` reads a node's own
  * replica (`consistency=eventual`) but records a linearizable read; `blind-cas` sends a compare-and-set
- * without its `ifVersion` (a plain write) but records it as one.
+ * without its `ifVersion` (a plain write) but records it as one; `sessionless-reads` asks session reads
+ * without the session's token.
  */
-export const CLIENT_BUGS = ["none", "eventual-reads", "blind-cas"] as const;
+export const CLIENT_BUGS = ["none", "eventual-reads", "blind-cas", "sessionless-reads"] as const;
 export type ClientBug = (typeof CLIENT_BUGS)[number];
 
 export interface WorkloadOptions {
@@ -43,6 +45,8 @@ interface Answer {
   reason: string;
   status: number;
   body: { payload?: unknown; version?: number; error?: { code?: string } };
+  /** The answer's session token (api/session.ts). */
+  session?: string;
 }
 
 /** The outcome of a request by the error table; no answer at all is indeterminate unless it was never sent. */
@@ -63,10 +67,11 @@ async function request(url: string, init: RequestInit, timeoutMs: number): Promi
     // An answer cut off (the node died mid-reply) says nothing about the write.
     return { outcome: "info", reason: `${r.status} unreadable body`, status: r.status, body: {} };
   }
-  if (r.status === 200) return { outcome: "ok", reason: "", status: 200, body };
+  const session = r.headers.get(SESSION_HEADER) ?? undefined;
+  if (r.status === 200) return { outcome: "ok", reason: "", status: 200, body, session };
   const code = body.error?.code ?? "";
   const applied = isErrorCode(code) ? ERRORS[code].applied : "unknown";
-  return { outcome: applied === "no" ? "fail" : "info", reason: `${r.status} ${code}`, status: r.status, body };
+  return { outcome: applied === "no" ? "fail" : "info", reason: `${r.status} ${code}`, status: r.status, body, session };
 }
 
 const JSON_HEADERS = { "content-type": "application/json" };
@@ -183,6 +188,52 @@ export class RegisterClient {
       if (old !== undefined && old.length > 0) await this.cas(key, old[this.rng.int(old.length)]!, value);
     }
     return this.refused;
+  }
+
+  async run(stop: () => boolean): Promise<void> {
+    while (!stop()) {
+      const refused = await this.step();
+      await new Promise((r) => setTimeout(r, refused ? REFUSED_PAUSE_MS : this.opts.opIntervalMs));
+    }
+  }
+}
+
+/**
+ * A session (DATA-4) across the nodes: each operation goes to a node picked at random, writes blind
+ * puts and reads at `consistency=session` with the session's token (the client's SessionTokens, as
+ * `shoal/client` keeps it), over keys the sessions share. Its completed operations, in order, are what
+ * the session checker (check/sessions.ts) holds to read-your-writes and monotonic reads.
+ */
+export class SessionClient {
+  readonly ops: SessionOp[] = [];
+  private readonly tokens = new SessionTokens();
+  private readonly rng: Rng;
+  private n = 0;
+
+  constructor(readonly id: number, private readonly nodes: readonly number[], seed: number, private readonly c: ProcCluster,
+    private readonly opts: WorkloadOptions, private readonly elapsedMs: () => number) {
+    this.rng = new Rng(seed * 104_729 + id);
+  }
+
+  /** One operation; true when its node refused the connection. */
+  async step(): Promise<boolean> {
+    this.n++;
+    const key = `ses${this.rng.int(this.opts.keysPerGeneration)}.g${Math.floor(this.elapsedMs() / this.opts.keyLifeMs)}`;
+    const node = this.nodes[this.rng.int(this.nodes.length)]!;
+    const url = this.c.url(node, `/v1/collections/default/records/${key}`);
+    if (this.rng.float() < 0.4) {
+      const a = await request(url, { method: "PUT", headers: JSON_HEADERS, body: JSON.stringify({ payload: `s${this.id}.${this.n}` }) }, this.opts.clientTimeoutMs);
+      this.tokens.merge(a.session);
+      if (a.outcome === "ok") this.ops.push({ session: this.id, kind: "write", key, version: a.body.version!, node, atMs: this.elapsedMs() });
+      return a.reason === "ECONNREFUSED";
+    }
+    const token = this.opts.bug === "sessionless-reads" ? "" : this.tokens.token();
+    const a = await request(`${url}?consistency=session`, { headers: { [SESSION_HEADER]: token } }, this.opts.clientTimeoutMs);
+    this.tokens.merge(a.session);
+    if (a.outcome === "ok" || (a.status === 404 && a.body.error?.code === "not_found")) {
+      this.ops.push({ session: this.id, kind: "read", key, version: a.status === 200 ? a.body.version! : 0, node, atMs: this.elapsedMs() });
+    }
+    return a.reason === "ECONNREFUSED";
   }
 
   async run(stop: () => boolean): Promise<void> {

@@ -4,3 +4,4 @@ export * from "./linearizability.js";
 export * from "./parse.js";
 export * from "./versions.js";
 export * from "./recorder.js";
+export * from "./sessions.js";

@@ -91,16 +91,18 @@ async function keyedWrite(write: (key: string) => Promise<unknown>, key: string)
   return res;
 }
 
-export async function putCommand(id: string, payload: unknown, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string }): Promise<number> {
+export async function putCommand(id: string, payload: unknown, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string; writeMode?: "sync" | "async" }): Promise<number> {
   return report(await keyedWrite((key) => records(opts.endpoint).put(id, payload, {
-    idempotencyKey: key, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}),
+    idempotencyKey: key, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}), ...(opts.writeMode !== undefined ? { writeMode: opts.writeMode } : {}),
   }), opts.idempotencyKey ?? randomUUID()));
 }
 
-export async function getCommand(id: string, opts: ClientOptions & { consistency?: string }): Promise<number> {
+export async function getCommand(id: string, opts: ClientOptions & { consistency?: string; maxStalenessMs?: number }): Promise<number> {
   // A request of its own rather than get(): an absent record is the server's not_found, in its words.
-  const q = opts.consistency !== undefined ? `?consistency=${encodeURIComponent(opts.consistency)}` : "";
-  return report(await call(opts.endpoint, "GET", recordPath(id) + q));
+  const q = new URLSearchParams();
+  if (opts.consistency !== undefined) q.set("consistency", opts.consistency);
+  if (opts.maxStalenessMs !== undefined) q.set("maxStalenessMs", String(opts.maxStalenessMs));
+  return report(await call(opts.endpoint, "GET", `${recordPath(id)}${q.size > 0 ? `?${q}` : ""}`));
 }
 
 export async function delCommand(id: string, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string }): Promise<number> {

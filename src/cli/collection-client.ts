@@ -11,6 +11,7 @@ export interface CreateOptions extends ClientOptions {
   storage?: "f32" | "f16" | "i8";
   index?: Record<string, string>;
   ttlMs?: number;
+  writeMode?: "sync" | "async";
 }
 
 interface CollectionView {
@@ -34,6 +35,7 @@ export function declaration(name: string, o: CreateOptions): Record<string, unkn
   if (o.dim !== undefined || o.metric !== undefined) body.vectors = { dim: o.dim, metric: o.metric, ...(o.storage !== undefined ? { storage: o.storage } : {}) };
   if (o.index !== undefined) body.payloadIndexes = o.index;
   if (o.ttlMs !== undefined) body.ttlMs = o.ttlMs;
+  if (o.writeMode !== undefined) body.writeMode = o.writeMode;
   return body;
 }
 

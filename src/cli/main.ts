@@ -62,6 +62,7 @@ const SHARD_ID = positive("shard id", "shard ls");
 const endpoint = () => new Option("--endpoint <url>", "a node's HTTP API: an http(s) URL").env("SHOAL_ENDPOINT").default("http://127.0.0.1:7400").argParser(httpUrl);
 const json = () => new Option("--json", "print the server's JSON answer (for scripts)");
 const nodeOption = (flags: string, what: string) => new Option(flags, `${what}; ${NODE_ID}`).argParser(positiveInt);
+const writeModeOption = () => new Option("--write-mode <mode>", "sync: answered once a quorum holds the write; async: once the shard leader's log holds it (a failover can lose it: README, Write modes); default: the collection's").choices(["sync", "async"]);
 const ifVersion = (what: string) => new Option("--if-version <n>", `compare-and-set: ${what} only if the record is at this version (a non-negative integer${what === "write" ? "; 0: only if there is none" : ""})`)
   .argParser(nonNegativeInt);
 
@@ -173,11 +174,12 @@ function addRecordCommands(program: Command): void {
   const id = () => new Argument("<id>", RECORD_ID_HELP).argParser(recordId);
   program.command("put").description("create or replace a record; prints its new version")
     .addArgument(id()).addArgument(new Argument("<payload>", "the record's payload: any JSON value, e.g. '{\"name\": \"ada\"}'").argParser(jsonValue))
-    .addOption(ifVersion("write")).addOption(idempotencyKey()).addOption(json()).addOption(endpoint())
+    .addOption(ifVersion("write")).addOption(idempotencyKey()).addOption(writeModeOption()).addOption(json()).addOption(endpoint())
     .action(async (id: string, payload: unknown, opts) => { process.exitCode = await (await import("./client.js")).putCommand(id, payload, opts); });
   program.command("get").description("read a record: its id, payload and version").addArgument(id())
-    .addOption(new Option("--consistency <level>", "linearizable: confirmed by the shard's leader; eventual: this node's replica, possibly stale (default: linearizable)")
-      .choices(["linearizable", "eventual"]))
+    .addOption(new Option("--consistency <level>", "linearizable: confirmed by the shard's leader; bounded: a replica known to miss no write older than --max-staleness-ms; eventual: this node's replica, possibly stale (default: linearizable)")
+      .choices(["linearizable", "bounded", "eventual"]))
+    .addOption(new Option("--max-staleness-ms <ms>", "with --consistency bounded: how stale the answer may be (default 1000)").argParser(nonNegativeInt))
     .addOption(json()).addOption(endpoint())
     .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).getCommand(id, opts); });
   program.command("del").description("delete a record (deleting one that does not exist succeeds and says so)").addArgument(id())
@@ -292,6 +294,7 @@ function addCollections(collectionCmd: Command): void {
     .addOption(new Option("--storage <type>", "how vectors are stored (default f32)").choices(["f32", "f16", "i8"]))
     .addOption(new Option("--index <field=type>", "a payload index (repeatable): a dotted field path and keyword, integer, float or bool").argParser(payloadIndex))
     .addOption(new Option("--ttl-ms <ms>", "records expire this long after their last write (at least 1000): hidden from reads at once, deleted by the shards' leaders soon after").argParser(positiveInt))
+    .addOption(new Option("--write-mode <mode>", "how its single-record writes are acknowledged unless a request says: sync (default: once a quorum holds them) or async (once the shard leader's log holds them; a failover can lose them: README, Write modes)").choices(["sync", "async"]))
     .addOption(json()).addOption(endpoint())
     .action(async (n: string, opts) => { process.exitCode = await (await import("./collection-client.js")).collectionCreateCommand(n, opts); });
   collectionCmd.command("ls").description("list the collections").addOption(json()).addOption(endpoint())

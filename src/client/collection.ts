@@ -4,8 +4,20 @@ import type { Transport } from "./transport.js";
 import type { ShardRouter } from "./routing.js";
 import { ShoalError } from "./errors.js";
 
-/** Read levels the server offers today (issue 15 adds session and bounded). */
-export type ReadConsistency = "linearizable" | "eventual";
+/**
+ * A read's level. linearizable: sees every write acknowledged before it. session: sees this client's
+ * own writes and never goes back on what it read before (the client threads the session's token).
+ * bounded: misses no write acknowledged more than `maxStalenessMs` before it. eventual: whatever the
+ * answering replica holds now. Searches, counts and scans are served as linearizable when asked for
+ * session or bounded (which meets both).
+ */
+export type ReadConsistency = "linearizable" | "session" | "bounded" | "eventual";
+
+/** A read's level, and with bounded how stale it may be (default 1,000 ms). */
+export interface ReadOptions {
+  consistency?: ReadConsistency;
+  maxStalenessMs?: number;
+}
 
 /** A filter of the filter language (README, Filters): {must, should, must_not} over {key, match | range | exists}. */
 export type Filter = Record<string, unknown>;
@@ -26,6 +38,20 @@ export interface PutOptions {
   ifVersion?: number;
   /** The write's identity across retries (default: a new random key, reused by this call's retries). */
   idempotencyKey?: string;
+  /**
+   * sync: answered once a quorum holds the write; async: once the shard leader's log holds it (the
+   * answer says `mode: "async"`; a failover before a quorum holds it can lose it). Default: the
+   * collection's writeMode. A compare-and-set (ifVersion) is always sync.
+   */
+  writeMode?: WriteMode;
+}
+
+export type WriteMode = "sync" | "async";
+
+/** A write's answer: the record's version (with `mode: "async"`, the version it gets once applied). */
+export interface WriteAnswer {
+  version: number;
+  mode?: "async";
 }
 
 export interface UpsertItem {
@@ -37,12 +63,11 @@ export interface UpsertItem {
 /** One record's outcome in upsertMany, in input order. */
 export type UpsertResult = { id: string; version: number } | { id: string; error: ShoalError };
 
-export interface SearchOptions {
+export interface SearchOptions extends ReadOptions {
   k?: number;
   ef?: number;
   filter?: Filter;
   exact?: boolean;
-  consistency?: ReadConsistency;
   timeoutMs?: number;
   allowPartial?: boolean;
   withPayload?: boolean;
@@ -82,8 +107,14 @@ const vectorJson = (v: Vector | undefined) => (v === undefined ? {} : { vector: 
 export class Collection {
   private readonly base: string;
 
-  constructor(private readonly t: Transport, readonly name: string, private readonly router: ShardRouter | null = null) {
+  constructor(private readonly t: Transport, readonly name: string, private readonly router: ShardRouter | null = null,
+    private readonly consistency: ReadConsistency | undefined = undefined) {
     this.base = `/v1/collections/${encodeURIComponent(name)}`;
+  }
+
+  /** The client's default read level, for a request's body. */
+  private level(): { consistency?: ReadConsistency } {
+    return this.consistency === undefined ? {} : { consistency: this.consistency };
   }
 
   /** The node leading the record's shard, when the client's shard map knows it. */
@@ -96,9 +127,9 @@ export class Collection {
   }
 
   /** Creates or replaces a record; retried under one idempotency key, so it is applied at most once. */
-  put(id: string, payload: unknown, opts: PutOptions = {}): Promise<{ version: number }> {
+  put(id: string, payload: unknown, opts: PutOptions = {}): Promise<WriteAnswer> {
     return this.t.call({
-      method: "PUT", path: this.recordPath(id), write: true, idempotent: true, prefer: this.leaderOf(id),
+      method: "PUT", path: `${this.recordPath(id)}${opts.writeMode !== undefined ? `?writeMode=${opts.writeMode}` : ""}`, write: true, idempotent: true, prefer: this.leaderOf(id),
       headers: { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
       body: { payload, ...vectorJson(opts.vector), ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}) },
     });
@@ -110,22 +141,27 @@ export class Collection {
    * replica answers it, and reads spread over the nodes instead of piling on the leaders
    * (bench:client: routed linearizable gets were 1.2x slower at p95).
    */
-  async get(id: string, opts: { consistency?: ReadConsistency; withVector?: boolean } = {}): Promise<StoredRecord | null> {
+  async get(id: string, opts: ReadOptions & { withVector?: boolean } = {}): Promise<StoredRecord | null> {
     const q = new URLSearchParams();
-    if (opts.consistency !== undefined) q.set("consistency", opts.consistency);
+    const level = opts.consistency ?? this.consistency;
+    if (level !== undefined) q.set("consistency", level);
+    if (opts.maxStalenessMs !== undefined) q.set("maxStalenessMs", String(opts.maxStalenessMs));
     if (opts.withVector === true) q.set("withVector", "true");
     try {
-      return await this.t.call<StoredRecord>({ method: "GET", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`, write: false, idempotent: true });
+      return await this.t.call<StoredRecord>({ method: "GET", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`, write: false, idempotent: true, session: level === "session" });
     } catch (e) {
       if (e instanceof ShoalError && e.code === "not_found") return null;
       throw e;
     }
   }
 
-  /** Deletes a record (`deleted: false` when there was none); retried under one idempotency key. */
-  delete(id: string, opts: { ifVersion?: number; idempotencyKey?: string } = {}): Promise<{ version: number; deleted: boolean }> {
+  /** Deletes a record (`deleted: false` when there was none; unknown yet in write mode async); retried under one idempotency key. */
+  delete(id: string, opts: { ifVersion?: number; idempotencyKey?: string; writeMode?: WriteMode } = {}): Promise<WriteAnswer & { deleted?: boolean }> {
+    const q = new URLSearchParams();
+    if (opts.ifVersion !== undefined) q.set("ifVersion", String(opts.ifVersion));
+    if (opts.writeMode !== undefined) q.set("writeMode", opts.writeMode);
     return this.t.call({
-      method: "DELETE", path: `${this.recordPath(id)}${opts.ifVersion !== undefined ? `?ifVersion=${opts.ifVersion}` : ""}`,
+      method: "DELETE", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`,
       write: true, idempotent: true, prefer: this.leaderOf(id), headers: { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
     });
   }
@@ -167,26 +203,28 @@ export class Collection {
 
   /** The k records nearest `vector` (best first), with an optional filter. */
   search(vector: Vector, opts: SearchOptions = {}): Promise<SearchAnswer> {
-    return this.t.call({ method: "POST", path: `${this.base}/search`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: { vector: vectorValue(vector), ...opts } });
+    return this.t.call({ method: "POST", path: `${this.base}/search`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: { vector: vectorValue(vector), ...this.level(), ...opts } });
   }
 
   /** Records satisfying the filter (all without one). */
-  count(opts: { filter?: Filter; consistency?: ReadConsistency; allowPartial?: boolean; timeoutMs?: number } = {}): Promise<CountAnswer> {
-    return this.t.call({ method: "POST", path: `${this.base}/count`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: opts });
+  count(opts: ReadOptions & { filter?: Filter; allowPartial?: boolean; timeoutMs?: number } = {}): Promise<CountAnswer> {
+    return this.t.call({ method: "POST", path: `${this.base}/count`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: { ...this.level(), ...opts } });
   }
 
   /**
    * Every record satisfying the filter (all without one), in id order, fetched a page at a time as the
    * loop asks: each record that exists throughout the scan comes once, also while shards split and merge.
    */
-  async *scan(opts: { filter?: Filter; pageSize?: number; consistency?: ReadConsistency; withVector?: boolean } = {}): AsyncGenerator<StoredRecord> {
+  async *scan(opts: ReadOptions & { filter?: Filter; pageSize?: number; withVector?: boolean } = {}): AsyncGenerator<StoredRecord> {
+    const level = opts.consistency ?? this.consistency;
     let cursor: string | null | undefined;
     do {
       const page: { records: StoredRecord[]; cursor: string | null } = await this.t.call({
         method: "POST", path: `${this.base}/records/scan`, write: false, idempotent: true,
         body: {
           ...(opts.filter !== undefined ? { filter: opts.filter } : {}), ...(opts.pageSize !== undefined ? { limit: opts.pageSize } : {}),
-          ...(opts.consistency !== undefined ? { consistency: opts.consistency } : {}), ...(opts.withVector === true ? { withVector: true } : {}),
+          ...(level !== undefined ? { consistency: level } : {}), ...(opts.maxStalenessMs !== undefined ? { maxStalenessMs: opts.maxStalenessMs } : {}),
+          ...(opts.withVector === true ? { withVector: true } : {}),
           ...(cursor !== undefined && cursor !== null ? { cursor } : {}),
         },
       });

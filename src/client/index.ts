@@ -12,15 +12,18 @@
  * a record whose shard the map does not know yet, goes to a gateway node (the one that answered last; the next endpoint when one cannot be
  * reached), which forwards it. Refusals are ShoalErrors carrying the error table's code, retryable and
  * applied fields; writes are retried under an idempotency key.
- * Not built yet (issue 15): the session and bounded read levels, batches split per shard leader.
+ * Reads take a level (ReadConsistency); the client keeps its session's token (session.ts) and sends it
+ * with session reads, so they see the client's own writes from whichever node answers.
+ * Not built yet (issue 15): batches split per shard leader, session tokens in searches.
  */
 import { Collection } from "./collection.js";
 import { Transport } from "./transport.js";
 import { ShardRouter } from "./routing.js";
 import { type WatchEvent, watchEvents } from "./watch.js";
+import type { ReadConsistency } from "./collection.js";
 
 export { Collection } from "./collection.js";
-export type { CountAnswer, Filter, PutOptions, ReadConsistency, SearchAnswer, SearchOptions, StoredRecord, UpsertItem, UpsertResult, Vector } from "./collection.js";
+export type { CountAnswer, Filter, PutOptions, ReadConsistency, ReadOptions, SearchAnswer, WriteAnswer, WriteMode, SearchOptions, StoredRecord, UpsertItem, UpsertResult, Vector } from "./collection.js";
 export { CLIENT_ERRORS, ShoalError } from "./errors.js";
 export type { WatchEvent } from "./watch.js";
 
@@ -42,6 +45,10 @@ export interface ShoalClientOptions {
   routing?: boolean;
   /** The shard map is read again in the background once older than this (default 5,000 ms). */
   mapMaxAgeMs?: number;
+  /** The level of reads that name none (default: the server's, linearizable). */
+  consistency?: ReadConsistency;
+  /** A session to go on with (`sessionToken()` of another client, saved): its reads at level session see what that one saw. */
+  sessionToken?: string;
 }
 
 /** A collection's declaration (README, Collections): name, shards, replicationFactor, vectors, payloadIndexes, ttlMs, partitioning. */
@@ -50,18 +57,28 @@ export type CollectionDeclaration = { name: string } & Record<string, unknown>;
 export class ShoalClient {
   private readonly t: Transport;
   private readonly router: ShardRouter | null;
+  private readonly consistency: ReadConsistency | undefined;
 
   constructor(opts: ShoalClientOptions) {
     this.t = new Transport({
       endpoints: opts.endpoints, timeoutMs: opts.timeoutMs ?? 10_000, attemptsMax: opts.attemptsMax ?? 5,
       backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax: opts.socketsPerEndpointMax ?? 64,
-    });
+    }, opts.sessionToken);
+    this.consistency = opts.consistency;
     const protocol = new URL(opts.endpoints[0]!).protocol === "https:" ? "https:" : "http:";
     this.router = opts.routing === false ? null : new ShardRouter(this.t, opts.mapMaxAgeMs ?? 5_000, protocol);
   }
 
   collection(name: string): Collection {
-    return new Collection(this.t, name, this.router);
+    return new Collection(this.t, name, this.router, this.consistency);
+  }
+
+  /**
+   * This client's session as a token (`shard:version` pairs): hand it to another client (the
+   * `sessionToken` option) to go on with the session there, e.g. in the next request of a web user.
+   */
+  sessionToken(): string {
+    return this.t.session.token();
   }
 
   /**

@@ -5,7 +5,8 @@
  * (`/v1/cluster/nodes`, `/v1/cluster/shards`) and read again in the background once older than
  * `maxAgeMs`; a request never waits for it. A stale map costs a hop, never an error: the node a request
  * reaches forwards it to the shard's leader as any gateway does; a node that cannot be reached is
- * forgotten at once. A node reports a shard's leader only for shards it holds a replica of, so with more
+ * forgotten at once, and a write a gateway forwarded comes back naming the leader it reached (the
+`Shoal-Leader` header), which the map takes at once. A node reports a shard's leader only for shards it holds a replica of, so with more
  * nodes than replicas the map routes the shards of the node it was read from (the others go through the
  * gateways).
  */
@@ -29,8 +30,19 @@ export class ShardRouter {
   /** Map reads that failed in a row (the next is tried after maxAgeMs all the same). */
   failures = 0;
 
+  /** Node id -> its base URL, from the last map read. */
+  private http = new Map<number, string>();
+
   constructor(private readonly t: Transport, private readonly maxAgeMs: number, private readonly protocol: "http:" | "https:") {
     t.onPreferredUnreachable = (base) => this.forget(base);
+    t.onLeaderHint = (hint) => this.learn(hint);
+  }
+
+  /** A gateway forwarded a write to the shard's leader (`shard:node`): the next goes there directly. */
+  private learn(hint: string): void {
+    const [shard, node] = hint.split(":").map(Number);
+    const at = node === undefined ? undefined : this.http.get(node);
+    if (shard !== undefined && Number.isSafeInteger(shard) && at !== undefined) this.leaders.set(shard, at);
   }
 
   /** The endpoint of the leader of the shard holding `id`, or null when the map does not say (ask any gateway). */
@@ -103,5 +115,6 @@ export class ShardRouter {
     for (const [collection, list] of byCollection) tables.set(collection, new RouteTable(typeof list[0]!.range.start === "string" ? "range" : "hash", list));
     this.tables = tables;
     this.leaders = leaders;
+    this.http = http;
   }
 }

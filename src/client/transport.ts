@@ -10,6 +10,8 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { assert } from "../util/assert.js";
 import { ShoalError } from "./errors.js";
+import { SESSION_HEADER, SessionTokens } from "./session.js";
+import { LEADER_HEADER } from "../api/session.js";
 
 /** Node endpoints remembered from the shard map (a cluster has fewer nodes than this). */
 const URL_CACHE_MAX = 1024;
@@ -40,6 +42,8 @@ export interface Call {
   prefer?: string | null;
   /** This call's attempt time limit, when longer than the client's (a search's own timeoutMs, say). */
   timeoutMs?: number;
+  /** Carry the session's token (a read at consistency "session"). */
+  session?: boolean;
 }
 
 /** Refusals that say "ask another node": the next attempt goes to the next endpoint. */
@@ -67,6 +71,10 @@ interface Answer {
   /** The start of a body that is not JSON (null: JSON, or empty). */
   notJson: string | null;
   retryAfterS: number | null;
+  /** The answer's session token (api/session.ts), if it carried one. */
+  session: string | undefined;
+  /** `shard:node`: the leader a forwarded write reached (api/session.ts LEADER_HEADER). */
+  leader: string | undefined;
 }
 
 export class Transport {
@@ -76,10 +84,15 @@ export class Transport {
   /** The endpoint tried first: the last one that answered. */
   private preferred = 0;
   private closed = false;
+  /** What this client's answers showed of each shard: every answer's token is merged in. */
+  readonly session: SessionTokens;
+  /** Told of the leader a gateway forwarded a write to (the router takes it into its map). */
+  onLeaderHint: ((hint: string) => void) | null = null;
   /** Told of a node from the shard map that could not be reached (the router forgets it). */
   onPreferredUnreachable: ((base: string) => void) | null = null;
 
-  constructor(private readonly opts: TransportOptions) {
+  constructor(private readonly opts: TransportOptions, sessionToken?: string) {
+    this.session = new SessionTokens(sessionToken);
     assert(opts.endpoints.length > 0, "a client needs at least one endpoint");
     assert(opts.attemptsMax >= 1 && opts.timeoutMs > 0 && opts.backoffMsMax >= 0, "positive limits");
     this.endpoints = opts.endpoints.map((e) => {
@@ -126,6 +139,8 @@ export class Transport {
       }
       if (direct === null) this.preferred = at;
       direct = null;
+      this.session.merge(a.session);
+      if (a.leader !== undefined) this.onLeaderHint?.(a.leader);
       if (a.notJson !== null) {
         last = notJson(to, a, c.write);
         break;
@@ -204,7 +219,10 @@ export class Transport {
     return new Promise<Answer>((resolve, reject) => {
       const req = (https ? httpsRequest : httpRequest)(new URL(c.path, base), {
         method: c.method, agent: https ? this.https : this.http, timeout: timeoutMs,
-        headers: { accept: "application/json", ...c.headers, ...(body !== undefined ? { "content-type": "application/json", "content-length": body.length } : {}) },
+        headers: {
+          accept: "application/json", ...c.headers, ...(body !== undefined ? { "content-type": "application/json", "content-length": body.length } : {}),
+          ...(c.session === true ? { [SESSION_HEADER]: this.session.token() } : {}),
+        },
       }, (res) => void collect(res).then(resolve, reject));
       req.on("timeout", () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" })));
       req.on("error", reject);
@@ -227,7 +245,13 @@ async function collect(res: IncomingMessage): Promise<Answer> {
       notJson = text.replace(/\s+/g, " ").trim().slice(0, 200);
     }
   }
-  return { status: res.statusCode ?? 0, body, notJson, retryAfterS: res.headers["retry-after"] !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : null };
+  const session = res.headers[SESSION_HEADER];
+  const leader = res.headers[LEADER_HEADER];
+  return {
+    status: res.statusCode ?? 0, body, notJson, session: typeof session === "string" ? session : undefined,
+    leader: typeof leader === "string" ? leader : undefined,
+    retryAfterS: res.headers["retry-after"] !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : null,
+  };
 }
 
 function pause(ms: number): Promise<void> {

@@ -6,13 +6,13 @@ import { COLLECTION_DEFAULTS, CollectionSpecError, VectorError, checkVector, col
 
 test("a collection declared by its name alone gets the defaults: 4 shards, 3 replicas, hash partitioning, no vectors", () => {
   assert.deepEqual(parseCollectionSpec({ name: "docs" }), {
-    name: "docs", shards: 4, replicationFactor: 3, partitioning: "hash", splitPoints: [], vectors: null, payloadIndexes: {}, ttlMs: null,
+    name: "docs", shards: 4, replicationFactor: 3, partitioning: "hash", splitPoints: [], vectors: null, payloadIndexes: {}, ttlMs: null, writeMode: "sync",
   });
 });
 
 test("a range collection starts with the shards its split points cut: one without any, one more than the points", () => {
   assert.deepEqual(parseCollectionSpec({ name: "log", partitioning: "range" }), {
-    name: "log", shards: 1, replicationFactor: 3, partitioning: "range", splitPoints: [], vectors: null, payloadIndexes: {}, ttlMs: null,
+    name: "log", shards: 1, replicationFactor: 3, partitioning: "range", splitPoints: [], vectors: null, payloadIndexes: {}, ttlMs: null, writeMode: "sync",
   });
   const three = parseCollectionSpec({ name: "log", partitioning: "range", splitPoints: ["g", "p"] });
   assert.equal(three.shards, 3);

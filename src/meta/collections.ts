@@ -55,7 +55,16 @@ export interface CollectionSpec {
   payloadIndexes: Record<string, PayloadIndexType>;
   /** Records expire this long after their last write; null: never. */
   ttlMs: number | null;
+  /**
+   * How its single-record writes are acknowledged unless a request says otherwise: sync, once a quorum
+   * holds and the leader applied them; async, once the leader's log holds them durably (a failover
+   * before a quorum does can lose them).
+   */
+  writeMode: WriteMode;
 }
+
+export const WRITE_MODES = ["sync", "async"] as const;
+export type WriteMode = (typeof WRITE_MODES)[number];
 
 /** Bounds on a collection's replicas per shard. */
 export const REPLICATION_FACTOR_MAX = 7;
@@ -139,7 +148,7 @@ export function collectionNameProblem(name: unknown): string | null {
 /** Checks a collection declaration and fills in its defaults. */
 export function parseCollectionSpec(input: unknown): CollectionSpec {
   if (!isObject(input)) throw new CollectionSpecError("body", "a collection is declared by an object with at least `name`");
-  onlyFields(input, ["name", "shards", "replicationFactor", "partitioning", "splitPoints", "vectors", "payloadIndexes", "ttlMs"], "");
+  onlyFields(input, ["name", "shards", "replicationFactor", "partitioning", "splitPoints", "vectors", "payloadIndexes", "ttlMs", "writeMode"], "");
   const nameProblem = collectionNameProblem(input.name);
   if (nameProblem !== null) throw new CollectionSpecError("name", nameProblem);
   const L = COLLECTION_LIMITS;
@@ -162,6 +171,7 @@ export function parseCollectionSpec(input: unknown): CollectionSpec {
     vectors: input.vectors === undefined || input.vectors === null ? null : parseVectorSchema(input.vectors),
     payloadIndexes: input.payloadIndexes === undefined ? {} : parsePayloadIndexes(input.payloadIndexes),
     ttlMs: input.ttlMs === undefined || input.ttlMs === null ? null : integer(input.ttlMs, "ttlMs", L.ttlMsMin, Number.MAX_SAFE_INTEGER),
+    writeMode: input.writeMode === undefined ? "sync" : oneOf(input.writeMode, "writeMode", WRITE_MODES),
   };
   return spec;
 }

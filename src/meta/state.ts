@@ -81,7 +81,7 @@ export interface CollectionRecord {
 }
 
 /** A collection's declaration beyond its shards and replicas (collections.ts checks it). */
-export type CollectionSchema = Pick<CollectionSpec, "partitioning" | "vectors" | "payloadIndexes" | "ttlMs">;
+export type CollectionSchema = Pick<CollectionSpec, "partitioning" | "vectors" | "payloadIndexes" | "ttlMs"> & Partial<Pick<CollectionSpec, "writeMode">>;
 
 export interface SettingsVersion {
   version: number;

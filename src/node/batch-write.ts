@@ -10,8 +10,8 @@ import type { Clock } from "../util/clock.js";
 import type { CommandResult, ShardCommand } from "./records.js";
 import { type MultiRaftNode, NotHostedError, NotLeaderError, WrongShardError } from "./multi-raft.js";
 
-/** One item's outcome in a batch: its version, or the error that stopped its shard's proposal. */
-export type PutManyOutcome = { ok: true; version: number } | { ok: false; error: Error };
+/** One item's outcome in a batch: its version and the shard that applied it, or the error that stopped its shard's proposal. */
+export type PutManyOutcome = { ok: true; version: number; shard: number } | { ok: false; error: Error };
 
 export interface BatchDeps {
   node: MultiRaftNode;
@@ -51,7 +51,7 @@ export async function writeMany(d: BatchDeps, keys: readonly string[], command: 
         const refused = new Set(r.refused ?? []);
         for (const [j, i] of idx.entries()) {
           if (refused.has(j)) again.push(i);
-          else out[i] = { ok: true, version: r.version };
+          else out[i] = { ok: true, version: r.version, shard: group };
         }
       } catch (e) {
         const err = e instanceof Error ? e : new Error(String(e));

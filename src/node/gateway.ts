@@ -12,6 +12,7 @@
 import type { NodeId } from "../raft/index.js";
 import {
   type Consistency,
+  type ReadBound,
   ConfChangeRefusedError,
   InterruptedError,
   LeaderUnreachableError,
@@ -24,7 +25,7 @@ import {
   RequestTimeoutError,
   WrongShardError,
 } from "./multi-raft.js";
-import type { CommandResult, PutItem, RecordCommand, ShardCommand, StoredRecord } from "./records.js";
+import type { AsyncAck, CommandResult, PutItem, RecordCommand, ShardCommand, StoredRecord } from "./records.js";
 import type { ShardPage } from "./scan.js";
 import type { Position } from "../meta/ranges.js";
 import { type ApplyResult, type MetaCommand, currentSettings } from "../meta/state.js";
@@ -74,6 +75,19 @@ export interface GatewayOptions {
 
 export type { PutManyOutcome } from "./batch-write.js";
 
+/** A record as a replica served it: the shard, and that replica's applied version then (a session token). */
+export interface ReadAt {
+  record: StoredRecord | undefined;
+  shard: number;
+  appliedVersion: number;
+}
+
+/**
+ * A record write's outcome, with the shard that applied it (its version is the write's session token
+ * there) and the node that led it (where a client routing by the shard map should have sent it).
+ */
+export type WriteOutcome = (CommandResult | AsyncAck) & { shard: number; leader: NodeId };
+
 /** Options of a record write. */
 export interface WriteOptions {
   /** Compare-and-set: apply only if the record is at this version (0: only if it does not exist). */
@@ -82,14 +96,17 @@ export interface WriteOptions {
   idempotencyKey?: string;
   /** A put in a collection with a TTL: when the record expires (wall-clock ms; not part of the idempotency digest). */
   expiresAtMs?: number;
+  /** sync (default): answered once applied (a quorum holds it); async: once the leader's log holds it (AsyncAck). Not with ifVersion. */
+  mode?: "sync" | "async";
 }
 
 type Op =
-  | { kind: "propose"; group: number; cmd: ShardCommand }
+  /** `async`: a record write answered once durable in the leader's log (MultiRaftNode.proposeAsync). */
+  | { kind: "propose"; group: number; cmd: ShardCommand; async?: true }
   | { kind: "meta"; group: number; cmd: MetaCommand }
   | { kind: "conf"; group: number; changes: ConfChangeSingle[] }
   | { kind: "join"; group: number; req: JoinRequest }
-  | { kind: "read"; group: number; key: string; consistency: Consistency }
+  | { kind: "read"; group: number; key: string; consistency: Consistency; bound?: ReadBound }
   /** A page of a shard's records in id order with its range, from any replica at a ReadIndex (scan.ts). */
   | { kind: "scan"; group: number; limit: number; after?: string }
   /** A placement driver's operator step, for the shard's leader (fenced by the operator's epoch). */
@@ -193,9 +210,9 @@ export class Gateway {
    * Writes a record of `collection` (the default one unless given); `vector`: its float32 bytes (the
    * caller checked it against the collection's schema).
    */
-  put(key: string, payload: unknown, opts: WriteOptions = {}, collection?: string, vector?: Uint8Array): Promise<CommandResult> {
+  put(key: string, payload: unknown, opts: WriteOptions = {}, collection?: string, vector?: Uint8Array): Promise<WriteOutcome> {
     const cmd: RecordCommand = vector === undefined ? { op: "put", key, payload } : { op: "put", key, payload, vector };
-    return this.write(this.withOptions(cmd, opts), collection);
+    return this.write(this.withOptions(cmd, opts), collection, opts.mode);
   }
 
   /** A batch upsert (DATA-5): one `put-many` proposal per shard (batch-write.ts). */
@@ -228,8 +245,8 @@ export class Gateway {
     }, keys, command, collection, onAnswer);
   }
 
-  delete(key: string, opts: WriteOptions = {}, collection?: string): Promise<CommandResult> {
-    return this.write(this.withOptions({ op: "delete", key }, opts), collection);
+  delete(key: string, opts: WriteOptions = {}, collection?: string): Promise<WriteOutcome> {
+    return this.write(this.withOptions({ op: "delete", key }, opts), collection, opts.mode);
   }
 
   /**
@@ -253,11 +270,25 @@ export class Gateway {
   }
 
   get(key: string, consistency: Consistency, collection?: string): Promise<StoredRecord | undefined> {
+    return this.getAt(key, consistency, collection).then((r) => r.record);
+  }
+
+  /**
+   * A record read at a level, with the shard that served it and that replica's applied version then
+   * (the session token of the read). A session read takes the session's version of whichever shard
+   * holds the id when it is read (`session`: shard -> version; none known: 0).
+   */
+  getAt(key: string, consistency: Consistency, collection?: string, session?: ReadonlyMap<number, number>, maxStalenessMs?: number): Promise<ReadAt> {
     return this.rerouted(async (group) => {
+      const bound: ReadBound = consistency === "session" ? { sessionVersion: session?.get(group) ?? 0 }
+        : consistency === "bounded" ? { maxStalenessMs: maxStalenessMs ?? 0 } : {};
       // Reads at any consistency can be served here when this node holds a replica (ReadIndex confirms
       // through the leader when needed); otherwise at a node that does.
-      if (!this.node.hosts(group)) return this.route({ kind: "read", group, key, consistency }) as Promise<StoredRecord | undefined>;
-      return this.node.read(group, key, consistency);
+      if (!this.node.hosts(group)) {
+        const at = await (this.route({ kind: "read", group, key, consistency, bound }) as Promise<Omit<ReadAt, "shard">>);
+        return { ...at, shard: group };
+      }
+      return { record: await this.node.read(group, key, consistency, bound), shard: group, appliedVersion: this.node.appliedVersion(group) };
     }, key, collection);
   }
 
@@ -266,14 +297,16 @@ export class Gateway {
     return this.route({ kind: "propose", group, cmd: { op: "split", at, child } }) as Promise<CommandResult>;
   }
 
-  private write(cmd: RecordCommand, collection: string | undefined): Promise<CommandResult> {
+  private write(cmd: RecordCommand, collection: string | undefined, mode: "sync" | "async" = "sync"): Promise<WriteOutcome> {
+    assert(mode === "sync" || cmd.ifVersion === undefined, "a compare-and-set is sync");
     // Mutation: the shard is told not to check the id against its range, so a write routed by a stale
     // map (this node's, before it learned of a split or merge) is applied where the id no longer lives.
     if (this.mutations.has("gateway-skips-epoch")) (cmd as RecordCommand & { [RANGE_UNCHECKED]?: true })[RANGE_UNCHECKED] = true;
     return this.rerouted(async (group) => {
-      const r = await (this.route({ kind: "propose", group, cmd }) as Promise<CommandResult>);
+      const via = { node: 0 };
+      const r = await (this.route({ kind: "propose", group, cmd, ...(mode === "async" ? { async: true as const } : {}) }, via) as Promise<CommandResult | AsyncAck>);
       if (!r.ok && r.code === "wrong_shard") throw new WrongShardError(group);
-      return r;
+      return { ...r, shard: group, leader: via.node };
     }, cmd.key, collection);
   }
 
@@ -318,7 +351,8 @@ export class Gateway {
    * the gateway waits for the next leader, which a shard without its leader elects within about an
    * election timeout. Bounded by attempts and by one request timeout overall.
    */
-  private async route(op: Op): Promise<unknown> {
+  /** `via.node`, when given, is set to the node that carried the op out (this one, or where it was forwarded). */
+  private async route(op: Op, via?: { node: NodeId }): Promise<unknown> {
     const deadlineMs = this.clock.nowMs() + this.timeoutMs;
     // Whether a replica is hosted here can change while the request waits (a replica placed or moved).
     let leader = this.node.hosts(op.group) ? this.node.leaderOf(op.group) : this.replicaOf(op.group, 0);
@@ -344,6 +378,7 @@ export class Gateway {
             : this.replicaOf(op.group, attempt);
         }
         if (leader === 0) throw new NotLeaderError(op.group, 0);
+        if (via !== undefined) via.node = leader;
         if (leader === this.node.id) return await this.execute(op);
         // A leader believed in here but cut off with the rest would never answer: refuse before sending.
         const noQuorum = this.node.noQuorum(op.group);
@@ -561,11 +596,11 @@ export class Gateway {
 
   private execute(op: Op): Promise<unknown> {
     switch (op.kind) {
-      case "propose": return this.node.propose(op.group, op.cmd);
+      case "propose": return op.async === true ? this.node.proposeAsync(op.group, op.cmd) : this.node.propose(op.group, op.cmd);
       case "meta": return this.node.proposeMeta(op.cmd);
       case "conf": return this.node.proposeConfChange(op.group, op.changes);
       case "join": return this.onJoin === null ? Promise.reject(new Error("this node does not handle joins")) : this.onJoin(op.req);
-      case "read": return this.node.read(op.group, op.key, op.consistency);
+      case "read": return this.node.read(op.group, op.key, op.consistency, op.bound).then((record) => ({ record, appliedVersion: this.node.appliedVersion(op.group) }));
       case "scan": return this.node.scanPage(op.group, op.limit, op.after);
       case "placement": return this.onPlacement === null ? Promise.reject(new Error("this node runs no placement driver")) : this.onPlacement(op.req);
       case "merge": return this.onMerge === null ? Promise.reject(new Error("this node runs no shard agent")) : this.onMerge(op.group, op.into);

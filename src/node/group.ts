@@ -21,7 +21,21 @@ export const NODE_GROUP = 0;
 /** The metadata group's Raft group id: far above any shard id. */
 export const META_GROUP = 1_000_000;
 
-export type Consistency = "linearizable" | "sequential" | "eventual";
+/**
+ * A read's level (DATA-3, DATA-4). linearizable: after a ReadIndex round, on any replica. session: on a
+ * replica that has applied the session's version of the shard (ReadBound.sessionVersion). bounded: on a
+ * replica whose last ReadIndex round started at most ReadBound.maxStalenessMs ago (else after a new one).
+ * eventual: this replica, now. sequential: read as linearizable (the API refuses to name it).
+ */
+export type Consistency = "linearizable" | "sequential" | "session" | "bounded" | "eventual";
+
+/** What a session or a bounded read needs beyond its level. */
+export interface ReadBound {
+  /** session: the least applied version (versionBase + applied index) the replica must show. */
+  sessionVersion?: number;
+  /** bounded: how old the replica's last confirmed-fresh moment may be. */
+  maxStalenessMs?: number;
+}
 
 export class NotLeaderError extends Error {
   override name = "NotLeaderError";
@@ -140,8 +154,10 @@ export interface Waiter<T> {
 
 export interface PendingRead extends Waiter<StoredRecord | undefined> {
   key: string;
-  /** The read index, once the ReadIndex round answered. */
+  /** The read index, once the ReadIndex round answered (a session read's: its version floor, at once). */
   index: number | null;
+  /** When a read with a ReadIndex round was asked (node clock): once served, the replica was fresh as of then. */
+  askedAtMs: number | null;
 }
 
 export interface Group {
@@ -167,6 +183,22 @@ export interface Group {
    * gateway's requests forwarded to the leader, whose answer may never come (one per pending forward).
    */
   quorumWatchers: Set<(reach: string) => void>;
+  /**
+   * Async proposals (ProposeInput.async) handed to Raft, by log index, until the leader's WAL holds
+   * them (multi-raft-turn.ts ackDurable). Invariant: indexes ascending; each has its waiter in proposals.
+   */
+  asyncAcks: { seq: number; index: number }[];
+  /**
+   * Leader: no entry after this index can change the shard's versionBase (an absorb of a merge), except
+   * ones this leader proposes, which move it. Once applied up to it, an async write's version is known
+   * before it applies. Infinity until this node leads.
+   */
+  baseSettledAfter: number;
+  /**
+   * The latest moment (node clock) this replica is known to have held everything committed before it:
+   * when its newest served ReadIndex round was asked. Bounded reads served without a round rely on it.
+   */
+  freshAsOfMs: number;
   /** Client requests (proposals and reads) made here so far: the placement driver's load statistic. */
   requests: number;
   /** A shard's range and recent splits, as of its applied index (the metadata group's is unused). */
@@ -187,7 +219,11 @@ export interface LeaderWaiter extends Waiter<NodeId> {
   refusedTerm: number;
 }
 
-export interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array }
+/**
+ * A proposal for the next turn. `async`: answered once the leader's log holds it durably (AsyncAck), not
+ * once applied. `changesBase`: its command may raise the shard's versionBase when applied (an absorb).
+ */
+export interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array; async?: true; changesBase?: true }
 
 /** Which connection a Raft message travels on. */
 export function planeOf(type: MessageType): Plane {

@@ -240,6 +240,7 @@ export abstract class NodeApply extends NodeLiveness {
       for (const [ctx, r] of g.reads) {
         if (r.index !== null && r.index <= applied) {
           g.reads.delete(ctx);
+          if (r.askedAtMs !== null && r.askedAtMs > g.freshAsOfMs) g.freshAsOfMs = r.askedAtMs;
           this.settle(r, this.servedRead(g, r.key));
         }
       }

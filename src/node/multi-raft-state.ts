@@ -238,7 +238,7 @@ export abstract class NodeState {
       ...(this.cfg.logger ? { logger: this.cfg.logger } : {}),
     });
     const group: Group = {
-      id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(),
+      id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(), freshAsOfMs: -Infinity, asyncAcks: [], baseSettledAfter: Infinity,
       quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], transferWaiters: [], quorumWatchers: new Set(), requests: 0,
       shard: this.loadShardState(g), remembered: null,
     };
@@ -368,6 +368,7 @@ export abstract class NodeState {
     this.parked.delete(g);
     for (const w of g.proposals.values()) this.settle(w, proposed);
     g.proposals.clear();
+    g.asyncAcks = [];
     for (const r of g.reads.values()) this.settle(r, notProposed);
     g.reads.clear();
     for (const w of g.leaderWaiters) this.settle(w, notProposed);

@@ -10,7 +10,8 @@ import { type Message, type NodeId, type Ready, ProposalDroppedError, Role } fro
 import type { WalRecord } from "../storage/wal-record.js";
 import type { Envelope } from "../transport/transport.js";
 
-import { type Group, NODE_GROUP, NotLeaderError, type ProposeInput, planeOf } from "./group.js";
+import { type Group, NODE_GROUP, NotLeaderError, type ProposeInput, type Waiter, planeOf } from "./group.js";
+import type { AsyncAck, CommandResult } from "./records.js";
 import { wakes } from "./quiescence.js";
 
 import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
@@ -31,6 +32,39 @@ export abstract class NodeTurn extends NodeApply {
       if (w === undefined) continue;
       g.proposals.delete(p.seq);
       this.settle(w, { ok: true, version: (g.shard.versionBase ?? 0) + last - (batch.length - 1 - i) });
+    }
+  }
+
+  /** The log indexes Raft just gave a batch: async proposals wait for them to be durable; an absorb moves baseSettledAfter. */
+  private noteProposed(g: Group, batch: ProposeInput[]): void {
+    const first = g.raft.lastIndex() - batch.length + 1;
+    for (const [i, p] of batch.entries()) {
+      if (p.changesBase === true) g.baseSettledAfter = first + i;
+      if (p.async === true) g.asyncAcks.push({ seq: p.seq, index: first + i });
+    }
+  }
+
+  /**
+   * Answers the async proposals whose entries this turn's WAL batch made durable here (the leader's
+   * own append; a quorum may not hold them yet). Only while the shard's version base is settled up to
+   * them (no absorb unapplied before them): otherwise their version is not known yet, and they are
+   * answered once applied, as sync writes.
+   */
+  private ackDurable(readies: [Group, Ready][]): void {
+    for (const [g, rd] of readies) {
+      if (g.asyncAcks.length === 0 || rd.entries.length === 0) continue;
+      const first = rd.entries[0]!.index;
+      const durable = rd.entries[rd.entries.length - 1]!.index;
+      const settled = this.store.applied(g.id) >= g.baseSettledAfter;
+      while (g.asyncAcks.length > 0 && g.asyncAcks[0]!.index <= durable) {
+        const a = g.asyncAcks.shift()!;
+        const w = g.proposals.get(a.seq);
+        // An entry of another term at that index is not this proposal's: it is answered by its outcome.
+        const ours = a.index >= first && rd.entries[a.index - first]!.term === g.raft.term();
+        if (w === undefined || !settled || !ours || g.raft.role() !== Role.Leader) continue;
+        g.proposals.delete(a.seq);
+        this.settle(w as Waiter<CommandResult | AsyncAck>, { ok: true, async: true, version: (g.shard.versionBase ?? 0) + a.index, index: a.index });
+      }
     }
   }
 
@@ -190,9 +224,14 @@ export abstract class NodeTurn extends NodeApply {
         this.onWalSync?.((this.clock.nowMs() - started) / 1000);
         this.counters.walBatches++;
       }
+      this.ackDurable(readies);
     }
-    for (const [, rd] of readies) {
-      if (rd.softState?.role === Role.Leader) this.counters.leadershipsWon++;
+    for (const [g, rd] of readies) {
+      if (rd.softState?.role === Role.Leader) {
+        this.counters.leadershipsWon++;
+        // Entries of earlier terms not applied yet may hold an absorb.
+        g.baseSettledAfter = g.raft.lastIndex();
+      }
       if (rd.softState?.role === Role.Candidate) this.counters.electionsStarted++;
     }
     for (const [g, rd] of readies) {
@@ -289,6 +328,7 @@ export abstract class NodeTurn extends NodeApply {
       }
       try {
         g.raft.propose(...batch.map((p) => p.data));
+        if (g.kind === "shard") this.noteProposed(g, batch);
         if (this.mutations.has("ack-before-apply") && g.kind === "shard") this.ackBeforeApply(g, batch);
       } catch (e) {
         if (!(e instanceof ProposalDroppedError)) throw e;

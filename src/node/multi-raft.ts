@@ -29,14 +29,14 @@ import type { WalRecord } from "../storage/wal-record.js";
 
 import { type NodeHost, realHost } from "./host.js";
 
-import { type Consistency, type Group, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, planeOf, shardOf } from "./group.js";
+import { type Consistency, type Group, type ProposeInput, type ReadBound, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, planeOf, shardOf } from "./group.js";
 
 import { type ShardRange, foundingVoters, initialRange } from "../meta/ranges.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 
 import type { ShardPage } from "./scan.js";
 
-import { type CommandResult, type ShardCommand, type StoredRecord, encodeProposal } from "./records.js";
+import { type AsyncAck, type CommandResult, type ShardCommand, type StoredRecord, encodeProposal } from "./records.js";
 import { encodeMetaProposal } from "./meta-proposals.js";
 
 import { type ApplyResult, type MetaCommand, type MetaState } from "../meta/state.js";
@@ -47,7 +47,7 @@ import { restatedInstall } from "./group-storage.js";
 
 export type { NodeConfig };
 export {
-  type Consistency, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, META_GROUP, NODE_GROUP, NotLeaderError, NoQuorumError,
+  type Consistency, type ReadBound, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, META_GROUP, NODE_GROUP, NotLeaderError, NoQuorumError,
   OverloadedError, QuorumLostError, RequestTimeoutError, ShuttingDownError, InterruptedError, planeOf, shardOf,
 };
 
@@ -253,11 +253,26 @@ export class MultiRaftNode extends NodeTurn {
 
   /** Proposes a command to the shard's leader (this node must lead it). Resolves once applied here. */
   propose(group: number, cmd: ShardCommand): Promise<CommandResult> {
-    return this.proposeAndAwait<CommandResult>(group, `proposal to shard ${group}`, (seq) => {
-      this.counters.proposals++;
-      this.group(group).requests++;
-      return { kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd }) };
-    });
+    return this.proposeAndAwait<CommandResult>(group, `proposal to shard ${group}`, (seq) => this.proposal(group, seq, cmd));
+  }
+
+  /**
+   * Proposes a record write in write mode async: resolves with an AsyncAck once this leader's log holds
+   * it durably (before a quorum does), or, when its version cannot be known before it applies (a merge's
+   * absorb ahead of it), with its CommandResult once applied, as a sync write.
+   */
+  proposeAsync(group: number, cmd: ShardCommand): Promise<CommandResult | AsyncAck> {
+    assert(cmd.op === "put" || cmd.op === "delete", "only single-record writes are async");
+    assert(cmd.ifVersion === undefined, "a compare-and-set's outcome is known only once applied");
+    return this.proposeAndAwait<CommandResult>(group, `proposal to shard ${group}`, (seq) => ({ ...this.proposal(group, seq, cmd), async: true }));
+  }
+
+  private proposal(group: number, seq: number, cmd: ShardCommand): ProposeInput {
+    this.counters.proposals++;
+    this.group(group).requests++;
+    const input: ProposeInput = { kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd }) };
+    if (cmd.op === "absorb") input.changesBase = true;
+    return input;
   }
 
   /**
@@ -284,16 +299,25 @@ export class MultiRaftNode extends NodeTurn {
     });
   }
 
-  /** Reads a record at the requested consistency. */
-  read(group: number, key: string, consistency: Consistency): Promise<StoredRecord | undefined> {
+  /** Reads a record at the requested consistency (ReadBound: a session's version, a staleness bound). */
+  read(group: number, key: string, consistency: Consistency, bound: ReadBound = {}): Promise<StoredRecord | undefined> {
     const g = this.group(group);
     this.checkAccepting();
     this.counters.reads++;
     g.requests++;
-    if (consistency === "eventual") {
+    let floorIndex: number | null = null;
+    if (consistency === "session") {
+      assert(bound.sessionVersion !== undefined && bound.sessionVersion >= 0, "a session read names its version");
+      // Versions are versionBase + index; the base only rises (a merge), so this floor is never too low.
+      floorIndex = bound.sessionVersion - (g.shard.versionBase ?? 0);
+    }
+    const fresh = consistency === "bounded" && this.clock.nowMs() - g.freshAsOfMs <= (bound.maxStalenessMs ?? 0);
+    if (consistency === "eventual" || fresh || (floorIndex !== null && this.store.applied(group) >= floorIndex)) {
       const rec = this.servedRead(g, key);
       return rec instanceof Error ? Promise.reject(rec) : Promise.resolve(rec);
     }
+    // A session read behind its version waits for this replica to apply it, with no round; a bounded
+    // read past its bound takes a ReadIndex round, as a linearizable one (and refreshes freshAsOfMs).
     const refused = this.noQuorumFor(g);
     if (refused !== null) return Promise.reject(refused);
     const ctx = `${this.id}:${this.nextSeq++}`;
@@ -302,11 +326,28 @@ export class MultiRaftNode extends NodeTurn {
       const timer = this.clock.setTimeout(() => {
         g.reads.delete(ctx);
         this.released();
-        reject(new RequestTimeoutError(`read on shard ${group} not confirmed within ${this.cfg.requestTimeoutMs} ms`));
+        reject(new RequestTimeoutError(floorIndex !== null
+          ? `shard ${group}'s replica here did not apply the session's version ${bound.sessionVersion} within ${this.cfg.requestTimeoutMs} ms`
+          : `read on shard ${group} not confirmed within ${this.cfg.requestTimeoutMs} ms`));
       }, this.cfg.requestTimeoutMs);
-      g.reads.set(ctx, { resolve, reject, timer, key, index: null });
-      this.enqueue({ kind: "read", group, ctx });
+      g.reads.set(ctx, { resolve, reject, timer, key, index: floorIndex, askedAtMs: floorIndex === null ? this.clock.nowMs() : null });
+      if (floorIndex === null) this.enqueue({ kind: "read", group, ctx });
     });
+  }
+
+  /** Reads waiting at this replica of the group: for a ReadIndex round, or for a session's version to be applied. */
+  pendingReads(group: number): number {
+    return this.group(group).reads.size;
+  }
+
+  /**
+   * A shard replica's applied version (versionBase + applied index): the session token of what a read
+   * here saw. Every write in the shard's range with a version at most this is applied here, also one
+   * made before a split (on the parent) or a merge (on the retired shard).
+   */
+  appliedVersion(group: number): number {
+    const g = this.group(group);
+    return (g.shard.versionBase ?? 0) + this.store.applied(group);
   }
 
   /**

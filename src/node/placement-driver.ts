@@ -140,12 +140,12 @@ export class PlacementDriver {
       if (e instanceof PlacementError) return { ok: false, code: e.code, message: e.message };
       throw e;
     }
-    const { partitioning, vectors, payloadIndexes, ttlMs, splitPoints } = spec;
+    const { partitioning, vectors, payloadIndexes, ttlMs, splitPoints, writeMode } = spec;
     // Wall clock, as reports are stamped; the wait counts from here, the proposal included.
     const createdAtMs = this.clock.wallMs();
     const r = await this.gateway.proposeMeta({
       kind: "create-collection", name: spec.name, replicationFactor: spec.replicationFactor, placements,
-      schema: { partitioning, vectors, payloadIndexes, ttlMs }, targetReplicas: spec.replicationFactor,
+      schema: { partitioning, vectors, payloadIndexes, ttlMs, ...(writeMode !== "sync" ? { writeMode } : {}) }, targetReplicas: spec.replicationFactor,
       ...(partitioning === "range" ? { splitPoints } : {}), atMs: this.clock.wallMs(),
     });
     if (!r.ok) return r;

@@ -107,6 +107,13 @@ export function vectorOf(bytes: Uint8Array): Float32Array {
   return new Float32Array(new Uint8Array(bytes).buffer);
 }
 
+/**
+ * An async write's answer (write mode async): its entry is durable in the leader's log, not yet
+ * committed; `version` is the version it gets when applied, `index` its log index. A failover before a
+ * quorum holds it can lose it.
+ */
+export interface AsyncAck { ok: true; async: true; version: number; index: number }
+
 export type CommandResult =
   /**
    * `deleted`: a delete found the record (false: there was nothing to delete). `replayed`: the outcome of
