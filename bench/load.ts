@@ -1,12 +1,15 @@
 /**
  * Closed-loop load generator over HTTP/1.1 (keep-alive, one socket per connection): N connections, each sending its next request as soon as the
  * previous one answered. Reports throughput and latency percentiles. Speaks Shoal's API and etcd's
- * HTTP gateway (/v3/kv/put, /v3/kv/range), so that the same client drives both.
+ * HTTP gateway (/v3/kv/put, /v3/kv/range), so that the same client drives both. `--target shoal-sdk`
+ * drives Shoal through `shoal/client` instead (node:http, its shard map routing each put to the shard's
+ * leader, an idempotency key on each put, as a program using the client sends them).
  *
  *   node dist/bench/load.js --target shoal --endpoints http://127.0.0.1:7400,http://127.0.0.1:7401 \
  *        --connections 64 --seconds 10 --key-bytes 8 --value-bytes 256 --read-ratio 0 [--consistency eventual] [--idempotency-keys]
  */
 import { Socket, connect } from "node:net";
+import { type ReadConsistency, ShoalClient } from "../src/client/index.js";
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -25,7 +28,10 @@ const keySpace = Number(arg("keys", "10000"));
 const consistency = arg("consistency", "linearizable");
 // Shoal writes only: each write carries a new Idempotency-Key (what a careful client sends), to measure its cost.
 const idempotencyKeys = args.includes("--idempotency-keys");
-if (target !== "shoal" && target !== "etcd") throw new Error(`--target must be shoal or etcd, got ${target}`);
+if (target !== "shoal" && target !== "etcd" && target !== "shoal-sdk") throw new Error(`--target must be shoal, shoal-sdk or etcd, got ${target}`);
+const sdk = target === "shoal-sdk" ? new ShoalClient({ endpoints, socketsPerEndpointMax: connections }) : null;
+if (sdk !== null && !(await sdk.refreshShardMap())) throw new Error("shoal-sdk: the client could not read the shard map");
+const sdkRecords = sdk?.collection("default") ?? null;
 
 /**
  * One keep-alive HTTP/1.1 connection, one request at a time (closed loop). Hand-rolled on a socket
@@ -100,6 +106,11 @@ const keyOf = (i: number) => String(i % keySpace).padStart(keyBytes, "0").slice(
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
 async function request(conn: Connection, write: boolean, key: string): Promise<boolean> {
+  if (sdkRecords !== null) {
+    if (write) await sdkRecords.put(key, value);
+    else await sdkRecords.get(key, { consistency: consistency as ReadConsistency });
+    return true;
+  }
   if (target === "shoal") {
     const path = `/v1/collections/default/records/${key}`;
     const status = write
@@ -139,6 +150,7 @@ await Promise.all(Array.from({ length: connections }, async (_, c) => {
 }));
 const elapsed = (performance.now() - started) / 1000;
 for (const c of opened) c.close();
+sdk?.close();
 latenciesMs.sort((a, b) => a - b);
 const pct = (p: number) => latenciesMs[Math.min(latenciesMs.length - 1, Math.floor(latenciesMs.length * p))] ?? NaN;
 const result = {

@@ -6,9 +6,10 @@
  * Shoal fsyncs its WAL on a quorum before answering.
  *
  *   npm run bench:etcd [-- --seconds 10 --rounds 3 --warmup-seconds 15 --connections 1,256 --key-bytes 8
- *                         --value-bytes 256 --shards 1,6 --dir PATH]
+ *                         --value-bytes 256 --shards 1,6 --dir PATH --sdk]
  *
- * `--shards` lists the Shoal configurations to run (one cluster each, side by side). Prints one table of
+ * `--shards` lists the Shoal configurations to run (one cluster each, side by side). `--sdk` also drives
+ * each through `shoal/client` (load.ts `--target shoal-sdk`: routed puts, each with an idempotency key). Prints one table of
  * every system and the ratios the targets are stated in (REQUIREMENTS / issue 3), per configuration:
  * 256 connections: Shoal throughput >= 2x etcd's and p99 <= etcd's; 1 connection: p50 <= etcd's.
  */
@@ -35,6 +36,8 @@ const valueBytes = arg("value-bytes", "256");
 // etcd is: the like-for-like comparison, which the targets are judged on. Six (two per node, leaders
 // balanced) shows what sharding costs when all nodes share one 2-core machine (see docs/benchmarks.md).
 const shardCounts = arg("shards", "1,6").split(",").map(Number);
+// Also drive each Shoal cluster through `shoal/client` (its own rows, "… via SDK").
+const viaSdk = args.includes("--sdk");
 if (shardCounts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error("--shards takes a comma-separated list of positive integers");
 const base = mkdtempSync(join(arg("dir", tmpdir()), "shoal-vs-etcd-"));
 const loadJs = fileURLToPath(new URL("./load.js", import.meta.url));
@@ -124,7 +127,12 @@ function median(rs: LoadResult[]): LoadResult {
 // Both clusters run side by side (the idle one costs ~1% CPU) and are measured in alternation, round
 // after round, so that drift in the machine's speed (it is shared) falls on both alike.
 const systems = [await startEtcd()];
-for (const [k, n] of shardCounts.entries()) systems.push(await startShoal(n, k));
+for (const [k, n] of shardCounts.entries()) {
+  const shoal = await startShoal(n, k);
+  systems.push(shoal);
+  // The same cluster through the client: stopped once, with its cluster.
+  if (viaSdk) systems.push({ ...shoal, label: `${shoal.label} via SDK`, target: "shoal-sdk", stop: async () => undefined });
+}
 const results = new Map<string, LoadResult[]>();
 try {
   for (const sys of systems) runLoad(sys.target, sys.endpoints, Math.max(...connectionCounts), warmupSeconds);

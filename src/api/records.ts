@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { Gateway, WriteOptions, WriteOutcome } from "../node/gateway.js";
 import { IDEMPOTENCY_KEY_PATTERN } from "../node/idempotency.js";
-import type { Consistency, MultiRaftNode } from "../node/multi-raft.js";
+import { type Consistency, META_GROUP, type MultiRaftNode } from "../node/multi-raft.js";
 import { type PutItem, type StoredRecord, isExpired, vectorBytes, vectorOf } from "../node/records.js";
 import { ApiError, ERRORS } from "./error-table.js";
 import { classify } from "./envelope.js";
@@ -45,8 +45,8 @@ export function decodeCursor(cursor: string): string {
  * The reply to a write: its version, or 409 when its compare-and-set failed. An outcome answered again
  * for a repeated idempotency key says so in the `Idempotent-Replayed` header (the body is the first one).
  */
-function writeReply(r: WriteOutcome, reply: FastifyReply, self: number): { version: number; deleted?: boolean; mode?: "async" } {
-  if (r.ok) sendSession(reply, [[r.shard, r.version]]);
+function writeReply(r: WriteOutcome, reply: FastifyReply, self: number, metaIndex: number): { version: number; deleted?: boolean; mode?: "async" } {
+  if (r.ok) sendSession(reply, [[r.shard, r.version], [META_GROUP, metaIndex]]);
   // Forwarded: the client that sent it here may route the shard's next writes to its leader itself.
   if (r.leader !== 0 && r.leader !== self) void reply.header(LEADER_HEADER, `${r.shard}:${r.leader}`);
   // Held by the leader's log, not yet by a quorum: accepted, not done (README, Write modes).
@@ -187,7 +187,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       const opts = writeOptions(req.body.ifVersion, req.headers["idempotency-key"], req.query.writeMode, c);
       const expiresAtMs = expiryOf(c, gateway);
       if (expiresAtMs !== undefined) opts.expiresAtMs = expiresAtMs;
-      return writeReply(await gateway.put(req.params.id, req.body.payload, opts, req.params.collection, vector), reply, node.id);
+      return writeReply(await gateway.put(req.params.id, req.body.payload, opts, req.params.collection, vector), reply, node.id, node.metaAppliedIndex());
     },
   );
 
@@ -225,7 +225,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       const session = sessionOf(req.headers[SESSION_HEADER]);
       const at = await gateway.getAt(req.params.id, req.query.consistency ?? "linearizable", req.params.collection, session, req.query.maxStalenessMs ?? 1000);
       // Also on not_found: having seen the record absent is part of what later reads must not go back on.
-      sendSession(reply, [[at.shard, at.appliedVersion]]);
+      sendSession(reply, [[at.shard, at.appliedVersion], [META_GROUP, node.metaAppliedIndex()]]);
       const found = at.record;
       const rec = found !== undefined && isExpired(found, gateway.clock.wallMs()) ? undefined : found;
       if (rec === undefined) throw new ApiError("not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
@@ -254,7 +254,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
     },
     async (req, reply) => {
       const c = checkCollection(req.params.collection);
-      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"], req.query.writeMode, c), req.params.collection), reply, node.id);
+      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"], req.query.writeMode, c), req.params.collection), reply, node.id, node.metaAppliedIndex());
     },
   );
 
@@ -339,7 +339,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       indexes?.admit(req.params.collection);
       const outcomes = await gateway.putMany(items, req.params.collection);
       let failed = 0;
-      sendSession(reply, outcomes.flatMap((o) => (o.ok ? [[o.shard, o.version] as const] : [])));
+      sendSession(reply, [...outcomes.flatMap((o) => (o.ok ? [[o.shard, o.version] as const] : [])), [META_GROUP, node.metaAppliedIndex()] as const]);
       const results = outcomes.map((o, i) => {
         const id = input[i]!.id;
         if (o.ok) return { id, version: o.version };

@@ -43,7 +43,11 @@ export function sessionOf(header: string | string[] | undefined): Map<number, nu
   return out;
 }
 
-/** Puts the answer's token on the reply: for each shard, the highest version given. */
+/**
+ * Puts the answer's token on the reply: for each shard, the highest version given. Callers add the
+ * metadata log's applied index as the metadata group's pair: a session read waits for its node's shard
+ * map to be that new, so that a split or merge the session saw is never routed around.
+ */
 export function sendSession(reply: FastifyReply, pairs: Iterable<readonly [number, number]>): void {
   const highest = new Map<number, number>();
   for (const [shard, version] of pairs) highest.set(shard, Math.max(highest.get(shard) ?? 0, version));

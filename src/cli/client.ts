@@ -14,8 +14,13 @@ export interface ClientOptions {
 /** A server's answer: its JSON on success, else the refusal (or an answer that is not the API's). */
 export type Answer = { ok: true; body: unknown } | { ok: false; error: ShoalError };
 
-/** How long one request may take: an operator asked with --wait, a collection's creation, take a while. */
-const REQUEST_TIMEOUT_MS = 120_000;
+/**
+ * How long one attempt may take (a collection's creation waits up to 3 s for leaders; an operator asked
+ * with --wait passes its own), and attempts of a request that may be asked again: a node that hangs
+ * costs at most about a minute and a half before the command says so.
+ */
+const REQUEST_TIMEOUT_MS = 30_000;
+const ATTEMPTS_MAX = 3;
 
 const clients = new Map<string, ShoalClient>();
 
@@ -25,7 +30,7 @@ const clients = new Map<string, ShoalClient>();
  */
 export function clientOf(endpoint: string): ShoalClient {
   let client = clients.get(endpoint);
-  if (client === undefined) clients.set(endpoint, (client = new ShoalClient({ endpoints: [endpoint], routing: false, timeoutMs: REQUEST_TIMEOUT_MS })));
+  if (client === undefined) clients.set(endpoint, (client = new ShoalClient({ endpoints: [endpoint], routing: false, timeoutMs: REQUEST_TIMEOUT_MS, attemptsMax: ATTEMPTS_MAX })));
   return client;
 }
 
@@ -80,21 +85,25 @@ const recordPath = (id: string) => `/v1/collections/default/records/${encodeURIC
  * retry may succeed: a node answers a repeated key with the first outcome, so a write whose answer was
  * lost is applied once). An outcome left unknown prints the key to retry with by hand.
  */
-async function keyedWrite(write: (key: string) => Promise<unknown>, key: string): Promise<Answer> {
+async function keyedWrite(write: (key: string | undefined) => Promise<unknown>, key: string | undefined): Promise<Answer> {
   let res: Answer;
   try {
     res = await answerOf(write(key));
   } catch (e) {
-    throw new Error(`${(e as Error).message}; the write may have been applied: retry with --idempotency-key ${key}`);
+    throw new Error(`${(e as Error).message}; the write may have been applied${key !== undefined ? `: retry with --idempotency-key ${key}` : ""}`);
   }
-  if (!res.ok && res.error.applied === "unknown") console.error(`the write may have been applied: retry with --idempotency-key ${key}`);
+  if (!res.ok && res.error.applied === "unknown") console.error(`the write may have been applied${key !== undefined ? `: retry with --idempotency-key ${key}` : ""}`);
   return res;
 }
 
+/** A write's key: none for an async write not given one (a keyed write is answered once applied, as sync). */
+const keyOf = (opts: { idempotencyKey?: string; writeMode?: "sync" | "async" }) =>
+  opts.idempotencyKey ?? (opts.writeMode === "async" ? undefined : randomUUID());
+
 export async function putCommand(id: string, payload: unknown, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string; writeMode?: "sync" | "async" }): Promise<number> {
   return report(await keyedWrite((key) => records(opts.endpoint).put(id, payload, {
-    idempotencyKey: key, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}), ...(opts.writeMode !== undefined ? { writeMode: opts.writeMode } : {}),
-  }), opts.idempotencyKey ?? randomUUID()));
+    ...(key !== undefined ? { idempotencyKey: key } : {}), ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}), ...(opts.writeMode !== undefined ? { writeMode: opts.writeMode } : {}),
+  }), keyOf(opts)));
 }
 
 export async function getCommand(id: string, opts: ClientOptions & { consistency?: string; maxStalenessMs?: number }): Promise<number> {
@@ -105,12 +114,16 @@ export async function getCommand(id: string, opts: ClientOptions & { consistency
   return report(await call(opts.endpoint, "GET", `${recordPath(id)}${q.size > 0 ? `?${q}` : ""}`));
 }
 
-export async function delCommand(id: string, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string }): Promise<number> {
+export async function delCommand(id: string, opts: ClientOptions & { ifVersion?: number; idempotencyKey?: string; writeMode?: "sync" | "async" }): Promise<number> {
   const res = await keyedWrite((key) => records(opts.endpoint).delete(id, {
-    idempotencyKey: key, ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}),
-  }), opts.idempotencyKey ?? randomUUID());
+    ...(key !== undefined ? { idempotencyKey: key } : {}), ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}), ...(opts.writeMode !== undefined ? { writeMode: opts.writeMode } : {}),
+  }), keyOf(opts));
   if (!readable(res) || opts.json) return report(res);
-  const { version, deleted } = res.body as { version: number; deleted?: boolean };
+  const { version, deleted, mode } = res.body as { version: number; deleted?: boolean; mode?: "async" };
+  if (mode === "async") {
+    console.log(`delete of ${id} accepted (write mode async, version ${version}): whether there was a record is known once applied`);
+    return 0;
+  }
   // A server from before `deleted` was answered says nothing: it deleted, or there was nothing to delete.
   console.log(deleted === false ? `${id} did not exist; nothing deleted` : `deleted ${id} (version ${version})`);
   return 0;

@@ -183,7 +183,7 @@ function addRecordCommands(program: Command): void {
     .addOption(json()).addOption(endpoint())
     .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).getCommand(id, opts); });
   program.command("del").description("delete a record (deleting one that does not exist succeeds and says so)").addArgument(id())
-    .addOption(ifVersion("delete")).addOption(idempotencyKey()).addOption(json()).addOption(endpoint())
+    .addOption(ifVersion("delete")).addOption(idempotencyKey()).addOption(writeModeOption()).addOption(json()).addOption(endpoint())
     .action(async (id: string, opts) => { process.exitCode = await (await import("./client.js")).delCommand(id, opts); });
 }
 

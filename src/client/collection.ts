@@ -41,7 +41,9 @@ export interface PutOptions {
   /**
    * sync: answered once a quorum holds the write; async: once the shard leader's log holds it (the
    * answer says `mode: "async"`; a failover before a quorum holds it can lose it). Default: the
-   * collection's writeMode. A compare-and-set (ifVersion) is always sync.
+   * collection's writeMode. A compare-and-set (ifVersion) is always sync. An async put carries no
+   * idempotency key unless given one (a keyed write is answered once applied, as sync): retried, it is
+   * at least once, like a batch (the same record, unless another client wrote it in between).
    */
   writeMode?: WriteMode;
 }
@@ -130,7 +132,7 @@ export class Collection {
   put(id: string, payload: unknown, opts: PutOptions = {}): Promise<WriteAnswer> {
     return this.t.call({
       method: "PUT", path: `${this.recordPath(id)}${opts.writeMode !== undefined ? `?writeMode=${opts.writeMode}` : ""}`, write: true, idempotent: true, prefer: this.leaderOf(id),
-      headers: { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
+      headers: opts.writeMode === "async" && opts.idempotencyKey === undefined ? {} : { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
       body: { payload, ...vectorJson(opts.vector), ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}) },
     });
   }
@@ -162,7 +164,9 @@ export class Collection {
     if (opts.writeMode !== undefined) q.set("writeMode", opts.writeMode);
     return this.t.call({
       method: "DELETE", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`,
-      write: true, idempotent: true, prefer: this.leaderOf(id), headers: { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
+      write: true, idempotent: true, prefer: this.leaderOf(id),
+      // As put: an async delete carries no key unless given one (a keyed write is answered as sync).
+      headers: opts.writeMode === "async" && opts.idempotencyKey === undefined ? {} : { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
     });
   }
 

@@ -278,7 +278,9 @@ export class Gateway {
    * (the session token of the read). A session read takes the session's version of whichever shard
    * holds the id when it is read (`session`: shard -> version; none known: 0).
    */
-  getAt(key: string, consistency: Consistency, collection?: string, session?: ReadonlyMap<number, number>, maxStalenessMs?: number): Promise<ReadAt> {
+  async getAt(key: string, consistency: Consistency, collection?: string, session?: ReadonlyMap<number, number>, maxStalenessMs?: number): Promise<ReadAt> {
+    // The session saw a shard map this new (a split or merge it wrote across): route by one at least as new.
+    if (consistency === "session") await this.metaAtLeast(session?.get(META_GROUP) ?? 0);
     return this.rerouted(async (group) => {
       const bound: ReadBound = consistency === "session" ? { sessionVersion: session?.get(group) ?? 0 }
         : consistency === "bounded" ? { maxStalenessMs: maxStalenessMs ?? 0 } : {};
@@ -290,6 +292,17 @@ export class Gateway {
       }
       return { record: await this.node.read(group, key, consistency, bound), shard: group, appliedVersion: this.node.appliedVersion(group) };
     }, key, collection);
+  }
+
+  /** Waits (up to the request timeout) until this node has applied the metadata log up to `index`. */
+  private async metaAtLeast(index: number): Promise<void> {
+    const deadlineMs = this.clock.nowMs() + this.timeoutMs;
+    // Bounded: each wait ends at a change of the metadata or at the deadline.
+    while (this.node.metaAppliedIndex() < index) {
+      const leftMs = deadlineMs - this.clock.nowMs();
+      if (leftMs <= 0) throw new RequestTimeoutError(`this node's shard map (metadata index ${this.node.metaAppliedIndex()}) did not reach the session's (${index}) within ${this.timeoutMs} ms`);
+      await this.node.awaitMetaChange(leftMs);
+    }
   }
 
   /** Splits a shard at position `at` (a hash, or an id of a range collection) into the new shard `child`, on the shard's leader (PD-6). */

@@ -154,8 +154,13 @@ export interface Waiter<T> {
 
 export interface PendingRead extends Waiter<StoredRecord | undefined> {
   key: string;
-  /** The read index, once the ReadIndex round answered (a session read's: its version floor, at once). */
+  /** The read index, once the ReadIndex round answered. */
   index: number | null;
+  /**
+   * A session read's version: served once the replica's applied version (versionBase + applied index,
+   * compared afresh each time: a snapshot or an absorb may raise the base) reaches it. It takes no round.
+   */
+  version: number | null;
   /** When a read with a ReadIndex round was asked (node clock): once served, the replica was fresh as of then. */
   askedAtMs: number | null;
 }
@@ -189,11 +194,14 @@ export interface Group {
    */
   asyncAcks: { seq: number; index: number }[];
   /**
-   * Leader: no entry after this index can change the shard's versionBase (an absorb of a merge), except
-   * ones this leader proposes, which move it. Once applied up to it, an async write's version is known
-   * before it applies. Infinity until this node leads.
+   * Leader: no entry after this index changes the shard's version base or range (an absorb, split or
+   * freeze), except ones this leader proposes itself, which move it, as does every entry it did not
+   * propose (a no-op, a proposal a follower forwarded). Once applied up to it, an async write's version
+   * and its acceptance are known before it applies. Infinity until this node leads.
    */
   baseSettledAfter: number;
+  /** Leader: the index ranges of the proposals it appended this turn ([first, last] each). */
+  ownAppended: [number, number][];
   /**
    * The latest moment (node clock) this replica is known to have held everything committed before it:
    * when its newest served ReadIndex round was asked. Bounded reads served without a round rely on it.
@@ -221,7 +229,7 @@ export interface LeaderWaiter extends Waiter<NodeId> {
 
 /**
  * A proposal for the next turn. `async`: answered once the leader's log holds it durably (AsyncAck), not
- * once applied. `changesBase`: its command may raise the shard's versionBase when applied (an absorb).
+ * once applied. `changesBase`: applied, its command changes the shard's version base or range (absorb, split, freeze).
  */
 export interface ProposeInput { kind: "propose"; group: number; seq: number; data: Uint8Array; async?: true; changesBase?: true }
 

@@ -168,7 +168,8 @@ export abstract class NodeApply extends NodeLiveness {
     for (const [g, rd] of readies) {
       if (rd.softState === null || g.reads.size === 0) continue;
       for (const [ctx, r] of g.reads) {
-        if (r.index !== null) continue;
+        // Answered rounds, and session reads (which wait for a version, with no round).
+        if (r.index !== null || r.version !== null) continue;
         this.counters.readsRetried++;
         this.enqueue({ kind: "read", group: g.id, ctx });
       }
@@ -237,8 +238,9 @@ export abstract class NodeApply extends NodeLiveness {
         continue;
       }
       const applied = this.store.applied(g.id);
+      const appliedVersion = (g.shard.versionBase ?? 0) + applied;
       for (const [ctx, r] of g.reads) {
-        if (r.index !== null && r.index <= applied) {
+        if ((r.index !== null && r.index <= applied) || (r.version !== null && r.version <= appliedVersion)) {
           g.reads.delete(ctx);
           if (r.askedAtMs !== null && r.askedAtMs > g.freshAsOfMs) g.freshAsOfMs = r.askedAtMs;
           this.settle(r, this.servedRead(g, r.key));

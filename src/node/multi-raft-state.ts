@@ -238,7 +238,7 @@ export abstract class NodeState {
       ...(this.cfg.logger ? { logger: this.cfg.logger } : {}),
     });
     const group: Group = {
-      id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(), freshAsOfMs: -Infinity, asyncAcks: [], baseSettledAfter: Infinity,
+      id: g, kind: g === META_GROUP ? "meta" : "shard", raft, storage, proposals: new Map(), reads: new Map(), readBatches: new Map(), freshAsOfMs: -Infinity, asyncAcks: [], baseSettledAfter: Infinity, ownAppended: [],
       quiescence: { quiesced: false, idleTicks: 0 }, parkedProposals: [], leaderWaiters: [], transferWaiters: [], quorumWatchers: new Set(), requests: 0,
       shard: this.loadShardState(g), remembered: null,
     };

@@ -38,6 +38,7 @@ export abstract class NodeTurn extends NodeApply {
   /** The log indexes Raft just gave a batch: async proposals wait for them to be durable; an absorb moves baseSettledAfter. */
   private noteProposed(g: Group, batch: ProposeInput[]): void {
     const first = g.raft.lastIndex() - batch.length + 1;
+    g.ownAppended.push([first, first + batch.length - 1]);
     for (const [i, p] of batch.entries()) {
       if (p.changesBase === true) g.baseSettledAfter = first + i;
       if (p.async === true) g.asyncAcks.push({ seq: p.seq, index: first + i });
@@ -52,7 +53,15 @@ export abstract class NodeTurn extends NodeApply {
    */
   private ackDurable(readies: [Group, Ready][]): void {
     for (const [g, rd] of readies) {
-      if (g.asyncAcks.length === 0 || rd.entries.length === 0) continue;
+      const own = g.ownAppended;
+      g.ownAppended = [];
+      if (g.kind !== "shard" || rd.entries.length === 0) continue;
+      // An entry this leader did not propose itself (a no-op, a follower's forwarded proposal) may be
+      // an absorb, split or freeze: async writes after it wait until it is applied.
+      for (const e of rd.entries) {
+        if (e.index > g.baseSettledAfter && !own.some(([a, b]) => e.index >= a && e.index <= b)) g.baseSettledAfter = e.index;
+      }
+      if (g.asyncAcks.length === 0) continue;
       const first = rd.entries[0]!.index;
       const durable = rd.entries[rd.entries.length - 1]!.index;
       const settled = this.store.applied(g.id) >= g.baseSettledAfter;
@@ -327,8 +336,13 @@ export abstract class NodeTurn extends NodeApply {
         continue;
       }
       try {
+        const lastBefore = g.raft.lastIndex();
         g.raft.propose(...batch.map((p) => p.data));
-        if (g.kind === "shard") this.noteProposed(g, batch);
+        // A follower's Raft forwards them to the leader: their indexes are not known here.
+        if (g.kind === "shard" && g.raft.role() === Role.Leader) {
+          assert(g.raft.lastIndex() === lastBefore + batch.length, "a leader appends each proposal of a batch");
+          this.noteProposed(g, batch);
+        }
         if (this.mutations.has("ack-before-apply") && g.kind === "shard") this.ackBeforeApply(g, batch);
       } catch (e) {
         if (!(e instanceof ProposalDroppedError)) throw e;

@@ -31,7 +31,7 @@ import { type NodeHost, realHost } from "./host.js";
 
 import { type Consistency, type Group, type ProposeInput, type ReadBound, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, planeOf, shardOf } from "./group.js";
 
-import { type ShardRange, foundingVoters, initialRange } from "../meta/ranges.js";
+import { type ShardRange, foundingVoters, initialRange, owns } from "../meta/ranges.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 
 import type { ShardPage } from "./scan.js";
@@ -264,6 +264,12 @@ export class MultiRaftNode extends NodeTurn {
   proposeAsync(group: number, cmd: ShardCommand): Promise<CommandResult | AsyncAck> {
     assert(cmd.op === "put" || cmd.op === "delete", "only single-record writes are async");
     assert(cmd.ifVersion === undefined, "a compare-and-set's outcome is known only once applied");
+    // A key's outcome must be remembered before it is answered (a retry is answered with it): sync.
+    if (cmd.idem !== undefined) return this.propose(group, cmd);
+    // Answered before it applies, it must not be refused when it does: the range and freeze as
+    // applied here now; a split or freeze still unapplied ahead of it holds its answer back (baseSettledAfter).
+    const g = this.group(group);
+    if (!owns(g.shard.range, cmd.key) || g.shard.frozen !== undefined) return Promise.reject(new WrongShardError(group));
     return this.proposeAndAwait<CommandResult>(group, `proposal to shard ${group}`, (seq) => ({ ...this.proposal(group, seq, cmd), async: true }));
   }
 
@@ -271,7 +277,8 @@ export class MultiRaftNode extends NodeTurn {
     this.counters.proposals++;
     this.group(group).requests++;
     const input: ProposeInput = { kind: "propose", group, seq, data: encodeProposal({ origin: [this.id, seq], cmd }) };
-    if (cmd.op === "absorb") input.changesBase = true;
+    // Applied, these change the shard's version base or its range (an async write behind one waits).
+    if (cmd.op === "absorb" || cmd.op === "split" || cmd.op === "freeze") input.changesBase = true;
     return input;
   }
 
@@ -305,14 +312,13 @@ export class MultiRaftNode extends NodeTurn {
     this.checkAccepting();
     this.counters.reads++;
     g.requests++;
-    let floorIndex: number | null = null;
+    let version: number | null = null;
     if (consistency === "session") {
       assert(bound.sessionVersion !== undefined && bound.sessionVersion >= 0, "a session read names its version");
-      // Versions are versionBase + index; the base only rises (a merge), so this floor is never too low.
-      floorIndex = bound.sessionVersion - (g.shard.versionBase ?? 0);
+      version = bound.sessionVersion;
     }
     const fresh = consistency === "bounded" && this.clock.nowMs() - g.freshAsOfMs <= (bound.maxStalenessMs ?? 0);
-    if (consistency === "eventual" || fresh || (floorIndex !== null && this.store.applied(group) >= floorIndex)) {
+    if (consistency === "eventual" || fresh || (version !== null && this.appliedVersion(group) >= version)) {
       const rec = this.servedRead(g, key);
       return rec instanceof Error ? Promise.reject(rec) : Promise.resolve(rec);
     }
@@ -326,13 +332,18 @@ export class MultiRaftNode extends NodeTurn {
       const timer = this.clock.setTimeout(() => {
         g.reads.delete(ctx);
         this.released();
-        reject(new RequestTimeoutError(floorIndex !== null
+        reject(new RequestTimeoutError(version !== null
           ? `shard ${group}'s replica here did not apply the session's version ${bound.sessionVersion} within ${this.cfg.requestTimeoutMs} ms`
           : `read on shard ${group} not confirmed within ${this.cfg.requestTimeoutMs} ms`));
       }, this.cfg.requestTimeoutMs);
-      g.reads.set(ctx, { resolve, reject, timer, key, index: floorIndex, askedAtMs: floorIndex === null ? this.clock.nowMs() : null });
-      if (floorIndex === null) this.enqueue({ kind: "read", group, ctx });
+      g.reads.set(ctx, { resolve, reject, timer, key, index: null, version, askedAtMs: version === null ? this.clock.nowMs() : null });
+      if (version === null) this.enqueue({ kind: "read", group, ctx });
     });
+  }
+
+  /** The metadata log's applied index here: a session's token carries it, so that a later read waits for this node's shard map to be as new. */
+  metaAppliedIndex(): number {
+    return this.store.applied(META_GROUP);
   }
 
   /** Reads waiting at this replica of the group: for a ReadIndex round, or for a session's version to be applied. */
