@@ -284,7 +284,9 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
       "--data-dir", nodeDir(dir, slot), "--http", http(slot),
       "--listen", `127.0.0.1:${layout.peerPort + slot - 1}`, "--shards", String(layout.shards), ...(founder ? [] : ["--join", `http://${http(1)}`])];
     const out = openSync(logFile(dir, slot), "a");
-    const child = spawn(process.execPath, [shoalBin, ...args], { stdio: ["ignore", out, "pipe"], env });
+    // SHOAL_DEMO_NODE_FLAGS: flags for the nodes' Node.js (profiling: "--cpu-prof --cpu-prof-dir=DIR"), which NODE_OPTIONS refuses.
+    const nodeFlags = (process.env.SHOAL_DEMO_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "");
+    const child = spawn(process.execPath, [...nodeFlags, shoalBin, ...args], { stdio: ["ignore", out, "pipe"], env });
     closeSync(out);
     const n: DemoNode = { slot, args, child, stderrTail: [], closed: Promise.resolve() };
     child.stderr!.on("data", (b: Buffer) => {
