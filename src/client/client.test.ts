@@ -181,6 +181,20 @@ console.log(JSON.stringify(out));
       proxied.close();
       routed.close();
     }
+
+    // The map follows the watch stream: a split shows without a map read (the next is an hour away).
+    const watcher = new ShoalClient({ endpoints: [`http://127.0.0.1:${c.http.get(1)}`], mapMaxAgeMs: 3_600_000 });
+    try {
+      assert.equal(await watcher.refreshShardMap(), true);
+      const ids = Array.from({ length: 40 }, (_, i) => `route${i}`);
+      const parent = watcher.shardOf("sdk", ids[0]!)!;
+      assert.ok(parent !== null, "the map places the id");
+      const split = await api<{ child: number }>(c, 1, "POST", `/v1/cluster/shards/${parent}/split`, {});
+      assert.equal(split.status, 200, JSON.stringify(split.body));
+      await waitFor("the client's map shows the split's new shard", () => ids.some((id) => watcher.shardOf("sdk", id) === split.body.child), 15_000);
+    } finally {
+      watcher.close();
+    }
   } finally {
     await stop(c);
     rmSync(app, { recursive: true, force: true });

@@ -141,8 +141,17 @@ export class ShoalClient {
     yield* watchEvents(await this.t.open("/v1/cluster/watch"));
   }
 
+  /**
+   * The shard holding `id` of `collection` by the client's shard map (null: the map does not say yet,
+   * or routing is off). The map follows the watch stream, so a split or merge shows here as it happens.
+   */
+  shardOf(collection: string, id: string): number | null {
+    return this.router === null ? null : this.router.shardOf(collection, id);
+  }
+
   /** Ends the client's connections; calls after it fail with `client_closed`. */
   close(): void {
+    this.router?.close();
     this.t.close();
   }
 }
