@@ -171,7 +171,8 @@ export class Collection {
   }
 
   /**
-   * Upserts records in batches of UPSERT_BATCH_MAX (each grouped per shard by the server); records
+   * Upserts records in batches of UPSERT_BATCH_MAX, each split per shard leader by the client's map
+   * (the parts sent at once, each to its leader; the server groups a part per shard); records
    * refused retryably are sent again, up to UPSERT_ROUNDS_MAX rounds. One result per record, in order:
    * a refusal is a result, not a throw (the call throws only when a whole batch is refused).
    * At least once: a batch carries no idempotency key, and one whose answer was lost is sent again,
@@ -183,22 +184,33 @@ export class Collection {
     for (let from = 0; from < records.length; from += UPSERT_BATCH_MAX) {
       let todo = Array.from({ length: Math.min(UPSERT_BATCH_MAX, records.length - from) }, (_, i) => from + i);
       for (let round = 1; todo.length > 0; round++) {
-        const answer = await this.t.call<{ results: { id: string; version?: number; error?: { code: string; message: string } & Record<string, unknown> }[] }>({
-          method: "POST", path: `${this.base}/records`, write: true, idempotent: true,
-          body: { records: todo.map((i) => ({ id: records[i]!.id, payload: records[i]!.payload, ...vectorJson(records[i]!.vector) })) },
-        });
+        // One request per shard leader the map knows, at once (the rest through a gateway): each goes
+        // straight to where its proposals are made. At most one request per node in flight.
+        const byLeader = new Map<string | null, number[]>();
+        for (const i of todo) {
+          const at = this.leaderOf(records[i]!.id);
+          const list = byLeader.get(at);
+          if (list === undefined) byLeader.set(at, [i]);
+          else list.push(i);
+        }
         const again: number[] = [];
-        answer.results.forEach((r, j) => {
-          const i = todo[j]!;
-          if (r.error === undefined) {
-            out[i] = { id: r.id, version: r.version! };
-            return;
-          }
-          const error = ShoalError.fromAnswer(200, { error: r.error }, true);
-          if (error.retryable && round < UPSERT_ROUNDS_MAX) again.push(i);
-          else out[i] = { id: r.id, error };
-        });
-        todo = again;
+        await Promise.all([...byLeader].map(async ([prefer, part]) => {
+          const answer = await this.t.call<{ results: { id: string; version?: number; error?: { code: string; message: string } & Record<string, unknown> }[] }>({
+            method: "POST", path: `${this.base}/records`, write: true, idempotent: true, prefer,
+            body: { records: part.map((i) => ({ id: records[i]!.id, payload: records[i]!.payload, ...vectorJson(records[i]!.vector) })) },
+          });
+          answer.results.forEach((r, j) => {
+            const i = part[j]!;
+            if (r.error === undefined) {
+              out[i] = { id: r.id, version: r.version! };
+              return;
+            }
+            const error = ShoalError.fromAnswer(200, { error: r.error }, true);
+            if (error.retryable && round < UPSERT_ROUNDS_MAX) again.push(i);
+            else out[i] = { id: r.id, error };
+          });
+        }));
+        todo = again.sort((a, b) => a - b);
         if (todo.length > 0) await new Promise((resolve) => setTimeout(resolve, 100 * round));
       }
     }

@@ -7,14 +7,14 @@
  *   const hits = await docs.search([0.1, 0.2, 0.3], { k: 5 });
  *   client.close();
  *
- * A single-record write (put, delete) goes straight to the node leading the record's shard, from a shard
- * map the client keeps (routing.ts); everything else (reads are served by the gateway's own replica), and
+ * A single-record write (put, delete), and each shard leader's part of a batch, goes straight to the node
+ * leading the record's shard, from a shard map the client keeps (routing.ts); everything else (reads are served by the gateway's own replica), and
  * a record whose shard the map does not know yet, goes to a gateway node (the one that answered last; the next endpoint when one cannot be
  * reached), which forwards it. Refusals are ShoalErrors carrying the error table's code, retryable and
  * applied fields; writes are retried under an idempotency key.
  * Reads take a level (ReadConsistency); the client keeps its session's token (session.ts) and sends it
  * with session reads, so they see the client's own writes from whichever node answers.
- * Not built yet (issue 15): batches split per shard leader, session tokens in searches.
+ * Not built yet (issue 15): session tokens in searches, counts and scans (served as linearizable).
  */
 import { Collection } from "./collection.js";
 import { Transport } from "./transport.js";
