@@ -52,6 +52,34 @@ async function three(node: Partial<NodeConfig> = {}): Promise<Three> {
   };
 }
 
+/**
+ * A session read at a replica that lags and is cut off: it waits there (until `heal`), or, once the node
+ * has noticed it reaches no quorum, is refused (retryable, nothing applied) and asked again after
+ * healing. Either way it never answers from the lagging state. Returns the answer and how it went.
+ */
+async function sessionRead<T>(read: () => Promise<T>, waiting: () => boolean, heal: () => Promise<void>): Promise<{ value: T; how: "waited" | "refused, then asked again" }> {
+  const first = read().then((value) => ({ value }), (error: unknown) => ({ error }));
+  let settled = false;
+  void first.then(() => { settled = true; });
+  await waitFor("the session read waits at the lagging replica, or is refused", () => waiting() || settled);
+  await heal();
+  const r = await first;
+  if ("value" in r) return { value: r.value, how: "waited" };
+  assert.ok(r.error instanceof ShoalError && r.error.retryable && r.error.applied === "no", String(r.error));
+  // Healed, the node sees its peers again within a few frames: until then it refuses the same way.
+  let value: { v: T } | null = null;
+  await waitFor("the session read answers once healed", async () => {
+    try {
+      value = { v: await read() };
+      return true;
+    } catch (e) {
+      if (e instanceof ShoalError && e.retryable && e.applied === "no") return false;
+      throw e;
+    }
+  });
+  return { value: value!.v, how: "refused, then asked again" };
+}
+
 const client = (t: Three, node: number, opts: { sessionToken?: string } = {}) =>
   new ShoalClient({ endpoints: [t.url.get(node)!], routing: false, attemptsMax: 1, timeoutMs: 20_000, ...opts });
 
@@ -70,11 +98,8 @@ test("session: a read through a lagging node waits for the session's writes made
     assert.ok(writer.sessionToken().split(",").includes(`${t.group}:${version}`), `the write's answer carried its shard and version: ${writer.sessionToken()}`);
     const stale = await reader.collection("default").get("k", { consistency: "eventual" });
     assert.deepEqual(stale?.payload, { n: 1 }, "the node lags: an eventual read there shows the old value");
-    const session = reader.collection("default").get("k", { consistency: "session" });
-    await waitFor("the session read waits at the lagging replica", () => lagNode.pendingReads(t.group) === 1);
-    await t.heal();
-    const seen = await session;
-    assert.deepEqual([seen?.payload, seen?.version], [{ n: 2 }, version], "the session's own write is seen");
+    const r = await sessionRead(() => reader!.collection("default").get("k", { consistency: "session" }), () => lagNode.pendingReads(t.group) === 1, () => t.heal());
+    assert.deepEqual([r.value?.payload, r.value?.version], [{ n: 2 }, version], `the session's own write is seen (${r.how})`);
   } finally {
     writer.close();
     reader?.close();
@@ -102,11 +127,8 @@ test("session: reads never go back across a leader change, even on a replica tha
     await waitFor("the shard's leader changed", () => t.api.c.nodes.get(other)!.leaderOf(t.group) === other);
     viaLagging = client(t, lagging, { sessionToken: viaOther.sessionToken() });
     assert.equal((await viaLagging.collection("default").get("m", { consistency: "eventual" }))?.payload, "old", "the node lags");
-    const next = viaLagging.collection("default").get("m", { consistency: "session" });
-    await waitFor("the session read waits at the lagging replica", () => lagNode.pendingReads(t.group) === 1);
-    await t.heal();
-    const after = await next;
-    assert.ok(after !== null && after.version >= newer.version && after.payload === "new", `went back to ${JSON.stringify(after)}`);
+    const { value: after, how } = await sessionRead(() => viaLagging!.collection("default").get("m", { consistency: "session" }), () => lagNode.pendingReads(t.group) === 1, () => t.heal());
+    assert.ok(after !== null && after.version >= newer.version && after.payload === "new", `went back to ${JSON.stringify(after)} (${how})`);
   } finally {
     for (const c of [setup, viaOther, viaLagging]) c?.close();
     await t.heal();
@@ -137,6 +159,37 @@ test("bounded: a replica serves from what it holds only within the bound; past i
   } finally {
     writer.close();
     reader.close();
+    await t.heal();
+    await t.api.stop();
+  }
+});
+
+test("counts and searches take the levels: a session count through a lagging node waits for the session's write; a bounded one past its bound refuses", { timeout: 60_000 }, async () => {
+  const t = await three();
+  const [lagging] = t.followers;
+  const writer = client(t, t.leader);
+  let reader: ShoalClient | null = null;
+  try {
+    await writer.collection("default").put("c1", 1);
+    const lagNode = t.api.c.nodes.get(lagging)!;
+    await waitFor("the lagging node holds the first record", () => lagNode.localRecord(t.group, "c1") !== undefined);
+    reader = client(t, lagging);
+    // A linearizable get there (served by its own replica after a ReadIndex round) makes the replica fresh as of now.
+    assert.equal((await reader.collection("default").get("c1"))?.payload, 1);
+    await t.isolate(lagging);
+    await writer.collection("default").put("c2", 2);
+    reader.close();
+    reader = client(t, lagging, { sessionToken: writer.sessionToken() });
+    const records = reader.collection("default");
+    assert.equal((await records.count({ consistency: "eventual" })).count, 1, "the node lags");
+    assert.equal((await records.count({ consistency: "bounded", maxStalenessMs: 60_000 })).count, 1, "within a minute's bound the replica's own count is a right answer");
+    const refused = await records.count({ consistency: "bounded", maxStalenessMs: 0, timeoutMs: 1500 }).catch((e: unknown) => e);
+    assert.ok(refused instanceof ShoalError && refused.applied === "no", String(refused));
+    const r = await sessionRead(() => records.count({ consistency: "session", timeoutMs: 20_000 }), () => lagNode.pendingReads(t.group) === 1, () => t.heal());
+    assert.equal(r.value.count, 2, `the session's own write is counted (${r.how})`);
+  } finally {
+    writer.close();
+    reader?.close();
     await t.heal();
     await t.api.stop();
   }

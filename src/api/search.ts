@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { Gateway } from "../node/gateway.js";
-import type { MultiRaftNode } from "../node/multi-raft.js";
+import { META_GROUP, type MultiRaftNode } from "../node/multi-raft.js";
 import { type CollectionRecord, DEFAULT_COLLECTION } from "../meta/state.js";
 import { VectorError, checkVector } from "../meta/collections.js";
 import { type Filter, FilterError, parseFilter } from "../data/filter.js";
@@ -19,7 +19,8 @@ function missingShown<A extends { missing: SearchResponse["missing"] }>(a: A): O
 }
 import { DELETED_PER_REQUEST_MAX, EXAMINED_PER_PAGE_MAX, deleteByFilter, scanFiltered } from "../data/filtered-scan.js";
 import { decodeCursor, encodeCursor, recordView } from "./records.js";
-import type { ReadConsistency } from "../data/index-service.js";
+import type { LevelBound, ReadConsistency } from "../data/index-service.js";
+import { SESSION_HEADER, sessionOf } from "./session.js";
 import { ApiError, ERRORS } from "./error-table.js";
 import { classify } from "./envelope.js";
 import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
@@ -35,13 +36,20 @@ const TIMEOUT_MS_MAX = 60_000;
 const consistency = {
   type: "string", enum: ["linearizable", "session", "bounded", "eventual"], default: "linearizable",
   description: "linearizable: each shard's leader answers after a ReadIndex round, so every write acknowledged before the search is seen; " +
-    "session and bounded: answered as linearizable for now (which gives both their guarantees); " +
+    "session: any replica of each shard that has applied the versions of the Shoal-Session header (the session's own writes are seen; the answer adds nothing to the token); " +
+    "bounded: any replica of each shard that misses no write committed more than maxStalenessMs ago; " +
     "eventual: this node's own replica of each shard when it holds one, else the voter with the fewest of this node's asks in flight, now",
 } as const;
-/** The levels a search, count or scan may ask for: session and bounded are served as linearizable, which meets both. */
-type AskedConsistency = ReadConsistency | "session" | "bounded";
-const served = (c: AskedConsistency | undefined): ReadConsistency => (c === "eventual" ? "eventual" : "linearizable");
-const maxStalenessMs = { type: "integer", minimum: 0, maximum: 3_600_000, description: "with consistency=bounded: how stale the answer may be (met: bounded is served as linearizable)" } as const;
+const maxStalenessMs = { type: "integer", minimum: 0, maximum: 3_600_000, default: 1000, description: "with consistency=bounded: how stale each shard's answer may be" } as const;
+
+/** What a session or bounded read of several shards carries to each (the session's versions by shard, the bound). */
+const withBound = (bound: LevelBound | undefined) => (bound === undefined ? {} : { bound });
+
+function boundOf(consistency: ReadConsistency | undefined, staleMs: number | undefined, session: ReadonlyMap<number, number>): LevelBound | undefined {
+  if (consistency === "session") return { session: Object.fromEntries([...session].map(([shard, version]) => [String(shard), version])) };
+  if (consistency === "bounded") return { maxStalenessMs: staleMs ?? 1000 };
+  return undefined;
+}
 const filterField = { type: "object", description: "the filter language: {must, should, must_not} over {key, match | range | exists} (README, Filters)" } as const;
 const searchFields = {
   vector: { type: "array", items: { type: "number" }, description: "the query: `dim` finite numbers" },
@@ -59,7 +67,7 @@ const searchFields = {
 const searchBody = { type: "object", required: ["vector"], additionalProperties: false, properties: searchFields } as const;
 
 interface SearchBody {
-  vector: unknown; k: number; ef?: number; exact: boolean; filter?: unknown; consistency: AskedConsistency;
+  vector: unknown; k: number; ef?: number; exact: boolean; filter?: unknown; consistency: ReadConsistency; maxStalenessMs?: number;
   timeoutMs: number; allowPartial: boolean; withPayload: boolean; withVector: boolean;
 }
 
@@ -88,7 +96,13 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     }
     return c;
   };
-  const request = (c: CollectionRecord, b: SearchBody, path: string): SearchRequest => {
+  /** The request's session (Shoal-Session), once this node's shard map is as new as the session's. */
+  const sessionOfRequest = async (headers: Record<string, string | string[] | undefined>, asked: boolean): Promise<Map<number, number>> => {
+    const session = sessionOf(headers[SESSION_HEADER]);
+    if (asked) await gateway.metaAtLeast(session.get(META_GROUP) ?? 0);
+    return session;
+  };
+  const request = (c: CollectionRecord, b: SearchBody, path: string, session: ReadonlyMap<number, number>): SearchRequest => {
     const schema = c.schema?.vectors;
     if (schema === undefined || schema === null) throw new ApiError("invalid_vector", `collection ${c.name} has no vector schema: it cannot be searched by vector`, { field: `${path}vector` });
     let vector: Float32Array;
@@ -101,7 +115,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     if (b.ef !== undefined && b.ef < b.k) throw new ApiError("bad_request", `${path}ef (${b.ef}) is at least k (${b.k})`, { field: `${path}ef` });
     return {
       vector, k: b.k, ...(b.ef !== undefined ? { ef: b.ef } : {}), exact: b.exact, filter: parsedFilter(b.filter, `${path}filter`),
-      consistency: served(b.consistency), timeoutMs: b.timeoutMs, allowPartial: b.allowPartial, withPayload: b.withPayload, withVector: b.withVector,
+      consistency: b.consistency, ...withBound(boundOf(b.consistency, b.maxStalenessMs, session)), timeoutMs: b.timeoutMs, allowPartial: b.allowPartial, withPayload: b.withPayload, withVector: b.withVector,
     };
   };
   const errors = ["bad_request", ...JSON_BODY, "collection_not_found", "invalid_vector", "invalid_filter", ...THROUGH_RAFT, "shard_split"] as const;
@@ -115,7 +129,8 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     },
   }, async (req) => {
     const c = found(req.params.collection);
-    return missingShown(await searchCollection(node, gateway, c, request(c, req.body, "")));
+    const session = await sessionOfRequest(req.headers, req.body.consistency === "session");
+    return missingShown(await searchCollection(node, gateway, c, request(c, req.body, "", session)));
   });
 
   app.post<{ Params: { collection: string }; Body: { searches: SearchBody[] } }>("/v1/collections/:collection/search/batch", {
@@ -132,7 +147,8 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
   }, async (req) => {
     const c = found(req.params.collection);
     // Every search checked before any is asked: a bad one refuses the batch, naming it.
-    const requests = req.body.searches.map((b, i) => request(c, b, `searches[${i}].`));
+    const session = await sessionOfRequest(req.headers, req.body.searches.some((b) => b.consistency === "session"));
+    const requests = req.body.searches.map((b, i) => request(c, b, `searches[${i}].`, session));
     const answers: unknown[] = new Array(requests.length);
     let next = 0;
     const run = async () => {
@@ -153,7 +169,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     return { answers };
   });
 
-  app.post<{ Params: { collection: string }; Body: { filter?: unknown; consistency: AskedConsistency; timeoutMs: number; allowPartial: boolean } }>("/v1/collections/:collection/count", {
+  app.post<{ Params: { collection: string }; Body: { filter?: unknown; consistency: ReadConsistency; maxStalenessMs?: number; timeoutMs: number; allowPartial: boolean } }>("/v1/collections/:collection/count", {
     config: { op: "count" },
     schema: {
       operationId: "count", params,
@@ -167,10 +183,12 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
   }, async (req) => {
     const c = found(req.params.collection);
     const b = req.body ?? { consistency: "linearizable", timeoutMs: 5000, allowPartial: false };
-    return missingShown(await countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), served(b.consistency), b.timeoutMs ?? 5000, b.allowPartial ?? false));
+    const session = await sessionOfRequest(req.headers, b.consistency === "session");
+    return missingShown(await countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), b.consistency ?? "linearizable", b.timeoutMs ?? 5000, b.allowPartial ?? false,
+      boundOf(b.consistency, b.maxStalenessMs, session)));
   });
 
-  app.post<{ Params: { collection: string }; Body: { filter?: unknown; limit: number; cursor?: string; consistency: AskedConsistency; withVector: boolean; timeoutMs: number } }>("/v1/collections/:collection/records/scan", {
+  app.post<{ Params: { collection: string }; Body: { filter?: unknown; limit: number; cursor?: string; consistency: ReadConsistency; maxStalenessMs?: number; withVector: boolean; timeoutMs: number } }>("/v1/collections/:collection/records/scan", {
     config: { op: "scan-filtered" },
     schema: {
       operationId: "scanRecordsFiltered", params,
@@ -190,7 +208,9 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     const c = found(req.params.collection);
     const b = req.body ?? { limit: 100, consistency: "linearizable" as const, withVector: false, timeoutMs: 5000 };
     const after = b.cursor === undefined ? undefined : decodeCursor(b.cursor);
-    const page = await scanFiltered(node, gateway, c.name, parsedFilter(b.filter, "filter"), b.limit ?? 100, after, served(b.consistency), b.timeoutMs ?? 5000);
+    const session = await sessionOfRequest(req.headers, b.consistency === "session");
+    const page = await scanFiltered(node, gateway, c.name, parsedFilter(b.filter, "filter"), b.limit ?? 100, after, b.consistency ?? "linearizable", b.timeoutMs ?? 5000,
+      boundOf(b.consistency, b.maxStalenessMs, session));
     return {
       records: page.records.map(([id, r]) => recordView(id, r, b.withVector === true)),
       cursor: page.cursor === null ? null : encodeCursor(page.cursor), examined: page.examined,

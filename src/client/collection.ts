@@ -7,9 +7,9 @@ import { ShoalError } from "./errors.js";
 /**
  * A read's level. linearizable: sees every write acknowledged before it. session: sees this client's
  * own writes and never goes back on what it read before (the client threads the session's token).
- * bounded: misses no write acknowledged more than `maxStalenessMs` before it. eventual: whatever the
- * answering replica holds now. Searches, counts and scans are served as linearizable when asked for
- * session or bounded (which meets both).
+ * bounded: misses no write committed more than `maxStalenessMs` before it. eventual: whatever the
+ * answering replica holds now. Searches, counts and scans take the same levels, each shard's replica
+ * held to them (their answers add nothing to the session's token).
  */
 export type ReadConsistency = "linearizable" | "session" | "bounded" | "eventual";
 
@@ -219,12 +219,18 @@ export class Collection {
 
   /** The k records nearest `vector` (best first), with an optional filter. */
   search(vector: Vector, opts: SearchOptions = {}): Promise<SearchAnswer> {
-    return this.t.call({ method: "POST", path: `${this.base}/search`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: { vector: vectorValue(vector), ...this.level(), ...opts } });
+    return this.t.call({
+      method: "POST", path: `${this.base}/search`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs),
+      session: (opts.consistency ?? this.consistency) === "session", body: { vector: vectorValue(vector), ...this.level(), ...opts },
+    });
   }
 
   /** Records satisfying the filter (all without one). */
   count(opts: ReadOptions & { filter?: Filter; allowPartial?: boolean; timeoutMs?: number } = {}): Promise<CountAnswer> {
-    return this.t.call({ method: "POST", path: `${this.base}/count`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs), body: { ...this.level(), ...opts } });
+    return this.t.call({
+      method: "POST", path: `${this.base}/count`, write: false, idempotent: true, timeoutMs: waitMs(opts.timeoutMs),
+      session: (opts.consistency ?? this.consistency) === "session", body: { ...this.level(), ...opts },
+    });
   }
 
   /**
@@ -236,7 +242,7 @@ export class Collection {
     let cursor: string | null | undefined;
     do {
       const page: { records: StoredRecord[]; cursor: string | null } = await this.t.call({
-        method: "POST", path: `${this.base}/records/scan`, write: false, idempotent: true,
+        method: "POST", path: `${this.base}/records/scan`, write: false, idempotent: true, session: level === "session",
         body: {
           ...(opts.filter !== undefined ? { filter: opts.filter } : {}), ...(opts.pageSize !== undefined ? { limit: opts.pageSize } : {}),
           ...(level !== undefined ? { consistency: level } : {}), ...(opts.maxStalenessMs !== undefined ? { maxStalenessMs: opts.maxStalenessMs } : {}),

@@ -14,7 +14,7 @@
  * applied fields; writes are retried under an idempotency key.
  * Reads take a level (ReadConsistency); the client keeps its session's token (session.ts) and sends it
  * with session reads, so they see the client's own writes from whichever node answers.
- * Not built yet (issue 15): session tokens in searches, counts and scans (served as linearizable).
+ * Searches, counts and scans send the token too; their answers do not add to it (not built yet).
  */
 import { Collection } from "./collection.js";
 import { Transport } from "./transport.js";

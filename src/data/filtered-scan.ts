@@ -13,7 +13,7 @@ import type { MultiRaftNode } from "../node/multi-raft.js";
 import { type StoredRecord, isExpired } from "../node/records.js";
 import { type Filter, matches } from "./filter.js";
 import { fanOut } from "./search.js";
-import type { ReadConsistency, ShardView } from "./index-service.js";
+import { type LevelBound, type ReadConsistency, type ShardView, levelBarrier } from "./index-service.js";
 
 /** Records one part examines for one page, at most (one synchronous step on the replica's loop). */
 export const EXAMINED_PER_PAGE_MAX = 10_000;
@@ -21,12 +21,12 @@ export const EXAMINED_PER_PAGE_MAX = 10_000;
 export const DELETED_PER_REQUEST_MAX = 100_000;
 const DELETE_PAGE = 1000;
 
-export interface ReplicaScanRequest { filter: Filter | null; limit: number; after?: string; consistency: ReadConsistency }
+export interface ReplicaScanRequest { filter: Filter | null; limit: number; after?: string; consistency: ReadConsistency; bound?: LevelBound }
 export interface ReplicaScanAnswer extends ShardView { records: [string, StoredRecord][]; through: string | null; examined: number }
 
 /** A part of a filtered scan on this node's replica of `group` (the "records-scan" service). */
 export async function scanReplica(node: MultiRaftNode, group: number, req: ReplicaScanRequest): Promise<ReplicaScanAnswer> {
-  if (req.consistency === "linearizable") await node.readBarrier(group);
+  await levelBarrier(node, group, req.consistency, req.bound);
   const view = node.shardView(group);
   const records: [string, StoredRecord][] = [];
   let after = req.after;
@@ -56,8 +56,8 @@ export interface FilteredPage {
 
 /** A page of the collection's records satisfying `filter` after `after` (see the header). */
 export async function scanFiltered(node: MultiRaftNode, gateway: Gateway, collection: string, filter: Filter | null, limit: number,
-  after: string | undefined, consistency: ReadConsistency, timeoutMs: number): Promise<FilteredPage> {
-  const body: ReplicaScanRequest = { filter, limit, consistency, ...(after !== undefined ? { after } : {}) };
+  after: string | undefined, consistency: ReadConsistency, timeoutMs: number, level?: LevelBound): Promise<FilteredPage> {
+  const body: ReplicaScanRequest = { filter, limit, consistency, ...(after !== undefined ? { after } : {}), ...(level !== undefined ? { bound: level } : {}) };
   const out = await fanOut<ReplicaScanAnswer>(node, gateway, collection, timeoutMs, false,
     (shard) => gateway.ask("records-scan", shard, body, true) as Promise<ReplicaScanAnswer>);
   const bounds = out.parts.map((p) => p.through).filter((t): t is string => t !== null);

@@ -460,7 +460,7 @@ export class IndexService implements ReplicaObserver {
    * than k hits means that no more match.
    */
   async searchReplica(group: number, req: ReplicaSearchRequest): Promise<ReplicaSearchAnswer> {
-    if (req.consistency === "linearizable") await this.node.readBarrier(group);
+    await levelBarrier(this.node, group, req.consistency, req.bound);
     const entry = await this.entryOf(group);
     if (entry.schema === null) throw new Error(`collection ${entry.collection} has no vector schema`);
     const query = vectorOf(req.vector);
@@ -499,7 +499,7 @@ export class IndexService implements ReplicaObserver {
    * merge of the shard during the read makes the count WrongShardError, to be asked again.
    */
   async countReplica(group: number, req: ReplicaCountRequest): Promise<ReplicaCountAnswer> {
-    if (req.consistency === "linearizable") await this.node.readBarrier(group);
+    await levelBarrier(this.node, group, req.consistency, req.bound);
     const collection = this.node.metaState().shards.get(group)?.collection;
     const d = collection === undefined ? null : this.declared(collection);
     const indexed = new Set(d?.keys ?? []);
@@ -529,13 +529,31 @@ export class IndexService implements ReplicaObserver {
   }
 }
 
-export type ReadConsistency = "linearizable" | "eventual";
+export type ReadConsistency = "linearizable" | "session" | "bounded" | "eventual";
+
+/** What a session or bounded read of several shards needs: the session's version of each shard (by id), the bound. */
+export interface LevelBound {
+  session?: Record<string, number>;
+  maxStalenessMs?: number;
+}
+
+/**
+ * What a replica waits for before it answers at `consistency` (MultiRaftNode.readBarrier): a ReadIndex
+ * round (linearizable), the session's version of this shard (session), a recent enough round (bounded),
+ * nothing (eventual).
+ */
+export async function levelBarrier(node: MultiRaftNode, group: number, consistency: ReadConsistency, bound: LevelBound | undefined): Promise<void> {
+  if (consistency === "eventual") return;
+  await node.readBarrier(group, consistency, consistency === "session" ? { sessionVersion: bound?.session?.[String(group)] ?? 0 }
+    : consistency === "bounded" ? { maxStalenessMs: bound?.maxStalenessMs ?? 1000 } : {});
+}
 
 /** What the gateway asks a replica (search.ts): the graph's options with the indexed part of the filter. */
 export interface ReplicaSearchRequest {
   vector: Uint8Array;
   opts: { k: number; ef?: number; exact?: boolean; filter: Filter | null };
   consistency: ReadConsistency;
+  bound?: LevelBound;
   withPayload: boolean;
   withVector: boolean;
   /** The whole filter when part of it is on keys the index does not hold: the replica reads payloads for it. */
@@ -554,5 +572,5 @@ export interface ReplicaSearchAnswer extends ShardView {
   exhaustive: boolean;
 }
 
-export interface ReplicaCountRequest { filter: Filter | null; consistency: ReadConsistency }
+export interface ReplicaCountRequest { filter: Filter | null; consistency: ReadConsistency; bound?: LevelBound }
 export interface ReplicaCountAnswer extends ShardView { count: number }

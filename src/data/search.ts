@@ -21,7 +21,7 @@ import { type TiledPart, askUntilTiled, liveShards } from "../node/scan.js";
 import { vectorBytes, vectorOf } from "../node/records.js";
 import { type Filter, filterKeys, indexedPart } from "./filter.js";
 import { scoreOf } from "./shard-index.js";
-import type { ReadConsistency, ReplicaCountAnswer, ReplicaCountRequest, ReplicaSearchAnswer, ReplicaSearchRequest } from "./index-service.js";
+import type { LevelBound, ReadConsistency, ReplicaCountAnswer, ReplicaCountRequest, ReplicaSearchAnswer, ReplicaSearchRequest } from "./index-service.js";
 
 /** Rounds of asking again while the answers do not fit (each after the map changes, or briefly). */
 const ROUNDS_MAX = 20;
@@ -34,6 +34,8 @@ export interface SearchRequest {
   exact?: boolean;
   filter: Filter | null;
   consistency: ReadConsistency;
+  /** A session's versions, a staleness bound (the levels that need one). */
+  bound?: LevelBound;
   timeoutMs: number;
   allowPartial: boolean;
   withPayload: boolean;
@@ -144,7 +146,7 @@ export async function searchCollection(node: MultiRaftNode, gateway: Gateway, c:
   const body: ReplicaSearchRequest = {
     vector: vectorBytes(req.vector),
     opts: { k: req.k, ...(req.ef !== undefined ? { ef: req.ef } : {}), ...(req.exact === true ? { exact: true } : {}), filter: split.part },
-    consistency: req.consistency, withPayload: req.withPayload, withVector: req.withVector, postFilter: split.complete ? null : req.filter,
+    consistency: req.consistency, ...(req.bound !== undefined ? { bound: req.bound } : {}), withPayload: req.withPayload, withVector: req.withVector, postFilter: split.complete ? null : req.filter,
   };
   const out = await fanOut<ReplicaSearchAnswer>(node, gateway, c.name, req.timeoutMs, req.allowPartial,
     (shard) => gateway.ask("index-search", shard, body, req.consistency !== "linearizable") as Promise<ReplicaSearchAnswer>);
@@ -177,10 +179,10 @@ export interface CountResponse {
 
 /** Records of the collection satisfying the filter, summed over shards whose answers tile the position space. */
 export async function countCollection(node: MultiRaftNode, gateway: Gateway, c: CollectionRecord, filter: Filter | null,
-  consistency: ReadConsistency, timeoutMs: number, allowPartial: boolean): Promise<CountResponse> {
+  consistency: ReadConsistency, timeoutMs: number, allowPartial: boolean, bound?: LevelBound): Promise<CountResponse> {
   const startedMs = gateway.clock.nowMs();
   const indexed = new Set(Object.keys(c.schema?.payloadIndexes ?? {}));
-  const body: ReplicaCountRequest = { filter, consistency };
+  const body: ReplicaCountRequest = { filter, consistency, ...(bound !== undefined ? { bound } : {}) };
   const out = await fanOut<ReplicaCountAnswer>(node, gateway, c.name, timeoutMs, allowPartial,
     (shard) => gateway.ask("index-count", shard, body, consistency !== "linearizable") as Promise<ReplicaCountAnswer>);
   return {

@@ -278,9 +278,14 @@ export class Gateway {
    * (the session token of the read). A session read takes the session's version of whichever shard
    * holds the id when it is read (`session`: shard -> version; none known: 0).
    */
-  async getAt(key: string, consistency: Consistency, collection?: string, session?: ReadonlyMap<number, number>, maxStalenessMs?: number): Promise<ReadAt> {
+  getAt(key: string, consistency: Consistency, collection?: string, session?: ReadonlyMap<number, number>, maxStalenessMs?: number): Promise<ReadAt> {
     // The session saw a shard map this new (a split or merge it wrote across): route by one at least as new.
-    if (consistency === "session") await this.metaAtLeast(session?.get(META_GROUP) ?? 0);
+    const mapReady = consistency === "session" ? this.metaAtLeast(session?.get(META_GROUP) ?? 0) : null;
+    if (mapReady !== null) return mapReady.then(() => this.readAt(key, consistency, collection, session, maxStalenessMs));
+    return this.readAt(key, consistency, collection, session, maxStalenessMs);
+  }
+
+  private readAt(key: string, consistency: Consistency, collection: string | undefined, session: ReadonlyMap<number, number> | undefined, maxStalenessMs: number | undefined): Promise<ReadAt> {
     return this.rerouted(async (group) => {
       const bound: ReadBound = consistency === "session" ? { sessionVersion: session?.get(group) ?? 0 }
         : consistency === "bounded" ? { maxStalenessMs: maxStalenessMs ?? 0 } : {};
@@ -294,8 +299,8 @@ export class Gateway {
     }, key, collection);
   }
 
-  /** Waits (up to the request timeout) until this node has applied the metadata log up to `index`. */
-  private async metaAtLeast(index: number): Promise<void> {
+  /** Waits (up to the request timeout) until this node has applied the metadata log up to `index` (a session's map). */
+  async metaAtLeast(index: number): Promise<void> {
     const deadlineMs = this.clock.nowMs() + this.timeoutMs;
     // Bounded: each wait ends at a change of the metadata or at the deadline.
     while (this.node.metaAppliedIndex() < index) {

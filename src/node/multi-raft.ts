@@ -401,14 +401,15 @@ export class MultiRaftNode extends NodeTurn {
 
   /**
    * Resolves once this replica has applied everything committed before the call (a ReadIndex round,
-   * on the leader or a follower): what it then holds is at least as new as any acknowledged write.
+   * on the leader or a follower): what it then holds is at least as new as any acknowledged write. At
+   * another level, once it holds what that level asks (a session's version, a staleness bound).
    */
-  async readBarrier(group: number): Promise<void> {
+  async readBarrier(group: number, consistency: Consistency = "linearizable", bound: ReadBound = {}): Promise<void> {
     try {
       // The round is a read of RECORDS_END, which no record id can be (the API refuses the character):
       // it settles only once the read index is applied here, with WrongShardError when the shard is
       // frozen or the key is outside its range, which says nothing about the barrier.
-      await this.read(group, RECORDS_END, "linearizable");
+      await this.read(group, RECORDS_END, consistency, bound);
     } catch (e) {
       if (!(e instanceof WrongShardError)) throw e;
     }
