@@ -204,6 +204,9 @@ export abstract class NodeTurn extends NodeApply {
         if (g.kind === "shard") {
           g.shard = this.loadShardState(g.id);
           g.remembered = null;
+          // A split the snapshot covers was never applied here, so its child was not made by it: hosting
+          // decides again, and hosts the child empty for its leader to fill (hosting.ts madeBySplit).
+          this.hostingDue = true;
           this.replicaObserver?.replaced(g.id);
         }
         if (g.kind === "meta") {
