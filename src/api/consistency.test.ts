@@ -21,6 +21,10 @@ interface Three {
   /** Cuts `id` off from the other nodes (both ways); `heal` joins every node again. */
   isolate(id: number): Promise<void>;
   heal(): Promise<void>;
+  /** A client of one node (no routing, one attempt); closed by stop(). */
+  client(node: number, opts?: { sessionToken?: string }): ShoalClient;
+  /** Closes the clients, heals every cut and stops the cluster. */
+  stop(): Promise<void>;
 }
 
 async function three(node: Partial<NodeConfig> = {}): Promise<Three> {
@@ -40,14 +44,25 @@ async function three(node: Partial<NodeConfig> = {}): Promise<Three> {
     const r = await api.apps.get(id)!.inject({ method: "POST", url: "/v1/test/faults", payload: { cut: peers } });
     assert.equal(r.statusCode, 200, r.body);
   };
+  const clients: ShoalClient[] = [];
+  const heal = async () => {
+    for (const id of [1, 2, 3]) await cut(id, []);
+  };
   return {
-    api, url, group, leader, followers,
+    api, url, group, leader, followers, heal,
     async isolate(id) {
       await cut(id, [1, 2, 3].filter((x) => x !== id));
       for (const other of [1, 2, 3].filter((x) => x !== id)) await cut(other, [id]);
     },
-    async heal() {
-      for (const id of [1, 2, 3]) await cut(id, []);
+    client(node, opts = {}) {
+      const c = new ShoalClient({ endpoints: [url.get(node)!], routing: false, attemptsMax: 1, timeoutMs: 20_000, ...opts });
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      for (const c of clients) c.close();
+      await heal();
+      await api.stop();
     },
   };
 }
@@ -80,13 +95,10 @@ async function sessionRead<T>(read: () => Promise<T>, waiting: () => boolean, he
   return { value: value!.v, how: "refused, then asked again" };
 }
 
-const client = (t: Three, node: number, opts: { sessionToken?: string } = {}) =>
-  new ShoalClient({ endpoints: [t.url.get(node)!], routing: false, attemptsMax: 1, timeoutMs: 20_000, ...opts });
-
 test("session: a read through a lagging node waits for the session's writes made through another node, and then sees them", { timeout: 60_000 }, async () => {
   const t = await three();
   const [lagging] = t.followers;
-  const writer = client(t, t.leader);
+  const writer = t.client(t.leader);
   let reader: ShoalClient | null = null;
   try {
     await writer.collection("default").put("k", { n: 1 });
@@ -94,25 +106,22 @@ test("session: a read through a lagging node waits for the session's writes made
     await waitFor("the lagging node holds version 1", () => lagNode.localRecord(t.group, "k") !== undefined);
     await t.isolate(lagging);
     const { version } = await writer.collection("default").put("k", { n: 2 });
-    reader = client(t, lagging, { sessionToken: writer.sessionToken() });
+    reader = t.client(lagging, { sessionToken: writer.sessionToken() });
     assert.ok(writer.sessionToken().split(",").includes(`${t.group}:${version}`), `the write's answer carried its shard and version: ${writer.sessionToken()}`);
     const stale = await reader.collection("default").get("k", { consistency: "eventual" });
     assert.deepEqual(stale?.payload, { n: 1 }, "the node lags: an eventual read there shows the old value");
     const r = await sessionRead(() => reader!.collection("default").get("k", { consistency: "session" }), () => lagNode.pendingReads(t.group) === 1, () => t.heal());
     assert.deepEqual([r.value?.payload, r.value?.version], [{ n: 2 }, version], `the session's own write is seen (${r.how})`);
   } finally {
-    writer.close();
-    reader?.close();
-    await t.heal();
-    await t.api.stop();
+    await t.stop();
   }
 });
 
 test("session: reads never go back across a leader change, even on a replica that missed the newer write", { timeout: 60_000 }, async () => {
   const t = await three();
   const [other, lagging] = t.followers;
-  const setup = client(t, t.leader);
-  const viaOther = client(t, other);
+  const setup = t.client(t.leader);
+  const viaOther = t.client(other);
   let viaLagging: ShoalClient | null = null;
   try {
     await setup.collection("default").put("m", "old");
@@ -125,22 +134,20 @@ test("session: reads never go back across a leader change, even on a replica tha
     assert.deepEqual([seen?.payload, seen?.version], ["new", newer.version]);
     assert.equal(await t.api.c.nodes.get(t.leader)!.transferLeadershipAndWait(t.group, other), "completed");
     await waitFor("the shard's leader changed", () => t.api.c.nodes.get(other)!.leaderOf(t.group) === other);
-    viaLagging = client(t, lagging, { sessionToken: viaOther.sessionToken() });
+    viaLagging = t.client(lagging, { sessionToken: viaOther.sessionToken() });
     assert.equal((await viaLagging.collection("default").get("m", { consistency: "eventual" }))?.payload, "old", "the node lags");
     const { value: after, how } = await sessionRead(() => viaLagging!.collection("default").get("m", { consistency: "session" }), () => lagNode.pendingReads(t.group) === 1, () => t.heal());
     assert.ok(after !== null && after.version >= newer.version && after.payload === "new", `went back to ${JSON.stringify(after)} (${how})`);
   } finally {
-    for (const c of [setup, viaOther, viaLagging]) c?.close();
-    await t.heal();
-    await t.api.stop();
+    await t.stop();
   }
 });
 
 test("bounded: a replica serves from what it holds only within the bound; past it, it confirms with the leader or refuses", { timeout: 60_000 }, async () => {
   const t = await three();
   const [lagging] = t.followers;
-  const writer = client(t, t.leader);
-  const reader = client(t, lagging);
+  const writer = t.client(t.leader);
+  const reader = t.client(lagging);
   const records = reader.collection("default");
   try {
     await writer.collection("default").put("b", 1);
@@ -157,29 +164,26 @@ test("bounded: a replica serves from what it holds only within the bound; past i
     await waitFor("the healed replica confirms with its leader", async () =>
       (await records.get("b", { consistency: "bounded", maxStalenessMs: 0 }).catch(() => null))?.payload === 2);
   } finally {
-    writer.close();
-    reader.close();
-    await t.heal();
-    await t.api.stop();
+    await t.stop();
   }
 });
 
 test("counts and searches take the levels: a session count through a lagging node waits for the session's write; a bounded one past its bound refuses", { timeout: 60_000 }, async () => {
   const t = await three();
   const [lagging] = t.followers;
-  const writer = client(t, t.leader);
+  const writer = t.client(t.leader);
   let reader: ShoalClient | null = null;
   try {
     await writer.collection("default").put("c1", 1);
     const lagNode = t.api.c.nodes.get(lagging)!;
     await waitFor("the lagging node holds the first record", () => lagNode.localRecord(t.group, "c1") !== undefined);
-    reader = client(t, lagging);
+    reader = t.client(lagging);
     // A linearizable get there (served by its own replica after a ReadIndex round) makes the replica fresh as of now.
     assert.equal((await reader.collection("default").get("c1"))?.payload, 1);
     await t.isolate(lagging);
     await writer.collection("default").put("c2", 2);
     reader.close();
-    reader = client(t, lagging, { sessionToken: writer.sessionToken() });
+    reader = t.client(lagging, { sessionToken: writer.sessionToken() });
     const records = reader.collection("default");
     assert.equal((await records.count({ consistency: "eventual" })).count, 1, "the node lags");
     assert.equal((await records.count({ consistency: "bounded", maxStalenessMs: 60_000 })).count, 1, "within a minute's bound the replica's own count is a right answer");
@@ -188,10 +192,7 @@ test("counts and searches take the levels: a session count through a lagging nod
     const r = await sessionRead(() => records.count({ consistency: "session", timeoutMs: 20_000 }), () => lagNode.pendingReads(t.group) === 1, () => t.heal());
     assert.equal(r.value.count, 2, `the session's own write is counted (${r.how})`);
   } finally {
-    writer.close();
-    reader?.close();
-    await t.heal();
-    await t.api.stop();
+    await t.stop();
   }
 });
 
@@ -213,7 +214,7 @@ test("a session token that is not shard:version pairs is refused with 400, namin
 test("write mode async: answered (202) once the leader's log holds the write, before a quorum does; it then commits at the version it was given", { timeout: 60_000 }, async () => {
   // Elections slow enough that delayed messages do not start one.
   const t = await three({ electionTicks: 50 });
-  const writer = client(t, t.leader);
+  const writer = t.client(t.leader);
   const leaderNode = t.api.c.nodes.get(t.leader)!;
   const commit = () => leaderNode.status().groups.find((g) => g.shard === t.group)!.commit;
   try {
@@ -232,9 +233,7 @@ test("write mode async: answered (202) once the leader's log holds the write, be
     const read = await writer.collection("default").get("w", { consistency: "session" });
     assert.deepEqual([read?.payload, read?.version], [1, ack.version], "committed at the version the answer gave");
   } finally {
-    writer.close();
-    await t.heal();
-    await t.api.stop();
+    await t.stop();
   }
 });
 

@@ -45,10 +45,28 @@ export function decodeCursor(cursor: string): string {
  * The reply to a write: its version, or 409 when its compare-and-set failed. An outcome answered again
  * for a repeated idempotency key says so in the `Idempotent-Replayed` header (the body is the first one).
  */
-function writeReply(r: WriteOutcome, reply: FastifyReply, self: number, metaIndex: number): { version: number; deleted?: boolean; mode?: "async" } {
-  if (r.ok) sendSession(reply, [[r.shard, r.version], [META_GROUP, metaIndex]]);
+/**
+ * The answer's session token: the shards' versions, and this node's metadata index as the metadata
+ * group's pair (a later session read waits for its node's shard map to be that new: sessionOfRequest).
+ */
+function answerSession(reply: FastifyReply, node: MultiRaftNode, pairs: Iterable<readonly [number, number]>): void {
+  sendSession(reply, [...pairs, [META_GROUP, node.metaAppliedIndex()]]);
+}
+
+/**
+ * A request's session (its Shoal-Session header); for a session read, once this node's shard map is as
+ * new as the session's, so that a split or merge the session saw is never routed around.
+ */
+export async function sessionOfRequest(gateway: Gateway, headers: Record<string, string | string[] | undefined>, sessionRead: boolean): Promise<Map<number, number>> {
+  const session = sessionOf(headers[SESSION_HEADER]);
+  if (sessionRead) await gateway.metaAtLeast(session.get(META_GROUP) ?? 0);
+  return session;
+}
+
+function writeReply(r: WriteOutcome, reply: FastifyReply, node: MultiRaftNode): { version: number; deleted?: boolean; mode?: "async" } {
+  if (r.ok) answerSession(reply, node, [[r.shard, r.version]]);
   // Forwarded: the client that sent it here may route the shard's next writes to its leader itself.
-  if (r.leader !== 0 && r.leader !== self) void reply.header(LEADER_HEADER, `${r.shard}:${r.leader}`);
+  if (r.leader !== 0 && r.leader !== node.id) void reply.header(LEADER_HEADER, `${r.shard}:${r.leader}`);
   // Held by the leader's log, not yet by a quorum: accepted, not done (README, Write modes).
   if ("async" in r) {
     void reply.code(202);
@@ -187,7 +205,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       const opts = writeOptions(req.body.ifVersion, req.headers["idempotency-key"], req.query.writeMode, c);
       const expiresAtMs = expiryOf(c, gateway);
       if (expiresAtMs !== undefined) opts.expiresAtMs = expiresAtMs;
-      return writeReply(await gateway.put(req.params.id, req.body.payload, opts, req.params.collection, vector), reply, node.id, node.metaAppliedIndex());
+      return writeReply(await gateway.put(req.params.id, req.body.payload, opts, req.params.collection, vector), reply, node);
     },
   );
 
@@ -222,10 +240,10 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       if (req.query.consistency === "sequential") {
         throw new ApiError("bad_request", "consistency=sequential is not a mode of its own yet (it would read exactly like linearizable): ask for linearizable, session, bounded or eventual", { field: "consistency" });
       }
-      const session = sessionOf(req.headers[SESSION_HEADER]);
+      const session = await sessionOfRequest(gateway, req.headers, req.query.consistency === "session");
       const at = await gateway.getAt(req.params.id, req.query.consistency ?? "linearizable", req.params.collection, session, req.query.maxStalenessMs ?? 1000);
       // Also on not_found: having seen the record absent is part of what later reads must not go back on.
-      sendSession(reply, [[at.shard, at.appliedVersion], [META_GROUP, node.metaAppliedIndex()]]);
+      answerSession(reply, node, [[at.shard, at.appliedVersion]]);
       const found = at.record;
       const rec = found !== undefined && isExpired(found, gateway.clock.wallMs()) ? undefined : found;
       if (rec === undefined) throw new ApiError("not_found", `record ${JSON.stringify(req.params.id)} does not exist`);
@@ -254,7 +272,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
     },
     async (req, reply) => {
       const c = checkCollection(req.params.collection);
-      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"], req.query.writeMode, c), req.params.collection), reply, node.id, node.metaAppliedIndex());
+      return writeReply(await gateway.delete(req.params.id, writeOptions(req.query.ifVersion, req.headers["idempotency-key"], req.query.writeMode, c), req.params.collection), reply, node);
     },
   );
 
@@ -339,7 +357,7 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
       indexes?.admit(req.params.collection);
       const outcomes = await gateway.putMany(items, req.params.collection);
       let failed = 0;
-      sendSession(reply, [...outcomes.flatMap((o) => (o.ok ? [[o.shard, o.version] as const] : [])), [META_GROUP, node.metaAppliedIndex()] as const]);
+      answerSession(reply, node, outcomes.flatMap((o) => (o.ok ? [[o.shard, o.version] as const] : [])));
       const results = outcomes.map((o, i) => {
         const id = input[i]!.id;
         if (o.ok) return { id, version: o.version };

@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { Gateway } from "../node/gateway.js";
-import { META_GROUP, type MultiRaftNode } from "../node/multi-raft.js";
+import type { MultiRaftNode } from "../node/multi-raft.js";
 import { type CollectionRecord, DEFAULT_COLLECTION } from "../meta/state.js";
 import { VectorError, checkVector } from "../meta/collections.js";
 import { type Filter, FilterError, parseFilter } from "../data/filter.js";
@@ -18,9 +18,8 @@ function missingShown<A extends { missing: SearchResponse["missing"] }>(a: A): O
   return { ...a, missing: a.missing.map((m) => ({ ...m, range: { start: m.range.start, end: boundView(m.range.end) } })) };
 }
 import { DELETED_PER_REQUEST_MAX, EXAMINED_PER_PAGE_MAX, deleteByFilter, scanFiltered } from "../data/filtered-scan.js";
-import { decodeCursor, encodeCursor, recordView } from "./records.js";
+import { decodeCursor, encodeCursor, recordView, sessionOfRequest } from "./records.js";
 import type { LevelBound, ReadConsistency } from "../data/index-service.js";
-import { SESSION_HEADER, sessionOf } from "./session.js";
 import { ApiError, ERRORS } from "./error-table.js";
 import { classify } from "./envelope.js";
 import { JSON_BODY, openObject, responses, THROUGH_RAFT } from "./openapi.js";
@@ -96,12 +95,6 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     }
     return c;
   };
-  /** The request's session (Shoal-Session), once this node's shard map is as new as the session's. */
-  const sessionOfRequest = async (headers: Record<string, string | string[] | undefined>, asked: boolean): Promise<Map<number, number>> => {
-    const session = sessionOf(headers[SESSION_HEADER]);
-    if (asked) await gateway.metaAtLeast(session.get(META_GROUP) ?? 0);
-    return session;
-  };
   const request = (c: CollectionRecord, b: SearchBody, path: string, session: ReadonlyMap<number, number>): SearchRequest => {
     const schema = c.schema?.vectors;
     if (schema === undefined || schema === null) throw new ApiError("invalid_vector", `collection ${c.name} has no vector schema: it cannot be searched by vector`, { field: `${path}vector` });
@@ -129,7 +122,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     },
   }, async (req) => {
     const c = found(req.params.collection);
-    const session = await sessionOfRequest(req.headers, req.body.consistency === "session");
+    const session = await sessionOfRequest(gateway, req.headers, req.body.consistency === "session");
     return missingShown(await searchCollection(node, gateway, c, request(c, req.body, "", session)));
   });
 
@@ -147,7 +140,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
   }, async (req) => {
     const c = found(req.params.collection);
     // Every search checked before any is asked: a bad one refuses the batch, naming it.
-    const session = await sessionOfRequest(req.headers, req.body.searches.some((b) => b.consistency === "session"));
+    const session = await sessionOfRequest(gateway, req.headers, req.body.searches.some((b) => b.consistency === "session"));
     const requests = req.body.searches.map((b, i) => request(c, b, `searches[${i}].`, session));
     const answers: unknown[] = new Array(requests.length);
     let next = 0;
@@ -183,7 +176,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
   }, async (req) => {
     const c = found(req.params.collection);
     const b = req.body ?? { consistency: "linearizable", timeoutMs: 5000, allowPartial: false };
-    const session = await sessionOfRequest(req.headers, b.consistency === "session");
+    const session = await sessionOfRequest(gateway, req.headers, b.consistency === "session");
     return missingShown(await countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), b.consistency ?? "linearizable", b.timeoutMs ?? 5000, b.allowPartial ?? false,
       boundOf(b.consistency, b.maxStalenessMs, session)));
   });
@@ -208,7 +201,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
     const c = found(req.params.collection);
     const b = req.body ?? { limit: 100, consistency: "linearizable" as const, withVector: false, timeoutMs: 5000 };
     const after = b.cursor === undefined ? undefined : decodeCursor(b.cursor);
-    const session = await sessionOfRequest(req.headers, b.consistency === "session");
+    const session = await sessionOfRequest(gateway, req.headers, b.consistency === "session");
     const page = await scanFiltered(node, gateway, c.name, parsedFilter(b.filter, "filter"), b.limit ?? 100, after, b.consistency ?? "linearizable", b.timeoutMs ?? 5000,
       boundOf(b.consistency, b.maxStalenessMs, session));
     return {

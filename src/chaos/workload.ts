@@ -81,6 +81,14 @@ const REFUSED_PAUSE_MS = 100;
 const SEEN_KEYS_MAX = 16;
 const SEEN_PER_KEY_MAX = 64;
 
+/** A client's operations one after another until `stop`, pausing between them (longer after a refused connection). */
+async function runSteps(step: () => Promise<boolean>, stop: () => boolean, intervalMs: number): Promise<void> {
+  while (!stop()) {
+    const refused = await step();
+    await new Promise((r) => setTimeout(r, refused ? REFUSED_PAUSE_MS : intervalMs));
+  }
+}
+
 export class RegisterClient {
   /** The history's process number: a new one after each indeterminate outcome. */
   private process: number;
@@ -190,11 +198,8 @@ export class RegisterClient {
     return this.refused;
   }
 
-  async run(stop: () => boolean): Promise<void> {
-    while (!stop()) {
-      const refused = await this.step();
-      await new Promise((r) => setTimeout(r, refused ? REFUSED_PAUSE_MS : this.opts.opIntervalMs));
-    }
+  run(stop: () => boolean): Promise<void> {
+    return runSteps(() => this.step(), stop, this.opts.opIntervalMs);
   }
 }
 
@@ -236,11 +241,8 @@ export class SessionClient {
     return a.reason === "ECONNREFUSED";
   }
 
-  async run(stop: () => boolean): Promise<void> {
-    while (!stop()) {
-      const refused = await this.step();
-      await new Promise((r) => setTimeout(r, refused ? REFUSED_PAUSE_MS : this.opts.opIntervalMs));
-    }
+  run(stop: () => boolean): Promise<void> {
+    return runSteps(() => this.step(), stop, this.opts.opIntervalMs);
   }
 }
 

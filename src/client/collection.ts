@@ -104,6 +104,15 @@ const waitMs = (timeoutMs: number | undefined) => (timeoutMs ?? 5_000) + 1_000;
 
 /** A vector as JSON carries it (an array as it is: the server checks it, and says what is wrong with it). */
 const vectorValue = (v: Vector) => (v instanceof Float32Array ? Array.from(v) : v);
+/**
+ * A write's idempotency key header: the one given, else a new one (reused by the call's retries); none
+ * for an async write not given one (a keyed write is answered once applied, as sync).
+ */
+function keyHeader(opts: { idempotencyKey?: string; writeMode?: WriteMode }): Record<string, string> {
+  if (opts.writeMode === "async" && opts.idempotencyKey === undefined) return {};
+  return { "idempotency-key": opts.idempotencyKey ?? randomUUID() };
+}
+
 const vectorJson = (v: Vector | undefined) => (v === undefined ? {} : { vector: vectorValue(v) });
 
 export class Collection {
@@ -132,7 +141,7 @@ export class Collection {
   put(id: string, payload: unknown, opts: PutOptions = {}): Promise<WriteAnswer> {
     return this.t.call({
       method: "PUT", path: `${this.recordPath(id)}${opts.writeMode !== undefined ? `?writeMode=${opts.writeMode}` : ""}`, write: true, idempotent: true, prefer: this.leaderOf(id),
-      headers: opts.writeMode === "async" && opts.idempotencyKey === undefined ? {} : { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
+      headers: keyHeader(opts),
       body: { payload, ...vectorJson(opts.vector), ...(opts.ifVersion !== undefined ? { ifVersion: opts.ifVersion } : {}) },
     });
   }
@@ -165,8 +174,7 @@ export class Collection {
     return this.t.call({
       method: "DELETE", path: `${this.recordPath(id)}${q.size > 0 ? `?${q}` : ""}`,
       write: true, idempotent: true, prefer: this.leaderOf(id),
-      // As put: an async delete carries no key unless given one (a keyed write is answered as sync).
-      headers: opts.writeMode === "async" && opts.idempotencyKey === undefined ? {} : { "idempotency-key": opts.idempotencyKey ?? randomUUID() },
+      headers: keyHeader(opts),
     });
   }
 

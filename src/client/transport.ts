@@ -6,10 +6,11 @@
  * put sent twice leaves the same record, unless another client wrote it in between). Any refusal whose error-table entry says nothing was applied and that a
  * retry may succeed is retried too. Everything else comes back as a ShoalError.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type RequestOptions, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { assert } from "../util/assert.js";
 import { ShoalError } from "./errors.js";
+import type { Applied } from "../api/error-table.js";
 import { SESSION_HEADER, SessionTokens } from "./session.js";
 import { LEADER_HEADER } from "../api/session.js";
 
@@ -53,6 +54,10 @@ const ASK_ANOTHER = new Set(["shutting_down", "not_ready", "overloaded"]);
 function networkError(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
   return typeof code === "string" && !code.startsWith("ERR_");
+}
+
+function closedError(applied: Applied): ShoalError {
+  return ShoalError.ofClient("client_closed", "the client was closed: make a new one", applied);
 }
 
 function unreachable(to: URL, e: unknown, write: boolean): ShoalError {
@@ -115,7 +120,7 @@ export class Transport {
     let direct = c.prefer === undefined || c.prefer === null ? null : this.urlOf(c.prefer);
     for (let attempt = 1; attempt <= this.opts.attemptsMax; attempt++) {
       if (attempt > 1) await pause(this.backoffMs(attempt, hintS));
-      if (this.closed) throw ShoalError.ofClient("client_closed", "the client was closed: make a new one", last?.applied ?? "no");
+      if (this.closed) throw closedError(last?.applied ?? "no");
       const to = direct ?? this.endpoints[at]!;
       let a: Answer;
       try {
@@ -161,14 +166,12 @@ export class Transport {
   async open(path: string): Promise<IncomingMessage> {
     let last: ShoalError | null = null;
     for (let i = 0; i < this.endpoints.length; i++) {
-      if (this.closed) throw ShoalError.ofClient("client_closed", "the client was closed: make a new one", "no");
+      if (this.closed) throw closedError("no");
       const to = this.endpoints[(this.preferred + i) % this.endpoints.length]!;
       let res: IncomingMessage;
       try {
         res = await new Promise<IncomingMessage>((resolve, reject) => {
-          const req = (to.protocol === "https:" ? httpsRequest : httpRequest)(new URL(path, to), {
-            agent: to.protocol === "https:" ? this.https : this.http, headers: { accept: "text/event-stream" },
-          }, resolve);
+          const req = this.request(to, path, { headers: { accept: "text/event-stream" } }, resolve);
           req.on("error", reject);
           req.end();
         });
@@ -214,11 +217,16 @@ export class Transport {
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 
-  private once(base: URL, c: Call, body: Buffer | undefined, timeoutMs: number): Promise<Answer> {
+  /** A request to `base` over this client's pool (http or https as the URL says). */
+  private request(base: URL, path: string, opts: RequestOptions, onResponse: (res: IncomingMessage) => void): ClientRequest {
     const https = base.protocol === "https:";
+    return (https ? httpsRequest : httpRequest)(new URL(path, base), { ...opts, agent: https ? this.https : this.http }, onResponse);
+  }
+
+  private once(base: URL, c: Call, body: Buffer | undefined, timeoutMs: number): Promise<Answer> {
     return new Promise<Answer>((resolve, reject) => {
-      const req = (https ? httpsRequest : httpRequest)(new URL(c.path, base), {
-        method: c.method, agent: https ? this.https : this.http, timeout: timeoutMs,
+      const req = this.request(base, c.path, {
+        method: c.method, timeout: timeoutMs,
         headers: {
           accept: "application/json", ...c.headers, ...(body !== undefined ? { "content-type": "application/json", "content-length": body.length } : {}),
           ...(c.session === true ? { [SESSION_HEADER]: this.session.token() } : {}),

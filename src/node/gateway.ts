@@ -276,16 +276,10 @@ export class Gateway {
   /**
    * A record read at a level, with the shard that served it and that replica's applied version then
    * (the session token of the read). A session read takes the session's version of whichever shard
-   * holds the id when it is read (`session`: shard -> version; none known: 0).
+   * holds the id when it is read (`session`: shard -> version; none known: 0). The caller waits for
+   * this node's shard map to be as new as the session's first (metaAtLeast).
    */
   getAt(key: string, consistency: Consistency, collection?: string, session?: ReadonlyMap<number, number>, maxStalenessMs?: number): Promise<ReadAt> {
-    // The session saw a shard map this new (a split or merge it wrote across): route by one at least as new.
-    const mapReady = consistency === "session" ? this.metaAtLeast(session?.get(META_GROUP) ?? 0) : null;
-    if (mapReady !== null) return mapReady.then(() => this.readAt(key, consistency, collection, session, maxStalenessMs));
-    return this.readAt(key, consistency, collection, session, maxStalenessMs);
-  }
-
-  private readAt(key: string, consistency: Consistency, collection: string | undefined, session: ReadonlyMap<number, number> | undefined, maxStalenessMs: number | undefined): Promise<ReadAt> {
     return this.rerouted(async (group) => {
       const bound: ReadBound = consistency === "session" ? { sessionVersion: session?.get(group) ?? 0 }
         : consistency === "bounded" ? { maxStalenessMs: maxStalenessMs ?? 0 } : {};

@@ -14,7 +14,7 @@ import type { WalRecord } from "../storage/wal-record.js";
 import { ConfChangeRefusedError, type Group, META_GROUP, NotHostedError, WrongShardError, type LeaderWaiter, NotLeaderError, InterruptedError } from "./group.js";
 
 import { bornWithVoters, hostingChanges } from "./hosting.js";
-import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries } from "./shard-apply.js";
+import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries, versionAt } from "./shard-apply.js";
 import { owns } from "../meta/ranges.js";
 import type { ShardRecord } from "../meta/state.js";
 
@@ -238,7 +238,7 @@ export abstract class NodeApply extends NodeLiveness {
         continue;
       }
       const applied = this.store.applied(g.id);
-      const appliedVersion = (g.shard.versionBase ?? 0) + applied;
+      const appliedVersion = versionAt(g.shard, applied);
       for (const [ctx, r] of g.reads) {
         if ((r.index !== null && r.index <= applied) || (r.version !== null && r.version <= appliedVersion)) {
           g.reads.delete(ctx);

@@ -13,6 +13,7 @@ import type { Envelope } from "../transport/transport.js";
 import { type Group, NODE_GROUP, NotLeaderError, type ProposeInput, type Waiter, planeOf } from "./group.js";
 import type { AsyncAck, CommandResult } from "./records.js";
 import { wakes } from "./quiescence.js";
+import { versionAt } from "./shard-apply.js";
 
 import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
 
@@ -31,7 +32,7 @@ export abstract class NodeTurn extends NodeApply {
       const w = g.proposals.get(p.seq);
       if (w === undefined) continue;
       g.proposals.delete(p.seq);
-      this.settle(w, { ok: true, version: (g.shard.versionBase ?? 0) + last - (batch.length - 1 - i) });
+      this.settle(w, { ok: true, version: versionAt(g.shard, last - (batch.length - 1 - i)) });
     }
   }
 
@@ -47,15 +48,21 @@ export abstract class NodeTurn extends NodeApply {
 
   /**
    * Answers the async proposals whose entries this turn's WAL batch made durable here (the leader's
-   * own append; a quorum may not hold them yet). Only while the shard's version base is settled up to
-   * them (no absorb unapplied before them): otherwise their version is not known yet, and they are
-   * answered once applied, as sync writes.
+   * own append; a quorum may not hold them yet). Only while the shard's version base and range are
+   * settled up to them (no absorb, split, freeze or entry this leader did not propose unapplied before
+   * them: baseSettledAfter): otherwise their outcome is not known yet, and they are answered once
+   * applied, as sync writes.
    */
   private ackDurable(readies: [Group, Ready][]): void {
     for (const [g, rd] of readies) {
       const own = g.ownAppended;
       g.ownAppended = [];
       if (g.kind !== "shard" || rd.entries.length === 0) continue;
+      if (g.raft.role() !== Role.Leader) {
+        // No longer leading: what waits is answered by its outcome once applied, or times out.
+        g.asyncAcks = [];
+        continue;
+      }
       // An entry this leader did not propose itself (a no-op, a follower's forwarded proposal) may be
       // an absorb, split or freeze: async writes after it wait until it is applied.
       for (const e of rd.entries) {
@@ -70,9 +77,9 @@ export abstract class NodeTurn extends NodeApply {
         const w = g.proposals.get(a.seq);
         // An entry of another term at that index is not this proposal's: it is answered by its outcome.
         const ours = a.index >= first && rd.entries[a.index - first]!.term === g.raft.term();
-        if (w === undefined || !settled || !ours || g.raft.role() !== Role.Leader) continue;
+        if (w === undefined || !settled || !ours) continue;
         g.proposals.delete(a.seq);
-        this.settle(w as Waiter<CommandResult | AsyncAck>, { ok: true, async: true, version: (g.shard.versionBase ?? 0) + a.index, index: a.index });
+        this.settle(w as Waiter<CommandResult | AsyncAck>, { ok: true, async: true, version: versionAt(g.shard, a.index), index: a.index });
       }
     }
   }

@@ -38,6 +38,7 @@ import type { ShardPage } from "./scan.js";
 
 import { type AsyncAck, type CommandResult, type ShardCommand, type StoredRecord, encodeProposal } from "./records.js";
 import { encodeMetaProposal } from "./meta-proposals.js";
+import { versionAt } from "./shard-apply.js";
 
 import { type ApplyResult, type MetaCommand, type MetaState } from "../meta/state.js";
 
@@ -258,8 +259,9 @@ export class MultiRaftNode extends NodeTurn {
 
   /**
    * Proposes a record write in write mode async: resolves with an AsyncAck once this leader's log holds
-   * it durably (before a quorum does), or, when its version cannot be known before it applies (a merge's
-   * absorb ahead of it), with its CommandResult once applied, as a sync write.
+   * it durably (before a quorum does), or, when its outcome cannot be known before it applies (an
+   * absorb, split or freeze unapplied ahead of it; an idempotency key), with its CommandResult once
+   * applied, as a sync write.
    */
   proposeAsync(group: number, cmd: ShardCommand): Promise<CommandResult | AsyncAck> {
     assert(cmd.op === "put" || cmd.op === "delete", "only single-record writes are async");
@@ -357,8 +359,7 @@ export class MultiRaftNode extends NodeTurn {
    * made before a split (on the parent) or a merge (on the retired shard).
    */
   appliedVersion(group: number): number {
-    const g = this.group(group);
-    return (g.shard.versionBase ?? 0) + this.store.applied(group);
+    return versionAt(this.group(group).shard, this.store.applied(group));
   }
 
   /**

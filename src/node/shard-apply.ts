@@ -65,6 +65,11 @@ export interface AppliedEntries {
  * Applies `entries` of shard `group`. `applyConf` applies a configuration change entry and returns the
  * configuration after it.
  */
+/** The version a write applied at log index `index` gets (or, for the applied index, the replica's applied version). */
+export function versionAt(shard: ShardState, index: number): number {
+  return (shard.versionBase ?? 0) + index;
+}
+
 export function applyShardEntries(group: number, entries: readonly Entry[], before: ShardState, reader: ShardReader,
   applyConf: (data: Uint8Array) => ConfState, conf: () => ConfState, mutations: NodeMutations = NO_MUTATIONS): AppliedEntries {
   const overlay = new Map<string, unknown>();
@@ -126,7 +131,7 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
     out.commands++;
     if (cmd.op === "put-many" || cmd.op === "delete-many") {
       const write = (key: string, value: unknown) => overlay.set(key, value);
-      const version = (out.shard.versionBase ?? 0) + e.index;
+      const version = versionAt(out.shard, e.index);
       out.results.push([p.origin, cmd.op === "put-many" ? applyPutMany(cmd, out.shard, version, write) : applyDeleteMany(cmd, out.shard, version, read, write)]);
       continue;
     }
@@ -136,7 +141,7 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       out.results.push([p.origin, { ok: false, code: "wrong_shard" }]);
       continue;
     }
-    out.results.push([p.origin, applyRecordCommand(cmd, (out.shard.versionBase ?? 0) + e.index, read, (key, value) => overlay.set(key, value), reader.remembered)]);
+    out.results.push([p.origin, applyRecordCommand(cmd, versionAt(out.shard, e.index), read, (key, value) => overlay.set(key, value), reader.remembered)]);
   }
   const own: GroupChanges = {
     group, appliedIndex: entries[entries.length - 1]!.index, puts: [], deletes: [],
