@@ -8,6 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startApiCluster } from "./testing.js";
 import { waitFor } from "../node/testing.js";
+import { META_GROUP } from "../node/multi-raft.js";
 
 test("a replica that catches up past a split by snapshot hosts the split's child and catches up on it too", { timeout: 60_000 }, async () => {
   const api = await startApiCluster(3, 1, { node: { compactAfterEntries: 20 } });
@@ -17,7 +18,9 @@ test("a replica that catches up past a split by snapshot hosts the split's child
     await waitFor("shard 1 has a leader all nodes know", () => [...api.c.nodes.values()].every((n) => n.leaderOf(1) !== 0 && n.leaderOf(1) === node1.leaderOf(1)));
     const leaderId = node1.leaderOf(1);
     const leader = api.c.nodes.get(leaderId)!;
-    const laggingId = [1, 2, 3].find((id) => id !== leaderId)!;
+    // Not the metadata leader either: the split is asked of its placement driver.
+    await waitFor("the metadata group has a leader", () => node1.leaderOf(META_GROUP) !== 0);
+    const laggingId = [1, 2, 3].find((id) => id !== leaderId && id !== node1.leaderOf(META_GROUP))!;
     const lagging = api.c.nodes.get(laggingId)!;
     const app = api.apps.get(leaderId)!;
     // With a node cut off a write can be refused or time out on its way (503, 504): asked again, the
