@@ -2,14 +2,14 @@
  * Closed-loop load generator over HTTP/1.1 (keep-alive, one socket per connection): N connections, each sending its next request as soon as the
  * previous one answered. Reports throughput and latency percentiles. Speaks Shoal's API and etcd's
  * HTTP gateway (/v3/kv/put, /v3/kv/range), so that the same client drives both. `--target shoal-sdk`
- * drives Shoal through `shoal/client` instead (node:http, its shard map routing each put to the shard's
+ * drives Shoal through `shoal/client` instead (its shard map routing each put to the shard's
  * leader, an idempotency key on each put, as a program using the client sends them).
  *
  *   node dist/bench/load.js --target shoal --endpoints http://127.0.0.1:7400,http://127.0.0.1:7401 \
  *        --connections 64 --seconds 10 --key-bytes 8 --value-bytes 256 --read-ratio 0 [--consistency eventual] [--idempotency-keys]
  */
-import { Socket, connect } from "node:net";
 import { type ReadConsistency, ShoalClient } from "../src/client/index.js";
+import { Http1Pool } from "../src/client/http1.js";
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -34,70 +34,25 @@ if (sdk !== null && !(await sdk.refreshShardMap())) throw new Error("shoal-sdk: 
 const sdkRecords = sdk?.collection("default") ?? null;
 
 /**
- * One keep-alive HTTP/1.1 connection, one request at a time (closed loop). Hand-rolled on a socket
- * rather than node:http because the client shares the machine's cores with the cluster under test:
- * node:http cost ~65 us of CPU per request (measured), this ~15 us, and the same client drives both
- * systems. It understands what both servers send: a status line, headers and a Content-Length body.
+ * One keep-alive HTTP/1.1 connection, one request at a time (closed loop): the client's own lean HTTP
+ * pool (src/client/http1.ts), bounded to one socket. Not node:http: the client shares the machine's
+ * cores with the cluster under test, and the same client drives both systems.
  */
 class Connection {
-  private socket: Socket | null = null;
-  private buf: Buffer = Buffer.alloc(0);
-  private waiting: { resolve: (status: number) => void; reject: (e: Error) => void } | null = null;
+  private readonly pool = new Http1Pool(1);
+  private readonly base: URL;
 
-  constructor(private readonly host: string, private readonly port: number) {}
-
-  private open(): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      const s = connect({ host: this.host, port: this.port, noDelay: true }, () => resolve(s));
-      s.on("error", (e) => {
-        this.socket = null;
-        this.waiting?.reject(e);
-        this.waiting = null;
-        reject(e);
-      });
-      s.on("close", () => {
-        this.socket = null;
-        this.waiting?.reject(new Error("connection closed"));
-        this.waiting = null;
-      });
-      s.on("data", (chunk: Buffer) => this.onData(chunk));
-    });
-  }
-
-  private onData(chunk: Buffer): void {
-    this.buf = this.buf.byteLength === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    const headEnd = this.buf.indexOf("\r\n\r\n");
-    if (headEnd < 0) return;
-    const head = this.buf.toString("latin1", 0, headEnd);
-    const m = /\r\ncontent-length: *(\d+)/i.exec(head);
-    if (m === null) {
-      this.waiting?.reject(new Error("response without Content-Length"));
-      this.waiting = null;
-      this.socket?.destroy();
-      return;
-    }
-    const total = headEnd + 4 + Number(m[1]);
-    if (this.buf.byteLength < total) return;
-    this.buf = this.buf.subarray(total);
-    const w = this.waiting;
-    this.waiting = null;
-    w?.resolve(Number(head.slice(9, 12)));
+  constructor(endpoint: string) {
+    this.base = new URL(endpoint);
   }
 
   close(): void {
-    this.socket?.destroy();
-    this.socket = null;
+    this.pool.close();
   }
 
-  async request(method: string, path: string, body: string | undefined, extraHeaders = ""): Promise<number> {
-    this.socket ??= await this.open();
-    const len = body === undefined ? 0 : Buffer.byteLength(body);
-    const req = `${method} ${path} HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n${extraHeaders}` +
-      (body === undefined ? "\r\n" : `Content-Type: application/json\r\nContent-Length: ${len}\r\n\r\n${body}`);
-    return new Promise((resolve, reject) => {
-      this.waiting = { resolve, reject };
-      this.socket!.write(req);
-    });
+  async request(method: string, path: string, body: string | undefined, extraHeaders: Record<string, string> = {}): Promise<number> {
+    const headers = body === undefined ? extraHeaders : { ...extraHeaders, "content-type": "application/json" };
+    return (await this.pool.request(this.base, method, path, headers, body === undefined ? undefined : Buffer.from(body), 30_000)).status;
   }
 }
 
@@ -114,7 +69,7 @@ async function request(conn: Connection, write: boolean, key: string): Promise<b
   if (target === "shoal") {
     const path = `/v1/collections/default/records/${key}`;
     const status = write
-      ? await conn.request("PUT", path, `{"payload":"${value}"}`, idempotencyKeys ? `Idempotency-Key: w-${process.pid}-${seq}\r\n` : "")
+      ? await conn.request("PUT", path, `{"payload":"${value}"}`, idempotencyKeys ? { "idempotency-key": `w-${process.pid}-${seq}` } : {})
       : await conn.request("GET", consistency === "linearizable" ? path : `${path}?consistency=${consistency}`, undefined);
     return status === 200 || (!write && status === 404);
   }
@@ -129,8 +84,8 @@ let seq = 0;
 const deadline = performance.now() + seconds * 1000;
 const started = performance.now();
 await Promise.all(Array.from({ length: connections }, async (_, c) => {
-  const url = new URL(endpoints[c % endpoints.length]!);
-  let conn = new Connection(url.hostname, Number(url.port));
+  const endpoint = endpoints[c % endpoints.length]!;
+  let conn = new Connection(endpoint);
   opened.push(conn);
   while (performance.now() < deadline) {
     const i = seq++;
@@ -140,7 +95,8 @@ await Promise.all(Array.from({ length: connections }, async (_, c) => {
     try {
       ok = await request(conn, write, keyOf(i * 2654435761));
     } catch {
-      conn = new Connection(url.hostname, Number(url.port)); // a broken connection is replaced
+      conn.close();
+      conn = new Connection(endpoint); // a broken connection is replaced
       opened.push(conn);
     }
     // Only answered requests count: a refused connection "answers" fast and would inflate ops/s.

@@ -13,6 +13,7 @@ import { ShoalError } from "./errors.js";
 import type { Applied } from "../api/error-table.js";
 import { SESSION_HEADER, SessionTokens } from "./session.js";
 import { LEADER_HEADER } from "../api/session.js";
+import { type Http1Answer, Http1Pool } from "./http1.js";
 
 /** Node endpoints remembered from the shard map (a cluster has fewer nodes than this). */
 const URL_CACHE_MAX = 1024;
@@ -84,6 +85,9 @@ interface Answer {
 
 export class Transport {
   private readonly endpoints: URL[];
+  /** Request/answer calls. */
+  private readonly pool: Http1Pool;
+  /** Event streams (`open`), few and long-lived. */
   private readonly http: HttpAgent;
   private readonly https: HttpsAgent;
   /** The endpoint tried first: the last one that answered. */
@@ -105,9 +109,9 @@ export class Transport {
       if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`endpoint ${e}: only http: and https: URLs`);
       return url;
     });
-    const pool = { keepAlive: true, maxSockets: opts.socketsPerEndpointMax };
-    this.http = new HttpAgent(pool);
-    this.https = new HttpsAgent(pool);
+    this.pool = new Http1Pool(opts.socketsPerEndpointMax);
+    this.http = new HttpAgent({ keepAlive: false });
+    this.https = new HttpsAgent({ keepAlive: false });
   }
 
   async call<T>(c: Call): Promise<T> {
@@ -206,6 +210,7 @@ export class Transport {
   /** Ends the pooled connections; later calls fail with `client_closed`. */
   close(): void {
     this.closed = true;
+    this.pool.close();
     this.http.destroy();
     this.https.destroy();
   }
@@ -223,27 +228,30 @@ export class Transport {
     return (https ? httpsRequest : httpRequest)(new URL(path, base), { ...opts, agent: https ? this.https : this.http }, onResponse);
   }
 
-  private once(base: URL, c: Call, body: Buffer | undefined, timeoutMs: number): Promise<Answer> {
-    return new Promise<Answer>((resolve, reject) => {
-      const req = this.request(base, c.path, {
-        method: c.method, timeout: timeoutMs,
-        headers: {
-          accept: "application/json", ...c.headers, ...(body !== undefined ? { "content-type": "application/json", "content-length": body.length } : {}),
-          ...(c.session === true ? { [SESSION_HEADER]: this.session.token() } : {}),
-        },
-      }, (res) => void collect(res).then(resolve, reject));
-      req.on("timeout", () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" })));
-      req.on("error", reject);
-      req.end(body);
-    });
+  private async once(base: URL, c: Call, body: Buffer | undefined, timeoutMs: number): Promise<Answer> {
+    const headers: Record<string, string> = { accept: "application/json", ...c.headers };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (c.session === true) headers[SESSION_HEADER] = this.session.token();
+    return answerOf(await this.pool.request(base, c.method, c.path, headers, body, timeoutMs));
   }
+}
+
+function answerOf(r: Http1Answer): Answer {
+  return parsed(r.status, r.body.toString("utf8"), r.headers.get("retry-after"), r.headers.get(SESSION_HEADER), r.headers.get(LEADER_HEADER));
 }
 
 async function collect(res: IncomingMessage): Promise<Answer> {
   const chunks: Buffer[] = [];
   for await (const chunk of res) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString("utf8");
-  const retryAfter = Number(res.headers["retry-after"]);
+  const h = (name: string) => {
+    const v = res.headers[name];
+    return typeof v === "string" ? v : undefined;
+  };
+  return parsed(res.statusCode ?? 0, Buffer.concat(chunks).toString("utf8"), h("retry-after"), h(SESSION_HEADER), h(LEADER_HEADER));
+}
+
+function parsed(status: number, text: string, retryAfterHeader: string | undefined, session: string | undefined, leader: string | undefined): Answer {
+  const retryAfter = Number(retryAfterHeader);
   let body: unknown = null;
   let notJson: string | null = null;
   if (text !== "") {
@@ -253,12 +261,9 @@ async function collect(res: IncomingMessage): Promise<Answer> {
       notJson = text.replace(/\s+/g, " ").trim().slice(0, 200);
     }
   }
-  const session = res.headers[SESSION_HEADER];
-  const leader = res.headers[LEADER_HEADER];
   return {
-    status: res.statusCode ?? 0, body, notJson, session: typeof session === "string" ? session : undefined,
-    leader: typeof leader === "string" ? leader : undefined,
-    retryAfterS: res.headers["retry-after"] !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : null,
+    status, body, notJson, session, leader,
+    retryAfterS: retryAfterHeader !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : null,
   };
 }
 

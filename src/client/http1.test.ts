@@ -1,0 +1,119 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type Server, type Socket, createServer } from "node:net";
+import { Http1Pool } from "./http1.js";
+import { freePorts } from "../cli/testing.js";
+
+/**
+ * A raw TCP server speaking just enough HTTP/1.1 to script a node's answers byte by byte: each request
+ * (head, then a Content-Length body) is handed to `answer`, which writes what it likes on the socket.
+ */
+async function rawServer(answer: (req: string, socket: Socket, n: number) => void): Promise<{ base: URL; server: Server; connections: () => number; closed: () => number; requests: string[] }> {
+  let connections = 0;
+  let closed = 0;
+  const requests: string[] = [];
+  const server = createServer((socket) => {
+    connections++;
+    let buf = "";
+    socket.on("data", (chunk) => {
+      buf += chunk.toString("latin1");
+      for (;;) {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
+        if (buf.length < end + 4 + length) return;
+        const req = buf.slice(0, end + 4 + length);
+        buf = buf.slice(end + 4 + length);
+        requests.push(req);
+        answer(req, socket, requests.length);
+      }
+    });
+    socket.on("error", () => {});
+    socket.on("close", () => closed++);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { base: new URL(`http://127.0.0.1:${(server.address() as { port: number }).port}`), server, connections: () => connections, closed: () => closed, requests };
+}
+
+const ok = (body: string, extra = "") => `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+
+test("answers framed by Content-Length, by chunks split across packets, and by the connection's end; keep-alive connections are reused", async () => {
+  const s = await rawServer((req, socket, n) => {
+    if (req.startsWith("GET /chunked")) {
+      // Chunk sizes, data and the last chunk arrive in separate packets, some cut mid-line.
+      const parts = ["HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nshoal-session: 3:7\r\n\r\n4\r", "\n{\"a\"\r\n", "5;ext=1\r\n:12}\n\r\n0\r\n", "\r\n"];
+      parts.forEach((p, i) => setTimeout(() => socket.write(p), i * 5));
+    } else if (req.startsWith("GET /close")) {
+      socket.end("HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{\"till\":\"end\"}");
+    } else socket.write(ok(JSON.stringify({ n, body: req.split("\r\n\r\n")[1] })));
+  });
+  const pool = new Http1Pool(4);
+  try {
+    const a = await pool.request(s.base, "PUT", "/x", { "content-type": "application/json" }, Buffer.from("{\"v\":1}"), 1000);
+    assert.equal(a.status, 200);
+    assert.deepEqual(JSON.parse(a.body.toString()), { n: 1, body: "{\"v\":1}" });
+    assert.match(s.requests[0]!, /^PUT \/x HTTP\/1\.1\r\nHost: 127\.0\.0\.1:\d+\r\ncontent-type: application\/json\r\nContent-Length: 7\r\n\r\n/);
+    const c = await pool.request(s.base, "GET", "/chunked", {}, undefined, 1000);
+    assert.deepEqual([c.status, c.body.toString(), c.headers.get("shoal-session")], [200, "{\"a\":12}\n", "3:7"]);
+    assert.equal(s.connections(), 1, "the connection was kept and used again");
+    const e = await pool.request(s.base, "GET", "/close", {}, undefined, 1000);
+    assert.deepEqual(JSON.parse(e.body.toString()), { till: "end" });
+    const after = await pool.request(s.base, "GET", "/y", {}, undefined, 1000);
+    assert.equal(JSON.parse(after.body.toString()).n, 4);
+    assert.equal(s.connections(), 2, "a connection the node closed is not used again");
+  } finally {
+    pool.close();
+    s.server.close();
+  }
+});
+
+test("requests beyond the socket bound wait for a free connection; a connection closed while idle is not reused; an answer's time limit ends its connection", async () => {
+  const s = await rawServer((req, socket, n) => {
+    if (req.startsWith("GET /slow")) return; // never answered
+    setTimeout(() => socket.write(ok(String(n))), 5);
+    if (req.startsWith("GET /bye")) setTimeout(() => socket.end(), 20); // an idle connection ended by the node
+  });
+  const pool = new Http1Pool(1);
+  try {
+    const answers = await Promise.all([1, 2, 3].map((i) => pool.request(s.base, "GET", `/q${i}`, {}, undefined, 2000)));
+    assert.deepEqual(answers.map((a) => Number(a.body.toString())), [1, 2, 3]);
+    assert.equal(s.connections(), 1, "three requests over one connection, in turn");
+    await pool.request(s.base, "GET", "/bye", {}, undefined, 2000);
+    // Once the node's side is closed, the client has seen the node end it (its own end answered the node's).
+    const closedIdle = Date.now() + 2000;
+    while (s.closed() === 0 && Date.now() < closedIdle) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(s.closed(), 1);
+    assert.equal((await pool.request(s.base, "GET", "/after", {}, undefined, 2000)).status, 200, "a request after the node closed an idle connection is answered");
+    assert.equal(s.connections(), 2);
+    const slow = await pool.request(s.base, "GET", "/slow", {}, undefined, 100).catch((e: unknown) => e);
+    assert.equal((slow as { code?: string }).code, "ETIMEDOUT");
+    assert.equal((await pool.request(s.base, "GET", "/again", {}, undefined, 2000)).status, 200, "the pool works after a time-out");
+    assert.equal(s.connections(), 3, "the timed-out connection was closed, not reused");
+  } finally {
+    pool.close();
+    s.server.close();
+  }
+});
+
+test("a refused connection, a header that would break framing, and a closed pool fail with their codes", async () => {
+  const [dead] = await freePorts(1);
+  const pool = new Http1Pool(2);
+  const refused = await pool.request(new URL(`http://127.0.0.1:${dead}`), "GET", "/", {}, undefined, 1000).catch((e: unknown) => e);
+  assert.equal((refused as { code?: string }).code, "ECONNREFUSED");
+  const s = await rawServer(() => {});
+  try {
+    await assert.rejects(pool.request(s.base, "PUT", "/x", { "idempotency-key": "a\r\nb" }, undefined, 1000), (e: Error & { code?: string }) => e.code === "ERR_INVALID_CHAR");
+    await assert.rejects(pool.request(s.base, "GET", "/a b", {}, undefined, 1000), (e: Error & { code?: string }) => e.code === "ERR_UNESCAPED_CHARACTERS");
+    assert.equal(s.connections(), 0, "nothing was sent");
+    const inFlight = pool.request(s.base, "GET", "/never", {}, undefined, 5000);
+    const waiting = Promise.all([inFlight, pool.request(s.base, "GET", "/never", {}, undefined, 5000), pool.request(s.base, "GET", "/queued", {}, undefined, 5000)]);
+    const sent = Date.now() + 2000;
+    while (s.requests.length < 2 && Date.now() < sent) await new Promise((r) => setTimeout(r, 10));
+    pool.close();
+    await assert.rejects(waiting, (e: Error & { code?: string }) => e.code === "ECONNRESET");
+    await assert.rejects(pool.request(s.base, "GET", "/", {}, undefined, 1000), (e: Error & { code?: string }) => e.code === "ECONNRESET");
+  } finally {
+    pool.close();
+    s.server.close();
+  }
+});

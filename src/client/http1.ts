@@ -1,0 +1,356 @@
+/**
+ * A lean HTTP/1.1 client for the SDK's request/answer calls: keep-alive sockets pooled per origin, one
+ * request in flight per socket. Written on `node:net`/`node:tls` rather than on `node:http` because a
+ * client often shares its machine's cores with the nodes it talks to: node:http costs about 65 us of CPU
+ * per request, this about 15 us (bench/load.ts measured both), which is the difference between a
+ * routed put being faster than a forwarded one or not. It understands what a Shoal node (fastify on
+ * node:http) answers: a status line, headers, and a body framed by Content-Length, by chunked transfer
+ * coding, or by the end of the connection. Event streams (the watch) stay on node:http (transport.ts).
+ */
+import { type Socket, connect as netConnect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import { assert } from "../util/assert.js";
+
+/** A pooled socket unused for this long is closed by the client, below fastify's 72 s keep-alive timeout so that the client, not the server, ends it. */
+const IDLE_MS_MAX = 30_000;
+/** A connection opened for a request that was waiting for one (whose own time limit still holds). */
+const CONNECT_MS_MAX = 10_000;
+/** The longest head (status line and headers) accepted from a node. */
+const HEAD_BYTES_MAX = 64 * 1024;
+
+export interface Http1Answer {
+  status: number;
+  /** Header names in lower case. */
+  headers: Map<string, string>;
+  body: Buffer;
+}
+
+/** An error of the connection, with a `code` as node:net gives (ECONNRESET, ETIMEDOUT, …): the network's, not the request's. */
+function netError(message: string, code: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/** Header names and values must not break the request's framing. */
+const HEADER_SAFE = /^[\t\x20-\x7e]*$/;
+
+interface Pending {
+  resolve: (a: Http1Answer) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+  head: boolean;
+}
+
+/** One keep-alive connection. Invariant: `pending !== null` while a request is in flight on it, and only then. */
+class Connection {
+  private buf: Buffer = Buffer.alloc(0);
+  private pending: Pending | null = null;
+  private answer: { status: number; headers: Map<string, string>; bodyAt: number; length: number | "chunked" | "close"; keepAlive: boolean } | null = null;
+  private chunks: Buffer[] = [];
+  private idleTimer: NodeJS.Timeout | null = null;
+  closed = false;
+
+  constructor(private readonly socket: Socket, private readonly onIdle: (c: Connection) => void, private readonly onClosed: (c: Connection) => void) {
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", (e) => this.fail(e));
+    // The node ended its side: the end of a body framed by it, else the connection is of no further use
+    // (dropped at once, so that no request is sent on it after the node closed an idle connection).
+    socket.on("end", () => this.onEnd());
+    socket.on("close", () => this.fail(netError("the node closed the connection before answering", "ECONNRESET")));
+  }
+
+  send(head: string, body: Buffer | undefined, timeoutMs: number, isHead: boolean): Promise<Http1Answer> {
+    assert(this.pending === null && !this.closed, "one request at a time on an open connection");
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    return new Promise<Http1Answer>((resolve, reject) => {
+      const timer = setTimeout(() => this.destroy(netError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
+      this.pending = { resolve, reject, timer, head: isHead };
+      this.socket.write(body === undefined ? head : Buffer.concat([Buffer.from(head, "latin1"), body]));
+    });
+  }
+
+  destroy(e: Error): void {
+    this.fail(e);
+    this.socket.destroy();
+  }
+
+  private fail(e: Error): void {
+    const p = this.pending;
+    this.pending = null;
+    if (p !== null) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
+    if (!this.closed) {
+      this.closed = true;
+      if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+      this.socket.destroy();
+      this.onClosed(this);
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.pending === null) {
+      // Bytes nobody asked for: the connection's framing is lost.
+      this.destroy(netError("the node sent bytes without a request", "ECONNRESET"));
+      return;
+    }
+    this.buf = this.buf.byteLength === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    if (this.answer === null && !this.parseHead()) return;
+    this.parseBody();
+  }
+
+  /** Reads the status line and headers once they are all here; false while they are not. */
+  private parseHead(): boolean {
+    const end = this.buf.indexOf("\r\n\r\n");
+    if (end < 0) {
+      if (this.buf.byteLength > HEAD_BYTES_MAX) this.destroy(netError(`an answer's head is over ${HEAD_BYTES_MAX} bytes`, "EPROTO"));
+      return false;
+    }
+    const lines = this.buf.toString("latin1", 0, end).split("\r\n");
+    const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0]!);
+    if (m === null) {
+      this.destroy(netError(`not an HTTP/1.x answer: ${lines[0]!.slice(0, 60)}`, "EPROTO"));
+      return false;
+    }
+    const status = Number(m[2]);
+    if (status >= 100 && status < 200) {
+      // An interim answer (a node does not send one unasked): skipped; the final one follows.
+      this.buf = this.buf.subarray(end + 4);
+      return this.buf.byteLength > 0 && this.parseHead();
+    }
+    const headers = new Map<string, string>();
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      const colon = line.indexOf(":");
+      if (colon <= 0) continue;
+      const name = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      const had = headers.get(name);
+      headers.set(name, had === undefined ? value : `${had}, ${value}`);
+    }
+    const connection = headers.get("connection")?.toLowerCase();
+    const keepAlive = m[1] === "1" ? connection !== "close" : connection === "keep-alive";
+    let length: number | "chunked" | "close";
+    if (this.pending!.head || status === 204 || status === 304) length = 0;
+    else if (headers.get("transfer-encoding")?.toLowerCase().includes("chunked") === true) length = "chunked";
+    else if (headers.has("content-length")) {
+      length = Number(headers.get("content-length"));
+      if (!Number.isSafeInteger(length) || length < 0) {
+        this.destroy(netError(`a bad Content-Length: ${headers.get("content-length")}`, "EPROTO"));
+        return false;
+      }
+    } else length = "close";
+    this.answer = { status, headers, bodyAt: end + 4, length, keepAlive: keepAlive && length !== "close" };
+    return true;
+  }
+
+  private parseBody(): void {
+    const a = this.answer!;
+    if (typeof a.length === "number") {
+      if (this.buf.byteLength - a.bodyAt < a.length) return;
+      const body = this.buf.subarray(a.bodyAt, a.bodyAt + a.length);
+      this.buf = this.buf.subarray(a.bodyAt + a.length);
+      this.finish(body);
+    } else if (a.length === "chunked") {
+      for (;;) {
+        const lineEnd = this.buf.indexOf("\r\n", a.bodyAt);
+        if (lineEnd < 0) return;
+        const size = parseInt(this.buf.toString("latin1", a.bodyAt, lineEnd).split(";")[0]!, 16);
+        if (!Number.isSafeInteger(size) || size < 0) {
+          this.destroy(netError("a bad chunk size", "EPROTO"));
+          return;
+        }
+        if (size === 0) {
+          // The last chunk, then trailers (none from a node) up to an empty line.
+          const trailersEnd = this.buf.indexOf("\r\n\r\n", lineEnd);
+          const end = this.buf.indexOf("\r\n", lineEnd + 2) === lineEnd + 2 ? lineEnd + 4 : trailersEnd < 0 ? -1 : trailersEnd + 4;
+          if (end < 0) return;
+          const body = Buffer.concat(this.chunks);
+          this.chunks = [];
+          this.buf = this.buf.subarray(end);
+          this.finish(body);
+          return;
+        }
+        if (this.buf.byteLength < lineEnd + 2 + size + 2) return;
+        this.chunks.push(this.buf.subarray(lineEnd + 2, lineEnd + 2 + size));
+        a.bodyAt = lineEnd + 2 + size + 2;
+      }
+    }
+    // "close": the body is everything until the node ends the connection (see onEnd in the pool).
+  }
+
+  private onEnd(): void {
+    const a = this.answer;
+    if (a !== null && a.length === "close" && this.pending !== null) this.finish(this.buf.subarray(a.bodyAt));
+    else this.fail(netError("the node closed the connection before answering", "ECONNRESET"));
+  }
+
+  private finish(body: Buffer): void {
+    const a = this.answer!;
+    const p = this.pending!;
+    this.answer = null;
+    this.pending = null;
+    clearTimeout(p.timer);
+    const reusable = a.keepAlive && this.buf.byteLength === 0;
+    p.resolve({ status: a.status, headers: a.headers, body });
+    if (!reusable) {
+      this.fail(netError("closed after its answer", "ECONNRESET"));
+      return;
+    }
+    this.buf = Buffer.alloc(0);
+    this.idleTimer = setTimeout(() => this.fail(netError("idle", "ECONNRESET")), IDLE_MS_MAX);
+    this.idleTimer.unref();
+    this.onIdle(this);
+  }
+}
+
+interface Waiter {
+  /** False when the request stopped waiting (its time ran out): the connection is the pool's again. */
+  take: (c: Connection) => boolean;
+  refuse: (e: Error) => void;
+}
+
+interface Origin {
+  base: URL;
+  idle: Connection[];
+  /** Connections open or being opened. Invariant: idle.length <= open <= socketsMax. */
+  open: number;
+  /** Requests waiting for a connection, oldest first (not bounded here: each is a caller's pending call, and its time limit covers the wait). */
+  waiting: Waiter[];
+}
+
+export class Http1Pool {
+  private readonly origins = new Map<string, Origin>();
+  private closed = false;
+
+  constructor(private readonly socketsMax: number) {
+    assert(socketsMax >= 1, "at least one socket per origin");
+  }
+
+  /**
+   * Sends one request to `base`'s origin and gives its answer; fails with a `code`d error when the
+   * node cannot be reached, closes the connection or does not answer within `timeoutMs`, and with a
+   * TypeError (code ERR_…, as node:http's) when the path or a header would break the request's framing.
+   */
+  async request(base: URL, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined, timeoutMs: number): Promise<Http1Answer> {
+    if (!path.startsWith("/") || !HEADER_SAFE.test(path) || /\s/.test(path)) throw Object.assign(new TypeError(`path ${JSON.stringify(path)} cannot be sent as it is`), { code: "ERR_UNESCAPED_CHARACTERS" });
+    let head = `${method} ${path} HTTP/1.1\r\nHost: ${base.host}\r\n`;
+    for (const [name, value] of Object.entries(headers)) {
+      if (name === "" || !HEADER_SAFE.test(name) || !HEADER_SAFE.test(value)) throw Object.assign(new TypeError(`header ${JSON.stringify(name)} has characters HTTP cannot carry`), { code: "ERR_INVALID_CHAR" });
+      head += `${name}: ${value}\r\n`;
+    }
+    if (body !== undefined) head += `Content-Length: ${body.byteLength}\r\n`;
+    head += "\r\n";
+    const deadline = Date.now() + timeoutMs;
+    const conn = await this.connection(this.originOf(base), timeoutMs);
+    return conn.send(head, body, Math.max(1, deadline - Date.now()), method === "HEAD");
+  }
+
+  /** Ends every connection; requests in flight or waiting fail with ECONNRESET. */
+  close(): void {
+    this.closed = true;
+    for (const o of this.origins.values()) {
+      for (const w of o.waiting.splice(0)) w.refuse(netError("the client was closed", "ECONNRESET"));
+      for (const c of o.idle.splice(0)) c.destroy(netError("the client was closed", "ECONNRESET"));
+    }
+  }
+
+  private originOf(base: URL): Origin {
+    let o = this.origins.get(base.origin);
+    if (o === undefined) {
+      o = { base, idle: [], open: 0, waiting: [] };
+      this.origins.set(base.origin, o);
+    }
+    return o;
+  }
+
+  private connection(o: Origin, timeoutMs: number): Promise<Connection> {
+    if (this.closed) return Promise.reject(netError("the client was closed", "ECONNRESET"));
+    const idle = o.idle.pop();
+    if (idle !== undefined) return Promise.resolve(idle);
+    if (o.open < this.socketsMax) return this.opened(o, timeoutMs);
+    return new Promise<Connection>((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        done = true;
+        const i = o.waiting.indexOf(w);
+        if (i >= 0) o.waiting.splice(i, 1);
+        reject(netError(`no free connection within ${timeoutMs} ms`, "ETIMEDOUT"));
+      }, timeoutMs);
+      const w: Waiter = {
+        take: (c) => {
+          if (done) return false;
+          done = true;
+          clearTimeout(timer);
+          resolve(c);
+          return true;
+        },
+        refuse: (e) => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      o.waiting.push(w);
+    });
+  }
+
+  private async opened(o: Origin, timeoutMs: number): Promise<Connection> {
+    o.open++;
+    assert(o.open <= this.socketsMax, "open connections within the bound");
+    let socket: Socket;
+    try {
+      socket = await this.connect(o.base, timeoutMs);
+    } catch (e) {
+      this.forget(o, null);
+      throw e;
+    }
+    return new Connection(socket, (c) => this.release(o, c), (c) => this.forget(o, c));
+  }
+
+  private connect(base: URL, timeoutMs: number): Promise<Socket> {
+    const tls = base.protocol === "https:";
+    const port = Number(base.port || (tls ? 443 : 80));
+    const host = base.hostname.startsWith("[") ? base.hostname.slice(1, -1) : base.hostname;
+    return new Promise<Socket>((resolve, reject) => {
+      const s: Socket = tls ? tlsConnect({ host, port, servername: host }, () => done(null)) : netConnect({ host, port }, () => done(null));
+      const timer = setTimeout(() => done(netError(`no connection within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
+      const onError = (e: Error) => done(e);
+      s.once("error", onError);
+      function done(e: Error | null): void {
+        clearTimeout(timer);
+        s.off("error", onError);
+        if (e === null) resolve(s);
+        else {
+          s.destroy();
+          reject(e);
+        }
+      }
+    });
+  }
+
+  /** A connection free again: given to the oldest waiting request, else kept idle. */
+  private release(o: Origin, c: Connection): void {
+    for (let w = o.waiting.shift(); w !== undefined; w = o.waiting.shift()) if (w.take(c)) return;
+    if (this.closed) c.destroy(netError("the client was closed", "ECONNRESET"));
+    else o.idle.push(c);
+  }
+
+  /** A connection closed, or failed to open: the oldest waiting request may open its own now. */
+  private forget(o: Origin, c: Connection | null): void {
+    if (c !== null) {
+      const i = o.idle.indexOf(c);
+      if (i >= 0) o.idle.splice(i, 1);
+    }
+    o.open--;
+    assert(o.open >= 0, "open connections never negative");
+    const w = o.waiting.shift();
+    if (w === undefined || this.closed) return;
+    this.opened(o, CONNECT_MS_MAX).then((c) => {
+      if (!w.take(c)) this.release(o, c);
+    }, w.refuse);
+  }
+}
