@@ -13,8 +13,17 @@ import { ApiError, ERRORS, type ErrorCode, NODE_ERROR_CODES } from "./error-tabl
 
 interface SchemaIssue { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }
 
+/** The error code each answered request was given (for the latency histogram's outcome). */
+const answered = new WeakMap<ServerResponse, ErrorCode>();
+
+/** The error code a request was answered with, or undefined when it was not answered with an error envelope. */
+export function answeredCode(reply: FastifyReply): ErrorCode | undefined {
+  return answered.get(reply.raw);
+}
+
 /** Sends the envelope for a code, with the table's status and Retry-After. */
 export function sendError(reply: FastifyReply, code: ErrorCode, message: string, extra: Record<string, unknown> = {}): FastifyReply {
+  answered.set(reply.raw, code);
   const entry: { status: number; retryAfterS?: number } = ERRORS[code];
   if (entry.retryAfterS !== undefined) void reply.header("Retry-After", String(entry.retryAfterS));
   return reply.status(entry.status).send({ error: { code, message, ...extra } });

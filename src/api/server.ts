@@ -7,11 +7,12 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Gateway } from "../node/gateway.js";
 import { type MultiRaftNode, META_GROUP } from "../node/multi-raft.js";
 import { ApiError } from "./error-table.js";
-import { envelopeOptions, installEnvelope } from "./envelope.js";
+import { answeredCode, envelopeOptions, installEnvelope } from "./envelope.js";
+import { nodeMetrics } from "./metrics.js";
+import type { PlacementDriver } from "../node/placement-driver.js";
 import { validatorCompiler } from "./validation.js";
 import { DEFAULT_JSON_LIMITS, type JsonLimits, parseJsonBody } from "./json-input.js";
 import { openObject, responses } from "./openapi.js";
@@ -37,12 +38,14 @@ export interface ApiOptions {
   jsonLimits?: Partial<JsonLimits>;
   /** Test mode: exposes POST /v1/test/faults (transport fault injection). Never on in production. */
   testMode?: boolean;
+  /** The node's placement driver: cluster health and operator metrics. */
+  placement?: PlacementDriver;
+  /** The node's data directory: disk metrics. */
+  dataDir?: string;
   /** Test mode: makes the next n joins handled here fail after registering (see Membership). */
   failJoins?: (n: number) => void;
 }
 
-/** How often the event-loop delay metric samples (see collectDefaultMetrics below). */
-const EVENT_LOOP_SAMPLE_MS = 100;
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -70,7 +73,13 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   app.addHook("preClose", async () => {
     closing = true;
   });
-  installEnvelope(app, { onError: (code) => errors.inc({ code }), closing: () => closing });
+  const metrics = nodeMetrics({
+    node, gateway, ...(opts.indexes !== undefined ? { indexes: opts.indexes } : {}),
+    ...(opts.placement !== undefined ? { placement: opts.placement } : {}), ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
+  });
+  const registry = metrics.registry;
+
+  installEnvelope(app, { onError: (code) => metrics.countError(code), closing: () => closing });
   // Bodies are parsed and checked (size, depth, fields, keys, exact numbers) before any route sees them.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
@@ -87,62 +96,14 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
 
-  // Metrics: registry per server (injected, not global).
-  const registry = new Registry();
-  registry.setDefaultLabels({ node: String(node.id) });
-  // The event-loop delay is sampled by a timer: prom-client's default of every 10 ms was most of an idle
-  // node's wakeups (issue 13); a stall of 100 ms or more is still seen every time.
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
-  const latency = new Histogram({
-    name: "shoal_request_duration_seconds", help: "HTTP request latency by operation", labelNames: ["op", "status"],
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry],
-  });
-  const counters = node.counters;
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
-  // A Counter that follows one of the node's own monotonic counters: each scrape adds what it grew by.
-  const counter = (name: string, help: string, read: () => number) => {
-    let seen = 0;
-    return new Counter({
-      name, help, registers: [registry], collect() {
-        const now = read();
-        if (now > seen) this.inc(now - seen);
-        seen = Math.max(seen, now);
-      },
-    });
-  };
-  counter("shoal_raft_proposals_total", "proposals made on this node", () => counters.proposals);
-  counter("shoal_raft_applied_entries_total", "log entries applied on this node", () => counters.applied);
-  counter("shoal_wal_batches_total", "WAL batches (one fdatasync each)", () => counters.walBatches);
-  counter("shoal_loop_turns_total", "multi-raft loop turns", () => counters.turns);
-  gauge("shoal_raft_leader_shards", "shards this node leads", () => node.status().groups.filter((g) => g.role === "leader").length);
-  gauge("shoal_transport_queued_bytes", "bytes queued on outbound connections", () =>
-    node.transport.stats().reduce((s, l) => s + l.queuedBytes, 0));
-  counter("shoal_raft_leaderships_won_total", "elections this node won (times it became leader of a shard)", () => counters.leadershipsWon);
-  counter("shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", () => counters.electionsStarted);
-  counter("shoal_raft_successor_campaigns_total", "elections started at once because the shard's leader's node was lost and this node is its chosen successor", () => counters.successorCampaigns);
-  counter("shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", () => counters.leaderTransfersStarted);
-  counter("shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", () => counters.malformedMessages);
-  gauge("shoal_raft_quiesced_shards", "shards whose Raft group is quiescent (idle: not ticking) on this node", () => node.quiescedShards());
-  counter("shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", () => counters.groupTicks);
-  counter("shoal_state_commits_total", "state store (LMDB) commits", () => node.stateCommits());
-  counter("shoal_gateway_forwarded_requests_total", "record writes and reads this node's gateway sent on to the shard's leader on another node", () => gateway.forwardedRequests);
-  const walSync = new Histogram({
-    name: "shoal_wal_sync_seconds", help: "WAL batch write + fdatasync latency", registers: [registry],
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
-  });
-  node.onWalSync = (s) => walSync.observe(s);
-  if (opts.indexes !== undefined) {
-    const indexes = opts.indexes;
-    gauge("shoal_index_pending_ops", "writes applied on this node's replicas but not yet in their vector graphs (searches scan them exactly)", () => indexes.stats().pendingOps);
-    gauge("shoal_index_lag_entries", "the largest distance, in applied log entries, between a replica here and its index", () => indexes.stats().lagEntriesMax);
-    gauge("shoal_index_records", "records held by this node's replica indexes", () => indexes.stats().records);
-  }
-  const errors = new Counter({ name: "shoal_request_errors_total", help: "error responses by code", labelNames: ["code"], registers: [registry] });
-
   app.addHook("onResponse", async (req, reply) => {
     const op = req.routeOptions.config.op;
-    if (op !== undefined) latency.observe({ op, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    if (op === undefined) return;
+    // Only a collection this node knows is a label value: a name from a request alone could be anything.
+    const named = (req.params as { collection?: unknown } | undefined)?.collection;
+    const collection = typeof named === "string" && node.metaState().collections.has(named) ? named : "";
+    const outcome = answeredCode(reply) ?? (reply.statusCode < 400 ? "ok" : `http_${reply.statusCode}`);
+    metrics.observeRequest(op, collection, outcome, reply.elapsedTime / 1000);
   });
 
   await registerRecordRoutes(app, node, gateway, opts.batchBodyLimitBytes ?? BATCH_BODY_BYTES_MAX, opts.indexes ?? null);

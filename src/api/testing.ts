@@ -73,7 +73,7 @@ export async function startApiCluster(n: number, shards: number, opts: ApiCluste
     const sweeper = new ExpirySweeper(node, gateway);
     sweeper.start();
     sweepers.set(id, sweeper);
-    apps.set(id, await buildApi({ node, gateway, logger: pino({ level: "silent" }), testMode: true, indexes: index }));
+    apps.set(id, await buildApi({ node, gateway, logger: pino({ level: "silent" }), testMode: true, indexes: index, placement: driver, dataDir: c.dirs.get(id)! }));
   }
   let membershipStarted = false;
   const startMembership = () => {

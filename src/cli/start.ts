@@ -247,6 +247,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const sweeper = new ExpirySweeper(node, gateway, logger.child({ component: "expiry" }));
     const app = await buildApi({
       node, gateway, logger, bodyLimitBytes: maxPayloadBytes, batchBodyLimitBytes: maxBatchBytes, jsonLimits, testMode, indexes,
+      placement: agents.placement, dataDir,
       failJoins: (n) => {
         agents.membership.failJoinsForTest = n;
       },

@@ -27,7 +27,7 @@ export type NodeStateStore = Pick<StateStore,
   "snapshot" | "installSnapshot" | "dropGroup" | "close" | "commits">;
 
 /** What a node needs of its transport (transport/transport.ts). */
-export type NodeTransport = Pick<Transport, "start" | "stop" | "send" | "flush" | "setPeer" | "setFaults" | "stats">;
+export type NodeTransport = Pick<Transport, "start" | "stop" | "send" | "flush" | "setPeer" | "setFaults" | "stats" | "breakerState">;
 
 export interface NodeHost {
   readonly clock: Clock;

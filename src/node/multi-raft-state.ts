@@ -198,7 +198,7 @@ export abstract class NodeState {
   /** Told of every change of the shard replicas' records (data/ keeps its indexes with it). */
   protected replicaObserver: ReplicaObserver | null = null;
   /** Observers for metrics (set by whoever exports them). */
-  onWalSync: ((seconds: number) => void) | null = null;
+  onWalSync: ((seconds: number, records: number) => void) | null = null;
   /**
    * Told when a peer shows no sign of life (see peerLost): at once when the transport to it breaks, and
    * each tick while it stays silent. Set by the gateway, to stop waiting for answers from it.
@@ -211,6 +211,10 @@ export abstract class NodeState {
   readonly counters = {
     turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0, electionsStarted: 0,
     malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0, successorCampaigns: 0,
+    /** A group here saw a new leader (another node's or its own). */
+    leaderChanges: 0,
+    snapshotsInstalled: 0,
+    snapshotBytesInstalled: 0,
   };
 
   protected constructor(cfg: NodeSettings, host: NodeHost, wal: NodeWal, store: NodeStateStore, transport: NodeTransport) {

@@ -208,6 +208,8 @@ export abstract class NodeTurn extends NodeApply {
       if (rd.snapshot !== null) {
         const m = rd.snapshot.meta;
         await this.store.installSnapshot(g.id, m.index, m.term, rd.snapshot.data, m.confState);
+        this.counters.snapshotsInstalled++;
+        this.counters.snapshotBytesInstalled += rd.snapshot.data.byteLength;
         if (g.kind === "shard") {
           g.shard = this.loadShardState(g.id);
           g.remembered = null;
@@ -240,7 +242,7 @@ export abstract class NodeTurn extends NodeApply {
       const started = this.clock.nowMs();
       await this.wal.append(records, sync);
       if (sync) {
-        this.onWalSync?.((this.clock.nowMs() - started) / 1000);
+        this.onWalSync?.((this.clock.nowMs() - started) / 1000, records.length);
         this.counters.walBatches++;
       }
       this.ackDurable(readies);
@@ -256,6 +258,7 @@ export abstract class NodeTurn extends NodeApply {
     for (const [g, rd] of readies) {
       if (rd.softState === null || rd.softState.lead === 0 || this.lastLeaders.get(g.id) === rd.softState.lead) continue;
       this.lastLeaders.set(g.id, rd.softState.lead);
+      this.counters.leaderChanges++;
       this.leaderSinceMs.set(g.id, this.clock.wallMs());
     }
     this.retryReadsOnLeaderChange(readies);

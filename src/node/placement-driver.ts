@@ -30,6 +30,7 @@ import {
 } from "../placement/policy.js";
 import { clearManualSplit, markManualSplit, pickMerge } from "../placement/reshape.js";
 import { type PlacementState, placementCycle } from "../placement/scheduler.js";
+import { type ClusterHealth, clusterHealth } from "../placement/health.js";
 import type { ClusterView, NodeId, NodeView, Operator, OperatorReason, PlacementConfig } from "../placement/types.js";
 import type { Gateway } from "./gateway.js";
 import { PacedLoop } from "./paced-loop.js";
@@ -172,6 +173,23 @@ export class PlacementDriver {
     return this.state !== null;
   }
 
+  /** The cluster's health as this driver sees it (placement/health.ts), or null unless it is active. */
+  health(): ClusterHealth | null {
+    if (!this.active) return null;
+    const cfg = currentSettings(this.node.metaState()).placement;
+    return clusterHealth(this.view(this.clock.wallMs(), cfg), cfg);
+  }
+
+  /** Operators this node's driver saw end since it started, by reason and outcome (for metrics). */
+  readonly operatorsEnded = new Map<string, { reason: OperatorReason; outcome: OperatorStatus; count: number }>();
+
+  private countEnded(op: Operator, outcome: OperatorStatus): void {
+    const key = `${op.reason}/${outcome}`;
+    const had = this.operatorsEnded.get(key);
+    if (had !== undefined) had.count++;
+    else this.operatorsEnded.set(key, { reason: op.reason, outcome, count: 1 });
+  }
+
   private receive(from: NodeId, reports: ShardReport[]): void {
     const nowMs = this.clock.wallMs();
     for (const report of reports) {
@@ -274,6 +292,7 @@ export class PlacementDriver {
    * is done or when a cycle recorded it as running meanwhile (a refused one is not worth a record).
    */
   private async release(op: Operator, outcome: OperatorStatus, record = outcome === "done"): Promise<void> {
+    this.countEnded(op, outcome);
     if (this.state !== null) this.state = dropOperator(this.state, op.id);
     this.dispatched.delete(op.id);
     if (!record && this.node.metaState().operators.get(op.id) === undefined) return;
@@ -411,6 +430,7 @@ export class PlacementDriver {
       records.push({ kind: "record-operator", operator: op, status: "running", atMs: nowMs });
     }
     for (const { op, outcome } of ended) {
+      this.countEnded(op, outcome);
       this.dispatched.delete(op.id);
       this.opts.logger?.info({ operator: op.id, shard: op.shard, outcome }, "operator ended");
       records.push({ kind: "record-operator", operator: op, status: outcome, atMs: nowMs });

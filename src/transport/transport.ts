@@ -73,6 +73,7 @@ export interface LinkStats {
   queuedBytes: number;
   framesSent: number;
   framesDropped: number;
+  bytesSent: number;
 }
 
 /** The outbound connection for one (peer, plane). */
@@ -85,6 +86,7 @@ class Link {
   writable = false;
   framesSent = 0;
   framesDropped = 0;
+  bytesSent = 0;
   reconnectTimer: NodeJS.Timeout | null = null;
 
   constructor(readonly peer: number, readonly plane: Plane) {}
@@ -320,6 +322,7 @@ export class Transport {
       const frame = link.queue.shift()!;
       link.queuedBytes -= frame.byteLength;
       link.framesSent++;
+      link.bytesSent += frame.byteLength;
       link.writable = socket.write(frame);
     }
   }
@@ -403,7 +406,7 @@ export class Transport {
   stats(): LinkStats[] {
     return [...this.links.values()].map((l) => ({
       peer: l.peer, plane: l.plane, connected: l.socket !== null, queuedFrames: l.queue.length,
-      queuedBytes: l.queuedBytes, framesSent: l.framesSent, framesDropped: l.framesDropped,
+      queuedBytes: l.queuedBytes, framesSent: l.framesSent, framesDropped: l.framesDropped, bytesSent: l.bytesSent,
     }));
   }
 }
