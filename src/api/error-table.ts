@@ -99,6 +99,7 @@ export const ERRORS = {
   quorum_lost: { status: 504, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the leader lost its quorum while the write waited to commit: it may still be applied (retry with the same Idempotency-Key)" },
   interrupted: { status: 504, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the node stopped (or its replica moved away) while the write waited to be applied: it may still be applied (retry with the same Idempotency-Key)" },
   timeout: { status: 504, retryable: true, applied: "unknown", meaning: "not answered within the request timeout: a write may still be applied (retry with the same Idempotency-Key)" },
+  not_built: refused(501, "this node does not offer what was asked (a part not built yet, or not enabled where the node was started): the message says which"),
   internal: { status: 500, retryable: true, applied: "unknown", meaning: "a bug: the answer carries a requestId to find the logged stack" },
 } as const satisfies Record<string, ErrorEntry>;
 

@@ -13,6 +13,7 @@ import { ApiError } from "./error-table.js";
 import { answeredCode, envelopeOptions, installEnvelope } from "./envelope.js";
 import { nodeMetrics } from "./metrics.js";
 import type { PlacementDriver } from "../node/placement-driver.js";
+import type { LogRing } from "../util/log-ring.js";
 import { validatorCompiler } from "./validation.js";
 import { DEFAULT_JSON_LIMITS, type JsonLimits, parseJsonBody } from "./json-input.js";
 import { openObject, responses } from "./openapi.js";
@@ -42,6 +43,8 @@ export interface ApiOptions {
   placement?: PlacementDriver;
   /** The node's data directory: disk metrics. */
   dataDir?: string;
+  /** The node's recent log lines, served by GET /v1/node/logs. */
+  logs?: LogRing;
   /** Test mode: makes the next n joins handled here fail after registering (see Membership). */
   failJoins?: (n: number) => void;
 }
@@ -158,6 +161,18 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     }
     return { ok: true };
   });
+  const logs = opts.logs;
+  app.get<{ Querystring: { limit: number } }>("/v1/node/logs", {
+    config: { op: "logs" },
+    schema: {
+      operationId: "nodeLogs", summary: "This node's most recent log lines (JSON objects as logged, oldest first), kept in memory",
+      querystring: { type: "object", additionalProperties: false, properties: { limit: { type: "integer", minimum: 1, maximum: 2000, default: 200 } } },
+      response: responses({ ...openObject, description: "node and lines" }, "not_built"),
+    },
+  }, async (req) => {
+    if (logs === undefined) throw new ApiError("not_built", "this node keeps no log lines in memory (it was not started by `shoal start`)");
+    return { node: node.id, lines: logs.recent(req.query.limit).map((line) => parseLine(line)) };
+  });
   app.get("/metrics", {
     schema: {
       operationId: "metrics", summary: "Prometheus metrics (text exposition format)",
@@ -195,4 +210,13 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   }
   await app.ready();
   return app;
+}
+
+/** A logged line as an object (pino writes JSON; anything else is kept as its text). */
+function parseLine(line: string): unknown {
+  try {
+    return JSON.parse(line) as unknown;
+  } catch {
+    return { msg: line };
+  }
 }

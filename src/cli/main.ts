@@ -226,6 +226,9 @@ function addClusterCommands(program: Command): void {
   addShardAdmin(program.command("shard").description("the shard map"));
   addCollections(program.command("collection").description("collections: their shards, replicas, vector schema and payload indexes"));
   addOperators(program.command("operator").description("the placement driver's operators (replica moves, leader transfers, splits, merges)"));
+  program.command("diagnose").description("collect every node's status, metrics and recent logs and the cluster's map, operators, alerts, settings history and collections into one archive (tar.gz)")
+    .requiredOption("--out <file>", "the archive to write, e.g. shoal-diagnose.tar.gz").addOption(endpoint())
+    .action(async (opts: { out: string; endpoint: string }) => { process.exitCode = await (await import("./diagnose.js")).diagnoseCommand(opts); });
   program.command("alerts").description("the placement driver's alerts (dead nodes, stale learners, removals)").addOption(json()).addOption(endpoint())
     .action(async (opts) => { process.exitCode = await (await import("./cluster-client.js")).alertsCommand(opts); });
   program.command("watch").description("stream node and shard changes as JSON lines (server-sent events) until interrupted").addOption(endpoint())

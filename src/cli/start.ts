@@ -5,7 +5,8 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type Logger, destination, pino } from "pino";
+import { type Level, type Logger, destination, multistream, pino } from "pino";
+import { LogRing } from "../util/log-ring.js";
 import { buildApi } from "../api/server.js";
 import { INDEX_THREADS_DEFAULT, INDEX_THREADS_MAX, INDEX_WORKER_NICENESS, IndexService } from "../data/index-service.js";
 import { NICENESS_MAX } from "../data/thread-priority.js";
@@ -222,7 +223,12 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     }
     // Synchronous writes (pino's default, said here because it matters): a line logged just before the
     // process ends (a crash) must reach the log.
-    const logger = pino({ base: { node: id }, level: opts.logLevel }, destination({ dest: 1, sync: true }));
+    // The recent lines are also kept in memory for GET /v1/node/logs (diagnostics, the dashboard).
+    const logRing = new LogRing();
+    const logger = pino({ base: { node: id }, level: opts.logLevel }, multistream([
+      { level: opts.logLevel as Level, stream: destination({ dest: 1, sync: true }) },
+      { level: opts.logLevel as Level, stream: logRing },
+    ]));
     nodeLogger = logger;
     if (held.tookOverFrom !== null) {
       const stale = held.tookOverFrom;
@@ -247,7 +253,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const sweeper = new ExpirySweeper(node, gateway, logger.child({ component: "expiry" }));
     const app = await buildApi({
       node, gateway, logger, bodyLimitBytes: maxPayloadBytes, batchBodyLimitBytes: maxBatchBytes, jsonLimits, testMode, indexes,
-      placement: agents.placement, dataDir,
+      placement: agents.placement, dataDir, logs: logRing,
       failJoins: (n) => {
         agents.membership.failJoinsForTest = n;
       },
