@@ -24,8 +24,7 @@ import type { Gateway } from "../node/gateway.js";
 import type { IndexService } from "../data/index-service.js";
 import type { PlacementDriver } from "../node/placement-driver.js";
 import { currentSettings } from "../meta/state.js";
-import { Role } from "../raft/types.js";
-import { ProgressState } from "../raft/progress.js";
+import { ProgressState, Role } from "../raft/index.js";
 import { PLANES } from "../transport/transport.js";
 
 /** How often the event-loop delay metric samples (prom-client's default of every 10 ms was most of an idle node's wakeups, issue 13; a stall of 100 ms or more is still seen every time). */

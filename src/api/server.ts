@@ -12,6 +12,7 @@ import { type MultiRaftNode, META_GROUP } from "../node/multi-raft.js";
 import { ApiError } from "./error-table.js";
 import { answeredCode, envelopeOptions, installEnvelope } from "./envelope.js";
 import { nodeMetrics } from "./metrics.js";
+import { registerUiRoutes } from "./ui.js";
 import type { PlacementDriver } from "../node/placement-driver.js";
 import type { LogRing } from "../util/log-ring.js";
 import { validatorCompiler } from "./validation.js";
@@ -173,6 +174,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     if (logs === undefined) throw new ApiError("not_built", "this node keeps no log lines in memory (it was not started by `shoal start`)");
     return { node: node.id, lines: logs.recent(req.query.limit).map((line) => parseLine(line)) };
   });
+  registerUiRoutes(app);
   app.get("/metrics", {
     schema: {
       operationId: "metrics", summary: "Prometheus metrics (text exposition format)",

@@ -63,6 +63,7 @@ class Connection {
     assert(this.pending === null && !this.closed, "one request at a time on an open connection");
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    this.socket.ref();
     return new Promise<Http1Answer>((resolve, reject) => {
       const timer = setTimeout(() => this.destroy(netError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
       this.pending = { resolve, reject, timer, head: isHead };
@@ -200,6 +201,9 @@ class Connection {
       return;
     }
     this.buf = Buffer.alloc(0);
+    // An idle connection does not keep the process alive (a CLI command exits once it is done), as
+    // node:http's agent does with its free sockets.
+    this.socket.unref();
     this.idleTimer = setTimeout(() => this.fail(netError("idle", "ECONNRESET")), IDLE_MS_MAX);
     this.idleTimer.unref();
     this.onIdle(this);

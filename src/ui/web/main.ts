@@ -1,0 +1,168 @@
+/**
+ * The dashboard at /ui (issue 16): the cluster as the node serving the page sees it, kept live by the
+ * watch stream (GET /v1/cluster/watch: every node and shard change triggers a refresh) and refreshed
+ * every few seconds besides (operators, alerts and logs have no stream). Controls call the same HTTP
+ * API as the CLI, after a confirmation, and show the API's error as it answered. Preact with htm
+ * (no JSX build step), bundled by src/ui/build.ts into dist/ui/app.js.
+ */
+import { h, render } from "preact";
+import { useCallback, useEffect, useState } from "preact/hooks";
+import htm from "htm";
+
+const html = htm.bind(h);
+
+/** How often everything is read again, besides the refreshes the watch stream triggers. */
+const REFRESH_MS = 3000;
+
+interface NodeRow { id: number; http: string; role: string; lifecycle: string; worker: string; health: string; labels: Record<string, string> }
+interface ShardRow { shard: number; collection: string; range: unknown; epoch: number; leader: number; replicas: { node: number; role: string }[] }
+interface OperatorRow { id: number; shard: number; reason: string; status: string; steps: { kind: string; node?: number; to?: number }[]; stepIndex: number; startedAtMs: number; updatedAtMs: number }
+interface AlertRow { atMs: number; kind: string; node: number; message: string }
+interface Collection { name: string; targetReplicas?: number; replicationFactor: number }
+
+interface Cluster {
+  metaLeader: number;
+  nodes: NodeRow[];
+  shards: ShardRow[];
+  operators: OperatorRow[];
+  alerts: AlertRow[];
+  replicationFactor: number;
+  collections: Map<string, Collection>;
+  logs: { time?: number; level?: number; msg?: string }[];
+  readAtMs: number;
+}
+
+/** A GET of the API, its JSON; an error answer thrown with the API's code and message. */
+async function get<T>(path: string): Promise<T> {
+  const r = await fetch(path, { headers: { accept: "application/json" } });
+  const body = (await r.json()) as T & { error?: { code: string; message: string } };
+  if (!r.ok) throw new Error(`${r.status} ${body.error?.code ?? ""}: ${body.error?.message ?? ""}`);
+  return body;
+}
+
+async function readCluster(): Promise<Cluster> {
+  const [nodes, shards, operators, alerts, config, collections, logs] = await Promise.all([
+    get<{ metaLeader: number; nodes: NodeRow[] }>("/v1/cluster/nodes"),
+    get<{ shards: ShardRow[] }>("/v1/cluster/shards"),
+    get<{ operators: OperatorRow[] }>("/v1/cluster/operators?status=all").catch(() => ({ operators: [] })),
+    get<{ alerts: AlertRow[] }>("/v1/cluster/alerts").catch(() => ({ alerts: [] })),
+    get<{ placement: { replicationFactor: number } }>("/v1/cluster/config"),
+    get<{ collections: Collection[] }>("/v1/collections"),
+    get<{ lines: Cluster["logs"] }>("/v1/node/logs?limit=40").catch(() => ({ lines: [] })),
+  ]);
+  return {
+    metaLeader: nodes.metaLeader, nodes: nodes.nodes, shards: shards.shards, operators: operators.operators, alerts: alerts.alerts,
+    replicationFactor: config.placement.replicationFactor, collections: new Map(collections.collections.map((c) => [c.name, c])),
+    logs: logs.lines, readAtMs: Date.now(),
+  };
+}
+
+/** A shard's trouble as the page shows it: no leader known, or fewer voters on live nodes than asked. */
+function troubleOf(c: Cluster, s: ShardRow): "leaderless" | "under" | null {
+  const dead = new Set(c.nodes.filter((n) => n.health === "dead").map((n) => n.id));
+  if (s.leader === 0 || dead.has(s.leader)) return "leaderless";
+  const homes = c.nodes.filter((n) => n.worker !== "removed" && n.role !== "analytics").length;
+  const asked = Math.min(c.collections.get(s.collection)?.targetReplicas ?? c.replicationFactor, homes);
+  const live = s.replicas.filter((r) => r.role === "voter" && !dead.has(r.node)).length;
+  return live < asked ? "under" : null;
+}
+
+async function act(what: string, method: string, path: string, body?: unknown): Promise<string> {
+  if (!window.confirm(`${what}?`)) return "";
+  const r = await fetch(path, { method, headers: body === undefined ? {} : { "content-type": "application/json" }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const answer = (await r.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+  if (!r.ok) throw new Error(`${what}: ${r.status} ${answer.error?.code ?? ""}: ${answer.error?.message ?? ""}`);
+  return `${what}: done`;
+}
+
+function App() {
+  const [cluster, setCluster] = useState<Cluster | null>(null);
+  const [problem, setProblem] = useState<string | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [live, setLive] = useState(false);
+  const refresh = useCallback(() => {
+    readCluster().then((c) => {
+      setCluster(c);
+      setProblem(null);
+    }, (e: Error) => setProblem(`cannot read the cluster: ${e.message}`));
+  }, []);
+  useEffect(() => {
+    refresh();
+    const timer = setInterval(refresh, REFRESH_MS);
+    const events = new EventSource("/v1/cluster/watch");
+    events.onopen = () => setLive(true);
+    events.onerror = () => setLive(false);
+    for (const kind of ["node", "shard", "snapshot"]) events.addEventListener(kind, refresh);
+    return () => {
+      clearInterval(timer);
+      events.close();
+    };
+  }, [refresh]);
+  const run = (p: Promise<string>) => p.then((n) => {
+    if (n !== "") setNotice(n);
+    refresh();
+  }, (e: Error) => setNotice(`error: ${e.message}`));
+  if (cluster === null) return html`<main>${problem !== null ? html`<p class="error">${problem}</p>` : html`<p>Loading the cluster…</p>`}</main>`;
+  const leaders = (id: number) => cluster.shards.filter((s) => s.leader === id).length;
+  const replicas = (id: number) => cluster.shards.filter((s) => s.replicas.some((r) => r.node === id)).length;
+  const troubled = cluster.shards.map((s) => troubleOf(cluster, s));
+  return html`
+    <header><h1>Shoal</h1><span class="live" data-live=${live}>${live ? "live" : "polling"} · read ${new Date(cluster.readAtMs).toLocaleTimeString()}</span></header>
+    <main>
+      ${problem !== null ? html`<p class="error">${problem}</p>` : null}
+      ${notice !== null ? html`<p class=${notice.startsWith("error") ? "error" : "ok"} id="notice">${notice}</p>` : null}
+      <section class="counts">
+        <div><b id="count-nodes">${cluster.nodes.filter((n) => n.worker !== "removed").length}</b>nodes</div>
+        <div><b id="count-shards">${cluster.shards.length}</b>shards</div>
+        <div><b id="count-leaderless">${troubled.filter((t) => t === "leaderless").length}</b>leaderless</div>
+        <div><b id="count-under">${troubled.filter((t) => t === "under").length}</b>under-replicated</div>
+        <div><b>${cluster.operators.filter((o) => o.status === "running").length}</b>operators running</div>
+      </section>
+      <section id="alerts"><h2>Alerts</h2>
+        ${cluster.alerts.length === 0 && !cluster.nodes.some((n) => n.health === "dead" && n.worker !== "removed") ? html`<p>none</p>` : null}
+        ${cluster.alerts.length === 0 ? null : html`<ul class="alerts">${cluster.alerts.slice(-20).reverse().map((a) =>
+          html`<li class="alert" data-kind=${a.kind}>${new Date(a.atMs).toLocaleTimeString()} <span class="badge dead">${a.kind}</span> ${a.message}</li>`)}</ul>`}
+        ${cluster.nodes.filter((n) => n.health === "dead" && n.worker !== "removed").map((n) =>
+          html`<p class="alert error" data-kind="node-unreachable">node ${n.id} is not answering its peers (health: dead)</p>`)}
+      </section>
+      <section><h2>Nodes</h2>
+        <table id="nodes"><thead><tr><th>id</th><th>http</th><th>role</th><th>membership</th><th>worker</th><th>health</th><th>leaders</th><th>replicas</th><th>labels</th><th></th></tr></thead>
+        <tbody>${cluster.nodes.map((n) => html`
+          <tr data-node=${n.id} class=${n.health === "dead" ? "bad" : n.worker === "draining" ? "warn" : ""}>
+            <td>${n.id}${n.id === cluster.metaLeader ? " *" : ""}</td><td>${n.http}</td><td>${n.role}</td><td>${n.lifecycle}</td>
+            <td><span class=${`badge ${n.worker}`} data-field="worker">${n.worker}</span></td><td><span class=${`badge ${n.health}`} data-field="health">${n.health}</span></td>
+            <td data-field="leaders">${leaders(n.id)}</td><td>${replicas(n.id)}</td>
+            <td>${Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(" ")}</td>
+            <td>${n.worker === "ready" ? html`<button data-action="drain" onClick=${() => run(act(`drain node ${n.id}`, "POST", `/v1/cluster/nodes/${n.id}/drain`))}>drain</button>` : null}
+                ${n.worker === "draining" && replicas(n.id) === 0 ? html`<button data-action="remove" onClick=${() => run(act(`remove node ${n.id}`, "POST", `/v1/cluster/nodes/${n.id}/remove`))}>remove</button>` : null}</td>
+          </tr>`)}</tbody></table>
+      </section>
+      <section><h2>Shards</h2>
+        <table id="shards"><thead><tr><th>shard</th><th>collection</th><th>range</th><th>epoch</th><th>leader</th><th>replicas</th><th></th><th></th></tr></thead>
+        <tbody>${cluster.shards.map((s, i) => html`
+          <tr data-shard=${s.shard} class=${troubled[i] !== null ? "bad" : ""}>
+            <td>${s.shard}</td><td>${s.collection}</td><td>${JSON.stringify(s.range)}</td><td>${s.epoch}</td>
+            <td data-field="leader">${s.leader === 0 ? "—" : s.leader}</td>
+            <td>${s.replicas.map((r) => `${r.node}${r.role === "learner" ? " (learner)" : ""}`).join(", ")}</td>
+            <td>${troubled[i] !== null ? html`<span class=${`badge ${troubled[i]}`}>${troubled[i] === "under" ? "under-replicated" : "leaderless"}</span>` : null}</td>
+            <td>${s.replicas.filter((r) => r.role === "voter" && r.node !== s.leader).map((r) =>
+              html`<button data-action="transfer" data-to=${r.node} onClick=${() => run(act(`transfer shard ${s.shard}'s leadership to node ${r.node}`, "POST", `/v1/cluster/shards/${s.shard}/transfer-leader`, { to: r.node }))}>lead on ${r.node}</button> `)}
+              <button data-action="split" onClick=${() => run(act(`split shard ${s.shard}`, "POST", `/v1/cluster/shards/${s.shard}/split`, {}))}>split</button></td>
+          </tr>`)}</tbody></table>
+      </section>
+      <section><h2>Operators</h2>
+        ${cluster.operators.length === 0 ? html`<p>none</p>` : html`<table id="operators"><thead><tr><th>id</th><th>shard</th><th>reason</th><th>status</th><th>progress</th><th>started</th><th></th></tr></thead>
+        <tbody>${cluster.operators.slice(-30).reverse().map((o) => html`<tr>
+          <td>${o.id}</td><td>${o.shard}</td><td>${o.reason}</td><td>${o.status}</td>
+          <td>${o.steps.length === 0 ? "—" : `${Math.min(o.stepIndex, o.steps.length)} of ${o.steps.length} steps`}</td><td>${new Date(o.startedAtMs).toLocaleTimeString()}</td>
+          <td>${o.status === "running" ? html`<button onClick=${() => run(act(`cancel operator ${o.id}`, "POST", `/v1/cluster/operators/${o.id}/cancel`))}>cancel</button>` : null}</td></tr>`)}</tbody></table>`}
+      </section>
+      <section><h2>This node's recent log</h2>
+        <div class="logs">${cluster.logs.map((l) => `${l.time !== undefined ? new Date(l.time).toLocaleTimeString() : ""} ${l.level ?? ""} ${l.msg ?? ""}\n`).join("")}</div>
+      </section>
+    </main>`;
+}
+
+const root = document.getElementById("app")!;
+root.textContent = ""; // the static "Loading" line: Preact renders into the element, it does not replace what is there
+render(html`<${App} />`, root);
