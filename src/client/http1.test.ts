@@ -117,3 +117,22 @@ test("a refused connection, a header that would break framing, and a closed pool
     s.server.close();
   }
 });
+
+test("an idle pooled connection does not keep the process alive (a command exits once it is done, without closing its client)", async () => {
+  const s = await rawServer((_req, socket) => socket.write(ok("{}")));
+  try {
+    const script = `import { Http1Pool } from ${JSON.stringify(new URL("./http1.js", import.meta.url).href)};
+      const a = await new Http1Pool(2).request(new URL(${JSON.stringify(s.base.href)}), "GET", "/", {}, undefined, 5000);
+      console.log("answered", a.status);`;
+    const { execFile } = await import("node:child_process");
+    const out = await new Promise<{ code: number | null; stdout: string; killed: boolean }>((resolve) => {
+      const child = execFile(process.execPath, ["--input-type=module", "-e", script], { timeout: 20_000 }, (_e, stdout) => resolve({ code: child.exitCode, stdout, killed: child.killed }));
+    });
+    assert.equal(out.stdout.trim(), "answered 200");
+    assert.equal(out.killed, false, "the process ended by itself, not by the time limit (the pool's idle timer is 30 s)");
+    assert.equal(out.code, 0);
+    assert.equal(s.connections(), 1);
+  } finally {
+    s.server.close();
+  }
+});
