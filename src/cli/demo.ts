@@ -361,6 +361,8 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
   console.log("");
   for (const slot of slots) console.log(`  node ${slot}: http://${http(slot)}   (peer port ${layout.peerPort + slot - 1}, log ${logFile(dir, slot)})`);
   console.log("");
+  console.log(`Dashboard: http://${http(1)}/ui (any node serves it)`);
+  console.log("");
   console.log("Try:");
   console.log(`  curl -X PUT http://${http(1)}/v1/collections/default/records/hello -H 'content-type: application/json' -d '{"payload":{"greeting":"hi"}}'`);
   console.log(`  curl http://${http(layout.nodes)}/v1/collections/default/records/hello`);
