@@ -1,7 +1,8 @@
 /**
  * The dashboard in a real browser (Debian's chromium, driven by playwright-core) against 3 real nodes:
- * the page shows the three nodes and every shard, reflects a leader transfer and a drain started from
- * the page, and shows an alert once a node is killed. Screenshots go to dist/test-output/ui/ (their
+ * the page shows the three nodes and every shard, reflects a leader transfer, a drain and a settings
+ * change started from the page (and shows the API's refusal of a bad value), and shows an alert once a
+ * node is killed. Screenshots go to dist/test-output/ui/ (their
  * paths are printed). Skipped, saying so, only where no Chromium is installed.
  */
 import { test } from "node:test";
@@ -16,7 +17,7 @@ const SHOTS = fileURLToPath(new URL("../../test-output/ui/", import.meta.url));
 /** How long the page may take to show a change made through it or to the cluster. */
 const SHOWN_MS = 20_000;
 
-test("the dashboard shows the live cluster: nodes, shards, a leader transfer and a drain from the page, an alert when a node is killed", async (t) => {
+test("the dashboard shows the live cluster: nodes, shards, collections; a leader transfer, a drain and a settings change from the page, a refusal shown; an alert when a node is killed", async (t) => {
   if (!existsSync(CHROMIUM)) {
     t.skip(`no Chromium at ${CHROMIUM} (Debian package chromium; or set SHOAL_CHROMIUM)`);
     return;
@@ -60,6 +61,21 @@ test("the dashboard shows the live cluster: nodes, shards, a leader transfer and
     assert.equal((await api<{ nodes: { id: number; worker: string }[] }>(c, 1, "GET", "/v1/cluster/nodes")).body.nodes.find((n) => n.id === 3)?.worker, "draining");
     await shot("3-node-3-draining");
 
+    // A setting changed from the page: a bad value shows the API's refusal; a good one a new version.
+    const version = Number((await page.locator('#settings [data-field="version"]').innerText()).replace(/\D/g, ""));
+    await page.locator('#settings select[name="setting"]').selectOption("maxMovesTotal");
+    await page.locator('#settings input[name="value"]').fill("0");
+    await page.locator('#settings button[data-action="set"]').click();
+    await page.locator("#notice.error", { hasText: "maxMovesTotal must be a positive integer" }).waitFor({ timeout: SHOWN_MS });
+    await page.locator('#settings input[name="value"]').fill("150");
+    await page.locator('#settings input[name="note"]').fill("slower moves, from the dashboard");
+    await page.locator('#settings button[data-action="set"]').click();
+    await page.locator('#settings [data-field="version"]', { hasText: `version ${version + 1}` }).waitFor({ timeout: SHOWN_MS });
+    assert.equal(await page.locator('#settings tr[data-setting="maxMovesTotal"] td').nth(1).innerText(), "150");
+    assert.match(await page.locator("#settings").innerText(), /slower moves, from the dashboard\s+maxMovesTotal: 1024 → 150/);
+    assert.equal(await page.locator('#collections tr[data-collection="default"]').count(), 1);
+    await shot("4-setting-changed");
+
     // A node killed: an alert shows (nodes judged dead after 2 s here, not the default 15 s).
     const config = (await api<{ version: number }>(c, 1, "GET", "/v1/cluster/config")).body;
     assert.equal((await api(c, 1, "PUT", "/v1/cluster/config", { baseVersion: config.version, settings: { nodeDeadAfterMs: 2000 }, note: "dashboard test" })).status, 200);
@@ -67,7 +83,7 @@ test("the dashboard shows the live cluster: nodes, shards, a leader transfer and
     await page.locator("#alerts .alert").first().waitFor({ timeout: SHOWN_MS });
     assert.match(await page.locator("#alerts").innerText(), /node 2/);
     await page.locator('#nodes tr[data-node="2"] [data-field="health"]', { hasText: "dead" }).waitFor({ timeout: SHOWN_MS });
-    await shot("4-node-2-killed");
+    await shot("5-node-2-killed");
     assert.deepEqual(errors, [], "no script errors on the page");
   } finally {
     await browser.close();

@@ -18,7 +18,8 @@ interface NodeRow { id: number; http: string; role: string; lifecycle: string; w
 interface ShardRow { shard: number; collection: string; range: unknown; epoch: number; leader: number; replicas: { node: number; role: string }[] }
 interface OperatorRow { id: number; shard: number; reason: string; status: string; steps: { kind: string; node?: number; to?: number }[]; stepIndex: number; startedAtMs: number; updatedAtMs: number }
 interface AlertRow { atMs: number; kind: string; node: number; message: string }
-interface Collection { name: string; targetReplicas?: number; replicationFactor: number }
+interface Collection { name: string; shards: number[]; replicationFactor: number; partitioning: string; vectors: { dim: number; metric: string } | null; writeMode: string; ttlMs: number | null }
+interface SettingsVersion { version: number; atMs: number; note: string; placement: Record<string, number> }
 
 interface Cluster {
   metaLeader: number;
@@ -29,6 +30,7 @@ interface Cluster {
   replicationFactor: number;
   collections: Map<string, Collection>;
   logs: { time?: number; level?: number; msg?: string }[];
+  settings: SettingsVersion[];
   readAtMs: number;
 }
 
@@ -46,13 +48,13 @@ async function readCluster(): Promise<Cluster> {
     get<{ shards: ShardRow[] }>("/v1/cluster/shards"),
     get<{ operators: OperatorRow[] }>("/v1/cluster/operators?status=all").catch(() => ({ operators: [] })),
     get<{ alerts: AlertRow[] }>("/v1/cluster/alerts").catch(() => ({ alerts: [] })),
-    get<{ placement: { replicationFactor: number } }>("/v1/cluster/config"),
+    get<{ versions: SettingsVersion[] }>("/v1/cluster/config/history"),
     get<{ collections: Collection[] }>("/v1/collections"),
     get<{ lines: Cluster["logs"] }>("/v1/node/logs?limit=40").catch(() => ({ lines: [] })),
   ]);
   return {
     metaLeader: nodes.metaLeader, nodes: nodes.nodes, shards: shards.shards, operators: operators.operators, alerts: alerts.alerts,
-    replicationFactor: config.placement.replicationFactor, collections: new Map(collections.collections.map((c) => [c.name, c])),
+    replicationFactor: config.versions[config.versions.length - 1]!.placement["replicationFactor"]!, settings: config.versions, collections: new Map(collections.collections.map((c) => [c.name, c])),
     logs: logs.lines, readAtMs: Date.now(),
   };
 }
@@ -62,7 +64,7 @@ function troubleOf(c: Cluster, s: ShardRow): "leaderless" | "under" | null {
   const dead = new Set(c.nodes.filter((n) => n.health === "dead").map((n) => n.id));
   if (s.leader === 0 || dead.has(s.leader)) return "leaderless";
   const homes = c.nodes.filter((n) => n.worker !== "removed" && n.role !== "analytics").length;
-  const asked = Math.min(c.collections.get(s.collection)?.targetReplicas ?? c.replicationFactor, homes);
+  const asked = Math.min(c.collections.get(s.collection)?.replicationFactor ?? c.replicationFactor, homes);
   const live = s.replicas.filter((r) => r.role === "voter" && !dead.has(r.node)).length;
   return live < asked ? "under" : null;
 }
@@ -73,6 +75,34 @@ async function act(what: string, method: string, path: string, body?: unknown): 
   const answer = (await r.json().catch(() => ({}))) as { error?: { code: string; message: string } };
   if (!r.ok) throw new Error(`${what}: ${r.status} ${answer.error?.code ?? ""}: ${answer.error?.message ?? ""}`);
   return `${what}: done`;
+}
+
+/** The settings in force with a form to change one (against the version shown), and their history. */
+function Settings({ cluster, run }: { cluster: Cluster; run: (p: Promise<string>) => void }) {
+  const current = cluster.settings[cluster.settings.length - 1]!;
+  const names = Object.keys(current.placement).sort();
+  const [name, setName] = useState(names[0] ?? "");
+  const [value, setValue] = useState("");
+  const [note, setNote] = useState("");
+  const change = (e: Event) => {
+    e.preventDefault();
+    run(act(`set ${name} to ${value}`, "PUT", "/v1/cluster/config", { baseVersion: current.version, settings: { [name]: Number(value) }, ...(note !== "" ? { note } : {}) }));
+  };
+  return html`<section id="settings"><h2>Settings <span class="badge" data-field="version">version ${current.version}</span></h2>
+    <form onSubmit=${change}>
+      <select name="setting" value=${name} onChange=${(e: Event) => setName((e.target as HTMLSelectElement).value)}>${names.map((n) => html`<option value=${n}>${n}</option>`)}</select>
+      <input name="value" placeholder=${String(current.placement[name] ?? "")} value=${value} onInput=${(e: Event) => setValue((e.target as HTMLInputElement).value)} size="10" />
+      <input name="note" placeholder="why (kept in the history)" value=${note} onInput=${(e: Event) => setNote((e.target as HTMLInputElement).value)} />
+      <button type="submit" data-action="set">change</button>
+    </form>
+    <table><thead><tr><th>setting</th><th>value</th></tr></thead><tbody>${names.map((n) => html`<tr data-setting=${n}><td>${n}</td><td>${current.placement[n]}</td></tr>`)}</tbody></table>
+    <h2>History</h2>
+    <table><thead><tr><th>version</th><th>at</th><th>note</th><th>changed</th></tr></thead><tbody>${cluster.settings.slice().reverse().map((v, i, all) => {
+      const before = all[i + 1];
+      const changed = before === undefined ? [] : Object.keys(v.placement).filter((k) => v.placement[k] !== before.placement[k]).map((k) => `${k}: ${before.placement[k]} → ${v.placement[k]}`);
+      return html`<tr><td>${v.version}</td><td>${new Date(v.atMs).toLocaleString()}</td><td>${v.note}</td><td>${changed.join(", ")}</td></tr>`;
+    })}</tbody></table>
+  </section>`;
 }
 
 function App() {
@@ -157,6 +187,12 @@ function App() {
           <td>${o.steps.length === 0 ? "—" : `${Math.min(o.stepIndex, o.steps.length)} of ${o.steps.length} steps`}</td><td>${new Date(o.startedAtMs).toLocaleTimeString()}</td>
           <td>${o.status === "running" ? html`<button onClick=${() => run(act(`cancel operator ${o.id}`, "POST", `/v1/cluster/operators/${o.id}/cancel`))}>cancel</button>` : null}</td></tr>`)}</tbody></table>`}
       </section>
+      <section id="collections"><h2>Collections</h2>
+        <table><thead><tr><th>name</th><th>shards</th><th>replicas</th><th>partitioning</th><th>vectors</th><th>write mode</th><th>TTL</th></tr></thead>
+        <tbody>${[...cluster.collections.values()].map((c) => html`<tr data-collection=${c.name}><td>${c.name}</td><td>${c.shards.length}</td><td>${c.replicationFactor}</td><td>${c.partitioning}</td>
+          <td>${c.vectors === null ? "—" : `${c.vectors.dim}-d ${c.vectors.metric}`}</td><td>${c.writeMode}</td><td>${c.ttlMs === null ? "—" : `${c.ttlMs} ms`}</td></tr>`)}</tbody></table>
+      </section>
+      <${Settings} cluster=${cluster} run=${run} />
       <section><h2>This node's recent log</h2>
         <div class="logs">${cluster.logs.map((l) => `${l.time !== undefined ? new Date(l.time).toLocaleTimeString() : ""} ${l.level ?? ""} ${l.msg ?? ""}\n`).join("")}</div>
       </section>
