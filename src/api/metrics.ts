@@ -61,18 +61,7 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
   for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(name);
 
   const gauge = (name: string, help: string, read: () => number) => new Gauge({ name, help, registers, collect() { this.set(read()); } });
-  // A Counter that follows one of the node's own monotonic counters: each scrape adds what it grew by.
-  const counter = (name: string, help: string, read: () => number) => {
-    let seen = 0;
-    return new Counter({
-      name, help, registers, collect() {
-        const now = read();
-        if (now > seen) this.inc(now - seen);
-        seen = Math.max(seen, now);
-      },
-    });
-  };
-  // The same, for counters kept per label set.
+  // A Counter that follows monotonic counters kept elsewhere (per label set): each scrape adds what each grew by.
   const labelledCounter = <L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Iterable<[Record<L, string>, number]>) => {
     const seen = new Map<string, number>();
     return new Counter({
@@ -86,6 +75,15 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
       },
     });
   };
+  const counter = (name: string, help: string, read: () => number) => labelledCounter(name, help, [], () => [[{}, read()]]);
+  /**
+   * Gauges read from one view taken per scrape: prom-client collects in registration order, so the
+   * first gauge takes the view and the others read it (each takes its own when collected alone first).
+   */
+  const viewGauges = <V>(take: () => V, gauges: readonly [name: string, help: string, read: (v: V) => number][]) => {
+    let view: V | undefined;
+    gauges.forEach(([name, help, read], i) => gauge(name, help, () => read(i === 0 || view === undefined ? (view = take()) : view)));
+  };
 
   // Requests.
   const latency = new Histogram({
@@ -96,34 +94,34 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
   const errors = new Counter({ name: "shoal_request_errors_total", help: "error answers by code", labelNames: ["code"], registers });
   counter("shoal_gateway_forwarded_requests_total", "record writes and reads this node's gateway sent on to the shard's leader on another node", () => gateway.forwardedRequests);
 
-  // Raft.
+  // Raft, and the node's loop, from its own counters.
   const c = node.counters;
-  counter("shoal_raft_proposals_total", "proposals made on this node", () => c.proposals);
-  counter("shoal_raft_applied_entries_total", "committed log entries applied on this node", () => c.applied);
-  counter("shoal_raft_leaderships_won_total", "elections this node won (times it became leader of a shard)", () => c.leadershipsWon);
-  counter("shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", () => c.electionsStarted);
-  counter("shoal_raft_leader_changes_total", "times a group on this node saw a new leader", () => c.leaderChanges);
-  counter("shoal_raft_successor_campaigns_total", "elections started at once because the shard's leader's node was lost and this node is its chosen successor", () => c.successorCampaigns);
-  counter("shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", () => c.leaderTransfersStarted);
-  counter("shoal_raft_snapshots_installed_total", "snapshots installed on this node's replicas", () => c.snapshotsInstalled);
-  counter("shoal_raft_snapshot_installed_bytes_total", "bytes of the snapshots installed on this node's replicas", () => c.snapshotBytesInstalled);
-  counter("shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", () => c.groupTicks);
-  counter("shoal_loop_turns_total", "multi-raft loop turns", () => c.turns);
-  counter("shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", () => c.malformedMessages);
+  const nodeCounters: [string, string, keyof typeof c][] = [
+    ["shoal_raft_proposals_total", "proposals made on this node", "proposals"],
+    ["shoal_raft_applied_entries_total", "committed log entries applied on this node", "applied"],
+    ["shoal_raft_leaderships_won_total", "elections this node won (times it became leader of a shard)", "leadershipsWon"],
+    ["shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", "electionsStarted"],
+    ["shoal_raft_leader_changes_total", "times a group on this node saw a new leader", "leaderChanges"],
+    ["shoal_raft_successor_campaigns_total", "elections started at once because the shard's leader's node was lost and this node is its chosen successor", "successorCampaigns"],
+    ["shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", "leaderTransfersStarted"],
+    ["shoal_raft_snapshots_installed_total", "snapshots installed on this node's replicas", "snapshotsInstalled"],
+    ["shoal_raft_snapshot_installed_bytes_total", "bytes of the snapshots installed on this node's replicas", "snapshotBytesInstalled"],
+    ["shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", "groupTicks"],
+    ["shoal_loop_turns_total", "multi-raft loop turns", "turns"],
+    ["shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", "malformedMessages"],
+    ["shoal_wal_batches_total", "WAL batches (one fdatasync each)", "walBatches"],
+  ];
+  for (const [name, help, key] of nodeCounters) counter(name, help, () => c[key]);
   counter("shoal_state_commits_total", "state store (LMDB) commits", () => node.stateCommits());
   gauge("shoal_raft_quiesced_shards", "shards whose Raft group is quiescent (idle: not ticking) on this node", () => node.quiescedShards());
   // One pass over the groups per scrape serves every gauge of the node's Raft view.
-  let view: RaftView | null = null;
-  const raftView = () => (view ??= raftViewOf(node));
-  gauge("shoal_raft_leader_shards", "shards this node leads", () => raftView().leading);
-  gauge("shoal_raft_leaderless_shards", "shards held here whose leader this node does not know (none, or an election under way)", () => raftView().leaderless);
-  gauge("shoal_raft_under_replicated_shards", "shards led here with a voter that is not recently active and replicating", () => raftView().underReplicated);
-  gauge("shoal_raft_apply_lag_entries", "the largest distance, in entries, between a replica's commit and applied indexes here", () => raftView().applyLagMax);
-  gauge("shoal_raft_replication_lag_entries", "the largest distance, in entries, between a shard's last index and a voter's match index, over the shards led here", () => {
-    const lag = raftView().replicationLagMax;
-    view = null; // the last of the Raft gauges: the next scrape takes a new view
-    return lag;
-  });
+  viewGauges(() => raftViewOf(node), [
+    ["shoal_raft_leader_shards", "shards this node leads", (v) => v.leading],
+    ["shoal_raft_leaderless_shards", "shards held here whose leader this node does not know (none, or an election under way)", (v) => v.leaderless],
+    ["shoal_raft_under_replicated_shards", "shards led here with a voter that is not recently active and replicating", (v) => v.underReplicated],
+    ["shoal_raft_apply_lag_entries", "the largest distance, in entries, between a replica's commit and applied indexes here", (v) => v.applyLagMax],
+    ["shoal_raft_replication_lag_entries", "the largest distance, in entries, between a shard's last index and a voter's match index, over the shards led here", (v) => v.replicationLagMax],
+  ]);
 
   // WAL.
   const walSync = new Histogram({
@@ -138,7 +136,6 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
     walSync.observe(seconds);
     walBatch.observe(records);
   };
-  counter("shoal_wal_batches_total", "WAL batches (one fdatasync each)", () => c.walBatches);
 
   // Transport, per plane.
   const links = () => node.transport.stats();
@@ -164,17 +161,13 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
   // The cluster, from the placement driver.
   const placement = src.placement;
   if (placement !== undefined) {
-    let health: ReturnType<PlacementDriver["health"]> = null;
-    const cluster = () => (health ??= placement.health());
     gauge("shoal_placement_driver_active", "1 on the node that runs the placement driver (it leads the metadata group)", () => (placement.active ? 1 : 0));
-    gauge("shoal_cluster_dead_nodes", "nodes the placement driver judges dead and has not removed yet (0 on other nodes)", () => cluster()?.deadNodes ?? 0);
-    gauge("shoal_cluster_under_replicated_shards", "live shards with fewer voters on live nodes than their replication factor (placement driver's view; 0 on other nodes)", () => cluster()?.underReplicatedShards ?? 0);
-    gauge("shoal_cluster_leaderless_shards", "live shards no leader has reported for lately (placement driver's view; 0 on other nodes)", () => cluster()?.leaderlessShards ?? 0);
-    gauge("shoal_cluster_hottest_shard_requests_per_second", "the highest request rate a leader reported for one shard (placement driver's view; 0 on other nodes)", () => {
-      const rate = cluster()?.hottestShardRequestRate ?? 0;
-      health = null; // the last of the cluster gauges
-      return rate;
-    });
+    viewGauges(() => placement.health(), [
+      ["shoal_cluster_dead_nodes", "nodes the placement driver judges dead and has not removed yet (0 on other nodes)", (h) => h?.deadNodes ?? 0],
+      ["shoal_cluster_under_replicated_shards", "live shards with fewer voters on live nodes than their replication factor (placement driver's view; 0 on other nodes)", (h) => h?.underReplicatedShards ?? 0],
+      ["shoal_cluster_leaderless_shards", "live shards no leader has reported for lately (placement driver's view; 0 on other nodes)", (h) => h?.leaderlessShards ?? 0],
+      ["shoal_cluster_hottest_shard_requests_per_second", "the highest request rate a leader reported for one shard (placement driver's view; 0 on other nodes)", (h) => h?.hottestShardRequestRate ?? 0],
+    ]);
     gauge("shoal_placement_split_requests_per_second", "the request rate past which the placement driver splits a shard (setting splitRequestRate; 0: never)", () => currentSettings(node.metaState()).placement.splitRequestRate);
     labelledCounter("shoal_placement_operators_total", "operators ended on this node's placement driver, by reason and outcome", ["reason", "outcome"],
       () => [...placement.operatorsEnded.values()].map((o) => [{ reason: o.reason, outcome: o.outcome }, o.count] as [Record<"reason" | "outcome", string>, number]));
