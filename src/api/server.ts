@@ -11,6 +11,7 @@ import type { Gateway } from "../node/gateway.js";
 import { type MultiRaftNode, META_GROUP } from "../node/multi-raft.js";
 import { ApiError } from "./error-table.js";
 import { answeredCode, envelopeOptions, installEnvelope } from "./envelope.js";
+import { installTracing } from "./tracing.js";
 import { nodeMetrics } from "./metrics.js";
 import { registerUiRoutes } from "./ui.js";
 import type { PlacementDriver } from "../node/placement-driver.js";
@@ -46,6 +47,8 @@ export interface ApiOptions {
   dataDir?: string;
   /** The node's recent log lines, served by GET /v1/node/logs. */
   logs?: LogRing;
+  /** Whether requests are traced (an OpenTelemetry SDK is registered: cli/tracing.ts). */
+  tracing?: boolean;
   /** Test mode: makes the next n joins handled here fail after registering (see Membership). */
   failJoins?: (n: number) => void;
 }
@@ -84,6 +87,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   const registry = metrics.registry;
 
   installEnvelope(app, { onError: (code) => metrics.countError(code), closing: () => closing });
+  if (opts.tracing === true) installTracing(app, opts.logger);
   // Bodies are parsed and checked (size, depth, fields, keys, exact numbers) before any route sees them.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {

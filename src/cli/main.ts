@@ -137,6 +137,8 @@ function addNodeCommands(program: Command): void {
     .option("--compact-after-entries <n>", "compact a shard's log after this many applied entries (default 10000) [env SHOAL_COMPACT_AFTER_ENTRIES]", process.env.SHOAL_COMPACT_AFTER_ENTRIES)
     .addOption(new Option("--log-level <level>", "least severe log lines written (debug shows Raft and transport events) [env SHOAL_LOG_LEVEL]")
       .choices(["debug", "info", "warn", "error"]).default(env("SHOAL_LOG_LEVEL", "info")))
+    .option("--otlp-endpoint <url>", "send OpenTelemetry spans of requests (gateway, forward, propose, commit, apply, search per shard) to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318 (/v1/traces is added); tracing is off without it [env OTEL_EXPORTER_OTLP_ENDPOINT, or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as the full URL]")
+    .option("--trace-sample-ratio <r>", "share of requests traced when the client sent no trace context, 0 to 1 (a client's sampled traceparent is always followed); lower it under heavy load [env SHOAL_TRACE_SAMPLE_RATIO]", env("SHOAL_TRACE_SAMPLE_RATIO", "1"))
     .option("--join <url>", "join the running cluster of this member's HTTP API (the cluster assigns the id; --id, --peers and --shards are then ignored) [env SHOAL_JOIN]", process.env.SHOAL_JOIN)
     .option("--labels <list>", "failure-domain labels: zone=…,rack=…,host=… [env SHOAL_LABELS]", process.env.SHOAL_LABELS)
     .addOption(new Option("--role <role>", "standard (may vote in the metadata group), analytics (a learner forever, serves reads), standby [env SHOAL_ROLE]")

@@ -7,6 +7,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Level, type Logger, destination, multistream, pino } from "pino";
 import { LogRing } from "../util/log-ring.js";
+import { traceFields } from "../util/tracing.js";
+import { ConfigError } from "./config-error.js";
+import { type Tracing, startTracing, tracingOptions } from "./tracing.js";
 import { buildApi } from "../api/server.js";
 import { INDEX_THREADS_DEFAULT, INDEX_THREADS_MAX, INDEX_WORKER_NICENESS, IndexService } from "../data/index-service.js";
 import { NICENESS_MAX } from "../data/thread-priority.js";
@@ -40,6 +43,9 @@ export interface StartOptions {
   join?: string;
   labels?: string;
   role: "standard" | "analytics" | "standby";
+  /** OTLP/HTTP collector to send spans to (tracing is off without one). */
+  otlpEndpoint?: string;
+  traceSampleRatio?: string;
 }
 
 /** "zone=a,rack=b,host=c" */
@@ -97,9 +103,7 @@ async function requestJoin(url: string, body: { peer: string; http: string; labe
 /** SHOAL_TEST_MODE=1 turns on fault-injection hooks (transport and API); for tests and chaos drills only. */
 const testMode = process.env.SHOAL_TEST_MODE === "1";
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
+export { ConfigError };
 
 export function parseAddress(flag: string, s: string): PeerAddress {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(s.trim());
@@ -193,6 +197,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       keyLengthMax: positiveInt("--max-key-length", opts.maxKeyLength, 65_536),
     };
     const labels = parseLabels(opts.labels);
+    const tracingAsked = tracingOptions(opts);
     const advertise = opts.advertise ?? opts.listen;
     parseAddress("--advertise", advertise);
     mkdirSync(dataDir, { recursive: true });
@@ -225,7 +230,8 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     // process ends (a crash) must reach the log.
     // The recent lines are also kept in memory for GET /v1/node/logs (diagnostics, the dashboard).
     const logRing = new LogRing();
-    const logger = pino({ base: { node: id }, level: opts.logLevel }, multistream([
+    // A line logged inside a traced request carries its trace and span ids.
+    const logger = pino({ base: { node: id }, level: opts.logLevel, ...(tracingAsked !== null ? { mixin: traceFields } : {}) }, multistream([
       { level: opts.logLevel as Level, stream: destination({ dest: 1, sync: true }) },
       { level: opts.logLevel as Level, stream: logRing },
     ]));
@@ -253,7 +259,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const sweeper = new ExpirySweeper(node, gateway, logger.child({ component: "expiry" }));
     const app = await buildApi({
       node, gateway, logger, bodyLimitBytes: maxPayloadBytes, batchBodyLimitBytes: maxBatchBytes, jsonLimits, testMode, indexes,
-      placement: agents.placement, dataDir, logs: logRing,
+      placement: agents.placement, dataDir, logs: logRing, tracing: tracingAsked !== null,
       failJoins: (n) => {
         agents.membership.failJoinsForTest = n;
       },
@@ -262,8 +268,15 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     // Started in this order, stopped in reverse: the agents stop proposing, the API stops accepting and
     // waits for in-flight requests, the node finishes its turn (fsync included) and closes its log and
     // store, and only then is the data directory free for another process.
+    let tracing: Tracing | null = null;
     shoal = new ShoalNode([
       { name: "data-dir-lock", start: () => undefined, stop: () => held.release() },
+      // Stopped after everything else: the spans of the last requests are exported too.
+      {
+        name: "tracing",
+        start: async () => void (tracing = tracingAsked === null ? null : await startTracing(id, tracingAsked, logger.child({ component: "tracing" }))),
+        stop: () => tracing?.stop(),
+      },
       raft,
       { name: "indexes", start: () => indexes.start(), stop: () => indexes.stop() },
       { name: "expiry", start: () => sweeper.start(), stop: () => sweeper.stop() },

@@ -11,6 +11,7 @@
  * or time is up. Then the search fails (504 past `timeoutMs`, 503 otherwise), or, with `allowPartial`,
  * answers from the parts that fit and names the shards and ranges missing.
  */
+import { inSpan } from "../util/tracing.js";
 import { type ShardRange, comparePositions, wholeSpace } from "../meta/ranges.js";
 import { type CollectionRecord, type MetaState, collectionPartitioning } from "../meta/state.js";
 import type { VectorSchema } from "../meta/collections.js";
@@ -86,7 +87,8 @@ export async function fanOut<A extends TiledPart>(node: MultiRaftNode, gateway: 
       if (!meta.collections.has(collection)) throw new CollectionNotFoundError(collection);
       return liveShards(meta, collection);
     },
-    ask: (shard) => withDeadline(ask(shard), deadlineMs - clock.nowMs(), shard, timeoutMs, gateway),
+    ask: (shard) => withDeadline(inSpan("shoal.search.shard", { "shoal.shard": shard, "shoal.collection": collection }, () => ask(shard)),
+      deadlineMs - clock.nowMs(), shard, timeoutMs, gateway),
     moved, timeoutMs, roundsMax: ROUNDS_MAX, roundWaitMs: ROUND_WAIT_MS,
   });
   if (t.cover !== null) return { parts: t.cover, asked: t.asked, failed: [], missing: [] };

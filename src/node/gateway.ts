@@ -42,6 +42,7 @@ import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest } fr
 import type { DriverRequest } from "./placement-driver.js";
 import type { Refusal } from "../placement/manual.js";
 import type { Clock } from "../util/clock.js";
+import { SpanKind, contextFrom, inSpan, traceCarrier } from "../util/tracing.js";
 import { type NodeMutations, RANGE_UNCHECKED } from "./mutations.js";
 
 /**
@@ -169,7 +170,8 @@ class PeerLostError extends Error {
   }
 }
 
-interface RpcRequest { rpc: { id: number; op: Op } }
+/** `trace`: the W3C trace context of the sender's `shoal.forward` span, when the request is traced. */
+interface RpcRequest { rpc: { id: number; op: Op; trace?: Record<string, string> } }
 interface RpcReply { rpcReply: { id: number; reply: Reply } }
 /** A node's statistics for the placement driver (fire and forget: the next one replaces it). */
 interface ReportMessage { report: ShardReport[] }
@@ -632,8 +634,13 @@ export class Gateway {
    * PeerLostError, for route() to decide.
    */
   private forward(to: NodeId, op: Op): Promise<unknown> {
-    const id = this.nextId++;
     if (op.kind === "propose" || op.kind === "read") this.forwardedRequests++;
+    return inSpan("shoal.forward", { "shoal.to": to, "shoal.op": op.kind, "shoal.shard": op.group }, () => this.sent(to, op), undefined, SpanKind.CLIENT);
+  }
+
+  private sent(to: NodeId, op: Op): Promise<unknown> {
+    const id = this.nextId++;
+    const trace = traceCarrier();
     return new Promise<Reply | PeerLostError>((resolve) => {
       const settle = (reply: Reply | PeerLostError) => {
         this.clock.clear(timer);
@@ -648,7 +655,7 @@ export class Gateway {
         settle({ ok: false, error: replyError(isRead(op) ? new NoQuorumError(op.group, reach) : new QuorumLostError(op.group, reach)) });
       });
       this.pending.set(id, { to, settle });
-      if (!this.node.sendNodeMessage(to, { rpc: { id, op } } satisfies RpcRequest)) {
+      if (!this.node.sendNodeMessage(to, { rpc: { id, op, ...(trace !== undefined ? { trace } : {}) } } satisfies RpcRequest)) {
         settle({ ok: false, error: { name: "LeaderUnreachableError", message: "", leader: to } });
       }
     }).then((reply) => {
@@ -679,14 +686,16 @@ export class Gateway {
       return;
     }
     if (m.rpc === undefined) return;
-    const { id, op } = m.rpc;
+    const { id, op, trace } = m.rpc;
     // Only execute where we lead (reads: where a replica is held): forwarding again could loop
     // between nodes with stale views.
     const hosted = this.node.hosts(op.group);
     const anyReplica = op.kind === "read" || op.kind === "scan" || (op.kind === "service" && op.anyReplica);
-    const run = hosted && (this.node.leaderOf(op.group) === this.node.id || anyReplica)
+    const carryOut = () => hosted && (this.node.leaderOf(op.group) === this.node.id || anyReplica)
       ? this.execute(op)
       : Promise.reject(hosted ? new NotLeaderError(op.group, this.node.leaderOf(op.group)) : new NotHostedError(op.group));
+    const run = trace === undefined ? carryOut()
+      : inSpan("shoal.forwarded", { "shoal.from": from, "shoal.op": op.kind, "shoal.shard": op.group }, carryOut, contextFrom(trace), SpanKind.SERVER);
     run.then(
       (value) => this.node.sendNodeMessage(from, { rpcReply: { id, reply: { ok: true, value } } } satisfies RpcReply),
       (e: Error) => this.node.sendNodeMessage(from, { rpcReply: { id, reply: { ok: false, error: replyError(e) } } } satisfies RpcReply),

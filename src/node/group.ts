@@ -3,6 +3,7 @@
  * messages are routed (shard of a record id, connection plane of a message).
  */
 import type { Timer } from "../util/clock.js";
+import type { ProposalSpans } from "../util/tracing.js";
 import type { RememberedQueue } from "./idempotency.js";
 import type { NodeId, RaftNode } from "../raft/index.js";
 import { MessageType } from "../raft/index.js";
@@ -150,6 +151,8 @@ export interface Waiter<T> {
   resolve: (v: T) => void;
   reject: (e: Error) => void;
   timer: Timer;
+  /** A traced proposal's spans (proposals only; ended when the waiter is settled). */
+  spans?: ProposalSpans;
 }
 
 export interface PendingRead extends Waiter<StoredRecord | undefined> {

@@ -9,6 +9,7 @@ import { type ConfState, type Ready, type ConfChangeSingle, ConfChangeTransition
 import type { GroupChanges } from "../storage/state-store.js";
 import type { GroupLog } from "../storage/wal.js";
 import { assert } from "../util/assert.js";
+import { proposalApplied } from "../util/tracing.js";
 import type { WalRecord } from "../storage/wal-record.js";
 
 import { ConfChangeRefusedError, type Group, META_GROUP, NotHostedError, WrongShardError, type LeaderWaiter, NotLeaderError, InterruptedError } from "./group.js";
@@ -192,6 +193,9 @@ export abstract class NodeApply extends NodeLiveness {
 
   /** Applies every group's committed entries in one LMDB transaction, then answers clients. */
   protected applyCommitted(readies: [Group, Ready][]): void {
+    // When this turn's entries began to apply: traced proposals' commit spans end here (host time, not
+    // the injected clock: span times are for people, and no decision reads them).
+    const applyStartMs = performance.now();
     const changes: GroupChanges[] = [];
     const answers: Answer[] = [];
     let sizeBytes = 0;
@@ -222,7 +226,10 @@ export abstract class NodeApply extends NodeLiveness {
       const shardChanges = changes.filter((c) => c.group !== META_GROUP && ((c.puts?.length ?? 0) > 0 || (c.deletes?.length ?? 0) > 0));
       if (shardChanges.length > 0) this.replicaObserver.applied(shardChanges);
     }
-    for (const [w, result] of answers) this.settle(w, result);
+    for (const [w, result] of answers) {
+      if (w.spans !== undefined) proposalApplied(w.spans, applyStartMs);
+      this.settle(w, result);
+    }
     // Reads: record their read index, and serve those whose index is applied.
     for (const [g, rd] of readies) {
       for (const rs of rd.readStates) {

@@ -30,6 +30,7 @@ import { type ApplyResult, type MetaState } from "../meta/state.js";
 import { PeerLiveness } from "./peer-liveness.js";
 
 import { type Logger } from "../util/logger.js";
+import { proposalSettled } from "../util/tracing.js";
 
 export interface NodeConfig {
   id: NodeId;
@@ -297,6 +298,7 @@ export abstract class NodeState {
   protected settle<T>(w: Waiter<T>, result: T | Error): void {
     this.clock.clear(w.timer);
     this.released();
+    if (w.spans !== undefined) proposalSettled(w.spans, result instanceof Error ? result : undefined);
     if (result instanceof Error) w.reject(result);
     else w.resolve(result);
   }

@@ -20,6 +20,7 @@ import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, u
 import { appendTo, loadMeta, mustWait, encoder } from "./multi-raft-state.js";
 import { NodeApply } from "./multi-raft-apply.js";
 import { assert } from "../util/assert.js";
+import { proposalAppended } from "../util/tracing.js";
 
 export abstract class NodeTurn extends NodeApply {
   /**
@@ -41,6 +42,8 @@ export abstract class NodeTurn extends NodeApply {
     const first = g.raft.lastIndex() - batch.length + 1;
     g.ownAppended.push([first, first + batch.length - 1]);
     for (const [i, p] of batch.entries()) {
+      const spans = g.proposals.get(p.seq)?.spans;
+      if (spans !== undefined) proposalAppended(spans, first + i, g.raft.term());
       if (p.changesBase === true) g.baseSettledAfter = first + i;
       if (p.async === true) g.asyncAcks.push({ seq: p.seq, index: first + i });
     }

@@ -22,6 +22,7 @@
 import type { ReplicaObserver } from "./replica-observer.js";
 import { RECORDS_END } from "./idempotency.js";
 import { assert } from "../util/assert.js";
+import { proposalSettled, proposalSpans } from "../util/tracing.js";
 import { type ConfState, type NodeId, type ConfChangeSingle, RaftNode, Role } from "../raft/index.js";
 import type { ShardState } from "../storage/state-store.js";
 
@@ -296,14 +297,17 @@ export class MultiRaftNode extends NodeTurn {
     if (refused !== null) return Promise.reject(refused);
     if (g.raft.role() !== Role.Leader) return Promise.reject(new NotLeaderError(group, g.raft.lead()));
     const seq = this.nextSeq++;
+    const spans = proposalSpans(group);
     return new Promise<T>((resolve, reject) => {
       this.waiting++;
       const timer = this.clock.setTimeout(() => {
         g.proposals.delete(seq);
         this.released();
-        reject(new RequestTimeoutError(`${what} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
+        const e = new RequestTimeoutError(`${what} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`);
+        if (spans !== undefined) proposalSettled(spans, e);
+        reject(e);
       }, this.cfg.requestTimeoutMs);
-      g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer });
+      g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer, ...(spans !== undefined ? { spans } : {}) });
       this.enqueue(input(seq));
     });
   }
