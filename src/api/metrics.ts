@@ -220,7 +220,7 @@ function perPlane<T extends { plane: string }>(links: readonly T[], read: (l: T)
   return PLANES.map((plane) => [{ plane }, links.filter((l) => l.plane === plane).reduce((s, l) => s + read(l), 0)]);
 }
 
-function statfsOf(dir: string): { size: number; free: number } | null {
+export function statfsOf(dir: string): { size: number; free: number } | null {
   try {
     const s = statfsSync(dir);
     return { size: s.blocks * s.bsize, free: s.bavail * s.bsize };

@@ -14,6 +14,9 @@ import { answeredCode, envelopeOptions, installEnvelope } from "./envelope.js";
 import { installTracing } from "./tracing.js";
 import { nodeMetrics } from "./metrics.js";
 import { registerUiRoutes } from "./ui.js";
+import { RequestWindows } from "./request-windows.js";
+import { registerStatsRoutes } from "./stats.js";
+import type { ShardAgent } from "../node/shard-agent.js";
 import type { PlacementDriver } from "../node/placement-driver.js";
 import type { LogRing } from "../util/log-ring.js";
 import { validatorCompiler } from "./validation.js";
@@ -47,6 +50,8 @@ export interface ApiOptions {
   dataDir?: string;
   /** The node's recent log lines, served by GET /v1/node/logs. */
   logs?: LogRing;
+  /** The node's shard agent: the load of the shards it leads, for GET /v1/node/stats. */
+  shardAgent?: ShardAgent;
   /** Whether requests are traced (an OpenTelemetry SDK is registered: cli/tracing.ts). */
   tracing?: boolean;
   /** Test mode: makes the next n joins handled here fail after registering (see Membership). */
@@ -62,6 +67,9 @@ declare module "fastify" {
     jsonItemsOf?: string;
   }
 }
+
+/** The requests the dashboard's chart counts: clients' reads and writes, not the dashboard's own polling. */
+const DATA_OPS = new Set(["get", "put", "put-many", "delete", "delete-filtered", "scan", "scan-filtered", "search", "search-batch", "count"]);
 
 export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   const { node, gateway } = opts;
@@ -85,6 +93,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     ...(opts.placement !== undefined ? { placement: opts.placement } : {}), ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
   });
   const registry = metrics.registry;
+  // The dashboard's chart of this node's requests (GET /v1/node/stats).
+  const windows = new RequestWindows();
 
   installEnvelope(app, { onError: (code) => metrics.countError(code), closing: () => closing });
   if (opts.tracing === true) installTracing(app, opts.logger);
@@ -112,6 +122,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     const collection = typeof named === "string" && node.metaState().collections.has(named) ? named : "";
     const outcome = answeredCode(reply) ?? (reply.statusCode < 400 ? "ok" : `http_${reply.statusCode}`);
     metrics.observeRequest(op, collection, outcome, reply.elapsedTime / 1000);
+    if (DATA_OPS.has(op)) windows.observe(Date.now(), reply.elapsedTime, reply.statusCode >= 500);
   });
 
   await registerRecordRoutes(app, node, gateway, opts.batchBodyLimitBytes ?? BATCH_BODY_BYTES_MAX, opts.indexes ?? null);
@@ -177,6 +188,10 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   }, async (req) => {
     if (logs === undefined) throw new ApiError("not_built", "this node keeps no log lines in memory (it was not started by `shoal start`)");
     return { node: node.id, lines: logs.recent(req.query.limit).map((line) => parseLine(line)) };
+  });
+  registerStatsRoutes(app, {
+    node, windows, ...(opts.shardAgent !== undefined ? { shardAgent: opts.shardAgent } : {}),
+    ...(opts.indexes !== undefined ? { indexes: opts.indexes } : {}), ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
   });
   registerUiRoutes(app);
   app.get("/metrics", {

@@ -259,7 +259,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const sweeper = new ExpirySweeper(node, gateway, logger.child({ component: "expiry" }));
     const app = await buildApi({
       node, gateway, logger, bodyLimitBytes: maxPayloadBytes, batchBodyLimitBytes: maxBatchBytes, jsonLimits, testMode, indexes,
-      placement: agents.placement, dataDir, logs: logRing, tracing: tracingAsked !== null,
+      placement: agents.placement, shardAgent: agents.shardAgent, dataDir, logs: logRing, tracing: tracingAsked !== null,
       failJoins: (n) => {
         agents.membership.failJoinsForTest = n;
       },

@@ -120,8 +120,8 @@ test("a traced put shows spans from two nodes sharing the client's trace id; a s
     t.diagnostic(`put through node ${forwardedVia[0]}, leader ${leader}, trace ${traces.get(forwardedVia[0]!)}: ${shown}`);
 
     // A search over a 3-shard collection: one span per shard, each in the search's trace.
-    const created = await api(c, 1, "POST", "/v1/collections", { name: "docs", shards: 3, vectors: { dim: 4, metric: "cosine" } });
-    assert.equal(created.status, 200, JSON.stringify(created.body));
+    // Until every node is judged healthy, a collection asking for 3 replicas is refused (409 not_enough_nodes).
+    await waitFor("the collection created", async () => (await api(c, 1, "POST", "/v1/collections", { name: "docs", shards: 3, vectors: { dim: 4, metric: "cosine" } })).status === 200, 15_000);
     const records = Array.from({ length: 30 }, (_, i) => ({ id: `r${i}`, payload: { i }, vector: [1, i, i % 3, 1] }));
     assert.equal((await api(c, 1, "POST", "/v1/collections/docs/records", { records })).status, 200);
     const searchTrace = randomBytes(16).toString("hex");

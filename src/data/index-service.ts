@@ -436,6 +436,14 @@ export class IndexService implements ReplicaObserver {
     return { indexes: this.entries.size, pendingOps, lagEntriesMax, records };
   }
 
+  /** Per replica indexed here: its records and how far, in applied entries, its index is behind (0: caught up). */
+  replicaStats(): { shard: number; records: number; lagEntries: number }[] {
+    return [...this.entries].map(([shard, e]) => {
+      const pending = e.pending + e.posted - e.received;
+      return { shard, records: e.size, lagEntries: pending > 0 ? e.sentThrough - e.indexedThrough : 0 };
+    });
+  }
+
   /** The index of a replica hosted here, opened (and caught up to the walk) if it was not yet. */
   private async entryOf(group: number): Promise<Entry> {
     if (!this.node.hosts(group)) throw new NotHostedError(group);

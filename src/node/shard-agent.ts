@@ -86,6 +86,7 @@ export class ShardAgent {
   private readonly shippedAtPass = new Map<number, number>();
   private passes = 0;
   private lastReportMs: number;
+  private lastReports: readonly ShardReport[] = [];
 
   constructor(private readonly node: MultiRaftNode, private readonly gateway: Gateway, private readonly opts: ShardAgentOptions = {}) {
     this.clock = opts.clock ?? gateway.clock;
@@ -163,6 +164,11 @@ export class ShardAgent {
     }
   }
 
+  /** What this node last reported of the shards it leads (request rates, sizes): the dashboard's hot shards. */
+  reports(): readonly ShardReport[] {
+    return this.lastReports;
+  }
+
   private report(): void {
     const nowMs = this.clock.nowMs();
     const seconds = Math.max(0.001, (nowMs - this.lastReportMs) / 1000);
@@ -182,6 +188,7 @@ export class ShardAgent {
     }
     this.lastRequests = requests;
     this.lastReportMs = nowMs;
+    this.lastReports = reports;
     this.gateway.report(reports);
   }
 

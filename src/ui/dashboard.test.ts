@@ -1,8 +1,9 @@
 /**
  * The dashboard in a real browser (Debian's chromium, driven by playwright-core) against 3 real nodes:
- * the page shows the three nodes and every shard, reflects a leader transfer, a drain and a settings
- * change started from the page (and shows the API's refusal of a bad value), and shows an alert once a
- * node is killed. Screenshots go to dist/test-output/ui/ (their
+ * the page shows the three nodes and every shard, each node's request chart, hot shards and shard
+ * sizes under load, reflects a merge, a leader transfer, a drain and a settings change started from the
+ * page (and shows the API's refusal of a bad move and a bad value), and shows an alert once a node is
+ * killed. Screenshots go to dist/test-output/ui/ (their
  * paths are printed). Skipped, saying so, only where no Chromium is installed.
  */
 import { test } from "node:test";
@@ -17,7 +18,7 @@ const SHOTS = fileURLToPath(new URL("../../test-output/ui/", import.meta.url));
 /** How long the page may take to show a change made through it or to the cluster. */
 const SHOWN_MS = 20_000;
 
-test("the dashboard shows the live cluster: nodes, shards, collections; a leader transfer, a drain and a settings change from the page, a refusal shown; an alert when a node is killed", async (t) => {
+test("the dashboard shows the live cluster: nodes, shards, collections, load per node and hot shards; a merge, a leader transfer, a drain and a settings change from the page, a refusal shown; an alert when a node is killed", async (t) => {
   if (!existsSync(CHROMIUM)) {
     t.skip(`no Chromium at ${CHROMIUM} (Debian package chromium; or set SHOAL_CHROMIUM)`);
     return;
@@ -48,18 +49,53 @@ test("the dashboard shows the live cluster: nodes, shards, collections; a leader
     await page.locator("header .live[data-live=true]").waitFor({ timeout: SHOWN_MS }); // the watch stream is open
     await shot("1-cluster");
 
+    // Load through every node: each node's chart, the hot shards and the shards' sizes show it.
+    for (let i = 0; i < 90; i++) assert.equal((await api(c, 1 + (i % 3), "PUT", `/v1/collections/default/records/k${i}`, { payload: { i } })).status, 200);
+    // (Page-side expressions are strings: this file is compiled without the DOM's types.)
+    await page.waitForFunction(`(() => {
+      const captions = [...document.querySelectorAll('#requests figure[data-chart="rate"] figcaption')].map((e) => Number(/max ([\\d.]+)/.exec(e.textContent)?.[1] ?? 0));
+      return captions.length === 3 && captions.every((x) => x > 0);
+    })()`, undefined, { timeout: SHOWN_MS });
+    await page.locator("#hot-shards tr[data-hot-shard]").first().waitFor({ timeout: SHOWN_MS });
+    await page.waitForFunction(`[...document.querySelectorAll('#shards [data-field="size"]')].some((e) => /rec/.test(e.textContent))`, undefined, { timeout: SHOWN_MS });
+    assert.equal(await page.locator('#requests svg polyline').count(), 6, "a rate and a latency chart per node");
+    await shot("2-load");
+
+    // A merge from the page (the placement driver's own operators may hold the shard a moment: asked again then).
+    const upper = Math.max(...shards.map((x) => x.shard));
+    for (let attempt = 0; ; attempt++) {
+      await page.locator(`#shards tr[data-shard="${upper}"] button[data-action="merge"]`).click();
+      const notice = page.locator("#notice", { hasText: `merge shard ${upper}` });
+      await notice.waitFor({ timeout: SHOWN_MS });
+      const text = await notice.innerText();
+      if (!/shard_busy/.test(text) || attempt === 10) {
+        assert.match(text, /done/);
+        break;
+      }
+    }
+    await page.waitForFunction(`document.querySelectorAll("#shards tbody tr").length === 1`, undefined, { timeout: SHOWN_MS });
+    // A replica move the API refuses (every node holds one already): the page shows why.
+    const left = (await api<{ shards: typeof shards }>(c, 1, "GET", "/v1/cluster/shards")).body.shards;
+    assert.equal(left.length, 1);
+    await page.locator('#move select[name="shard"]').selectOption(String(left[0]!.shard));
+    await page.locator('#move input[name="from"]').fill(String(left[0]!.replicas[0]!.node));
+    await page.locator('#move input[name="to"]').fill(String(left[0]!.replicas[1]!.node));
+    await page.locator('#move button[data-action="move"]').click();
+    await page.locator("#notice.error", { hasText: "replica_exists" }).waitFor({ timeout: SHOWN_MS });
+    await shot("3-merged-move-refused");
+
     // A leader transfer from the page: the shard's row shows the new leader.
-    const s = shards[0]!;
+    const s = left[0]!;
     const to = s.replicas.find((r) => r.role === "voter" && r.node !== s.leader)!.node;
     await page.locator(`#shards tr[data-shard="${s.shard}"] button[data-action="transfer"][data-to="${to}"]`).click();
     await page.locator(`#shards tr[data-shard="${s.shard}"] [data-field="leader"]`, { hasText: String(to) }).waitFor({ timeout: SHOWN_MS });
-    await shot("2-leader-transferred");
+    await shot("4-leader-transferred");
 
     // A drain from the page: node 3's worker state turns to draining.
     await page.locator('#nodes tr[data-node="3"] button[data-action="drain"]').click();
     await page.locator('#nodes tr[data-node="3"] [data-field="worker"]', { hasText: "draining" }).waitFor({ timeout: SHOWN_MS });
     assert.equal((await api<{ nodes: { id: number; worker: string }[] }>(c, 1, "GET", "/v1/cluster/nodes")).body.nodes.find((n) => n.id === 3)?.worker, "draining");
-    await shot("3-node-3-draining");
+    await shot("5-node-3-draining");
 
     // A setting changed from the page: a bad value shows the API's refusal; a good one a new version.
     const version = Number((await page.locator('#settings [data-field="version"]').innerText()).replace(/\D/g, ""));
@@ -74,7 +110,7 @@ test("the dashboard shows the live cluster: nodes, shards, collections; a leader
     assert.equal(await page.locator('#settings tr[data-setting="maxMovesTotal"] td').nth(1).innerText(), "150");
     assert.match(await page.locator("#settings").innerText(), /slower moves, from the dashboard\s+maxMovesTotal: 1024 → 150/);
     assert.equal(await page.locator('#collections tr[data-collection="default"]').count(), 1);
-    await shot("4-setting-changed");
+    await shot("6-setting-changed");
 
     // A node killed: an alert shows (nodes judged dead after 2 s here, not the default 15 s).
     const config = (await api<{ version: number }>(c, 1, "GET", "/v1/cluster/config")).body;
@@ -83,7 +119,7 @@ test("the dashboard shows the live cluster: nodes, shards, collections; a leader
     await page.locator("#alerts .alert").first().waitFor({ timeout: SHOWN_MS });
     assert.match(await page.locator("#alerts").innerText(), /node 2/);
     await page.locator('#nodes tr[data-node="2"] [data-field="health"]', { hasText: "dead" }).waitFor({ timeout: SHOWN_MS });
-    await shot("5-node-2-killed");
+    await shot("7-node-2-killed");
     assert.deepEqual(errors, [], "no script errors on the page");
   } finally {
     await browser.close();

@@ -1,13 +1,15 @@
 /**
  * The dashboard at /ui (issue 16): the cluster as the node serving the page sees it, kept live by the
  * watch stream (GET /v1/cluster/watch: every node and shard change triggers a refresh) and refreshed
- * every few seconds besides (operators, alerts and logs have no stream). Controls call the same HTTP
+ * every few seconds besides (operators, alerts, logs and load have no stream; the load of every node is
+ * gathered by the serving node: GET /v1/cluster/stats). Controls call the same HTTP
  * API as the CLI, after a confirmation, and show the API's error as it answered. Preact with htm
  * (no JSX build step), bundled by src/ui/build.ts into dist/ui/app.js.
  */
 import { h, render } from "preact";
 import { useCallback, useEffect, useState } from "preact/hooks";
 import htm from "htm";
+import { type ClusterStats, HotShards, RequestCharts, collectionLoad, shardSize } from "./stats.js";
 
 const html = htm.bind(h);
 
@@ -69,6 +71,34 @@ function troubleOf(c: Cluster, s: ShardRow): "leaderless" | "under" | null {
   return live < asked ? "under" : null;
 }
 
+/**
+ * A running operator's time left, estimated from the pace of its finished steps (a replica's catch-up
+ * dominates a move, so this is rough; shown as such).
+ */
+function etaOf(o: OperatorRow, nowMs: number): string {
+  if (o.status !== "running" || o.steps.length === 0) return "";
+  const done = Math.min(o.stepIndex, o.steps.length);
+  if (done === 0) return "estimating…";
+  const leftMs = ((nowMs - o.startedAtMs) / done) * (o.steps.length - done);
+  return `~${Math.max(1, Math.round(leftMs / 1000))} s left`;
+}
+
+/** The form to move one replica of a shard from a node to another (a learner is added, caught up, promoted, the old one removed). */
+function MoveReplica({ cluster, run }: { cluster: Cluster; run: (p: Promise<string>) => void }) {
+  const [shard, setShard] = useState("");
+  const [from, setFrom] = useState("");
+  const [to, setTo] = useState("");
+  const submit = (e: Event) => {
+    e.preventDefault();
+    run(act(`move shard ${shard}'s replica from node ${from} to node ${to}`, "POST", `/v1/cluster/shards/${shard}/move`, { from: Number(from), to: Number(to) }));
+  };
+  const value = (set: (v: string) => void) => (e: Event) => set((e.target as HTMLInputElement | HTMLSelectElement).value);
+  return html`<form id="move" onSubmit=${submit}>move a replica of shard
+    <select name="shard" value=${shard} onChange=${value(setShard)}><option value="">…</option>${cluster.shards.map((s) => html`<option value=${s.shard}>${s.shard}</option>`)}</select>
+    from node <input name="from" size="3" value=${from} onInput=${value(setFrom)} /> to node <input name="to" size="3" value=${to} onInput=${value(setTo)} />
+    <button type="submit" data-action="move">move</button></form>`;
+}
+
 async function act(what: string, method: string, path: string, body?: unknown): Promise<string> {
   if (!window.confirm(`${what}?`)) return "";
   const r = await fetch(path, { method, headers: body === undefined ? {} : { "content-type": "application/json" }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
@@ -110,11 +140,14 @@ function App() {
   const [problem, setProblem] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [live, setLive] = useState(false);
+  const [stats, setStats] = useState<ClusterStats | null>(null);
   const refresh = useCallback(() => {
     readCluster().then((c) => {
       setCluster(c);
       setProblem(null);
     }, (e: Error) => setProblem(`cannot read the cluster: ${e.message}`));
+    // Apart: gathering waits for slow nodes (bounded), and must not hold up the map.
+    get<ClusterStats>("/v1/cluster/stats").then(setStats, () => undefined);
   }, []);
   useEffect(() => {
     refresh();
@@ -148,6 +181,7 @@ function App() {
         <div><b id="count-under">${troubled.filter((t) => t === "under").length}</b>under-replicated</div>
         <div><b>${cluster.operators.filter((o) => o.status === "running").length}</b>operators running</div>
       </section>
+      <${RequestCharts} stats=${stats} />
       <section id="alerts"><h2>Alerts</h2>
         ${cluster.alerts.length === 0 && !cluster.nodes.some((n) => n.health === "dead" && n.worker !== "removed") ? html`<p>none</p>` : null}
         ${cluster.alerts.length === 0 ? null : html`<ul class="alerts">${cluster.alerts.slice(-20).reverse().map((a) =>
@@ -164,33 +198,38 @@ function App() {
             <td data-field="leaders">${leaders(n.id)}</td><td>${replicas(n.id)}</td>
             <td>${Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(" ")}</td>
             <td>${n.worker === "ready" ? html`<button data-action="drain" onClick=${() => run(act(`drain node ${n.id}`, "POST", `/v1/cluster/nodes/${n.id}/drain`))}>drain</button>` : null}
+                ${(n.lifecycle === "ready" || n.lifecycle === "pairing") && n.role === "standard" ? html`<button data-action="promote" onClick=${() => run(act(`promote node ${n.id} to metadata voter`, "POST", `/v1/cluster/nodes/${n.id}/promote`))}>promote</button>` : null}
                 ${n.worker === "draining" && replicas(n.id) === 0 ? html`<button data-action="remove" onClick=${() => run(act(`remove node ${n.id}`, "POST", `/v1/cluster/nodes/${n.id}/remove`))}>remove</button>` : null}</td>
           </tr>`)}</tbody></table>
       </section>
       <section><h2>Shards</h2>
-        <table id="shards"><thead><tr><th>shard</th><th>collection</th><th>range</th><th>epoch</th><th>leader</th><th>replicas</th><th></th><th></th></tr></thead>
+        <table id="shards"><thead><tr><th>shard</th><th>collection</th><th>range</th><th>epoch</th><th>leader</th><th>replicas</th><th>size</th><th></th><th></th></tr></thead>
         <tbody>${cluster.shards.map((s, i) => html`
           <tr data-shard=${s.shard} class=${troubled[i] !== null ? "bad" : ""}>
             <td>${s.shard}</td><td>${s.collection}</td><td>${JSON.stringify(s.range)}</td><td>${s.epoch}</td>
             <td data-field="leader">${s.leader === 0 ? "—" : s.leader}</td>
-            <td>${s.replicas.map((r) => `${r.node}${r.role === "learner" ? " (learner)" : ""}`).join(", ")}</td>
+            <td>${s.replicas.map((r) => `${r.node}${r.role === "learner" ? " (learner)" : ""}`).join(", ")}</td><td data-field="size">${shardSize(stats, s.shard)}</td>
             <td>${troubled[i] !== null ? html`<span class=${`badge ${troubled[i]}`}>${troubled[i] === "under" ? "under-replicated" : "leaderless"}</span>` : null}</td>
             <td>${s.replicas.filter((r) => r.role === "voter" && r.node !== s.leader).map((r) =>
               html`<button data-action="transfer" data-to=${r.node} onClick=${() => run(act(`transfer shard ${s.shard}'s leadership to node ${r.node}`, "POST", `/v1/cluster/shards/${s.shard}/transfer-leader`, { to: r.node }))}>lead on ${r.node}</button> `)}
-              <button data-action="split" onClick=${() => run(act(`split shard ${s.shard}`, "POST", `/v1/cluster/shards/${s.shard}/split`, {}))}>split</button></td>
+              <button data-action="split" onClick=${() => run(act(`split shard ${s.shard}`, "POST", `/v1/cluster/shards/${s.shard}/split`, {}))}>split</button>
+              <button data-action="merge" onClick=${() => run(act(`merge shard ${s.shard} into its lower neighbour`, "POST", `/v1/cluster/shards/${s.shard}/merge`))}>merge</button></td>
           </tr>`)}</tbody></table>
+        <${MoveReplica} cluster=${cluster} run=${run} />
       </section>
+      <${HotShards} stats=${stats} />
       <section><h2>Operators</h2>
-        ${cluster.operators.length === 0 ? html`<p>none</p>` : html`<table id="operators"><thead><tr><th>id</th><th>shard</th><th>reason</th><th>status</th><th>progress</th><th>started</th><th></th></tr></thead>
+        ${cluster.operators.length === 0 ? html`<p>none</p>` : html`<table id="operators"><thead><tr><th>id</th><th>shard</th><th>reason</th><th>status</th><th>progress</th><th>time left</th><th>started</th><th></th></tr></thead>
         <tbody>${cluster.operators.slice(-30).reverse().map((o) => html`<tr>
           <td>${o.id}</td><td>${o.shard}</td><td>${o.reason}</td><td>${o.status}</td>
-          <td>${o.steps.length === 0 ? "—" : `${Math.min(o.stepIndex, o.steps.length)} of ${o.steps.length} steps`}</td><td>${new Date(o.startedAtMs).toLocaleTimeString()}</td>
+          <td>${o.steps.length === 0 ? "—" : `${Math.min(o.stepIndex, o.steps.length)} of ${o.steps.length} steps`}</td><td data-field="eta">${etaOf(o, cluster.readAtMs)}</td><td>${new Date(o.startedAtMs).toLocaleTimeString()}</td>
           <td>${o.status === "running" ? html`<button onClick=${() => run(act(`cancel operator ${o.id}`, "POST", `/v1/cluster/operators/${o.id}/cancel`))}>cancel</button>` : null}</td></tr>`)}</tbody></table>`}
       </section>
       <section id="collections"><h2>Collections</h2>
-        <table><thead><tr><th>name</th><th>shards</th><th>replicas</th><th>partitioning</th><th>vectors</th><th>write mode</th><th>TTL</th></tr></thead>
+        <table><thead><tr><th>name</th><th>shards</th><th>replicas</th><th>partitioning</th><th>vectors</th><th>write mode</th><th>TTL</th><th>records</th><th>index lag</th></tr></thead>
         <tbody>${[...cluster.collections.values()].map((c) => html`<tr data-collection=${c.name}><td>${c.name}</td><td>${c.shards.length}</td><td>${c.replicationFactor}</td><td>${c.partitioning}</td>
-          <td>${c.vectors === null ? "—" : `${c.vectors.dim}-d ${c.vectors.metric}`}</td><td>${c.writeMode}</td><td>${c.ttlMs === null ? "—" : `${c.ttlMs} ms`}</td></tr>`)}</tbody></table>
+          <td>${c.vectors === null ? "—" : `${c.vectors.dim}-d ${c.vectors.metric}`}</td><td>${c.writeMode}</td><td>${c.ttlMs === null ? "—" : `${c.ttlMs} ms`}</td>
+          <td data-field="records">${collectionLoad(stats, c.name).records}</td><td data-field="index-lag">${collectionLoad(stats, c.name).indexLag}</td></tr>`)}</tbody></table>
       </section>
       <${Settings} cluster=${cluster} run=${run} />
       <section><h2>This node's recent log</h2>
