@@ -139,6 +139,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     lifecycle: n.lifecycle, worker: n.worker, joinedAtMs: n.joinedAtMs, readyAtMs: n.readyAtMs,
     // As this node's failure detector sees it (phi-accrual over the frames it receives).
     health: n.worker === "removed" ? "removed" : node.peerHealth(n.id),
+    phi: n.worker === "removed" ? null : roundPhi(node.peerPhi(n.id)),
   });
   const shardView = (sh: ShardRecord) => ({
     shard: sh.id, collection: sh.collection, range: rangeView(sh.range), epoch: sh.epoch, replicas: sh.replicas,
@@ -339,4 +340,9 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
     if (!r.ok) return refuse(reply, r);
     return { shard: req.params.id, into: r.into, retired: req.params.id, surviving: r.into, range: bounds(r.range), operator: r.operator?.id };
   });
+}
+
+/** Two decimals: phi grows without bound for a silent peer (Infinity is not JSON; null then). */
+function roundPhi(phi: number | null): number | null {
+  return phi === null || !Number.isFinite(phi) ? null : Math.round(phi * 100) / 100;
 }

@@ -32,6 +32,11 @@ export abstract class NodeLiveness extends NodeState {
    * How this node sees another's health (phi-accrual over the frames it receives from it; MEM-6).
    * Keepalives reach every known peer each heartbeat interval, even when every group is quiescent.
    */
+  /** The phi-accrual suspicion of a peer as this node sees it (null for itself, or before enough was heard). */
+  peerPhi(id: NodeId): number | null {
+    return id === this.id ? null : this.peers.phi(id, this.clock.nowMs());
+  }
+
   peerHealth(id: NodeId, deadAfterMs = currentSettings(this.meta).placement.nodeDeadAfterMs): Health {
     if (id === this.id) return this.failure === null ? "healthy" : "unhealthy";
     return this.peers.health(id, this.clock.nowMs(), deadAfterMs);

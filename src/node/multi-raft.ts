@@ -103,7 +103,7 @@ export class MultiRaftNode extends NodeTurn {
     for (const [g, log] of recovered) {
       const install = restatedInstall(log, store.installed(g), () => store.confState(g));
       if (install === null) continue;
-      cfg.logger?.warn({ group: g, index: install.start.index, logEnd: log.start.index + log.entries.length },
+      cfg.logger?.warn({ shard: g, index: install.start.index, logEnd: log.start.index + log.entries.length },
         "recording a snapshot the state store installed and the log missed");
       restated.push({ kind: "snapshot", group: g, index: install.start.index, term: install.start.term, confState: install.snapshot!.confState },
         { kind: "hard-state", group: g, hardState: install.hardState });

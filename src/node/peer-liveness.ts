@@ -83,6 +83,11 @@ export class PeerLiveness {
     return nowMs - sinceMs <= withinMs;
   }
 
+  /** The detector's suspicion of the peer now (phi 1: a 10 % chance that a live peer would be this late; 0 before two frames were heard); null for a peer it has no detector for. */
+  phi(peer: NodeId, nowMs: number): number | null {
+    return this.detectors.get(peer)?.phi(nowMs) ?? null;
+  }
+
   health(peer: NodeId, nowMs: number, deadAfterMs: number): Health {
     if (nowMs - (this.heardAtMs.get(peer) ?? this.knownAtMs.get(peer) ?? this.startedAtMs) >= deadAfterMs) return "dead";
     // The detector's own "dead" bound is not the cluster's: silence decides death above.

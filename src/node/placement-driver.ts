@@ -448,9 +448,9 @@ export class PlacementDriver {
       // Not awaited: a configuration change takes a round trip, and the outcome is judged from the view.
       this.gateway.step(op.shard, op.epoch, step).then(
         (r) => {
-          if (!r.ok) this.opts.logger?.warn(`placement driver: operator ${op.id} step ${describeStep(step)} refused: ${r.code}: ${r.message}`);
+          if (!r.ok) this.opts.logger?.warn({ operator: op.id, shard: op.shard, code: r.code }, `placement driver: operator ${op.id} step ${describeStep(step)} refused: ${r.message}`);
         },
-        (e: Error) => this.opts.logger?.warn(`placement driver: operator ${op.id} step ${describeStep(step)} failed: ${e.message}`),
+        (e: Error) => this.opts.logger?.warn({ operator: op.id, shard: op.shard }, `placement driver: operator ${op.id} step ${describeStep(step)} failed: ${e.message}`),
       );
     }
   }

@@ -145,7 +145,7 @@ export class ShardAgent {
         for (const sp of this.node.shardState(s.shard).splits) {
           if (this.node.metaState().shards.has(sp.child) || this.node.metaState().shards.get(s.shard)?.range.end !== sp.end) continue;
           const r = await this.gateway.proposeMeta({ kind: "split-shard", shard: s.shard, child: sp.child, at: sp.at, end: sp.end, index: sp.index, atMs: this.clock.wallMs() });
-          if (!r.ok) this.opts.logger?.warn(`shard agent: recording the split of shard ${s.shard} refused: ${r.code}: ${r.message}`);
+          if (!r.ok) this.opts.logger?.warn({ shard: s.shard, code: r.code }, `shard agent: recording the split of shard ${s.shard} refused: ${r.message}`);
         }
         const replicas = replicasOf(s.conf);
         if (sameReplicas(record.replicas, replicas) || s.applied <= record.confIndex) continue;
@@ -154,8 +154,8 @@ export class ShardAgent {
       // Independent of each other (one shard each): they go together, sharing Raft rounds.
       for (const [i, r] of (await this.gateway.proposeMetaMany(mirrors.map((m) => m.cmd))).entries()) {
         const shard = mirrors[i]!.shard;
-        if (r instanceof Error) this.opts.logger?.warn(`shard agent: mirroring shard ${shard} failed (${r.message}); the next pass tries again`);
-        else if (!r.ok) this.opts.logger?.warn(`shard agent: mirroring shard ${shard} refused: ${r.code}: ${r.message}`);
+        if (r instanceof Error) this.opts.logger?.warn({ shard }, `shard agent: mirroring shard ${shard} failed (${r.message}); the next pass tries again`);
+        else if (!r.ok) this.opts.logger?.warn({ shard, code: r.code }, `shard agent: mirroring shard ${shard} refused: ${r.message}`);
       }
     } catch (e) {
       this.opts.logger?.warn(`shard agent: mirroring failed (${(e as Error).message}); the next pass tries again`);
@@ -216,7 +216,7 @@ export class ShardAgent {
     for (const a of st.absorbed ?? []) {
       if (meta.shards.get(a.from)?.retiredInto !== undefined) continue;
       const r = await this.gateway.proposeMeta({ kind: "merge-shards", into: group, from: a.from, end: a.end, atMs: this.clock.wallMs() });
-      if (!r.ok) this.opts.logger?.warn(`shard agent: recording the merge of shard ${a.from} into ${group} refused: ${r.code}: ${r.message}`);
+      if (!r.ok) this.opts.logger?.warn({ shard: a.from, into: group, code: r.code }, `shard agent: recording the merge of shard ${a.from} into ${group} refused: ${r.message}`);
     }
     if (st.frozen === undefined || meta.shards.get(group)?.retiredInto !== undefined) return;
     // Shipped already: the target's leader records the merge; ship again only if that seems lost.
@@ -230,7 +230,7 @@ export class ShardAgent {
     const versionMax = (st.versionBase ?? 0) + st.frozen.index;
     const absorbed = fits ? await this.gateway.absorb(st.frozen.into, group, st.range.start, st.range.end, records, versionMax) : null;
     if (absorbed === null || (!absorbed.ok && absorbed.code === "not_adjacent")) {
-      this.opts.logger?.warn(`shard agent: shard ${group} cannot merge into ${st.frozen.into} (${fits ? "not adjacent any more" : "too large"}): unfreezing`);
+      this.opts.logger?.warn({ shard: group, into: st.frozen.into }, `shard agent: shard ${group} cannot merge into ${st.frozen.into} (${fits ? "not adjacent any more" : "too large"}): unfreezing`);
       await this.node.propose(group, { op: "unfreeze" });
     }
   }

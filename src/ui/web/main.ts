@@ -16,7 +16,7 @@ const html = htm.bind(h);
 /** How often everything is read again, besides the refreshes the watch stream triggers. */
 const REFRESH_MS = 3000;
 
-interface NodeRow { id: number; http: string; role: string; lifecycle: string; worker: string; health: string; labels: Record<string, string> }
+interface NodeRow { id: number; http: string; role: string; lifecycle: string; worker: string; health: string; phi: number | null; labels: Record<string, string> }
 interface ShardRow { shard: number; collection: string; range: unknown; epoch: number; leader: number; replicas: { node: number; role: string }[] }
 interface OperatorRow { id: number; shard: number; reason: string; status: string; steps: { kind: string; node?: number; to?: number }[]; stepIndex: number; startedAtMs: number; updatedAtMs: number }
 interface AlertRow { atMs: number; kind: string; node: number; message: string }
@@ -194,7 +194,7 @@ function App() {
         <tbody>${cluster.nodes.map((n) => html`
           <tr data-node=${n.id} class=${n.health === "dead" ? "bad" : n.worker === "draining" ? "warn" : ""}>
             <td>${n.id}${n.id === cluster.metaLeader ? " *" : ""}</td><td>${n.http}</td><td>${n.role}</td><td>${n.lifecycle}</td>
-            <td><span class=${`badge ${n.worker}`} data-field="worker">${n.worker}</span></td><td><span class=${`badge ${n.health}`} data-field="health">${n.health}</span></td>
+            <td><span class=${`badge ${n.worker}`} data-field="worker">${n.worker}</span></td><td><span class=${`badge ${n.health}`} data-field="health">${n.health}</span>${n.phi !== null ? html` <small title="phi-accrual suspicion as the serving node sees it">φ ${n.phi.toFixed(2)}</small>` : null}</td>
             <td data-field="leaders">${leaders(n.id)}</td><td>${replicas(n.id)}</td>
             <td>${Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(" ")}</td>
             <td>${n.worker === "ready" ? html`<button data-action="drain" onClick=${() => run(act(`drain node ${n.id}`, "POST", `/v1/cluster/nodes/${n.id}/drain`))}>drain</button>` : null}
