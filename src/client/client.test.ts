@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
+import { createServer as createNetServer } from "node:net";
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -53,7 +54,7 @@ test("refusals come back as ShoalErrors from the error table; retryable ones are
   }
 });
 
-test("an unreachable endpoint is skipped; with none reachable a write's outcome is unknown and a read's is not; a closed client refuses", async () => {
+test("an unreachable endpoint is skipped; a write no node took is not applied, one a node dropped unanswered is unknown; a closed client refuses", async () => {
   const [dead] = await freePorts(1);
   const s = await scripted([[200, JSON.stringify({ id: "a", payload: 1, version: 2 })]]);
   const client = new ShoalClient({ endpoints: [`http://127.0.0.1:${dead}`, s.url], backoffMsMax: 10, routing: false });
@@ -70,9 +71,19 @@ test("an unreachable endpoint is skipped; with none reachable a write's outcome 
     const t = new Transport({ endpoints: [s.url], timeoutMs: 2000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 2 });
     assert.deepEqual(await t.call({ method: "GET", path: "/x", write: false, idempotent: true, prefer: `http://127.0.0.1:${dead}` }), { id: "a", payload: 1, version: 2 });
     t.close();
+    // Refused connections: the write never left the client, so it was not applied (and was tried again).
     const w = await none.collection("c").put("a", 1).catch((x: unknown) => x);
     assert.ok(w instanceof ShoalError);
-    assert.deepEqual([w.code, w.retryable, w.applied], ["unreachable", true, "unknown"]);
+    assert.deepEqual([w.code, w.retryable, w.applied], ["unreachable", true, "no"]);
+    // A node that took the request and closed the connection unanswered: the write may have been applied.
+    const dropper = createNetServer((socket) => socket.once("data", () => socket.destroy()));
+    await new Promise<void>((r) => dropper.listen(0, "127.0.0.1", r));
+    const dropped = new ShoalClient({ endpoints: [`http://127.0.0.1:${(dropper.address() as { port: number }).port}`], backoffMsMax: 10, attemptsMax: 2, routing: false });
+    const d = await dropped.collection("c").put("a", 1).catch((x: unknown) => x);
+    dropped.close();
+    dropper.close();
+    assert.ok(d instanceof ShoalError);
+    assert.deepEqual([d.code, d.applied], ["unreachable", "unknown"]);
     const r = await none.collection("c").get("a").catch((x: unknown) => x);
     assert.ok(r instanceof ShoalError);
     assert.deepEqual([r.code, r.applied], ["unreachable", "no"]);

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type Server, type Socket, createServer } from "node:net";
-import { Http1Pool } from "./http1.js";
+import { Http1Pool, waitedForPool, wasNotSent } from "./http1.js";
 import { freePorts } from "../cli/testing.js";
 
 /**
@@ -100,18 +100,32 @@ test("a refused connection, a header that would break framing, and a closed pool
   const pool = new Http1Pool(2);
   const refused = await pool.request(new URL(`http://127.0.0.1:${dead}`), "GET", "/", {}, undefined, 1000).catch((e: unknown) => e);
   assert.equal((refused as { code?: string }).code, "ECONNREFUSED");
+  assert.equal(wasNotSent(refused), true, "a refused connection sent nothing");
   const s = await rawServer(() => {});
   try {
     await assert.rejects(pool.request(s.base, "PUT", "/x", { "idempotency-key": "a\r\nb" }, undefined, 1000), (e: Error & { code?: string }) => e.code === "ERR_INVALID_CHAR");
+    await assert.rejects(pool.request(s.base, "PUT", "/x", { "bad name": "v" }, undefined, 1000), (e: Error & { code?: string }) => e.code === "ERR_INVALID_CHAR");
     await assert.rejects(pool.request(s.base, "GET", "/a b", {}, undefined, 1000), (e: Error & { code?: string }) => e.code === "ERR_UNESCAPED_CHARACTERS");
     assert.equal(s.connections(), 0, "nothing was sent");
-    const inFlight = pool.request(s.base, "GET", "/never", {}, undefined, 5000);
-    const waiting = Promise.all([inFlight, pool.request(s.base, "GET", "/never", {}, undefined, 5000), pool.request(s.base, "GET", "/queued", {}, undefined, 5000)]);
+    const settled = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e as Error & { code?: string });
+    const inFlight = [settled(pool.request(s.base, "GET", "/never", {}, undefined, 5000)), settled(pool.request(s.base, "GET", "/never", { "x-note": "caf\u00e9" }, undefined, 5000))];
+    // Beyond the bound of 2: waits; one that waits past its own time limit was never sent, and the node is not to blame.
+    const waitedOut = await settled(pool.request(s.base, "GET", "/waited", {}, undefined, 50));
+    assert.deepEqual([waitedOut?.code, wasNotSent(waitedOut), waitedForPool(waitedOut)], ["ETIMEDOUT", true, true]);
+    const queued = settled(pool.request(s.base, "GET", "/queued", {}, undefined, 5000));
     const sent = Date.now() + 2000;
     while (s.requests.length < 2 && Date.now() < sent) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(s.requests.some((r) => r.includes("x-note: caf\xe9\r\n")), `a value with obs-text (0x80-0xff) is sent as is: ${JSON.stringify(s.requests)}`);
     pool.close();
-    await assert.rejects(waiting, (e: Error & { code?: string }) => e.code === "ECONNRESET");
-    await assert.rejects(pool.request(s.base, "GET", "/", {}, undefined, 1000), (e: Error & { code?: string }) => e.code === "ECONNRESET");
+    // Closing ends the requests in flight (sent: their outcome is the node's) and those still waiting (never sent).
+    for (const e of await Promise.all(inFlight)) assert.deepEqual([e?.code, wasNotSent(e)], ["ECONNRESET", false]);
+    const q = await queued;
+    assert.deepEqual([q?.code, wasNotSent(q)], ["ECONNRESET", true]);
+    const after = await settled(pool.request(s.base, "GET", "/", {}, undefined, 1000));
+    assert.deepEqual([after?.code, wasNotSent(after)], ["ECONNRESET", true]);
+    const ended = Date.now() + 2000;
+    while (s.closed() < 2 && Date.now() < ended) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.closed(), 2, "the connections in use were closed");
   } finally {
     pool.close();
     s.server.close();

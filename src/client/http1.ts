@@ -7,7 +7,7 @@
  * node:http) answers: a status line, headers, and a body framed by Content-Length, by chunked transfer
  * coding, or by the end of the connection. Event streams (the watch) stay on node:http (transport.ts).
  */
-import { type Socket, connect as netConnect } from "node:net";
+import { type Socket, isIP, connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { assert } from "../util/assert.js";
 
@@ -30,8 +30,29 @@ function netError(message: string, code: string): Error {
   return Object.assign(new Error(message), { code });
 }
 
-/** Header names and values must not break the request's framing. */
-const HEADER_SAFE = /^[\t\x20-\x7e]*$/;
+/**
+ * An error of a request that never left this client (no connection, none free in time, the client
+ * closed): nothing was sent, so nothing can have been applied, and any request may be sent again.
+ * `poolWait`: it waited for one of this client's own connections, so the node is not to blame.
+ */
+function notSentError(message: string, code: string, poolWait = false): Error {
+  return Object.assign(new Error(message), { code, notSent: true, ...(poolWait ? { poolWait: true } : {}) });
+}
+
+/** Whether the request failed before any of it was written to a connection (see notSentError). */
+export function wasNotSent(e: unknown): boolean {
+  return (e as { notSent?: unknown }).notSent === true;
+}
+
+/** Whether the request failed waiting for a free connection of this client's pool. */
+export function waitedForPool(e: unknown): boolean {
+  return (e as { poolWait?: unknown }).poolWait === true;
+}
+
+/** A header name is a token; a path and header values may not hold controls (obs-text, 0x80-0xff, is allowed in values, as node:http allows it). */
+const PATH_SAFE = /^[\x21-\x7e]*$/;
+const NAME_SAFE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const VALUE_SAFE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 interface Pending {
   resolve: (a: Http1Answer) => void;
@@ -67,7 +88,9 @@ class Connection {
     return new Promise<Http1Answer>((resolve, reject) => {
       const timer = setTimeout(() => this.destroy(netError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
       this.pending = { resolve, reject, timer, head: isHead };
-      this.socket.write(body === undefined ? head : Buffer.concat([Buffer.from(head, "latin1"), body]));
+      // The head is Latin-1 (one byte per character, as node:http writes it), with or without a body.
+      if (body === undefined) this.socket.write(head, "latin1");
+      else this.socket.write(Buffer.concat([Buffer.from(head, "latin1"), body]));
     });
   }
 
@@ -219,6 +242,8 @@ interface Waiter {
 interface Origin {
   base: URL;
   idle: Connection[];
+  /** Every open connection, idle or in use (close() ends them all). */
+  all: Set<Connection>;
   /** Connections open or being opened. Invariant: idle.length <= open <= socketsMax. */
   open: number;
   /** Requests waiting for a connection, oldest first (not bounded here: each is a caller's pending call, and its time limit covers the wait). */
@@ -239,10 +264,10 @@ export class Http1Pool {
    * TypeError (code ERR_…, as node:http's) when the path or a header would break the request's framing.
    */
   async request(base: URL, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined, timeoutMs: number): Promise<Http1Answer> {
-    if (!path.startsWith("/") || !HEADER_SAFE.test(path) || /\s/.test(path)) throw Object.assign(new TypeError(`path ${JSON.stringify(path)} cannot be sent as it is`), { code: "ERR_UNESCAPED_CHARACTERS" });
+    if (!path.startsWith("/") || !PATH_SAFE.test(path)) throw Object.assign(new TypeError(`path ${JSON.stringify(path)} cannot be sent as it is`), { code: "ERR_UNESCAPED_CHARACTERS" });
     let head = `${method} ${path} HTTP/1.1\r\nHost: ${base.host}\r\n`;
     for (const [name, value] of Object.entries(headers)) {
-      if (name === "" || !HEADER_SAFE.test(name) || !HEADER_SAFE.test(value)) throw Object.assign(new TypeError(`header ${JSON.stringify(name)} has characters HTTP cannot carry`), { code: "ERR_INVALID_CHAR" });
+      if (!NAME_SAFE.test(name) || !VALUE_SAFE.test(value)) throw Object.assign(new TypeError(`header ${JSON.stringify(name)} has characters HTTP cannot carry`), { code: "ERR_INVALID_CHAR" });
       head += `${name}: ${value}\r\n`;
     }
     if (body !== undefined) head += `Content-Length: ${body.byteLength}\r\n`;
@@ -252,26 +277,30 @@ export class Http1Pool {
     return conn.send(head, body, Math.max(1, deadline - Date.now()), method === "HEAD");
   }
 
-  /** Ends every connection; requests in flight or waiting fail with ECONNRESET. */
+  /**
+   * Ends every connection: requests in flight fail with ECONNRESET (they were sent: their outcome is
+   * the node's), requests waiting for a connection or opening one fail as never sent.
+   */
   close(): void {
     this.closed = true;
     for (const o of this.origins.values()) {
-      for (const w of o.waiting.splice(0)) w.refuse(netError("the client was closed", "ECONNRESET"));
-      for (const c of o.idle.splice(0)) c.destroy(netError("the client was closed", "ECONNRESET"));
+      for (const w of o.waiting.splice(0)) w.refuse(notSentError("the client was closed", "ECONNRESET"));
+      o.idle.length = 0;
+      for (const c of [...o.all]) c.destroy(netError("the client was closed", "ECONNRESET"));
     }
   }
 
   private originOf(base: URL): Origin {
     let o = this.origins.get(base.origin);
     if (o === undefined) {
-      o = { base, idle: [], open: 0, waiting: [] };
+      o = { base, idle: [], all: new Set(), open: 0, waiting: [] };
       this.origins.set(base.origin, o);
     }
     return o;
   }
 
   private connection(o: Origin, timeoutMs: number): Promise<Connection> {
-    if (this.closed) return Promise.reject(netError("the client was closed", "ECONNRESET"));
+    if (this.closed) return Promise.reject(notSentError("the client was closed", "ECONNRESET"));
     const idle = o.idle.pop();
     if (idle !== undefined) return Promise.resolve(idle);
     if (o.open < this.socketsMax) return this.opened(o, timeoutMs);
@@ -281,7 +310,7 @@ export class Http1Pool {
         done = true;
         const i = o.waiting.indexOf(w);
         if (i >= 0) o.waiting.splice(i, 1);
-        reject(netError(`no free connection within ${timeoutMs} ms`, "ETIMEDOUT"));
+        reject(notSentError(`none of this client's ${this.socketsMax} connections to it was free within ${timeoutMs} ms`, "ETIMEDOUT", true));
       }, timeoutMs);
       const w: Waiter = {
         take: (c) => {
@@ -312,7 +341,14 @@ export class Http1Pool {
       this.forget(o, null);
       throw e;
     }
-    return new Connection(socket, (c) => this.release(o, c), (c) => this.forget(o, c));
+    if (this.closed) {
+      socket.destroy();
+      this.forget(o, null);
+      throw notSentError("the client was closed", "ECONNRESET");
+    }
+    const c = new Connection(socket, (c) => this.release(o, c), (c) => this.forget(o, c));
+    o.all.add(c);
+    return c;
   }
 
   private connect(base: URL, timeoutMs: number): Promise<Socket> {
@@ -320,8 +356,9 @@ export class Http1Pool {
     const port = Number(base.port || (tls ? 443 : 80));
     const host = base.hostname.startsWith("[") ? base.hostname.slice(1, -1) : base.hostname;
     return new Promise<Socket>((resolve, reject) => {
-      const s: Socket = tls ? tlsConnect({ host, port, servername: host }, () => done(null)) : netConnect({ host, port }, () => done(null));
-      const timer = setTimeout(() => done(netError(`no connection within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
+      // SNI names a host, never an address (RFC 6066; Node warns otherwise).
+      const s: Socket = tls ? tlsConnect({ host, port, ...(isIP(host) === 0 ? { servername: host } : {}) }, () => done(null)) : netConnect({ host, port }, () => done(null));
+      const timer = setTimeout(() => done(notSentError(`no connection within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
       const onError = (e: Error) => done(e);
       s.once("error", onError);
       function done(e: Error | null): void {
@@ -330,22 +367,39 @@ export class Http1Pool {
         if (e === null) resolve(s);
         else {
           s.destroy();
-          reject(e);
+          // Refused, unresolvable, timed out: the connection never opened, so no request was sent.
+          reject(Object.assign(e, { notSent: true }));
         }
       }
     });
   }
 
-  /** A connection free again: given to the oldest waiting request, else kept idle. */
+  /**
+   * A connection free again: given to the oldest waiting request, else kept idle. A waiter gets it only
+   * after the I/O events already read (a node's FIN right behind its answer) were seen: sent at once,
+   * its request could go out on a connection the node has just closed.
+   */
   private release(o: Origin, c: Connection): void {
-    for (let w = o.waiting.shift(); w !== undefined; w = o.waiting.shift()) if (w.take(c)) return;
-    if (this.closed) c.destroy(netError("the client was closed", "ECONNRESET"));
-    else o.idle.push(c);
+    if (this.closed) {
+      c.destroy(netError("the client was closed", "ECONNRESET"));
+      return;
+    }
+    if (o.waiting.length === 0) {
+      o.idle.push(c);
+      return;
+    }
+    setImmediate(() => {
+      if (c.closed) return; // forget() has let the oldest waiter open its own
+      for (let w = o.waiting.shift(); w !== undefined; w = o.waiting.shift()) if (w.take(c)) return;
+      if (this.closed) c.destroy(netError("the client was closed", "ECONNRESET"));
+      else o.idle.push(c);
+    });
   }
 
   /** A connection closed, or failed to open: the oldest waiting request may open its own now. */
   private forget(o: Origin, c: Connection | null): void {
     if (c !== null) {
+      o.all.delete(c);
       const i = o.idle.indexOf(c);
       if (i >= 0) o.idle.splice(i, 1);
     }

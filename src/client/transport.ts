@@ -13,7 +13,7 @@ import { ShoalError } from "./errors.js";
 import type { Applied } from "../api/error-table.js";
 import { SESSION_HEADER, SessionTokens } from "./session.js";
 import { LEADER_HEADER } from "../api/session.js";
-import { type Http1Answer, Http1Pool } from "./http1.js";
+import { type Http1Answer, Http1Pool, waitedForPool, wasNotSent } from "./http1.js";
 
 /** Node endpoints remembered from the shard map (a cluster has fewer nodes than this). */
 const URL_CACHE_MAX = 1024;
@@ -131,19 +131,22 @@ export class Transport {
         a = await this.once(to, c, body, timeoutMs);
       } catch (e) {
         if (!networkError(e)) throw e; // a header Node refuses, say: the request's own fault
-        last = unreachable(to, e, c.write);
+        // Never sent (no connection, none free in time): nothing applied, and safe to send again.
+        const sent = !wasNotSent(e);
+        last = unreachable(to, e, c.write && sent);
         hintS = null;
         if (direct !== null) {
           // The shard map's node is gone or moved: the gateways take it from here, at once (this
-          // attempt does not count), and the map forgets it.
-          this.onPreferredUnreachable?.(c.prefer!);
+          // attempt does not count), and the map forgets it, unless only this client's own
+          // connections to it were busy.
+          if (!waitedForPool(e)) this.onPreferredUnreachable?.(c.prefer!);
           direct = null;
-          if (!c.idempotent && c.write) break;
+          if (!c.idempotent && c.write && sent) break;
           attempt--;
           continue;
         }
         at = (at + 1) % this.endpoints.length;
-        if (!c.idempotent && c.write) break;
+        if (!c.idempotent && c.write && sent) break;
         continue;
       }
       if (direct === null) this.preferred = at;
