@@ -87,6 +87,13 @@ test("/metrics: request latency by operation, collection and outcome; Raft, WAL,
     assert.equal((await app.inject({ method: "DELETE", url: rec("m2") })).statusCode, 200);
     assert.equal((await app.inject({ url: "/v1/collections/default/records?limit=5" })).statusCode, 200);
     assert.equal((await app.inject({ url: "/v1/collections/nonesuch/records/x" })).statusCode, 404);
+    // A leader change (the first leaders after the start are not changes): shard 1's leadership handed on.
+    const one = api.c.nodes.get(1)!;
+    await waitFor("shard 1's leader known", () => one.leaderOf(1) !== 0);
+    const from = one.leaderOf(1);
+    const to = from === 3 ? 2 : 3;
+    assert.equal(await api.c.nodes.get(from)!.transferLeadershipAndWait(1, to), "completed");
+    await waitFor("node 1 saw the new leader", () => one.leaderOf(1) === to);
     // The placement driver runs on the metadata leader: its node exports the cluster's health.
     await waitFor("a metadata leader", () => api.c.nodes.get(1)!.leaderOf(META_GROUP) !== 0);
     const pdNode = api.c.nodes.get(1)!.leaderOf(META_GROUP);
@@ -126,6 +133,15 @@ test("/metrics: request latency by operation, collection and outcome; Raft, WAL,
     const promtool = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
     if (promtool.error !== undefined) t.diagnostic(`promtool check metrics: skipped, promtool is not installed (Debian package prometheus): ${promtool.error.message}`);
     else assert.equal(promtool.status, 0, `promtool check metrics:\n${promtool.stdout}${promtool.stderr}`);
+
+    // A dropped collection's request series go with it (label values stay bounded by the collections that exist).
+    await waitFor("a collection created", async () => (await app.inject({ method: "POST", url: "/v1/collections", payload: { name: "brief", shards: 1 } })).statusCode === 200, 15_000);
+    assert.equal((await app.inject({ method: "PUT", url: "/v1/collections/brief/records/a", payload: { payload: 1 } })).statusCode, 200);
+    assert.equal(sampleOf(await scrape(1), "shoal_request_duration_seconds_count", { op: "put", collection: "brief", outcome: "ok", node: "1" }), "1");
+    assert.equal((await app.inject({ method: "DELETE", url: "/v1/collections/brief" })).statusCode, 200);
+    await waitFor("the drop applied on node 1", () => !api.c.nodes.get(1)!.metaState().collections.has("brief"));
+    assert.equal(sampleOf(await scrape(1), "shoal_request_duration_seconds_count", { op: "put", collection: "brief", outcome: "ok", node: "1" }), null);
+    assert.match(sampleOf(await scrape(1), "shoal_request_duration_seconds_count", { op: "put", collection: "default", outcome: "ok", node: "1" }) ?? "", /^[1-9]/);
   } finally {
     await api.stop();
   }

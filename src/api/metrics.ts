@@ -61,17 +61,25 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
   for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(name);
 
   const gauge = (name: string, help: string, read: () => number) => new Gauge({ name, help, registers, collect() { this.set(read()); } });
-  // A Counter that follows monotonic counters kept elsewhere (per label set): each scrape adds what each grew by.
-  const labelledCounter = <L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Iterable<[Record<L, string>, number]>) => {
-    const seen = new Map<string, number>();
+  /**
+   * A Counter that follows monotonic counters kept elsewhere: each scrape adds what each source grew by.
+   * A source is one item read (its labels, or the `source` key given: one peer link of a plane); a
+   * source seen lower than before started again (a link made anew) and adds all it counted, and a
+   * source that is gone leaves what it added, so the series never goes back nor flat.
+   */
+  const labelledCounter = <L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Iterable<[Record<L, string>, number, string?]>) => {
+    let seen = new Map<string, number>();
     return new Counter({
       name, help, labelNames, registers, collect() {
-        for (const [labels, now] of read()) {
-          const key = JSON.stringify(labels);
+        const now = new Map<string, number>();
+        for (const [labels, count, source] of read()) {
+          const key = `${JSON.stringify(labels)}${source ?? ""}`;
           const had = seen.get(key) ?? 0;
-          if (now > had) this.inc(labels, now - had);
-          seen.set(key, Math.max(had, now));
+          if (count > had) this.inc(labels, count - had);
+          else if (count < had && count > 0) this.inc(labels, count);
+          now.set(key, count);
         }
+        seen = now;
       },
     });
   };
@@ -86,10 +94,23 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
   };
 
   // Requests.
+  // The label sets observed per collection: a dropped collection's series go at the next scrape.
+  const observedIn = new Map<string, Set<string>>();
   const latency = new Histogram({
     name: "shoal_request_duration_seconds", help: "HTTP request latency by operation, collection and outcome (ok, or the error code answered)",
     labelNames: ["op", "collection", "outcome"], registers,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    collect() {
+      const known = node.metaState().collections;
+      for (const [collection, sets] of observedIn) {
+        if (collection === "" || known.has(collection)) continue;
+        for (const set of sets) {
+          const [op, outcome] = JSON.parse(set) as [string, string];
+          this.remove({ op, collection, outcome });
+        }
+        observedIn.delete(collection);
+      }
+    },
   });
   const errors = new Counter({ name: "shoal_request_errors_total", help: "error answers by code", labelNames: ["code"], registers });
   counter("shoal_gateway_forwarded_requests_total", "record writes and reads this node's gateway sent on to the shard's leader on another node", () => gateway.forwardedRequests);
@@ -101,7 +122,7 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
     ["shoal_raft_applied_entries_total", "committed log entries applied on this node", "applied"],
     ["shoal_raft_leaderships_won_total", "elections this node won (times it became leader of a shard)", "leadershipsWon"],
     ["shoal_raft_elections_started_total", "elections this node started as a candidate (won + lost)", "electionsStarted"],
-    ["shoal_raft_leader_changes_total", "times a group on this node saw a new leader", "leaderChanges"],
+    ["shoal_raft_leader_changes_total", "times a group on this node saw its leader change (the first leader it learns of after a start is not counted)", "leaderChanges"],
     ["shoal_raft_successor_campaigns_total", "elections started at once because the shard's leader's node was lost and this node is its chosen successor", "successorCampaigns"],
     ["shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", "leaderTransfersStarted"],
     ["shoal_raft_snapshots_installed_total", "snapshots installed on this node's replicas", "snapshotsInstalled"],
@@ -139,9 +160,16 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
 
   // Transport, per plane.
   const links = () => node.transport.stats();
-  labelledCounter("shoal_transport_frames_sent_total", "frames written to peers' connections", ["plane"], () => perPlane(links(), (l) => l.framesSent));
-  labelledCounter("shoal_transport_frames_dropped_total", "frames dropped: queue full or peer unreachable (Raft treats them as lost messages)", ["plane"], () => perPlane(links(), (l) => l.framesDropped));
-  labelledCounter("shoal_transport_sent_bytes_total", "bytes written to peers' connections (snapshots travel on the bulk plane)", ["plane"], () => perPlane(links(), (l) => l.bytesSent));
+  // Per link, so that a peer's link going away takes nothing back from its plane's counts.
+  const perLink = (read: (l: ReturnType<typeof links>[number]) => number) => () =>
+    links().map((l) => [{ plane: l.plane }, read(l), `/${l.peer}`] as [Record<"plane", string>, number, string]);
+  const transportCounters = [
+    labelledCounter("shoal_transport_frames_sent_total", "frames written to peers' connections", ["plane"], perLink((l) => l.framesSent)),
+    labelledCounter("shoal_transport_frames_dropped_total", "frames dropped: queue full or peer unreachable (Raft treats them as lost messages)", ["plane"], perLink((l) => l.framesDropped)),
+    labelledCounter("shoal_transport_sent_bytes_total", "bytes written to peers' connections (snapshots travel on the bulk plane)", ["plane"], perLink((l) => l.bytesSent)),
+  ];
+  // Every plane has its series from the start (0), peers or not.
+  for (const counter of transportCounters) for (const plane of PLANES) counter.inc({ plane }, 0);
   new Gauge({
     name: "shoal_transport_queued_frames", help: "frames queued on outbound connections", labelNames: ["plane"], registers,
     collect() { for (const [l, n] of perPlane(links(), (x) => x.queuedFrames)) this.set(l, n); },
@@ -190,7 +218,12 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
 
   return {
     registry,
-    observeRequest: (op, collection, outcome, seconds) => latency.observe({ op, collection, outcome }, seconds),
+    observeRequest: (op, collection, outcome, seconds) => {
+      latency.observe({ op, collection, outcome }, seconds);
+      let sets = observedIn.get(collection);
+      if (sets === undefined) observedIn.set(collection, sets = new Set());
+      sets.add(JSON.stringify([op, outcome]));
+    },
     countError: (code) => errors.inc({ code }),
   };
 }

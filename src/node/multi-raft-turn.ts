@@ -260,8 +260,9 @@ export abstract class NodeTurn extends NodeApply {
     }
     for (const [g, rd] of readies) {
       if (rd.softState === null || rd.softState.lead === 0 || this.lastLeaders.get(g.id) === rd.softState.lead) continue;
+      // The first leader this process learns of (after a start, or of a new replica) is not a change.
+      if (this.lastLeaders.has(g.id)) this.counters.leaderChanges++;
       this.lastLeaders.set(g.id, rd.softState.lead);
-      this.counters.leaderChanges++;
       this.leaderSinceMs.set(g.id, this.clock.wallMs());
     }
     this.retryReadsOnLeaderChange(readies);
