@@ -92,8 +92,10 @@ test("/metrics: request latency by operation, collection and outcome; Raft, WAL,
     await waitFor("shard 1's leader known", () => one.leaderOf(1) !== 0);
     const from = one.leaderOf(1);
     const to = from === 3 ? 2 : 3;
-    assert.equal(await api.c.nodes.get(from)!.transferLeadershipAndWait(1, to), "completed");
-    await waitFor("node 1 saw the new leader", () => one.leaderOf(1) === to);
+    // Asked through the API: a manual operator of the placement driver, counted by kind once it ended.
+    const asked = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/transfer-leader?waitMs=30000", payload: { to } });
+    assert.equal(asked.statusCode, 200, asked.body);
+    await waitFor("node 1 saw the new leader", () => one.leaderOf(1) === to, 15_000);
     // The placement driver runs on the metadata leader: its node exports the cluster's health.
     await waitFor("a metadata leader", () => api.c.nodes.get(1)!.leaderOf(META_GROUP) !== 0);
     const pdNode = api.c.nodes.get(1)!.leaderOf(META_GROUP);
@@ -118,6 +120,8 @@ test("/metrics: request latency by operation, collection and outcome; Raft, WAL,
     for (const [name, labels, value] of expected) assert.match(sampleOf(text, name, { ...labels, node: "1" }) ?? "(none)", value, `${name} ${JSON.stringify(labels)}`);
     // The driver starts with its first cycle on the metadata leader.
     await waitFor("the placement driver active", async () => sampleOf(await scrape(pdNode), "shoal_placement_driver_active", { node: String(pdNode) }) === "1");
+    const manual = { kind: "transfer-leader", reason: "manual", outcome: "done", node: String(pdNode) };
+    await waitFor("the manual transfer counted as ended", async () => /^[1-9]/.test(sampleOf(await scrape(pdNode), "shoal_placement_operators_total", manual) ?? ""), 15_000);
     const pd = await scrape(pdNode);
     for (const family of ["shoal_cluster_dead_nodes", "shoal_cluster_under_replicated_shards", "shoal_cluster_leaderless_shards", "shoal_cluster_hottest_shard_requests_per_second"]) {
       assert.match(sampleOf(pd, family, { node: String(pdNode) }) ?? "(none)", /^\d/, family);

@@ -13,7 +13,7 @@
  *              bytes, each peer's breaker state
  *   cluster:   from the placement driver, on the node that runs it (0 elsewhere: take the max over
  *              nodes): dead nodes, under-replicated and leaderless shards, the hottest shard's request
- *              rate and the split threshold it is held to, operators ended by reason and outcome
+ *              rate and the split threshold it is held to, operators ended by kind, reason and outcome
  *   disk:      the data directory's filesystem size and free bytes
  *   indexes:   vector and payload index lag and backlog
  */
@@ -197,8 +197,8 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
       ["shoal_cluster_hottest_shard_requests_per_second", "the highest request rate a leader reported for one shard (placement driver's view; 0 on other nodes)", (h) => h?.hottestShardRequestRate ?? 0],
     ]);
     gauge("shoal_placement_split_requests_per_second", "the request rate past which the placement driver splits a shard (setting splitRequestRate; 0: never)", () => currentSettings(node.metaState()).placement.splitRequestRate);
-    labelledCounter("shoal_placement_operators_total", "operators ended on this node's placement driver, by reason and outcome", ["reason", "outcome"],
-      () => [...placement.operatorsEnded.values()].map((o) => [{ reason: o.reason, outcome: o.outcome }, o.count] as [Record<"reason" | "outcome", string>, number]));
+    labelledCounter("shoal_placement_operators_total", "operators ended on this node's placement driver, by kind (move, split, transfer-leader, …), reason and outcome", ["kind", "reason", "outcome"],
+      () => [...placement.operatorsEnded.values()].map((o) => [{ kind: o.kind, reason: o.reason, outcome: o.outcome }, o.count] as [Record<"kind" | "reason" | "outcome", string>, number]));
   }
 
   // Disk.

@@ -19,7 +19,7 @@
  */
 import { type MetaCommand, type MetaState, type OperatorRecord, type OperatorStatus, currentSettings } from "../meta/state.js";
 import { type Refusal, busyRefusal, manualOperator } from "../placement/manual.js";
-import { operatorShards } from "../placement/operators.js";
+import { operatorKind, operatorShards } from "../placement/operators.js";
 import { PlacementError, placeNewShards } from "../placement/born.js";
 import type { CollectionSpec } from "../meta/collections.js";
 import type { Position } from "../meta/ranges.js";
@@ -180,14 +180,15 @@ export class PlacementDriver {
     return clusterHealth(this.view(this.clock.wallMs(), cfg), cfg);
   }
 
-  /** Operators this node's driver saw end since it started, by reason and outcome (for metrics). */
-  readonly operatorsEnded = new Map<string, { reason: OperatorReason; outcome: OperatorStatus; count: number }>();
+  /** Operators this node's driver saw end since it started, by kind, reason and outcome (for metrics). */
+  readonly operatorsEnded = new Map<string, { kind: ReturnType<typeof operatorKind>; reason: OperatorReason; outcome: OperatorStatus; count: number }>();
 
   private countEnded(op: Operator, outcome: OperatorStatus): void {
-    const key = `${op.reason}/${outcome}`;
+    const kind = operatorKind(op);
+    const key = `${kind}/${op.reason}/${outcome}`;
     const had = this.operatorsEnded.get(key);
     if (had !== undefined) had.count++;
-    else this.operatorsEnded.set(key, { reason: op.reason, outcome, count: 1 });
+    else this.operatorsEnded.set(key, { kind, reason: op.reason, outcome, count: 1 });
   }
 
   private receive(from: NodeId, reports: ShardReport[]): void {
