@@ -25,7 +25,8 @@
  */
 import { ProcCluster } from "../src/chaos/cluster.js";
 import { type ReadConsistency, ShoalClient } from "../src/client/index.js";
-import { abandonOnExit, intArg, percentile, sleep } from "./procs.js";
+import { availableParallelism } from "node:os";
+import { abandonOnExit, cpuSeconds, intArg, percentile, sleep } from "./procs.js";
 
 const args = process.argv.slice(2);
 const seconds = intArg(args, "seconds", 5, 1, 600);
@@ -120,7 +121,7 @@ async function main(): Promise<void> {
       }
     }
     if (parts.has("routing")) await routing(clients);
-    if (parts.has("levels")) await levels(clients.gateway, [...leaders][0]!, url);
+    if (parts.has("levels")) await levels(clients.gateway, [...leaders][0]!, url, [1, 2, 3].map((id) => c.pid(id)!));
     for (const client of Object.values(clients)) client.close();
   } finally {
     await c.destroy();
@@ -131,13 +132,14 @@ function latencies(s: number[]): string {
   return `${percentile(s, 0.5).toFixed(2)} | ${percentile(s, 0.95).toFixed(2)} | ${percentile(s, 0.99).toFixed(2)}`;
 }
 
-async function levels(loader: ShoalClient, leader: number, url: (id: number) => string): Promise<void> {
+async function levels(loader: ShoalClient, leader: number, url: (id: number) => string, pids: number[]): Promise<void> {
   const concurrency = Math.max(...concurrencies);
   // Session reads carry the token of the writes that loaded the keys (what a session that wrote them holds).
   const token = loader.sessionToken();
   const every = [1, 2, 3].map((id) => new ShoalClient({ endpoints: [url(id)], routing: false, sessionToken: token }));
   const atLeader = new ShoalClient({ endpoints: [url(leader)], routing: false });
-  const cells = new Map<string, { ops: number; seconds: number; errors: number; samplesMs: number[] }>();
+  // CPU seconds used meanwhile by each node and by this client: where the machine's cores went.
+  const cells = new Map<string, { ops: number; seconds: number; errors: number; samplesMs: number[]; nodeCpuS: number[]; clientCpuS: number }>();
   // V8 compiles the read paths in tiers over the first seconds of load: without this, the first level
   // measured ran a third slower than in later rounds.
   for (const level of LEVELS) await load(level.spread ? every : atLeader, level.consistency, concurrency, LEVELS_WARMUP_MS, null);
@@ -146,10 +148,15 @@ async function levels(loader: ShoalClient, leader: number, url: (id: number) => 
     for (let i = 0; i < LEVELS.length; i++) {
       const level = LEVELS[(i + round) % LEVELS.length]!;
       let cell = cells.get(level.name);
-      if (cell === undefined) cells.set(level.name, (cell = { ops: 0, seconds: 0, errors: 0, samplesMs: [] }));
+      if (cell === undefined) cells.set(level.name, (cell = { ops: 0, seconds: 0, errors: 0, samplesMs: [], nodeCpuS: pids.map(() => 0), clientCpuS: 0 }));
       const clients = level.spread ? every : atLeader;
       await load(clients, level.consistency, concurrency, WARMUP_MS, null);
+      const nodeBefore = pids.map(cpuSeconds);
+      const clientBefore = process.cpuUsage();
       const r = await load(clients, level.consistency, concurrency, seconds * 1000, cell.samplesMs);
+      pids.forEach((pid, i) => (cell!.nodeCpuS[i]! += cpuSeconds(pid) - nodeBefore[i]!));
+      const used = process.cpuUsage(clientBefore);
+      cell.clientCpuS += (used.user + used.system) / 1e6;
       cell.ops += r.ops;
       cell.errors += r.errors;
       cell.seconds += seconds;
@@ -159,13 +166,18 @@ async function levels(loader: ShoalClient, leader: number, url: (id: number) => 
   for (const client of [...every, atLeader]) client.close();
   const base = cells.get(LEVELS[0]!.name)!;
   console.log(`\nRead levels: gets at ${concurrency} concurrent, leader of the shard: node ${leader}\n`);
-  console.log("| get | ops/s | p50 ms | p95 ms | p99 ms | errors | ops/s x leader-only linearizable |\n|---|---:|---:|---:|---:|---:|---:|");
+  const cores = availableParallelism();
+  console.log(`| get | ops/s | p50 ms | p95 ms | p99 ms | errors | ops/s x leader-only linearizable | CPU % nodes 1 / 2 / 3 | CPU % client | machine busy (${cores} cores) | node CPU us per get |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`);
   for (const level of LEVELS) {
     const x = cells.get(level.name)!;
     x.samplesMs.sort((a, b) => a - b);
-    console.log(`| ${level.name} | ${(x.ops / x.seconds).toFixed(0)} | ${latencies(x.samplesMs)} | ${x.errors} | ${((x.ops / x.seconds) / (base.ops / base.seconds)).toFixed(2)} |`);
+    const pct = (cpuS: number) => (100 * cpuS) / x.seconds;
+    const nodesCpuS = x.nodeCpuS.reduce((a, b) => a + b, 0);
+    console.log(`| ${level.name} | ${(x.ops / x.seconds).toFixed(0)} | ${latencies(x.samplesMs)} | ${x.errors} | ${((x.ops / x.seconds) / (base.ops / base.seconds)).toFixed(2)} | ` +
+      `${x.nodeCpuS.map((s) => pct(s).toFixed(0)).join(" / ")} | ${pct(x.clientCpuS).toFixed(0)} | ${(pct(nodesCpuS + x.clientCpuS) / cores).toFixed(0)} % | ${((1e6 * nodesCpuS) / Math.max(1, x.ops)).toFixed(0)} |`);
   }
   console.log("\nTarget: session and bounded reads from every node at least 1.5x the throughput of leader-only linearizable reads.");
+  console.log("A machine busy near 100 % in the leader-only row leaves spreading nothing to gain here: the nodes share its cores.");
 }
 
 async function routing(clients: Record<Path, ShoalClient>): Promise<void> {
