@@ -7,6 +7,7 @@
  *
  *   node dist/bench/load.js --target shoal --endpoints http://127.0.0.1:7400,http://127.0.0.1:7401 \
  *        --connections 64 --seconds 10 --key-bytes 8 --value-bytes 256 --read-ratio 0 [--consistency eventual] [--idempotency-keys]
+ *        [--direct-in-flight-max N]
  */
 import { type ReadConsistency, ShoalClient } from "../src/client/index.js";
 import { Http1Pool } from "../src/client/http1.js";
@@ -29,7 +30,9 @@ const consistency = arg("consistency", "linearizable");
 // Shoal writes only: each write carries a new Idempotency-Key (what a careful client sends), to measure its cost.
 const idempotencyKeys = args.includes("--idempotency-keys");
 if (target !== "shoal" && target !== "etcd" && target !== "shoal-sdk") throw new Error(`--target must be shoal, shoal-sdk or etcd, got ${target}`);
-const sdk = target === "shoal-sdk" ? new ShoalClient({ endpoints, socketsPerEndpointMax: connections }) : null;
+// --direct-in-flight-max: the SDK's bound on requests routed to one node at once (its default when not given).
+const directArg = args.includes("--direct-in-flight-max") ? Number(arg("direct-in-flight-max", "16")) : undefined;
+const sdk = target === "shoal-sdk" ? new ShoalClient({ endpoints, socketsPerEndpointMax: connections, ...(directArg !== undefined ? { directInFlightMax: directArg } : {}) }) : null;
 if (sdk !== null && !(await sdk.refreshShardMap())) throw new Error("shoal-sdk: the client could not read the shard map");
 const sdkRecords = sdk?.collection("default") ?? null;
 

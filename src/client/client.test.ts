@@ -68,7 +68,7 @@ test("an unreachable endpoint is skipped; a write no node took is not applied, o
     two.close();
     notReady.server.close();
     // A shard map's node that cannot be reached: the endpoints answer at once, within the same attempts.
-    const t = new Transport({ endpoints: [s.url], timeoutMs: 2000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 2 });
+    const t = new Transport({ endpoints: [s.url], timeoutMs: 2000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 2, directInFlightMax: 16 });
     assert.deepEqual(await t.call({ method: "GET", path: "/x", write: false, idempotent: true, prefer: `http://127.0.0.1:${dead}` }), { id: "a", payload: 1, version: 2 });
     t.close();
     // Refused connections: the write never left the client, so it was not applied (and was tried again).

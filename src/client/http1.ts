@@ -248,6 +248,8 @@ interface Origin {
   open: number;
   /** Requests waiting for a connection, oldest first (not bounded here: each is a caller's pending call, and its time limit covers the wait). */
   waiting: Waiter[];
+  /** Requests to this origin not settled yet (waiting for a connection, or sent and not answered). */
+  inFlight: number;
 }
 
 export class Http1Pool {
@@ -273,8 +275,19 @@ export class Http1Pool {
     if (body !== undefined) head += `Content-Length: ${body.byteLength}\r\n`;
     head += "\r\n";
     const deadline = Date.now() + timeoutMs;
-    const conn = await this.connection(this.originOf(base), timeoutMs);
-    return conn.send(head, body, Math.max(1, deadline - Date.now()), method === "HEAD");
+    const origin = this.originOf(base);
+    origin.inFlight++;
+    try {
+      const conn = await this.connection(origin, timeoutMs);
+      return await conn.send(head, body, Math.max(1, deadline - Date.now()), method === "HEAD");
+    } finally {
+      origin.inFlight--;
+    }
+  }
+
+  /** Requests to `base`'s origin not settled yet. */
+  inFlight(base: URL): number {
+    return this.origins.get(base.origin)?.inFlight ?? 0;
   }
 
   /**
@@ -293,7 +306,7 @@ export class Http1Pool {
   private originOf(base: URL): Origin {
     let o = this.origins.get(base.origin);
     if (o === undefined) {
-      o = { base, idle: [], all: new Set(), open: 0, waiting: [] };
+      o = { base, idle: [], all: new Set(), open: 0, waiting: [], inFlight: 0 };
       this.origins.set(base.origin, o);
     }
     return o;

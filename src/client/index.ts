@@ -43,6 +43,11 @@ export interface ShoalClientOptions {
    * client keeps (default true); false: every request through the endpoints (gateways).
    */
   routing?: boolean;
+  /**
+   * Requests routed to one node at once, at most (default 16): beyond, they go through the endpoints in
+   * turn, which forward them, so that under load one leader does not parse every request alone.
+   */
+  directInFlightMax?: number;
   /** The shard map is read again in the background once older than this (default 5,000 ms). */
   mapMaxAgeMs?: number;
   /** The level of reads that name none (default: the server's, linearizable). */
@@ -62,7 +67,7 @@ export class ShoalClient {
   constructor(opts: ShoalClientOptions) {
     this.t = new Transport({
       endpoints: opts.endpoints, timeoutMs: opts.timeoutMs ?? 10_000, attemptsMax: opts.attemptsMax ?? 5,
-      backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax: opts.socketsPerEndpointMax ?? 64,
+      backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax: opts.socketsPerEndpointMax ?? 64, directInFlightMax: opts.directInFlightMax ?? 16,
     }, opts.sessionToken);
     this.consistency = opts.consistency;
     const protocol = new URL(opts.endpoints[0]!).protocol === "https:" ? "https:" : "http:";

@@ -29,6 +29,11 @@ export interface TransportOptions {
   backoffMsMax: number;
   /** Connections kept per endpoint. */
   socketsPerEndpointMax: number;
+  /**
+   * Requests sent straight to one shard map node (a leader) at once, at most; more go through the
+   * endpoints in turn, which forward them (so that one node does not parse every client's request alone).
+   */
+  directInFlightMax: number;
 }
 
 export interface Call {
@@ -92,6 +97,8 @@ export class Transport {
   private readonly https: HttpsAgent;
   /** The endpoint tried first: the last one that answered. */
   private preferred = 0;
+  /** Turns over the endpoints for requests a busy shard map node does not take (directInFlightMax). */
+  private spread = 0;
   private closed = false;
   /** What this client's answers showed of each shard: every answer's token is merged in. */
   readonly session: SessionTokens;
@@ -103,7 +110,7 @@ export class Transport {
   constructor(private readonly opts: TransportOptions, sessionToken?: string) {
     this.session = new SessionTokens(sessionToken);
     assert(opts.endpoints.length > 0, "a client needs at least one endpoint");
-    assert(opts.attemptsMax >= 1 && opts.timeoutMs > 0 && opts.backoffMsMax >= 0, "positive limits");
+    assert(opts.attemptsMax >= 1 && opts.timeoutMs > 0 && opts.backoffMsMax >= 0 && opts.directInFlightMax >= 1, "positive limits");
     this.endpoints = opts.endpoints.map((e) => {
       const url = new URL(e);
       if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`endpoint ${e}: only http: and https: URLs`);
@@ -122,6 +129,14 @@ export class Transport {
     let last: ShoalError | null = null;
     let hintS: number | null = null;
     let direct = c.prefer === undefined || c.prefer === null ? null : this.urlOf(c.prefer);
+    if (direct !== null && this.pool.inFlight(direct) >= this.opts.directInFlightMax) {
+      // The node is busy with this client's requests already: an endpoint forwards this one (one hop
+      // more, and its parsing off the leader), another endpoint than that node where there is one.
+      const busy = direct.origin;
+      direct = null;
+      at = this.spread++ % this.endpoints.length;
+      if (this.endpoints[at]!.origin === busy && this.endpoints.length > 1) at = (at + 1) % this.endpoints.length;
+    }
     for (let attempt = 1; attempt <= this.opts.attemptsMax; attempt++) {
       if (attempt > 1) await pause(this.backoffMs(attempt, hintS));
       if (this.closed) throw closedError(last?.applied ?? "no");

@@ -88,6 +88,11 @@ export class RememberedQueue {
     return q;
   }
 
+  /** Whether an outcome is stored under `k` (exactly: `live` holds the stored ones), without reading the store. */
+  has(k: string): boolean {
+    return this.live.has(k);
+  }
+
   /** Outcomes stored. */
   get size(): number {
     return this.live.size;
