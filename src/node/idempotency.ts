@@ -73,6 +73,7 @@ function older(a: { v: number; k: string }, b: { v: number; k: string }): number
  * Invariant: `live` maps each stored outcome's key to its version; every live outcome has an item.
  */
 export class RememberedQueue {
+  /** Invariant: items[head..] are in `older` order (from() sorts, add() keeps it, drop() filters). */
   private items: { v: number; exp: number; k: string }[] = [];
   private head = 0;
   private readonly live = new Map<string, number>();
@@ -122,7 +123,12 @@ export class RememberedQueue {
       remove(oldest.k);
       forgotten++;
     }
-    if (this.head > 1024 && this.head * 2 > this.items.length) this.resort();
+    // The forgotten prefix goes once it is most of the array; what is left is in order already (no sort:
+    // sorting 50,000 items stalled the apply step ~30 ms every 50,000 keyed writes).
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
   }
 
   /** Drops the outcomes whose record moved to another shard (a split). */
