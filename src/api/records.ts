@@ -49,7 +49,7 @@ export function decodeCursor(cursor: string): string {
  * The answer's session token: the shards' versions, and this node's metadata index as the metadata
  * group's pair (a later session read waits for its node's shard map to be that new: sessionOfRequest).
  */
-function answerSession(reply: FastifyReply, node: MultiRaftNode, pairs: Iterable<readonly [number, number]>): void {
+export function answerSession(reply: FastifyReply, node: MultiRaftNode, pairs: Iterable<readonly [number, number]>): void {
   sendSession(reply, [...pairs, [META_GROUP, node.metaAppliedIndex()]]);
 }
 
@@ -298,11 +298,12 @@ export async function registerRecordRoutes(app: FastifyInstance, node: MultiRaft
         }, "bad_request", "bad_cursor", "collection_not_found", ...THROUGH_RAFT, "shard_split"),
       },
     },
-    async (req) => {
+    async (req, reply) => {
       checkCollection(req.params.collection);
       const after = req.query.cursor === undefined ? undefined : decodeCursor(req.query.cursor);
       // Exact across splits and merges: every shard's part read at a ReadIndex, the parts tiling the position space, or in a range collection following one another from the cursor on (node/scan.ts).
-      const { records, more } = await scanCollection(node, gateway, req.params.collection, req.query.limit, after);
+      const { records, more, session } = await scanCollection(node, gateway, req.params.collection, req.query.limit, after);
+      answerSession(reply, node, session);
       const nowMs = gateway.clock.wallMs();
       // Expired records not deleted yet are left out (the cursor still moves past them).
       return { records: records.filter(([, r]) => !isExpired(r, nowMs)).map(([id, r]) => recordView(id, r, req.query.withVector === true)), cursor: more ? encodeCursor(records[records.length - 1]![0]) : null };

@@ -14,11 +14,13 @@ import { type SearchRequest, type SearchResponse, countCollection, searchCollect
 import { boundView } from "../meta/ranges.js";
 
 /** An answer with its missing ranges as the API shows ranges (a range collection's open end: null). */
-function missingShown<A extends { missing: SearchResponse["missing"] }>(a: A): Omit<A, "missing"> & { missing: { range: { start: unknown; end: unknown }; shards: number[] }[] } {
-  return { ...a, missing: a.missing.map((m) => ({ ...m, range: { start: m.range.start, end: boundView(m.range.end) } })) };
+/** The answer's body: ranges shown as the API shows them, and its session token left out (it travels in the header). */
+function missingShown<A extends { missing: SearchResponse["missing"]; session: SearchResponse["session"] }>(a: A): Omit<A, "missing" | "session"> & { missing: { range: { start: unknown; end: unknown }; shards: number[] }[] } {
+  const { session: _session, missing, ...body } = a;
+  return { ...body, missing: missing.map((m) => ({ ...m, range: { start: m.range.start, end: boundView(m.range.end) } })) };
 }
 import { DELETED_PER_REQUEST_MAX, EXAMINED_PER_PAGE_MAX, deleteByFilter, scanFiltered } from "../data/filtered-scan.js";
-import { decodeCursor, encodeCursor, recordView, sessionOfRequest } from "./records.js";
+import { answerSession, decodeCursor, encodeCursor, recordView, sessionOfRequest } from "./records.js";
 import type { LevelBound, ReadConsistency } from "../data/index-service.js";
 import { ApiError, ERRORS } from "./error-table.js";
 import { classify } from "./envelope.js";
@@ -120,10 +122,12 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
       summary: "The k records nearest a vector, with an optional filter: every shard asked in parallel, their top k merged",
       response: responses(searchAnswer, ...errors),
     },
-  }, async (req) => {
+  }, async (req, reply) => {
     const c = found(req.params.collection);
     const session = await sessionOfRequest(gateway, req.headers, req.body.consistency === "session");
-    return missingShown(await searchCollection(node, gateway, c, request(c, req.body, "", session)));
+    const answer = await searchCollection(node, gateway, c, request(c, req.body, "", session));
+    answerSession(reply, node, answer.session);
+    return missingShown(answer);
   });
 
   app.post<{ Params: { collection: string }; Body: { searches: SearchBody[] } }>("/v1/collections/:collection/search/batch", {
@@ -137,18 +141,21 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
       },
       response: responses({ type: "object", required: ["answers"], properties: { answers: { type: "array", items: openObject } }, description: "`answers`: one per search, in order: a search's answer, or `{error: {code, message}}`" }, ...errors),
     },
-  }, async (req) => {
+  }, async (req, reply) => {
     const c = found(req.params.collection);
     // Every search checked before any is asked: a bad one refuses the batch, naming it.
     const session = await sessionOfRequest(gateway, req.headers, req.body.searches.some((b) => b.consistency === "session"));
     const requests = req.body.searches.map((b, i) => request(c, b, `searches[${i}].`, session));
     const answers: unknown[] = new Array(requests.length);
+    const pairs: [number, number][] = [];
     let next = 0;
     const run = async () => {
       while (next < requests.length) {
         const i = next++;
         try {
-          answers[i] = missingShown(await searchCollection(node, gateway, c, requests[i]!));
+          const answer = await searchCollection(node, gateway, c, requests[i]!);
+          pairs.push(...answer.session);
+          answers[i] = missingShown(answer);
         } catch (e) {
           const err = e as Error;
           const known = classify(err);
@@ -159,6 +166,7 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
       }
     };
     await Promise.all(Array.from({ length: Math.min(BATCH_PARALLEL, requests.length) }, run));
+    answerSession(reply, node, pairs);
     return { answers };
   });
 
@@ -173,12 +181,14 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
       },
       response: responses({ type: "object", required: ["count"], additionalProperties: true, description: "`count`, `shards`, `missing`, `unindexedKeys`, `tookMs`" }, ...errors),
     },
-  }, async (req) => {
+  }, async (req, reply) => {
     const c = found(req.params.collection);
     const b = req.body ?? { consistency: "linearizable", timeoutMs: 5000, allowPartial: false };
     const session = await sessionOfRequest(gateway, req.headers, b.consistency === "session");
-    return missingShown(await countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), b.consistency ?? "linearizable", b.timeoutMs ?? 5000, b.allowPartial ?? false,
-      boundOf(b.consistency, b.maxStalenessMs, session)));
+    const answer = await countCollection(node, gateway, c, parsedFilter(b.filter, "filter"), b.consistency ?? "linearizable", b.timeoutMs ?? 5000, b.allowPartial ?? false,
+      boundOf(b.consistency, b.maxStalenessMs, session));
+    answerSession(reply, node, answer.session);
+    return missingShown(answer);
   });
 
   app.post<{ Params: { collection: string }; Body: { filter?: unknown; limit: number; cursor?: string; consistency: ReadConsistency; maxStalenessMs?: number; withVector: boolean; timeoutMs: number } }>("/v1/collections/:collection/records/scan", {
@@ -197,13 +207,14 @@ export async function registerSearchRoutes(app: FastifyInstance, node: MultiRaft
       response: responses({ type: "object", required: ["records", "cursor"], additionalProperties: true, description: "`records` [{id, payload, version, vector?}], `cursor` (null: the end), `examined`" },
         ...errors, "bad_cursor"),
     },
-  }, async (req) => {
+  }, async (req, reply) => {
     const c = found(req.params.collection);
     const b = req.body ?? { limit: 100, consistency: "linearizable" as const, withVector: false, timeoutMs: 5000 };
     const after = b.cursor === undefined ? undefined : decodeCursor(b.cursor);
     const session = await sessionOfRequest(gateway, req.headers, b.consistency === "session");
     const page = await scanFiltered(node, gateway, c.name, parsedFilter(b.filter, "filter"), b.limit ?? 100, after, b.consistency ?? "linearizable", b.timeoutMs ?? 5000,
       boundOf(b.consistency, b.maxStalenessMs, session));
+    answerSession(reply, node, page.session);
     return {
       records: page.records.map(([id, r]) => recordView(id, r, b.withVector === true)),
       cursor: page.cursor === null ? null : encodeCursor(page.cursor), examined: page.examined,

@@ -22,7 +22,8 @@ export const DELETED_PER_REQUEST_MAX = 100_000;
 const DELETE_PAGE = 1000;
 
 export interface ReplicaScanRequest { filter: Filter | null; limit: number; after?: string; consistency: ReadConsistency; bound?: LevelBound }
-export interface ReplicaScanAnswer extends ShardView { records: [string, StoredRecord][]; through: string | null; examined: number }
+/** `version`: the replica's applied version as it read (the answer's pair of a session token). */
+export interface ReplicaScanAnswer extends ShardView { version: number; records: [string, StoredRecord][]; through: string | null; examined: number }
 
 /** A part of a filtered scan on this node's replica of `group` (the "records-scan" service). */
 export async function scanReplica(node: MultiRaftNode, group: number, req: ReplicaScanRequest): Promise<ReplicaScanAnswer> {
@@ -40,14 +41,16 @@ export async function scanReplica(node: MultiRaftNode, group: number, req: Repli
       after = id;
       if (isExpired(r, nowMs) || (req.filter !== null && !matches(req.filter, r.payload))) continue;
       records.push([id, r]);
-      if (records.length > req.limit) return { ...view, records, through: id, examined };
+      if (records.length > req.limit) return { ...view, version: node.appliedVersion(group), records, through: id, examined };
     }
-    if (page.length < want) return { ...view, records, through: null, examined };
-    if (examined >= EXAMINED_PER_PAGE_MAX) return { ...view, records, through: after ?? null, examined };
+    if (page.length < want) return { ...view, version: node.appliedVersion(group), records, through: null, examined };
+    if (examined >= EXAMINED_PER_PAGE_MAX) return { ...view, version: node.appliedVersion(group), records, through: after ?? null, examined };
   }
 }
 
 export interface FilteredPage {
+  /** Each answering shard and its version: the page's session token. */
+  session: [number, number][];
   records: [string, StoredRecord][];
   /** Where the next page starts (after this id), or null: nothing follows. */
   cursor: string | null;
@@ -65,8 +68,9 @@ export async function scanFiltered(node: MultiRaftNode, gateway: Gateway, collec
   const all = out.parts.flatMap((p) => p.records).filter(([id]) => bound === null || id <= bound);
   all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const examined = out.parts.reduce((s, p) => s + p.examined, 0);
-  if (all.length > limit) return { records: all.slice(0, limit), cursor: all[limit - 1]![0], examined };
-  return { records: all, cursor: bound, examined };
+  const session = out.parts.map((p) => [p.shard, p.version] as [number, number]);
+  if (all.length > limit) return { session, records: all.slice(0, limit), cursor: all[limit - 1]![0], examined };
+  return { session, records: all, cursor: bound, examined };
 }
 
 /**

@@ -495,7 +495,7 @@ export class IndexService implements ReplicaObserver {
       const exhausted = a.hits.length < want;
       if (hits.length >= k || exhausted || want >= POST_FILTER_WANT_MAX) {
         this.searchesServed++;
-        return { ...view, hits, plan: a.plan, matched: a.matched, pending: a.pending, exhaustive: hits.length >= k || exhausted };
+        return { ...view, version: this.node.appliedVersion(group), hits, plan: a.plan, matched: a.matched, pending: a.pending, exhaustive: hits.length >= k || exhausted };
       }
       want = Math.min(POST_FILTER_WANT_MAX, want * 4);
     }
@@ -517,7 +517,7 @@ export class IndexService implements ReplicaObserver {
       const entry = await this.entryOf(group);
       const a = await this.request<CountAnswer>(entry.slot, { t: "count", req: 0, group, filter: req.filter });
       if (!this.node.hosts(group) || this.entries.get(group) !== entry) throw new NotHostedError(group);
-      return { ...this.viewAt(entry, a.receivedThrough), count: a.count };
+      return { ...this.viewAt(entry, a.receivedThrough), version: this.node.appliedVersion(group), count: a.count };
     }
     const view = this.node.shardView(group);
     const nowMs = this.node.clock.wallMs();
@@ -533,7 +533,7 @@ export class IndexService implements ReplicaObserver {
     }
     const now = this.node.shardView(group);
     if (now.range.start !== view.range.start || now.range.end !== view.range.end || now.frozen !== view.frozen) throw new WrongShardError(group);
-    return { ...view, count };
+    return { ...view, version: this.node.appliedVersion(group), count };
   }
 }
 
@@ -571,7 +571,12 @@ export interface ReplicaSearchRequest {
 /** [id, distance, payload (null: not asked), vector bytes (null: not asked)] */
 export type ReplicaHit = [string, number, unknown, Uint8Array | null];
 
+/**
+ * `version`: the replica's applied version when it answered, at least that of the state the answer
+ * shows (the answer's pair of a session token: a later session read is held to it).
+ */
 export interface ReplicaSearchAnswer extends ShardView {
+  version: number;
   hits: ReplicaHit[];
   plan: SearchAnswer["plan"];
   matched: number | null;
@@ -581,4 +586,4 @@ export interface ReplicaSearchAnswer extends ShardView {
 }
 
 export interface ReplicaCountRequest { filter: Filter | null; consistency: ReadConsistency; bound?: LevelBound }
-export interface ReplicaCountAnswer extends ShardView { count: number }
+export interface ReplicaCountAnswer extends ShardView { version: number; count: number }

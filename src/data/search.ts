@@ -55,6 +55,8 @@ export interface SearchResponse {
   /** How each shard found its candidates: plan -> shards. */
   plans: Record<string, number>;
   tookMs: number;
+  /** Each answering shard and the version it answered at: the answer's session token (not in the body). */
+  session: [number, number][];
 }
 
 /** The shards' answers did not fit together in time (answered like a split under a request: 503, nothing done). */
@@ -168,6 +170,7 @@ export async function searchCollection(node: MultiRaftNode, gateway: Gateway, c:
     exhaustive: out.parts.every((p) => p.exhaustive),
     plans,
     tookMs: Math.round((gateway.clock.nowMs() - startedMs) * 10) / 10,
+    session: out.parts.map((p) => [p.shard, p.version] as [number, number]),
   };
 }
 
@@ -177,6 +180,7 @@ export interface CountResponse {
   missing: SearchResponse["missing"];
   unindexedKeys: string[];
   tookMs: number;
+  session: SearchResponse["session"];
 }
 
 /** Records of the collection satisfying the filter, summed over shards whose answers tile the position space. */
@@ -193,5 +197,6 @@ export async function countCollection(node: MultiRaftNode, gateway: Gateway, c: 
     missing: out.missing,
     unindexedKeys: filter === null ? [] : filterKeys(filter).filter((k) => !indexed.has(k)),
     tookMs: Math.round((gateway.clock.nowMs() - startedMs) * 10) / 10,
+    session: out.parts.map((p) => [p.shard, p.version] as [number, number]),
   };
 }

@@ -401,7 +401,7 @@ export class MultiRaftNode extends NodeTurn {
    */
   async scanPage(group: number, limit: number, after?: string): Promise<ShardPage> {
     await this.readBarrier(group);
-    return { ...this.shardView(group), records: this.scan(group, limit, after) };
+    return { ...this.shardView(group), records: this.scan(group, limit, after), version: this.appliedVersion(group) };
   }
 
   /**

@@ -4,7 +4,7 @@ import { HASH_SPACE, KEY_SPACE_END, type ShardRange, wholeSpace } from "../meta/
 import { type ShardPage, coverSpace, mergePages } from "./scan.js";
 
 const part = (shard: number, start: ShardRange["start"], end: ShardRange["end"], ids: string[] = [], frozen = false): ShardPage =>
-  ({ shard, range: { start, end }, frozen, children: [], records: ids.map((id) => [id, { payload: id, version: 1 }]) });
+  ({ shard, range: { start, end }, frozen, children: [], records: ids.map((id) => [id, { payload: id, version: 1 }]), version: 10 + shard });
 const shardsOf = (parts: ShardPage[] | null) => parts?.map((p) => p.shard) ?? null;
 const H = HASH_SPACE / 2;
 
@@ -30,11 +30,11 @@ test("a range collection's parts must tile the id space once, from \"\" to its o
   assert.equal(coverSpace([part(1, "", KEY_SPACE_END)], wholeSpace("hash")), null);
 });
 
-test("a merged page: the first `limit` ids of every part, and more exactly when the parts hold more", () => {
+test("a merged page: the first `limit` ids of every part, more exactly when the parts hold more, and each part's shard and version as its session token", () => {
   const parts = [part(1, 0, H, ["a", "c", "e"]), part(2, H, HASH_SPACE, ["b", "d"])];
-  assert.deepEqual(mergePages(parts, 2), { records: [["a", { payload: "a", version: 1 }], ["b", { payload: "b", version: 1 }]], more: true });
+  assert.deepEqual(mergePages(parts, 2), { records: [["a", { payload: "a", version: 1 }], ["b", { payload: "b", version: 1 }]], more: true, session: [[1, 11], [2, 12]] });
   assert.equal(mergePages(parts, 5).more, false, "exactly full: nothing follows");
   assert.equal(mergePages(parts, 5).records.length, 5);
   assert.equal(mergePages(parts, 4).more, true);
-  assert.deepEqual(mergePages([part(1, 0, HASH_SPACE)], 3), { records: [], more: false });
+  assert.deepEqual(mergePages([part(1, 0, HASH_SPACE)], 3), { records: [], more: false, session: [[1, 11]] }, "an empty shard read is still a read the session saw");
 });

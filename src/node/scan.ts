@@ -52,7 +52,12 @@ export interface ShardPage {
   children: number[];
   /** Its first records after the cursor, in id order. */
   records: [string, StoredRecord][];
+  /** The replica's applied version as it read (the page's pair of a session token). */
+  version: number;
 }
+
+/** A page of a collection scan, and each shard read with its version (the page's session token). */
+export interface CollectionPage { records: [string, StoredRecord][]; more: boolean; session: [number, number][] }
 
 /**
  * The parts whose ranges tile `space` (a collection's whole position space, meta/ranges.ts wholeSpace)
@@ -79,10 +84,10 @@ export function coverSpace<P extends { range: ShardRange; frozen: boolean }>(pag
  * follow. Each part holds its shard's first `limit + 1` records, so more follow exactly when the parts
  * hold more than `limit` together (no shard can hide one: a shard with more has sent limit + 1).
  */
-export function mergePages(parts: readonly ShardPage[], limit: number): { records: [string, StoredRecord][]; more: boolean } {
+export function mergePages(parts: readonly ShardPage[], limit: number): CollectionPage {
   const all = parts.flatMap((p) => p.records);
   all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return { records: all.slice(0, limit), more: all.length > limit };
+  return { records: all.slice(0, limit), more: all.length > limit, session: parts.map((p) => [p.shard, p.version]) };
 }
 
 /** The parts never fitted in time (splits or merges under way): answered like a split under a request (503). */
@@ -171,7 +176,7 @@ export async function askUntilTiled<A extends TiledPart>(node: MultiRaftNode, cl
  * (see the header).
  */
 export async function scanCollection(node: MultiRaftNode, gateway: Gateway, collection: string, limit: number, after: string | undefined,
-  timeoutMs = 5000): Promise<{ records: [string, StoredRecord][]; more: boolean }> {
+  timeoutMs = 5000): Promise<CollectionPage> {
   const partitioning = collectionPartitioning(node.metaState().collections.get(collection));
   if (partitioning === "range") return scanInIdOrder(node, gateway, collection, limit, after, timeoutMs);
   const t = await askUntilTiled<ShardPage>(node, gateway.clock, {
@@ -199,10 +204,11 @@ export async function scanCollection(node: MultiRaftNode, gateway: Gateway, coll
  * a split or merge), is frozen for a merge, or whose shard moved is asked again once the map changed.
  */
 async function scanInIdOrder(node: MultiRaftNode, gateway: Gateway, collection: string, limit: number, after: string | undefined,
-  timeoutMs: number): Promise<{ records: [string, StoredRecord][]; more: boolean }> {
+  timeoutMs: number): Promise<CollectionPage> {
   const clock = gateway.clock;
   const deadlineMs = clock.nowMs() + timeoutMs;
   const records: [string, StoredRecord][] = [];
+  const session: [number, number][] = [];
   // The first position the page may hold: the smallest string above the cursor.
   let at = after === undefined ? "" : `${after}\0`;
   let waits = 0;
@@ -210,13 +216,14 @@ async function scanInIdOrder(node: MultiRaftNode, gateway: Gateway, collection: 
     const part = await partAt(node, gateway, collection, at, limit + 1 - records.length, records[records.length - 1]?.[0] ?? after);
     if (part !== null) {
       records.push(...part.records);
+      session.push([part.shard, part.version]);
       at = part.range.end as string;
       continue;
     }
     if (++waits >= SCAN_ATTEMPTS_MAX || clock.nowMs() >= deadlineMs) throw new UnsettledScanError();
     await node.awaitMetaChange(Math.max(1, Math.min(SCAN_RETRY_WAIT_MS, deadlineMs - clock.nowMs())));
   }
-  return { records: records.slice(0, limit), more: records.length > limit };
+  return { records: records.slice(0, limit), more: records.length > limit, session };
 }
 
 /**
