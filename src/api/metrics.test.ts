@@ -87,6 +87,7 @@ test("/metrics: request latency by operation, collection and outcome; Raft, WAL,
     assert.equal((await app.inject({ method: "DELETE", url: rec("m2") })).statusCode, 200);
     assert.equal((await app.inject({ url: "/v1/collections/default/records?limit=5" })).statusCode, 200);
     assert.equal((await app.inject({ url: "/v1/collections/nonesuch/records/x" })).statusCode, 404);
+    const scrape = async (id: number) => (await api.apps.get(id)!.inject({ url: "/metrics" })).body;
     // A leader change (the first leaders after the start are not changes): shard 1's leadership handed on.
     const one = api.c.nodes.get(1)!;
     await waitFor("shard 1's leader known", () => one.leaderOf(1) !== 0);
@@ -96,10 +97,11 @@ test("/metrics: request latency by operation, collection and outcome; Raft, WAL,
     const asked = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/transfer-leader?waitMs=30000", payload: { to } });
     assert.equal(asked.statusCode, 200, asked.body);
     await waitFor("node 1 saw the new leader", () => one.leaderOf(1) === to, 15_000);
+    // Counted when node 1's loop takes the Ready that names the new leader (a turn after Raft learns it).
+    await waitFor("the leader change counted", async () => /^[1-9]/.test(sampleOf(await scrape(1), "shoal_raft_leader_changes_total", { node: "1" }) ?? ""), 10_000);
     // The placement driver runs on the metadata leader: its node exports the cluster's health.
     await waitFor("a metadata leader", () => api.c.nodes.get(1)!.leaderOf(META_GROUP) !== 0);
     const pdNode = api.c.nodes.get(1)!.leaderOf(META_GROUP);
-    const scrape = async (id: number) => (await api.apps.get(id)!.inject({ url: "/metrics" })).body;
     const text = await scrape(1);
     const problems = conventionProblems(text);
     assert.deepEqual(problems, [], problems.join("\n"));

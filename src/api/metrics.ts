@@ -105,7 +105,7 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
       for (const [collection, sets] of observedIn) {
         if (collection === "" || known.has(collection)) continue;
         for (const set of sets) {
-          const [op, outcome] = JSON.parse(set) as [string, string];
+          const [op, outcome] = set.split("\0") as [string, string];
           this.remove({ op, collection, outcome });
         }
         observedIn.delete(collection);
@@ -220,9 +220,10 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
     registry,
     observeRequest: (op, collection, outcome, seconds) => {
       latency.observe({ op, collection, outcome }, seconds);
+      if (collection === "") return; // never dropped
       let sets = observedIn.get(collection);
       if (sets === undefined) observedIn.set(collection, sets = new Set());
-      sets.add(JSON.stringify([op, outcome]));
+      sets.add(`${op}\0${outcome}`);
     },
     countError: (code) => errors.inc({ code }),
   };

@@ -4,21 +4,22 @@ import { type GatheredStats, clusterSummary } from "./stats.js";
 import { api, kill9, startCluster, stop } from "../cli/testing.js";
 import { waitFor } from "../node/testing.js";
 
-const node = (id: number, leads: { shard: number; collection: string; requestRate: number }[], indexes: { shard: number; collection: string; records: number; lagEntries: number }[]): GatheredStats =>
+const node = (id: number, leads: { shard: number; collection: string; term: number; requestRate: number }[], indexes: { shard: number; collection: string; records: number; lagEntries: number }[]): GatheredStats =>
   ({ node: id, ok: true, atMs: 0, windowMs: 2000, requests: [], disk: null, leads, indexes });
 
-test("the cluster summary ranks hot shards against the split threshold and takes each collection's largest index lag", () => {
+test("the cluster summary ranks hot shards against the split threshold (an old leader's report left out) and takes each collection's largest index lag", () => {
   const s = clusterSummary([
-    node(1, [{ shard: 1, collection: "a", requestRate: 10 }, { shard: 2, collection: "a", requestRate: 0 }], [{ shard: 5, collection: "v", records: 10, lagEntries: 3 }]),
+    node(1, [{ shard: 1, collection: "a", term: 2, requestRate: 10 }, { shard: 2, collection: "a", term: 1, requestRate: 0 }], [{ shard: 5, collection: "v", records: 10, lagEntries: 3 }]),
     { node: 2, ok: false, error: "no answer within 2000 ms" },
-    node(3, [{ shard: 4, collection: "b", requestRate: 9000 }], [{ shard: 5, collection: "v", records: 10, lagEntries: 40 }, { shard: 6, collection: "w", records: 1, lagEntries: 0 }]),
+    // Shard 1's report from its old leader (term 1) is left out.
+    node(3, [{ shard: 4, collection: "b", term: 3, requestRate: 9000 }, { shard: 1, collection: "a", term: 1, requestRate: 50 }], [{ shard: 5, collection: "v", records: 10, lagEntries: 40 }, { shard: 6, collection: "w", records: 1, lagEntries: 0 }]),
   ], 5000);
   assert.deepEqual(s.hotShards, [
     { shard: 4, collection: "b", leader: 3, requestRate: 9000, overSplitThreshold: true },
     { shard: 1, collection: "a", leader: 1, requestRate: 10, overSplitThreshold: false },
   ]);
   assert.deepEqual(s.indexLag, [{ collection: "v", lagEntriesMax: 40, replicas: 2 }, { collection: "w", lagEntriesMax: 0, replicas: 1 }]);
-  assert.equal(clusterSummary([node(1, [{ shard: 1, collection: "a", requestRate: 9000 }], [])], 0).hotShards[0]!.overSplitThreshold, false, "0: splitting by load is off");
+  assert.equal(clusterSummary([node(1, [{ shard: 1, collection: "a", term: 1, requestRate: 9000 }], [])], 0).hotShards[0]!.overSplitThreshold, false, "0: splitting by load is off");
 });
 
 interface Stats { nodes: (GatheredStats & { requests?: { requests: number }[] })[]; hotShards: { shard: number; leader: number; requestRate: number }[]; indexLag: { collection: string }[] }

@@ -1,6 +1,6 @@
 /**
  * A `shoal.request` span for each API request that names an operation (records, search, cluster
- * calls; not /metrics or the dashboard's files), continuing the client's trace when it sends a W3C
+ * calls; not /metrics, the dashboard's files and polls, or the watch stream), continuing the client's trace when it sends a W3C
  * `traceparent` header. Installed only when the node traces (cli/tracing.ts started an SDK).
  *
  * The span becomes the active context in a callback-style preHandler hook: the handler runs inside
@@ -14,11 +14,17 @@ import { type Span, contextFrom, tracer } from "../util/tracing.js";
 import type { Logger } from "../util/logger.js";
 import { answeredCode } from "./envelope.js";
 
+/**
+ * Operations not traced: the watch stream (a span would last as long as the stream, and may never end
+ * if the client vanishes) and what the dashboard polls every few seconds (its stats and logs).
+ */
+const UNTRACED_OPS = new Set(["watch", "stats", "logs"]);
+
 export function installTracing(app: FastifyInstance, logger: Logger): void {
   const spans = new WeakMap<IncomingMessage, Span>();
   app.addHook("onRequest", (req, _reply, done) => {
     const op = req.routeOptions.config.op;
-    if (op === undefined) {
+    if (op === undefined || UNTRACED_OPS.has(op)) {
       done();
       return;
     }

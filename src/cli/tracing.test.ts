@@ -26,6 +26,9 @@ test("tracing is off unless an endpoint is configured; flags and the standard va
     { url: "https://c.example/otlp/spans", sampleRatio: 0.25 });
   assert.throws(() => tracingOptions({ otlpEndpoint: "collector:4318" }, {}), (e: Error) => e instanceof ConfigError && /http:\/\/ or https:\/\//.test(e.message));
   assert.throws(() => tracingOptions({ otlpEndpoint: "not a url" }, {}), (e: Error) => e instanceof ConfigError && /is not a URL/.test(e.message));
+  // An empty variable is unset: it hides neither the other variable nor turns tracing off.
+  assert.deepEqual(tracingOptions({}, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "", OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" }), { url: "http://c:4318/v1/traces", sampleRatio: 1 });
+  assert.equal(tracingOptions({}, { OTEL_EXPORTER_OTLP_ENDPOINT: " " }), null);
   for (const bad of ["1.5", "-0.1", "", "half"]) {
     assert.throws(() => tracingOptions({ otlpEndpoint: "http://c:4318", traceSampleRatio: bad }, {}), (e: Error) => e instanceof ConfigError && /--trace-sample-ratio/.test(e.message));
   }

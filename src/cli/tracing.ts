@@ -23,8 +23,11 @@ export interface TracingOptions {
 
 /** The tracing asked for by the flags and the environment, or null (tracing off). */
 export function tracingOptions(flags: { otlpEndpoint?: string; traceSampleRatio?: string }, env: NodeJS.ProcessEnv = process.env): TracingOptions | null {
-  const base = flags.otlpEndpoint ?? env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] ?? env["OTEL_EXPORTER_OTLP_ENDPOINT"];
-  if (base === undefined || base === "") return null;
+  // An empty variable counts as unset (as the OpenTelemetry specification says), so it hides no other.
+  const set = (v: string | undefined) => (v === undefined || v.trim() === "" ? undefined : v);
+  const tracesVar = set(env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]);
+  const base = set(flags.otlpEndpoint) ?? tracesVar ?? set(env["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+  if (base === undefined) return null;
   let url: URL;
   try {
     url = new URL(base);
@@ -33,7 +36,7 @@ export function tracingOptions(flags: { otlpEndpoint?: string; traceSampleRatio?
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(`--otlp-endpoint: ${JSON.stringify(base)} must be http:// or https:// (OTLP over HTTP)`);
   // The signal-specific variable is the full URL; the others name the collector, to which /v1/traces is added.
-  const full = flags.otlpEndpoint === undefined && env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] !== undefined && env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] !== "";
+  const full = set(flags.otlpEndpoint) === undefined && tracesVar !== undefined;
   if (!full && !url.pathname.endsWith("/v1/traces")) url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/traces`;
   const ratioText = flags.traceSampleRatio ?? "1";
   const sampleRatio = Number(ratioText);

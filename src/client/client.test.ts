@@ -81,9 +81,16 @@ test("an unreachable endpoint is skipped; a write no node took is not applied, o
     const dropped = new ShoalClient({ endpoints: [`http://127.0.0.1:${(dropper.address() as { port: number }).port}`], backoffMsMax: 10, attemptsMax: 2, routing: false });
     const d = await dropped.collection("c").put("a", 1).catch((x: unknown) => x);
     dropped.close();
-    dropper.close();
     assert.ok(d instanceof ShoalError);
     assert.deepEqual([d.code, d.applied], ["unreachable", "unknown"]);
+    // Dropped unanswered, then refused on the retry: the first attempt may have been applied, so the call's outcome stays unknown.
+    const thenRefused = new ShoalClient({ endpoints: [`http://127.0.0.1:${(dropper.address() as { port: number }).port}`, `http://127.0.0.1:${dead}`], backoffMsMax: 10, attemptsMax: 2, routing: false });
+    const both = await thenRefused.collection("c").put("a", 1).catch((x: unknown) => x);
+    thenRefused.close();
+    dropper.close();
+    assert.ok(both instanceof ShoalError);
+    assert.deepEqual([both.code, both.applied], ["unreachable", "unknown"]);
+    assert.match(both.message, /connection refused.*an earlier attempt of this write may have been applied/);
     const r = await none.collection("c").get("a").catch((x: unknown) => x);
     assert.ok(r instanceof ShoalError);
     assert.deepEqual([r.code, r.applied], ["unreachable", "no"]);

@@ -42,6 +42,15 @@ export class ShoalError extends Error {
     return new ShoalError(code, message, status, CLIENT_ERRORS[code].retryable, applied, details);
   }
 
+  /**
+   * This error as the last of a call's attempts when an earlier attempt of the same write may have been
+   * applied: whatever this one says, the call's outcome is unknown then (its retries carried the same key).
+   */
+  afterAttemptsThatMayHaveApplied(): ShoalError {
+    if (this.applied === "unknown") return this;
+    return new ShoalError(this.code, `${this.message} (an earlier attempt of this write may have been applied)`, this.status, this.retryable, "unknown", this.details);
+  }
+
   /** The error a server's refusal stands for: its code's entry in the error table. */
   static fromAnswer(status: number, body: unknown, write: boolean): ShoalError {
     const err = (body as { error?: { code?: unknown; message?: unknown } & Record<string, unknown> } | null)?.error;

@@ -254,6 +254,8 @@ interface Origin {
 
 export class Http1Pool {
   private readonly origins = new Map<string, Origin>();
+  /** Sockets still connecting (close() ends them: their requests fail as never sent). */
+  private readonly connecting = new Set<Socket>();
   private closed = false;
 
   constructor(private readonly socketsMax: number) {
@@ -301,6 +303,7 @@ export class Http1Pool {
       o.idle.length = 0;
       for (const c of [...o.all]) c.destroy(netError("the client was closed", "ECONNRESET"));
     }
+    for (const s of [...this.connecting]) s.destroy(notSentError("the client was closed", "ECONNRESET"));
   }
 
   private originOf(base: URL): Origin {
@@ -374,8 +377,11 @@ export class Http1Pool {
       const timer = setTimeout(() => done(notSentError(`no connection within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
       const onError = (e: Error) => done(e);
       s.once("error", onError);
+      const connecting = this.connecting;
+      connecting.add(s);
       function done(e: Error | null): void {
         clearTimeout(timer);
+        connecting.delete(s);
         s.off("error", onError);
         if (e === null) resolve(s);
         else {
@@ -390,7 +396,10 @@ export class Http1Pool {
   /**
    * A connection free again: given to the oldest waiting request, else kept idle. A waiter gets it only
    * after the I/O events already read (a node's FIN right behind its answer) were seen: sent at once,
-   * its request could go out on a connection the node has just closed.
+   * its request could go out on a connection the node has just closed. An idle connection is taken at
+   * once by the next request (a caller's next call must not open a new connection); a node does not
+   * close one right after answering unless it said so (`Connection: close`: never kept), and idle ones
+   * are closed here (IDLE_MS_MAX) before a node's keep-alive timeout would.
    */
   private release(o: Origin, c: Connection): void {
     if (this.closed) {

@@ -127,6 +127,10 @@ export class Transport {
     const timeoutMs = Math.max(this.opts.timeoutMs, c.timeoutMs ?? 0);
     let at = this.preferred;
     let last: ShoalError | null = null;
+    // Once an attempt of a write may have reached a node, the call's outcome can only be unknown or
+    // known from an answer: a later attempt that never left the client does not make it "not applied".
+    let mayHaveApplied = false;
+    const outcome = (e: ShoalError) => (mayHaveApplied ? e.afterAttemptsThatMayHaveApplied() : e);
     let hintS: number | null = null;
     let direct = c.prefer === undefined || c.prefer === null ? null : this.urlOf(c.prefer);
     if (direct !== null && this.pool.inFlight(direct) >= this.opts.directInFlightMax) {
@@ -139,7 +143,7 @@ export class Transport {
     }
     for (let attempt = 1; attempt <= this.opts.attemptsMax; attempt++) {
       if (attempt > 1) await pause(this.backoffMs(attempt, hintS));
-      if (this.closed) throw closedError(last?.applied ?? "no");
+      if (this.closed) throw closedError(mayHaveApplied ? "unknown" : last?.applied ?? "no");
       const to = direct ?? this.endpoints[at]!;
       let a: Answer;
       try {
@@ -148,6 +152,7 @@ export class Transport {
         if (!networkError(e)) throw e; // a header Node refuses, say: the request's own fault
         // Never sent (no connection, none free in time): nothing applied, and safe to send again.
         const sent = !wasNotSent(e);
+        if (c.write && sent) mayHaveApplied = true;
         last = unreachable(to, e, c.write && sent);
         hintS = null;
         if (direct !== null) {
@@ -174,11 +179,12 @@ export class Transport {
       }
       if (a.status < 400) return a.body as T;
       last = ShoalError.fromAnswer(a.status, a.body, c.write);
+      if (c.write && last.applied === "unknown") mayHaveApplied = true;
       hintS = a.retryAfterS;
       if (!last.retryable || (last.applied === "unknown" && !c.idempotent)) break;
       if (ASK_ANOTHER.has(last.code) && to === this.endpoints[at]) at = (at + 1) % this.endpoints.length;
     }
-    throw last!;
+    throw outcome(last!);
   }
 
   /**

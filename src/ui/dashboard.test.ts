@@ -49,8 +49,16 @@ test("the dashboard shows the live cluster: nodes, shards, collections, load per
     await page.locator("header .live[data-live=true]").waitFor({ timeout: SHOWN_MS }); // the watch stream is open
     await shot("1-cluster");
 
-    // Load through every node: each node's chart, the hot shards and the shards' sizes show it.
-    for (let i = 0; i < 90; i++) assert.equal((await api(c, 1 + (i % 3), "PUT", `/v1/collections/default/records/k${i}`, { payload: { i } })).status, 200);
+    // Load through every node, kept up while the page is read: each node's chart, the hot shards (a rate
+    // since the leader's previous report: zero again once the load stops) and the shards' sizes show it.
+    let loading = true;
+    let written = 0;
+    const load = (async () => {
+      for (let i = 0; loading || i < 90; i++) {
+        assert.equal((await api(c, 1 + (i % 3), "PUT", `/v1/collections/default/records/k${i % 200}`, { payload: { i } })).status, 200);
+        written++;
+      }
+    })();
     // (Page-side expressions are strings: this file is compiled without the DOM's types.)
     await page.waitForFunction(`(() => {
       const captions = [...document.querySelectorAll('#requests figure[data-chart="rate"] figcaption')].map((e) => Number(/max ([\\d.]+)/.exec(e.textContent)?.[1] ?? 0));
@@ -60,6 +68,9 @@ test("the dashboard shows the live cluster: nodes, shards, collections, load per
     await page.waitForFunction(`[...document.querySelectorAll('#shards [data-field="size"]')].some((e) => /rec/.test(e.textContent))`, undefined, { timeout: SHOWN_MS });
     assert.equal(await page.locator('#requests svg polyline').count(), 6, "a rate and a latency chart per node");
     await shot("2-load");
+    loading = false;
+    await load;
+    t.diagnostic(`puts while the page was read: ${written}`);
 
     // A merge from the page (the placement driver's own operators may hold the shard a moment: asked again then).
     const upper = Math.max(...shards.map((x) => x.shard));

@@ -222,7 +222,7 @@ function App() {
         ${cluster.operators.length === 0 ? html`<p>none</p>` : html`<table id="operators"><thead><tr><th>id</th><th>shard</th><th>reason</th><th>status</th><th>progress</th><th>time left</th><th>started</th><th></th></tr></thead>
         <tbody>${cluster.operators.slice(-30).reverse().map((o) => html`<tr>
           <td>${o.id}</td><td>${o.shard}</td><td>${o.reason}</td><td>${o.status}</td>
-          <td>${o.steps.length === 0 ? "—" : `${Math.min(o.stepIndex, o.steps.length)} of ${o.steps.length} steps`}</td><td data-field="eta">${etaOf(o, cluster.readAtMs)}</td><td>${new Date(o.startedAtMs).toLocaleTimeString()}</td>
+          <td>${o.steps.length === 0 ? "—" : `${Math.min(o.stepIndex, o.steps.length)} of ${o.steps.length} steps`}</td><td data-field="eta">${etaOf(o, stats?.atMs ?? cluster.readAtMs)}</td><td>${new Date(o.startedAtMs).toLocaleTimeString()}</td>
           <td>${o.status === "running" ? html`<button onClick=${() => run(act(`cancel operator ${o.id}`, "POST", `/v1/cluster/operators/${o.id}/cancel`))}>cancel</button>` : null}</td></tr>`)}</tbody></table>`}
       </section>
       <section id="collections"><h2>Collections</h2>

@@ -11,10 +11,12 @@ const html = htm.bind(h);
 export interface RequestWindow { atMs: number; requests: number; failed: number; latencyMsP50: number; latencyMsP99: number; latencyMsMax: number }
 export interface NodeStats {
   node: number; ok: true; windowMs: number; requests: RequestWindow[]; disk: { sizeBytes: number; freeBytes: number } | null;
-  leads: { shard: number; collection: string; requestRate: number; records?: number; sizeBytes?: number }[];
+  leads: { shard: number; collection: string; term: number; requestRate: number; records?: number; sizeBytes?: number }[];
   indexes: { shard: number; collection: string; records: number; lagEntries: number }[];
 }
 export interface ClusterStats {
+  /** The serving node's clock when it gathered these (operators' times are the cluster's clocks, not the browser's). */
+  atMs: number;
   nodes: (NodeStats | { node: number; ok: false; error: string })[];
   hotShards: { shard: number; collection: string; leader: number; requestRate: number; overSplitThreshold: boolean }[];
   indexLag: { collection: string; lagEntriesMax: number; replicas: number }[];
@@ -81,27 +83,30 @@ export function HotShards({ stats }: { stats: ClusterStats | null }) {
       <td>${s.overSplitThreshold ? html`<span class="badge draining">over the split threshold</span>` : null}</td></tr>`)}</tbody></table>`}</section>`;
 }
 
-/** A shard's records and size as its leader last measured them (from the stats), if known. */
-export function shardSize(stats: ClusterStats | null, shard: number): string {
+/** Each shard's load as its current leader last reported it (of two reports, an old leader's and the new one's, the higher term's). */
+function currentLeads(stats: ClusterStats | null): Map<number, NodeStats["leads"][number]> {
+  const out = new Map<number, NodeStats["leads"][number]>();
   for (const n of stats?.nodes ?? []) {
     if (!n.ok) continue;
-    const l = n.leads.find((x) => x.shard === shard);
-    if (l !== undefined && l.records !== undefined) return `${l.records} rec${l.sizeBytes !== undefined ? `, ${formatBytes(l.sizeBytes)}` : ""}`;
+    for (const l of n.leads) if ((out.get(l.shard)?.term ?? -1) < l.term) out.set(l.shard, l);
   }
-  return "—";
+  return out;
+}
+
+/** A shard's records and size as its leader last measured them (from the stats), if known. */
+export function shardSize(stats: ClusterStats | null, shard: number): string {
+  const l = currentLeads(stats).get(shard);
+  return l === undefined || l.records === undefined ? "—" : `${l.records} rec${l.sizeBytes !== undefined ? `, ${formatBytes(l.sizeBytes)}` : ""}`;
 }
 
 /** A collection's records (summed over its shards' leaders' last measures) and index lag. */
 export function collectionLoad(stats: ClusterStats | null, collection: string): { records: string; indexLag: string } {
   let records = 0;
   let measured = false;
-  for (const n of stats?.nodes ?? []) {
-    if (!n.ok) continue;
-    for (const l of n.leads) {
-      if (l.collection === collection && l.records !== undefined) {
-        records += l.records;
-        measured = true;
-      }
+  for (const l of currentLeads(stats).values()) {
+    if (l.collection === collection && l.records !== undefined) {
+      records += l.records;
+      measured = true;
     }
   }
   const lag = stats?.indexLag.find((l) => l.collection === collection);
