@@ -203,7 +203,7 @@ function App() {
           </tr>`)}</tbody></table>
       </section>
       <section><h2>Shards</h2>
-        <table id="shards"><thead><tr><th>shard</th><th>collection</th><th>range</th><th>epoch</th><th>leader</th><th>replicas</th><th>size</th><th></th><th></th></tr></thead>
+        <table id="shards"><thead><tr><th>shard</th><th>collection</th><th>range</th><th>epoch</th><th>leader</th><th>replicas</th><th title="records and bytes as the shard's leader last measured them (walked again 10 s after the last walk, when written since)">size, as measured</th><th></th><th></th></tr></thead>
         <tbody>${cluster.shards.map((s, i) => html`
           <tr data-shard=${s.shard} class=${troubled[i] !== null ? "bad" : ""}>
             <td>${s.shard}</td><td>${s.collection}</td><td>${JSON.stringify(s.range)}</td><td>${s.epoch}</td>
@@ -217,7 +217,7 @@ function App() {
           </tr>`)}</tbody></table>
         <${MoveReplica} cluster=${cluster} run=${run} />
       </section>
-      <${HotShards} stats=${stats} />
+      <${HotShards} stats=${stats} live=${new Set(cluster.shards.map((x) => x.shard))} />
       <section><h2>Operators</h2>
         ${cluster.operators.length === 0 ? html`<p>none</p>` : html`<table id="operators"><thead><tr><th>id</th><th>shard</th><th>reason</th><th>status</th><th>progress</th><th>time left</th><th>started</th><th></th></tr></thead>
         <tbody>${cluster.operators.slice(-30).reverse().map((o) => html`<tr>

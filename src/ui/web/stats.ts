@@ -75,8 +75,9 @@ function windowMinutes(stats: ClusterStats): string {
   return n === undefined ? "?" : ((n.requests.length - 1) * n.windowMs / 60_000).toFixed(0);
 }
 
-export function HotShards({ stats }: { stats: ClusterStats | null }) {
-  const hot = stats?.hotShards ?? [];
+export function HotShards({ stats, live }: { stats: ClusterStats | null; live: Set<number> }) {
+  // Reports trail the map by a report interval: a shard merged away since is not shown.
+  const hot = (stats?.hotShards ?? []).filter((s) => live.has(s.shard));
   return html`<section id="hot-shards"><h2>Hot shards <small>request rate at the leader, as last reported</small></h2>
     ${hot.length === 0 ? html`<p>no requests reported</p>` : html`<table><thead><tr><th>shard</th><th>collection</th><th>leader</th><th>requests/s</th><th></th></tr></thead>
     <tbody>${hot.map((s) => html`<tr data-hot-shard=${s.shard} class=${s.overSplitThreshold ? "warn" : ""}><td>${s.shard}</td><td>${s.collection}</td><td>${s.leader}</td><td>${s.requestRate.toFixed(1)}</td>
