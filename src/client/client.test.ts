@@ -54,6 +54,40 @@ test("refusals come back as ShoalErrors from the error table; retryable ones are
   }
 });
 
+test("beyond directInFlightMax requests in flight to one shard map node, the rest go through the endpoints in turn", async () => {
+  // The "leader" holds its answers until released; the gateways answer at once.
+  const held: (() => void)[] = [];
+  const leader = createServer((req, res) => {
+    held.push(() => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ version: 1 })));
+  });
+  await new Promise<void>((r) => leader.listen(0, "127.0.0.1", r));
+  const leaderUrl = `http://127.0.0.1:${(leader.address() as { port: number }).port}`;
+  const g1 = await scripted([[200, JSON.stringify({ version: 2 })]]);
+  const g2 = await scripted([[200, JSON.stringify({ version: 3 })]]);
+  const t = new Transport({ endpoints: [g1.url, leaderUrl, g2.url], timeoutMs: 5000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 8, directInFlightMax: 2 });
+  try {
+    const call = () => t.call<{ version: number }>({ method: "PUT", path: "/v1/collections/c/records/a", body: { payload: 1 }, write: true, idempotent: true, prefer: leaderUrl });
+    const toLeader = [call(), call()];
+    await waitFor("two requests held by the leader", () => held.length === 2);
+    // The leader has two in flight: these go to the gateways, in turn, never to the busy leader.
+    const spread = await Promise.all([call(), call(), call(), call()]);
+    assert.deepEqual(spread.map((a) => a.version).sort(), [2, 2, 3, 3]);
+    assert.equal(held.length, 2, "nothing more reached the leader");
+    for (const release of held) release();
+    assert.deepEqual((await Promise.all(toLeader)).map((a) => a.version), [1, 1]);
+    // Free again: the next one goes straight to the leader.
+    const next = call();
+    await waitFor("the leader asked again", () => held.length === 3);
+    held[2]!();
+    assert.equal((await next).version, 1);
+  } finally {
+    t.close();
+    leader.close();
+    g1.server.close();
+    g2.server.close();
+  }
+});
+
 test("an unreachable endpoint is skipped; a write no node took is not applied, one a node dropped unanswered is unknown; a closed client refuses", async () => {
   const [dead] = await freePorts(1);
   const s = await scripted([[200, JSON.stringify({ id: "a", payload: 1, version: 2 })]]);
