@@ -63,9 +63,9 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
   const gauge = (name: string, help: string, read: () => number) => new Gauge({ name, help, registers, collect() { this.set(read()); } });
   /**
    * A Counter that follows monotonic counters kept elsewhere: each scrape adds what each source grew by.
-   * A source is one item read (its labels, or the `source` key given: one peer link of a plane); a
-   * source seen lower than before started again (a link made anew) and adds all it counted, and a
-   * source that is gone leaves what it added, so the series never goes back nor flat.
+   * A source is one item read (its labels, or the `source` key given: one link object of a plane, a
+   * link made anew being another source); a source seen lower than before started again and adds all
+   * it counted, and a source that is gone leaves what it added, so the series never goes back nor flat.
    */
   const labelledCounter = <L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Iterable<[Record<L, string>, number, string?]>) => {
     let seen = new Map<string, number>();
@@ -162,7 +162,7 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
   const links = () => node.transport.stats();
   // Per link, so that a peer's link going away takes nothing back from its plane's counts.
   const perLink = (read: (l: ReturnType<typeof links>[number]) => number) => () =>
-    links().map((l) => [{ plane: l.plane }, read(l), `/${l.peer}`] as [Record<"plane", string>, number, string]);
+    links().map((l) => [{ plane: l.plane }, read(l), `/${l.link}`] as [Record<"plane", string>, number, string]);
   const transportCounters = [
     labelledCounter("shoal_transport_frames_sent_total", "frames written to peers' connections", ["plane"], perLink((l) => l.framesSent)),
     labelledCounter("shoal_transport_frames_dropped_total", "frames dropped: queue full or peer unreachable (Raft treats them as lost messages)", ["plane"], perLink((l) => l.framesDropped)),

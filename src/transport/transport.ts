@@ -68,6 +68,8 @@ const DEFAULT_QUEUE_BYTES: Record<Plane, number> = { control: 4 << 20, data: 64 
 export interface LinkStats {
   peer: number;
   plane: Plane;
+  /** Which link object this is: a peer's link removed and made again gets a new one (its counts start over). */
+  link: number;
   connected: boolean;
   queuedFrames: number;
   queuedBytes: number;
@@ -89,7 +91,7 @@ class Link {
   bytesSent = 0;
   reconnectTimer: NodeJS.Timeout | null = null;
 
-  constructor(readonly peer: number, readonly plane: Plane) {}
+  constructor(readonly peer: number, readonly plane: Plane, readonly id: number) {}
 }
 
 export class Transport {
@@ -97,6 +99,8 @@ export class Transport {
   private readonly peers = new Map<number, PeerAddress>();
   private readonly breakers = new Map<number, Breaker>();
   private readonly links = new Map<string, Link>();
+  /** Links made so far (each link's id). */
+  private linksMade = 0;
   /** Envelopes queued in the current loop turn, per link key. */
   private pending = new Map<string, Envelope[]>();
   private server: Server | null = null;
@@ -225,7 +229,7 @@ export class Transport {
   private link(peer: number, plane: Plane): Link {
     const key = linkKey(peer, plane);
     let link = this.links.get(key);
-    if (link === undefined) this.links.set(key, (link = new Link(peer, plane)));
+    if (link === undefined) this.links.set(key, (link = new Link(peer, plane, ++this.linksMade)));
     return link;
   }
 
@@ -405,7 +409,7 @@ export class Transport {
 
   stats(): LinkStats[] {
     return [...this.links.values()].map((l) => ({
-      peer: l.peer, plane: l.plane, connected: l.socket !== null, queuedFrames: l.queue.length,
+      peer: l.peer, plane: l.plane, link: l.id, connected: l.socket !== null, queuedFrames: l.queue.length,
       queuedBytes: l.queuedBytes, framesSent: l.framesSent, framesDropped: l.framesDropped, bytesSent: l.bytesSent,
     }));
   }
