@@ -35,7 +35,7 @@ export async function diagnoseCommand(opts: { endpoint: string; out: string }): 
     const cluster: [string, string][] = [
       ["nodes", "/v1/cluster/nodes"], ["shards", "/v1/cluster/shards"], ["operators", "/v1/cluster/operators?status=all"],
       ["alerts", "/v1/cluster/alerts"], ["config", "/v1/cluster/config"], ["config-history", "/v1/cluster/config/history"],
-      ["collections", "/v1/collections"],
+      ["collections", "/v1/collections"], ["stats", "/v1/cluster/stats"],
     ];
     let nodes: { id: number; http: string }[] = [];
     for (const [name, path] of cluster) {
@@ -63,7 +63,7 @@ export async function diagnoseCommand(opts: { endpoint: string; out: string }): 
       console.error(`diagnose: node ${n.id} (${base}) [${i + 1}/${nodes.length}]`);
       mkdirSync(join(dir, root, `node-${n.id}`));
       for (const [file, path] of [["status.json", "/v1/cluster/status"], ["healthz.json", "/healthz"], ["readyz.json", "/readyz"],
-        ["metrics.txt", "/metrics"], ["logs.jsonl", `/v1/node/logs?limit=${LOG_LINES}`]] as const) {
+        ["metrics.txt", "/metrics"], ["stats.json", "/v1/node/stats"], ["logs.jsonl", `/v1/node/logs?limit=${LOG_LINES}`]] as const) {
         try {
           const r = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(NODE_REQUEST_MS) });
           const text = await r.text();
