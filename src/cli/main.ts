@@ -125,6 +125,7 @@ function addNodeCommands(program: Command): void {
     .option("--http <host:port>", "address of the public HTTP API [env SHOAL_HTTP]", env("SHOAL_HTTP", "127.0.0.1:7400"))
     .option("--listen <host:port>", "address for other nodes (Raft traffic) [env SHOAL_LISTEN]", env("SHOAL_LISTEN", "127.0.0.1:7500"))
     .option("--advertise <host:port>", "address other nodes should use, if not --listen [env SHOAL_ADVERTISE]", process.env.SHOAL_ADVERTISE)
+    .option("--advertise-http <host:port>", "HTTP address clients and other nodes should use, if not --http (say when --http is 0.0.0.0:PORT) [env SHOAL_ADVERTISE_HTTP]", process.env.SHOAL_ADVERTISE_HTTP)
     .option("--peers <list>", "the other members: ID=HOST:PORT,… (empty: single node) [env SHOAL_PEERS]", env("SHOAL_PEERS", ""))
     .option("--shards <n>", "shards of the default collection (1..16384); fixed for the cluster's life [env SHOAL_SHARDS]", env("SHOAL_SHARDS", "4"))
     .option("--max-payload-bytes <n>", "largest accepted request body; larger ones get 413 payload_too_large [env SHOAL_MAX_PAYLOAD_BYTES]", env("SHOAL_MAX_PAYLOAD_BYTES", String(1 << 20)))

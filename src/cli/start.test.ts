@@ -96,3 +96,33 @@ test("a node whose join was cut short (registered, then it could not listen) res
   await ready(c, [2]);
   await stop(c);
 });
+
+test("a node listening on every interface records --advertise-http in the cluster map; without it, it says what it records and why that is a problem", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "shoal-advertise-"));
+  dirs.push(dir);
+  for (const advertised of [false, true]) {
+    const [http, peer] = await freePorts(2);
+    const log = join(dir, `${advertised}.log`);
+    const child = spawn(process.execPath, [shoal, "start", "--data-dir", join(dir, String(advertised)), "--http", `0.0.0.0:${http}`, "--listen", `127.0.0.1:${peer}`,
+      "--shards", "1", ...(advertised ? ["--advertise-http", `127.0.0.1:${http}`] : [])], { stdio: ["ignore", openSync(log, "w"), "inherit"] });
+    const exited = new Promise((r) => child.once("exit", r));
+    try {
+      let recorded = "";
+      await waitFor("the node registered", async () => {
+        try {
+          const r = await fetch(`http://127.0.0.1:${http}/v1/cluster/nodes`, { signal: AbortSignal.timeout(2000) });
+          recorded = ((await r.json()) as { nodes: { http: string }[] }).nodes[0]?.http ?? "";
+          return recorded !== "";
+        } catch {
+          return false;
+        }
+      }, 30_000);
+      assert.equal(recorded, advertised ? `127.0.0.1:${http}` : `0.0.0.0:${http}`);
+      const warned = /--http listens on every interface and no --advertise-http names this node's address/.test(readFileSync(log, "utf8"));
+      assert.equal(warned, !advertised);
+    } finally {
+      child.kill("SIGTERM");
+      await exited;
+    }
+  }
+});

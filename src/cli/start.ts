@@ -26,6 +26,8 @@ export interface StartOptions {
   id: string;
   dataDir: string;
   http: string;
+  /** The HTTP address other nodes and clients should use, when not --http (a node listening on all interfaces). */
+  advertiseHttp?: string;
   listen: string;
   advertise?: string;
   peers: string;
@@ -99,6 +101,9 @@ async function requestJoin(url: string, body: { peer: string; http: string; labe
   }
   throw new ConfigError(`--join ${url}: the cluster did not accept this node (${last})`);
 }
+
+/** Addresses that mean "every interface" to listen on, and nothing to connect to from elsewhere. */
+const UNSPECIFIED_HOSTS = new Set(["0.0.0.0", "::", "[::]"]);
 
 /** SHOAL_TEST_MODE=1 turns on fault-injection hooks (transport and API); for tests and chaos drills only. */
 const testMode = process.env.SHOAL_TEST_MODE === "1";
@@ -183,6 +188,9 @@ export async function startCommand(opts: StartOptions): Promise<number> {
   try {
     id = positiveInt("--id", opts.id);
     http = parseAddress("--http", opts.http);
+    // What the cluster map records for this node's API: clients route to it, nodes gather from it.
+    const advertiseHttp = opts.advertiseHttp ?? opts.http;
+    const httpAdvertised = parseAddress("--advertise-http", advertiseHttp);
     const listen = parseAddress("--listen", opts.listen);
     const peers = parsePeers(opts.peers, id);
     let shards = positiveInt("--shards", opts.shards, SHARDS_MAX);
@@ -210,7 +218,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     let joined = known?.joined === true;
     if (opts.join !== undefined && known === null) {
       // A new node: the cluster assigns its id; its peers and the shard count come from the answer.
-      const answer = await requestJoin(opts.join, { peer: advertise, http: opts.http, labels, role: opts.role });
+      const answer = await requestJoin(opts.join, { peer: advertise, http: advertiseHttp, labels, role: opts.role });
       id = answer.id;
       shards = answer.shards;
       peers.clear();
@@ -250,7 +258,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
     const raft = raftComponent(node);
     const advertised = parseAddress("--advertise", advertise);
     const agents = buildNodeComponents(node, gateway, {
-      peer: () => ({ host: advertised.host, port: advertised.port === 0 ? raft.port() : advertised.port }), http, labels, role: opts.role,
+      peer: () => ({ host: advertised.host, port: advertised.port === 0 ? raft.port() : advertised.port }), http: httpAdvertised, labels, role: opts.role,
       founders: joined ? [] : [id, ...peers.keys()], shards, logger,
     });
     // Payload and vector indexes of this node's replicas, kept by a worker thread off the Raft loop.
@@ -265,6 +273,11 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       },
     });
     if (testMode) logger.warn("test mode: fault-injection hooks are enabled");
+    for (const [flag, addr, fix] of [["--http", httpAdvertised, "--advertise-http"], ["--listen", advertised, "--advertise"]] as const) {
+      if (UNSPECIFIED_HOSTS.has(addr.host)) {
+        logger.warn({ [flag]: `${addr.host}:${addr.port}` }, `${flag} listens on every interface and no ${fix} names this node's address: the cluster map records ${addr.host}, which only this machine can reach (give ${fix} HOST:PORT for clients and other nodes)`);
+      }
+    }
     // Started in this order, stopped in reverse: the agents stop proposing, the API stops accepting and
     // waits for in-flight requests, the node finishes its turn (fsync included) and closes its log and
     // store, and only then is the data directory free for another process.
@@ -284,7 +297,7 @@ export async function startCommand(opts: StartOptions): Promise<number> {
       ...agents.components,
     ], logger);
     await shoal.start();
-    logger.info({ http: `${http.host}:${http.port}`, peer: `${listen.host}:${raft.port()}`, advertise: opts.advertise ?? opts.listen,
+    logger.info({ http: `${http.host}:${http.port}`, advertiseHttp, peer: `${listen.host}:${raft.port()}`, advertise: opts.advertise ?? opts.listen,
       dataDir, peers: [...peers.keys()], shards }, "node started");
     const running = shoal;
     let stopping = false;
