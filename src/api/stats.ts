@@ -92,6 +92,7 @@ export function clusterSummary(gathered: readonly GatheredStats[], splitRequestR
 }
 
 export function registerStatsRoutes(app: FastifyInstance, src: StatsSources): void {
+  let gathering: { startedMs: number; answer: Promise<unknown> } | null = null;
   app.get("/v1/node/stats", {
     config: { op: "stats" },
     schema: { operationId: "nodeStats", summary: "This node's recent request rate and latency, disk, the shards it leads with their load, its indexes' lag", response: responses({ ...openObject, description: "the node's stats" }) },
@@ -111,7 +112,6 @@ export function registerStatsRoutes(app: FastifyInstance, src: StatsSources): vo
     }
     return gathering.answer;
   });
-  let gathering: { startedMs: number; answer: Promise<unknown> } | null = null;
 }
 
 async function gather(src: StatsSources): Promise<unknown> {

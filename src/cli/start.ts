@@ -108,7 +108,6 @@ const UNSPECIFIED_HOSTS = new Set(["0.0.0.0", "::", "[::]"]);
 /** SHOAL_TEST_MODE=1 turns on fault-injection hooks (transport and API); for tests and chaos drills only. */
 const testMode = process.env.SHOAL_TEST_MODE === "1";
 
-export { ConfigError };
 
 export function parseAddress(flag: string, s: string): PeerAddress {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(s.trim());

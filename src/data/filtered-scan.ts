@@ -11,6 +11,7 @@
 import type { Gateway } from "../node/gateway.js";
 import type { MultiRaftNode } from "../node/multi-raft.js";
 import { type StoredRecord, isExpired } from "../node/records.js";
+import { sessionPairs } from "../node/scan.js";
 import { type Filter, matches } from "./filter.js";
 import { fanOut } from "./search.js";
 import { type LevelBound, type ReadConsistency, type ShardView, levelBarrier } from "./index-service.js";
@@ -68,7 +69,7 @@ export async function scanFiltered(node: MultiRaftNode, gateway: Gateway, collec
   const all = out.parts.flatMap((p) => p.records).filter(([id]) => bound === null || id <= bound);
   all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const examined = out.parts.reduce((s, p) => s + p.examined, 0);
-  const session = out.parts.map((p) => [p.shard, p.version] as [number, number]);
+  const session = sessionPairs(out.parts);
   if (all.length > limit) return { session, records: all.slice(0, limit), cursor: all[limit - 1]![0], examined };
   return { session, records: all, cursor: bound, examined };
 }

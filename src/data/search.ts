@@ -18,7 +18,7 @@ import type { VectorSchema } from "../meta/collections.js";
 import type { Gateway } from "../node/gateway.js";
 import { CollectionNotFoundError } from "../node/group.js";
 import { type MultiRaftNode, NotHostedError, NotLeaderError, RequestTimeoutError, WrongShardError } from "../node/multi-raft.js";
-import { type TiledPart, askUntilTiled, liveShards } from "../node/scan.js";
+import { type TiledPart, askUntilTiled, liveShards, sessionPairs } from "../node/scan.js";
 import { vectorBytes, vectorOf } from "../node/records.js";
 import { type Filter, filterKeys, indexedPart } from "./filter.js";
 import { scoreOf } from "./shard-index.js";
@@ -170,7 +170,7 @@ export async function searchCollection(node: MultiRaftNode, gateway: Gateway, c:
     exhaustive: out.parts.every((p) => p.exhaustive),
     plans,
     tookMs: Math.round((gateway.clock.nowMs() - startedMs) * 10) / 10,
-    session: out.parts.map((p) => [p.shard, p.version] as [number, number]),
+    session: sessionPairs(out.parts),
   };
 }
 
@@ -197,6 +197,6 @@ export async function countCollection(node: MultiRaftNode, gateway: Gateway, c: 
     missing: out.missing,
     unindexedKeys: filter === null ? [] : filterKeys(filter).filter((k) => !indexed.has(k)),
     tookMs: Math.round((gateway.clock.nowMs() - startedMs) * 10) / 10,
-    session: out.parts.map((p) => [p.shard, p.version] as [number, number]),
+    session: sessionPairs(out.parts),
   };
 }

@@ -22,7 +22,7 @@
 import type { ReplicaObserver } from "./replica-observer.js";
 import { RECORDS_END } from "./idempotency.js";
 import { assert } from "../util/assert.js";
-import { proposalSettled, proposalSpans } from "../util/tracing.js";
+import { proposalSpans } from "../util/tracing.js";
 import { type ConfState, type NodeId, type ConfChangeSingle, RaftNode, Role } from "../raft/index.js";
 import type { ShardState } from "../storage/state-store.js";
 
@@ -30,7 +30,7 @@ import type { WalRecord } from "../storage/wal-record.js";
 
 import { type NodeHost, realHost } from "./host.js";
 
-import { type Consistency, type Group, type ProposeInput, type ReadBound, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, planeOf, shardOf } from "./group.js";
+import { type Consistency, type Group, type ProposeInput, type ReadBound, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, type Waiter, planeOf, shardOf } from "./group.js";
 
 import { type ShardRange, foundingVoters, initialRange, owns } from "../meta/ranges.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
@@ -300,14 +300,15 @@ export class MultiRaftNode extends NodeTurn {
     const spans = proposalSpans(group);
     return new Promise<T>((resolve, reject) => {
       this.waiting++;
-      const timer = this.clock.setTimeout(() => {
-        g.proposals.delete(seq);
-        this.released();
-        const e = new RequestTimeoutError(`${what} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`);
-        if (spans !== undefined) proposalSettled(spans, e);
-        reject(e);
-      }, this.cfg.requestTimeoutMs);
-      g.proposals.set(seq, { resolve: resolve as (v: CommandResult | ApplyResult) => void, reject, timer, ...(spans !== undefined ? { spans } : {}) });
+      const w: Waiter<CommandResult | ApplyResult> = {
+        resolve: resolve as (v: CommandResult | ApplyResult) => void, reject,
+        timer: this.clock.setTimeout(() => {
+          g.proposals.delete(seq);
+          this.settle(w, new RequestTimeoutError(`${what} not applied within ${this.cfg.requestTimeoutMs} ms; it may still take effect`));
+        }, this.cfg.requestTimeoutMs),
+        ...(spans !== undefined ? { spans } : {}),
+      };
+      g.proposals.set(seq, w);
       this.enqueue(input(seq));
     });
   }

@@ -56,6 +56,11 @@ export interface ShardPage {
   version: number;
 }
 
+/** Each answering shard and the version it answered at: an answer's session token (api/session.ts). */
+export function sessionPairs(parts: readonly { shard: number; version: number }[]): [number, number][] {
+  return parts.map((p) => [p.shard, p.version]);
+}
+
 /** A page of a collection scan, and each shard read with its version (the page's session token). */
 export interface CollectionPage { records: [string, StoredRecord][]; more: boolean; session: [number, number][] }
 
@@ -87,7 +92,7 @@ export function coverSpace<P extends { range: ShardRange; frozen: boolean }>(pag
 export function mergePages(parts: readonly ShardPage[], limit: number): CollectionPage {
   const all = parts.flatMap((p) => p.records);
   all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return { records: all.slice(0, limit), more: all.length > limit, session: parts.map((p) => [p.shard, p.version]) };
+  return { records: all.slice(0, limit), more: all.length > limit, session: sessionPairs(parts) };
 }
 
 /** The parts never fitted in time (splits or merges under way): answered like a split under a request (503). */

@@ -168,8 +168,9 @@ function applyRecordCommand(cmd: RecordCommand, version: number, read: (key: str
   const k = tag === undefined ? "" : outcomeKey(cmd.key, tag.key);
   if (tag !== undefined) {
     // Most keys are new: the queue knows which are stored, so only a remembered one is read from the store.
-    const known = remembered().has(k) ? read(k) as RememberedOutcome | undefined : undefined;
-    assert(!remembered().has(k) || known !== undefined, () => `the remembered outcome ${JSON.stringify(k)} is in the store`);
+    const stored = remembered().has(k);
+    const known = stored ? read(k) as RememberedOutcome | undefined : undefined;
+    assert(!stored || known !== undefined, () => `the remembered outcome ${JSON.stringify(k)} is in the store`);
     if (known !== undefined && known.exp >= tag.atMs) {
       if (known.fp !== tag.fingerprint) return { ok: false, code: "idempotency_key_reused" };
       return { ...known.r, replayed: true };

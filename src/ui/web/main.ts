@@ -227,9 +227,9 @@ function App() {
       </section>
       <section id="collections"><h2>Collections</h2>
         <table><thead><tr><th>name</th><th>shards</th><th>replicas</th><th>partitioning</th><th>vectors</th><th>write mode</th><th>TTL</th><th>records</th><th>index lag</th></tr></thead>
-        <tbody>${[...cluster.collections.values()].map((c) => html`<tr data-collection=${c.name}><td>${c.name}</td><td>${c.shards.length}</td><td>${c.replicationFactor}</td><td>${c.partitioning}</td>
+        <tbody>${[...cluster.collections.values()].map((c) => ({ c, load: collectionLoad(stats, c.name) })).map(({ c, load }) => html`<tr data-collection=${c.name}><td>${c.name}</td><td>${c.shards.length}</td><td>${c.replicationFactor}</td><td>${c.partitioning}</td>
           <td>${c.vectors === null ? "—" : `${c.vectors.dim}-d ${c.vectors.metric}`}</td><td>${c.writeMode}</td><td>${c.ttlMs === null ? "—" : `${c.ttlMs} ms`}</td>
-          <td data-field="records">${collectionLoad(stats, c.name).records}</td><td data-field="index-lag">${collectionLoad(stats, c.name).indexLag}</td></tr>`)}</tbody></table>
+          <td data-field="records">${load.records}</td><td data-field="index-lag">${load.indexLag}</td></tr>`)}</tbody></table>
       </section>
       <${Settings} cluster=${cluster} run=${run} />
       <section><h2>This node's recent log</h2>
