@@ -191,8 +191,8 @@ export abstract class NodeApply extends NodeLiveness {
     }
   }
 
-  /** Applies every group's committed entries in one LMDB transaction, then answers clients. */
-  protected applyCommitted(readies: [Group, Ready][]): void {
+  /** Applies every group's committed entries in one LMDB transaction, then answers clients; returns how many it answered. */
+  protected applyCommitted(readies: [Group, Ready][]): number {
     // When this turn's entries began to apply: traced proposals' commit spans end here (host time, not
     // the injected clock: span times are for people, and no decision reads them).
     const applyStartMs = performance.now();
@@ -226,6 +226,7 @@ export abstract class NodeApply extends NodeLiveness {
       const shardChanges = changes.filter((c) => c.group !== META_GROUP && ((c.puts?.length ?? 0) > 0 || (c.deletes?.length ?? 0) > 0));
       if (shardChanges.length > 0) this.replicaObserver.applied(shardChanges);
     }
+    let answered = answers.length;
     for (const [w, result] of answers) {
       if (w.spans !== undefined) proposalApplied(w.spans, applyStartMs);
       this.settle(w, result);
@@ -251,9 +252,11 @@ export abstract class NodeApply extends NodeLiveness {
           g.reads.delete(ctx);
           if (r.askedAtMs !== null && r.askedAtMs > g.freshAsOfMs) g.freshAsOfMs = r.askedAtMs;
           this.settle(r, this.servedRead(g, r.key));
+          answered++;
         }
       }
     }
+    return answered;
   }
 
   /** Applies committed metadata entries to the MetaState; returns the records they changed. */

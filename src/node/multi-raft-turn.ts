@@ -15,7 +15,7 @@ import type { AsyncAck, CommandResult } from "./records.js";
 import { wakes } from "./quiescence.js";
 import { versionAt } from "./shard-apply.js";
 
-import { type BeatTuple, WireError, isBeat, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
+import { type BeatTuple, WireError, isBeat, packBeat, packMessage, splitCommitNotices, unpackBeat, unpackMessage } from "./wire.js";
 
 import { appendTo, loadMeta, mustWait, encoder } from "./multi-raft-state.js";
 import { NodeApply } from "./multi-raft-apply.js";
@@ -201,8 +201,16 @@ export abstract class NodeTurn extends NodeApply {
     this.hadReady = new Set(readies.map(([g]) => g));
     if (readies.length === 0) return;
     // Messages that may leave before anything is durable (a leader's appends, heartbeats, votes requests).
+    // Those that only tell a peer of a commit index wait until the clients this turn answers are answered:
+    // a socket write costs ~50 us here, and sending two commit notices first put ~0.1 ms on every
+    // single write's answer (measured).
     const beats = new Map<NodeId, BeatTuple[]>();
-    for (const [g, rd] of readies) this.send(g.id, rd.messages, beats);
+    const commitNotices: [number, Message[]][] = [];
+    for (const [g, rd] of readies) {
+      const { now, later } = splitCommitNotices(rd.messages);
+      this.send(g.id, now, beats);
+      if (later.length > 0) commitNotices.push([g.id, later]);
+    }
     this.sendBeats(beats);
     this.transport.flush();
     // Persist: snapshots first (the state store must hold one before the log points at it), then one WAL batch.
@@ -237,7 +245,14 @@ export abstract class NodeTurn extends NodeApply {
     // so nothing answered here depends on the write below. It takes one fsync off every write's path.
     // The state store stays behind the durable log: it commits to LMDB only at the start of a later
     // turn, when everything this turn writes is on disk.
-    this.applyCommitted(readies);
+    const answered = this.applyCommitted(readies);
+    if (commitNotices.length > 0) {
+      // The answers are written by their requests' continuations: let them run before the notices go.
+      if (answered > 0) await new Promise<void>((resolve) => this.clock.defer(resolve));
+      for (const [group, msgs] of commitNotices) this.send(group, msgs, beats);
+      this.sendBeats(beats);
+      this.transport.flush();
+    }
     if (records.length > 0) {
       // Raft needs durability only for entries, term, vote and snapshots (Ready.mustSync); a batch that
       // only moves commit indexes is written without waiting for the disk.

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { pack, unpack } from "msgpackr";
 import { EntryType, MessageType, message } from "../raft/index.js";
 import { Rng } from "../util/rng.js";
-import { WireError, packBeat, packMessage, unpackBeat, unpackMessage } from "./wire.js";
+import { WireError, onlyTellsCommit, packBeat, packMessage, splitCommitNotices, unpackBeat, unpackMessage } from "./wire.js";
 
 /** Through msgpack, as on the wire; Buffers come back as Uint8Arrays for comparison. */
 const overWire = (v: unknown): unknown => unpack(pack(v));
@@ -66,4 +66,28 @@ test("malformed tuples from a peer are refused with a WireError, never passed on
   for (const t of [[1, 0, 1, 1, 1, 0, 0], [1, 2, 1, 1, 1, 0, 0, null], [1, 0, "x", 1, 1, 0, 0, null], [1, 0, 1, 1, 1, 0, 0, 5]]) {
     assert.throws(() => unpackBeat(1, 2, t), WireError);
   }
+});
+
+test("commit notices wait for the turn's answers; a peer sent anything else gets all of its messages now, in order", () => {
+  const entry = { term: 3, index: 11, type: EntryType.Normal, data: new Uint8Array([1]) };
+  const notice = (to: number) => message({ type: MessageType.Append, from: 1, to, term: 3, index: 10, logTerm: 3, commit: 10 });
+  const beat = (to: number, context: Uint8Array | null) => message({ type: MessageType.Heartbeat, from: 1, to, term: 3, commit: 10, context });
+  const append = (to: number) => message({ type: MessageType.Append, from: 1, to, term: 3, index: 10, logTerm: 3, commit: 10, entries: [entry] });
+  const vote = (to: number) => message({ type: MessageType.Vote, from: 1, to, term: 4, index: 11, logTerm: 3 });
+
+  assert.equal(onlyTellsCommit(notice(2)), true);
+  assert.equal(onlyTellsCommit(beat(2, null)), true);
+  assert.equal(onlyTellsCommit(beat(2, new Uint8Array([7]))), false, "a heartbeat of a ReadIndex round is on a read's path");
+  assert.equal(onlyTellsCommit(append(2)), false);
+  assert.equal(onlyTellsCommit(vote(2)), false);
+
+  // Peer 2 gets entries, so its notice goes now with them, in order; peer 3 only hears of the commit.
+  const msgs = [notice(2), notice(3), append(2), beat(3, null)];
+  const { now, later } = splitCommitNotices(msgs);
+  assert.deepEqual(now, [msgs[0], msgs[2]]);
+  assert.deepEqual(later, [msgs[1], msgs[3]]);
+  // Nothing to hold back: the same messages, all now.
+  const urgent = [append(2), vote(3)];
+  assert.deepEqual(splitCommitNotices(urgent), { now: urgent, later: [] });
+  assert.deepEqual(splitCommitNotices([]), { now: [], later: [] });
 });

@@ -112,3 +112,26 @@ function ids(v: unknown): number[] {
   if (!Array.isArray(v) || !v.every(isCount)) throw new WireError("expected a list of node ids");
   return v as number[];
 }
+
+/**
+ * Whether a message only tells its peer of a commit index (an Append without entries, a Heartbeat that
+ * carries no ReadIndex round): nothing on the peer's or the client's path waits for it, so it may
+ * leave after this turn's clients are answered (NodeTurn.turn). Everything else goes at once.
+ */
+export function onlyTellsCommit(m: Message): boolean {
+  return (m.type === MessageType.Append && m.entries.length === 0) || (m.type === MessageType.Heartbeat && m.context === null);
+}
+
+/**
+ * Splits one group's outgoing messages into those to send now and those that may wait (onlyTellsCommit),
+ * per peer: a peer that is sent anything else now gets all of its messages now, in their order.
+ */
+export function splitCommitNotices(msgs: readonly Message[]): { now: Message[]; later: Message[] } {
+  if (msgs.every((m) => !onlyTellsCommit(m))) return { now: msgs as Message[], later: [] };
+  const urgentPeers = new Set<number>();
+  for (const m of msgs) if (!onlyTellsCommit(m)) urgentPeers.add(m.to);
+  const now: Message[] = [];
+  const later: Message[] = [];
+  for (const m of msgs) (urgentPeers.has(m.to) ? now : later).push(m);
+  return { now, later };
+}
