@@ -4,7 +4,7 @@ import { KEY_SPACE_END, cutRange, hashOf } from "../meta/ranges.js";
 import { type ConfState, type Entry, EntryType } from "../raft/index.js";
 import { encodeProposal, type ShardCommand, type StoredRecord } from "./records.js";
 import { SPLIT_LOG_INDEX, applyShardEntries } from "./shard-apply.js";
-import { RememberedQueue, outcomeKey } from "./idempotency.js";
+import { RememberedQueue, outcomeKey, outcomeKeyByRecord, ownerOf } from "./idempotency.js";
 
 const conf: ConfState = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 let index = 10;
@@ -51,7 +51,10 @@ test("a split moves the records of the upper part to the child (stored ones and 
 test("a range collection's shard splits by id order: ids from the split point on (and their remembered outcomes) move to the child; writes are checked against the id range", () => {
   const keys = ["a1", "b2", "k", "k0", "m5", "z9"];
   const stored = new Map<string, unknown>(keys.map((k, i) => [k, { payload: i, version: 1 } satisfies StoredRecord]));
-  stored.set(outcomeKey("m5", "idem-1"), { v: 1, exp: 1e15, fp: "f", r: { ok: true, version: 1 } });
+  // One outcome under each form of key: by version (written now), by record id (stores written before).
+  stored.set(outcomeKey(1, "m5", "idem-1"), { v: 1, exp: 1e15, fp: "f", r: { ok: true, version: 1 } });
+  stored.set(outcomeKeyByRecord("z9", "idem-2"), { v: 1, exp: 1e15, fp: "f", r: { ok: true, version: 1 } });
+  stored.set(outcomeKey(1, "b2", "idem-3"), { v: 1, exp: 1e15, fp: "f", r: { ok: true, version: 1 } });
   const reader = { get: (k: string) => stored.get(k), all: () => [...stored], remembered: () => new RememberedQueue() };
   const entries = [
     entry({ op: "put", key: "c3", payload: "new" }, 1),
@@ -66,8 +69,8 @@ test("a range collection's shard splits by id order: ids from the split point on
   assert.deepEqual(r.shard.splits.map((sp) => [sp.child, sp.at, sp.end]), [[9, "k", KEY_SPACE_END]]);
   const [parent, child] = r.changes;
   assert.deepEqual(child!.shard!.range, { start: "k", end: KEY_SPACE_END });
-  assert.deepEqual(child!.puts!.map(([k]) => k).sort(), ["k", "k0", "m5", outcomeKey("m5", "idem-1"), "z9"].sort(), "the ids from \"k\" on, with their outcomes");
-  assert.deepEqual(parent!.deletes!.sort(), ["k", "k0", "m5", outcomeKey("m5", "idem-1"), "z9"].sort());
+  assert.deepEqual(child!.puts!.map(([k]) => k).sort(), ["k", "k0", "m5", outcomeKey(1, "m5", "idem-1"), "z9", outcomeKeyByRecord("z9", "idem-2")].sort(), "the ids from \"k\" on, with their outcomes");
+  assert.deepEqual(parent!.deletes!.sort(), ["k", "k0", "m5", outcomeKey(1, "m5", "idem-1"), "z9", outcomeKeyByRecord("z9", "idem-2")].sort());
   assert.deepEqual(parent!.puts!.map(([k]) => k).sort(), ["b", "c3", "j"]);
   const results = new Map(r.results.map(([o, res]) => [o[1], res]));
   assert.deepEqual(results.get(3), { ok: false, code: "wrong_shard" }, "an id at or above the split point left the shard");
@@ -205,12 +208,39 @@ test("an idempotency key answers the first outcome again without applying; anoth
   assert.deepEqual(s.apply({ op: "delete", key: "b", idem: tag("d", 70_001) }).result, { ...del, replayed: true });
 });
 
+test("outcomes are stored in the order they are made; one stored under the older key (record id first) still answers, and goes when its key is used again", () => {
+  const s = new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] });
+  // A store written before outcomes were ordered by version: record "old", key "k-old", version 7.
+  s.store.set("old", { payload: "first", version: 7 } satisfies StoredRecord);
+  s.store.set(outcomeKeyByRecord("old", "k-old"), { v: 7, exp: 1000 + 60_000, fp: "f1", r: { ok: true, version: 7 } });
+  s.nextIndex = 8;
+  for (const id of ["zz", "aa", "mm", "bb"]) s.apply({ op: "put", key: id, payload: id, idem: tag(`k-${id}`, 1000) });
+  const byVersion = [...s.store.keys()].filter((k) => k.startsWith("\u007fv")).sort();
+  assert.deepEqual(byVersion.map((k) => k.split("\u0000")[1]), ["zz", "aa", "mm", "bb"], "sorted as written, whatever the record ids");
+  assert.deepEqual(byVersion, [8, 9, 10, 11].map((v, i) => outcomeKey(v, ["zz", "aa", "mm", "bb"][i]!, `k-${["zz", "aa", "mm", "bb"][i]}`)));
+  // A retry of the old write is answered from the older key, applying nothing.
+  assert.deepEqual(s.apply({ op: "put", key: "old", payload: "first", idem: tag("k-old", 2000) }).result, { ok: true, version: 7, replayed: true });
+  // After a restart the queue is rebuilt from both forms and answers the same.
+  s.queue = null;
+  assert.deepEqual(s.apply({ op: "put", key: "old", payload: "first", idem: tag("k-old", 3000) }).result, { ok: true, version: 7, replayed: true });
+  assert.deepEqual(s.apply({ op: "put", key: "aa", payload: "aa", idem: tag("k-aa", 3000) }).result, { ok: true, version: 9, replayed: true });
+  // Past its time to live the key applies again: the older key goes and the new outcome is stored by version.
+  const again = s.apply({ op: "put", key: "old", payload: "second", idem: tag("k-old", 1000 + 60_001) }).result as { ok: true; version: number };
+  assert.equal(again.ok, true);
+  assert.equal(s.store.has(outcomeKeyByRecord("old", "k-old")), false);
+  assert.ok(s.store.has(outcomeKey(again.version, "old", "k-old")));
+  assert.deepEqual(s.apply({ op: "put", key: "old", payload: "second", idem: tag("k-old", 1000 + 60_002) }).result, { ...again, replayed: true });
+  // The same again, from a store written by version: one outcome per key, always.
+  const once = s.apply({ op: "put", key: "aa", payload: "aa2", idem: tag("k-aa", 1000 + 60_001) }).result as { ok: true; version: number };
+  assert.deepEqual([...s.store.keys()].filter((k) => k.endsWith("\u0000k-aa")), [outcomeKey(once.version, "aa", "k-aa")]);
+});
+
 test("remembered keys are bounded by count (oldest forgotten first) and record scans never see them", () => {
   const s = new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] });
   for (let i = 0; i < 50; i++) s.apply({ op: "put", key: `r${i}`, payload: i, idem: tag(`k${i}`, 1000 + i, { keysMax: 10 }) });
   const outcomes = [...s.store.keys()].filter((k) => k >= "\u007f");
   assert.equal(outcomes.length, 10, "at most keysMax kept");
-  const kept = outcomes.map((k) => k.split("\u0000")[1]).sort();
+  const kept = outcomes.map((k) => k.split("\u0000").at(-1)).sort();
   assert.deepEqual(kept, Array.from({ length: 10 }, (_, i) => `k${40 + i}`), "the newest are kept");
   assert.equal(s.apply({ op: "put", key: "r0", payload: 0, idem: tag("k0", 2000, { keysMax: 10 }) }).result.ok, true);
   assert.equal((s.apply({ op: "put", key: "r49", payload: 49, idem: tag("k49", 2000, { keysMax: 10 }) }).result as { replayed?: true }).replayed, true);
@@ -226,7 +256,7 @@ test("remembered outcomes move with their records in a split and a merge: a retr
     const shard = hashOf(id) >= at ? child : parent;
     assert.deepEqual(shard.apply({ op: "put", key: id, payload: id, idem: tag(`key-${id}`, 2000) }).result, { ...first.get(id)!, replayed: true }, id);
   }
-  assert.ok([...parent.store.keys()].every((k) => hashOf(k >= "\u007f" ? k.slice(2, k.indexOf("\u0000")) : k) < at), "the parent kept only its own");
+  assert.ok([...parent.store.keys()].every((k) => hashOf(ownerOf(k)) < at), "the parent kept only its own");
   child.apply({ op: "freeze", into: 1 });
   const versionMax = (child.state.versionBase ?? 0) + child.state.frozen!.index;
   assert.equal(parent.apply({ op: "absorb", from: 2, start: at, end: 2 ** 32, records: [...child.store], versionMax }).result.ok, true);

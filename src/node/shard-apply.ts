@@ -32,7 +32,7 @@ import { EntryType } from "../raft/index.js";
 import type { GroupChanges, ShardState } from "../storage/state-store.js";
 import { type CommandResult, type DeleteManyCommand, type Proposal, type PutManyCommand, type RecordCommand, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
 import { NO_MUTATIONS, type NodeMutations, RANGE_UNCHECKED } from "./mutations.js";
-import { type RememberedOutcome, type RememberedQueue, isFinal, isOutcomeKey, outcomeKey, ownerOf } from "./idempotency.js";
+import { type RememberedOutcome, type RememberedQueue, isFinal, isOutcomeKey, outcomeKey, ownerOf, writeKeyOf } from "./idempotency.js";
 
 export const SPLIT_LOG_INDEX = 5;
 export const SPLIT_LOG_TERM = 5;
@@ -165,13 +165,12 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
 function applyRecordCommand(cmd: RecordCommand, version: number, read: (key: string) => unknown,
   write: (key: string, value: unknown) => void, remembered: () => RememberedQueue): CommandResult {
   const tag = cmd.idem;
-  const k = tag === undefined ? "" : outcomeKey(cmd.key, tag.key);
-  if (tag !== undefined) {
-    // Most keys are new: the queue knows which are stored, so only a remembered one is read from the store.
-    const stored = remembered().has(k);
-    const known = stored ? read(k) as RememberedOutcome | undefined : undefined;
-    assert(!stored || known !== undefined, () => `the remembered outcome ${JSON.stringify(k)} is in the store`);
-    if (known !== undefined && known.exp >= tag.atMs) {
+  // Most keys are new: the queue knows which are stored, so only a remembered one is read from the store.
+  const storedAt = tag === undefined ? undefined : remembered().storedAt(writeKeyOf(cmd.key, tag.key));
+  if (tag !== undefined && storedAt !== undefined) {
+    const known = read(storedAt) as RememberedOutcome | undefined;
+    assert(known !== undefined, () => `the remembered outcome ${JSON.stringify(storedAt)} is in the store`);
+    if (known.exp >= tag.atMs) {
       if (known.fp !== tag.fingerprint) return { ok: false, code: "idempotency_key_reused" };
       return { ...known.r, replayed: true };
     }
@@ -180,9 +179,15 @@ function applyRecordCommand(cmd: RecordCommand, version: number, read: (key: str
   if (record !== undefined) write(cmd.key, record);
   if (tag !== undefined) {
     assert(isFinal(result), "a record command's outcome is final");
-    const o: RememberedOutcome = { v: version, exp: tag.atMs + tag.ttlMs, fp: tag.fingerprint, r: result };
-    write(k, o);
     const q = remembered();
+    // An expired outcome of the same key goes: the write key's new outcome is stored under its new version.
+    if (storedAt !== undefined) {
+      q.remove(storedAt);
+      write(storedAt, null);
+    }
+    const o: RememberedOutcome = { v: version, exp: tag.atMs + tag.ttlMs, fp: tag.fingerprint, r: result };
+    const k = outcomeKey(version, cmd.key, tag.key);
+    write(k, o);
     q.add(k, o);
     q.forget(tag.atMs, tag.keysMax, (key) => write(key, null));
   }
