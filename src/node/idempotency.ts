@@ -26,12 +26,17 @@ import type { CommandResult } from "./records.js";
 
 /** Record ids sort below this; remembered outcomes sort at and above it. */
 export const RECORDS_END = "\u007f";
-/** Outcomes stored before they were ordered by version: PREFIX_BY_RECORD + record id + SEPARATOR + key. */
+/** Outcomes stored before they were ordered by version: PREFIX_BY_RECORD + record id + NUL + key. */
 const PREFIX_BY_RECORD = "\u007fk";
+const NUL = "\u0000";
 /** Outcomes: PREFIX_BY_VERSION + version (VERSION_DIGITS decimal digits) + SEPARATOR + record id + SEPARATOR + key. */
 const PREFIX_BY_VERSION = "\u007fv";
 const VERSION_DIGITS = 16;
-const SEPARATOR = "\u0000";
+/**
+ * Neither a record id nor an idempotency key holds it, and LMDB's array keys (ordered-binary) keep it:
+ * they end a string at NUL once it is 64 characters or longer, which split the older keys on reading.
+ */
+const SEPARATOR = "\u001f";
 /** An idempotency key: 1-255 printable ASCII characters (what the Idempotency-Key header may carry). */
 export const IDEMPOTENCY_KEY_PATTERN = "^[\\x21-\\x7e]{1,255}$";
 /** Keys forgotten per applied write at most (bounds the work of one apply; the queue drains over writes). */
@@ -63,7 +68,7 @@ export function outcomeKey(version: number, recordId: string, idempotencyKey: st
 
 /** Where stores written before outcomes were ordered by version keep an outcome (read, never written). */
 export function outcomeKeyByRecord(recordId: string, idempotencyKey: string): string {
-  return PREFIX_BY_RECORD + recordId + SEPARATOR + idempotencyKey;
+  return PREFIX_BY_RECORD + recordId + NUL + idempotencyKey;
 }
 
 /** What a remembered outcome answers for, whatever its store key: record id + SEPARATOR + idempotency key. */
@@ -83,9 +88,9 @@ function writeKeyOfStored(storeKey: string): string {
       () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
     return storeKey.slice(at + 1);
   }
-  assert(storeKey.startsWith(PREFIX_BY_RECORD) && storeKey.indexOf(SEPARATOR, PREFIX_BY_RECORD.length) > PREFIX_BY_RECORD.length,
-    () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
-  return storeKey.slice(PREFIX_BY_RECORD.length);
+  const at = storeKey.indexOf(NUL, PREFIX_BY_RECORD.length);
+  assert(storeKey.startsWith(PREFIX_BY_RECORD) && at > PREFIX_BY_RECORD.length, () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
+  return writeKeyOf(storeKey.slice(PREFIX_BY_RECORD.length, at), storeKey.slice(at + 1));
 }
 
 /** The record id a stored key belongs to: the key itself for a record, the embedded id for an outcome. */

@@ -216,7 +216,7 @@ test("outcomes are stored in the order they are made; one stored under the older
   s.nextIndex = 8;
   for (const id of ["zz", "aa", "mm", "bb"]) s.apply({ op: "put", key: id, payload: id, idem: tag(`k-${id}`, 1000) });
   const byVersion = [...s.store.keys()].filter((k) => k.startsWith("\u007fv")).sort();
-  assert.deepEqual(byVersion.map((k) => k.split("\u0000")[1]), ["zz", "aa", "mm", "bb"], "sorted as written, whatever the record ids");
+  assert.deepEqual(byVersion.map((k) => k.split("\u001f")[1]), ["zz", "aa", "mm", "bb"], "sorted as written, whatever the record ids");
   assert.deepEqual(byVersion, [8, 9, 10, 11].map((v, i) => outcomeKey(v, ["zz", "aa", "mm", "bb"][i]!, `k-${["zz", "aa", "mm", "bb"][i]}`)));
   // A retry of the old write is answered from the older key, applying nothing.
   assert.deepEqual(s.apply({ op: "put", key: "old", payload: "first", idem: tag("k-old", 2000) }).result, { ok: true, version: 7, replayed: true });
@@ -232,7 +232,7 @@ test("outcomes are stored in the order they are made; one stored under the older
   assert.deepEqual(s.apply({ op: "put", key: "old", payload: "second", idem: tag("k-old", 1000 + 60_002) }).result, { ...again, replayed: true });
   // The same again, from a store written by version: one outcome per key, always.
   const once = s.apply({ op: "put", key: "aa", payload: "aa2", idem: tag("k-aa", 1000 + 60_001) }).result as { ok: true; version: number };
-  assert.deepEqual([...s.store.keys()].filter((k) => k.endsWith("\u0000k-aa")), [outcomeKey(once.version, "aa", "k-aa")]);
+  assert.deepEqual([...s.store.keys()].filter((k) => k.endsWith("k-aa")), [outcomeKey(once.version, "aa", "k-aa")]);
 });
 
 test("remembered keys are bounded by count (oldest forgotten first) and record scans never see them", () => {
@@ -240,7 +240,7 @@ test("remembered keys are bounded by count (oldest forgotten first) and record s
   for (let i = 0; i < 50; i++) s.apply({ op: "put", key: `r${i}`, payload: i, idem: tag(`k${i}`, 1000 + i, { keysMax: 10 }) });
   const outcomes = [...s.store.keys()].filter((k) => k >= "\u007f");
   assert.equal(outcomes.length, 10, "at most keysMax kept");
-  const kept = outcomes.map((k) => k.split("\u0000").at(-1)).sort();
+  const kept = outcomes.map((k) => k.split("\u001f").at(-1)).sort();
   assert.deepEqual(kept, Array.from({ length: 10 }, (_, i) => `k${40 + i}`), "the newest are kept");
   assert.equal(s.apply({ op: "put", key: "r0", payload: 0, idem: tag("k0", 2000, { keysMax: 10 }) }).result.ok, true);
   assert.equal((s.apply({ op: "put", key: "r49", payload: 49, idem: tag("k49", 2000, { keysMax: 10 }) }).result as { replayed?: true }).replayed, true);

@@ -31,6 +31,29 @@ test("applied records and applied indexes of several groups persist across a reo
   rmSync(dir, { recursive: true });
 });
 
+test("keys of 64 characters or more holding NULs come back whole from scans and snapshots (LMDB's array keys split them)", async () => {
+  const dir = tmp();
+  const s = StateStore.open({ path: dir });
+  // As stores written before outcomes were keyed by version hold them: record id, NUL, idempotency key.
+  const long = `\u007fk${"r".repeat(40)}\u0000${"0".repeat(36)}`;
+  const short = "\u007fkrec\u0000key";
+  const unit = `\u007fv${"0".repeat(16)}\u001f${"r".repeat(40)}\u001f${"k".repeat(36)}`;
+  s.apply([{ group: 1, appliedIndex: 3, puts: [["a", 1], [long, { v: 1 }], [short, { v: 2 }], [unit, { v: 3 }]] }]);
+  await s.flushed();
+  await s.close();
+  const r = StateStore.open({ path: dir });
+  const expected = [["a", 1], [long, { v: 1 }], [short, { v: 2 }], [unit, { v: 3 }]].sort((x, y) => (x[0]! < y[0]! ? -1 : 1));
+  assert.deepEqual(r.scan(1, 10), expected);
+  assert.deepEqual(r.get(1, long), { v: 1 });
+  const other = StateStore.open({ path: tmp() });
+  const snap = r.snapshot(1);
+  await other.installSnapshot(1, snap.appliedIndex, 1, snap.data);
+  assert.deepEqual(other.scan(1, 10), expected, "a snapshot carries them whole");
+  await r.close();
+  await other.close();
+  rmSync(dir, { recursive: true });
+});
+
 test("staged changes are read before LMDB, committed in batches off the loop thread, and a crash before a commit keeps store and applied index in step", async () => {
   const dir = tmp();
   const s = StateStore.open({ path: dir, commitIntervalMs: 1000, commitMaxChanges: 1_000_000 });

@@ -253,7 +253,7 @@ export class StateStore {
       start: after === undefined ? [group] : [group, after], end: end === undefined ? [group + 1] : [group, end], exclusiveStart: after !== undefined,
       limit: limit + pending.size,
     });
-    for (const { key, value } of range) merged.set(key[1], value);
+    for (const { key, value } of range) merged.set(recordKeyOf(key), value);
     for (const [key, value] of pending) merged.set(key, value);
     const keys = [...merged.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const out: [RecordKey, unknown][] = [];
@@ -327,7 +327,7 @@ export class StateStore {
       const confState = this.meta.get([group, CONF], { transaction: txn }) as ConfState | undefined;
       const shard = this.meta.get([group, SHARD], { transaction: txn }) as ShardState | undefined;
       const pairs = this.records.getRange({ start: [group], end: [group + 1], transaction: txn })
-        .map(({ key, value }) => [key[1], value] as [RecordKey, unknown]);
+        .map(({ key, value }) => [recordKeyOf(key), value] as [RecordKey, unknown]);
       return { appliedIndex, data: encodeSnapshot(appliedIndex, pairs, this.frameRecords, shard), confState };
     } finally {
       txn.done();
@@ -390,6 +390,20 @@ export class StateStore {
   private checkHealthy(): void {
     if (this.failure !== null) throw this.failure;
   }
+}
+
+/**
+ * The record key of an LMDB key [group, key]. LMDB's key encoding (ordered-binary) ends a string of 64
+ * characters or more at a NUL, so such a key comes back split in parts where it held NULs: joined again
+ * here. Stores written before remembered outcomes were keyed by version hold such keys (record id, NUL,
+ * idempotency key: a key's first character is printable, so its part decodes as a string); read whole,
+ * one was cut to its record id, and snapshots and splits carried it cut.
+ */
+export function recordKeyOf(lmdbKey: unknown): RecordKey {
+  const parts = lmdbKey as unknown[];
+  assert(Array.isArray(parts) && parts.length >= 2 && parts.slice(1).every((p) => typeof p === "string"),
+    () => `not a record key of the state store: ${JSON.stringify(lmdbKey)}`);
+  return parts.length === 2 ? parts[1] as string : parts.slice(1).join("\u0000");
 }
 
 /**
