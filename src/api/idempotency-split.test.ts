@@ -28,7 +28,7 @@ test("a shard whose long remembered outcomes are in LMDB splits, and every retry
     }
     await waitFor("the log compacted past the writes (the store flushed them to LMDB)",
       () => (node.status().groups.find((g) => g.shard === 1)?.firstIndex ?? 0) > 20);
-    const split = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/split" });
+    const split = await app.inject({ method: "POST", url: "/v1/cluster/shards/1/split?waitMs=10000" });
     assert.equal(split.statusCode, 200, split.body);
     const child = (split.json() as { child: number }).child;
     await waitFor("the child has a leader", () => node.leaderOf(child) !== 0);

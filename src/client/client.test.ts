@@ -241,7 +241,8 @@ console.log(JSON.stringify(out));
       const ids = Array.from({ length: 40 }, (_, i) => `route${i}`);
       const parent = watcher.shardOf("sdk", ids[0]!)!;
       assert.ok(parent !== null, "the map places the id");
-      const split = await api<{ child: number }>(c, 1, "POST", `/v1/cluster/shards/${parent}/split`, {});
+      // A leader-balance operator may be moving the shard's leader just now: the split waits for it.
+      const split = await api<{ child: number }>(c, 1, "POST", `/v1/cluster/shards/${parent}/split?waitMs=10000`, {});
       assert.equal(split.status, 200, JSON.stringify(split.body));
       await waitFor("the client's map shows the split's new shard", () => ids.some((id) => watcher.shardOf("sdk", id) === split.body.child), 15_000);
     } finally {
