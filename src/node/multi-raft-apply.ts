@@ -191,7 +191,7 @@ export abstract class NodeApply extends NodeLiveness {
     }
   }
 
-  /** Applies every group's committed entries in one LMDB transaction, then answers clients; returns how many it answered. */
+  /** Applies every group's committed entries (staged in the state store as one change set), then answers clients; returns how many it answered. */
   protected applyCommitted(readies: [Group, Ready][]): number {
     // When this turn's entries began to apply: traced proposals' commit spans end here (host time, not
     // the injected clock: span times are for people, and no decision reads them).

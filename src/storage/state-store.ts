@@ -199,7 +199,7 @@ export class StateStore {
         for (const [group, st] of groups) {
           for (const [key, value] of st.records) {
             if (value === null) void this.recordBytes.remove([group, key]);
-            else void this.recordBytes.put([group, key], st.encoded?.get(key) ?? this.encode(value));
+            else void this.recordBytes.put([group, key], encodedAt(st, key));
           }
           void this.meta.put([group, APPLIED], st.appliedIndex);
           if (st.confState !== undefined) void this.meta.put([group, CONF], st.confState);
@@ -399,11 +399,20 @@ export class StateStore {
  * idempotency key: a key's first character is printable, so its part decodes as a string); read whole,
  * one was cut to its record id, and snapshots and splits carried it cut.
  */
-export function recordKeyOf(lmdbKey: unknown): RecordKey {
+function recordKeyOf(lmdbKey: unknown): RecordKey {
   const parts = lmdbKey as unknown[];
-  assert(Array.isArray(parts) && parts.length >= 2 && parts.slice(1).every((p) => typeof p === "string"),
+  // Every record of a scan or a snapshot passes here: the common shape allocates nothing.
+  if (parts.length === 2 && typeof parts[1] === "string") return parts[1];
+  assert(Array.isArray(parts) && parts.length > 2 && parts.slice(1).every((p) => typeof p === "string"),
     () => `not a record key of the state store: ${JSON.stringify(lmdbKey)}`);
-  return parts.length === 2 ? parts[1] as string : parts.slice(1).join("\u0000");
+  return parts.slice(1).join("\u0000");
+}
+
+/** A staged put's bytes. Precondition: the layer was staged with an encoder (StateStore's always are). */
+function encodedAt(st: Staged, key: RecordKey): Uint8Array {
+  const bytes = st.encoded?.get(key);
+  assert(bytes !== undefined, "a staged put of the state store was encoded when staged");
+  return bytes;
 }
 
 /**
