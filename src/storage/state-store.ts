@@ -209,8 +209,12 @@ export class StateStore {
         }
       }).then(
         () => {
-          assert(this.inflight[0] === batch, "LMDB commits finish in the order they were queued");
-          this.inflight.shift();
+          // LMDB's writer thread commits batches in the order they were queued, but lmdb-js may settle a
+          // later batch's promise before an earlier one's (seen under load: a commit of a few changes
+          // settled before the large one queued ahead of it). This batch committed means every older
+          // one did: all leave the overlays now, and an older one settling later finds itself gone.
+          const at = this.inflight.indexOf(batch);
+          if (at >= 0) this.inflight.splice(0, at + 1);
         },
         (e: unknown) => {
           this.failure = e instanceof Error ? e : new Error(String(e));
