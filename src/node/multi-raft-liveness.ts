@@ -147,8 +147,11 @@ export abstract class NodeLiveness extends NodeState {
     const nowMs = this.clock.nowMs();
     this.noteStall(nowMs);
     const withinMs = this.peerSilentAfterMs;
-    const reach = quorumReach(g.raft.voters(), (id) => id === this.id || this.peers.live(id, nowMs, withinMs));
-    if (reach.ok) return null;
+    const reachable = (id: NodeId) => id === this.id || this.peers.live(id, nowMs, withinMs);
+    // Asked on every request: the usual answer without copying the configuration.
+    if (g.raft.quorumReachable(reachable)) return null;
+    const reach = quorumReach(g.raft.voters(), reachable);
+    assert(!reach.ok, () => `group ${g.id}: two answers to whether its quorum is reachable`);
     assert(reach.voters > 0, () => `group ${g.id}: no voters, yet no quorum`);
     return new NoQuorumError(g.id, `${reach.reachable} of ${reach.voters} voters reachable from node ${this.id}`);
   }

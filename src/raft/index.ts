@@ -7,4 +7,4 @@ export { ProposalDroppedError, type LeaderTransferResult, type Raft } from "./ra
 export { AssertionError } from "../util/assert.js";
 export { ProgressState } from "./progress.js";
 export { confChangeRefusal } from "./raft-leader.js";
-export { type JointConfig, VoteResult, jointIds, jointVoteResult } from "./quorum.js";
+export { type JointConfig, VoteResult, jointIds, jointQuorumReached, jointVoteResult } from "./quorum.js";

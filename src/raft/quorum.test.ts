@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { VoteResult, jointCommittedIndex, jointVoteResult, majorityCommittedIndex, majorityVoteResult } from "./quorum.js";
+import { VoteResult, jointCommittedIndex, jointQuorumReached, jointVoteResult, majorityCommittedIndex, majorityVoteResult } from "./quorum.js";
 
 const acked = (m: Record<number, number>) => (id: number) => m[id];
 
@@ -26,4 +26,24 @@ test("vote results: won, lost, or pending while the outcome is open", () => {
   assert.equal(jointVoteResult(joint, new Map([[1, true], [2, true], [4, true]])), VoteResult.Pending);
   assert.equal(jointVoteResult(joint, new Map([[1, true], [2, true], [4, false], [5, false]])), VoteResult.Lost);
   assert.equal(jointVoteResult(joint, new Map([[1, true], [2, true], [4, true], [5, true]])), VoteResult.Won);
+});
+
+test("jointQuorumReached says Won exactly when a full vote of the same voters would (every configuration of up to 5 + 5 ids, every vote)", () => {
+  // Ids 1..7: each configuration half a subset, every subset of granted ids.
+  const ids = [1, 2, 3, 4, 5, 6, 7];
+  const subsets = (bits: number) => new Set(ids.filter((_, i) => bits & (1 << i)));
+  let checked = 0;
+  for (let inBits = 0; inBits < 1 << 5; inBits++) {
+    for (let outBits = 0; outBits < 1 << 7; outBits += 5) {
+      const c = { incoming: subsets(inBits), outgoing: subsets(outBits) };
+      for (let grantedBits = 0; grantedBits < 1 << 7; grantedBits += 3) {
+        const granted = subsets(grantedBits);
+        const votes = new Map(ids.map((id) => [id, granted.has(id)]));
+        assert.equal(jointQuorumReached(c, (id) => granted.has(id)), jointVoteResult(c, votes) === VoteResult.Won,
+          `incoming ${[...c.incoming]}, outgoing ${[...c.outgoing]}, granted ${[...granted]}`);
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked > 10_000);
 });

@@ -60,6 +60,22 @@ export function jointVoteResult(c: JointConfig, votes: ReadonlyMap<NodeId, boole
   return VoteResult.Pending;
 }
 
+/**
+ * Whether the voters `granted` says yes to win a vote of `c`: jointVoteResult(c, votes) === Won when
+ * every voter has voted as `granted` says. Allocates nothing (asked on every request: is the quorum
+ * reachable?).
+ */
+export function jointQuorumReached(c: JointConfig, granted: (id: NodeId) => boolean): boolean {
+  return majorityReached(c.incoming, granted) && majorityReached(c.outgoing, granted);
+}
+
+function majorityReached(voters: ReadonlySet<NodeId>, granted: (id: NodeId) => boolean): boolean {
+  if (voters.size === 0) return true;
+  let yes = 0;
+  for (const id of voters) if (granted(id)) yes++;
+  return yes >= Math.floor(voters.size / 2) + 1;
+}
+
 export function jointIds(c: JointConfig): Set<NodeId> {
   const ids = new Set(c.incoming);
   for (const id of c.outgoing) ids.add(id);

@@ -17,7 +17,7 @@ import type { RaftConfig } from "./config.js";
 import { type LeaderTransferResult, ProposalDroppedError, Raft } from "./raft.js";
 import { ProgressState } from "./progress.js";
 import { confChangeRefusal } from "./raft-leader.js";
-import type { JointConfig } from "./quorum.js";
+import { type JointConfig, jointQuorumReached } from "./quorum.js";
 
 import {
   type ConfState,
@@ -337,6 +337,11 @@ export class RaftNode {
   voters(): JointConfig {
     const v = this.raft.trk.config.voters;
     return { incoming: new Set(v.incoming), outgoing: new Set(v.outgoing) };
+  }
+
+  /** Whether the voters `reachable` says yes to make a quorum of the configuration (no copy of it). */
+  quorumReachable(reachable: (id: NodeId) => boolean): boolean {
+    return jointQuorumReached(this.raft.trk.config.voters, reachable);
   }
 
   /** Voters and learners. */
