@@ -5,6 +5,7 @@ import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Rng } from "../util/rng.js";
 import { tempDir } from "../util/temp-dir.js";
+import { open } from "lmdb";
 import { StateStore } from "./state-store.js";
 
 const tmp = () => tempDir("shoal-state-");
@@ -145,6 +146,30 @@ test("commits in flight together, a large one ahead of small ones, settle in any
   const r = StateStore.open({ path: dir });
   assert.equal(r.applied(1), 300);
   assert.deepEqual(new Map(r.scan(1, 10_000) as [string, number][]), model);
+  await r.close();
+  rmSync(dir, { recursive: true });
+});
+
+test("values are stored as plain msgpack maps, and values stored with msgpackr records (older stores) still read", async () => {
+  const dir = tmp();
+  const older = open({ path: dir, compression: false, maxDbs: 8 });
+  const olderRecords = older.openDB<unknown, [number, string]>({ name: "records" });
+  const meta = older.openDB<unknown, [number, string]>({ name: "meta" });
+  await olderRecords.put([1, "old"], { payload: { v: "written before" }, version: 3 });
+  await meta.put([1, "applied"], 3);
+  assert.equal(olderRecords.getBinary([1, "old"])![0], 0xd4, "the older encoding starts with a record definition");
+  await older.close();
+  const s = StateStore.open({ path: dir });
+  assert.deepEqual(s.get(1, "old"), { payload: { v: "written before" }, version: 3 });
+  s.apply([{ group: 1, appliedIndex: 4, puts: [["new", { payload: { v: "written now" }, version: 4 }]] }]);
+  await s.flushed();
+  await s.close();
+  const raw = open({ path: dir, compression: false, maxDbs: 8 });
+  const bytes = raw.openDB<Uint8Array, [number, string]>({ name: "records", encoding: "binary" }).get([1, "new"])!;
+  assert.equal(bytes[0], 0xde, "a map (map 16): no record definition");
+  await raw.close();
+  const r = StateStore.open({ path: dir });
+  assert.deepEqual(r.scan(1, 10), [["new", { payload: { v: "written now" }, version: 4 }], ["old", { payload: { v: "written before" }, version: 3 }]]);
   await r.close();
   rmSync(dir, { recursive: true });
 });
