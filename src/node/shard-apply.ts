@@ -74,6 +74,7 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
   applyConf: (data: Uint8Array) => ConfState, conf: () => ConfState, mutations: NodeMutations = NO_MUTATIONS): AppliedEntries {
   const overlay = new Map<string, unknown>();
   const read = (key: string): unknown => (overlay.has(key) ? overlay.get(key) ?? undefined : reader.get(key));
+  const write = (key: string, value: unknown) => void overlay.set(key, value);
   const out: AppliedEntries = { changes: [], results: [], children: [], shard: before, sizeBytes: 0, commands: 0 };
   let confState: ConfState | undefined;
   let shardChanged = false;
@@ -130,7 +131,6 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
     }
     out.commands++;
     if (cmd.op === "put-many" || cmd.op === "delete-many") {
-      const write = (key: string, value: unknown) => overlay.set(key, value);
       const version = versionAt(out.shard, e.index);
       out.results.push([p.origin, cmd.op === "put-many" ? applyPutMany(cmd, out.shard, version, write) : applyDeleteMany(cmd, out.shard, version, read, write)]);
       continue;
@@ -141,16 +141,17 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       out.results.push([p.origin, { ok: false, code: "wrong_shard" }]);
       continue;
     }
-    out.results.push([p.origin, applyRecordCommand(cmd, versionAt(out.shard, e.index), read, (key, value) => overlay.set(key, value), reader.remembered)]);
+    out.results.push([p.origin, applyRecordCommand(cmd, versionAt(out.shard, e.index), read, write, reader.remembered)]);
   }
   const own: GroupChanges = {
     group, appliedIndex: entries[entries.length - 1]!.index, puts: [], deletes: [],
     ...(confState ? { confState } : {}), ...(shardChanged ? { shard: out.shard } : {}),
   };
-  for (const [key, rec] of overlay) {
+  // forEach: a for-of over the entries would make an array per change.
+  overlay.forEach((rec, key) => {
     if (rec === null) own.deletes!.push(key);
     else own.puts!.push([key, rec]);
-  }
+  });
   // The parent's changes first: the children's follow (one state-store commit holds all of them).
   out.changes.unshift(own);
   return out;
