@@ -6,12 +6,15 @@
  * Shoal fsyncs its WAL on a quorum before answering.
  *
  *   npm run bench:etcd [-- --seconds 10 --rounds 3 --warmup-seconds 15 --connections 1,256 --key-bytes 8
- *                         --value-bytes 256 --shards 1,6 --dir PATH --sdk]
+ *                         --value-bytes 256 --shards 1,6 --dir PATH --sdk --interleaved-puts 3000 --interleave-gap-ms 5]
  *
  * `--shards` lists the Shoal configurations to run (one cluster each, side by side). `--sdk` also drives
  * each through `shoal/client` (load.ts `--target shoal-sdk`: routed puts, each with an idempotency key). Prints one table of
  * every system and the ratios the targets are stated in (REQUIREMENTS / issue 3), per configuration:
  * 256 connections: Shoal throughput >= 2x etcd's and p99 <= etcd's; 1 connection: p50 <= etcd's.
+ * Then, per Shoal configuration, `--interleaved-puts` single puts of each system taking turns put by
+ * put, `--interleave-gap-ms` (5) apart (bench/interleave.ts): the one-connection p50s measured at the
+ * same moments.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -38,9 +41,16 @@ const valueBytes = arg("value-bytes", "256");
 const shardCounts = arg("shards", "1,6").split(",").map(Number);
 // Also drive each Shoal cluster through `shoal/client` (its own rows, "… via SDK").
 const viaSdk = args.includes("--sdk");
+// Single puts with the systems taking turns put by put (bench/interleave.ts), after the rounds: the
+// one-connection comparison without the drift between cells. 0: skipped.
+const interleavedPuts = Number(arg("interleaved-puts", "3000"));
+if (!Number.isInteger(interleavedPuts) || interleavedPuts < 0) throw new Error("--interleaved-puts takes a count (0: none)");
+// The pause after each of those puts (interleave.ts --gap-ms).
+const interleaveGapMs = arg("interleave-gap-ms", "5");
 if (shardCounts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error("--shards takes a comma-separated list of positive integers");
 const base = mkdtempSync(join(arg("dir", tmpdir()), "shoal-vs-etcd-"));
 const loadJs = fileURLToPath(new URL("./load.js", import.meta.url));
+const interleaveJs = fileURLToPath(new URL("./interleave.js", import.meta.url));
 const shoalBin = fileURLToPath(new URL("../../bin/shoal.js", import.meta.url));
 
 interface LoadResult { target: string; connections: number; ops: number; errors: number; opsPerSec: number; p50Ms: number; p95Ms: number; p99Ms: number }
@@ -134,6 +144,7 @@ for (const [k, n] of shardCounts.entries()) {
   if (viaSdk) systems.push({ ...shoal, label: `${shoal.label} via SDK`, target: "shoal-sdk", stop: async () => undefined });
 }
 const results = new Map<string, LoadResult[]>();
+const interleaved: string[] = [];
 try {
   for (const sys of systems) runLoad(sys.target, sys.endpoints, Math.max(...connectionCounts), warmupSeconds);
   for (let round = 1; round <= rounds; round++) {
@@ -144,6 +155,14 @@ try {
         const key = `${sys.label}/${c}`;
         results.set(key, [...(results.get(key) ?? []), r]);
       }
+    }
+  }
+  if (interleavedPuts > 0) {
+    for (const sys of systems.filter((x) => x.target === "shoal")) {
+      const r = spawnSync(process.execPath, [interleaveJs, "--puts", String(interleavedPuts), "--key-bytes", keyBytes, "--value-bytes", valueBytes,
+        "--gap-ms", interleaveGapMs, "--etcd", systems[0]!.endpoints[0]!, "--shoal", `${sys.label}=${sys.endpoints.join(",")}`, ...(viaSdk ? ["--sdk"] : [])], { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`interleaved puts failed: ${r.stderr}`);
+      interleaved.push(r.stdout.trim());
     }
   }
 } finally {
@@ -182,4 +201,8 @@ if (at(1) >= 0 && at(256) >= 0) {
     console.log(`targets, ${label}: 256 conns throughput >= 2x etcd: ${s256.opsPerSec >= 2 * e256.opsPerSec ? "met" : "NOT met"}; ` +
       `256 conns p99 <= etcd: ${s256.p99Ms <= e256.p99Ms ? "met" : "NOT met"}; 1 conn p50 <= etcd: ${s1.p50Ms <= e1.p50Ms ? "met" : "NOT met"}`);
   }
+}
+for (const table of interleaved) {
+  console.log("");
+  console.log(table);
 }
