@@ -127,8 +127,11 @@ export class StateStore {
   private staged = new Map<number, Staged>();
   private stagedChanges = 0;
   private stagedBytes = 0;
-  /** Commits handed to LMDB's writer thread, oldest first; each leaves once LMDB shows it to readers. */
-  private readonly inflight: { groups: Map<number, Staged>; done: Promise<void> }[] = [];
+  /**
+   * Commits handed to LMDB's writer thread, oldest first. Invariant: a commit leaves only once it and
+   * every older one settled successfully (LMDB shows them to readers); a failed one never leaves.
+   */
+  private readonly inflight: { groups: Map<number, Staged>; done: Promise<void>; settled: boolean }[] = [];
   private lastCommitMs = -Infinity;
   /** A failed LMDB write: the store is no longer trustworthy; every later call throws it. */
   private failure: Error | null = null;
@@ -199,6 +202,7 @@ export class StateStore {
     this.commits++;
     const batch = {
       groups,
+      settled: false,
       // One batch is one transaction (atomic: records with their applied index). Inside it, LMDB's
       // writes answer at once; the batch's promise carries the commit's outcome.
       done: this.root.batch(() => {
@@ -216,12 +220,12 @@ export class StateStore {
         }
       }).then(
         () => {
-          // LMDB's writer thread commits batches in the order they were queued, but lmdb-js may settle a
-          // later batch's promise before an earlier one's (seen under load: a commit of a few changes
-          // settled before the large one queued ahead of it). This batch committed means every older
-          // one did: all leave the overlays now, and an older one settling later finds itself gone.
-          const at = this.inflight.indexOf(batch);
-          if (at >= 0) this.inflight.splice(0, at + 1);
+          // lmdb-js may settle a later batch's promise before an earlier one's (seen under load: a
+          // commit of a few changes settled before the large one queued ahead of it). A batch leaves
+          // the overlays only behind every older one, so that a reader never falls through to LMDB past
+          // a commit not known to be done (or one that failed: the store then stops, and keeps it).
+          batch.settled = true;
+          while (this.inflight.length > 0 && this.inflight[0]!.settled) this.inflight.shift();
         },
         (e: unknown) => {
           this.failure = e instanceof Error ? e : new Error(String(e));
@@ -234,13 +238,16 @@ export class StateStore {
 
   /** Resolves once everything applied before the call is on disk. */
   async flushed(): Promise<void> {
+    this.checkHealthy();
     for (let rounds = 0; this.staged.size > 0 || this.inflight.length > 0; rounds++) {
       assert(rounds < 1_000_000, "state store: flush does not converge");
       this.commit();
-      await this.inflight[this.inflight.length - 1]?.done;
+      // All of them: they may settle in any order.
+      await Promise.all(this.inflight.map((b) => b.done));
       this.checkHealthy();
     }
     await this.root.flushed;
+    this.checkHealthy();
   }
 
   get(group: number, key: RecordKey): unknown {
