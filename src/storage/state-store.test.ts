@@ -150,6 +150,37 @@ test("commits in flight together, a large one ahead of small ones, settle in any
   rmSync(dir, { recursive: true });
 });
 
+test("a commit that fails is never skipped over: a later one that succeeds keeps its changes readable, and the store then refuses work", async () => {
+  const dir = tmp();
+  const s = StateStore.open({ path: dir, commitIntervalMs: 0 });
+  s.apply([{ group: 1, appliedIndex: 1, puts: [["kept", 1]] }]);
+  await s.flushed();
+  // LMDB's batches as the store sees them: the first one below fails without writing, after the
+  // second one (which LMDB does write) has settled.
+  const root = (s as unknown as { root: { batch: (work: () => void) => Promise<unknown> } }).root;
+  const realBatch = root.batch.bind(root);
+  let failFirst: (e: Error) => void = () => undefined;
+  let calls = 0;
+  root.batch = (work) => {
+    calls++;
+    if (calls === 1) return new Promise((_, reject) => (failFirst = reject));
+    return realBatch(work);
+  };
+  s.apply([{ group: 1, appliedIndex: 2, puts: [["lost", 2]] }]);
+  s.commit();
+  s.apply([{ group: 1, appliedIndex: 3, puts: [["written", 3]] }]);
+  s.commit();
+  await (s as unknown as { inflight: { done: Promise<void> }[] }).inflight[1]!.done;
+  assert.equal(s.get(1, "lost"), 2, "the unsettled first commit still answers reads from memory");
+  assert.equal(s.get(1, "written"), 3);
+  failFirst(new Error("disk full"));
+  await assert.rejects(s.flushed(), /disk full/);
+  assert.equal(s.get(1, "lost"), 2, "the failed commit is not skipped over");
+  assert.throws(() => s.apply([{ group: 1, appliedIndex: 4, puts: [["after", 4]] }]), /disk full/);
+  root.batch = realBatch;
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test("values are stored as plain msgpack maps, and values stored with msgpackr records (older stores) still read", async () => {
   const dir = tmp();
   const older = open({ path: dir, compression: false, maxDbs: 8 });
