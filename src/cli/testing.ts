@@ -59,7 +59,7 @@ export function startProc(c: Cluster, id: number): void {
   c.procs.set(id, child);
 }
 
-export async function ready(c: Cluster, ids: number[]): Promise<void> {
+export async function ready(c: Cluster, ids: number[], deadlineMs = 30_000): Promise<void> {
   await waitFor(`nodes ${ids} ready`, async () => {
     for (const id of ids) {
       try {
@@ -70,7 +70,7 @@ export async function ready(c: Cluster, ids: number[]): Promise<void> {
       }
     }
     return true;
-  }, 30_000);
+  }, deadlineMs);
 }
 
 export async function kill9(c: Cluster, id: number): Promise<void> {
