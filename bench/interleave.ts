@@ -13,24 +13,23 @@
  */
 import { Http1Pool } from "../src/client/http1.js";
 import { ShoalClient } from "../src/client/index.js";
+import { intArg, percentile, sleep } from "./procs.js";
 
 const args = process.argv.slice(2);
 const arg = (name: string): string | undefined => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const puts = Number(arg("puts") ?? "3000");
+const puts = intArg(args, "puts", 3000, 1, 10_000_000);
 const warmupPuts = Math.min(500, Math.ceil(puts / 5));
-const keyBytes = Number(arg("key-bytes") ?? "8");
-const valueBytes = Number(arg("value-bytes") ?? "256");
+const keyBytes = intArg(args, "key-bytes", 8, 1, 64);
+const valueBytes = intArg(args, "value-bytes", 256, 0, 1 << 20);
 // A pause after each put, before the next system's: the work a system does after answering (followers
 // applying, commit notices) lands in the pause, not in the next system's put. Each put meets idle nodes,
 // as a lone request does.
-const gapMs = Number(arg("gap-ms") ?? "5");
+const gapMs = intArg(args, "gap-ms", 5, 0, 60_000);
 const etcdEndpoint = arg("etcd");
 const shoalArg = arg("shoal");
-if (!Number.isInteger(puts) || puts < 1) throw new Error("--puts takes a positive integer");
-if (!(gapMs >= 0)) throw new Error("--gap-ms takes a duration in milliseconds (0: none)");
 if (etcdEndpoint === undefined || shoalArg === undefined || !shoalArg.includes("=")) {
   throw new Error('usage: interleave.js --etcd URL --shoal "LABEL=URL,URL,URL" [--sdk] [--puts N]');
 }
@@ -66,16 +65,15 @@ for (let i = 0; i < warmupPuts + puts; i++) {
     const t0 = performance.now();
     await s.put(keyOf(i * 2654435761));
     if (i >= warmupPuts) s.latenciesMs.push(performance.now() - t0);
-    if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
+    if (gapMs > 0) await sleep(gapMs);
   }
 }
 pool.close();
 sdk?.close();
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 const rows = systems.map((s) => {
   const sorted = [...s.latenciesMs].sort((a, b) => a - b);
-  return { label: s.label, puts: sorted.length, p50Ms: +pct(sorted, 0.5).toFixed(3), p90Ms: +pct(sorted, 0.9).toFixed(3), p99Ms: +pct(sorted, 0.99).toFixed(3) };
+  return { label: s.label, puts: sorted.length, p50Ms: +percentile(sorted, 0.5).toFixed(3), p90Ms: +percentile(sorted, 0.9).toFixed(3), p99Ms: +percentile(sorted, 0.99).toFixed(3) };
 });
 const etcdP50 = rows[0]!.p50Ms;
 console.log(`Single puts, one connection per system, taking turns put by put (${gapMs} ms apart): ${puts} each after ${warmupPuts} of warm-up.`);
