@@ -109,16 +109,22 @@ test("reads arriving in one loop turn share one ReadIndex round", async () => {
 });
 
 test("a read in flight when the shard's leader dies is asked again of the new leader, not left to time out", async () => {
-  const c = await startCluster(3, 1, { requestTimeoutMs: 60_000 });
+  const c = await startCluster(3, 1, { requestTimeoutMs: 60_000, testFaults: true });
   await waitForLeaders(c);
   await put(c, "x", 1);
   const old = leaderOf(c, 1)!;
   const follower = [...c.nodes.values()].find((n) => n !== old)!;
+  // The old leader falls silent (nothing it sends arrives) and the read is asked at once, while the
+  // follower still believes in it: no election can end within one election timeout of its last
+  // heartbeat, so the ReadIndex request goes to the silent leader. Stopping the leader first let a
+  // slow stop on a loaded machine outlast the election, and the read found the new leader directly.
+  old.transport.setFaults({ cut: new Set([...c.nodes.keys()].filter((id) => id !== old.id)) });
+  assert.equal(follower.leaderOf(1), old.id, "the follower still follows the old leader when the read is asked");
+  const started = performance.now();
+  const reading = follower.read(1, "x", "linearizable");
   await old.stop();
   c.nodes.delete(old.id);
-  // The follower still believes in the old leader: its ReadIndex request goes to a dead node.
-  const started = performance.now();
-  const r = await follower.read(1, "x", "linearizable");
+  const r = await reading;
   assert.equal(r?.payload, 1);
   assert.ok(follower.counters.readsRetried >= 1, "the read was asked again after the leader changed");
   assert.ok(performance.now() - started < 30_000, "answered after the election, long before the request timeout");
