@@ -15,7 +15,8 @@
  * pages of LMDB's tree. Keyed by record id first, each commit rewrote most of the tree's leaf pages
  * (random keys): at 256 connections the disk took 9-16 KB per keyed write against 5 KB per plain one,
  * growing as a shard's outcomes grew (measured). Stores written before keep their outcomes under the
- * older key (record id first) until they are forgotten; both are read.
+ * older key (record id first) until they are forgotten; both are read, except older keys that may have
+ * been cut (orphans, see writeKeyOfStored), which are deleted unanswered.
  *
  * Forgetting is part of the replicated state machine: it happens while entries are applied, decided
  * only by the entries (the proposer's clock and limits travel in each command), so every replica
@@ -80,8 +81,22 @@ export function isOutcomeKey(storeKey: string): boolean {
   return storeKey >= RECORDS_END;
 }
 
-/** The write key (writeKeyOf) of a stored outcome, from either form of its store key. */
-function writeKeyOfStored(storeKey: string): string {
+/**
+ * Older keys (PREFIX_BY_RECORD) this long or longer may differ between replicas: ordered-binary ends a
+ * string of 64 characters or more at its NUL, and before 2026-12-05 snapshot installs, splits, merges
+ * and queue rebuilds read such keys back cut to their record id, then stored or deleted them so. One
+ * replica may hold the whole key, another the cut one (one per record, whichever came last), another
+ * neither.
+ */
+const LEGACY_KEY_EXACT_LENGTH_MAX = 63;
+
+/**
+ * The write key (writeKeyOf) of a stored outcome, from either form of its store key; undefined for an
+ * orphan: an older key that is cut (no NUL) or long enough to have been cut on another replica. An
+ * orphan answers no retry and counts toward no limit: replicas must decide alike, and what they hold of
+ * orphans differs (LEGACY_KEY_EXACT_LENGTH_MAX). Each replica deletes its own (`forget`).
+ */
+function writeKeyOfStored(storeKey: string): string | undefined {
   if (storeKey.startsWith(PREFIX_BY_VERSION)) {
     const at = PREFIX_BY_VERSION.length + VERSION_DIGITS;
     assert(storeKey[at] === SEPARATOR && storeKey.indexOf(SEPARATOR, at + 1) > at + 1,
@@ -89,14 +104,21 @@ function writeKeyOfStored(storeKey: string): string {
     return storeKey.slice(at + 1);
   }
   const at = storeKey.indexOf(NUL, PREFIX_BY_RECORD.length);
-  assert(storeKey.startsWith(PREFIX_BY_RECORD) && at > PREFIX_BY_RECORD.length, () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
+  assert(storeKey.startsWith(PREFIX_BY_RECORD) && (at === -1 ? storeKey.length : at) > PREFIX_BY_RECORD.length,
+    () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
+  if (at === -1 || storeKey.length > LEGACY_KEY_EXACT_LENGTH_MAX) return undefined;
   return writeKeyOf(storeKey.slice(PREFIX_BY_RECORD.length, at), storeKey.slice(at + 1));
 }
 
-/** The record id a stored key belongs to: the key itself for a record, the embedded id for an outcome. */
+/** The record id a stored key belongs to: the key itself for a record, the embedded id for an outcome (orphans too). */
 export function ownerOf(storeKey: string): string {
   if (!isOutcomeKey(storeKey)) return storeKey;
-  const writeKey = writeKeyOfStored(storeKey);
+  if (storeKey.startsWith(PREFIX_BY_RECORD)) {
+    const at = storeKey.indexOf(NUL, PREFIX_BY_RECORD.length);
+    assert(at !== PREFIX_BY_RECORD.length && storeKey.length > PREFIX_BY_RECORD.length, () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
+    return storeKey.slice(PREFIX_BY_RECORD.length, at === -1 ? undefined : at);
+  }
+  const writeKey = writeKeyOfStored(storeKey)!;
   return writeKey.slice(0, writeKey.indexOf(SEPARATOR));
 }
 
@@ -113,6 +135,7 @@ function older(a: { v: number; k: string }, b: { v: number; k: string }): number
  * (an outcome recorded again after it expired, or one moved away by a split) without counting them.
  * Invariant: `live` maps each stored outcome's key to its version; every live outcome has an item;
  * `byWrite` maps each live outcome's write key (writeKeyOf) to its store key, one outcome per write key.
+ * Orphans (writeKeyOfStored) are not live: they are listed in `orphans` only, to be deleted.
  */
 export class RememberedQueue {
   /** Invariant: items[head..] are in `older` order (from() sorts, add() keeps it, drop() filters). */
@@ -120,14 +143,20 @@ export class RememberedQueue {
   private head = 0;
   private readonly live = new Map<string, number>();
   private readonly byWrite = new Map<string, string>();
+  /** Orphans stored here and not yet deleted (a replica's own: replicas may hold different ones). */
+  private orphans: string[] = [];
 
   static from(entries: Iterable<[string, unknown]>): RememberedQueue {
     const q = new RememberedQueue();
     for (const [k, value] of entries) {
       const o = value as RememberedOutcome;
+      const w = writeKeyOfStored(k);
+      if (w === undefined) {
+        q.orphans.push(k);
+        continue;
+      }
       q.items.push({ v: o.v, exp: o.exp, k });
       q.live.set(k, o.v);
-      const w = writeKeyOfStored(k);
       assert(!q.byWrite.has(w), () => `two stored outcomes of one write key: ${JSON.stringify(q.byWrite.get(w))} and ${JSON.stringify(k)}`);
       q.byWrite.set(w, k);
     }
@@ -151,6 +180,11 @@ export class RememberedQueue {
   /** Records an outcome stored under `k`. Precondition: none is stored for its write key under another key. */
   add(k: string, o: RememberedOutcome): void {
     const w = writeKeyOfStored(k);
+    if (w === undefined) {
+      // An orphan absorbed by a merge.
+      this.orphans.push(k);
+      return;
+    }
     const before = this.byWrite.get(w);
     assert(before === undefined || before === k, () => `an outcome of ${JSON.stringify(w)} is stored already, under ${JSON.stringify(before)}`);
     this.byWrite.set(w, k);
@@ -162,8 +196,12 @@ export class RememberedQueue {
     if (last !== undefined && older(last, item) > 0) this.resort();
   }
 
-  /** Forgets from the oldest while more than `keysMax` are kept or the oldest expired before `nowMs`. */
+  /**
+   * Forgets from the oldest while more than `keysMax` are kept or the oldest expired before `nowMs`; and
+   * deletes orphans. Replicas delete their orphans at different times, or none: no decision reads them.
+   */
   forget(nowMs: number, keysMax: number, remove: (k: string) => void): void {
+    for (let n = 0; n < FORGET_PER_WRITE_MAX && this.orphans.length > 0; n++) remove(this.orphans.pop()!);
     let forgotten = 0;
     while (this.head < this.items.length && forgotten < FORGET_PER_WRITE_MAX) {
       const oldest = this.items[this.head]!;
@@ -193,13 +231,14 @@ export class RememberedQueue {
 
   private unlist(k: string): void {
     this.live.delete(k);
-    const w = writeKeyOfStored(k);
+    const w = writeKeyOfStored(k)!;
     if (this.byWrite.get(w) === k) this.byWrite.delete(w);
   }
 
   /** Drops the outcomes whose record moved to another shard (a split). */
   drop(moved: (k: string) => boolean): void {
     for (const k of [...this.live.keys()]) if (moved(k)) this.unlist(k);
+    this.orphans = this.orphans.filter((k) => !moved(k));
     this.items = this.items.slice(this.head).filter((it) => this.live.get(it.k) === it.v);
     this.head = 0;
   }

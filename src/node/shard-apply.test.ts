@@ -235,6 +235,48 @@ test("outcomes are stored in the order they are made; one stored under the older
   assert.deepEqual([...s.store.keys()].filter((k) => k.endsWith("k-aa")), [outcomeKey(once.version, "aa", "k-aa")]);
 });
 
+test("older outcome keys that a replica may hold cut (cut ones, and long ones another replica may hold cut) answer no retry, count toward no limit and are deleted: replicas holding different ones decide alike", () => {
+  const long = `long-${"x".repeat(60)}`;
+  const whole = outcomeKeyByRecord(long, "k-long");
+  const cut = "\u007fk" + long; // what a snapshot install before 2026-12-05 stored for it
+  assert.equal(ownerOf(whole), long);
+  assert.equal(ownerOf(cut), long, "a cut key still names its record (splits move it with the record)");
+  const replicas = [new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] }), new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] }),
+    new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] })];
+  const outcome = (v: number) => ({ v, exp: 1000 + 60_000, fp: "f1", r: { ok: true, version: v } });
+  for (const s of replicas) {
+    s.store.set("old", { payload: "first", version: 7 } satisfies StoredRecord);
+    s.store.set(long, { payload: "first", version: 8 } satisfies StoredRecord);
+    s.store.set(outcomeKeyByRecord("old", "k-old"), outcome(7)); // short: whole on every replica
+    s.nextIndex = 9;
+  }
+  replicas[0]!.store.set(whole, outcome(8));
+  replicas[1]!.store.set(cut, outcome(8));
+  // replicas[2] holds neither (an older queue rebuild deleted the cut key's twin, say).
+  const steps: ShardCommand[] = [
+    { op: "put", key: "a", payload: 1, idem: tag("k-a", 2000, { keysMax: 2 }) },
+    { op: "put", key: "old", payload: "first", idem: tag("k-old", 2000, { keysMax: 2 }) },
+    { op: "put", key: long, payload: "first", idem: tag("k-long", 2000, { keysMax: 2 }) },
+    { op: "put", key: "b", payload: 2, idem: tag("k-b", 2000, { keysMax: 2 }) },
+    { op: "put", key: "c", payload: 3, idem: tag("k-c", 2000, { keysMax: 2 }) },
+    { op: "put", key: "a", payload: 1, idem: tag("k-a", 2000, { keysMax: 2 }) },
+  ];
+  const results = steps.map((cmd, i) => {
+    replicas[1]!.queue = null; // rebuilt from the store each time, as after a restart: the cut key stopped a node here
+    const rs = replicas.map((s) => s.apply(cmd).result);
+    assert.deepEqual(rs[1], rs[0], `step ${i}`);
+    assert.deepEqual(rs[2], rs[0], `step ${i}`);
+    const stores = replicas.map((s) => [...s.store].sort());
+    assert.deepEqual(stores[1], stores[0], `step ${i}: the same state on every replica once orphans are deleted`);
+    assert.deepEqual(stores[2], stores[0], `step ${i}`);
+    return rs[0]!;
+  });
+  assert.deepEqual(results[1], { ok: true, version: 7, replayed: true }, "a short older key still answers");
+  assert.equal((results[2] as { replayed?: true }).replayed, undefined, "a long older key answers no retry: applied again, on every replica");
+  assert.equal((results[5] as { replayed?: true }).replayed, undefined, "k-a was forgotten by count (keysMax 2), orphans not counted");
+  assert.ok(replicas.every((s) => !s.store.has(whole) && !s.store.has(cut)));
+});
+
 test("remembered keys are bounded by count (oldest forgotten first) and record scans never see them", () => {
   const s = new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] });
   for (let i = 0; i < 50; i++) s.apply({ op: "put", key: `r${i}`, payload: i, idem: tag(`k${i}`, 1000 + i, { keysMax: 10 }) });
