@@ -122,78 +122,104 @@ export function ownerOf(storeKey: string): string {
   return writeKey.slice(0, writeKey.indexOf(SEPARATOR));
 }
 
-/** Order of forgetting: by version, ties (a merge brings another shard's versions) by key. */
-function older(a: { v: number; k: string }, b: { v: number; k: string }): number {
-  return a.v - b.v || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0);
+/**
+ * One stored outcome, as the queue keeps it. Its store key is derived (keyOf), not kept: the key string
+ * was most of what 50,000 remembered outcomes per replica held on the heap, and every keyed write made
+ * one that survived into the old generation.
+ */
+interface Remembered {
+  readonly v: number;
+  readonly exp: number;
+  /** Its write key (writeKeyOf). */
+  readonly w: string;
+  /** Its store key when stored the older way (PREFIX_BY_RECORD); null when by version (outcomeKey). */
+  readonly legacyKey: string | null;
+  /** Stored: false once forgotten, removed or moved away (its item is then skipped). */
+  live: boolean;
+}
+
+function keyOf(r: Remembered): string {
+  return r.legacyKey ?? PREFIX_BY_VERSION + String(r.v).padStart(VERSION_DIGITS, "0") + SEPARATOR + r.w;
+}
+
+/** Order of forgetting: by version, ties (a merge brings another shard's versions) by store key. */
+function older(a: Remembered, b: Remembered): number {
+  if (a.v !== b.v) return a.v - b.v;
+  const ka = keyOf(a);
+  const kb = keyOf(b);
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
 }
 
 /**
  * The outcomes a shard remembers, oldest first, for forgetting by count and age. Built from the store
  * when a shard first needs it and kept up to date by the apply step. What it forgets must be the same on
  * every replica, whether its queue was built at start or kept up to date for days: so it decides only
- * on the live outcomes (`live` holds exactly the stored ones) in a total order, and skips stale items
+ * on the live outcomes (`byWrite` holds exactly the stored ones) in a total order, and skips stale items
  * (an outcome recorded again after it expired, or one moved away by a split) without counting them.
- * Invariant: `live` maps each stored outcome's key to its version; every live outcome has an item;
- * `byWrite` maps each live outcome's write key (writeKeyOf) to its store key, one outcome per write key.
- * Orphans (writeKeyOfStored) are not live: they are listed in `orphans` only, to be deleted.
+ * Invariant: `byWrite` maps each stored outcome's write key (writeKeyOf) to it, one outcome per write
+ * key; its outcomes are exactly the live items. Orphans (writeKeyOfStored) are not live: they are listed
+ * in `orphans` only, to be deleted.
  */
 export class RememberedQueue {
   /** Invariant: items[head..] are in `older` order (from() sorts, add() keeps it, drop() filters). */
-  private items: { v: number; exp: number; k: string }[] = [];
+  private items: Remembered[] = [];
   private head = 0;
-  private readonly live = new Map<string, number>();
-  private readonly byWrite = new Map<string, string>();
+  private readonly byWrite = new Map<string, Remembered>();
   /** Orphans stored here and not yet deleted (a replica's own: replicas may hold different ones). */
   private orphans: string[] = [];
 
   static from(entries: Iterable<[string, unknown]>): RememberedQueue {
     const q = new RememberedQueue();
     for (const [k, value] of entries) {
-      const o = value as RememberedOutcome;
       const w = writeKeyOfStored(k);
       if (w === undefined) {
         q.orphans.push(k);
         continue;
       }
-      q.items.push({ v: o.v, exp: o.exp, k });
-      q.live.set(k, o.v);
-      assert(!q.byWrite.has(w), () => `two stored outcomes of one write key: ${JSON.stringify(q.byWrite.get(w))} and ${JSON.stringify(k)}`);
-      q.byWrite.set(w, k);
+      const r = q.remembered(k, value as RememberedOutcome, w);
+      assert(!q.byWrite.has(w), () => `two stored outcomes of one write key: ${JSON.stringify(keyOf(q.byWrite.get(w)!))} and ${JSON.stringify(k)}`);
+      q.items.push(r);
+      q.byWrite.set(w, r);
     }
     q.items.sort(older);
     return q;
   }
 
   /**
-   * Where the outcome remembered for a write key (writeKeyOf) is stored, if one is (exactly: `live`
+   * Where the outcome remembered for a write key (writeKeyOf) is stored, if one is (exactly: `byWrite`
    * holds the stored ones), without reading the store.
    */
   storedAt(writeKey: string): string | undefined {
-    return this.byWrite.get(writeKey);
+    const r = this.byWrite.get(writeKey);
+    return r === undefined ? undefined : keyOf(r);
   }
 
   /** Outcomes stored. */
   get size(): number {
-    return this.live.size;
+    return this.byWrite.size;
   }
 
-  /** Records an outcome stored under `k`. Precondition: none is stored for its write key under another key. */
-  add(k: string, o: RememberedOutcome): void {
-    const w = writeKeyOfStored(k);
+  /**
+   * Records an outcome stored under `k`, whose write key is `w` (the caller may pass the one it has).
+   * Precondition: none is stored for its write key under another key.
+   */
+  add(k: string, o: RememberedOutcome, w: string | undefined = writeKeyOfStored(k)): void {
     if (w === undefined) {
       // An orphan absorbed by a merge.
       this.orphans.push(k);
       return;
     }
+    const r = this.remembered(k, o, w);
     const before = this.byWrite.get(w);
-    assert(before === undefined || before === k, () => `an outcome of ${JSON.stringify(w)} is stored already, under ${JSON.stringify(before)}`);
-    this.byWrite.set(w, k);
+    if (before !== undefined) {
+      assert(keyOf(before) === k, () => `an outcome of ${JSON.stringify(w)} is stored already, under ${JSON.stringify(keyOf(before))}`);
+      before.live = false;
+    }
+    this.byWrite.set(w, r);
     const last = this.items[this.items.length - 1];
-    const item = { v: o.v, exp: o.exp, k };
-    this.items.push(item);
-    this.live.set(k, o.v);
+    this.items.push(r);
     // Absorbed outcomes (a merge) may be older than the shard's own: keep the order.
-    if (last !== undefined && older(last, item) > 0) this.resort();
+    if (last !== undefined && older(last, r) > 0) this.resort();
   }
 
   /**
@@ -205,14 +231,14 @@ export class RememberedQueue {
     let forgotten = 0;
     while (this.head < this.items.length && forgotten < FORGET_PER_WRITE_MAX) {
       const oldest = this.items[this.head]!;
-      if (this.live.get(oldest.k) !== oldest.v) {
+      if (!oldest.live) {
         this.head++;
         continue;
       }
-      if (this.live.size <= keysMax && oldest.exp >= nowMs) break;
+      if (this.byWrite.size <= keysMax && oldest.exp >= nowMs) break;
       this.head++;
-      this.unlist(oldest.k);
-      remove(oldest.k);
+      this.unlist(oldest);
+      remove(keyOf(oldest));
       forgotten++;
     }
     // The forgotten prefix goes once it is most of the array; what is left is in order already (no sort:
@@ -225,22 +251,34 @@ export class RememberedQueue {
 
   /** Forgets one outcome ahead of its turn (the caller removes it from the store): its write is recorded again. */
   remove(k: string): void {
-    assert(this.live.has(k), () => `no outcome is stored under ${JSON.stringify(k)}`);
-    this.unlist(k);
-  }
-
-  private unlist(k: string): void {
-    this.live.delete(k);
-    const w = writeKeyOfStored(k)!;
-    if (this.byWrite.get(w) === k) this.byWrite.delete(w);
+    const w = writeKeyOfStored(k);
+    const r = w === undefined ? undefined : this.byWrite.get(w);
+    assert(r !== undefined && keyOf(r) === k, () => `no outcome is stored under ${JSON.stringify(k)}`);
+    this.unlist(r);
   }
 
   /** Drops the outcomes whose record moved to another shard (a split). */
   drop(moved: (k: string) => boolean): void {
-    for (const k of [...this.live.keys()]) if (moved(k)) this.unlist(k);
+    for (const r of [...this.byWrite.values()]) if (moved(keyOf(r))) this.unlist(r);
     this.orphans = this.orphans.filter((k) => !moved(k));
-    this.items = this.items.slice(this.head).filter((it) => this.live.get(it.k) === it.v);
+    this.items = this.items.slice(this.head).filter((r) => r.live);
     this.head = 0;
+  }
+
+  private remembered(k: string, o: RememberedOutcome, w: string): Remembered {
+    const legacyKey = k.startsWith(PREFIX_BY_RECORD) ? k : null;
+    const r: Remembered = { v: o.v, exp: o.exp, w, legacyKey, live: true };
+    // The version in a key is its outcome's (outcomeKey), so the key can be derived from the outcome.
+    assert(legacyKey !== null || (k.length === PREFIX_BY_VERSION.length + VERSION_DIGITS + 1 + w.length && k.endsWith(w) &&
+      Number(k.slice(PREFIX_BY_VERSION.length, PREFIX_BY_VERSION.length + VERSION_DIGITS)) === o.v),
+    () => `the outcome stored under ${JSON.stringify(k)} (version ${o.v}) is not the one its key names`);
+    return r;
+  }
+
+  private unlist(r: Remembered): void {
+    assert(r.live && this.byWrite.get(r.w) === r, () => `the outcome ${JSON.stringify(keyOf(r))} is stored`);
+    r.live = false;
+    this.byWrite.delete(r.w);
   }
 
   private resort(): void {

@@ -167,7 +167,8 @@ function applyRecordCommand(cmd: RecordCommand, version: number, read: (key: str
   write: (key: string, value: unknown) => void, remembered: () => RememberedQueue): CommandResult {
   const tag = cmd.idem;
   // Most keys are new: the queue knows which are stored, so only a remembered one is read from the store.
-  const storedAt = tag === undefined ? undefined : remembered().storedAt(writeKeyOf(cmd.key, tag.key));
+  const writeKey = tag === undefined ? undefined : writeKeyOf(cmd.key, tag.key);
+  const storedAt = writeKey === undefined ? undefined : remembered().storedAt(writeKey);
   if (tag !== undefined && storedAt !== undefined) {
     const known = read(storedAt) as RememberedOutcome | undefined;
     assert(known !== undefined, () => `the remembered outcome ${JSON.stringify(storedAt)} is in the store`);
@@ -189,7 +190,7 @@ function applyRecordCommand(cmd: RecordCommand, version: number, read: (key: str
     const o: RememberedOutcome = { v: version, exp: tag.atMs + tag.ttlMs, fp: tag.fingerprint, r: result };
     const k = outcomeKey(version, cmd.key, tag.key);
     write(k, o);
-    q.add(k, o);
+    q.add(k, o, writeKey);
     q.forget(tag.atMs, tag.keysMax, (key) => write(key, null));
   }
   return result;
