@@ -273,8 +273,31 @@ test("older outcome keys that a replica may hold cut (cut ones, and long ones an
   });
   assert.deepEqual(results[1], { ok: true, version: 7, replayed: true }, "a short older key still answers");
   assert.equal((results[2] as { replayed?: true }).replayed, undefined, "a long older key answers no retry: applied again, on every replica");
-  assert.equal((results[5] as { replayed?: true }).replayed, undefined, "k-a was forgotten by count (keysMax 2), orphans not counted");
+  assert.equal((results[5] as { replayed?: true }).replayed, undefined, "k-a was forgotten by count (keysMax 2)");
   assert.ok(replicas.every((s) => !s.store.has(whole) && !s.store.has(cut)));
+});
+
+test("the queue: an older key of 63 characters is an outcome, one of 64 an orphan; orphans are not counted, move with a split, and go 64 per forget", () => {
+  const o = (v: number) => ({ v, exp: 1e15, fp: "f", r: { ok: true as const, version: v } });
+  const id = (n: number) => `id-${"y".repeat(n - 3)}`;
+  const k63 = outcomeKeyByRecord(id(50), "k".repeat(10)); // 2 + 50 + 1 + 10
+  const k64 = outcomeKeyByRecord(id(51), "k".repeat(10));
+  assert.deepEqual([k63.length, k64.length], [63, 64]);
+  const orphans = Array.from({ length: 100 }, (_, i) => `\u007fkcut-${i}`);
+  const q = RememberedQueue.from([[k63, o(1)], [k64, o(2)], ...orphans.map((k, i): [string, unknown] => [k, o(3 + i)])]);
+  assert.equal(q.size, 1, "only the 63-character key is an outcome");
+  assert.equal(q.storedAt(`${id(50)}\u001f${"k".repeat(10)}`), k63);
+  assert.equal(q.storedAt(`${id(51)}\u001f${"k".repeat(10)}`), undefined);
+  const removed: string[] = [];
+  q.forget(0, 1, (k) => removed.push(k));
+  assert.equal(removed.length, 64, "orphans deleted 64 at a time; the one outcome kept (1 <= keysMax, not expired)");
+  assert.ok(!removed.includes(k63));
+  // A split that moves the records of some orphans: those are the child's to delete now.
+  q.drop((k) => ownerOf(k) === "cut-0" || ownerOf(k) === id(51));
+  q.forget(0, 1, (k) => removed.push(k));
+  assert.equal(new Set(removed).size, removed.length);
+  assert.deepEqual(new Set(removed), new Set([k64, ...orphans].filter((k) => ownerOf(k) !== "cut-0" && ownerOf(k) !== id(51))));
+  assert.equal(q.size, 1);
 });
 
 test("remembered keys are bounded by count (oldest forgotten first) and record scans never see them", () => {

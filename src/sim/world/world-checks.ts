@@ -79,6 +79,8 @@ export class WorldChecks {
         }
         let list = byGroup.get(g);
         if (list === undefined) byGroup.set(g, (list = []));
+        // The whole contents: orphan outcome keys (node/idempotency.ts), which replicas may hold and delete
+        // differently, would break this, but only stores written before 2026-12-05 hold them, never the world's.
         list.push({ node: n.id, applied: st.applied, print: fingerprint([st.shard, st.contents]) });
       }
     }
