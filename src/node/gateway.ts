@@ -63,6 +63,10 @@ const REROUTE_WAIT_MS = 500;
 const PLACEMENT_ATTEMPTS_MAX = 1000;
 /** Metadata proposals one caller has in flight at once (proposeMetaMany): well under the node's request queue. */
 const META_PROPOSALS_AT_ONCE = 128;
+/** Times a configuration change refused as busy (another in flight) is asked again at most, within the request timeout. */
+const CONF_CHANGE_ATTEMPTS_MAX = 50;
+/** The longest pause before asking again (from 20 ms, doubling): a change in flight is applied within a round trip or two. */
+const CONF_CHANGE_RETRY_MS_MAX = 500;
 
 /** Options of a gateway. */
 export interface GatewayOptions {
@@ -122,7 +126,7 @@ type Op =
    */
   | { kind: "service"; group: number; name: string; body: unknown; anyReplica: boolean };
 
-interface ReplyError { name: string; message: string; leader?: NodeId; reach?: string }
+interface ReplyError { name: string; message: string; leader?: NodeId; reach?: string; busy?: boolean }
 type Reply = { ok: true; value: unknown } | { ok: false; error: ReplyError };
 
 /** An error as it travels back to the node that forwarded the request (see revive). */
@@ -131,6 +135,7 @@ function replyError(e: Error): ReplyError {
     name: e.name, message: e.message,
     ...(e instanceof NotLeaderError ? { leader: e.leader } : {}),
     ...(e instanceof NoQuorumError || e instanceof QuorumLostError ? { reach: e.reach } : {}),
+    ...(e instanceof ConfChangeRefusedError && e.busy ? { busy: true } : {}),
   };
 }
 
@@ -583,9 +588,22 @@ export class Gateway {
     return this.route({ kind: "join", group: META_GROUP, req }) as Promise<JoinResponse>;
   }
 
-  /** Proposes a membership change of a group through its leader. */
-  proposeConfChange(group: number, changes: ConfChangeSingle[]): Promise<ApplyResult> {
-    return this.route({ kind: "conf", group, changes }) as Promise<ApplyResult>;
+  /** Proposes a membership change of a group through its leader (asked again while Raft is busy with another). */
+  async proposeConfChange(group: number, changes: ConfChangeSingle[]): Promise<ApplyResult> {
+    // Membership changes come from several actors (a join, a promotion, the operator's remove, dead-node
+    // retirement), and Raft takes one at a time: a change refused only because another is in flight is
+    // asked again once that one can have been applied, instead of failing its caller half done.
+    const deadlineMs = this.clock.nowMs() + this.timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await (this.route({ kind: "conf", group, changes }) as Promise<ApplyResult>);
+      } catch (e) {
+        if (!(e instanceof ConfChangeRefusedError) || !e.busy || attempt >= CONF_CHANGE_ATTEMPTS_MAX) throw e;
+        const waitMs = Math.min(CONF_CHANGE_RETRY_MS_MAX, 10 * 2 ** attempt);
+        if (this.clock.nowMs() + waitMs >= deadlineMs) throw e;
+        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, waitMs));
+      }
+    }
   }
 
   /** Proposes a metadata command through the metadata group's leader, wherever it is. */
@@ -707,7 +725,7 @@ function revive(err: ReplyError, group: number): Error {
   if (err.name === "NotLeaderError") return new NotLeaderError(group, err.leader ?? 0);
   if (err.name === "NotHostedError") return new NotHostedError(group);
   if (err.name === "WrongShardError") return new WrongShardError(group);
-  if (err.name === "ConfChangeRefusedError") return new ConfChangeRefusedError(err.message);
+  if (err.name === "ConfChangeRefusedError") return new ConfChangeRefusedError(err.message, err.busy === true);
   if (err.name === "LeaderUnreachableError") return new LeaderUnreachableError(group, err.leader ?? 0);
   if (err.name === "RequestTimeoutError") return new RequestTimeoutError(err.message);
   if (err.name === "NoQuorumError") return new NoQuorumError(group, err.reach ?? "voters unknown");

@@ -62,9 +62,15 @@ export class WrongShardError extends Error {
   }
 }
 
-/** Raft cannot take this configuration change now (another is pending, or it is invalid): nothing was proposed. */
+/**
+ * Raft cannot take this configuration change now (another is pending, or it is invalid): nothing was
+ * proposed. `busy`: refused only until the change in flight is applied; the same change may be asked again.
+ */
 export class ConfChangeRefusedError extends Error {
   override name = "ConfChangeRefusedError";
+  constructor(message: string, readonly busy = false) {
+    super(message);
+  }
 }
 
 /** The shard's leader is known but this node cannot reach it now (its link's breaker is open). */

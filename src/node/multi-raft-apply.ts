@@ -74,7 +74,7 @@ export abstract class NodeApply extends NodeLiveness {
     if (refusal !== null) {
       const w = g.proposals.get(seq);
       g.proposals.delete(seq);
-      if (w !== undefined) this.settle(w, new ConfChangeRefusedError(`group ${g.id}: ${refusal}`));
+      if (w !== undefined) this.settle(w, new ConfChangeRefusedError(`group ${g.id}: ${refusal}`, g.raft.confChangeBusy(cc)));
       return;
     }
     try {

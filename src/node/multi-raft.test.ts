@@ -2,11 +2,11 @@ import { after, test } from "node:test";
 import { StateStore, encodeSnapshot } from "../storage/state-store.js";
 import { SPLIT_LOG_INDEX } from "./shard-apply.js";
 import assert from "node:assert/strict";
-import { Role } from "../raft/index.js";
+import { ConfChangeType, Role } from "../raft/index.js";
 import { Gateway } from "./gateway.js";
 import { CollectionNotFoundError, META_GROUP } from "./group.js";
 import { hashOf, inRange } from "../meta/ranges.js";
-import { type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
+import { ConfChangeRefusedError, type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
 import { type TestCluster, leaderOf, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
 
 after(stopLeftovers);
@@ -128,6 +128,28 @@ test("a read in flight when the shard's leader dies is asked again of the new le
   assert.equal(r?.payload, 1);
   assert.ok(follower.counters.readsRetried >= 1, "the read was asked again after the leader changed");
   assert.ok(performance.now() - started < 30_000, "answered after the election, long before the request timeout");
+  await stopAll(c);
+});
+
+test("a configuration change refused only because another is in flight is asked again through a gateway; one refused for what it is, is not", async () => {
+  const c = await startCluster(3, 1);
+  await waitForLeaders(c);
+  const leader = leaderOf(c, 1)!;
+  const follower = [...c.nodes.values()].find((n) => n !== leader)!;
+  const learner = (nodeId: number) => [{ type: ConfChangeType.AddLearner, nodeId }];
+  // Raft takes one change at a time: of two proposed in one turn, the second is refused as busy.
+  const [first, second] = await Promise.allSettled([leader.proposeConfChange(1, learner(4)), leader.proposeConfChange(1, learner(5))]);
+  assert.equal(first.status, "fulfilled");
+  assert.ok(second.status === "rejected" && second.reason instanceof ConfChangeRefusedError && second.reason.busy, String(second.status === "rejected" ? second.reason : "taken"));
+  // Through a follower's gateway (the refusal travels back from the leader's), both are taken.
+  const gateways = new Map([...c.nodes].map(([id, n]) => [id, new Gateway(n, 10_000)]));
+  const gateway = gateways.get(follower.id)!;
+  const both = await Promise.all([gateway.proposeConfChange(1, learner(6)), gateway.proposeConfChange(1, learner(7))]);
+  assert.ok(both.every((r) => r.ok), JSON.stringify(both));
+  await waitFor("the leader's configuration holds both", () => [6, 7].every((id) => leader.group(1).raft.confState().learners.includes(id)));
+  assert.ok(!leader.group(1).raft.confState().learners.includes(5));
+  // Leaving a joint configuration when there is none is refused for what it is: at once, not asked again.
+  await assert.rejects(gateway.proposeConfChange(1, []), (e: unknown) => e instanceof ConfChangeRefusedError && !e.busy && /not in a joint configuration/.test(e.message));
   await stopAll(c);
 });
 

@@ -77,6 +77,15 @@ export function handleProposal(r: Raft, msg: Message): void {
   r.bcastAppend();
 }
 
+/**
+ * Whether a configuration change is refused only for now: another change is in flight (proposed and
+ * not yet applied, or a joint configuration not yet left: an automatic leave follows), so the same
+ * change may be taken once that one is applied. Its reason is confChangeRefusal's.
+ */
+export function confChangeBusy(r: Raft, cc: ConfChange): boolean {
+  return r.pendingConfIndex > r.raftLog.applied || (isJoint(r.trk.config.voters) && !isLeaveJoint(cc));
+}
+
 /** Why a configuration change cannot be proposed now, or null if it can. */
 export function confChangeRefusal(r: Raft, cc: ConfChange): string | null {
   const joint = isJoint(r.trk.config.voters);

@@ -16,7 +16,7 @@ import { type ConfChange, ConfChangeTransition, encodeConfChange } from "./confc
 import type { RaftConfig } from "./config.js";
 import { type LeaderTransferResult, ProposalDroppedError, Raft } from "./raft.js";
 import { ProgressState } from "./progress.js";
-import { confChangeRefusal } from "./raft-leader.js";
+import { confChangeBusy, confChangeRefusal } from "./raft-leader.js";
 import { type JointConfig, jointQuorumReached } from "./quorum.js";
 
 import {
@@ -376,6 +376,11 @@ export class RaftNode {
   confChangeRefusal(cc: ConfChange): string | null {
     if (this.raft.role !== Role.Leader) return "not the leader";
     return confChangeRefusal(this.raft, cc);
+  }
+
+  /** Whether confChangeRefusal refuses `cc` only until the change in flight is applied (confChangeBusy). */
+  confChangeBusy(cc: ConfChange): boolean {
+    return this.raft.role === Role.Leader && confChangeBusy(this.raft, cc);
   }
 
   status(): Status {
