@@ -70,7 +70,7 @@ export const ERRORS = {
   already_leader: refused(409, "the node already leads the shard"),
   no_neighbour: refused(409, "the shard has no lower neighbour to merge into"),
   too_large: refused(409, "the shard is too large to merge"),
-  conf_change_refused: refused(409, "Raft refused the membership change: invalid now, or another one still pending after the request timeout (one pending is waited for)"),
+  conf_change_refused: refused(409, "Raft refused the membership change: invalid now, or another one is pending (joins and removes wait for it up to the request timeout)"),
   node_exists: refused(409, "a node with this id is registered already"),
   shard_exists: refused(409, "a shard with this id exists already"),
   collection_exists: refused(409, "a collection with this name exists already"),

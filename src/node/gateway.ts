@@ -588,23 +588,32 @@ export class Gateway {
     return this.route({ kind: "join", group: META_GROUP, req }) as Promise<JoinResponse>;
   }
 
-  /** Proposes a membership change of a group through its leader (asked again while Raft is busy with another). */
-  async proposeConfChange(group: number, changes: ConfChangeSingle[]): Promise<ApplyResult> {
-    // Membership changes come from several actors (a join, a promotion, the operator's remove, dead-node
-    // retirement), and Raft takes one at a time: a change refused only because another is in flight is
-    // asked again once that one can have been applied, instead of failing its caller half done.
+  /**
+   * Proposes a membership change of a group through its leader. Raft takes one change at a time, and
+   * joins, removes and dead-node retirement each propose their own: with `askAgainWhile`, a change
+   * refused only because another is in flight (busy) is asked again, backing off, while that check
+   * still holds (the caller's decision may be stale once the other change applied: a promotion must not
+   * bring back a node just removed, so promotions pass none) and until the request timeout has passed
+   * (the last attempt then has its own).
+   */
+  async proposeConfChange(group: number, changes: ConfChangeSingle[], askAgainWhile?: () => boolean): Promise<ApplyResult> {
     const deadlineMs = this.clock.nowMs() + this.timeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
         return await (this.route({ kind: "conf", group, changes }) as Promise<ApplyResult>);
       } catch (e) {
-        if (!(e instanceof ConfChangeRefusedError) || !e.busy || attempt >= CONF_CHANGE_ATTEMPTS_MAX) throw e;
+        if (askAgainWhile === undefined || !(e instanceof ConfChangeRefusedError) || !e.busy || attempt >= CONF_CHANGE_ATTEMPTS_MAX) throw e;
         const waitMs = Math.min(CONF_CHANGE_RETRY_MS_MAX, 10 * 2 ** attempt);
         if (this.clock.nowMs() + waitMs >= deadlineMs) throw e;
         await new Promise<void>((resolve) => this.clock.setTimeout(resolve, waitMs));
+        if (!askAgainWhile()) throw e;
+        this.confChangesAskedAgain++;
       }
     }
   }
+
+  /** Membership changes asked again after a busy refusal (proposeConfChange). */
+  confChangesAskedAgain = 0;
 
   /** Proposes a metadata command through the metadata group's leader, wherever it is. */
   proposeMeta(cmd: MetaCommand): Promise<ApplyResult> {

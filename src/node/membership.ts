@@ -110,7 +110,9 @@ export class Membership {
         this.failJoinsForTest--;
         throw new Error("injected failure (test mode)");
       }
-      await this.gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.AddLearner, nodeId: id }]);
+      // Asked again while another change is in flight, unless the new node was removed meanwhile.
+      await this.gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.AddLearner, nodeId: id }],
+        () => this.node.metaState().nodes.get(id)?.worker !== "removed");
     } catch (e) {
       // Atomic: the node ends a member or not at all.
       const message = `adding node ${id} to the metadata group failed (${(e as Error).message}); its registration was rolled back`;
@@ -206,6 +208,8 @@ export function laggingLearners(node: MultiRaftNode, ids: readonly NodeId[]): No
 
 /** Raft first (a pair enters and leaves a joint configuration), then the record of it. */
 export async function promoteToVoters(gateway: Gateway, nodes: readonly NodeId[], atMs: number): Promise<void> {
+  // Not asked again when busy: the promotion was decided on the configuration before the change in flight
+  // (a node it removes must not come back as a voter); the refusal goes back, and the next pass decides again.
   await gateway.proposeConfChange(META_GROUP, nodes.map((nodeId) => ({ type: ConfChangeType.AddVoter, nodeId })));
   for (const node of nodes) await gateway.proposeMeta({ kind: "set-lifecycle", node, lifecycle: "voter", atMs });
 }
@@ -224,7 +228,11 @@ export async function removeNode(gateway: Gateway, node: MultiRaftNode, id: Node
   if (!r.ok) return r;
   const config = node.metaStatus().config;
   if ([...config.voters, ...config.learners].includes(id)) {
-    await gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.RemoveNode, nodeId: id }]);
+    // Asked again while another change is in flight and the node is still a member.
+    await gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.RemoveNode, nodeId: id }], () => {
+      const now = node.metaStatus().config;
+      return [...now.voters, ...now.learners].includes(id);
+    });
   }
   return r;
 }
@@ -295,7 +303,8 @@ export class MemberCare {
     }
     const members = new Set([...conf.voters, ...conf.learners]);
     const changes = dead.filter((n) => members.has(n.id)).map((n) => ({ type: ConfChangeType.RemoveNode, nodeId: n.id }));
-    if (changes.length > 0) await this.gateway.proposeConfChange(META_GROUP, changes);
+    // Removing dead members never lowers the live quorum the check above counted: asked again while busy.
+    if (changes.length > 0) await this.gateway.proposeConfChange(META_GROUP, changes, () => true);
   }
 
   /**

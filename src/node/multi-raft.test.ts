@@ -141,15 +141,27 @@ test("a configuration change refused only because another is in flight is asked 
   const [first, second] = await Promise.allSettled([leader.proposeConfChange(1, learner(4)), leader.proposeConfChange(1, learner(5))]);
   assert.equal(first.status, "fulfilled");
   assert.ok(second.status === "rejected" && second.reason instanceof ConfChangeRefusedError && second.reason.busy, String(second.status === "rejected" ? second.reason : "taken"));
-  // Through a follower's gateway (the refusal travels back from the leader's), both are taken.
   const gateways = new Map([...c.nodes].map(([id, n]) => [id, new Gateway(n, 10_000)]));
+  const always = () => true;
+  // Through the leader's own gateway, proposed in the same turn as another change: refused as busy, then
+  // asked again and taken. Without a check to ask again under, the refusal comes back at once.
+  const own = gateways.get(leader.id)!;
+  const [direct, askedAgain] = await Promise.all([leader.proposeConfChange(1, learner(6)), own.proposeConfChange(1, learner(7), always)]);
+  assert.ok(direct.ok && askedAgain.ok);
+  assert.equal(own.confChangesAskedAgain, 1);
+  const [, refused] = await Promise.allSettled([leader.proposeConfChange(1, learner(8)), own.proposeConfChange(1, learner(9))]);
+  assert.ok(refused.status === "rejected" && refused.reason instanceof ConfChangeRefusedError && refused.reason.busy);
+  // A check that no longer holds once the change in flight applied ends the asking.
+  const [, stale] = await Promise.allSettled([leader.proposeConfChange(1, learner(10)), own.proposeConfChange(1, learner(11), () => false)]);
+  assert.ok(stale.status === "rejected" && stale.reason instanceof ConfChangeRefusedError && stale.reason.busy);
+  // Through a follower's gateway the refusal travels back from the leader's, busy included.
   const gateway = gateways.get(follower.id)!;
-  const both = await Promise.all([gateway.proposeConfChange(1, learner(6)), gateway.proposeConfChange(1, learner(7))]);
+  const both = await Promise.all([gateway.proposeConfChange(1, learner(12), always), gateway.proposeConfChange(1, learner(13), always)]);
   assert.ok(both.every((r) => r.ok), JSON.stringify(both));
-  await waitFor("the leader's configuration holds both", () => [6, 7].every((id) => leader.group(1).raft.confState().learners.includes(id)));
-  assert.ok(!leader.group(1).raft.confState().learners.includes(5));
+  await waitFor("the leader's configuration holds the changes taken", () => [4, 6, 7, 8, 10, 12, 13].every((id) => leader.group(1).raft.confState().learners.includes(id)));
+  assert.ok([5, 9, 11].every((id) => !leader.group(1).raft.confState().learners.includes(id)));
   // Leaving a joint configuration when there is none is refused for what it is: at once, not asked again.
-  await assert.rejects(gateway.proposeConfChange(1, []), (e: unknown) => e instanceof ConfChangeRefusedError && !e.busy && /not in a joint configuration/.test(e.message));
+  await assert.rejects(gateway.proposeConfChange(1, [], always), (e: unknown) => e instanceof ConfChangeRefusedError && !e.busy && /not in a joint configuration/.test(e.message));
   await stopAll(c);
 });
 

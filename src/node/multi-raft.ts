@@ -528,7 +528,8 @@ export class MultiRaftNode extends NodeTurn {
   /**
    * Proposes a membership change of a group (this node must lead it): one change is simple, several go
    * through a joint configuration left automatically. Resolves once applied here; Raft takes one change
-   * at a time, so a change proposed while another is pending is refused (it times out).
+   * at a time, so a change proposed while another is pending is refused at once with a
+   * ConfChangeRefusedError whose `busy` says so (Gateway.proposeConfChange can ask again).
    */
   proposeConfChange(group: number, changes: ConfChangeSingle[]): Promise<ApplyResult> {
     return this.proposeAndAwait<ApplyResult>(group, `configuration change of group ${group}`, (seq) => ({ kind: "conf", group, seq, changes }));

@@ -79,11 +79,12 @@ export function handleProposal(r: Raft, msg: Message): void {
 
 /**
  * Whether a configuration change is refused only for now: another change is in flight (proposed and
- * not yet applied, or a joint configuration not yet left: an automatic leave follows), so the same
+ * not yet applied, or a joint configuration that an automatic leave will end), so the same
  * change may be taken once that one is applied. Its reason is confChangeRefusal's.
  */
 export function confChangeBusy(r: Raft, cc: ConfChange): boolean {
-  return r.pendingConfIndex > r.raftLog.applied || (isJoint(r.trk.config.voters) && !isLeaveJoint(cc));
+  // A joint configuration left by hand (not autoLeave) stays until someone proposes the leave: not busy.
+  return r.pendingConfIndex > r.raftLog.applied || (isJoint(r.trk.config.voters) && r.trk.config.autoLeave && !isLeaveJoint(cc));
 }
 
 /** Why a configuration change cannot be proposed now, or null if it can. */
