@@ -78,6 +78,20 @@ test("one change at a time: a change proposed before the previous one applied is
   assert.deepEqual(c.config(1).learners, [4, 5], "it is accepted once the first is applied");
 });
 
+test("a joint configuration left by hand refuses other changes for what it is (not busy) until the leave is proposed", () => {
+  const c = withLearner4();
+  c.node(1).proposeConfChange({ transition: ConfChangeTransition.JointExplicit, changes: [{ type: AddVoter, nodeId: 4 }, { type: RemoveNode, nodeId: 3 }] });
+  c.stabilize();
+  assert.deepEqual(c.config(1).votersOutgoing, [1, 2, 3], "joint, and no automatic leave");
+  const add5 = { transition: ConfChangeTransition.Auto, changes: [{ type: AddLearner, nodeId: 5 }] };
+  assert.match(c.node(1).confChangeRefusal(add5) ?? "", /must leave the joint configuration first/);
+  assert.equal(c.node(1).confChangeBusy(add5), false, "nothing in flight would end it: asking again would not help");
+  c.node(1).proposeConfChange({ transition: ConfChangeTransition.Auto, changes: [] });
+  assert.equal(c.node(1).confChangeBusy(add5), true, "the leave is in flight");
+  c.stabilize();
+  assert.equal(c.node(1).confChangeRefusal(add5), null);
+});
+
 test("a leader that removes itself steps down after the change commits, and the rest elect a leader", () => {
   const c = new TestCluster({ voters: [1, 2, 3] });
   c.elect(1);
