@@ -41,7 +41,7 @@ import type { ShardReport } from "./shard-agent.js";
 import { PLACEMENT_WAIT_MS_MAX, type PlacementAnswer, type PlacementRequest } from "../placement/policy.js";
 import type { DriverRequest } from "./placement-driver.js";
 import type { Refusal } from "../placement/manual.js";
-import type { Clock } from "../util/clock.js";
+import { type Clock, pause } from "../util/clock.js";
 import { SpanKind, contextFrom, inSpan, traceCarrier } from "../util/tracing.js";
 import { type NodeMutations, RANGE_UNCHECKED } from "./mutations.js";
 
@@ -605,7 +605,7 @@ export class Gateway {
         if (askAgainWhile === undefined || !(e instanceof ConfChangeRefusedError) || !e.busy || attempt >= CONF_CHANGE_ATTEMPTS_MAX) throw e;
         const waitMs = Math.min(CONF_CHANGE_RETRY_MS_MAX, 10 * 2 ** attempt);
         if (this.clock.nowMs() + waitMs >= deadlineMs) throw e;
-        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, waitMs));
+        await pause(this.clock, waitMs);
         if (!askAgainWhile()) throw e;
         this.confChangesAskedAgain++;
       }

@@ -103,21 +103,25 @@ function writeKeyOfStored(storeKey: string): string | undefined {
       () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
     return storeKey.slice(at + 1);
   }
+  const { recordId, idempotencyKey } = legacyParts(storeKey);
+  if (idempotencyKey === null || storeKey.length > LEGACY_KEY_EXACT_LENGTH_MAX) return undefined;
+  return writeKeyOf(recordId, idempotencyKey);
+}
+
+/** The parts of an older key (PREFIX_BY_RECORD + record id + NUL + key); the key is null where it was cut. */
+function legacyParts(storeKey: string): { recordId: string; idempotencyKey: string | null } {
   const at = storeKey.indexOf(NUL, PREFIX_BY_RECORD.length);
   assert(storeKey.startsWith(PREFIX_BY_RECORD) && (at === -1 ? storeKey.length : at) > PREFIX_BY_RECORD.length,
     () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
-  if (at === -1 || storeKey.length > LEGACY_KEY_EXACT_LENGTH_MAX) return undefined;
-  return writeKeyOf(storeKey.slice(PREFIX_BY_RECORD.length, at), storeKey.slice(at + 1));
+  return at === -1
+    ? { recordId: storeKey.slice(PREFIX_BY_RECORD.length), idempotencyKey: null }
+    : { recordId: storeKey.slice(PREFIX_BY_RECORD.length, at), idempotencyKey: storeKey.slice(at + 1) };
 }
 
 /** The record id a stored key belongs to: the key itself for a record, the embedded id for an outcome (orphans too). */
 export function ownerOf(storeKey: string): string {
   if (!isOutcomeKey(storeKey)) return storeKey;
-  if (storeKey.startsWith(PREFIX_BY_RECORD)) {
-    const at = storeKey.indexOf(NUL, PREFIX_BY_RECORD.length);
-    assert(at !== PREFIX_BY_RECORD.length && storeKey.length > PREFIX_BY_RECORD.length, () => `malformed remembered outcome key ${JSON.stringify(storeKey)}`);
-    return storeKey.slice(PREFIX_BY_RECORD.length, at === -1 ? undefined : at);
-  }
+  if (storeKey.startsWith(PREFIX_BY_RECORD)) return legacyParts(storeKey).recordId;
   const writeKey = writeKeyOfStored(storeKey)!;
   return writeKey.slice(0, writeKey.indexOf(SEPARATOR));
 }

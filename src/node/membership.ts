@@ -226,14 +226,12 @@ export async function drainNode(gateway: Gateway, id: NodeId): Promise<ApplyResu
 export async function removeNode(gateway: Gateway, node: MultiRaftNode, id: NodeId): Promise<ApplyResult> {
   const r = await gateway.proposeMeta({ kind: "set-worker-state", node: id, state: "removed", atMs: gateway.clock.wallMs() });
   if (!r.ok) return r;
-  const config = node.metaStatus().config;
-  if ([...config.voters, ...config.learners].includes(id)) {
-    // Asked again while another change is in flight and the node is still a member.
-    await gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.RemoveNode, nodeId: id }], () => {
-      const now = node.metaStatus().config;
-      return [...now.voters, ...now.learners].includes(id);
-    });
-  }
+  const member = () => {
+    const config = node.metaStatus().config;
+    return config.voters.includes(id) || config.learners.includes(id);
+  };
+  // Asked again while another change is in flight and the node is still a member.
+  if (member()) await gateway.proposeConfChange(META_GROUP, [{ type: ConfChangeType.RemoveNode, nodeId: id }], member);
   return r;
 }
 

@@ -38,7 +38,7 @@ import { META_GROUP, type MultiRaftNode, NotLeaderError } from "./multi-raft.js"
 import { MIDDLE_ID_SERVICE, type ShardReport } from "./shard-agent.js";
 import { MemberCare } from "./membership.js";
 import { type Logger } from "../util/logger.js";
-import type { Clock } from "../util/clock.js";
+import { type Clock, pause } from "../util/clock.js";
 
 /**
  * How long creating a collection waits for its shards' leaders to report (each reports every
@@ -155,7 +155,7 @@ export class PlacementDriver {
     const leaderless = () => shards.filter((id) => (this.reports.get(id)?.atMs ?? -Infinity) < createdAtMs);
     const waitsMax = Math.ceil(COLLECTION_LEADERS_WAIT_MS / COLLECTION_LEADERS_POLL_MS);
     for (let waits = 0; waits < waitsMax && leaderless().length > 0 && this.clock.wallMs() - createdAtMs < COLLECTION_LEADERS_WAIT_MS; waits++) {
-      await new Promise<void>((resolve) => this.clock.setTimeout(resolve, COLLECTION_LEADERS_POLL_MS));
+      await pause(this.clock, COLLECTION_LEADERS_POLL_MS);
     }
     return { ok: true, shards, leaderless: leaderless() };
   }

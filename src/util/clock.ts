@@ -42,3 +42,8 @@ export const systemClock: Clock = {
   },
   defer: (fn) => void setImmediate(fn),
 };
+
+/** Resolves after `delayMs` on `clock` (virtual time in the simulator). */
+export function pause(clock: Clock, delayMs: number): Promise<void> {
+  return new Promise<void>((resolve) => clock.setTimeout(resolve, delayMs));
+}
