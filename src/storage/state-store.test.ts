@@ -105,6 +105,26 @@ test("staged changes are read before LMDB, committed in batches off the loop thr
   rmSync(dir, { recursive: true });
 });
 
+test("a staged record reads as what was put, not as the caller's object: changed after staging, it is not what a read sees, and reads before and after the commit agree", async () => {
+  const dir = tmp();
+  const s = StateStore.open({ path: dir, commitIntervalMs: 60_000, commitMaxChanges: 1_000_000 });
+  const value = { payload: { tags: ["a"], n: 1 }, version: 7 };
+  s.apply([{ group: 1, appliedIndex: 1, puts: [["r", value], ["gone", 1]] }]);
+  s.apply([{ group: 1, appliedIndex: 2, deletes: ["gone"] }]);
+  value.payload.tags.push("changed later");
+  value.version = 8;
+  const staged = s.get(1, "r");
+  assert.deepEqual(staged, { payload: { tags: ["a"], n: 1 }, version: 7 });
+  assert.notEqual(s.get(1, "r"), staged, "each read decodes its own copy");
+  assert.deepEqual(s.scan(1, 10), [["r", staged]], "a scan skips a staged delete and decodes a staged put");
+  assert.equal(s.get(1, "gone"), undefined);
+  await s.flushed();
+  assert.deepEqual(s.get(1, "r"), staged);
+  assert.deepEqual(s.scan(1, 10), [["r", staged]]);
+  await s.close();
+  rmSync(dir, { recursive: true });
+});
+
 test("commits in flight together, a large one ahead of small ones, settle in any order and every read sees the newest write", async () => {
   // lmdb-js settled a small commit's promise before the large one queued ahead of it (every few
   // commits here): the store asserted they settle in order, and a node under load stopped on it.

@@ -198,7 +198,7 @@ class SimStateStore implements NodeStateStore {
 
   apply(changes: readonly GroupChanges[]): void {
     this.check();
-    stageChanges(this.staged, changes, (g) => this.applied(g));
+    stageChanges(this.staged, changes, (g) => this.applied(g), pack);
   }
 
   /** Commits staged changes once a second of the node's clock (the real store's default interval). */
@@ -219,9 +219,9 @@ class SimStateStore implements NodeStateStore {
       let c = this.disk.committed.get(group);
       if (c === undefined) this.disk.committed.set(group, (c = { appliedIndex: 0, records: new Map() }));
       c.appliedIndex = st.appliedIndex;
-      for (const [key, value] of st.records) {
-        if (value === null) c.records.delete(key);
-        else c.records.set(key, pack(value));
+      for (const [key, bytes] of st.records) {
+        if (bytes === null) c.records.delete(key);
+        else c.records.set(key, bytes);
       }
       if (st.confState !== undefined) c.confState = structuredClone(st.confState);
       if (st.shard !== undefined) c.shard = structuredClone(st.shard);
@@ -239,28 +239,22 @@ class SimStateStore implements NodeStateStore {
 
   get(group: number, key: RecordKey): unknown {
     const st = this.staged.get(group);
-    if (st !== undefined && st.records.has(key)) return st.records.get(key) ?? undefined;
-    const packed = this.disk.committed.get(group)?.records.get(key);
-    return packed === undefined ? undefined : unpack(packed as Uint8Array);
+    const staged = st?.records.get(key);
+    const packed = staged !== undefined ? staged : this.disk.committed.get(group)?.records.get(key);
+    return packed === undefined || packed === null ? undefined : unpack(packed);
   }
 
   scan(group: number, limit: number, after?: RecordKey, end?: RecordKey): [RecordKey, unknown][] {
     const inRange = (key: RecordKey) => (after === undefined || key > after) && (end === undefined || key < end);
-    const merged = new Map<RecordKey, unknown>();
+    const merged = new Map<RecordKey, Uint8Array | null>();
     for (const [key, packed] of this.disk.committed.get(group)?.records ?? []) if (inRange(key)) merged.set(key, packed);
-    const st = this.staged.get(group);
-    const stagedKeys = new Set<RecordKey>();
-    for (const [key, value] of st?.records ?? []) {
-      if (!inRange(key)) continue;
-      merged.set(key, value);
-      stagedKeys.add(key);
-    }
+    for (const [key, packed] of this.staged.get(group)?.records ?? []) if (inRange(key)) merged.set(key, packed);
     const keys = [...merged.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const out: [RecordKey, unknown][] = [];
     for (const key of keys) {
-      const value = merged.get(key);
-      if (value === null) continue;
-      out.push([key, stagedKeys.has(key) ? value : unpack(value as Uint8Array)]);
+      const packed = merged.get(key)!;
+      if (packed === null) continue;
+      out.push([key, unpack(packed)]);
       if (out.length === limit) break;
     }
     return out;
