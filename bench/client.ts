@@ -16,12 +16,18 @@
  * and latencies, and the ratio of throughput to the leader-only row; the target is at least 1.5x for
  * session and bounded reads.
  *
+ * The search levels (`--parts search-levels`): the same comparison with k-nearest-neighbour searches
+ * (k 10) of a `--vectors`-record collection of random `--dim`-dimension vectors (one shard, RF 3), so
+ * that the nodes' work per read (the graph search, on each node's index worker) outweighs the client's
+ * and the HTTP exchange, as it does for most searches.
+ *
  * `--peer-delay-ms N` holds every frame between nodes N ms before sending it (the test-mode transport's
  * fault hook; about N+0.5 ms, as timers go), as a link between machines in different zones would: on
  * loopback a hop costs ~0.1 ms, nothing next to a put's fsyncs, so the hop routing saves shows only
  * with one. The client's own requests are not delayed (both paths take that hop once).
  *
- *   npm run bench:client [-- --seconds 5 --rounds 2 --concurrency 1,64 --shards 1 --value-bytes 256 --parts routing,levels --peer-delay-ms 0]
+ *   npm run bench:client [-- --seconds 5 --rounds 2 --concurrency 1,64 --shards 1 --value-bytes 256 --parts routing,levels[,search-levels]
+ *                            --peer-delay-ms 0 --vectors 20000 --dim 64]
  */
 import { ProcCluster } from "../src/chaos/cluster.js";
 import { type ReadConsistency, ShoalClient } from "../src/client/index.js";
@@ -38,9 +44,14 @@ const concurrencyArg = args.includes("--concurrency") ? args[args.indexOf("--con
 const concurrencies = concurrencyArg.split(",").map(Number);
 const partsArg = args.includes("--parts") ? args[args.indexOf("--parts") + 1] ?? "" : "routing,levels";
 const parts = new Set(partsArg.split(","));
-if ([...parts].some((p) => p !== "routing" && p !== "levels")) throw new Error("--parts takes routing, levels or both (comma-separated)");
+const PARTS = ["routing", "levels", "search-levels"];
+if ([...parts].some((p) => !PARTS.includes(p))) throw new Error(`--parts takes ${PARTS.join(", ")} (comma-separated)`);
 // "Leader only" names one node: the levels part reads one shard.
 if (parts.has("levels") && shards !== 1) throw new Error("--parts levels compares against the one shard's leader: run it with --shards 1");
+const vectorCount = intArg(args, "vectors", 20_000, 100, 1_000_000);
+const dim = intArg(args, "dim", 64, 2, 4096);
+/** The searches' collection: one shard, so that "leader only" is one node. */
+const VECTORS_COLLECTION = "vectors";
 if (concurrencies.some((c) => !Number.isInteger(c) || c < 1 || c > 1024)) throw new Error("--concurrency takes a comma-separated list of integers in [1, 1024]");
 /** Keys the load writes and reads (each worker picks them in turn). */
 const KEYS = 1000;
@@ -64,9 +75,22 @@ const LEVELS: Level[] = [
   { name: "eventual, every node", consistency: "eventual", spread: true },
 ];
 
+/** What the levels parts read: a record by id, or the nearest neighbours of a vector. */
+type ReadKind = "get" | "search";
+
+/** A random unit-free vector of `dim` components in [-1, 1). */
+function randomVector(): Float32Array {
+  const v = new Float32Array(dim);
+  for (let i = 0; i < dim; i++) v[i] = Math.random() * 2 - 1;
+  return v;
+}
+
 /** A closed loop of `concurrency` workers; worker i sends through clients[i % clients.length]. */
-async function load(clients: ShoalClient | ShoalClient[], op: Op | ReadConsistency, concurrency: number, durationMs: number, samplesMs: number[] | null): Promise<{ ops: number; errors: number }> {
-  const collections = (Array.isArray(clients) ? clients : [clients]).map((c) => c.collection("default"));
+async function load(clients: ShoalClient | ShoalClient[], op: Op | ReadConsistency, concurrency: number, durationMs: number, samplesMs: number[] | null,
+  kind: ReadKind = "get"): Promise<{ ops: number; errors: number }> {
+  const collections = (Array.isArray(clients) ? clients : [clients]).map((c) => c.collection(kind === "search" ? VECTORS_COLLECTION : "default"));
+  // Queries made beforehand: the client's cost per search is then the request's alone.
+  const queries = kind === "search" ? Array.from({ length: 256 }, randomVector) : [];
   const payload = { v: "x".repeat(valueBytes) };
   const endMs = performance.now() + durationMs;
   let ops = 0;
@@ -80,7 +104,10 @@ async function load(clients: ShoalClient | ShoalClient[], op: Op | ReadConsisten
       try {
         if (op === "put") await records.put(key, payload);
         else if (op === "get linearizable" || op === "get eventual") await records.get(key, { consistency: op === "get linearizable" ? "linearizable" : "eventual" });
-        else await records.get(key, { consistency: op, ...(op === "bounded" ? { maxStalenessMs: 1000 } : {}) });
+        else if (kind === "search") {
+          const answer = await records.search(queries[(next - 1) % queries.length]!, { k: 10, consistency: op, ...(op === "bounded" ? { maxStalenessMs: 1000 } : {}) });
+          if (answer.results.length !== 10) throw new Error(`a search answered ${answer.results.length} results, not 10`);
+        } else await records.get(key, { consistency: op, ...(op === "bounded" ? { maxStalenessMs: 1000 } : {}) });
         samplesMs?.push(performance.now() - t0);
         ops++;
       } catch {
@@ -97,13 +124,7 @@ async function main(): Promise<void> {
   abandonOnExit(c);
   try {
     const url = (id: number) => `http://${c.host(id)}:${c.http.get(id)}`;
-    const shardMap = async () => ((await (await fetch(`${url(1)}/v1/cluster/shards`)).json()) as { shards: { collection: string; leader: number }[] }).shards.filter((s) => s.collection === "default");
-    const deadlineMs = performance.now() + 30_000;
-    while ((await shardMap()).some((s) => s.leader === 0)) {
-      if (performance.now() > deadlineMs) throw new Error("the default collection's shards have no leader after 30 s");
-      await sleep(100);
-    }
-    const leaders = new Set((await shardMap()).map((s) => s.leader));
+    const leaders = new Set((await leadersOf(url, "default")).map((s) => s.leader));
     const gateway = [1, 2, 3].find((id) => !leaders.has(id)) ?? 1;
     console.log(`leaders: nodes ${[...leaders].join(", ")}; the gateway path goes through node ${gateway}${leaders.has(gateway) ? " (it leads some shards: fewer requests forwarded)" : " (it leads none: every write is forwarded)"}`);
     const clients: Record<Path, ShoalClient> = {
@@ -121,18 +142,61 @@ async function main(): Promise<void> {
       }
     }
     if (parts.has("routing")) await routing(clients);
-    if (parts.has("levels")) await levels(clients.gateway, [...leaders][0]!, url, [1, 2, 3].map((id) => c.pid(id)!));
+    const pids = [1, 2, 3].map((id) => c.pid(id)!);
+    if (parts.has("levels")) await levels(clients.gateway, [...leaders][0]!, url, pids, "get");
+    if (parts.has("search-levels")) await levels(clients.gateway, await loadVectors(clients.gateway, url), url, pids, "search");
     for (const client of Object.values(clients)) client.close();
   } finally {
     await c.destroy();
   }
 }
 
+/** The shards of `collection` once each has a leader (30 s at most). */
+async function leadersOf(url: (id: number) => string, collection: string): Promise<{ shard: number; leader: number }[]> {
+  const shardMap = async () => ((await (await fetch(`${url(1)}/v1/cluster/shards`)).json()) as { shards: { shard: number; collection: string; leader: number }[] })
+    .shards.filter((s) => s.collection === collection);
+  const deadlineMs = performance.now() + 30_000;
+  for (;;) {
+    const found = await shardMap();
+    if (found.length > 0 && found.every((s) => s.leader !== 0)) return found;
+    if (performance.now() > deadlineMs) throw new Error(`the ${collection} collection's shards have no leader after 30 s`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Creates the searches' collection (one shard, RF 3), loads `vectorCount` random vectors and waits until
+ * every node's index holds them all; returns the shard's leader.
+ */
+async function loadVectors(client: ShoalClient, url: (id: number) => string): Promise<number> {
+  await client.createCollection({ name: VECTORS_COLLECTION, shards: 1, replicationFactor: 3, vectors: { dim, metric: "cosine" } });
+  const [shard] = await leadersOf(url, VECTORS_COLLECTION);
+  const records = client.collection(VECTORS_COLLECTION);
+  const startedMs = performance.now();
+  for (let at = 0; at < vectorCount; at += 500) {
+    const batch = Array.from({ length: Math.min(500, vectorCount - at) }, (_, i) => ({ id: `v${at + i}`, payload: { n: at + i }, vector: randomVector() }));
+    const answers = await records.upsertMany(batch);
+    const failed = answers.find((a) => "error" in a);
+    if (failed !== undefined) throw new Error(`loading the vectors: ${JSON.stringify(failed)}`);
+  }
+  process.stderr.write(`loaded ${vectorCount} vectors of ${dim} dimensions in ${((performance.now() - startedMs) / 1000).toFixed(1)} s; waiting for the indexes\n`);
+  const gauge = (text: string, name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+  const deadlineMs = performance.now() + 600_000;
+  for (;;) {
+    const texts = await Promise.all([1, 2, 3].map(async (id) => (await fetch(`${url(id)}/metrics`)).text()));
+    if (texts.every((t) => gauge(t, "shoal_index_pending_ops") === 0 && gauge(t, "shoal_index_records") >= vectorCount)) break;
+    if (performance.now() > deadlineMs) throw new Error("the nodes' indexes did not catch up within 10 minutes");
+    await sleep(250);
+  }
+  process.stderr.write(`indexes caught up ${((performance.now() - startedMs) / 1000).toFixed(1)} s after the load began\n`);
+  return shard!.leader;
+}
+
 function latencies(s: number[]): string {
   return `${percentile(s, 0.5).toFixed(2)} | ${percentile(s, 0.95).toFixed(2)} | ${percentile(s, 0.99).toFixed(2)}`;
 }
 
-async function levels(loader: ShoalClient, leader: number, url: (id: number) => string, pids: number[]): Promise<void> {
+async function levels(loader: ShoalClient, leader: number, url: (id: number) => string, pids: number[], kind: ReadKind): Promise<void> {
   const concurrency = Math.max(...concurrencies);
   // Session reads carry the token of the writes that loaded the keys (what a session that wrote them holds).
   const token = loader.sessionToken();
@@ -142,7 +206,7 @@ async function levels(loader: ShoalClient, leader: number, url: (id: number) => 
   const cells = new Map<string, { ops: number; seconds: number; errors: number; samplesMs: number[]; nodeCpuS: number[]; clientCpuS: number }>();
   // V8 compiles the read paths in tiers over the first seconds of load: without this, the first level
   // measured ran a third slower than in later rounds.
-  for (const level of LEVELS) await load(level.spread ? every : atLeader, level.consistency, concurrency, LEVELS_WARMUP_MS, null);
+  for (const level of LEVELS) await load(level.spread ? every : atLeader, level.consistency, concurrency, LEVELS_WARMUP_MS, null, kind);
   for (let round = 0; round < rounds; round++) {
     // Rotate the order each round, so that no level always runs first.
     for (let i = 0; i < LEVELS.length; i++) {
@@ -150,24 +214,25 @@ async function levels(loader: ShoalClient, leader: number, url: (id: number) => 
       let cell = cells.get(level.name);
       if (cell === undefined) cells.set(level.name, (cell = { ops: 0, seconds: 0, errors: 0, samplesMs: [], nodeCpuS: pids.map(() => 0), clientCpuS: 0 }));
       const clients = level.spread ? every : atLeader;
-      await load(clients, level.consistency, concurrency, WARMUP_MS, null);
+      await load(clients, level.consistency, concurrency, WARMUP_MS, null, kind);
       const nodeBefore = pids.map(cpuSeconds);
       const clientBefore = process.cpuUsage();
-      const r = await load(clients, level.consistency, concurrency, seconds * 1000, cell.samplesMs);
+      const r = await load(clients, level.consistency, concurrency, seconds * 1000, cell.samplesMs, kind);
       pids.forEach((pid, i) => (cell!.nodeCpuS[i]! += cpuSeconds(pid) - nodeBefore[i]!));
       const used = process.cpuUsage(clientBefore);
       cell.clientCpuS += (used.user + used.system) / 1e6;
       cell.ops += r.ops;
       cell.errors += r.errors;
       cell.seconds += seconds;
-      process.stderr.write(`round ${round + 1}: get ${level.name}: ${(r.ops / seconds).toFixed(0)} ops/s\n`);
+      process.stderr.write(`round ${round + 1}: ${kind} ${level.name}: ${(r.ops / seconds).toFixed(0)} ops/s\n`);
     }
   }
   for (const client of [...every, atLeader]) client.close();
   const base = cells.get(LEVELS[0]!.name)!;
-  console.log(`\nRead levels: gets at ${concurrency} concurrent, leader of the shard: node ${leader}\n`);
+  console.log(kind === "get" ? `\nRead levels: gets at ${concurrency} concurrent, leader of the shard: node ${leader}\n`
+    : `\nRead levels: searches (k 10) of ${vectorCount} ${dim}-dimension vectors at ${concurrency} concurrent, leader of the shard: node ${leader}\n`);
   const cores = availableParallelism();
-  console.log(`| get | ops/s | p50 ms | p95 ms | p99 ms | errors | ops/s x leader-only linearizable | CPU % nodes 1 / 2 / 3 | CPU % client | machine busy (${cores} cores) | node CPU us per get |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`);
+  console.log(`| ${kind} | ops/s | p50 ms | p95 ms | p99 ms | errors | ops/s x leader-only linearizable | CPU % nodes 1 / 2 / 3 | CPU % client | machine busy (${cores} cores) | node CPU us per ${kind} |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`);
   for (const level of LEVELS) {
     const x = cells.get(level.name)!;
     x.samplesMs.sort((a, b) => a - b);
