@@ -273,7 +273,7 @@ export abstract class NodeApply extends NodeLiveness {
       const p = decodeMetaProposal(e.data);
       const { result, changes } = applyMetaTracked(this.meta, p.cmd);
       for (const [key, value] of changes.puts) {
-        // A copy: later commands mutate the live state, and the store serializes when it commits.
+        // A copy: later commands of this turn mutate the live state, and the store serializes only when the turn's changes are staged.
         puts.set(key, structuredClone(value));
         deletes.delete(key);
       }

@@ -454,7 +454,11 @@ export function stageChanges(staged: Map<number, Staged>, changes: readonly Grou
     if (c.shard !== undefined) st.shard = c.shard;
     if (c.unlogged !== undefined) st.unlogged = c.unlogged;
     for (const key of c.deletes ?? []) st.records.set(key, null);
-    for (const [key, value] of c.puts ?? []) st.records.set(key, encode(value));
+    for (const [key, value] of c.puts ?? []) {
+      // null is a staged delete: a put of it would read back as a delete from memory and as null from LMDB.
+      assert(value !== null && value !== undefined, () => `group ${c.group}: a put of ${JSON.stringify(key)} without a value`);
+      st.records.set(key, encode(value));
+    }
     count += (c.deletes?.length ?? 0) + (c.puts?.length ?? 0) + 1;
   }
   return count;
