@@ -197,10 +197,24 @@ export function parseAll(buf: Buffer, isHead: boolean, ended: boolean): Pick<Exc
 
 const isEventStream = (r: HttpResponse) => r.status === 200 && (headerOf(r, "content-type") ?? "").startsWith("text/event-stream");
 
-/** The head of an event stream at the start of `buf`, if that is what it holds. */
-function streamHead(buf: Buffer): { response: HttpResponse; consumed: number } | null {
-  const head = parseResponse(buf, true, false);
-  return head.kind === "response" && isEventStream(head.response) ? head : null;
+/**
+ * The head of an event stream in `buf`, after any interim responses (a 100 Continue to a request that
+ * sent Expect: 100-continue comes first), if that is what it holds; `consumed` counts the interim ones too.
+ */
+function streamHead(buf: Buffer): { response: HttpResponse; consumed: number; interim: HttpResponse[] } | null {
+  const interim: HttpResponse[] = [];
+  // Each interim response consumes at least its status line: bounded by the buffer.
+  for (let at = 0; at < buf.length;) {
+    const head = parseResponse(buf.subarray(at), true, false);
+    if (head.kind !== "response") return null;
+    at += head.consumed;
+    if (head.response.status >= 100 && head.response.status < 200 && head.response.status !== 101) {
+      interim.push(head.response);
+      continue;
+    }
+    return isEventStream(head.response) ? { response: head.response, consumed: at, interim } : null;
+  }
+  return null;
 }
 
 /**
@@ -232,7 +246,7 @@ export function send(req: RawRequest, opts: SendOptions): Promise<Exchange> {
       if (parsed.responses.length === 0 && parsed.malformed === null && head !== null) {
         // An event stream left open (never complete): its head, and its body so far undecoded.
         stream = true;
-        parsed = { interim: [], responses: [{ ...head.response, body: buf.subarray(head.consumed) }], rest: Buffer.alloc(0), malformed: null };
+        parsed = { interim: head.interim, responses: [{ ...head.response, body: buf.subarray(head.consumed) }], rest: Buffer.alloc(0), malformed: null };
       }
       resolve({ ...parsed, end, socketError, stream, ms: Date.now() - started, localPort });
     };
