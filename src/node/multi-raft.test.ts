@@ -410,8 +410,17 @@ test("a lost node's shards are taken over by their chosen successors in one elec
     const leader = leaderOf(c, g)!;
     return leader.id === [2, 3][g % 2] && leader.status().groups[g - 1]!.term === termBefore.get(g)! + 1;
   });
+  // A failure says how each missed shard went and what the survivors did, to tell the races apart.
+  const missed = led.filter((g) => !bySuccessor.includes(g)).map((g) => {
+    const leader = leaderOf(c, g)!;
+    return `shard ${g}: node ${leader.id} (successor ${[2, 3][g % 2]}), term +${leader.status().groups[g - 1]!.term - termBefore.get(g)!}`;
+  });
+  const survivors = [2, 3].map((id) => {
+    const k = c.nodes.get(id)!.counters;
+    return `node ${id}: ${k.successorCampaigns} successor campaigns, ${k.electionsStarted} elections`;
+  });
   assert.ok(bySuccessor.length >= Math.ceil(led.length * 0.75),
-    `${bySuccessor.length} of ${led.length} shards led by their successor, elected in the next term`);
+    `${bySuccessor.length} of ${led.length} shards led by their successor, elected in the next term; ${missed.join("; ")}; ${survivors.join("; ")}`);
   await stopAll(c);
 });
 
