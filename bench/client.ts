@@ -29,10 +29,10 @@
  *   npm run bench:client [-- --seconds 5 --rounds 2 --concurrency 1,64 --shards 1 --value-bytes 256 --parts routing,levels[,search-levels]
  *                            --peer-delay-ms 0 --vectors 20000 --dim 64]
  */
-import { ProcCluster } from "../src/chaos/cluster.js";
+import { ProcCluster, waitUntil } from "../src/chaos/cluster.js";
 import { type ReadConsistency, ShoalClient } from "../src/client/index.js";
 import { availableParallelism } from "node:os";
-import { abandonOnExit, cpuSeconds, intArg, percentile, sleep } from "./procs.js";
+import { abandonOnExit, cpuSeconds, indexGauges, intArg, ledShards, percentile } from "./procs.js";
 
 const args = process.argv.slice(2);
 const seconds = intArg(args, "seconds", 5, 1, 600);
@@ -124,7 +124,7 @@ async function main(): Promise<void> {
   abandonOnExit(c);
   try {
     const url = (id: number) => `http://${c.host(id)}:${c.http.get(id)}`;
-    const leaders = new Set((await leadersOf(url, "default")).map((s) => s.leader));
+    const leaders = new Set((await ledShards(c, "default")).map((s) => s.leader));
     const gateway = [1, 2, 3].find((id) => !leaders.has(id)) ?? 1;
     console.log(`leaders: nodes ${[...leaders].join(", ")}; the gateway path goes through node ${gateway}${leaders.has(gateway) ? " (it leads some shards: fewer requests forwarded)" : " (it leads none: every write is forwarded)"}`);
     const clients: Record<Path, ShoalClient> = {
@@ -144,23 +144,10 @@ async function main(): Promise<void> {
     if (parts.has("routing")) await routing(clients);
     const pids = [1, 2, 3].map((id) => c.pid(id)!);
     if (parts.has("levels")) await levels(clients.gateway, [...leaders][0]!, url, pids, "get");
-    if (parts.has("search-levels")) await levels(clients.gateway, await loadVectors(clients.gateway, url), url, pids, "search");
+    if (parts.has("search-levels")) await levels(clients.gateway, await loadVectors(clients.gateway, c), url, pids, "search");
     for (const client of Object.values(clients)) client.close();
   } finally {
     await c.destroy();
-  }
-}
-
-/** The shards of `collection` once each has a leader (30 s at most). */
-async function leadersOf(url: (id: number) => string, collection: string): Promise<{ shard: number; leader: number }[]> {
-  const shardMap = async () => ((await (await fetch(`${url(1)}/v1/cluster/shards`)).json()) as { shards: { shard: number; collection: string; leader: number }[] })
-    .shards.filter((s) => s.collection === collection);
-  const deadlineMs = performance.now() + 30_000;
-  for (;;) {
-    const found = await shardMap();
-    if (found.length > 0 && found.every((s) => s.leader !== 0)) return found;
-    if (performance.now() > deadlineMs) throw new Error(`the ${collection} collection's shards have no leader after 30 s`);
-    await sleep(100);
   }
 }
 
@@ -168,9 +155,9 @@ async function leadersOf(url: (id: number) => string, collection: string): Promi
  * Creates the searches' collection (one shard, RF 3), loads `vectorCount` random vectors and waits until
  * every node's index holds them all; returns the shard's leader.
  */
-async function loadVectors(client: ShoalClient, url: (id: number) => string): Promise<number> {
+async function loadVectors(client: ShoalClient, c: ProcCluster): Promise<number> {
   await client.createCollection({ name: VECTORS_COLLECTION, shards: 1, replicationFactor: 3, vectors: { dim, metric: "cosine" } });
-  const [shard] = await leadersOf(url, VECTORS_COLLECTION);
+  const [shard] = await ledShards(c, VECTORS_COLLECTION);
   const records = client.collection(VECTORS_COLLECTION);
   const startedMs = performance.now();
   for (let at = 0; at < vectorCount; at += 500) {
@@ -180,14 +167,8 @@ async function loadVectors(client: ShoalClient, url: (id: number) => string): Pr
     if (failed !== undefined) throw new Error(`loading the vectors: ${JSON.stringify(failed)}`);
   }
   process.stderr.write(`loaded ${vectorCount} vectors of ${dim} dimensions in ${((performance.now() - startedMs) / 1000).toFixed(1)} s; waiting for the indexes\n`);
-  const gauge = (text: string, name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
-  const deadlineMs = performance.now() + 600_000;
-  for (;;) {
-    const texts = await Promise.all([1, 2, 3].map(async (id) => (await fetch(`${url(id)}/metrics`)).text()));
-    if (texts.every((t) => gauge(t, "shoal_index_pending_ops") === 0 && gauge(t, "shoal_index_records") >= vectorCount)) break;
-    if (performance.now() > deadlineMs) throw new Error("the nodes' indexes did not catch up within 10 minutes");
-    await sleep(250);
-  }
+  await waitUntil("every node's indexes caught up", async () => (await Promise.all([1, 2, 3].map((id) => indexGauges(c, id))))
+    .every((m) => m.pending === 0 && m.records >= vectorCount), 600_000, 250);
   process.stderr.write(`indexes caught up ${((performance.now() - startedMs) / 1000).toFixed(1)} s after the load began\n`);
   return shard!.leader;
 }

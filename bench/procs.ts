@@ -4,7 +4,7 @@
  * CPU and memory from /proc, cleanup on exit and on SIGINT/SIGTERM, and a client loop.
  */
 import { readFileSync } from "node:fs";
-import type { ProcCluster } from "../src/chaos/cluster.js";
+import { type ProcCluster, waitUntil } from "../src/chaos/cluster.js";
 
 /** Clock ticks per second of /proc/<pid>/stat's CPU times (USER_HZ: 100 on every Linux we run on). */
 const TICKS_PER_SECOND = 100;
@@ -73,8 +73,26 @@ export abstract class ClientLoop {
 /** A shard as `/v1/cluster/shards` lists it. */
 export interface ShardView {
   shard: number;
+  collection: string;
   replicas: { node: number; role: string }[];
   leader: number;
   /** When (wall-clock ms) the answering node learned of that leader; null if it knows none. */
   leaderSinceMs: number | null;
+}
+
+/** The shards of `collection` once every one of them has a leader (node 1's shard map). */
+export async function ledShards(c: ProcCluster, collection: string, timeoutMs = 30_000): Promise<ShardView[]> {
+  let found: ShardView[] = [];
+  await waitUntil(`a leader for every shard of ${collection}`, async () => {
+    found = (await c.api<{ shards: ShardView[] }>(1, "GET", "/v1/cluster/shards")).body.shards.filter((v) => v.collection === collection);
+    return found.length > 0 && found.every((v) => v.leader !== 0);
+  }, timeoutMs, 100);
+  return found;
+}
+
+/** A node's vector indexes from its /metrics: writes not yet in its graphs, and records in them. */
+export async function indexGauges(c: ProcCluster, id: number): Promise<{ pending: number; records: number }> {
+  const text = await (await fetch(c.url(id, "/metrics"), { signal: AbortSignal.timeout(5000) })).text();
+  const gauge = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+  return { pending: gauge("shoal_index_pending_ops"), records: gauge("shoal_index_records") };
 }

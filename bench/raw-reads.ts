@@ -12,7 +12,7 @@
 import { connect } from "node:net";
 import { ProcCluster } from "../src/chaos/cluster.js";
 import { ShoalClient } from "../src/client/index.js";
-import { abandonOnExit, cpuSeconds, intArg, sleep } from "./procs.js";
+import { abandonOnExit, cpuSeconds, intArg, ledShards } from "./procs.js";
 
 const args = process.argv.slice(2);
 const sockets = intArg(args, "sockets", 9, 1, 1024);
@@ -82,13 +82,7 @@ async function main(): Promise<void> {
   abandonOnExit(c);
   try {
     const url = (id: number) => `http://${c.host(id)}:${c.http.get(id)}`;
-    let leader = 0;
-    for (const deadlineMs = performance.now() + 30_000; leader === 0; await sleep(100)) {
-      const shards = ((await (await fetch(`${url(1)}/v1/cluster/shards`)).json()) as { shards: { collection: string; leader: number }[] }).shards
-        .filter((s) => s.collection === "default");
-      if (shards.length > 0 && shards.every((s) => s.leader !== 0)) leader = shards[0]!.leader;
-      else if (performance.now() > deadlineMs) throw new Error("the default collection's shard has no leader after 30 s");
-    }
+    const leader = (await ledShards(c, "default"))[0]!.leader;
     const loader = new ShoalClient({ endpoints: [url(1)] });
     for (let i = 0; i < KEYS; i++) await loader.collection("default").put(`k${i}`, { v: "x".repeat(valueBytes) });
     loader.close();

@@ -5,7 +5,7 @@
  */
 import { type Socket, connect } from "node:net";
 import { ProcCluster, waitUntil } from "../src/chaos/cluster.js";
-import { type ShardView, abandonOnExit, cpuSeconds, rssMiB, sleep } from "./procs.js";
+import { type ShardView, abandonOnExit, cpuSeconds, indexGauges, rssMiB, sleep } from "./procs.js";
 import { type Dataset, type FilterSpec, K, log, queryOf, vectorJson, vectorOf } from "./vector-data.js";
 
 const IDS = [1, 2, 3];
@@ -250,13 +250,6 @@ export class ShoalCluster {
     return s;
   }
 
-  private async metrics(id: number): Promise<{ pending: number; records: number }> {
-    const r = await fetch(this.c.url(id, "/metrics"), { signal: AbortSignal.timeout(5000) });
-    const text = await r.text();
-    const gauge = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
-    return { pending: gauge("shoal_index_pending_ops"), records: gauge("shoal_index_records") };
-  }
-
   /**
    * Seconds until every node's indexes hold all `n` records with nothing pending
    * (`shoal_index_pending_ops` 0 and `shoal_index_records` n: each node holds a replica of every shard).
@@ -265,7 +258,7 @@ export class ShoalCluster {
     const started = performance.now();
     let lastLog = started;
     await waitUntil("every node's indexes caught up", async () => {
-      const m = await Promise.all(IDS.map((id) => this.metrics(id).catch(() => ({ pending: NaN, records: NaN }))));
+      const m = await Promise.all(IDS.map((id) => indexGauges(this.c, id).catch(() => ({ pending: NaN, records: NaN }))));
       if (performance.now() - lastLog >= PROGRESS_EVERY_MS) {
         lastLog = performance.now();
         log(`shoal: indexing: pending ops per node ${m.map((x) => x.pending).join(" / ")}, records in the graphs ${m.map((x) => x.records).join(" / ")}`);

@@ -198,23 +198,15 @@ export function parseAll(buf: Buffer, isHead: boolean, ended: boolean): Pick<Exc
 const isEventStream = (r: HttpResponse) => r.status === 200 && (headerOf(r, "content-type") ?? "").startsWith("text/event-stream");
 
 /**
- * The head of an event stream in `buf`, after any interim responses (a 100 Continue to a request that
- * sent Expect: 100-continue comes first), if that is what it holds; `consumed` counts the interim ones too.
+ * The head of an event stream left open, from what parseAll made of `buf`: the stream is where it
+ * stopped (interim responses, such as a 100 Continue to Expect: 100-continue, come first and are
+ * parsed already); `consumed` counts those too.
  */
-function streamHead(buf: Buffer): { response: HttpResponse; consumed: number; interim: HttpResponse[] } | null {
-  const interim: HttpResponse[] = [];
-  // Each interim response consumes at least its status line: bounded by the buffer.
-  for (let at = 0; at < buf.length;) {
-    const head = parseResponse(buf.subarray(at), true, false);
-    if (head.kind !== "response") return null;
-    at += head.consumed;
-    if (head.response.status >= 100 && head.response.status < 200 && head.response.status !== 101) {
-      interim.push(head.response);
-      continue;
-    }
-    return isEventStream(head.response) ? { response: head.response, consumed: at, interim } : null;
-  }
-  return null;
+function streamHead(buf: Buffer, parsed: ReturnType<typeof parseAll>): { response: HttpResponse; consumed: number; interim: HttpResponse[] } | null {
+  if (parsed.responses.length > 0 || parsed.malformed !== null) return null;
+  const head = parseResponse(parsed.rest, true, false);
+  return head.kind === "response" && isEventStream(head.response)
+    ? { response: head.response, consumed: buf.length - parsed.rest.length + head.consumed, interim: parsed.interim } : null;
 }
 
 /**
@@ -242,8 +234,8 @@ export function send(req: RawRequest, opts: SendOptions): Promise<Exchange> {
       const buf = Buffer.concat(chunks);
       let parsed = parseAll(buf, req.isHead, end === "closed" || end === "error");
       let stream = false;
-      const head = streamHead(buf);
-      if (parsed.responses.length === 0 && parsed.malformed === null && head !== null) {
+      const head = streamHead(buf, parsed);
+      if (head !== null) {
         // An event stream left open (never complete): its head, and its body so far undecoded.
         stream = true;
         parsed = { interim: head.interim, responses: [{ ...head.response, body: buf.subarray(head.consumed) }], rest: Buffer.alloc(0), malformed: null };
@@ -257,7 +249,7 @@ export function send(req: RawRequest, opts: SendOptions): Promise<Exchange> {
       const parsed = parseAll(buf, req.isHead, false);
       if (parsed.malformed !== null) return finish("done");
       // An event stream never completes: its head is its answer (then the grace period).
-      const stream = parsed.responses.length === 0 && streamHead(buf) !== null;
+      const stream = streamHead(buf, parsed) !== null;
       if (parsed.responses.length === 0 && !stream) return;
       if (opts.expectClose && !stream) return;
       if (graceTimer !== null) clearTimeout(graceTimer);
