@@ -21,13 +21,16 @@
  * that the nodes' work per read (the graph search, on each node's index worker) outweighs the client's
  * and the HTTP exchange, as it does for most searches.
  *
+ * `--pipeline-depth N` is the clients' `pipelineDepth` (default 8, as ShoalClient's; 1: one request per
+ * connection at a time, as before pipelining).
+ *
  * `--peer-delay-ms N` holds every frame between nodes N ms before sending it (the test-mode transport's
  * fault hook; about N+0.5 ms, as timers go), as a link between machines in different zones would: on
  * loopback a hop costs ~0.1 ms, nothing next to a put's fsyncs, so the hop routing saves shows only
  * with one. The client's own requests are not delayed (both paths take that hop once).
  *
  *   npm run bench:client [-- --seconds 5 --rounds 2 --concurrency 1,64 --shards 1 --value-bytes 256 --parts routing,levels[,search-levels]
- *                            --peer-delay-ms 0 --vectors 20000 --dim 64]
+ *                            --peer-delay-ms 0 --pipeline-depth 8 --vectors 20000 --dim 64]
  */
 import { ProcCluster, waitUntil } from "../src/chaos/cluster.js";
 import { type ReadConsistency, ShoalClient } from "../src/client/index.js";
@@ -40,6 +43,8 @@ const rounds = intArg(args, "rounds", 2, 1, 20);
 const shards = intArg(args, "shards", 1, 1, 64);
 const valueBytes = intArg(args, "value-bytes", 256, 1, 1 << 20);
 const peerDelayMs = intArg(args, "peer-delay-ms", 0, 0, 1000);
+/** The clients' `pipelineDepth` (gets in flight on one connection; 1: one request per connection at a time). */
+const pipelineDepth = intArg(args, "pipeline-depth", 8, 1, 256);
 const concurrencyArg = args.includes("--concurrency") ? args[args.indexOf("--concurrency") + 1] ?? "" : "1,64";
 const concurrencies = concurrencyArg.split(",").map(Number);
 const partsArg = args.includes("--parts") ? args[args.indexOf("--parts") + 1] ?? "" : "routing,levels";
@@ -119,7 +124,7 @@ async function load(clients: ShoalClient | ShoalClient[], op: Op | ReadConsisten
 }
 
 async function main(): Promise<void> {
-  console.log(`bench:client: 3 nodes, RF 3, ${shards} shard(s), ${valueBytes}-byte values, ${seconds} s a cell, ${rounds} round(s), concurrency ${concurrencies.join(", ")}${peerDelayMs > 0 ? `, every frame between nodes held ${peerDelayMs} ms` : ", loopback links"}`);
+  console.log(`bench:client: 3 nodes, RF 3, ${shards} shard(s), ${valueBytes}-byte values, ${seconds} s a cell, ${rounds} round(s), concurrency ${concurrencies.join(", ")}, pipeline depth ${pipelineDepth}${peerDelayMs > 0 ? `, every frame between nodes held ${peerDelayMs} ms` : ", loopback links"}`);
   const c = await ProcCluster.start(3, shards);
   abandonOnExit(c);
   try {
@@ -128,8 +133,8 @@ async function main(): Promise<void> {
     const gateway = [1, 2, 3].find((id) => !leaders.has(id)) ?? 1;
     console.log(`leaders: nodes ${[...leaders].join(", ")}; the gateway path goes through node ${gateway}${leaders.has(gateway) ? " (it leads some shards: fewer requests forwarded)" : " (it leads none: every write is forwarded)"}`);
     const clients: Record<Path, ShoalClient> = {
-      gateway: new ShoalClient({ endpoints: [url(gateway)], routing: false }),
-      routed: new ShoalClient({ endpoints: [url(gateway)] }),
+      gateway: new ShoalClient({ endpoints: [url(gateway)], routing: false, pipelineDepth }),
+      routed: new ShoalClient({ endpoints: [url(gateway)], pipelineDepth }),
     };
     if (!(await clients.routed.refreshShardMap())) throw new Error("the routed client could not read the shard map");
     // Every key exists before the gets.
@@ -181,8 +186,8 @@ async function levels(loader: ShoalClient, leader: number, url: (id: number) => 
   const concurrency = Math.max(...concurrencies);
   // Session reads carry the token of the writes that loaded the keys (what a session that wrote them holds).
   const token = loader.sessionToken();
-  const every = [1, 2, 3].map((id) => new ShoalClient({ endpoints: [url(id)], routing: false, sessionToken: token }));
-  const atLeader = new ShoalClient({ endpoints: [url(leader)], routing: false });
+  const every = [1, 2, 3].map((id) => new ShoalClient({ endpoints: [url(id)], routing: false, sessionToken: token, pipelineDepth }));
+  const atLeader = new ShoalClient({ endpoints: [url(leader)], routing: false, pipelineDepth });
   // CPU seconds used meanwhile by each node and by this client: where the machine's cores went.
   const cells = new Map<string, { ops: number; seconds: number; errors: number; samplesMs: number[]; nodeCpuS: number[]; clientCpuS: number }>();
   // V8 compiles the read paths in tiers over the first seconds of load: without this, the first level

@@ -64,7 +64,7 @@ test("beyond directInFlightMax requests in flight to one shard map node, the res
   const leaderUrl = `http://127.0.0.1:${(leader.address() as { port: number }).port}`;
   const g1 = await scripted([[200, JSON.stringify({ version: 2 })]]);
   const g2 = await scripted([[200, JSON.stringify({ version: 3 })]]);
-  const t = new Transport({ endpoints: [g1.url, leaderUrl, g2.url], timeoutMs: 5000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 8, directInFlightMax: 2 });
+  const t = new Transport({ endpoints: [g1.url, leaderUrl, g2.url], timeoutMs: 5000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 8, pipelineDepthMax: 1, directInFlightMax: 2 });
   try {
     const call = () => t.call<{ version: number }>({ method: "PUT", path: "/v1/collections/c/records/a", body: { payload: 1 }, write: true, idempotent: true, prefer: leaderUrl });
     const toLeader = [call(), call()];
@@ -102,7 +102,7 @@ test("an unreachable endpoint is skipped; a write no node took is not applied, o
     two.close();
     notReady.server.close();
     // A shard map's node that cannot be reached: the endpoints answer at once, within the same attempts.
-    const t = new Transport({ endpoints: [s.url], timeoutMs: 2000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 2, directInFlightMax: 16 });
+    const t = new Transport({ endpoints: [s.url], timeoutMs: 2000, attemptsMax: 1, backoffMsMax: 10, socketsPerEndpointMax: 2, pipelineDepthMax: 1, directInFlightMax: 16 });
     assert.deepEqual(await t.call({ method: "GET", path: "/x", write: false, idempotent: true, prefer: `http://127.0.0.1:${dead}` }), { id: "a", payload: 1, version: 2 });
     t.close();
     // Refused connections: the write never left the client, so it was not applied (and was tried again).

@@ -150,3 +150,126 @@ test("an idle pooled connection does not keep the process alive (a command exits
     s.server.close();
   }
 });
+
+/** Each request's path and the connection (1, 2, …, in the order they opened) it arrived on. */
+function connectionsOf(): { of: (socket: Socket) => number; seen: [string, number][] } {
+  const ids = new WeakMap<Socket, number>();
+  let next = 1;
+  const seen: [string, number][] = [];
+  return {
+    seen,
+    of: (socket) => {
+      let id = ids.get(socket);
+      if (id === undefined) ids.set(socket, (id = next++));
+      return id;
+    },
+  };
+}
+
+const pathOf = (req: string) => req.split(" ")[1]!;
+
+test("reads are pipelined on the busiest connection up to the depth, and each answer reaches its own request", async () => {
+  const conns = connectionsOf();
+  // Answers after a pause, so that the reads of one tick are all in flight together.
+  const s = await rawServer((req, socket) => {
+    conns.seen.push([pathOf(req), conns.of(socket)]);
+    setTimeout(() => socket.write(ok(JSON.stringify({ path: pathOf(req) }))), 20);
+  });
+  const pool = new Http1Pool(4, 4);
+  try {
+    await pool.request(s.base, "GET", "/first", {}, undefined, 2000);
+    const paths = ["/a", "/b", "/c", "/d", "/e", "/f"];
+    const answers = await Promise.all(paths.map((p) => pool.request(s.base, "GET", p, {}, undefined, 2000)));
+    assert.deepEqual(answers.map((a) => JSON.parse(a.body.toString()).path), paths, "answers matched to their requests in order");
+    // Four on the connection that was idle (the depth), then one new connection each: a connection
+    // still being opened takes no read.
+    assert.deepEqual(conns.seen, [["/first", 1], ["/a", 1], ["/b", 1], ["/c", 1], ["/d", 1], ["/e", 2], ["/f", 3]]);
+    assert.equal(s.connections(), 3);
+    // Now all three are idle: reads gather on the busiest again, not one per connection.
+    await Promise.all(["/g", "/h", "/i"].map((p) => pool.request(s.base, "GET", p, {}, undefined, 2000)));
+    assert.equal(new Set(conns.seen.slice(7).map(([, c]) => c)).size, 1, `three reads of one tick on one connection: ${JSON.stringify(conns.seen.slice(7))}`);
+  } finally {
+    pool.close();
+    s.server.close();
+  }
+});
+
+test("a write is never pipelined, nor a read behind a write; waiting requests stop reads joining, so connections drain for them", async () => {
+  const conns = connectionsOf();
+  // Answers go out in each connection's order, as a node's do: one held back holds back those behind it.
+  const queues = new Map<Socket, { text: string; ready: boolean }[]>();
+  const flush = (socket: Socket) => {
+    const q = queues.get(socket)!;
+    while (q.length > 0 && q[0]!.ready) socket.write(q.shift()!.text);
+  };
+  const held: (() => void)[] = [];
+  const s = await rawServer((req, socket) => {
+    conns.seen.push([pathOf(req), conns.of(socket)]);
+    if (!queues.has(socket)) queues.set(socket, []);
+    const entry = { text: ok(JSON.stringify({ path: pathOf(req) })), ready: false };
+    queues.get(socket)!.push(entry);
+    const answer = () => {
+      entry.ready = true;
+      flush(socket);
+    };
+    if (pathOf(req).startsWith("/hold")) held.push(answer);
+    else setTimeout(answer, 5);
+  });
+  const arrived = async (n: number) => {
+    const deadline = Date.now() + 2000;
+    while (s.requests.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(s.requests.length, n, `requests arrived: ${JSON.stringify(conns.seen)}`);
+  };
+  const pool = new Http1Pool(2, 4);
+  try {
+    const read = pool.request(s.base, "GET", "/hold-read", {}, undefined, 5000);
+    await arrived(1);
+    const write = pool.request(s.base, "PUT", "/hold-write", {}, Buffer.from("{}"), 5000);
+    await arrived(2);
+    const behindRead = pool.request(s.base, "GET", "/behind-read", {}, undefined, 5000);
+    await arrived(3);
+    assert.deepEqual(conns.seen, [["/hold-read", 1], ["/hold-write", 2], ["/behind-read", 1]], "the write went on a connection of its own; the read joined the read, not the write");
+    // Both connections busy at the bound of 2: a write waits; a read now waits too instead of joining connection 1.
+    const waitingWrite = pool.request(s.base, "PUT", "/w", {}, Buffer.from("{}"), 5000);
+    const waitingRead = pool.request(s.base, "GET", "/r", {}, undefined, 5000);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(s.requests.length, 3, "nothing more sent while both connections are busy and a request waits");
+    held.shift()!(); // /hold-read answered: connection 1 drains once /behind-read is answered too
+    assert.deepEqual((await Promise.all([read, behindRead])).map((a) => JSON.parse(a.body.toString()).path), ["/hold-read", "/behind-read"]);
+    await arrived(5);
+    assert.deepEqual(conns.seen.slice(3), [["/w", 1], ["/r", 1]], "the waiting write, then the waiting read, on the drained connection");
+    assert.equal(JSON.parse((await waitingWrite).body.toString()).path, "/w");
+    assert.equal(JSON.parse((await waitingRead).body.toString()).path, "/r");
+    held.shift()!();
+    assert.equal(JSON.parse((await write).body.toString()).path, "/hold-write");
+  } finally {
+    pool.close();
+    s.server.close();
+  }
+});
+
+test("a time-out, or a node closing after an answer, fails every read pipelined behind it as sent", async () => {
+  const s = await rawServer((req, socket) => {
+    const path = pathOf(req);
+    if (path === "/never" || path === "/behind") return; // unanswered (a node answers in order: nothing after /never)
+    if (path === "/last") socket.end(ok(JSON.stringify({ path }), "connection: close\r\n"));
+    else socket.write(ok(JSON.stringify({ path })));
+  });
+  const pool = new Http1Pool(1, 8);
+  const settled = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e as Error & { code?: string });
+  try {
+    await pool.request(s.base, "GET", "/open", {}, undefined, 2000);
+    const stuck = [settled(pool.request(s.base, "GET", "/never", {}, undefined, 100)), settled(pool.request(s.base, "GET", "/behind", {}, undefined, 5000))];
+    for (const e of await Promise.all(stuck)) assert.deepEqual([e?.code, e !== null && wasNotSent(e)], ["ETIMEDOUT", false]);
+    await pool.request(s.base, "GET", "/open-again", {}, undefined, 2000);
+    const last = pool.request(s.base, "GET", "/last", {}, undefined, 2000);
+    const after = settled(pool.request(s.base, "GET", "/after-close", {}, undefined, 2000));
+    assert.equal(JSON.parse((await last).body.toString()).path, "/last");
+    const e = await after;
+    assert.deepEqual([e?.code, e !== null && wasNotSent(e)], ["ECONNRESET", false], "sent behind the answer that closed the connection: its outcome is unknown to the pool");
+    assert.equal((await pool.request(s.base, "GET", "/fresh", {}, undefined, 2000)).status, 200, "a new connection after both");
+  } finally {
+    pool.close();
+    s.server.close();
+  }
+});

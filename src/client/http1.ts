@@ -1,6 +1,6 @@
 /**
- * A lean HTTP/1.1 client for the SDK's request/answer calls: keep-alive sockets pooled per origin, one
- * request in flight per socket. Written on `node:net`/`node:tls` rather than on `node:http` because a
+ * A lean HTTP/1.1 client for the SDK's request/answer calls: keep-alive sockets pooled per origin, reads
+ * pipelined on them (see Http1Pool), any other request alone on its socket. Written on `node:net`/`node:tls` rather than on `node:http` because a
  * client often shares its machine's cores with the nodes it talks to: node:http costs about 65 us of CPU
  * per request, this about 15 us (bench/load.ts measured both), which is the difference between a
  * routed put being faster than a forwarded one or not. It understands what a Shoal node (fastify on
@@ -59,15 +59,27 @@ interface Pending {
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
   head: boolean;
+  /** A GET: others may be pipelined behind it. */
+  read: boolean;
 }
 
-/** One keep-alive connection. Invariant: `pending !== null` while a request is in flight on it, and only then. */
+type AnswerHead = { status: number; headers: Map<string, string>; bodyAt: number; length: number | "chunked" | "close"; keepAlive: boolean };
+
+/**
+ * One keep-alive connection, with its requests sent and not answered yet, oldest first: the node answers
+ * them in that order (HTTP/1.1 pipelining, RFC 9112 section 9.3.2). Only reads (GETs) are pipelined, and
+ * only behind reads: a write is sent on a connection with nothing in flight, and nothing is sent behind
+ * it, so that a write never waits for answers before it, nor its outcome for answers after it.
+ * Invariant: queue.length <= the pool's depthMax; queue.length > 1 only when every entry is a read.
+ */
 class Connection {
   private buf: Buffer = Buffer.alloc(0);
-  private pending: Pending | null = null;
-  private answer: { status: number; headers: Map<string, string>; bodyAt: number; length: number | "chunked" | "close"; keepAlive: boolean } | null = null;
+  private readonly queue: Pending[] = [];
+  private answer: AnswerHead | null = null;
   private chunks: Buffer[] = [];
   private idleTimer: NodeJS.Timeout | null = null;
+  /** Writes of this tick are held back and written together (one system call for a pipelined batch). */
+  private corked = false;
   closed = false;
 
   constructor(private readonly socket: Socket, private readonly onIdle: (c: Connection) => void, private readonly onClosed: (c: Connection) => void) {
@@ -80,18 +92,43 @@ class Connection {
     socket.on("close", () => this.fail(netError("the node closed the connection before answering", "ECONNRESET")));
   }
 
-  send(head: string, body: Buffer | undefined, timeoutMs: number, isHead: boolean): Promise<Http1Answer> {
-    assert(this.pending === null && !this.closed, "one request at a time on an open connection");
+  /** Requests sent on it and not answered yet. */
+  get inFlight(): number {
+    return this.queue.length;
+  }
+
+  /** Whether a read may be sent now behind those in flight (at least one, all reads, fewer than depthMax). */
+  takesRead(depthMax: number): boolean {
+    const n = this.queue.length;
+    return n > 0 && n < depthMax && !this.closed && this.queue[0]!.read;
+  }
+
+  /** `batched`: held back to the end of the tick, with the other reads sent on it meanwhile (pipelining). */
+  send(head: string, body: Buffer | undefined, timeoutMs: number, isHead: boolean, read: boolean, batched: boolean): Promise<Http1Answer> {
+    assert(!this.closed, "a request is sent on an open connection");
+    assert(this.queue.length === 0 || (read && this.queue[0]!.read), "only reads are pipelined, only behind reads");
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
-    this.socket.ref();
+    if (this.queue.length === 0) this.socket.ref();
+    if (batched && !this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
     return new Promise<Http1Answer>((resolve, reject) => {
+      // The time limit ends the connection: every request behind this one fails with it (all were sent).
       const timer = setTimeout(() => this.destroy(netError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
-      this.pending = { resolve, reject, timer, head: isHead };
+      this.queue.push({ resolve, reject, timer, head: isHead, read });
       // The head is Latin-1 (one byte per character, as node:http writes it), with or without a body.
       if (body === undefined) this.socket.write(head, "latin1");
       else this.socket.write(Buffer.concat([Buffer.from(head, "latin1"), body]));
     });
+  }
+
+  /** Writes what this tick's requests held back. */
+  flush(): void {
+    this.corked = false;
+    if (!this.closed) this.socket.uncork();
   }
 
   destroy(e: Error): void {
@@ -99,10 +136,9 @@ class Connection {
     this.socket.destroy();
   }
 
+  /** Ends the connection: every request in flight on it fails with `e` (each was sent: its outcome is the node's). */
   private fail(e: Error): void {
-    const p = this.pending;
-    this.pending = null;
-    if (p !== null) {
+    for (let p = this.queue.shift(); p !== undefined; p = this.queue.shift()) {
       clearTimeout(p.timer);
       p.reject(e);
     }
@@ -115,14 +151,19 @@ class Connection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.pending === null) {
-      // Bytes nobody asked for: the connection's framing is lost.
-      this.destroy(netError("the node sent bytes without a request", "ECONNRESET"));
-      return;
-    }
     this.buf = this.buf.byteLength === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    if (this.answer === null && !this.parseHead()) return;
-    this.parseBody();
+    // Answers in order, as many as have arrived whole.
+    while (this.buf.byteLength > 0 && !this.closed) {
+      if (this.queue.length === 0) {
+        // Bytes nobody asked for: the connection's framing is lost.
+        this.destroy(netError("the node sent bytes without a request", "ECONNRESET"));
+        return;
+      }
+      if (this.answer === null && !this.parseHead()) return;
+      const body = this.parseBody();
+      if (body === null) return;
+      this.finish(body);
+    }
   }
 
   /** Reads the status line and headers once they are all here; false while they are not. */
@@ -157,7 +198,7 @@ class Connection {
     const connection = headers.get("connection")?.toLowerCase();
     const keepAlive = m[1] === "1" ? connection !== "close" : connection === "keep-alive";
     let length: number | "chunked" | "close";
-    if (this.pending!.head || status === 204 || status === 304) length = 0;
+    if (this.queue[0]!.head || status === 204 || status === 304) length = 0;
     else if (headers.get("transfer-encoding")?.toLowerCase().includes("chunked") === true) length = "chunked";
     else if (headers.has("content-length")) {
       length = Number(headers.get("content-length"));
@@ -170,59 +211,66 @@ class Connection {
     return true;
   }
 
-  private parseBody(): void {
+  /** The answer's body once it is all here (the rest of `buf` is what follows it), else null. */
+  private parseBody(): Buffer | null {
     const a = this.answer!;
     if (typeof a.length === "number") {
-      if (this.buf.byteLength - a.bodyAt < a.length) return;
+      if (this.buf.byteLength - a.bodyAt < a.length) return null;
       const body = this.buf.subarray(a.bodyAt, a.bodyAt + a.length);
       this.buf = this.buf.subarray(a.bodyAt + a.length);
-      this.finish(body);
-    } else if (a.length === "chunked") {
+      return body;
+    }
+    if (a.length === "chunked") {
       for (;;) {
         const lineEnd = this.buf.indexOf("\r\n", a.bodyAt);
-        if (lineEnd < 0) return;
+        if (lineEnd < 0) return null;
         const size = parseInt(this.buf.toString("latin1", a.bodyAt, lineEnd).split(";")[0]!, 16);
         if (!Number.isSafeInteger(size) || size < 0) {
           this.destroy(netError("a bad chunk size", "EPROTO"));
-          return;
+          return null;
         }
         if (size === 0) {
           // The last chunk, then trailers (none from a node) up to an empty line.
           const trailersEnd = this.buf.indexOf("\r\n\r\n", lineEnd);
           const end = this.buf.indexOf("\r\n", lineEnd + 2) === lineEnd + 2 ? lineEnd + 4 : trailersEnd < 0 ? -1 : trailersEnd + 4;
-          if (end < 0) return;
+          if (end < 0) return null;
           const body = Buffer.concat(this.chunks);
           this.chunks = [];
           this.buf = this.buf.subarray(end);
-          this.finish(body);
-          return;
+          return body;
         }
-        if (this.buf.byteLength < lineEnd + 2 + size + 2) return;
+        if (this.buf.byteLength < lineEnd + 2 + size + 2) return null;
         this.chunks.push(this.buf.subarray(lineEnd + 2, lineEnd + 2 + size));
         a.bodyAt = lineEnd + 2 + size + 2;
       }
     }
-    // "close": the body is everything until the node ends the connection (see onEnd in the pool).
+    // "close": the body is everything until the node ends the connection (onEnd).
+    return null;
   }
 
   private onEnd(): void {
     const a = this.answer;
-    if (a !== null && a.length === "close" && this.pending !== null) this.finish(this.buf.subarray(a.bodyAt));
-    else this.fail(netError("the node closed the connection before answering", "ECONNRESET"));
+    if (a !== null && a.length === "close" && this.queue.length > 0) {
+      const body = this.buf.subarray(a.bodyAt);
+      this.buf = Buffer.alloc(0);
+      this.finish(body);
+    }
+    this.fail(netError("the node closed the connection before answering", "ECONNRESET"));
   }
 
   private finish(body: Buffer): void {
     const a = this.answer!;
-    const p = this.pending!;
+    const p = this.queue.shift()!;
     this.answer = null;
-    this.pending = null;
     clearTimeout(p.timer);
-    const reusable = a.keepAlive && this.buf.byteLength === 0;
     p.resolve({ status: a.status, headers: a.headers, body });
-    if (!reusable) {
-      this.fail(netError("closed after its answer", "ECONNRESET"));
+    if (!a.keepAlive) {
+      // The node closes after this answer: the requests behind it are not answered (sent: reads, asked again).
+      this.fail(netError("the node closed the connection after an earlier answer", "ECONNRESET"));
       return;
     }
+    if (this.queue.length > 0) return;
+    if (this.buf.byteLength > 0) return; // onData finds bytes nobody asked for
     this.buf = Buffer.alloc(0);
     // An idle connection does not keep the process alive (a CLI command exits once it is done), as
     // node:http's agent does with its free sockets.
@@ -231,6 +279,10 @@ class Connection {
     this.idleTimer.unref();
     this.onIdle(this);
   }
+}
+
+function uncork(c: Connection): void {
+  c.flush();
 }
 
 interface Waiter {
@@ -258,8 +310,16 @@ export class Http1Pool {
   private readonly connecting = new Set<Socket>();
   private closed = false;
 
-  constructor(private readonly socketsMax: number) {
+  /**
+   * `socketsMax` connections per origin at most; `depthMax` requests in flight on one connection at most
+   * (1: no pipelining). A GET goes first to the busiest connection that still takes one (reads only in
+   * flight on it, fewer than depthMax), then to an idle one, then to a new one: so reads gather on few
+   * connections, and the reads of one tick on a connection go out in one write (one system call for
+   * them all, where each write to a socket costs about as much CPU as the rest of the request).
+   */
+  constructor(private readonly socketsMax: number, private readonly depthMax = 1) {
     assert(socketsMax >= 1, "at least one socket per origin");
+    assert(Number.isSafeInteger(depthMax) && depthMax >= 1, "at least one request in flight per connection");
   }
 
   /**
@@ -278,13 +338,27 @@ export class Http1Pool {
     head += "\r\n";
     const deadline = Date.now() + timeoutMs;
     const origin = this.originOf(base);
+    const read = method === "GET";
     origin.inFlight++;
     try {
-      const conn = await this.connection(origin, timeoutMs);
-      return await conn.send(head, body, Math.max(1, deadline - Date.now()), method === "HEAD");
+      // Chosen and sent in one go: no other request can take the same place on a connection between.
+      const now = this.closed ? null : (read ? this.pipelined(origin) : null) ?? origin.idle.pop() ?? null;
+      const conn = now ?? await this.connection(origin, timeoutMs);
+      return await conn.send(head, body, Math.max(1, deadline - Date.now()), method === "HEAD", read, read && this.depthMax > 1);
     } finally {
       origin.inFlight--;
     }
+  }
+
+  /**
+   * The busiest connection a read may be pipelined on (null: none), unless requests wait for a free
+   * connection: then the connections drain for them (a write is never sent behind others).
+   */
+  private pipelined(o: Origin): Connection | null {
+    if (this.depthMax === 1 || o.waiting.length > 0) return null;
+    let best: Connection | null = null;
+    for (const c of o.all) if (c.takesRead(this.depthMax) && (best === null || c.inFlight > best.inFlight)) best = c;
+    return best;
   }
 
   /** Requests to `base`'s origin not settled yet. */

@@ -39,6 +39,12 @@ export interface ShoalClientOptions {
   /** Keep-alive connections per endpoint, at most (default 64). */
   socketsPerEndpointMax?: number;
   /**
+   * Gets in flight on one connection at most, pipelined (default 8; 1: one request per connection at a
+   * time). Gets gather on few connections and go out together: less CPU per get, in the client and in
+   * the node. A write is never pipelined. A get behind a slow one waits for it (answers come in order).
+   */
+  pipelineDepth?: number;
+  /**
    * Send single-record writes straight to the node leading the record's shard, from a shard map the
    * client keeps (default true); false: every request through the endpoints (gateways).
    */
@@ -67,7 +73,7 @@ export class ShoalClient {
   constructor(opts: ShoalClientOptions) {
     this.t = new Transport({
       endpoints: opts.endpoints, timeoutMs: opts.timeoutMs ?? 10_000, attemptsMax: opts.attemptsMax ?? 5,
-      backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax: opts.socketsPerEndpointMax ?? 64, directInFlightMax: opts.directInFlightMax ?? 16,
+      backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax: opts.socketsPerEndpointMax ?? 64, pipelineDepthMax: opts.pipelineDepth ?? 8, directInFlightMax: opts.directInFlightMax ?? 16,
     }, opts.sessionToken);
     this.consistency = opts.consistency;
     const protocol = new URL(opts.endpoints[0]!).protocol === "https:" ? "https:" : "http:";

@@ -16,6 +16,8 @@ export { SESSION_HEADER } from "../api/session.js";
 export class SessionTokens {
   /** Shard -> version; in the order shards were last raised (the first is forgotten first). */
   private readonly versions = new Map<number, number>();
+  /** token() as of the last change (null: to be built again); a session read sends it each time. */
+  private tokenText: string | null = "";
 
   constructor(token?: string) {
     if (token !== undefined) this.merge(token);
@@ -33,6 +35,7 @@ export class SessionTokens {
       if (held !== undefined && held >= version) continue;
       this.versions.delete(shard);
       this.versions.set(shard, version);
+      this.tokenText = null;
       if (this.versions.size > SESSION_SHARDS_MAX) this.versions.delete(this.versions.keys().next().value!);
     }
     assert(this.versions.size <= SESSION_SHARDS_MAX, "a session is bounded");
@@ -40,6 +43,7 @@ export class SessionTokens {
 
   /** The header a session read carries (empty: nothing seen yet). */
   token(): string {
-    return [...this.versions].map(([shard, version]) => `${shard}:${version}`).join(",");
+    this.tokenText ??= [...this.versions].map(([shard, version]) => `${shard}:${version}`).join(",");
+    return this.tokenText;
   }
 }

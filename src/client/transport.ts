@@ -29,6 +29,8 @@ export interface TransportOptions {
   backoffMsMax: number;
   /** Connections kept per endpoint. */
   socketsPerEndpointMax: number;
+  /** Reads (GETs) in flight on one connection at most, pipelined (1: one request per connection at a time). */
+  pipelineDepthMax: number;
   /**
    * Requests sent straight to one shard map node (a leader) at once, at most; more go through the
    * endpoints in turn, which forward them (so that one node does not parse every client's request alone).
@@ -116,7 +118,7 @@ export class Transport {
       if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`endpoint ${e}: only http: and https: URLs`);
       return url;
     });
-    this.pool = new Http1Pool(opts.socketsPerEndpointMax);
+    this.pool = new Http1Pool(opts.socketsPerEndpointMax, opts.pipelineDepthMax);
     this.http = new HttpAgent({ keepAlive: false });
     this.https = new HttpsAgent({ keepAlive: false });
   }
