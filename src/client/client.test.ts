@@ -46,6 +46,7 @@ test("refusals come back as ShoalErrors from the error table; retryable ones are
     await assert.rejects(client.collection("c").put("a", 1, { idempotencyKey: "bad\nkey" }), (e: Error & { code?: string }) => e.code === "ERR_INVALID_CHAR");
     await assert.rejects(client.collection("c").put("a", { n: 1n }), TypeError);
     assert.equal(s.seen.length, before, "nothing sent");
+    for (const pipelineDepth of [0, 1.5]) assert.throws(() => new ShoalClient({ endpoints: [s.url], pipelineDepth }), RangeError);
     const bad = await client.collection("c").get("a").catch((x: unknown) => x);
     assert.ok(bad instanceof ShoalError && bad.code === "bad_answer" && /not JSON: <html>bad gateway/.test(bad.message), String(bad));
   } finally {

@@ -168,14 +168,15 @@ function connectionsOf(): { of: (socket: Socket) => number; seen: [string, numbe
 
 const pathOf = (req: string) => req.split(" ")[1]!;
 
-test("reads are pipelined on the busiest connection up to the depth, and each answer reaches its own request", async () => {
+test("the reads of one tick are pipelined on one connection up to the depth, and each answer reaches its own request", async () => {
   const conns = connectionsOf();
   // Answers after a pause, so that the reads of one tick are all in flight together.
   const s = await rawServer((req, socket) => {
     conns.seen.push([pathOf(req), conns.of(socket)]);
     setTimeout(() => socket.write(ok(JSON.stringify({ path: pathOf(req) }))), 20);
   });
-  const pool = new Http1Pool(4, 4);
+  // A clock that stands still: the reads in flight are never too old to join (JOIN_AGE_MS_MAX).
+  const pool = new Http1Pool(4, 4, () => 1000);
   try {
     await pool.request(s.base, "GET", "/first", {}, undefined, 2000);
     const paths = ["/a", "/b", "/c", "/d", "/e", "/f"];
@@ -183,9 +184,11 @@ test("reads are pipelined on the busiest connection up to the depth, and each an
     assert.deepEqual(answers.map((a) => JSON.parse(a.body.toString()).path), paths, "answers matched to their requests in order");
     // Four on the connection that was idle (the depth), then one new connection each: a connection
     // still being opened takes no read.
-    assert.deepEqual(conns.seen, [["/first", 1], ["/a", 1], ["/b", 1], ["/c", 1], ["/d", 1], ["/e", 2], ["/f", 3]]);
+    const on = new Map(conns.seen);
+    assert.deepEqual(["/first", "/a", "/b", "/c", "/d"].map((p) => on.get(p)), [1, 1, 1, 1, 1], JSON.stringify(conns.seen));
+    assert.deepEqual(new Set([on.get("/e"), on.get("/f")]), new Set([2, 3]), JSON.stringify(conns.seen));
     assert.equal(s.connections(), 3);
-    // Now all three are idle: reads gather on the busiest again, not one per connection.
+    // All three idle again: the reads of one tick go out together on one of them.
     await Promise.all(["/g", "/h", "/i"].map((p) => pool.request(s.base, "GET", p, {}, undefined, 2000)));
     assert.equal(new Set(conns.seen.slice(7).map(([, c]) => c)).size, 1, `three reads of one tick on one connection: ${JSON.stringify(conns.seen.slice(7))}`);
   } finally {
@@ -194,7 +197,7 @@ test("reads are pipelined on the busiest connection up to the depth, and each an
   }
 });
 
-test("a write is never pipelined, nor a read behind a write; waiting requests stop reads joining, so connections drain for them", async () => {
+test("a read joins only reads sent shortly before it: never a write, nor reads older than the join age, nor reads due after it", async () => {
   const conns = connectionsOf();
   // Answers go out in each connection's order, as a node's do: one held back holds back those behind it.
   const queues = new Map<Socket, { text: string; ready: boolean }[]>();
@@ -220,28 +223,31 @@ test("a write is never pipelined, nor a read behind a write; waiting requests st
     while (s.requests.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     assert.equal(s.requests.length, n, `requests arrived: ${JSON.stringify(conns.seen)}`);
   };
-  const pool = new Http1Pool(2, 4);
+  let nowMs = 1000;
+  const pool = new Http1Pool(6, 4, () => nowMs);
   try {
+    // Six connections, all idle (writes are never pipelined: one connection each).
+    await Promise.all([1, 2, 3, 4, 5, 6].map((i) => pool.request(s.base, "PUT", `/open${i}`, {}, Buffer.from("{}"), 2000)));
+    assert.equal(s.connections(), 6);
     const read = pool.request(s.base, "GET", "/hold-read", {}, undefined, 5000);
-    await arrived(1);
     const write = pool.request(s.base, "PUT", "/hold-write", {}, Buffer.from("{}"), 5000);
-    await arrived(2);
-    const behindRead = pool.request(s.base, "GET", "/behind-read", {}, undefined, 5000);
-    await arrived(3);
-    assert.deepEqual(conns.seen, [["/hold-read", 1], ["/hold-write", 2], ["/behind-read", 1]], "the write went on a connection of its own; the read joined the read, not the write");
-    // Both connections busy at the bound of 2: a write waits; a read now waits too instead of joining connection 1.
-    const waitingWrite = pool.request(s.base, "PUT", "/w", {}, Buffer.from("{}"), 5000);
-    const waitingRead = pool.request(s.base, "GET", "/r", {}, undefined, 5000);
-    await new Promise((r) => setImmediate(r));
-    assert.equal(s.requests.length, 3, "nothing more sent while both connections are busy and a request waits");
-    held.shift()!(); // /hold-read answered: connection 1 drains once /behind-read is answered too
-    assert.deepEqual((await Promise.all([read, behindRead])).map((a) => JSON.parse(a.body.toString()).path), ["/hold-read", "/behind-read"]);
-    await arrived(5);
-    assert.deepEqual(conns.seen.slice(3), [["/w", 1], ["/r", 1]], "the waiting write, then the waiting read, on the drained connection");
-    assert.equal(JSON.parse((await waitingWrite).body.toString()).path, "/w");
-    assert.equal(JSON.parse((await waitingRead).body.toString()).path, "/r");
+    const behindWrite = pool.request(s.base, "GET", "/after-write", {}, undefined, 5000);
+    await arrived(9);
+    nowMs += 50; // past the join age of /hold-read (JOIN_AGE_MS_MAX, 10 ms)
+    const later = pool.request(s.base, "GET", "/later", {}, undefined, 5000);
+    await arrived(10);
+    nowMs += 50;
+    // Due before the reads of its tick: its own connection (its time-out must not end theirs).
+    const due = [pool.request(s.base, "GET", "/long", {}, undefined, 5000), pool.request(s.base, "GET", "/short", {}, undefined, 1000)];
+    await arrived(12);
+    const on = new Map(conns.seen);
+    assert.equal(on.get("/hold-read"), on.get("/after-write"), `the read after the write joined the read before it: ${JSON.stringify(conns.seen)}`);
+    assert.equal(new Set(["/hold-read", "/hold-write", "/later", "/long", "/short"].map((p) => on.get(p))).size, 5,
+      `the write, the read sent once the others were too old to join, and the read due sooner each on a connection of their own: ${JSON.stringify(conns.seen)}`);
+    assert.deepEqual((await Promise.all([later, ...due])).map((a) => JSON.parse(a.body.toString()).path), ["/later", "/long", "/short"]);
     held.shift()!();
-    assert.equal(JSON.parse((await write).body.toString()).path, "/hold-write");
+    held.shift()!();
+    assert.deepEqual((await Promise.all([read, behindWrite, write])).map((a) => JSON.parse(a.body.toString()).path), ["/hold-read", "/after-write", "/hold-write"]);
   } finally {
     pool.close();
     s.server.close();
@@ -255,7 +261,7 @@ test("a time-out, or a node closing after an answer, fails every read pipelined 
     if (path === "/last") socket.end(ok(JSON.stringify({ path }), "connection: close\r\n"));
     else socket.write(ok(JSON.stringify({ path })));
   });
-  const pool = new Http1Pool(1, 8);
+  const pool = new Http1Pool(1, 8, () => 1000);
   const settled = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e as Error & { code?: string });
   try {
     await pool.request(s.base, "GET", "/open", {}, undefined, 2000);

@@ -15,6 +15,12 @@ import { assert } from "../util/assert.js";
 const IDLE_MS_MAX = 30_000;
 /** A connection opened for a request that was waiting for one (whose own time limit still holds). */
 const CONNECT_MS_MAX = 10_000;
+/**
+ * A read joins reads in flight on a connection only while the oldest of them was sent less than this
+ * long ago: a read the node is slow to answer (a session read waiting for its replica to catch up, say)
+ * holds back only the reads that joined it in that time, not every read after it.
+ */
+const JOIN_AGE_MS_MAX = 10;
 /** The longest head (status line and headers) accepted from a node. */
 const HEAD_BYTES_MAX = 64 * 1024;
 
@@ -61,6 +67,7 @@ interface Pending {
   head: boolean;
   /** A GET: others may be pipelined behind it. */
   read: boolean;
+  sentAtMs: number;
 }
 
 type AnswerHead = { status: number; headers: Map<string, string>; bodyAt: number; length: number | "chunked" | "close"; keepAlive: boolean };
@@ -80,6 +87,8 @@ class Connection {
   private idleTimer: NodeJS.Timeout | null = null;
   /** Writes of this tick are held back and written together (one system call for a pipelined batch). */
   private corked = false;
+  /** The latest deadline of the requests in flight (meaningful only while there are some). */
+  private deadlineMaxMs = 0;
   closed = false;
 
   constructor(private readonly socket: Socket, private readonly onIdle: (c: Connection) => void, private readonly onClosed: (c: Connection) => void) {
@@ -97,19 +106,30 @@ class Connection {
     return this.queue.length;
   }
 
-  /** Whether a read may be sent now behind those in flight (at least one, all reads, fewer than depthMax). */
-  takesRead(depthMax: number): boolean {
+  /**
+   * Whether a read due by `deadlineMs`, sent at `nowMs`, may join the requests in flight: they are reads,
+   * fewer than depthMax, the oldest sent less than JOIN_AGE_MS_MAX ago, none due later than it (its
+   * time-out would end their connection before their own), and the node has not said it closes the
+   * connection.
+   */
+  takesRead(depthMax: number, deadlineMs: number, nowMs: number): boolean {
     const n = this.queue.length;
-    return n > 0 && n < depthMax && !this.closed && this.queue[0]!.read;
+    if (n === 0 || n >= depthMax || this.closed) return false;
+    const oldest = this.queue[0]!;
+    return oldest.read && nowMs - oldest.sentAtMs < JOIN_AGE_MS_MAX && deadlineMs >= this.deadlineMaxMs && (this.answer === null || this.answer.keepAlive);
   }
 
   /** `batched`: held back to the end of the tick, with the other reads sent on it meanwhile (pipelining). */
-  send(head: string, body: Buffer | undefined, timeoutMs: number, isHead: boolean, read: boolean, batched: boolean): Promise<Http1Answer> {
+  send(head: string, body: Buffer | undefined, deadlineMs: number, nowMs: number, isHead: boolean, read: boolean, batched: boolean): Promise<Http1Answer> {
     assert(!this.closed, "a request is sent on an open connection");
     assert(this.queue.length === 0 || (read && this.queue[0]!.read), "only reads are pipelined, only behind reads");
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
-    if (this.queue.length === 0) this.socket.ref();
+    if (this.queue.length === 0) {
+      this.socket.ref();
+      this.deadlineMaxMs = deadlineMs;
+    } else this.deadlineMaxMs = Math.max(this.deadlineMaxMs, deadlineMs);
+    const timeoutMs = Math.max(1, deadlineMs - nowMs);
     if (batched && !this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -118,7 +138,7 @@ class Connection {
     return new Promise<Http1Answer>((resolve, reject) => {
       // The time limit ends the connection: every request behind this one fails with it (all were sent).
       const timer = setTimeout(() => this.destroy(netError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
-      this.queue.push({ resolve, reject, timer, head: isHead, read });
+      this.queue.push({ resolve, reject, timer, head: isHead, read, sentAtMs: nowMs });
       // The head is Latin-1 (one byte per character, as node:http writes it), with or without a body.
       if (body === undefined) this.socket.write(head, "latin1");
       else this.socket.write(Buffer.concat([Buffer.from(head, "latin1"), body]));
@@ -272,8 +292,16 @@ class Connection {
     if (this.queue.length > 0) return;
     if (this.buf.byteLength > 0) return; // onData finds bytes nobody asked for
     this.buf = Buffer.alloc(0);
-    // An idle connection does not keep the process alive (a CLI command exits once it is done), as
-    // node:http's agent does with its free sockets.
+    this.rest();
+  }
+
+  /**
+   * Nothing in flight: the connection goes to the pool (a waiting request, else the idle ones). An idle
+   * connection does not keep the process alive (a CLI command exits once it is done), as node:http's
+   * agent does with its free sockets, and is closed after IDLE_MS_MAX.
+   */
+  rest(): void {
+    assert(this.queue.length === 0 && !this.closed, "only an open connection with nothing in flight rests");
     this.socket.unref();
     this.idleTimer = setTimeout(() => this.fail(netError("idle", "ECONNRESET")), IDLE_MS_MAX);
     this.idleTimer.unref();
@@ -316,8 +344,9 @@ export class Http1Pool {
    * flight on it, fewer than depthMax), then to an idle one, then to a new one: so reads gather on few
    * connections, and the reads of one tick on a connection go out in one write (one system call for
    * them all, where each write to a socket costs about as much CPU as the rest of the request).
+   * `clock`: the time in ms (a test's own, to say how old the reads in flight are).
    */
-  constructor(private readonly socketsMax: number, private readonly depthMax = 1) {
+  constructor(private readonly socketsMax: number, private readonly depthMax = 1, private readonly clock: () => number = Date.now) {
     assert(socketsMax >= 1, "at least one socket per origin");
     assert(Number.isSafeInteger(depthMax) && depthMax >= 1, "at least one request in flight per connection");
   }
@@ -336,28 +365,29 @@ export class Http1Pool {
     }
     if (body !== undefined) head += `Content-Length: ${body.byteLength}\r\n`;
     head += "\r\n";
-    const deadline = Date.now() + timeoutMs;
+    const deadline = this.clock() + timeoutMs;
     const origin = this.originOf(base);
     const read = method === "GET";
     origin.inFlight++;
     try {
       // Chosen and sent in one go: no other request can take the same place on a connection between.
-      const now = this.closed ? null : (read ? this.pipelined(origin) : null) ?? origin.idle.pop() ?? null;
+      const now = this.closed ? null : (read ? this.pipelined(origin, deadline, this.clock()) : null) ?? origin.idle.pop() ?? null;
       const conn = now ?? await this.connection(origin, timeoutMs);
-      return await conn.send(head, body, Math.max(1, deadline - Date.now()), method === "HEAD", read, read && this.depthMax > 1);
+      return await conn.send(head, body, deadline, this.clock(), method === "HEAD", read, read && this.depthMax > 1);
     } finally {
       origin.inFlight--;
     }
   }
 
   /**
-   * The busiest connection a read may be pipelined on (null: none), unless requests wait for a free
-   * connection: then the connections drain for them (a write is never sent behind others).
+   * The busiest connection a read may join (Connection.takesRead), or null; none while requests wait
+   * for a free connection: the connections drain for them. (So beyond socketsMax x depthMax requests in
+   * flight to one origin, reads go one per connection until the wait is over.)
    */
-  private pipelined(o: Origin): Connection | null {
+  private pipelined(o: Origin, deadlineMs: number, nowMs: number): Connection | null {
     if (this.depthMax === 1 || o.waiting.length > 0) return null;
     let best: Connection | null = null;
-    for (const c of o.all) if (c.takesRead(this.depthMax) && (best === null || c.inFlight > best.inFlight)) best = c;
+    for (const c of o.all) if (c.takesRead(this.depthMax, deadlineMs, nowMs) && (best === null || c.inFlight > best.inFlight)) best = c;
     return best;
   }
 
@@ -504,7 +534,8 @@ export class Http1Pool {
     const w = o.waiting.shift();
     if (w === undefined || this.closed) return;
     this.opened(o, CONNECT_MS_MAX).then((c) => {
-      if (!w.take(c)) this.release(o, c);
+      // The waiter gave up meanwhile: the new connection rests in the pool, as one that answered does.
+      if (!w.take(c) && !c.closed) c.rest();
     }, w.refuse);
   }
 }

@@ -41,7 +41,8 @@ export interface ShoalClientOptions {
   /**
    * Gets in flight on one connection at most, pipelined (default 8; 1: one request per connection at a
    * time). Gets gather on few connections and go out together: less CPU per get, in the client and in
-   * the node. A write is never pipelined. A get behind a slow one waits for it (answers come in order).
+   * the node. A write is never pipelined. A get behind a slow one waits for it (answers come in order;
+   * a get joins others on a connection only while the oldest of them is under 10 ms old).
    */
   pipelineDepth?: number;
   /**
@@ -71,6 +72,9 @@ export class ShoalClient {
   private readonly consistency: ReadConsistency | undefined;
 
   constructor(opts: ShoalClientOptions) {
+    if (opts.pipelineDepth !== undefined && (!Number.isSafeInteger(opts.pipelineDepth) || opts.pipelineDepth < 1)) {
+      throw new RangeError(`pipelineDepth must be a whole number of at least 1 (1: no pipelining), not ${opts.pipelineDepth}`);
+    }
     this.t = new Transport({
       endpoints: opts.endpoints, timeoutMs: opts.timeoutMs ?? 10_000, attemptsMax: opts.attemptsMax ?? 5,
       backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax: opts.socketsPerEndpointMax ?? 64, pipelineDepthMax: opts.pipelineDepth ?? 8, directInFlightMax: opts.directInFlightMax ?? 16,
