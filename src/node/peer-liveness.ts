@@ -11,7 +11,11 @@
  *
  * A broken transport is a faster sign than silence: a process killed (even by SIGKILL) has its
  * connections closed by the kernel at once, and a refused connection means nothing listens there. Such a
- * peer is lost (see lost) until a frame from it is heard again, without waiting out a silence.
+ * peer is lost (see lost) until a frame from it is heard again, without waiting out a silence: a frame
+ * heard at least breakGraceMs after the break. One heard sooner may have been sent before the peer died:
+ * a peer's connections (one per plane, each way) are read in no set order, so the close of one can be
+ * seen before the last frames of another. Counted as life, such a frame made a survivor skip its
+ * successor campaigns (multi-raft-liveness.ts leaderGone) and wait out an election timeout instead.
  */
 import { PhiAccrualDetector } from "../placement/failure-detector.js";
 import type { Health, NodeId } from "../placement/types.js";
@@ -29,7 +33,9 @@ export class PeerLiveness {
   /** Frames could reach this node only from then on (see deafUntil). */
   private listeningSinceMs: number;
 
-  constructor(private readonly startedAtMs: number) {
+  /** `breakGraceMs`: see the class comment (a node passes one heartbeat interval: a live peer sends a frame at least that often). */
+  constructor(private readonly startedAtMs: number, private readonly breakGraceMs: number) {
+    assert(Number.isFinite(breakGraceMs) && breakGraceMs >= 0, () => `breakGraceMs: not a duration: ${breakGraceMs}`);
     this.listeningSinceMs = startedAtMs;
   }
 
@@ -58,14 +64,13 @@ export class PeerLiveness {
   }
 
   /**
-   * No sign of life from the peer: its transport broke after the last frame heard from it (a frame heard
-   * since clears this), or it was silent for `withinMs` of listening (see live).
+   * No sign of life from the peer: its transport broke and no frame was heard from it breakGraceMs or
+   * more after that (see the class comment), or it was silent for `withinMs` of listening (see live).
    */
   lost(peer: NodeId, nowMs: number, withinMs: number): boolean {
     const brokenAtMs = this.brokenAtMs.get(peer);
-    // At the same millisecond, the close is taken to come after the frame: a socket's last data is read
-    // before its close event.
-    if (brokenAtMs !== undefined && brokenAtMs >= (this.heardAtMs.get(peer) ?? -Infinity)) return true;
+    // A frame at the same millisecond as the close counts as before it, as any frame within the grace.
+    if (brokenAtMs !== undefined && (this.heardAtMs.get(peer) ?? -Infinity) - brokenAtMs < Math.max(1, this.breakGraceMs)) return true;
     return !this.live(peer, nowMs, withinMs);
   }
 

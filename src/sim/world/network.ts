@@ -26,6 +26,11 @@ export interface LinkFaults {
   delayMsMax: number;
 }
 
+/** The scheduler's owner of a node's events and clock (one per node, across its incarnations). */
+export function nodeOwner(id: number): string {
+  return `node${id}`;
+}
+
 export const CALM_LINKS: LinkFaults = { dropProbability: 0, duplicateProbability: 0, reorder: false, delayMsMin: 1, delayMsMax: 5 };
 
 export class SimTransport {
@@ -93,6 +98,14 @@ export class SimNetwork {
   /** Per directed link: when its last frame arrives (FIFO unless reordering). */
   private readonly lastArrivalMs = new Map<string, number>();
   readonly counts = { sent: 0, delivered: 0, dropped: 0, duplicated: 0 };
+  /**
+   * When > 0, a crashed node's peers read a last frame from it (a keepalive) this many ms after they
+   * saw its connection close, before their next turn: a real node reads a peer's connections (one per
+   * plane, each way) in no set order, so a frame sent just before a crash on one connection can be read
+   * after another's close, and while a turn waits for its fsync. (The sim's disk takes no time, so
+   * the time passes by a jump of the peer's clock.)
+   */
+  lastFrameAfterCloseMs = 0;
 
   constructor(private readonly scheduler: SimScheduler, readonly random: Random) {}
 
@@ -113,7 +126,12 @@ export class SimNetwork {
     for (const other of this.current.values()) {
       if (other === t || other.stopped) continue;
       this.scheduler.schedule(() => {
-        if (!other.stopped) other.opts.onDisconnect?.(nodeId);
+        if (other.stopped) return;
+        other.opts.onDisconnect?.(nodeId);
+        if (this.lastFrameAfterCloseMs === 0) return;
+        this.scheduler.jumpClock(nodeOwner(other.nodeId), this.lastFrameAfterCloseMs);
+        const [payload] = new FrameDecoder().push(encodeFrame({ envs: [{ group: NODE_GROUP, msg: { beats: [] } }] })) as [{ envs: Envelope[] }];
+        other.opts.onReceive(nodeId, "control", payload.envs);
       }, 1, "net");
     }
   }

@@ -14,7 +14,7 @@ import { assert } from "../../util/assert.js";
 import { silentLogger } from "../../util/logger.js";
 import { Rng } from "../../util/rng.js";
 import { SimDisk } from "./disk.js";
-import type { SimNetwork } from "./network.js";
+import { type SimNetwork, nodeOwner } from "./network.js";
 import type { SimScheduler } from "./scheduler.js";
 
 /** Applied entries after which a simulated node compacts a group's log. */
@@ -58,7 +58,7 @@ export class WorldNode {
   }
 
   private owner(): string {
-    return `node${this.id}`;
+    return nodeOwner(this.id);
   }
 
   /** Opens the node on its disk and starts its components (as `shoal start` does, minus HTTP and the lock). */
