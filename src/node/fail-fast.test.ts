@@ -57,20 +57,32 @@ function heal(c: TestCluster): void {
   for (const n of c.nodes.values()) n.transport.setFaults(null);
 }
 
-test("PeerLiveness.lost: a broken transport counts at once until the peer is heard again past the grace; silence counts after the window", () => {
-  const peers = new PeerLiveness(0, 60);
+test("PeerLiveness.lost: a broken transport counts at once until the peer is heard again; silence counts after the window", () => {
+  const peers = new PeerLiveness(0);
   peers.known(2, 0);
   peers.heard(2, 100);
   assert.equal(peers.lost(2, 150, 500), false);
   peers.disconnected(2, 160);
   assert.equal(peers.lost(2, 170, 500), true, "lost as soon as the connection broke");
+  peers.heard(2, 180);
+  assert.equal(peers.lost(2, 190, 500), false, "a frame since the break clears it");
+  assert.equal(peers.lost(2, 681, 500), true, "silent for longer than the window");
+});
+
+test("PeerLiveness.brokenSince: a frame heard within the grace after a close does not show the peer lives; one after it does", () => {
+  const peers = new PeerLiveness(0);
+  peers.known(2, 0);
+  peers.heard(2, 100);
+  assert.equal(peers.brokenSince(2, 60), false, "never broken");
+  peers.disconnected(2, 160);
+  assert.equal(peers.brokenSince(2, 60), true);
   peers.heard(2, 160);
-  assert.equal(peers.lost(2, 170, 500), true, "a frame at the millisecond of the close counts as before it");
+  assert.equal(peers.brokenSince(2, 60), true, "a frame at the millisecond of the close counts as before it");
   peers.heard(2, 200);
-  assert.equal(peers.lost(2, 210, 500), true, "a frame within the grace may have been sent before the peer died (read after another connection's close)");
+  assert.equal(peers.brokenSince(2, 60), true, "within the grace: it may have been sent before the peer died");
+  assert.equal(peers.lost(2, 200, 500), false, "lost() takes that frame as life: a live peer is not refused requests meanwhile");
   peers.heard(2, 220);
-  assert.equal(peers.lost(2, 230, 500), false, "a frame heard the grace after the break shows the peer lives");
-  assert.equal(peers.lost(2, 721, 500), true, "silent for longer than the window");
+  assert.equal(peers.brokenSince(2, 60), false, "a frame the grace after the close shows the peer lives");
 });
 
 test("a write through a node cut off from the shard's leader (which keeps its quorum) is answered within about an election timeout", async (t) => {

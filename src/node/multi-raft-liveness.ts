@@ -43,14 +43,17 @@ export abstract class NodeLiveness extends NodeState {
   }
 
   /**
-   * The transport to `peer` broke and nothing was heard from it since: the groups that follow it as
+   * The transport to `peer` broke and nothing was heard from it since (but frames its connections may
+   * still have held: see brokenSince): the groups that follow it as
    * their leader end its lease now (Raft.resumeTicking), so they grant pre-votes and campaign at their
    * randomized timeout instead of first sitting out a whole election timeout of silence. Safe: only the
    * timing of an election changes (reads never rely on leases here: ReadIndex), and a leader that is in
    * fact alive keeps its followers, whose next heartbeat from it resets their timers as usual.
    */
   protected leaderGone(peer: NodeId): void {
-    if (!this.peerLost(peer)) return;
+    // A frame read within a heartbeat interval of the close does not save it (PeerLiveness.brokenSince):
+    // survivors that took such a frame for life skipped their successor campaigns (sim/world/failover.test.ts).
+    if (!this.peers.brokenSince(peer, this.cfg.heartbeatTicks * this.cfg.tickMs) && !this.peerLost(peer)) return;
     for (const g of this.groups.values()) {
       if (g.raft.role() === Role.Leader || g.raft.lead() !== peer) continue;
       const successor = this.successorOf(g, peer);

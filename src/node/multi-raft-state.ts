@@ -223,7 +223,7 @@ export abstract class NodeState {
     this.clock = host.clock;
     this.random = host.random;
     this.mutations = cfg.mutations ?? NO_MUTATIONS;
-    this.peers = new PeerLiveness(this.clock.nowMs(), cfg.heartbeatTicks * cfg.tickMs);
+    this.peers = new PeerLiveness(this.clock.nowMs());
     this.tickDueAtMs = this.clock.nowMs();
     this.meta = loadMeta(store);
     this.cfg = cfg;

@@ -11,11 +11,7 @@
  *
  * A broken transport is a faster sign than silence: a process killed (even by SIGKILL) has its
  * connections closed by the kernel at once, and a refused connection means nothing listens there. Such a
- * peer is lost (see lost) until a frame from it is heard again, without waiting out a silence: a frame
- * heard at least breakGraceMs after the break. One heard sooner may have been sent before the peer died:
- * a peer's connections (one per plane, each way) are read in no set order, so the close of one can be
- * seen before the last frames of another. Counted as life, such a frame made a survivor skip its
- * successor campaigns (multi-raft-liveness.ts leaderGone) and wait out an election timeout instead.
+ * peer is lost (see lost) until a frame from it is heard again, without waiting out a silence.
  */
 import { PhiAccrualDetector } from "../placement/failure-detector.js";
 import type { Health, NodeId } from "../placement/types.js";
@@ -33,9 +29,7 @@ export class PeerLiveness {
   /** Frames could reach this node only from then on (see deafUntil). */
   private listeningSinceMs: number;
 
-  /** `breakGraceMs`: see the class comment (a node passes one heartbeat interval: a live peer sends a frame at least that often). */
-  constructor(private readonly startedAtMs: number, private readonly breakGraceMs: number) {
-    assert(Number.isFinite(breakGraceMs) && breakGraceMs >= 0, () => `breakGraceMs: not a duration: ${breakGraceMs}`);
+  constructor(private readonly startedAtMs: number) {
     this.listeningSinceMs = startedAtMs;
   }
 
@@ -64,14 +58,27 @@ export class PeerLiveness {
   }
 
   /**
-   * No sign of life from the peer: its transport broke and no frame was heard from it breakGraceMs or
-   * more after that (see the class comment), or it was silent for `withinMs` of listening (see live).
+   * No sign of life from the peer: its transport broke after the last frame heard from it (a frame heard
+   * since clears this), or it was silent for `withinMs` of listening (see live).
    */
   lost(peer: NodeId, nowMs: number, withinMs: number): boolean {
     const brokenAtMs = this.brokenAtMs.get(peer);
-    // A frame at the same millisecond as the close counts as before it, as any frame within the grace.
-    if (brokenAtMs !== undefined && (this.heardAtMs.get(peer) ?? -Infinity) - brokenAtMs < Math.max(1, this.breakGraceMs)) return true;
+    // At the same millisecond, the close is taken to come after the frame: a socket's last data is read
+    // before its close event.
+    if (brokenAtMs !== undefined && brokenAtMs >= (this.heardAtMs.get(peer) ?? -Infinity)) return true;
     return !this.live(peer, nowMs, withinMs);
+  }
+
+  /**
+   * The transport to the peer broke, and no frame was heard from it `graceMs` or more after that. A
+   * frame heard sooner may have been sent before the peer died: a peer's connections (one per plane,
+   * each way) are read in no set order, so one's close can be seen before another's last frames. The
+   * test of whether a leader is gone (multi-raft-liveness.ts leaderGone), not of lost(): a live peer
+   * one of whose connections closed is not refused requests until its next frame after the grace.
+   */
+  brokenSince(peer: NodeId, graceMs: number): boolean {
+    const brokenAtMs = this.brokenAtMs.get(peer);
+    return brokenAtMs !== undefined && (this.heardAtMs.get(peer) ?? -Infinity) - brokenAtMs < Math.max(1, graceMs);
   }
 
   /** The peer appeared in the cluster map. */

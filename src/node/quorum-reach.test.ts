@@ -37,7 +37,7 @@ test("the quorum errors carry their group and say whether the request was applie
 });
 
 test("PeerLiveness.live: silence counts only while this node listens (a grace after start and after a stall)", () => {
-  const peers = new PeerLiveness(1000, 60);
+  const peers = new PeerLiveness(1000);
   assert.equal(peers.live(2, 1100, 500), true, "just started: a peer not heard yet is not held silent");
   assert.equal(peers.live(2, 1600, 500), false, "an election timeout after start, still unheard");
   peers.heard(2, 1700);

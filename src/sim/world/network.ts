@@ -6,7 +6,8 @@
  *
  * Faults, all drawn from the seed: latency (per-link FIFO unless reordering is on), drops, duplicates
  * (of frames that carry only Raft messages), partitions (both directions), and crashed nodes. A crashed node's peers learn of it as they would from
- * their kernels (onDisconnect); a partition, like a cut cable, tells nobody. Messages in flight to an
+ * their kernels (onDisconnect), once at the crash and again each time they send it something (a
+ * refused connection); a partition, like a cut cable, tells nobody. Messages in flight to an
  * incarnation that died are lost with it.
  */
 import type { NodeTransport } from "../../node/host.js";
@@ -160,6 +161,15 @@ export class SimNetwork {
     this.counts.sent++;
     const receiver = this.current.get(to);
     const l = this.links;
+    if ((receiver === undefined || receiver.stopped) && this.connected(from.nodeId, to)) {
+      // Nothing listens there: the sender's kernel refuses its connection, and its transport says so
+      // (as the real one does on each failed reconnect). A partition, like a cut cable, tells nobody.
+      this.counts.dropped++;
+      this.scheduler.schedule(() => {
+        if (!from.stopped) from.opts.onDisconnect?.(to);
+      }, 1, "net");
+      return;
+    }
     if (receiver === undefined || receiver.stopped || !this.connected(from.nodeId, to) || this.random.float() < l.dropProbability) {
       this.counts.dropped++;
       return;

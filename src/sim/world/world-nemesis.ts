@@ -70,6 +70,8 @@ export class WorldNemesis {
         if (this.crashed >= CRASHED_MAX || up.length < this.ctx.nodes.length) return;
         const n = this.rng.pick(up);
         this.crashed++;
+        // Half the crashes leave a last frame to be read after the close (network.ts lastFrameAfterCloseMs).
+        this.ctx.network.lastFrameAfterCloseMs = this.rng.int(2) === 0 ? 0 : 1 + this.rng.int(5);
         this.count("crash", `node ${n.id}`);
         this.ctx.crash(n);
         this.later(() => {
