@@ -340,8 +340,9 @@ export class Http1Pool {
 
   /**
    * `socketsMax` connections per origin at most; `depthMax` requests in flight on one connection at most
-   * (1: no pipelining). A GET goes first to the busiest connection that still takes one (reads only in
-   * flight on it, fewer than depthMax), then to an idle one, then to a new one: so reads gather on few
+   * (1: no pipelining). A GET goes first to the busiest connection that still takes one (see
+   * Connection.takesRead: reads only, the oldest under JOIN_AGE_MS_MAX old, fewer than depthMax, none due
+   * after it), then to an idle one, then to a new one: so reads gather on few
    * connections, and the reads of one tick on a connection go out in one write (one system call for
    * them all, where each write to a socket costs about as much CPU as the rest of the request).
    * `clock`: the time in ms (a test's own, to say how old the reads in flight are).
