@@ -372,7 +372,8 @@ export class Http1Pool {
     origin.inFlight++;
     try {
       // Chosen and sent in one go: no other request can take the same place on a connection between.
-      const now = this.closed ? null : (read ? this.pipelined(origin, deadline, this.clock()) : null) ?? origin.idle.pop() ?? null;
+      // (A closed pool holds no connection: connection() refuses.)
+      const now = (read ? this.pipelined(origin, deadline, this.clock()) : null) ?? origin.idle.pop() ?? null;
       const conn = now ?? await this.connection(origin, timeoutMs);
       return await conn.send(head, body, deadline, this.clock(), method === "HEAD", read, read && this.depthMax > 1);
     } finally {

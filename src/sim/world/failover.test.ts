@@ -45,7 +45,10 @@ test("a crashed node's shards are taken over by their chosen successors, also wh
     // Settle: heartbeats flowing, so that every survivor counts the other live.
     await runUntil(scheduler, scheduler.nowMs + 1_000, () => false);
     const led = new Map<number, number[]>();
-    for (const g of groups) led.set(leaderOf(nodes, g)!.id, [...(led.get(leaderOf(nodes, g)!.id) ?? []), g]);
+    for (const g of groups) {
+      const id = leaderOf(nodes, g)!.id;
+      led.set(id, [...(led.get(id) ?? []), g]);
+    }
     const victim = nodes.reduce((a, b) => ((led.get(b.id)?.length ?? 0) > (led.get(a.id)?.length ?? 0) ? b : a));
     const lost = led.get(victim.id)!;
     const termBefore = new Map(lost.map((g) => [g, leaderOf(nodes, g)!.term]));

@@ -131,8 +131,7 @@ export class SimNetwork {
         other.opts.onDisconnect?.(nodeId);
         if (this.lastFrameAfterCloseMs === 0) return;
         this.scheduler.jumpClock(nodeOwner(other.nodeId), this.lastFrameAfterCloseMs);
-        const [payload] = new FrameDecoder().push(encodeFrame({ envs: [{ group: NODE_GROUP, msg: { beats: [] } }] })) as [{ envs: Envelope[] }];
-        other.opts.onReceive(nodeId, "control", payload.envs);
+        this.deliver(t, other, "control", encodeFrame({ envs: [{ group: NODE_GROUP, msg: { beats: [] } }] }));
       }, 1, "net");
     }
   }
@@ -161,7 +160,9 @@ export class SimNetwork {
     this.counts.sent++;
     const receiver = this.current.get(to);
     const l = this.links;
-    if ((receiver === undefined || receiver.stopped) && this.connected(from.nodeId, to)) {
+    const down = receiver === undefined || receiver.stopped;
+    const connected = this.connected(from.nodeId, to);
+    if (down && connected) {
       // Nothing listens there: the sender's kernel refuses its connection, and its transport says so
       // (as the real one does on each failed reconnect). A partition, like a cut cable, tells nobody.
       this.counts.dropped++;
@@ -170,7 +171,7 @@ export class SimNetwork {
       }, 1, "net");
       return;
     }
-    if (receiver === undefined || receiver.stopped || !this.connected(from.nodeId, to) || this.random.float() < l.dropProbability) {
+    if (down || !connected || this.random.float() < l.dropProbability) {
       this.counts.dropped++;
       return;
     }
