@@ -53,9 +53,20 @@ class Connection {
     this.pool.close();
   }
 
-  async request(method: string, path: string, body: string | undefined, extraHeaders: Record<string, string> = {}): Promise<number> {
+  /** The answer's status, and for a failure (4xx, 5xx) the error code its body names, if any. */
+  async request(method: string, path: string, body: string | undefined, extraHeaders: Record<string, string> = {}): Promise<{ status: number; code?: string }> {
     const headers = body === undefined ? extraHeaders : { ...extraHeaders, "content-type": "application/json" };
-    return (await this.pool.request(this.base, method, path, headers, body === undefined ? undefined : Buffer.from(body), 30_000)).status;
+    const a = await this.pool.request(this.base, method, path, headers, body === undefined ? undefined : Buffer.from(body), 30_000);
+    if (a.status < 400) return { status: a.status };
+    try {
+      const answer = JSON.parse(a.body.toString("utf8")) as { error?: { code?: unknown; message?: unknown } };
+      const code = answer.error?.code;
+      if (typeof code !== "string") return { status: a.status };
+      if (typeof answer.error?.message === "string" && !failureExamples.has(code)) failureExamples.set(code, answer.error.message);
+      return { status: a.status, code };
+    } catch {
+      return { status: a.status };
+    }
   }
 }
 
@@ -63,7 +74,8 @@ const value = "v".repeat(valueBytes);
 const keyOf = (i: number) => String(i % keySpace).padStart(keyBytes, "0").slice(-keyBytes);
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
-async function request(conn: Connection, write: boolean, key: string): Promise<boolean> {
+/** Sends one request: true when answered as wanted, else what refused it (status and error code). */
+async function request(conn: Connection, write: boolean, key: string): Promise<true | string> {
   if (sdkRecords !== null) {
     if (write) await sdkRecords.put(key, value);
     else await sdkRecords.get(key, { consistency: consistency as ReadConsistency });
@@ -71,18 +83,27 @@ async function request(conn: Connection, write: boolean, key: string): Promise<b
   }
   if (target === "shoal") {
     const path = `/v1/collections/default/records/${key}`;
-    const status = write
+    const a = write
       ? await conn.request("PUT", path, `{"payload":"${value}"}`, idempotencyKeys ? { "idempotency-key": `w-${process.pid}-${seq}` } : {})
       : await conn.request("GET", consistency === "linearizable" ? path : `${path}?consistency=${consistency}`, undefined);
-    return status === 200 || (!write && status === 404);
+    return a.status === 200 || (!write && a.status === 404) ? true : refusal(a);
   }
   const body = write ? { key: b64(key), value: b64(value) } : { key: b64(key) };
-  return (await conn.request("POST", `/v3/kv/${write ? "put" : "range"}`, JSON.stringify(body))) === 200;
+  const a = await conn.request("POST", `/v3/kv/${write ? "put" : "range"}`, JSON.stringify(body));
+  return a.status === 200 ? true : refusal(a);
+}
+
+function refusal(a: { status: number; code?: string }): string {
+  return a.code === undefined ? `HTTP ${a.status}` : `HTTP ${a.status} ${a.code}`;
 }
 
 const latenciesMs: number[] = [];
 const opened: Connection[] = [];
 let errors = 0;
+/** The first message seen per error code (printed with the failures). */
+const failureExamples = new Map<string, string>();
+/** Failed requests by what failed them: an HTTP status, or the error a request threw (the SDK's code). */
+const failures: Record<string, number> = {};
 let seq = 0;
 const deadline = performance.now() + seconds * 1000;
 const started = performance.now();
@@ -96,8 +117,12 @@ await Promise.all(Array.from({ length: connections }, async (_, c) => {
     const t0 = performance.now();
     let ok = false;
     try {
-      ok = await request(conn, write, keyOf(i * 2654435761));
-    } catch {
+      const answer = await request(conn, write, keyOf(i * 2654435761));
+      ok = answer === true;
+      if (answer !== true) failures[answer] = (failures[answer] ?? 0) + 1;
+    } catch (e) {
+      const what = (e as { code?: unknown }).code ?? (e as Error).name;
+      failures[String(what)] = (failures[String(what)] ?? 0) + 1;
       conn.close();
       conn = new Connection(endpoint); // a broken connection is replaced
       opened.push(conn);
@@ -114,11 +139,15 @@ latenciesMs.sort((a, b) => a - b);
 const pct = (p: number) => latenciesMs[Math.min(latenciesMs.length - 1, Math.floor(latenciesMs.length * p))] ?? NaN;
 const result = {
   target, connections, ops: latenciesMs.length, errors, opsPerSec: Math.round(latenciesMs.length / elapsed),
-  p50Ms: +pct(0.5).toFixed(2), p95Ms: +pct(0.95).toFixed(2), p99Ms: +pct(0.99).toFixed(2),
+  p50Ms: +pct(0.5).toFixed(2), p95Ms: +pct(0.95).toFixed(2), p99Ms: +pct(0.99).toFixed(2), failures,
 };
 console.log(`| target | connections | ops/s | p50 ms | p95 ms | p99 ms | errors |`);
 console.log(`|---|---:|---:|---:|---:|---:|---:|`);
 console.log(`| ${target} | ${connections} | ${result.opsPerSec.toLocaleString("en-US")} | ${result.p50Ms} | ${result.p95Ms} | ${result.p99Ms} | ${errors} |`);
+if (errors > 0) {
+  console.error(`load: failed requests by cause: ${JSON.stringify(failures)}`);
+  for (const [code, message] of failureExamples) console.error(`load: e.g. ${code}: ${message}`);
+}
 if (args.includes("--json")) console.log(JSON.stringify(result));
 if (errors > latenciesMs.length / 100) {
   console.error(`load: ${errors} of ${errors + latenciesMs.length} requests failed (more than 1 %); the figures above are not a measurement`);

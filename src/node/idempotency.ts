@@ -261,12 +261,34 @@ export class RememberedQueue {
     this.unlist(r);
   }
 
-  /** Drops the outcomes whose record moved to another shard (a split). */
-  drop(moved: (k: string) => boolean): void {
-    for (const r of [...this.byWrite.values()]) if (moved(keyOf(r))) this.unlist(r);
-    this.orphans = this.orphans.filter((k) => !moved(k));
-    this.items = this.items.slice(this.head).filter((r) => r.live);
+  /**
+   * A split: the outcomes (and orphans) whose record id `movesAway` leave this queue for the one it
+   * returns, the child's, which is then exactly what the split stores on the child (the same outcomes,
+   * in the same order), so the child does not build its queue from its store (~100 ms for 25,000
+   * outcomes: measured).
+   */
+  split(movesAway: (recordId: string) => boolean): RememberedQueue {
+    const child = new RememberedQueue();
+    const stay: Remembered[] = [];
+    for (let i = this.head; i < this.items.length; i++) {
+      const r = this.items[i]!;
+      if (!r.live) continue;
+      if (!movesAway(r.w.slice(0, r.w.indexOf(SEPARATOR)))) {
+        stay.push(r);
+        continue;
+      }
+      this.byWrite.delete(r.w);
+      // Items stay in `older` order: a filter of an ordered list.
+      child.items.push(r);
+      child.byWrite.set(r.w, r);
+    }
+    this.items = stay;
     this.head = 0;
+    child.orphans = this.orphans.filter((k) => movesAway(ownerOf(k)));
+    this.orphans = this.orphans.filter((k) => !movesAway(ownerOf(k)));
+    assert(this.byWrite.size === this.items.length && child.byWrite.size === child.items.length,
+      () => `a split's queues hold ${this.items.length} and ${child.items.length} items for ${this.byWrite.size} and ${child.byWrite.size} outcomes`);
+    return child;
   }
 
   private remembered(k: string, o: RememberedOutcome, w: string): Remembered {

@@ -34,7 +34,8 @@ export abstract class NodeApply extends NodeLiveness {
    * crash, the parent is unknown and no group leads yet); so does a shard born here (landBornShards)
    * whose first election falls to this node (`campaign`).
    */
-  protected async landSplits(children: { child: number; parent?: number; campaign?: boolean }[], made: "by a split" | "born here" = "by a split"): Promise<void> {
+  protected async landSplits(children: { child: number; parent?: number; campaign?: boolean; remembered?: RememberedQueue }[],
+    made: "by a split" | "born here" = "by a split"): Promise<void> {
     await this.store.flushed();
     const records: WalRecord[] = [];
     const logs: [number, GroupLog, ConfState, number | undefined][] = [];
@@ -49,6 +50,9 @@ export abstract class NodeApply extends NodeLiveness {
     await this.wal.append(records);
     for (const [i, [child, log, confState, parent]] of logs.entries()) {
       const g = this.addGroup(child, log, confState);
+      // The split's part of its parent's queue: exactly what it stored here, and nothing applied since
+      // (the child was not hosted). On open after a crash there is none: the child builds its own.
+      g.remembered = children[i]!.remembered ?? null;
       this.store.apply([{ group: child, appliedIndex: SPLIT_LOG_INDEX, unlogged: false }]);
       const campaign = children[i]!.campaign === true || (parent !== undefined && this.leaderOf(parent) === this.id);
       if (campaign && g.raft.isVoter(this.id)) g.raft.campaign();
@@ -207,7 +211,7 @@ export abstract class NodeApply extends NodeLiveness {
       }
       const reader: ShardReader = {
         get: (key) => this.store.get(g.id, key),
-        all: () => this.store.scan(g.id, Number.MAX_SAFE_INTEGER),
+        packed: (pick) => this.store.packed(g.id, pick),
         remembered: () => (g.remembered ??= RememberedQueue.from(this.store.scan(g.id, Number.MAX_SAFE_INTEGER, RECORDS_END))),
       };
       const applied = applyShardEntries(g.id, rd.committedEntries, g.shard, reader,
@@ -215,7 +219,7 @@ export abstract class NodeApply extends NodeLiveness {
       for (const [origin, result] of applied.results) takeWaiter(g, this.id, origin, result, answers);
       const changed = applied.shard !== g.shard;
       g.shard = applied.shard;
-      this.splitsToLand.push(...applied.children.map((child) => ({ child, parent: g.id })));
+      this.splitsToLand.push(...applied.children.map(({ child, remembered }) => ({ child, parent: g.id, remembered })));
       if (changed) this.onShardChanged?.(g.id);
       this.counters.applied += applied.commands;
       sizeBytes += applied.sizeBytes;

@@ -24,6 +24,7 @@ import { initialRange } from "../meta/ranges.js";
 import { MetaWatch } from "./meta-watch.js";
 
 import { type CommandResult } from "./records.js";
+import type { RememberedQueue } from "./idempotency.js";
 
 import { metaFromRecords } from "../meta/records.js";
 import { type ApplyResult, type MetaState } from "../meta/state.js";
@@ -190,7 +191,7 @@ export abstract class NodeState {
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   protected hostingDue = true;
   /** Groups made by splits applied in the last turn (with their parents), whose log is written at the start of the next. */
-  protected splitsToLand: { child: number; parent: number }[] = [];
+  protected splitsToLand: { child: number; parent: number; remembered: RememberedQueue }[] = [];
   /** Watchers of the metadata, waiters for its next change, and the routes it gives. */
   protected readonly metaWatch: MetaWatch;
   protected hostingPending = false;

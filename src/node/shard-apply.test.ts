@@ -5,16 +5,24 @@ import { type ConfState, type Entry, EntryType } from "../raft/index.js";
 import { encodeProposal, type ShardCommand, type StoredRecord } from "./records.js";
 import { SPLIT_LOG_INDEX, applyShardEntries } from "./shard-apply.js";
 import { RememberedQueue, outcomeKey, outcomeKeyByRecord, ownerOf } from "./idempotency.js";
+import { pack, unpack } from "msgpackr";
 
 const conf: ConfState = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 let index = 10;
+/** A reader over a store of values, which hands them out packed, as the state store does. */
+const readerOf = (stored: Map<string, unknown>, remembered = () => new RememberedQueue()) =>
+  ({ get: (k: string) => stored.get(k), packed: (pick: (k: string) => boolean) => [...stored].filter(([k]) => pick(k)).map(([k, v]): [string, Uint8Array] => [k, pack(v)]), remembered });
+const NO_STORE = readerOf(new Map());
+/** A split child's puts, packed ones unpacked: what its replicas store. */
+const childPuts = (c: { puts?: [string, unknown][]; packedPuts?: [string, Uint8Array][] }): [string, unknown][] =>
+  [...(c.puts ?? []), ...(c.packedPuts ?? []).map(([k, b]): [string, unknown] => [k, unpack(b)])];
 const entry = (cmd: ShardCommand, seq: number): Entry => ({ term: 2, index: ++index, type: EntryType.Normal, data: encodeProposal({ origin: [1, seq], cmd }) });
 
 test("a split moves the records of the upper part to the child (stored ones and ones applied in the same batch); later commands for moved ids are refused", () => {
   const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
   const at = 2 ** 31;
   const stored = new Map<string, StoredRecord>(keys.slice(0, 100).map((k, i) => [k, { payload: i, version: 1 }]));
-  const reader = { get: (k: string) => stored.get(k), all: () => [...stored], remembered: () => new RememberedQueue() };
+  const reader = readerOf(stored);
   const upper = keys.find((k) => hashOf(k) >= at)!;
   const lower = keys.find((k) => hashOf(k) < at)!;
   const entries = [
@@ -28,7 +36,7 @@ test("a split moves the records of the upper part to the child (stored ones and 
   assert.deepEqual(r.shard.range, { start: 0, end: at });
   assert.equal(r.shard.splits.length, 1);
   assert.deepEqual(r.shard.splits[0], { child: 9, at, end: 2 ** 32, index: entries[100]!.index });
-  assert.deepEqual(r.children, [9]);
+  assert.deepEqual(r.children.map((c) => c.child), [9]);
   const [parent, child] = r.changes;
   assert.equal(child!.group, 9);
   assert.equal(child!.appliedIndex, SPLIT_LOG_INDEX);
@@ -36,7 +44,9 @@ test("a split moves the records of the upper part to the child (stored ones and 
   assert.deepEqual(child!.confState, conf, "the child starts with the parent's configuration as of the split");
   assert.deepEqual(child!.shard, { range: { start: at, end: 2 ** 32 }, splits: [], versionBase: entries[100]!.index - SPLIT_LOG_INDEX },
     "the child's versions continue above the parent's");
-  const moved = new Set(child!.puts!.map(([k]) => k));
+  const moved = new Set(childPuts(child!).map(([k]) => k));
+  assert.equal(childPuts(child!).length, moved.size, "each once");
+  assert.deepEqual(childPuts(child!).find(([k]) => k === keys.slice(0, 100).find((id) => hashOf(id) >= at)), [keys.slice(0, 100).find((id) => hashOf(id) >= at), { payload: keys.indexOf(keys.slice(0, 100).find((id) => hashOf(id) >= at)!), version: 1 }], "a stored record moves as stored");
   assert.deepEqual([...moved].sort(), keys.filter((k) => hashOf(k) >= at).sort(), "exactly the upper part moved, stored and new alike");
   assert.ok(parent!.deletes!.every((k) => moved.has(k)) && parent!.deletes!.length === moved.size, "and left the parent");
   assert.ok(parent!.puts!.every(([k]) => hashOf(k) < at));
@@ -55,7 +65,7 @@ test("a range collection's shard splits by id order: ids from the split point on
   stored.set(outcomeKey(1, "m5", "idem-1"), { v: 1, exp: 1e15, fp: "f", r: { ok: true, version: 1 } });
   stored.set(outcomeKeyByRecord("z9", "idem-2"), { v: 1, exp: 1e15, fp: "f", r: { ok: true, version: 1 } });
   stored.set(outcomeKey(1, "b2", "idem-3"), { v: 1, exp: 1e15, fp: "f", r: { ok: true, version: 1 } });
-  const reader = { get: (k: string) => stored.get(k), all: () => [...stored], remembered: () => new RememberedQueue() };
+  const reader = readerOf(stored);
   const entries = [
     entry({ op: "put", key: "c3", payload: "new" }, 1),
     entry({ op: "split", at: "k", child: 9 }, 2),
@@ -69,7 +79,7 @@ test("a range collection's shard splits by id order: ids from the split point on
   assert.deepEqual(r.shard.splits.map((sp) => [sp.child, sp.at, sp.end]), [[9, "k", KEY_SPACE_END]]);
   const [parent, child] = r.changes;
   assert.deepEqual(child!.shard!.range, { start: "k", end: KEY_SPACE_END });
-  assert.deepEqual(child!.puts!.map(([k]) => k).sort(), ["k", "k0", "m5", outcomeKey(1, "m5", "idem-1"), "z9", outcomeKeyByRecord("z9", "idem-2")].sort(), "the ids from \"k\" on, with their outcomes");
+  assert.deepEqual(childPuts(child!).map(([k]) => k).sort(), ["k", "k0", "m5", outcomeKey(1, "m5", "idem-1"), "z9", outcomeKeyByRecord("z9", "idem-2")].sort(), "the ids from \"k\" on, with their outcomes");
   assert.deepEqual(parent!.deletes!.sort(), ["k", "k0", "m5", outcomeKey(1, "m5", "idem-1"), "z9", outcomeKeyByRecord("z9", "idem-2")].sort());
   assert.deepEqual(parent!.puts!.map(([k]) => k).sort(), ["b", "c3", "j"]);
   const results = new Map(r.results.map(([o, res]) => [o[1], res]));
@@ -87,7 +97,7 @@ test("a split point must be strictly inside the range", () => {
 });
 
 test("merge steps: a frozen shard refuses writes; an absorb takes a bordering neighbour's records and range once, and refuses one that does not border", () => {
-  const reader = { get: () => undefined, all: () => [] as [string, StoredRecord][], remembered: () => new RememberedQueue() };
+  const reader = NO_STORE;
   const half = 2 ** 31;
   const upperKey = Array.from({ length: 100 }, (_, i) => `m${i}`).find((k) => hashOf(k) >= half)!;
   const lowerKey = Array.from({ length: 100 }, (_, i) => `m${i}`).find((k) => hashOf(k) < half)!;
@@ -116,6 +126,8 @@ test("merge steps: a frozen shard refuses writes; an absorb takes a bordering ne
 class ShardModel {
   readonly store = new Map<string, unknown>();
   queue: RememberedQueue | null = null;
+  /** The children the last command's split made, with their queues. */
+  children: { child: number; remembered: RememberedQueue }[] = [];
   state;
   nextIndex: number;
   constructor(readonly group: number, state: { range: { start: number; end: number }; splits: []; versionBase?: number }, firstIndex = 1) {
@@ -124,12 +136,9 @@ class ShardModel {
   }
   apply(cmd: ShardCommand, seq = this.nextIndex) {
     const e: Entry = { term: 1, index: this.nextIndex++, type: EntryType.Normal, data: encodeProposal({ origin: [1, seq], cmd }) };
-    const reader = {
-      get: (k: string) => this.store.get(k),
-      all: () => [...this.store],
-      remembered: () => (this.queue ??= RememberedQueue.from([...this.store].filter(([k]) => k >= "\u007f"))),
-    };
+    const reader = readerOf(this.store, () => (this.queue ??= RememberedQueue.from([...this.store].filter(([k]) => k >= "\u007f"))));
     const r = applyShardEntries(this.group, [e], this.state, reader, () => conf, () => conf);
+    this.children = r.children;
     for (const ch of r.changes.filter((c) => c.group === this.group)) {
       for (const k of ch.deletes ?? []) this.store.delete(k);
       for (const [k, v] of ch.puts ?? []) this.store.set(k, v);
@@ -141,7 +150,13 @@ class ShardModel {
   split(at: number, childId: number): ShardModel {
     const changes = this.apply({ op: "split", at, child: childId }).changes.find((c) => c.group === childId)!;
     const child = new ShardModel(childId, changes.shard as never, SPLIT_LOG_INDEX + 1);
-    for (const [k, v] of changes.puts!) child.store.set(k, v);
+    for (const [k, v] of childPuts(changes)) child.store.set(k, v);
+    // The child takes its part of the parent's queue, as the host hands it over; it must be the queue
+    // the child's own store would build.
+    const handed = this.children.find((c) => c.child === childId)!.remembered;
+    const built = RememberedQueue.from([...child.store].filter(([k]) => k >= "\u007f"));
+    assert.deepEqual(handed, built, "the handed-over queue is the one the child's store builds");
+    child.queue = handed;
     return child;
   }
 }
@@ -293,11 +308,15 @@ test("the queue: an older key of 63 characters is an outcome, one of 64 an orpha
   assert.equal(removed.length, 64, "orphans deleted 64 at a time; the one outcome kept (1 <= keysMax, not expired)");
   assert.ok(!removed.includes(k63));
   // A split that moves the records of some orphans: those are the child's to delete now.
-  q.drop((k) => ownerOf(k) === "cut-0" || ownerOf(k) === id(51));
+  const child = q.split((recordId) => recordId === "cut-0" || recordId === id(51));
   q.forget(0, 1, (k) => removed.push(k));
   assert.equal(new Set(removed).size, removed.length);
   assert.deepEqual(new Set(removed), new Set([k64, ...orphans].filter((k) => ownerOf(k) !== "cut-0" && ownerOf(k) !== id(51))));
   assert.equal(q.size, 1);
+  const childRemoved: string[] = [];
+  child.forget(0, 1, (k) => childRemoved.push(k));
+  assert.deepEqual(childRemoved.sort(), [k64, "\u007fkcut-0"].sort(), "the moved orphans are the child's to delete");
+  assert.equal(child.size, 0);
 });
 
 test("remembered keys are bounded by count (oldest forgotten first) and record scans never see them", () => {
@@ -353,7 +372,7 @@ test("what a shard forgets does not depend on when its queue was built: a replic
 });
 
 test("a batch of puts applies at one version; items outside the range are refused alone; a frozen shard refuses the batch", () => {
-  const reader = { get: () => undefined, all: () => [] as [string, StoredRecord][], remembered: () => new RememberedQueue() };
+  const reader = NO_STORE;
   const half = 2 ** 31;
   const keys = Array.from({ length: 40 }, (_, i) => `b${i}`);
   const inside = keys.filter((k) => hashOf(k) < half);

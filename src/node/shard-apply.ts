@@ -42,8 +42,8 @@ export const SPLITS_KEPT = 16;
 export interface ShardReader {
   /** A record, or a remembered outcome (idempotency.ts). */
   get(key: string): unknown;
-  /** Every record and remembered outcome of the shard (a split walks them once). */
-  all(): [string, unknown][];
+  /** The shard's records and remembered outcomes whose key `pick` selects, with their values as stored, encoded (what a split moves). */
+  packed(pick: (key: string) => boolean): Iterable<[string, Uint8Array]>;
   /** The shard's remembered outcomes, oldest first (the apply step keeps it up to date). */
   remembered(): RememberedQueue;
 }
@@ -53,8 +53,8 @@ export interface AppliedEntries {
   changes: GroupChanges[];
   /** Results of the proposals, by origin. */
   results: [Proposal["origin"], CommandResult][];
-  /** Groups made by splits (to be landed by the host). */
-  children: number[];
+  /** Groups made by splits (to be landed by the host), each with its remembered outcomes (its part of the parent's queue). */
+  children: { child: number; remembered: RememberedQueue }[];
   /** The shard's state after the entries. */
   shard: ShardState;
   sizeBytes: number;
@@ -106,26 +106,25 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
         continue;
       }
       // Records and their remembered outcomes move together (an outcome goes where its record's id goes).
+      // What is stored moves as stored (packed): only this batch's own writes are values still.
       const partitioning = partitioningOf(out.shard.range);
-      const movesAway = (key: string) => comparePositions(positionOf(partitioning, ownerOf(key)), cmd.at) >= 0;
+      const movesAway = (recordId: string) => comparePositions(positionOf(partitioning, recordId), cmd.at) >= 0;
       const moved: [string, unknown][] = [];
-      const seen = new Set<string>();
-      for (const [key, value] of overlay) {
-        seen.add(key);
-        if (value !== null && movesAway(key)) moved.push([key, value]);
-      }
-      for (const [key, value] of reader.all()) if (!seen.has(key) && movesAway(key)) moved.push([key, value]);
+      const movedPacked: [string, Uint8Array][] = [];
+      for (const [key, value] of overlay) if (value !== null && movesAway(ownerOf(key))) moved.push([key, value]);
+      for (const entry of reader.packed((key) => !overlay.has(key) && movesAway(ownerOf(key)))) movedPacked.push(entry);
       for (const [key] of moved) overlay.set(key, null);
-      reader.remembered().drop(movesAway);
+      for (const [key] of movedPacked) overlay.set(key, null);
+      const remembered = reader.remembered().split(movesAway);
       const split = { child: cmd.child, at: cmd.at, end: out.shard.range.end, index: e.index };
       out.shard = { ...out.shard, range: r.lower, splits: [...out.shard.splits, split].slice(-SPLITS_KEPT) };
       shardChanged = true;
       // Mutation split-restarts-versions: the child starts its versions over (the bug of issue 11).
       const versionBase = mutations.has("split-restarts-versions") ? 0 : (out.shard.versionBase ?? 0) + e.index - SPLIT_LOG_INDEX;
       out.changes.push({
-        group: cmd.child, appliedIndex: SPLIT_LOG_INDEX, puts: moved, confState: conf(), shard: { range: r.upper, splits: [], versionBase }, unlogged: true,
+        group: cmd.child, appliedIndex: SPLIT_LOG_INDEX, puts: moved, packedPuts: movedPacked, confState: conf(), shard: { range: r.upper, splits: [], versionBase }, unlogged: true,
       });
-      out.children.push(cmd.child);
+      out.children.push({ child: cmd.child, remembered });
       out.results.push([p.origin, { ok: true, version: e.index }]);
       continue;
     }

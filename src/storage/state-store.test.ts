@@ -32,6 +32,32 @@ test("applied records and applied indexes of several groups persist across a reo
   rmSync(dir, { recursive: true });
 });
 
+test("packed: every entry of a group as stored (LMDB, commits in flight and staged changes, newest first); packed puts store those bytes as they are", async () => {
+  const dir = tmp();
+  const s = StateStore.open({ path: dir });
+  s.apply([{ group: 1, appliedIndex: 1, puts: [["a", { x: 1 }], ["b", { x: 2 }], ["c", { x: 3 }]] }, { group: 2, appliedIndex: 1, puts: [["a", "other group"]] }]);
+  await s.flushed();
+  s.apply([{ group: 1, appliedIndex: 2, deletes: ["a"], puts: [["b", { x: 20 }]] }]);
+  s.commit(); // in flight, or done: either way it counts
+  s.apply([{ group: 1, appliedIndex: 3, puts: [["d", { x: 4 }], ["c", { x: 30 }]] }]);
+  const s1 = s.packed(1, () => true);
+  assert.deepEqual(s.packed(1, (k) => k === "c" || k === "a").map(([k]) => k), ["c"], "only what is picked, and only what is there");
+  const decoded = new Map(s1);
+  assert.equal(s1.length, decoded.size, "each key once");
+  assert.deepEqual([...decoded.keys()].sort(), ["b", "c", "d"]);
+  // Moved as stored to another group, they read back as the values.
+  s.apply([{ group: 3, appliedIndex: 5, packedPuts: s1 }]);
+  assert.deepEqual(s.scan(3, 10), [["b", { x: 20 }], ["c", { x: 30 }], ["d", { x: 4 }]]);
+  await s.flushed();
+  await s.close();
+  const r = StateStore.open({ path: dir });
+  assert.deepEqual(r.scan(3, 10), [["b", { x: 20 }], ["c", { x: 30 }], ["d", { x: 4 }]], "and so after a reopen");
+  assert.deepEqual(r.packed(2, () => true).map(([k]) => k), ["a"]);
+  assert.throws(() => r.apply([{ group: 3, appliedIndex: 6, packedPuts: [["e", new Uint8Array(0)]] }]), /without bytes/);
+  await r.close();
+  rmSync(dir, { recursive: true });
+});
+
 test("keys of 64 characters or more holding NULs come back whole from scans and snapshots (LMDB's array keys split them)", async () => {
   const dir = tmp();
   const s = StateStore.open({ path: dir });

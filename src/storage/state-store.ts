@@ -34,6 +34,12 @@ export interface GroupChanges {
   /** The group's applied index after these changes. */
   appliedIndex: number;
   puts?: [RecordKey, unknown][];
+  /**
+   * Puts of values as this store encoded them (read by `packed`): a split hands the records and outcomes
+   * it moves to its child so, unread, because decoding and encoding again every one of a shard's
+   * entries blocked the loop (a shard of 10,000 records and 50,000 remembered outcomes: ~400 ms).
+   */
+  packedPuts?: [RecordKey, Uint8Array][];
   deletes?: RecordKey[];
   /**
    * The group's Raft configuration as of `appliedIndex`, when a configuration change was applied.
@@ -294,6 +300,29 @@ export class StateStore {
     return out;
   }
 
+  /**
+   * The records and remembered outcomes of a group whose key `pick` selects, each with its value as
+   * stored (encoded), in no particular order: what a split moves. Keys are walked without their values;
+   * only the picked ones are read, and nothing is decoded or sorted.
+   */
+  packed(group: number, pick: (key: RecordKey) => boolean): [RecordKey, Uint8Array][] {
+    const pending = new Map<RecordKey, Uint8Array | null>();
+    for (const layer of this.overlays(group)) {
+      // forEach: a for-of over the entries would make an array per change.
+      layer.records.forEach((bytes, key) => void (pending.has(key) || pending.set(key, bytes)));
+    }
+    const out: [RecordKey, Uint8Array][] = [];
+    for (const lmdbKey of this.recordBytes.getKeys({ start: [group], end: [group + 1] })) {
+      const key = recordKeyOf(lmdbKey);
+      if (pending.has(key) || !pick(key)) continue;
+      const bytes = this.recordBytes.getBinary([group, key]);
+      assert(bytes !== undefined, () => `group ${group}: ${JSON.stringify(key)} went from LMDB while it was read`);
+      out.push([key, bytes]);
+    }
+    pending.forEach((bytes, key) => void (bytes !== null && pick(key) && out.push([key, bytes])));
+    return out;
+  }
+
   applied(group: number): number {
     for (const layer of this.overlays(group)) return layer.appliedIndex;
     return (this.meta.get([group, APPLIED]) as number | undefined) ?? 0;
@@ -459,7 +488,11 @@ export function stageChanges(staged: Map<number, Staged>, changes: readonly Grou
       assert(value !== null && value !== undefined, () => `group ${c.group}: a put of ${JSON.stringify(key)} without a value`);
       st.records.set(key, encode(value));
     }
-    count += (c.deletes?.length ?? 0) + (c.puts?.length ?? 0) + 1;
+    for (const [key, bytes] of c.packedPuts ?? []) {
+      assert(bytes instanceof Uint8Array && bytes.byteLength > 0, () => `group ${c.group}: a packed put of ${JSON.stringify(key)} without bytes`);
+      st.records.set(key, bytes);
+    }
+    count += (c.deletes?.length ?? 0) + (c.puts?.length ?? 0) + (c.packedPuts?.length ?? 0) + 1;
   }
   return count;
 }

@@ -260,6 +260,14 @@ class SimStateStore implements NodeStateStore {
     return out;
   }
 
+  packed(group: number, pick: (key: RecordKey) => boolean): [RecordKey, Uint8Array][] {
+    const merged = new Map<RecordKey, Uint8Array | null>(this.disk.committed.get(group)?.records ?? []);
+    for (const [key, packed] of this.staged.get(group)?.records ?? []) merged.set(key, packed);
+    const out: [RecordKey, Uint8Array][] = [];
+    for (const [key, packed] of merged) if (packed !== null && pick(key)) out.push([key, packed]);
+    return out;
+  }
+
   applied(group: number): number {
     return this.staged.get(group)?.appliedIndex ?? this.disk.committed.get(group)?.appliedIndex ?? 0;
   }
