@@ -160,6 +160,12 @@ export abstract class NodeState {
    * false; changed only through setQuiesced, addGroup and dropping a group.
    */
   protected readonly ticking = new Set<Group>();
+  /**
+   * Groups whose election clock leaderGone restarted in this turn: the ticks the turn counts elapsed
+   * before the news of the loss was read, so they are not counted against these groups (see leaderGone).
+   * Emptied by every turn's ticking. Invariant: a subset of the groups hosted here.
+   */
+  protected readonly ticksWaived = new Set<Group>();
   /** Groups with parked proposals (waiting out a leader change). Invariant: exactly those whose parkedProposals is not empty. */
   protected readonly parked = new Set<Group>();
   /** Tick rounds since the last walk of every group (see NodeLiveness.scanAllDue). */

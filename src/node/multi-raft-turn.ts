@@ -402,10 +402,12 @@ export abstract class NodeTurn extends NodeApply {
     if (ticks > 0) this.tickQuiescence(ticks, scanAll);
     for (let i = 0; i < ticks; i++) {
       for (const g of this.ticking) {
+        if (this.ticksWaived.has(g)) continue;
         g.raft.tick();
         this.counters.groupTicks++;
       }
     }
+    this.ticksWaived.clear();
     if (ticks > 0) this.failWithoutQuorum(scanAll);
     if (ticks > 0) this.reportLostPeers();
   }

@@ -128,6 +128,11 @@ export class RaftNode {
     this.raft.forgetLeader();
   }
 
+  /** See Raft.restartElectionClock: this follower campaigns no sooner than a whole election timeout from now. */
+  restartElectionClock(): void {
+    this.raft.restartElectionClock();
+  }
+
   campaign(): void {
     this.raft.step(message({ type: MessageType.Hup, from: this.raft.id }));
   }

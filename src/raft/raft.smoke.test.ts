@@ -44,6 +44,28 @@ test("forgetLeader: a follower that forgot its lost leader grants pre-votes at o
   assert.equal(c.node(3).lead(), 2);
 });
 
+test("restartElectionClock: a follower whose timer was about to fire campaigns only a whole election timeout later", () => {
+  const c = new TestCluster({ voters: [1, 2, 3], config: { preVote: true, checkQuorum: true } });
+  c.elect(1);
+  c.stabilize();
+  c.isolate(1);
+  // Node 3 has heard nothing for one tick short of its randomized timeout: its next tick would campaign.
+  const r3 = c.node(3).raft;
+  c.tick(3, r3.randomizedElectionTimeout - 1 - r3.electionElapsed);
+  assert.equal(c.node(3).role(), Role.Follower);
+  c.node(3).forgetLeader();
+  c.node(3).restartElectionClock();
+  c.tick(3, 9);
+  c.stabilize();
+  assert.equal(c.node(3).role(), Role.Follower, "no campaign within electionTicks of the restart");
+  assert.equal(c.node(3).status().term, c.node(2).status().term, "nor a pre-vote that moved a term");
+  c.node(2).forgetLeader(); // node 2's host saw the loss too: it grants node 3's pre-vote
+  c.tick(3, 11);
+  c.stabilize();
+  assert.equal(c.node(3).role(), Role.Leader, "it campaigns by twice electionTicks after the restart, and wins");
+  assert.throws(() => c.node(3).restartElectionClock(), /not a follower/);
+});
+
 test("a leaderless follower that refuses a pre-vote because the candidate's log is behind its own campaigns at once", () => {
   const c = new TestCluster({ voters: [1, 2, 3], config: { preVote: true, checkQuorum: true } });
   c.elect(1);

@@ -495,6 +495,18 @@ export class Raft {
     this.leaderForgotten = true;
   }
 
+  /**
+   * A follower's election timeout counts from now, with a new random part: the host gives another voter
+   * a head start (the successor its lost leader's survivors agreed on campaigns at once; the others wait
+   * a whole timeout from the news, not from the leader's last heartbeat, which a stalled loop may have
+   * taken in long before).
+   */
+  restartElectionClock(): void {
+    assert(this.role === Role.Follower, () => `restartElectionClock: ${this.id} is a ${this.role}, not a follower`);
+    this.electionElapsed = 0;
+    this.resetRandomizedElectionTimeout();
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Step
 
