@@ -104,6 +104,7 @@ let errors = 0;
 const failureExamples = new Map<string, string>();
 /** Failed requests by what failed them: an HTTP status, or the error a request threw (the SDK's code). */
 const failures: Record<string, number> = {};
+const countFailure = (what: string) => void (failures[what] = (failures[what] ?? 0) + 1);
 let seq = 0;
 const deadline = performance.now() + seconds * 1000;
 const started = performance.now();
@@ -119,10 +120,10 @@ await Promise.all(Array.from({ length: connections }, async (_, c) => {
     try {
       const answer = await request(conn, write, keyOf(i * 2654435761));
       ok = answer === true;
-      if (answer !== true) failures[answer] = (failures[answer] ?? 0) + 1;
+      if (answer !== true) countFailure(answer);
     } catch (e) {
       const what = (e as { code?: unknown }).code ?? (e as Error).name;
-      failures[String(what)] = (failures[String(what)] ?? 0) + 1;
+      countFailure(String(what));
       conn.close();
       conn = new Connection(endpoint); // a broken connection is replaced
       opened.push(conn);

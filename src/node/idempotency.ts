@@ -122,7 +122,11 @@ function legacyParts(storeKey: string): { recordId: string; idempotencyKey: stri
 export function ownerOf(storeKey: string): string {
   if (!isOutcomeKey(storeKey)) return storeKey;
   if (storeKey.startsWith(PREFIX_BY_RECORD)) return legacyParts(storeKey).recordId;
-  const writeKey = writeKeyOfStored(storeKey)!;
+  return recordIdOf(writeKeyOfStored(storeKey)!);
+}
+
+/** The record id of a write key (writeKeyOf): what precedes its separator. */
+function recordIdOf(writeKey: string): string {
   return writeKey.slice(0, writeKey.indexOf(SEPARATOR));
 }
 
@@ -273,7 +277,7 @@ export class RememberedQueue {
     for (let i = this.head; i < this.items.length; i++) {
       const r = this.items[i]!;
       if (!r.live) continue;
-      if (!movesAway(r.w.slice(0, r.w.indexOf(SEPARATOR)))) {
+      if (!movesAway(recordIdOf(r.w))) {
         stay.push(r);
         continue;
       }

@@ -46,7 +46,8 @@ test("a split moves the records of the upper part to the child (stored ones and 
     "the child's versions continue above the parent's");
   const moved = new Set(childPuts(child!).map(([k]) => k));
   assert.equal(childPuts(child!).length, moved.size, "each once");
-  assert.deepEqual(childPuts(child!).find(([k]) => k === keys.slice(0, 100).find((id) => hashOf(id) >= at)), [keys.slice(0, 100).find((id) => hashOf(id) >= at), { payload: keys.indexOf(keys.slice(0, 100).find((id) => hashOf(id) >= at)!), version: 1 }], "a stored record moves as stored");
+  const storedUpper = keys.slice(0, 100).find((id) => hashOf(id) >= at)!;
+  assert.deepEqual(childPuts(child!).find(([k]) => k === storedUpper), [storedUpper, { payload: keys.indexOf(storedUpper), version: 1 }], "a stored record moves as stored");
   assert.deepEqual([...moved].sort(), keys.filter((k) => hashOf(k) >= at).sort(), "exactly the upper part moved, stored and new alike");
   assert.ok(parent!.deletes!.every((k) => moved.has(k)) && parent!.deletes!.length === moved.size, "and left the parent");
   assert.ok(parent!.puts!.every(([k]) => hashOf(k) < at));
