@@ -14,7 +14,8 @@ import { freePorts, joinProc, kill9, nodes, ready, shoal, startFounder, startPro
 
 const dirs: string[] = [];
 after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // SHOAL_KEEP_TEST_DIRS=1 keeps them to look into a failure (as testing.ts does for clusters).
+  if (process.env["SHOAL_KEEP_TEST_DIRS"] !== "1") for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 /** Runs a command to its end (bounded), with what it wrote. */
@@ -92,7 +93,12 @@ test("a node whose join was cut short (registered, then it could not listen) res
   assert.equal(await bindable(peer!), true, "its peer port was released too");
   assert.equal(existsSync(join(c.dir, "n2", "LOCK")), false, "a failed start releases the lock");
   await joinProc(c, 2, 1, [], [http!, peer!]);
-  await waitFor("node 2 caught up and ready", async () => (await nodes(c, 1)).some((n) => n.id === 2 && n.worker === "ready" && n.health === "healthy"), 30_000);
+  let seen: unknown = null;
+  await waitFor("node 2 caught up and ready", async () => {
+    const n2 = (await nodes(c, 1)).find((n) => n.id === 2);
+    seen = n2 ?? null;
+    return n2 !== undefined && n2.worker === "ready" && n2.health === "healthy";
+  }, 30_000).catch((e: Error) => assert.fail(`${e.message}; node 2 as node 1 sees it: ${JSON.stringify(seen)}`));
   await ready(c, [2]);
   await stop(c);
 });

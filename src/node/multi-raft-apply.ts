@@ -153,6 +153,7 @@ export abstract class NodeApply extends NodeLiveness {
       this.groups.delete(id);
       this.ticking.delete(g);
       this.parked.delete(g);
+      this.successorCampaignTicks.delete(g);
       this.lastLeaders.delete(id);
       this.leaderSinceMs.delete(id);
       const gone = new NotHostedError(id);

@@ -166,6 +166,11 @@ export abstract class NodeState {
    * Emptied by every turn's ticking. Invariant: a subset of the groups hosted here.
    */
   protected readonly ticksWaived = new Set<Group>();
+  /**
+   * Groups where this node campaigned as its lost leader's chosen successor, with the ticks since (see
+   * retrySuccessorCampaigns). Invariant: a subset of the groups hosted here; each count < electionTicks.
+   */
+  protected readonly successorCampaignTicks = new Map<Group, number>();
   /** Groups with parked proposals (waiting out a leader change). Invariant: exactly those whose parkedProposals is not empty. */
   protected readonly parked = new Set<Group>();
   /** Tick rounds since the last walk of every group (see NodeLiveness.scanAllDue). */
@@ -218,7 +223,7 @@ export abstract class NodeState {
   failure: Error | null = null;
   readonly counters = {
     turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0, electionsStarted: 0,
-    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0, successorCampaigns: 0,
+    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0, successorCampaigns: 0, successorCampaignRetries: 0,
     /** A group here saw a new leader (another node's or its own). */
     leaderChanges: 0,
     snapshotsInstalled: 0,

@@ -408,6 +408,7 @@ export abstract class NodeTurn extends NodeApply {
       }
     }
     this.ticksWaived.clear();
+    if (ticks > 0) this.retrySuccessorCampaigns(ticks);
     if (ticks > 0) this.failWithoutQuorum(scanAll);
     if (ticks > 0) this.reportLostPeers();
   }

@@ -148,7 +148,8 @@ test("a configuration change refused only because another is in flight is asked 
   const own = gateways.get(leader.id)!;
   const [direct, askedAgain] = await Promise.all([leader.proposeConfChange(1, learner(6)), own.proposeConfChange(1, learner(7), always)]);
   assert.ok(direct.ok && askedAgain.ok);
-  assert.equal(own.confChangesAskedAgain, 1);
+  // At least once: on a loaded machine the change in flight may not have applied by the first asking again.
+  assert.ok(own.confChangesAskedAgain >= 1, `asked again ${own.confChangesAskedAgain} times`);
   const [, refused] = await Promise.allSettled([leader.proposeConfChange(1, learner(8)), own.proposeConfChange(1, learner(9))]);
   assert.ok(refused.status === "rejected" && refused.reason instanceof ConfChangeRefusedError && refused.reason.busy);
   // A check that no longer holds once the change in flight applied ends the asking.
@@ -417,7 +418,7 @@ test("a lost node's shards are taken over by their chosen successors in one elec
   });
   const survivors = [2, 3].map((id) => {
     const k = c.nodes.get(id)!.counters;
-    return `node ${id}: ${k.successorCampaigns} successor campaigns, ${k.electionsStarted} elections`;
+    return `node ${id}: ${k.successorCampaigns} successor campaigns (${k.successorCampaignRetries} asked again), ${k.electionsStarted} elections`;
   });
   assert.ok(bySuccessor.length >= Math.ceil(led.length * 0.75),
     `${bySuccessor.length} of ${led.length} shards led by their successor, elected in the next term; ${missed.join("; ")}; ${survivors.join("; ")}`);
