@@ -125,6 +125,7 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
     ["shoal_raft_leader_changes_total", "times a group on this node saw its leader change (the first leader it learns of after a start is not counted)", "leaderChanges"],
     ["shoal_raft_successor_campaigns_total", "elections started at once because the shard's leader's node was lost and this node is its chosen successor", "successorCampaigns"],
     ["shoal_raft_successor_campaign_retries_total", "pre-votes asked again by a chosen successor whose first campaign was not answered (a survivor still trusted the lost leader)", "successorCampaignRetries"],
+    ["shoal_raft_groups_woken_for_peer_total", "quiescent groups led here woken because a member's node was heard again after its transport broke (a restart: it learns its leader)", "groupsWokenForPeer"],
     ["shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", "leaderTransfersStarted"],
     ["shoal_raft_snapshots_installed_total", "snapshots installed on this node's replicas", "snapshotsInstalled"],
     ["shoal_raft_snapshot_installed_bytes_total", "bytes of the snapshots installed on this node's replicas", "snapshotBytesInstalled"],

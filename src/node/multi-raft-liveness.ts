@@ -84,6 +84,24 @@ export abstract class NodeLiveness extends NodeState {
   }
 
   /**
+   * A peer whose transport had broken is heard again (its process restarted, or a link healed): the
+   * quiescent groups led here that it is a member of wake and send it heartbeats. A restarted replica
+   * knows no leader, and a quiescent leader sends nothing: a voter would find it by campaigning (after
+   * an election timeout), but a learner never campaigns, so it stayed leaderless until the next write
+   * woke the group (start.test: a joined node, restarted, never ready; traced).
+   */
+  protected peerBack(peer: NodeId): void {
+    for (const g of this.groups.values()) {
+      if (!g.quiescence.quiesced || g.raft.role() !== Role.Leader) continue;
+      const cs = g.raft.confState();
+      if (!cs.voters.includes(peer) && !cs.learners.includes(peer) && !cs.votersOutgoing.includes(peer) && !cs.learnersNext.includes(peer)) continue;
+      this.wake(g, false);
+      this.touched.add(g);
+      this.counters.groupsWokenForPeer++;
+    }
+  }
+
+  /**
    * Once a turn that counts `ticks`: a chosen successor whose pre-votes are not won yet asks again each
    * heartbeat interval, for one election timeout. A survivor ignores pre-votes while it trusts its leader,
    * and a frame the lost leader sent before it died, read after the news of the loss (a peer's

@@ -80,6 +80,8 @@ export type Input =
   | { kind: "unreachable"; peer: NodeId }
   /** The transport to the peer broke: shards it leads stop trusting it (see leaderGone). */
   | { kind: "peerLost"; peer: NodeId }
+  /** A frame came from a peer whose transport had broken since its last one (it restarted, or a link healed): see peerBack. */
+  | { kind: "peerBack"; peer: NodeId }
   | { kind: "transfer"; group: number; to: NodeId }
   | { kind: "conf"; group: number; seq: number; changes: ConfChangeSingle[] }
   /** The shard's leader `from` quiesced the group in `term`. */
@@ -223,7 +225,7 @@ export abstract class NodeState {
   failure: Error | null = null;
   readonly counters = {
     turns: 0, walBatches: 0, proposals: 0, applied: 0, reads: 0, readIndexRounds: 0, leadershipsWon: 0, electionsStarted: 0,
-    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0, successorCampaigns: 0, successorCampaignRetries: 0,
+    malformedMessages: 0, leaderTransfersStarted: 0, readsRetried: 0, groupTicks: 0, groupWakes: 0, successorCampaigns: 0, successorCampaignRetries: 0, groupsWokenForPeer: 0,
     /** A group here saw a new leader (another node's or its own). */
     leaderChanges: 0,
     snapshotsInstalled: 0,

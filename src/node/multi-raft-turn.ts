@@ -88,6 +88,7 @@ export abstract class NodeTurn extends NodeApply {
   }
 
   protected receive(from: NodeId, envs: Envelope[]): void {
+    if (this.peers.brokenSinceHeard(from)) this.enqueue({ kind: "peerBack", peer: from });
     this.peers.heard(from, this.clock.nowMs());
     for (const e of envs) {
       try {
@@ -302,9 +303,13 @@ export abstract class NodeTurn extends NodeApply {
     const proposalsByGroup = new Map<Group, ProposeInput[]>();
     // Lost peers first: a survivor's vote request that arrived with the news of its leader's loss must
     // find the lease ended, or it is ignored and the shard waits a whole election timeout more.
-    for (const input of inputs) if (input.kind === "peerLost") this.leaderGone(input.peer);
+    for (const input of inputs) {
+      if (input.kind === "peerLost") this.leaderGone(input.peer);
+      else if (input.kind === "peerBack") this.peerBack(input.peer);
+    }
     for (const input of inputs) {
       if (input.kind === "propose" || input.kind === "read") this.queuedRequests--;
+      if (input.kind === "peerBack") continue; // handled above; it touches the groups it wakes
       const g = input.kind === "unreachable" || input.kind === "peerLost" ? undefined : this.groups.get(input.group);
       if (g !== undefined) this.touched.add(g);
       else for (const grp of this.groups.values()) this.touched.add(grp); // a peer's loss reaches every group

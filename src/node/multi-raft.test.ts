@@ -191,6 +191,27 @@ test("idle shards quiesce and stop ticking; traffic wakes them; a dead leader's 
   await stopAll(c);
 });
 
+test("a restarted learner of a quiescent shard learns its leader: the leader wakes the group when the learner's node is heard again", async () => {
+  const c = await startCluster(3, 1, { quiesceAfterTicks: 10 });
+  await waitForLeaders(c);
+  const leader = leaderOf(c, 1)!;
+  const learnerId = [...c.nodes.keys()].find((id) => id !== leader.id)!;
+  // A learner never campaigns: only its leader can tell it who leads, and a quiescent leader sends nothing.
+  assert.ok((await leader.proposeConfChange(1, [{ type: ConfChangeType.AddLearner, nodeId: learnerId }])).ok);
+  await waitFor("the learner demoted everywhere", () => [...c.nodes.values()].every((n) => n.group(1).raft.confState().learners.includes(learnerId)));
+  await put(c, "before", 1);
+  await waitFor("shard 1 quiescent on every node", () => [...c.nodes.values()].every((n) => n.quiescedShards() === 1), 15_000);
+  const termBefore = leader.status().groups[0]!.term;
+  await c.nodes.get(learnerId)!.stop();
+  c.nodes.delete(learnerId);
+  const back = await openNode(c, learnerId);
+  await waitFor("the restarted learner knows its leader", () => back.leaderOf(1) === leader.id, 10_000);
+  assert.ok(leader.counters.groupsWokenForPeer >= 1, "woken for the learner's node");
+  assert.equal(leader.status().groups[0]!.term, termBefore, "no election: the same leader in the same term");
+  assert.equal((await back.read(1, "before", "eventual"))?.payload, 1);
+  await stopAll(c);
+});
+
 test("proposals made while the leader hands over wait for the new leader instead of failing", async () => {
   const c = await startCluster(3, 1, {});
   await waitForLeaders(c);
