@@ -55,7 +55,13 @@ export abstract class NodeLiveness extends NodeState {
     // survivors that took such a frame for life skipped their successor campaigns (sim/world/failover.test.ts).
     if (!this.peers.brokenSince(peer, this.cfg.heartbeatTicks * this.cfg.tickMs) && !this.peerLost(peer)) return;
     for (const g of this.groups.values()) {
-      if (g.raft.role() === Role.Leader || g.raft.lead() !== peer) continue;
+      // A pre-candidate knows no leader; it may be campaigning against the lost one (after a stall, its
+      // timer ran out before the lost leader's last heartbeats were read). Left campaigning beside the
+      // successor, both win each other's pre-votes and split the real vote (multi-raft.test: 10 of 20
+      // by their successor, all in term +2; traced): it yields, like a follower of the lost leader.
+      const role = g.raft.role();
+      const followedLost = role === Role.Follower ? g.raft.lead() === peer : role === Role.PreCandidate && g.raft.voters().incoming.has(peer);
+      if (!followedLost) continue;
       const successor = this.successorOf(g, peer);
       if (successor === null) {
         if (g.quiescence.quiesced) this.wake(g, true);
@@ -77,6 +83,7 @@ export abstract class NodeLiveness extends NodeState {
         this.counters.successorCampaigns++;
         this.successorCampaignTicks.set(g, 0);
       } else {
+        if (g.raft.role() === Role.PreCandidate) g.raft.yieldCampaign();
         g.raft.restartElectionClock();
         this.ticksWaived.add(g);
       }

@@ -133,6 +133,11 @@ export class RaftNode {
     this.raft.restartElectionClock();
   }
 
+  /** See Raft.yieldCampaign: this pre-candidate follows again, so that another voter's campaign goes first. */
+  yieldCampaign(): void {
+    this.raft.yieldCampaign();
+  }
+
   campaign(): void {
     this.raft.step(message({ type: MessageType.Hup, from: this.raft.id }));
   }

@@ -66,6 +66,28 @@ test("restartElectionClock: a follower whose timer was about to fire campaigns o
   assert.throws(() => c.node(3).restartElectionClock(), /not a follower/);
 });
 
+test("yieldCampaign: a pre-candidate follows again in the same term, and another voter's campaign wins at once", () => {
+  const c = new TestCluster({ voters: [1, 2, 3], config: { preVote: true, checkQuorum: true } });
+  c.elect(1);
+  c.stabilize();
+  c.isolate(1);
+  // Node 2's timer ran out first: a pre-candidate whose pre-votes node 3 (still trusting node 1) ignores.
+  c.node(2).campaign();
+  c.stabilize();
+  assert.equal(c.node(2).role(), Role.PreCandidate);
+  const term = c.node(2).status().term;
+  c.node(2).yieldCampaign();
+  assert.equal(c.node(2).role(), Role.Follower);
+  assert.deepEqual([c.node(2).status().term, c.node(2).lead()], [term, 0], "same term, no leader");
+  assert.throws(() => c.node(2).yieldCampaign(), /not a pre-candidate/);
+  // Node 3, the successor, campaigns: node 2 grants its pre-vote and vote, so one election decides.
+  c.node(3).forgetLeader();
+  c.node(3).campaign();
+  c.stabilize();
+  assert.equal(c.node(3).role(), Role.Leader);
+  assert.deepEqual([c.node(3).status().term, c.node(2).lead()], [term + 1, 3]);
+});
+
 test("a leaderless follower that refuses a pre-vote because the candidate's log is behind its own campaigns at once", () => {
   const c = new TestCluster({ voters: [1, 2, 3], config: { preVote: true, checkQuorum: true } });
   c.elect(1);

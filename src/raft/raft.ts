@@ -507,6 +507,17 @@ export class Raft {
     this.resetRandomizedElectionTimeout();
   }
 
+  /**
+   * A pre-candidate gives up its campaign and follows again, knowing no leader, in the same term (its
+   * vote unchanged): the host picked another voter to campaign first now that the leader's node is
+   * lost, and two campaigns at once split the vote.
+   */
+  yieldCampaign(): void {
+    assert(this.role === Role.PreCandidate, () => `yieldCampaign: ${this.id} is a ${this.role}, not a pre-candidate`);
+    this.becomeFollower(this.term, NONE);
+    this.leaderForgotten = true;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Step
 
