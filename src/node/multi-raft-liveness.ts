@@ -60,7 +60,7 @@ export abstract class NodeLiveness extends NodeState {
       // successor, both win each other's pre-votes and split the real vote (multi-raft.test: 10 of 20
       // by their successor, all in term +2; traced): it yields, like a follower of the lost leader.
       const role = g.raft.role();
-      const followedLost = role === Role.Follower ? g.raft.lead() === peer : role === Role.PreCandidate && g.raft.voters().incoming.has(peer);
+      const followedLost = role === Role.Follower ? g.raft.lead() === peer : role === Role.PreCandidate && g.raft.lastLead() === peer;
       if (!followedLost) continue;
       const successor = this.successorOf(g, peer);
       if (successor === null) {

@@ -133,6 +133,11 @@ export class RaftNode {
     this.raft.restartElectionClock();
   }
 
+  /** The leader this replica last knew, kept through its own campaigns (NONE if it never knew one). */
+  lastLead(): NodeId {
+    return this.raft.lastLead;
+  }
+
   /** See Raft.yieldCampaign: this pre-candidate follows again, so that another voter's campaign goes first. */
   yieldCampaign(): void {
     this.raft.yieldCampaign();

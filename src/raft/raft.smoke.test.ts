@@ -75,6 +75,7 @@ test("yieldCampaign: a pre-candidate follows again in the same term, and another
   c.node(2).campaign();
   c.stabilize();
   assert.equal(c.node(2).role(), Role.PreCandidate);
+  assert.equal(c.node(2).lastLead(), 1, "it remembers whom it followed");
   const term = c.node(2).status().term;
   c.node(2).yieldCampaign();
   assert.equal(c.node(2).role(), Role.Follower);

@@ -65,6 +65,8 @@ export class Raft {
    * came since. Invariant: leaderForgotten implies lead === NONE.
    */
   leaderForgotten = false;
+  /** The leader this replica last knew (kept through its own campaigns), or NONE if it never knew one. */
+  lastLead: NodeId = NONE;
   role: Role = Role.Follower;
   /** Whether this replica is a learner in its current configuration. */
   isLearner = false;
@@ -301,7 +303,10 @@ export class Raft {
   /** Records the known leader, settling a transfer this replica started as leader. */
   setLead(lead: NodeId): void {
     this.lead = lead;
-    if (lead !== NONE) this.leaderForgotten = false;
+    if (lead !== NONE) {
+      this.leaderForgotten = false;
+      this.lastLead = lead;
+    }
     const awaiting = this.transferAwaitingOutcome;
     if (awaiting === null || lead === NONE) return;
     this.transferAwaitingOutcome = null;
