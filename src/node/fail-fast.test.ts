@@ -85,6 +85,20 @@ test("PeerLiveness.brokenSince: a frame heard within the grace after a close doe
   assert.equal(peers.brokenSince(2, 60), false, "a frame the grace after the close shows the peer lives");
 });
 
+test("PeerLiveness.heard says a peer is back once: at its first frame the grace or more after its transport broke", () => {
+  const peers = new PeerLiveness(0);
+  peers.known(2, 0);
+  assert.equal(peers.heard(2, 100, 60), false, "never broken: not back");
+  peers.disconnected(2, 160);
+  assert.equal(peers.heard(2, 200, 60), false, "within the grace: a dead peer's last frame, not its return");
+  assert.equal(peers.heard(2, 220, 60), true, "the first frame after the grace: back");
+  assert.equal(peers.heard(2, 240, 60), false, "once");
+  peers.disconnected(2, 300);
+  peers.disconnected(2, 350);
+  assert.equal(peers.heard(2, 400, 60), false, "the grace counts from the last break");
+  assert.equal(peers.heard(2, 410, 60), true);
+});
+
 test("a write through a node cut off from the shard's leader (which keeps its quorum) is answered within about an election timeout", async (t) => {
   // Not quiescent: the leader heartbeats the other node all along, so it keeps its lease there and the
   // cut-off node cannot be elected (a quiescent group could elect it: see below).

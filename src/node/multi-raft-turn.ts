@@ -88,8 +88,8 @@ export abstract class NodeTurn extends NodeApply {
   }
 
   protected receive(from: NodeId, envs: Envelope[]): void {
-    if (this.peers.brokenSinceHeard(from)) this.enqueue({ kind: "peerBack", peer: from });
-    this.peers.heard(from, this.clock.nowMs());
+    // A dead peer's last frames, read after its close, are not its return: they would wake groups for it.
+    if (this.peers.heard(from, this.clock.nowMs(), this.cfg.heartbeatTicks * this.cfg.tickMs)) this.enqueue({ kind: "peerBack", peer: from });
     for (const e of envs) {
       try {
         if (e.group !== NODE_GROUP) {

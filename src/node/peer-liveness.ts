@@ -25,6 +25,8 @@ export class PeerLiveness {
   private readonly knownAtMs = new Map<NodeId, number>();
   /** When the transport to each peer last broke (a connection closed, or one could not be made). */
   private readonly brokenAtMs = new Map<NodeId, number>();
+  /** Peers whose transport broke and that were not heard since, past the grace (see heard). Invariant: a subset of brokenAtMs's keys. */
+  private readonly awaitingReturn = new Set<NodeId>();
 
   /** Frames could reach this node only from then on (see deafUntil). */
   private listeningSinceMs: number;
@@ -42,19 +44,27 @@ export class PeerLiveness {
     this.listeningSinceMs = Math.max(this.listeningSinceMs, sinceMs);
   }
 
-  /** Any frame from a peer counts as a heartbeat. */
-  heard(peer: NodeId, nowMs: number): void {
-    if (!this.heardAtMs.has(peer) && this.heardAtMs.size >= MAX_TRACKED_PEERS) return;
+  /**
+   * Any frame from a peer counts as a heartbeat. Returns whether the peer is back: its transport broke,
+   * and this is the first frame heard `graceMs` or more after that (one sooner may have been sent before
+   * it died: see brokenSince).
+   */
+  heard(peer: NodeId, nowMs: number, graceMs = 0): boolean {
+    if (!this.heardAtMs.has(peer) && this.heardAtMs.size >= MAX_TRACKED_PEERS) return false;
     this.heardAtMs.set(peer, nowMs);
     let detector = this.detectors.get(peer);
     if (detector === undefined) this.detectors.set(peer, (detector = new PhiAccrualDetector()));
     detector.heartbeat(nowMs);
+    if (!this.awaitingReturn.has(peer) || nowMs - this.brokenAtMs.get(peer)! < graceMs) return false;
+    this.awaitingReturn.delete(peer);
+    return true;
   }
 
   /** A connection to or from the peer closed, or connecting to it failed. */
   disconnected(peer: NodeId, nowMs: number): void {
     if (!this.brokenAtMs.has(peer) && this.brokenAtMs.size >= MAX_TRACKED_PEERS) return;
     this.brokenAtMs.set(peer, nowMs);
+    this.awaitingReturn.add(peer);
   }
 
   /**
