@@ -79,9 +79,11 @@ export abstract class NodeLiveness extends NodeState {
       g.raft.forgetLeader();
       this.touched.add(g);
       if (successor === this.id) {
+        // Each connection's close brings the news again: a successor already campaigning asks again
+        // (as retrySuccessorCampaigns does), counted and timed from its first campaign.
         g.raft.campaign();
-        this.counters.successorCampaigns++;
-        this.successorCampaignTicks.set(g, 0);
+        if (role === Role.Follower) this.counters.successorCampaigns++;
+        if (!this.successorCampaignTicks.has(g)) this.successorCampaignTicks.set(g, 0);
       } else {
         if (g.raft.role() === Role.PreCandidate) g.raft.yieldCampaign();
         g.raft.restartElectionClock();
