@@ -59,29 +59,32 @@ export function startProc(c: Cluster, id: number): void {
   c.procs.set(id, child);
 }
 
+/** Why the node in `slot` is not ready (its /readyz answer, or the request's error); null once it is. */
+async function notReady(c: Cluster, slot: number): Promise<string | null> {
+  try {
+    const r = await fetch(`http://127.0.0.1:${c.http.get(slot)}/readyz`, { signal: AbortSignal.timeout(2000) });
+    return r.status === 200 ? null : `HTTP ${r.status}: ${(await r.text()).slice(0, 300)}`;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 export async function ready(c: Cluster, ids: number[], deadlineMs = 30_000): Promise<void> {
   // The last answer of each node that was not ready: a timeout says why (e.g. which shards had no leader).
   const why = new Map<number, string>();
-  try {
-    await waitFor(`nodes ${ids} ready`, async () => {
-      for (const id of ids) {
-        try {
-          const r = await fetch(`http://127.0.0.1:${c.http.get(id)}/readyz`, { signal: AbortSignal.timeout(2000) });
-          if (r.status !== 200) {
-            why.set(id, `HTTP ${r.status}: ${(await r.text()).slice(0, 300)}`);
-            return false;
-          }
-        } catch (e) {
-          why.set(id, (e as Error).message);
-          return false;
-        }
-        why.delete(id);
+  await waitFor(`nodes ${ids} ready`, async () => {
+    for (const id of ids) {
+      const answer = await notReady(c, id);
+      if (answer !== null) {
+        why.set(id, answer);
+        return false;
       }
-      return true;
-    }, deadlineMs);
-  } catch (e) {
-    throw new Error(`${(e as Error).message}; last answers: ${JSON.stringify(Object.fromEntries(why))}`);
-  }
+      why.delete(id);
+    }
+    return true;
+  }, deadlineMs).catch((e: Error) => {
+    throw new Error(`${e.message}; last answers: ${JSON.stringify(Object.fromEntries(why))}`);
+  });
 }
 
 export async function kill9(c: Cluster, id: number): Promise<void> {

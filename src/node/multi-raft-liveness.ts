@@ -102,8 +102,7 @@ export abstract class NodeLiveness extends NodeState {
   protected peerBack(peer: NodeId): void {
     for (const g of this.groups.values()) {
       if (!g.quiescence.quiesced || g.raft.role() !== Role.Leader) continue;
-      const cs = g.raft.confState();
-      if (!cs.voters.includes(peer) && !cs.learners.includes(peer) && !cs.votersOutgoing.includes(peer) && !cs.learnersNext.includes(peer)) continue;
+      if (!g.raft.memberIds().includes(peer)) continue;
       this.wake(g, false);
       this.touched.add(g);
       this.counters.groupsWokenForPeer++;
@@ -123,7 +122,8 @@ export abstract class NodeLiveness extends NodeState {
     const everyTicks = this.cfg.heartbeatTicks;
     for (const [g, before] of this.successorCampaignTicks) {
       const after = before + ticks;
-      if (g.raft.role() !== Role.PreCandidate || after >= this.cfg.electionTicks || this.groups.get(g.id) !== g) {
+      assert(this.groups.get(g.id) === g, () => `group ${g.id}: a successor campaign timed for a group no longer hosted here`);
+      if (g.raft.role() !== Role.PreCandidate || after >= this.cfg.electionTicks) {
         this.successorCampaignTicks.delete(g);
         continue;
       }

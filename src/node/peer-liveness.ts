@@ -72,15 +72,11 @@ export class PeerLiveness {
    * since clears this), or it was silent for `withinMs` of listening (see live).
    */
   lost(peer: NodeId, nowMs: number, withinMs: number): boolean {
-    return this.brokenSinceHeard(peer) || !this.live(peer, nowMs, withinMs);
-  }
-
-  /** The transport to the peer broke after the last frame heard from it (or none was heard). */
-  brokenSinceHeard(peer: NodeId): boolean {
     const brokenAtMs = this.brokenAtMs.get(peer);
     // At the same millisecond, the close is taken to come after the frame: a socket's last data is read
     // before its close event.
-    return brokenAtMs !== undefined && brokenAtMs >= (this.heardAtMs.get(peer) ?? -Infinity);
+    if (brokenAtMs !== undefined && brokenAtMs >= (this.heardAtMs.get(peer) ?? -Infinity)) return true;
+    return !this.live(peer, nowMs, withinMs);
   }
 
   /**

@@ -16,14 +16,23 @@ test("three voters elect a leader and replicate a proposal to all", () => {
   assert.equal(st.progress!.get(2)!.match, 3);
 });
 
-test("forgetLeader: a follower that forgot its lost leader grants pre-votes at once, campaigns only at its own timeout, and follows the leader again if it hears from it", () => {
+/**
+ * Three voters under pre-vote and check-quorum; node 1 led, and its node is gone. Node 2 campaigns at
+ * once, and node 3, in its lease of node 1, ignores its pre-vote.
+ */
+function leaderLostCampaignIgnored(): TestCluster {
   const c = new TestCluster({ voters: [1, 2, 3], config: { preVote: true, checkQuorum: true } });
   c.elect(1);
   c.stabilize();
-  // Node 1's node is gone. Without forgetting it, node 3 ignores node 2's pre-vote (it is in its lease).
   c.isolate(1);
   c.node(2).campaign();
   c.stabilize();
+  return c;
+}
+
+test("forgetLeader: a follower that forgot its lost leader grants pre-votes at once, campaigns only at its own timeout, and follows the leader again if it hears from it", () => {
+  // Without forgetting node 1, node 3 ignores node 2's pre-vote (it is in its lease).
+  const c = leaderLostCampaignIgnored();
   assert.notEqual(c.node(2).role(), Role.Leader, "node 3 in its lease: no election");
   assert.equal(c.node(3).lead(), 1);
   // Node 3 forgets its leader (the host saw node 1's connection break): node 2's campaign succeeds at once.
@@ -67,13 +76,8 @@ test("restartElectionClock: a follower whose timer was about to fire campaigns o
 });
 
 test("yieldCampaign: a pre-candidate follows again in the same term, and another voter's campaign wins at once", () => {
-  const c = new TestCluster({ voters: [1, 2, 3], config: { preVote: true, checkQuorum: true } });
-  c.elect(1);
-  c.stabilize();
-  c.isolate(1);
   // Node 2's timer ran out first: a pre-candidate whose pre-votes node 3 (still trusting node 1) ignores.
-  c.node(2).campaign();
-  c.stabilize();
+  const c = leaderLostCampaignIgnored();
   assert.equal(c.node(2).role(), Role.PreCandidate);
   assert.equal(c.node(2).lastLead(), 1, "it remembers whom it followed");
   const term = c.node(2).status().term;
