@@ -93,7 +93,7 @@ export const ERRORS = {
   shutting_down: busy("the node is shutting down: nothing was done; ask another node"),
   not_ready: busy("the node is not ready (it does not know the shard map yet, or a shard or the metadata group has no leader)"),
   join_failed: busy("the join could not be completed; it was rolled back"),
-  failed: { status: 503, retryable: false, applied: "no", meaning: "the node has failed (health check): restart it" },
+  failed: { status: 503, retryable: false, applied: "no", meaning: "the node has failed, or the cluster removed it (health check: the message says which): restart it, or join it again with an empty data dir" },
   // Outcome unknown: the write may have been applied. All 504: a 503 always means "not applied". A write
   // with an Idempotency-Key is retried safely with the same key (the first outcome is answered again).
   quorum_lost: { status: 504, retryable: true, applied: "unknown", retryAfterS: 1, meaning: "the leader lost its quorum while the write waited to commit: it may still be applied (retry with the same Idempotency-Key)" },
@@ -142,4 +142,5 @@ export const NODE_ERROR_CODES: Record<string, ErrorCode> = {
   InterruptedError: "interrupted",
   NoQuorumError: "no_quorum",
   QuorumLostError: "quorum_lost",
+  RemovedFromClusterError: "failed",
 };

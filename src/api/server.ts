@@ -134,14 +134,21 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   }, async () => {
     const st = node.status();
     const meta = node.metaStatus();
+    // A leader's view of each replica: how far it has it (match) and how it sends to it (state, whether it
+    // heard from it in the last election timeout, a snapshot in flight): what a stuck replica needs.
+    const replicasOf = (progress: typeof meta.progress) => progress === null ? undefined : Object.fromEntries([...progress].map(([id, p]) =>
+      [id, { match: p.match, state: p.state, active: p.recentActive, ...(p.pendingSnapshot > 0 ? { snapshotIndex: p.pendingSnapshot } : {}) }]));
     return {
       node: st.id,
-      meta: { role: meta.role, leader: meta.lead, term: meta.term, commit: meta.commit, applied: meta.applied, voters: meta.config.voters, learners: meta.config.learners },
+      meta: {
+        role: meta.role, leader: meta.lead, term: meta.term, commit: meta.commit, applied: meta.applied, voters: meta.config.voters, learners: meta.config.learners,
+        replicas: replicasOf(meta.progress),
+      },
       shards: st.groups.map((g) => ({
         shard: g.shard, role: g.role, leader: g.lead, term: g.term, commit: g.commit, applied: g.applied,
         firstIndex: g.firstIndex, lastIndex: g.lastIndex,
         voters: g.config.voters,
-        replicas: g.progress === null ? undefined : Object.fromEntries([...g.progress].map(([id, p]) => [id, { match: p.match, state: p.state }])),
+        replicas: replicasOf(g.progress),
       })),
     };
   });
@@ -163,7 +170,15 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       response: responses(ok, "not_ready"),
     },
   }, async () => {
-    if (node.leaderOf(META_GROUP) === 0) throw new ApiError("not_ready", "the metadata group has no leader");
+    if (node.failure !== null) throw new ApiError("not_ready", node.failure.message);
+    if (node.leaderOf(META_GROUP) === 0) {
+      // A joined node that has heard nothing of the metadata group yet (term 0) waits for its leader to
+      // call; if the cluster removed it before it started (silent past nodeRemoveAfterMs), none ever will.
+      const heardNothing = node.metaStatus().term === 0;
+      throw new ApiError("not_ready", heardNothing
+        ? "the metadata group has no leader: nothing heard from it yet (a joined node waits for its leader to call; if GET /v1/cluster/nodes on a member shows this node removed, join again with an empty data dir)"
+        : "the metadata group has no leader");
+    }
     const live = [...node.metaState().shards.values()].filter((sh) => sh.retiredInto === undefined);
     // Until the metadata records the collection, this node cannot route a record to its shard by the map.
     if (live.length === 0) throw new ApiError("not_ready", "this node does not know the shard map yet");

@@ -63,7 +63,10 @@ test("grow 1 -> 5 under load (voters 3 then 5, replicas spread), drain a leader'
   const c = await startFounder(SHARDS);
   c.up = new Set([1]);
   await waitFor("the shard map recorded", async () => (await shards(c, 1)).length === SHARDS, 20_000);
-  await configure(c, 1, { scheduleIntervalMs: 200, shardCooldownMs: 1000, nodeDeadAfterMs: 4000, nodeRemoveAfterMs: 4000, stepTimeoutMs: 20_000 });
+  // Nodes are judged dead (and removed) quickly only from the kill -9 on: a node is silent from when its
+  // join is registered until its process is up, which on a loaded machine took 5 s, and a 4 s removal
+  // removed node 5 before it started (it then waited for a metadata leader that would never call).
+  await configure(c, 1, { scheduleIntervalMs: 200, shardCooldownMs: 1000, stepTimeoutMs: 20_000 });
   const history: HistoryEvent[] = [];
   const t0 = performance.now();
   const clients = [1, 2, 3, 4].map((i) => new Client(i, history, t0));
@@ -137,6 +140,7 @@ test("grow 1 -> 5 under load (voters 3 then 5, replicas spread), drain a leader'
     c.procs.delete(drained);
 
     // kill -9 a node holding replicas (not the metadata leader): unhealthy, then dead; repaired; removed.
+    await configure(c, via(), { nodeDeadAfterMs: 4000, nodeRemoveAfterMs: 4000 });
     const leader = (await api<{ metaLeader: number }>(c, via(), "GET", "/v1/cluster/nodes")).body.metaLeader;
     const victim = [...c.up].find((id) => id !== leader)!;
     c.up.delete(victim);

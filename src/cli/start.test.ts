@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { readLock } from "../node/data-dir-lock.js";
 import { waitFor } from "../node/testing.js";
 import { bindable } from "./demo.js";
-import { freePorts, joinProc, kill9, nodes, ready, shoal, startFounder, startProc, stop } from "./testing.js";
+import { type Cluster, configure, freePorts, joinProc, kill9, nodes, ready, shoal, startFounder, startProc, stop } from "./testing.js";
 
 const dirs: string[] = [];
 after(() => {
@@ -78,21 +78,29 @@ test("a crash (uncaught exception, unhandled rejection) is logged with its stack
   }
 });
 
-test("a node whose join was cut short (registered, then it could not listen) restarts as itself from the members it was told, and catches up", async () => {
-  const c = await startFounder(2);
-  dirs.push(c.dir);
+/**
+ * Node 2 joins through node 1 while something else holds its HTTP port: the cluster registers it, then
+ * it stops (exit 2) before it caught up. Returns its ports, for starting it again.
+ */
+async function cutShortJoin(c: Cluster): Promise<{ http: number; peer: number; cut: { code: number | null; stderr: string } }> {
   const [http, peer] = await freePorts(2);
-  // Something else holds its HTTP port: the cluster registers it, then it stops before it caught up.
   const squatter = createServer();
   await new Promise<void>((r) => squatter.listen(http, "127.0.0.1", r));
   const cut = await runToEnd([shoal, "start", "--join", `http://127.0.0.1:${c.http.get(1)}`, "--data-dir", join(c.dir, "n2"),
     "--http", `127.0.0.1:${http}`, "--listen", `127.0.0.1:${peer}`]);
   await new Promise((r) => squatter.close(r));
   assert.equal(cut.code, 2, cut.stderr);
+  return { http: http!, peer: peer!, cut };
+}
+
+test("a node whose join was cut short (registered, then it could not listen) restarts as itself from the members it was told, and catches up", async () => {
+  const c = await startFounder(2);
+  dirs.push(c.dir);
+  const { http, peer, cut } = await cutShortJoin(c);
   assert.match(cut.stderr, /cannot listen/);
   assert.equal(await bindable(peer!), true, "its peer port was released too");
   assert.equal(existsSync(join(c.dir, "n2", "LOCK")), false, "a failed start releases the lock");
-  await joinProc(c, 2, 1, [], [http!, peer!]);
+  await joinProc(c, 2, 1, [], [http, peer]);
   let seen: unknown = null;
   await waitFor("node 2 caught up and ready", async () => {
     const n2 = (await nodes(c, 1)).find((n) => n.id === 2);
@@ -100,6 +108,27 @@ test("a node whose join was cut short (registered, then it could not listen) res
     return n2 !== undefined && n2.worker === "ready" && n2.health === "healthy";
   }, 30_000).catch((e: Error) => assert.fail(`${e.message}; node 2 as node 1 sees it: ${JSON.stringify(seen)}`));
   await ready(c, [2]);
+  await stop(c);
+});
+
+test("a node the cluster removed before it started (registered, then silent past nodeRemoveAfterMs) is told so once it starts: it stops and says why", async () => {
+  const c = await startFounder(2);
+  dirs.push(c.dir);
+  await configure(c, 1, { scheduleIntervalMs: 200, nodeDeadAfterMs: 1000, nodeRemoveAfterMs: 1000 });
+  // Registered, then it could not listen: silent, so the placement driver removes it.
+  const { http, peer } = await cutShortJoin(c);
+  await waitFor("node 2 removed from the cluster", async () => (await nodes(c, 1)).find((n) => n.id === 2)?.worker === "removed", 20_000);
+  await joinProc(c, 2, 1, [], [http, peer]);
+  let answer = "";
+  await waitFor("node 2 says it was removed", async () => {
+    const r = await fetch(`http://127.0.0.1:${http}/healthz`, { signal: AbortSignal.timeout(2000) }).catch(() => null);
+    answer = r === null ? "" : `${r.status} ${await r.text()}`;
+    return answer.includes("removed from the cluster");
+  }, 20_000).catch((e: Error) => assert.fail(`${e.message}; its last /healthz answer: ${answer}`));
+  assert.match(answer, /^503 .*"code":"failed".*node 2 was removed from the cluster \(node 1 says so\)/);
+  const readyz = await fetch(`http://127.0.0.1:${http}/readyz`);
+  assert.equal(readyz.status, 503);
+  assert.match(await readyz.text(), /removed from the cluster/);
   await stop(c);
 });
 

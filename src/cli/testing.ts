@@ -82,9 +82,23 @@ export async function ready(c: Cluster, ids: number[], deadlineMs = 30_000): Pro
       why.delete(id);
     }
     return true;
-  }, deadlineMs).catch((e: Error) => {
-    throw new Error(`${e.message}; last answers: ${JSON.stringify(Object.fromEntries(why))}`);
+  }, deadlineMs).catch(async (e: Error) => {
+    throw new Error(`${e.message}; last answers: ${JSON.stringify(Object.fromEntries(why))}; metadata group as each node sees it: ${await metaViews(c)}`);
   });
+}
+
+/** Each running node's view of the metadata group (its leader's includes how it sends to each replica). */
+async function metaViews(c: Cluster): Promise<string> {
+  const views: Record<number, unknown> = {};
+  for (const id of c.procs.keys()) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${c.http.get(id)}/v1/cluster/status`, { signal: AbortSignal.timeout(2000) });
+      views[id] = ((await r.json()) as { meta: unknown }).meta;
+    } catch (e) {
+      views[id] = (e as Error).message;
+    }
+  }
+  return JSON.stringify(views);
 }
 
 export async function kill9(c: Cluster, id: number): Promise<void> {

@@ -140,6 +140,14 @@ export class CollectionNotFoundError extends Error {
   }
 }
 
+/**
+ * The cluster removed this node (a member said so: its metadata records the node removed); the node
+ * stops, since nothing it holds is the cluster's any more and no leader will call on it again.
+ */
+export class RemovedFromClusterError extends Error {
+  override name = "RemovedFromClusterError";
+}
+
 /** Refused because the node is stopping: nothing was proposed. */
 export class ShuttingDownError extends Error {
   override name = "ShuttingDownError";

@@ -8,7 +8,7 @@ import { type NodeId, Role } from "../raft/index.js";
 
 import { assert } from "../util/assert.js";
 
-import { type Group, META_GROUP, NODE_GROUP, NoQuorumError, QuorumLostError, quorumReach } from "./group.js";
+import { type Group, META_GROUP, NODE_GROUP, NoQuorumError, QuorumLostError, RemovedFromClusterError, quorumReach } from "./group.js";
 import { quiescenceStep } from "./quiescence.js";
 
 import { currentSettings } from "../meta/state.js";
@@ -20,6 +20,11 @@ import { NodeState } from "./multi-raft-state.js";
 
 /** Tick rounds between walks of every group even when every peer is live (~2 s at 30 ms ticks: a safety net only). */
 const FULL_SCAN_EVERY_ROUNDS = 64;
+
+/** A removed node that still sends is told so at most this often. */
+const REMOVED_NOTICE_INTERVAL_MS = 1000;
+/** Bound on the removed peers whose last notice is remembered. */
+const REMOVED_NOTICES_MAX = 1024;
 
 export abstract class NodeLiveness extends NodeState {
   /** The metadata group's applied index has reached the commit index its leader told it: caught up. */
@@ -90,6 +95,38 @@ export abstract class NodeLiveness extends NodeState {
         this.ticksWaived.add(g);
       }
     }
+  }
+
+  /**
+   * A frame came from `peer`: if the metadata here records it removed (and the metadata group no longer
+   * counts it among its members), it is told so (at most once a
+   * REMOVED_NOTICE_INTERVAL_MS). A node removed before its process started (silent past
+   * nodeRemoveAfterMs after its join: seen in grow.test on a loaded machine), or cut off while the
+   * cluster removed it, otherwise waits forever for a leader that will never call, saying only that
+   * the metadata group has no leader.
+   */
+  protected noticeIfRemoved(peer: NodeId): void {
+    // Only once its removal is done: the node may still have a part in it (e.g. leading the metadata
+    // group that removes it from its configuration).
+    if (this.meta.nodes.get(peer)?.worker !== "removed" || this.group(META_GROUP).raft.memberIds().includes(peer)) return;
+    const nowMs = this.clock.nowMs();
+    const lastMs = this.removedNoticeAtMs.get(peer);
+    if (lastMs !== undefined && nowMs - lastMs < REMOVED_NOTICE_INTERVAL_MS) return;
+    if (lastMs === undefined && this.removedNoticeAtMs.size >= REMOVED_NOTICES_MAX) this.removedNoticeAtMs.clear();
+    this.removedNoticeAtMs.set(peer, nowMs);
+    this.transport.send(peer, "control", { group: NODE_GROUP, msg: { removed: peer } });
+    this.cfg.logger?.warn({ peer }, `node ${peer} was removed from the cluster and still sends: told it so`);
+  }
+
+  /**
+   * A member told this node that the cluster removed it. Removal is final (a node id is never given
+   * again), so the node stops: its health check fails with the reason, and it must join again with an
+   * empty data directory to serve.
+   */
+  protected removedBy(peer: NodeId, removed: unknown): void {
+    if (removed !== this.id || this.failure !== null) return;
+    this.failure = new RemovedFromClusterError(`node ${this.id} was removed from the cluster (node ${peer} says so): it stops; to serve again, join with an empty data dir`);
+    this.cfg.logger?.error({ peer }, this.failure.message);
   }
 
   /**

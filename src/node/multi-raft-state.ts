@@ -196,6 +196,8 @@ export abstract class NodeState {
   protected readonly leaderSinceMs = new Map<number, number>();
   /** The peers' liveness as the frames this node receives show it. */
   protected readonly peers: PeerLiveness;
+  /** When each removed peer that still sends was last told so (see noticeIfRemoved). Bounded: REMOVED_NOTICES_MAX. */
+  protected readonly removedNoticeAtMs = new Map<NodeId, number>();
   /**
    * When the armed tick timer is due: the loop running well past it means it stalled (see noteStall).
    * Measured from the due time, not the last tick, so that an idle node's longer sleeps are no stall.

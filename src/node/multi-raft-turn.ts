@@ -90,6 +90,7 @@ export abstract class NodeTurn extends NodeApply {
   protected receive(from: NodeId, envs: Envelope[]): void {
     // A dead peer's last frames, read after its close, are not its return: they would wake groups for it.
     if (this.peers.heard(from, this.clock.nowMs(), this.cfg.heartbeatTicks * this.cfg.tickMs)) this.enqueue({ kind: "peerBack", peer: from });
+    this.noticeIfRemoved(from);
     for (const e of envs) {
       try {
         if (e.group !== NODE_GROUP) {
@@ -102,6 +103,11 @@ export abstract class NodeTurn extends NodeApply {
             if (!Array.isArray(t) || typeof t[0] !== "number" || typeof t[1] !== "number") throw new WireError("malformed quiesce notice");
             if (this.groups.has(t[0])) this.enqueue({ kind: "quiesce", group: t[0], term: t[1], from });
           }
+          continue;
+        }
+        const removed = (e.msg as { removed?: unknown }).removed;
+        if (removed !== undefined) {
+          this.removedBy(from, removed);
           continue;
         }
         const beats = (e.msg as { beats?: unknown }).beats;

@@ -30,7 +30,7 @@ import type { WalRecord } from "../storage/wal-record.js";
 
 import { type NodeHost, realHost } from "./host.js";
 
-import { type Consistency, type Group, type ProposeInput, type ReadBound, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, type Waiter, planeOf, shardOf } from "./group.js";
+import { type Consistency, type Group, type ProposeInput, type ReadBound, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, type LeaderWaiter, META_GROUP, NODE_GROUP, NotLeaderError, OverloadedError, RemovedFromClusterError, RequestTimeoutError, ShuttingDownError, InterruptedError, NoQuorumError, QuorumLostError, type TransferWaiter, type Waiter, planeOf, shardOf } from "./group.js";
 
 import { type ShardRange, foundingVoters, initialRange, owns } from "../meta/ranges.js";
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
@@ -50,7 +50,7 @@ import { restatedInstall } from "./group-storage.js";
 export type { NodeConfig };
 export {
   type Consistency, type ReadBound, ConfChangeRefusedError, LeaderUnreachableError, NotHostedError, WrongShardError, META_GROUP, NODE_GROUP, NotLeaderError, NoQuorumError,
-  OverloadedError, QuorumLostError, RequestTimeoutError, ShuttingDownError, InterruptedError, planeOf, shardOf,
+  OverloadedError, QuorumLostError, RemovedFromClusterError, RequestTimeoutError, ShuttingDownError, InterruptedError, planeOf, shardOf,
 };
 
 /** A shard led here, as its leader knows it (see MultiRaftNode.ledShards). Read-only for callers: it may be reused. */

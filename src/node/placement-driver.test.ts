@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { currentSettings } from "../meta/state.js";
 import { Gateway } from "./gateway.js";
 import { Membership, drainNode, removeNode } from "./membership.js";
-import { META_GROUP, MultiRaftNode } from "./multi-raft.js";
+import { META_GROUP, MultiRaftNode, RemovedFromClusterError } from "./multi-raft.js";
 import { type PlacementAnswer, PlacementDriver, type PlacementRequest, stateFromMeta } from "./placement-driver.js";
 import { ShardAgent, replicasOf } from "./shard-agent.js";
 import { tempDir, waitFor } from "./testing.js";
@@ -143,6 +143,10 @@ test("the placement driver places replicas on joined nodes, moves them off a dra
   for (let i = 0; i < 20; i++) assert.equal((await four.gateway.get(`k${i}`, "linearizable"))?.payload, i);
   const removed = await removeNode(two.gateway, two.node, 1);
   assert.ok(removed.ok, JSON.stringify(removed));
+  // Node 1 still runs and sends (keepalives): a member tells it it was removed, and it stops.
+  await waitFor("node 1 told it was removed", () => one.node.failure instanceof RemovedFromClusterError, 10_000);
+  assert.match(one.node.failure!.message, /node 1 was removed from the cluster \(node \d says so\)/);
+  assert.equal(two.node.failure, null);
   // A placement driver that takes over resumes from the operators the metadata records.
   assert.deepEqual(stateFromMeta(two.node.metaState()).operators.filter((o) => o.reason === "drain"), []);
   assert.ok(stacks.filter((s) => s.pd.active).length <= 1, "one placement driver at a time");

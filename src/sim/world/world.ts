@@ -9,6 +9,7 @@
  */
 import { HistoryRecorder, checkOperations, kvModel, operationsFromEvents, versionRegressions } from "../../check/index.js";
 import type { NodeMutation } from "../../node/mutations.js";
+import { RemovedFromClusterError } from "../../node/group.js";
 import { Rng } from "../../util/rng.js";
 import { InjectedDiskFault } from "./disk.js";
 import { type Answered, DurabilityClient, RegisterClient, withTimeout } from "./clients.js";
@@ -119,7 +120,10 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
       if (failures.length > 0) throw failures[0]!;
       for (const n of nodes) {
         const f = n.serving() || n.node === null ? null : n.node.failure;
-        if (f !== null && n.up) {
+        if (f !== null && n.up && f instanceof RemovedFromClusterError) {
+          // Told by a member, between its removal and the nemesis retiring it: it stops, as it should.
+          n.retire();
+        } else if (f !== null && n.up) {
           // A node whose disk failed stops (fail-stop, as in production); anything else is a bug.
           if (!(f instanceof InjectedDiskFault)) throw new WorldViolation("node failed", `node ${n.id}: ${f.stack ?? f.message}`);
           n.crash();
