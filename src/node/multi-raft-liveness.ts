@@ -84,11 +84,14 @@ export abstract class NodeLiveness extends NodeState {
       g.raft.forgetLeader();
       this.touched.add(g);
       if (successor === this.id) {
-        // Each connection's close brings the news again: a successor already campaigning asks again
-        // (as retrySuccessorCampaigns does), counted and timed from its first campaign.
+        // Each connection's close brings the news again (up to one per plane each way): the successor
+        // campaigns at the first, then asks again only on retrySuccessorCampaigns' schedule. Asking at
+        // every close sent each pre-vote up to six times within a few ms, and the work delayed the very
+        // elections it was for (bench:failover, 500 shards led by the lost node: first leaders ~100 ms later).
+        if (this.successorCampaignTicks.has(g)) continue;
         g.raft.campaign();
         if (role === Role.Follower) this.counters.successorCampaigns++;
-        if (!this.successorCampaignTicks.has(g)) this.successorCampaignTicks.set(g, 0);
+        this.successorCampaignTicks.set(g, 0);
       } else {
         if (g.raft.role() === Role.PreCandidate) g.raft.yieldCampaign();
         g.raft.restartElectionClock();
