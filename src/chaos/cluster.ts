@@ -119,18 +119,27 @@ export class ProcCluster {
   }
 
   async waitReady(ids: number[], timeoutMs: number): Promise<void> {
+    // A node's last answer while not ready: a time-out says why (no metadata leader, a shard without one).
+    const notReady = new Map<number, string>();
     await waitUntil(`nodes ${ids.join(",")} ready`, async () => {
       for (const id of ids) {
         try {
           const r = await fetch(this.url(id, "/readyz"), { signal: AbortSignal.timeout(2000) });
-          await r.arrayBuffer();
-          if (r.status !== 200) return false;
-        } catch {
+          const body = await r.text();
+          if (r.status !== 200) {
+            notReady.set(id, `${r.status} ${body.slice(0, 300)}`);
+            return false;
+          }
+        } catch (e) {
+          notReady.set(id, (e as Error).message);
           return false;
         }
+        notReady.delete(id);
       }
       return true;
-    }, timeoutMs, 50);
+    }, timeoutMs, 50).catch((e: Error) => {
+      throw new Error(`${e.message}; last answers: ${JSON.stringify(Object.fromEntries(notReady))}`);
+    });
   }
 
   async kill9(id: number): Promise<void> {

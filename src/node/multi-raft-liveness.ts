@@ -126,7 +126,7 @@ export abstract class NodeLiveness extends NodeState {
    * again), so the node stops: its health check fails with the reason, and it must join again with an
    * empty data directory to serve.
    */
-  protected removedBy(peer: NodeId, removed: unknown): void {
+  protected removedBy(peer: NodeId, removed: NodeId): void {
     if (removed !== this.id || this.failure !== null) return;
     this.failure = new RemovedFromClusterError(`node ${this.id} was removed from the cluster (node ${peer} says so): it stops; to serve again, join with an empty data dir`);
     this.cfg.logger?.error({ peer }, this.failure.message);

@@ -106,7 +106,7 @@ export abstract class NodeTurn extends NodeApply {
           continue;
         }
         const removed = (e.msg as { removed?: unknown }).removed;
-        if (removed !== undefined) {
+        if (typeof removed === "number") {
           this.removedBy(from, removed);
           continue;
         }
