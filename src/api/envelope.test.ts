@@ -128,6 +128,31 @@ test("real sockets: oversized bodies get 413 (not a reset), huge headers 431, ga
   assert.equal((await app.inject({ url: "/healthz" })).statusCode, 200, "the node is up");
 });
 
+test("a CONNECT with a body is refused (405) and its connection goes once the client closes (it stayed open for good)", async () => {
+  const serverSide = new Map<number, import("node:net").Socket>();
+  const onConnection = (s: import("node:net").Socket) => serverSide.set(s.remotePort ?? -1, s);
+  app.server.on("connection", onConnection);
+  try {
+    const socket = connect(port, "127.0.0.1");
+    await new Promise((r) => socket.once("connect", r));
+    const localPort = socket.localPort!;
+    let text = "";
+    socket.on("data", (d) => (text += d.toString())).on("error", () => undefined);
+    const bodyBytes = 3 << 20;
+    socket.write(`CONNECT /v1/collections/default/records HTTP/1.1\r\nHost: x\r\nContent-Length: ${bodyBytes}\r\n\r\n`);
+    socket.write(Buffer.alloc(bodyBytes, 0x61));
+    await waitFor("the answer", () => /\r\n\r\n\{.*\}$/s.test(text), 10_000);
+    assert.match(text, /^HTTP\/1\.1 405 /);
+    assert.match(text, /"code":"method_not_allowed"/);
+    const server = serverSide.get(localPort);
+    assert.ok(server !== undefined, "the server saw the connection");
+    socket.destroy();
+    await waitFor("the server lets the connection go", () => server.destroyed, 10_000);
+  } finally {
+    app.server.off("connection", onConnection);
+  }
+});
+
 test("the OpenAPI document is valid, names every route's responses with schemas and operationIds, and is browsable at /docs", async () => {
   const doc = (await app.inject({ url: "/v1/openapi.json" })).json() as { paths: Record<string, Record<string, { operationId?: string; responses: Record<string, { description: string; content?: unknown }> }>> };
   const verdict = await new Validator().validate(doc as never);

@@ -147,19 +147,22 @@ function endWithError(socket: Socket, code: ErrorCode, message: string, head: bo
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
-/** The rest of a refused body is read and thrown away, up to a bound in bytes and time; then the connection goes. */
+/**
+ * The rest of a refused body is read and thrown away, up to a bound in bytes and time; then the
+ * connection goes. `from` is the request, or the connection itself once Node has handed it over (CONNECT).
+ */
 const DISCARD_BYTES_MAX = 1 << 30;
 const DISCARD_TIMEOUT_MS = 30_000;
 
-function discardBody(raw: IncomingMessage): void {
+function discardBody(from: IncomingMessage | Socket, socket: Socket = (from as IncomingMessage).socket): void {
   let bytes = 0;
   const done = () => {
     clearTimeout(timer);
-    raw.removeListener("data", onData);
+    from.removeListener("data", onData);
   };
   const giveUp = () => {
     done();
-    raw.socket.destroy();
+    socket.destroy();
   };
   const onData = (chunk: Buffer) => {
     bytes += chunk.length;
@@ -167,8 +170,8 @@ function discardBody(raw: IncomingMessage): void {
   };
   const timer = setTimeout(giveUp, DISCARD_TIMEOUT_MS);
   timer.unref();
-  raw.on("data", onData).once("end", done).once("error", done).once("close", done);
-  raw.resume();
+  from.on("data", onData).once("end", done).once("error", done).once("close", done);
+  from.resume();
 }
 
 /** A route's path template as a matcher of concrete paths (":id" matches one segment). */
@@ -232,6 +235,10 @@ export function installEnvelope(app: FastifyInstance, hooks: EnvelopeHooks): voi
     const code: ErrorCode = problem === null ? "method_not_allowed" : "bad_request";
     hooks.onError(code);
     endWithError(socket, code, problem ?? "CONNECT is not supported: this is not a proxy", false, "Allow: GET, HEAD, PUT, POST, DELETE\r\n");
+    // Node hands the connection over paused: unread bytes sent after the request (a body) would keep it
+    // from ever seeing the client's close, and it stayed open for good (fuzz seed 307531891: a CONNECT
+    // with a 3 MB body).
+    discardBody(socket, socket);
   });
   // Node answers an Expect it does not know with a bare 417 unless someone listens.
   app.server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
