@@ -6,7 +6,7 @@
  * quote.
  */
 import { type IncomingMessage, STATUS_CODES, type ServerOptions, type ServerResponse } from "node:http";
-import type { Socket } from "node:net";
+import { Socket } from "node:net";
 import { randomUUID } from "node:crypto";
 import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
 import { ApiError, ERRORS, type ErrorCode, NODE_ERROR_CODES } from "./error-table.js";
@@ -154,7 +154,8 @@ function endWithError(socket: Socket, code: ErrorCode, message: string, head: bo
 const DISCARD_BYTES_MAX = 1 << 30;
 const DISCARD_TIMEOUT_MS = 30_000;
 
-function discardBody(from: IncomingMessage | Socket, socket: Socket = (from as IncomingMessage).socket): void {
+function discardBody(from: IncomingMessage | Socket): void {
+  const socket = from instanceof Socket ? from : from.socket;
   let bytes = 0;
   const done = () => {
     clearTimeout(timer);
@@ -238,7 +239,7 @@ export function installEnvelope(app: FastifyInstance, hooks: EnvelopeHooks): voi
     // Node hands the connection over paused: unread bytes sent after the request (a body) would keep it
     // from ever seeing the client's close, and it stayed open for good (fuzz seed 307531891: a CONNECT
     // with a 3 MB body).
-    discardBody(socket, socket);
+    discardBody(socket);
   });
   // Node answers an Expect it does not know with a bare 417 unless someone listens.
   app.server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {

@@ -24,6 +24,36 @@ export async function waitUntil(what: string, cond: () => boolean | Promise<bool
   }
 }
 
+/**
+ * Waits until every node in `ids` answers GET `readyzUrl(id)` with 200, asking them in turn. A time-out
+ * says each node's last answer (no metadata leader, no shard map, a shard without a leader).
+ */
+export async function awaitReady(ids: number[], readyzUrl: (id: number) => string, timeoutMs: number, pollMs: number): Promise<void> {
+  const notReady = new Map<number, string>();
+  const answer = async (id: number): Promise<string | null> => {
+    try {
+      const r = await fetch(readyzUrl(id), { signal: AbortSignal.timeout(2000) });
+      const body = await r.text();
+      return r.status === 200 ? null : `HTTP ${r.status}: ${body.slice(0, 300)}`;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  await waitUntil(`nodes ${ids.join(",")} ready`, async () => {
+    for (const id of ids) {
+      const why = await answer(id);
+      if (why !== null) {
+        notReady.set(id, why);
+        return false;
+      }
+      notReady.delete(id);
+    }
+    return true;
+  }, timeoutMs, pollMs).catch((e: Error) => {
+    throw new Error(`${e.message}; last answers: ${JSON.stringify(Object.fromEntries(notReady))}`);
+  });
+}
+
 /** n distinct free ports: all are held open until every one is chosen, so none repeats. */
 async function freePorts(n: number): Promise<number[]> {
   const servers = Array.from({ length: n }, () => createServer());
@@ -119,27 +149,7 @@ export class ProcCluster {
   }
 
   async waitReady(ids: number[], timeoutMs: number): Promise<void> {
-    // A node's last answer while not ready: a time-out says why (no metadata leader, a shard without one).
-    const notReady = new Map<number, string>();
-    await waitUntil(`nodes ${ids.join(",")} ready`, async () => {
-      for (const id of ids) {
-        try {
-          const r = await fetch(this.url(id, "/readyz"), { signal: AbortSignal.timeout(2000) });
-          const body = await r.text();
-          if (r.status !== 200) {
-            notReady.set(id, `${r.status} ${body.slice(0, 300)}`);
-            return false;
-          }
-        } catch (e) {
-          notReady.set(id, (e as Error).message);
-          return false;
-        }
-        notReady.delete(id);
-      }
-      return true;
-    }, timeoutMs, 50).catch((e: Error) => {
-      throw new Error(`${e.message}; last answers: ${JSON.stringify(Object.fromEntries(notReady))}`);
-    });
+    await awaitReady(ids, (id) => this.url(id, "/readyz"), timeoutMs, 50);
   }
 
   async kill9(id: number): Promise<void> {

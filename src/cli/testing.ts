@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { HistoryEvent } from "../check/index.js";
-import { waitFor } from "../node/testing.js";
+import { awaitReady } from "../chaos/cluster.js";
 import { bindable } from "./demo.js";
 
 export const shoal = fileURLToPath(new URL("../../../bin/shoal.js", import.meta.url));
@@ -59,31 +59,10 @@ export function startProc(c: Cluster, id: number): void {
   c.procs.set(id, child);
 }
 
-/** Why the node in `slot` is not ready (its /readyz answer, or the request's error); null once it is. */
-async function notReady(c: Cluster, slot: number): Promise<string | null> {
-  try {
-    const r = await fetch(`http://127.0.0.1:${c.http.get(slot)}/readyz`, { signal: AbortSignal.timeout(2000) });
-    return r.status === 200 ? null : `HTTP ${r.status}: ${(await r.text()).slice(0, 300)}`;
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
-
 export async function ready(c: Cluster, ids: number[], deadlineMs = 30_000): Promise<void> {
-  // The last answer of each node that was not ready: a timeout says why (e.g. which shards had no leader).
-  const why = new Map<number, string>();
-  await waitFor(`nodes ${ids} ready`, async () => {
-    for (const id of ids) {
-      const answer = await notReady(c, id);
-      if (answer !== null) {
-        why.set(id, answer);
-        return false;
-      }
-      why.delete(id);
-    }
-    return true;
-  }, deadlineMs).catch(async (e: Error) => {
-    throw new Error(`${e.message}; last answers: ${JSON.stringify(Object.fromEntries(why))}; metadata group as each node sees it: ${await metaViews(c)}`);
+  // A timeout says why: each node's last /readyz answer, and the metadata group as each node sees it.
+  await awaitReady(ids, (id) => `http://127.0.0.1:${c.http.get(id)}/readyz`, deadlineMs, 10).catch(async (e: Error) => {
+    throw new Error(`${e.message}; metadata group as each node sees it: ${await metaViews(c)}`);
   });
 }
 

@@ -120,10 +120,12 @@ export async function runNodeWorld(o: NodeWorldOptions): Promise<NodeWorldResult
       if (failures.length > 0) throw failures[0]!;
       for (const n of nodes) {
         const f = n.serving() || n.node === null ? null : n.node.failure;
-        if (f !== null && n.up && f instanceof RemovedFromClusterError) {
+        if (f !== null && n.up) {
           // Told by a member, between its removal and the nemesis retiring it: it stops, as it should.
-          n.retire();
-        } else if (f !== null && n.up) {
+          if (f instanceof RemovedFromClusterError) {
+            n.retire();
+            continue;
+          }
           // A node whose disk failed stops (fail-stop, as in production); anything else is a bug.
           if (!(f instanceof InjectedDiskFault)) throw new WorldViolation("node failed", `node ${n.id}: ${f.stack ?? f.message}`);
           n.crash();
