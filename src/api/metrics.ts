@@ -7,7 +7,8 @@
  *              table's code), shoal_request_errors_total{code}, shoal_gateway_forwarded_requests_total
  *   raft:      proposals, applied entries, elections, leaderships won, leader changes, transfers,
  *              snapshots installed and their bytes, apply lag, replication lag, leaderless and
- *              under-replicated shards of this node's view, quiesced shards, ticks
+ *              under-replicated shards of this node's view, quiesced shards, ticks; split fills'
+ *              parts and keys moved
  *   wal:       shoal_wal_sync_seconds, shoal_wal_batch_records
  *   transport: frames sent and dropped, bytes sent (per plane: snapshots go on "bulk"), queued frames and
  *              bytes, each peer's breaker state
@@ -129,6 +130,8 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
     ["shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", "leaderTransfersStarted"],
     ["shoal_raft_snapshots_installed_total", "snapshots installed on this node's replicas", "snapshotsInstalled"],
     ["shoal_raft_snapshot_installed_bytes_total", "bytes of the snapshots installed on this node's replicas", "snapshotBytesInstalled"],
+    ["shoal_split_fill_parts_total", "parts of a split's move of records from the parent to the child, one a loop turn (each walks a bounded number of keys)", "splitFillParts"],
+    ["shoal_split_fill_keys_moved_total", "records and remembered outcomes moved from split parents to their children", "splitFillKeysMoved"],
     ["shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", "groupTicks"],
     ["shoal_loop_turns_total", "multi-raft loop turns", "turns"],
     ["shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", "malformedMessages"],

@@ -30,7 +30,7 @@ import type { GroupChanges, ReplicaObserver } from "../node/replica-observer.js"
 import { RECORDS_END } from "../node/idempotency.js";
 import { type StoredRecord, isExpired, vectorOf } from "../node/records.js";
 import type { VectorSchema } from "../meta/collections.js";
-import type { ShardRange } from "../meta/ranges.js";
+import { type ShardRange, owns } from "../meta/ranges.js";
 import { NotHostedError, OverloadedError, WrongShardError } from "../node/group.js";
 import { type Filter, filterKeys, matches, valuesAt } from "./filter.js";
 import { type ReplicaScanRequest, scanReplica } from "./filtered-scan.js";
@@ -448,6 +448,9 @@ export class IndexService implements ReplicaObserver {
   private async entryOf(group: number): Promise<Entry> {
     if (!this.node.hosts(group)) throw new NotHostedError(group);
     if (!this.entries.has(group)) this.reconcile();
+    // A split's child is hosted before the map records it (node/shard-agent.ts waits for its leader):
+    // its index opens once the map names its collection; the asker tries again meanwhile.
+    if (!this.entries.has(group) && !this.node.metaState().shards.has(group)) throw new WrongShardError(group);
     const entry = this.entries.get(group);
     if (entry === undefined) throw new Error(`shard ${group} has no index on node ${this.node.id} (its collection declares no vectors and no payload index)`);
     await entry.ready;
@@ -487,6 +490,8 @@ export class IndexService implements ReplicaObserver {
       const hits: ReplicaHit[] = [];
       for (const h of a.hits) {
         if (hits.length === k) break;
+        // A split's parent keeps its child's records (and their vectors) until they are moved (node/split-fill.ts).
+        if (!owns(view.range, h.id)) continue;
         const rec = needRecord ? this.node.localRecord(group, h.id) : undefined;
         if (needRecord && (rec === undefined || isExpired(rec, nowMs))) continue; // deleted since the index answered, or expired
         if (req.postFilter !== null && !matches(req.postFilter, rec!.payload)) continue;
@@ -513,10 +518,13 @@ export class IndexService implements ReplicaObserver {
     const indexed = new Set(d?.keys ?? []);
     // Under a TTL the records are read: the index counts expired records until they are deleted.
     const ttl = collection === undefined ? null : this.node.metaState().collections.get(collection)?.schema?.ttlMs ?? null;
-    if (d !== null && ttl === null && (req.filter === null || filterKeys(req.filter).every((k) => indexed.has(k)))) {
+    // The index counts a split child's records until they leave its parent (node/split-fill.ts): those are read.
+    if (d !== null && ttl === null && !this.node.fillsFrom(group) && (req.filter === null || filterKeys(req.filter).every((k) => indexed.has(k)))) {
       const entry = await this.entryOf(group);
       const a = await this.request<CountAnswer>(entry.slot, { t: "count", req: 0, group, filter: req.filter });
       if (!this.node.hosts(group) || this.entries.get(group) !== entry) throw new NotHostedError(group);
+      // Split meanwhile, and its child's records not all moved yet: asked again.
+      if (this.node.fillsFrom(group)) throw new WrongShardError(group);
       return { ...this.viewAt(entry, a.receivedThrough), version: this.node.appliedVersion(group), count: a.count };
     }
     const view = this.node.shardView(group);

@@ -14,6 +14,7 @@ import {
   TERM_COMPACTED,
 } from "../raft/index.js";
 import type { NodeStateStore as StateStore } from "./host.js";
+import type { SnapshotKeep } from "../storage/state-store.js";
 import type { GroupLog } from "../storage/wal.js";
 import type { InstalledPoint } from "../storage/state-store.js";
 import { assert } from "../util/assert.js";
@@ -43,15 +44,21 @@ export class GroupStorage implements Storage {
   /** Bytes of the entries' data held in `mem` (compaction keeps it bounded: maybeCompact). */
   sizeBytes = 0;
   private readonly store: StateStore;
+  private readonly snapshotKeep: SnapshotKeep | undefined;
   /**
    * The configuration as of the applied index (for initialState): the state store keeps it with the
    * applied index, so changes before it, which are not replayed, are in it; later ones replay from the log.
    */
   confState: ConfState;
 
-  constructor(group: number, recovered: GroupLog, confState: ConfState, store: StateStore) {
+  /**
+   * `snapshotKeep`: which of the group's stored keys a snapshot carries, by the shard state stored with
+   * them (a split parent's keys include its child's until they are moved: split-fill.ts).
+   */
+  constructor(group: number, recovered: GroupLog, confState: ConfState, store: StateStore, snapshotKeep?: SnapshotKeep) {
     this.group = group;
     this.store = store;
+    this.snapshotKeep = snapshotKeep;
     this.confState = store.confState(group) ?? recovered.snapshot?.confState ?? confState;
     this.mem.applySnapshot({
       meta: { index: recovered.start.index, term: recovered.start.term, confState: this.confState }, data: new Uint8Array(0),
@@ -93,7 +100,7 @@ export class GroupStorage implements Storage {
    * the configuration as of that index (not the log start's: a learner added since must find itself).
    */
   snapshot(): Snapshot {
-    const { appliedIndex, data, confState } = this.store.snapshot(this.group);
+    const { appliedIndex, data, confState } = this.store.snapshot(this.group, this.snapshotKeep);
     const term = this.mem.term(appliedIndex);
     if (term === TERM_COMPACTED || term < 0) throw new CompactedError(`group ${this.group}: no term for applied index ${appliedIndex}`);
     return { meta: { index: appliedIndex, term, confState: confState ?? this.confState }, data };

@@ -16,6 +16,7 @@ import { ConfChangeRefusedError, type Group, META_GROUP, NotHostedError, WrongSh
 
 import { bornWithVoters, hostingChanges } from "./hosting.js";
 import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries, versionAt } from "./shard-apply.js";
+import { type SplitFill, fillPart } from "./split-fill.js";
 import { owns } from "../meta/ranges.js";
 import type { ShardRecord } from "../meta/state.js";
 
@@ -34,13 +35,14 @@ export abstract class NodeApply extends NodeLiveness {
    * crash, the parent is unknown and no group leads yet); so does a shard born here (landBornShards)
    * whose first election falls to this node (`campaign`).
    */
-  protected async landSplits(children: { child: number; parent?: number; campaign?: boolean; remembered?: RememberedQueue }[],
+  protected async landSplits(children: { child: number; parent?: number; campaign?: boolean; remembered?: RememberedQueue | null }[],
     made: "by a split" | "born here" = "by a split"): Promise<void> {
     await this.store.flushed();
     const records: WalRecord[] = [];
     const logs: [number, GroupLog, ConfState, number | undefined][] = [];
     for (const { child, parent } of children) {
       assert(!this.groups.has(child), () => `split child ${child} is hosted already`);
+      assert(!this.fills.has(child) && this.store.fillingFrom(child) === undefined, () => `split child ${child} is landed before its fill is done`);
       assert(this.store.applied(child) === SPLIT_LOG_INDEX, () => `split child ${child} is not at its initial index`);
       const confState = this.store.confState(child)!;
       const hardState = { term: SPLIT_LOG_TERM, vote: 0, commit: SPLIT_LOG_INDEX };
@@ -103,6 +105,70 @@ export abstract class NodeApply extends NodeLiveness {
   }
 
   /**
+   * Moves one part of a pending split fill (split-fill.ts) each turn; a child whose fill is done is
+   * landed in the same turn. The first part of a fill waits for the store to commit what it staged
+   * before the split: the walk reads LMDB.
+   */
+  protected async fillSplitChildren(): Promise<void> {
+    if (this.fills.size === 0) return;
+    const fresh = [...this.fills.values()].filter((f) => !f.started);
+    if (fresh.length > 0) {
+      await this.store.flushed();
+      for (const f of fresh) f.started = true;
+    }
+    // One fill a turn: a bound on the turn's time whatever the number of splits pending.
+    const fill = this.fills.values().next().value!;
+    this.fillPartOf(fill, this.cfg.splitFillKeysPerTurn);
+  }
+
+  /** Finishes the pending fills from `parent` at once (its state is about to be replaced or deleted), durably. */
+  protected async finishFillsFrom(parent: number): Promise<void> {
+    const pending = [...this.fills.values()].filter((f) => f.parent === parent);
+    if (pending.length === 0) return;
+    await this.store.flushed();
+    for (const f of pending) {
+      f.started = true;
+      for (let parts = 0; this.fills.has(f.child); parts++) {
+        assert(parts < 1_000_000, () => `split child ${f.child}: its fill does not end`);
+        this.fillPartOf(f, 65_536);
+      }
+    }
+    await this.store.flushed();
+  }
+
+  /**
+   * On open: split children that a crash left with records under their parent (the fill starts its walk
+   * over: what it moved before is no longer there) are filled at once. The caller lands them.
+   */
+  protected async fillAtOpen(children: readonly number[]): Promise<void> {
+    for (const child of children) {
+      const parent = this.store.fillingFrom(child);
+      if (parent === undefined) continue;
+      assert(this.store.applied(parent) > 0, () => `split child ${child}: its parent ${parent} has no state here`);
+      const range = this.store.shardState(child)?.range;
+      assert(range !== undefined, () => `split child ${child} has no range`);
+      this.fills.set(child, { child, parent, range, remembered: null, cursor: undefined, started: false, keysMoved: 0, parts: 0, startedAtMs: this.clock.nowMs() });
+      await this.finishFillsFrom(parent);
+    }
+    this.splitsToLand = this.splitsToLand.filter((s) => !children.includes(s.child));
+  }
+
+  private fillPartOf(fill: SplitFill, keysMax: number): void {
+    const movedBefore = fill.keysMoved;
+    const { changes, done } = fillPart(this.store, fill, keysMax);
+    this.counters.splitFillKeysMoved += fill.keysMoved - movedBefore;
+    this.store.apply(changes);
+    // The parent's index drops what moved; the child's is built from its records once it is hosted.
+    if (changes.length > 0) this.replicaObserver?.applied(changes);
+    this.counters.splitFillParts++;
+    if (!done) return;
+    this.fills.delete(fill.child);
+    this.splitsToLand.push({ child: fill.child, parent: fill.parent, remembered: fill.remembered });
+    this.cfg.logger?.info({ shard: fill.child, parent: fill.parent, moved: fill.keysMoved, parts: fill.parts, ms: Math.round(this.clock.nowMs() - fill.startedAtMs) },
+      "moved a split's records to its child");
+  }
+
+  /**
    * Shards born with their voters (a collection created at runtime; issue 13): every voter starts the
    * group itself from the configuration the metadata recorded, as founders do, and the first voter the
    * metadata lists (placement spreads them) starts the first election at once. No snapshot is sent, no
@@ -128,8 +194,13 @@ export abstract class NodeApply extends NodeLiveness {
     this.hostingDue = false;
     // Until then, a pass each tick decides again (not each turn: it walks every shard).
     this.hostingPending = !caughtUp;
-    const hosted = new Set([...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.id));
-    const { create, drop } = hostingChanges(this.meta, this.id, hosted, caughtUp, (g) => this.store.applied(g));
+    // A child being filled is hosted as far as placement goes: it has state here, and is landed soon.
+    const hosted = new Set([...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.id).concat([...this.fills.keys()]));
+    const changes = hostingChanges(this.meta, this.id, hosted, caughtUp, (g) => this.store.applied(g));
+    const create = changes.create;
+    // A child being filled is dropped once landed: until then there is no group to drop. Decide again each tick.
+    const drop = changes.drop.filter((id) => !this.fills.has(id));
+    if (drop.length < changes.drop.length) this.hostingPending = true;
     const born: ShardRecord[] = [];
     for (const id of create) {
       const record = this.meta.shards.get(id)!;
@@ -147,6 +218,8 @@ export abstract class NodeApply extends NodeLiveness {
     }
     if (born.length > 0) await this.landBornShards(born);
     if (drop.length === 0) return;
+    // A parent's keys go with it: its children's records are moved first (landed in the next turn).
+    for (const id of drop) await this.finishFillsFrom(id);
     await this.wal.append(drop.map((group) => ({ kind: "drop", group }) satisfies WalRecord));
     for (const id of drop) {
       const g = this.groups.get(id)!;
@@ -212,15 +285,26 @@ export abstract class NodeApply extends NodeLiveness {
       }
       const reader: ShardReader = {
         get: (key) => this.store.get(g.id, key),
+        remembered: () => (g.remembered ??= RememberedQueue.from(this.scanOwned(g.id, Number.MAX_SAFE_INTEGER, RECORDS_END))),
+        pendingFills: () => [...this.fills.values()].filter((f) => f.parent === g.id),
         packed: (pick) => this.store.packed(g.id, pick),
-        remembered: () => (g.remembered ??= RememberedQueue.from(this.store.scan(g.id, Number.MAX_SAFE_INTEGER, RECORDS_END))),
       };
       const applied = applyShardEntries(g.id, rd.committedEntries, g.shard, reader,
         (data) => this.applyConfChangeEntry(g, data, answers), () => g.raft.confState(), this.mutations);
       for (const [origin, result] of applied.results) takeWaiter(g, this.id, origin, result, answers);
       const changed = applied.shard !== g.shard;
       g.shard = applied.shard;
-      this.splitsToLand.push(...applied.children.map(({ child, remembered }) => ({ child, parent: g.id, remembered })));
+      for (const { child, range, remembered } of applied.children) {
+        if (applied.filled.includes(child)) this.splitsToLand.push({ child, parent: g.id, remembered });
+        else this.fills.set(child, { child, parent: g.id, range, remembered, cursor: undefined, started: false, keysMoved: 0, parts: 0, startedAtMs: this.clock.nowMs() });
+      }
+      // Fills an absorb finished (shard-apply.ts finishFills): the children are landed as they are.
+      for (const child of applied.filled) {
+        const fill = this.fills.get(child);
+        if (fill === undefined) continue;
+        this.fills.delete(child);
+        this.splitsToLand.push({ child, parent: g.id, remembered: fill.remembered });
+      }
       if (changed) this.onShardChanged?.(g.id);
       this.counters.applied += applied.commands;
       sizeBytes += applied.sizeBytes;
@@ -228,7 +312,8 @@ export abstract class NodeApply extends NodeLiveness {
     }
     this.store.apply(changes, sizeBytes);
     if (this.replicaObserver !== null) {
-      const shardChanges = changes.filter((c) => c.group !== META_GROUP && ((c.puts?.length ?? 0) > 0 || (c.deletes?.length ?? 0) > 0));
+      // A change of range with no record changed (a split: its records move later) is news to an index too.
+      const shardChanges = changes.filter((c) => c.group !== META_GROUP && ((c.puts?.length ?? 0) > 0 || (c.deletes?.length ?? 0) > 0 || c.shard !== undefined));
       if (shardChanges.length > 0) this.replicaObserver.applied(shardChanges);
     }
     let answered = answers.length;

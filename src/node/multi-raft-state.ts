@@ -8,7 +8,7 @@
 
 import type { ReplicaObserver } from "./replica-observer.js";
 import { type ConfState, type Message, type NodeId, type ConfChangeSingle, RaftNode } from "../raft/index.js";
-import type { ShardState } from "../storage/state-store.js";
+import type { ShardState, SnapshotKeep } from "../storage/state-store.js";
 import type { GroupLog } from "../storage/wal.js";
 import { assert } from "../util/assert.js";
 
@@ -24,11 +24,13 @@ import { initialRange } from "../meta/ranges.js";
 import { MetaWatch } from "./meta-watch.js";
 
 import { type CommandResult } from "./records.js";
-import type { RememberedQueue } from "./idempotency.js";
+import { RECORDS_END, type RememberedQueue } from "./idempotency.js";
 
 import { metaFromRecords } from "../meta/records.js";
 import { type ApplyResult, type MetaState } from "../meta/state.js";
 import { PeerLiveness } from "./peer-liveness.js";
+import type { SplitFill } from "./split-fill.js";
+import { ownedBy } from "./shard-apply.js";
 
 import { type Logger } from "../util/logger.js";
 import { proposalSettled } from "../util/tracing.js";
@@ -71,6 +73,14 @@ export interface NodeConfig {
   join?: boolean;
   /** Deliberate bugs, for the node-world simulator only (see mutations.ts). */
   mutations?: NodeMutations;
+  /** Keys of a split's parent walked in one turn while its child is filled (split-fill.ts; default 2048). */
+  splitFillKeysPerTurn?: number;
+  /**
+   * Whether a pending split fill asks for the next turn at once (default), or waits for the turns that
+   * ticks and messages bring: the node-world simulator's nodes wait, so that their fills span simulated
+   * time and crashes, drops and snapshot installs fall in the middle of them.
+   */
+  splitFillTurnsEager?: boolean;
 }
 
 export type Input =
@@ -132,6 +142,16 @@ export const decoder = new TextDecoder();
 
 /** The node's configuration with its defaults filled in (see MultiRaftNode.open). */
 export type NodeSettings = Required<Omit<NodeConfig, "logger" | "testFaults" | "join" | "mutations">> & Pick<NodeConfig, "logger" | "testFaults" | "join" | "mutations">;
+
+/**
+ * A shard's snapshot carries the keys of the range stored with them, always: a split parent's stored
+ * keys include its child's until they are moved (split-fill.ts), and the stored state may trail the
+ * replica's (a split or an absorb since), so neither the current range nor pending fills can say.
+ */
+/** Stored entries read a page at a time by scanOwned while a split's child is filled. */
+const SCAN_OWNED_PAGE_MIN = 256;
+
+const KEEP_OWN_KEYS: SnapshotKeep = (shard) => (shard === undefined ? undefined : ownedBy(shard.range));
 
 export abstract class NodeState {
   readonly id: NodeId;
@@ -205,8 +225,13 @@ export abstract class NodeState {
   protected tickDueAtMs: number;
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   protected hostingDue = true;
-  /** Groups made by splits applied in the last turn (with their parents), whose log is written at the start of the next. */
-  protected splitsToLand: { child: number; parent: number; remembered: RememberedQueue }[] = [];
+  /** Groups made by splits whose records were moved (with their parents), whose log is written at the start of the next turn. */
+  protected splitsToLand: { child: number; parent: number; remembered: RememberedQueue | null }[] = [];
+  /**
+   * Groups made by splits applied here whose records are still stored under their parent, by child
+   * (split-fill.ts): a part moved each turn, then landed. Invariant: none is hosted; each parent has state here.
+   */
+  protected readonly fills = new Map<number, SplitFill>();
   /** Watchers of the metadata, waiters for its next change, and the routes it gives. */
   protected readonly metaWatch: MetaWatch;
   protected hostingPending = false;
@@ -232,6 +257,9 @@ export abstract class NodeState {
     leaderChanges: 0,
     snapshotsInstalled: 0,
     snapshotBytesInstalled: 0,
+    /** Parts of split fills moved (split-fill.ts). */
+    splitFillParts: 0,
+    splitFillKeysMoved: 0,
   };
 
   protected constructor(cfg: NodeSettings, host: NodeHost, wal: NodeWal, store: NodeStateStore, transport: NodeTransport) {
@@ -252,7 +280,7 @@ export abstract class NodeState {
   /** Hosts a group from its recovered (or empty) log; `confState` is used when nothing records one. */
   protected addGroup(g: number, log: GroupLog, confState: ConfState): Group {
     assert(!this.groups.has(g), () => `group ${g} is hosted already`);
-    const storage = new GroupStorage(g, log, confState, this.store);
+    const storage = new GroupStorage(g, log, confState, this.store, KEEP_OWN_KEYS);
     const raft = new RaftNode({
       id: this.id, storage, electionTicks: this.cfg.electionTicks, heartbeatTicks: this.cfg.heartbeatTicks,
       random: (n) => this.random.int(n), applied: this.store.applied(g),
@@ -335,6 +363,57 @@ export abstract class NodeState {
   /** The shard's leader as this node knows it (0 when unknown). */
   leaderOf(group: number): NodeId {
     return this.groups.get(group)?.raft.lead() ?? 0;
+  }
+
+  /**
+   * What of a group's stored keys is its own: undefined when all of them are, else (its split children
+   * are still being filled from it) a test by its range. For whatever walks a group's keys.
+   */
+  protected ownedKeys(group: number): ((key: string) => boolean) | undefined {
+    if (this.fills.size === 0) return undefined;
+    for (const f of this.fills.values()) {
+      if (f.parent !== group) continue;
+      const g = this.groups.get(group);
+      assert(g !== undefined && g.kind === "shard", () => `split parent ${group} of filling child ${f.child} is not hosted`);
+      return ownedBy(g.shard.range);
+    }
+    return undefined;
+  }
+
+  /**
+   * A group's stored keys and values in key order, from `after` (exclusive) to `end` (exclusive), at
+   * most `limit`: only its own (ownedKeys), however many of another's lie between.
+   */
+  protected scanOwned(group: number, limit: number, after?: string, end?: string): [string, unknown][] {
+    const keep = this.ownedKeys(group);
+    if (keep === undefined) return this.store.scan(group, limit, after, end);
+    // In a range-partitioned collection the child's records sort after the parent's: not walked for records.
+    const range = this.groups.get(group)!.shard.range;
+    if (typeof range.end === "string" && end !== undefined && end <= RECORDS_END && range.end < end) end = range.end;
+    // Pages of at least SCAN_OWNED_PAGE_MIN: a scan of a few records may have many of the child's to pass.
+    const pageSize = Math.max(limit, SCAN_OWNED_PAGE_MIN);
+    const out: [string, unknown][] = [];
+    for (let from = after; ;) {
+      const page = this.store.scan(group, pageSize, from, end);
+      for (const entry of page) {
+        if (!keep(entry[0])) continue;
+        out.push(entry);
+        if (out.length === limit) return out;
+      }
+      if (page.length < pageSize) return out;
+      from = page[page.length - 1]![0];
+    }
+  }
+
+  /** Whether a split's child is still being filled here (its records moving from its parent: split-fill.ts). */
+  splitChildFilling(child: number): boolean {
+    return this.fills.has(child);
+  }
+
+  /** Whether some of the group's stored keys are not its own yet (a split child is being filled from it). */
+  fillsFrom(group: number): boolean {
+    for (const f of this.fills.values()) if (f.parent === group) return true;
+    return false;
   }
 
   /** Whether this node hosts the group (a joining node hosts no shard until a replica is placed here). */

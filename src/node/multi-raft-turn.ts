@@ -159,7 +159,7 @@ export abstract class NodeTurn extends NodeApply {
           // again (asking threw here, as an unhandled rejection that took the process down; found by
           // the node-world simulator with a failing WAL write).
           if (this.failure !== null) return;
-          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.anyReady()) this.scheduleTurn();
+          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.splitsToLand.length > 0 || (this.fills.size > 0 && this.cfg.splitFillTurnsEager) || this.anyReady()) this.scheduleTurn();
         });
     });
   }
@@ -184,7 +184,7 @@ export abstract class NodeTurn extends NodeApply {
   /** No input, no group an input or a call reached, no Ready left, no hosting or split work, no parked proposal. */
   protected nothingToDo(): boolean {
     return this.inputs.length === 0 && this.touched.size === 0 && this.hadReady.size === 0 && !this.hostingDue && !this.hostingPending &&
-      this.splitsToLand.length === 0 && this.parked.size === 0;
+      this.splitsToLand.length === 0 && this.fills.size === 0 && this.parked.size === 0;
   }
 
   protected anyReady(): boolean {
@@ -195,6 +195,7 @@ export abstract class NodeTurn extends NodeApply {
   protected async turn(): Promise<void> {
     this.counters.turns++;
     this.store.commitIfDue(this.clock.nowMs());
+    await this.fillSplitChildren();
     if (this.splitsToLand.length > 0) {
       const children = this.splitsToLand;
       this.splitsToLand = [];
@@ -225,6 +226,8 @@ export abstract class NodeTurn extends NodeApply {
     for (const [g, rd] of readies) {
       if (rd.snapshot !== null) {
         const m = rd.snapshot.meta;
+        // The install replaces the parent's keys, the child's among them: those move first.
+        await this.finishFillsFrom(g.id);
         await this.store.installSnapshot(g.id, m.index, m.term, rd.snapshot.data, m.confState);
         this.counters.snapshotsInstalled++;
         this.counters.snapshotBytesInstalled += rd.snapshot.data.byteLength;
@@ -275,6 +278,8 @@ export abstract class NodeTurn extends NodeApply {
     for (const [g, rd] of readies) {
       if (rd.softState?.role === Role.Leader) {
         this.counters.leadershipsWon++;
+        // A split's child led at last: its split can be recorded in the metadata (shard-agent.ts).
+        if (g.kind === "shard" && !this.meta.shards.has(g.id)) this.onShardChanged?.(g.id);
         // Entries of earlier terms not applied yet may hold an absorb.
         g.baseSettledAfter = g.raft.lastIndex();
       }

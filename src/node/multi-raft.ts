@@ -40,6 +40,7 @@ import type { ShardPage } from "./scan.js";
 import { type AsyncAck, type CommandResult, type ShardCommand, type StoredRecord, encodeProposal } from "./records.js";
 import { encodeMetaProposal } from "./meta-proposals.js";
 import { versionAt } from "./shard-apply.js";
+import { SPLIT_FILL_KEYS_PER_TURN } from "./split-fill.js";
 
 import { type ApplyResult, type MetaCommand, type MetaState } from "../meta/state.js";
 
@@ -74,7 +75,7 @@ export class MultiRaftNode extends NodeTurn {
       // 30 ms ticks: heartbeats and keepalives every 60 ms, election timeouts of 300-600 ms, so a shard
       // whose leader is cut off elects another in about half a second (bench/unavailability.ts).
       tickMs: 30, electionTicks: 10, heartbeatTicks: 2, compactAfterEntries: 10_000, compactAfterBytes: 16 << 20, requestTimeoutMs: 5000,
-      maxQueuedRequests: 100_000, quiesceAfterTicks: 2 * (config.electionTicks ?? 10),
+      maxQueuedRequests: 100_000, splitFillKeysPerTurn: SPLIT_FILL_KEYS_PER_TURN, splitFillTurnsEager: true, quiesceAfterTicks: 2 * (config.electionTicks ?? 10),
       keepaliveIdleTicks: Math.max(config.heartbeatTicks ?? 2, Math.min(2 * (config.heartbeatTicks ?? 2), Math.floor(((config.electionTicks ?? 10) - 1) / 2))),
       ...config,
     };
@@ -141,11 +142,15 @@ export class MultiRaftNode extends NodeTurn {
     // Groups with state but no log: made by a split whose log a crash kept from being written (land
     // them now), or dropped from the log with their records left behind (see StateStore.dropGroup).
     const unlogged: number[] = [];
+    const logless: number[] = [];
     for (const g of store.groups()) {
       if (node.groups.has(g)) continue;
       if (store.unlogged(g)) unlogged.push(g);
-      else await store.dropGroup(g);
+      else logless.push(g);
     }
+    // First: a child whose records are still (partly) under its parent, which may be among those dropped next.
+    await node.fillAtOpen(unlogged);
+    for (const g of logless) await store.dropGroup(g);
     if (unlogged.length > 0) await node.landSplits(unlogged.map((child) => ({ child })));
     if (bootstrap.length > 0) {
       await store.flushed();
@@ -392,7 +397,7 @@ export class MultiRaftNode extends NodeTurn {
 
   /** Records of a shard in key order (local state: eventual consistency). */
   scan(group: number, limit: number, after?: string): [string, StoredRecord][] {
-    return this.store.scan(group, limit, after, RECORDS_END) as [string, StoredRecord][];
+    return this.scanOwned(group, limit, after, RECORDS_END) as [string, StoredRecord][];
   }
 
   /**
@@ -452,12 +457,12 @@ export class MultiRaftNode extends NodeTurn {
   replicaState(group: number): { applied: number; shard: ShardState | null; contents: [string, unknown][] } | undefined {
     const g = this.groups.get(group);
     if (g === undefined) return undefined;
-    return { applied: this.store.applied(group), shard: g.kind === "shard" ? g.shard : null, contents: this.store.scan(group, Number.MAX_SAFE_INTEGER) };
+    return { applied: this.store.applied(group), shard: g.kind === "shard" ? g.shard : null, contents: this.scanOwned(group, Number.MAX_SAFE_INTEGER) };
   }
 
   /** Everything a merge source ships to its target: records and remembered idempotency outcomes, in key order. */
   shardContents(group: number, limit: number): [string, unknown][] {
-    return this.store.scan(group, limit);
+    return this.scanOwned(group, limit);
   }
 
   /** The shards' Raft status (the metadata group is in metaStatus). */

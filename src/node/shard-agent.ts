@@ -144,6 +144,11 @@ export class ShardAgent {
         // Splits first, oldest first: each is recorded against the range end it cut.
         for (const sp of this.node.shardState(s.shard).splits) {
           if (this.node.metaState().shards.has(sp.child) || this.node.metaState().shards.get(s.shard)?.range.end !== sp.end) continue;
+          // Once the child has a leader (where it is hosted here, or filled: split-fill.ts): before, routing
+          // requests to it would only have them refused; the parent refuses them meanwhile, and gateways
+          // wait for the map to change. A later split waits for an earlier one (recorded in order). A
+          // leader that skipped the split (a snapshot past it) hosts the child only once it is recorded.
+          if (this.node.splitChildFilling(sp.child) || (this.node.hosts(sp.child) && this.node.leaderOf(sp.child) === 0)) break;
           const r = await this.gateway.proposeMeta({ kind: "split-shard", shard: s.shard, child: sp.child, at: sp.at, end: sp.end, index: sp.index, atMs: this.clock.wallMs() });
           if (!r.ok) this.opts.logger?.warn({ shard: s.shard, code: r.code }, `shard agent: recording the split of shard ${s.shard} refused: ${r.message}`);
         }

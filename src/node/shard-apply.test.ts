@@ -6,19 +6,60 @@ import { encodeProposal, type ShardCommand, type StoredRecord } from "./records.
 import { SPLIT_LOG_INDEX, applyShardEntries } from "./shard-apply.js";
 import { RememberedQueue, outcomeKey, outcomeKeyByRecord, ownerOf } from "./idempotency.js";
 import { pack, unpack } from "msgpackr";
+import type { GroupChanges } from "../storage/state-store.js";
+import { type SplitFill, fillPart } from "./split-fill.js";
 
 const conf: ConfState = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 let index = 10;
 /** A reader over a store of values, which hands them out packed, as the state store does. */
-const readerOf = (stored: Map<string, unknown>, remembered = () => new RememberedQueue()) =>
-  ({ get: (k: string) => stored.get(k), packed: (pick: (k: string) => boolean) => [...stored].filter(([k]) => pick(k)).map(([k, v]): [string, Uint8Array] => [k, pack(v)]), remembered });
+const readerOf = (stored: Map<string, unknown>, remembered = () => new RememberedQueue(), pendingFills: { child: number; range: { start: number; end: number } }[] = []) => ({
+  get: (k: string) => stored.get(k), remembered, pendingFills: () => pendingFills,
+  packed: (pick: (k: string) => boolean) => [...stored].filter(([k]) => pick(k)).map(([k, v]): [string, Uint8Array] => [k, pack(v)]),
+});
 const NO_STORE = readerOf(new Map());
 /** A split child's puts, packed ones unpacked: what its replicas store. */
 const childPuts = (c: { puts?: [string, unknown][]; packedPuts?: [string, Uint8Array][] }): [string, unknown][] =>
   [...(c.puts ?? []), ...(c.packedPuts ?? []).map(([k, b]): [string, unknown] => [k, unpack(b)])];
+/** A store's state after a group's changes. */
+const stateAfter = (stored: Map<string, unknown>, c: GroupChanges) => {
+  const s = new Map(stored);
+  for (const k of c.deletes ?? []) s.delete(k);
+  for (const [k, v] of c.puts ?? []) s.set(k, v);
+  return s;
+};
+/**
+ * What the host's fill (split-fill.ts) moves from a parent's stored state to a split child, walking 3
+ * keys a part: the child's entries (as stored, read back), and the parent's state after.
+ */
+function filled(parent: Map<string, unknown>, childChange: GroupChanges): { moved: [string, unknown][]; parentAfter: Map<string, unknown> } {
+  const keys = [...parent.keys()].sort();
+  const store = {
+    applied: () => 1,
+    packedPart: (_group: number, pick: (k: string) => boolean, cursor: unknown, keysMax: number) => {
+      const walked = keys.filter((k) => cursor === undefined || k > (cursor as string)).slice(0, keysMax);
+      return { entries: walked.filter(pick).map((k): [string, Uint8Array] => [k, pack(parent.get(k))]), cursor: walked.length < keysMax ? undefined : walked[walked.length - 1] };
+    },
+  };
+  assert.equal(childChange.fillFrom, 1, "the child is marked filling from its parent");
+  assert.equal(childPuts(childChange).length, 0, "the split itself moves nothing");
+  const fill: SplitFill = { child: childChange.group, parent: 1, range: childChange.shard!.range, remembered: null, cursor: undefined, started: true, keysMoved: 0, parts: 0, startedAtMs: 0 };
+  const moved: [string, unknown][] = [];
+  const parentAfter = new Map(parent);
+  for (let done = false; !done;) {
+    const part = fillPart(store, fill, 3);
+    for (const c of part.changes) {
+      if (c.group === fill.child) moved.push(...childPuts(c));
+      else for (const k of c.deletes ?? []) parentAfter.delete(k);
+      if (c.group === fill.child && part.done) assert.equal(c.fillFrom, null, "the last part clears the mark");
+    }
+    done = part.done;
+  }
+  assert.equal(fill.parts, Math.floor(keys.length / 3) + 1);
+  return { moved, parentAfter };
+}
 const entry = (cmd: ShardCommand, seq: number): Entry => ({ term: 2, index: ++index, type: EntryType.Normal, data: encodeProposal({ origin: [1, seq], cmd }) });
 
-test("a split moves the records of the upper part to the child (stored ones and ones applied in the same batch); later commands for moved ids are refused", () => {
+test("a split gives the upper part to the child, whose fill moves its records from the parent (stored ones and ones applied in the same batch); later commands for moved ids are refused", () => {
   const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
   const at = 2 ** 31;
   const stored = new Map<string, StoredRecord>(keys.slice(0, 100).map((k, i) => [k, { payload: i, version: 1 }]));
@@ -44,13 +85,14 @@ test("a split moves the records of the upper part to the child (stored ones and 
   assert.deepEqual(child!.confState, conf, "the child starts with the parent's configuration as of the split");
   assert.deepEqual(child!.shard, { range: { start: at, end: 2 ** 32 }, splits: [], versionBase: entries[100]!.index - SPLIT_LOG_INDEX },
     "the child's versions continue above the parent's");
-  const moved = new Set(childPuts(child!).map(([k]) => k));
-  assert.equal(childPuts(child!).length, moved.size, "each once");
+  const { moved: movedEntries, parentAfter } = filled(stateAfter(stored, parent!), child!);
+  const moved = new Set(movedEntries.map(([k]) => k));
+  assert.equal(movedEntries.length, moved.size, "each once");
   const storedUpper = keys.slice(0, 100).find((id) => hashOf(id) >= at)!;
-  assert.deepEqual(childPuts(child!).find(([k]) => k === storedUpper), [storedUpper, { payload: keys.indexOf(storedUpper), version: 1 }], "a stored record moves as stored");
+  assert.deepEqual(movedEntries.find(([k]) => k === storedUpper), [storedUpper, { payload: keys.indexOf(storedUpper), version: 1 }], "a stored record moves as stored");
   assert.deepEqual([...moved].sort(), keys.filter((k) => hashOf(k) >= at).sort(), "exactly the upper part moved, stored and new alike");
-  assert.ok(parent!.deletes!.every((k) => moved.has(k)) && parent!.deletes!.length === moved.size, "and left the parent");
-  assert.ok(parent!.puts!.every(([k]) => hashOf(k) < at));
+  assert.ok([...parentAfter.keys()].every((k) => hashOf(k) < at), "and left the parent");
+  assert.equal(parentAfter.size, keys.length - moved.size);
   const results = new Map(r.results.map(([o, res]) => [o[1], res]));
   assert.deepEqual(results.get(501), { ok: false, code: "wrong_shard" }, "an id that moved is refused, nothing written");
   assert.equal(results.get(502)?.ok, true);
@@ -80,14 +122,43 @@ test("a range collection's shard splits by id order: ids from the split point on
   assert.deepEqual(r.shard.splits.map((sp) => [sp.child, sp.at, sp.end]), [[9, "k", KEY_SPACE_END]]);
   const [parent, child] = r.changes;
   assert.deepEqual(child!.shard!.range, { start: "k", end: KEY_SPACE_END });
-  assert.deepEqual(childPuts(child!).map(([k]) => k).sort(), ["k", "k0", "m5", outcomeKey(1, "m5", "idem-1"), "z9", outcomeKeyByRecord("z9", "idem-2")].sort(), "the ids from \"k\" on, with their outcomes");
-  assert.deepEqual(parent!.deletes!.sort(), ["k", "k0", "m5", outcomeKey(1, "m5", "idem-1"), "z9", outcomeKeyByRecord("z9", "idem-2")].sort());
+  const { moved, parentAfter } = filled(stateAfter(stored, parent!), child!);
+  assert.deepEqual(moved.map(([k]) => k).sort(), ["k", "k0", "m5", outcomeKey(1, "m5", "idem-1"), "z9", outcomeKeyByRecord("z9", "idem-2")].sort(), "the ids from \"k\" on, with their outcomes");
+  assert.deepEqual([...parentAfter.keys()].sort(), ["a1", "b", "b2", "c3", "j", outcomeKey(1, "b2", "idem-3")].sort());
   assert.deepEqual(parent!.puts!.map(([k]) => k).sort(), ["b", "c3", "j"]);
   const results = new Map(r.results.map(([o, res]) => [o[1], res]));
   assert.deepEqual(results.get(3), { ok: false, code: "wrong_shard" }, "an id at or above the split point left the shard");
   assert.equal(results.get(4)?.ok, true);
   assert.equal(results.get(5)?.ok ? null : (results.get(5) as { code: string }).code, "bad_split");
   assert.deepEqual((results.get(6) as { refused?: number[] }).refused, [1], "a batch item above the range is refused alone");
+});
+
+test("a child merged back into its parent before this replica filled it: the absorb finishes the fill first, so the parent holds the absorbed records and none of the stale ones", () => {
+  const at = 2 ** 31;
+  const ids = Array.from({ length: 60 }, (_, i) => `a${i}`);
+  const upper = ids.filter((id) => hashOf(id) >= at);
+  const lower = ids.filter((id) => hashOf(id) < at);
+  const stored = new Map<string, unknown>(ids.map((id) => [id, { payload: "before", version: 1 } satisfies StoredRecord]));
+  // What the child held when it was merged back: its first record rewritten, its second deleted.
+  const absorbed: [string, StoredRecord][] = upper.slice(2).map((id) => [id, { payload: "child's", version: 50 }]);
+  absorbed.unshift([upper[0]!, { payload: "rewritten", version: 60 }]);
+  const absorb = { op: "absorb" as const, from: 9, start: at, end: 2 ** 32, records: absorbed, versionMax: 60 };
+  const whole = { range: { start: 0, end: 2 ** 32 }, splits: [] };
+  const check = (r: ReturnType<typeof applyShardEntries>, what: string) => {
+    assert.deepEqual(r.filled, [9], `${what}: the fill is finished by the absorb`);
+    const parent = r.changes.find((c) => c.group === 1)!;
+    const after = stateAfter(stored, parent);
+    assert.deepEqual([...after.keys()].sort(), [...lower, upper[0]!, ...upper.slice(2)].sort(), `${what}: the deleted record stays deleted`);
+    assert.deepEqual((after.get(upper[0]!) as StoredRecord).payload, "rewritten", `${what}: the absorbed version, not the stale one`);
+    const child = r.changes.filter((c) => c.group === 9).at(-1)!;
+    assert.equal(child.fillFrom, null, `${what}: the child's filling mark is cleared`);
+    assert.deepEqual(childPuts(child).map(([k]) => k).sort(), [...upper].sort(), `${what}: the child got what the split gave it`);
+  };
+  // The split and the absorb in one batch (a replica catching up), and an absorb while a fill from an earlier batch is pending.
+  check(applyShardEntries(1, [entry({ op: "split", at, child: 9 }, 1), entry(absorb, 2)], whole, readerOf(stored), () => conf, () => conf), "one batch");
+  const split = applyShardEntries(1, [entry({ op: "split", at, child: 9 }, 3)], whole, readerOf(stored), () => conf, () => conf);
+  assert.deepEqual(split.filled, [], "without an absorb the host fills the child");
+  check(applyShardEntries(1, [entry(absorb, 4)], split.shard, readerOf(stored, undefined, [{ child: 9, range: { start: at, end: 2 ** 32 } }]), () => conf, () => conf), "pending fill");
 });
 
 test("a split point must be strictly inside the range", () => {
@@ -151,7 +222,10 @@ class ShardModel {
   split(at: number, childId: number): ShardModel {
     const changes = this.apply({ op: "split", at, child: childId }).changes.find((c) => c.group === childId)!;
     const child = new ShardModel(childId, changes.shard as never, SPLIT_LOG_INDEX + 1);
-    for (const [k, v] of childPuts(changes)) child.store.set(k, v);
+    const { moved, parentAfter } = filled(this.store, changes);
+    for (const [k, v] of moved) child.store.set(k, v);
+    this.store.clear();
+    for (const [k, v] of parentAfter) this.store.set(k, v);
     // The child takes its part of the parent's queue, as the host hands it over; it must be the queue
     // the child's own store would build.
     const handed = this.children.find((c) => c.child === childId)!.remembered;

@@ -18,12 +18,13 @@
  * The base is part of the shard's state: replicated by the log, carried by snapshots and restarts, so
  * replica moves and leader changes do not touch it.
  *
- * A split A split applied at index i, identically on every
- * replica, moves the records of the upper part of the range to a new group `child` whose log starts at
- * SPLIT_LOG_INDEX / SPLIT_LOG_TERM with the shard's configuration as of i (as TiKV starts a split's
- * region), so that every replica of the child starts from the same state; the child's state is staged
- * in the same state-store commit as the parent's, marked unlogged until the host has written the child's
- * log (see MultiRaftNode.landSplits).
+ * A split applied at index i, identically on every replica, gives the upper part of the range to a new
+ * group `child` whose log starts at SPLIT_LOG_INDEX / SPLIT_LOG_TERM with the shard's configuration as
+ * of i (as TiKV starts a split's region), so that every replica of the child starts from the same state.
+ * The child's state is staged in the same state-store commit as the parent's, marked unlogged until the
+ * host has written the child's log (NodeApply.landSplits) and marked filling until the host has moved
+ * the upper part's records, which the split leaves where they are (split-fill.ts): a shard's entries
+ * after i never write there, so what the fill moves is the state as of i.
  */
 import { assert } from "../util/assert.js";
 import { comparePositions, cutRange, describeRange, owns, partitioningOf, positionOf } from "../meta/ranges.js";
@@ -42,10 +43,15 @@ export const SPLITS_KEPT = 16;
 export interface ShardReader {
   /** A record, or a remembered outcome (idempotency.ts). */
   get(key: string): unknown;
-  /** The shard's records and remembered outcomes whose key `pick` selects, with their values as stored, encoded (what a split moves). */
-  packed(pick: (key: string) => boolean): Iterable<[string, Uint8Array]>;
   /** The shard's remembered outcomes, oldest first (the apply step keeps it up to date). */
   remembered(): RememberedQueue;
+  /** Split children still being filled from this shard by the host (split-fill.ts), with their ranges. */
+  pendingFills(): readonly { child: number; range: ShardState["range"] }[];
+  /**
+   * The shard's stored records and remembered outcomes whose key `pick` selects (staged ones too), with
+   * their values as stored, encoded: what an absorb makes a pending fill move at once.
+   */
+  packed(pick: (key: string) => boolean): Iterable<[string, Uint8Array]>;
 }
 
 export interface AppliedEntries {
@@ -53,8 +59,10 @@ export interface AppliedEntries {
   changes: GroupChanges[];
   /** Results of the proposals, by origin. */
   results: [Proposal["origin"], CommandResult][];
-  /** Groups made by splits (to be landed by the host), each with its remembered outcomes (its part of the parent's queue). */
-  children: { child: number; remembered: RememberedQueue }[];
+  /** Groups made by splits (to be filled and landed by the host), each with its range and remembered outcomes (its part of the parent's queue). */
+  children: { child: number; range: ShardState["range"]; remembered: RememberedQueue }[];
+  /** Split children (of these entries or pending before) whose fill an absorb finished here: to be landed, not filled. */
+  filled: number[];
   /** The shard's state after the entries. */
   shard: ShardState;
   sizeBytes: number;
@@ -65,6 +73,11 @@ export interface AppliedEntries {
  * Applies `entries` of shard `group`. `applyConf` applies a configuration change entry and returns the
  * configuration after it.
  */
+/** Whether a stored key (a record, or a remembered outcome: by its record's id) belongs in `range`. */
+export function ownedBy(range: ShardState["range"]): (key: string) => boolean {
+  return (key) => owns(range, ownerOf(key));
+}
+
 /** The version a write applied at log index `index` gets (or, for the applied index, the replica's applied version). */
 export function versionAt(shard: ShardState, index: number): number {
   return (shard.versionBase ?? 0) + index;
@@ -75,7 +88,7 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
   const overlay = new Map<string, unknown>();
   const read = (key: string): unknown => (overlay.has(key) ? overlay.get(key) ?? undefined : reader.get(key));
   const write = (key: string, value: unknown) => void overlay.set(key, value);
-  const out: AppliedEntries = { changes: [], results: [], children: [], shard: before, sizeBytes: 0, commands: 0 };
+  const out: AppliedEntries = { changes: [], results: [], children: [], filled: [], shard: before, sizeBytes: 0, commands: 0 };
   let confState: ConfState | undefined;
   let shardChanged = false;
   for (const e of entries) {
@@ -88,6 +101,10 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
     const p = decodeProposal(e.data);
     const cmd = p.cmd;
     if (cmd.op === "freeze" || cmd.op === "unfreeze" || cmd.op === "absorb") {
+      // An absorb may give this shard back a range whose records a split left here to be moved (its
+      // child merged back before this replica filled it): the move is finished first, or the fill
+      // would take the absorbed records away, and the stale ones would show in the range again.
+      if (cmd.op === "absorb") finishFills(out, overlay, reader);
       const r = applyMergeStep(out.shard, mutations.has("merge-drops-last-batch") ? dropLastBatch(cmd) : cmd, e.index, (key, value) => {
         overlay.set(key, value);
         if (isOutcomeKey(key)) reader.remembered().add(key, value as RememberedOutcome);
@@ -105,16 +122,12 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
         out.results.push([p.origin, { ok: false, code: "bad_split", message: `split point ${JSON.stringify(cmd.at)} is not inside shard ${group}'s range ${describeRange(out.shard.range)}` }]);
         continue;
       }
-      // Records and their remembered outcomes move together (an outcome goes where its record's id goes).
-      // What is stored moves as stored (packed): only this batch's own writes are values still.
+      // Records and their remembered outcomes move together (an outcome goes where its record's id
+      // goes), but not here: they stay stored under this shard, outside its range now, until the host
+      // moves them in bounded parts (split-fill.ts). Only the queue of outcomes is split at once, so
+      // that this shard no longer forgets what the child remembers.
       const partitioning = partitioningOf(out.shard.range);
       const movesAway = (recordId: string) => comparePositions(positionOf(partitioning, recordId), cmd.at) >= 0;
-      const moved: [string, unknown][] = [];
-      const movedPacked: [string, Uint8Array][] = [];
-      for (const [key, value] of overlay) if (value !== null && movesAway(ownerOf(key))) moved.push([key, value]);
-      for (const entry of reader.packed((key) => !overlay.has(key) && movesAway(ownerOf(key)))) movedPacked.push(entry);
-      for (const [key] of moved) overlay.set(key, null);
-      for (const [key] of movedPacked) overlay.set(key, null);
       const remembered = reader.remembered().split(movesAway);
       const split = { child: cmd.child, at: cmd.at, end: out.shard.range.end, index: e.index };
       out.shard = { ...out.shard, range: r.lower, splits: [...out.shard.splits, split].slice(-SPLITS_KEPT) };
@@ -122,9 +135,9 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       // Mutation split-restarts-versions: the child starts its versions over (the bug of issue 11).
       const versionBase = mutations.has("split-restarts-versions") ? 0 : (out.shard.versionBase ?? 0) + e.index - SPLIT_LOG_INDEX;
       out.changes.push({
-        group: cmd.child, appliedIndex: SPLIT_LOG_INDEX, puts: moved, packedPuts: movedPacked, confState: conf(), shard: { range: r.upper, splits: [], versionBase }, unlogged: true,
+        group: cmd.child, appliedIndex: SPLIT_LOG_INDEX, confState: conf(), shard: { range: r.upper, splits: [], versionBase }, unlogged: true, fillFrom: group,
       });
-      out.children.push({ child: cmd.child, remembered });
+      out.children.push({ child: cmd.child, range: r.upper, remembered });
       out.results.push([p.origin, { ok: true, version: e.index }]);
       continue;
     }
@@ -231,6 +244,26 @@ function applyDeleteMany(cmd: DeleteManyCommand, shard: ShardState, version: num
     deleted++;
   }
   return refused.length === 0 ? { ok: true, version, removed: deleted } : { ok: true, version, removed: deleted, refused };
+}
+
+/**
+ * Moves at once, whole, what the split children of this batch and the host's pending fills from this
+ * shard have not moved yet (as the split step did before fills were spread over turns: O(entries of the
+ * shard), on this rare path only). Each child's change clears its filling mark.
+ */
+function finishFills(out: AppliedEntries, overlay: Map<string, unknown>, reader: ShardReader): void {
+  const pending = [...reader.pendingFills().filter((f) => !out.filled.includes(f.child)), ...out.children.filter((c) => !out.filled.includes(c.child))];
+  for (const { child, range } of pending) {
+    const pick = ownedBy(range);
+    const moved: [string, unknown][] = [];
+    const movedPacked: [string, Uint8Array][] = [];
+    for (const [key, value] of overlay) if (value !== null && pick(key)) moved.push([key, value]);
+    for (const entry of reader.packed((key) => !overlay.has(key) && pick(key))) movedPacked.push(entry);
+    for (const [key] of moved) overlay.set(key, null);
+    for (const [key] of movedPacked) overlay.set(key, null);
+    out.changes.push({ group: child, appliedIndex: SPLIT_LOG_INDEX, puts: moved, packedPuts: movedPacked, fillFrom: null });
+    out.filled.push(child);
+  }
 }
 
 /**

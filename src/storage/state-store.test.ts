@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { Rng } from "../util/rng.js";
 import { tempDir } from "../util/temp-dir.js";
 import { open } from "lmdb";
-import { StateStore } from "./state-store.js";
+import { StateStore, readFrames } from "./state-store.js";
 
 const tmp = () => tempDir("shoal-state-");
 
@@ -32,29 +32,48 @@ test("applied records and applied indexes of several groups persist across a reo
   rmSync(dir, { recursive: true });
 });
 
-test("packed: every entry of a group as stored (LMDB, commits in flight and staged changes, newest first); packed puts store those bytes as they are", async () => {
+test("packedPart: a walk in parts over what LMDB holds of a group, picked, values as stored; packed puts store those bytes as they are; the filling mark", async () => {
   const dir = tmp();
   const s = StateStore.open({ path: dir });
-  s.apply([{ group: 1, appliedIndex: 1, puts: [["a", { x: 1 }], ["b", { x: 2 }], ["c", { x: 3 }]] }, { group: 2, appliedIndex: 1, puts: [["a", "other group"]] }]);
+  const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
+  s.apply([{ group: 1, appliedIndex: 1, puts: keys.map((k, i) => [k, { x: i }]) }, { group: 2, appliedIndex: 1, puts: [["a", "other group"]] }]);
+  s.apply([{ group: 3, appliedIndex: 5, fillFrom: 1 }]);
+  assert.equal(s.fillingFrom(3), 1, "marked while staged");
   await s.flushed();
-  s.apply([{ group: 1, appliedIndex: 2, deletes: ["a"], puts: [["b", { x: 20 }]] }]);
-  s.commit(); // in flight, or done: either way it counts
-  s.apply([{ group: 1, appliedIndex: 3, puts: [["d", { x: 4 }], ["c", { x: 30 }]] }]);
-  const s1 = s.packed(1, () => true);
-  assert.deepEqual(s.packed(1, (k) => k === "c" || k === "a").map(([k]) => k), ["c"], "only what is picked, and only what is there");
-  const decoded = new Map(s1);
-  assert.equal(s1.length, decoded.size, "each key once");
-  assert.deepEqual([...decoded.keys()].sort(), ["b", "c", "d"]);
+  // Walked 4 keys at a time: 4 + 4 + 2, the last part short, so the walk is done.
+  const picked: [string, Uint8Array][] = [];
+  let cursor: unknown;
+  let parts = 0;
+  do {
+    const part = s.packedPart(1, (k) => k !== "k3", cursor, 4);
+    picked.push(...part.entries);
+    cursor = part.cursor;
+    parts++;
+  } while (cursor !== undefined);
+  assert.equal(parts, 3);
+  assert.deepEqual(picked.map(([k]) => k), keys.filter((k) => k !== "k3"), "in key order, only what is picked, each once, nothing of group 2");
+  // A walk whose last part is exactly full ends with an empty one.
+  assert.equal(s.packedPart(1, () => true, undefined, 10).cursor !== undefined, true);
   // Moved as stored to another group, they read back as the values.
-  s.apply([{ group: 3, appliedIndex: 5, packedPuts: s1 }]);
-  assert.deepEqual(s.scan(3, 10), [["b", { x: 20 }], ["c", { x: 30 }], ["d", { x: 4 }]]);
+  s.apply([{ group: 3, appliedIndex: 5, packedPuts: picked, fillFrom: null }, { group: 1, appliedIndex: 1, deletes: picked.map(([k]) => k) }]);
+  assert.equal(s.fillingFrom(3), undefined, "cleared while staged");
+  assert.deepEqual(s.scan(3, 3), [["k0", { x: 0 }], ["k1", { x: 1 }], ["k2", { x: 2 }]]);
   await s.flushed();
   await s.close();
   const r = StateStore.open({ path: dir });
-  assert.deepEqual(r.scan(3, 10), [["b", { x: 20 }], ["c", { x: 30 }], ["d", { x: 4 }]], "and so after a reopen");
-  assert.deepEqual(r.packed(2, () => true).map(([k]) => k), ["a"]);
+  assert.deepEqual(r.scan(3, 3), [["k0", { x: 0 }], ["k1", { x: 1 }], ["k2", { x: 2 }]], "and so after a reopen");
+  assert.deepEqual(r.scan(1, 10), [["k3", { x: 3 }]], "the parent keeps what was not picked");
+  const snapshotKeys = (keep?: (k: string) => boolean) => readFrames(r.snapshot(1, keep === undefined ? undefined : () => keep).data).flatMap(([, pairs]) => pairs.map(([k]) => k));
+  assert.deepEqual(snapshotKeys(), ["k3"]);
+  assert.deepEqual(snapshotKeys((k) => k !== "k3"), [], "a snapshot carries only what `keep` keeps");
+  assert.equal(r.fillingFrom(3), undefined, "the cleared mark is durable");
+  assert.deepEqual(r.packedPart(2, () => true, undefined, 5).entries.map(([k]) => k), ["a"]);
   assert.throws(() => r.apply([{ group: 3, appliedIndex: 6, packedPuts: [["e", new Uint8Array(0)]] }]), /without bytes/);
+  r.apply([{ group: 4, appliedIndex: 5, fillFrom: 1 }]);
   await r.close();
+  const t = StateStore.open({ path: dir });
+  assert.equal(t.fillingFrom(4), 1, "a mark is durable");
+  await t.close();
   rmSync(dir, { recursive: true });
 });
 

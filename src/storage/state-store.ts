@@ -35,9 +35,9 @@ export interface GroupChanges {
   appliedIndex: number;
   puts?: [RecordKey, unknown][];
   /**
-   * Puts of values as this store encoded them (read by `packed`): a split hands the records and outcomes
-   * it moves to its child so, unread, because decoding and encoding again every one of a shard's
-   * entries blocked the loop (a shard of 10,000 records and 50,000 remembered outcomes: ~400 ms).
+   * Puts of values as this store encoded them (read by `packedPart`): a split's fill hands the records
+   * and outcomes it moves to the child so, unread (decoding and encoding again every one of a shard's
+   * entries cost most of a split's time: measured).
    */
   packedPuts?: [RecordKey, Uint8Array][];
   deletes?: RecordKey[];
@@ -52,6 +52,11 @@ export interface GroupChanges {
   shard?: ShardState;
   /** Marks (true) or clears (false) a group made by a split whose log has not been written yet. */
   unlogged?: boolean;
+  /**
+   * Marks a group made by a split whose records are still stored under its parent (the number: the
+   * parent), or clears the mark once they were moved (null). See node/split-fill.ts.
+   */
+  fillFrom?: number | null;
 }
 
 /**
@@ -105,7 +110,14 @@ export interface Staged {
   confState?: ConfState;
   shard?: ShardState;
   unlogged?: boolean;
+  fillFrom?: number | null;
 }
+
+/**
+ * Which of a group's stored keys its snapshot carries, given the shard state read with them (so the
+ * two agree): undefined for all. A split parent's keys include its child's until they are moved.
+ */
+export type SnapshotKeep = (shard: ShardState | undefined) => ((key: RecordKey) => boolean) | undefined;
 
 /** Where a group's last installed snapshot put its log: what the WAL records after the install. */
 export interface InstalledPoint {
@@ -118,6 +130,7 @@ const CONF = "conf";
 const SHARD = "shard";
 const UNLOGGED = "unlogged";
 const INSTALLED = "installed";
+const FILLING = "filling";
 /** Commits queued to LMDB's writer thread and not yet done; more waits in `staged`. */
 const MAX_INFLIGHT_COMMITS = 4;
 
@@ -231,6 +244,8 @@ export class StateStore {
           if (st.shard !== undefined) void this.meta.put([group, SHARD], st.shard);
           if (st.unlogged === true) void this.meta.put([group, UNLOGGED], true);
           if (st.unlogged === false) void this.meta.remove([group, UNLOGGED]);
+          if (typeof st.fillFrom === "number") void this.meta.put([group, FILLING], st.fillFrom);
+          if (st.fillFrom === null) void this.meta.remove([group, FILLING]);
         }
       }).then(
         () => {
@@ -302,8 +317,9 @@ export class StateStore {
 
   /**
    * The records and remembered outcomes of a group whose key `pick` selects, each with its value as
-   * stored (encoded), in no particular order: what a split moves. Keys are walked without their values;
-   * only the picked ones are read, and nothing is decoded or sorted.
+   * stored (encoded), staged ones too, in no particular order: what an absorb makes a pending split fill
+   * move at once (node/shard-apply.ts finishFills). Keys are walked without their values; only the
+   * picked ones are read, and nothing is decoded or sorted.
    */
   packed(group: number, pick: (key: RecordKey) => boolean): [RecordKey, Uint8Array][] {
     const pending = new Map<RecordKey, Uint8Array | null>();
@@ -321,6 +337,32 @@ export class StateStore {
     }
     pending.forEach((bytes, key) => void (bytes !== null && pick(key) && out.push([key, bytes])));
     return out;
+  }
+
+  /**
+   * Part of a walk over a group's records and remembered outcomes as LMDB holds them (not what is
+   * staged or in flight), in key order: of the next `keysMax` keys after `cursor` (an opaque value from
+   * the previous part; undefined: from the first key), those `pick` selects, each with its value as
+   * stored (encoded, not decoded). `cursor` is undefined in the answer once the walk reached the end.
+   * What a split's fill moves (node/split-fill.ts): its caller made sure that nothing staged is picked.
+   */
+  packedPart(group: number, pick: (key: RecordKey) => boolean, cursor: unknown, keysMax: number): { entries: [RecordKey, Uint8Array][]; cursor: unknown } {
+    this.checkHealthy();
+    assert(keysMax >= 1, "a walk's part holds at least one key");
+    const entries: [RecordKey, Uint8Array][] = [];
+    let last: unknown;
+    let walked = 0;
+    const keys = this.recordBytes.getKeys({ start: cursor === undefined ? [group] : (cursor as [number, RecordKey]), end: [group + 1], exclusiveStart: cursor !== undefined, limit: keysMax });
+    for (const lmdbKey of keys) {
+      walked++;
+      last = lmdbKey;
+      const key = recordKeyOf(lmdbKey);
+      if (!pick(key)) continue;
+      const bytes = this.recordBytes.getBinary(lmdbKey);
+      assert(bytes !== undefined, () => `group ${group}: ${JSON.stringify(key)} went from LMDB while it was read`);
+      entries.push([key, bytes]);
+    }
+    return { entries, cursor: walked < keysMax ? undefined : last };
   }
 
   applied(group: number): number {
@@ -344,6 +386,12 @@ export class StateStore {
   unlogged(group: number): boolean {
     for (const layer of this.overlays(group)) if (layer.unlogged !== undefined) return layer.unlogged;
     return this.meta.get([group, UNLOGGED]) === true;
+  }
+
+  /** The parent of a group made by a split whose records are still stored under the parent (see GroupChanges.fillFrom). */
+  fillingFrom(group: number): number | undefined {
+    for (const layer of this.overlays(group)) if (layer.fillFrom !== undefined) return layer.fillFrom ?? undefined;
+    return this.meta.get([group, FILLING]) as number | undefined;
   }
 
   /** The point of the group's last installed snapshot, if it ever installed one. */
@@ -371,20 +419,23 @@ export class StateStore {
   }
 
   /**
-   * A snapshot of one group from a single read transaction (so the records and the applied index agree):
+   * A snapshot of one group from a single read transaction (so the records, the applied index and the
+   * shard state `keepOf` is given agree):
    * frames of [u32 LE length][msgpack: [appliedIndex, pairs]] — the first frame's index counts. It shows
    * the group as of its last LMDB commit, which may trail `applied()`; the log keeps what follows
    * (it is compacted only up to what `flushed()` made durable).
    */
-  snapshot(group: number): { appliedIndex: number; data: Uint8Array; confState: ConfState | undefined } {
+  snapshot(group: number, keepOf?: SnapshotKeep): { appliedIndex: number; data: Uint8Array; confState: ConfState | undefined } {
     this.checkHealthy();
     const txn = this.root.useReadTransaction();
     try {
       const appliedIndex = (this.meta.get([group, APPLIED], { transaction: txn }) as number | undefined) ?? 0;
       const confState = this.meta.get([group, CONF], { transaction: txn }) as ConfState | undefined;
       const shard = this.meta.get([group, SHARD], { transaction: txn }) as ShardState | undefined;
-      const pairs = this.records.getRange({ start: [group], end: [group + 1], transaction: txn })
+      let pairs = this.records.getRange({ start: [group], end: [group + 1], transaction: txn })
         .map(({ key, value }) => [recordKeyOf(key), value] as [RecordKey, unknown]);
+      const keep = keepOf?.(shard);
+      if (keep !== undefined) pairs = pairs.filter(([key]) => keep(key));
       return { appliedIndex, data: encodeSnapshot(appliedIndex, pairs, this.frameRecords, shard), confState };
     } finally {
       txn.done();
@@ -433,7 +484,7 @@ export class StateStore {
       for (const { key } of this.records.getRange({ start: [group], end: [group + 1], snapshot: false })) {
         this.records.removeSync(key);
       }
-      for (const k of [APPLIED, CONF, SHARD, UNLOGGED, INSTALLED]) this.meta.removeSync([group, k]);
+      for (const k of [APPLIED, CONF, SHARD, UNLOGGED, INSTALLED, FILLING]) this.meta.removeSync([group, k]);
       fill();
     });
     await this.root.flushed;
@@ -482,6 +533,7 @@ export function stageChanges(staged: Map<number, Staged>, changes: readonly Grou
     if (c.confState !== undefined) st.confState = c.confState;
     if (c.shard !== undefined) st.shard = c.shard;
     if (c.unlogged !== undefined) st.unlogged = c.unlogged;
+    if (c.fillFrom !== undefined) st.fillFrom = c.fillFrom;
     for (const key of c.deletes ?? []) st.records.set(key, null);
     for (const [key, value] of c.puts ?? []) {
       // null is a staged delete: a put of it would read back as a delete from memory and as null from LMDB.

@@ -18,7 +18,7 @@
  */
 import type { NodeStateStore, NodeWal } from "../../node/host.js";
 import type { ConfState } from "../../raft/index.js";
-import { type GroupChanges, type InstalledPoint, type RecordKey, type ShardState, type Staged, encodeSnapshot, readFrames, stageChanges } from "../../storage/state-store.js";
+import { type GroupChanges, type InstalledPoint, type RecordKey, type ShardState, type SnapshotKeep, type Staged, encodeSnapshot, readFrames, stageChanges } from "../../storage/state-store.js";
 import { type WalRecord, decodeRecord, encodeRecord } from "../../storage/wal-record.js";
 import { type GroupLog, replay } from "../../storage/wal.js";
 import { WalLedger } from "../../storage/wal-ledger.js";
@@ -226,6 +226,8 @@ class SimStateStore implements NodeStateStore {
       if (st.confState !== undefined) c.confState = structuredClone(st.confState);
       if (st.shard !== undefined) c.shard = structuredClone(st.shard);
       if (st.unlogged !== undefined) c.unlogged = st.unlogged;
+      if (st.fillFrom === null) delete c.fillFrom;
+      else if (st.fillFrom !== undefined) c.fillFrom = st.fillFrom;
     }
     this.staged = new Map();
     return true;
@@ -268,6 +270,17 @@ class SimStateStore implements NodeStateStore {
     return out;
   }
 
+  /** As the real store: a part of a walk in key order over what is committed, picked. The cursor is the last key walked. */
+  packedPart(group: number, pick: (key: RecordKey) => boolean, cursor: unknown, keysMax: number): { entries: [RecordKey, Uint8Array][]; cursor: unknown } {
+    this.check();
+    assert(keysMax >= 1, "a walk's part holds at least one key");
+    const keys = [...(this.disk.committed.get(group)?.records.keys() ?? [])].filter((k) => cursor === undefined || k > (cursor as string)).sort();
+    const walked = keys.slice(0, keysMax);
+    const entries: [RecordKey, Uint8Array][] = [];
+    for (const key of walked) if (pick(key)) entries.push([key, this.disk.committed.get(group)!.records.get(key)!]);
+    return { entries, cursor: walked.length < keysMax ? undefined : walked[walked.length - 1] };
+  }
+
   applied(group: number): number {
     return this.staged.get(group)?.appliedIndex ?? this.disk.committed.get(group)?.appliedIndex ?? 0;
   }
@@ -286,6 +299,12 @@ class SimStateStore implements NodeStateStore {
     return this.disk.committed.get(group)?.unlogged === true;
   }
 
+  fillingFrom(group: number): number | undefined {
+    const st = this.staged.get(group);
+    if (st?.fillFrom !== undefined) return st.fillFrom ?? undefined;
+    return this.disk.committed.get(group)?.fillFrom ?? undefined;
+  }
+
   installed(group: number): InstalledPoint | undefined {
     const point = this.disk.committed.get(group)?.installed;
     return point === undefined ? undefined : { ...point };
@@ -297,10 +316,11 @@ class SimStateStore implements NodeStateStore {
   }
 
   /** As the real store: the group as of its last commit (the log keeps what follows). */
-  snapshot(group: number): { appliedIndex: number; data: Uint8Array; confState: ConfState | undefined } {
+  snapshot(group: number, keepOf?: SnapshotKeep): { appliedIndex: number; data: Uint8Array; confState: ConfState | undefined } {
     this.check();
     const c = this.disk.committed.get(group);
-    const pairs = [...(c?.records ?? [])].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    const keep = keepOf?.(c?.shard);
+    const pairs = [...(c?.records ?? [])].filter(([key]) => keep === undefined || keep(key)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([key, packed]) => [key, unpack(packed as Uint8Array)] as [RecordKey, unknown]);
     return { appliedIndex: c?.appliedIndex ?? 0, data: encodeSnapshot(c?.appliedIndex ?? 0, pairs, 1024, c?.shard), confState: c?.confState };
   }

@@ -19,6 +19,8 @@ import type { SimScheduler } from "./scheduler.js";
 
 /** Applied entries after which a simulated node compacts a group's log. */
 const SIM_COMPACT_AFTER_ENTRIES = 50;
+/** Keys a split's fill walks a turn in a simulated node: few, so that fills span many turns (and, not eager, simulated time). */
+const SIM_SPLIT_FILL_KEYS_PER_TURN = 1;
 
 /** A node's address in the world: the network routes by node id, the port only names it. */
 export function simAddress(id: number): PeerAddress {
@@ -82,7 +84,7 @@ export class WorldNode {
       id: this.id, dataDir: `/sim/node${this.id}`, listen: simAddress(this.id), peers, shards: o.shards, mutations: o.mutations,
       // Logs compact often (production: every 10,000 entries), so that runs of seconds send snapshots to
       // lagging replicas and delete WAL segments.
-      compactAfterEntries: SIM_COMPACT_AFTER_ENTRIES,
+      compactAfterEntries: SIM_COMPACT_AFTER_ENTRIES, splitFillKeysPerTurn: SIM_SPLIT_FILL_KEYS_PER_TURN, splitFillTurnsEager: false,
       ...(joined ? { join: true } : {}),
     }, host);
     if (this.incarnation !== incarnation || !this.up) return; // crashed while opening

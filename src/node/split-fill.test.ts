@@ -1,0 +1,41 @@
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { hashOf } from "../meta/ranges.js";
+import { openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
+
+after(stopLeftovers);
+
+test("a split's records move to the child a part a turn: meanwhile the parent shows only its own and the child is not hosted; a stop midway finishes the move on the next start", async () => {
+  // Not eager, 10 keys a turn, one node: the fill moves a part a tick (20 ms), ~30 parts for 300 records.
+  const c = await startCluster(1, 1, { splitFillKeysPerTurn: 10, splitFillTurnsEager: false });
+  await waitForLeaders(c);
+  const ids = Array.from({ length: 300 }, (_, i) => `r${i}`);
+  for (const id of ids) await put(c, id, { id });
+  const at = 2 ** 31;
+  const upper = ids.filter((id) => hashOf(id) >= at).sort();
+  const lower = ids.filter((id) => hashOf(id) < at).sort();
+  assert.ok(upper.length > 100 && lower.length > 100);
+  const node = c.nodes.get(1)!;
+  const r = await node.propose(1, { op: "split", at, child: 9 });
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.ok(node.fillsFrom(1), "the split applied, its child's records not moved yet");
+  assert.equal(node.hosts(9), false, "the child is not hosted before its records are there");
+  const keys = (group: number) => node.scan(group, 1000).map(([k]) => k);
+  assert.deepEqual(keys(1), lower, "the parent's scan shows its own records only, though its child's are still stored under it");
+  assert.deepEqual(node.scan(1, 7, lower[2]).map(([k]) => k), lower.slice(3, 10), "pages too, whatever lies between");
+  assert.deepEqual(node.replicaState(1)!.contents.map(([k]) => k), lower, "and so does what checkers compare");
+  await waitFor("a few parts moved", () => node.counters.splitFillParts >= 5, 10_000);
+  assert.ok(node.fillsFrom(1), `stopped midway (${node.counters.splitFillKeysMoved} of ${upper.length} moved)`);
+  await stopAll(c);
+
+  const back = await openNode(c, 1);
+  assert.equal(back.fillsFrom(1), false, "finished on open");
+  assert.ok(back.hosts(9), "and the child landed");
+  await waitFor("a leader of shard 9", () => back.leaderOf(9) === 1, 10_000);
+  assert.deepEqual(back.scan(9, 1000).map(([k]) => k), upper, "the child holds exactly the upper part, each record once");
+  assert.deepEqual(back.scan(1, 1000).map(([k]) => k), lower, "the parent exactly the lower part");
+  const id = upper[0]!;
+  assert.deepEqual((await back.read(9, id, "linearizable"))?.payload, { id });
+  assert.equal((await back.propose(9, { op: "put", key: id, payload: "after" })).ok, true, "the child takes writes");
+  await stopAll(c);
+});
