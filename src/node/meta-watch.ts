@@ -7,7 +7,7 @@ import { DEFAULT_COLLECTION, type MetaState, collectionPartitioning } from "../m
 import { RouteTable } from "../meta/ranges.js";
 import { CollectionNotFoundError, OverloadedError, shardOf } from "./group.js";
 import { type Logger } from "../util/logger.js";
-import { type Clock, systemClock } from "../util/clock.js";
+import type { Clock } from "../util/clock.js";
 
 /** Bound on the watch streams of metadata changes (API clients). */
 const MAX_META_WATCHERS = 256;
@@ -22,8 +22,10 @@ export class MetaWatch {
   constructor(
     private readonly meta: () => Readonly<MetaState>,
     private readonly initialShards: number,
+    // The node's clock, never the system's: in the node world a wait on the real clock kept the
+    // process alive after a run and let real time into a simulated one.
+    private readonly clock: Clock,
     private readonly logger?: Logger,
-    private readonly clock: Clock = systemClock,
   ) {}
 
   /**

@@ -274,7 +274,7 @@ export abstract class NodeState {
     this.wal = wal;
     this.store = store;
     this.transport = transport;
-    this.metaWatch = new MetaWatch(() => this.meta, cfg.shards, cfg.logger);
+    this.metaWatch = new MetaWatch(() => this.meta, cfg.shards, this.clock, cfg.logger);
   }
 
   /** Hosts a group from its recovered (or empty) log; `confState` is used when nothing records one. */
