@@ -111,6 +111,8 @@ export abstract class NodeApply extends NodeLiveness {
    */
   protected async fillSplitChildren(): Promise<void> {
     if (this.fills.size === 0) return;
+    // Not eager (the node world): a part on turns that count a tick, so that a fill spans simulated time.
+    if (!this.cfg.splitFillTurnsEager && this.pendingTicks === 0) return;
     const fresh = [...this.fills.values()].filter((f) => !f.started);
     if (fresh.length > 0) {
       await this.store.flushed();

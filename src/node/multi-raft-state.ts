@@ -73,11 +73,11 @@ export interface NodeConfig {
   join?: boolean;
   /** Deliberate bugs, for the node-world simulator only (see mutations.ts). */
   mutations?: NodeMutations;
-  /** Keys of a split's parent walked in one turn while its child is filled (split-fill.ts; default 2048). */
+  /** Keys of a split's parent walked in one turn while its child is filled (split-fill.ts; default 1024). */
   splitFillKeysPerTurn?: number;
   /**
-   * Whether a pending split fill asks for the next turn at once (default), or waits for the turns that
-   * ticks and messages bring: the node-world simulator's nodes wait, so that their fills span simulated
+   * Whether a pending split fill asks for the next turn at once (default), or moves a part only on the
+   * turns that count a tick: the node-world simulator's nodes wait, so that their fills span simulated
    * time and crashes, drops and snapshot installs fall in the middle of them.
    */
   splitFillTurnsEager?: boolean;
