@@ -1,5 +1,6 @@
 import { after, test } from "node:test";
-import { StateStore, encodeSnapshot } from "../storage/state-store.js";
+import { StateStore } from "../storage/state-store.js";
+import { encodeSnapshot } from "../storage/snapshot-frames.js";
 import { SPLIT_LOG_INDEX } from "./shard-apply.js";
 import assert from "node:assert/strict";
 import { ConfChangeType, Role } from "../raft/index.js";

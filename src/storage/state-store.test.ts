@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 import { Rng } from "../util/rng.js";
 import { tempDir } from "../util/temp-dir.js";
 import { open } from "lmdb";
-import { StateStore, readFrames } from "./state-store.js";
+import { StateStore } from "./state-store.js";
+import { readFrames } from "./snapshot-frames.js";
 
 const tmp = () => tempDir("shoal-state-");
 

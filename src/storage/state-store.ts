@@ -23,7 +23,7 @@
  * (~3 us per change, three changes per keyed write), a stall every request in flight waited out.
  */
 import { type Database, type DatabaseOptions, type RootDatabase, open } from "lmdb";
-import { pack, unpack } from "msgpackr";
+import { encodeSnapshot, readFrames } from "./snapshot-frames.js";
 import { assert } from "../util/assert.js";
 import type { ConfState } from "../raft/index.js";
 
@@ -547,59 +547,4 @@ export function stageChanges(staged: Map<number, Staged>, changes: readonly Grou
     count += (c.deletes?.length ?? 0) + (c.puts?.length ?? 0) + (c.packedPuts?.length ?? 0) + 1;
   }
   return count;
-}
-
-/** Encodes records as snapshot frames of at most `frameRecords` records each; the first also carries the shard's state. */
-export function encodeSnapshot(appliedIndex: number, pairs: Iterable<[RecordKey, unknown]>, frameRecords = 1024, shard?: ShardState): Uint8Array {
-  const frames: Uint8Array[] = [];
-  let batch: [RecordKey, unknown][] = [];
-  const flush = () => {
-    frames.push(frame(pack(frames.length === 0 && shard !== undefined ? [appliedIndex, batch, shard] : [appliedIndex, batch]) as Uint8Array));
-    batch = [];
-  };
-  for (const p of pairs) {
-    batch.push(p);
-    if (batch.length >= frameRecords) flush();
-  }
-  if (batch.length > 0 || frames.length === 0) flush();
-  return concat(frames);
-}
-
-function frame(payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + payload.byteLength);
-  new DataView(out.buffer).setUint32(0, payload.byteLength, true);
-  out.set(payload, 4);
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
-export class SnapshotFormatError extends Error {
-  override name = "SnapshotFormatError";
-}
-
-export function readFrames(data: Uint8Array): [number, [RecordKey, unknown][], ShardState?][] {
-  const frames: [number, [RecordKey, unknown][], ShardState?][] = [];
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  let at = 0;
-  while (at < data.byteLength) {
-    if (at + 4 > data.byteLength) throw new SnapshotFormatError(`truncated frame header at byte ${at}`);
-    const len = view.getUint32(at, true);
-    if (at + 4 + len > data.byteLength) throw new SnapshotFormatError(`truncated frame at byte ${at}`);
-    const decoded = unpack(data.subarray(at + 4, at + 4 + len)) as [number, [RecordKey, unknown][], ShardState?];
-    if (!Array.isArray(decoded) || !Array.isArray(decoded[1])) throw new SnapshotFormatError(`malformed frame at byte ${at}`);
-    frames.push(decoded);
-    at += 4 + len;
-  }
-  return frames;
 }

@@ -18,7 +18,8 @@
  */
 import type { NodeStateStore, NodeWal } from "../../node/host.js";
 import type { ConfState } from "../../raft/index.js";
-import { type GroupChanges, type InstalledPoint, type RecordKey, type ShardState, type SnapshotKeep, type Staged, encodeSnapshot, readFrames, stageChanges } from "../../storage/state-store.js";
+import { type GroupChanges, type InstalledPoint, type RecordKey, type ShardState, type SnapshotKeep, type Staged, stageChanges } from "../../storage/state-store.js";
+import { encodeSnapshot, readFrames } from "../../storage/snapshot-frames.js";
 import { type WalRecord, decodeRecord, encodeRecord } from "../../storage/wal-record.js";
 import { type GroupLog, replay } from "../../storage/wal.js";
 import { WalLedger } from "../../storage/wal-ledger.js";

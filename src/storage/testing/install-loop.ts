@@ -3,7 +3,8 @@
  * (version v: RECORDS records all holding v, applied index v), printing "installed v" after each.
  * The crash test kills it with SIGKILL mid-install.
  */
-import { StateStore, encodeSnapshot } from "../state-store.js";
+import { StateStore } from "../state-store.js";
+import { encodeSnapshot } from "../snapshot-frames.js";
 
 export const RECORDS = 3000;
 const store = StateStore.open({ path: process.argv[2]!, snapshotFrameRecords: 256 });
