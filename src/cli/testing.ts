@@ -25,13 +25,17 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-/** The first of n consecutive free ports (`shoal demo` numbers its nodes' ports from a base). */
+/**
+ * The first of n consecutive free ports (`shoal demo` numbers its nodes' ports from a base), below
+ * Linux's ephemeral range (32768 on): a run in it was free when checked, then taken by another test's
+ * outgoing connection before the demo listened (EADDRINUSE in a clean-clone run).
+ */
 export async function freePortRun(n: number): Promise<number> {
+  const [low, high] = [20_000, 32_768];
   for (let attempt = 0; attempt < 50; attempt++) {
-    const [base] = await freePorts(1);
-    if (base! + n > 65536) continue;
-    const free = await Promise.all(Array.from({ length: n }, (_, i) => bindable(base! + i)));
-    if (free.every((f) => f)) return base!;
+    const base = low + Math.floor(Math.random() * (high - low - n));
+    const free = await Promise.all(Array.from({ length: n }, (_, i) => bindable(base + i)));
+    if (free.every((f) => f)) return base;
   }
   throw new Error(`no run of ${n} free ports found`);
 }
