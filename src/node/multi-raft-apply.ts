@@ -16,7 +16,7 @@ import { ConfChangeRefusedError, type Group, META_GROUP, NotHostedError, WrongSh
 
 import { bornWithVoters, hostingChanges } from "./hosting.js";
 import { type ShardReader, SPLIT_LOG_INDEX, SPLIT_LOG_TERM, applyShardEntries, versionAt } from "./shard-apply.js";
-import { type SplitFill, fillPart } from "./split-fill.js";
+import { type SplitFill, fillPart, newFill } from "./split-fill.js";
 import { owns } from "../meta/ranges.js";
 import type { ShardRecord } from "../meta/state.js";
 
@@ -149,7 +149,7 @@ export abstract class NodeApply extends NodeLiveness {
       assert(this.store.applied(parent) > 0, () => `split child ${child}: its parent ${parent} has no state here`);
       const range = this.store.shardState(child)?.range;
       assert(range !== undefined, () => `split child ${child} has no range`);
-      this.fills.set(child, { child, parent, range, remembered: null, cursor: undefined, started: false, keysMoved: 0, parts: 0, startedAtMs: this.clock.nowMs() });
+      this.fills.set(child, newFill(child, parent, range, null, this.clock.nowMs()));
       await this.finishFillsFrom(parent);
     }
     this.splitsToLand = this.splitsToLand.filter((s) => !children.includes(s.child));
@@ -298,7 +298,7 @@ export abstract class NodeApply extends NodeLiveness {
       g.shard = applied.shard;
       for (const { child, range, remembered } of applied.children) {
         if (applied.filled.includes(child)) this.splitsToLand.push({ child, parent: g.id, remembered });
-        else this.fills.set(child, { child, parent: g.id, range, remembered, cursor: undefined, started: false, keysMoved: 0, parts: 0, startedAtMs: this.clock.nowMs() });
+        else this.fills.set(child, newFill(child, g.id, range, remembered, this.clock.nowMs()));
       }
       // Fills an absorb finished (shard-apply.ts finishFills): the children are landed as they are.
       for (const child of applied.filled) {

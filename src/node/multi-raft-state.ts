@@ -143,14 +143,14 @@ export const decoder = new TextDecoder();
 /** The node's configuration with its defaults filled in (see MultiRaftNode.open). */
 export type NodeSettings = Required<Omit<NodeConfig, "logger" | "testFaults" | "join" | "mutations">> & Pick<NodeConfig, "logger" | "testFaults" | "join" | "mutations">;
 
+/** Stored entries read a page at a time by scanOwned while a split's child is filled. */
+const SCAN_OWNED_PAGE_MIN = 256;
+
 /**
  * A shard's snapshot carries the keys of the range stored with them, always: a split parent's stored
  * keys include its child's until they are moved (split-fill.ts), and the stored state may trail the
  * replica's (a split or an absorb since), so neither the current range nor pending fills can say.
  */
-/** Stored entries read a page at a time by scanOwned while a split's child is filled. */
-const SCAN_OWNED_PAGE_MIN = 256;
-
 const KEEP_OWN_KEYS: SnapshotKeep = (shard) => (shard === undefined ? undefined : ownedBy(shard.range));
 
 export abstract class NodeState {
@@ -370,14 +370,10 @@ export abstract class NodeState {
    * are still being filled from it) a test by its range. For whatever walks a group's keys.
    */
   protected ownedKeys(group: number): ((key: string) => boolean) | undefined {
-    if (this.fills.size === 0) return undefined;
-    for (const f of this.fills.values()) {
-      if (f.parent !== group) continue;
-      const g = this.groups.get(group);
-      assert(g !== undefined && g.kind === "shard", () => `split parent ${group} of filling child ${f.child} is not hosted`);
-      return ownedBy(g.shard.range);
-    }
-    return undefined;
+    if (!this.fillsFrom(group)) return undefined;
+    const g = this.groups.get(group);
+    assert(g !== undefined && g.kind === "shard", () => `split parent ${group} of a filling child is not hosted`);
+    return ownedBy(g.shard.range);
   }
 
   /**

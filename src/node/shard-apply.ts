@@ -27,7 +27,7 @@
  * after i never write there, so what the fill moves is the state as of i.
  */
 import { assert } from "../util/assert.js";
-import { comparePositions, cutRange, describeRange, owns, partitioningOf, positionOf } from "../meta/ranges.js";
+import { cutRange, describeRange, owns } from "../meta/ranges.js";
 import type { ConfState, Entry } from "../raft/index.js";
 import { EntryType } from "../raft/index.js";
 import type { GroupChanges, ShardState } from "../storage/state-store.js";
@@ -69,10 +69,6 @@ export interface AppliedEntries {
   commands: number;
 }
 
-/**
- * Applies `entries` of shard `group`. `applyConf` applies a configuration change entry and returns the
- * configuration after it.
- */
 /** Whether a stored key (a record, or a remembered outcome: by its record's id) belongs in `range`. */
 export function ownedBy(range: ShardState["range"]): (key: string) => boolean {
   return (key) => owns(range, ownerOf(key));
@@ -83,6 +79,10 @@ export function versionAt(shard: ShardState, index: number): number {
   return (shard.versionBase ?? 0) + index;
 }
 
+/**
+ * Applies `entries` of shard `group`. `applyConf` applies a configuration change entry and returns the
+ * configuration after it.
+ */
 export function applyShardEntries(group: number, entries: readonly Entry[], before: ShardState, reader: ShardReader,
   applyConf: (data: Uint8Array) => ConfState, conf: () => ConfState, mutations: NodeMutations = NO_MUTATIONS): AppliedEntries {
   const overlay = new Map<string, unknown>();
@@ -126,9 +126,7 @@ export function applyShardEntries(group: number, entries: readonly Entry[], befo
       // goes), but not here: they stay stored under this shard, outside its range now, until the host
       // moves them in bounded parts (split-fill.ts). Only the queue of outcomes is split at once, so
       // that this shard no longer forgets what the child remembers.
-      const partitioning = partitioningOf(out.shard.range);
-      const movesAway = (recordId: string) => comparePositions(positionOf(partitioning, recordId), cmd.at) >= 0;
-      const remembered = reader.remembered().split(movesAway);
+      const remembered = reader.remembered().split((recordId) => owns(r.upper, recordId));
       const split = { child: cmd.child, at: cmd.at, end: out.shard.range.end, index: e.index };
       out.shard = { ...out.shard, range: r.lower, splits: [...out.shard.splits, split].slice(-SPLITS_KEPT) };
       shardChanged = true;

@@ -46,6 +46,11 @@ export interface SplitFill {
   startedAtMs: number;
 }
 
+/** A fill of `child` from `parent` not started yet. */
+export function newFill(child: number, parent: number, range: ShardRange, remembered: RememberedQueue | null, nowMs: number): SplitFill {
+  return { child, parent, range, remembered, cursor: undefined, started: false, keysMoved: 0, parts: 0, startedAtMs: nowMs };
+}
+
 /**
  * Moves one part of `fill`: of the parent's next `keysMax` stored keys, those of the child's range.
  * Returns the changes to stage (the child's puts and the parent's deletes together; once the walk is
