@@ -68,6 +68,8 @@ test("the metadata state survives a restart, and a node that missed it catches u
   const ms = agents(c);
   await waitFor("the default collection recorded everywhere", () => [...c.nodes.values()].every((n) => n.metaState().collections.has("default")), 15_000);
   for (const m of ms) m.stop();
+  // What the agents proposed last (node 3's promotion) may be applied on one node and not yet on another.
+  await waitFor("every node applied the same metadata", () => new Set([...c.nodes.values()].map(described)).size === 1);
   const before = described(c.nodes.get(1)!);
   // Node 3 stops; the others write enough metadata to compact past what it has.
   const lastBefore = c.nodes.get(3)!.metaStatus().lastIndex;
