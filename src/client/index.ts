@@ -51,8 +51,11 @@ export interface ShoalClientOptions {
    */
   routing?: boolean;
   /**
-   * Requests routed to one node at once, at most (default 16): beyond, they go through the endpoints in
-   * turn, which forward them, so that under load one leader does not parse every request alone.
+   * Requests routed to one node at once, at most (default: socketsPerEndpointMax, as many as the client
+   * keeps connections to it): beyond, they go through the endpoints in turn, which forward them, rather
+   * than wait for one of that node's connections. A lower bound spreads the parsing of requests off a
+   * hot shard's leader, at the cost of a hop for each request spread (bench:client, docs/benchmarks.md
+   * "2026-12-06 (fourth)": on 2 cores, 16 gave 16 % fewer puts a second than sending all 256 direct).
    */
   directInFlightMax?: number;
   /** The shard map is read again in the background once older than this (default 5,000 ms). */
@@ -75,9 +78,10 @@ export class ShoalClient {
     if (opts.pipelineDepth !== undefined && (!Number.isSafeInteger(opts.pipelineDepth) || opts.pipelineDepth < 1)) {
       throw new RangeError(`pipelineDepth must be a whole number of at least 1 (1: no pipelining), not ${opts.pipelineDepth}`);
     }
+    const socketsPerEndpointMax = opts.socketsPerEndpointMax ?? 64;
     this.t = new Transport({
       endpoints: opts.endpoints, timeoutMs: opts.timeoutMs ?? 10_000, attemptsMax: opts.attemptsMax ?? 5,
-      backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax: opts.socketsPerEndpointMax ?? 64, pipelineDepthMax: opts.pipelineDepth ?? 8, directInFlightMax: opts.directInFlightMax ?? 16,
+      backoffMsMax: opts.backoffMsMax ?? 2_000, socketsPerEndpointMax, pipelineDepthMax: opts.pipelineDepth ?? 8, directInFlightMax: opts.directInFlightMax ?? socketsPerEndpointMax,
     }, opts.sessionToken);
     this.consistency = opts.consistency;
     const protocol = new URL(opts.endpoints[0]!).protocol === "https:" ? "https:" : "http:";

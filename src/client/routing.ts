@@ -60,9 +60,12 @@ export class ShardRouter {
 
   /** A gateway forwarded a write to the shard's leader (`shard:node`): the next goes there directly. */
   private learn(hint: string): void {
-    const [shard, node] = hint.split(":").map(Number);
-    const at = node === undefined ? undefined : this.http.get(node);
-    if (shard !== undefined && Number.isSafeInteger(shard) && at !== undefined) this.leaders.set(shard, at);
+    // Every forwarded write's answer carries one: parsed without the arrays a split would make.
+    const colon = hint.indexOf(":");
+    if (colon <= 0) return;
+    const shard = Number(hint.slice(0, colon));
+    const at = this.http.get(Number(hint.slice(colon + 1)));
+    if (Number.isSafeInteger(shard) && at !== undefined) this.leaders.set(shard, at);
   }
 
   /** The shard the client's map puts `id` of `collection` in, or null when it does not say. */

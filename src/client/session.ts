@@ -26,11 +26,16 @@ export class SessionTokens {
   /** Takes the pairs of an answer's header (or of a saved token); a malformed pair is skipped. */
   merge(header: string | undefined): void {
     if (header === undefined || header === "") return;
-    for (const pair of header.split(",")) {
-      const colon = pair.indexOf(":");
-      const shard = Number(pair.slice(0, colon));
-      const version = Number(pair.slice(colon + 1));
-      if (colon <= 0 || !Number.isSafeInteger(shard) || !Number.isSafeInteger(version) || shard < 0 || version < 0) continue;
+    // Every answer carries one (most: one pair): walked in place, without the arrays a split would make.
+    for (let from = 0; from < header.length;) {
+      const comma = header.indexOf(",", from);
+      const end = comma === -1 ? header.length : comma;
+      const colon = header.indexOf(":", from);
+      // A pair without a colon, or with nothing before it, is malformed (Number("") would read 0).
+      const shard = colon <= from || colon >= end ? NaN : Number(header.slice(from, colon));
+      const version = Number(header.slice(colon + 1, end));
+      from = end + 1;
+      if (!Number.isSafeInteger(shard) || !Number.isSafeInteger(version) || shard < 0 || version < 0) continue;
       const held = this.versions.get(shard);
       if (held !== undefined && held >= version) continue;
       this.versions.delete(shard);
