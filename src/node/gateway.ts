@@ -32,8 +32,7 @@ import { type ApplyResult, type MetaCommand, currentSettings } from "../meta/sta
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 import { type PutManyOutcome, writeMany } from "./batch-write.js";
 import { assert } from "../util/assert.js";
-import { createHash } from "node:crypto";
-import { pack } from "msgpackr";
+import { writeFingerprint } from "./idempotency.js";
 import type { ConfChangeSingle } from "../raft/index.js";
 import type { JoinRequest, JoinResponse } from "./membership.js";
 import type { Step } from "../placement/types.js";
@@ -266,9 +265,8 @@ export class Gateway {
     if (opts.expiresAtMs !== undefined && cmd.op === "put") cmd.expiresAtMs = opts.expiresAtMs;
     if (opts.idempotencyKey !== undefined) {
       const settings = currentSettings(this.node.metaState()).placement;
-      const digest = createHash("sha256").update(pack([cmd.op, cmd.op === "put" ? cmd.payload : null, cmd.ifVersion ?? null, cmd.op === "put" ? cmd.vector ?? null : null]) as Uint8Array);
       cmd.idem = {
-        key: opts.idempotencyKey, fingerprint: digest.digest("base64url").slice(0, 22), atMs: this.clock.wallMs(),
+        key: opts.idempotencyKey, fingerprint: writeFingerprint(cmd), atMs: this.clock.wallMs(),
         ttlMs: settings.idempotencyKeyTtlMs ?? DEFAULT_PLACEMENT.idempotencyKeyTtlMs,
         keysMax: settings.idempotencyKeysPerShardMax ?? DEFAULT_PLACEMENT.idempotencyKeysPerShardMax,
       };
