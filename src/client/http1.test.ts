@@ -279,3 +279,26 @@ test("a time-out, or a node closing after an answer, fails every read pipelined 
     s.server.close();
   }
 });
+
+test("a pipelined read answered after the time limit of the read before it, but within its own, is answered, on the same connection", async () => {
+  // The connection's one timer follows its oldest request: once that one is answered, the timer's firing
+  // at its limit must move on to the next read's limit, not end the connection.
+  const s = await rawServer((req, socket) => {
+    const path = pathOf(req);
+    const delayMs = path === "/first" ? 50 : path === "/second" ? 900 : 0;
+    setTimeout(() => socket.write(ok(JSON.stringify({ path }))), delayMs);
+  });
+  const pool = new Http1Pool(1, 8, () => 1000);
+  try {
+    await pool.request(s.base, "GET", "/open", {}, undefined, 2000); // so that the two reads go out together on it
+    const first = pool.request(s.base, "GET", "/first", {}, undefined, 500);
+    const second = pool.request(s.base, "GET", "/second", {}, undefined, 3000);
+    assert.equal(JSON.parse((await first).body.toString()).path, "/first");
+    assert.equal(JSON.parse((await second).body.toString()).path, "/second", "answered 400 ms after the first read's limit, within its own");
+    assert.equal((await pool.request(s.base, "GET", "/third", {}, undefined, 2000)).status, 200);
+    assert.equal(s.connections(), 1, "one connection carried all four");
+  } finally {
+    pool.close();
+    s.server.close();
+  }
+});
