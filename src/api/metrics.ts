@@ -130,6 +130,8 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
     ["shoal_raft_leader_transfers_started_total", "leadership hand-overs started by this node (placement operators, drains)", "leaderTransfersStarted"],
     ["shoal_raft_snapshots_installed_total", "snapshots installed on this node's replicas", "snapshotsInstalled"],
     ["shoal_raft_snapshot_installed_bytes_total", "bytes of the snapshots installed on this node's replicas", "snapshotBytesInstalled"],
+    ["shoal_gateway_leader_return_waits_total", "requests a gateway here sent again after the shard's leader fell silent, waiting for the next leader or for that one to be heard again", "leaderReturnWaits"],
+    ["shoal_gateway_leader_returns_total", "of those, requests sent again to the same leader, heard again while it still led (a stall of its node, a link broken for a while)", "leaderReturns"],
     ["shoal_split_fill_parts_total", "parts of a split's move of records from the parent to the child, one a loop turn (each walks a bounded number of keys)", "splitFillParts"],
     ["shoal_split_fill_keys_moved_total", "records and remembered outcomes moved from split parents to their children", "splitFillKeysMoved"],
     ["shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", "groupTicks"],

@@ -180,3 +180,28 @@ test("the leader's node stops: writes through a follower resume within about an 
   for (const name of errors.keys()) assert.ok(["LeaderUnreachableError", "NotLeaderError", "InterruptedError"].includes(name), name);
   await stopAll(c);
 });
+
+test("a keyed write in flight to a leader that falls silent here and is heard again, still leading, is sent to it again and answered", async (t) => {
+  // Not quiescent: the leader heartbeats the other follower all along, so no election follows the cut
+  // (a stall of the leader's node shorter than the followers' election timeouts looks the same here).
+  const { c, gateways } = await cluster({ testFaults: true, quiesceAfterTicks: 0 });
+  const leader = leaderOf(c, 1)!;
+  const cutOff = [...c.nodes.values()].find((n) => n !== leader)!;
+  const gw = gateways.get(cutOff.id)!;
+  assert.equal((await gw.put("k", 1)).ok, true);
+  cut(cutOff, [leader]);
+  const write = outcome(() => gw.put("k", 2, { idempotencyKey: "across-the-cut" }));
+  // The node finds the leader silent; a tick later at most it has told the gateway, which stopped waiting
+  // for the forwarded write's answer and waits for a leader: the next one, or that one heard again.
+  await waitFor("the leader to be silent here", async () => cutOff.peerLost(leader.id), RECOVERY_DEADLINE_MS);
+  const ticks = cutOff.counters.groupTicks;
+  await waitFor("two ticks more", async () => cutOff.counters.groupTicks >= ticks + 2, RECOVERY_DEADLINE_MS);
+  assert.equal(cutOff.counters.leaderReturnWaits, 1, "the gateway waits for a leader");
+  heal(c);
+  const o = await write;
+  assertAnswered(t, "keyed write across a brief cut", o, []);
+  assert.equal(leaderOf(c, 1), leader, "no other leader was elected");
+  assert.equal(cutOff.counters.leaderReturns, 1, "sent again to the leader once it was heard again");
+  assert.equal((await gw.get("k", "linearizable"))?.payload, 2);
+  await stopAll(c);
+});

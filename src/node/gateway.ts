@@ -366,7 +366,8 @@ export class Gateway {
    * other than the one that refused. A leader that shows no sign of life here (its connection broke, or
    * it fell silent for an election timeout) is not sent to, and a request it has is not waited for:
    * the gateway waits for the next leader, which a shard without its leader elects within about an
-   * election timeout. Bounded by attempts and by one request timeout overall.
+   * election timeout, or for that leader to show signs of life again while it still leads. Bounded by
+   * attempts and by one request timeout overall.
    */
   /** `via.node`, when given, is set to the node that carried the op out (this one, or where it was forwarded). */
   private async route(op: Op, via?: { node: NodeId }): Promise<unknown> {
@@ -391,7 +392,9 @@ export class Gateway {
       try {
         if (leader === 0) {
           leader = this.node.hosts(op.group)
-            ? await this.node.awaitLeader(op.group, refused, Math.max(1, lostDeadlineMs - this.clock.nowMs()))
+            // A leader that fell silent may come back still leading (its node stalled, a link broke for a
+            // while): then what it was sent goes to it again (only a repeatable op is still routed here).
+            ? await this.node.awaitLeader(op.group, refused, Math.max(1, lostDeadlineMs - this.clock.nowMs()), lost !== null && refused === lost.peer)
             : this.replicaOf(op.group, attempt);
         }
         if (leader === 0) throw new NotLeaderError(op.group, 0);

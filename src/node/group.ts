@@ -242,6 +242,11 @@ export interface LeaderWaiter extends Waiter<NodeId> {
   refused: NodeId;
   /** This node's term when the refusal came: `refused` leading in a later term is a new leadership. */
   refusedTerm: number;
+  /**
+   * `refused` fell silent rather than refused: it will do once it shows signs of life again while still
+   * leading here (its node stalled, or a link broke for a while, and no other leader was elected).
+   */
+  orBack: boolean;
 }
 
 /**

@@ -257,6 +257,31 @@ export abstract class NodeApply extends NodeLiveness {
     }
   }
 
+  /** Groups with a gateway waiting for a leader that fell silent to show signs of life again (awaitLeader orBack). */
+  protected readonly leadersAwaitedBack = new Set<Group>();
+
+  /**
+   * Once a tick: a leader that fell silent and is heard again while it still leads here answers the
+   * gateways waiting for it (what they sent it is repeatable: they send it again). No Ready need come of
+   * hearing it again, so this is not left to answerLeaderWaiters.
+   */
+  protected answerLeadersBack(): void {
+    for (const g of this.leadersAwaitedBack) {
+      const lead = g.raft.lead();
+      const back = (w: LeaderWaiter) => w.orBack && lead !== 0 && w.refused === lead && !this.peerLost(lead);
+      const waiting = g.leaderWaiters;
+      if (waiting.some(back)) {
+        g.leaderWaiters = waiting.filter((w) => !back(w));
+        for (const w of waiting) {
+          if (!back(w)) continue;
+          this.counters.leaderReturns++;
+          this.settle(w, lead);
+        }
+      }
+      if (!g.leaderWaiters.some((w) => w.orBack)) this.leadersAwaitedBack.delete(g);
+    }
+  }
+
   protected answerLeaderWaiters(readies: [Group, Ready][]): void {
     for (const [g] of readies) {
       // From the group's state, not only its soft-state changes: the same leader in a new term changes

@@ -260,6 +260,10 @@ export abstract class NodeState {
     /** Parts of split fills moved (split-fill.ts). */
     splitFillParts: 0,
     splitFillKeysMoved: 0,
+    /** Gateways here waiting for a leader that fell silent, or for the next one (awaitLeader orBack) ... */
+    leaderReturnWaits: 0,
+    /** ... of which that leader, heard again while it still led, answered. */
+    leaderReturns: 0,
   };
 
   protected constructor(cfg: NodeSettings, host: NodeHost, wal: NodeWal, store: NodeStateStore, transport: NodeTransport) {

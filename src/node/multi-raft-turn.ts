@@ -429,6 +429,7 @@ export abstract class NodeTurn extends NodeApply {
     if (ticks > 0) this.retrySuccessorCampaigns(ticks);
     if (ticks > 0) this.failWithoutQuorum(scanAll);
     if (ticks > 0) this.reportLostPeers();
+    if (ticks > 0 && this.leadersAwaitedBack.size > 0) this.answerLeadersBack();
   }
 
   /** Sends Raft messages; heartbeats are collected per peer into `beats` (see sendBeats). */

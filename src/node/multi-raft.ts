@@ -508,17 +508,19 @@ export class MultiRaftNode extends NodeTurn {
    * leader often wins again); rejects with NotLeaderError after `timeoutMs`. Lets a gateway ride out an
    * election or a leadership hand-over instead of failing the request; but no election can succeed
    * without a quorum, so it rejects with NoQuorumError as soon as none is reachable from here.
+   * `orBack`: `refused` fell silent (it did not refuse): it will do again once it shows signs of life
+   * while it still leads here (checked each tick: answerLeadersBack).
    */
-  awaitLeader(group: number, refused: NodeId, timeoutMs: number): Promise<NodeId> {
+  awaitLeader(group: number, refused: NodeId, timeoutMs: number, orBack = false): Promise<NodeId> {
     const g = this.group(group);
     this.checkAccepting();
     const noQuorum = this.noQuorumFor(g);
     if (noQuorum !== null) return Promise.reject(noQuorum);
     const lead = g.raft.lead();
-    if (lead !== 0 && lead !== refused) return Promise.resolve(lead);
+    if (lead !== 0 && (lead !== refused || (orBack && !this.peerLost(lead)))) return Promise.resolve(lead);
     return new Promise((resolve, reject) => {
       const w: LeaderWaiter = {
-        resolve, reject, refused, refusedTerm: g.raft.term(),
+        resolve, reject, refused, refusedTerm: g.raft.term(), orBack,
         timer: this.clock.setTimeout(() => {
           g.leaderWaiters = g.leaderWaiters.filter((x) => x !== w);
           this.released();
@@ -527,6 +529,10 @@ export class MultiRaftNode extends NodeTurn {
       };
       this.waiting++;
       g.leaderWaiters.push(w);
+      if (orBack) {
+        this.counters.leaderReturnWaits++;
+        this.leadersAwaitedBack.add(g);
+      }
     });
   }
 
