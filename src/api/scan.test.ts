@@ -227,7 +227,8 @@ test("a scan paged while shards split and merge through the API returns every re
       const widest = [...shards].sort((a, b) => (b.range[1] - b.range[0]) - (a.range[1] - a.range[0]))[0]!;
       const highest = [...shards].sort((a, b) => b.range[0] - a.range[0])[0]!;
       const split = page % 2 === 0 || shards.length <= 2;
-      const r = await admin().inject({ method: "POST", url: `/v1/cluster/shards/${split ? widest.shard : highest.shard}/${split ? "split" : "merge"}` });
+      // waitMs: an operator still running on the shard (the last page's) is waited for, not refused.
+      const r = await admin().inject({ method: "POST", url: `/v1/cluster/shards/${split ? widest.shard : highest.shard}/${split ? "split" : "merge"}?waitMs=5000` });
       if (r.statusCode === 200) done[split ? "splits" : "merges"]++;
     };
     for (const [round, limit] of [[0, 4], [1, 7]] as const) {
