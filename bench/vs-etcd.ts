@@ -6,7 +6,8 @@
  * Shoal fsyncs its WAL on a quorum before answering.
  *
  *   npm run bench:etcd [-- --seconds 10 --rounds 3 --warmup-seconds 15 --connections 1,256 --key-bytes 8
- *                         --value-bytes 256 --shards 1,6 --dir PATH --sdk --interleaved-puts 3000 --interleave-gap-ms 5]
+ *                         --value-bytes 256 --shards 1,6 --dir PATH --sdk --interleaved-puts 3000 --interleave-gap-ms 5
+ *                         --reshape]
  *
  * `--shards` lists the Shoal configurations to run (one cluster each, side by side). `--sdk` also drives
  * each through `shoal/client` (load.ts `--target shoal-sdk`: routed puts, each with an idempotency key). Prints one table of
@@ -15,6 +16,10 @@
  * Then, per Shoal configuration, `--interleaved-puts` single puts of each system taking turns put by
  * put, `--interleave-gap-ms` (5) apart (bench/interleave.ts): the one-connection p50s measured at the
  * same moments.
+ * Each Shoal cluster keeps its shard count for the whole run: the placement driver's splits of hot shards
+ * and merges of small ones are turned off (settings splitRequestRate and mergeBelowRecords 0), so that
+ * "1 shard" is one Raft group as etcd is, in every cell. `--reshape` leaves them on (before 2026-12-06 it
+ * was so: a 1-shard cluster under 256 connections was split in two during the warm-up).
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -41,6 +46,8 @@ const valueBytes = arg("value-bytes", "256");
 const shardCounts = arg("shards", "1,6").split(",").map(Number);
 // Also drive each Shoal cluster through `shoal/client` (its own rows, "… via SDK").
 const viaSdk = args.includes("--sdk");
+// Let the placement driver split and merge shards as it does by default (see the top).
+const reshape = args.includes("--reshape");
 // Single puts with the systems taking turns put by put (bench/interleave.ts), after the rounds: the
 // one-connection comparison without the drift between cells. 0: skipped.
 const interleavedPuts = Number(arg("interleaved-puts", "3000"));
@@ -124,6 +131,14 @@ async function startShoal(shards: number, k: number): Promise<Running> {
     for (const e of endpoints) if (!(await fetch(`${e}/readyz`)).ok) return false;
     return true;
   });
+  if (!reshape) {
+    const { version } = await (await fetch(`${endpoints[0]}/v1/cluster/config`)).json() as { version: number };
+    const r = await fetch(`${endpoints[0]}/v1/cluster/config`, {
+      method: "PUT", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ baseVersion: version, settings: { splitRequestRate: 0, mergeBelowRecords: 0 } }),
+    });
+    if (!r.ok) throw new Error(`${label}: could not turn automatic splits and merges off: HTTP ${r.status} ${await r.text()}`);
+  }
   return { label, target: "shoal", endpoints, stop: () => stop([demo]) };
 }
 
