@@ -32,7 +32,7 @@
  *   npm run bench:client [-- --seconds 5 --rounds 2 --concurrency 1,64 --shards 1 --value-bytes 256 --parts routing,levels[,search-levels]
  *                            --peer-delay-ms 0 --pipeline-depth 8 --vectors 20000 --dim 64]
  */
-import { ProcCluster, waitUntil } from "../src/chaos/cluster.js";
+import { ProcCluster, keepShardCount, waitUntil } from "../src/chaos/cluster.js";
 import { type ReadConsistency, ShoalClient } from "../src/client/index.js";
 import { availableParallelism } from "node:os";
 import { abandonOnExit, cpuSeconds, indexGauges, intArg, ledShards, percentile } from "./procs.js";
@@ -132,12 +132,7 @@ async function main(): Promise<void> {
     // The shards stay as they are for the whole run (no automatic split of a hot shard, nor merge of
     // small ones): a split under the load moved leaders onto the gateway's node, which then forwarded
     // fewer writes than the "gateway" rows say (a run on 2026-12-06).
-    const { version } = await (await fetch(`${url(1)}/v1/cluster/config`)).json() as { version: number };
-    const settings = await fetch(`${url(1)}/v1/cluster/config`, {
-      method: "PUT", headers: { "content-type": "application/json" },
-      body: JSON.stringify({ baseVersion: version, settings: { splitRequestRate: 0, mergeBelowRecords: 0 } }),
-    });
-    if (!settings.ok) throw new Error(`could not turn automatic splits and merges off: HTTP ${settings.status} ${await settings.text()}`);
+    await keepShardCount(url(1), "bench:client: the shard count kept");
     const leaders = new Set((await ledShards(c, "default")).map((s) => s.leader));
     const gateway = [1, 2, 3].find((id) => !leaders.has(id)) ?? 1;
     console.log(`leaders: nodes ${[...leaders].join(", ")}; the gateway path goes through node ${gateway}${leaders.has(gateway) ? " (it leads some shards: fewer requests forwarded)" : " (it leads none: every write is forwarded)"}`);

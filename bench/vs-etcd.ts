@@ -17,7 +17,7 @@
  * put, `--interleave-gap-ms` (5) apart (bench/interleave.ts): the one-connection p50s measured at the
  * same moments.
  * Each Shoal cluster keeps its shard count for the whole run: the placement driver's splits of hot shards
- * and merges of small ones are turned off (settings splitRequestRate and mergeBelowRecords 0), so that
+ * and merges are turned off (chaos/cluster.ts keepShardCount), so that
  * "1 shard" is one Raft group as etcd is, in every cell. `--reshape` leaves them on (before 2026-12-06 it
  * was so: a 1-shard cluster under 256 connections was split in two during the warm-up).
  */
@@ -26,6 +26,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { keepShardCount } from "../src/chaos/cluster.js";
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -131,14 +132,7 @@ async function startShoal(shards: number, k: number): Promise<Running> {
     for (const e of endpoints) if (!(await fetch(`${e}/readyz`)).ok) return false;
     return true;
   });
-  if (!reshape) {
-    const { version } = await (await fetch(`${endpoints[0]}/v1/cluster/config`)).json() as { version: number };
-    const r = await fetch(`${endpoints[0]}/v1/cluster/config`, {
-      method: "PUT", headers: { "content-type": "application/json" },
-      body: JSON.stringify({ baseVersion: version, settings: { splitRequestRate: 0, mergeBelowRecords: 0 } }),
-    });
-    if (!r.ok) throw new Error(`${label}: could not turn automatic splits and merges off: HTTP ${r.status} ${await r.text()}`);
-  }
+  if (!reshape) await keepShardCount(endpoints[0]!, `bench:etcd: ${label} kept`);
   return { label, target: "shoal", endpoints, stop: () => stop([demo]) };
 }
 

@@ -25,6 +25,22 @@ export async function waitUntil(what: string, cond: () => boolean | Promise<bool
 }
 
 /**
+ * Turns the placement driver's automatic splits and merges off (by load, by size, of small shards)
+ * through the node at `endpoint`, so that the shard map changes only when asked: a run whose shard
+ * count must not depend on load and timing (chaos runs, benchmarks). `note` says who asked.
+ */
+export async function keepShardCount(endpoint: string, note: string): Promise<void> {
+  const cfg = await fetch(`${endpoint}/v1/cluster/config`, { signal: AbortSignal.timeout(CONTROL_TIMEOUT_MS) });
+  if (!cfg.ok) throw new Error(`settings unreadable at ${endpoint}: HTTP ${cfg.status} ${await cfg.text()}`);
+  const { version } = await cfg.json() as { version: number };
+  const put = await fetch(`${endpoint}/v1/cluster/config`, {
+    method: "PUT", headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(CONTROL_TIMEOUT_MS),
+    body: JSON.stringify({ baseVersion: version, settings: { mergeBelowRecords: 0, splitRequestRate: 0, splitSizeBytes: 0 }, note }),
+  });
+  if (!put.ok) throw new Error(`automatic splits and merges could not be turned off: HTTP ${put.status} ${await put.text()}`);
+}
+
+/**
  * Waits until every node in `ids` answers GET `readyzUrl(id)` with 200, asking them in turn. A time-out
  * says each node's last answer (no metadata leader, no shard map, a shard without a leader).
  */

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type CheckResult, type SessionVerdict, checkOperations, checkSessions, describeOperation, kvModel, operationsFromEvents } from "../check/index.js";
-import { ProcCluster } from "./cluster.js";
+import { ProcCluster, keepShardCount } from "./cluster.js";
 import { HistoryRecorder, versionRegressions } from "../check/index.js";
 import { type FaultCounts, Nemesis, type NemesisKind } from "./nemesis.js";
 import { type ClientBug, DurabilityClient, RegisterClient, SessionClient, type WorkloadOptions, verifyDurability } from "./workload.js";
@@ -88,11 +88,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
   try {
     // Only the nemesis changes the shard map: the placement driver's own splits and merges would make
     // a run's shard operations depend on load and timing rather than on the seed.
-    const cfg = await c.api<{ version: number }>(1, "GET", "/v1/cluster/config");
-    const put = await c.api(1, "PUT", "/v1/cluster/config", {
-      baseVersion: cfg.body.version, settings: { mergeBelowRecords: 0, splitRequestRate: 0, splitSizeBytes: 0 }, note: "chaos: no automatic reshaping",
-    });
-    if (put.status !== 200) throw new Error(`settings refused: ${JSON.stringify(put.body)}`);
+    await keepShardCount(c.url(1, ""), "chaos: no automatic reshaping");
 
     const t0 = performance.now();
     const elapsedMs = () => performance.now() - t0;
