@@ -195,11 +195,6 @@ export class Gateway {
    */
   private readonly pending = new Map<number, { to: NodeId; settle: (r: Reply | PeerLostError) => void }>();
   private readonly timeoutMs: number;
-
-  /** One request's time limit here (a forwarded request's too). */
-  get requestTimeoutMs(): number {
-    return this.timeoutMs;
-  }
   /** This node's clock: deadlines on nowMs, the atMs of idempotency tags on wallMs. */
   readonly clock: Clock;
   /** Deliberate bugs switched on (mutations.ts); empty in production. */

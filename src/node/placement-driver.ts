@@ -46,13 +46,6 @@ import { type Clock, pause } from "../util/clock.js";
  * the collection exists is never lost to a timeout.
  */
 const COLLECTION_LEADERS_WAIT_MS = 3000;
-/**
- * A split asked by hand stays a running operator after its shard applied it until the shard map records
- * it (once the child has moved its records and has a leader: shard-agent.ts), at most this share of a
- * request's time limit from when it was asked: the split was asked through a gateway whose forwarded
- * request would time out, and the split is done either way.
- */
-const SPLIT_RECORDED_WAIT_SHARE = 0.6;
 const COLLECTION_LEADERS_POLL_MS = 50;
 
 export type { Alert, PlacementAnswer, PlacementRequest } from "../placement/policy.js";
@@ -217,7 +210,6 @@ export class PlacementDriver {
    * both parts from being merged automatically for `manualSplitCooldownMs`, also after a failover.
    */
   private async split(id: number, requested: Position | undefined, reason: OperatorReason): Promise<PlacementAnswer> {
-    const answerByMs = this.clock.nowMs() + SPLIT_RECORDED_WAIT_SHARE * this.gateway.requestTimeoutMs;
     const at = requested ?? await this.middleIdOf(id);
     if (typeof at === "object") return at;
     const meta = this.node.metaState();
@@ -243,12 +235,6 @@ export class PlacementDriver {
       if (!r.ok) return { ok: false, code: r.code, message: r.code === "bad_split" ? r.message : `the split of shard ${id} was refused (${r.code})` };
       outcome = "done";
       this.opts.logger?.info({ shard: id, at: point, reason, child }, "split a shard: the upper part is the child");
-      // Until the map records the split it shows the parent's old range: a split asked meanwhile would
-      // be cut there and refused by the shard (bad_split, 400, for a split point nobody named). So a
-      // split asked by hand runs until the map shows it: what is asked meanwhile is told the shard is
-      // busy (and with waitMs waits for it), and the answer comes with the map showing the child.
-      // (The driver's own splits are not waited for: its next cycle sees the split in the map.)
-      if (reason === "manual") await this.splitRecorded(id, child, answerByMs);
       // Its load so far was the whole range's: only a report made after the split may call it hot again.
       this.reports.delete(id);
       const doneMs = this.clock.wallMs();
@@ -257,18 +243,6 @@ export class PlacementDriver {
       return { ok: true, operator: op, child, range: [start, point], childRange: [point, end] };
     } finally {
       await this.release(op, outcome);
-    }
-  }
-
-  /** Waits until the shard map shows `child`, split off `parent`, or `deadlineMs`. */
-  private async splitRecorded(parent: number, child: number, deadlineMs: number): Promise<void> {
-    while (!this.node.metaState().shards.has(child)) {
-      const leftMs = deadlineMs - this.clock.nowMs();
-      if (leftMs <= 0) {
-        this.opts.logger?.warn({ shard: parent, child }, "a split is not in the shard map yet: its operator ends all the same");
-        return;
-      }
-      await this.node.awaitMetaChange(leftMs);
     }
   }
 
