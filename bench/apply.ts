@@ -93,7 +93,7 @@ async function run(keyed: boolean): Promise<Result> {
     // after the store committed what was staged before the split.
     const { child, range } = out.children[0]!;
     await store.flushed();
-    const fill: SplitFill = { child, parent: GROUP, range, remembered: null, cursor: undefined, started: true, keysMoved: 0, parts: 0, startedAtMs: 0 };
+    const fill: SplitFill = { child, parent: GROUP, range, remembered: null, cursor: undefined, started: true, commitAwaited: false, keysMoved: 0, parts: 0, startedAtMs: 0 };
     let partMsMax = 0;
     let fillMs = 0;
     for (let done = false; !done;) {

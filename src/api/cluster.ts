@@ -315,7 +315,7 @@ export async function registerClusterRoutes(app: FastifyInstance, node: MultiRaf
       summary: "Split a shard in two at a position: a hash of a hash collection's shard (default: the middle of its range), an id of a range collection's " +
         "(default: the id in the middle of its records); the upper part becomes a new shard on the same replicas",
       response: responses(view("the shard and its new child, with both ranges [start, end) (a range collection's: ids, the open end null)"),
-        "shard_not_found", "shard_retired", "bad_split", "shard_busy", "stale_split", ...VIA_LEADER),
+        "shard_not_found", "shard_retired", "bad_split", "shard_busy", "stale_split", "split_pending", ...VIA_LEADER),
       params: idParams, querystring: waitQuery,
       body: {
         type: ["object", "null"], additionalProperties: false,

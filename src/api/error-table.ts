@@ -88,6 +88,7 @@ export const ERRORS = {
   no_leader: busy("the shard has no leader right now (an election is under way)"),
   no_quorum: busy("fewer than a quorum of the shard's voters are reachable: nothing was proposed"),
   leader_unreachable: busy("the shard's leader is known but cannot be reached from this node"),
+  split_pending: busy("the shard applied a split that is not in the shard map yet (its new part is being filled): nothing was done; ask again"),
   shard_split: busy("the record's shard was split or merged under the request and the new shard was not known in time: nothing was done; ask again"),
   overloaded: busy("the node has too many requests waiting"),
   shutting_down: busy("the node is shutting down: nothing was done; ask another node"),

@@ -136,6 +136,7 @@ export function nodeMetrics(src: MetricsSources): NodeMetrics {
     ["shoal_split_fill_keys_moved_total", "records and remembered outcomes moved from split parents to their children", "splitFillKeysMoved"],
     ["shoal_raft_group_ticks_total", "Raft ticks of all groups (quiescent groups do not tick)", "groupTicks"],
     ["shoal_loop_turns_total", "multi-raft loop turns", "turns"],
+    ["shoal_loop_slow_turns_total", "loop turns slower than a quarter of an election timeout (each is logged with the phase that took longest); no group of the node sends or answers during a turn", "slowTurns"],
     ["shoal_transport_malformed_messages_total", "messages from peers dropped as malformed", "malformedMessages"],
     ["shoal_wal_batches_total", "WAL batches (one fdatasync each)", "walBatches"],
   ];

@@ -106,21 +106,50 @@ export abstract class NodeApply extends NodeLiveness {
 
   /**
    * Moves one part of a pending split fill (split-fill.ts) each turn; a child whose fill is done is
-   * landed in the same turn. The first part of a fill waits for the store to commit what it staged
-   * before the split: the walk reads LMDB.
+   * landed in the same turn. A fill's walk reads LMDB, so it starts only once the store has committed
+   * what it staged before the split; that commit is awaited beside the loop, never in a turn.
    */
-  protected async fillSplitChildren(): Promise<void> {
+  protected fillSplitChildren(): void {
     if (this.fills.size === 0) return;
     // Not eager (the node world): a part on turns that count a tick, so that a fill spans simulated time.
     if (!this.cfg.splitFillTurnsEager && this.pendingTicks === 0) return;
-    const fresh = [...this.fills.values()].filter((f) => !f.started);
-    if (fresh.length > 0) {
-      await this.store.flushed();
-      for (const f of fresh) f.started = true;
-    }
+    this.awaitFillCommits();
     // One fill a turn: a bound on the turn's time whatever the number of splits pending.
-    const fill = this.fills.values().next().value!;
-    this.fillPartOf(fill, this.cfg.splitFillKeysPerTurn);
+    for (const fill of this.fills.values()) {
+      if (!fill.started) continue;
+      this.fillPartOf(fill, this.cfg.splitFillKeysPerTurn);
+      return;
+    }
+  }
+
+  /** Whether a fill can move a part now (its walk started). */
+  protected fillMovable(): boolean {
+    for (const fill of this.fills.values()) if (fill.started) return true;
+    return false;
+  }
+
+  /**
+   * Starts the walks of fills not started once the store committed what is staged now. Not awaited:
+   * awaited in a turn (as until 2026-12-07), a commit that took long held the node's every group.
+   */
+  private awaitFillCommits(): void {
+    const fresh = [...this.fills.values()].filter((f) => !f.started && !f.commitAwaited);
+    if (fresh.length === 0) return;
+    for (const f of fresh) f.commitAwaited = true;
+    this.store.committed().then(
+      () => {
+        for (const f of fresh) {
+          f.commitAwaited = false;
+          f.started = true;
+        }
+        this.scheduleTurn();
+      },
+      (e: unknown) => {
+        // The store failed: every later call to it throws, so the next turn fails and the node stops.
+        this.cfg.logger?.error({ err: e }, "state store failed while a split's fill waited for its commit");
+        this.scheduleTurn();
+      },
+    );
   }
 
   /** Finishes the pending fills from `parent` at once (its state is about to be replaced or deleted), durably. */

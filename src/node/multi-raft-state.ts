@@ -31,6 +31,7 @@ import { type ApplyResult, type MetaState } from "../meta/state.js";
 import { PeerLiveness } from "./peer-liveness.js";
 import type { SplitFill } from "./split-fill.js";
 import { ownedBy } from "./shard-apply.js";
+import { TurnTimer } from "./turn-timer.js";
 
 import { type Logger } from "../util/logger.js";
 import { proposalSettled } from "../util/tracing.js";
@@ -232,6 +233,8 @@ export abstract class NodeState {
    * (split-fill.ts): a part moved each turn, then landed. Invariant: none is hosted; each parent has state here.
    */
   protected readonly fills = new Map<number, SplitFill>();
+  /** Where each turn's time goes; a turn over a quarter of an election timeout is logged (turn-timer.ts). */
+  protected readonly turnTimer: TurnTimer;
   /** Watchers of the metadata, waiters for its next change, and the routes it gives. */
   protected readonly metaWatch: MetaWatch;
   protected hostingPending = false;
@@ -264,6 +267,8 @@ export abstract class NodeState {
     leaderReturnWaits: 0,
     /** ... of which that leader, heard again while it still led, answered. */
     leaderReturns: 0,
+    /** Loop turns slower than a quarter of an election timeout (turn-timer.ts): each is logged. */
+    slowTurns: 0,
   };
 
   protected constructor(cfg: NodeSettings, host: NodeHost, wal: NodeWal, store: NodeStateStore, transport: NodeTransport) {
@@ -275,6 +280,7 @@ export abstract class NodeState {
     this.tickDueAtMs = this.clock.nowMs();
     this.meta = loadMeta(store);
     this.cfg = cfg;
+    this.turnTimer = new TurnTimer(this.electionTimeoutMs / 4);
     this.wal = wal;
     this.store = store;
     this.transport = transport;

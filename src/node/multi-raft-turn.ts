@@ -159,7 +159,7 @@ export abstract class NodeTurn extends NodeApply {
           // again (asking threw here, as an unhandled rejection that took the process down; found by
           // the node-world simulator with a failing WAL write).
           if (this.failure !== null) return;
-          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.splitsToLand.length > 0 || (this.fills.size > 0 && this.cfg.splitFillTurnsEager) || this.anyReady()) this.scheduleTurn();
+          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.splitsToLand.length > 0 || (this.cfg.splitFillTurnsEager && this.fillMovable()) || this.anyReady()) this.scheduleTurn();
         });
     });
   }
@@ -193,20 +193,40 @@ export abstract class NodeTurn extends NodeApply {
   }
 
   protected async turn(): Promise<void> {
+    this.turnTimer.start(this.clock.nowMs());
+    try {
+      await this.turnSteps();
+    } finally {
+      const slow = this.turnTimer.end(this.clock.nowMs());
+      if (slow !== null) {
+        this.counters.slowTurns++;
+        this.cfg.logger?.warn({ ...slow }, `a loop turn took ${slow.totalMs} ms, ${slow.phaseMs} ms of it in ${slow.phase}: no group here sent or answered meanwhile`);
+      }
+    }
+  }
+
+  private async turnSteps(): Promise<void> {
+    const timer = this.turnTimer;
     this.counters.turns++;
     this.store.commitIfDue(this.clock.nowMs());
-    await this.fillSplitChildren();
+    this.fillSplitChildren();
+    timer.lap("fill", this.clock.nowMs());
     if (this.splitsToLand.length > 0) {
       const children = this.splitsToLand;
       this.splitsToLand = [];
       await this.landSplits(children);
+      timer.lap("land", this.clock.nowMs());
     }
-    if (this.hostingDue) await this.reconcileHosting();
+    if (this.hostingDue) {
+      await this.reconcileHosting();
+      timer.lap("hosting", this.clock.nowMs());
+    }
     this.takeInputs();
     const readies: [Group, Ready][] = [];
     for (const g of this.mayBeReady()) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
     this.touched.clear();
     this.hadReady = new Set(readies.map(([g]) => g));
+    timer.lap("ready", this.clock.nowMs());
     if (readies.length === 0) return;
     // Messages that may leave before anything is durable (a leader's appends, heartbeats, votes requests).
     // Those that only tell a peer of a commit index wait until the clients this turn answers are answered:
@@ -250,6 +270,7 @@ export abstract class NodeTurn extends NodeApply {
       if (rd.entries.length > 0) records.push({ kind: "entries", group: g.id, entries: rd.entries });
       if (rd.hardState !== null) records.push({ kind: "hard-state", group: g.id, hardState: rd.hardState });
     }
+    timer.lap("snapshots", this.clock.nowMs());
     // Committed entries are applied (and their clients answered) before this turn's fsync, not after:
     // they are durable on a quorum already, and a leader counts its own entries only once persisted,
     // so nothing answered here depends on the write below. It takes one fsync off every write's path.
@@ -263,6 +284,7 @@ export abstract class NodeTurn extends NodeApply {
       this.sendBeats(beats);
       this.transport.flush();
     }
+    timer.lap("apply", this.clock.nowMs());
     if (records.length > 0) {
       // Raft needs durability only for entries, term, vote and snapshots (Ready.mustSync); a batch that
       // only moves commit indexes is written without waiting for the disk.
@@ -274,6 +296,7 @@ export abstract class NodeTurn extends NodeApply {
         this.counters.walBatches++;
       }
       this.ackDurable(readies);
+      timer.lap("wal", this.clock.nowMs());
     }
     for (const [g, rd] of readies) {
       if (rd.softState?.role === Role.Leader) {
@@ -304,7 +327,9 @@ export abstract class NodeTurn extends NodeApply {
     this.sendBeats(beats);
     this.transport.flush();
     for (const [g] of readies) g.raft.advance();
+    timer.lap("after", this.clock.nowMs());
     await this.maybeCompact(readies.map(([g]) => g));
+    timer.lap("compact", this.clock.nowMs());
   }
 
   protected takeInputs(): void {

@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { currentSettings } from "../meta/state.js";
 import { Gateway } from "./gateway.js";
 import { Membership, drainNode, removeNode } from "./membership.js";
-import { META_GROUP, MultiRaftNode, RemovedFromClusterError } from "./multi-raft.js";
+import { META_GROUP, MultiRaftNode, type NodeConfig, RemovedFromClusterError } from "./multi-raft.js";
 import { type PlacementAnswer, PlacementDriver, type PlacementRequest, stateFromMeta } from "./placement-driver.js";
 import { ShardAgent, replicasOf } from "./shard-agent.js";
 import { tempDir, waitFor } from "./testing.js";
@@ -54,10 +54,10 @@ async function stack(node: MultiRaftNode, port: number, founders: number[], dir:
   return s;
 }
 
-async function founder(): Promise<Stack> {
+async function founder(options: Partial<NodeConfig> = {}): Promise<Stack> {
   const port = await freePort();
   const dir = tempDir("shoal-pd1-");
-  const node = await MultiRaftNode.open({ id: 1, dataDir: dir, listen: { host: "127.0.0.1", port }, peers: new Map(), shards: 2, tickMs: 20 });
+  const node = await MultiRaftNode.open({ id: 1, dataDir: dir, listen: { host: "127.0.0.1", port }, peers: new Map(), shards: 2, tickMs: 20, ...options });
   await node.start();
   return stack(node, port, [1], dir);
 }
@@ -234,4 +234,32 @@ test("a split: every replica cuts the shard at the same log index, the upper par
   const last = currentSettings(one.node.metaState());
   assert.ok((await one.gateway.proposeMeta({ kind: "set-settings", baseVersion: last.version, placement: { ...last.placement, mergeBelowRecords: 0, splitSizeBytes: 1000 }, note: "small", atMs: Date.now() })).ok);
   await waitFor("a shard split by size", () => one.node.metaState().collections.get("default")!.shards.length > 2, 30_000);
+});
+
+test("a split asked right after another, before the map records the first: judged against the shard's range once the map has it, not refused for the map's old range", async () => {
+  // One key a turn, turns on ticks: the first split's child is filled (and so recorded) ~1 s after the
+  // split is applied. Until then the map gives the parent its old range, whose middle is where the
+  // parent now ends: the parent refused it, and the driver answered that refusal (400 bad_split) for a
+  // point the user never named (scan.test, a clean-clone run on 2026-12-06).
+  const one = await founder({ splitFillKeysPerTurn: 1, splitFillTurnsEager: false });
+  try {
+    await waitFor("the default collection recorded", () => one.node.metaState().collections.has("default"), 15_000);
+    const settings = currentSettings(one.node.metaState());
+    const still = { ...settings.placement, splitRequestRate: 0, mergeBelowRecords: 0 };
+    assert.ok((await one.gateway.proposeMeta({ kind: "set-settings", baseVersion: settings.version, placement: still, note: "test", atMs: Date.now() })).ok);
+    const keys = Array.from({ length: 200 }, (_, i) => `q${i}`).filter((k) => one.node.shardOf(k) === 1);
+    for (const k of keys) assert.ok((await one.gateway.put(k, k)).ok);
+    const before = one.node.metaState().shards.get(1)!.range as HashRange;
+    const first = await whenFree(one, { kind: "split", shard: 1 });
+    assert.ok(first.ok && first.child !== undefined, JSON.stringify(first));
+    assert.deepEqual(one.node.metaState().shards.get(1)!.range, before, "the map does not show the first split yet");
+    const second = await whenFree(one, { kind: "split", shard: 1 });
+    assert.ok(second.ok, `the second split: ${JSON.stringify(second)}`);
+    const quarter = before.start + (before.end - before.start) / 4;
+    assert.deepEqual(second.range, [before.start, quarter], "cut at the middle of the range the shard has after the first split");
+    await waitFor("both splits recorded", () => one.node.metaState().shards.get(1)!.range.end === quarter && one.node.metaState().shards.get(second.child!)?.range.end === (before.start + before.end) / 2, 10_000);
+  } finally {
+    await stopStack(one);
+    stacks.splice(stacks.indexOf(one), 1);
+  }
 });

@@ -46,6 +46,11 @@ import { type Clock, pause } from "../util/clock.js";
  * the collection exists is never lost to a timeout.
  */
 const COLLECTION_LEADERS_WAIT_MS = 3000;
+/**
+ * How long a split refused by a shard that applied an earlier split waits for the map to record that
+ * one (its child filled and led: about a second under load) before it answers `split_pending`.
+ */
+const SPLIT_RECORD_WAIT_MS = 4000;
 const COLLECTION_LEADERS_POLL_MS = 50;
 
 export type { Alert, PlacementAnswer, PlacementRequest } from "../placement/policy.js";
@@ -210,6 +215,30 @@ export class PlacementDriver {
    * both parts from being merged automatically for `manualSplitCooldownMs`, also after a failover.
    */
   private async split(id: number, requested: Position | undefined, reason: OperatorReason): Promise<PlacementAnswer> {
+    const first = await this.splitAsMapped(id, requested, reason);
+    if (first.ok || first.code !== "bad_split" || first.mapBehind === undefined) return first;
+    // The shard refused a point inside the range the map gives it: it applied an earlier split that the
+    // map does not show yet (its leader records one once the child is filled and led). Once the map
+    // catches up, the request is judged again against the range the shard has now.
+    const { epoch } = first.mapBehind;
+    const deadlineMs = this.clock.nowMs() + SPLIT_RECORD_WAIT_MS;
+    while (this.node.metaState().shards.get(id)?.epoch === epoch) {
+      const leftMs = deadlineMs - this.clock.nowMs();
+      if (leftMs <= 0) {
+        return { ok: false, code: "split_pending", message: `shard ${id} applied a split that is not in the shard map yet (after ${SPLIT_RECORD_WAIT_MS} ms): nothing was done; ask again` };
+      }
+      await this.node.awaitMetaChange(leftMs);
+    }
+    const again = await this.splitAsMapped(id, requested, reason);
+    if (again.ok || again.code !== "bad_split" || again.mapBehind === undefined) return again;
+    return { ok: false, code: "split_pending", message: `shard ${id} applied a split that is not in the shard map yet: nothing was done; ask again` };
+  }
+
+  /**
+   * One try of `split` against the shard map as this node holds it. A refusal of the point by the shard
+   * itself, though the map puts it inside the shard's range, carries the map's epoch (`mapBehind`).
+   */
+  private async splitAsMapped(id: number, requested: Position | undefined, reason: OperatorReason): Promise<PlacementAnswer & { mapBehind?: { epoch: number } }> {
     const at = requested ?? await this.middleIdOf(id);
     if (typeof at === "object") return at;
     const meta = this.node.metaState();
@@ -232,7 +261,8 @@ export class PlacementDriver {
       const child = reserved.value!;
       op = this.replaceHeld({ ...op, reshape: { kind: "split", at: point, end, child } });
       const r = await this.gateway.split(id, point, child);
-      if (!r.ok) return { ok: false, code: r.code, message: r.code === "bad_split" ? r.message : `the split of shard ${id} was refused (${r.code})` };
+      if (!r.ok && r.code === "bad_split") return { ok: false, code: r.code, message: r.message, mapBehind: { epoch: shard.epoch } };
+      if (!r.ok) return { ok: false, code: r.code, message: `the split of shard ${id} was refused (${r.code})` };
       outcome = "done";
       this.opts.logger?.info({ shard: id, at: point, reason, child }, "split a shard: the upper part is the child");
       // Its load so far was the whole range's: only a report made after the split may call it hot again.

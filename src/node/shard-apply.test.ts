@@ -42,7 +42,7 @@ function filled(parent: Map<string, unknown>, childChange: GroupChanges): { move
   };
   assert.equal(childChange.fillFrom, 1, "the child is marked filling from its parent");
   assert.equal(childPuts(childChange).length, 0, "the split itself moves nothing");
-  const fill: SplitFill = { child: childChange.group, parent: 1, range: childChange.shard!.range, remembered: null, cursor: undefined, started: true, keysMoved: 0, parts: 0, startedAtMs: 0 };
+  const fill: SplitFill = { child: childChange.group, parent: 1, range: childChange.shard!.range, remembered: null, cursor: undefined, started: true, commitAwaited: false, keysMoved: 0, parts: 0, startedAtMs: 0 };
   const moved: [string, unknown][] = [];
   const parentAfter = new Map(parent);
   for (let done = false; !done;) {

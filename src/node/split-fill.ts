@@ -41,6 +41,11 @@ export interface SplitFill {
   cursor: unknown;
   /** Whether what the parent staged before the split is in LMDB, which is what the walk reads. */
   started: boolean;
+  /**
+   * A wait for that commit is under way, beside the loop: the loop never waits for it (awaited in a
+   * turn, it held every group of the node: no heartbeats, no votes).
+   */
+  commitAwaited: boolean;
   keysMoved: number;
   parts: number;
   startedAtMs: number;
@@ -48,7 +53,7 @@ export interface SplitFill {
 
 /** A fill of `child` from `parent` not started yet. */
 export function newFill(child: number, parent: number, range: ShardRange, remembered: RememberedQueue | null, nowMs: number): SplitFill {
-  return { child, parent, range, remembered, cursor: undefined, started: false, keysMoved: 0, parts: 0, startedAtMs: nowMs };
+  return { child, parent, range, remembered, cursor: undefined, started: false, commitAwaited: false, keysMoved: 0, parts: 0, startedAtMs: nowMs };
 }
 
 /**

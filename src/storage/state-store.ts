@@ -265,6 +265,25 @@ export class StateStore {
     return true;
   }
 
+  /**
+   * Resolves once everything applied before the call is committed to LMDB (shown to its readers), not
+   * necessarily synced. Unlike `flushed()` it waits neither for the disk nor for what is applied after the
+   * call, so it can be awaited beside the loop (a split's fill waits so for the walk it reads from LMDB).
+   */
+  async committed(): Promise<void> {
+    this.checkHealthy();
+    // The commits holding what is applied now: those in flight, and the one that takes what is staged.
+    const awaited = this.inflight.map((b) => b.done);
+    for (let rounds = 0; this.staged.size > 0 && !this.commit(); rounds++) {
+      assert(rounds < 1_000_000, "state store: a commit never finds room");
+      // Too many commits in flight: the oldest settling makes room.
+      await this.inflight[0]!.done;
+    }
+    // Every one in flight now (at most MAX_INFLIGHT_COMMITS): lmdb-js may settle them out of order.
+    await Promise.all([...awaited, ...this.inflight.map((b) => b.done)]);
+    this.checkHealthy();
+  }
+
   /** Resolves once everything applied before the call is on disk. */
   async flushed(): Promise<void> {
     this.checkHealthy();

@@ -234,6 +234,10 @@ class SimStateStore implements NodeStateStore {
     return true;
   }
 
+  async committed(): Promise<void> {
+    await this.flushed();
+  }
+
   async flushed(): Promise<void> {
     this.commit();
     await Promise.resolve();
