@@ -23,7 +23,7 @@ export type NodeWal = Pick<Wal, "append" | "holdingBack" | "close">;
 
 /** What the multi-raft host needs of a state store (storage/state-store.ts). */
 export type NodeStateStore = Pick<StateStore,
-  "apply" | "commitIfDue" | "committed" | "flushed" | "get" | "scan" | "packed" | "packedPart" | "applied" | "confState" | "shardState" | "unlogged" | "fillingFrom" | "installed" | "groups" |
+  "apply" | "commitIfDue" | "committed" | "durable" | "flushed" | "get" | "scan" | "packed" | "packedPart" | "applied" | "confState" | "shardState" | "unlogged" | "fillingFrom" | "installed" | "groups" |
   "snapshot" | "installSnapshot" | "dropGroup" | "close" | "commits">;
 
 /** What a node needs of its transport (transport/transport.ts). */

@@ -233,6 +233,10 @@ export abstract class NodeState {
    * (split-fill.ts): a part moved each turn, then landed. Invariant: none is hosted; each parent has state here.
    */
   protected readonly fills = new Map<number, SplitFill>();
+  /** A log compaction waits for the state store's sync (maybeCompact): one at a time. */
+  protected compactionAwaited = false;
+  /** Compactions whose indexes the store made durable, for the next turn to carry out (compactDurable). */
+  protected compactionsDurable: { g: Group; index: number }[] = [];
   /** Where each turn's time goes; a turn over a quarter of an election timeout is logged (turn-timer.ts). */
   protected readonly turnTimer: TurnTimer;
   /** Watchers of the metadata, waiters for its next change, and the routes it gives. */

@@ -159,7 +159,7 @@ export abstract class NodeTurn extends NodeApply {
           // again (asking threw here, as an unhandled rejection that took the process down; found by
           // the node-world simulator with a failing WAL write).
           if (this.failure !== null) return;
-          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.splitsToLand.length > 0 || (this.cfg.splitFillTurnsEager && this.fillMovable()) || this.anyReady()) this.scheduleTurn();
+          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.splitsToLand.length > 0 || (this.cfg.splitFillTurnsEager && this.fillMovable()) || this.compactionsDurable.length > 0 || this.anyReady()) this.scheduleTurn();
         });
     });
   }
@@ -211,6 +211,10 @@ export abstract class NodeTurn extends NodeApply {
     this.store.commitIfDue(this.clock.nowMs());
     this.fillSplitChildren();
     timer.lap("fill", this.clock.nowMs());
+    if (this.compactionsDurable.length > 0) {
+      await this.compactDurable();
+      timer.lap("compact", this.clock.nowMs());
+    }
     if (this.splitsToLand.length > 0) {
       const children = this.splitsToLand;
       this.splitsToLand = [];
@@ -327,9 +331,8 @@ export abstract class NodeTurn extends NodeApply {
     this.sendBeats(beats);
     this.transport.flush();
     for (const [g] of readies) g.raft.advance();
+    this.maybeCompact(readies.map(([g]) => g));
     timer.lap("after", this.clock.nowMs());
-    await this.maybeCompact(readies.map(([g]) => g));
-    timer.lap("compact", this.clock.nowMs());
   }
 
   protected takeInputs(): void {

@@ -284,6 +284,18 @@ export class StateStore {
     this.checkHealthy();
   }
 
+  /**
+   * Resolves once everything applied before the call is on disk. Unlike `flushed()` it does not wait
+   * for what is applied after the call, so it ends while the loop goes on applying (a log compaction
+   * waits so beside the loop).
+   */
+  async durable(): Promise<void> {
+    await this.committed();
+    // lmdb-js's `flushed` is the sync of the latest commit (ours or one after it: syncs are in order).
+    await this.root.flushed;
+    this.checkHealthy();
+  }
+
   /** Resolves once everything applied before the call is on disk. */
   async flushed(): Promise<void> {
     this.checkHealthy();

@@ -238,6 +238,10 @@ class SimStateStore implements NodeStateStore {
     await this.flushed();
   }
 
+  async durable(): Promise<void> {
+    await this.flushed();
+  }
+
   async flushed(): Promise<void> {
     this.commit();
     await Promise.resolve();
