@@ -86,6 +86,30 @@ test("when a shard's leader stops, another takes over; the returning node catche
   await stopAll(c);
 });
 
+test("a log compaction waits for the store's sync beside the loop: writes go on meanwhile, and the log is cut once the sync is done", async () => {
+  // Awaited in a turn, the sync held every group of the node (~100 ms a time under load: turn-timer.ts).
+  const c = await startCluster(3, 1, { compactAfterEntries: 20 });
+  await waitForLeaders(c);
+  const leader = leaderOf(c, 1)!;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  const store = (leader as unknown as { store: { durable(): Promise<void> } }).store;
+  const durable = store.durable.bind(store);
+  let asked = 0;
+  store.durable = async () => { asked++; await held; await durable(); };
+  const firstBefore = leader.status().groups[0]!.firstIndex;
+  try {
+    for (let i = 0; i < 60; i++) await put(c, `held${i}`, i);
+    assert.ok(asked >= 1, "a compaction was due and waits for the sync");
+    assert.equal(leader.status().groups[0]!.firstIndex, firstBefore, "the log is not cut before its sync");
+  } finally {
+    release();
+  }
+  await waitFor("the leader compacted its log once the sync was done", () => leader.status().groups[0]!.firstIndex > firstBefore + 20, 10_000);
+  store.durable = durable;
+  await stopAll(c);
+});
+
 test("a log of large entries is compacted by its bytes, long before its entry count says so", async () => {
   const c = await startCluster(3, 1, { compactAfterEntries: 1_000_000, compactAfterBytes: 64 << 10 });
   await waitForLeaders(c);
