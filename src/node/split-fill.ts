@@ -27,7 +27,7 @@ import type { NodeStateStore } from "./host.js";
 import type { RememberedQueue } from "./idempotency.js";
 import { SPLIT_LOG_INDEX, ownedBy } from "./shard-apply.js";
 
-/** Keys walked in one turn's part of a fill: ~4 ms of loop a turn (`npm run bench:apply`: ~4 us a key when half move). */
+/** Keys walked in one part of a fill: ~4 ms of loop (`npm run bench:apply`: ~4 us a key when half move). */
 export const SPLIT_FILL_KEYS_PER_TURN = 1024;
 
 export interface SplitFill {
@@ -49,6 +49,8 @@ export interface SplitFill {
   keysMoved: number;
   parts: number;
   startedAtMs: number;
+  /** When its walk started (the store had committed what it reads); undefined before. */
+  walkStartedAtMs?: number;
 }
 
 /** A fill of `child` from `parent` not started yet. */
