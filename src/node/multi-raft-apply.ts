@@ -121,14 +121,20 @@ export abstract class NodeApply extends NodeLiveness {
     if (fill !== undefined) this.fillPartOf(fill, this.cfg.splitFillKeysPerTurn);
   }
 
-  private movableFill(): SplitFill | undefined {
+  /** A fill that can move a part now (its walk started), if any. */
+  protected movableFill(): SplitFill | undefined {
     for (const fill of this.fills.values()) if (fill.started) return fill;
     return undefined;
   }
 
-  /** Whether a fill can move a part now (its walk started). */
-  protected fillMovable(): boolean {
-    return this.movableFill() !== undefined;
+  /**
+   * Waits for the store beside the loop (`wait`), then runs `done` and asks for a turn to carry on. A
+   * store that failed is only logged here: every later call to it throws, so the next turn fails and
+   * the node stops.
+   */
+  private besideTheLoop(wait: Promise<void>, what: string, done: () => void): void {
+    wait.then(done, (e: unknown) => this.cfg.logger?.error({ err: e }, `state store failed while ${what}`))
+      .finally(() => this.scheduleTurn());
   }
 
   /**
@@ -139,21 +145,13 @@ export abstract class NodeApply extends NodeLiveness {
     const fresh = [...this.fills.values()].filter((f) => !f.started && !f.commitAwaited);
     if (fresh.length === 0) return;
     for (const f of fresh) f.commitAwaited = true;
-    this.store.committed().then(
-      () => {
-        for (const f of fresh) {
-          f.commitAwaited = false;
-          f.started = true;
-          f.walkStartedAtMs = this.clock.nowMs();
-        }
-        this.scheduleTurn();
-      },
-      (e: unknown) => {
-        // The store failed: every later call to it throws, so the next turn fails and the node stops.
-        this.cfg.logger?.error({ err: e }, "state store failed while a split's fill waited for its commit");
-        this.scheduleTurn();
-      },
-    );
+    this.besideTheLoop(this.store.committed(), "a split's fill waited for its commit", () => {
+      for (const f of fresh) {
+        f.commitAwaited = false;
+        f.started = true;
+        f.walkStartedAtMs = this.clock.nowMs();
+      }
+    });
   }
 
   /** Finishes the pending fills from `parent` at once (its state is about to be replaced or deleted), durably. */
@@ -471,19 +469,10 @@ export abstract class NodeApply extends NodeLiveness {
     // Indexes taken before the wait: durable() makes durable what was applied before the call.
     const cuts = due.map((g) => ({ g, index: Math.min(g.raft.applied(), this.store.applied(g.id)) }));
     this.compactionAwaited = true;
-    this.store.durable().then(
-      () => {
-        this.compactionAwaited = false;
-        this.compactionsDurable.push(...cuts);
-        this.scheduleTurn();
-      },
-      (e: unknown) => {
-        // The store failed: every later call to it throws, so the next turn fails and the node stops.
-        this.compactionAwaited = false;
-        this.cfg.logger?.error({ err: e }, "state store failed while a log compaction waited for its sync");
-        this.scheduleTurn();
-      },
-    );
+    this.besideTheLoop(this.store.durable(), "a log compaction waited for its sync", () => {
+      this.compactionAwaited = false;
+      this.compactionsDurable.push(...cuts);
+    });
   }
 
   /**
@@ -491,7 +480,6 @@ export abstract class NodeApply extends NodeLiveness {
    * since (dropped, hosted again), or whose log a snapshot install moved past the index, is left as is.
    */
   protected async compactDurable(): Promise<void> {
-    if (this.compactionsDurable.length === 0) return;
     const cuts = this.compactionsDurable;
     this.compactionsDurable = [];
     const records: WalRecord[] = [];

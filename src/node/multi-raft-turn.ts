@@ -159,7 +159,7 @@ export abstract class NodeTurn extends NodeApply {
           // again (asking threw here, as an unhandled rejection that took the process down; found by
           // the node-world simulator with a failing WAL write).
           if (this.failure !== null) return;
-          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.splitsToLand.length > 0 || (this.cfg.splitFillTurnsEager && this.fillMovable()) || this.compactionsDurable.length > 0 || this.anyReady()) this.scheduleTurn();
+          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.splitsToLand.length > 0 || (this.cfg.splitFillTurnsEager && this.movableFill() !== undefined) || this.compactionsDurable.length > 0 || this.anyReady()) this.scheduleTurn();
         });
     });
   }

@@ -216,22 +216,25 @@ export class PlacementDriver {
    */
   private async split(id: number, requested: Position | undefined, reason: OperatorReason): Promise<PlacementAnswer> {
     const first = await this.splitAsMapped(id, requested, reason);
-    if (first.ok || first.code !== "bad_split" || first.mapBehind === undefined) return first;
+    if (first.mapBehind === undefined) return first;
     // The shard refused a point inside the range the map gives it: it applied an earlier split that the
     // map does not show yet (its leader records one once the child is filled and led). Once the map
     // catches up, the request is judged again against the range the shard has now.
-    const { epoch } = first.mapBehind;
-    const deadlineMs = this.clock.nowMs() + SPLIT_RECORD_WAIT_MS;
+    const caughtUp = await this.awaitEpochPast(id, first.mapBehind.epoch, SPLIT_RECORD_WAIT_MS);
+    const again = caughtUp ? await this.splitAsMapped(id, requested, reason) : first;
+    if (again.mapBehind === undefined) return again;
+    return { ok: false, code: "split_pending", message: `shard ${id} applied a split that is not in the shard map yet (waited up to ${SPLIT_RECORD_WAIT_MS} ms): nothing was done; ask again` };
+  }
+
+  /** Whether this node's shard map moves shard `id` past `epoch` within `timeoutMs`. */
+  private async awaitEpochPast(id: number, epoch: number, timeoutMs: number): Promise<boolean> {
+    const deadlineMs = this.clock.nowMs() + timeoutMs;
     while (this.node.metaState().shards.get(id)?.epoch === epoch) {
       const leftMs = deadlineMs - this.clock.nowMs();
-      if (leftMs <= 0) {
-        return { ok: false, code: "split_pending", message: `shard ${id} applied a split that is not in the shard map yet (after ${SPLIT_RECORD_WAIT_MS} ms): nothing was done; ask again` };
-      }
+      if (leftMs <= 0) return false;
       await this.node.awaitMetaChange(leftMs);
     }
-    const again = await this.splitAsMapped(id, requested, reason);
-    if (again.ok || again.code !== "bad_split" || again.mapBehind === undefined) return again;
-    return { ok: false, code: "split_pending", message: `shard ${id} applied a split that is not in the shard map yet: nothing was done; ask again` };
+    return true;
   }
 
   /**

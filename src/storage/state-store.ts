@@ -272,15 +272,16 @@ export class StateStore {
    */
   async committed(): Promise<void> {
     this.checkHealthy();
-    // The commits holding what is applied now: those in flight, and the one that takes what is staged.
-    const awaited = this.inflight.map((b) => b.done);
+    // What is staged goes into a commit of its own.
     for (let rounds = 0; this.staged.size > 0 && !this.commit(); rounds++) {
       assert(rounds < 1_000_000, "state store: a commit never finds room");
       // Too many commits in flight: the oldest settling makes room.
       await this.inflight[0]!.done;
     }
-    // Every one in flight now (at most MAX_INFLIGHT_COMMITS): lmdb-js may settle them out of order.
-    await Promise.all([...awaited, ...this.inflight.map((b) => b.done)]);
+    // Every commit in flight now (at most MAX_INFLIGHT_COMMITS), which holds every one in flight at the
+    // call that has not left: a commit leaves only once it and every older one settled (lmdb-js may
+    // settle them out of order).
+    await Promise.all(this.inflight.map((b) => b.done));
     this.checkHealthy();
   }
 
