@@ -33,11 +33,11 @@ export abstract class NodeApply extends NodeLiveness {
    * them: the store first (so the log never names a group whose state a crash could lose), then the
    * log, then the mark is cleared. A child whose parent is led here campaigns at once (on open, after a
    * crash, the parent is unknown and no group leads yet); so does a shard born here (landBornShards)
-   * whose first election falls to this node (`campaign`).
+   * whose first election falls to this node (`campaign`). Precondition: the store made the children's
+   * state durable (the caller awaited it: beside the loop for a split's child, awaitLandings).
    */
   protected async landSplits(children: { child: number; parent?: number; campaign?: boolean; remembered?: RememberedQueue | null }[],
     made: "by a split" | "born here" = "by a split"): Promise<void> {
-    await this.store.flushed();
     const records: WalRecord[] = [];
     const logs: [number, GroupLog, ConfState, number | undefined][] = [];
     for (const { child, parent } of children) {
@@ -154,6 +154,34 @@ export abstract class NodeApply extends NodeLiveness {
     });
   }
 
+  /**
+   * Asks the store to make the state of the children filled since durable, beside the loop; a later
+   * turn lands them (landDurable). Not awaited: in a turn this sync held every group of the node up to
+   * ~160 ms, once per split on every replica (turn-timer.ts `land`, measured 2026-12-06).
+   */
+  protected awaitLandings(): void {
+    if (this.splitsToLand.length === 0 || this.landingsAwaited.length > 0) return;
+    const children = this.splitsToLand;
+    this.splitsToLand = [];
+    this.landingsAwaited = children;
+    this.besideTheLoop(this.store.durable(), "a split's child waited for its sync", () => {
+      this.landingsAwaited = [];
+      this.landingsDurable.push(...children);
+    });
+  }
+
+  /** Lands the children whose state the store made durable (awaitLandings). */
+  protected async landDurable(): Promise<void> {
+    const children = this.landingsDurable;
+    this.landingsDurable = [];
+    await this.landSplits(children);
+  }
+
+  /** Children filled and not hosted yet: placement counts them as hosted here, and they are not dropped. */
+  protected landing(): number[] {
+    return [...this.fills.keys(), ...[this.splitsToLand, this.landingsAwaited, this.landingsDurable].flat().map((s) => s.child)];
+  }
+
   /** Finishes the pending fills from `parent` at once (its state is about to be replaced or deleted), durably. */
   protected async finishFillsFrom(parent: number): Promise<void> {
     const pending = [...this.fills.values()].filter((f) => f.parent === parent);
@@ -215,6 +243,8 @@ export abstract class NodeApply extends NodeLiveness {
       const confState: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
       this.store.apply([{ group: r.id, appliedIndex: SPLIT_LOG_INDEX, confState, shard: { range: r.range, splits: [] }, unlogged: true }]);
     }
+    // In the turn: a shard is born once per collection made, not under load.
+    await this.store.flushed();
     await this.landSplits(records.map((r) => ({ child: r.id, campaign: r.replicas[0]!.node === this.id })), "born here");
   }
 
@@ -228,12 +258,13 @@ export abstract class NodeApply extends NodeLiveness {
     this.hostingDue = false;
     // Until then, a pass each tick decides again (not each turn: it walks every shard).
     this.hostingPending = !caughtUp;
-    // A child being filled is hosted as far as placement goes: it has state here, and is landed soon.
-    const hosted = new Set([...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.id).concat([...this.fills.keys()]));
+    // A child being filled or landed is hosted as far as placement goes: it has state here, and is landed soon.
+    const landing = new Set(this.landing());
+    const hosted = new Set([...this.groups.values()].filter((g) => g.kind === "shard").map((g) => g.id).concat([...landing]));
     const changes = hostingChanges(this.meta, this.id, hosted, caughtUp, (g) => this.store.applied(g));
     const create = changes.create;
-    // A child being filled is dropped once landed: until then there is no group to drop. Decide again each tick.
-    const drop = changes.drop.filter((id) => !this.fills.has(id));
+    // Such a child is dropped once landed: until then there is no group to drop. Decide again each tick.
+    const drop = changes.drop.filter((id) => !landing.has(id));
     if (drop.length < changes.drop.length) this.hostingPending = true;
     const born: ShardRecord[] = [];
     for (const id of create) {

@@ -104,6 +104,14 @@ export function appendTo<K, V>(map: Map<K, V[]>, key: K, item: V): void {
   else list.push(item);
 }
 
+/** A split's child whose records are moved, to be landed (its log written, then hosted). */
+export interface SplitToLand {
+  child: number;
+  parent: number;
+  /** The split's part of its parent's remembered outcomes; null: the child builds its own. */
+  remembered: RememberedQueue | null;
+}
+
 export type Answer = [Waiter<CommandResult | ApplyResult>, CommandResult | ApplyResult];
 
 /** An applied entry this node proposed: its waiter leaves the group and is answered with the result. */
@@ -226,8 +234,15 @@ export abstract class NodeState {
   protected tickDueAtMs: number;
   /** The metadata changed: the shards hosted here are checked against it at the start of the next turn. */
   protected hostingDue = true;
-  /** Groups made by splits whose records were moved (with their parents), whose log is written at the start of the next turn. */
-  protected splitsToLand: { child: number; parent: number; remembered: RememberedQueue | null }[] = [];
+  /**
+   * Groups made by splits whose records were moved (with their parents): the next turn asks the store
+   * to make their state durable beside the loop (awaitLandings), then they are landed.
+   */
+  protected splitsToLand: SplitToLand[] = [];
+  /** Those whose state the store is making durable now (one wait at a time). Invariant: none is hosted. */
+  protected landingsAwaited: SplitToLand[] = [];
+  /** Those whose state is durable: the next turn writes their logs and hosts them (landSplits). */
+  protected landingsDurable: SplitToLand[] = [];
   /**
    * Groups made by splits applied here whose records are still stored under their parent, by child
    * (split-fill.ts): a part moved each turn, then landed. Invariant: none is hosted; each parent has state here.

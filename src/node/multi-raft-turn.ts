@@ -159,7 +159,7 @@ export abstract class NodeTurn extends NodeApply {
           // again (asking threw here, as an unhandled rejection that took the process down; found by
           // the node-world simulator with a failing WAL write).
           if (this.failure !== null) return;
-          if (this.inputs.length > 0 || this.pendingTicks > 0 || this.splitsToLand.length > 0 || (this.cfg.splitFillTurnsEager && this.movableFill() !== undefined) || this.compactionsDurable.length > 0 || this.anyReady()) this.scheduleTurn();
+          if (this.inputs.length > 0 || this.pendingTicks > 0 || (this.splitsToLand.length > 0 && this.landingsAwaited.length === 0) || this.landingsDurable.length > 0 || (this.cfg.splitFillTurnsEager && this.movableFill() !== undefined) || this.compactionsDurable.length > 0 || this.anyReady()) this.scheduleTurn();
         });
     });
   }
@@ -184,7 +184,7 @@ export abstract class NodeTurn extends NodeApply {
   /** No input, no group an input or a call reached, no Ready left, no hosting or split work, no parked proposal. */
   protected nothingToDo(): boolean {
     return this.inputs.length === 0 && this.touched.size === 0 && this.hadReady.size === 0 && !this.hostingDue && !this.hostingPending &&
-      this.splitsToLand.length === 0 && this.fills.size === 0 && this.parked.size === 0;
+      this.landing().length === 0 && this.parked.size === 0;
   }
 
   protected anyReady(): boolean {
@@ -209,16 +209,16 @@ export abstract class NodeTurn extends NodeApply {
     const timer = this.turnTimer;
     this.counters.turns++;
     this.store.commitIfDue(this.clock.nowMs());
+    timer.lap("commit", this.clock.nowMs());
     this.fillSplitChildren();
     timer.lap("fill", this.clock.nowMs());
     if (this.compactionsDurable.length > 0) {
       await this.compactDurable();
       timer.lap("compact", this.clock.nowMs());
     }
-    if (this.splitsToLand.length > 0) {
-      const children = this.splitsToLand;
-      this.splitsToLand = [];
-      await this.landSplits(children);
+    this.awaitLandings();
+    if (this.landingsDurable.length > 0) {
+      await this.landDurable();
       timer.lap("land", this.clock.nowMs());
     }
     if (this.hostingDue) {
@@ -227,7 +227,12 @@ export abstract class NodeTurn extends NodeApply {
     }
     this.takeInputs();
     const readies: [Group, Ready][] = [];
-    for (const g of this.mayBeReady()) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
+    for (const g of this.mayBeReady()) {
+      if (!g.raft.hasReady()) continue;
+      const rd = g.raft.ready();
+      readies.push([g, rd]);
+      timer.ready(rd.entries.length, rd.committedEntries.length);
+    }
     this.touched.clear();
     this.hadReady = new Set(readies.map(([g]) => g));
     timer.lap("ready", this.clock.nowMs());
@@ -281,14 +286,15 @@ export abstract class NodeTurn extends NodeApply {
     // The state store stays behind the durable log: it commits to LMDB only at the start of a later
     // turn, when everything this turn writes is on disk.
     const answered = this.applyCommitted(readies);
+    timer.lap("apply", this.clock.nowMs());
     if (commitNotices.length > 0) {
       // The answers are written by their requests' continuations: let them run before the notices go.
       if (answered > 0) await new Promise<void>((resolve) => this.clock.defer(resolve));
       for (const [group, msgs] of commitNotices) this.send(group, msgs, beats);
       this.sendBeats(beats);
       this.transport.flush();
+      timer.lap("answers", this.clock.nowMs());
     }
-    timer.lap("apply", this.clock.nowMs());
     if (records.length > 0) {
       // Raft needs durability only for entries, term, vote and snapshots (Ready.mustSync); a batch that
       // only moves commit indexes is written without waiting for the disk.

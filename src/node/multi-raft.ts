@@ -151,7 +151,10 @@ export class MultiRaftNode extends NodeTurn {
     // First: a child whose records are still (partly) under its parent, which may be among those dropped next.
     await node.fillAtOpen(unlogged);
     for (const g of logless) await store.dropGroup(g);
-    if (unlogged.length > 0) await node.landSplits(unlogged.map((child) => ({ child })));
+    if (unlogged.length > 0) {
+      await store.flushed();
+      await node.landSplits(unlogged.map((child) => ({ child })));
+    }
     if (bootstrap.length > 0) {
       await store.flushed();
       await wal.append(bootstrap);

@@ -40,6 +40,40 @@ test("a split's records move to the child a part a turn: meanwhile the parent sh
   await stopAll(c);
 });
 
+test("a split's child waits for the store's sync beside the loop before it is landed: the node's groups keep answering meanwhile", async () => {
+  // The landing awaited the sync inside a turn: up to ~160 ms of silence for every group of the node,
+  // once per split on every replica (turn-timer.ts `land`, 2026-12-06).
+  const c = await startCluster(3, 1);
+  await waitForLeaders(c);
+  for (let i = 0; i < 50; i++) await put(c, `r${i}`, { i });
+  const leader = [...c.nodes.values()].find((n) => n.leaderOf(1) === n.id)!;
+  // Every replica's store holds its syncs back until released (its commits go on).
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  const stores = [...c.nodes.values()].map((n) => (n as unknown as { store: { durable(): Promise<void>; flushed(): Promise<void> } }).store);
+  const originals = stores.map((s) => ({ durable: s.durable.bind(s), flushed: s.flushed.bind(s) }));
+  for (const [i, s] of stores.entries()) {
+    s.durable = async () => { await held; await originals[i]!.durable(); };
+    s.flushed = async () => { await held; await originals[i]!.flushed(); };
+  }
+  try {
+    const r = await leader.propose(1, { op: "split", at: 2 ** 31, child: 9 });
+    assert.equal(r.ok, true, JSON.stringify(r));
+    await waitFor("every replica moved the split's records", () => [...c.nodes.values()].every((n) => n.replicaState(1)?.shard?.range.end === 2 ** 31 && !n.fillsFrom(1)), 10_000);
+    const turns = leader.counters.turns;
+    const lowerId = Array.from({ length: 100 }, (_, i) => `w${i}`).find((id) => hashOf(id) < 2 ** 31)!;
+    const w = await leader.propose(1, { op: "put", key: lowerId, payload: "during" });
+    assert.equal(w.ok, true, `a write to the parent while its child waits for the sync: ${JSON.stringify(w)}`);
+    assert.ok(leader.counters.turns > turns, "the leader's loop turned meanwhile");
+    assert.ok([...c.nodes.values()].every((n) => !n.hosts(9)), "the child not landed anywhere before its state is durable");
+  } finally {
+    release();
+  }
+  await waitFor("the child hosted and led", () => [...c.nodes.values()].every((n) => n.hosts(9)) && leader.leaderOf(9) !== null && leader.leaderOf(9) !== 0, 10_000);
+  for (const [i, s] of stores.entries()) Object.assign(s, originals[i]!);
+  await stopAll(c);
+});
+
 test("a split's fill waits for the store's commit beside the loop: while LMDB holds it back, the node's groups keep answering", async () => {
   // The wait for LMDB was awaited inside a turn: no group of the node sent or answered until LMDB did
   // (a run on 2026-12-06 saw a replica's fill take 71 s, its peers calling the node dead meanwhile).

@@ -8,7 +8,12 @@
  */
 import { assert } from "../util/assert.js";
 
-export const TURN_PHASES = ["fill", "land", "hosting", "ready", "snapshots", "apply", "wal", "after", "compact"] as const;
+/**
+ * `commit`: the state store's commit, when due (its changes handed to LMDB: ~1-2 us of loop time each);
+ * `answers`: the pause that lets the answers of the applied writes go out before the commit notices
+ * (other callbacks of the event loop run in it too, such as requests and frames received).
+ */
+export const TURN_PHASES = ["commit", "fill", "land", "hosting", "ready", "snapshots", "apply", "answers", "wal", "after", "compact"] as const;
 export type TurnPhase = (typeof TURN_PHASES)[number];
 
 export interface SlowTurn {
@@ -18,12 +23,19 @@ export interface SlowTurn {
   phaseMs: number;
   /** Every phase's time (ms, rounded), those that took any. */
   phasesMs: Partial<Record<TurnPhase, number>>;
+  /** The turn's work: groups with a Ready, entries they appended, committed entries they applied. */
+  groups: number;
+  entriesAppended: number;
+  entriesApplied: number;
 }
 
 export class TurnTimer {
   private readonly phasesMs = new Float64Array(TURN_PHASES.length);
   private startedMs = 0;
   private lapMs = 0;
+  private groups = 0;
+  private entriesAppended = 0;
+  private entriesApplied = 0;
 
   /** Turns slower than `slowMs` are reported by `end`. */
   constructor(private readonly slowMs: number) {
@@ -34,6 +46,16 @@ export class TurnTimer {
     this.startedMs = nowMs;
     this.lapMs = nowMs;
     this.phasesMs.fill(0);
+    this.groups = 0;
+    this.entriesAppended = 0;
+    this.entriesApplied = 0;
+  }
+
+  /** What a group's Ready asked of this turn (a slow turn says how much work it had). */
+  ready(entriesAppended: number, entriesApplied: number): void {
+    this.groups++;
+    this.entriesAppended += entriesAppended;
+    this.entriesApplied += entriesApplied;
   }
 
   /** The time since the last lap (or the start) went to `phase`. */
@@ -53,6 +75,7 @@ export class TurnTimer {
       if (ms > this.phasesMs[longest]!) longest = i;
       if (ms >= 1) phasesMs[phase] = Math.round(ms);
     }
-    return { totalMs: Math.round(totalMs), phase: TURN_PHASES[longest]!, phaseMs: Math.round(this.phasesMs[longest]!), phasesMs };
+    return { totalMs: Math.round(totalMs), phase: TURN_PHASES[longest]!, phaseMs: Math.round(this.phasesMs[longest]!), phasesMs,
+      groups: this.groups, entriesAppended: this.entriesAppended, entriesApplied: this.entriesApplied };
   }
 }
