@@ -20,25 +20,64 @@ export const LEADER_HEADER = "shoal-leader";
 /** Pairs a token may carry: a header of 512 pairs stays under 10 KiB (Node refuses headers over 16 KiB). */
 export const SESSION_SHARDS_MAX = 512;
 
-const PAIR = /^(\d{1,9}):(\d{1,16})$/;
+/** Digits a pair's shard (a group id) and version may have. */
+const SHARD_DIGITS_MAX = 9;
+const VERSION_DIGITS_MAX = 16;
+
+/**
+ * Walks a token's `shard:version` pairs, separated by commas (blanks around a pair and empty pairs are
+ * skipped), without the arrays a split would make: every answer carries a token and every session read
+ * sends one (the split and a regular expression were ~1.5 us of a session read's ~55 us on a node:
+ * measured). `pair` is called for each well-formed pair, `malformed` with the text of each other one.
+ */
+export function walkSessionPairs(text: string, pair: (shard: number, version: number) => void, malformed: (pairText: string) => void): void {
+  for (let from = 0; from <= text.length;) {
+    const comma = text.indexOf(",", from);
+    const end = comma === -1 ? text.length : comma;
+    let a = from;
+    let b = end;
+    from = end + 1;
+    while (a < b && isBlank(text.charCodeAt(a))) a++;
+    while (b > a && isBlank(text.charCodeAt(b - 1))) b--;
+    if (a === b) continue;
+    const colon = text.indexOf(":", a);
+    const inside = colon > a && colon < b;
+    const shard = inside ? digitsAt(text, a, colon, SHARD_DIGITS_MAX) : NaN;
+    const version = inside ? digitsAt(text, colon + 1, b, VERSION_DIGITS_MAX) : NaN;
+    if (Number.isNaN(shard) || Number.isNaN(version)) malformed(text.slice(a, b));
+    else pair(shard, version);
+  }
+}
+
+function isBlank(code: number): boolean {
+  return code === 32 || code === 9;
+}
+
+/** The decimal number text[from, to) spells with 1 to `digitsMax` digits and nothing else (a safe integer), else NaN. */
+function digitsAt(text: string, from: number, to: number, digitsMax: number): number {
+  if (to <= from || to - from > digitsMax) return NaN;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return NaN;
+    n = n * 10 + digit;
+  }
+  return Number.isSafeInteger(n) ? n : NaN;
+}
 
 /** The pairs of a request's token (none: an empty session); a malformed token is the client's fault (400). */
 export function sessionOf(header: string | string[] | undefined): Map<number, number> {
   const out = new Map<number, number>();
   if (header === undefined) return out;
-  const text = Array.isArray(header) ? header.join(",") : header;
-  const pairs = text.split(",").map((p) => p.trim()).filter((p) => p !== "");
-  if (pairs.length > SESSION_SHARDS_MAX) {
-    throw new ApiError("bad_request", `the ${SESSION_HEADER} header carries ${pairs.length} shards: at most ${SESSION_SHARDS_MAX}`, { field: SESSION_HEADER });
-  }
-  for (const pair of pairs) {
-    const m = PAIR.exec(pair);
-    const version = m === null ? NaN : Number(m[2]);
-    if (m === null || !Number.isSafeInteger(version)) {
-      throw new ApiError("bad_request", `the ${SESSION_HEADER} header is shard:version pairs separated by commas (as answers carry it), got ${JSON.stringify(pair.slice(0, 40))}`, { field: SESSION_HEADER });
-    }
-    const shard = Number(m[1]);
+  let pairs = 0;
+  walkSessionPairs(Array.isArray(header) ? header.join(",") : header, (shard, version) => {
+    pairs++;
     out.set(shard, Math.max(out.get(shard) ?? 0, version));
+  }, (pairText) => {
+    throw new ApiError("bad_request", `the ${SESSION_HEADER} header is shard:version pairs separated by commas (as answers carry it), got ${JSON.stringify(pairText.slice(0, 40))}`, { field: SESSION_HEADER });
+  });
+  if (pairs > SESSION_SHARDS_MAX) {
+    throw new ApiError("bad_request", `the ${SESSION_HEADER} header carries ${pairs} shards: at most ${SESSION_SHARDS_MAX}`, { field: SESSION_HEADER });
   }
   return out;
 }

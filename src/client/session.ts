@@ -4,7 +4,7 @@
  * `consistency: "session"` sends them, and is served by a replica that has applied them: the client's
  * own writes and whatever it read before are never missing from a later read, whichever node serves it.
  */
-import { SESSION_SHARDS_MAX } from "../api/session.js";
+import { SESSION_SHARDS_MAX, walkSessionPairs } from "../api/session.js";
 import { assert } from "../util/assert.js";
 
 export { SESSION_HEADER } from "../api/session.js";
@@ -26,23 +26,16 @@ export class SessionTokens {
   /** Takes the pairs of an answer's header (or of a saved token); a malformed pair is skipped. */
   merge(header: string | undefined): void {
     if (header === undefined || header === "") return;
-    // Every answer carries one (most: one pair): walked in place, without the arrays a split would make.
-    for (let from = 0; from < header.length;) {
-      const comma = header.indexOf(",", from);
-      const end = comma === -1 ? header.length : comma;
-      const colon = header.indexOf(":", from);
-      // A pair without a colon, or with nothing before it, is malformed (Number("") would read 0).
-      const shard = colon <= from || colon >= end ? NaN : Number(header.slice(from, colon));
-      const version = Number(header.slice(colon + 1, end));
-      from = end + 1;
-      if (!Number.isSafeInteger(shard) || !Number.isSafeInteger(version) || shard < 0 || version < 0) continue;
+    walkSessionPairs(header, (shard, version) => {
       const held = this.versions.get(shard);
-      if (held !== undefined && held >= version) continue;
+      if (held !== undefined && held >= version) return;
       this.versions.delete(shard);
       this.versions.set(shard, version);
       this.tokenText = null;
       if (this.versions.size > SESSION_SHARDS_MAX) this.versions.delete(this.versions.keys().next().value!);
-    }
+    }, () => {
+      // A malformed pair is skipped: the token is the server's, and the rest of it still holds.
+    });
     assert(this.versions.size <= SESSION_SHARDS_MAX, "a session is bounded");
   }
 
