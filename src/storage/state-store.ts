@@ -91,7 +91,12 @@ export interface StateStoreOptions {
    * (measured: +18-20% cluster write throughput against 100 ms). The WAL holds what is not committed.
    */
   commitIntervalMs?: number;
-  /** ... or once this many record changes are staged (default 20,000), whichever comes first. */
+  /**
+   * ... or once this many record changes are staged (default 5,000), whichever comes first. Handing a
+   * commit's changes to LMDB costs the loop ~1 us each (more on a loaded machine): commits of up to
+   * 20,000 held every group of a node 50-90 ms at times under load (slow turns in `commit`); with
+   * 5,000, fewer slow turns and no loss of throughput (docs/benchmarks.md, 2026-12-06 (sixth)).
+   */
   commitMaxChanges?: number;
   /** ... or once this many bytes of commands are staged (default 16 MiB). */
   commitMaxBytes?: number;
@@ -182,7 +187,7 @@ export class StateStore {
     this.meta = root.openDB<unknown, [number, string]>({ name: "meta" });
     this.frameRecords = opts.snapshotFrameRecords ?? 1024;
     this.commitIntervalMs = opts.commitIntervalMs ?? 1000;
-    this.commitMaxChanges = opts.commitMaxChanges ?? 20_000;
+    this.commitMaxChanges = opts.commitMaxChanges ?? 5_000;
     this.commitMaxBytes = opts.commitMaxBytes ?? 16 * 1024 * 1024;
     assert(this.commitIntervalMs >= 0 && this.commitMaxChanges >= 1 && this.commitMaxBytes >= 1, "state store: bad commit bounds");
   }
