@@ -177,6 +177,11 @@ export abstract class NodeApply extends NodeLiveness {
     await this.landSplits(children);
   }
 
+  /** Whether a child is filled or landed and not hosted yet (landing() not empty, without building it: the idle check asks each tick). */
+  protected landingAny(): boolean {
+    return this.fills.size > 0 || this.splitsToLand.length > 0 || this.landingsAwaited.length > 0 || this.landingsDurable.length > 0;
+  }
+
   /** Children filled and not hosted yet: placement counts them as hosted here, and they are not dropped. */
   protected landing(): number[] {
     return [...this.fills.keys(), ...[this.splitsToLand, this.landingsAwaited, this.landingsDurable].flat().map((s) => s.child)];

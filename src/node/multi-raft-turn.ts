@@ -184,8 +184,7 @@ export abstract class NodeTurn extends NodeApply {
   /** No input, no group an input or a call reached, no Ready left, no hosting or split work, no parked proposal. */
   protected nothingToDo(): boolean {
     return this.inputs.length === 0 && this.touched.size === 0 && this.hadReady.size === 0 && !this.hostingDue && !this.hostingPending &&
-      this.fills.size === 0 && this.splitsToLand.length === 0 && this.landingsAwaited.length === 0 && this.landingsDurable.length === 0 &&
-      this.parked.size === 0;
+      !this.landingAny() && this.parked.size === 0;
   }
 
   protected anyReady(): boolean {

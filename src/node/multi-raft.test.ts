@@ -8,7 +8,7 @@ import { Gateway } from "./gateway.js";
 import { CollectionNotFoundError, META_GROUP } from "./group.js";
 import { hashOf, inRange } from "../meta/ranges.js";
 import { ConfChangeRefusedError, type MultiRaftNode, NotLeaderError } from "./multi-raft.js";
-import { type TestCluster, leaderOf, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
+import { type TestCluster, holdStoreWaits, leaderOf, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
 
 after(stopLeftovers);
 
@@ -91,22 +91,17 @@ test("a log compaction waits for the store's sync beside the loop: writes go on 
   const c = await startCluster(3, 1, { compactAfterEntries: 20 });
   await waitForLeaders(c);
   const leader = leaderOf(c, 1)!;
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => { release = resolve; });
-  const store = (leader as unknown as { store: { durable(): Promise<void> } }).store;
-  const durable = store.durable.bind(store);
-  let asked = 0;
-  store.durable = async () => { asked++; await held; await durable(); };
+  const hold = holdStoreWaits([leader], ["durable"]);
   const firstBefore = leader.status().groups[0]!.firstIndex;
   try {
     for (let i = 0; i < 60; i++) await put(c, `held${i}`, i);
-    assert.ok(asked >= 1, "a compaction was due and waits for the sync");
+    assert.ok(hold.asked() >= 1, "a compaction was due and waits for the sync");
     assert.equal(leader.status().groups[0]!.firstIndex, firstBefore, "the log is not cut before its sync");
   } finally {
-    release();
+    hold.release();
   }
   await waitFor("the leader compacted its log once the sync was done", () => leader.status().groups[0]!.firstIndex > firstBefore + 20, 10_000);
-  store.durable = durable;
+  hold.restore();
   await stopAll(c);
 });
 

@@ -1,7 +1,7 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { hashOf } from "../meta/ranges.js";
-import { openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
+import { holdStoreWaits, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
 
 after(stopLeftovers);
 
@@ -48,14 +48,7 @@ test("a split's child waits for the store's sync beside the loop before it is la
   for (let i = 0; i < 50; i++) await put(c, `r${i}`, { i });
   const leader = [...c.nodes.values()].find((n) => n.leaderOf(1) === n.id)!;
   // Every replica's store holds its syncs back until released (its commits go on).
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => { release = resolve; });
-  const stores = [...c.nodes.values()].map((n) => (n as unknown as { store: { durable(): Promise<void>; flushed(): Promise<void> } }).store);
-  const originals = stores.map((s) => ({ durable: s.durable.bind(s), flushed: s.flushed.bind(s) }));
-  for (const [i, s] of stores.entries()) {
-    s.durable = async () => { await held; await originals[i]!.durable(); };
-    s.flushed = async () => { await held; await originals[i]!.flushed(); };
-  }
+  const hold = holdStoreWaits(c.nodes.values(), ["durable", "flushed"]);
   try {
     const r = await leader.propose(1, { op: "split", at: 2 ** 31, child: 9 });
     assert.equal(r.ok, true, JSON.stringify(r));
@@ -67,10 +60,10 @@ test("a split's child waits for the store's sync beside the loop before it is la
     assert.ok(leader.counters.turns > turns, "the leader's loop turned meanwhile");
     assert.ok([...c.nodes.values()].every((n) => !n.hosts(9)), "the child not landed anywhere before its state is durable");
   } finally {
-    release();
+    hold.release();
   }
   await waitFor("the child hosted and led", () => [...c.nodes.values()].every((n) => n.hosts(9)) && leader.leaderOf(9) !== null && leader.leaderOf(9) !== 0, 10_000);
-  for (const [i, s] of stores.entries()) Object.assign(s, originals[i]!);
+  hold.restore();
   await stopAll(c);
 });
 
@@ -82,14 +75,7 @@ test("a split's fill waits for the store's commit beside the loop: while LMDB ho
   for (let i = 0; i < 50; i++) await put(c, `r${i}`, { i });
   const leader = [...c.nodes.values()].find((n) => n.leaderOf(1) === n.id)!;
   // Every replica's store holds its commits (and syncs) back until released.
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => { release = resolve; });
-  const stores = [...c.nodes.values()].map((n) => (n as unknown as { store: { committed(): Promise<void>; flushed(): Promise<void> } }).store);
-  const originals = stores.map((s) => ({ committed: s.committed.bind(s), flushed: s.flushed.bind(s) }));
-  for (const [i, s] of stores.entries()) {
-    s.committed = async () => { await held; await originals[i]!.committed(); };
-    s.flushed = async () => { await held; await originals[i]!.flushed(); };
-  }
+  const hold = holdStoreWaits(c.nodes.values(), ["committed", "flushed"]);
   try {
     const r = await leader.propose(1, { op: "split", at: 2 ** 31, child: 9 });
     assert.equal(r.ok, true, JSON.stringify(r));
@@ -103,10 +89,10 @@ test("a split's fill waits for the store's commit beside the loop: while LMDB ho
     assert.equal(leader.counters.splitFillParts, 0, "no part moved before the commit it reads");
     assert.ok([...c.nodes.values()].every((n) => n.fillsFrom(1) && !n.hosts(9)), "the child not hosted anywhere yet");
   } finally {
-    release();
+    hold.release();
   }
   await waitFor("the child hosted and led", () => [...c.nodes.values()].every((n) => n.hosts(9)) && leader.leaderOf(9) !== null && leader.leaderOf(9) !== 0, 10_000);
-  for (const [i, s] of stores.entries()) Object.assign(s, originals[i]!);
+  hold.restore();
   await stopAll(c);
 });
 
@@ -121,11 +107,7 @@ test("a replica whose split's fill waits is sent a snapshot of the parent: its f
   const leader = [...c.nodes.values()].find((n) => n.leaderOf(1) === n.id)!;
   const lagging = [...c.nodes.values()].find((n) => n !== leader)!;
   const others = [...c.nodes.values()].filter((n) => n !== lagging);
-  const store = (lagging as unknown as { store: { committed(): Promise<void> } }).store;
-  const committed = store.committed.bind(store);
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => { release = resolve; });
-  store.committed = async () => { await held; await committed(); };
+  const hold = holdStoreWaits([lagging], ["committed"]);
   try {
     const at = 2 ** 31;
     const r = await leader.propose(1, { op: "split", at, child: 9 });
@@ -142,7 +124,7 @@ test("a replica whose split's fill waits is sent a snapshot of the parent: its f
     await waitFor("a snapshot of the parent installed on the lagging replica", () => lagging.counters.snapshotsInstalled > installed, 15_000);
     assert.equal(lagging.fillsFrom(1), false, "the install finished the fill first");
   } finally {
-    release();
+    hold.release();
   }
   await waitFor("the child hosted on every replica and led", () => [...c.nodes.values()].every((n) => n.hosts(9)) && (leader.leaderOf(9) ?? 0) !== 0, 15_000);
   const upper = ids.filter((id) => hashOf(id) >= 2 ** 31).sort();

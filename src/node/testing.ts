@@ -94,3 +94,33 @@ export async function stopAll(c: TestCluster): Promise<void> {
   c.nodes.clear();
   live.delete(c);
 }
+
+/** A state store's waits that a test can hold back (they run beside a node's loop, or on open and stop). */
+export type StoreWait = "committed" | "durable" | "flushed";
+
+/**
+ * Holds back the named waits of each node's state store until `release()`; each then goes on as the
+ * store's own. `asked()` counts the calls made meanwhile; `restore()` puts the store's methods back.
+ */
+export function holdStoreWaits(nodes: Iterable<MultiRaftNode>, waits: readonly StoreWait[]): { release(): void; restore(): void; asked(): number } {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  let asked = 0;
+  const stores = [...nodes].map((n) => (n as unknown as { store: Record<StoreWait, () => Promise<void>> }).store);
+  for (const store of stores) {
+    for (const wait of waits) {
+      const own = store[wait].bind(store);
+      store[wait] = async () => {
+        asked++;
+        await held;
+        await own();
+      };
+    }
+  }
+  return {
+    release,
+    asked: () => asked,
+    // The store's own methods live on its prototype: removing the instance's puts them back.
+    restore: () => { for (const store of stores) for (const wait of waits) delete (store as Partial<Record<StoreWait, unknown>>)[wait]; },
+  };
+}
