@@ -177,6 +177,10 @@ export abstract class NodeState {
   /** The metadata state machine, applied from META_GROUP's log (every node holds the whole map). */
   protected meta: MetaState;
   protected inputs: Input[] = [];
+  /** Inputs the last turn took (inlineSync: a light turn syncs on the loop's thread). */
+  protected inputsTaken = 0;
+  /** How long the last synced WAL append took (inlineSync: a slow disk goes back to the thread pool). */
+  protected lastWalSyncMs = 0;
   protected pendingTicks = 0;
   protected tickTimer: Timer | null = null;
   /** What the tick timer was armed for (ticks, when), while it is armed. */

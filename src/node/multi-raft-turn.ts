@@ -22,6 +22,23 @@ import { NodeApply } from "./multi-raft-apply.js";
 import { assert } from "../util/assert.js";
 import { proposalAppended } from "../util/tracing.js";
 
+/** A turn that took at most this many inputs is light enough to sync its WAL batch on the loop's thread (inlineSync). */
+export const INLINE_SYNC_INPUTS_MAX = 8;
+/** ... while the last sync took at most this long; a slower disk syncs through the thread pool again. */
+export const INLINE_SYNC_MS_MAX = 5;
+
+/**
+ * Whether a turn's fdatasync blocks the loop's thread instead of going through libuv's thread pool.
+ * Through the pool a sync costs two thread wakeups more (a pool thread to start it, the loop to hear
+ * that it ended), on the path of every lone write: a follower's append is answered after its sync. While
+ * it blocks, nothing else runs on the loop (HTTP requests and peer messages wait in their sockets), which
+ * a turn that took many inputs would make many others wait for; and a slow disk must not freeze health
+ * checks and metrics as well, hence the bound on the last sync's time.
+ */
+export function inlineSync(inputsTaken: number, lastSyncMs: number): boolean {
+  return inputsTaken <= INLINE_SYNC_INPUTS_MAX && lastSyncMs <= INLINE_SYNC_MS_MAX;
+}
+
 export abstract class NodeTurn extends NodeApply {
   /**
    * Mutation ack-before-apply: the proposals just handed to Raft are answered as written at the indexes
@@ -300,9 +317,10 @@ export abstract class NodeTurn extends NodeApply {
       // only moves commit indexes is written without waiting for the disk.
       const sync = readies.some(([, rd]) => rd.mustSync || rd.snapshot !== null);
       const started = this.clock.nowMs();
-      await this.wal.append(records, sync);
+      await this.wal.append(records, sync, sync && inlineSync(this.inputsTaken, this.lastWalSyncMs));
       if (sync) {
-        this.onWalSync?.((this.clock.nowMs() - started) / 1000, records.length);
+        this.lastWalSyncMs = this.clock.nowMs() - started;
+        this.onWalSync?.(this.lastWalSyncMs / 1000, records.length);
         this.counters.walBatches++;
       }
       this.ackDurable(readies);
@@ -344,6 +362,7 @@ export abstract class NodeTurn extends NodeApply {
   protected takeInputs(): void {
     const inputs = this.inputs;
     this.inputs = [];
+    this.inputsTaken = inputs.length;
     const readsByGroup = new Map<Group, string[]>();
     const proposalsByGroup = new Map<Group, ProposeInput[]>();
     // Lost peers first: a survivor's vote request that arrived with the news of its leader's loss must

@@ -1,12 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { appendFileSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Entry, EntryType } from "../raft/index.js";
 import { Rng } from "../util/rng.js";
 import { tempDir } from "../util/temp-dir.js";
 import { type GroupLog, Wal, WalCorruptionError, applyRecord } from "./wal.js";
-import { type WalRecord, encodeRecord } from "./wal-record.js";
+import { type WalRecord, decodeRecord, encodeRecord } from "./wal-record.js";
+import { type Logger, silentLogger } from "../util/logger.js";
 
 const tmp = () => tempDir("shoal-wal-");
 const entry = (index: number, term: number, size = 8): Entry =>
@@ -117,6 +118,92 @@ test("a crash at any byte of an unacknowledged write keeps everything acknowledg
   }
 });
 
+/** A logger that keeps the warnings it is given. */
+function warnings(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger: Logger = { ...silentLogger, warn: (a: unknown, b?: unknown) => void lines.push(String(typeof a === "string" ? a : b)), child: () => logger };
+  return { logger, lines };
+}
+
+const segmentsOf = (dir: string) => readdirSync(dir).filter((n) => n.endsWith(".wal")).sort().map((n) => join(dir, n));
+
+/** The bytes of a segment that hold records: decoded from the start up to the first that is not one. */
+function recordBytes(path: string): { end: number; reason: string } {
+  const buf = readFileSync(path);
+  let offset = 0;
+  for (;;) {
+    const d = decodeRecord(buf, offset);
+    if (!d.ok) return { end: d.offset, reason: d.reason };
+    offset = d.nextOffset;
+  }
+}
+
+test("the segment being written is allocated ahead: a crash leaves zeros after its records, which recovery reads as its end", async () => {
+  const dir = tmp();
+  const crashed = tmp();
+  const batches = randomBatches(new Rng(5), 40);
+  const { wal } = await Wal.open({ dir });
+  for (const b of batches) await wal.append(b, true, batches.indexOf(b) % 2 === 0);
+  const [segment] = segmentsOf(dir);
+  const { end, reason } = recordBytes(segment!);
+  assert.equal(reason, "malformed", "zeros follow the records");
+  assert.ok(statSync(segment!).size > end, `the segment is allocated past its records (${statSync(segment!).size} > ${end})`);
+  // The crash: the directory as it is while the WAL is open, zeros and all.
+  cpSync(dir, crashed, { recursive: true });
+  await wal.close();
+  assert.equal(statSync(segment!).size, end, "close cuts the allocated zeros");
+
+  const { logger, lines } = warnings();
+  const recovered = await Wal.open({ dir: crashed, logger });
+  assert.deepEqual(lines, [], "the zeros are no torn tail: nothing is cut");
+  assert.equal(recovered.records, batches.flat().length);
+  assert.deepEqual(normalize(recovered.groups), normalize(model(batches.flat())));
+  // Appends continue after the last record, inside the allocated zeros, not after them.
+  const more: WalRecord = { kind: "hard-state", group: 9, hardState: { term: 2, vote: 1, commit: 0 } };
+  await recovered.wal.append([more]);
+  await recovered.wal.close();
+  const again = await Wal.open({ dir: crashed });
+  await again.wal.close();
+  assert.equal(again.records, batches.flat().length + 1);
+  assert.deepEqual(normalize(again.groups), normalize(model([...batches.flat(), more])));
+  rmSync(dir, { recursive: true });
+  rmSync(crashed, { recursive: true });
+});
+
+test("a torn write inside the allocated zeros is cut as a torn tail, and the acknowledged records stay", async () => {
+  const rng = new Rng(6);
+  for (let trial = 0; trial < 20; trial++) {
+    const dir = tmp();
+    const crashed = tmp();
+    const batches = randomBatches(rng, rng.range(2, 15));
+    const acked = batches.slice(0, -1);
+    const { wal } = await Wal.open({ dir });
+    for (const b of acked) await wal.append(b);
+    cpSync(dir, crashed, { recursive: true });
+    await wal.close();
+    // Only a prefix of the in-flight batch reached the disk, inside the zeros allocated after the records.
+    const [segment] = segmentsOf(crashed);
+    const buf = readFileSync(segment!);
+    const { end } = recordBytes(segment!);
+    const bytes = Buffer.concat(batches[batches.length - 1]!.map((r) => encodeRecord(r)));
+    const cut = rng.range(1, bytes.byteLength - 1);
+    bytes.copy(buf, end, 0, cut);
+    writeFileSync(segment!, buf);
+    const { logger, lines } = warnings();
+    const { wal: reopened, records } = await Wal.open({ dir: crashed, logger });
+    await reopened.close();
+    assert.ok(records >= acked.flat().length, `trial ${trial}: lost acknowledged records`);
+    assert.ok(records < batches.flat().length, `trial ${trial}: a torn record was read`);
+    // A torn header whose cut left only zeros after the whole records reads as the end; anything else is cut, and said so.
+    const whole = recordBytes(segment!).end;
+    assert.ok(lines.length === 1 || zeroAfter(buf, whole), `trial ${trial}: the cut was not logged`);
+    rmSync(dir, { recursive: true });
+    rmSync(crashed, { recursive: true });
+  }
+});
+
+const zeroAfter = (buf: Buffer, at: number) => buf.subarray(at).every((b) => b === 0);
+
 test("a flipped byte never yields a corrupt record: recovery keeps the valid prefix", async () => {
   const rng = new Rng(3);
   for (let trial = 0; trial < 60; trial++) {
@@ -178,6 +265,26 @@ test("damage in an older segment is refused, not silently cut", async () => {
   writeFileSync(first, buf);
   await assert.rejects(Wal.open({ dir }), WalCorruptionError);
   assert.ok(statSync(first).size === buf.byteLength, "nothing was truncated");
+  rmSync(dir, { recursive: true });
+});
+
+test("a segment is cut to its records before the next one is made: zeros at the end of an older segment are damage", async () => {
+  const dir = tmp();
+  const { wal } = await Wal.open({ dir, segmentBytes: 1024 });
+  for (const b of randomBatches(new Rng(7), 80)) await wal.append(b);
+  const names = segmentsOf(dir);
+  assert.ok(names.length >= 3, `it rotated (${names.length} segments)`);
+  for (const path of names.slice(0, -1)) {
+    const { end, reason } = recordBytes(path);
+    assert.equal(reason, "end", `${path} holds records up to its end`);
+    assert.equal(end, statSync(path).size);
+  }
+  const last = names[names.length - 1]!;
+  assert.ok(statSync(last).size > recordBytes(last).end, "the segment being written is allocated ahead");
+  await wal.close();
+  // Zeros appended to an older segment are refused like any other damage before newer segments.
+  appendFileSync(names[0]!, Buffer.alloc(64));
+  await assert.rejects(Wal.open({ dir }), WalCorruptionError);
   rmSync(dir, { recursive: true });
 });
 
