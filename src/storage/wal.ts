@@ -318,6 +318,8 @@ export class Wal {
   /** Closes the segment, cut to what it holds (its allocated zeros go). */
   async close(): Promise<void> {
     if (this.closed) return;
+    // Cut to `position`, an append still in flight would lose the records it wrote.
+    assert(!this.appending, "the WAL closes after its last append has ended");
     this.closed = true;
     try {
       await this.file.truncate(this.position);
