@@ -317,7 +317,7 @@ export abstract class NodeTurn extends NodeApply {
       // only moves commit indexes is written without waiting for the disk.
       const sync = readies.some(([, rd]) => rd.mustSync || rd.snapshot !== null);
       const started = this.clock.nowMs();
-      await this.wal.append(records, sync, sync && inlineSync(this.inputsTaken, this.lastWalSyncMs));
+      await this.wal.append(records, sync, inlineSync(this.inputsTaken, this.lastWalSyncMs));
       if (sync) {
         this.lastWalSyncMs = this.clock.nowMs() - started;
         this.onWalSync?.(this.lastWalSyncMs / 1000, records.length);

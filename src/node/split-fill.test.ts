@@ -1,9 +1,32 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { hashOf } from "../meta/ranges.js";
-import { holdStoreWaits, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
+import { type StoreWait, holdStoreWaits, openNode, put, startCluster, stopAll, stopLeftovers, waitFor, waitForLeaders } from "./testing.js";
 
 after(stopLeftovers);
+
+/** An id no test writes before the split, in the lower half of a split at 2^31: a write to the parent. */
+const PARENT_ID = Array.from({ length: 100 }, (_, i) => `w${i}`).find((id) => hashOf(id) < 2 ** 31)!;
+
+/**
+ * Three nodes with 50 records in shard 1, every replica's store holding `waits` back (holdStoreWaits),
+ * and shard 1 split at 2^31 into shard 9 by its leader. The caller releases the hold.
+ */
+async function splitWhileStoresHold(waits: readonly StoreWait[]) {
+  const c = await startCluster(3, 1);
+  await waitForLeaders(c);
+  for (let i = 0; i < 50; i++) await put(c, `r${i}`, { i });
+  const leader = [...c.nodes.values()].find((n) => n.leaderOf(1) === n.id)!;
+  const hold = holdStoreWaits(c.nodes.values(), waits);
+  try {
+    const r = await leader.propose(1, { op: "split", at: 2 ** 31, child: 9 });
+    assert.equal(r.ok, true, JSON.stringify(r));
+  } catch (e) {
+    hold.release();
+    throw e;
+  }
+  return { c, leader, hold };
+}
 
 test("a split's records move to the child a part a turn: meanwhile the parent shows only its own and the child is not hosted; a stop midway finishes the move on the next start", async () => {
   // Not eager, 10 keys a turn, one node: the fill moves a part a tick (20 ms), ~30 parts for 300 records.
@@ -43,19 +66,12 @@ test("a split's records move to the child a part a turn: meanwhile the parent sh
 test("a split's child waits for the store's sync beside the loop before it is landed: the node's groups keep answering meanwhile", async () => {
   // The landing awaited the sync inside a turn: up to ~160 ms of silence for every group of the node,
   // once per split on every replica (turn-timer.ts `land`, 2026-12-06).
-  const c = await startCluster(3, 1);
-  await waitForLeaders(c);
-  for (let i = 0; i < 50; i++) await put(c, `r${i}`, { i });
-  const leader = [...c.nodes.values()].find((n) => n.leaderOf(1) === n.id)!;
   // Every replica's store holds its syncs back until released (its commits go on).
-  const hold = holdStoreWaits(c.nodes.values(), ["durable", "flushed"]);
+  const { c, leader, hold } = await splitWhileStoresHold(["durable", "flushed"]);
   try {
-    const r = await leader.propose(1, { op: "split", at: 2 ** 31, child: 9 });
-    assert.equal(r.ok, true, JSON.stringify(r));
     await waitFor("every replica moved the split's records", () => [...c.nodes.values()].every((n) => n.replicaState(1)?.shard?.range.end === 2 ** 31 && !n.fillsFrom(1)), 10_000);
     const turns = leader.counters.turns;
-    const lowerId = Array.from({ length: 100 }, (_, i) => `w${i}`).find((id) => hashOf(id) < 2 ** 31)!;
-    const w = await leader.propose(1, { op: "put", key: lowerId, payload: "during" });
+    const w = await leader.propose(1, { op: "put", key: PARENT_ID, payload: "during" });
     assert.equal(w.ok, true, `a write to the parent while its child waits for the sync: ${JSON.stringify(w)}`);
     assert.ok(leader.counters.turns > turns, "the leader's loop turned meanwhile");
     assert.ok([...c.nodes.values()].every((n) => !n.hosts(9)), "the child not landed anywhere before its state is durable");
@@ -70,20 +86,13 @@ test("a split's child waits for the store's sync beside the loop before it is la
 test("a split's fill waits for the store's commit beside the loop: while LMDB holds it back, the node's groups keep answering", async () => {
   // The wait for LMDB was awaited inside a turn: no group of the node sent or answered until LMDB did
   // (a run on 2026-12-06 saw a replica's fill take 71 s, its peers calling the node dead meanwhile).
-  const c = await startCluster(3, 1);
-  await waitForLeaders(c);
-  for (let i = 0; i < 50; i++) await put(c, `r${i}`, { i });
-  const leader = [...c.nodes.values()].find((n) => n.leaderOf(1) === n.id)!;
   // Every replica's store holds its commits (and syncs) back until released.
-  const hold = holdStoreWaits(c.nodes.values(), ["committed", "flushed"]);
+  const { c, leader, hold } = await splitWhileStoresHold(["committed", "flushed"]);
   try {
-    const r = await leader.propose(1, { op: "split", at: 2 ** 31, child: 9 });
-    assert.equal(r.ok, true, JSON.stringify(r));
     await waitFor("every replica applied the split", () => [...c.nodes.values()].every((n) => n.fillsFrom(1)), 10_000);
     const turns = leader.counters.turns;
     // The parent's lower half takes writes while every fill waits (each needs its turns, and a quorum's).
-    const lowerId = Array.from({ length: 100 }, (_, i) => `w${i}`).find((id) => hashOf(id) < 2 ** 31)!;
-    const w = await leader.propose(1, { op: "put", key: lowerId, payload: "during" });
+    const w = await leader.propose(1, { op: "put", key: PARENT_ID, payload: "during" });
     assert.equal(w.ok, true, `a write to the parent while its fills wait for LMDB: ${JSON.stringify(w)}`);
     assert.ok(leader.counters.turns > turns, "the leader's loop turned meanwhile");
     assert.equal(leader.counters.splitFillParts, 0, "no part moved before the commit it reads");
