@@ -32,7 +32,7 @@ import { type ApplyResult, type MetaCommand, currentSettings } from "../meta/sta
 import { DEFAULT_PLACEMENT } from "../placement/types.js";
 import { type PutManyOutcome, writeMany } from "./batch-write.js";
 import { assert } from "../util/assert.js";
-import { writeFingerprint } from "./idempotency.js";
+import { writeFingerprint } from "./write-fingerprint.js";
 import type { ConfChangeSingle } from "../raft/index.js";
 import type { JoinRequest, JoinResponse } from "./membership.js";
 import type { Step } from "../placement/types.js";

@@ -5,6 +5,7 @@ import { type ConfState, type Entry, EntryType } from "../raft/index.js";
 import { encodeProposal, type ShardCommand, type StoredRecord } from "./records.js";
 import { SPLIT_LOG_INDEX, applyShardEntries } from "./shard-apply.js";
 import { RememberedQueue, outcomeKey, outcomeKeyByRecord, ownerOf } from "./idempotency.js";
+import { sha256WriteFingerprint, writeFingerprint } from "./write-fingerprint.js";
 import { pack, unpack } from "msgpackr";
 import type { GroupChanges } from "../storage/state-store.js";
 import { type SplitFill, fillPart } from "./split-fill.js";
@@ -272,6 +273,20 @@ test("versions only grow: across a split (child above parent) and a merge into a
     assert.equal(target.apply({ op: "put", key: id, payload: "stale", ifVersion: last.get(id)! }).result.ok, false);
     last.set(id, r.version);
   }
+});
+
+test("across an upgrade of the fingerprint, a retry still gets its first outcome, and another write under the key is refused", () => {
+  const s = new ShardModel(1, { range: { start: 0, end: 2 ** 32 }, splits: [] });
+  const w = { op: "put" as const, key: "a", payload: { n: 1 } };
+  const other = { op: "put" as const, key: "a", payload: { n: 2 } };
+  // Applied as proposed by an older build (a SHA-256 fingerprint), asked again through this one.
+  const first = s.apply({ ...w, idem: tag("k1", 1000, { fingerprint: sha256WriteFingerprint(w) }) }).result;
+  assert.deepEqual(s.apply({ ...w, idem: tag("k1", 2000, { fingerprint: writeFingerprint(w) }) }).result, { ...first, replayed: true });
+  assert.deepEqual(s.apply({ ...other, idem: tag("k1", 2000, { fingerprint: writeFingerprint(other) }) }).result, { ok: false, code: "idempotency_key_reused" });
+  // And the other way round.
+  const second = s.apply({ ...w, key: "b", idem: tag("k2", 3000, { fingerprint: writeFingerprint(w) }) }).result;
+  assert.deepEqual(s.apply({ ...w, key: "b", idem: tag("k2", 4000, { fingerprint: sha256WriteFingerprint(w) }) }).result, { ...second, replayed: true });
+  assert.deepEqual(s.apply({ ...other, key: "b", idem: tag("k2", 4000, { fingerprint: sha256WriteFingerprint(other) }) }).result, { ok: false, code: "idempotency_key_reused" });
 });
 
 test("an idempotency key answers the first outcome again without applying; another write under the key is refused", () => {

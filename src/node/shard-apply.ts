@@ -34,6 +34,7 @@ import type { GroupChanges, ShardState } from "../storage/state-store.js";
 import { type CommandResult, type DeleteManyCommand, type Proposal, type PutManyCommand, type RecordCommand, type ShardCommand, type StoredRecord, applyCommand, decodeProposal } from "./records.js";
 import { NO_MUTATIONS, type NodeMutations, RANGE_UNCHECKED } from "./mutations.js";
 import { type RememberedOutcome, type RememberedQueue, isFinal, isOutcomeKey, outcomeKey, ownerOf, writeKeyOf } from "./idempotency.js";
+import { sameWrite } from "./write-fingerprint.js";
 
 export const SPLIT_LOG_INDEX = 5;
 export const SPLIT_LOG_TERM = 5;
@@ -183,7 +184,7 @@ function applyRecordCommand(cmd: RecordCommand, version: number, read: (key: str
     const known = read(storedAt) as RememberedOutcome | undefined;
     assert(known !== undefined, () => `the remembered outcome ${JSON.stringify(storedAt)} is in the store`);
     if (known.exp >= tag.atMs) {
-      if (known.fp !== tag.fingerprint) return { ok: false, code: "idempotency_key_reused" };
+      if (!sameWrite(known.fp, tag.fingerprint, cmd)) return { ok: false, code: "idempotency_key_reused" };
       return { ...known.r, replayed: true };
     }
   }

@@ -161,6 +161,12 @@ export class StateStore {
    * every older one settled successfully (LMDB shows them to readers); a failed one never leaves.
    */
   private readonly inflight: { groups: Map<number, Staged>; done: Promise<void>; settled: boolean }[] = [];
+  /**
+   * Per group: its applied index as LMDB holds it, what `applied` falls through to below the layers. Read
+   * from LMDB once, then kept with it: set as each commit leaves `inflight`, dropped as a group is replaced.
+   * (Every answer to a write carries the metadata group's applied index: an LMDB read each cost ~10 us.)
+   */
+  private readonly appliedInLmdb = new Map<number, number>();
   private lastCommitMs = -Infinity;
   /** A failed LMDB write: the store is no longer trustworthy; every later call throws it. */
   private failure: Error | null = null;
@@ -259,7 +265,9 @@ export class StateStore {
           // the overlays only behind every older one, so that a reader never falls through to LMDB past
           // a commit not known to be done (or one that failed: the store then stops, and keeps it).
           batch.settled = true;
-          while (this.inflight.length > 0 && this.inflight[0]!.settled) this.inflight.shift();
+          while (this.inflight.length > 0 && this.inflight[0]!.settled) {
+            for (const [group, st] of this.inflight.shift()!.groups) this.appliedInLmdb.set(group, st.appliedIndex);
+          }
         },
         (e: unknown) => {
           this.failure = e instanceof Error ? e : new Error(String(e));
@@ -404,7 +412,12 @@ export class StateStore {
 
   applied(group: number): number {
     for (const layer of this.overlays(group)) return layer.appliedIndex;
-    return (this.meta.get([group, APPLIED]) as number | undefined) ?? 0;
+    let applied = this.appliedInLmdb.get(group);
+    if (applied === undefined) {
+      applied = (this.meta.get([group, APPLIED]) as number | undefined) ?? 0;
+      this.appliedInLmdb.set(group, applied);
+    }
+    return applied;
   }
 
   /** The group's configuration as of its applied index, if one was ever recorded. */
@@ -524,6 +537,8 @@ export class StateStore {
       for (const k of [APPLIED, CONF, SHARD, UNLOGGED, INSTALLED, FILLING]) this.meta.removeSync([group, k]);
       fill();
     });
+    // Read again from LMDB: the transaction set (or removed) the group's applied index.
+    this.appliedInLmdb.delete(group);
     await this.root.flushed;
   }
 
