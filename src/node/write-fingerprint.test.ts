@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FINGERPRINT_MARK, sameWrite, sha256WriteFingerprint, writeFingerprint } from "./write-fingerprint.js";
-import type { RecordCommand } from "./records.js";
+import { type RecordCommand, decodeProposal, encodeProposal } from "./records.js";
 
 const vec = (...xs: number[]) => new Uint8Array(new Float32Array(xs).buffer);
 const put = (payload: unknown, more: Partial<Extract<RecordCommand, { op: "put" }>> = {}): RecordCommand => ({ op: "put", key: "a", payload, ...more });
@@ -13,6 +13,13 @@ test("a fingerprint is the mark and 128 bits, the same for the same write, whate
   assert.equal(writeFingerprint({ op: "put", key: "other", payload: { title: "hello", n: [1, 2.5, null] }, vector: vec(0.5, -1, 2), ifVersion: 3 }), fp);
   // A payload decoded from the log (a copy, not the object parsed from the request) gives the same one.
   assert.equal(writeFingerprint(put(structuredClone({ title: "hello", n: [1, 2.5, null] }), { vector: vec(0.5, -1, 2), ifVersion: 3 })), fp);
+});
+
+test("a write decoded from the log has the fingerprint it was proposed with, in both kinds (a replica compares it so)", () => {
+  const cmd = put({ title: "hi", n: [1, 2.5, { x: null }], safe: 9007199254740991, neg: -3, f: 0.1 }, { ifVersion: 4, vector: vec(1, 2) });
+  const back = decodeProposal(encodeProposal({ origin: [1, 1], cmd })).cmd as RecordCommand;
+  assert.equal(writeFingerprint(back), writeFingerprint(cmd));
+  assert.equal(sha256WriteFingerprint(back), sha256WriteFingerprint(cmd));
 });
 
 test("what a write does changes its fingerprint: op, payload, compare-and-set version, vector", () => {
