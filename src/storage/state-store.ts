@@ -24,6 +24,7 @@
  */
 import { type Database, type DatabaseOptions, type RootDatabase, open } from "lmdb";
 import { encodeSnapshot, readFrames } from "./snapshot-frames.js";
+import { type Staged, stageChanges } from "./staging.js";
 import { assert } from "../util/assert.js";
 import type { ConfState } from "../raft/index.js";
 
@@ -100,22 +101,6 @@ export interface StateStoreOptions {
   commitMaxChanges?: number;
   /** ... or once this many bytes of commands are staged (default 16 MiB). */
   commitMaxBytes?: number;
-}
-
-/** A group's changes applied but not yet committed to LMDB. */
-export interface Staged {
-  appliedIndex: number;
-  /**
-   * Each staged put's value as LMDB stores it, `null` for a delete. Bytes rather than the value: a
-   * staged value lives until its commit (up to a second), long enough to outlive two scavenges, so each
-   * record's object tree was copied twice and promoted, then died in the old space (most of the nodes'
-   * scavenge work at 256 connections: measured). Reads decode, as they do from LMDB.
-   */
-  records: Map<RecordKey, Uint8Array | null>;
-  confState?: ConfState;
-  shard?: ShardState;
-  unlogged?: boolean;
-  fillFrom?: number | null;
 }
 
 /**
@@ -566,37 +551,4 @@ function recordKeyOf(lmdbKey: unknown): RecordKey {
   assert(Array.isArray(parts) && parts.length > 2 && parts.slice(1).every((p) => typeof p === "string"),
     () => `not a record key of the state store: ${JSON.stringify(lmdbKey)}`);
   return parts.slice(1).join("\u0000");
-}
-
-/**
- * Stages changes over `staged` (a group's newest layer), refusing an applied index that goes back from
- * `appliedOf`; returns how many record changes were staged. Shared with the node world's in-memory
- * store (sim/world/disk.ts), so both stage exactly alike.
- */
-export function stageChanges(staged: Map<number, Staged>, changes: readonly GroupChanges[], appliedOf: (group: number) => number,
-  encode: (value: unknown) => Uint8Array): number {
-  let count = 0;
-  for (const c of changes) {
-    const prev = appliedOf(c.group);
-    assert(c.appliedIndex >= prev, () => `group ${c.group}: applied index regresses from ${prev} to ${c.appliedIndex}`);
-    let st = staged.get(c.group);
-    if (st === undefined) staged.set(c.group, (st = { appliedIndex: c.appliedIndex, records: new Map() }));
-    st.appliedIndex = c.appliedIndex;
-    if (c.confState !== undefined) st.confState = c.confState;
-    if (c.shard !== undefined) st.shard = c.shard;
-    if (c.unlogged !== undefined) st.unlogged = c.unlogged;
-    if (c.fillFrom !== undefined) st.fillFrom = c.fillFrom;
-    for (const key of c.deletes ?? []) st.records.set(key, null);
-    for (const [key, value] of c.puts ?? []) {
-      // null is a staged delete: a put of it would read back as a delete from memory and as null from LMDB.
-      assert(value !== null && value !== undefined, () => `group ${c.group}: a put of ${JSON.stringify(key)} without a value`);
-      st.records.set(key, encode(value));
-    }
-    for (const [key, bytes] of c.packedPuts ?? []) {
-      assert(bytes instanceof Uint8Array && bytes.byteLength > 0, () => `group ${c.group}: a packed put of ${JSON.stringify(key)} without bytes`);
-      st.records.set(key, bytes);
-    }
-    count += (c.deletes?.length ?? 0) + (c.puts?.length ?? 0) + (c.packedPuts?.length ?? 0) + 1;
-  }
-  return count;
 }

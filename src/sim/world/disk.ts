@@ -18,7 +18,8 @@
  */
 import type { NodeStateStore, NodeWal } from "../../node/host.js";
 import type { ConfState } from "../../raft/index.js";
-import { type GroupChanges, type InstalledPoint, type RecordKey, type ShardState, type SnapshotKeep, type Staged, stageChanges } from "../../storage/state-store.js";
+import type { GroupChanges, InstalledPoint, RecordKey, ShardState, SnapshotKeep } from "../../storage/state-store.js";
+import { type Staged, stageChanges } from "../../storage/staging.js";
 import { encodeSnapshot, readFrames } from "../../storage/snapshot-frames.js";
 import { type WalRecord, decodeRecord, encodeRecord } from "../../storage/wal-record.js";
 import { type GroupLog, replay } from "../../storage/wal.js";
